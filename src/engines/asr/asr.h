@@ -1,0 +1,114 @@
+/* asr.h - the speech recognition engine interface.
+ *
+ * A service holds one or more at_asr engines (pocketsphinx, whisper, ...).
+ * Audio is always 16 kHz mono float32 in [-1, 1]; conversion happens in
+ * core/audio before it reaches an engine.
+ *
+ * Two ways in:
+ *   - at_asr_transcribe(): a whole file, returns segments.
+ *   - at_asr_stream_*(): feed PCM as it arrives; the engine calls back with
+ *     partial (unconfirmed) and final segments.  Each stream owns its own
+ *     decoder state; many streams may share one engine concurrently.
+ *
+ * Thread-safety: at_asr_transcribe() and at_asr_stream_open() may be called
+ * from several threads at once on the same engine.  One stream is used by
+ * one thread at a time. */
+#ifndef AT_ENGINES_ASR_H
+#define AT_ENGINES_ASR_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+#define AT_ASR_SAMPLE_RATE 16000
+
+typedef struct at_asr_options {
+    const char *language;  /* ISO 639-1 ("en"), NULL or "" = engine default / auto */
+    int translate;         /* 1 = translate to English (whisper "translate" task) */
+    const char *prompt;    /* initial prompt / context, may be NULL */
+    float temperature;     /* 0 = deterministic */
+    int beam_size;         /* <= 1 = greedy */
+    int word_timestamps;   /* engines that can, report words */
+} at_asr_options;
+
+typedef struct at_asr_word {
+    char *text;
+    double start, end; /* seconds from the start of the audio/stream */
+    float prob;        /* 0..1, or -1 if unknown */
+} at_asr_word;
+
+typedef struct at_asr_segment {
+    char *text;          /* UTF-8, owned by the result */
+    double start, end;   /* seconds from the start of the audio/stream */
+    float avg_logprob;   /* 0 if unknown */
+    float no_speech_prob;/* 0 if unknown */
+    at_asr_word *words;  /* may be NULL */
+    size_t n_words;
+} at_asr_segment;
+
+typedef struct at_asr_result {
+    at_asr_segment *segments;
+    size_t n_segments;
+    char language[16];   /* detected or requested language */
+    double duration;     /* seconds of audio processed */
+} at_asr_result;
+
+/* Joined text of all segments, separated by single spaces; caller frees. */
+char *at_asr_result_text(const at_asr_result *r);
+void at_asr_result_free(at_asr_result *r);
+/* Appends a segment (deep copy of text).  Used by engines. */
+int at_asr_result_add(at_asr_result *r, const char *text, double start,
+                      double end, at_err *err);
+
+/* A streaming event: a partial hypothesis (may change) or a final segment. */
+typedef struct at_asr_event {
+    int is_final;
+    const char *text;     /* valid only during the callback */
+    double start, end;    /* seconds from stream start */
+} at_asr_event;
+
+/* Return nonzero from the callback to cancel the stream (client gone). */
+typedef int (*at_asr_event_cb)(void *user, const at_asr_event *ev);
+
+typedef struct at_asr_engine at_asr_engine;
+typedef struct at_asr_stream at_asr_stream;
+
+/* The vtable an engine implements.  `impl` is the engine's private state;
+ * `st` a stream's private state. */
+typedef struct at_asr_ops {
+    const char *name;                        /* "pocketsphinx", "whisper" */
+    void (*destroy)(void *impl);
+    int (*transcribe)(void *impl, const float *pcm, size_t n,
+                      const at_asr_options *opt, at_asr_result *out,
+                      at_err *err);
+    void *(*stream_open)(void *impl, const at_asr_options *opt, at_err *err);
+    int (*stream_feed)(void *st, const float *pcm, size_t n,
+                       at_asr_event_cb cb, void *user, at_err *err);
+    /* Flushes pending audio: emits the remaining final segments. */
+    int (*stream_finish)(void *st, at_asr_event_cb cb, void *user, at_err *err);
+    void (*stream_close)(void *st);
+    /* NULL-terminated list of supported languages (static storage). */
+    const char *const *(*languages)(void *impl);
+} at_asr_ops;
+
+/* Wraps an implementation; takes ownership of impl (destroyed with the
+ * engine, also on failure). */
+at_asr_engine *at_asr_engine_new(const at_asr_ops *ops, void *impl, at_err *err);
+void at_asr_engine_free(at_asr_engine *e);
+const char *at_asr_engine_name(const at_asr_engine *e);
+const char *const *at_asr_engine_languages(const at_asr_engine *e);
+int at_asr_engine_supports_language(const at_asr_engine *e, const char *lang);
+
+int at_asr_transcribe(at_asr_engine *e, const float *pcm, size_t n,
+                      const at_asr_options *opt, at_asr_result *out,
+                      at_err *err);
+
+at_asr_stream *at_asr_stream_open(at_asr_engine *e, const at_asr_options *opt,
+                                  at_err *err);
+int at_asr_stream_feed(at_asr_stream *s, const float *pcm, size_t n,
+                       at_asr_event_cb cb, void *user, at_err *err);
+int at_asr_stream_finish(at_asr_stream *s, at_asr_event_cb cb, void *user,
+                         at_err *err);
+void at_asr_stream_close(at_asr_stream *s);
+
+#endif

@@ -1,0 +1,15 @@
+/* pocketsphinx.h - the embedded English ASR engine (CMU pocketsphinx).
+ *
+ * Uses Debian's pocketsphinx-en-us acoustic model, dictionary and LM.
+ * Each stream gets its own decoder state; utterances are split on the
+ * decoder's voice activity detection so segment times are correct. */
+#ifndef AT_ENGINES_ASR_POCKETSPHINX_H
+#define AT_ENGINES_ASR_POCKETSPHINX_H
+
+#include "engines/asr/asr.h"
+
+/* model_dir: folder with en-us/, en-us.lm.bin, cmudict-en-us.dict;
+ * NULL = the Debian default (/usr/share/pocketsphinx/model/en-us). */
+at_asr_engine *at_asr_pocketsphinx_new(const char *model_dir, at_err *err);
+
+#endif

@@ -1,0 +1,92 @@
+/* model.h - Whisper weights, features, encoder and decoder (no decoding
+ * policy: that is decode.h; no text: that is tokenizer.h).
+ *
+ * A model is loaded once (memory-mapped, read-only) and shared by any
+ * number of states; a state holds one stream's scratch memory, encoder
+ * output and cross-attention K/V; a kv cache holds one decoder sequence's
+ * self-attention K/V (beam search keeps several and copies them). */
+#ifndef AT_ENGINES_ASR_WHISPER_MODEL_H
+#define AT_ENGINES_ASR_WHISPER_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define AT_WHISPER_SAMPLE_RATE 16000
+#define AT_WHISPER_N_FFT 400
+#define AT_WHISPER_HOP 160
+#define AT_WHISPER_CHUNK_SECONDS 30
+#define AT_WHISPER_N_SAMPLES (AT_WHISPER_SAMPLE_RATE * AT_WHISPER_CHUNK_SECONDS)
+#define AT_WHISPER_N_FRAMES (AT_WHISPER_N_SAMPLES / AT_WHISPER_HOP) /* 3000 */
+
+typedef struct at_whisper_hparams {
+    int n_vocab;        /* 51864 (.en), 51865, 51866 (large-v3) */
+    int n_audio_ctx;    /* 1500 */
+    int n_audio_state;  /* d_model of the encoder */
+    int n_audio_head;
+    int n_audio_layer;
+    int n_text_ctx;     /* 448 */
+    int n_text_state;
+    int n_text_head;
+    int n_text_layer;
+    int n_mels;         /* 80 or 128 */
+    int ftype;          /* storage type of the big matrices (informative) */
+} at_whisper_hparams;
+
+/* Special token ids, derived from n_vocab the way OpenAI's tokenizer does. */
+typedef struct at_whisper_special {
+    int eot, sot, translate, transcribe, solm, prev, nosp, not_, beg;
+    int n_langs;        /* 99, or 100 for large-v3 */
+    int is_multilingual;
+} at_whisper_special;
+
+typedef struct at_whisper_model at_whisper_model;
+typedef struct at_whisper_state at_whisper_state;
+typedef struct at_whisper_kv at_whisper_kv;
+
+/* path: ggml .bin file or Hugging Face folder (config.json +
+ * model.safetensors).  Sizes in the file are checked against its length;
+ * a corrupt or truncated file fails with AT_E_CORRUPT. */
+at_whisper_model *at_whisper_model_load(const char *path, at_err *err);
+void at_whisper_model_free(at_whisper_model *m);
+const at_whisper_hparams *at_whisper_model_hparams(const at_whisper_model *m);
+const at_whisper_special *at_whisper_model_special(const at_whisper_model *m);
+
+/* The vocabulary stored in a ggml file (byte strings by id), or 0 tokens
+ * for a Hugging Face folder (the tokenizer reads vocab.json etc. itself). */
+size_t at_whisper_model_vocab(const at_whisper_model *m,
+                              const char *const **tokens, const size_t **lens);
+
+/* Log-mel spectrogram as Whisper defines it (400-point Hann STFT, hop 160,
+ * Slaney mel filters, log10, clamp to max-8, (x+4)/4).  The audio is padded
+ * with zeros to 30 s; out is n_mels x AT_WHISPER_N_FRAMES, row-major. */
+int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n,
+                   float *out, at_err *err);
+
+at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads,
+                                       at_err *err);
+void at_whisper_state_free(at_whisper_state *s);
+
+/* Encodes mel (n_mels x AT_WHISPER_N_FRAMES layout, as at_whisper_mel
+ * writes it) and computes the cross-attention K/V.  audio_ctx: number of
+ * encoder positions to compute (<= n_audio_ctx; 0 = full 1500); a smaller
+ * value encodes only the first 2*audio_ctx mel frames (for short audio). */
+int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx,
+                      at_err *err);
+/* The last encoder output: n_ctx x n_audio_state, row-major. */
+const float *at_whisper_encoder_output(const at_whisper_state *s, int *n_ctx);
+
+at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err);
+void at_whisper_kv_free(at_whisper_kv *kv);
+void at_whisper_kv_copy(at_whisper_kv *dst, const at_whisper_kv *src);
+int at_whisper_kv_len(const at_whisper_kv *kv);     /* tokens cached */
+void at_whisper_kv_truncate(at_whisper_kv *kv, int n); /* keep first n */
+
+/* Runs the decoder on n new tokens appended after what kv holds (self-
+ * attention is causal), using the state's last encoding.  Writes n x
+ * n_vocab logits if all_logits, else only the last position's n_vocab. */
+int at_whisper_decode(at_whisper_state *s, at_whisper_kv *kv, const int *tokens,
+                      int n, int all_logits, float *logits, at_err *err);
+
+#endif

@@ -1,0 +1,1 @@
+#include "engines/asr/whisper/whisper.h"

@@ -1,0 +1,20 @@
+/* apertium.h - rule-based MT through Apertium's installed language pairs.
+ *
+ * Every pair is discovered from the *.mode files in the modes directory.
+ * Each pair runs as a persistent pipeline of Apertium processes kept alive
+ * and reused across requests (started lazily on first use), framed the way
+ * apertium-apy does it (NUL-terminated blocks in null-flush mode), and
+ * restarted if a process dies.  Requests on one pipeline are serialised, so
+ * concurrent requests never mix. */
+#ifndef AT_ENGINES_MT_APERTIUM_H
+#define AT_ENGINES_MT_APERTIUM_H
+
+#include "engines/mt/mt.h"
+
+/* modes_dir NULL = the Debian default (/usr/share/apertium/modes).
+ * timeout_ms: longest wait for one translation before the pipeline is
+ * killed and restarted (0 = 30000). */
+at_mt_engine *at_mt_apertium_new(const char *modes_dir, int timeout_ms,
+                                 at_err *err);
+
+#endif
