@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs the Debian packages audio-translator needs to build, run and
+# test.  Idempotent: does nothing when everything is already installed.
+set -eu
+
+PACKAGES="build-essential cmake pkg-config
+libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev libopenblas-dev
+libcurl4-openssl-dev zlib1g-dev libcmocka-dev
+libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us pocketsphinx-testdata
+apertium apertium-en-es
+libespeak-ng-dev espeak-ng-data flite1-dev"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "Installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,17 @@
+#!/bin/sh
+# One command for a newcomer and for CI: install what is missing, build,
+# run every test, then build again with AddressSanitizer +
+# UndefinedBehaviorSanitizer and run every test there too.
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+
+./scripts/build.sh build
+(cd build && ctest --output-on-failure)
+
+./scripts/build.sh build-asan -DAT_SANITIZE=ON
+# Leaks inside the Debian libraries themselves are listed in tests/lsan.supp.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1"
+export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+(cd build-asan && ctest --output-on-failure)

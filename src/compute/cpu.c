@@ -1,0 +1,877 @@
+/* cpu.c - the CPU implementation of backend.h.
+ *
+ * SIMD: kernels marked AT_SIMD are compiled for AVX2+FMA+F16C with a
+ * target attribute and used only when the running CPU has those features
+ * (checked once per context), so a default (-march=x86-64) build is both
+ * portable and fast.  Every kernel has a scalar twin.  Unaligned data (a
+ * ggml file packs tensors without padding) is read with loadu/memcpy. */
+#include "compute/backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define AT_HAVE_X86 1
+#include <immintrin.h>
+#define AT_SIMD __attribute__((target("avx2,fma,f16c")))
+#else
+#define AT_HAVE_X86 0
+#endif
+
+/* ---------------------------------------------------------------- types */
+
+int at_dtype_valid(int t) {
+    switch (t) {
+    case AT_DT_F32: case AT_DT_F16: case AT_DT_Q4_0: case AT_DT_Q4_1:
+    case AT_DT_Q5_0: case AT_DT_Q5_1: case AT_DT_Q8_0: case AT_DT_BF16:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+const char *at_dtype_name(at_dtype t) {
+    switch (t) {
+    case AT_DT_F32: return "f32";
+    case AT_DT_F16: return "f16";
+    case AT_DT_Q4_0: return "q4_0";
+    case AT_DT_Q4_1: return "q4_1";
+    case AT_DT_Q5_0: return "q5_0";
+    case AT_DT_Q5_1: return "q5_1";
+    case AT_DT_Q8_0: return "q8_0";
+    case AT_DT_BF16: return "bf16";
+    }
+    return "?";
+}
+
+int at_dtype_block(at_dtype t) {
+    switch (t) {
+    case AT_DT_F32: case AT_DT_F16: case AT_DT_BF16: return 1;
+    default: return AT_QK;
+    }
+}
+
+/* ggml block layouts (QK = 32): q4_0 {f16 d; u8 qs[16]}, q4_1 {f16 d, m;
+ * u8 qs[16]}, q5_0 {f16 d; u8 qh[4]; u8 qs[16]}, q5_1 {f16 d, m; u8 qh[4];
+ * u8 qs[16]}, q8_0 {f16 d; i8 qs[32]}. */
+size_t at_dtype_block_bytes(at_dtype t) {
+    switch (t) {
+    case AT_DT_F32: return 4;
+    case AT_DT_F16: case AT_DT_BF16: return 2;
+    case AT_DT_Q4_0: return 18;
+    case AT_DT_Q4_1: return 20;
+    case AT_DT_Q5_0: return 22;
+    case AT_DT_Q5_1: return 24;
+    case AT_DT_Q8_0: return 34;
+    }
+    return 0;
+}
+
+size_t at_dtype_row_bytes(at_dtype t, int64_t n) {
+    int blk = at_dtype_block(t);
+    if (n < 0 || n % blk) return 0;
+    return (size_t)(n / blk) * at_dtype_block_bytes(t);
+}
+
+float at_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (e == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalize the mantissa */
+            int s = -1;
+            do {
+                s++;
+                man <<= 1;
+            } while (!(man & 0x400u));
+            man &= 0x3ffu;
+            bits = sign | ((uint32_t)(112 - s) << 23) | (man << 13);
+        }
+    } else if (e == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((e + 112u) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t at_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf / nan */
+        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
+    if (ax >= 0x477ff000u) /* >= 65520 rounds to inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (ax < 0x38800000u) { /* below 2^-14: subnormal half */
+        float v;
+        memcpy(&v, &ax, 4);
+        return (uint16_t)(sign | (uint16_t)lrintf(v * 16777216.0f));
+    }
+    ax += 0xfffu + ((ax >> 13) & 1u); /* round to nearest even */
+    ax -= 112u << 23;
+    return (uint16_t)(sign | (ax >> 13));
+}
+
+float at_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t rd16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline float rdhalf(const uint8_t *p) { return at_f16_to_f32(rd16(p)); }
+
+/* ------------------------------------------------------ dequantization */
+
+static void dequant_scalar(at_dtype t, const void *src, float *dst, int n) {
+    const uint8_t *p = src;
+    switch (t) {
+    case AT_DT_F32:
+        memcpy(dst, src, (size_t)n * 4);
+        return;
+    case AT_DT_F16:
+        for (int i = 0; i < n; i++) dst[i] = rdhalf(p + 2 * i);
+        return;
+    case AT_DT_BF16:
+        for (int i = 0; i < n; i++) dst[i] = at_bf16_to_f32(rd16(p + 2 * i));
+        return;
+    default:
+        break;
+    }
+    size_t bb = at_dtype_block_bytes(t);
+    for (int b = 0; b < n / AT_QK; b++, p += bb) {
+        float *y = dst + b * AT_QK;
+        float d = rdhalf(p);
+        switch (t) {
+        case AT_DT_Q8_0:
+            for (int j = 0; j < 32; j++) y[j] = d * (float)(int8_t)p[2 + j];
+            break;
+        case AT_DT_Q4_0:
+            for (int j = 0; j < 16; j++) {
+                y[j] = d * (float)((p[2 + j] & 0x0f) - 8);
+                y[j + 16] = d * (float)((p[2 + j] >> 4) - 8);
+            }
+            break;
+        case AT_DT_Q4_1: {
+            float m = rdhalf(p + 2);
+            for (int j = 0; j < 16; j++) {
+                y[j] = d * (float)(p[4 + j] & 0x0f) + m;
+                y[j + 16] = d * (float)(p[4 + j] >> 4) + m;
+            }
+            break;
+        }
+        case AT_DT_Q5_0: {
+            uint32_t qh;
+            memcpy(&qh, p + 2, 4);
+            for (int j = 0; j < 16; j++) {
+                int h0 = (int)((qh >> j) << 4) & 0x10;
+                int h1 = (int)(qh >> (j + 12)) & 0x10;
+                y[j] = d * (float)(((p[6 + j] & 0x0f) | h0) - 16);
+                y[j + 16] = d * (float)(((p[6 + j] >> 4) | h1) - 16);
+            }
+            break;
+        }
+        case AT_DT_Q5_1: {
+            float m = rdhalf(p + 2);
+            uint32_t qh;
+            memcpy(&qh, p + 4, 4);
+            for (int j = 0; j < 16; j++) {
+                int h0 = (int)((qh >> j) << 4) & 0x10;
+                int h1 = (int)(qh >> (j + 12)) & 0x10;
+                y[j] = d * (float)((p[8 + j] & 0x0f) | h0) + m;
+                y[j + 16] = d * (float)((p[8 + j] >> 4) | h1) + m;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+#if AT_HAVE_X86
+AT_SIMD static float hsum256(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_hadd_ps(lo, lo);
+    lo = _mm_hadd_ps(lo, lo);
+    return _mm_cvtss_f32(lo);
+}
+
+/* 8 signed bytes -> 8 floats */
+AT_SIMD static inline __m256 i8x8_ps(const uint8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* 32 4-bit values of a q4 block (low nibbles = 0..15, high = 16..31) as
+ * four vectors of 8 unsigned ints, as floats. */
+AT_SIMD static inline void nib32_ps(const uint8_t *qs, __m256 out[4]) {
+    __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    __m128i m = _mm_set1_epi8(0x0f);
+    __m128i lo = _mm_and_si128(v, m);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+    out[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+    out[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+    out[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+    out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+AT_SIMD static void dequant_avx2(at_dtype t, const void *src, float *dst, int n) {
+    const uint8_t *p = src;
+    if (t == AT_DT_F16) {
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+        for (; i < n; i++) dst[i] = rdhalf(p + 2 * i);
+        return;
+    }
+    if (t == AT_DT_Q8_0) {
+        for (int b = 0; b < n / AT_QK; b++, p += 34) {
+            __m256 d = _mm256_set1_ps(rdhalf(p));
+            float *y = dst + b * AT_QK;
+            for (int j = 0; j < 4; j++)
+                _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(d, i8x8_ps(p + 2 + 8 * j)));
+        }
+        return;
+    }
+    if (t == AT_DT_Q4_0) {
+        __m256 off = _mm256_set1_ps(-8.0f);
+        for (int b = 0; b < n / AT_QK; b++, p += 18) {
+            __m256 d = _mm256_set1_ps(rdhalf(p)), q[4];
+            nib32_ps(p + 2, q);
+            float *y = dst + b * AT_QK;
+            for (int j = 0; j < 4; j++)
+                _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(d, _mm256_add_ps(q[j], off)));
+        }
+        return;
+    }
+    dequant_scalar(t, src, dst, n);
+}
+
+/* dot(x, w-row) for the common decoder types, fused (no row copy). */
+AT_SIMD static float dot_f32_avx2(const float *a, const float *b, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+AT_SIMD static float dot_f16_avx2(const float *x, const uint8_t *w, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), w0, s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), w1, s1);
+    }
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * rdhalf(w + 2 * i);
+    return s;
+}
+
+AT_SIMD static float dot_q8_0_avx2(const float *x, const uint8_t *w, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / AT_QK; b++, w += 34, x += 32) {
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(x), i8x8_ps(w + 2));
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), i8x8_ps(w + 10), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), i8x8_ps(w + 18), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), i8x8_ps(w + 26), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(rdhalf(w)), s, acc);
+    }
+    return hsum256(acc);
+}
+
+AT_SIMD static float dot_q4_0_avx2(const float *x, const uint8_t *w, int n) {
+    __m256 acc = _mm256_setzero_ps(), off = _mm256_set1_ps(-8.0f);
+    for (int b = 0; b < n / AT_QK; b++, w += 18, x += 32) {
+        __m256 q[4];
+        nib32_ps(w + 2, q);
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_add_ps(q[0], off));
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), _mm256_add_ps(q[1], off), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), _mm256_add_ps(q[2], off), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), _mm256_add_ps(q[3], off), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(rdhalf(w)), s, acc);
+    }
+    return hsum256(acc);
+}
+
+/* exp for a vector: range reduction by ln 2 and a degree-6 polynomial
+ * (Cephes coefficients); relative error ~1e-7, enough for softmax/GELU. */
+AT_SIMD static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* GELU with erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7). */
+AT_SIMD static void gelu_avx2(float *x, size_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+    const __m256 sgnmask = _mm256_set1_ps(-0.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+        __m256 az = _mm256_andnot_ps(sgnmask, z);
+        __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), az, one));
+        __m256 p = _mm256_set1_ps(1.061405429f);
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+        p = _mm256_mul_ps(p, t);
+        __m256 e = exp256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
+        __m256 erfa = _mm256_fnmadd_ps(p, e, one);
+        __m256 erfz = _mm256_or_ps(erfa, _mm256_and_ps(sgnmask, z));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erfz)));
+    }
+    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+AT_SIMD static void softmax_avx2(float *x, int n) {
+    int i = 0;
+    __m256 mx8 = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) mx8 = _mm256_max_ps(mx8, _mm256_loadu_ps(x + i));
+    float tmp[8], mx = -INFINITY;
+    _mm256_storeu_ps(tmp, mx8);
+    for (int j = 0; j < 8; j++) mx = tmp[j] > mx ? tmp[j] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    __m256 m = _mm256_set1_ps(mx), s8 = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        s8 = _mm256_add_ps(s8, e);
+    }
+    float s = hsum256(s8);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        s += x[i];
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / s);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= 1.0f / s;
+}
+#endif
+
+/* Features are checked once per process by the compiler runtime; reading
+ * them is cheap, so no cached global is needed. */
+static int simd_ok(void) {
+#if AT_HAVE_X86
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    return 1;
+#else
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#endif
+#else
+    return 0;
+#endif
+}
+
+void at_dequant_row(at_dtype t, const void *src, float *dst, int n) {
+#if AT_HAVE_X86
+    if (simd_ok()) {
+        dequant_avx2(t, src, dst, n);
+        return;
+    }
+#endif
+    dequant_scalar(t, src, dst, n);
+}
+
+float at_dot(const float *a, const float *b, int n) {
+#if AT_HAVE_X86
+    if (simd_ok()) return dot_f32_avx2(a, b, n);
+#endif
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* --------------------------------------------------------- quantization */
+
+static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+
+size_t at_quant_row(at_dtype t, const float *x, void *dst, int n) {
+    uint8_t *p = dst;
+    if (t == AT_DT_F32) {
+        memcpy(dst, x, (size_t)n * 4);
+        return (size_t)n * 4;
+    }
+    if (t == AT_DT_F16 || t == AT_DT_BF16) {
+        for (int i = 0; i < n; i++) {
+            if (t == AT_DT_F16) {
+                put16(p + 2 * i, at_f32_to_f16(x[i]));
+            } else { /* round to nearest even */
+                uint32_t b;
+                memcpy(&b, &x[i], 4);
+                b += 0x7fffu + ((b >> 16) & 1u);
+                put16(p + 2 * i, (uint16_t)(b >> 16));
+            }
+        }
+        return (size_t)n * 2;
+    }
+    size_t bb = at_dtype_block_bytes(t);
+    for (int b = 0; b < n / AT_QK; b++, p += bb, x += AT_QK) {
+        if (t == AT_DT_Q8_0) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+            float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+            put16(p, at_f32_to_f16(d));
+            for (int j = 0; j < 32; j++) p[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+        } else if (t == AT_DT_Q4_0 || t == AT_DT_Q5_0) {
+            /* scale from the signed value of largest magnitude, so that
+             * value maps exactly to the most negative code */
+            float amax = 0, mx = 0;
+            for (int j = 0; j < 32; j++)
+                if (amax < fabsf(x[j])) {
+                    amax = fabsf(x[j]);
+                    mx = x[j];
+                }
+            int q4 = t == AT_DT_Q4_0;
+            float d = mx / (q4 ? -8.0f : -16.0f), id = d ? 1.0f / d : 0.0f;
+            put16(p, at_f32_to_f16(d));
+            uint8_t *qs = p + (q4 ? 2 : 6);
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; j++) {
+                int lim = q4 ? 15 : 31;
+                float bias = q4 ? 8.5f : 16.5f;
+                int a = (int8_t)(x[j] * id + bias), c = (int8_t)(x[j + 16] * id + bias);
+                uint8_t x0 = (uint8_t)(a < lim ? a : lim), x1 = (uint8_t)(c < lim ? c : lim);
+                qs[j] = (uint8_t)((x0 & 0x0f) | ((x1 & 0x0f) << 4));
+                qh |= ((uint32_t)(x0 & 0x10u) >> 4) << j;
+                qh |= ((uint32_t)(x1 & 0x10u) >> 4) << (j + 16);
+            }
+            if (!q4) memcpy(p + 2, &qh, 4);
+        } else { /* q4_1, q5_1: min + scale */
+            float mn = x[0], mx = x[0];
+            for (int j = 1; j < 32; j++) {
+                mn = fminf(mn, x[j]);
+                mx = fmaxf(mx, x[j]);
+            }
+            int q4 = t == AT_DT_Q4_1;
+            float d = (mx - mn) / (q4 ? 15.0f : 31.0f), id = d ? 1.0f / d : 0.0f;
+            put16(p, at_f32_to_f16(d));
+            put16(p + 2, at_f32_to_f16(mn));
+            uint8_t *qs = p + (q4 ? 4 : 8);
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; j++) {
+                int a = (int)((x[j] - mn) * id + 0.5f), c = (int)((x[j + 16] - mn) * id + 0.5f);
+                if (q4) {
+                    a = a > 15 ? 15 : a;
+                    c = c > 15 ? 15 : c;
+                }
+                uint8_t x0 = (uint8_t)a, x1 = (uint8_t)c;
+                qs[j] = (uint8_t)((x0 & 0x0f) | ((x1 & 0x0f) << 4));
+                qh |= ((uint32_t)(x0 & 0x10u) >> 4) << j;
+                qh |= ((uint32_t)(x1 & 0x10u) >> 4) << (j + 16);
+            }
+            if (!q4) memcpy(p + 4, &qh, 4);
+        }
+    }
+    return (size_t)(n / AT_QK) * bb;
+}
+
+/* ---------------------------------------------------------- thread pool */
+
+struct at_compute {
+    int n;
+    int simd;
+    pthread_t *th;
+    int n_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_go, cv_done;
+    unsigned long gen;
+    int pending;
+    int stop;
+    at_task_fn fn;
+    void *arg;
+    /* per-thread scratch, grown on the caller's thread before a run */
+    float **scr;
+    size_t scr_n;
+};
+
+typedef struct {
+    at_compute *c;
+    int ith;
+} worker_arg;
+
+static void *worker(void *p) {
+    worker_arg wa = *(worker_arg *)p;
+    free(p);
+    at_compute *c = wa.c;
+    unsigned long seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        while (c->gen == seen && !c->stop) pthread_cond_wait(&c->cv_go, &c->mu);
+        if (c->stop) {
+            pthread_mutex_unlock(&c->mu);
+            return NULL;
+        }
+        seen = c->gen;
+        at_task_fn fn = c->fn;
+        void *arg = c->arg;
+        pthread_mutex_unlock(&c->mu);
+        fn(arg, wa.ith, c->n);
+        pthread_mutex_lock(&c->mu);
+        if (--c->pending == 0) pthread_cond_signal(&c->cv_done);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+at_compute *at_compute_new(int n_threads, at_err *err) {
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int)n : 1;
+    }
+    if (n_threads > 256) n_threads = 256;
+    /* Our pool provides the parallelism; a multi-threaded OpenBLAS called
+     * from several pool threads would oversubscribe the cores. */
+    openblas_set_num_threads(1);
+    at_compute *c = calloc(1, sizeof *c);
+    if (!c) {
+        at_err_set(err, AT_E_NOMEM, "out of memory (compute context)");
+        return NULL;
+    }
+    c->n = n_threads;
+    c->simd = simd_ok();
+    c->scr = calloc((size_t)n_threads, sizeof *c->scr);
+    c->th = calloc((size_t)n_threads, sizeof *c->th);
+    if (!c->scr || !c->th) {
+        free(c->scr);
+        free(c->th);
+        free(c);
+        at_err_set(err, AT_E_NOMEM, "out of memory (compute context)");
+        return NULL;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv_go, NULL);
+    pthread_cond_init(&c->cv_done, NULL);
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa) break;
+        wa->c = c;
+        wa->ith = i;
+        if (pthread_create(&c->th[i], NULL, worker, wa) != 0) {
+            free(wa);
+            break;
+        }
+        c->n_started++;
+    }
+    /* fewer threads than asked is not an error: run with what started */
+    c->n = c->n_started + 1;
+    return c;
+}
+
+void at_compute_free(at_compute *c) {
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_broadcast(&c->cv_go);
+    pthread_mutex_unlock(&c->mu);
+    for (int i = 1; i <= c->n_started; i++) pthread_join(c->th[i], NULL);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv_go);
+    pthread_cond_destroy(&c->cv_done);
+    for (int i = 0; i < c->n; i++) free(c->scr[i]);
+    free(c->scr);
+    free(c->th);
+    free(c);
+}
+
+int at_compute_threads(const at_compute *c) { return c->n; }
+
+void at_compute_run(at_compute *c, at_task_fn fn, void *arg) {
+    if (c->n == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->fn = fn;
+    c->arg = arg;
+    c->pending = c->n - 1;
+    c->gen++;
+    pthread_cond_broadcast(&c->cv_go);
+    pthread_mutex_unlock(&c->mu);
+    fn(arg, 0, c->n);
+    pthread_mutex_lock(&c->mu);
+    while (c->pending > 0) pthread_cond_wait(&c->cv_done, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int reserve(at_compute *c, size_t n_floats, at_err *err) {
+    if (n_floats <= c->scr_n) return 0;
+    for (int i = 0; i < c->n; i++) {
+        free(c->scr[i]);
+        c->scr[i] = NULL;
+        void *p = NULL;
+        if (posix_memalign(&p, 64, n_floats * sizeof(float)) != 0) {
+            c->scr_n = 0;
+            for (int j = 0; j < i; j++) {
+                free(c->scr[j]);
+                c->scr[j] = NULL;
+            }
+            return at_err_set(err, AT_E_NOMEM, "out of memory (%zu bytes of compute scratch)",
+                              n_floats * sizeof(float));
+        }
+        c->scr[i] = p;
+    }
+    c->scr_n = n_floats;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- matmul */
+
+#define TILE_N 128  /* weight rows converted per sgemm call */
+#define SMALL_M 16  /* below this, a matrix-vector style loop is faster */
+
+typedef struct {
+    at_compute *c;
+    const float *X;
+    int M, K, N;
+    const at_matrix *W;
+    const float *bias;
+    float *Y;
+} mm_job;
+
+static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int K, float *buf) {
+#if AT_HAVE_X86
+    if (simd) {
+        switch (t) {
+        case AT_DT_F32: return dot_f32_avx2(x, (const float *)(const void *)w, K);
+        case AT_DT_F16: return dot_f16_avx2(x, w, K);
+        case AT_DT_Q8_0: return dot_q8_0_avx2(x, w, K);
+        case AT_DT_Q4_0: return dot_q4_0_avx2(x, w, K);
+        default:
+            dequant_avx2(t, w, buf, K);
+            return dot_f32_avx2(x, buf, K);
+        }
+    }
+#endif
+    (void)simd;
+    dequant_scalar(t, w, buf, K);
+    float s = 0;
+    for (int i = 0; i < K; i++) s += x[i] * buf[i];
+    return s;
+}
+
+static void mm_small(void *p, int ith, int nth) {
+    mm_job *j = p;
+    int n0 = (int)((int64_t)j->N * ith / nth), n1 = (int)((int64_t)j->N * (ith + 1) / nth);
+    const uint8_t *base = j->W->data;
+    float *buf = j->c->scr[ith];
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *w = base + (size_t)n * j->W->row_bytes;
+        float b = j->bias ? j->bias[n] : 0.0f;
+        for (int m = 0; m < j->M; m++)
+            j->Y[(size_t)m * j->N + n] = row_dot(j->c->simd, j->W->type, j->X + (size_t)m * j->K, w, j->K, buf) + b;
+    }
+}
+
+static void mm_big(void *p, int ith, int nth) {
+    mm_job *j = p;
+    int ntiles = (j->N + TILE_N - 1) / TILE_N;
+    float *buf = j->c->scr[ith];
+    for (int t = ith; t < ntiles; t += nth) {
+        int n0 = t * TILE_N, tn = j->N - n0 < TILE_N ? j->N - n0 : TILE_N;
+        const float *Wt;
+        if (j->W->type == AT_DT_F32) {
+            Wt = (const float *)((const uint8_t *)j->W->data + (size_t)n0 * j->W->row_bytes);
+        } else {
+            for (int r = 0; r < tn; r++)
+                at_dequant_row(j->W->type, (const uint8_t *)j->W->data + (size_t)(n0 + r) * j->W->row_bytes,
+                               buf + (size_t)r * j->K, j->K);
+            Wt = buf;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, tn, j->K, 1.0f, j->X, j->K, Wt, j->K,
+                    0.0f, j->Y + n0, j->N);
+        if (j->bias)
+            for (int m = 0; m < j->M; m++) at_add(j->Y + (size_t)m * j->N + n0, j->bias + n0, (size_t)tn);
+    }
+}
+
+int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
+              at_err *err) {
+    mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y};
+    if (M <= 0) return 0;
+    if (M < SMALL_M) {
+        if (reserve(c, (size_t)W->cols, err)) return err ? err->code : AT_E_NOMEM;
+        at_compute_run(c, mm_small, &j);
+    } else {
+        if (W->type != AT_DT_F32 && reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
+            return err ? err->code : AT_E_NOMEM;
+        at_compute_run(c, mm_big, &j);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+void at_add(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void at_layer_norm(const float *x, int M, int N, const float *w, const float *b, float eps, float *y) {
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (size_t)m * N;
+        float *yr = y + (size_t)m * N;
+        /* two-pass in double: rows of large activations lose precision in
+         * a single-pass float variance */
+        double mean = 0, var = 0;
+        for (int i = 0; i < N; i++) mean += xr[i];
+        mean /= N;
+        for (int i = 0; i < N; i++) {
+            double d = xr[i] - mean;
+            var += d * d;
+        }
+        var /= N;
+        float inv = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
+        for (int i = 0; i < N; i++) yr[i] = (xr[i] - mu) * inv * w[i] + b[i];
+    }
+}
+
+void at_gelu(float *x, size_t n) {
+#if AT_HAVE_X86
+    if (simd_ok()) {
+        gelu_avx2(x, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void at_softmax(float *x, int n) {
+#if AT_HAVE_X86
+    if (simd_ok()) {
+        softmax_avx2(x, n);
+        return;
+    }
+#endif
+    float mx = -INFINITY, s = 0;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        s += x[i];
+    }
+    for (int i = 0; i < n; i++) x[i] /= s;
+}
+
+/* ------------------------------------------------------------- attention */
+
+#define ATT_CHUNK 64 /* query rows per task: bounds scratch to 64 x Tk */
+
+typedef struct {
+    at_compute *c;
+    const float *Q, *K, *V;
+    int ldq, ldk, ldv, ldo;
+    int Tq, Tk, n_head, hd, causal;
+    float *O;
+} att_job;
+
+static void att_task(void *p, int ith, int nth) {
+    att_job *j = p;
+    int nchunk = (j->Tq + ATT_CHUNK - 1) / ATT_CHUNK;
+    float *S = j->c->scr[ith];
+    float scale = 1.0f / sqrtf((float)j->hd);
+    for (int t = ith; t < nchunk * j->n_head; t += nth) {
+        int h = t % j->n_head, i0 = (t / j->n_head) * ATT_CHUNK;
+        int ch = j->Tq - i0 < ATT_CHUNK ? j->Tq - i0 : ATT_CHUNK;
+        /* keys visible to the last row of the chunk bound the work */
+        int tk = j->Tk;
+        if (j->causal >= 0 && j->causal + i0 + ch < tk) tk = j->causal + i0 + ch;
+        if (ch == 1 && j->hd >= 8) {
+            /* one query (decoder step): plain dot products beat sgemm */
+            const float *q = j->Q + (size_t)i0 * j->ldq + h * j->hd;
+            for (int k = 0; k < tk; k++) S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
+            at_softmax(S, tk);
+            float *o = j->O + (size_t)i0 * j->ldo + h * j->hd;
+            memset(o, 0, sizeof(float) * (size_t)j->hd);
+            for (int k = 0; k < tk; k++) {
+                const float *v = j->V + (size_t)k * j->ldv + h * j->hd;
+                float s = S[k];
+                for (int d = 0; d < j->hd; d++) o[d] += s * v[d];
+            }
+            continue;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ch, tk, j->hd, scale,
+                    j->Q + (size_t)i0 * j->ldq + h * j->hd, j->ldq, j->K + h * j->hd, j->ldk, 0.0f, S, tk);
+        for (int r = 0; r < ch; r++) {
+            float *row = S + (size_t)r * tk;
+            int len = tk;
+            if (j->causal >= 0 && j->causal + i0 + r + 1 < len) len = j->causal + i0 + r + 1;
+            at_softmax(row, len);
+            for (int k = len; k < tk; k++) row[k] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ch, j->hd, tk, 1.0f, S, tk, j->V + h * j->hd,
+                    j->ldv, 0.0f, j->O + (size_t)i0 * j->ldo + h * j->hd, j->ldo);
+    }
+}
+
+int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
+                 int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err) {
+    if (Tq <= 0 || Tk <= 0) return 0;
+    if (reserve(c, (size_t)ATT_CHUNK * (size_t)Tk, err)) return err ? err->code : AT_E_NOMEM;
+    att_job j = {c, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
+    at_compute_run(c, att_task, &j);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- conv1d */
+
+int at_conv1d_k3_gelu(at_compute *c, const float *x, int T_in, int C_in, const at_matrix *W,
+                      const float *bias, int stride, float *y, at_err *err) {
+    int T_out = (T_in + 2 - 3) / stride + 1, KC = C_in * 3;
+    if (W->cols != KC) return at_err_set(err, AT_E_INVALID, "conv1d: weight has %d inputs, expected %d", W->cols, KC);
+    /* im2col: row t holds the 3 taps of every input channel in PyTorch's
+     * [C_in][3] order, so the convolution is one matrix product */
+    float *col = malloc((size_t)T_out * (size_t)KC * sizeof(float));
+    if (!col) return at_err_set(err, AT_E_NOMEM, "out of memory (conv1d, %d x %d)", T_out, KC);
+    for (int t = 0; t < T_out; t++) {
+        float *r = col + (size_t)t * KC;
+        for (int k = 0; k < 3; k++) {
+            int ti = t * stride + k - 1;
+            if (ti < 0 || ti >= T_in) {
+                for (int ci = 0; ci < C_in; ci++) r[ci * 3 + k] = 0.0f;
+            } else {
+                const float *xr = x + (size_t)ti * C_in;
+                for (int ci = 0; ci < C_in; ci++) r[ci * 3 + k] = xr[ci];
+            }
+        }
+    }
+    int rc = at_matmul(c, col, T_out, W, bias, y, err);
+    free(col);
+    if (rc) return rc;
+    at_gelu(y, (size_t)T_out * (size_t)W->rows);
+    return 0;
+}

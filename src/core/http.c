@@ -1,0 +1,1352 @@
+/* http.c - HTTP/1.1 + WebSocket server on libwebsockets.
+ *
+ * Threading model (see http.h): the lws loop thread owns every wsi.  Work
+ * objects (at_http_req, at_ws) are shared with one worker/session thread
+ * and reference counted (loop + thread).  Threads never touch a wsi: they
+ * queue bytes under the object's mutex and call lws_cancel_service(); the
+ * loop then, in LWS_CALLBACK_EVENT_WAIT_CANCELLED, asks for writable
+ * callbacks on every object with something pending. */
+#include "core/http.h"
+
+#include <cjson/cJSON.h>
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define MAX_LISTENERS 8
+#define MAX_QUERY_ARGS 16
+#define OUT_CHUNK (32 * 1024)
+#define MAX_EXTRA_HEADERS 8
+
+typedef struct out_buf {
+    struct out_buf *next;
+    size_t len;
+    int kind;                /* LWS_WRITE_HTTP / _TEXT / _BINARY */
+    unsigned char data[];    /* LWS_PRE bytes of headroom, then payload */
+} out_buf;
+
+typedef struct out_queue {
+    out_buf *head, *tail;
+    size_t bytes;
+} out_queue;
+
+typedef struct listener {
+    at_http_server *srv;
+    char name[32];
+    const at_http_route *routes;
+    size_t n_routes;
+    void *user;
+    struct lws_vhost *vh;
+} listener;
+
+typedef struct kv {
+    char *key, *val;
+} kv;
+
+struct at_http_req {
+    at_http_server *srv;
+    listener *ls;
+    struct lws *wsi;              /* loop thread only; NULL once closed */
+    struct at_http_req *next;     /* loop's active list */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    int closed;
+    const at_http_route *route;
+    char method[8];
+    char path[256];
+    char content_type[256];
+    char accept[128];
+    kv query[MAX_QUERY_ARGS];
+    int n_query;
+    unsigned char *body;
+    size_t body_len, body_cap;
+    long long content_length;     /* -1 if absent */
+    int body_overflow;
+    struct timespec t0;
+    /* response */
+    int resp_started, headers_sent, chunked, finished, close_after;
+    int status;
+    size_t content_len;
+    char ctype[128];
+    char extra[MAX_EXTRA_HEADERS][2][128];
+    int n_extra;
+    out_queue out;
+    int counted;                  /* holds an in-flight slot */
+};
+
+struct at_ws {
+    at_http_server *srv;
+    listener *ls;
+    const at_http_route *route;
+    struct lws *wsi;
+    struct at_ws *next;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+    int closed;        /* peer gone or connection dropped */
+    int handler_done;
+    int throttled;     /* rx flow control is off */
+    char path[256];
+    kv query[MAX_QUERY_ARGS];
+    int n_query;
+    /* incoming */
+    at_ws_msg *inbox;
+    size_t inbox_n, inbox_cap, inbox_head, inbox_bytes;
+    unsigned char *frag;
+    size_t frag_len;
+    int frag_binary;
+    int too_big;
+    /* outgoing */
+    out_queue out;
+    int close_code;
+    char close_reason[120];
+};
+
+typedef struct pss {
+    at_http_req *req;
+    at_ws *ws;
+    int ws_reserved;
+} pss;
+
+struct at_http_server {
+    struct lws_context *ctx;
+    at_http_config cfg;
+    struct lws_protocols protocols[2];
+    listener *listeners[MAX_LISTENERS];
+    int n_listeners;
+    pthread_mutex_t mu;       /* inflight, ws_sessions, ctx for wakeups */
+    pthread_cond_t idle_cv;
+    int inflight, ws_sessions;
+    int ws_threads;           /* session threads still running */
+    volatile sig_atomic_t stop_flag;
+    volatile int draining;
+    at_http_req *reqs;        /* loop thread only */
+    at_ws *wss;               /* loop thread only */
+    at_metric *m_requests, *m_latency, *m_inflight, *m_ws, *m_rejected;
+};
+
+/* ------------------------------------------------------------------ */
+
+static double elapsed_s(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void wake_loop(at_http_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->ctx) lws_cancel_service(s->ctx);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static out_buf *out_buf_new(const void *data, size_t len, int kind)
+{
+    out_buf *b = malloc(sizeof *b + LWS_PRE + len + 1);
+    if (!b) return NULL;
+    b->next = NULL;
+    b->len = len;
+    b->kind = kind;
+    if (len) memcpy(b->data + LWS_PRE, data, len);
+    return b;
+}
+
+static void outq_push(out_queue *q, out_buf *b)
+{
+    if (q->tail) q->tail->next = b;
+    else q->head = b;
+    q->tail = b;
+    q->bytes += b->len;
+}
+
+static out_buf *outq_pop(out_queue *q)
+{
+    out_buf *b = q->head;
+    if (!b) return NULL;
+    q->head = b->next;
+    if (!q->head) q->tail = NULL;
+    q->bytes -= b->len;
+    return b;
+}
+
+static void outq_clear(out_queue *q)
+{
+    out_buf *b;
+    while ((b = outq_pop(q))) free(b);
+}
+
+static void kv_free(kv *q, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(q[i].key);
+        free(q[i].val);
+    }
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* In-place URL decoding ('+' is a space in query strings). */
+static void url_decode(char *s)
+{
+    char *o = s;
+    for (; *s; s++) {
+        if (*s == '+') *o++ = ' ';
+        else if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
+            *o++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+            s += 2;
+        } else *o++ = *s;
+    }
+    *o = '\0';
+}
+
+/* lws already splits the query at '&' into fragments and url-decodes
+ * them; we only split name=value. */
+static int read_query(struct lws *wsi, kv *q)
+{
+    char buf[1024];
+    int n = 0;
+    for (int i = 0; n < MAX_QUERY_ARGS; i++) {
+        int len = lws_hdr_copy_fragment(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (len < 0) break;
+        char *eq = strchr(buf, '=');
+        if (eq) *eq = '\0';
+        q[n].key = strdup(buf);
+        q[n].val = strdup(eq ? eq + 1 : "");
+        if (!q[n].key || !q[n].val) {
+            free(q[n].key);
+            free(q[n].val);
+            break;
+        }
+        url_decode(q[n].val);
+        n++;
+    }
+    return n;
+}
+
+static const char *kv_get(const kv *q, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(q[i].key, name) == 0) return q[i].val;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* requests */
+
+static void req_unref(at_http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left) return;
+    outq_clear(&r->out);
+    kv_free(r->query, r->n_query);
+    free(r->body);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+const char *at_http_req_method(const at_http_req *r) { return r->method; }
+const char *at_http_req_path(const at_http_req *r) { return r->path; }
+const char *at_http_req_query(const at_http_req *r, const char *name)
+{
+    return kv_get(r->query, r->n_query, name);
+}
+
+const char *at_http_req_header(const at_http_req *r, const char *name)
+{
+    if (strcmp(name, "content-type") == 0) return r->content_type[0] ? r->content_type : NULL;
+    if (strcmp(name, "accept") == 0) return r->accept[0] ? r->accept : NULL;
+    return NULL;
+}
+
+const unsigned char *at_http_req_body(const at_http_req *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body ? r->body : (const unsigned char *)"";
+}
+
+int at_http_req_cancelled(at_http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int c = r->closed;
+    pthread_mutex_unlock(&r->mu);
+    return c;
+}
+
+int at_http_add_header(at_http_req *r, const char *name, const char *value)
+{
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    if (r->resp_started || r->n_extra >= MAX_EXTRA_HEADERS ||
+        strlen(name) >= 120 || strlen(value) >= 128)
+        rc = AT_E_INVALID;
+    else {
+        /* lws wants the name with its colon */
+        snprintf(r->extra[r->n_extra][0], 128, "%s:", name);
+        snprintf(r->extra[r->n_extra][1], 128, "%s", value);
+        r->n_extra++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+static int respond_locked_start(at_http_req *r, int status, const char *ctype)
+{
+    if (r->resp_started) return AT_E_INVALID;
+    r->resp_started = 1;
+    r->status = status;
+    snprintf(r->ctype, sizeof r->ctype, "%s", ctype ? ctype : "application/octet-stream");
+    return 0;
+}
+
+int at_http_respond(at_http_req *r, int status, const char *content_type,
+                    const void *body, size_t len)
+{
+    pthread_mutex_lock(&r->mu);
+    int rc = respond_locked_start(r, status, content_type);
+    if (rc == 0) {
+        r->content_len = len;
+        const unsigned char *p = body;
+        for (size_t off = 0; off < len; off += OUT_CHUNK) {
+            size_t n = len - off < OUT_CHUNK ? len - off : OUT_CHUNK;
+            out_buf *b = out_buf_new(p + off, n, LWS_WRITE_HTTP);
+            if (!b) {
+                /* Nothing sensible can go out: drop the connection. */
+                r->close_after = 1;
+                outq_clear(&r->out);
+                r->content_len = 0;
+                rc = AT_E_NOMEM;
+                break;
+            }
+            outq_push(&r->out, b);
+        }
+        r->finished = 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+    wake_loop(r->srv);
+    return rc;
+}
+
+int at_http_respond_json(at_http_req *r, int status, const cJSON *obj)
+{
+    char *s = cJSON_PrintUnformatted(obj);
+    if (!s) return at_http_respond(r, 500, "application/json",
+                                   "{\"error\":{\"message\":\"out of memory\"}}", 37);
+    int rc = at_http_respond(r, status, "application/json", s, strlen(s));
+    free(s);
+    return rc;
+}
+
+int at_http_error(at_http_req *r, int status, const char *type, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type ? type : "invalid_request_error");
+    cJSON_AddNumberToObject(e, "code", status);
+    int rc = at_http_respond_json(r, status, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+int at_http_error_from(at_http_req *r, const at_err *err)
+{
+    int status = 500;
+    const char *type = "server_error";
+    switch (err->code) {
+    case AT_E_INVALID: status = 400; type = "invalid_request_error"; break;
+    case AT_E_UNSUPPORTED: status = 400; type = "invalid_request_error"; break;
+    case AT_E_CORRUPT: status = 400; type = "invalid_request_error"; break;
+    case AT_E_TOO_LARGE: status = 413; type = "invalid_request_error"; break;
+    case AT_E_BUSY:
+        status = 503;
+        type = "overloaded_error";
+        at_http_add_header(r, "retry-after", "5");
+        break;
+    default: break;
+    }
+    return at_http_error(r, status, type, "%s", err->msg[0] ? err->msg : at_status_name(err->code));
+}
+
+int at_http_stream_begin(at_http_req *r, int status, const char *content_type)
+{
+    pthread_mutex_lock(&r->mu);
+    int rc = respond_locked_start(r, status, content_type);
+    if (rc == 0) r->chunked = 1;
+    pthread_mutex_unlock(&r->mu);
+    wake_loop(r->srv);
+    return rc;
+}
+
+/* Queues one chunk in HTTP/1.1 chunked framing ("<hex>\r\n<data>\r\n"). */
+static int queue_chunk(at_http_req *r, const void *data, size_t len)
+{
+    char head[24];
+    int hl = snprintf(head, sizeof head, "%zx\r\n", len);
+    out_buf *b = malloc(sizeof *b + LWS_PRE + (size_t)hl + len + 2);
+    if (!b) return AT_E_NOMEM;
+    b->next = NULL;
+    b->kind = LWS_WRITE_HTTP;
+    unsigned char *p = b->data + LWS_PRE;
+    memcpy(p, head, (size_t)hl);
+    if (len) memcpy(p + hl, data, len);
+    memcpy(p + hl + len, "\r\n", 2);
+    b->len = (size_t)hl + len + 2;
+    outq_push(&r->out, b);
+    return 0;
+}
+
+int at_http_stream_write(at_http_req *r, const void *data, size_t len)
+{
+    if (len == 0) return 0; /* a zero-length chunk would end the body */
+    const unsigned char *p = data;
+    pthread_mutex_lock(&r->mu);
+    int rc = 0;
+    for (size_t off = 0; off < len && rc == 0;) {
+        /* Backpressure: wait for the loop to drain, bounded by the idle
+         * timeout so a client that stopped reading cannot pin a worker. */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += r->srv->cfg.idle_timeout_s;
+        while (!r->closed && r->out.bytes > r->srv->cfg.ws_queue_limit) {
+            if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0) {
+                r->closed = 1; /* treat as gone; the loop will drop it */
+                r->close_after = 1;
+            }
+        }
+        if (r->closed) {
+            rc = AT_E_CANCELLED;
+            break;
+        }
+        size_t n = len - off < OUT_CHUNK ? len - off : OUT_CHUNK;
+        rc = queue_chunk(r, p + off, n);
+        off += n;
+    }
+    pthread_mutex_unlock(&r->mu);
+    wake_loop(r->srv);
+    return rc;
+}
+
+int at_http_stream_end(at_http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int rc = r->closed ? AT_E_CANCELLED : 0;
+    out_buf *b = out_buf_new("0\r\n\r\n", 5, LWS_WRITE_HTTP);
+    if (b) outq_push(&r->out, b);
+    else r->close_after = 1;
+    r->finished = 1;
+    pthread_mutex_unlock(&r->mu);
+    wake_loop(r->srv);
+    return rc;
+}
+
+static void count_request(at_http_req *r)
+{
+    at_http_server *s = r->srv;
+    char labels[400];
+    const char *path = r->route ? r->route->path : "unmatched";
+    snprintf(labels, sizeof labels, "%s,%s,%s,%d", r->ls->name, r->method, path, r->status);
+    if (s->m_requests) at_metric_inc(s->m_requests, labels, 1);
+    snprintf(labels, sizeof labels, "%s,%s", r->ls->name, path);
+    double dt = elapsed_s(&r->t0);
+    if (s->m_latency) at_metric_observe(s->m_latency, labels, dt);
+    char st[8], ms[32];
+    snprintf(st, sizeof st, "%d", r->status);
+    snprintf(ms, sizeof ms, "%.1f", dt * 1000);
+    at_log_write(s->cfg.log, r->status >= 500 ? AT_LOG_WARN : AT_LOG_INFO, "request",
+                 "service", r->ls->name, "method", r->method, "path", r->path,
+                 "status", st, "ms", ms, NULL);
+}
+
+static void *req_thread(void *arg)
+{
+    at_http_req *r = arg;
+    r->route->handler(r, r->ls->user);
+    pthread_mutex_lock(&r->mu);
+    int answered = r->resp_started;
+    pthread_mutex_unlock(&r->mu);
+    if (!answered) at_http_error(r, 500, "server_error", "handler produced no response");
+    pthread_mutex_lock(&r->mu);
+    if (r->resp_started && !r->finished) { /* a stream left open: end it */
+        pthread_mutex_unlock(&r->mu);
+        at_http_stream_end(r);
+    } else pthread_mutex_unlock(&r->mu);
+
+    at_http_server *s = r->srv;
+    pthread_mutex_lock(&s->mu);
+    s->inflight--;
+    if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, -1);
+    pthread_cond_broadcast(&s->idle_cv);
+    if (s->ctx) lws_cancel_service(s->ctx);
+    pthread_mutex_unlock(&s->mu);
+    req_unref(r);
+    return NULL;
+}
+
+/* Loop thread: the request is complete; run its handler. */
+static void dispatch(at_http_req *r)
+{
+    at_http_server *s = r->srv;
+    if (r->route->mode == AT_ROUTE_INLINE) {
+        r->route->handler(r, r->ls->user);
+        if (!r->resp_started) at_http_error(r, 500, "server_error", "no response");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    int ok = s->inflight < s->cfg.max_inflight && !s->draining;
+    if (ok) {
+        s->inflight++;
+        if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, 1);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!ok) {
+        if (s->m_rejected) at_metric_inc(s->m_rejected, r->ls->name, 1);
+        at_http_add_header(r, "retry-after", "5");
+        at_http_error(r, 503, "overloaded_error",
+                      s->draining ? "server is shutting down"
+                                  : "too many requests in flight (limit %d); retry later",
+                      s->cfg.max_inflight);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->refs++;
+    pthread_mutex_unlock(&r->mu);
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &attr, req_thread, r) != 0) {
+        pthread_mutex_lock(&s->mu);
+        s->inflight--;
+        pthread_mutex_unlock(&s->mu);
+        req_unref(r);
+        at_http_error(r, 503, "overloaded_error", "cannot start a worker thread");
+    }
+    pthread_attr_destroy(&attr);
+}
+
+static const at_http_route *find_route(listener *ls, const char *method,
+                                       const char *path, int ws, int *path_known)
+{
+    *path_known = 0;
+    for (size_t i = 0; i < ls->n_routes; i++) {
+        const at_http_route *rt = &ls->routes[i];
+        if (strcmp(rt->path, path) != 0) continue;
+        if (ws) {
+            if (rt->ws_handler) return rt;
+            continue;
+        }
+        if (!rt->handler) continue;
+        *path_known = 1;
+        if (strcmp(rt->method, method) == 0) return rt;
+        if (strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0) return rt;
+    }
+    return NULL;
+}
+
+static at_http_req *req_new(at_http_server *s, listener *ls, struct lws *wsi)
+{
+    at_http_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->srv = s;
+    r->ls = ls;
+    r->wsi = wsi;
+    r->refs = 1;
+    r->content_length = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    r->next = s->reqs;
+    s->reqs = r;
+    return r;
+}
+
+static void list_remove_req(at_http_server *s, at_http_req *r)
+{
+    for (at_http_req **p = &s->reqs; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            return;
+        }
+}
+
+static void list_remove_ws(at_http_server *s, at_ws *w)
+{
+    for (at_ws **p = &s->wss; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            return;
+        }
+}
+
+/* Loop thread: the connection of r is gone or r is complete. */
+static void req_detach(at_http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->closed = 1;
+    r->wsi = NULL;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    list_remove_req(r->srv, r);
+    req_unref(r);
+}
+
+static int method_of(struct lws *wsi, char *out, size_t cap)
+{
+    static const struct { enum lws_token_indexes tok; const char *name; } m[] = {
+        {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
+        {WSI_TOKEN_OPTIONS_URI, "OPTIONS"}, {WSI_TOKEN_PUT_URI, "PUT"},
+        {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_PATCH_URI, "PATCH"},
+        {WSI_TOKEN_HEAD_URI, "HEAD"},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (lws_hdr_total_length(wsi, m[i].tok) > 0) {
+            snprintf(out, cap, "%s", m[i].name);
+            return 0;
+        }
+    return -1;
+}
+
+/* Loop thread: a writable callback for an HTTP transaction. */
+static int req_writable(struct lws *wsi, pss *p)
+{
+    at_http_req *r = p->req;
+    if (!r) return 0;
+    pthread_mutex_lock(&r->mu);
+    if (!r->resp_started) {
+        pthread_mutex_unlock(&r->mu);
+        return 0;
+    }
+    if (!r->headers_sent) {
+        unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *pp = start,
+                                          *end = buf + sizeof buf - 1;
+        int bad = lws_add_http_header_status(wsi, (unsigned)r->status, &pp, end) ||
+                  lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                               (unsigned char *)r->ctype,
+                                               (int)strlen(r->ctype), &pp, end);
+        if (!bad && r->chunked)
+            bad = lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING,
+                                               (unsigned char *)"chunked", 7, &pp, end);
+        else if (!bad)
+            bad = lws_add_http_header_content_length(wsi, r->content_len, &pp, end);
+        for (int i = 0; !bad && i < r->n_extra; i++)
+            bad = lws_add_http_header_by_name(wsi, (unsigned char *)r->extra[i][0],
+                                              (unsigned char *)r->extra[i][1],
+                                              (int)strlen(r->extra[i][1]), &pp, end);
+        if (!bad && r->close_after)
+            bad = lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                               (unsigned char *)"close", 5, &pp, end);
+        if (!bad) bad = lws_finalize_write_http_header(wsi, start, &pp, end);
+        r->headers_sent = 1;
+        int more = r->out.head != NULL || r->finished;
+        pthread_mutex_unlock(&r->mu);
+        if (bad) return -1;
+        if (strcmp(r->method, "HEAD") == 0) {
+            pthread_mutex_lock(&r->mu);
+            outq_clear(&r->out);
+            r->chunked = 0;
+            pthread_mutex_unlock(&r->mu);
+        }
+        if (more) lws_callback_on_writable(wsi);
+        return 0;
+    }
+    out_buf *b = outq_pop(&r->out);
+    int more = r->out.head != NULL;
+    int done = !b && r->finished;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (b) {
+        int n = lws_write(wsi, b->data + LWS_PRE, b->len, LWS_WRITE_HTTP);
+        free(b);
+        if (n < 0) return -1;
+        lws_callback_on_writable(wsi);
+        (void)more;
+        return 0;
+    }
+    if (!done) return 0;
+    count_request(r);
+    int close_after = r->close_after;
+    p->req = NULL;
+    req_detach(r);
+    if (close_after) return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* WebSocket sessions */
+
+static void ws_unref(at_ws *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int left = --w->refs;
+    pthread_mutex_unlock(&w->mu);
+    if (left) return;
+    for (size_t i = 0; i < w->inbox_n; i++)
+        free(w->inbox[(w->inbox_head + i) % w->inbox_cap].data);
+    free(w->inbox);
+    free(w->frag);
+    outq_clear(&w->out);
+    kv_free(w->query, w->n_query);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+static void release_ws_slot(at_http_server *s, listener *ls)
+{
+    pthread_mutex_lock(&s->mu);
+    s->ws_sessions--;
+    if (s->m_ws) at_metric_add(s->m_ws, ls->name, -1);
+    pthread_cond_broadcast(&s->idle_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *ws_thread(void *arg)
+{
+    at_ws *w = arg;
+    w->route->ws_handler(w, w->ls->user);
+    pthread_mutex_lock(&w->mu);
+    w->handler_done = 1;
+    pthread_mutex_unlock(&w->mu);
+    at_http_server *s = w->srv;
+    ws_unref(w);
+    pthread_mutex_lock(&s->mu);
+    s->ws_threads--;
+    pthread_cond_broadcast(&s->idle_cv);
+    if (s->ctx) lws_cancel_service(s->ctx);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static int inbox_push(at_ws *w, at_ws_msg m)
+{
+    if (w->inbox_n == w->inbox_cap) {
+        size_t cap = w->inbox_cap ? w->inbox_cap * 2 : 16;
+        at_ws_msg *n = malloc(cap * sizeof *n);
+        if (!n) return -1;
+        for (size_t i = 0; i < w->inbox_n; i++)
+            n[i] = w->inbox[(w->inbox_head + i) % w->inbox_cap];
+        free(w->inbox);
+        w->inbox = n;
+        w->inbox_cap = cap;
+        w->inbox_head = 0;
+    }
+    w->inbox[(w->inbox_head + w->inbox_n) % w->inbox_cap] = m;
+    w->inbox_n++;
+    w->inbox_bytes += m.len;
+    return 0;
+}
+
+int at_ws_recv(at_ws *w, at_ws_msg *msg, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    if (timeout_ms >= 0) {
+        dl.tv_sec += timeout_ms / 1000;
+        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    while (w->inbox_n == 0 && !w->closed && !w->srv->draining) {
+        if (timeout_ms < 0) pthread_cond_wait(&w->cv, &w->mu);
+        else if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0) break;
+    }
+    if (w->inbox_n) {
+        *msg = w->inbox[w->inbox_head];
+        w->inbox_head = (w->inbox_head + 1) % w->inbox_cap;
+        w->inbox_n--;
+        w->inbox_bytes -= msg->len;
+        rc = 1;
+    } else if (w->closed || w->srv->draining)
+        rc = AT_E_CANCELLED;
+    int wake = w->throttled && w->inbox_bytes < w->srv->cfg.ws_queue_limit / 2;
+    pthread_mutex_unlock(&w->mu);
+    if (wake) wake_loop(w->srv);
+    return rc;
+}
+
+static int ws_send(at_ws *w, const void *data, size_t len, int kind)
+{
+    pthread_mutex_lock(&w->mu);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += w->srv->cfg.idle_timeout_s;
+    while (!w->closed && w->out.bytes > w->srv->cfg.ws_queue_limit) {
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0) {
+            /* The client stopped reading: give up on it rather than buffer. */
+            w->closed = 1;
+            w->close_code = 1008;
+            snprintf(w->close_reason, sizeof w->close_reason, "client is not reading");
+        }
+    }
+    int rc = 0;
+    if (w->closed) rc = AT_E_CANCELLED;
+    else {
+        out_buf *b = out_buf_new(data, len, kind);
+        if (!b) rc = AT_E_NOMEM;
+        else outq_push(&w->out, b);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (rc == 0) wake_loop(w->srv);
+    return rc;
+}
+
+int at_ws_send_text(at_ws *w, const char *text, size_t len)
+{
+    return ws_send(w, text, len, LWS_WRITE_TEXT);
+}
+
+int at_ws_send_binary(at_ws *w, const void *data, size_t len)
+{
+    return ws_send(w, data, len, LWS_WRITE_BINARY);
+}
+
+int at_ws_send_json(at_ws *w, const cJSON *obj)
+{
+    char *s = cJSON_PrintUnformatted(obj);
+    if (!s) return AT_E_NOMEM;
+    int rc = at_ws_send_text(w, s, strlen(s));
+    free(s);
+    return rc;
+}
+
+void at_ws_set_close(at_ws *w, int code, const char *reason)
+{
+    pthread_mutex_lock(&w->mu);
+    w->close_code = code;
+    snprintf(w->close_reason, sizeof w->close_reason, "%s", reason ? reason : "");
+    pthread_mutex_unlock(&w->mu);
+}
+
+const char *at_ws_path(const at_ws *w) { return w->path; }
+const char *at_ws_query(const at_ws *w, const char *name)
+{
+    return kv_get(w->query, w->n_query, name);
+}
+
+int at_ws_closed(at_ws *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int c = w->closed;
+    pthread_mutex_unlock(&w->mu);
+    return c;
+}
+
+/* Loop thread: refuse an upgrade with a real HTTP 503 before the
+ * handshake, since lws offers no API to answer a filtered upgrade. */
+static void refuse_upgrade(struct lws *wsi, const char *msg)
+{
+    char buf[512];
+    char body[256];
+    int bl = snprintf(body, sizeof body,
+                      "{\"error\":{\"message\":\"%s\",\"type\":\"overloaded_error\",\"code\":503}}",
+                      msg);
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                     "Connection: close\r\n\r\n%s", bl, body);
+    ssize_t w = send(lws_get_socket_fd(wsi), buf, (size_t)n, MSG_NOSIGNAL);
+    (void)w;
+}
+
+static int ws_receive(struct lws *wsi, at_ws *w, const void *in, size_t len)
+{
+    at_http_server *s = w->srv;
+    if (w->too_big) return 0;
+    if (lws_is_first_fragment(wsi)) {
+        w->frag_len = 0;
+        w->frag_binary = lws_frame_is_binary(wsi);
+    }
+    if (w->frag_len + len > s->cfg.ws_message_limit) {
+        w->too_big = 1;
+        pthread_mutex_lock(&w->mu);
+        w->closed = 1; /* the session sees the end of its input */
+        w->close_code = 1009;
+        snprintf(w->close_reason, sizeof w->close_reason, "message too big");
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        lws_close_reason(wsi, 1009, (unsigned char *)"message too big", 15);
+        return -1;
+    }
+    unsigned char *nf = realloc(w->frag, w->frag_len + len + 1);
+    if (!nf) return -1;
+    w->frag = nf;
+    memcpy(w->frag + w->frag_len, in, len);
+    w->frag_len += len;
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi)) return 0;
+
+    at_ws_msg m = {w->frag_binary ? AT_WS_BINARY : AT_WS_TEXT, w->frag, w->frag_len};
+    m.data[m.len] = '\0';
+    w->frag = NULL;
+    w->frag_len = 0;
+    pthread_mutex_lock(&w->mu);
+    int rc = inbox_push(w, m);
+    if (rc == 0 && w->inbox_bytes > s->cfg.ws_queue_limit && !w->throttled) {
+        /* Backpressure: stop reading the socket until the session catches up. */
+        w->throttled = 1;
+        lws_rx_flow_control(wsi, 0);
+    }
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (rc) free(m.data);
+    return rc;
+}
+
+static int ws_writable(struct lws *wsi, at_ws *w)
+{
+    pthread_mutex_lock(&w->mu);
+    out_buf *b = outq_pop(&w->out);
+    int more = w->out.head != NULL;
+    int done = !b && w->handler_done;
+    int code = w->close_code ? w->close_code : 1000;
+    char reason[120];
+    snprintf(reason, sizeof reason, "%s", w->close_reason);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (b) {
+        int n = lws_write(wsi, b->data + LWS_PRE, b->len, (enum lws_write_protocol)b->kind);
+        free(b);
+        if (n < 0) return -1;
+        if (more || w->handler_done) lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (done) {
+        lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void on_cancel(at_http_server *s)
+{
+    for (at_http_req *r = s->reqs; r; r = r->next) {
+        pthread_mutex_lock(&r->mu);
+        int want = r->wsi && r->resp_started && (!r->headers_sent || r->out.head || r->finished);
+        struct lws *wsi = r->wsi;
+        pthread_mutex_unlock(&r->mu);
+        if (want) lws_callback_on_writable(wsi);
+    }
+    for (at_ws *w = s->wss; w; w = w->next) {
+        pthread_mutex_lock(&w->mu);
+        struct lws *wsi = w->wsi;
+        int want = wsi && (w->out.head || w->handler_done);
+        int unthrottle = wsi && w->throttled && w->inbox_bytes < s->cfg.ws_queue_limit / 2;
+        if (unthrottle) w->throttled = 0;
+        pthread_mutex_unlock(&w->mu);
+        if (unthrottle) lws_rx_flow_control(wsi, 1);
+        if (want) lws_callback_on_writable(wsi);
+    }
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                    void *in, size_t len)
+{
+    pss *p = user;
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    listener *ls = vh ? lws_get_vhost_user(vh) : NULL;
+    at_http_server *s = ls ? ls->srv : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (s) on_cancel(s);
+        return 0;
+
+    case LWS_CALLBACK_HTTP: {
+        if (!s || !p) return -1;
+        if (p->req) { /* pipelined request before the last finished: drop it */
+            return -1;
+        }
+        at_http_req *r = req_new(s, ls, wsi);
+        if (!r) return -1;
+        p->req = r;
+        if (method_of(wsi, r->method, sizeof r->method) != 0)
+            snprintf(r->method, sizeof r->method, "?");
+        snprintf(r->path, sizeof r->path, "%s", (const char *)in);
+        r->n_query = read_query(wsi, r->query);
+        lws_hdr_copy(wsi, r->content_type, sizeof r->content_type, WSI_TOKEN_HTTP_CONTENT_TYPE);
+        lws_hdr_copy(wsi, r->accept, sizeof r->accept, WSI_TOKEN_HTTP_ACCEPT);
+        char cl[32] = "";
+        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+            r->content_length = strtoll(cl, NULL, 10);
+        int known;
+        r->route = find_route(ls, r->method, r->path, 0, &known);
+        int has_body = strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
+                       strcmp(r->method, "PATCH") == 0;
+        if (s->draining) {
+            r->close_after = 1;
+            at_http_add_header(r, "retry-after", "5");
+            at_http_error(r, 503, "overloaded_error", "server is shutting down");
+        } else if (!r->route) {
+            r->close_after = has_body; /* do not read a body we will not use */
+            if (known) {
+                at_http_error(r, 405, "invalid_request_error",
+                              "method %s not allowed on %s", r->method, r->path);
+            } else {
+                at_http_error(r, 404, "invalid_request_error", "no route for %s %s",
+                              r->method, r->path);
+            }
+        } else if (has_body && r->content_length > (long long)s->cfg.body_limit) {
+            r->close_after = 1;
+            at_http_error(r, 413, "invalid_request_error",
+                          "request body of %lld bytes exceeds the limit of %zu bytes",
+                          r->content_length, s->cfg.body_limit);
+        } else if (!has_body) {
+            dispatch(r);
+        } else {
+            /* Preallocate from Content-Length only within the limit. */
+            if (r->content_length > 0) {
+                r->body = malloc((size_t)r->content_length + 1);
+                if (r->body) r->body_cap = (size_t)r->content_length + 1;
+            }
+            return 0;
+        }
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+
+    case LWS_CALLBACK_HTTP_BODY: {
+        at_http_req *r = p ? p->req : NULL;
+        if (!r || r->resp_started) return 0;
+        if (r->body_len + len > s->cfg.body_limit) {
+            r->close_after = 1;
+            at_http_error(r, 413, "invalid_request_error",
+                          "request body exceeds the limit of %zu bytes", s->cfg.body_limit);
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        if (r->body_len + len + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 65536;
+            while (cap < r->body_len + len + 1) cap *= 2;
+            if (cap > s->cfg.body_limit + 1) cap = s->cfg.body_limit + 1;
+            unsigned char *nb = realloc(r->body, cap);
+            if (!nb) return -1;
+            r->body = nb;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, in, len);
+        r->body_len += len;
+        r->body[r->body_len] = '\0';
+        return 0;
+    }
+
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+        at_http_req *r = p ? p->req : NULL;
+        if (!r) return 0;
+        if (!r->resp_started) {
+            /* The worker may run for long: lws must not time the wsi out. */
+            lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+            dispatch(r);
+        }
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return p ? req_writable(wsi, p) : 0;
+
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (p && p->req) {
+            at_http_req *r = p->req;
+            p->req = NULL;
+            req_detach(r);
+        }
+        return 0;
+
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        if (!s) return -1;
+        char uri[256] = "";
+        lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+        int known;
+        if (!find_route(ls, NULL, uri, 1, &known)) return -1;
+        pthread_mutex_lock(&s->mu);
+        int ok = !s->draining && s->ws_sessions < s->cfg.max_ws_sessions;
+        if (ok) {
+            s->ws_sessions++;
+            if (s->m_ws) at_metric_add(s->m_ws, ls->name, 1);
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!ok) {
+            if (s->m_rejected) at_metric_inc(s->m_rejected, ls->name, 1);
+            char msg[128];
+            snprintf(msg, sizeof msg, s->draining ? "server is shutting down"
+                                                   : "too many concurrent streams (limit %d); retry later",
+                     s->cfg.max_ws_sessions);
+            refuse_upgrade(wsi, msg);
+            return -1;
+        }
+        p->ws_reserved = 1;
+        return 0;
+    }
+
+    case LWS_CALLBACK_ESTABLISHED: {
+        if (!s || !p) return -1;
+        at_ws *w = calloc(1, sizeof *w);
+        if (!w) return -1;
+        w->srv = s;
+        w->ls = ls;
+        w->wsi = wsi;
+        w->refs = 2; /* loop + session thread */
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        lws_hdr_copy(wsi, w->path, sizeof w->path, WSI_TOKEN_GET_URI);
+        w->n_query = read_query(wsi, w->query);
+        int known;
+        w->route = find_route(ls, NULL, w->path, 1, &known);
+        p->ws = w;
+        w->next = s->wss;
+        s->wss = w;
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_mutex_lock(&s->mu);
+        s->ws_threads++;
+        pthread_mutex_unlock(&s->mu);
+        int bad = !w->route || pthread_create(&th, &attr, ws_thread, w) != 0;
+        pthread_attr_destroy(&attr);
+        if (bad) {
+            pthread_mutex_lock(&s->mu);
+            s->ws_threads--;
+            pthread_mutex_unlock(&s->mu);
+            w->refs = 1; /* only the loop's: CLOSED frees it */
+            return -1;
+        }
+        at_log_write(s->cfg.log, AT_LOG_INFO, "stream opened", "service", ls->name,
+                     "path", w->path, NULL);
+        return 0;
+    }
+
+    case LWS_CALLBACK_RECEIVE:
+        return (p && p->ws) ? ws_receive(wsi, p->ws, in, len) : 0;
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return (p && p->ws) ? ws_writable(wsi, p->ws) : 0;
+
+    case LWS_CALLBACK_CLOSED:
+        if (p && p->ws) {
+            at_ws *w = p->ws;
+            p->ws = NULL;
+            pthread_mutex_lock(&w->mu);
+            w->closed = 1;
+            w->wsi = NULL;
+            pthread_cond_broadcast(&w->cv);
+            pthread_mutex_unlock(&w->mu);
+            list_remove_ws(s, w);
+            at_log_write(s->cfg.log, AT_LOG_INFO, "stream closed", "service", ls->name,
+                         "path", w->path, NULL);
+            ws_unref(w);
+        }
+        if (p && p->ws_reserved) {
+            p->ws_reserved = 0;
+            release_ws_slot(s, ls);
+        }
+        return 0;
+
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ------------------------------------------------------------------ */
+
+void at_http_config_defaults(at_http_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->body_limit = 25u << 20;
+    c->max_inflight = 16;
+    c->max_ws_sessions = 8;
+    c->ws_message_limit = 1u << 20;
+    c->ws_queue_limit = 4u << 20;
+    c->idle_timeout_s = 60;
+    c->drain_timeout_s = 30;
+}
+
+at_http_server *at_http_server_new(const at_http_config *cfg, at_err *err)
+{
+    at_http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        at_err_set(err, AT_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->idle_cv, NULL);
+    s->protocols[0].name = "at";
+    s->protocols[0].callback = callback;
+    s->protocols[0].per_session_data_size = sizeof(pss);
+    s->protocols[0].rx_buffer_size = 65536;
+
+    lws_set_log_level(LLL_ERR, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    s->ctx = lws_create_context(&info);
+    if (!s->ctx) {
+        at_err_set(err, AT_E_IO, "cannot create the libwebsockets context");
+        free(s);
+        return NULL;
+    }
+    if (cfg->metrics) {
+        static const double lat[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                     0.5,   1,     2.5,  5,     10,   30};
+        s->m_requests = at_metrics_counter(cfg->metrics, "http_requests_total",
+                                           "HTTP requests answered",
+                                           "service,method,path,status");
+        s->m_latency = at_metrics_histogram(cfg->metrics, "http_request_duration_seconds",
+                                            "Time from request to last byte queued",
+                                            "service,path", lat, sizeof lat / sizeof lat[0]);
+        s->m_inflight = at_metrics_gauge(cfg->metrics, "http_requests_in_flight",
+                                         "Requests being worked on", "service");
+        s->m_ws = at_metrics_gauge(cfg->metrics, "websocket_sessions_active",
+                                   "Open WebSocket sessions", "service");
+        s->m_rejected = at_metrics_counter(cfg->metrics, "http_rejected_total",
+                                           "Requests and streams refused for capacity",
+                                           "service");
+    }
+    return s;
+}
+
+int at_http_server_listen(at_http_server *s, const char *name, const char *iface,
+                          int port, const at_http_route *routes, size_t n_routes,
+                          void *user, int *bound_port, at_err *err)
+{
+    if (s->n_listeners >= MAX_LISTENERS)
+        return at_err_set(err, AT_E_INVALID, "too many listeners");
+    listener *ls = calloc(1, sizeof *ls);
+    if (!ls) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    ls->srv = s;
+    snprintf(ls->name, sizeof ls->name, "%s", name);
+    ls->routes = routes;
+    ls->n_routes = n_routes;
+    ls->user = user;
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = port;
+    info.iface = iface;
+    info.protocols = s->protocols;
+    info.vhost_name = ls->name;
+    info.user = ls;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.keepalive_timeout = s->cfg.idle_timeout_s;
+    info.timeout_secs = (unsigned)s->cfg.idle_timeout_s;
+    ls->vh = lws_create_vhost(s->ctx, &info);
+    if (!ls->vh) {
+        free(ls);
+        return at_err_set(err, AT_E_IO, "cannot listen on %s:%d (port in use?)",
+                          iface ? iface : "*", port);
+    }
+    s->listeners[s->n_listeners++] = ls;
+    if (bound_port) *bound_port = lws_get_vhost_listen_port(ls->vh);
+    return 0;
+}
+
+int at_http_server_draining(const at_http_server *s) { return s->draining; }
+
+void at_http_server_stop(at_http_server *s)
+{
+    s->stop_flag = 1;
+    if (s->ctx) lws_cancel_service(s->ctx);
+}
+
+int at_http_server_run(at_http_server *s)
+{
+    while (!s->stop_flag)
+        if (lws_service(s->ctx, 250) < 0) break;
+
+    /* Drain: new work gets 503, sessions see the end of their input and
+     * flush, in-flight requests finish. */
+    s->draining = 1;
+    at_log_write(s->cfg.log, AT_LOG_INFO, "draining", NULL);
+    for (at_ws *w = s->wss; w; w = w->next) {
+        pthread_mutex_lock(&w->mu);
+        if (!w->close_code) {
+            w->close_code = 1001;
+            snprintf(w->close_reason, sizeof w->close_reason, "server shutting down");
+        }
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int busy = s->inflight + s->ws_sessions + s->ws_threads;
+        pthread_mutex_unlock(&s->mu);
+        int pending = s->reqs != NULL;
+        if ((!busy && !pending) || elapsed_s(&t0) > s->cfg.drain_timeout_s) break;
+        if (lws_service(s->ctx, 100) < 0) break;
+    }
+    at_log_write(s->cfg.log, AT_LOG_INFO, "stopped", NULL);
+    return 0;
+}
+
+static at_http_server *g_signal_target; /* the one process-wide signal hook */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_signal_target) at_http_server_stop(g_signal_target);
+}
+
+void at_http_server_stop_on_signals(at_http_server *s)
+{
+    g_signal_target = s;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void at_http_server_free(at_http_server *s)
+{
+    if (!s) return;
+    if (g_signal_target == s) g_signal_target = NULL;
+    pthread_mutex_lock(&s->mu);
+    struct lws_context *ctx = s->ctx;
+    pthread_mutex_unlock(&s->mu);
+    /* Closing every connection marks its work cancelled. */
+    lws_context_destroy(ctx);
+    pthread_mutex_lock(&s->mu);
+    s->ctx = NULL;
+    /* Threads still running hold pointers to s: wait for them. */
+    while (s->inflight > 0 || s->ws_threads > 0) pthread_cond_wait(&s->idle_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->n_listeners; i++) free(s->listeners[i]);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->idle_cv);
+    free(s);
+}

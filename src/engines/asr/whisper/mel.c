@@ -1,0 +1,135 @@
+/* mel.c - Whisper's log-mel features, matching Hugging Face's
+ * WhisperFeatureExtractor bit for bit up to float rounding:
+ *   pad/truncate to 30 s, reflect-pad 200 samples each side (center=True),
+ *   400-sample periodic Hann frames every 160 samples, |rfft|^2, drop the
+ *   last of the 3001 frames, Slaney mel filters, log10(max(x, 1e-10)),
+ *   clamp to (global max - 8), (x + 4) / 4.
+ * The DFT is a dense product with an exact cos/sin table, done in double
+ * through BLAS: N = 400 is not a power of two, and in f32 the quiet bins
+ * near the clamp floor would lose ~1e-3 of accuracy. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engines/asr/whisper/model.h"
+
+#define N_FFT AT_WHISPER_N_FFT
+#define N_BINS (N_FFT / 2 + 1)
+#define PAD (N_FFT / 2)
+#define CHUNK 256 /* frames per BLAS call: bounds the temporaries to ~2 MB */
+
+static double hz_to_mel(double f) {
+    /* Slaney: linear below 1 kHz, logarithmic above */
+    const double min_log_hz = 1000.0, min_log_mel = 15.0, logstep = 27.0 / log(6.4);
+    if (f >= min_log_hz) return min_log_mel + log(f / min_log_hz) * logstep;
+    return 3.0 * f / 200.0;
+}
+
+static double mel_to_hz(double m) {
+    const double min_log_hz = 1000.0, min_log_mel = 15.0, logstep = log(6.4) / 27.0;
+    if (m >= min_log_mel) return min_log_hz * exp(logstep * (m - min_log_mel));
+    return 200.0 * m / 3.0;
+}
+
+int at_whisper_mel_filters(int n_mels, float *out, at_err *err) {
+    if (n_mels < 1 || n_mels > 512) return at_err_set(err, AT_E_INVALID, "n_mels %d out of range 1..512", n_mels);
+    double *ff = malloc(sizeof(double) * (size_t)(n_mels + 2));
+    if (!ff) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    double mmin = hz_to_mel(0.0), mmax = hz_to_mel(AT_WHISPER_SAMPLE_RATE / 2.0);
+    for (int i = 0; i < n_mels + 2; i++) ff[i] = mel_to_hz(mmin + (mmax - mmin) * i / (n_mels + 1));
+    for (int m = 0; m < n_mels; m++) {
+        double enorm = 2.0 / (ff[m + 2] - ff[m]);
+        for (int k = 0; k < N_BINS; k++) {
+            double f = (AT_WHISPER_SAMPLE_RATE / 2.0) * k / (N_BINS - 1);
+            double down = (f - ff[m]) / (ff[m + 1] - ff[m]);
+            double up = (ff[m + 2] - f) / (ff[m + 2] - ff[m + 1]);
+            double v = down < up ? down : up;
+            out[(size_t)m * N_BINS + k] = (float)((v > 0 ? v : 0.0) * enorm);
+        }
+    }
+    free(ff);
+    return 0;
+}
+
+int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_err *err) {
+    if (n_mels < 1 || n_mels > 512) return at_err_set(err, AT_E_INVALID, "n_mels %d out of range 1..512", n_mels);
+    if (!pcm && n) return at_err_set(err, AT_E_INVALID, "no audio");
+    if (n > AT_WHISPER_N_SAMPLES) n = AT_WHISPER_N_SAMPLES; /* one 30 s window */
+    const int T = AT_WHISPER_N_FRAMES;
+    size_t padn = AT_WHISPER_N_SAMPLES + 2 * PAD;
+    double *x = malloc(sizeof(double) * padn);
+    double *basis = malloc(sizeof(double) * N_FFT * 2 * N_BINS);
+    double *frames = malloc(sizeof(double) * CHUNK * N_FFT);
+    double *spec = malloc(sizeof(double) * CHUNK * 2 * N_BINS);
+    double *power = malloc(sizeof(double) * (size_t)T * N_BINS);
+    double *filt = malloc(sizeof(double) * (size_t)n_mels * N_BINS);
+    float *filtf = malloc(sizeof(float) * (size_t)n_mels * N_BINS);
+    double *mel = malloc(sizeof(double) * (size_t)n_mels * T);
+    int rc = 0;
+    if (!x || !basis || !frames || !spec || !power || !filt || !filtf || !mel) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory (log-mel)");
+        goto out;
+    }
+    if ((rc = at_whisper_mel_filters(n_mels, filtf, err))) goto out;
+    for (size_t i = 0; i < (size_t)n_mels * N_BINS; i++) filt[i] = filtf[i];
+
+    /* zero-padded to 30 s, then reflect-padded (edge sample not repeated) */
+    double *body = x + PAD;
+    for (size_t i = 0; i < AT_WHISPER_N_SAMPLES; i++) body[i] = i < n ? pcm[i] : 0.0;
+    for (int i = 1; i <= PAD; i++) {
+        x[PAD - i] = body[i];
+        body[AT_WHISPER_N_SAMPLES - 1 + i] = body[AT_WHISPER_N_SAMPLES - 1 - i];
+    }
+
+    /* basis[t][k] = w(t) cos(2 pi t k / N), basis[t][N_BINS + k] = -w(t) sin(...):
+     * the periodic Hann window is folded into the table. */
+    double cs[N_FFT], sn[N_FFT];
+    for (int i = 0; i < N_FFT; i++) {
+        cs[i] = cos(2.0 * M_PI * i / N_FFT);
+        sn[i] = sin(2.0 * M_PI * i / N_FFT);
+    }
+    for (int t = 0; t < N_FFT; t++) {
+        double w = 0.5 - 0.5 * cs[t];
+        for (int k = 0; k < N_BINS; k++) {
+            int idx = (t * k) % N_FFT;
+            basis[(size_t)t * 2 * N_BINS + k] = w * cs[idx];
+            basis[(size_t)t * 2 * N_BINS + N_BINS + k] = -w * sn[idx];
+        }
+    }
+    for (int t0 = 0; t0 < T; t0 += CHUNK) {
+        int nt = T - t0 < CHUNK ? T - t0 : CHUNK;
+        for (int t = 0; t < nt; t++)
+            memcpy(frames + (size_t)t * N_FFT, x + (size_t)(t0 + t) * AT_WHISPER_HOP, sizeof(double) * N_FFT);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, 2 * N_BINS, N_FFT, 1.0, frames, N_FFT, basis,
+                    2 * N_BINS, 0.0, spec, 2 * N_BINS);
+        for (int t = 0; t < nt; t++) {
+            const double *s = spec + (size_t)t * 2 * N_BINS;
+            double *p = power + (size_t)(t0 + t) * N_BINS;
+            for (int k = 0; k < N_BINS; k++) p[k] = s[k] * s[k] + s[N_BINS + k] * s[N_BINS + k];
+        }
+    }
+    /* mel[m][t] = sum_k filt[m][k] power[t][k] */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_mels, T, N_BINS, 1.0, filt, N_BINS, power, N_BINS, 0.0,
+                mel, T);
+    double mx = -1e300;
+    for (size_t i = 0; i < (size_t)n_mels * T; i++) {
+        double v = log10(mel[i] > 1e-10 ? mel[i] : 1e-10);
+        mel[i] = v;
+        if (v > mx) mx = v;
+    }
+    for (size_t i = 0; i < (size_t)n_mels * T; i++) {
+        double v = mel[i] < mx - 8.0 ? mx - 8.0 : mel[i];
+        out[i] = (float)((v + 4.0) / 4.0);
+    }
+out:
+    free(x);
+    free(basis);
+    free(frames);
+    free(spec);
+    free(power);
+    free(filt);
+    free(filtf);
+    free(mel);
+    return rc;
+}

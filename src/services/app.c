@@ -1,0 +1,290 @@
+#include "services/app.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engines/asr/pocketsphinx.h"
+#include "engines/asr/whisper/whisper.h"
+#include "engines/mt/apertium.h"
+#include "engines/tts/espeak.h"
+#include "engines/tts/flite.h"
+
+#define MAX_ASR 4
+#define MAX_TTS 4
+
+struct at_app {
+    at_app_config cfg;
+    at_log *log;
+    at_metrics *metrics;
+    pthread_mutex_t mu;
+    int state;            /* 0 loading, 1 ready, <0 failed */
+    at_err load_err;
+    pthread_t loader;
+    int loader_started;
+    at_asr_engine *asr[MAX_ASR];
+    size_t n_asr;
+    char asr_names[128];
+    at_mt_engine *mt;
+    at_tts_engine *tts[MAX_TTS];
+    size_t n_tts;
+    at_metric *m_audio, *m_latency, *m_streams;
+};
+
+void at_app_config_defaults(at_app_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->kinds = AT_APP_ASR | AT_APP_MT | AT_APP_TTS;
+    c->max_audio_seconds = 3600;
+    c->max_text_chars = 5000;
+    c->max_streams = 8;
+    c->stream_idle_s = 30;
+}
+
+at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics, at_err *err)
+{
+    at_app *a = calloc(1, sizeof *a);
+    if (!a) {
+        at_err_set(err, AT_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    a->cfg = *cfg;
+    a->log = log;
+    a->metrics = metrics;
+    pthread_mutex_init(&a->mu, NULL);
+    if (metrics) {
+        static const double lat[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60};
+        a->m_audio = at_metrics_counter(metrics, "audio_seconds_processed_total",
+                                        "Seconds of audio recognised or synthesised",
+                                        "service");
+        a->m_latency = at_metrics_histogram(metrics, "engine_duration_seconds",
+                                            "Time spent inside engines per call", "operation",
+                                            lat, sizeof lat / sizeof lat[0]);
+        a->m_streams = at_metrics_gauge(metrics, "asr_streams_active",
+                                        "ASR WebSocket streams being decoded", NULL);
+    }
+    return a;
+}
+
+static int load_engines(at_app *a, at_err *err)
+{
+    const at_app_config *c = &a->cfg;
+    if (c->kinds & AT_APP_ASR) {
+        if (c->whisper_model && *c->whisper_model) {
+            at_asr_engine *w = at_asr_whisper_new(c->whisper_model, c->threads, err);
+            if (!w) return err->code ? err->code : AT_E_ENGINE;
+            a->asr[a->n_asr++] = w;
+        }
+        at_asr_engine *ps = at_asr_pocketsphinx_new(c->pocketsphinx_dir, err);
+        if (!ps) return err->code ? err->code : AT_E_ENGINE;
+        a->asr[a->n_asr++] = ps;
+        size_t off = 0;
+        for (size_t i = 0; i < a->n_asr; i++)
+            off += (size_t)snprintf(a->asr_names + off, sizeof a->asr_names - off, "%s%s",
+                                    i ? ", " : "", at_asr_engine_name(a->asr[i]));
+    }
+    if (c->kinds & AT_APP_MT) {
+        a->mt = at_mt_apertium_new(c->apertium_modes, 0, err);
+        if (!a->mt) return err->code ? err->code : AT_E_ENGINE;
+    }
+    if (c->kinds & AT_APP_TTS) {
+        /* flite first: its English voices are the better default. */
+        at_tts_engine *f = at_tts_flite_new(err);
+        if (!f) return err->code ? err->code : AT_E_ENGINE;
+        a->tts[a->n_tts++] = f;
+        at_tts_engine *e = at_tts_espeak_new(NULL, err);
+        if (!e) return err->code ? err->code : AT_E_ENGINE;
+        a->tts[a->n_tts++] = e;
+    }
+    return 0;
+}
+
+int at_app_load(at_app *a, at_err *err)
+{
+    at_err e;
+    at_err_clear(&e);
+    int rc = load_engines(a, &e);
+    pthread_mutex_lock(&a->mu);
+    a->state = rc == 0 ? 1 : (rc < 0 ? rc : AT_E_ENGINE);
+    a->load_err = e;
+    pthread_mutex_unlock(&a->mu);
+    if (rc) {
+        if (err) *err = e;
+        at_log_write(a->log, AT_LOG_ERROR, "engines failed to load", "error", e.msg, NULL);
+    } else {
+        at_log_write(a->log, AT_LOG_INFO, "engines loaded", NULL);
+    }
+    return rc;
+}
+
+static void *loader_main(void *arg)
+{
+    at_app_load(arg, NULL);
+    return NULL;
+}
+
+int at_app_load_async(at_app *a, at_err *err)
+{
+    if (pthread_create(&a->loader, NULL, loader_main, a) != 0)
+        return at_err_set(err, AT_E_ENGINE, "cannot start the engine loader thread");
+    a->loader_started = 1;
+    return 0;
+}
+
+int at_app_ready(at_app *a, at_err *err)
+{
+    pthread_mutex_lock(&a->mu);
+    int s = a->state;
+    if (s < 0 && err) *err = a->load_err;
+    pthread_mutex_unlock(&a->mu);
+    return s;
+}
+
+void at_app_free(at_app *a)
+{
+    if (!a) return;
+    if (a->loader_started) pthread_join(a->loader, NULL);
+    for (size_t i = 0; i < a->n_asr; i++) at_asr_engine_free(a->asr[i]);
+    at_mt_engine_free(a->mt);
+    for (size_t i = 0; i < a->n_tts; i++) at_tts_engine_free(a->tts[i]);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+const at_app_config *at_app_cfg(const at_app *a) { return &a->cfg; }
+at_log *at_app_log(const at_app *a) { return a->log; }
+at_metrics *at_app_metrics(const at_app *a) { return a->metrics; }
+
+at_asr_engine *at_app_asr(at_app *a, const char *name)
+{
+    if (!a->n_asr) return NULL;
+    if (!name || !*name || strcmp(name, "whisper-1") == 0 || strcmp(name, "default") == 0)
+        return a->asr[0];
+    for (size_t i = 0; i < a->n_asr; i++)
+        if (strcmp(at_asr_engine_name(a->asr[i]), name) == 0) return a->asr[i];
+    return NULL;
+}
+
+const char *at_app_asr_names(at_app *a) { return a->asr_names; }
+at_mt_engine *at_app_mt(at_app *a) { return a->mt; }
+size_t at_app_tts_count(at_app *a) { return a->n_tts; }
+at_tts_engine *at_app_tts(at_app *a, size_t i) { return i < a->n_tts ? a->tts[i] : NULL; }
+
+const at_tts_voice *at_app_find_voice(at_app *a, const char *name, at_tts_engine **engine)
+{
+    /* OpenAI's voice names, so existing clients work unchanged. */
+    static const char *const openai[][2] = {
+        {"alloy", "slt"}, {"nova", "slt"},  {"shimmer", "slt"}, {"coral", "slt"},
+        {"sage", "slt"},  {"echo", "kal"},  {"onyx", "rms"},    {"fable", "awb"},
+        {"ash", "kal"},   {"ballad", "awb"}, {"verse", "rms"},
+    };
+    if (!name || !*name) name = "slt";
+    for (size_t i = 0; i < sizeof openai / sizeof openai[0]; i++)
+        if (strcasecmp(name, openai[i][0]) == 0) {
+            name = openai[i][1];
+            break;
+        }
+    for (size_t i = 0; i < a->n_tts; i++) {
+        const at_tts_voice *v = at_tts_engine_find_voice(a->tts[i], name);
+        if (v) {
+            *engine = a->tts[i];
+            return v;
+        }
+    }
+    /* A language code: the first voice speaking it. */
+    for (size_t i = 0; i < a->n_tts; i++) {
+        size_t n;
+        const at_tts_voice *v = at_tts_engine_voices(a->tts[i], &n);
+        for (size_t j = 0; j < n; j++)
+            if (strcasecmp(v[j].language, name) == 0) {
+                *engine = a->tts[i];
+                return &v[j];
+            }
+    }
+    return NULL;
+}
+
+void at_app_count_audio(at_app *a, const char *service, double seconds)
+{
+    if (a->m_audio) at_metric_inc(a->m_audio, service, seconds);
+}
+
+void at_app_observe(at_app *a, const char *what, double seconds)
+{
+    if (a->m_latency) at_metric_observe(a->m_latency, what, seconds);
+}
+
+void at_app_streams(at_app *a, int delta)
+{
+    if (a->m_streams) at_metric_add(a->m_streams, NULL, delta);
+}
+
+/* ---- shared handlers ---- */
+
+void at_service_health(at_http_req *req, void *app)
+{
+    (void)app;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    at_http_respond(req, 200, "application/json", ok, sizeof ok - 1);
+}
+
+void at_service_ready(at_http_req *req, void *app)
+{
+    at_app *a = app;
+    at_err e;
+    at_err_clear(&e);
+    int st = at_app_ready(a, &e);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ready", st == 1);
+    cJSON_AddStringToObject(o, "status", st == 1 ? "ready" : st == 0 ? "loading" : "failed");
+    if (st < 0) cJSON_AddStringToObject(o, "error", e.msg);
+    if (st == 1) {
+        cJSON *eng = cJSON_AddObjectToObject(o, "engines");
+        if (a->n_asr) {
+            cJSON *l = cJSON_AddArrayToObject(eng, "asr");
+            for (size_t i = 0; i < a->n_asr; i++)
+                cJSON_AddItemToArray(l, cJSON_CreateString(at_asr_engine_name(a->asr[i])));
+        }
+        if (a->mt) {
+            cJSON *l = cJSON_AddArrayToObject(eng, "mt");
+            cJSON_AddItemToArray(l, cJSON_CreateString(at_mt_engine_name(a->mt)));
+        }
+        if (a->n_tts) {
+            cJSON *l = cJSON_AddArrayToObject(eng, "tts");
+            for (size_t i = 0; i < a->n_tts; i++)
+                cJSON_AddItemToArray(l, cJSON_CreateString(at_tts_engine_name(a->tts[i])));
+        }
+    }
+    at_http_respond_json(req, st == 1 ? 200 : 503, o);
+    cJSON_Delete(o);
+}
+
+void at_service_metrics(at_http_req *req, void *app)
+{
+    at_app *a = app;
+    char *text = a->metrics ? at_metrics_render(a->metrics) : strdup("");
+    if (!text) {
+        at_http_error(req, 500, "server_error", "out of memory");
+        return;
+    }
+    at_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+    free(text);
+}
+
+int at_service_require_ready(at_app *a, at_http_req *req)
+{
+    at_err e;
+    at_err_clear(&e);
+    int st = at_app_ready(a, &e);
+    if (st == 1) return 1;
+    if (st == 0) {
+        at_http_add_header(req, "retry-after", "2");
+        at_http_error(req, 503, "overloaded_error", "engines are still loading; retry shortly");
+    } else {
+        at_http_error(req, 500, "server_error", "engines failed to load: %s", e.msg);
+    }
+    return 0;
+}

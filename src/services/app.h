@@ -1,0 +1,95 @@
+/* app.h - what the services share: engines, limits, logs and metrics.
+ *
+ * One at_app backs the three services.  In the deployment each service
+ * binary loads only the engines its API needs; `serve` loads all three
+ * kinds into one app and mounts every service on one event loop.
+ * Engines load on a background thread so /health answers at once and
+ * /ready tells when they are usable. */
+#ifndef AT_SERVICES_APP_H
+#define AT_SERVICES_APP_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "engines/asr/asr.h"
+#include "engines/mt/mt.h"
+#include "engines/tts/tts.h"
+
+enum { AT_APP_ASR = 1, AT_APP_MT = 2, AT_APP_TTS = 4 };
+
+typedef struct at_app_config {
+    int kinds;                    /* AT_APP_* bits: which engines to load */
+    const char *whisper_model;    /* path; NULL = pocketsphinx only */
+    const char *pocketsphinx_dir; /* NULL = Debian default */
+    const char *apertium_modes;   /* NULL = Debian default */
+    int threads;                  /* whisper threads (0 = all cores) */
+    double max_audio_seconds;     /* per upload / per stream */
+    size_t max_text_chars;        /* translate q and tts input */
+    int max_streams;              /* concurrent ASR WebSocket streams */
+    int stream_idle_s;            /* a stream silent this long is closed */
+} at_app_config;
+
+void at_app_config_defaults(at_app_config *c);
+
+typedef struct at_app at_app;
+
+/* Creates the app; engines are not loaded yet. */
+at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics,
+                   at_err *err);
+/* Loads the configured engines synchronously (CLI commands, tests). */
+int at_app_load(at_app *app, at_err *err);
+/* Loads them on a background thread (services). */
+int at_app_load_async(at_app *app, at_err *err);
+/* 1 once loaded, 0 while loading, negative if loading failed (message in err). */
+int at_app_ready(at_app *app, at_err *err);
+void at_app_free(at_app *app);
+
+const at_app_config *at_app_cfg(const at_app *app);
+at_log *at_app_log(const at_app *app);
+at_metrics *at_app_metrics(const at_app *app);
+
+/* Engines (valid once ready).  asr: by name ("pocketsphinx", "whisper"),
+ * NULL/""/"whisper-1" = the default (whisper when a model is configured). */
+at_asr_engine *at_app_asr(at_app *app, const char *name);
+/* Names of the loaded ASR engines, comma-separated, for error messages. */
+const char *at_app_asr_names(at_app *app);
+at_mt_engine *at_app_mt(at_app *app);
+/* Voice lookup across TTS engines: an exact voice name, an OpenAI voice
+ * name (alloy, echo, ... mapped to English voices), or a language code.
+ * NULL/"" = the default English voice.  *engine receives its engine. */
+const at_tts_voice *at_app_find_voice(at_app *app, const char *name,
+                                      at_tts_engine **engine);
+size_t at_app_tts_count(at_app *app);
+at_tts_engine *at_app_tts(at_app *app, size_t i);
+
+/* Metrics the services update. */
+void at_app_count_audio(at_app *app, const char *service, double seconds);
+void at_app_observe(at_app *app, const char *what, double seconds);
+void at_app_streams(at_app *app, int delta);
+
+/* Services: each mounts its routes on a listener of srv. */
+int at_asr_service_listen(at_app *app, at_http_server *srv, const char *iface,
+                          int port, int *bound, at_err *err);
+int at_translate_service_listen(at_app *app, at_http_server *srv,
+                                const char *iface, int port, int *bound,
+                                at_err *err);
+int at_tts_service_listen(at_app *app, at_http_server *srv, const char *iface,
+                          int port, int *bound, at_err *err);
+
+/* An ASR result as the API answers it: fmt = json | verbose_json | text |
+ * srt | vtt.  Malloc'd, NUL-terminated; NULL on allocation failure. */
+char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *task,
+                           const char **content_type);
+
+/* Shared handlers: GET /health, GET /ready, GET /metrics. */
+void at_service_health(at_http_req *req, void *app);
+void at_service_ready(at_http_req *req, void *app);
+void at_service_metrics(at_http_req *req, void *app);
+/* Answers 503 (loading) or 500 (failed) and returns 0 when engines are not
+ * usable; returns 1 when they are. */
+int at_service_require_ready(at_app *app, at_http_req *req);
+
+#endif

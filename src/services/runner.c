@@ -1,0 +1,153 @@
+#include "services/runner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+
+int at_services_main(const char *prog, int kinds, int argc, char **argv, int first)
+{
+    char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
+    long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, threads = 0, max_streams = 0,
+         max_inflight = 0, idle = 0, drain = 0, max_chars = 0;
+    double max_body_mb = 0, max_audio = 0;
+    int json_logs = 0;
+    int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS;
+    const char *def_port = kinds == AT_APP_ASR ? "8003" : kinds == AT_APP_MT ? "8004" : "8005";
+
+    at_option opts[24];
+    size_t n = 0;
+    opts[n++] = (at_option){"host", "AT_HOST", AT_OPT_STRING, "0.0.0.0",
+                            "interface to listen on (127.0.0.1 = this machine only)", &host, 0, 0};
+    if (single)
+        opts[n++] = (at_option){"port", "AT_PORT", AT_OPT_INT, def_port, "port to listen on",
+                                &port, 1, 65535};
+    else {
+        opts[n++] = (at_option){"asr-port", "AT_ASR_PORT", AT_OPT_INT, "8003",
+                                "asr_streaming port", &asr_port, 0, 65535};
+        opts[n++] = (at_option){"translate-port", "AT_TRANSLATE_PORT", AT_OPT_INT, "8004",
+                                "translate port", &mt_port, 0, 65535};
+        opts[n++] = (at_option){"tts-port", "AT_TTS_PORT", AT_OPT_INT, "8005", "tts port",
+                                &tts_port, 0, 65535};
+    }
+    if (kinds & AT_APP_ASR) {
+        opts[n++] = (at_option){"model", "AT_WHISPER_MODEL", AT_OPT_STRING, NULL,
+                                "whisper model (ggml .bin or Hugging Face folder); "
+                                "without one, pocketsphinx answers",
+                                &model, 0, 0};
+        opts[n++] = (at_option){"threads", "AT_THREADS", AT_OPT_INT, "0",
+                                "whisper threads (0 = all cores)", &threads, 0, 256};
+        opts[n++] = (at_option){"pocketsphinx-model", "AT_POCKETSPHINX_MODEL", AT_OPT_STRING,
+                                NULL, "pocketsphinx model folder", &ps_dir, 0, 0};
+        opts[n++] = (at_option){"max-streams", "AT_MAX_STREAMS", AT_OPT_INT, "8",
+                                "concurrent live streams (more get 503)", &max_streams, 1, 1024};
+        opts[n++] = (at_option){"max-audio-seconds", "AT_MAX_AUDIO_SECONDS", AT_OPT_DOUBLE,
+                                "3600", "longest audio per upload or stream", &max_audio, 1, 86400};
+    }
+    if (kinds & AT_APP_MT)
+        opts[n++] = (at_option){"apertium-modes", "AT_APERTIUM_MODES", AT_OPT_STRING, NULL,
+                                "folder of Apertium .mode files", &modes, 0, 0};
+    if (kinds & (AT_APP_MT | AT_APP_TTS))
+        opts[n++] = (at_option){"max-text-chars", "AT_MAX_TEXT_CHARS", AT_OPT_INT, "5000",
+                                "longest text to translate or speak", &max_chars, 1, 10000000};
+    opts[n++] = (at_option){"max-body-mb", "AT_MAX_BODY_MB", AT_OPT_DOUBLE, "25",
+                            "largest request body in MiB (more gets 413)", &max_body_mb, 0.001, 4096};
+    opts[n++] = (at_option){"max-inflight", "AT_MAX_INFLIGHT", AT_OPT_INT, "16",
+                            "requests worked on at once (more get 503)", &max_inflight, 1, 4096};
+    opts[n++] = (at_option){"idle-timeout", "AT_IDLE_TIMEOUT", AT_OPT_INT, "30",
+                            "seconds before a silent client is dropped", &idle, 1, 3600};
+    opts[n++] = (at_option){"drain-timeout", "AT_DRAIN_TIMEOUT", AT_OPT_INT, "30",
+                            "seconds to finish work after SIGTERM", &drain, 0, 3600};
+    opts[n++] = (at_option){"log-level", "AT_LOG_LEVEL", AT_OPT_STRING, "info",
+                            "debug, info, warn or error", &log_level, 0, 0};
+    opts[n++] = (at_option){"json-logs", "AT_JSON_LOGS", AT_OPT_BOOL, "0",
+                            "log JSON lines instead of key=value", &json_logs, 0, 0};
+
+    char usage[128];
+    snprintf(usage, sizeof usage, "%s [OPTIONS]", prog);
+    at_err err;
+    at_err_clear(&err);
+    size_t n_pos = 0;
+    const char *pos[1];
+    int rc = at_config_parse(opts, n, argc, argv, first, usage, pos, 1, &n_pos, &err);
+    if (rc == 1) {
+        at_config_free(opts, n);
+        return 0;
+    }
+    if (rc != 0 || n_pos) {
+        fprintf(stderr, "%s: %s\n", prog, rc ? err.msg : "unexpected argument");
+        fprintf(stderr, "Try '%s --help'.\n", prog);
+        at_config_free(opts, n);
+        return 2;
+    }
+    int level = at_log_level_parse(log_level);
+    if (level < 0) {
+        fprintf(stderr, "%s: unknown --log-level '%s'\n", prog, log_level);
+        at_config_free(opts, n);
+        return 2;
+    }
+    at_log *log = at_log_new(2, (at_log_level)level, json_logs);
+    at_metrics *metrics = at_metrics_new();
+
+    at_app_config ac;
+    at_app_config_defaults(&ac);
+    ac.kinds = kinds;
+    ac.whisper_model = model;
+    ac.pocketsphinx_dir = ps_dir;
+    ac.apertium_modes = modes;
+    ac.threads = (int)threads;
+    if (max_audio > 0) ac.max_audio_seconds = max_audio;
+    if (max_chars > 0) ac.max_text_chars = (size_t)max_chars;
+    if (max_streams > 0) ac.max_streams = (int)max_streams;
+    ac.stream_idle_s = (int)idle;
+
+    at_http_config hc;
+    at_http_config_defaults(&hc);
+    hc.body_limit = (size_t)(max_body_mb * 1024 * 1024);
+    hc.max_inflight = (int)max_inflight;
+    hc.max_ws_sessions = ac.max_streams;
+    hc.idle_timeout_s = (int)idle;
+    hc.drain_timeout_s = (int)drain;
+    hc.log = log;
+    hc.metrics = metrics;
+
+    int status = 1;
+    at_app *app = at_app_new(&ac, log, metrics, &err);
+    at_http_server *srv = app ? at_http_server_new(&hc, &err) : NULL;
+    if (!srv) goto out;
+    struct {
+        int kind;
+        long port;
+        int (*listen)(at_app *, at_http_server *, const char *, int, int *, at_err *);
+        const char *name;
+    } svc[] = {
+        {AT_APP_ASR, single ? port : asr_port, at_asr_service_listen, "asr_streaming"},
+        {AT_APP_MT, single ? port : mt_port, at_translate_service_listen, "translate"},
+        {AT_APP_TTS, single ? port : tts_port, at_tts_service_listen, "tts"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        if (!(kinds & svc[i].kind)) continue;
+        int bound = 0;
+        if (svc[i].listen(app, srv, host, (int)svc[i].port, &bound, &err) != 0) goto out;
+        char url[128];
+        snprintf(url, sizeof url, "http://%s:%d",
+                 strcmp(host, "0.0.0.0") == 0 ? "localhost" : host, bound);
+        at_log_write(log, AT_LOG_INFO, "listening", "service", svc[i].name, "url", url, NULL);
+    }
+    if (at_app_load_async(app, &err) != 0) goto out;
+    at_http_server_stop_on_signals(srv);
+    at_http_server_run(srv);
+    status = 0;
+out:
+    if (status) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        at_log_write(log, AT_LOG_ERROR, "fatal", "error", err.msg, NULL);
+    }
+    at_http_server_free(srv);
+    at_app_free(app);
+    at_metrics_free(metrics);
+    at_log_free(log);
+    at_config_free(opts, n);
+    return status;
+}

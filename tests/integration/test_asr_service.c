@@ -1,0 +1,435 @@
+/* The asr_streaming service, run as its own binary: OpenAI transcriptions
+ * on real LibriVox speech, the live WebSocket stream, and bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "wer.h"
+
+static at_test_proc proc;
+static int port;
+
+#define N_CLIPS 5
+static char clip_path[N_CLIPS][512];
+static char clip_text[N_CLIPS][512];
+
+static void load_transcripts(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/transcription", at_test_librivox_dir());
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[1024];
+    int i = 0;
+    while (i < N_CLIPS && fgets(line, sizeof line, f)) {
+        char *open = strrchr(line, '('), *close = strrchr(line, ')');
+        char *s = strstr(line, "<s>"), *e = strstr(line, "</s>");
+        if (!open || !close || !s || !e) continue;
+        *close = '\0';
+        *e = '\0';
+        snprintf(clip_path[i], sizeof clip_path[i], "%s/%s.wav", at_test_librivox_dir(), open + 1);
+        snprintf(clip_text[i], sizeof clip_text[i], "%s", s + 3);
+        i++;
+    }
+    fclose(f);
+    assert_int_equal(i, N_CLIPS);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    load_transcripts();
+    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--max-body-mb", "4",
+                          "--max-streams", "2", "--idle-timeout", "10", NULL};
+    if (at_test_spawn(&proc, "asr_streaming", args, 1, 120) != 0) return -1;
+    port = proc.ports[0];
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return at_test_stop(&proc, 15) == 0 ? 0 : -1;
+}
+
+static at_test_resp transcribe(const void *file, size_t len, const char *filename,
+                               const char *fmt, const char *extra_field, const char *extra_val)
+{
+    at_test_form f;
+    at_test_form_init(&f);
+    if (file) at_test_form_file(&f, "file", filename, "application/octet-stream", file, len);
+    at_test_form_field(&f, "model", "whisper-1");
+    if (fmt) at_test_form_field(&f, "response_format", fmt);
+    if (extra_field) at_test_form_field(&f, extra_field, extra_val);
+    char hdr[256];
+    at_test_form_finish(&f, hdr, sizeof hdr);
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len, &r), 0);
+    at_test_form_free(&f);
+    return r;
+}
+
+/* "text" fields of a JSON body, crudely: enough for the flat responses. */
+static char *json_text(const char *body)
+{
+    const char *p = strstr(body, "\"text\":\"");
+    if (!p) return strdup("");
+    p += 8;
+    const char *e = strchr(p, '"');
+    return strndup(p, (size_t)(e - p));
+}
+
+static void librivox_word_error_rate(void **state)
+{
+    (void)state;
+    double total_err = 0, total_words = 0;
+    for (int i = 0; i < N_CLIPS; i++) {
+        size_t len;
+        unsigned char *wav = at_test_read_file(clip_path[i], &len);
+        assert_non_null(wav);
+        at_test_resp r = transcribe(wav, len, "clip.wav", "json", NULL, NULL);
+        assert_int_equal(r.status, 200);
+        char *hyp = json_text((char *)r.body);
+        double wer = at_test_wer(clip_text[i], hyp);
+        size_t words = 0;
+        for (const char *p = clip_text[i]; *p; p++)
+            if (*p != ' ' && (p == clip_text[i] || p[-1] == ' ')) words++;
+        total_err += wer * words;
+        total_words += words;
+        printf("# clip %d: WER %.1f%%\n#   ref: %s\n#   hyp: %s\n", i, wer * 100, clip_text[i], hyp);
+        free(hyp);
+        at_test_resp_free(&r);
+        free(wav);
+    }
+    double wer = total_err / total_words;
+    printf("# LibriVox word error rate through the service: %.1f%% over %.0f words\n", wer * 100,
+           total_words);
+    /* pocketsphinx en-us measures about 36% here; fail if it regresses. */
+    assert_true(wer < 0.45);
+}
+
+static void response_formats(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *wav = at_test_read_file(clip_path[1], &len);
+    at_test_resp r = transcribe(wav, len, "a.wav", "text", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    char ct[64];
+    at_test_header(&r, "content-type", ct, sizeof ct);
+    assert_non_null(strstr(ct, "text/plain"));
+    assert_non_null(strcasestr((char *)r.body, "man"));
+    at_test_resp_free(&r);
+
+    r = transcribe(wav, len, "a.wav", "srt", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(strncmp((char *)r.body, "1\n00:00:0", 9) == 0);
+    assert_non_null(strstr((char *)r.body, " --> "));
+    at_test_resp_free(&r);
+
+    r = transcribe(wav, len, "a.wav", "vtt", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(strncmp((char *)r.body, "WEBVTT", 6) == 0);
+    at_test_resp_free(&r);
+
+    r = transcribe(wav, len, "a.wav", "verbose_json", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"segments\":[{"));
+    assert_non_null(strstr((char *)r.body, "\"duration\":"));
+    assert_non_null(strstr((char *)r.body, "\"language\":\"en\""));
+    at_test_resp_free(&r);
+    free(wav);
+}
+
+/* The same speech at other rates and in stereo must give the same words. */
+static void other_rates_and_stereo_are_converted(void **state)
+{
+    (void)state;
+    size_t n;
+    int rate;
+    int16_t *pcm = at_test_read_wav16(clip_path[1], &n, &rate);
+    assert_int_equal(rate, 16000);
+    static const int rates[] = {8000, 22050, 44100, 48000};
+    for (size_t k = 0; k < sizeof rates / sizeof rates[0]; k++) {
+        int R = rates[k], ch = (k % 2) ? 2 : 1;
+        size_t m = (size_t)((double)n * R / 16000);
+        int16_t *o = malloc(m * (size_t)ch * sizeof *o);
+        for (size_t i = 0; i < m; i++) { /* linear interpolation is fine for a test */
+            double t = (double)i * 16000 / R;
+            size_t j = (size_t)t;
+            double fr = t - j;
+            double v = j + 1 < n ? pcm[j] * (1 - fr) + pcm[j + 1] * fr : pcm[n - 1];
+            for (int c = 0; c < ch; c++) o[i * ch + c] = (int16_t)v;
+        }
+        size_t len;
+        unsigned char *wav = at_test_wav_bytes(o, m, R, ch, &len);
+        at_test_resp r = transcribe(wav, len, "x.wav", "json", NULL, NULL);
+        if (r.status != 200) fail_msg("%d Hz x%d -> %d %s", R, ch, r.status, r.body);
+        char *hyp = json_text((char *)r.body);
+        double wer = at_test_wer(clip_text[1], hyp);
+        printf("# %d Hz, %d channel(s): WER %.0f%% (%s)\n", R, ch, wer * 100, hyp);
+        assert_true(wer < 0.5);
+        free(hyp);
+        at_test_resp_free(&r);
+        free(wav);
+        free(o);
+    }
+    free(pcm);
+}
+
+static void expect_upload_error(const void *file, size_t len, const char *field, const char *val,
+                                int status, const char *words)
+{
+    at_test_resp r = transcribe(file, len, "x.wav", NULL, field, val);
+    if (r.status != status) fail_msg("got %d %s, expected %d", r.status, r.body, status);
+    assert_non_null(strstr((char *)r.body, "\"error\""));
+    if (words && !strcasestr((char *)r.body, words)) fail_msg("%s lacks '%s'", r.body, words);
+    at_test_resp_free(&r);
+}
+
+static void bad_uploads(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *wav = at_test_read_file(clip_path[1], &len);
+    expect_upload_error(NULL, 0, NULL, NULL, 400, "file");                 /* missing file */
+    expect_upload_error("", 0, NULL, NULL, 400, "empty");                  /* empty file */
+    const char junk[] = "this is not audio at all, just some text pretending to be a file";
+    expect_upload_error(junk, sizeof junk, NULL, NULL, 415, NULL);         /* non-audio */
+    expect_upload_error(wav, 30, NULL, NULL, 400, NULL);                   /* truncated header */
+    expect_upload_error(wav, len, "response_format", "mp4", 400, "response_format");
+    expect_upload_error(wav, len, "model", "gpt-99", 400, "pocketsphinx");
+    expect_upload_error(wav, len, "language", "fr", 400, "language");
+    /* a WAV cut in half still decodes what is there or says truncated: never 5xx */
+    at_test_resp r = transcribe(wav, len / 2, "half.wav", "json", NULL, NULL);
+    assert_true(r.status == 200 || r.status == 400);
+    at_test_resp_free(&r);
+    free(wav);
+
+    /* not multipart at all */
+    at_test_resp j;
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions",
+                                  "Content-Type: application/json\r\n", "{}", 2, &j), 0);
+    assert_int_equal(j.status, 400);
+    at_test_resp_free(&j);
+    /* malformed multipart: boundary never closed */
+    const char *bad = "--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc";
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions",
+                                  "Content-Type: multipart/form-data; boundary=XYZ\r\n", bad,
+                                  strlen(bad), &j), 0);
+    assert_int_equal(j.status, 400);
+    assert_non_null(strstr((char *)j.body, "multipart"));
+    at_test_resp_free(&j);
+    /* over the 4 MiB body limit */
+    size_t big = 5u << 20;
+    unsigned char *b = calloc(1, big);
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions",
+                                  "Content-Type: multipart/form-data; boundary=XYZ\r\n", b, big, &j), 0);
+    assert_int_equal(j.status, 413);
+    at_test_resp_free(&j);
+    free(b);
+    /* translations need whisper */
+    at_test_form f;
+    at_test_form_init(&f);
+    size_t wl;
+    unsigned char *w2 = at_test_read_file(clip_path[1], &wl);
+    at_test_form_file(&f, "file", "a.wav", "audio/wav", w2, wl);
+    char hdr[256];
+    at_test_form_finish(&f, hdr, sizeof hdr);
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/translations", hdr, f.data, f.len, &j), 0);
+    assert_int_equal(j.status, 400);
+    assert_non_null(strstr((char *)j.body, "whisper"));
+    at_test_resp_free(&j);
+    at_test_form_free(&f);
+    free(w2);
+}
+
+/* ---- streaming ---- */
+
+static void send_config(at_test_ws *ws, int rate)
+{
+    char cfg[256];
+    snprintf(cfg, sizeof cfg,
+             "{\"type\":\"config\",\"language\":\"en\",\"sample_rate\":%d,\"encoding\":\"pcm16\"}", rate);
+    assert_int_equal(at_test_ws_send(ws, 1, cfg, strlen(cfg)), 0);
+}
+
+static double num_field(const char *json, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(json, k);
+    return p ? atof(p + strlen(k)) : NAN;
+}
+
+static void streams_clips_in_100ms_frames(void **state)
+{
+    (void)state;
+    double total_err = 0, total_words = 0;
+    for (int c = 0; c < N_CLIPS; c++) {
+        size_t n;
+        int rate;
+        int16_t *pcm = at_test_read_wav16(clip_path[c], &n, &rate);
+        at_test_ws ws;
+        assert_int_equal(at_test_ws_connect(&ws, port, "/v1/stream", NULL), 0);
+        send_config(&ws, rate);
+        size_t frame = (size_t)rate / 10;
+        for (size_t i = 0; i < n; i += frame) {
+            size_t m = n - i < frame ? n - i : frame;
+            assert_int_equal(at_test_ws_send(&ws, 2, pcm + i, m * 2), 0);
+        }
+        assert_int_equal(at_test_ws_send(&ws, 1, "{\"type\":\"end\"}", 14), 0);
+        int partials = 0, finals = 0, summary = 0, ready = 0;
+        double last_end = 0;
+        char text[2048] = "";
+        for (;;) {
+            char *d;
+            size_t l;
+            int op = at_test_ws_recv(&ws, &d, &l, 30000);
+            if (op != 1) {
+                free(d);
+                if (op == 8) assert_int_equal(ws.close_code, 1000);
+                else fail_msg("stream ended without a close frame (%d)", op);
+                break;
+            }
+            if (strstr(d, "\"type\":\"ready\"")) ready++;
+            else if (strstr(d, "\"type\":\"partial\"")) partials++;
+            else if (strstr(d, "\"type\":\"final\"")) {
+                double s = num_field(d, "start"), e = num_field(d, "end");
+                assert_true(s >= last_end - 0.05);
+                assert_true(e >= s);
+                assert_true(e <= (double)n / rate + 0.1);
+                last_end = e;
+                char *t = json_text(d);
+                if (*text && *t) strcat(text, " ");
+                strncat(text, t, sizeof text - strlen(text) - 2);
+                free(t);
+                finals++;
+            } else if (strstr(d, "\"type\":\"summary\"")) {
+                summary++;
+                assert_int_equal((int)num_field(d, "segments"), finals);
+                assert_true(fabs(num_field(d, "duration") - (double)n / rate) < 0.01);
+            }
+            free(d);
+        }
+        at_test_ws_close(&ws);
+        assert_int_equal(ready, 1);
+        assert_int_equal(summary, 1);
+        assert_true(finals >= 1);
+        double wer = at_test_wer(clip_text[c], text);
+        size_t words = 0;
+        for (const char *p = clip_text[c]; *p; p++)
+            if (*p != ' ' && (p == clip_text[c] || p[-1] == ' ')) words++;
+        total_err += wer * words;
+        total_words += words;
+        printf("# stream %d: %d partials, %d finals, WER %.0f%%: %s\n", c, partials, finals,
+               wer * 100, text);
+        free(pcm);
+    }
+    printf("# streamed LibriVox WER: %.1f%%\n", 100 * total_err / total_words);
+    assert_true(total_err / total_words < 0.45);
+}
+
+static void stream_protocol_errors(void **state)
+{
+    (void)state;
+    char *d;
+    size_t l;
+    /* audio before configuration */
+    at_test_ws ws;
+    assert_int_equal(at_test_ws_connect(&ws, port, "/v1/stream", NULL), 0);
+    int16_t zeros[1600] = {0};
+    at_test_ws_send(&ws, 2, zeros, sizeof zeros);
+    assert_int_equal(at_test_ws_recv(&ws, &d, &l, 10000), 1);
+    assert_non_null(strstr(d, "\"type\":\"error\""));
+    assert_non_null(strstr(d, "configuration"));
+    free(d);
+    assert_int_equal(at_test_ws_recv(&ws, &d, &l, 10000), 8);
+    assert_int_equal(ws.close_code, 1008);
+    free(d);
+    at_test_ws_close(&ws);
+    /* malformed JSON, bad rate, bad encoding */
+    static const char *const bad[] = {"{not json", "{\"sample_rate\":4000}",
+                                      "{\"sample_rate\":96000}", "{\"encoding\":\"mp3\"}",
+                                      "{\"language\":\"de\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(at_test_ws_connect(&ws, port, "/v1/stream", NULL), 0);
+        at_test_ws_send(&ws, 1, bad[i], strlen(bad[i]));
+        assert_int_equal(at_test_ws_recv(&ws, &d, &l, 10000), 1);
+        if (!strstr(d, "\"type\":\"error\"")) fail_msg("%s -> %s", bad[i], d);
+        free(d);
+        assert_int_equal(at_test_ws_recv(&ws, &d, &l, 10000), 8);
+        free(d);
+        at_test_ws_close(&ws);
+    }
+}
+
+static void vanished_client_and_stream_limit(void **state)
+{
+    (void)state;
+    size_t n;
+    int rate;
+    int16_t *pcm = at_test_read_wav16(clip_path[0], &n, &rate);
+    /* Two streams fill the limit of 2; the third is refused with 503. */
+    at_test_ws a, b, c;
+    assert_int_equal(at_test_ws_connect(&a, port, "/v1/stream", NULL), 0);
+    assert_int_equal(at_test_ws_connect(&b, port, "/v1/stream", NULL), 0);
+    send_config(&a, rate);
+    send_config(&b, rate);
+    at_test_resp refused;
+    assert_int_equal(at_test_ws_connect(&c, port, "/v1/stream", &refused), 503);
+    char ra[16];
+    assert_true(at_test_header(&refused, "retry-after", ra, sizeof ra));
+    assert_non_null(strstr((char *)refused.body, "too many"));
+    at_test_resp_free(&refused);
+    /* a vanishes mid-utterance; b too, abruptly */
+    at_test_ws_send(&a, 2, pcm, n);
+    at_test_ws_send(&b, 2, pcm, n / 2);
+    at_test_ws_close(&a);
+    at_test_ws_close(&b);
+    free(pcm);
+    /* Their slots are freed: a new stream is accepted within a few seconds. */
+    int ok = 0;
+    for (int i = 0; i < 50 && !ok; i++) {
+        int rc = at_test_ws_connect(&c, port, "/v1/stream", NULL);
+        if (rc == 0) ok = 1;
+        else usleep(100000);
+    }
+    assert_true(ok);
+    at_test_ws_close(&c);
+    /* and the service still transcribes */
+    size_t len;
+    unsigned char *wav = at_test_read_file(clip_path[1], &len);
+    at_test_resp r = transcribe(wav, len, "a.wav", "json", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+    free(wav);
+    /* metrics saw the audio */
+    assert_int_equal(at_test_http(port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    assert_non_null(strstr((char *)r.body, "audio_seconds_processed_total{service=\"asr\"}"));
+    assert_non_null(strstr((char *)r.body, "http_rejected_total"));
+    at_test_resp_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(librivox_word_error_rate),
+        cmocka_unit_test(response_formats),
+        cmocka_unit_test(other_rates_and_stereo_are_converted),
+        cmocka_unit_test(bad_uploads),
+        cmocka_unit_test(streams_clips_in_100ms_frames),
+        cmocka_unit_test(stream_protocol_errors),
+        cmocka_unit_test(vanished_client_and_stream_limit),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,205 @@
+/* The translate service, run as its own binary: LibreTranslate API. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client.h"
+
+static at_test_proc proc;
+static int port;
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--max-text-chars", "200",
+                          "--max-body-mb", "0.05", NULL};
+    if (at_test_spawn(&proc, "translate", args, 1, 60) != 0) return -1;
+    port = proc.ports[0];
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    /* SIGTERM must drain and exit cleanly within seconds. */
+    return at_test_stop(&proc, 10) == 0 ? 0 : -1;
+}
+
+static at_test_resp post_json(const char *json)
+{
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", "/translate", "Content-Type: application/json\r\n",
+                                  json, strlen(json), &r),
+                     0);
+    return r;
+}
+
+static void translates_english_to_spanish(void **state)
+{
+    (void)state;
+    static const struct { const char *en, *expect; } cases[] = {
+        {"The house is big.", "casa"},
+        {"I want to drink water.", "agua"},
+        {"My brother works in the city.", "ciudad"},
+        {"Good morning, how are you?", "días"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body, "{\"q\":\"%s\",\"source\":\"en\",\"target\":\"es\"}", cases[i].en);
+        at_test_resp r = post_json(body);
+        assert_int_equal(r.status, 200);
+        char ct[128];
+        assert_true(at_test_header(&r, "content-type", ct, sizeof ct));
+        assert_non_null(strstr(ct, "application/json"));
+        assert_non_null(strstr((char *)r.body, "\"translatedText\""));
+        if (!strcasestr((char *)r.body, cases[i].expect))
+            fail_msg("'%s' -> %s (expected '%s')", cases[i].en, r.body, cases[i].expect);
+        at_test_resp_free(&r);
+    }
+}
+
+static void translates_spanish_to_english_and_arrays(void **state)
+{
+    (void)state;
+    at_test_resp r = post_json("{\"q\":[\"La casa es grande.\",\"El perro come.\"],"
+                               "\"source\":\"es\",\"target\":\"en\"}");
+    assert_int_equal(r.status, 200);
+    /* an array in, an array out, in order */
+    const char *a = strstr((char *)r.body, "[");
+    assert_non_null(a);
+    const char *house = strcasestr((char *)r.body, "house");
+    const char *dog = strcasestr((char *)r.body, "dog");
+    assert_non_null(house);
+    assert_non_null(dog);
+    assert_true(house < dog);
+    at_test_resp_free(&r);
+}
+
+static void form_encoded_body_works(void **state)
+{
+    (void)state;
+    const char *body = "q=The+house&source=en&target=es";
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", "/translate",
+                                  "Content-Type: application/x-www-form-urlencoded\r\n", body,
+                                  strlen(body), &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr((char *)r.body, "casa"));
+    at_test_resp_free(&r);
+}
+
+static void languages_lists_targets(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "GET", "/languages", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"code\":\"en\""));
+    assert_non_null(strstr((char *)r.body, "\"targets\":[\"es\""));
+    at_test_resp_free(&r);
+}
+
+static void expect_error(const char *json, int status, const char *words)
+{
+    at_test_resp r = post_json(json);
+    if (r.status != status) fail_msg("%s -> %d %s (expected %d)", json, r.status, r.body, status);
+    assert_non_null(strstr((char *)r.body, "\"error\""));
+    if (words && !strcasestr((char *)r.body, words))
+        fail_msg("%s -> %s (expected '%s' in the message)", json, r.body, words);
+    at_test_resp_free(&r);
+}
+
+static void bad_inputs_get_clear_errors(void **state)
+{
+    (void)state;
+    expect_error("{\"q\":\"hello\",\"source\":\"en\",\"target\":\"xx\"}", 400, "en-es");
+    expect_error("{\"q\":\"hello\",\"source\":\"fr\",\"target\":\"es\"}", 400, "unsupported");
+    expect_error("{\"q\":\"\",\"source\":\"en\",\"target\":\"es\"}", 400, "empty");
+    expect_error("{\"q\":[],\"source\":\"en\",\"target\":\"es\"}", 400, "empty");
+    expect_error("{\"q\":[1,2],\"source\":\"en\",\"target\":\"es\"}", 400, "string");
+    expect_error("{\"source\":\"en\",\"target\":\"es\"}", 400, "'q'");
+    expect_error("{\"q\":\"hi\",\"target\":\"es\"}", 400, "source");
+    expect_error("{\"q\":\"hi\",\"source\":\"auto\",\"target\":\"es\"}", 400, "source");
+    expect_error("{\"q\":\"hi\",\"source\":\"en\",\"target\":\"es\",\"format\":\"html\"}", 400,
+                 "format");
+    expect_error("{\"q\": \"unterminated", 400, "JSON");
+    expect_error("[1,2,3]", 400, "JSON object");
+    expect_error("", 400, "empty");
+    /* over the configured 200 characters */
+    char big[1024] = "{\"q\":\"";
+    for (int i = 0; i < 60; i++) strcat(big, "word ");
+    strcat(big, "\",\"source\":\"en\",\"target\":\"es\"}");
+    expect_error(big, 413, "limit");
+}
+
+static void oversized_body_is_413_and_service_survives(void **state)
+{
+    (void)state;
+    size_t n = 200 * 1024; /* limit is 0.05 MiB */
+    char *body = malloc(n);
+    memset(body, 'a', n);
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", "/translate", "Content-Type: application/json\r\n",
+                                  body, n, &r),
+                     0);
+    assert_int_equal(r.status, 413);
+    at_test_resp_free(&r);
+    free(body);
+    at_test_resp ok = post_json("{\"q\":\"The house\",\"source\":\"en\",\"target\":\"es\"}");
+    assert_int_equal(ok.status, 200);
+    at_test_resp_free(&ok);
+}
+
+static void unknown_route_and_method(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "GET", "/nope", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 404);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(port, "GET", "/translate", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 405);
+    at_test_resp_free(&r);
+}
+
+static void health_ready_metrics(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "GET", "/health", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "ok"));
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(port, "GET", "/ready", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "apertium"));
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "# TYPE http_requests_total counter"));
+    assert_non_null(strstr((char *)r.body, "path=\"/translate\""));
+    assert_non_null(strstr((char *)r.body, "http_request_duration_seconds_bucket"));
+    at_test_resp_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(translates_english_to_spanish),
+        cmocka_unit_test(translates_spanish_to_english_and_arrays),
+        cmocka_unit_test(form_encoded_body_works),
+        cmocka_unit_test(languages_lists_targets),
+        cmocka_unit_test(bad_inputs_get_clear_errors),
+        cmocka_unit_test(oversized_body_is_413_and_service_survives),
+        cmocka_unit_test(unknown_route_and_method),
+        cmocka_unit_test(health_ready_metrics),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

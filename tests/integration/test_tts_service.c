@@ -1,0 +1,195 @@
+/* The tts service, run as its own binary: OpenAI /v1/audio/speech. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client.h"
+
+static at_test_proc proc;
+static int port;
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--max-text-chars", "300", NULL};
+    if (at_test_spawn(&proc, "tts", args, 1, 60) != 0) return -1;
+    port = proc.ports[0];
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return at_test_stop(&proc, 10) == 0 ? 0 : -1;
+}
+
+static at_test_resp speech(const char *json)
+{
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/speech",
+                                  "Content-Type: application/json\r\n", json, strlen(json), &r),
+                     0);
+    return r;
+}
+
+static double rms16(const int16_t *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return n ? sqrt(s / n) / 32768.0 : 0;
+}
+
+/* Checks a streamed WAV and returns its duration in seconds. */
+static double check_wav(const at_test_resp *r, int *rate_out)
+{
+    assert_int_equal(r->status, 200);
+    char ct[64];
+    assert_true(at_test_header(r, "content-type", ct, sizeof ct));
+    assert_string_equal(ct, "audio/wav");
+    assert_true(r->chunked); /* streamed as synthesised */
+    assert_true(r->len > 44);
+    assert_memory_equal(r->body, "RIFF", 4);
+    assert_memory_equal(r->body + 8, "WAVE", 4);
+    int rate;
+    memcpy(&rate, r->body + 24, 4);
+    const int16_t *pcm = (const int16_t *)(r->body + 44);
+    size_t n = (r->len - 44) / 2;
+    double level = rms16(pcm, n);
+    if (level < 0.01) fail_msg("synthesised audio is silent (rms %.4f)", level);
+    if (rate_out) *rate_out = rate;
+    return (double)n / rate;
+}
+
+static void speaks_with_flite_and_espeak(void **state)
+{
+    (void)state;
+    const char *sentence = "The quick brown fox jumps over the lazy dog.";
+    char body[512];
+    snprintf(body, sizeof body, "{\"model\":\"tts-1\",\"input\":\"%s\",\"voice\":\"slt\"}", sentence);
+    at_test_resp r = speech(body);
+    int rate;
+    double d = check_wav(&r, &rate);
+    assert_int_equal(rate, 16000);
+    /* nine words: a plausible 1.5 .. 6 seconds */
+    if (d < 1.5 || d > 6) fail_msg("flite duration %.2f s is implausible", d);
+    at_test_resp_free(&r);
+
+    snprintf(body, sizeof body, "{\"input\":\"Hola, ¿cómo estás? La casa es grande.\",\"voice\":\"es\"}");
+    r = speech(body);
+    d = check_wav(&r, &rate);
+    assert_int_equal(rate, 22050);
+    if (d < 1.0 || d > 6) fail_msg("espeak duration %.2f s is implausible", d);
+    at_test_resp_free(&r);
+}
+
+static void openai_voice_names_and_speed(void **state)
+{
+    (void)state;
+    at_test_resp a = speech("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\"}");
+    double d1 = check_wav(&a, NULL);
+    at_test_resp_free(&a);
+    at_test_resp b = speech(
+        "{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\",\"speed\":2.0}");
+    double d2 = check_wav(&b, NULL);
+    at_test_resp_free(&b);
+    if (!(d2 < d1 * 0.8)) fail_msg("speed 2.0 gave %.2f s vs %.2f s at 1.0", d2, d1);
+}
+
+static void pcm_format(void **state)
+{
+    (void)state;
+    at_test_resp r = speech("{\"input\":\"Raw audio please.\",\"voice\":\"kal\",\"response_format\":\"pcm\"}");
+    assert_int_equal(r.status, 200);
+    char v[64];
+    assert_true(at_test_header(&r, "content-type", v, sizeof v));
+    assert_string_equal(v, "audio/pcm");
+    assert_true(at_test_header(&r, "x-sample-rate", v, sizeof v));
+    assert_string_equal(v, "16000");
+    assert_true(memcmp(r.body, "RIFF", 4) != 0);
+    assert_true(rms16((const int16_t *)r.body, r.len / 2) > 0.01);
+    at_test_resp_free(&r);
+}
+
+static void voices_listed(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "GET", "/v1/voices", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"name\":\"slt\""));
+    assert_non_null(strstr((char *)r.body, "\"engine\":\"flite\""));
+    assert_non_null(strstr((char *)r.body, "\"engine\":\"espeak-ng\""));
+    assert_non_null(strstr((char *)r.body, "\"language\":\"es\""));
+    at_test_resp_free(&r);
+}
+
+static void expect_error(const char *json, int status, const char *words)
+{
+    at_test_resp r = speech(json);
+    if (r.status != status) fail_msg("%s -> %d %s (expected %d)", json, r.status, r.body, status);
+    char ct[64];
+    assert_true(at_test_header(&r, "content-type", ct, sizeof ct));
+    assert_string_equal(ct, "application/json");
+    if (words && !strcasestr((char *)r.body, words))
+        fail_msg("%s -> %s (expected '%s')", json, r.body, words);
+    at_test_resp_free(&r);
+}
+
+static void bad_inputs(void **state)
+{
+    (void)state;
+    expect_error("{\"input\":\"\"}", 400, "empty");
+    expect_error("{\"voice\":\"slt\"}", 400, "input");
+    expect_error("{\"input\":42}", 400, "input");
+    expect_error("{\"input\":\"hi\",\"voice\":\"nobody\"}", 400, "unknown voice");
+    expect_error("{\"input\":\"hi\",\"response_format\":\"mp3\"}", 400, "wav, pcm");
+    expect_error("{\"input\":\"hi\",\"speed\":9}", 400, "speed");
+    expect_error("{\"input\":\"hi\",\"speed\":\"fast\"}", 400, "speed");
+    expect_error("{input: hi}", 400, "JSON");
+    expect_error("", 400, "empty");
+    char big[2048] = "{\"input\":\"";
+    for (int i = 0; i < 80; i++) strcat(big, "words ");
+    strcat(big, "\"}");
+    expect_error(big, 413, "limit");
+}
+
+static void client_vanishing_mid_stream_is_survived(void **state)
+{
+    (void)state;
+    /* Ask for long speech and hang up after the first bytes. */
+    char body[4096] = "{\"input\":\"";
+    for (int i = 0; i < 40; i++) strcat(body, "This is a long text. ");
+    strcat(body, "\",\"voice\":\"slt\"}");
+    char req[8192];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    at_test_resp r;
+    /* a 0-second timeout reads nothing and closes the socket */
+    at_test_raw(port, req, (size_t)n, &r, 0);
+    at_test_resp_free(&r);
+    at_test_resp ok = speech("{\"input\":\"Still here.\"}");
+    check_wav(&ok, NULL);
+    at_test_resp_free(&ok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(speaks_with_flite_and_espeak),
+        cmocka_unit_test(openai_voice_names_and_speed),
+        cmocka_unit_test(pcm_format),
+        cmocka_unit_test(voices_listed),
+        cmocka_unit_test(bad_inputs),
+        cmocka_unit_test(client_vanishing_mid_stream_is_survived),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
