@@ -70,10 +70,17 @@ at_compute *at_compute_new(int n_threads, at_err *err);
 void at_compute_free(at_compute *c);
 int at_compute_threads(const at_compute *c);
 
-/* Runs fn(arg, ith, nth) on every thread of the pool (the caller's thread
- * is ith 0) and returns when all have finished. */
-typedef void (*at_task_fn)(void *arg, int ith, int nth);
-void at_compute_run(at_compute *c, at_task_fn fn, void *arg);
+/* Runs fn(arg, chunk, ith) for chunk = 0..n_chunks-1 on the pool and
+ * returns when all chunks are done.  Chunks are handed out dynamically
+ * (ith: the running thread, 0 = the caller, for per-thread scratch), so a
+ * thread that the OS deschedules (the cores are shared) does not stall the
+ * others: whoever is running takes the remaining chunks. */
+typedef void (*at_chunk_fn)(void *arg, int chunk, int ith);
+void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks);
+/* Per-thread scratch of at least n floats for thread ith (valid until the
+ * next at_compute_reserve). */
+int at_compute_reserve(at_compute *c, size_t n, at_err *err);
+float *at_compute_scratch(at_compute *c, int ith);
 
 /* Y[M x N] = X[M x K] * W^T (+ bias[N]), W [N x K]. Y must not alias X.
  * Fails only on allocation failure (scratch memory). */

@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -259,6 +260,39 @@ AT_SIMD static void dequant_avx2(at_dtype t, const void *src, float *dst, int n)
         }
         return;
     }
+    if (t == AT_DT_BF16) {
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+        }
+        for (; i < n; i++) dst[i] = at_bf16_to_f32(rd16(p + 2 * i));
+        return;
+    }
+    if (t == AT_DT_Q4_1 || t == AT_DT_Q5_0 || t == AT_DT_Q5_1) {
+        size_t bb = at_dtype_block_bytes(t);
+        int has_m = t != AT_DT_Q5_0, has_h = t != AT_DT_Q4_1;
+        for (int b = 0; b < n / AT_QK; b++, p += bb) {
+            __m256 d = _mm256_set1_ps(rdhalf(p)), m = _mm256_set1_ps(has_m ? rdhalf(p + 2) : -16.0f), q[4];
+            const uint8_t *qs = p + 2 + (has_m ? 2 : 0) + (has_h ? 4 : 0);
+            nib32_ps(qs, q);
+            float *y = dst + b * AT_QK;
+            if (has_h) { /* fifth bits: element j's in bit j of qh */
+                uint32_t qh;
+                memcpy(&qh, p + 2 + (has_m ? 2 : 0), 4);
+                const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+                for (int k = 0; k < 4; k++) {
+                    __m256i hv = _mm256_and_si256(_mm256_set1_epi32((int)(qh >> (8 * k))), bit);
+                    __m256 h = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(hv, bit)), _mm256_set1_ps(16.0f));
+                    q[k] = _mm256_add_ps(q[k], h);
+                }
+            }
+            /* q5_0: d*(q-16); q4_1/q5_1: d*q + m */
+            for (int k = 0; k < 4; k++)
+                _mm256_storeu_ps(y + 8 * k, has_m ? _mm256_fmadd_ps(d, q[k], m) : _mm256_mul_ps(d, _mm256_add_ps(q[k], m)));
+        }
+        return;
+    }
     dequant_scalar(t, src, dst, n);
 }
 
@@ -505,6 +539,15 @@ size_t at_quant_row(at_dtype t, const float *x, void *dst, int n) {
 
 /* ---------------------------------------------------------- thread pool */
 
+/* Work is published as one atomic word: (generation << 40) | (n_chunks << 20)
+ * | next_chunk.  Threads claim chunks with compare-and-swap, so a worker
+ * that wakes up late for a finished round sees a new generation and never
+ * touches the old job.  Workers spin briefly before sleeping on a
+ * condition variable: a decoder step issues ~40 small parallel ops, and a
+ * futex wake-up per op would cost more than the ops themselves. */
+#define SPIN_ITERS 20000 /* pause iterations (well under 1 ms) before sleeping */
+#define MAX_CHUNKS ((1 << 20) - 1)
+
 struct at_compute {
     int n;
     int simd;
@@ -512,10 +555,12 @@ struct at_compute {
     int n_started;
     pthread_mutex_t mu;
     pthread_cond_t cv_go, cv_done;
-    unsigned long gen;
-    int pending;
-    int stop;
-    at_task_fn fn;
+    atomic_ullong work;
+    atomic_int done;
+    atomic_int stop;
+    int sleepers;   /* workers asleep on cv_go; guarded by mu */
+    int main_waits; /* caller asleep on cv_done; guarded by mu */
+    at_chunk_fn fn;
     void *arg;
     /* per-thread scratch, grown on the caller's thread before a run */
     float **scr;
@@ -527,26 +572,59 @@ typedef struct {
     int ith;
 } worker_arg;
 
+static inline void cpu_relax(void) {
+#if AT_HAVE_X86
+    _mm_pause();
+#endif
+}
+
+#define W_GEN(w) ((w) >> 40)
+#define W_N(w) ((int)(((w) >> 20) & MAX_CHUNKS))
+#define W_IDX(w) ((int)((w)&MAX_CHUNKS))
+
+/* Claims and runs chunks of generation gen until none is left. */
+static void drain(at_compute *c, unsigned long long gen, int ith) {
+    unsigned long long w = atomic_load_explicit(&c->work, memory_order_acquire);
+    for (;;) {
+        if (W_GEN(w) != gen || W_IDX(w) >= W_N(w)) return;
+        if (!atomic_compare_exchange_weak_explicit(&c->work, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
+            continue;
+        /* a claimed chunk keeps the round (and fn/arg) alive until done */
+        int n = W_N(w);
+        c->fn(c->arg, W_IDX(w), ith);
+        if (atomic_fetch_add_explicit(&c->done, 1, memory_order_acq_rel) + 1 == n) {
+            pthread_mutex_lock(&c->mu);
+            if (c->main_waits) pthread_cond_signal(&c->cv_done);
+            pthread_mutex_unlock(&c->mu);
+        }
+        w = atomic_load_explicit(&c->work, memory_order_acquire);
+    }
+}
+
 static void *worker(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     at_compute *c = wa.c;
-    unsigned long seen = 0;
+    unsigned long long seen = 0;
     for (;;) {
-        pthread_mutex_lock(&c->mu);
-        while (c->gen == seen && !c->stop) pthread_cond_wait(&c->cv_go, &c->mu);
-        if (c->stop) {
+        unsigned long long g;
+        int spins = 0;
+        while ((g = W_GEN(atomic_load_explicit(&c->work, memory_order_acquire))) == seen &&
+               !atomic_load_explicit(&c->stop, memory_order_acquire)) {
+            if (++spins < SPIN_ITERS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&c->mu);
+            c->sleepers++;
+            while (W_GEN(atomic_load(&c->work)) == seen && !atomic_load(&c->stop))
+                pthread_cond_wait(&c->cv_go, &c->mu);
+            c->sleepers--;
             pthread_mutex_unlock(&c->mu);
-            return NULL;
         }
-        seen = c->gen;
-        at_task_fn fn = c->fn;
-        void *arg = c->arg;
-        pthread_mutex_unlock(&c->mu);
-        fn(arg, wa.ith, c->n);
-        pthread_mutex_lock(&c->mu);
-        if (--c->pending == 0) pthread_cond_signal(&c->cv_done);
-        pthread_mutex_unlock(&c->mu);
+        if (atomic_load(&c->stop)) return NULL;
+        seen = g;
+        drain(c, g, wa.ith);
     }
 }
 
@@ -578,6 +656,9 @@ at_compute *at_compute_new(int n_threads, at_err *err) {
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv_go, NULL);
     pthread_cond_init(&c->cv_done, NULL);
+    atomic_init(&c->work, 0);
+    atomic_init(&c->done, 0);
+    atomic_init(&c->stop, 0);
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
         if (!wa) break;
@@ -597,7 +678,7 @@ at_compute *at_compute_new(int n_threads, at_err *err) {
 void at_compute_free(at_compute *c) {
     if (!c) return;
     pthread_mutex_lock(&c->mu);
-    c->stop = 1;
+    atomic_store(&c->stop, 1);
     pthread_cond_broadcast(&c->cv_go);
     pthread_mutex_unlock(&c->mu);
     for (int i = 1; i <= c->n_started; i++) pthread_join(c->th[i], NULL);
@@ -612,21 +693,33 @@ void at_compute_free(at_compute *c) {
 
 int at_compute_threads(const at_compute *c) { return c->n; }
 
-void at_compute_run(at_compute *c, at_task_fn fn, void *arg) {
-    if (c->n == 1) {
-        fn(arg, 0, 1);
+void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks) {
+    if (n_chunks <= 0) return;
+    if (c->n == 1 || n_chunks == 1) {
+        for (int i = 0; i < n_chunks; i++) fn(arg, i, 0);
         return;
     }
-    pthread_mutex_lock(&c->mu);
+    if (n_chunks > MAX_CHUNKS) n_chunks = MAX_CHUNKS; /* callers stay far below */
     c->fn = fn;
     c->arg = arg;
-    c->pending = c->n - 1;
-    c->gen++;
-    pthread_cond_broadcast(&c->cv_go);
-    pthread_mutex_unlock(&c->mu);
-    fn(arg, 0, c->n);
+    atomic_store_explicit(&c->done, 0, memory_order_relaxed);
+    unsigned long long gen = W_GEN(atomic_load_explicit(&c->work, memory_order_relaxed)) + 1;
+    gen &= (1ull << 24) - 1;
+    if (!gen) gen = 1; /* workers start with seen = 0 */
+    /* under the mutex so that a worker going to sleep cannot miss it */
     pthread_mutex_lock(&c->mu);
-    while (c->pending > 0) pthread_cond_wait(&c->cv_done, &c->mu);
+    atomic_store_explicit(&c->work, (gen << 40) | ((unsigned long long)n_chunks << 20), memory_order_release);
+    if (c->sleepers) pthread_cond_broadcast(&c->cv_go);
+    pthread_mutex_unlock(&c->mu);
+    drain(c, gen, 0);
+    for (int spins = 0; spins < SPIN_ITERS; spins++) {
+        if (atomic_load_explicit(&c->done, memory_order_acquire) == n_chunks) return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&c->mu);
+    c->main_waits = 1;
+    while (atomic_load_explicit(&c->done, memory_order_acquire) < n_chunks) pthread_cond_wait(&c->cv_done, &c->mu);
+    c->main_waits = 0;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -650,6 +743,9 @@ static int reserve(at_compute *c, size_t n_floats, at_err *err) {
     c->scr_n = n_floats;
     return 0;
 }
+
+int at_compute_reserve(at_compute *c, size_t n, at_err *err) { return reserve(c, n, err); }
+float *at_compute_scratch(at_compute *c, int ith) { return c->scr[ith]; }
 
 /* ---------------------------------------------------------------- matmul */
 
@@ -686,9 +782,11 @@ static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int
     return s;
 }
 
-static void mm_small(void *p, int ith, int nth) {
+#define SMALL_ROWS 64 /* output rows per chunk of a matrix-vector product */
+
+static void mm_small(void *p, int chunk, int ith) {
     mm_job *j = p;
-    int n0 = (int)((int64_t)j->N * ith / nth), n1 = (int)((int64_t)j->N * (ith + 1) / nth);
+    int n0 = chunk * SMALL_ROWS, n1 = n0 + SMALL_ROWS < j->N ? n0 + SMALL_ROWS : j->N;
     const uint8_t *base = j->W->data;
     float *buf = j->c->scr[ith];
     for (int n = n0; n < n1; n++) {
@@ -699,26 +797,23 @@ static void mm_small(void *p, int ith, int nth) {
     }
 }
 
-static void mm_big(void *p, int ith, int nth) {
+static void mm_big(void *p, int t, int ith) {
     mm_job *j = p;
-    int ntiles = (j->N + TILE_N - 1) / TILE_N;
     float *buf = j->c->scr[ith];
-    for (int t = ith; t < ntiles; t += nth) {
-        int n0 = t * TILE_N, tn = j->N - n0 < TILE_N ? j->N - n0 : TILE_N;
-        const float *Wt;
-        if (j->W->type == AT_DT_F32) {
-            Wt = (const float *)((const uint8_t *)j->W->data + (size_t)n0 * j->W->row_bytes);
-        } else {
-            for (int r = 0; r < tn; r++)
-                at_dequant_row(j->W->type, (const uint8_t *)j->W->data + (size_t)(n0 + r) * j->W->row_bytes,
-                               buf + (size_t)r * j->K, j->K);
-            Wt = buf;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, tn, j->K, 1.0f, j->X, j->K, Wt, j->K,
-                    0.0f, j->Y + n0, j->N);
-        if (j->bias)
-            for (int m = 0; m < j->M; m++) at_add(j->Y + (size_t)m * j->N + n0, j->bias + n0, (size_t)tn);
+    int n0 = t * TILE_N, tn = j->N - n0 < TILE_N ? j->N - n0 : TILE_N;
+    const float *Wt;
+    if (j->W->type == AT_DT_F32) {
+        Wt = (const float *)((const uint8_t *)j->W->data + (size_t)n0 * j->W->row_bytes);
+    } else {
+        for (int r = 0; r < tn; r++)
+            at_dequant_row(j->W->type, (const uint8_t *)j->W->data + (size_t)(n0 + r) * j->W->row_bytes,
+                           buf + (size_t)r * j->K, j->K);
+        Wt = buf;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, tn, j->K, 1.0f, j->X, j->K, Wt, j->K, 0.0f,
+                j->Y + n0, j->N);
+    if (j->bias)
+        for (int m = 0; m < j->M; m++) at_add(j->Y + (size_t)m * j->N + n0, j->bias + n0, (size_t)tn);
 }
 
 int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
@@ -727,11 +822,11 @@ int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const fl
     if (M <= 0) return 0;
     if (M < SMALL_M) {
         if (reserve(c, (size_t)W->cols, err)) return err ? err->code : AT_E_NOMEM;
-        at_compute_run(c, mm_small, &j);
+        at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);
     } else {
         if (W->type != AT_DT_F32 && reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
             return err ? err->code : AT_E_NOMEM;
-        at_compute_run(c, mm_big, &j);
+        at_compute_run(c, mm_big, &j, (j.N + TILE_N - 1) / TILE_N);
     }
     return 0;
 }
@@ -799,30 +894,24 @@ typedef struct {
     float *O;
 } att_job;
 
-static void att_task(void *p, int ith, int nth) {
+static void att_task(void *p, int t, int ith) {
     att_job *j = p;
-    int nchunk = (j->Tq + ATT_CHUNK - 1) / ATT_CHUNK;
     float *S = j->c->scr[ith];
     float scale = 1.0f / sqrtf((float)j->hd);
-    for (int t = ith; t < nchunk * j->n_head; t += nth) {
+    {
         int h = t % j->n_head, i0 = (t / j->n_head) * ATT_CHUNK;
         int ch = j->Tq - i0 < ATT_CHUNK ? j->Tq - i0 : ATT_CHUNK;
         /* keys visible to the last row of the chunk bound the work */
         int tk = j->Tk;
         if (j->causal >= 0 && j->causal + i0 + ch < tk) tk = j->causal + i0 + ch;
-        if (ch == 1 && j->hd >= 8) {
-            /* one query (decoder step): plain dot products beat sgemm */
+        if (ch == 1) {
+            /* one query (decoder step): two matrix-vector products */
             const float *q = j->Q + (size_t)i0 * j->ldq + h * j->hd;
-            for (int k = 0; k < tk; k++) S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, tk, j->hd, scale, j->K + h * j->hd, j->ldk, q, 1, 0.0f, S, 1);
             at_softmax(S, tk);
-            float *o = j->O + (size_t)i0 * j->ldo + h * j->hd;
-            memset(o, 0, sizeof(float) * (size_t)j->hd);
-            for (int k = 0; k < tk; k++) {
-                const float *v = j->V + (size_t)k * j->ldv + h * j->hd;
-                float s = S[k];
-                for (int d = 0; d < j->hd; d++) o[d] += s * v[d];
-            }
-            continue;
+            cblas_sgemv(CblasRowMajor, CblasTrans, tk, j->hd, 1.0f, j->V + h * j->hd, j->ldv, S, 1, 0.0f,
+                        j->O + (size_t)i0 * j->ldo + h * j->hd, 1);
+            return;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ch, tk, j->hd, scale,
                     j->Q + (size_t)i0 * j->ldq + h * j->hd, j->ldq, j->K + h * j->hd, j->ldk, 0.0f, S, tk);
@@ -843,7 +932,7 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
     if (Tq <= 0 || Tk <= 0) return 0;
     if (reserve(c, (size_t)ATT_CHUNK * (size_t)Tk, err)) return err ? err->code : AT_E_NOMEM;
     att_job j = {c, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
-    at_compute_run(c, att_task, &j);
+    at_compute_run(c, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
     return 0;
 }
 

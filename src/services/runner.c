@@ -21,8 +21,8 @@ int at_services_main(const char *prog, int kinds, int argc, char **argv, int fir
     opts[n++] = (at_option){"host", "AT_HOST", AT_OPT_STRING, "0.0.0.0",
                             "interface to listen on (127.0.0.1 = this machine only)", &host, 0, 0};
     if (single)
-        opts[n++] = (at_option){"port", "AT_PORT", AT_OPT_INT, def_port, "port to listen on",
-                                &port, 1, 65535};
+        opts[n++] = (at_option){"port", "AT_PORT", AT_OPT_INT, def_port, "port to listen on (0 = any free port)",
+                                &port, 0, 65535};
     else {
         opts[n++] = (at_option){"asr-port", "AT_ASR_PORT", AT_OPT_INT, "8003",
                                 "asr_streaming port", &asr_port, 0, 65535};

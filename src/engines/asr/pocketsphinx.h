@@ -12,4 +12,11 @@
  * NULL = the Debian default (/usr/share/pocketsphinx/model/en-us). */
 at_asr_engine *at_asr_pocketsphinx_new(const char *model_dir, at_err *err);
 
+/* Same, with a bound on decoders loaded at once (each ~1 s to load and tens
+ * of MB): that many streams/transcriptions can run concurrently; one more
+ * fails with AT_E_BUSY.  max_decoders <= 0 = the default (4).  Idle
+ * decoders are kept and reused. */
+at_asr_engine *at_asr_pocketsphinx_new_ex(const char *model_dir, int max_decoders,
+                                          at_err *err);
+
 #endif

@@ -235,6 +235,17 @@ static double rank_score(const dtask *c, const hyp *h)
     return h->sum / pow((5.0 + h->n) / 6.0, c->o->length_penalty);
 }
 
+/* round(beam_size * patience) (Python rounds half to even, as rint does),
+ * bounded so a huge patience cannot make the candidate list huge */
+static int beam_max_candidates(const at_wdec_options *o)
+{
+    double patience = o->patience > 0 ? o->patience : 1.0;
+    double m = nearbyint(o->beam_size * patience);
+    if (m < 1) m = 1;
+    if (m > 4 * WDEC_MAX_GROUP) m = 4 * WDEC_MAX_GROUP;
+    return (int)m;
+}
+
 typedef struct {
     int src, token;
     float lp;
@@ -247,9 +258,7 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
 {
     const at_wdec_options *o = c->o;
     int eot = c->sp->eot, V = c->V;
-    float patience = o->patience > 0 ? o->patience : 1.0f;
-    int max_cand = (int)nearbyint(B * (double)patience);
-    if (max_cand < 1) max_cand = 1;
+    int max_cand = beam_max_candidates(o);
     int k = B + 1 < V ? B + 1 : V;
     cand *cs = malloc((size_t)B * (size_t)k * sizeof *cs);
     int *top = malloc((size_t)k * sizeof *top);
@@ -542,10 +551,13 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
     c.full = malloc(cap * sizeof *c.full);
     c.logits = malloc((size_t)c.V * sizeof *c.logits);
     c.logits0 = malloc((size_t)c.V * sizeof *c.logits0);
-    hyp *hs = calloc((size_t)G * 3, sizeof *hs);
+    /* beams, next beams, then the finished candidates: up to
+     * max(beam_size, round(beam_size * patience)) of them */
+    int n_hyp = beam ? 2 * G + (beam_max_candidates(o) > G ? beam_max_candidates(o) : G) : G;
+    hyp *hs = calloc((size_t)n_hyp, sizeof *hs);
     int *slot = malloc((size_t)G * sizeof *slot);
     int ok = c.initial && c.full && c.logits && c.logits0 && hs && slot;
-    for (int i = 0; ok && i < G * 3; i++) ok = hyp_alloc(&hs[i], c.sample_len + 1) == 0;
+    for (int i = 0; ok && i < n_hyp; i++) ok = hyp_alloc(&hs[i], c.sample_len + 1) == 0;
     if (!ok) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory");
         goto done;
@@ -581,16 +593,10 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
     } else {
         c.max_initial_index = -1;
     }
-    int sp_blank;
-    {
-        int *b;
-        size_t nb;
-        if ((rc = at_wtok_encode(tok, " ", 1, &b, &nb, err)) < 0) goto done;
-        c.blank = b;
-        c.n_blank = nb;
-        sp_blank = 0;
-    }
-    (void)sp_blank;
+    /* SuppressBlank bans tokenizer.encode(" ") and eot */
+    size_t n_blank;
+    if ((rc = at_wtok_encode(tok, " ", 1, &c.blank, &n_blank, err)) < 0) goto done;
+    c.n_blank = n_blank;
     if ((rc = build_suppress(&c, err)) < 0) goto done;
 
     /* first forward pass: the logits at sot give no_speech_prob */
@@ -642,7 +648,7 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
 done:
     if (rc < 0) at_wdec_result_free(out);
     if (hs)
-        for (int i = 0; i < G * 3; i++) hyp_free(&hs[i]);
+        for (int i = 0; i < n_hyp; i++) hyp_free(&hs[i]);
     free(hs);
     free(slot);
     free(c.initial);

@@ -99,7 +99,7 @@ int at_whisper_hparams_check(const at_whisper_hparams *hp, const char *what, at_
     RANGE(n_mels, 1, 512);
 #undef RANGE
     if (hp->n_audio_state != hp->n_text_state)
-        return at_err_set(err, AT_E_UNSUPPORTED, "%s: encoder width %d != decoder width %d", what, hp->n_audio_state,
+        return at_err_set(err, AT_E_CORRUPT, "%s: encoder width %d != decoder width %d", what, hp->n_audio_state,
                           hp->n_text_state);
     if (hp->n_audio_state % hp->n_audio_head || hp->n_text_state % hp->n_text_head)
         return at_err_set(err, AT_E_CORRUPT, "%s: width not divisible by the number of heads", what);

@@ -36,6 +36,9 @@
  * int with room for a window past the end. */
 #define W_MAX_FRAMES (INT_MAX - 2 * AT_WHISPER_N_FRAMES)
 #define W_MAX_PROMPT_BYTES 4096
+/* A stream keeps at most two windows of audio: after each decoding pass
+ * less than one window is left, so feeding never needs more. */
+#define W_STREAM_BUF ((size_t)2 * AT_WHISPER_N_SAMPLES)
 
 typedef struct wengine {
     at_whisper_model *model;
@@ -230,7 +233,8 @@ static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n
     float t0 = opt && opt->temperature > 0 ? opt->temperature : 0.0f;
     if (t0 > 1.0f) t0 = 1.0f;
     int nt = 0;
-    for (float t = t0; t <= 1.0f + 1e-6f && nt < 16; t += 0.2f) j->temps[nt++] = t;
+    for (; nt < 16 && t0 + 0.2f * (float)nt <= 1.0f + 1e-6f; nt++)
+        j->temps[nt] = t0 + 0.2f * (float)nt;
     j->txo.fallback.temperatures = j->temps;
     j->txo.fallback.n_temperatures = nt;
     /* beam search when asked; its samples on fallback then use best_of as
@@ -467,17 +471,24 @@ static int w_stream_feed(void *st, const float *pcm, size_t n, at_asr_event_cb c
     if (!pcm) return at_err_set(err, AT_E_INVALID, "whisper: no audio");
     if ((s->buf_start + s->n_buf + n) / AT_WHISPER_HOP > (size_t)W_MAX_FRAMES)
         return at_err_set(err, AT_E_TOO_LARGE, "whisper: stream too long");
-    if (s->n_buf + n > s->cap) {
-        size_t nc = s->cap ? s->cap : AT_WHISPER_N_SAMPLES;
-        while (nc < s->n_buf + n) nc *= 2;
-        float *nb = realloc(s->buf, nc * sizeof *nb);
-        if (!nb) return at_err_set(err, AT_E_NOMEM, "out of memory");
-        s->buf = nb;
-        s->cap = nc;
+    if (!s->buf) {
+        s->cap = W_STREAM_BUF;
+        s->buf = malloc(s->cap * sizeof *s->buf);
+        if (!s->buf) return at_err_set(err, AT_E_NOMEM, "out of memory");
     }
-    memcpy(s->buf + s->n_buf, pcm, n * sizeof *pcm);
-    s->n_buf += n;
-    return stream_step(s, 0, cb, user, err);
+    /* Take the audio in pieces that fit the fixed buffer: after each run
+     * less than one window is left over, so every piece makes room. */
+    while (n > 0) {
+        size_t k = s->cap - s->n_buf;
+        if (k > n) k = n;
+        memcpy(s->buf + s->n_buf, pcm, k * sizeof *pcm);
+        s->n_buf += k;
+        pcm += k;
+        n -= k;
+        int rc = stream_step(s, 0, cb, user, err);
+        if (rc < 0) return rc;
+    }
+    return 0;
 }
 
 static int w_stream_finish(void *st, at_asr_event_cb cb, void *user, at_err *err)

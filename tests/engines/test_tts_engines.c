@@ -1,0 +1,191 @@
+/* espeak-ng and flite: audible output of plausible length, speed,
+ * cancellation, voice lists, and flite speech understood by pocketsphinx. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/wer.h"
+#include "engines/asr/pocketsphinx.h"
+#include "engines/tts/espeak.h"
+#include "engines/tts/flite.h"
+
+#define SENTENCE "Hello world, this is a short test of the speech engine."
+
+typedef struct {
+    int16_t *pcm;
+    size_t n, cap;
+    int chunks;
+    int cancel_after; /* stop after this many chunks; 0 = never */
+} sink;
+
+static int sink_cb(void *user, const int16_t *pcm, size_t n)
+{
+    sink *s = user;
+    if (s->n + n > s->cap) {
+        s->cap = (s->n + n) * 2;
+        s->pcm = realloc(s->pcm, s->cap * sizeof *s->pcm);
+        assert_non_null(s->pcm);
+    }
+    memcpy(s->pcm + s->n, pcm, n * sizeof *pcm);
+    s->n += n;
+    s->chunks++;
+    return s->cancel_after && s->chunks >= s->cancel_after;
+}
+
+static double rms(const sink *s)
+{
+    double acc = 0;
+    for (size_t i = 0; i < s->n; i++) acc += (double)s->pcm[i] * s->pcm[i];
+    return s->n ? sqrt(acc / (double)s->n) : 0;
+}
+
+static void say(at_tts_engine *e, const char *voice, const char *text, float speed,
+                sink *s, int expect)
+{
+    at_err err;
+    const at_tts_voice *v = at_tts_engine_find_voice(e, voice);
+    assert_non_null(v);
+    int rc = at_tts_synthesize(e, v, text, speed, sink_cb, s, &err);
+    if (rc != expect) fprintf(stderr, "synthesize: %d %s\n", rc, err.msg);
+    assert_int_equal(rc, expect);
+}
+
+static void check_engine(at_tts_engine *e, const char *voice)
+{
+    const at_tts_voice *v = at_tts_engine_find_voice(e, voice);
+    assert_non_null(v);
+    sink normal = {0}, fast = {0}, cancelled = {.cancel_after = 1};
+    say(e, voice, SENTENCE, 1.0f, &normal, 0);
+    double secs = (double)normal.n / v->sample_rate;
+    printf("  %s/%s: %.2f s, rms %.0f, %d chunks\n", at_tts_engine_name(e), voice, secs,
+           rms(&normal), normal.chunks);
+    assert_true(secs > 1.0 && secs < 8.0);
+    assert_true(rms(&normal) > 500.0);
+    assert_true(normal.chunks >= 2); /* streamed, not one blob */
+    say(e, voice, SENTENCE, 2.0f, &fast, 0);
+    assert_true(fast.n < normal.n * 0.75);
+    assert_true(rms(&fast) > 500.0);
+    say(e, voice, SENTENCE, 1.0f, &cancelled, AT_E_CANCELLED);
+    assert_int_equal(cancelled.chunks, 1);
+    assert_true(cancelled.n < normal.n / 2);
+    free(normal.pcm);
+    free(fast.pcm);
+    free(cancelled.pcm);
+}
+
+static void test_espeak(void **state)
+{
+    (void)state;
+    at_err err;
+    at_tts_engine *e = at_tts_espeak_new(NULL, &err);
+    assert_non_null(e);
+    assert_string_equal(at_tts_engine_name(e), "espeak-ng");
+    size_t n;
+    const at_tts_voice *vs = at_tts_engine_voices(e, &n);
+    assert_true(n > 10);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++) assert_string_not_equal(vs[i].name, vs[j].name);
+    const at_tts_voice *en = at_tts_engine_find_voice(e, "en");
+    assert_non_null(at_tts_engine_find_voice(e, "es"));
+    assert_non_null(at_tts_engine_find_voice(e, "fr"));
+    assert_non_null(at_tts_engine_find_voice(e, "de"));
+    assert_non_null(en);
+    assert_string_equal(en->language, "en");
+    assert_int_equal(en->sample_rate, 22050);
+    check_engine(e, "en");
+
+    sink es = {0};
+    say(e, "es", "Hola, ¿cómo estás? La casa es grande.", 1.0f, &es, 0);
+    assert_true(rms(&es) > 500.0);
+    free(es.pcm);
+    /* Odd input: still speaks or fails cleanly, never crashes. */
+    sink odd = {0};
+    say(e, "en", "\xff\xfe <speak> & 1234 \x01", 1.0f, &odd, 0);
+    free(odd.pcm);
+    at_tts_voice bogus = {.name = "no-such-voice"};
+    assert_int_equal(at_tts_synthesize(e, &bogus, "hi", 1.0f, sink_cb, &odd, &err),
+                     AT_E_UNSUPPORTED);
+    at_tts_engine_free(e);
+    /* The library's global state survives a second engine lifetime. */
+    e = at_tts_espeak_new(NULL, &err);
+    assert_non_null(e);
+    sink again = {0};
+    say(e, "en", "again", 1.0f, &again, 0);
+    assert_true(again.n > 0);
+    free(again.pcm);
+    at_tts_engine_free(e);
+}
+
+static void test_flite(void **state)
+{
+    (void)state;
+    at_err err;
+    at_tts_engine *e = at_tts_flite_new(&err);
+    assert_non_null(e);
+    size_t n;
+    const at_tts_voice *vs = at_tts_engine_voices(e, &n);
+    assert_int_equal(n, 4);
+    const char *names[] = {"slt", "kal", "awb", "rms"};
+    for (size_t i = 0; i < 4; i++) {
+        const at_tts_voice *v = at_tts_engine_find_voice(e, names[i]);
+        assert_non_null(v);
+        assert_string_equal(v->language, "en");
+        assert_int_equal(v->sample_rate, 16000);
+    }
+    (void)vs;
+    assert_string_equal(at_tts_engine_find_voice(e, "slt")->gender, "female");
+    check_engine(e, "slt");
+    for (size_t i = 1; i < 4; i++) { /* every voice speaks at its rate */
+        sink s = {0};
+        say(e, names[i], "Good morning.", 1.0f, &s, 0);
+        assert_true(rms(&s) > 300.0);
+        free(s.pcm);
+    }
+    at_tts_engine_free(e);
+}
+
+/* What flite says, pocketsphinx should mostly hear. */
+static void test_flite_to_pocketsphinx(void **state)
+{
+    (void)state;
+    const char *text = "please call me tomorrow morning at nine o'clock";
+    at_err err;
+    at_tts_engine *t = at_tts_flite_new(&err);
+    assert_non_null(t);
+    sink s = {0};
+    say(t, "slt", text, 1.0f, &s, 0);
+    at_tts_engine_free(t);
+    size_t pad = 8000, n = s.n + 2 * pad;
+    float *pcm = calloc(n, sizeof *pcm);
+    for (size_t i = 0; i < s.n; i++) pcm[pad + i] = s.pcm[i] / 32768.0f;
+    free(s.pcm);
+
+    at_asr_engine *a = at_asr_pocketsphinx_new(NULL, &err);
+    assert_non_null(a);
+    at_asr_result r;
+    assert_int_equal(at_asr_transcribe(a, pcm, n, NULL, &r, &err), 0);
+    char *hyp = at_asr_result_text(&r);
+    double wer = at_test_wer(text, hyp);
+    printf("  flite->pocketsphinx: \"%s\" WER %.3f\n", hyp, wer);
+    assert_true(wer <= 0.45);
+    free(hyp);
+    at_asr_result_free(&r);
+    at_asr_engine_free(a);
+    free(pcm);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_espeak),
+        cmocka_unit_test(test_flite),
+        cmocka_unit_test(test_flite_to_pocketsphinx),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,415 @@
+/* The HTTP + WebSocket server on its own: routing, limits, streaming,
+ * backpressure, capacity and draining, over real loopback sockets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "core/http.h"
+
+typedef struct fixture {
+    at_http_server *srv;
+    pthread_t loop;
+    int port;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int release;       /* lets the "slow" handler finish */
+    int slow_running;
+    int stream_cancelled;
+} fixture;
+
+static fixture fx;
+
+static void h_echo(at_http_req *r, void *u)
+{
+    (void)u;
+    size_t n;
+    const unsigned char *b = at_http_req_body(r, &n);
+    const char *q = at_http_req_query(r, "x");
+    at_http_add_header(r, "x-query", q ? q : "-");
+    at_http_respond(r, 200, "application/octet-stream", b, n);
+}
+
+static void h_slow(at_http_req *r, void *u)
+{
+    fixture *f = u;
+    pthread_mutex_lock(&f->mu);
+    f->slow_running++;
+    pthread_cond_broadcast(&f->cv);
+    while (!f->release) pthread_cond_wait(&f->cv, &f->mu);
+    f->slow_running--;
+    pthread_mutex_unlock(&f->mu);
+    at_http_respond(r, 200, "text/plain", "done", 4);
+}
+
+static void h_stream(at_http_req *r, void *u)
+{
+    fixture *f = u;
+    at_http_stream_begin(r, 200, "text/plain");
+    char chunk[1000];
+    memset(chunk, 'z', sizeof chunk);
+    int n = at_http_req_query(r, "n") ? atoi(at_http_req_query(r, "n")) : 100;
+    for (int i = 0; i < n; i++) {
+        chunk[0] = (char)('0' + i % 10);
+        if (at_http_stream_write(r, chunk, sizeof chunk) != 0) {
+            pthread_mutex_lock(&f->mu);
+            f->stream_cancelled++;
+            pthread_cond_broadcast(&f->cv);
+            pthread_mutex_unlock(&f->mu);
+            return;
+        }
+    }
+    at_http_stream_end(r);
+}
+
+static void h_silent(at_http_req *r, void *u)
+{
+    (void)r;
+    (void)u; /* answers nothing: the server must answer 500 for it */
+}
+
+static void ws_echo(at_ws *ws, void *u)
+{
+    (void)u;
+    at_ws_msg m;
+    int rc;
+    while ((rc = at_ws_recv(ws, &m, 5000)) == 1) {
+        if (m.kind == AT_WS_TEXT && strcmp((char *)m.data, "bye") == 0) {
+            free(m.data);
+            at_ws_set_close(ws, 4000, "bye");
+            return;
+        }
+        if (m.kind == AT_WS_TEXT) at_ws_send_text(ws, (char *)m.data, m.len);
+        else at_ws_send_binary(ws, m.data, m.len);
+        free(m.data);
+    }
+}
+
+static const at_http_route routes[] = {
+    {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},
+    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
+    {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER},
+    {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
+    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
+};
+
+static void *loop_main(void *arg)
+{
+    at_http_server_run(arg);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&fx, 0, sizeof fx);
+    pthread_mutex_init(&fx.mu, NULL);
+    pthread_cond_init(&fx.cv, NULL);
+    at_http_config c;
+    at_http_config_defaults(&c);
+    c.body_limit = 64 * 1024;
+    c.max_inflight = 2;
+    c.max_ws_sessions = 2;
+    c.ws_message_limit = 32 * 1024;
+    c.ws_queue_limit = 16 * 1024;
+    c.idle_timeout_s = 3;
+    c.drain_timeout_s = 5;
+    c.metrics = at_metrics_new();
+    at_err err;
+    fx.srv = at_http_server_new(&c, &err);
+    if (!fx.srv) return -1;
+    if (at_http_server_listen(fx.srv, "test", "127.0.0.1", 0, routes,
+                              sizeof routes / sizeof routes[0], &fx, &fx.port, &err))
+        return -1;
+    if (fx.port <= 0) return -1;
+    pthread_create(&fx.loop, NULL, loop_main, fx.srv);
+    return 0;
+}
+
+static void routing_and_bodies(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo?x=a%20b", NULL, "hello", 5, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 5);
+    assert_memory_equal(r.body, "hello", 5);
+    char v[64];
+    assert_true(at_test_header(&r, "x-query", v, sizeof v));
+    assert_string_equal(v, "a b");
+    at_test_resp_free(&r);
+
+    assert_int_equal(at_test_http(fx.port, "GET", "/nothing", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 404);
+    assert_non_null(strstr((char *)r.body, "\"error\""));
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(fx.port, "GET", "/echo", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 405);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(fx.port, "GET", "/silent", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 500);
+    at_test_resp_free(&r);
+
+    /* a body at the limit passes; one byte more is 413 */
+    size_t n = 64 * 1024;
+    char *big = malloc(n + 1);
+    memset(big, 'b', n + 1);
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, big, n, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, n);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, big, n + 1, &r), 0);
+    assert_int_equal(r.status, 413);
+    at_test_resp_free(&r);
+    free(big);
+
+    /* chunked upload beyond the limit without Content-Length */
+    char req[70 * 1024];
+    int hl = snprintf(req, sizeof req,
+                      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    size_t off = (size_t)hl;
+    for (int i = 0; i < 20; i++) {
+        off += (size_t)snprintf(req + off, sizeof req - off, "1000\r\n");
+        memset(req + off, 'c', 0x1000);
+        off += 0x1000;
+        memcpy(req + off, "\r\n", 2);
+        off += 2;
+        if (off > sizeof req - 0x1100) break;
+    }
+    memcpy(req + off, "0\r\n\r\n", 5);
+    off += 5;
+    assert_int_equal(at_test_raw(fx.port, req, off, &r, 10), 0);
+    assert_int_equal(r.status, 413);
+    at_test_resp_free(&r);
+}
+
+static void keep_alive_serves_several_requests(void **state)
+{
+    (void)state;
+    const char two[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+    /* Two requests in sequence on one connection each get their answer. */
+    at_test_resp r;
+    assert_int_equal(at_test_raw(fx.port, two, sizeof two - 1, &r, 5), 0);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body, "abc", 3);
+    at_test_resp_free(&r);
+}
+
+static void streamed_response_is_chunked_and_complete(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    assert_int_equal(at_test_http(fx.port, "GET", "/stream?n=300", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.chunked);
+    assert_int_equal(r.len, 300 * 1000);
+    for (int i = 0; i < 300; i++) assert_int_equal(r.body[i * 1000], '0' + i % 10);
+    at_test_resp_free(&r);
+}
+
+static void client_gone_cancels_stream(void **state)
+{
+    (void)state;
+    /* Ask for 20 MB and read none of it: the writer blocks on the bounded
+     * queue, then sees the client go and stops. */
+    const char req[] = "GET /stream?n=20000 HTTP/1.1\r\nHost: x\r\n\r\n";
+    at_test_resp r;
+    at_test_raw(fx.port, req, sizeof req - 1, &r, 0);
+    at_test_resp_free(&r);
+    pthread_mutex_lock(&fx.mu);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    while (!fx.stream_cancelled && pthread_cond_timedwait(&fx.cv, &fx.mu, &dl) == 0) {
+    }
+    int c = fx.stream_cancelled;
+    pthread_mutex_unlock(&fx.mu);
+    assert_int_equal(c, 1);
+}
+
+typedef struct slow_call {
+    int port;
+    int status;
+} slow_call;
+
+static void *call_slow(void *arg)
+{
+    slow_call *c = arg;
+    at_test_resp r;
+    if (at_test_http(c->port, "GET", "/slow", NULL, NULL, 0, &r) == 0) c->status = r.status;
+    at_test_resp_free(&r);
+    return NULL;
+}
+
+static void inflight_limit_gives_503_with_retry_after(void **state)
+{
+    (void)state;
+    fx.release = 0;
+    slow_call calls[2] = {{fx.port, 0}, {fx.port, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, call_slow, &calls[i]);
+    pthread_mutex_lock(&fx.mu);
+    while (fx.slow_running < 2) pthread_cond_wait(&fx.cv, &fx.mu);
+    pthread_mutex_unlock(&fx.mu);
+    at_test_resp r;
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, "x", 1, &r), 0);
+    assert_int_equal(r.status, 503);
+    char v[16];
+    assert_true(at_test_header(&r, "retry-after", v, sizeof v));
+    at_test_resp_free(&r);
+    pthread_mutex_lock(&fx.mu);
+    fx.release = 1;
+    pthread_cond_broadcast(&fx.cv);
+    pthread_mutex_unlock(&fx.mu);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(calls[i].status, 200);
+    }
+}
+
+static void websocket_echo_limits_and_close_codes(void **state)
+{
+    (void)state;
+    at_test_ws a, b, c;
+    assert_int_equal(at_test_ws_connect(&a, fx.port, "/ws", NULL), 0);
+    assert_int_equal(at_test_ws_send(&a, 1, "hello", 5), 0);
+    char *d;
+    size_t l;
+    assert_int_equal(at_test_ws_recv(&a, &d, &l, 5000), 1);
+    assert_string_equal(d, "hello");
+    free(d);
+    /* binary, larger than one TCP segment */
+    unsigned char bin[20000];
+    for (size_t i = 0; i < sizeof bin; i++) bin[i] = (unsigned char)i;
+    assert_int_equal(at_test_ws_send(&a, 2, bin, sizeof bin), 0);
+    assert_int_equal(at_test_ws_recv(&a, &d, &l, 5000), 2);
+    assert_int_equal(l, sizeof bin);
+    assert_memory_equal(d, bin, sizeof bin);
+    free(d);
+    /* second session fits, third is refused with 503 */
+    assert_int_equal(at_test_ws_connect(&b, fx.port, "/ws", NULL), 0);
+    at_test_resp refused;
+    assert_int_equal(at_test_ws_connect(&c, fx.port, "/ws", &refused), 503);
+    char v[16];
+    assert_true(at_test_header(&refused, "retry-after", v, sizeof v));
+    at_test_resp_free(&refused);
+    /* the handler's close code reaches the client */
+    at_test_ws_send(&b, 1, "bye", 3);
+    assert_int_equal(at_test_ws_recv(&b, &d, &l, 5000), 8);
+    assert_int_equal(b.close_code, 4000);
+    free(d);
+    at_test_ws_close(&b);
+    /* a message over the 32 KiB limit closes with 1009 */
+    unsigned char *huge = calloc(1, 40000);
+    at_test_ws_send(&a, 2, huge, 40000);
+    free(huge);
+    int op = at_test_ws_recv(&a, &d, &l, 5000);
+    assert_int_equal(op, 8);
+    assert_int_equal(a.close_code, 1009);
+    free(d);
+    at_test_ws_close(&a);
+    /* unknown WebSocket path is refused */
+    assert_true(at_test_ws_connect(&c, fx.port, "/nows", NULL) != 0);
+    /* slots come back */
+    int ok = 0;
+    for (int i = 0; i < 50 && !ok; i++) {
+        if (at_test_ws_connect(&c, fx.port, "/ws", NULL) == 0) ok = 1;
+        else usleep(50000);
+    }
+    assert_true(ok);
+    at_test_ws_close(&c);
+}
+
+static void websocket_backpressure_bounds_memory(void **state)
+{
+    (void)state;
+    /* Send up to 64 MB of echo requests without reading any reply.  The
+     * echo handler blocks on its bounded out-queue, stops reading, the
+     * server turns rx flow control off and our sends stall: what the
+     * server accepted is bounded by its queues plus kernel buffers. */
+    at_test_ws a;
+    assert_int_equal(at_test_ws_connect(&a, fx.port, "/ws", NULL), 0);
+    int fl = fcntl(a.fd, F_GETFL);
+    fcntl(a.fd, F_SETFL, fl | O_NONBLOCK);
+    unsigned char frame[16006];
+    frame[0] = 0x82; /* binary, masked, 16000 bytes */
+    frame[1] = 0x80 | 126;
+    frame[2] = 16000 >> 8;
+    frame[3] = 16000 & 0xff;
+    memset(frame + 4, 0, sizeof frame - 4); /* zero mask, zero payload */
+    size_t accepted = 0, want = 64u << 20;
+    int stalls = 0;
+    size_t off = 0;
+    while (accepted < want && stalls < 20) {
+        ssize_t n = send(a.fd, frame + off, sizeof frame - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            accepted += (size_t)n;
+            off = (off + (size_t)n) % sizeof frame;
+            stalls = 0;
+        } else {
+            stalls++;
+            usleep(50000);
+        }
+    }
+    printf("# server accepted %.1f MB of 64 MB before pushing back\n", accepted / 1048576.0);
+    assert_true(accepted < (32u << 20));
+    at_test_ws_close(&a);
+    at_test_resp r;
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, "ok", 2, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+}
+
+static void stop_drains_and_returns(void **state)
+{
+    (void)state;
+    /* A request in flight when the server stops still gets its answer. */
+    fx.release = 0;
+    slow_call call = {fx.port, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, call_slow, &call);
+    pthread_mutex_lock(&fx.mu);
+    while (fx.slow_running < 1) pthread_cond_wait(&fx.cv, &fx.mu);
+    pthread_mutex_unlock(&fx.mu);
+    at_http_server_stop(fx.srv);
+    usleep(200000);
+    /* new work is refused while draining */
+    at_test_resp r;
+    if (at_test_http(fx.port, "POST", "/echo", NULL, "x", 1, &r) == 0) {
+        assert_int_equal(r.status, 503);
+        at_test_resp_free(&r);
+    }
+    pthread_mutex_lock(&fx.mu);
+    fx.release = 1;
+    pthread_cond_broadcast(&fx.cv);
+    pthread_mutex_unlock(&fx.mu);
+    pthread_join(th, NULL);
+    assert_int_equal(call.status, 200);
+    pthread_join(fx.loop, NULL);
+    at_http_server_free(fx.srv);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(routing_and_bodies),
+        cmocka_unit_test(keep_alive_serves_several_requests),
+        cmocka_unit_test(streamed_response_is_chunked_and_complete),
+        cmocka_unit_test(client_gone_cancels_stream),
+        cmocka_unit_test(inflight_limit_gives_503_with_retry_after),
+        cmocka_unit_test(websocket_echo_limits_and_close_codes),
+        cmocka_unit_test(websocket_backpressure_bounds_memory),
+        cmocka_unit_test(stop_drains_and_returns),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
