@@ -13,6 +13,7 @@
 
 #include "core/audio.h"
 #include "core/config.h"
+#include "engines/asr/whisper/model.h"
 #include "engines/asr/whisper/whisper.h"
 #include "services/app.h"
 #include "services/runner.h"
@@ -27,7 +28,11 @@ static void usage(FILE *f)
             "  transcribe FILE                recognise speech in an audio file\n"
             "  translate TEXT --from L --to L translate text (TEXT '-' reads stdin)\n"
             "  speak TEXT -o OUT.wav          synthesise speech\n"
-            "  whisper-check --model PATH ... decode with raw argmax and dump features\n\n"
+            "  whisper-check --model PATH ... decode with raw argmax and dump features\n"
+            "  whisper-convert --model IN --out OUT.bin  Hugging Face folder -> ggml\n"
+            "                                 (--type f32|f16|q8_0|q5_0|q5_1|q4_0)\n"
+            "  whisper-random-model ...       write a random-weight ggml model of an\n"
+            "                                 official shape (tests, benchmarks)\n\n"
             "Run 'audio-translator COMMAND --help' for a command's options.\n");
 }
 
@@ -330,6 +335,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "whisper-check") == 0) return at_whisper_check_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "whisper-convert") == 0) return at_whisper_convert_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "whisper-random-model") == 0)
+        return at_whisper_random_model_main(argc - 1, argv + 1);
     expand_short(argc, argv);
     if (strcmp(cmd, "serve") == 0)
         return at_services_main("audio-translator serve", AT_APP_ASR | AT_APP_MT | AT_APP_TTS,

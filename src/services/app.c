@@ -78,7 +78,8 @@ static int load_engines(at_app *a, at_err *err)
             if (!w) return err->code ? err->code : AT_E_ENGINE;
             a->asr[a->n_asr++] = w;
         }
-        at_asr_engine *ps = at_asr_pocketsphinx_new(c->pocketsphinx_dir, err);
+        /* One decoder per live stream, plus two for file uploads. */
+        at_asr_engine *ps = at_asr_pocketsphinx_new_ex(c->pocketsphinx_dir, c->max_streams + 2, err);
         if (!ps) return err->code ? err->code : AT_E_ENGINE;
         a->asr[a->n_asr++] = ps;
         size_t off = 0;

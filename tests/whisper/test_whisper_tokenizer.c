@@ -274,6 +274,20 @@ static void test_non_speech(void **st)
     assert_false(has(ids, n, 'a'));
     free(ids);
     at_wtok_free(t);
+
+    /* placeholder vocabularies (no byte tokens) cannot spell the symbols:
+     * an empty list, while encoding text reports the gap */
+    const char *ph[] = {"[_tok_0]", "[_tok_1]"};
+    size_t pl[] = {8, 8};
+    at_whisper_special sp;
+    at_wtok_layout(2, 99, &sp);
+    t = at_wtok_new_bytes(ph, pl, 2, &sp, &err);
+    assert_non_null(t);
+    assert_int_equal(at_wtok_non_speech_tokens(t, &ids, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(ids);
+    assert_int_equal(at_wtok_encode(t, "hi", 2, &ids, &n, &err), AT_E_CORRUPT);
+    at_wtok_free(t);
 }
 
 /* ---- Hugging Face files -------------------------------------------------- */

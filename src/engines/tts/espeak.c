@@ -3,8 +3,8 @@
  * libespeak-ng keeps all of its state in process globals (the loaded voice,
  * parameters, the synthesis callback).  That state is wrapped here by
  * g_espeak: one process-wide mutex around every library call, and a
- * reference count so the library is initialised by the first engine and
- * terminated with the last.  The data path is fixed by the first engine
+ * flag so the library is initialised once, by the first engine, and kept
+ * for the life of the process (see es_destroy).  The data path is fixed by the first engine
  * (the library cannot hold two).  Synthesis therefore runs one request at
  * a time across all espeak engines; it is much faster than real time.
  *
@@ -29,9 +29,10 @@
 /* The library's global state, see the header comment. */
 static struct {
     pthread_mutex_t mu;
-    int refs;
+    int refs;        /* live engines (informational) */
+    int initialised;
     int sample_rate;
-} g_espeak = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+} g_espeak = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
 
 typedef struct es_voice_id {
     char file[128]; /* espeak identifier, e.g. "gmw/en-US" */
@@ -106,8 +107,11 @@ static void es_destroy(void *impl)
 {
     es_engine *e = impl;
     if (!e) return;
+    /* The library stays initialised for the life of the process:
+     * espeak_ng_Terminate() of 1.51 hangs joining its internal thread in
+     * synchronous mode, and re-initialising is not needed anyway. */
     pthread_mutex_lock(&g_espeak.mu);
-    if (--g_espeak.refs == 0) espeak_ng_Terminate();
+    g_espeak.refs--;
     pthread_mutex_unlock(&g_espeak.mu);
     free(e->voices);
     free(e->ids);
@@ -184,7 +188,7 @@ at_tts_engine *at_tts_espeak_new(const char *data_path, at_err *err)
     }
     int rc = 0, took_ref = 0;
     pthread_mutex_lock(&g_espeak.mu);
-    if (g_espeak.refs == 0) {
+    if (!g_espeak.initialised) {
         espeak_ng_InitializePath(data_path && *data_path ? data_path : NULL);
         espeak_ng_STATUS st = espeak_ng_Initialize(NULL);
         if (st == ENS_OK)
@@ -193,9 +197,9 @@ at_tts_engine *at_tts_espeak_new(const char *data_path, at_err *err)
             rc = at_err_set(err, AT_E_CORRUPT,
                             "espeak-ng failed to initialise (data path %s, status %#x)",
                             data_path ? data_path : "(default)", (unsigned)st);
-            espeak_ng_Terminate();
         } else {
             g_espeak.sample_rate = espeak_ng_GetSampleRate();
+            g_espeak.initialised = 1;
         }
     }
     if (rc == 0) {

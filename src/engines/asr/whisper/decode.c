@@ -262,19 +262,18 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
     int k = B + 1 < V ? B + 1 : V;
     cand *cs = malloc((size_t)B * (size_t)k * sizeof *cs);
     int *top = malloc((size_t)k * sizeof *top);
-    float *lpv = malloc((size_t)k * sizeof *lpv);
     int *used = malloc((size_t)B * sizeof *used), *nslot = malloc((size_t)B * sizeof *nslot);
-    int rc = 0;
-    if (!cs || !top || !lpv || !used || !nslot) {
+    int *taken = malloc((size_t)B * sizeof *taken);
+    int rc = 0, live = 1; /* at step 0 all beams are the same sequence */
+    if (!cs || !top || !used || !nslot || !taken) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory");
         goto out;
     }
     for (int step = 0; step < c->sample_len; step++) {
         int nc = 0;
-        /* at step 0 all beams are the same sequence: Python's dict of
-         * candidate sequences folds them into one */
-        int nbeams = step == 0 ? 1 : B;
-        for (int j = 0; j < nbeams; j++) {
+        /* at step 0 Python's dict of candidate sequences folds the
+         * identical beams into one */
+        for (int j = 0; j < live; j++) {
             float *x = c->logits;
             if (step == 0) memcpy(x, c->logits0, (size_t)V * sizeof *x);
             else if ((rc = step_logits(c, slot[j], &beams[j], x, err)) < 0) goto out;
@@ -328,11 +327,6 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
         }
         /* rearrange the caches: the first new beam from each source keeps
          * its slot, the others take the slots nobody continues and copy */
-        int *taken = malloc((size_t)B * sizeof *taken);
-        if (!taken) {
-            rc = at_err_set(err, AT_E_NOMEM, "out of memory");
-            goto out;
-        }
         for (int j = 0; j < B; j++) taken[j] = 0;
         for (int j = 0; j < saved; j++) nslot[j] = -1;
         for (int j = 0; j < saved; j++)
@@ -348,7 +342,6 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
             nslot[j] = slot[f];
             if (c->m->copy) rc = c->m->copy(c->m->ctx, nslot[j], slot[used[j]], err);
         }
-        free(taken);
         if (rc < 0) goto out;
         for (int j = 0; j < saved; j++) {
             hyp t = beams[j];
@@ -356,13 +349,14 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
             nb[j] = t;
             slot[j] = nslot[j];
         }
+        live = saved;
         if (*n_fin >= max_cand || c->sample_begin + step + 1 > c->n_ctx) break;
     }
     /* finalize: not enough finished -> add the live beams, best first */
     if (*n_fin < B) {
         int *ord = used; /* reuse */
-        for (int j = 0; j < B; j++) ord[j] = j;
-        for (int i = 1; i < B; i++) {
+        for (int j = 0; j < live; j++) ord[j] = j;
+        for (int i = 1; i < live; i++) {
             int t = ord[i], p = i;
             while (p > 0 && beams[ord[p - 1]].sum < beams[t].sum) {
                 ord[p] = ord[p - 1];
@@ -370,7 +364,7 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
             }
             ord[p] = t;
         }
-        for (int j = 0; j < B && *n_fin < B; j++) hyp_copy(&fin[(*n_fin)++], &beams[ord[j]]);
+        for (int j = 0; j < live && *n_fin < B; j++) hyp_copy(&fin[(*n_fin)++], &beams[ord[j]]);
     }
     int best = 0;
     for (int i = 1; i < *n_fin; i++)
@@ -379,9 +373,9 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
 out:
     free(cs);
     free(top);
-    free(lpv);
     free(used);
     free(nslot);
+    free(taken);
     return rc;
 }
 
@@ -594,8 +588,13 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
         c.max_initial_index = -1;
     }
     /* SuppressBlank bans tokenizer.encode(" ") and eot */
-    size_t n_blank;
-    if ((rc = at_wtok_encode(tok, " ", 1, &c.blank, &n_blank, err)) < 0) goto done;
+    size_t n_blank = 0;
+    if ((rc = at_wtok_encode(tok, " ", 1, &c.blank, &n_blank, err)) < 0) {
+        if (rc != AT_E_CORRUPT) goto done;
+        c.blank = NULL; /* no space token in this vocabulary */
+        n_blank = 0;
+        rc = 0;
+    }
     c.n_blank = n_blank;
     if ((rc = build_suppress(&c, err)) < 0) goto done;
 

@@ -37,7 +37,7 @@ typedef struct at_whisper_hparams {
 /* Special token ids, derived from n_vocab the way OpenAI's tokenizer does. */
 typedef struct at_whisper_special {
     int eot, sot, translate, transcribe, solm, prev, nosp, not_, beg;
-    int n_langs;        /* 99, or 100 for large-v3 */
+    int n_langs;        /* 99, or 100 for large-v3; 0 for English-only */
     int is_multilingual;
 } at_whisper_special;
 

@@ -1,0 +1,121 @@
+/* asr_streaming with a Whisper model: the engine is chosen when a model is
+ * configured, pocketsphinx stays available by name, and translations work.
+ * The model is a random-weight tiny written by `whisper-random-model`, so
+ * the text is meaningless: these tests check the API mechanics. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client.h"
+
+static at_test_proc proc;
+static int port;
+static char dir[] = "/tmp/at-whisper-svc-XXXXXX";
+static char model[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir)) return -1;
+    snprintf(model, sizeof model, "%s/tiny-q8_0.bin", dir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/audio-translator whisper-random-model --preset tiny --type q8_0 --out %s",
+             getenv("AT_BUILD_DIR"), model);
+    if (system(cmd) != 0) return -1;
+    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--model", model, "--threads", "1", NULL};
+    if (at_test_spawn(&proc, "asr_streaming", args, 1, 120) != 0) return -1;
+    port = proc.ports[0];
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = at_test_stop(&proc, 30);
+    unlink(model);
+    rmdir(dir);
+    return rc == 0 ? 0 : -1;
+}
+
+static at_test_resp post(const char *path, const char *model_name, const char *fmt)
+{
+    size_t len;
+    char clip[512];
+    snprintf(clip, sizeof clip, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
+    unsigned char *wav = at_test_read_file(clip, &len);
+    assert_non_null(wav);
+    at_test_form f;
+    at_test_form_init(&f);
+    at_test_form_file(&f, "file", "clip.wav", "audio/wav", wav, len);
+    if (model_name) at_test_form_field(&f, "model", model_name);
+    at_test_form_field(&f, "response_format", fmt);
+    char hdr[256];
+    at_test_form_finish(&f, hdr, sizeof hdr);
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", path, hdr, f.data, f.len, &r), 0);
+    at_test_form_free(&f);
+    free(wav);
+    return r;
+}
+
+static void ready_lists_both_engines(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "GET", "/ready", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"asr\":[\"whisper\",\"pocketsphinx\"]"));
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(port, "GET", "/v1/models", NULL, NULL, 0, &r), 0);
+    assert_non_null(strstr((char *)r.body, "\"id\":\"whisper\""));
+    at_test_resp_free(&r);
+}
+
+static void whisper_is_the_default_and_answers_verbose_json(void **state)
+{
+    (void)state;
+    at_test_resp r = post("/v1/audio/transcriptions", "whisper-1", "verbose_json");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"task\":\"transcribe\""));
+    assert_non_null(strstr((char *)r.body, "\"segments\":["));
+    /* every segment ends within the 2.99 s clip */
+    for (const char *p = strstr((char *)r.body, "\"end\":"); p; p = strstr(p + 1, "\"end\":"))
+        assert_true(atof(p + 6) <= 3.0);
+    at_test_resp_free(&r);
+}
+
+static void translations_use_whisper(void **state)
+{
+    (void)state;
+    at_test_resp r = post("/v1/audio/translations", NULL, "verbose_json");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"task\":\"translate\""));
+    at_test_resp_free(&r);
+}
+
+static void pocketsphinx_still_available_by_name(void **state)
+{
+    (void)state;
+    at_test_resp r = post("/v1/audio/transcriptions", "pocketsphinx", "text");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "young man"));
+    at_test_resp_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ready_lists_both_engines),
+        cmocka_unit_test(whisper_is_the_default_and_answers_verbose_json),
+        cmocka_unit_test(translations_use_whisper),
+        cmocka_unit_test(pocketsphinx_still_available_by_name),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
