@@ -6,9 +6,10 @@
  * flag (a programming error shows up on first start, not in production). */
 #include "core/config.h"
 
+#include "core/strbuf.h"
+
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,46 +187,10 @@ static const char *placeholder(at_opt_type t)
     }
 }
 
-typedef struct hbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} hbuf;
-
-static void hb_printf(hbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void hb_printf(hbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (k < 0)
-        return;
-    if (b->n + (size_t)k + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 512;
-        while (nc < b->n + (size_t)k + 1)
-            nc *= 2;
-        char *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)k;
-}
-
 char *at_config_help(const at_option *opts, size_t n_opts, const char *usage_line)
 {
-    hbuf b = {0};
-    hb_printf(&b, "usage: %s\n\noptions:\n", usage_line ? usage_line : "");
+    at_strbuf b = {0};
+    at_strbuf_printf(&b, "usage: %s\n\noptions:\n", usage_line ? usage_line : "");
     size_t w = strlen("-h, --help");
     for (size_t i = 0; i < n_opts; i++) {
         size_t l = 2 + strlen(opts[i].flag ? opts[i].flag : "") + strlen(placeholder(opts[i].type));
@@ -236,21 +201,17 @@ char *at_config_help(const at_option *opts, size_t n_opts, const char *usage_lin
         const at_option *o = &opts[i];
         char left[256];
         snprintf(left, sizeof left, "--%s%s", o->flag ? o->flag : "", placeholder(o->type));
-        hb_printf(&b, "  %-*s  %s", (int)w, left, o->help ? o->help : "");
+        at_strbuf_printf(&b, "  %-*s  %s", (int)w, left, o->help ? o->help : "");
         if (o->min < o->max && (o->type == AT_OPT_INT || o->type == AT_OPT_DOUBLE))
-            hb_printf(&b, " (%.15g..%.15g)", o->min, o->max);
+            at_strbuf_printf(&b, " (%.15g..%.15g)", o->min, o->max);
         if (o->env)
-            hb_printf(&b, " [env: %s]", o->env);
+            at_strbuf_printf(&b, " [env: %s]", o->env);
         if (o->def && *o->def)
-            hb_printf(&b, " [default: %s]", o->def);
-        hb_printf(&b, "\n");
+            at_strbuf_printf(&b, " [default: %s]", o->def);
+        at_strbuf_printf(&b, "\n");
     }
-    hb_printf(&b, "  %-*s  %s\n", (int)w, "-h, --help", "show this help and exit");
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    at_strbuf_printf(&b, "  %-*s  %s\n", (int)w, "-h, --help", "show this help and exit");
+    return at_strbuf_take(&b);
 }
 
 void at_config_print_help(const at_option *opts, size_t n_opts, const char *usage_line)

@@ -1033,7 +1033,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_HTTP_BODY: {
         at_http_req *r = p ? p->req : NULL;
-        if (!r || r->resp_started) return 0;
+        if (!r || r->resp_started || len == 0) return 0;
         if (r->body_len + len > s->cfg.body_limit) {
             r->close_after = 1;
             at_http_error(r, 413, "invalid_request_error",

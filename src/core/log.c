@@ -6,6 +6,8 @@
  * and invalid UTF-8 are escaped rather than copied. */
 #include "core/log.h"
 
+#include "core/strbuf.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -70,35 +72,6 @@ static const char *level_name(at_log_level l)
     }
 }
 
-typedef struct lbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} lbuf;
-
-static void lb_put(lbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n + 1)
-            nc *= 2;
-        char *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void lb_str(lbuf *b, const char *s) { lb_put(b, s, strlen(s)); }
-
 /* Length of the valid UTF-8 sequence at s (0 if invalid or cut). */
 static size_t utf8_len(const unsigned char *s, size_t left)
 {
@@ -126,38 +99,38 @@ static size_t utf8_len(const unsigned char *s, size_t left)
 
 /* Escapes for a double-quoted string: JSON rules (valid for logfmt too,
  * since logfmt parsers accept Go-style \" \\ \n \t \uXXXX). */
-static void lb_quoted(lbuf *b, const char *s)
+static void lb_quoted(at_strbuf *b, const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t len = strlen(s), cut = len > AT_LOG_VALUE_MAX ? AT_LOG_VALUE_MAX : len;
-    lb_put(b, "\"", 1);
+    at_strbuf_put(b, "\"", 1);
     for (size_t i = 0; i < cut;) {
         unsigned c = u[i];
         char tmp[8];
-        if (c == '"') lb_put(b, "\\\"", 2);
-        else if (c == '\\') lb_put(b, "\\\\", 2);
-        else if (c == '\n') lb_put(b, "\\n", 2);
-        else if (c == '\r') lb_put(b, "\\r", 2);
-        else if (c == '\t') lb_put(b, "\\t", 2);
+        if (c == '"') at_strbuf_put(b, "\\\"", 2);
+        else if (c == '\\') at_strbuf_put(b, "\\\\", 2);
+        else if (c == '\n') at_strbuf_put(b, "\\n", 2);
+        else if (c == '\r') at_strbuf_put(b, "\\r", 2);
+        else if (c == '\t') at_strbuf_put(b, "\\t", 2);
         else if (c < 0x20 || c == 0x7F) {
             snprintf(tmp, sizeof tmp, "\\u%04x", c);
-            lb_put(b, tmp, 6);
+            at_strbuf_put(b, tmp, 6);
         } else if (c < 0x80) {
-            lb_put(b, (const char *)u + i, 1);
+            at_strbuf_put(b, (const char *)u + i, 1);
         } else {
             size_t k = utf8_len(u + i, cut - i);
             if (k) {
-                lb_put(b, (const char *)u + i, k);
+                at_strbuf_put(b, (const char *)u + i, k);
                 i += k;
                 continue;
             }
-            lb_put(b, "\\ufffd", 6); /* invalid byte: keep the line valid UTF-8 */
+            at_strbuf_put(b, "\\ufffd", 6); /* invalid byte: keep the line valid UTF-8 */
         }
         i++;
     }
     if (cut < len)
-        lb_put(b, "...", 3);
-    lb_put(b, "\"", 1);
+        at_strbuf_put(b, "...", 3);
+    at_strbuf_put(b, "\"", 1);
 }
 
 /* logfmt values stay bare when they are plain tokens. */
@@ -172,17 +145,17 @@ static int needs_quotes(const char *s)
 }
 
 /* Keys come from code, but a bad one must not break the line format. */
-static void lb_key(lbuf *b, const char *k)
+static void lb_key(at_strbuf *b, const char *k)
 {
     if (!*k) {
-        lb_put(b, "_", 1);
+        at_strbuf_put(b, "_", 1);
         return;
     }
     for (const char *p = k; *p; p++) {
         char c = *p;
         int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                  c == '_' || c == '.' || c == '-';
-        lb_put(b, ok ? p : "_", 1);
+        at_strbuf_put(b, ok ? p : "_", 1);
     }
 }
 
@@ -202,22 +175,22 @@ void at_log_write(at_log *l, at_log_level level, const char *msg, ...)
         return;
     char ts[64];
     timestamp(ts);
-    lbuf b = {0};
+    at_strbuf b = {0};
     if (!msg)
         msg = "";
     if (l->json) {
-        lb_str(&b, "{\"ts\":\"");
-        lb_str(&b, ts);
-        lb_str(&b, "\",\"level\":\"");
-        lb_str(&b, level_name(level));
-        lb_str(&b, "\",\"msg\":");
+        at_strbuf_str(&b, "{\"ts\":\"");
+        at_strbuf_str(&b, ts);
+        at_strbuf_str(&b, "\",\"level\":\"");
+        at_strbuf_str(&b, level_name(level));
+        at_strbuf_str(&b, "\",\"msg\":");
         lb_quoted(&b, msg);
     } else {
-        lb_str(&b, "ts=");
-        lb_str(&b, ts);
-        lb_str(&b, " level=");
-        lb_str(&b, level_name(level));
-        lb_str(&b, " msg=");
+        at_strbuf_str(&b, "ts=");
+        at_strbuf_str(&b, ts);
+        at_strbuf_str(&b, " level=");
+        at_strbuf_str(&b, level_name(level));
+        at_strbuf_str(&b, " msg=");
         lb_quoted(&b, msg); /* always quoted: reads well and greps well */
     }
     va_list ap;
@@ -233,28 +206,28 @@ void at_log_write(at_log *l, at_log_level level, const char *msg, ...)
         if (!v)
             v = "";
         if (l->json) {
-            lb_put(&b, ",", 1);
+            at_strbuf_put(&b, ",", 1);
             lb_quoted(&b, k);
-            lb_put(&b, ":", 1);
+            at_strbuf_put(&b, ":", 1);
             lb_quoted(&b, v);
         } else {
-            lb_put(&b, " ", 1);
+            at_strbuf_put(&b, " ", 1);
             lb_key(&b, k);
-            lb_put(&b, "=", 1);
+            at_strbuf_put(&b, "=", 1);
             if (needs_quotes(v))
                 lb_quoted(&b, v);
             else
-                lb_str(&b, v);
+                at_strbuf_str(&b, v);
         }
         if (stop)
             break;
     }
     va_end(ap);
     if (l->json)
-        lb_put(&b, "}", 1);
-    lb_put(&b, "\n", 1);
+        at_strbuf_put(&b, "}", 1);
+    at_strbuf_put(&b, "\n", 1);
     if (b.oom) {
-        free(b.p);
+        at_strbuf_free(&b);
         return;
     }
     pthread_mutex_lock(&l->mu);
@@ -267,5 +240,5 @@ void at_log_write(at_log *l, at_log_level level, const char *msg, ...)
         off += (size_t)w;
     }
     pthread_mutex_unlock(&l->mu);
-    free(b.p);
+    at_strbuf_free(&b);
 }

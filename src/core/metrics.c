@@ -5,6 +5,8 @@
  * client sending ever-new paths cannot grow memory without bound. */
 #include "core/metrics.h"
 
+#include "core/strbuf.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -440,35 +442,6 @@ double at_metric_value(at_metric *c, const char *label_values)
 
 /* ---- rendering ---- */
 
-typedef struct mbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} mbuf;
-
-static void mb_put(mbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 1024;
-        while (nc < b->n + n + 1)
-            nc *= 2;
-        char *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void mb_str(mbuf *b, const char *s) { mb_put(b, s, strlen(s)); }
-
 /* Shortest text that reads back to the same double; integers without an
  * exponent; Prometheus spellings for the specials. */
 static void fmt_num(char out[40], double v)
@@ -495,68 +468,68 @@ static void fmt_num(char out[40], double v)
 }
 
 /* HELP escapes \ and newline; label values also escape ". */
-static void mb_escaped(mbuf *b, const char *s, int quote)
+static void mb_escaped(at_strbuf *b, const char *s, int quote)
 {
     for (; *s; s++) {
         if (*s == '\\')
-            mb_put(b, "\\\\", 2);
+            at_strbuf_put(b, "\\\\", 2);
         else if (*s == '\n')
-            mb_put(b, "\\n", 2);
+            at_strbuf_put(b, "\\n", 2);
         else if (quote && *s == '"')
-            mb_put(b, "\\\"", 2);
+            at_strbuf_put(b, "\\\"", 2);
         else
-            mb_put(b, s, 1);
+            at_strbuf_put(b, s, 1);
     }
 }
 
-static void mb_labels(mbuf *b, const at_metric *c, const at_series *s, const char *le)
+static void mb_labels(at_strbuf *b, const at_metric *c, const at_series *s, const char *le)
 {
     if (c->n_labels == 0 && !le)
         return;
-    mb_put(b, "{", 1);
+    at_strbuf_put(b, "{", 1);
     for (size_t i = 0; i < c->n_labels; i++) {
         if (i)
-            mb_put(b, ",", 1);
-        mb_str(b, c->labels[i]);
-        mb_put(b, "=\"", 2);
+            at_strbuf_put(b, ",", 1);
+        at_strbuf_str(b, c->labels[i]);
+        at_strbuf_put(b, "=\"", 2);
         mb_escaped(b, s->values[i], 1);
-        mb_put(b, "\"", 1);
+        at_strbuf_put(b, "\"", 1);
     }
     if (le) {
         if (c->n_labels)
-            mb_put(b, ",", 1);
-        mb_str(b, "le=\"");
-        mb_str(b, le);
-        mb_put(b, "\"", 1);
+            at_strbuf_put(b, ",", 1);
+        at_strbuf_str(b, "le=\"");
+        at_strbuf_str(b, le);
+        at_strbuf_put(b, "\"", 1);
     }
-    mb_put(b, "}", 1);
+    at_strbuf_put(b, "}", 1);
 }
 
-static void mb_sample(mbuf *b, const at_metric *c, const char *suffix, const at_series *s,
-                      const char *le, double v)
+static void mb_sample(at_strbuf *b, const at_metric *c, const char *suffix,
+                      const at_series *s, const char *le, double v)
 {
     char num[40];
-    mb_str(b, c->name);
-    mb_str(b, suffix);
+    at_strbuf_str(b, c->name);
+    at_strbuf_str(b, suffix);
     mb_labels(b, c, s, le);
     fmt_num(num, v);
-    mb_put(b, " ", 1);
-    mb_str(b, num);
-    mb_put(b, "\n", 1);
+    at_strbuf_put(b, " ", 1);
+    at_strbuf_str(b, num);
+    at_strbuf_put(b, "\n", 1);
 }
 
-static void render_metric(mbuf *b, at_metric *c)
+static void render_metric(at_strbuf *b, at_metric *c)
 {
     static const char *types[] = {"counter", "gauge", "histogram"};
-    mb_str(b, "# HELP ");
-    mb_str(b, c->name);
-    mb_put(b, " ", 1);
+    at_strbuf_str(b, "# HELP ");
+    at_strbuf_str(b, c->name);
+    at_strbuf_put(b, " ", 1);
     mb_escaped(b, c->help, 0);
-    mb_str(b, "\n# TYPE ");
-    mb_str(b, c->name);
-    mb_put(b, " ", 1);
-    mb_str(b, types[c->type]);
-    mb_put(b, "\n", 1);
+    at_strbuf_str(b, "\n# TYPE ");
+    at_strbuf_str(b, c->name);
+    at_strbuf_put(b, " ", 1);
+    at_strbuf_str(b, types[c->type]);
+    at_strbuf_put(b, "\n", 1);
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->n_series; i++) {
         const at_series *s = c->series[i];
@@ -584,15 +557,10 @@ char *at_metrics_render(at_metrics *m)
 {
     if (!m)
         return NULL;
-    mbuf b = {0};
-    mb_put(&b, "", 0); /* "" rather than NULL for an empty registry */
+    at_strbuf b = {0};
     pthread_mutex_lock(&m->mu);
     for (at_metric *c = m->head; c; c = c->next)
         render_metric(&b, c);
     pthread_mutex_unlock(&m->mu);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return at_strbuf_take(&b); /* "" rather than NULL for an empty registry */
 }

@@ -7,39 +7,12 @@
  * characters & < > are escaped (which also rules out a "-->" in text). */
 #include "core/subtitle.h"
 
+#include "core/strbuf.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n + 1)
-            nc *= 2;
-        char *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 /* Seconds -> whole milliseconds; negative/NaN -> 0, absurd values capped
  * (about 11 years) so the arithmetic cannot overflow. */
@@ -64,7 +37,7 @@ static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == 
 
 /* Appends cleaned text line by line (each line trimmed, empty lines
  * dropped); returns 0 if nothing printable was left. */
-static int put_text(sbuf *b, const char *text, int vtt)
+static int put_text(at_strbuf *b, const char *text, int vtt)
 {
     int lines = 0;
     const char *p = text;
@@ -77,17 +50,17 @@ static int put_text(sbuf *b, const char *text, int vtt)
             e--;
         if (s < e) {
             if (lines++)
-                sb_put(b, "\n", 1);
+                at_strbuf_put(b, "\n", 1);
             for (size_t i = s; i < e; i++) {
                 char c = p[i];
                 if (vtt && c == '&')
-                    sb_str(b, "&amp;");
+                    at_strbuf_str(b, "&amp;");
                 else if (vtt && c == '<')
-                    sb_str(b, "&lt;");
+                    at_strbuf_str(b, "&lt;");
                 else if (vtt && c == '>')
-                    sb_str(b, "&gt;");
+                    at_strbuf_str(b, "&gt;");
                 else
-                    sb_put(b, &c, 1);
+                    at_strbuf_put(b, &c, 1);
             }
         }
         p += len;
@@ -99,22 +72,21 @@ static int put_text(sbuf *b, const char *text, int vtt)
 
 static char *render(const at_cue *cues, size_t n, int vtt)
 {
-    sbuf b = {0};
-    sb_put(&b, "", 0);
+    at_strbuf b = {0};
     if (vtt)
-        sb_str(&b, "WEBVTT\n\n");
+        at_strbuf_str(&b, "WEBVTT\n\n");
     size_t num = 0;
     for (size_t i = 0; cues && i < n; i++) {
         const char *t = cues[i].text;
         if (!t)
             continue;
         /* Render text into a scratch buffer first to learn if it is empty. */
-        sbuf tb = {0};
+        at_strbuf tb = {0};
         int has = put_text(&tb, t, vtt);
         if (!has || tb.oom) {
             if (tb.oom)
                 b.oom = 1;
-            free(tb.p);
+            at_strbuf_free(&tb);
             continue;
         }
         long long s = to_ms(cues[i].start), e = to_ms(cues[i].end);
@@ -125,21 +97,17 @@ static char *render(const at_cue *cues, size_t n, int vtt)
         fmt_time(te, e, vtt ? '.' : ',');
         if (!vtt) {
             snprintf(idx, sizeof idx, "%zu\n", ++num);
-            sb_str(&b, idx);
+            at_strbuf_str(&b, idx);
         }
-        sb_str(&b, ts);
-        sb_str(&b, " --> ");
-        sb_str(&b, te);
-        sb_put(&b, "\n", 1);
-        sb_put(&b, tb.p, tb.n);
-        sb_str(&b, "\n\n");
-        free(tb.p);
+        at_strbuf_str(&b, ts);
+        at_strbuf_str(&b, " --> ");
+        at_strbuf_str(&b, te);
+        at_strbuf_put(&b, "\n", 1);
+        at_strbuf_put(&b, tb.p, tb.n);
+        at_strbuf_str(&b, "\n\n");
+        at_strbuf_free(&tb);
     }
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return at_strbuf_take(&b); /* "" (SRT) when no cue has text */
 }
 
 char *at_subtitle_srt(const at_cue *cues, size_t n) { return render(cues, n, 0); }

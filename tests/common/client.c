@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sndfile.h>
 #include <stdio.h>
@@ -422,6 +423,24 @@ void at_test_ws_close(at_test_ws *ws)
 
 /* ---- processes ---- */
 
+/* Reads the child's log for its whole life, so a chatty child never
+ * blocks on a full pipe, and shows what a developer needs to see. */
+static void *drain_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    FILE *f = fdopen(fd, "r");
+    char line[8192];
+    int in_report = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strstr(line, "Sanitizer") || strstr(line, "runtime error")) in_report = 1;
+        if (getenv("AT_TEST_VERBOSE") || in_report || strstr(line, "level=error") ||
+            strstr(line, "level=warn"))
+            fprintf(stderr, "[service] %s", line);
+    }
+    if (f) fclose(f);
+    return NULL;
+}
+
 int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, int n_listen,
                   int timeout_s)
 {
@@ -474,6 +493,9 @@ int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, 
         at_test_stop(p, 2);
         return -1;
     }
+    pthread_t *th = malloc(sizeof *th);
+    if (th && pthread_create(th, NULL, drain_main, (void *)(intptr_t)p->err_fd) == 0) p->drain = th;
+    else free(th);
     /* Then wait for the engines. */
     while (now_s() < deadline) {
         at_test_resp r;
@@ -496,12 +518,13 @@ int at_test_stop(at_test_proc *p, int timeout_s)
     double deadline = now_s() + timeout_s;
     int rc = -1;
     while (now_s() < deadline) {
-        /* Keep draining the log so the child never blocks on stderr. */
-        char buf[4096];
-        struct pollfd pf = {p->err_fd, POLLIN, 0};
-        if (poll(&pf, 1, 0) > 0) {
-            ssize_t r = read(p->err_fd, buf, sizeof buf);
-            (void)r;
+        if (!p->drain) { /* before the drain thread exists: read here */
+            char buf[4096];
+            struct pollfd pf = {p->err_fd, POLLIN, 0};
+            if (poll(&pf, 1, 0) > 0) {
+                ssize_t r = read(p->err_fd, buf, sizeof buf);
+                (void)r;
+            }
         }
         pid_t w = waitpid(p->pid, &status, WNOHANG);
         if (w == p->pid) {
@@ -514,7 +537,16 @@ int at_test_stop(at_test_proc *p, int timeout_s)
         kill(p->pid, SIGKILL);
         waitpid(p->pid, &status, 0);
     }
-    close(p->err_fd);
+    if (p->drain) { /* the thread owns the fd: it ends at EOF */
+        /* A killed child may leave grandchildren holding the pipe open:
+         * then do not wait for EOF. */
+        if (rc == -1) pthread_detach(*(pthread_t *)p->drain);
+        else pthread_join(*(pthread_t *)p->drain, NULL);
+        free(p->drain);
+        p->drain = NULL;
+    } else {
+        close(p->err_fd);
+    }
     p->pid = 0;
     return rc;
 }

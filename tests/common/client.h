@@ -15,6 +15,7 @@ typedef struct at_test_proc {
     int ports[3];   /* in "listening" order: asr, translate, tts */
     int n_ports;
     int err_fd;     /* the child's stderr (its log) */
+    void *drain;    /* thread that keeps reading the log once started */
 } at_test_proc;
 
 /* Starts `$AT_BUILD_DIR/<binary> args...` with every port flag set to 0,
@@ -23,7 +24,9 @@ typedef struct at_test_proc {
 int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args,
                   int n_listen, int timeout_s);
 /* SIGTERM, then waits up to timeout_s; returns the exit status, or -1 if
- * it had to be killed, or 128+signal if a signal ended it. */
+ * it had to be killed, or 128+signal if a signal ended it.  Lines of the
+ * child's log that come from a sanitizer or that are warnings/errors are
+ * echoed to our stderr (all lines with AT_TEST_VERBOSE set). */
 int at_test_stop(at_test_proc *p, int timeout_s);
 
 /* ---- HTTP ---- */

@@ -26,6 +26,7 @@ typedef struct fixture {
     int release;       /* lets the "slow" handler finish */
     int slow_running;
     int stream_cancelled;
+    at_metrics *metrics;
 } fixture;
 
 static fixture fx;
@@ -124,7 +125,7 @@ static int setup(void **state)
     c.ws_queue_limit = 16 * 1024;
     c.idle_timeout_s = 3;
     c.drain_timeout_s = 5;
-    c.metrics = at_metrics_new();
+    c.metrics = fx.metrics = at_metrics_new();
     at_err err;
     fx.srv = at_http_server_new(&c, &err);
     if (!fx.srv) return -1;
@@ -397,6 +398,7 @@ static void stop_drains_and_returns(void **state)
     assert_int_equal(call.status, 200);
     pthread_join(fx.loop, NULL);
     at_http_server_free(fx.srv);
+    at_metrics_free(fx.metrics);
 }
 
 int main(void)
