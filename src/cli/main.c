@@ -4,6 +4,7 @@
  *   transcribe FILE            speech file -> text / subtitles
  *   translate TEXT --from --to text -> text
  *   speak TEXT -o out.wav      text -> speech
+ *   translate-speech IN ...    speech file -> translated speech + subtitles
  *   whisper-check ...          compare our Whisper against reference dumps
  */
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "core/audio.h"
 #include "core/config.h"
 #include "engines/asr/whisper/model.h"
@@ -23,11 +25,14 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: audio-translator COMMAND [OPTIONS]\n\n"
             "Commands:\n"
-            "  serve                          run asr_streaming (8003), translate (8004)\n"
-            "                                 and tts (8005) in one process\n"
+            "  serve                          run asr_streaming (8003), translate (8004),\n"
+            "                                 tts (8005) and the pipeline with its web\n"
+            "                                 page (8000) in one process\n"
             "  transcribe FILE                recognise speech in an audio file\n"
             "  translate TEXT --from L --to L translate text (TEXT '-' reads stdin)\n"
             "  speak TEXT -o OUT.wav          synthesise speech\n"
+            "  translate-speech IN --from L --to L -o OUT.wav [--srt F] [--vtt F]\n"
+            "                                 speech file -> translated speech + subtitles\n"
             "  whisper-check --model PATH ... decode with raw argmax and dump features\n"
             "  whisper-convert --model IN --out OUT.bin  Hugging Face folder -> ggml\n"
             "                                 (--type f32|f16|q8_0|q5_0|q5_1|q4_0)\n"
@@ -340,11 +345,13 @@ int main(int argc, char **argv)
         return at_whisper_random_model_main(argc - 1, argv + 1);
     expand_short(argc, argv);
     if (strcmp(cmd, "serve") == 0)
-        return at_services_main("audio-translator serve", AT_APP_ASR | AT_APP_MT | AT_APP_TTS,
-                                argc, argv, 2);
+        return at_services_main("audio-translator serve",
+                                AT_APP_ASR | AT_APP_MT | AT_APP_TTS | AT_APP_PIPELINE, argc, argv,
+                                2);
     if (strcmp(cmd, "transcribe") == 0) return cmd_transcribe(argc, argv);
     if (strcmp(cmd, "translate") == 0) return cmd_translate(argc, argv);
     if (strcmp(cmd, "speak") == 0) return cmd_speak(argc, argv);
+    if (strcmp(cmd, "translate-speech") == 0) return at_cli_translate_speech(argc, argv);
     fprintf(stderr, "audio-translator: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "engines/asr/pocketsphinx.h"
 #include "engines/asr/whisper/whisper.h"
 #include "engines/mt/apertium.h"
+#include "engines/remote/remote.h"
 #include "engines/tts/espeak.h"
 #include "engines/tts/flite.h"
 
@@ -31,7 +33,7 @@ struct at_app {
     at_mt_engine *mt;
     at_tts_engine *tts[MAX_TTS];
     size_t n_tts;
-    at_metric *m_audio, *m_latency, *m_streams;
+    at_metric *m_audio, *m_latency, *m_streams, *m_pipelines;
 };
 
 void at_app_config_defaults(at_app_config *c)
@@ -42,6 +44,8 @@ void at_app_config_defaults(at_app_config *c)
     c->max_text_chars = 5000;
     c->max_streams = 8;
     c->stream_idle_s = 30;
+    c->pipeline_max_pending = 16;
+    c->pipeline_max_backlog_s = 30;
 }
 
 at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics, at_err *err)
@@ -65,13 +69,51 @@ at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics, a
                                             lat, sizeof lat / sizeof lat[0]);
         a->m_streams = at_metrics_gauge(metrics, "asr_streams_active",
                                         "ASR WebSocket streams being decoded", NULL);
+        a->m_pipelines = at_metrics_gauge(metrics, "pipeline_streams_active",
+                                          "Speech-to-speech pipeline sessions open", NULL);
     }
     return a;
+}
+
+/* The standalone pipeline: every engine is a client of a remote service. */
+static int load_remote_once(at_app *a, at_err *err)
+{
+    const at_app_config *c = &a->cfg;
+    at_asr_engine *asr = at_asr_remote_new(c->asr_url, err);
+    if (!asr) return err->code ? err->code : AT_E_IO;
+    a->asr[a->n_asr++] = asr;
+    snprintf(a->asr_names, sizeof a->asr_names, "%s", at_asr_engine_name(asr));
+    a->mt = at_mt_remote_new(c->translate_url, err);
+    if (!a->mt) return err->code ? err->code : AT_E_IO;
+    at_tts_engine *tts = at_tts_remote_new(c->tts_url, err);
+    if (!tts) return err->code ? err->code : AT_E_IO;
+    a->tts[a->n_tts++] = tts;
+    return 0;
+}
+
+/* Services of a deployment start in any order: wait up to a minute for
+ * them to be reachable and ready. */
+static int load_remote(at_app *a, at_err *err)
+{
+    for (int attempt = 0;; attempt++) {
+        int rc = load_remote_once(a, err);
+        if (rc == 0 || (rc != AT_E_IO && rc != AT_E_BUSY) || attempt >= 120) return rc;
+        for (size_t i = 0; i < a->n_asr; i++) at_asr_engine_free(a->asr[i]);
+        for (size_t i = 0; i < a->n_tts; i++) at_tts_engine_free(a->tts[i]);
+        at_mt_engine_free(a->mt);
+        a->n_asr = a->n_tts = 0;
+        a->mt = NULL;
+        if (attempt % 10 == 0)
+            at_log_write(a->log, AT_LOG_WARN, "waiting for services", "error", err->msg, NULL);
+        struct timespec ts = {0, 500000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int load_engines(at_app *a, at_err *err)
 {
     const at_app_config *c = &a->cfg;
+    if (c->kinds == AT_APP_PIPELINE) return load_remote(a, err);
     if (c->kinds & AT_APP_ASR) {
         if (c->whisper_model && *c->whisper_model) {
             at_asr_engine *w = at_asr_whisper_new(c->whisper_model, c->threads, err);
@@ -221,6 +263,11 @@ void at_app_observe(at_app *a, const char *what, double seconds)
 void at_app_streams(at_app *a, int delta)
 {
     if (a->m_streams) at_metric_add(a->m_streams, NULL, delta);
+}
+
+void at_app_pipelines(at_app *a, int delta)
+{
+    if (a->m_pipelines) at_metric_add(a->m_pipelines, NULL, delta);
 }
 
 /* ---- shared handlers ---- */

@@ -18,7 +18,10 @@
 #include "engines/mt/mt.h"
 #include "engines/tts/tts.h"
 
-enum { AT_APP_ASR = 1, AT_APP_MT = 2, AT_APP_TTS = 4 };
+/* AT_APP_PIPELINE: the speech-to-speech front door.  With the *_url
+ * fields set (the standalone `pipeline` binary) its engines are remote
+ * clients of the three services instead of local engines. */
+enum { AT_APP_ASR = 1, AT_APP_MT = 2, AT_APP_TTS = 4, AT_APP_PIPELINE = 8 };
 
 typedef struct at_app_config {
     int kinds;                    /* AT_APP_* bits: which engines to load */
@@ -30,6 +33,12 @@ typedef struct at_app_config {
     size_t max_text_chars;        /* translate q and tts input */
     int max_streams;              /* concurrent ASR WebSocket streams */
     int stream_idle_s;            /* a stream silent this long is closed */
+    /* pipeline: remote services (NULL = engines in this process) */
+    const char *asr_url;          /* e.g. http://asr_streaming:8003 */
+    const char *translate_url;    /* e.g. http://translate:8004 */
+    const char *tts_url;          /* e.g. http://tts:8005 */
+    int pipeline_max_pending;     /* finals awaiting translation + speech */
+    double pipeline_max_backlog_s;/* audio received but not yet recognised */
 } at_app_config;
 
 void at_app_config_defaults(at_app_config *c);
@@ -69,6 +78,7 @@ at_tts_engine *at_app_tts(at_app *app, size_t i);
 void at_app_count_audio(at_app *app, const char *service, double seconds);
 void at_app_observe(at_app *app, const char *what, double seconds);
 void at_app_streams(at_app *app, int delta);
+void at_app_pipelines(at_app *app, int delta);
 
 /* Services: each mounts its routes on a listener of srv. */
 int at_asr_service_listen(at_app *app, at_http_server *srv, const char *iface,
@@ -78,6 +88,10 @@ int at_translate_service_listen(at_app *app, at_http_server *srv,
                                 at_err *err);
 int at_tts_service_listen(at_app *app, at_http_server *srv, const char *iface,
                           int port, int *bound, at_err *err);
+/* The pipeline: WebSocket /v1/pipeline, the web page at /, /v1/config. */
+int at_pipeline_service_listen(at_app *app, at_http_server *srv,
+                               const char *iface, int port, int *bound,
+                               at_err *err);
 
 /* An ASR result as the API answers it: fmt = json | verbose_json | text |
  * srt | vtt.  Malloc'd, NUL-terminated; NULL on allocation failure. */

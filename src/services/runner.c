@@ -9,14 +9,17 @@
 int at_services_main(const char *prog, int kinds, int argc, char **argv, int first)
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
-    long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, threads = 0, max_streams = 0,
-         max_inflight = 0, idle = 0, drain = 0, max_chars = 0;
-    double max_body_mb = 0, max_audio = 0;
+    char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL;
+    long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0,
+         max_streams = 0, max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
+    double max_body_mb = 0, max_audio = 0, max_backlog = 0;
     int json_logs = 0;
-    int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS;
-    const char *def_port = kinds == AT_APP_ASR ? "8003" : kinds == AT_APP_MT ? "8004" : "8005";
+    int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS ||
+                 kinds == AT_APP_PIPELINE;
+    const char *def_port = kinds == AT_APP_ASR ? "8003" : kinds == AT_APP_MT ? "8004"
+                           : kinds == AT_APP_TTS ? "8005" : "8000";
 
-    at_option opts[24];
+    at_option opts[32];
     size_t n = 0;
     opts[n++] = (at_option){"host", "AT_HOST", AT_OPT_STRING, "0.0.0.0",
                             "interface to listen on (127.0.0.1 = this machine only)", &host, 0, 0};
@@ -30,6 +33,32 @@ int at_services_main(const char *prog, int kinds, int argc, char **argv, int fir
                                 "translate port", &mt_port, 0, 65535};
         opts[n++] = (at_option){"tts-port", "AT_TTS_PORT", AT_OPT_INT, "8005", "tts port",
                                 &tts_port, 0, 65535};
+        if (kinds & AT_APP_PIPELINE)
+            opts[n++] = (at_option){"pipeline-port", "AT_PIPELINE_PORT", AT_OPT_INT, "8000",
+                                    "speech-to-speech pipeline and web page port", &pl_port, 0,
+                                    65535};
+    }
+    if (kinds == AT_APP_PIPELINE) {
+        /* The standalone pipeline reaches the three services over HTTP. */
+        opts[n++] = (at_option){"asr-url", "AT_ASR_URL", AT_OPT_STRING, "http://localhost:8003",
+                                "asr_streaming base URL", &asr_url, 0, 0};
+        opts[n++] = (at_option){"translate-url", "AT_TRANSLATE_URL", AT_OPT_STRING,
+                                "http://localhost:8004", "translate base URL", &mt_url, 0, 0};
+        opts[n++] = (at_option){"tts-url", "AT_TTS_URL", AT_OPT_STRING, "http://localhost:8005",
+                                "tts base URL", &tts_url, 0, 0};
+        opts[n++] = (at_option){"max-streams", "AT_MAX_STREAMS", AT_OPT_INT, "8",
+                                "concurrent pipeline sessions (more get 503)", &max_streams, 1,
+                                1024};
+        opts[n++] = (at_option){"max-audio-seconds", "AT_MAX_AUDIO_SECONDS", AT_OPT_DOUBLE,
+                                "3600", "longest audio per session", &max_audio, 1, 86400};
+    }
+    if (kinds & AT_APP_PIPELINE) {
+        opts[n++] = (at_option){"pipeline-max-pending", "AT_PIPELINE_MAX_PENDING", AT_OPT_INT,
+                                "16", "finals waiting for translation and speech before a "
+                                "session overflows", &max_pending, 1, 100000};
+        opts[n++] = (at_option){"pipeline-max-backlog", "AT_PIPELINE_MAX_BACKLOG", AT_OPT_DOUBLE,
+                                "30", "seconds of audio waiting for recognition before a "
+                                "session overflows", &max_backlog, 0.1, 3600};
     }
     if (kinds & AT_APP_ASR) {
         opts[n++] = (at_option){"model", "AT_WHISPER_MODEL", AT_OPT_STRING, NULL,
@@ -101,6 +130,11 @@ int at_services_main(const char *prog, int kinds, int argc, char **argv, int fir
     if (max_chars > 0) ac.max_text_chars = (size_t)max_chars;
     if (max_streams > 0) ac.max_streams = (int)max_streams;
     ac.stream_idle_s = (int)idle;
+    ac.asr_url = asr_url;
+    ac.translate_url = mt_url;
+    ac.tts_url = tts_url;
+    if (max_pending > 0) ac.pipeline_max_pending = (int)max_pending;
+    if (max_backlog > 0) ac.pipeline_max_backlog_s = max_backlog;
 
     at_http_config hc;
     at_http_config_defaults(&hc);
@@ -125,8 +159,9 @@ int at_services_main(const char *prog, int kinds, int argc, char **argv, int fir
         {AT_APP_ASR, single ? port : asr_port, at_asr_service_listen, "asr_streaming"},
         {AT_APP_MT, single ? port : mt_port, at_translate_service_listen, "translate"},
         {AT_APP_TTS, single ? port : tts_port, at_tts_service_listen, "tts"},
+        {AT_APP_PIPELINE, single ? port : pl_port, at_pipeline_service_listen, "pipeline"},
     };
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof svc / sizeof svc[0]; i++) {
         if (!(kinds & svc[i].kind)) continue;
         int bound = 0;
         if (svc[i].listen(app, srv, host, (int)svc[i].port, &bound, &err) != 0) goto out;

@@ -12,7 +12,7 @@
 /* ---- processes ---- */
 typedef struct at_test_proc {
     pid_t pid;
-    int ports[3];   /* in "listening" order: asr, translate, tts */
+    int ports[4];   /* in "listening" order: asr, translate, tts, pipeline */
     int n_ports;
     int err_fd;     /* the child's stderr (its log) */
     void *drain;    /* thread that keeps reading the log once started */
