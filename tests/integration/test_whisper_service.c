@@ -109,6 +109,28 @@ static void pocketsphinx_still_available_by_name(void **state)
     at_test_resp_free(&r);
 }
 
+static void streams_pick_a_streaming_engine(void **state)
+{
+    (void)state;
+    static const char *const cfg[2] = {"{\"type\":\"config\",\"sample_rate\":16000}",
+                                       "{\"type\":\"config\",\"model\":\"whisper\"}"};
+    static const char *const want[2] = {"\"engine\":\"pocketsphinx\"", "\"engine\":\"whisper\""};
+    for (int i = 0; i < 2; i++) {
+        at_test_ws ws;
+        assert_int_equal(at_test_ws_connect(&ws, port, "/v1/stream", NULL), 0);
+        assert_int_equal(at_test_ws_send(&ws, 1, cfg[i], strlen(cfg[i])), 0);
+        char *d;
+        size_t l;
+        assert_int_equal(at_test_ws_recv(&ws, &d, &l, 10000), 1);
+        if (!strstr(d, want[i])) fail_msg("%s -> %s", cfg[i], d);
+        free(d);
+        at_test_ws_send(&ws, 1, "{\"type\":\"end\"}", 14);
+        while (at_test_ws_recv(&ws, &d, &l, 30000) == 1) free(d);
+        free(d);
+        at_test_ws_close(&ws);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +138,7 @@ int main(void)
         cmocka_unit_test(whisper_is_the_default_and_answers_verbose_json),
         cmocka_unit_test(translations_use_whisper),
         cmocka_unit_test(pocketsphinx_still_available_by_name),
+        cmocka_unit_test(streams_pick_a_streaming_engine),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
