@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh build
 echo "Starting: asr_streaming http://localhost:8003  translate http://localhost:8004  tts http://localhost:8005"
+echo "          pipeline + web page http://localhost:8000/"
 exec ./build/audio-translator serve "$@"

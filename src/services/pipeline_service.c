@@ -41,6 +41,15 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* Live captions need partial results: as on asr_streaming, a session that
+ * names no model gets pocketsphinx (when loaded) until Whisper streams. */
+static at_asr_engine *pick_asr(at_app *app, const char *model)
+{
+    if (model && *model) return at_app_asr(app, model);
+    at_asr_engine *e = at_app_asr(app, "pocketsphinx");
+    return e ? e : at_app_asr(app, NULL);
+}
+
 /* ---- the page and its configuration ---- */
 
 static void h_asset(at_http_req *req, void *user)
@@ -65,7 +74,7 @@ static void h_config(at_http_req *req, void *user)
     if (!at_service_require_ready(app, req)) return;
     cJSON *o = cJSON_CreateObject();
     cJSON *src = cJSON_AddArrayToObject(o, "source_languages");
-    at_asr_engine *asr = at_app_asr(app, NULL);
+    at_asr_engine *asr = pick_asr(app, NULL);
     for (const char *const *l = asr ? at_asr_engine_languages(asr) : NULL; l && *l; l++)
         cJSON_AddItemToArray(src, cJSON_CreateString(*l));
     cJSON *pairs = cJSON_AddArrayToObject(o, "pairs");
@@ -436,7 +445,7 @@ static void *worker_main(void *arg)
 /* ---- the session thread: configuration, then audio into the queue ---- */
 
 typedef struct pl_config {
-    char source[16], target[16], voice[64];
+    char source[16], target[16], voice[64], model[64];
     int speak, rate;
     double speed;
     long max_pending;
@@ -485,12 +494,13 @@ static int read_config(at_ws *ws, at_app *app, pl_config *pc)
         size_t cap;
     } strs[] = {{"source", pc->source, sizeof pc->source},
                 {"target", pc->target, sizeof pc->target},
-                {"voice", pc->voice, sizeof pc->voice}};
-    for (size_t i = 0; i < 3 && !bad; i++) {
+                {"voice", pc->voice, sizeof pc->voice},
+                {"model", pc->model, sizeof pc->model}};
+    for (size_t i = 0; i < 4 && !bad; i++) {
         it = cJSON_GetObjectItemCaseSensitive(o, strs[i].key);
         if (!it) continue;
         if (!cJSON_IsString(it) || strlen(it->valuestring) >= strs[i].cap)
-            bad = "source, target and voice must be short strings";
+            bad = "source, target, voice and model must be short strings";
         else snprintf(strs[i].dst, strs[i].cap, "%s", it->valuestring);
     }
     if (!bad && (it = cJSON_GetObjectItemCaseSensitive(o, "type")) &&
@@ -633,10 +643,15 @@ static void h_pipeline(at_ws *ws, void *user)
     }
     pl_config pc;
     if (read_config(ws, app, &pc) != 0) return;
-    at_asr_engine *asr = at_app_asr(app, NULL);
+    at_asr_engine *asr = pick_asr(app, pc.model);
     at_mt_engine *mt = at_app_mt(app);
     at_tts_engine *tts = NULL;
     const at_tts_voice *voice = NULL;
+    if (!asr && pc.model[0]) {
+        early_error(ws, 1008, "bad_config", "unknown model '%s'; available: %s", pc.model,
+                    at_app_asr_names(app));
+        return;
+    }
     if (!asr || !mt || !at_app_tts_count(app)) {
         early_error(ws, 1011, "server_error", "the pipeline needs ASR, MT and TTS engines");
         return;

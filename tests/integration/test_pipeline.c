@@ -58,7 +58,8 @@ static int setup_serve(void **state)
     if (!mkdtemp(tmpdir)) return -1;
     const char *args[] = {"serve", "--host", "127.0.0.1", "--asr-port", "0", "--translate-port",
                           "0", "--tts-port", "0", "--pipeline-port", "0", "--idle-timeout", "20",
-                          NULL};
+                          /* tests send whole recordings faster than real time */
+                          "--pipeline-max-backlog", "120", NULL};
     if (at_test_spawn(&serve, "audio-translator", args, 4, 120) != 0) return -1;
     pl_port = serve.ports[3];
     return 0;
@@ -548,7 +549,8 @@ static int setup_remote(void **state)
     snprintf(mt, sizeof mt, "http://127.0.0.1:%d/", svc[1].ports[0]);
     snprintf(tts, sizeof tts, "http://localhost:%d", svc[2].ports[0]);
     const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--asr-url", asr,
-                          "--translate-url", mt, "--tts-url", tts, NULL};
+                          "--translate-url", mt, "--tts-url", tts, "--pipeline-max-backlog", "120",
+                          NULL};
     if (at_test_spawn(&remote, "pipeline", args, 1, 120) != 0) return -1;
     remote_port = remote.ports[0];
     return 0;
