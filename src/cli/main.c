@@ -246,27 +246,6 @@ done:
     return rc;
 }
 
-typedef struct wav_sink {
-    int16_t *pcm;
-    size_t n, cap;
-} wav_sink;
-
-static int sink_chunk(void *user, const int16_t *pcm, size_t n)
-{
-    wav_sink *s = user;
-    if (s->n + n > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 65536;
-        while (cap < s->n + n) cap *= 2;
-        int16_t *np = realloc(s->pcm, cap * sizeof *np);
-        if (!np) return 1;
-        s->pcm = np;
-        s->cap = cap;
-    }
-    memcpy(s->pcm + s->n, pcm, n * sizeof *pcm);
-    s->n += n;
-    return 0;
-}
-
 static int cmd_speak(int argc, char **argv)
 {
     char *voice = NULL, *output = NULL;
@@ -306,11 +285,11 @@ static int cmd_speak(int argc, char **argv)
         const at_tts_voice *v = at_app_find_voice(app, voice, &eng);
         at_err err;
         at_err_clear(&err);
-        wav_sink sink = {0};
+        at_pcm16_buf sink = {0};
         char *text = strcmp(pos[0], "-") == 0 ? read_stdin() : strdup(pos[0]);
         if (!v) fprintf(stderr, "audio-translator speak: unknown voice '%s' (see --list)\n", voice);
         else if (!text) fprintf(stderr, "audio-translator speak: cannot read the text\n");
-        else if (at_tts_synthesize(eng, v, text, (float)speed, sink_chunk, &sink, &err) != 0)
+        else if (at_tts_synthesize(eng, v, text, (float)speed, at_pcm16_buf_append, &sink, &err) != 0)
             fprintf(stderr, "audio-translator speak: %s\n", err.msg);
         else if (at_wav_write_file(output, sink.pcm, sink.n, v->sample_rate, &err) != 0)
             fprintf(stderr, "audio-translator speak: %s\n", err.msg);

@@ -88,27 +88,6 @@ static void show(progress *p, const char *what, double done, double total, const
     fflush(stderr);
 }
 
-typedef struct pcm_buf {
-    int16_t *pcm;
-    size_t n, cap;
-} pcm_buf;
-
-static int collect(void *user, const int16_t *pcm, size_t n)
-{
-    pcm_buf *b = user;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 65536;
-        while (cap < b->n + n) cap *= 2;
-        int16_t *p = realloc(b->pcm, cap * sizeof *p);
-        if (!p) return 1;
-        b->pcm = p;
-        b->cap = cap;
-    }
-    memcpy(b->pcm + b->n, pcm, n * sizeof *pcm);
-    b->n += n;
-    return 0;
-}
-
 static int write_text(const char *path, const char *doc)
 {
     FILE *f = fopen(path, "w");
@@ -175,7 +154,7 @@ int at_cli_translate_speech(int argc, char **argv)
     at_app *app = NULL;
     at_asr_stream *as = NULL;
     ts_ctx ctx = {0};
-    pcm_buf speech = {0};
+    at_pcm16_buf speech = {0};
     int16_t *out = NULL;
     at_cue *cues = NULL;
     if (at_audio_decode_file(pos[0], 0, &audio, &err) != 0 ||
@@ -266,7 +245,7 @@ int at_cli_translate_speech(int argc, char **argv)
             snprintf(s->cue, cl, "%s%s%s", s->text, s->translation ? "\n" : "",
                      s->translation ? s->translation : "");
         speech.n = 0;
-        if (s->translation && at_tts_synthesize(tts, v, s->translation, (float)speed, collect,
+        if (s->translation && at_tts_synthesize(tts, v, s->translation, (float)speed, at_pcm16_buf_append,
                                                 &speech, &e) != 0) {
             fprintf(stderr, "%ssegment %zu: speech synthesis failed: %s\n", prog.on ? "\n" : "", i,
                     e.msg);

@@ -597,3 +597,26 @@ double at_audio_rms(const float *x, size_t n)
         s += (double)x[i] * x[i];
     return sqrt(s / (double)n);
 }
+
+int at_pcm16_buf_append(void *buf, const int16_t *pcm, size_t n)
+{
+    at_pcm16_buf *b = buf;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 65536;
+        while (cap < b->n + n) cap *= 2;
+        int16_t *p = realloc(b->pcm, cap * sizeof *p);
+        if (!p) return 1;
+        b->pcm = p;
+        b->cap = cap;
+    }
+    memcpy(b->pcm + b->n, pcm, n * sizeof *pcm);
+    b->n += n;
+    return 0;
+}
+
+void at_pcm16_buf_free(at_pcm16_buf *b)
+{
+    free(b->pcm);
+    b->pcm = NULL;
+    b->n = b->cap = 0;
+}

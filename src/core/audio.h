@@ -75,6 +75,16 @@ void at_wav_header(uint8_t hdr[44], int sample_rate, uint32_t data_bytes);
 int at_wav_write_file(const char *path, const int16_t *pcm, size_t n,
                       int sample_rate, at_err *err);
 
+/* A growing PCM16 buffer; at_pcm16_buf_append has the shape of a TTS
+ * chunk callback, so synthesis can be collected into one directly. */
+typedef struct at_pcm16_buf {
+    int16_t *pcm;
+    size_t n, cap;
+} at_pcm16_buf;
+/* Appends n samples; returns nonzero (stop) when out of memory. */
+int at_pcm16_buf_append(void *buf, const int16_t *pcm, size_t n);
+void at_pcm16_buf_free(at_pcm16_buf *b);
+
 /* Root-mean-square level of float audio (0 for n == 0). */
 double at_audio_rms(const float *x, size_t n);
 

@@ -270,6 +270,25 @@ void at_app_pipelines(at_app *a, int delta)
     if (a->m_pipelines) at_metric_add(a->m_pipelines, NULL, delta);
 }
 
+cJSON *at_app_voices_json(at_app *a)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t e = 0; e < a->n_tts; e++) {
+        size_t n;
+        const at_tts_voice *v = at_tts_engine_voices(a->tts[e], &n);
+        for (size_t i = 0; i < n; i++) {
+            cJSON *vo = cJSON_CreateObject();
+            cJSON_AddStringToObject(vo, "name", v[i].name);
+            cJSON_AddStringToObject(vo, "language", v[i].language);
+            cJSON_AddStringToObject(vo, "gender", v[i].gender);
+            cJSON_AddNumberToObject(vo, "sample_rate", v[i].sample_rate);
+            cJSON_AddStringToObject(vo, "engine", at_tts_engine_name(a->tts[e]));
+            cJSON_AddItemToArray(arr, vo);
+        }
+    }
+    return arr;
+}
+
 /* ---- shared handlers ---- */
 
 void at_service_health(at_http_req *req, void *app)

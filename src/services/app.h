@@ -21,6 +21,8 @@
 /* AT_APP_PIPELINE: the speech-to-speech front door.  With the *_url
  * fields set (the standalone `pipeline` binary) its engines are remote
  * clients of the three services instead of local engines. */
+typedef struct cJSON cJSON;
+
 enum { AT_APP_ASR = 1, AT_APP_MT = 2, AT_APP_TTS = 4, AT_APP_PIPELINE = 8 };
 
 typedef struct at_app_config {
@@ -97,6 +99,10 @@ int at_pipeline_service_listen(at_app *app, at_http_server *srv,
  * srt | vtt.  Malloc'd, NUL-terminated; NULL on allocation failure. */
 char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *task,
                            const char **content_type);
+
+/* Every voice of every TTS engine as a JSON array of {name, language,
+ * gender, sample_rate, engine} (GET /v1/voices and the pipeline page). */
+cJSON *at_app_voices_json(at_app *app);
 
 /* Shared handlers: GET /health, GET /ready, GET /metrics. */
 void at_service_health(at_http_req *req, void *app);

@@ -86,21 +86,7 @@ static void h_config(at_http_req *req, void *user)
         cJSON_AddStringToObject(po, "target", p[i].target);
         cJSON_AddItemToArray(pairs, po);
     }
-    cJSON *voices = cJSON_AddArrayToObject(o, "voices");
-    for (size_t e = 0; e < at_app_tts_count(app); e++) {
-        at_tts_engine *eng = at_app_tts(app, e);
-        size_t nv;
-        const at_tts_voice *v = at_tts_engine_voices(eng, &nv);
-        for (size_t i = 0; i < nv; i++) {
-            cJSON *vo = cJSON_CreateObject();
-            cJSON_AddStringToObject(vo, "name", v[i].name);
-            cJSON_AddStringToObject(vo, "language", v[i].language);
-            cJSON_AddStringToObject(vo, "gender", v[i].gender);
-            cJSON_AddNumberToObject(vo, "sample_rate", v[i].sample_rate);
-            cJSON_AddStringToObject(vo, "engine", at_tts_engine_name(eng));
-            cJSON_AddItemToArray(voices, vo);
-        }
-    }
+    cJSON_AddItemToObject(o, "voices", at_app_voices_json(app));
     cJSON *lim = cJSON_AddObjectToObject(o, "limits");
     cJSON_AddNumberToObject(lim, "max_pending", at_app_cfg(app)->pipeline_max_pending);
     cJSON_AddNumberToObject(lim, "max_backlog_s", at_app_cfg(app)->pipeline_max_backlog_s);

@@ -19,21 +19,7 @@ static void h_voices(at_http_req *req, void *user)
     at_app *app = user;
     if (!at_service_require_ready(app, req)) return;
     cJSON *o = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(o, "voices");
-    for (size_t e = 0; e < at_app_tts_count(app); e++) {
-        at_tts_engine *eng = at_app_tts(app, e);
-        size_t n;
-        const at_tts_voice *v = at_tts_engine_voices(eng, &n);
-        for (size_t i = 0; i < n; i++) {
-            cJSON *vo = cJSON_CreateObject();
-            cJSON_AddStringToObject(vo, "name", v[i].name);
-            cJSON_AddStringToObject(vo, "language", v[i].language);
-            cJSON_AddStringToObject(vo, "gender", v[i].gender);
-            cJSON_AddNumberToObject(vo, "sample_rate", v[i].sample_rate);
-            cJSON_AddStringToObject(vo, "engine", at_tts_engine_name(eng));
-            cJSON_AddItemToArray(arr, vo);
-        }
-    }
+    cJSON_AddItemToObject(o, "voices", at_app_voices_json(app));
     at_http_respond_json(req, 200, o);
     cJSON_Delete(o);
 }
