@@ -16,6 +16,7 @@
 #include "core/audio.h"
 #include "core/config.h"
 #include "engines/asr/whisper/model.h"
+#include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/whisper.h"
 #include "services/app.h"
 #include "services/runner.h"
@@ -36,6 +37,7 @@ static void usage(FILE *f)
             "  whisper-check --model PATH ... decode with raw argmax and dump features\n"
             "  whisper-convert --model IN --out OUT.bin  Hugging Face folder -> ggml\n"
             "                                 (--type f32|f16|q8_0|q5_0|q5_1|q4_0)\n"
+            "  models list|pull NAME|path NAME  the Whisper model cache (AT_MODELS_DIR)\n"
             "  whisper-random-model ...       write a random-weight ggml model of an\n"
             "                                 official shape (tests, benchmarks)\n\n"
             "Run 'audio-translator COMMAND --help' for a command's options.\n");
@@ -318,6 +320,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (strcmp(cmd, "models") == 0) return at_models_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-check") == 0) return at_whisper_check_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-convert") == 0) return at_whisper_convert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-random-model") == 0)

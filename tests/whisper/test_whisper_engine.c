@@ -199,74 +199,167 @@ static void test_beam(void **st)
 }
 
 typedef struct evlog {
-    int n_final;
-    double prev_start, last_end;
+    int n_final, n_partial;
+    double prev_start, last_end, first_start;
     int bad;
+    char text[4096];
 } evlog;
 
 static int on_event(void *user, const at_asr_event *ev)
 {
     evlog *l = user;
-    if (!ev->is_final || !ev->text || ev->start > ev->end || ev->start < l->prev_start - 1e-9)
-        l->bad++;
+    if (!ev->text || !ev->text[0] || ev->start > ev->end + 1e-9) l->bad++;
+    if (!ev->is_final) {
+        l->n_partial++;
+        return 0;
+    }
+    if (ev->start < l->prev_start - 0.2) l->bad++; /* finals move forward */
+    if (l->n_final == 0) l->first_start = ev->start;
     l->prev_start = ev->start;
     l->last_end = ev->end;
     l->n_final++;
+    size_t k = strlen(l->text);
+    snprintf(l->text + k, sizeof l->text - k, "%s%s", k ? " " : "", ev->text);
     return 0;
+}
+
+/* Random weights: the guards (log-probability, no-speech, compression)
+ * would reject every hypothesis, so the mechanics run with them off. */
+static at_asr_engine *mech_engine(int max_streams)
+{
+    at_whisper_stream_config c;
+    at_whisper_stream_config_default(&c);
+    c.no_speech_threshold = c.logprob_threshold = c.compression_threshold = NAN;
+    c.max_streams = max_streams;
+    at_err err;
+    at_asr_engine *e = at_asr_whisper_new_ex(dir, 1, &c, &err);
+    if (!e) fprintf(stderr, "engine: %s\n", err.msg);
+    return e;
+}
+
+static float *with_silence(double lead_s, double tail_s, size_t *total)
+{
+    size_t n = at_npy_count(&audio), lead = (size_t)(lead_s * 16000), tail = (size_t)(tail_s * 16000);
+    float *b = calloc(lead + n + tail, sizeof *b);
+    memcpy(b + lead, audio.data, n * sizeof *b);
+    *total = lead + n + tail;
+    return b;
+}
+
+static void stream_all(at_asr_engine *e, const float *pcm, size_t n, size_t piece, evlog *l,
+                       int *finals_before_finish)
+{
+    at_asr_options o = {0};
+    o.language = "en";
+    at_err err;
+    at_asr_stream *s = at_asr_stream_open(e, &o, &err);
+    assert_non_null(s);
+    for (size_t off = 0; off < n; off += piece) {
+        size_t k = n - off < piece ? n - off : piece;
+        assert_int_equal(at_asr_stream_feed(s, pcm + off, k, on_event, l, &err), 0);
+    }
+    if (finals_before_finish) *finals_before_finish = l->n_final;
+    assert_int_equal(at_asr_stream_finish(s, on_event, l, &err), 0);
+    at_asr_stream_close(s);
 }
 
 static void test_stream(void **st)
 {
     (void)st;
-    size_t n = at_npy_count(&audio);
-    at_asr_options o = {0};
-    o.language = "en";
-    at_err err;
-    at_asr_stream *s = at_asr_stream_open(E, &o, &err);
-    assert_non_null(s);
+    at_asr_engine *e = mech_engine(0);
+    assert_non_null(e);
+    /* 2 s of silence, the clip, 2 s of silence, in 0.5 s pieces */
+    size_t total;
+    float *b = with_silence(2.0, 2.0, &total);
     evlog l = {0};
-    /* 11 s in 0.5 s pieces: the window is not full before finish */
-    for (size_t off = 0; off < n; off += 8000) {
-        size_t k = n - off < 8000 ? n - off : 8000;
-        assert_int_equal(at_asr_stream_feed(s, audio.data + off, k, on_event, &l, &err), 0);
-    }
-    assert_int_equal(l.n_final, 0);
-    assert_int_equal(at_asr_stream_finish(s, on_event, &l, &err), 0);
+    int before = 0;
+    stream_all(e, b, total, 8000, &l, &before);
     assert_int_equal(l.bad, 0);
-    assert_true(l.last_end <= (double)n / AT_ASR_SAMPLE_RATE + 1e-9);
-    at_asr_stream_close(s);
+    assert_true(l.n_final > 0);
+    /* times count from the stream start: nothing before the speech */
+    assert_true(l.first_start >= 1.5);
+    assert_true(l.last_end <= (double)total / 16000 + 1e-6);
+    /* the trailing silence ended the utterance: everything was final
+     * before finish() */
+    assert_int_equal(before, l.n_final);
 
-    /* the same audio as a file gives the same segments */
-    at_asr_result r;
-    assert_int_equal(at_asr_transcribe(E, audio.data, n, &o, &r, &err), 0);
-    assert_int_equal((int)r.n_segments, l.n_final);
-    at_asr_result_free(&r);
+    /* the same audio in one call gives the same finals */
+    evlog l2 = {0};
+    stream_all(e, b, total, total, &l2, NULL);
+    assert_string_equal(l.text, l2.text);
 
-    /* 40 s (the audio repeated): one window is decoded while feeding */
-    size_t total = AT_ASR_SAMPLE_RATE * 40;
+    /* only silence: nothing decoded, nothing said, little compute */
+    float *z = calloc(16000 * 20, sizeof *z);
+    evlog l3 = {0};
+    stream_all(e, z, 16000 * 20, 16000, &l3, NULL);
+    assert_int_equal(l3.n_final + l3.n_partial, 0);
+    free(z);
+    free(b);
+    at_asr_engine_free(e);
+}
+
+/* Long speech without pauses: the buffer is trimmed/flushed, memory and
+ * per-step work stay bounded, and finals keep coming. */
+static void test_stream_long(void **st)
+{
+    (void)st;
+    at_asr_engine *e = mech_engine(0);
+    size_t n = at_npy_count(&audio), total = 16000 * 40;
     float *big = malloc(total * sizeof *big);
     for (size_t i = 0; i < total; i++) big[i] = audio.data[i % n];
-    s = at_asr_stream_open(E, &o, &err);
-    assert_non_null(s);
-    evlog l2 = {0};
-    for (size_t off = 0; off < total; off += 16000)
-        assert_int_equal(at_asr_stream_feed(s, big + off, 16000, on_event, &l2, &err), 0);
-    assert_int_equal(at_asr_stream_finish(s, on_event, &l2, &err), 0);
-    assert_int_equal(l2.bad, 0);
-    assert_true(l2.last_end <= 40.0 + 1e-9);
-    at_asr_stream_close(s);
-
-    /* all 40 s in one call: taken in pieces, same events */
-    s = at_asr_stream_open(E, &o, &err);
-    assert_non_null(s);
-    evlog l3 = {0};
-    assert_int_equal(at_asr_stream_feed(s, big, total, on_event, &l3, &err), 0);
-    assert_int_equal(at_asr_stream_finish(s, on_event, &l3, &err), 0);
-    assert_int_equal(l3.bad, 0);
-    assert_int_equal(l3.n_final, l2.n_final);
-    assert_true(fabs(l3.last_end - l2.last_end) < 1e-9);
-    at_asr_stream_close(s);
+    evlog l = {0};
+    int before = 0;
+    stream_all(e, big, total, 16000, &l, &before);
+    assert_int_equal(l.bad, 0);
+    assert_true(before > 0); /* finals while feeding, not only at the end */
+    assert_true(l.last_end <= 40.0 + 1e-6);
     free(big);
+    at_asr_engine_free(e);
+}
+
+typedef struct sjob {
+    at_asr_engine *e;
+    const float *pcm;
+    size_t n;
+    evlog l;
+} sjob;
+
+static void *stream_worker(void *arg)
+{
+    sjob *j = arg;
+    stream_all(j->e, j->pcm, j->n, 8000, &j->l, NULL);
+    return NULL;
+}
+
+static void test_stream_concurrent_and_limit(void **st)
+{
+    (void)st;
+    at_asr_engine *e = mech_engine(2);
+    size_t total;
+    float *b = with_silence(0.5, 1.0, &total);
+    /* two streams on one model at once: each has its own state */
+    sjob j[2] = {{e, b, total, {0}}, {e, b, total, {0}}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, stream_worker, &j[i]), 0);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    assert_int_equal(j[0].l.bad + j[1].l.bad, 0);
+    assert_string_equal(j[0].l.text, j[1].l.text);
+    /* a third stream past the limit is refused with a clear message */
+    at_err err;
+    at_asr_options o = {0};
+    at_asr_stream *s1 = at_asr_stream_open(e, &o, &err), *s2 = at_asr_stream_open(e, &o, &err);
+    assert_non_null(s1);
+    assert_non_null(s2);
+    assert_null(at_asr_stream_open(e, &o, &err));
+    assert_int_equal(err.code, AT_E_BUSY);
+    assert_non_null(strstr(err.msg, "maximum"));
+    at_asr_stream_close(s1);
+    at_asr_stream *s3 = at_asr_stream_open(e, &o, &err);
+    assert_non_null(s3);
+    at_asr_stream_close(s2);
+    at_asr_stream_close(s3);
+    free(b);
+    at_asr_engine_free(e);
 }
 
 typedef struct job {
@@ -322,6 +415,8 @@ int main(void)
         cmocka_unit_test(test_transcribe),
         cmocka_unit_test(test_beam),
         cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_stream_long),
+        cmocka_unit_test(test_stream_concurrent_and_limit),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_bad_model),
     };

@@ -4,11 +4,37 @@
 #define AT_ENGINES_ASR_WHISPER_H
 
 #include "engines/asr/asr.h"
+#include "engines/asr/whisper/vad.h"
 
-/* model_path: a whisper.cpp ggml .bin file or a Hugging Face folder.
- * n_threads <= 0: number of online CPUs. */
-at_asr_engine *at_asr_whisper_new(const char *model_path, int n_threads,
-                                  at_err *err);
+/* Live streaming (at_asr_stream_*): LocalAgreement-2 over a growing
+ * buffer, gated by voice activity detection, with hallucination guards.
+ * at_whisper_stream_config_default() reads these environment variables
+ * over the defaults: AT_WHISPER_STEP_MS, AT_WHISPER_MAX_BUFFER_S,
+ * AT_WHISPER_VAD (0/1), AT_WHISPER_MAX_STREAMS. */
+typedef struct at_whisper_stream_config {
+    int step_ms;                 /* re-decode every this much new audio: 1000 */
+    double max_buffer_s;         /* buffer cap, flushed beyond it: 15 */
+    int vad;                     /* 1: decode only around speech */
+    at_vad_config vad_cfg;
+    /* guards; NAN disables one.  A hypothesis is dropped when
+     * no_speech_prob > no_speech && avg_logprob < logprob, when
+     * avg_logprob < logprob - 0.5, or when compression > compression. */
+    float no_speech_threshold;   /* 0.6 */
+    float logprob_threshold;     /* -1.0 */
+    float compression_threshold; /* 2.4 */
+    int max_streams;             /* open streams per engine (0: no limit): 0 */
+} at_whisper_stream_config;
+
+void at_whisper_stream_config_default(at_whisper_stream_config *c);
+
+/* model: a whisper.cpp ggml .bin file, a Hugging Face folder, or a model
+ * name from the cache (see models.h: "base.en", "tiny-q5_1", ...).
+ * n_threads <= 0: number of online CPUs.  The weights are loaded once and
+ * shared by every stream and transcription. */
+at_asr_engine *at_asr_whisper_new(const char *model, int n_threads, at_err *err);
+/* The same with explicit streaming settings (NULL: defaults). */
+at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads,
+                                     const at_whisper_stream_config *sc, at_err *err);
 
 /* `audio-translator whisper-check ...`: argv[0] is "whisper-check". */
 int at_whisper_check_main(int argc, char **argv);

@@ -5,11 +5,9 @@
  * buffer, one KV cache per beam/sample), so calls may run concurrently.
  *
  * Files go through OpenAI's long-form loop (decode.h's at_wdec_tx).
- * Streams use the same loop fed incrementally: a window is decoded as soon
- * as 30 s of audio lie past the seek point, its segments are emitted as
- * finals and the audio before the new seek point is dropped; finish()
- * decodes the rest.  So finals come at most every 30 s and there are no
- * partials (live low-latency streaming is a separate piece of work).
+ * Streams are live: LocalAgreement-2 over a growing buffer with a reduced
+ * encoder context, gated by a VAD, with hallucination guards (see the
+ * streaming section below).
  *
  * Deviations from transcribe.py, all for bounded memory / simplicity:
  *   - the log-mel is computed per 30 s window (OpenAI computes it over the
@@ -21,6 +19,8 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,21 +29,23 @@
 
 #include "engines/asr/asr.h"
 #include "engines/asr/whisper/decode.h"
+#include "engines/asr/whisper/la2.h"
 #include "engines/asr/whisper/model.h"
+#include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/tokenizer.h"
+#include "engines/asr/whisper/vad.h"
 
 /* Longest audio one call may pass, in mel frames: keeps frame counts in
  * int with room for a window past the end. */
 #define W_MAX_FRAMES (INT_MAX - 2 * AT_WHISPER_N_FRAMES)
 #define W_MAX_PROMPT_BYTES 4096
-/* A stream keeps at most two windows of audio: after each decoding pass
- * less than one window is left, so feeding never needs more. */
-#define W_STREAM_BUF ((size_t)2 * AT_WHISPER_N_SAMPLES)
 
 typedef struct wengine {
     at_whisper_model *model;
     at_wtok *tok;
     int n_threads;
+    at_whisper_stream_config sc;
+    atomic_int n_streams;  /* open streams, for sc.max_streams */
 } wengine;
 
 /* One decoder sequence: its KV cache and the tokens the cache holds. */
@@ -375,90 +377,333 @@ static int w_transcribe(void *impl, const float *pcm, size_t n, const at_asr_opt
 
 /* ---- streaming ------------------------------------------------------------ */
 
+/* Live streaming: LocalAgreement-2 (la2.h) over a growing buffer.  Every
+ * step_ms of new audio the whole buffer is re-decoded with the encoder
+ * cut to the buffer's length (audio_ctx, so 3 s cost ~1/10 of a 30 s
+ * pass); the prefix two hypotheses agree on becomes final, the rest goes
+ * out as a partial.  The buffer is trimmed at the end of each fully
+ * confirmed segment, flushed when it exceeds max_buffer_s, and at an
+ * utterance end the VAD reports.  Without speech nothing is decoded. */
+
+#define W_PREROLL ((size_t)AT_WHISPER_SAMPLE_RATE * 3 / 10) /* kept before speech */
+#define W_MIN_DECODE ((size_t)AT_WHISPER_SAMPLE_RATE / 5)   /* shorter: nothing to say */
+#define W_TICK ((size_t)AT_WHISPER_SAMPLE_RATE / 10)        /* decision grid */
+
 typedef struct wstream {
     wengine *e;
     wjob job;
     wrun run;
-    at_wdec_tx *tx;
+    at_la2 *la;
+    at_vad *vad;
     float *buf;        /* audio from absolute sample buf_start */
     size_t n_buf, cap, buf_start;
-    at_asr_event_cb cb;
-    void *user;
+    size_t step, since_decode;
+    int speech;        /* speech since the buffer was last cleared */
+    int in_utt, ended; /* VAD state / an utterance ended since the last tick */
+    int lang_token;
     int failed;        /* a previous call failed: the decoder state is unknown */
+    /* hypothesis scratch */
+    at_la2_word *words;
+    unsigned char *closed; /* word ends a segment closed by a timestamp */
+    size_t n_words, cap_words;
+    char *arena;
+    size_t cap_arena;
 } wstream;
 
-static int stream_on_segment(void *user, const at_wdec_segment *seg)
+void at_whisper_stream_config_default(at_whisper_stream_config *c)
 {
-    wstream *s = user;
-    char *text = seg_text(seg->text);
-    if (!text) return 0;
-    double st = seg->start, en = seg->end;
-    clamp_times(&st, &en, (double)(s->buf_start + s->n_buf) / AT_WHISPER_SAMPLE_RATE);
-    at_asr_event ev = {1, text, st, en};
-    int stop = s->cb ? s->cb(s->user, &ev) : 0;
-    free(text);
-    return stop;
+    memset(c, 0, sizeof *c);
+    c->step_ms = 1000;
+    c->max_buffer_s = 15.0;
+    c->vad = 1;
+    at_vad_config_default(&c->vad_cfg);
+    c->no_speech_threshold = 0.6f;
+    c->logprob_threshold = -1.0f;
+    c->compression_threshold = 2.4f;
+    c->max_streams = 0;
+    const char *v;
+    if ((v = getenv("AT_WHISPER_STEP_MS")) && atoi(v) >= 100 && atoi(v) <= 10000)
+        c->step_ms = atoi(v);
+    if ((v = getenv("AT_WHISPER_MAX_BUFFER_S")) && atof(v) >= 2 && atof(v) <= 28)
+        c->max_buffer_s = atof(v);
+    if ((v = getenv("AT_WHISPER_VAD")) && *v) c->vad = atoi(v) != 0;
+    if ((v = getenv("AT_WHISPER_MAX_STREAMS")) && atoi(v) >= 0) c->max_streams = atoi(v);
 }
 
 static void w_stream_close(void *st)
 {
     wstream *s = st;
     if (!s) return;
-    at_wdec_tx_free(s->tx);
+    if (s->e) atomic_fetch_sub(&s->e->n_streams, 1);
+    at_la2_free(s->la);
+    at_vad_free(s->vad);
     run_free(&s->run);
     free(s->job.prompt);
     free(s->buf);
+    free(s->words);
+    free(s->closed);
+    free(s->arena);
     free(s);
 }
 
 static void *w_stream_open(void *impl, const at_asr_options *opt, at_err *err)
 {
     wengine *e = impl;
+    int max = e->sc.max_streams;
+    if (max > 0 && atomic_fetch_add(&e->n_streams, 1) >= max) {
+        atomic_fetch_sub(&e->n_streams, 1);
+        at_err_set(err, AT_E_BUSY,
+                   "whisper: %d streams are already open, the configured maximum; "
+                   "retry when one has ended",
+                   max);
+        return NULL;
+    }
+    if (max <= 0) atomic_fetch_add(&e->n_streams, 1);
     wstream *s = calloc(1, sizeof *s);
     if (!s) {
+        atomic_fetch_sub(&e->n_streams, 1);
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
     s->e = e;
     int n_seqs;
-    if (job_init(e, opt, &s->job, &n_seqs, err) < 0 || run_init(&s->run, e, n_seqs, err) < 0) {
-        w_stream_close(s);
-        return NULL;
+    if (job_init(e, opt, &s->job, &n_seqs, err) < 0 || run_init(&s->run, e, n_seqs, err) < 0)
+        goto fail;
+    s->lang_token = s->job.txo.decode.lang_token;
+    s->step = ((size_t)e->sc.step_ms * AT_WHISPER_SAMPLE_RATE / 1000 + W_TICK - 1) / W_TICK * W_TICK;
+    /* the buffer never exceeds max_buffer_s + one step: beyond it is flushed */
+    s->cap = (size_t)(e->sc.max_buffer_s * AT_WHISPER_SAMPLE_RATE) + s->step + W_PREROLL + W_TICK;
+    if (s->cap > AT_WHISPER_N_SAMPLES) s->cap = AT_WHISPER_N_SAMPLES;
+    s->buf = malloc(s->cap * sizeof *s->buf);
+    s->la = at_la2_new(err);
+    if (!s->buf || !s->la) {
+        at_err_set(err, AT_E_NOMEM, "out of memory");
+        goto fail;
     }
-    s->job.txo.on_segment = stream_on_segment;
-    s->job.txo.user = s;
-    s->tx = at_wdec_tx_new(&s->run.dm, e->tok, &s->job.txo, err);
-    if (!s->tx) {
-        w_stream_close(s);
-        return NULL;
-    }
+    if (e->sc.vad && !(s->vad = at_vad_new(&e->sc.vad_cfg, err))) goto fail;
+    s->speech = !e->sc.vad;
     return s;
+fail:
+    w_stream_close(s);
+    return NULL;
 }
 
-static int stream_step(wstream *s, int final, at_asr_event_cb cb, void *user, at_err *err)
+/* Room for n words and `bytes` of their text. */
+static int words_reserve(wstream *s, size_t n, size_t bytes, at_err *err)
 {
-    s->cb = cb;
-    s->user = user;
-    s->run.pcm = s->buf;
-    s->run.n_pcm = s->n_buf;
-    s->run.pcm_start = s->buf_start;
-    size_t frames = (s->buf_start + s->n_buf) / AT_WHISPER_HOP;
-    int rc = at_wdec_tx_run(s->tx, (int)frames, final, err);
-    s->cb = NULL;
-    s->user = NULL;
-    if (rc < 0) {
-        s->failed = 1;
-        return rc;
+    if (n > s->cap_words) {
+        at_la2_word *w = realloc(s->words, n * sizeof *w);
+        if (w) s->words = w;
+        unsigned char *c = w ? realloc(s->closed, n) : NULL;
+        if (c) s->closed = c;
+        if (!w || !c) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        s->cap_words = n;
     }
-    /* audio before the seek point is never looked at again */
-    size_t keep_from = (size_t)at_wdec_tx_seek(s->tx) * AT_WHISPER_HOP;
-    if (keep_from > s->buf_start) {
-        size_t drop = keep_from - s->buf_start;
-        if (drop > s->n_buf) drop = s->n_buf;
-        memmove(s->buf, s->buf + drop, (s->n_buf - drop) * sizeof *s->buf);
-        s->n_buf -= drop;
-        s->buf_start += drop;
+    if (bytes > s->cap_arena) {
+        char *a = realloc(s->arena, bytes);
+        if (!a) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        s->arena = a;
+        s->cap_arena = bytes;
     }
+    return 0;
+}
+
+/* Words with absolute times from a decoded window: text tokens between
+ * timestamp tokens form segments; a token starting with a space starts a
+ * word; inside a segment time is shared out by bytes. */
+static int build_words(wstream *s, const at_wdec_result *r, double t_base, double dur,
+                       at_err *err)
+{
+    const at_wtok *tok = s->e->tok;
+    const at_whisper_special *sp = at_wtok_special(tok);
+    size_t bytes = 0;
+    for (int i = 0; i < r->n_tokens; i++) {
+        size_t len = 0;
+        if (r->tokens[i] < sp->eot) at_wtok_bytes(tok, r->tokens[i], &len);
+        bytes += len + 1;
+    }
+    int rc = words_reserve(s, (size_t)r->n_tokens + 1, bytes + 1, err);
+    if (rc < 0) return rc;
+    s->n_words = 0;
+    char *out = s->arena;
+    int i = 0;
+    double t_open = 0;
+    while (i < r->n_tokens) {
+        /* one segment: [ts] text... [ts] */
+        if (r->tokens[i] >= sp->beg) {
+            t_open = (r->tokens[i] - sp->beg) * 0.02;
+            i++;
+        }
+        int j = i;
+        size_t seg_bytes = 0;
+        while (j < r->n_tokens && r->tokens[j] < sp->beg) {
+            size_t len = 0;
+            if (r->tokens[j] < sp->eot) at_wtok_bytes(tok, r->tokens[j], &len);
+            seg_bytes += len;
+            j++;
+        }
+        int closed = j < r->n_tokens;
+        double t_close = closed ? (r->tokens[j] - sp->beg) * 0.02 : dur;
+        if (t_open > dur) t_open = dur;
+        if (t_close > dur) t_close = dur;
+        if (t_close < t_open) t_close = t_open;
+        size_t done = 0, first_word = s->n_words;
+        for (int k = i; k < j; k++) {
+            size_t len = 0;
+            const char *b = r->tokens[k] < sp->eot ? at_wtok_bytes(tok, r->tokens[k], &len) : NULL;
+            if (!b || len == 0) continue;
+            double t0 = t_open + (t_close - t_open) * (double)done / (double)(seg_bytes ? seg_bytes : 1);
+            done += len;
+            double t1 = t_open + (t_close - t_open) * (double)done / (double)(seg_bytes ? seg_bytes : 1);
+            if (s->n_words == first_word || b[0] == ' ') {
+                if (s->n_words > first_word) out++; /* terminate the previous word */
+                at_la2_word *w = &s->words[s->n_words];
+                s->closed[s->n_words] = 0;
+                w->text = out;
+                w->start = t_base + t0;
+                s->n_words++;
+            }
+            memcpy(out, b, len);
+            out += len;
+            *out = '\0';
+            s->words[s->n_words - 1].end = t_base + t1;
+        }
+        if (s->n_words > first_word) {
+            out++;
+            s->closed[s->n_words - 1] = (unsigned char)closed;
+        }
+        /* skip the closing timestamp; a following one opens the next segment */
+        i = closed ? j + 1 : j;
+        if (closed) t_open = t_close;
+    }
+    return 0;
+}
+
+/* Decoding hooks on a short window: caches restart with each encoding. */
+static void reset_caches(wrun *r)
+{
+    for (int i = 0; i < r->n_seqs; i++)
+        if (r->seqs[i].kv) {
+            at_whisper_kv_truncate(r->seqs[i].kv, 0);
+            r->seqs[i].n = 0;
+        }
+}
+
+/* Is text a loop (one 1..4-word n-gram repeated 4+ times in a row)? */
+static int looping(const at_la2_word *w, size_t n)
+{
+    for (size_t g = 1; g <= 4; g++)
+        for (size_t i = 0; i + 4 * g <= n; i++) {
+            int rep = 1;
+            for (size_t k = i + g; k + g <= n; k += g) {
+                size_t m = 0;
+                while (m < g && strcmp(w[i + m].text, w[k + m].text) == 0) m++;
+                if (m < g) break;
+                if (++rep >= 4) return 1;
+            }
+        }
+    return 0;
+}
+
+/* Decodes the buffer into s->words (empty when a guard rejects it). */
+static int decode_buffer(wstream *s, at_err *err)
+{
+    s->n_words = 0;
+    if (s->n_buf < W_MIN_DECODE) return 0;
+    const wengine *e = s->e;
+    const at_whisper_hparams *hp = at_whisper_model_hparams(e->model);
+    int rc = at_whisper_mel(e->model, s->buf, s->n_buf, s->run.mel, err);
+    if (rc < 0) return rc;
+    /* reduced audio context: half the mel frames, plus ~0.6 s of padding
+     * the model expects after speech, in steps of 32 positions */
+    int frames = (int)(s->n_buf / AT_WHISPER_HOP);
+    int ctx = ((frames + 1) / 2 + 32 + 31) / 32 * 32;
+    if (ctx > hp->n_audio_ctx) ctx = hp->n_audio_ctx;
+    reset_caches(&s->run);
+    if ((rc = at_whisper_encode(s->run.st, s->run.mel, ctx, err)) < 0) return rc;
+    at_wdec_options d = s->job.txo.decode;
+    d.lang_token = s->lang_token;
+    double secs = (double)s->n_buf / AT_WHISPER_SAMPLE_RATE;
+    /* a speaker says ~4 tokens/s; more than 10/s is a decoder running away */
+    d.sample_len = (int)(20 + 10 * secs);
+    if (d.sample_len > hp->n_text_ctx / 2) d.sample_len = hp->n_text_ctx / 2;
+    d.max_initial_timestamp = 0; /* speech may start anywhere in the buffer */
+    int *ptoks = NULL;
+    size_t np = 0;
+    const char *pr = at_la2_prompt(s->la);
+    if (pr[0]) {
+        char pb[1200];
+        snprintf(pb, sizeof pb, " %s", pr);
+        if ((rc = at_wtok_encode(e->tok, pb, strlen(pb), &ptoks, &np, err)) < 0) return rc;
+        d.prompt = ptoks;
+        d.n_prompt = (int)np;
+    } else {
+        d.prompt = s->job.txo.initial_prompt;
+        d.n_prompt = s->job.txo.n_initial_prompt;
+    }
+    d.prefix = NULL;
+    d.n_prefix = 0;
+    at_wdec_result r;
+    memset(&r, 0, sizeof r);
+    rc = at_wdec_decode(&s->run.dm, e->tok, &d, &r, err);
+    free(ptoks);
+    if (rc < 0) return rc;
+    if (s->lang_token < 0) s->lang_token = r.lang_token;
+    const at_whisper_stream_config *c = &e->sc;
+    int reject = 0;
+    if (!isnan(c->no_speech_threshold) && r.no_speech_prob > c->no_speech_threshold &&
+        (isnan(c->logprob_threshold) || r.avg_logprob < c->logprob_threshold))
+        reject = 1;
+    if (!isnan(c->logprob_threshold) && r.avg_logprob < c->logprob_threshold - 0.5)
+        reject = 1;
+    if (!isnan(c->compression_threshold) && r.compression_ratio > c->compression_threshold)
+        reject = 1;
+    if (!reject) {
+        double t_base = (double)s->buf_start / AT_WHISPER_SAMPLE_RATE;
+        rc = build_words(s, &r, t_base, secs, err);
+        /* with the compression guard: a word loop is rejected too */
+        if (rc == 0 && !isnan(c->compression_threshold) && looping(s->words, s->n_words))
+            s->n_words = 0;
+    }
+    at_wdec_result_free(&r);
+    return rc;
+}
+
+/* Drops audio before absolute sample t (keeping at most everything). */
+static void trim_to(wstream *s, size_t t)
+{
+    if (t <= s->buf_start) return;
+    size_t drop = t - s->buf_start;
+    if (drop > s->n_buf) drop = s->n_buf;
+    memmove(s->buf, s->buf + drop, (s->n_buf - drop) * sizeof *s->buf);
+    s->n_buf -= drop;
+    s->buf_start += drop;
+}
+
+/* One decoding step; flush: commit everything (utterance end, finish). */
+static int stream_step(wstream *s, int flush, at_asr_event_cb cb, void *user, at_err *err)
+{
+    int rc = decode_buffer(s, err);
+    if (rc < 0) return rc;
+    size_t done = 0;
+    if ((rc = at_la2_insert(s->la, s->words, s->n_words, &done, cb, user, err)) < 0) return rc;
+    s->since_decode = 0;
+    double full = (double)s->n_buf / AT_WHISPER_SAMPLE_RATE;
+    if (flush || full > s->e->sc.max_buffer_s) {
+        if ((rc = at_la2_flush(s->la, cb, user, err)) < 0) return rc;
+        /* keep a little audio: the next word may have begun already */
+        size_t end = s->buf_start + s->n_buf;
+        trim_to(s, end > W_PREROLL ? end - W_PREROLL : 0);
+        if (s->vad) s->speech = 0;
+        return 0;
+    }
+    /* trim at the end of the last segment whose words are all final */
+    for (size_t i = done; i > 0; i--)
+        if (s->closed[i - 1]) {
+            double t = s->words[i - 1].end;
+            trim_to(s, (size_t)(t * AT_WHISPER_SAMPLE_RATE));
+            break;
+        }
     return 0;
 }
 
@@ -471,22 +716,51 @@ static int w_stream_feed(void *st, const float *pcm, size_t n, at_asr_event_cb c
     if (!pcm) return at_err_set(err, AT_E_INVALID, "whisper: no audio");
     if ((s->buf_start + s->n_buf + n) / AT_WHISPER_HOP > (size_t)W_MAX_FRAMES)
         return at_err_set(err, AT_E_TOO_LARGE, "whisper: stream too long");
-    if (!s->buf) {
-        s->cap = W_STREAM_BUF;
-        s->buf = malloc(s->cap * sizeof *s->buf);
-        if (!s->buf) return at_err_set(err, AT_E_NOMEM, "out of memory");
-    }
-    /* Take the audio in pieces that fit the fixed buffer: after each run
-     * less than one window is left over, so every piece makes room. */
     while (n > 0) {
-        size_t k = s->cap - s->n_buf;
+        /* decisions fall on 0.1 s boundaries of the stream, so the events
+         * do not depend on how the caller cut the audio */
+        size_t total = s->buf_start + s->n_buf;
+        size_t k = W_TICK - total % W_TICK;
         if (k > n) k = n;
+        if (s->n_buf + k > s->cap) { /* cannot happen: flushed at max_buffer_s */
+            s->failed = 1;
+            return at_err_set(err, AT_E_ENGINE, "whisper: stream buffer overflow");
+        }
         memcpy(s->buf + s->n_buf, pcm, k * sizeof *pcm);
         s->n_buf += k;
+        s->since_decode += k;
         pcm += k;
         n -= k;
-        int rc = stream_step(s, 0, cb, user, err);
-        if (rc < 0) return rc;
+        if (s->vad) {
+            int started = 0, ended = 0;
+            size_t end_sample = 0;
+            s->in_utt = at_vad_feed(s->vad, s->buf + s->n_buf - k, k, &started, &ended, &end_sample);
+            if (s->in_utt || started) s->speech = 1;
+            if (ended) s->ended = 1;
+        }
+        if ((s->buf_start + s->n_buf) % W_TICK != 0) continue;
+        int rc = 0;
+        if (s->ended) {
+            s->ended = 0;
+            if (s->speech) {
+                rc = stream_step(s, 1, cb, user, err);
+                s->speech = s->in_utt;
+                if (rc < 0) goto fail;
+                continue;
+            }
+        }
+        if (!s->speech) {
+            /* silence or steady noise: no decoding, keep only the pre-roll */
+            size_t end = s->buf_start + s->n_buf;
+            trim_to(s, end > W_PREROLL ? end - W_PREROLL : 0);
+            s->since_decode = 0;
+            continue;
+        }
+        if (s->since_decode >= s->step && (rc = stream_step(s, 0, cb, user, err)) < 0) goto fail;
+        continue;
+    fail:
+        if (rc != AT_E_CANCELLED) s->failed = 1;
+        return rc;
     }
     return 0;
 }
@@ -495,7 +769,10 @@ static int w_stream_finish(void *st, at_asr_event_cb cb, void *user, at_err *err
 {
     wstream *s = st;
     if (s->failed) return at_err_set(err, AT_E_INVALID, "whisper: stream failed earlier");
-    return stream_step(s, 1, cb, user, err);
+    if (!s->speech && at_la2_pending(s->la) == 0) return 0;
+    int rc = stream_step(s, 1, cb, user, err);
+    if (rc < 0) s->failed = 1;
+    return rc;
 }
 
 /* ---- engine --------------------------------------------------------------- */
@@ -539,12 +816,21 @@ static int check_special(const at_whisper_special *a, const at_whisper_special *
     return 0;
 }
 
-at_asr_engine *at_asr_whisper_new(const char *model_path, int n_threads, at_err *err)
+at_asr_engine *at_asr_whisper_new(const char *model, int n_threads, at_err *err)
 {
-    if (!model_path || !*model_path) {
+    return at_asr_whisper_new_ex(model, n_threads, NULL, err);
+}
+
+at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads,
+                                     const at_whisper_stream_config *sc, at_err *err)
+{
+    if (!model || !*model) {
         at_err_set(err, AT_E_INVALID, "whisper: no model path");
         return NULL;
     }
+    /* a name ("base.en") means the file in the model cache */
+    char model_path[1024];
+    if (at_models_resolve(model, model_path, sizeof model_path, err) < 0) return NULL;
     wengine *e = calloc(1, sizeof *e);
     if (!e) {
         at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -555,6 +841,12 @@ at_asr_engine *at_asr_whisper_new(const char *model_path, int n_threads, at_err 
         n_threads = c > 0 && c < 1024 ? (int)c : 1;
     }
     e->n_threads = n_threads;
+    if (sc) e->sc = *sc;
+    else at_whisper_stream_config_default(&e->sc);
+    if (e->sc.step_ms < 50) e->sc.step_ms = 50;
+    if (e->sc.max_buffer_s < 1) e->sc.max_buffer_s = 1;
+    if (e->sc.max_buffer_s > 28) e->sc.max_buffer_s = 28; /* one window, room for a step */
+    atomic_init(&e->n_streams, 0);
     e->model = at_whisper_model_load(model_path, err);
     if (!e->model) goto fail;
     const at_whisper_hparams *hp = at_whisper_model_hparams(e->model);

@@ -1,0 +1,56 @@
+/* models.h - the Whisper model cache: official ggml files by name,
+ * downloaded over HTTPS (libcurl) with resumption and a SHA-256 check.
+ *
+ * The cache folder is AT_MODELS_DIR, else $XDG_CACHE_HOME/audio-translator/
+ * models, else ~/.cache/audio-translator/models.  A model NAME lives there
+ * as ggml-NAME.bin; a download in progress as ggml-NAME.bin.part, which a
+ * later pull resumes (HTTP Range).  The file is renamed into place only
+ * after its SHA-256 matched. */
+#ifndef AT_ENGINES_ASR_WHISPER_MODELS_H
+#define AT_ENGINES_ASR_WHISPER_MODELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define AT_MODELS_DEFAULT_URL "https://huggingface.co/ggerganov/whisper.cpp/resolve/main"
+
+typedef struct at_model_info {
+    const char *name;    /* "tiny", "base.en", "small-q5_1", ... */
+    const char *sha256;  /* lowercase hex, "" = not known to the project */
+    uint32_t max_mib;    /* upper bound on the size: caps what a server may send */
+} at_model_info;
+
+/* The project's table of official ggml files. */
+const at_model_info *at_models_table(size_t *n);
+const at_model_info *at_models_find(const char *name);
+
+/* The cache folder (not created). */
+int at_models_dir(char *out, size_t cap, at_err *err);
+
+/* A model argument: an existing path is returned as is; otherwise a table
+ * name (or any plain name) found in the cache gives its cached file.
+ * Fails with a message that says how to pull it. */
+int at_models_resolve(const char *name_or_path, char *out, size_t cap, at_err *err);
+
+typedef struct at_models_pull_opts {
+    const char *url_base;  /* NULL: AT_MODELS_URL, else AT_MODELS_DEFAULT_URL */
+    const char *sha256;    /* pins a hash (overrides the table); NULL = table */
+    int no_verify;         /* 1: accept a file with no known hash */
+    int progress;          /* 1 bar on stderr, 0 none, -1 when stderr is a TTY */
+    const char *dir;       /* NULL: at_models_dir() */
+} at_models_pull_opts;
+
+/* Downloads NAME into the cache (resuming a .part file), verifies it and
+ * renames it into place; path receives the installed file. */
+int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap,
+                   at_err *err);
+
+/* SHA-256 of a file as 64 lowercase hex digits. */
+int at_sha256_file(const char *path, char hex[65], at_err *err);
+
+/* `audio-translator models list|pull|path ...`: argv[0] is "models". */
+int at_models_main(int argc, char **argv);
+
+#endif

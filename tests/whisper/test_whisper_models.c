@@ -1,0 +1,293 @@
+/* test_whisper_models.c - `models pull` against a loopback HTTP server
+ * (raw sockets, here) that serves a generated random-weight model: a full
+ * download with its checksum, an interrupted download resumed with a
+ * Range request, corrupt bytes rejected (nothing installed), unknown
+ * names, entries without a known hash, `models list`, and an engine
+ * loaded by name from the cache. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "engines/asr/whisper/model.h"
+#include "engines/asr/whisper/models.h"
+#include "engines/asr/whisper/whisper.h"
+
+typedef struct server {
+    int fd, port;
+    unsigned char *data;
+    size_t len;
+    /* behaviour of the next responses */
+    size_t cut_after;   /* 0: whole body; else close after this many body bytes */
+    int corrupt;        /* flip one byte in the middle */
+    long last_range;    /* -1: no Range header in the last request */
+    int requests;
+    int stop;
+    pthread_t th;
+} server;
+
+static server S;
+static char dir[] = "/tmp/at-models-test-XXXXXX";
+static char cache[512], srcfile[512], sha[65], url[128];
+
+static void serve_one(server *s, int c)
+{
+    char req[4096];
+    size_t n = 0;
+    while (n + 1 < sizeof req) {
+        ssize_t k = recv(c, req + n, sizeof req - 1 - n, 0);
+        if (k <= 0) break;
+        n += (size_t)k;
+        req[n] = '\0';
+        if (strstr(req, "\r\n\r\n")) break;
+    }
+    req[n] = '\0';
+    s->requests++;
+    s->last_range = -1;
+    const char *r = strcasestr(req, "\r\nRange: bytes=");
+    if (r) s->last_range = atol(r + 15);
+    char hdr[512];
+    if (strncmp(req, "GET /ggml-tiny.bin ", 19) != 0) {
+        snprintf(hdr, sizeof hdr, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
+        return;
+    }
+    size_t from = s->last_range > 0 ? (size_t)s->last_range : 0;
+    if (from >= s->len) {
+        snprintf(hdr, sizeof hdr, "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
+        return;
+    }
+    if (from > 0)
+        snprintf(hdr, sizeof hdr,
+                 "HTTP/1.1 206 Partial Content\r\nContent-Length: %zu\r\n"
+                 "Content-Range: bytes %zu-%zu/%zu\r\nConnection: close\r\n\r\n",
+                 s->len - from, from, s->len - 1, s->len);
+    else
+        snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                 s->len);
+    send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
+    size_t end = s->cut_after ? from + s->cut_after : s->len;
+    if (end > s->len) end = s->len;
+    for (size_t off = from; off < end;) {
+        unsigned char chunk[65536];
+        size_t k = end - off < sizeof chunk ? end - off : sizeof chunk;
+        memcpy(chunk, s->data + off, k);
+        if (s->corrupt && off <= s->len / 2 && s->len / 2 < off + k) chunk[s->len / 2 - off] ^= 0x55;
+        ssize_t w = send(c, chunk, k, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+}
+
+static void *server_main(void *arg)
+{
+    server *s = arg;
+    while (!s->stop) {
+        struct pollfd p = {s->fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) continue;
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0) continue;
+        serve_one(s, c);
+        close(c);
+    }
+    return NULL;
+}
+
+static unsigned char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *d = malloc((size_t)n);
+    if (d && fread(d, 1, (size_t)n, f) != (size_t)n) {
+        free(d);
+        d = NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return d;
+}
+
+static int setup(void **st)
+{
+    (void)st;
+    if (!mkdtemp(dir)) return -1;
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    snprintf(srcfile, sizeof srcfile, "%s/served.bin", dir);
+    at_err err;
+    /* q4_0 keeps the served file small (a few MB) */
+    if (at_whisper_random_model("tiny", "q4_0", srcfile, 7, &err) != 0) {
+        fprintf(stderr, "random model: %s\n", err.msg);
+        return -1;
+    }
+    if (at_sha256_file(srcfile, sha, &err) != 0) return -1;
+    S.data = read_all(srcfile, &S.len);
+    if (!S.data) return -1;
+    S.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (bind(S.fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(S.fd, 8) != 0 ||
+        getsockname(S.fd, (struct sockaddr *)&a, &al) != 0)
+        return -1;
+    S.port = ntohs(a.sin_port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", S.port);
+    setenv("AT_MODELS_DIR", cache, 1);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return pthread_create(&S.th, NULL, server_main, &S);
+}
+
+static int teardown(void **st)
+{
+    (void)st;
+    S.stop = 1;
+    pthread_join(S.th, NULL);
+    close(S.fd);
+    free(S.data);
+    curl_global_cleanup();
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int exists(const char *name, const char *suffix)
+{
+    char p[700];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/ggml-%s.bin%s", cache, name, suffix);
+    return stat(p, &st) == 0;
+}
+
+static void test_unknown_and_unverified(void **st)
+{
+    (void)st;
+    at_err err;
+    char p[1024];
+    at_models_pull_opts o = {url, NULL, 0, 0, NULL};
+    assert_int_equal(at_models_pull("tiny-xl", &o, p, sizeof p, &err), AT_E_INVALID);
+    assert_non_null(strstr(err.msg, "unknown model"));
+    assert_int_equal(at_models_pull("../etc", &o, p, sizeof p, &err), AT_E_INVALID);
+    /* no hash in the table: refused unless pinned or --no-verify */
+    const at_model_info *mi = at_models_find("large-v3-turbo");
+    assert_non_null(mi);
+    assert_string_equal(mi->sha256, "");
+    assert_int_equal(at_models_pull("large-v3-turbo", &o, p, sizeof p, &err), AT_E_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "--no-verify"));
+    /* every known hash is 64 hex digits */
+    size_t n;
+    const at_model_info *t = at_models_table(&n);
+    assert_true(n >= 20);
+    for (size_t i = 0; i < n; i++)
+        assert_true(t[i].sha256[0] == '\0' || strlen(t[i].sha256) == 64);
+    /* not cached yet: resolving a name says how to pull it */
+    assert_int_equal(at_models_resolve("tiny", p, sizeof p, &err), AT_E_IO);
+    assert_non_null(strstr(err.msg, "models pull tiny"));
+}
+
+static void test_bad_checksum(void **st)
+{
+    (void)st;
+    at_err err;
+    char p[1024];
+    /* the table's hash (the real tiny) does not match the generated file */
+    at_models_pull_opts o = {url, NULL, 0, 0, NULL};
+    assert_int_equal(at_models_pull("tiny", &o, p, sizeof p, &err), AT_E_CORRUPT);
+    assert_non_null(strstr(err.msg, "checksum mismatch"));
+    assert_false(exists("tiny", ""));
+    assert_false(exists("tiny", ".part"));
+    /* pinned to the right hash, but the server corrupts a byte */
+    S.corrupt = 1;
+    o.sha256 = sha;
+    assert_int_equal(at_models_pull("tiny", &o, p, sizeof p, &err), AT_E_CORRUPT);
+    S.corrupt = 0;
+    assert_false(exists("tiny", ""));
+    assert_false(exists("tiny", ".part"));
+}
+
+static void test_interrupted_then_resumed(void **st)
+{
+    (void)st;
+    at_err err;
+    char p[1024];
+    at_models_pull_opts o = {url, sha, 0, 0, NULL};
+    S.cut_after = S.len / 3;
+    assert_int_equal(at_models_pull("tiny", &o, p, sizeof p, &err), AT_E_IO);
+    assert_non_null(strstr(err.msg, "resume"));
+    assert_false(exists("tiny", ""));
+    assert_true(exists("tiny", ".part"));
+    /* again, cut once more: the second request resumed where the first stopped */
+    assert_int_equal(at_models_pull("tiny", &o, p, sizeof p, &err), AT_E_IO);
+    assert_int_equal(S.last_range, (long)(S.len / 3));
+    S.cut_after = 0;
+    int before = S.requests;
+    assert_int_equal(at_models_pull("tiny", &o, p, sizeof p, &err), 0);
+    assert_int_equal(S.requests, before + 1);
+    assert_int_equal(S.last_range, (long)(2 * (S.len / 3)));
+    assert_true(exists("tiny", ""));
+    assert_false(exists("tiny", ".part"));
+    char got[65];
+    assert_int_equal(at_sha256_file(p, got, &err), 0);
+    assert_string_equal(got, sha);
+    /* the cached model resolves by name and loads as an engine */
+    char r[1024];
+    assert_int_equal(at_models_resolve("tiny", r, sizeof r, &err), 0);
+    assert_string_equal(r, p);
+    at_asr_engine *e = at_asr_whisper_new("tiny", 1, &err);
+    if (!e) fprintf(stderr, "%s\n", err.msg);
+    assert_non_null(e);
+    at_asr_engine_free(e);
+}
+
+static void test_list_cli(void **st)
+{
+    (void)st;
+    char cmd[1024], line[512];
+    snprintf(cmd, sizeof cmd, "%s/audio-translator models list", getenv("AT_BUILD_DIR"));
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    int tiny_cached = 0, base_pullable = 0, turbo = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "tiny ", 5) == 0 && strstr(line, "cached")) tiny_cached = 1;
+        if (strncmp(line, "base ", 5) == 0 && strstr(line, "pullable")) base_pullable = 1;
+        if (strncmp(line, "large-v3-turbo ", 15) == 0) turbo = 1;
+    }
+    assert_int_equal(pclose(f), 0);
+    assert_true(tiny_cached);
+    assert_true(base_pullable);
+    assert_true(turbo);
+    /* the CLI pull: already installed file is replaced by a fresh verified one */
+    snprintf(cmd, sizeof cmd, "%s/audio-translator models pull tiny --url-base %s --sha256 %s --quiet >/dev/null",
+             getenv("AT_BUILD_DIR"), url, sha);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/audio-translator models pull nosuch --url-base %s 2>/dev/null",
+             getenv("AT_BUILD_DIR"), url);
+    assert_int_not_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unknown_and_unverified),
+        cmocka_unit_test(test_bad_checksum),
+        cmocka_unit_test(test_interrupted_then_resumed),
+        cmocka_unit_test(test_list_cli),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
