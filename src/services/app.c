@@ -116,7 +116,12 @@ static int load_engines(at_app *a, at_err *err)
     if (c->kinds == AT_APP_PIPELINE) return load_remote(a, err);
     if (c->kinds & AT_APP_ASR) {
         if (c->whisper_model && *c->whisper_model) {
-            at_asr_engine *w = at_asr_whisper_new(c->whisper_model, c->threads, err);
+            at_whisper_stream_config sc;
+            at_whisper_stream_config_default(&sc);
+            if (c->whisper_step_ms > 0) sc.step_ms = c->whisper_step_ms;
+            if (c->whisper_max_buffer_s > 0) sc.max_buffer_s = c->whisper_max_buffer_s;
+            sc.max_streams = c->max_streams;
+            at_asr_engine *w = at_asr_whisper_new_ex(c->whisper_model, c->threads, &sc, err);
             if (!w) return err->code ? err->code : AT_E_ENGINE;
             a->asr[a->n_asr++] = w;
         }

@@ -31,6 +31,8 @@ typedef struct at_app_config {
     const char *pocketsphinx_dir; /* NULL = Debian default */
     const char *apertium_modes;   /* NULL = Debian default */
     int threads;                  /* whisper threads (0 = all cores) */
+    int whisper_step_ms;          /* live streams: 0 = engine default */
+    double whisper_max_buffer_s;  /* live streams: 0 = engine default */
     double max_audio_seconds;     /* per upload / per stream */
     size_t max_text_chars;        /* translate q and tts input */
     int max_streams;              /* concurrent ASR WebSocket streams */

@@ -351,10 +351,7 @@ static void h_stream(at_ws *ws, void *user)
     int rate, channels;
     if (read_config(ws, app, language, sizeof language, &rate, &channels, model, sizeof model))
         return;
-    /* Live captions need partial results: until Whisper streams properly,
-     * a stream that names no model gets pocketsphinx. */
-    at_asr_engine *eng = at_app_asr(app, model[0] ? model : "pocketsphinx");
-    if (!eng && !model[0]) eng = at_app_asr(app, NULL);
+    at_asr_engine *eng = at_app_asr(app, model);
     if (!eng) {
         ws_error(ws, 1008, "unknown model '%s'; available: %s", model, at_app_asr_names(app));
         return;

@@ -41,15 +41,6 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* Live captions need partial results: as on asr_streaming, a session that
- * names no model gets pocketsphinx (when loaded) until Whisper streams. */
-static at_asr_engine *pick_asr(at_app *app, const char *model)
-{
-    if (model && *model) return at_app_asr(app, model);
-    at_asr_engine *e = at_app_asr(app, "pocketsphinx");
-    return e ? e : at_app_asr(app, NULL);
-}
-
 /* ---- the page and its configuration ---- */
 
 static void h_asset(at_http_req *req, void *user)
@@ -74,7 +65,7 @@ static void h_config(at_http_req *req, void *user)
     if (!at_service_require_ready(app, req)) return;
     cJSON *o = cJSON_CreateObject();
     cJSON *src = cJSON_AddArrayToObject(o, "source_languages");
-    at_asr_engine *asr = pick_asr(app, NULL);
+    at_asr_engine *asr = at_app_asr(app, NULL);
     for (const char *const *l = asr ? at_asr_engine_languages(asr) : NULL; l && *l; l++)
         cJSON_AddItemToArray(src, cJSON_CreateString(*l));
     cJSON *pairs = cJSON_AddArrayToObject(o, "pairs");
@@ -629,7 +620,7 @@ static void h_pipeline(at_ws *ws, void *user)
     }
     pl_config pc;
     if (read_config(ws, app, &pc) != 0) return;
-    at_asr_engine *asr = pick_asr(app, pc.model);
+    at_asr_engine *asr = at_app_asr(app, pc.model);
     at_mt_engine *mt = at_app_mt(app);
     at_tts_engine *tts = NULL;
     const at_tts_voice *voice = NULL;

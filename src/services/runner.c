@@ -12,7 +12,7 @@ int at_services_main(const char *prog, int kinds, int argc, char **argv, int fir
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL;
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0,
          max_streams = 0, max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
-    double max_body_mb = 0, max_audio = 0, max_backlog = 0;
+    double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
     int json_logs = 0;
     int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS ||
                  kinds == AT_APP_PIPELINE;
@@ -62,9 +62,16 @@ int at_services_main(const char *prog, int kinds, int argc, char **argv, int fir
     }
     if (kinds & AT_APP_ASR) {
         opts[n++] = (at_option){"model", "AT_WHISPER_MODEL", AT_OPT_STRING, NULL,
-                                "whisper model (ggml .bin or Hugging Face folder); "
-                                "without one, pocketsphinx answers",
+                                "whisper model: ggml .bin, Hugging Face folder, or a name "
+                                "from 'audio-translator models list'; without one, "
+                                "pocketsphinx answers",
                                 &model, 0, 0};
+        opts[n++] = (at_option){"whisper-step-ms", "AT_WHISPER_STEP_MS", AT_OPT_DOUBLE, "1000",
+                                "live streams: re-decode after this much new audio", &step_ms,
+                                100, 10000};
+        opts[n++] = (at_option){"whisper-max-buffer", "AT_WHISPER_MAX_BUFFER_S", AT_OPT_DOUBLE,
+                                "15", "live streams: seconds of unconfirmed audio kept", &max_buffer,
+                                2, 30};
         opts[n++] = (at_option){"threads", "AT_THREADS", AT_OPT_INT, "0",
                                 "whisper threads (0 = all cores)", &threads, 0, 256};
         opts[n++] = (at_option){"pocketsphinx-model", "AT_POCKETSPHINX_MODEL", AT_OPT_STRING,
@@ -126,6 +133,8 @@ int at_services_main(const char *prog, int kinds, int argc, char **argv, int fir
     ac.pocketsphinx_dir = ps_dir;
     ac.apertium_modes = modes;
     ac.threads = (int)threads;
+    ac.whisper_step_ms = (int)step_ms;
+    ac.whisper_max_buffer_s = max_buffer;
     if (max_audio > 0) ac.max_audio_seconds = max_audio;
     if (max_chars > 0) ac.max_text_chars = (size_t)max_chars;
     if (max_streams > 0) ac.max_streams = (int)max_streams;
