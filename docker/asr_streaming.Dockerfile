@@ -19,9 +19,11 @@
 
 ARG VARIANT=cpu
 ARG BASE_IMAGE=debian:bookworm-slim
-ARG CUDA_VERSION=12.4.1
-ARG CUDA_DEVEL_IMAGE=nvidia/cuda:${CUDA_VERSION}-devel-ubuntu22.04
-ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04
+# Ubuntu 24.04, not 22.04: 22.04's libsndfile (1.0.31) predates MP3
+# support (SF_FORMAT_MPEG), which src/core/audio.c uses.
+ARG CUDA_VERSION=12.6.3
+ARG CUDA_DEVEL_IMAGE=nvidia/cuda:${CUDA_VERSION}-devel-ubuntu24.04
+ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu24.04
 
 ############################ build stages ############################
 
@@ -37,49 +39,61 @@ RUN --mount=type=cache,id=at-apt-cache-bookworm,target=/var/cache/apt,sharing=lo
     apt-get install -y -q --no-install-recommends \
         gcc libc6-dev make cmake pkg-config ccache \
         libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev libopenblas-dev zlib1g-dev \
-        libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
+        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
 ENV AT_CMAKE_FLAGS=""
 
 FROM ${CUDA_DEVEL_IMAGE} AS build-gpu
 ARG DEBIAN_FRONTEND=noninteractive
 # The CUDA devel image brings gcc and nvcc; add CMake and the -dev packages
-# (Ubuntu 22.04 names are the same as Debian 12's).
-RUN --mount=type=cache,id=at-apt-cache-jammy,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=at-apt-lists-jammy,target=/var/lib/apt/lists,sharing=locked \
+# (Ubuntu 24.04 has the same names as Debian 12).
+RUN --mount=type=cache,id=at-apt-cache-noble,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=at-apt-lists-noble,target=/var/lib/apt/lists,sharing=locked \
     set -eu; rm -f /etc/apt/apt.conf.d/docker-clean; \
     apt-get update -q; \
     apt-get install -y -q --no-install-recommends \
         gcc libc6-dev make cmake pkg-config ccache \
         libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev libopenblas-dev zlib1g-dev \
-        libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
+        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
 ENV AT_CMAKE_FLAGS="-DAT_CUDA=ON"
 
 FROM build-${VARIANT} AS build
 ARG VARIANT
+ARG BUILD_JOBS=2
 COPY docker/runtime-packages.sh /usr/local/bin/runtime-packages
 WORKDIR /src
-# Dependency manifest (the top CMakeLists.txt names every library the
-# build links), then the source: what .dockerignore lets through
-# (CMakeLists.txt, cmake/, src/, web/).
+# Dependency manifest: the top CMakeLists.txt names, in its top-level
+# pkg_check_modules() lines, every library the build needs.  Check them
+# against the system packages before the source comes in, so a missing
+# -dev package fails here, by name, and this layer stays cached until the
+# manifest changes.
 COPY CMakeLists.txt ./
+RUN mods=$(sed -n 's/^pkg_check_modules([A-Z0-9_]* REQUIRED \(IMPORTED_TARGET \)\{0,1\}\(.*\))$/\2/p' CMakeLists.txt); \
+    echo "pkg-config modules: $mods"; pkg-config --print-errors --exists $mods
+# The source: what .dockerignore lets through (CMakeLists.txt, cmake/,
+# src/, web/).
 COPY . .
 # A fresh build tree each time, compiled through ccache (its cache is a
-# BuildKit cache mount shared by the three images): after a one-file change
+# BuildKit cache mount shared by every image): after a one-file change
 # only that file is compiled again; the rest are cache hits, then one link.
 # Only this service's binary is built; no tests.
 RUN --mount=type=cache,id=at-ccache-${VARIANT},target=/ccache \
     set -eu; export CCACHE_DIR=/ccache; \
     cmake -S . -B /tmp/build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAT_BUILD_TESTS=OFF \
           -DCMAKE_C_COMPILER_LAUNCHER=ccache $AT_CMAKE_FLAGS >/dev/null; \
-    cmake --build /tmp/build --target asr_streaming -j2; \
+    cmake --build /tmp/build --target asr_streaming -j"$BUILD_JOBS"; \
     mkdir -p /out; install -s /tmp/build/asr_streaming /out/asr_streaming; \
     runtime-packages /out/asr_streaming >/out/runtime-packages; \
     echo "runtime packages:" $(cat /out/runtime-packages)
 
 ############################ runtime stages ############################
 
+# AT_BASE_DIST names the distribution under the image; it also keys the apt
+# cache mounts, so the CPU image shares its cache with the build stage and
+# the other two images.
 FROM ${BASE_IMAGE} AS runtime-cpu
+ENV AT_BASE_DIST=bookworm
 FROM ${CUDA_RUNTIME_IMAGE} AS runtime-gpu
+ENV AT_BASE_DIST=noble
 
 FROM runtime-${VARIANT} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
@@ -88,12 +102,12 @@ LABEL org.opencontainers.image.title="audio-translator asr_streaming" \
       org.opencontainers.image.version="${AT_VERSION}" \
       org.opencontainers.image.source="https://github.com/audio-translator/audio-translator"
 # System packages: the libraries the binary is linked against (the list the
-# build stage derived from ldd) and the pocketsphinx English model.  No
-# compiler, no -dev package.  The dpkg excludes keep out files this service
-# never reads (see docs/docker.md).
+# build stage derived from ldd) and the pocketsphinx English model.
+# No compiler, no -dev package.  The dpkg excludes keep out files this
+# service never reads (see docs/docker.md).
 COPY --from=build /out/runtime-packages /usr/local/share/audio-translator/runtime-packages
-RUN --mount=type=cache,id=at-apt-cache-${VARIANT},target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=at-apt-lists-${VARIANT},target=/var/lib/apt/lists,sharing=locked \
+RUN --mount=type=cache,id=at-apt-cache-${AT_BASE_DIST},target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=at-apt-lists-${AT_BASE_DIST},target=/var/lib/apt/lists,sharing=locked \
     set -eu; \
     printf '%s\n' \
         'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \

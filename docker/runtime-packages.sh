@@ -16,22 +16,32 @@ if printf '%s\n' "$out" | grep -q 'not found'; then
     echo "runtime-packages: $bin has unresolved libraries" >&2
     exit 1
 fi
-owner() {
-    # dpkg records the path a package ships; with a merged /usr the loader
-    # may report /lib/... for /usr/lib/... or the reverse, and alternatives
-    # (libblas.so.3) are symlinks: try each spelling.
-    for p in "$1" "$(readlink -f "$1")"; do
-        for q in "$p" "/usr$p" "${p#/usr}"; do
-            o=$(dpkg -S "$q" 2>/dev/null | grep -v '^diversion' | head -n1 | cut -d: -f1) || true
-            [ -n "$o" ] && { echo "$o"; return 0; }
-        done
-    done
-    return 1
-}
 libs=$(printf '%s\n' "$out" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+
+# dpkg records the path a package ships; with a merged /usr the loader may
+# report /lib/... for /usr/lib/... or the reverse, and alternatives
+# (libblas.so.3) are symlinks: ask for every spelling, in one dpkg call.
+spellings() { # LIB
+    r=$(readlink -f "$1")
+    for p in "$1" "$r"; do
+        echo "$p"
+        case "$p" in /usr/*) echo "${p#/usr}" ;; *) echo "/usr$p" ;; esac
+    done
+}
+all=""
+for lib in $libs; do all="$all $(spellings "$lib" | tr '\n' ' ')"; done
+# shellcheck disable=SC2086
+owned=$(dpkg -S $all 2>/dev/null | grep -v '^diversion' || true)
+
 pkgs=""
 for lib in $libs; do
-    o=$(owner "$lib") || { echo "runtime-packages: no package owns $lib" >&2; exit 1; }
-    pkgs="$pkgs $o"
+    pkg=""
+    for p in $(spellings "$lib"); do
+        pkg=$(printf '%s\n' "$owned" | awk -F': ' -v p="$p" '$2 == p { print $1; exit }')
+        [ -n "$pkg" ] && break
+    done
+    [ -n "$pkg" ] || { echo "runtime-packages: no package owns $lib" >&2; exit 1; }
+    pkgs="$pkgs ${pkg%%:*}"
 done
+# shellcheck disable=SC2086
 printf '%s\n' $pkgs | sort -u

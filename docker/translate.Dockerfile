@@ -22,24 +22,31 @@ RUN --mount=type=cache,id=at-apt-cache-bookworm,target=/var/cache/apt,sharing=lo
     apt-get install -y -q --no-install-recommends \
         gcc libc6-dev make cmake pkg-config ccache \
         libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev libopenblas-dev zlib1g-dev \
-        libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
+        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
 ENV AT_CMAKE_FLAGS=""
+ARG BUILD_JOBS=2
 COPY docker/runtime-packages.sh /usr/local/bin/runtime-packages
 WORKDIR /src
-# Dependency manifest (the top CMakeLists.txt names every library the
-# build links), then the source: what .dockerignore lets through
-# (CMakeLists.txt, cmake/, src/, web/).
+# Dependency manifest: the top CMakeLists.txt names, in its top-level
+# pkg_check_modules() lines, every library the build needs.  Check them
+# against the system packages before the source comes in, so a missing
+# -dev package fails here, by name, and this layer stays cached until the
+# manifest changes.
 COPY CMakeLists.txt ./
+RUN mods=$(sed -n 's/^pkg_check_modules([A-Z0-9_]* REQUIRED \(IMPORTED_TARGET \)\{0,1\}\(.*\))$/\2/p' CMakeLists.txt); \
+    echo "pkg-config modules: $mods"; pkg-config --print-errors --exists $mods
+# The source: what .dockerignore lets through (CMakeLists.txt, cmake/,
+# src/, web/).
 COPY . .
 # A fresh build tree each time, compiled through ccache (its cache is a
-# BuildKit cache mount shared by the three images): after a one-file change
+# BuildKit cache mount shared by every image): after a one-file change
 # only that file is compiled again; the rest are cache hits, then one link.
 # Only this service's binary is built; no tests.
 RUN --mount=type=cache,id=at-ccache-cpu,target=/ccache \
     set -eu; export CCACHE_DIR=/ccache; \
     cmake -S . -B /tmp/build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAT_BUILD_TESTS=OFF \
           -DCMAKE_C_COMPILER_LAUNCHER=ccache $AT_CMAKE_FLAGS >/dev/null; \
-    cmake --build /tmp/build --target translate -j2; \
+    cmake --build /tmp/build --target translate -j"$BUILD_JOBS"; \
     mkdir -p /out; install -s /tmp/build/translate /out/translate; \
     runtime-packages /out/translate >/out/runtime-packages; \
     echo "runtime packages:" $(cat /out/runtime-packages)
@@ -47,19 +54,20 @@ RUN --mount=type=cache,id=at-ccache-cpu,target=/ccache \
 ############################ runtime stage ############################
 
 FROM ${BASE_IMAGE} AS runtime
+ENV AT_BASE_DIST=bookworm
 ARG DEBIAN_FRONTEND=noninteractive
 ARG AT_VERSION=0.1.0
 LABEL org.opencontainers.image.title="audio-translator translate" \
       org.opencontainers.image.version="${AT_VERSION}" \
       org.opencontainers.image.source="https://github.com/audio-translator/audio-translator"
 # System packages: the libraries the binary is linked against (the list the
-# build stage derived from ldd) and Apertium with the English-Spanish pair
+# build stage derived from ldd) and Apertium with its English-Spanish pair
 # (apertium-eng-spa; add pairs here, their .mode files are found at start).
-# No compiler, no -dev package.  The dpkg excludes keep out files this service
-# never reads (see docs/docker.md).
+# No compiler, no -dev package.  The dpkg excludes keep out files this
+# service never reads (see docs/docker.md).
 COPY --from=build /out/runtime-packages /usr/local/share/audio-translator/runtime-packages
-RUN --mount=type=cache,id=at-apt-cache-bookworm,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=at-apt-lists-bookworm,target=/var/lib/apt/lists,sharing=locked \
+RUN --mount=type=cache,id=at-apt-cache-${AT_BASE_DIST},target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=at-apt-lists-${AT_BASE_DIST},target=/var/lib/apt/lists,sharing=locked \
     set -eu; \
     printf '%s\n' \
         'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
@@ -81,7 +89,7 @@ RUN --mount=type=cache,id=at-apt-cache-bookworm,target=/var/cache/apt,sharing=lo
     apt-get install -y -q --no-install-recommends $pkgs; \
     if [ -f /tmp/docker-clean ]; then mv /tmp/docker-clean /etc/apt/apt.conf.d/; fi; \
     rm -rf /var/log/apt /var/log/dpkg.log
-# appuser (uid 1000); this service writes nothing but /tmp.
+# appuser (uid 1000); the service writes nothing outside /tmp.
 RUN set -eu; \
     groupadd --gid 1000 appuser; \
     useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin appuser
