@@ -77,6 +77,7 @@ static int load_app(at_app **app, int kinds, const char *model, const char *extr
     at_app_config c;
     at_app_config_defaults(&c);
     c.kinds = kinds;
+    c.loaders = &at_app_local_loaders;
     c.whisper_model = model;
     if (kinds == AT_APP_MT) c.apertium_modes = extra_dir;
     if (kinds == AT_APP_ASR) c.pocketsphinx_dir = extra_dir;
@@ -328,8 +329,8 @@ int main(int argc, char **argv)
     expand_short(argc, argv);
     if (strcmp(cmd, "serve") == 0)
         return at_services_main("audio-translator serve",
-                                AT_APP_ASR | AT_APP_MT | AT_APP_TTS | AT_APP_PIPELINE, argc, argv,
-                                2);
+                                AT_APP_ASR | AT_APP_MT | AT_APP_TTS | AT_APP_PIPELINE,
+                                &at_app_local_loaders, argc, argv, 2);
     if (strcmp(cmd, "transcribe") == 0) return cmd_transcribe(argc, argv);
     if (strcmp(cmd, "translate") == 0) return cmd_translate(argc, argv);
     if (strcmp(cmd, "speak") == 0) return cmd_speak(argc, argv);

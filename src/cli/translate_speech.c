@@ -165,6 +165,7 @@ int at_cli_translate_speech(int argc, char **argv)
     at_app_config ac;
     at_app_config_defaults(&ac);
     ac.kinds = AT_APP_ASR | AT_APP_MT | AT_APP_TTS;
+    ac.loaders = &at_app_local_loaders;
     ac.whisper_model = model;
     ac.apertium_modes = modes;
     ac.threads = (int)threads;

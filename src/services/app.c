@@ -8,12 +8,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include "engines/asr/pocketsphinx.h"
-#include "engines/asr/whisper/whisper.h"
-#include "engines/mt/apertium.h"
-#include "engines/remote/remote.h"
-#include "engines/tts/espeak.h"
-#include "engines/tts/flite.h"
 
 #define MAX_ASR 4
 #define MAX_TTS 4
@@ -75,77 +69,68 @@ at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics, a
     return a;
 }
 
-/* The standalone pipeline: every engine is a client of a remote service. */
-static int load_remote_once(at_app *a, at_err *err)
+int at_app_add_asr(at_app *a, at_asr_engine *e, at_err *err)
 {
-    const at_app_config *c = &a->cfg;
-    at_asr_engine *asr = at_asr_remote_new(c->asr_url, err);
-    if (!asr) return err->code ? err->code : AT_E_IO;
-    a->asr[a->n_asr++] = asr;
-    snprintf(a->asr_names, sizeof a->asr_names, "%s", at_asr_engine_name(asr));
-    a->mt = at_mt_remote_new(c->translate_url, err);
-    if (!a->mt) return err->code ? err->code : AT_E_IO;
-    at_tts_engine *tts = at_tts_remote_new(c->tts_url, err);
-    if (!tts) return err->code ? err->code : AT_E_IO;
-    a->tts[a->n_tts++] = tts;
+    if (a->n_asr >= MAX_ASR) {
+        at_asr_engine_free(e);
+        return at_err_set(err, AT_E_INVALID, "too many ASR engines");
+    }
+    a->asr[a->n_asr++] = e;
+    size_t off = strlen(a->asr_names);
+    snprintf(a->asr_names + off, sizeof a->asr_names - off, "%s%s", off ? ", " : "",
+             at_asr_engine_name(e));
     return 0;
 }
 
-/* Services of a deployment start in any order: wait up to a minute for
- * them to be reachable and ready. */
-static int load_remote(at_app *a, at_err *err)
+int at_app_set_mt(at_app *a, at_mt_engine *e, at_err *err)
 {
-    for (int attempt = 0;; attempt++) {
-        int rc = load_remote_once(a, err);
-        if (rc == 0 || (rc != AT_E_IO && rc != AT_E_BUSY) || attempt >= 120) return rc;
-        for (size_t i = 0; i < a->n_asr; i++) at_asr_engine_free(a->asr[i]);
-        for (size_t i = 0; i < a->n_tts; i++) at_tts_engine_free(a->tts[i]);
-        at_mt_engine_free(a->mt);
-        a->n_asr = a->n_tts = 0;
-        a->mt = NULL;
-        if (attempt % 10 == 0)
-            at_log_write(a->log, AT_LOG_WARN, "waiting for services", "error", err->msg, NULL);
-        struct timespec ts = {0, 500000000L};
-        nanosleep(&ts, NULL);
-    }
+    (void)err;
+    at_mt_engine_free(a->mt);
+    a->mt = e;
+    return 0;
 }
 
+int at_app_add_tts(at_app *a, at_tts_engine *e, at_err *err)
+{
+    if (a->n_tts >= MAX_TTS) {
+        at_tts_engine_free(e);
+        return at_err_set(err, AT_E_INVALID, "too many TTS engines");
+    }
+    a->tts[a->n_tts++] = e;
+    return 0;
+}
+
+void at_app_drop_engines(at_app *a)
+{
+    for (size_t i = 0; i < a->n_asr; i++) at_asr_engine_free(a->asr[i]);
+    for (size_t i = 0; i < a->n_tts; i++) at_tts_engine_free(a->tts[i]);
+    at_mt_engine_free(a->mt);
+    a->n_asr = a->n_tts = 0;
+    a->mt = NULL;
+    a->asr_names[0] = '\0';
+}
+
+/* The loaders come from the binary (see at_app_loaders): app.c names no
+ * engine, so a binary links only the engines it asks for. */
 static int load_engines(at_app *a, at_err *err)
 {
     const at_app_config *c = &a->cfg;
-    if (c->kinds == AT_APP_PIPELINE) return load_remote(a, err);
-    if (c->kinds & AT_APP_ASR) {
-        if (c->whisper_model && *c->whisper_model) {
-            at_whisper_stream_config sc;
-            at_whisper_stream_config_default(&sc);
-            if (c->whisper_step_ms > 0) sc.step_ms = c->whisper_step_ms;
-            if (c->whisper_max_buffer_s > 0) sc.max_buffer_s = c->whisper_max_buffer_s;
-            sc.max_streams = c->max_streams;
-            at_asr_engine *w = at_asr_whisper_new_ex(c->whisper_model, c->threads, &sc, err);
-            if (!w) return err->code ? err->code : AT_E_ENGINE;
-            a->asr[a->n_asr++] = w;
-        }
-        /* One decoder per live stream, plus two for file uploads. */
-        at_asr_engine *ps = at_asr_pocketsphinx_new_ex(c->pocketsphinx_dir, c->max_streams + 2, err);
-        if (!ps) return err->code ? err->code : AT_E_ENGINE;
-        a->asr[a->n_asr++] = ps;
-        size_t off = 0;
-        for (size_t i = 0; i < a->n_asr; i++)
-            off += (size_t)snprintf(a->asr_names + off, sizeof a->asr_names - off, "%s%s",
-                                    i ? ", " : "", at_asr_engine_name(a->asr[i]));
-    }
-    if (c->kinds & AT_APP_MT) {
-        a->mt = at_mt_apertium_new(c->apertium_modes, 0, err);
-        if (!a->mt) return err->code ? err->code : AT_E_ENGINE;
-    }
-    if (c->kinds & AT_APP_TTS) {
-        /* flite first: its English voices are the better default. */
-        at_tts_engine *f = at_tts_flite_new(err);
-        if (!f) return err->code ? err->code : AT_E_ENGINE;
-        a->tts[a->n_tts++] = f;
-        at_tts_engine *e = at_tts_espeak_new(NULL, err);
-        if (!e) return err->code ? err->code : AT_E_ENGINE;
-        a->tts[a->n_tts++] = e;
+    const at_app_loaders *l = c->loaders;
+    if (!l) return c->kinds ? at_err_set(err, AT_E_ENGINE, "no engine loaders configured") : 0;
+    if (c->kinds == AT_APP_PIPELINE)
+        return l->remote ? l->remote(a, err)
+                         : at_err_set(err, AT_E_ENGINE, "this binary cannot reach remote services");
+    struct { int kind; int (*load)(at_app *, at_err *); const char *what; } steps[] = {
+        {AT_APP_ASR, l->asr, "speech recognition"},
+        {AT_APP_MT, l->mt, "translation"},
+        {AT_APP_TTS, l->tts, "speech synthesis"},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (!(c->kinds & steps[i].kind)) continue;
+        if (!steps[i].load)
+            return at_err_set(err, AT_E_ENGINE, "this binary has no %s engines", steps[i].what);
+        int rc = steps[i].load(a, err);
+        if (rc) return rc;
     }
     return 0;
 }

@@ -25,8 +25,34 @@ typedef struct cJSON cJSON;
 
 enum { AT_APP_ASR = 1, AT_APP_MT = 2, AT_APP_TTS = 4, AT_APP_PIPELINE = 8 };
 
+typedef struct at_app at_app;
+
+/* Engine loaders, one per kind; each adds its engines with at_app_add_*.
+ * A binary passes only those it needs, so it links only those engines
+ * (and their libraries): the translate image carries no ASR model code. */
+typedef struct at_app_loaders {
+    int (*asr)(at_app *app, at_err *err);    /* local ASR engines */
+    int (*mt)(at_app *app, at_err *err);     /* local MT engines */
+    int (*tts)(at_app *app, at_err *err);    /* local TTS engines */
+    int (*remote)(at_app *app, at_err *err); /* the standalone pipeline's clients */
+} at_app_loaders;
+
+int at_app_load_local_asr(at_app *app, at_err *err); /* whisper (if a model), pocketsphinx */
+int at_app_load_local_mt(at_app *app, at_err *err);  /* apertium */
+int at_app_load_local_tts(at_app *app, at_err *err); /* flite, espeak-ng */
+int at_app_load_remote(at_app *app, at_err *err);    /* asr/translate/tts over HTTP */
+/* All three local loaders (serve and the CLI). */
+extern const at_app_loaders at_app_local_loaders;
+
+/* Used by loaders: the app takes ownership (also on failure). */
+int at_app_add_asr(at_app *app, at_asr_engine *e, at_err *err);
+int at_app_set_mt(at_app *app, at_mt_engine *e, at_err *err);
+int at_app_add_tts(at_app *app, at_tts_engine *e, at_err *err);
+void at_app_drop_engines(at_app *app);
+
 typedef struct at_app_config {
     int kinds;                    /* AT_APP_* bits: which engines to load */
+    const at_app_loaders *loaders; /* how (must outlive loading) */
     const char *whisper_model;    /* path; NULL = pocketsphinx only */
     const char *pocketsphinx_dir; /* NULL = Debian default */
     const char *apertium_modes;   /* NULL = Debian default */
@@ -46,8 +72,6 @@ typedef struct at_app_config {
 } at_app_config;
 
 void at_app_config_defaults(at_app_config *c);
-
-typedef struct at_app at_app;
 
 /* Creates the app; engines are not loaded yet. */
 at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics,

@@ -6,7 +6,8 @@
 
 #include "core/config.h"
 
-int at_services_main(const char *prog, int kinds, int argc, char **argv, int first)
+int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders, int argc,
+                     char **argv, int first)
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL;
@@ -129,6 +130,7 @@ int at_services_main(const char *prog, int kinds, int argc, char **argv, int fir
     at_app_config ac;
     at_app_config_defaults(&ac);
     ac.kinds = kinds;
+    ac.loaders = loaders;
     ac.whisper_model = model;
     ac.pocketsphinx_dir = ps_dir;
     ac.apertium_modes = modes;
