@@ -1,7 +1,9 @@
 #!/bin/sh
 # One command for a newcomer and for CI: install what is missing, build,
 # run every test, then build again with AddressSanitizer +
-# UndefinedBehaviorSanitizer and run every test there too.
+# UndefinedBehaviorSanitizer and run every test there too, and finally
+# build and run the container deployment for real (scripts/docker-check.sh;
+# needs root to start dockerd; AT_SKIP_DOCKER=1 skips it on a workstation).
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -15,3 +17,7 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1"
 export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 (cd build-asan && ctest --output-on-failure)
+
+if [ "${AT_SKIP_DOCKER:-0}" != 1 ]; then
+    ./scripts/docker-check.sh
+fi

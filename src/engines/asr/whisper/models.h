@@ -53,4 +53,8 @@ int at_sha256_file(const char *path, char hex[65], at_err *err);
 /* `audio-translator models list|pull|path ...`: argv[0] is "models". */
 int at_models_main(int argc, char **argv);
 
+/* <dir>/ggml-<name>.bin<suffix> into out (AT_E_INVALID if too long). */
+int at_models_cache_file(const char *dir, const char *name, const char *suffix, char *out,
+                         size_t cap, at_err *err);
+
 #endif

@@ -1,0 +1,355 @@
+/* models_pull.c - downloading models into the cache (libcurl) and checking
+ * them (SHA-256, OpenSSL).  Kept apart from models.c so a binary that only
+ * resolves model names (asr_streaming) links neither library. */
+#include "engines/asr/whisper/models.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "core/config.h"
+
+int at_sha256_file(const char *path, char hex[65], at_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return at_err_set(err, AT_E_IO, "%s: %s", path, strerror(errno));
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned char *buf = malloc(1 << 20);
+    int rc = 0;
+    if (!c || !buf || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+        rc = at_err_set(err, AT_E_NOMEM, "sha256: cannot start");
+        goto out;
+    }
+    size_t n;
+    while ((n = fread(buf, 1, 1 << 20, f)) > 0)
+        if (EVP_DigestUpdate(c, buf, n) != 1) {
+            rc = at_err_set(err, AT_E_ENGINE, "sha256 failed");
+            goto out;
+        }
+    if (ferror(f)) {
+        rc = at_err_set(err, AT_E_IO, "%s: read error", path);
+        goto out;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_DigestFinal_ex(c, md, &mdlen) != 1 || mdlen != 32) {
+        rc = at_err_set(err, AT_E_ENGINE, "sha256 failed");
+        goto out;
+    }
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+out:
+    free(buf);
+    EVP_MD_CTX_free(c);
+    fclose(f);
+    return rc;
+}
+
+/* ---- download --------------------------------------------------------- */
+
+typedef struct dl {
+    CURL *curl;
+    FILE *f;
+    curl_off_t have;     /* bytes already in the .part file before this request */
+    curl_off_t written;  /* bytes written by this request */
+    curl_off_t max;      /* cap on the file size */
+    int checked;         /* the status code was looked at */
+    int restarted;       /* server ignored the Range: the file starts over */
+    int too_big;
+    int progress;
+    double last_draw;
+} dl;
+
+static size_t dl_write(char *p, size_t sz, size_t n, void *u)
+{
+    dl *d = u;
+    size_t len = sz * n;
+    if (!d->checked) {
+        /* A 200 to a ranged request is the whole file: start over. */
+        long code = 0;
+        curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
+        if (code == 200 && d->have > 0) {
+            if (fflush(d->f) != 0 || ftruncate(fileno(d->f), 0) != 0 || fseek(d->f, 0, SEEK_SET) != 0)
+                return 0;
+            d->have = 0;
+            d->restarted = 1;
+        }
+        d->checked = 1;
+    }
+    if (d->have + d->written + (curl_off_t)len > d->max) {
+        d->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (fwrite(p, 1, len, d->f) != len) return 0;
+    d->written += (curl_off_t)len;
+    return len;
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int dl_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)ultotal;
+    (void)ulnow;
+    dl *d = u;
+    if (!d->progress) return 0;
+    double t = mono_now();
+    if (t - d->last_draw < 0.2 && !(dltotal > 0 && dlnow == dltotal)) return 0;
+    d->last_draw = t;
+    double have = (double)(d->have + dlnow), total = (double)(d->have + dltotal);
+    char bar[31];
+    int fill = dltotal > 0 && total > 0 ? (int)(30.0 * have / total) : 0;
+    if (fill > 30) fill = 30;
+    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    bar[30] = '\0';
+    if (dltotal > 0)
+        fprintf(stderr, "\r[%s] %6.1f / %.1f MiB %3.0f%%", bar, have / 1048576.0,
+                total / 1048576.0, 100.0 * have / total);
+    else
+        fprintf(stderr, "\r[%s] %6.1f MiB", bar, have / 1048576.0);
+    return 0;
+}
+
+static int valid_hex(const char *h)
+{
+    if (!h || strlen(h) != 64) return 0;
+    for (int i = 0; i < 64; i++)
+        if (!isxdigit((unsigned char)h[i])) return 0;
+    return 1;
+}
+
+static int mkdirs(const char *path, at_err *err)
+{
+    char tmp[1024];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return at_err_set(err, AT_E_INVALID, "models: path too long");
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return at_err_set(err, AT_E_IO, "mkdir %s: %s", tmp, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return at_err_set(err, AT_E_IO, "mkdir %s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap,
+                   at_err *err)
+{
+    at_models_pull_opts def = {0};
+    if (!o) o = &def;
+    const at_model_info *mi = at_models_find(name);
+    if (!mi)
+        return at_err_set(err, AT_E_INVALID,
+                          "unknown model '%s' (see 'audio-translator models list')",
+                          name ? name : "");
+    char want[65] = "";
+    if (o->sha256) {
+        if (!valid_hex(o->sha256))
+            return at_err_set(err, AT_E_INVALID, "--sha256 needs 64 hex digits");
+        for (int i = 0; i < 64; i++) want[i] = (char)tolower((unsigned char)o->sha256[i]);
+        want[64] = '\0';
+    } else if (mi->sha256[0]) {
+        snprintf(want, sizeof want, "%s", mi->sha256);
+    } else if (!o->no_verify) {
+        return at_err_set(err, AT_E_UNSUPPORTED,
+                          "no SHA-256 for '%s' in the project's table: pass --sha256 HEX "
+                          "(the LFS object id on Hugging Face) or --no-verify",
+                          name);
+    }
+    char dir[768], part[1024];
+    int rc;
+    if (o->dir) snprintf(dir, sizeof dir, "%s", o->dir);
+    else if ((rc = at_models_dir(dir, sizeof dir, err)) < 0) return rc;
+    if ((rc = mkdirs(dir, err)) < 0) return rc;
+    if ((rc = at_models_cache_file(dir, name, "", path, cap, err)) < 0 ||
+        (rc = at_models_cache_file(dir, name, ".part", part, sizeof part, err)) < 0)
+        return rc;
+
+    const char *base = o->url_base;
+    if (!base || !*base) base = getenv("AT_MODELS_URL");
+    if (!base || !*base) base = AT_MODELS_DEFAULT_URL;
+    char url[1024];
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/') bl--;
+    if (snprintf(url, sizeof url, "%.*s/ggml-%s.bin", (int)bl, base, name) >= (int)sizeof url)
+        return at_err_set(err, AT_E_INVALID, "models: URL too long");
+
+    FILE *f = fopen(part, "ab");
+    if (!f) return at_err_set(err, AT_E_IO, "%s: %s", part, strerror(errno));
+    long have = ftell(f);
+    dl d = {0};
+    d.f = f;
+    d.have = have > 0 ? have : 0;
+    d.max = (curl_off_t)mi->max_mib << 20;
+    d.progress = o->progress < 0 ? isatty(2) : o->progress;
+    d.curl = curl_easy_init();
+    if (!d.curl) {
+        fclose(f);
+        return at_err_set(err, AT_E_NOMEM, "curl: cannot start");
+    }
+    if (d.have > 0 && d.progress)
+        fprintf(stderr, "resuming %s at %.1f MiB\n", name, (double)d.have / 1048576.0);
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(d.curl, CURLOPT_URL, url);
+    curl_easy_setopt(d.curl, CURLOPT_FOLLOWLOCATION, 1L); /* HF redirects to its CDN */
+    curl_easy_setopt(d.curl, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt(d.curl, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(d.curl, CURLOPT_WRITEFUNCTION, dl_write);
+    curl_easy_setopt(d.curl, CURLOPT_WRITEDATA, &d);
+    curl_easy_setopt(d.curl, CURLOPT_XFERINFOFUNCTION, dl_progress);
+    curl_easy_setopt(d.curl, CURLOPT_XFERINFODATA, &d);
+    curl_easy_setopt(d.curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(d.curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(d.curl, CURLOPT_USERAGENT, "audio-translator/0.1");
+    curl_easy_setopt(d.curl, CURLOPT_MAXFILESIZE_LARGE, d.max);
+    /* a stalled server: give up after 60 s below 1 byte/s */
+    curl_easy_setopt(d.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(d.curl, CURLOPT_LOW_SPEED_TIME, 60L);
+    if (d.have > 0) curl_easy_setopt(d.curl, CURLOPT_RESUME_FROM_LARGE, d.have);
+    CURLcode cr = curl_easy_perform(d.curl);
+    long code = 0;
+    curl_easy_getinfo(d.curl, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(d.curl);
+    if (d.progress) fputc('\n', stderr);
+    if (fclose(f) != 0 && cr == CURLE_OK)
+        return at_err_set(err, AT_E_IO, "%s: %s", part, strerror(errno));
+    /* 416: we asked past the end, i.e. the .part file is already complete */
+    int complete_part = (cr == CURLE_HTTP_RETURNED_ERROR && code == 416 && d.have > 0);
+    if (d.too_big || cr == CURLE_FILESIZE_EXCEEDED) {
+        unlink(part);
+        return at_err_set(err, AT_E_TOO_LARGE, "%s: larger than the %u MiB expected for '%s'",
+                          url, mi->max_mib, name);
+    }
+    if (cr != CURLE_OK && !complete_part)
+        return at_err_set(err, AT_E_IO,
+                          "download of %s failed after %.1f MiB: %s (run the pull again to resume)",
+                          url, (double)(d.have + d.written) / 1048576.0,
+                          errbuf[0] ? errbuf : curl_easy_strerror(cr));
+    if (want[0]) {
+        char got[65];
+        if ((rc = at_sha256_file(part, got, err)) < 0) return rc;
+        if (strcmp(got, want) != 0) {
+            unlink(part); /* a resumed download cannot be repaired: start afresh */
+            return at_err_set(err, AT_E_CORRUPT,
+                              "checksum mismatch for '%s': expected sha256 %s, got %s; "
+                              "the file was not installed",
+                              name, want, got);
+        }
+    }
+    if (rename(part, path) != 0)
+        return at_err_set(err, AT_E_IO, "rename %s: %s", part, strerror(errno));
+    return 0;
+}
+
+/* ---- CLI ---------------------------------------------------------------- */
+
+static int cmd_list(void)
+{
+    char dir[768];
+    at_err err;
+    if (at_models_dir(dir, sizeof dir, &err) < 0) {
+        fprintf(stderr, "audio-translator models: %s\n", err.msg);
+        return 1;
+    }
+    printf("cache: %s\n%-22s %-10s %-10s %s\n", dir, "NAME", "STATUS", "SIZE", "SHA-256");
+    size_t n;
+    const at_model_info *t = at_models_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        char p[1024], pp[1024];
+        struct stat st;
+        const char *status = "pullable";
+        double mib = 0;
+        if (at_models_cache_file(dir, t[i].name, "", p, sizeof p, &err) == 0 && stat(p, &st) == 0) {
+            status = "cached";
+            mib = (double)st.st_size / 1048576.0;
+        } else if (at_models_cache_file(dir, t[i].name, ".part", pp, sizeof pp, &err) == 0 &&
+                   stat(pp, &st) == 0) {
+            status = "partial";
+            mib = (double)st.st_size / 1048576.0;
+        }
+        char size[32];
+        if (mib > 0) snprintf(size, sizeof size, "%.1fM", mib);
+        else snprintf(size, sizeof size, "<%uM", (unsigned)t[i].max_mib);
+        printf("%-22s %-10s %-10s %s\n", t[i].name, status, size,
+               t[i].sha256[0] ? "known" : "unknown (--sha256/--no-verify)");
+    }
+    return 0;
+}
+
+int at_models_main(int argc, char **argv)
+{
+    const char *use = "audio-translator models list | pull NAME [--url-base URL] "
+                      "[--sha256 HEX] [--no-verify] [--progress] | path NAME";
+    char *url = NULL, *sha = NULL;
+    int no_verify = 0, progress = 0, quiet = 0;
+    at_option o[] = {
+        {"url-base", "AT_MODELS_URL", AT_OPT_STRING, NULL,
+         "where ggml-NAME.bin files are (default: Hugging Face)", &url, 0, 0},
+        {"sha256", NULL, AT_OPT_STRING, NULL, "expected SHA-256 (overrides the table)", &sha, 0, 0},
+        {"no-verify", NULL, AT_OPT_BOOL, "0", "install a model with no known hash", &no_verify, 0, 0},
+        {"progress", NULL, AT_OPT_BOOL, "0", "progress bar even when stderr is not a TTY",
+         &progress, 0, 0},
+        {"quiet", NULL, AT_OPT_BOOL, "0", "no progress bar", &quiet, 0, 0},
+    };
+    size_t no = sizeof o / sizeof o[0];
+    const char *pos[4];
+    size_t n_pos = 0;
+    at_err err;
+    at_err_clear(&err);
+    int rc = at_config_parse(o, no, argc, argv, 1, use, pos, 4, &n_pos, &err);
+    int ret = 2;
+    if (rc == 1) {
+        ret = 0;
+        goto out;
+    }
+    if (rc != 0 || n_pos < 1) {
+        fprintf(stderr, "audio-translator models: %s\nUsage: %s\n",
+                rc ? err.msg : "missing subcommand", use);
+        goto out;
+    }
+    if (strcmp(pos[0], "list") == 0) {
+        ret = cmd_list();
+    } else if (strcmp(pos[0], "path") == 0 && n_pos == 2) {
+        char p[1024];
+        if (at_models_resolve(pos[1], p, sizeof p, &err) < 0) {
+            fprintf(stderr, "audio-translator models: %s\n", err.msg);
+            ret = 1;
+        } else {
+            printf("%s\n", p);
+            ret = 0;
+        }
+    } else if (strcmp(pos[0], "pull") == 0 && n_pos == 2) {
+        at_models_pull_opts po = {url, sha, no_verify, quiet ? 0 : progress ? 1 : -1, NULL};
+        char p[1024];
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (at_models_pull(pos[1], &po, p, sizeof p, &err) < 0) {
+            fprintf(stderr, "audio-translator models: %s\n", err.msg);
+            ret = 1;
+        } else {
+            printf("%s\n", p);
+            ret = 0;
+        }
+        curl_global_cleanup();
+    } else {
+        fprintf(stderr, "Usage: %s\n", use);
+    }
+out:
+    at_config_free(o, no);
+    return ret;
+}
