@@ -134,6 +134,12 @@ cJSON *at_app_voices_json(at_app *app);
 void at_service_health(at_http_req *req, void *app);
 void at_service_ready(at_http_req *req, void *app);
 void at_service_metrics(at_http_req *req, void *app);
+/* The routes every service answers, first in each route table. */
+#define AT_SERVICE_COMMON_ROUTES                                   \
+    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE},  \
+    {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE},    \
+    {"GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE}
+
 /* Answers 503 (loading) or 500 (failed) and returns 0 when engines are not
  * usable; returns 1 when they are. */
 int at_service_require_ready(at_app *app, at_http_req *req);

@@ -511,9 +511,7 @@ static void h_stream(at_ws *ws, void *user)
 }
 
 static const at_http_route routes[] = {
-    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE},
-    {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE},
-    {"GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE},
+    AT_SERVICE_COMMON_ROUTES,
     {"GET", "/v1/models", h_models, NULL, AT_ROUTE_INLINE},
     {"POST", "/v1/audio/transcriptions", h_transcriptions, NULL, AT_ROUTE_WORKER},
     {"POST", "/v1/audio/translations", h_translations, NULL, AT_ROUTE_WORKER},

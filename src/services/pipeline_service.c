@@ -816,9 +816,7 @@ static void h_pipeline(at_ws *ws, void *user)
 }
 
 static const at_http_route routes[] = {
-    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE},
-    {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE},
-    {"GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE},
+    AT_SERVICE_COMMON_ROUTES,
     {"GET", "/", h_asset, NULL, AT_ROUTE_INLINE},
     {"GET", "/index.html", h_asset, NULL, AT_ROUTE_INLINE},
     {"GET", "/app.js", h_asset, NULL, AT_ROUTE_INLINE},

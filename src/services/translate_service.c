@@ -184,9 +184,7 @@ static void h_translate(at_http_req *req, void *user)
 }
 
 static const at_http_route routes[] = {
-    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE},
-    {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE},
-    {"GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE},
+    AT_SERVICE_COMMON_ROUTES,
     {"GET", "/languages", h_languages, NULL, AT_ROUTE_INLINE},
     {"POST", "/translate", h_translate, NULL, AT_ROUTE_WORKER},
 };

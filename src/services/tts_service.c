@@ -125,9 +125,7 @@ static void h_speech(at_http_req *req, void *user)
 }
 
 static const at_http_route routes[] = {
-    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE},
-    {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE},
-    {"GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE},
+    AT_SERVICE_COMMON_ROUTES,
     {"GET", "/v1/voices", h_voices, NULL, AT_ROUTE_INLINE},
     {"POST", "/v1/audio/speech", h_speech, NULL, AT_ROUTE_WORKER},
 };
