@@ -1,5 +1,7 @@
 #include "client.h"
 
+#include "core/ws_frame.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -325,25 +327,12 @@ int at_test_ws_connect(at_test_ws *ws, int port, const char *path, at_test_resp 
 
 int at_test_ws_send(at_test_ws *ws, int opcode, const void *data, size_t len)
 {
-    unsigned char h[14];
-    size_t hl = 0;
-    h[hl++] = (unsigned char)(0x80 | opcode);
-    if (len < 126) h[hl++] = (unsigned char)(0x80 | len);
-    else if (len < 65536) {
-        h[hl++] = 0x80 | 126;
-        h[hl++] = (unsigned char)(len >> 8);
-        h[hl++] = (unsigned char)len;
-    } else {
-        h[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--) h[hl++] = (unsigned char)((uint64_t)len >> (8 * i));
-    }
-    unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
-    memcpy(h + hl, mask, 4);
-    hl += 4;
+    static const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
+    unsigned char h[AT_WS_FRAME_HEADER_MAX];
+    size_t hl = at_ws_frame_header(h, opcode, len, mask);
     unsigned char *frame = malloc(hl + len);
     memcpy(frame, h, hl);
-    const unsigned char *d = data;
-    for (size_t i = 0; i < len; i++) frame[hl + i] = d[i] ^ mask[i & 3];
+    at_ws_mask(frame + hl, data, len, 0, mask);
     int rc = send_all(ws->fd, frame, hl + len);
     free(frame);
     return rc;

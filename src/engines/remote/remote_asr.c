@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/audio.h"
+#include "core/ws_frame.h"
 #include "engines/remote/http_client.h"
 #include "engines/remote/remote.h"
 
@@ -72,28 +73,15 @@ static int send_all(int fd, const void *p, size_t n)
 /* One masked frame (clients must mask). */
 static int send_frame(rasr_stream *s, int opcode, const void *data, size_t len)
 {
-    unsigned char h[14];
-    size_t hl = 0;
-    h[hl++] = (unsigned char)(0x80 | opcode);
-    if (len < 126) h[hl++] = (unsigned char)(0x80 | len);
-    else if (len < 65536) {
-        h[hl++] = 0x80 | 126;
-        h[hl++] = (unsigned char)(len >> 8);
-        h[hl++] = (unsigned char)len;
-    } else {
-        h[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--) h[hl++] = (unsigned char)((uint64_t)len >> (8 * i));
-    }
-    unsigned char key[4];
+    unsigned char key[4], h[AT_WS_FRAME_HEADER_MAX];
     for (int i = 0; i < 4; i++) key[i] = (unsigned char)(rand_r(&s->mask_seed) >> 7);
-    memcpy(h + hl, key, 4);
-    hl += 4;
+    size_t hl = at_ws_frame_header(h, opcode, len, key);
     if (send_all(s->fd, h, hl)) return -1;
     unsigned char buf[4096];
     const unsigned char *p = data;
     for (size_t off = 0; off < len;) {
         size_t k = len - off < sizeof buf ? len - off : sizeof buf;
-        for (size_t i = 0; i < k; i++) buf[i] = p[off + i] ^ key[(off + i) & 3];
+        at_ws_mask(buf, p + off, k, off, key);
         if (send_all(s->fd, buf, k)) return -1;
         off += k;
     }
