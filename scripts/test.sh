@@ -7,6 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
+./scripts/fetch-test-data.sh
 
 ./scripts/build.sh build
 (cd build && ctest --output-on-failure)

@@ -59,6 +59,9 @@ typedef struct at_app_config {
     int threads;                  /* whisper threads (0 = all cores) */
     int whisper_step_ms;          /* live streams: 0 = engine default */
     double whisper_max_buffer_s;  /* live streams: 0 = engine default */
+    const char *vad;              /* whisper streams: "silero", "energy", "off",
+                                     NULL/"auto": silero if vad_model is there */
+    const char *vad_model;        /* Silero ONNX path or cache name; NULL: "silero-vad" */
     double max_audio_seconds;     /* per upload / per stream */
     size_t max_text_chars;        /* translate q and tts input */
     int max_streams;              /* concurrent ASR WebSocket streams */

@@ -1,8 +1,37 @@
 /* load_asr.c - local speech recognition: Whisper when a model is
  * configured (then the default), and pocketsphinx always. */
+#include <string.h>
+
 #include "engines/asr/pocketsphinx.h"
+#include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/whisper.h"
 #include "services/app.h"
+
+/* Which VAD gates Whisper's live streams: --vad, where "auto" takes Silero
+ * when its model can be found (the shared model cache in containers). */
+static int choose_vad(const at_app_config *c, at_whisper_stream_config *sc, at_err *err)
+{
+    const char *mode = c->vad && *c->vad ? c->vad : "auto";
+    const char *model = c->vad_model && *c->vad_model ? c->vad_model : "silero-vad";
+    char path[1024];
+    at_err ignored;
+    if (strcmp(mode, "off") == 0) {
+        sc->vad = 0;
+    } else if (strcmp(mode, "energy") == 0) {
+        sc->vad = 1;
+        sc->vad_model = NULL;
+    } else if (strcmp(mode, "silero") == 0) {
+        sc->vad = 1;
+        sc->vad_model = model; /* a missing model fails the load, saying how to pull it */
+    } else if (strcmp(mode, "auto") == 0) {
+        sc->vad = 1;
+        sc->vad_model = at_models_resolve(model, path, sizeof path, &ignored) == 0 ? model : NULL;
+    } else {
+        return at_err_set(err, AT_E_INVALID, "--vad must be silero, energy, off or auto, not '%s'",
+                          mode);
+    }
+    return 0;
+}
 
 int at_app_load_local_asr(at_app *a, at_err *err)
 {
@@ -13,6 +42,10 @@ int at_app_load_local_asr(at_app *a, at_err *err)
         if (c->whisper_step_ms > 0) sc.step_ms = c->whisper_step_ms;
         if (c->whisper_max_buffer_s > 0) sc.max_buffer_s = c->whisper_max_buffer_s;
         sc.max_streams = c->max_streams;
+        if (choose_vad(c, &sc, err) < 0) return err->code;
+        at_log_write(at_app_log(a), AT_LOG_INFO, "whisper live-stream VAD", "vad",
+                     !sc.vad ? "off" : sc.vad_model ? "silero" : "energy", "vad_model",
+                     sc.vad_model ? sc.vad_model : "-", NULL);
         at_asr_engine *w = at_asr_whisper_new_ex(c->whisper_model, c->threads, &sc, err);
         if (!w || at_app_add_asr(a, w, err)) return err->code ? err->code : AT_E_ENGINE;
     }

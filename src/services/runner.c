@@ -10,7 +10,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                      char **argv, int first)
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
-    char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL;
+    char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0,
          max_streams = 0, max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
     double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
@@ -73,6 +73,13 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         opts[n++] = (at_option){"whisper-max-buffer", "AT_WHISPER_MAX_BUFFER_S", AT_OPT_DOUBLE,
                                 "15", "live streams: seconds of unconfirmed audio kept", &max_buffer,
                                 2, 30};
+        opts[n++] = (at_option){"vad", "AT_VAD", AT_OPT_STRING, "auto",
+                                "whisper live streams: silero, energy, off, or auto (silero "
+                                "when its model is in the cache, else energy)",
+                                &vad, 0, 0};
+        opts[n++] = (at_option){"vad-model", "AT_VAD_MODEL", AT_OPT_STRING, "silero-vad",
+                                "Silero VAD ONNX file, or a name from 'audio-translator "
+                                "models list'", &vad_model, 0, 0};
         opts[n++] = (at_option){"threads", "AT_THREADS", AT_OPT_INT, "0",
                                 "whisper threads (0 = all cores)", &threads, 0, 256};
         opts[n++] = (at_option){"pocketsphinx-model", "AT_POCKETSPHINX_MODEL", AT_OPT_STRING,
@@ -118,6 +125,12 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         at_config_free(opts, n);
         return 2;
     }
+    if (vad && strcmp(vad, "auto") && strcmp(vad, "silero") && strcmp(vad, "energy") &&
+        strcmp(vad, "off")) {
+        fprintf(stderr, "%s: --vad must be silero, energy, off or auto, not '%s'\n", prog, vad);
+        at_config_free(opts, n);
+        return 2;
+    }
     int level = at_log_level_parse(log_level);
     if (level < 0) {
         fprintf(stderr, "%s: unknown --log-level '%s'\n", prog, log_level);
@@ -137,6 +150,8 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     ac.threads = (int)threads;
     ac.whisper_step_ms = (int)step_ms;
     ac.whisper_max_buffer_s = max_buffer;
+    ac.vad = vad;
+    ac.vad_model = vad_model;
     if (max_audio > 0) ac.max_audio_seconds = max_audio;
     if (max_chars > 0) ac.max_text_chars = (size_t)max_chars;
     if (max_streams > 0) ac.max_streams = (int)max_streams;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -431,9 +432,26 @@ static void vanished_client_and_stream_limit(void **state)
     at_test_resp_free(&r);
 }
 
+/* A --vad value that is not one of the four is refused before the
+ * service starts, with the allowed values in the message. */
+static void bad_vad_option(void **st)
+{
+    (void)st;
+    char cmd[1024], out[512];
+    snprintf(cmd, sizeof cmd, "%s/asr_streaming --port 0 --vad webrtc 2>&1", getenv("AT_BUILD_DIR"));
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int rc = pclose(p);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    assert_non_null(strstr(out, "silero, energy, off or auto"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bad_vad_option),
         cmocka_unit_test(librivox_word_error_rate),
         cmocka_unit_test(response_formats),
         cmocka_unit_test(other_rates_and_stereo_are_converted),

@@ -225,17 +225,20 @@ static int on_event(void *user, const at_asr_event *ev)
 
 /* Random weights: the guards (log-probability, no-speech, compression)
  * would reject every hypothesis, so the mechanics run with them off. */
-static at_asr_engine *mech_engine(int max_streams)
+static at_asr_engine *mech_engine_vad(int max_streams, const char *vad_model)
 {
     at_whisper_stream_config c;
     at_whisper_stream_config_default(&c);
     c.no_speech_threshold = c.logprob_threshold = c.compression_threshold = NAN;
     c.max_streams = max_streams;
+    c.vad_model = vad_model;
     at_err err;
     at_asr_engine *e = at_asr_whisper_new_ex(dir, 1, &c, &err);
     if (!e) fprintf(stderr, "engine: %s\n", err.msg);
     return e;
 }
+
+static at_asr_engine *mech_engine(int max_streams) { return mech_engine_vad(max_streams, NULL); }
 
 static float *with_silence(double lead_s, double tail_s, size_t *total)
 {
@@ -263,10 +266,11 @@ static void stream_all(at_asr_engine *e, const float *pcm, size_t n, size_t piec
     at_asr_stream_close(s);
 }
 
-static void test_stream(void **st)
+/* The streaming checks with either VAD: the energy detector (NULL) or
+ * Silero's network (its ONNX file from scripts/fetch-test-data.sh). */
+static void stream_checks(const char *vad_model)
 {
-    (void)st;
-    at_asr_engine *e = mech_engine(0);
+    at_asr_engine *e = mech_engine_vad(0, vad_model);
     assert_non_null(e);
     /* 2 s of silence, the clip, 2 s of silence, in 0.5 s pieces */
     size_t total;
@@ -296,6 +300,31 @@ static void test_stream(void **st)
     free(z);
     free(b);
     at_asr_engine_free(e);
+}
+
+static void test_stream(void **st)
+{
+    (void)st;
+    stream_checks(NULL);
+}
+
+static void test_stream_silero(void **st)
+{
+    (void)st;
+    char p[600];
+    const char *src = getenv("AT_SOURCE_DIR");
+    snprintf(p, sizeof p, "%s/tests/data/fetched/silero_vad-v5.onnx", src ? src : ".");
+    stream_checks(p);
+    /* a VAD model that is not one: the engine is refused, saying why */
+    at_whisper_stream_config c;
+    at_whisper_stream_config_default(&c);
+    c.vad_model = dir; /* a folder, not an ONNX file */
+    at_err err;
+    assert_null(at_asr_whisper_new_ex(dir, 1, &c, &err));
+    assert_true(err.code != 0 && err.msg[0]);
+    c.vad_model = "no-such-vad-model";
+    assert_null(at_asr_whisper_new_ex(dir, 1, &c, &err));
+    assert_non_null(strstr(err.msg, "models pull"));
 }
 
 /* Long speech without pauses: the buffer is trimmed/flushed, memory and
@@ -415,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_transcribe),
         cmocka_unit_test(test_beam),
         cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_stream_silero),
         cmocka_unit_test(test_stream_long),
         cmocka_unit_test(test_stream_concurrent_and_limit),
         cmocka_unit_test(test_concurrent),

@@ -2,8 +2,8 @@
  * (raw sockets, here) that serves a generated random-weight model: a full
  * download with its checksum, an interrupted download resumed with a
  * Range request, corrupt bytes rejected (nothing installed), unknown
- * names, entries without a known hash, `models list`, and an engine
- * loaded by name from the cache. */
+ * names, the Silero VAD file under its own name, `models list`, and an
+ * engine loaded by name from the cache. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -25,11 +25,14 @@
 #include "engines/asr/whisper/model.h"
 #include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/whisper.h"
+#include "engines/vad/silero.h"
 
 typedef struct server {
     int fd, port;
-    unsigned char *data;
+    unsigned char *data;   /* /ggml-tiny.bin */
     size_t len;
+    unsigned char *sdata;  /* /silero_vad-v5.onnx: the real file */
+    size_t slen;
     /* behaviour of the next responses */
     size_t cut_after;   /* 0: whole body; else close after this many body bytes */
     int corrupt;        /* flip one byte in the middle */
@@ -60,13 +63,18 @@ static void serve_one(server *s, int c)
     const char *r = strcasestr(req, "\r\nRange: bytes=");
     if (r) s->last_range = atol(r + 15);
     char hdr[512];
-    if (strncmp(req, "GET /ggml-tiny.bin ", 19) != 0) {
+    const unsigned char *data = s->data;
+    size_t len = s->len;
+    if (strncmp(req, "GET /silero_vad-v5.onnx ", 24) == 0 && s->sdata) {
+        data = s->sdata;
+        len = s->slen;
+    } else if (strncmp(req, "GET /ggml-tiny.bin ", 19) != 0) {
         snprintf(hdr, sizeof hdr, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
         return;
     }
     size_t from = s->last_range > 0 ? (size_t)s->last_range : 0;
-    if (from >= s->len) {
+    if (from >= len) {
         snprintf(hdr, sizeof hdr, "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
         return;
@@ -75,18 +83,18 @@ static void serve_one(server *s, int c)
         snprintf(hdr, sizeof hdr,
                  "HTTP/1.1 206 Partial Content\r\nContent-Length: %zu\r\n"
                  "Content-Range: bytes %zu-%zu/%zu\r\nConnection: close\r\n\r\n",
-                 s->len - from, from, s->len - 1, s->len);
+                 len - from, from, len - 1, len);
     else
         snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                 s->len);
+                 len);
     send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
-    size_t end = s->cut_after ? from + s->cut_after : s->len;
-    if (end > s->len) end = s->len;
+    size_t end = s->cut_after ? from + s->cut_after : len;
+    if (end > len) end = len;
     for (size_t off = from; off < end;) {
         unsigned char chunk[65536];
         size_t k = end - off < sizeof chunk ? end - off : sizeof chunk;
-        memcpy(chunk, s->data + off, k);
-        if (s->corrupt && off <= s->len / 2 && s->len / 2 < off + k) chunk[s->len / 2 - off] ^= 0x55;
+        memcpy(chunk, data + off, k);
+        if (s->corrupt && off <= len / 2 && len / 2 < off + k) chunk[len / 2 - off] ^= 0x55;
         ssize_t w = send(c, chunk, k, MSG_NOSIGNAL);
         if (w <= 0) break;
         off += (size_t)w;
@@ -139,6 +147,11 @@ static int setup(void **st)
     if (at_sha256_file(srcfile, sha, &err) != 0) return -1;
     S.data = read_all(srcfile, &S.len);
     if (!S.data) return -1;
+    const char *src = getenv("AT_SOURCE_DIR");
+    char sp[600];
+    snprintf(sp, sizeof sp, "%s/tests/data/fetched/silero_vad-v5.onnx", src ? src : ".");
+    S.sdata = read_all(sp, &S.slen);
+    if (!S.sdata) fprintf(stderr, "%s missing: run scripts/fetch-test-data.sh\n", sp);
     S.fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
@@ -161,6 +174,7 @@ static int teardown(void **st)
     pthread_join(S.th, NULL);
     close(S.fd);
     free(S.data);
+    free(S.sdata);
     curl_global_cleanup();
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -175,7 +189,7 @@ static int exists(const char *name, const char *suffix)
     return stat(p, &st) == 0;
 }
 
-static void test_unknown_and_unverified(void **st)
+static void test_unknown_names_and_hashes(void **st)
 {
     (void)st;
     at_err err;
@@ -184,21 +198,41 @@ static void test_unknown_and_unverified(void **st)
     assert_int_equal(at_models_pull("tiny-xl", &o, p, sizeof p, &err), AT_E_INVALID);
     assert_non_null(strstr(err.msg, "unknown model"));
     assert_int_equal(at_models_pull("../etc", &o, p, sizeof p, &err), AT_E_INVALID);
-    /* no hash in the table: refused unless pinned or --no-verify */
-    const at_model_info *mi = at_models_find("large-v3-turbo");
-    assert_non_null(mi);
-    assert_string_equal(mi->sha256, "");
-    assert_int_equal(at_models_pull("large-v3-turbo", &o, p, sizeof p, &err), AT_E_UNSUPPORTED);
-    assert_non_null(strstr(err.msg, "--no-verify"));
-    /* every known hash is 64 hex digits */
+    /* every entry, quantized and turbo ones included, has a hash: 64
+     * lowercase hex digits */
     size_t n;
     const at_model_info *t = at_models_table(&n);
-    assert_true(n >= 20);
-    for (size_t i = 0; i < n; i++)
-        assert_true(t[i].sha256[0] == '\0' || strlen(t[i].sha256) == 64);
+    assert_true(n >= 30);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(strlen(t[i].sha256), 64);
+        assert_int_equal(strspn(t[i].sha256, "0123456789abcdef"), 64);
+    }
+    assert_non_null(at_models_find("large-v3-turbo-q8_0"));
     /* not cached yet: resolving a name says how to pull it */
     assert_int_equal(at_models_resolve("tiny", p, sizeof p, &err), AT_E_IO);
     assert_non_null(strstr(err.msg, "models pull tiny"));
+}
+
+/* The Silero VAD model: its own file name in the cache and under a URL
+ * base, verified against the table's hash of the real file. */
+static void test_silero_pull(void **st)
+{
+    (void)st;
+    assert_non_null(S.sdata);
+    at_err err;
+    char p[1024], want[1024];
+    at_models_pull_opts o = {url, NULL, 0, 0, NULL};
+    assert_int_equal(at_models_pull("silero-vad", &o, p, sizeof p, &err), 0);
+    snprintf(want, sizeof want, "%s/silero_vad-v5.onnx", cache);
+    assert_string_equal(p, want);
+    assert_int_equal(at_models_resolve("silero-vad", p, sizeof p, &err), 0);
+    assert_string_equal(p, want);
+    at_silero *m = at_silero_load(p, &err);
+    assert_non_null(m);
+    at_silero_free(m);
+    /* the default source is the pinned upstream tag, not a moving branch */
+    const at_model_info *mi = at_models_find("silero-vad");
+    assert_non_null(strstr(mi->url, "/raw/v5.1.2/"));
 }
 
 static void test_bad_checksum(void **st)
@@ -262,16 +296,18 @@ static void test_list_cli(void **st)
     snprintf(cmd, sizeof cmd, "%s/audio-translator models list", getenv("AT_BUILD_DIR"));
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
-    int tiny_cached = 0, base_pullable = 0, turbo = 0;
+    int tiny_cached = 0, base_pullable = 0, turbo = 0, silero_cached = 0;
     while (fgets(line, sizeof line, f)) {
         if (strncmp(line, "tiny ", 5) == 0 && strstr(line, "cached")) tiny_cached = 1;
         if (strncmp(line, "base ", 5) == 0 && strstr(line, "pullable")) base_pullable = 1;
         if (strncmp(line, "large-v3-turbo ", 15) == 0) turbo = 1;
+        if (strncmp(line, "silero-vad ", 11) == 0 && strstr(line, "cached")) silero_cached = 1;
     }
     assert_int_equal(pclose(f), 0);
     assert_true(tiny_cached);
     assert_true(base_pullable);
     assert_true(turbo);
+    assert_true(silero_cached); /* pulled by test_silero_pull */
     /* the CLI pull: already installed file is replaced by a fresh verified one */
     snprintf(cmd, sizeof cmd, "%s/audio-translator models pull tiny --url-base %s --sha256 %s --quiet >/dev/null",
              getenv("AT_BUILD_DIR"), url, sha);
@@ -284,7 +320,8 @@ static void test_list_cli(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unknown_and_unverified),
+        cmocka_unit_test(test_unknown_names_and_hashes),
+        cmocka_unit_test(test_silero_pull),
         cmocka_unit_test(test_bad_checksum),
         cmocka_unit_test(test_interrupted_then_resumed),
         cmocka_unit_test(test_list_cli),

@@ -1,7 +1,6 @@
-/* test_whisper_stream.c - the streaming policy and the VAD without a
- * model: LocalAgreement-2 on scripted hypotheses (a fake recogniser),
- * and the VAD measured on LibriVox speech, digital silence, and white and
- * pink noise (the percentages are printed: docs/figures.md). */
+/* test_whisper_stream.c - the streaming policy without a model:
+ * LocalAgreement-2 on scripted hypotheses (a fake recogniser).  The VAD
+ * is measured in tests/engines/test_vad.c. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,9 +12,7 @@
 
 #include <cmocka.h>
 
-#include "core/audio.h"
 #include "engines/asr/whisper/la2.h"
-#include "engines/asr/whisper/vad.h"
 
 typedef struct evs {
     char finals[8][128];
@@ -105,87 +102,11 @@ static void test_la2_repeat_guard(void **st)
     at_la2_free(p);
 }
 
-/* Percentage of 20 ms frames flagged as speech, and utterances. */
-static double vad_percent(const float *x, size_t n, int *utts)
-{
-    at_err err;
-    at_vad *v = at_vad_new(NULL, &err);
-    size_t speech = 0, frames = 0;
-    for (size_t off = 0; off + AT_VAD_FRAME <= n; off += AT_VAD_FRAME, frames++)
-        speech += (size_t)at_vad_frame(v, x + off, NULL, NULL);
-    at_vad_reset(v);
-    *utts = 0;
-    for (size_t off = 0; off < n; off += 1600) {
-        int started = 0, ended = 0;
-        size_t k = n - off < 1600 ? n - off : 1600;
-        at_vad_feed(v, x + off, k, &started, &ended, NULL);
-        *utts += started;
-    }
-    at_vad_free(v);
-    return frames ? 100.0 * (double)speech / (double)frames : 0;
-}
-
-static void test_vad_measured(void **st)
-{
-    (void)st;
-    const char *clips[] = {"sense_and_sensibility_01_austen_64kb-0870.wav",
-                           "sense_and_sensibility_01_austen_64kb-0880.wav",
-                           "sense_and_sensibility_01_austen_64kb-0890.wav",
-                           "sense_and_sensibility_01_austen_64kb-0920.wav",
-                           "sense_and_sensibility_01_austen_64kb-0930.wav", NULL};
-    char path[512];
-    at_err err;
-    for (int i = 0; clips[i]; i++) {
-        snprintf(path, sizeof path, "/usr/share/pocketsphinx/test/data/librivox/%s", clips[i]);
-        at_audio a;
-        if (at_audio_decode_file(path, 0, &a, &err) != 0 || at_audio_resample(&a, 16000, &err) != 0) {
-            fprintf(stderr, "skip %s: %s\n", path, err.msg);
-            continue;
-        }
-        int utts;
-        double pct = vad_percent(a.samples, a.n, &utts);
-        printf("vad speech %-50s %5.1f%% frames, %d utterances\n", clips[i], pct, utts);
-        assert_true(pct > 40.0);
-        assert_true(utts >= 1);
-        at_audio_free(&a);
-    }
-    size_t n = 16000 * 10;
-    float *x = calloc(n, sizeof *x);
-    int utts;
-    double pct = vad_percent(x, n, &utts);
-    printf("vad digital silence: %5.1f%% frames, %d utterances\n", pct, utts);
-    assert_true(pct == 0 && utts == 0);
-    uint64_t r = 88172645463325252ULL;
-    double b0 = 0, b1 = 0, b2 = 0;
-    for (int kind = 0; kind < 2; kind++)
-        for (int level = 0; level < 2; level++) {
-            float amp = level ? 0.3f : 0.03f;
-            for (size_t i = 0; i < n; i++) {
-                r ^= r << 13; r ^= r >> 7; r ^= r << 17;
-                double w = (double)(r >> 11) / 9007199254740992.0 * 2 - 1;
-                if (kind == 1) { /* pink: Paul Kellet's economy filter */
-                    b0 = 0.99765 * b0 + w * 0.0990460;
-                    b1 = 0.96300 * b1 + w * 0.2965164;
-                    b2 = 0.57000 * b2 + w * 1.0526913;
-                    w = (b0 + b1 + b2 + w * 0.1848) * 0.25;
-                }
-                x[i] = (float)(amp * w);
-            }
-            pct = vad_percent(x, n, &utts);
-            printf("vad %s noise amp %.2f: %5.1f%% frames, %d utterances\n",
-                   kind ? "pink" : "white", amp, pct, utts);
-            assert_true(pct < 2.0);
-            assert_int_equal(utts, 0);
-        }
-    free(x);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_la2_agreement),
         cmocka_unit_test(test_la2_repeat_guard),
-        cmocka_unit_test(test_vad_measured),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

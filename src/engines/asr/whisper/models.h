@@ -1,11 +1,13 @@
-/* models.h - the Whisper model cache: official ggml files by name,
- * downloaded over HTTPS (libcurl) with resumption and a SHA-256 check.
+/* models.h - the model cache: the official Whisper ggml files and the
+ * Silero VAD network by name, downloaded over HTTPS (libcurl) with
+ * resumption and a SHA-256 check.
  *
  * The cache folder is AT_MODELS_DIR, else $XDG_CACHE_HOME/audio-translator/
- * models, else ~/.cache/audio-translator/models.  A model NAME lives there
- * as ggml-NAME.bin; a download in progress as ggml-NAME.bin.part, which a
- * later pull resumes (HTTP Range).  The file is renamed into place only
- * after its SHA-256 matched. */
+ * models, else ~/.cache/audio-translator/models.  A Whisper model NAME lives
+ * there as ggml-NAME.bin (other models under the file name in the table);
+ * a download in progress as that name + .part, which a later pull resumes
+ * (HTTP Range).  The file is renamed into place only after its SHA-256
+ * matched. */
 #ifndef AT_ENGINES_ASR_WHISPER_MODELS_H
 #define AT_ENGINES_ASR_WHISPER_MODELS_H
 
@@ -20,6 +22,8 @@ typedef struct at_model_info {
     const char *name;    /* "tiny", "base.en", "small-q5_1", ... */
     const char *sha256;  /* lowercase hex, "" = not known to the project */
     uint32_t max_mib;    /* upper bound on the size: caps what a server may send */
+    const char *url;     /* NULL: <url base>/ggml-NAME.bin */
+    const char *file;    /* name in the cache and under a url base; NULL: ggml-NAME.bin */
 } at_model_info;
 
 /* The project's table of official ggml files. */
@@ -35,7 +39,8 @@ int at_models_dir(char *out, size_t cap, at_err *err);
 int at_models_resolve(const char *name_or_path, char *out, size_t cap, at_err *err);
 
 typedef struct at_models_pull_opts {
-    const char *url_base;  /* NULL: AT_MODELS_URL, else AT_MODELS_DEFAULT_URL */
+    const char *url_base;  /* NULL: AT_MODELS_URL, else the table's URL or
+                              AT_MODELS_DEFAULT_URL; a base gets /<file name> */
     const char *sha256;    /* pins a hash (overrides the table); NULL = table */
     int no_verify;         /* 1: accept a file with no known hash */
     int progress;          /* 1 bar on stderr, 0 none, -1 when stderr is a TTY */
@@ -53,7 +58,10 @@ int at_sha256_file(const char *path, char hex[65], at_err *err);
 /* `audio-translator models list|pull|path ...`: argv[0] is "models". */
 int at_models_main(int argc, char **argv);
 
-/* <dir>/ggml-<name>.bin<suffix> into out (AT_E_INVALID if too long). */
+/* The file name of model NAME in the cache: the table's, else
+ * ggml-NAME.bin (-1 if it does not fit). */
+int at_models_file_name(const char *name, char *out, size_t cap);
+/* <dir>/<file name of name><suffix> into out (AT_E_INVALID if too long). */
 int at_models_cache_file(const char *dir, const char *name, const char *suffix, char *out,
                          size_t cap, at_err *err);
 

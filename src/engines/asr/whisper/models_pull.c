@@ -181,14 +181,21 @@ int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, s
         (rc = at_models_cache_file(dir, name, ".part", part, sizeof part, err)) < 0)
         return rc;
 
+    /* an explicit base (a mirror, the tests' loopback server) serves every
+     * model under its file name; otherwise the table's URL, if any */
     const char *base = o->url_base;
     if (!base || !*base) base = getenv("AT_MODELS_URL");
-    if (!base || !*base) base = AT_MODELS_DEFAULT_URL;
-    char url[1024];
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/') bl--;
-    if (snprintf(url, sizeof url, "%.*s/ggml-%s.bin", (int)bl, base, name) >= (int)sizeof url)
-        return at_err_set(err, AT_E_INVALID, "models: URL too long");
+    char url[1024], file[128];
+    if ((!base || !*base) && mi->url) {
+        snprintf(url, sizeof url, "%s", mi->url);
+    } else {
+        if (!base || !*base) base = AT_MODELS_DEFAULT_URL;
+        size_t bl = strlen(base);
+        while (bl > 0 && base[bl - 1] == '/') bl--;
+        if (at_models_file_name(name, file, sizeof file) < 0 ||
+            snprintf(url, sizeof url, "%.*s/%s", (int)bl, base, file) >= (int)sizeof url)
+            return at_err_set(err, AT_E_INVALID, "models: URL too long");
+    }
 
     FILE *f = fopen(part, "ab");
     if (!f) return at_err_set(err, AT_E_IO, "%s: %s", part, strerror(errno));

@@ -4,7 +4,7 @@
 #define AT_ENGINES_ASR_WHISPER_H
 
 #include "engines/asr/asr.h"
-#include "engines/asr/whisper/vad.h"
+#include "engines/vad/vad.h"
 
 /* Live streaming (at_asr_stream_*): LocalAgreement-2 over a growing
  * buffer, gated by voice activity detection, with hallucination guards.
@@ -15,7 +15,9 @@ typedef struct at_whisper_stream_config {
     int step_ms;                 /* re-decode every this much new audio: 1000 */
     double max_buffer_s;         /* buffer cap, flushed beyond it: 15 */
     int vad;                     /* 1: decode only around speech */
-    at_vad_config vad_cfg;
+    const char *vad_model;       /* Silero VAD: a path or a cache name ("silero-vad");
+                                    NULL: the energy detector */
+    at_vad_config vad_cfg;       /* its .silero is set by the engine */
     /* guards; NAN disables one.  A hypothesis is dropped when
      * no_speech_prob > no_speech && avg_logprob < logprob, when
      * avg_logprob < logprob - 0.5, or when compression > compression. */

@@ -33,7 +33,7 @@
 #include "engines/asr/whisper/model.h"
 #include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/tokenizer.h"
-#include "engines/asr/whisper/vad.h"
+#include "engines/vad/vad.h"
 
 /* Longest audio one call may pass, in mel frames: keeps frame counts in
  * int with room for a window past the end. */
@@ -45,6 +45,7 @@ typedef struct wengine {
     at_wtok *tok;
     int n_threads;
     at_whisper_stream_config sc;
+    at_silero *silero;     /* the VAD network, shared by all streams (or NULL) */
     atomic_int n_streams;  /* open streams, for sc.max_streams */
 } wengine;
 
@@ -791,6 +792,7 @@ static void w_destroy(void *impl)
     if (!e) return;
     at_wtok_free(e->tok);
     at_whisper_model_free(e->model);
+    at_silero_free(e->silero);
     free(e);
 }
 
@@ -847,6 +849,15 @@ at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads,
     if (e->sc.max_buffer_s < 1) e->sc.max_buffer_s = 1;
     if (e->sc.max_buffer_s > 28) e->sc.max_buffer_s = 28; /* one window, room for a step */
     atomic_init(&e->n_streams, 0);
+    e->sc.vad_cfg.silero = NULL;
+    if (e->sc.vad && e->sc.vad_model && *e->sc.vad_model) {
+        char vad_path[1024];
+        if (at_models_resolve(e->sc.vad_model, vad_path, sizeof vad_path, err) < 0 ||
+            !(e->silero = at_silero_load(vad_path, err)))
+            goto fail;
+        e->sc.vad_cfg.silero = e->silero;
+    }
+    e->sc.vad_model = NULL; /* the caller's string need not outlive this call */
     e->model = at_whisper_model_load(model_path, err);
     if (!e->model) goto fail;
     const at_whisper_hparams *hp = at_whisper_model_hparams(e->model);

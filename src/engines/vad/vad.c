@@ -1,5 +1,6 @@
-/* vad.c - energy + spectral-flatness voice activity detection (vad.h). */
-#include "engines/asr/whisper/vad.h"
+/* vad.c - the utterance segmenter and the energy + spectral-flatness
+ * detector (vad.h); Silero's network is in silero.c. */
+#include "engines/vad/vad.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,8 +16,10 @@ struct at_vad {
     float cosv[NFFT / 2], sinv[NFFT / 2];
     float re[NFFT], im[NFFT];
     float prev_pow[BIN_HI - BIN_LO]; /* last frame's spectrum: flatness over two frames */
-    float frame[AT_VAD_FRAME];
-    size_t n_frame;
+    at_silero_stream *sil; /* NULL: the energy detector */
+    int silero_speech;     /* last Silero decision (for the hysteresis) */
+    float frame[AT_SILERO_CHUNK];
+    size_t frame_len, n_frame;
     float floor_db;
     int run_speech;      /* speech frames in a row */
     int run_silence;     /* non-speech frames in a row */
@@ -29,6 +32,8 @@ void at_vad_config_default(at_vad_config *c)
     c->min_db = -50.0f;
     c->snr_db = 6.0f;
     c->max_flatness = 0.30f;
+    c->silero = NULL;
+    c->threshold = 0.5f;
     c->silence_ms = 600;
 }
 
@@ -39,6 +44,8 @@ void at_vad_reset(at_vad *v)
     v->floor_db = -70.0f;
     v->run_speech = v->run_silence = v->in_utt = 0;
     v->samples = 0;
+    v->silero_speech = 0;
+    if (v->sil) at_silero_stream_reset(v->sil);
 }
 
 at_vad *at_vad_new(const at_vad_config *c, at_err *err)
@@ -50,6 +57,14 @@ at_vad *at_vad_new(const at_vad_config *c, at_err *err)
     }
     if (c) v->c = *c;
     else at_vad_config_default(&v->c);
+    v->frame_len = AT_VAD_FRAME;
+    if (v->c.silero) {
+        if (!(v->sil = at_silero_stream_new(v->c.silero, err))) {
+            free(v);
+            return NULL;
+        }
+        v->frame_len = AT_SILERO_CHUNK;
+    }
     const double pi = 3.14159265358979323846;
     for (int i = 0; i < AT_VAD_FRAME; i++)
         v->win[i] = (float)(0.5 - 0.5 * cos(2 * pi * i / AT_VAD_FRAME));
@@ -61,7 +76,15 @@ at_vad *at_vad_new(const at_vad_config *c, at_err *err)
     return v;
 }
 
-void at_vad_free(at_vad *v) { free(v); }
+void at_vad_free(at_vad *v)
+{
+    if (!v) return;
+    at_silero_stream_free(v->sil);
+    free(v);
+}
+
+size_t at_vad_frame_len(const at_vad *v) { return v->frame_len; }
+const char *at_vad_kind(const at_vad *v) { return v->sil ? "silero" : "energy"; }
 
 size_t at_vad_samples(const at_vad *v) { return v->samples; }
 
@@ -94,7 +117,7 @@ static void fft(at_vad *v)
     }
 }
 
-int at_vad_frame(at_vad *v, const float *x, float *level_db, float *flatness)
+static int energy_frame(at_vad *v, const float *x, float *flatness)
 {
     double e = 0;
     for (int i = 0; i < AT_VAD_FRAME; i++) e += (double)x[i] * x[i];
@@ -119,9 +142,19 @@ int at_vad_frame(at_vad *v, const float *x, float *level_db, float *flatness)
     /* noise floor: follows drops at once, rises with a ~2 s time constant */
     if (db < v->floor_db) v->floor_db = db < -100.0f ? -100.0f : db;
     else v->floor_db += 0.01f * (db - v->floor_db);
-    if (level_db) *level_db = db;
     if (flatness) *flatness = flat;
     return db > v->c.min_db && db > v->floor_db + v->c.snr_db && flat < v->c.max_flatness;
+}
+
+int at_vad_frame(at_vad *v, const float *x, float *score)
+{
+    if (!v->sil) return energy_frame(v, x, score);
+    float p = at_silero_stream_prob(v->sil, x);
+    if (score) *score = p;
+    /* hysteresis: a dip inside speech is not yet silence */
+    float th = v->silero_speech ? v->c.threshold - 0.15f : v->c.threshold;
+    v->silero_speech = p >= th;
+    return v->silero_speech;
 }
 
 int at_vad_feed(at_vad *v, const float *pcm, size_t n, int *started, int *ended,
@@ -129,23 +162,25 @@ int at_vad_feed(at_vad *v, const float *pcm, size_t n, int *started, int *ended,
 {
     if (started) *started = 0;
     if (ended) *ended = 0;
-    int hang = v->c.silence_ms / 20;
+    int frame_ms = (int)(v->frame_len * 1000 / 16000);
+    int hang = v->c.silence_ms / frame_ms, onset = (AT_VAD_ONSET_MS + frame_ms / 2) / frame_ms;
     if (hang < 1) hang = 1;
+    if (onset < 1) onset = 1;
     while (n > 0) {
-        size_t k = AT_VAD_FRAME - v->n_frame;
+        size_t k = v->frame_len - v->n_frame;
         if (k > n) k = n;
         memcpy(v->frame + v->n_frame, pcm, k * sizeof *pcm);
         v->n_frame += k;
         v->samples += k;
         pcm += k;
         n -= k;
-        if (v->n_frame < AT_VAD_FRAME) break;
+        if (v->n_frame < v->frame_len) break;
         v->n_frame = 0;
-        int sp = at_vad_frame(v, v->frame, NULL, NULL);
+        int sp = at_vad_frame(v, v->frame, NULL);
         if (sp) {
             v->run_speech++;
             v->run_silence = 0;
-            if (!v->in_utt && v->run_speech >= AT_VAD_ONSET) {
+            if (!v->in_utt && v->run_speech >= onset) {
                 v->in_utt = 1;
                 if (started) *started = 1;
             }
@@ -155,7 +190,7 @@ int at_vad_feed(at_vad *v, const float *pcm, size_t n, int *started, int *ended,
             if (v->in_utt && v->run_silence >= hang) {
                 v->in_utt = 0;
                 if (ended) *ended = 1;
-                if (end_sample) *end_sample = v->samples - (size_t)v->run_silence * AT_VAD_FRAME;
+                if (end_sample) *end_sample = v->samples - (size_t)v->run_silence * v->frame_len;
             }
         }
     }
