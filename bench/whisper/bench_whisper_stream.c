@@ -6,8 +6,11 @@
  * Prints figures, never asserts.
  *
  * Usage: bench_whisper_stream MODEL [--max-streams N] [--clips K]
+ *                             [--vad-model SILERO.onnx]
  * Random weights never pass the hallucination guards, so they are off
- * here (every step decodes, an upper bound for a trained model). */
+ * here (every step decodes, an upper bound for a trained model).  The
+ * delay after an utterance is the VAD's hangover (600 ms of silence) plus
+ * the decode that flushes the tail. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -93,7 +96,10 @@ static void *stream_thread(void *arg)
         }
         size_t d0 = r->n_delays;
         double a = now_s();
-        at_asr_stream_feed(s, r->pcm + off, k, on_ev, r, &err);
+        if (at_asr_stream_feed(s, r->pcm + off, k, on_ev, r, &err) < 0) {
+            fprintf(stderr, "feed at %.1f s: %s\n", r->pos, err.msg);
+            break;
+        }
         double c = now_s() - a;
         r->compute += c;
         if (c > 0.002 && r->n_steps < 4096) r->steps[r->n_steps++] = c;
@@ -116,13 +122,15 @@ static void *stream_thread(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL [--max-streams N] [--clips K]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL [--max-streams N] [--clips K] [--vad-model FILE]\n", argv[0]);
         return 2;
     }
     int max_streams = 4, n_clips = 5;
+    const char *vad_model = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--max-streams") == 0) max_streams = atoi(argv[i + 1]);
         if (strcmp(argv[i], "--clips") == 0) n_clips = atoi(argv[i + 1]);
+        if (strcmp(argv[i], "--vad-model") == 0) vad_model = argv[i + 1];
     }
     const char *clips[] = {"0870", "0880", "0890", "0920", "0930"};
     if (n_clips < 1 || n_clips > 5) n_clips = 5;
@@ -150,14 +158,15 @@ int main(int argc, char **argv)
     at_whisper_stream_config c;
     at_whisper_stream_config_default(&c);
     c.no_speech_threshold = c.logprob_threshold = c.compression_threshold = NAN;
+    c.vad_model = vad_model;
     at_asr_engine *e = at_asr_whisper_new_ex(argv[1], 1, &c, &err);
     if (!e) {
         fprintf(stderr, "%s: %s\n", argv[1], err.msg);
         return 1;
     }
     double dur = (double)n / 16000;
-    printf("model %s, %.1f s of audio (%d utterances), step %d ms, VAD on, 1 thread/stream\n",
-           argv[1], dur, n_clips, c.step_ms);
+    printf("model %s, %.1f s of audio (%d utterances), step %d ms, VAD %s, 1 thread/stream\n",
+           argv[1], dur, n_clips, c.step_ms, vad_model ? "silero" : "energy");
     /* one stream, simulated real-time clock (no sleeping) */
     run *r = calloc(1, sizeof *r);
     *r = (run){.e = e, .pcm = pcm, .n = n, .utt_end = utt_end, .n_utt = n_clips};

@@ -218,7 +218,8 @@ static void test_refuses_bad_files(void **st)
     int fd = mkstemp(tmp);
     assert_true(fd >= 0);
     close(fd);
-    write_all(tmp, "RIFF\x24\x00\x00\x00WAVEfmt this is no model", 36);
+    static const char garbage[] = "RIFF\x24\x00\x00\x00WAVEfmt this is no model";
+    write_all(tmp, garbage, sizeof garbage - 1);
     assert_null(at_silero_load(tmp, &err));
     printf("garbage refused: %s\n", err.msg);
 

@@ -21,6 +21,7 @@
 
 #include "compute/backend.h"
 #include "engines/asr/whisper/model.h"
+#include "engines/asr/whisper/tokenizer.h"
 #include "engines/asr/whisper/npy.h"
 #include "engines/asr/whisper/whisper.h"
 
@@ -763,6 +764,24 @@ static void test_whisper_model_random(void **state) {
     int toks[3] = {sp->sot, sp->not_, 300};
     assert_int_equal(at_whisper_decode(s, kv, toks, 3, 1, lg, &err), 0);
     for (int i = 0; i < 51864 * 3; i++) assert_true(isfinite(lg[i]));
+    /* its vocabulary encodes any text (a streaming prompt) and round trips:
+     * the 256 single bytes come first, then one word per id */
+    const char *const *vt;
+    const size_t *vl;
+    size_t nv = at_whisper_model_vocab(m, &vt, &vl);
+    assert_true(nv >= 50256);
+    assert_string_equal(vt[300], " w300");
+    at_wtok *tk = at_wtok_new_bytes(vt, vl, nv, sp, &err);
+    assert_non_null(tk);
+    const char *text = " w300 w301 caf\xc3\xa9, 42!";
+    int *ids = NULL;
+    size_t nids = 0;
+    assert_int_equal(at_wtok_encode(tk, text, strlen(text), &ids, &nids, &err), 0);
+    char *back = at_wtok_decode(tk, ids, nids, &err);
+    assert_string_equal(back, text);
+    free(back);
+    free(ids);
+    at_wtok_free(tk);
     at_whisper_kv_free(kv);
     at_whisper_state_free(s);
     at_whisper_model_free(m);

@@ -131,9 +131,19 @@ int at_whisper_random_model(const char *preset, const char *type, const char *ou
         goto out;
     }
     if ((rc = at_whisper_mel_filters(p->n_mels, filt, err))) goto out;
-    for (size_t i = 0; i < ntok; i++) { /* placeholder vocabulary */
+    /* placeholder vocabulary: the 256 single bytes first (as in real
+     * vocabularies, so any text can be encoded, e.g. a prompt), then every
+     * id a distinct word (" w300"), so the text splits into words as real
+     * text does and streaming agreement and trimming work on words */
+    for (size_t i = 0; i < ntok; i++) {
         char *q = tbuf + i * 16;
-        lens[i] = (size_t)snprintf(q, 16, "[_tok_%zu]", i);
+        if (i < 256) {
+            q[0] = (char)i;
+            q[1] = '\0';
+            lens[i] = 1;
+        } else {
+            lens[i] = (size_t)snprintf(q, 16, " w%zu", i);
+        }
         toks[i] = q;
     }
     if (!(c.w = at_ggml_writer_open(out_path, &hp, err))) {

@@ -635,9 +635,13 @@ static int decode_buffer(wstream *s, at_err *err)
     if (pr[0]) {
         char pb[1200];
         snprintf(pb, sizeof pb, " %s", pr);
-        if ((rc = at_wtok_encode(e->tok, pb, strlen(pb), &ptoks, &np, err)) < 0) return rc;
-        d.prompt = ptoks;
-        d.n_prompt = (int)np;
+        /* the context is a help, not a need: text the vocabulary cannot
+         * encode (a model without byte tokens) just goes without it */
+        at_err ignored;
+        if (at_wtok_encode(e->tok, pb, strlen(pb), &ptoks, &np, &ignored) == 0) {
+            d.prompt = ptoks;
+            d.n_prompt = (int)np;
+        }
     } else {
         d.prompt = s->job.txo.initial_prompt;
         d.n_prompt = s->job.txo.n_initial_prompt;
