@@ -144,8 +144,11 @@ COPY --from=build /out/asr_streaming /usr/local/bin/asr_streaming
 RUN /usr/local/bin/asr_streaming --help >/dev/null
 USER appuser
 WORKDIR /home/appuser
+# AT_MODELS_DIR: model names (AT_WHISPER_MODEL=base.en, the Silero VAD
+# that --vad auto looks for) resolve in the shared model volume.
 ENV AT_HOST=0.0.0.0 \
-    AT_PORT=8003
+    AT_PORT=8003 \
+    AT_MODELS_DIR=/models
 EXPOSE 8003
 # No curl in the image: bash's /dev/tcp asks /health.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

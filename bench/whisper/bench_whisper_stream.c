@@ -5,7 +5,7 @@
  * stream, and the largest number of concurrent streams that keep up.
  * Prints figures, never asserts.
  *
- * Usage: bench_whisper_stream MODEL [--max-streams N] [--clips K]
+ * Usage: bench_whisper_stream MODEL [--max-streams N] [--from N] [--clips K]
  *                             [--vad-model SILERO.onnx]
  * Random weights never pass the hallucination guards, so they are off
  * here (every step decodes, an upper bound for a trained model).  The
@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/audio.h"
+#include "clips.h"
 #include "engines/asr/whisper/whisper.h"
 
 #define TICK 1600
@@ -122,39 +122,24 @@ static void *stream_thread(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL [--max-streams N] [--clips K] [--vad-model FILE]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL [--max-streams N] [--from N] [--clips K] [--vad-model FILE]\n", argv[0]);
         return 2;
     }
-    int max_streams = 4, n_clips = 5;
+    int max_streams = 4, n_clips = 5, from = 1;
     const char *vad_model = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--max-streams") == 0) max_streams = atoi(argv[i + 1]);
         if (strcmp(argv[i], "--clips") == 0) n_clips = atoi(argv[i + 1]);
+        if (strcmp(argv[i], "--from") == 0) from = atoi(argv[i + 1]);
         if (strcmp(argv[i], "--vad-model") == 0) vad_model = argv[i + 1];
     }
-    const char *clips[] = {"0870", "0880", "0890", "0920", "0930"};
-    if (n_clips < 1 || n_clips > 5) n_clips = 5;
-    size_t cap = 16000 * 200, n = 16000; /* 1 s lead-in */
-    float *pcm = calloc(cap, sizeof *pcm);
-    double utt_end[8];
+    if (n_clips < 1 || n_clips > AT_TEST_N_CLIPS) n_clips = AT_TEST_N_CLIPS;
+    double utt_end[AT_TEST_N_CLIPS];
+    size_t n;
+    /* 1 s lead-in, 1.5 s pauses */
+    float *pcm = at_test_librivox_stream(n_clips, 1.0, 1.5, &n, utt_end);
+    if (!pcm) return 1;
     at_err err;
-    for (int i = 0; i < n_clips; i++) {
-        char p[256];
-        snprintf(p, sizeof p,
-                 "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-%s.wav",
-                 clips[i]);
-        at_audio a;
-        if (at_audio_decode_file(p, 0, &a, &err) || at_audio_resample(&a, 16000, &err)) {
-            fprintf(stderr, "%s: %s\n", p, err.msg);
-            return 1;
-        }
-        if (n + a.n + 24000 > cap) break;
-        memcpy(pcm + n, a.samples, a.n * sizeof *pcm);
-        n += a.n;
-        utt_end[i] = (double)n / 16000;
-        n += 24000; /* 1.5 s pause */
-        at_audio_free(&a);
-    }
     at_whisper_stream_config c;
     at_whisper_stream_config_default(&c);
     c.no_speech_threshold = c.logprob_threshold = c.compression_threshold = NAN;
@@ -181,7 +166,7 @@ int main(int argc, char **argv)
     free(r);
     /* N streams at real-time pace in parallel: keeps up while the lag
      * stays below 2 s */
-    for (int ns = 1; ns <= max_streams; ns++) {
+    for (int ns = from < 1 ? 1 : from; ns <= max_streams && ns <= 64; ns++) {
         run *rs = calloc((size_t)ns, sizeof *rs);
         pthread_t th[64];
         for (int i = 0; i < ns; i++) {
