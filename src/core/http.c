@@ -384,6 +384,10 @@ int at_http_error_from(at_http_req *r, const at_err *err)
         type = "overloaded_error";
         at_http_add_header(r, "retry-after", "5");
         break;
+    case AT_E_CANCELLED: /* nobody reads it; the access log shows nginx's 499 */
+        status = 499;
+        type = "client_closed_request";
+        break;
     default: break;
     }
     return at_http_error(r, status, type, "%s", err->msg[0] ? err->msg : at_status_name(err->code));

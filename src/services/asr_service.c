@@ -105,6 +105,8 @@ static void respond_result(at_http_req *req, const at_asr_result *r, const char 
     free(doc);
 }
 
+static int client_gone(void *req) { return at_http_req_cancelled(req); }
+
 static void transcribe_common(at_http_req *req, at_app *app, int translate)
 {
     if (!at_service_require_ready(app, req)) return;
@@ -174,6 +176,8 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
             opt.translate = translate;
             opt.prompt = prompt[0] ? prompt : NULL;
             opt.temperature = temp[0] ? (float)atof(temp) : 0.0f;
+            opt.cancelled = client_gone; /* a vanished client frees the worker */
+            opt.cancel_user = req;
             at_asr_result res;
             int rc = at_asr_transcribe(eng, audio.samples, audio.n, &opt, &res, &err);
             at_app_observe(app, translate ? "asr_translate" : "asr_transcribe", now_s() - t0);

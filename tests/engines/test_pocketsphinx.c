@@ -214,6 +214,12 @@ static float *concat3(fixture *fx, size_t *n)
     return pcm;
 }
 
+static int cancel_on_third_poll(void *user)
+{
+    int *polls = user;
+    return ++*polls >= 3;
+}
+
 static void test_stream_events(void **state)
 {
     fixture *fx = *state;
@@ -236,6 +242,14 @@ static void test_stream_events(void **state)
            r.segments[0].start, r.segments[0].end, r.n_segments, c.n_partials);
     free(text);
     at_asr_result_free(&r);
+    /* a client gone after about two seconds of work: stopped, nothing kept */
+    int polls = 0;
+    at_asr_options o = {0};
+    o.cancelled = cancel_on_third_poll;
+    o.cancel_user = &polls;
+    assert_int_equal(at_asr_transcribe(fx->eng, pcm, n, &o, &r, &err), AT_E_CANCELLED);
+    assert_int_equal(polls, 3);
+    assert_int_equal(r.n_segments, 0);
     free(pcm);
 }
 

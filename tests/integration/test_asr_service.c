@@ -432,6 +432,70 @@ static void vanished_client_and_stream_limit(void **state)
     at_test_resp_free(&r);
 }
 
+/* Requests on worker threads as /metrics counts them (/metrics itself
+ * answers on the event loop and is not among them). */
+static int requests_in_flight(void)
+{
+    at_test_resp r;
+    if (at_test_http(port, "GET", "/metrics", NULL, NULL, 0, &r) != 0 || !r.body) return -1;
+    int total = 0;
+    for (const char *l = (const char *)r.body; (l = strstr(l, "http_requests_in_flight{")); l++) {
+        const char *v = strchr(l, '}');
+        if (v) total += atoi(v + 1);
+    }
+    at_test_resp_free(&r);
+    return total;
+}
+
+/* An upload whose client goes away while it is transcribed stops being
+ * worked on: 4 minutes of audio (about a minute of pocketsphinx) leave the
+ * in-flight count within seconds of the disconnect. */
+static void vanished_upload_stops_transcribing(void **state)
+{
+    (void)state;
+    size_t n;
+    int rate;
+    int16_t *pcm = at_test_read_wav16(clip_path[1], &n, &rate);
+    assert_int_equal(rate, 16000);
+    /* 8 kHz (every other sample): 4 minutes fit the 4 MB body limit */
+    size_t frames = 8000 * 240;
+    int16_t *big = malloc(frames * sizeof *big);
+    for (size_t i = 0; i < frames; i++) big[i] = pcm[(2 * i) % n];
+    size_t wlen;
+    unsigned char *wav = at_test_wav_bytes(big, frames, 8000, 1, &wlen);
+    at_test_form f;
+    at_test_form_init(&f);
+    at_test_form_file(&f, "file", "long.wav", "audio/wav", wav, wlen);
+    char ctype[256], head[512];
+    at_test_form_finish(&f, ctype, sizeof ctype);
+    int hl = snprintf(head, sizeof head,
+                      "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: t\r\n%s" /* ends in CRLF */
+                      "Content-Length: %zu\r\n\r\n", ctype, f.len);
+    unsigned char *req = malloc((size_t)hl + f.len);
+    memcpy(req, head, (size_t)hl);
+    memcpy(req + hl, f.data, f.len);
+    /* send it all, wait a second for an answer that cannot come yet, hang up */
+    at_test_resp r;
+    at_test_raw(port, req, (size_t)hl + f.len, &r, 1);
+    /* no answer yet: the transcription was still running */
+    assert_int_equal(r.status, 0);
+    at_test_resp_free(&r);
+    assert_int_equal(requests_in_flight(), 1);
+    int left = -1;
+    for (int i = 0; i < 50; i++) {
+        left = requests_in_flight();
+        if (left == 0) break;
+        usleep(200000);
+    }
+    printf("in flight after the client left: %d\n", left);
+    assert_int_equal(left, 0);
+    free(req);
+    at_test_form_free(&f);
+    free(wav);
+    free(big);
+    free(pcm);
+}
+
 /* A --vad value that is not one of the four is refused before the
  * service starts, with the allowed values in the message. */
 static void bad_vad_option(void **st)
@@ -459,6 +523,7 @@ int main(void)
         cmocka_unit_test(streams_clips_in_100ms_frames),
         cmocka_unit_test(stream_protocol_errors),
         cmocka_unit_test(vanished_client_and_stream_limit),
+        cmocka_unit_test(vanished_upload_stops_transcribing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

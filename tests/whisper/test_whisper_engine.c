@@ -148,6 +148,12 @@ static void test_engine_info(void **st)
     assert_false(at_asr_engine_supports_language(E, "yue"));
 }
 
+static int always_cancelled(void *user)
+{
+    (void)user;
+    return 1;
+}
+
 static void test_transcribe(void **st)
 {
     (void)st;
@@ -180,6 +186,10 @@ static void test_transcribe(void **st)
     assert_int_equal(at_asr_transcribe(E, audio.data, 0, &o, &r, &err), 0);
     assert_int_equal(r.n_segments, 0);
     at_asr_result_free(&r);
+    /* the client is gone: the work stops at the next window, nothing kept */
+    o.cancelled = always_cancelled;
+    assert_int_equal(at_asr_transcribe(E, audio.data, n, &o, &r, &err), AT_E_CANCELLED);
+    assert_int_equal(r.n_segments, 0);
 }
 
 static void test_beam(void **st)

@@ -424,7 +424,16 @@ static int ps_transcribe(void *impl, const float *pcm, size_t n,
     ps_stream *s = ps_stream_open(impl, opt, err);
     if (!s) return err ? err->code : AT_E_ENGINE;
     s->collect = out;
-    int rc = ps_stream_feed(s, pcm, n, NULL, NULL, err);
+    int rc = 0;
+    /* a second at a time, so a client that went away stops the work */
+    for (size_t off = 0; rc == 0 && off < n; off += AT_ASR_SAMPLE_RATE) {
+        if (opt && opt->cancelled && opt->cancelled(opt->cancel_user)) {
+            rc = at_err_set(err, AT_E_CANCELLED, "cancelled: the client went away");
+            break;
+        }
+        size_t k = n - off < AT_ASR_SAMPLE_RATE ? n - off : AT_ASR_SAMPLE_RATE;
+        rc = ps_stream_feed(s, pcm + off, k, NULL, NULL, err);
+    }
     if (rc == 0) rc = ps_stream_finish(s, NULL, NULL, err);
     ps_stream_close(s);
     if (rc) {

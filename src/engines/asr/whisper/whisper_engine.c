@@ -66,6 +66,8 @@ typedef struct wrun {
     const float *pcm;  /* audio from absolute sample pcm_start */
     size_t n_pcm;
     size_t pcm_start;
+    int (*cancelled)(void *user); /* at_asr_options' hook, polled per window */
+    void *cancel_user;
     at_wdec_model dm;
 } wrun;
 
@@ -134,6 +136,8 @@ static int run_copy(void *ctx, int dst, int src, at_err *err)
 static int run_encode(void *ctx, int seek, int n_frames, at_err *err)
 {
     wrun *r = ctx;
+    if (r->cancelled && r->cancelled(r->cancel_user))
+        return at_err_set(err, AT_E_CANCELLED, "cancelled: the client went away");
     size_t start = (size_t)seek * AT_WHISPER_HOP;
     if (start < r->pcm_start)
         return at_err_set(err, AT_E_ENGINE, "whisper: audio before the seek point is gone");
@@ -354,6 +358,10 @@ static int w_transcribe(void *impl, const float *pcm, size_t n, const at_asr_opt
     }
     run.pcm = pcm;
     run.n_pcm = n;
+    if (opt) {
+        run.cancelled = opt->cancelled;
+        run.cancel_user = opt->cancel_user;
+    }
     file_sink fs = {out, (double)n / AT_WHISPER_SAMPLE_RATE, err, 0};
     job.txo.on_segment = file_on_segment;
     job.txo.user = &fs;
