@@ -47,6 +47,10 @@ int main(int argc, char **argv)
         at_vad_config_default(&c);
         c.silero = k ? sil : NULL;
         at_vad *v = at_vad_new(&c, &err);
+        if (!v) {
+            fprintf(stderr, "vad: %s\n", err.msg);
+            return 1;
+        }
         int reps = k ? 3 : 20, utts = 0;
         double a = cpu_s();
         for (int r = 0; r < reps; r++) {

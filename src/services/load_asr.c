@@ -1,6 +1,7 @@
 /* load_asr.c - local speech recognition: Whisper when a model is
  * configured (then the default), and pocketsphinx always. */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engines/asr/pocketsphinx.h"
 #include "engines/asr/whisper/models.h"
@@ -24,8 +25,12 @@ static int choose_vad(const at_app_config *c, at_whisper_stream_config *sc, at_e
         sc->vad = 1;
         sc->vad_model = model; /* a missing model fails the load, saying how to pull it */
     } else if (strcmp(mode, "auto") == 0) {
+        struct stat st; /* a path is "resolved" whether or not it exists */
         sc->vad = 1;
-        sc->vad_model = at_models_resolve(model, path, sizeof path, &ignored) == 0 ? model : NULL;
+        sc->vad_model = at_models_resolve(model, path, sizeof path, &ignored) == 0 &&
+                                stat(path, &st) == 0 && S_ISREG(st.st_mode)
+                            ? model
+                            : NULL;
     } else {
         return at_err_set(err, AT_E_INVALID, "--vad must be silero, energy, off or auto, not '%s'",
                           mode);

@@ -5,7 +5,7 @@
  * the LSTM state after the clip, as tests/data/silero_v5_ref.txt records
  * them (computed with onnxruntime-node; see its header).  Files that are
  * not Silero v5/v6 models, truncated or damaged, are refused with a
- * message.  Then both detectors (energy and Silero) through the utterance
+ * message, and crafted ones cannot make the reader allocate without bound.  Then both detectors (energy and Silero) through the utterance
  * segmenter on real speech, silence, white and pink noise, tones and
  * music-like notes, and speech in noise; the percentages are printed for
  * docs/figures.md.  The ONNX files come from scripts/fetch-test-data.sh. */
@@ -254,6 +254,109 @@ static void test_refuses_bad_files(void **st)
     unlink(tmp);
 }
 
+/* ---- crafted ONNX files: bounded work and memory whatever they claim ---- */
+
+typedef struct pbw {
+    unsigned char *b;
+    size_t n, cap;
+} pbw;
+
+static void pbw_bytes(pbw *w, const void *d, size_t n)
+{
+    if (w->n + n > w->cap) {
+        w->cap = (w->n + n) * 2 + 64;
+        w->b = realloc(w->b, w->cap);
+        assert_non_null(w->b);
+    }
+    memcpy(w->b + w->n, d, n);
+    w->n += n;
+}
+
+static void pbw_varint(pbw *w, uint64_t v)
+{
+    unsigned char t[10];
+    int k = 0;
+    do {
+        t[k] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v) t[k] |= 0x80;
+        k++;
+    } while (v);
+    pbw_bytes(w, t, (size_t)k);
+}
+
+/* field `f` as a length-delimited blob holding `sub` (freed) */
+static void pbw_msg(pbw *w, uint32_t f, pbw *sub)
+{
+    pbw_varint(w, (uint64_t)f << 3 | 2);
+    pbw_varint(w, sub->n);
+    pbw_bytes(w, sub->b, sub->n);
+    free(sub->b);
+    memset(sub, 0, sizeof *sub);
+}
+
+/* ModelProto { graph = g } */
+static at_onnx *parse_graph_msg(pbw *g, at_err *err)
+{
+    pbw model = {0};
+    pbw_msg(&model, 7, g);
+    at_onnx *o = at_onnx_parse(model.b, model.n, err);
+    free(model.b);
+    return o;
+}
+
+static void test_onnx_crafted(void **st)
+{
+    (void)st;
+    at_err err;
+    /* a node named with 40 KB, its attribute holding 200k empty subgraphs */
+    pbw node = {0}, attr = {0}, g = {0};
+    char *name = malloc(40000);
+    memset(name, 'n', 40000);
+    pbw_varint(&node, 3 << 3 | 2);
+    pbw_varint(&node, 40000);
+    pbw_bytes(&node, name, 40000);
+    pbw_varint(&attr, 1 << 3 | 2);
+    pbw_varint(&attr, 1);
+    pbw_bytes(&attr, "g", 1);
+    for (int i = 0; i < 200000; i++) pbw_bytes(&attr, "\x5a\x00", 2); /* graphs: empty */
+    pbw_msg(&node, 5, &attr);
+    pbw_msg(&g, 1, &node);
+    assert_null(parse_graph_msg(&g, &err));
+    assert_int_equal(err.code, AT_E_TOO_LARGE);
+    printf("long name refused: %s\n", err.msg);
+
+    /* a short name, the same 200k empty subgraphs: parsed, path built once */
+    pbw_varint(&node, 3 << 3 | 2);
+    pbw_varint(&node, 1);
+    pbw_bytes(&node, "n", 1);
+    for (int i = 0; i < 200000; i++) pbw_bytes(&attr, "\x5a\x00", 2);
+    pbw_msg(&node, 5, &attr);
+    pbw_msg(&g, 1, &node);
+    at_onnx *o = parse_graph_msg(&g, &err);
+    assert_non_null(o);
+    assert_int_equal(at_onnx_n_nodes(o), 1);
+    at_onnx_free(o);
+
+    /* a float tensor claiming 2^40 x 2^40 elements: refused before allocating */
+    pbw t = {0};
+    pbw_varint(&t, 1 << 3 | 0);
+    pbw_varint(&t, 1ull << 40);
+    pbw_varint(&t, 1 << 3 | 0);
+    pbw_varint(&t, 1ull << 40);
+    pbw_varint(&t, 2 << 3 | 0);
+    pbw_varint(&t, AT_ONNX_FLOAT);
+    pbw_msg(&g, 5, &t);
+    assert_null(parse_graph_msg(&g, &err));
+    assert_int_equal(err.code, AT_E_CORRUPT);
+
+    /* 100k empty initializers: over the item cap */
+    for (int i = 0; i < 100000; i++) pbw_bytes(&g, "\x2a\x00", 2);
+    assert_null(parse_graph_msg(&g, &err));
+    assert_int_equal(err.code, AT_E_TOO_LARGE);
+    free(name);
+}
+
 /* ---- the segmenter with either detector -------------------------------- */
 
 typedef struct vad_stats {
@@ -410,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_matches_onnxruntime),
         cmocka_unit_test(test_v6_loads),
         cmocka_unit_test(test_refuses_bad_files),
+        cmocka_unit_test(test_onnx_crafted),
         cmocka_unit_test(test_speech),
         cmocka_unit_test(test_non_speech),
         cmocka_unit_test(test_speech_in_noise),

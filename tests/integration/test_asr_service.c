@@ -477,10 +477,12 @@ static void vanished_upload_stops_transcribing(void **state)
     /* send it all, wait a second for an answer that cannot come yet, hang up */
     at_test_resp r;
     at_test_raw(port, req, (size_t)hl + f.len, &r, 1);
-    /* no answer yet: the transcription was still running */
+    /* no answer yet: the transcription was still running (by now it may
+     * have noticed the hang-up already) */
     assert_int_equal(r.status, 0);
     at_test_resp_free(&r);
-    assert_int_equal(requests_in_flight(), 1);
+    int busy = requests_in_flight();
+    assert_true(busy == 0 || busy == 1);
     /* uncancelled it would run for over a minute; the 30 s allowed are for
      * sanitizer builds, where resampling alone takes ~10 s (0.04 s in a
      * release build) */
@@ -505,7 +507,9 @@ static void bad_vad_option(void **st)
 {
     (void)st;
     char cmd[1024], out[512];
-    snprintf(cmd, sizeof cmd, "%s/asr_streaming --port 0 --vad webrtc 2>&1", getenv("AT_BUILD_DIR"));
+    /* timeout: a regression that starts the server fails here, not at ctest's limit */
+    snprintf(cmd, sizeof cmd, "timeout 10 %s/asr_streaming --port 0 --vad webrtc 2>&1",
+             getenv("AT_BUILD_DIR"));
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, sizeof out - 1, p);

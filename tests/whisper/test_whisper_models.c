@@ -194,7 +194,7 @@ static void test_unknown_names_and_hashes(void **st)
     (void)st;
     at_err err;
     char p[1024];
-    at_models_pull_opts o = {url, NULL, 0, 0, NULL};
+    at_models_pull_opts o = {url, NULL, 0, NULL};
     assert_int_equal(at_models_pull("tiny-xl", &o, p, sizeof p, &err), AT_E_INVALID);
     assert_non_null(strstr(err.msg, "unknown model"));
     assert_int_equal(at_models_pull("../etc", &o, p, sizeof p, &err), AT_E_INVALID);
@@ -221,7 +221,7 @@ static void test_silero_pull(void **st)
     assert_non_null(S.sdata);
     at_err err;
     char p[1024], want[1024];
-    at_models_pull_opts o = {url, NULL, 0, 0, NULL};
+    at_models_pull_opts o = {url, NULL, 0, NULL};
     assert_int_equal(at_models_pull("silero-vad", &o, p, sizeof p, &err), 0);
     snprintf(want, sizeof want, "%s/silero_vad-v5.onnx", cache);
     assert_string_equal(p, want);
@@ -241,7 +241,7 @@ static void test_bad_checksum(void **st)
     at_err err;
     char p[1024];
     /* the table's hash (the real tiny) does not match the generated file */
-    at_models_pull_opts o = {url, NULL, 0, 0, NULL};
+    at_models_pull_opts o = {url, NULL, 0, NULL};
     assert_int_equal(at_models_pull("tiny", &o, p, sizeof p, &err), AT_E_CORRUPT);
     assert_non_null(strstr(err.msg, "checksum mismatch"));
     assert_false(exists("tiny", ""));
@@ -260,7 +260,7 @@ static void test_interrupted_then_resumed(void **st)
     (void)st;
     at_err err;
     char p[1024];
-    at_models_pull_opts o = {url, sha, 0, 0, NULL};
+    at_models_pull_opts o = {url, sha, 0, NULL};
     S.cut_after = S.len / 3;
     assert_int_equal(at_models_pull("tiny", &o, p, sizeof p, &err), AT_E_IO);
     assert_non_null(strstr(err.msg, "resume"));

@@ -11,7 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 8 /* nested subgraphs */
+/* Bounds for untrusted files: what a crafted model can make us allocate is
+ * capped relative to its size, whatever it claims. */
+#define MAX_DEPTH 8         /* nested subgraphs */
+#define MAX_NAME 512        /* bytes in a node, attribute or tensor name */
+#define MAX_ITEMS (1 << 16) /* tensors, nodes; inputs/outputs per node */
 
 struct at_onnx {
     at_onnx_tensor *t;
@@ -20,6 +24,7 @@ struct at_onnx {
     size_t n_nodes, cap_nodes;
     void **blocks; /* every allocation, freed together */
     size_t n_blocks, cap_blocks;
+    size_t budget; /* bytes m_alloc may still hand out */
 };
 
 typedef struct pb {
@@ -30,6 +35,9 @@ typedef struct pb {
 
 static void *m_alloc(at_onnx *m, size_t size)
 {
+    size_t cost = size + 64; /* malloc's own overhead and the block slot */
+    if (cost > m->budget) return NULL;
+    m->budget -= cost;
     if (m->n_blocks == m->cap_blocks) {
         size_t cap = m->cap_blocks ? m->cap_blocks * 2 : 64;
         void **b = realloc(m->blocks, cap * sizeof *b);
@@ -44,6 +52,7 @@ static void *m_alloc(at_onnx *m, size_t size)
 
 static char *m_str(at_onnx *m, const uint8_t *s, size_t n)
 {
+    if (n > MAX_NAME) return NULL;
     char *r = m_alloc(m, n + 1);
     if (r) memcpy(r, s, n);
     return r;
@@ -124,8 +133,18 @@ static int corrupt(at_err *err, const char *what)
     return at_err_set(err, AT_E_CORRUPT, "onnx: malformed %s", what);
 }
 
+/* An allocation refused by the budget or the caps above (or malloc). */
+static int too_big(at_err *err)
+{
+    return at_err_set(err, AT_E_TOO_LARGE,
+                      "onnx: the model needs more memory than its size allows "
+                      "(names over %d bytes, over %d tensors or nodes?)",
+                      MAX_NAME, MAX_ITEMS);
+}
+
 static at_onnx_tensor *new_tensor(at_onnx *m)
 {
+    if (m->n_t >= MAX_ITEMS) return NULL;
     if (m->n_t == m->cap_t) {
         size_t cap = m->cap_t ? m->cap_t * 2 : 32;
         at_onnx_tensor *t = realloc(m->t, cap * sizeof *t);
@@ -143,7 +162,7 @@ static at_onnx_tensor *new_tensor(at_onnx *m)
 static int parse_tensor(at_onnx *m, pb b, const char *graph, at_err *err)
 {
     at_onnx_tensor *t = new_tensor(m);
-    if (!t) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (!t) return too_big(err);
     t->graph = graph;
     t->name = "";
     pb raw = {0}, fdata = {0}, idata = {0};
@@ -162,7 +181,7 @@ static int parse_tensor(at_onnx *m, pb b, const char *graph, at_err *err)
             pb s;
             if (pb_blob(&b, &s) < 0) return corrupt(err, "tensor name");
             if (!(t->name = m_str(m, s.p, (size_t)(s.end - s.p))))
-                return at_err_set(err, AT_E_NOMEM, "out of memory");
+                return too_big(err);
         } else if (field == 9 && wire == 2) {
             if (pb_blob(&b, &raw) < 0) return corrupt(err, "tensor raw_data");
             have_raw = 1;
@@ -186,7 +205,8 @@ static int parse_tensor(at_onnx *m, pb b, const char *graph, at_err *err)
      * huge allocation */
     size_t n = 1;
     for (int d = 0; d < t->ndims; d++) {
-        if (t->dims[d] < 0 || (t->dims[d] > 0 && n > (SIZE_MAX / 8) / (size_t)t->dims[d]))
+        if (t->dims[d] < 0 || (uint64_t)t->dims[d] > SIZE_MAX / 8 ||
+            (t->dims[d] > 0 && n > (SIZE_MAX / 8) / (size_t)t->dims[d]))
             return corrupt(err, "tensor shape");
         n *= (size_t)t->dims[d];
     }
@@ -196,7 +216,7 @@ static int parse_tensor(at_onnx *m, pb b, const char *graph, at_err *err)
         size_t bytes = src ? (size_t)(src->end - src->p) : 0;
         if (bytes != n * 4) return corrupt(err, "float tensor size");
         float *f = m_alloc(m, n * sizeof *f);
-        if (!f) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        if (!f) return too_big(err);
         if (n) memcpy(f, src->p, n * 4); /* little-endian, as the host (x86, arm64) */
         t->f = f;
     } else if (t->dtype == AT_ONNX_INT64) {
@@ -204,7 +224,7 @@ static int parse_tensor(at_onnx *m, pb b, const char *graph, at_err *err)
                      : (size_t)(idata.end - idata.p) < n || (!have_i && n))
             return corrupt(err, "int64 tensor size");
         int64_t *iv = m_alloc(m, n * sizeof *iv);
-        if (!iv) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        if (!iv) return too_big(err);
         if (have_raw) {
             if (n) memcpy(iv, raw.p, n * 8);
         } else {
@@ -225,6 +245,7 @@ static int parse_graph(at_onnx *m, pb b, const char *graph, int depth, at_err *e
 /* A growable list of strings for a node's inputs or outputs. */
 static int push_str(at_onnx *m, const char ***list, size_t *n, size_t *cap, pb s)
 {
+    if (*n >= MAX_ITEMS) return -1;
     if (*n == *cap) {
         size_t c = *cap ? *cap * 2 : 4;
         const char **l = m_alloc(m, c * sizeof *l);
@@ -260,16 +281,17 @@ static int parse_node(at_onnx *m, pb b, const char *graph, int depth, at_err *er
             else if (field == 4) rc = (node.op = m_str(m, s.p, (size_t)(s.end - s.p))) ? 0 : -1;
             else if (n_attrs < 16) attrs[n_attrs++] = s;
             else return at_err_set(err, AT_E_UNSUPPORTED, "onnx: node with over 16 attributes");
-            if (rc < 0) return at_err_set(err, AT_E_NOMEM, "out of memory");
+            if (rc < 0) return too_big(err);
         } else if (pb_skip(&b, wire) < 0) {
             return corrupt(err, "node");
         }
     }
     /* the node goes in before its subgraphs' nodes */
+    if (m->n_nodes >= MAX_ITEMS) return too_big(err);
     if (m->n_nodes == m->cap_nodes) {
         size_t cap = m->cap_nodes ? m->cap_nodes * 2 : 64;
         at_onnx_node *nn = realloc(m->nodes, cap * sizeof *nn);
-        if (!nn) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        if (!nn) return too_big(err);
         m->nodes = nn;
         m->cap_nodes = cap;
     }
@@ -277,6 +299,7 @@ static int parse_node(at_onnx *m, pb b, const char *graph, int depth, at_err *er
     for (int a = 0; a < n_attrs; a++) {
         pb ab = attrs[a];
         const char *aname = "";
+        char *path = NULL; /* of this attribute's subgraphs: built once */
         pb sub;
         while (ab.p < ab.end) {
             if (pb_key(&ab, &field, &wire) < 0) return corrupt(err, "attribute");
@@ -287,7 +310,7 @@ static int parse_node(at_onnx *m, pb b, const char *graph, int depth, at_err *er
             if (pb_blob(&ab, &sub) < 0) return corrupt(err, "attribute");
             if (field == 1) {
                 if (!(aname = m_str(m, sub.p, (size_t)(sub.end - sub.p))))
-                    return at_err_set(err, AT_E_NOMEM, "out of memory");
+                    return too_big(err);
             } else if (field == 5) {
                 /* a Constant's value: named after the node's output */
                 size_t before = m->n_t;
@@ -297,10 +320,11 @@ static int parse_node(at_onnx *m, pb b, const char *graph, int depth, at_err *er
             } else {
                 if (depth + 1 >= MAX_DEPTH)
                     return at_err_set(err, AT_E_UNSUPPORTED, "onnx: subgraphs nested too deep");
-                size_t len = strlen(graph) + strlen(node.name) + strlen(aname) + 4;
-                char *path = m_alloc(m, len);
-                if (!path) return at_err_set(err, AT_E_NOMEM, "out of memory");
-                snprintf(path, len, "%s%s%s/%s", graph, *graph ? "/" : "", node.name, aname);
+                if (!path) {
+                    size_t len = strlen(graph) + strlen(node.name) + strlen(aname) + 4;
+                    if (!(path = m_alloc(m, len))) return too_big(err);
+                    snprintf(path, len, "%s%s%s/%s", graph, *graph ? "/" : "", node.name, aname);
+                }
                 if (parse_graph(m, sub, path, depth + 1, err) < 0) return -1;
             }
         }
@@ -334,7 +358,10 @@ at_onnx *at_onnx_parse(const void *data, size_t len, at_err *err)
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
-    pb b = {data, (const uint8_t *)data + len};
+    static const uint8_t empty[1];
+    if (!data) len = 0;
+    m->budget = 4 * len + (1u << 20); /* data copied once, names, lists */
+    pb b = {data ? data : empty, (data ? (const uint8_t *)data : empty) + len};
     int have_graph = 0;
     uint32_t field, wire;
     while (b.p < b.end) {

@@ -15,7 +15,7 @@
 #define NIN (AT_SILERO_CONTEXT + AT_SILERO_CHUNK)   /* 576 samples in */
 #define PAD 64                                      /* reflection, right side */
 #define NFRAMES ((NIN + PAD - NFFT) / HOP + 1)      /* 4 */
-#define MAX_MODEL_BYTES (64u << 20)
+#define MAX_MODEL_BYTES (16u << 20) /* the real files are 1.8-2.3 MB */
 
 /* One Conv1d(kernel 3, padding 1) layer. */
 typedef struct conv {
@@ -50,13 +50,18 @@ static const int k_enc_in[4] = {NBIN, 128, 64, 64};
 static const int k_enc_out[4] = {128, 64, 64, 128};
 static const int k_enc_stride[4] = {1, 2, 2, 1};
 
-/* Finds prefix+suffix with exactly the given dims. */
-static const at_onnx_tensor *need(const at_onnx *o, const char *prefix, const char *suffix,
-                                  int ndims, const int64_t *dims, at_err *err)
+/* Finds prefix+suffix in the given (sub)graph with exactly the given dims. */
+static const at_onnx_tensor *need(const at_onnx *o, const char *graph, const char *prefix,
+                                  const char *suffix, int ndims, const int64_t *dims,
+                                  at_err *err)
 {
-    char name[512];
+    char name[1024];
     snprintf(name, sizeof name, "%s%s", prefix, suffix);
-    const at_onnx_tensor *t = at_onnx_find(o, name);
+    const at_onnx_tensor *t = NULL;
+    for (size_t i = 0; i < at_onnx_n_tensors(o) && !t; i++) {
+        const at_onnx_tensor *c = at_onnx_tensor_at(o, i);
+        if (strcmp(c->graph, graph) == 0 && strcmp(c->name, name) == 0) t = c;
+    }
     int ok = t && t->f && t->ndims == ndims;
     for (int d = 0; ok && d < ndims; d++) ok = t->dims[d] == dims[d];
     if (!ok) {
@@ -74,28 +79,33 @@ static const at_onnx_tensor *need(const at_onnx *o, const char *prefix, const ch
     return t;
 }
 
-/* The compute ops of the branch, in order, must be those this file
- * implements: a model that differs is refused instead of misread. */
+/* The branch may hold only the ops this file computes, in this order,
+ * plus shape plumbing (constants, casts, reshapes, the exporter's If
+ * wrappers): any other op means another network, refused rather than
+ * misread.  (Shapes are checked tensor by tensor when the weights are
+ * taken.) */
 static int check_ops(const at_onnx *o, const char *graph, at_err *err)
 {
     static const char *const want[] = {"Pad",  "Conv", "Pow",  "Pow",  "Add",  "Sqrt",
                                        "Conv", "Relu", "Conv", "Relu", "Conv", "Relu",
                                        "Conv", "Relu", "LSTM", "Relu", "Conv", "Sigmoid",
                                        "ReduceMean"};
-    static const char *const compute[] = {"Pad",  "Conv", "Pow",     "Add",        "Sqrt",
-                                          "Relu", "LSTM", "Sigmoid", "ReduceMean", "Tanh",
-                                          "MatMul", "Gemm", "Mul", "Sub", "Div"};
+    static const char *const plumbing[] = {
+        "Constant", "ConstantOfShape", "Cast",      "Shape",   "Size",    "Gather",
+        "Equal",    "Not",             "If",        "Identity", "Reshape", "Transpose",
+        "Slice",    "Concat",          "Unsqueeze", "Squeeze"};
     size_t k = 0, glen = strlen(graph);
     for (size_t i = 0; i < at_onnx_n_nodes(o); i++) {
         const at_onnx_node *n = at_onnx_node_at(o, i);
-        if (strncmp(n->graph, graph, glen) != 0) continue;
+        if (strncmp(n->graph, graph, glen) != 0 || (n->graph[glen] && n->graph[glen] != '/'))
+            continue;
+        int skip = 0;
+        for (size_t c = 0; c < sizeof plumbing / sizeof *plumbing && !skip; c++)
+            skip = strcmp(n->op, plumbing[c]) == 0;
         /* the exporter emits the LSTM twice, in the two arms of an If on
-         * whether a state was passed; count each op of a subgraph once */
-        if (k > 0 && strcmp(n->op, "LSTM") == 0 && strcmp(want[k - 1], "LSTM") == 0) continue;
-        int is_compute = 0;
-        for (size_t c = 0; c < sizeof compute / sizeof *compute; c++)
-            is_compute |= strcmp(n->op, compute[c]) == 0;
-        if (!is_compute) continue;
+         * whether a state was passed: one LSTM */
+        if (skip || (k > 0 && strcmp(n->op, "LSTM") == 0 && strcmp(want[k - 1], "LSTM") == 0))
+            continue;
         if (k >= sizeof want / sizeof *want || strcmp(n->op, want[k]) != 0)
             return at_err_set(err, AT_E_UNSUPPORTED,
                               "silero: unexpected %s node in the 16 kHz branch "
@@ -153,17 +163,17 @@ at_silero *at_silero_load(const char *path, at_err *err)
         snprintf(sw, sizeof sw, "encoder.%d.reparam_conv.weight", l);
         snprintf(sb, sizeof sb, "encoder.%d.reparam_conv.bias", l);
         int64_t dw[3] = {k_enc_out[l], k_enc_in[l], 3}, db[1] = {k_enc_out[l]};
-        if (!(ew[l] = need(o, prefix, sw, 3, dw, err)) || !(eb[l] = need(o, prefix, sb, 1, db, err)))
+        if (!(ew[l] = need(o, basis->graph, prefix, sw, 3, dw, err)) || !(eb[l] = need(o, basis->graph, prefix, sb, 1, db, err)))
             goto fail;
     }
     int64_t d_w[2] = {4 * H, H}, d_b[1] = {4 * H}, d_dw[3] = {1, H, 1}, d_db[1] = {1};
     const at_onnx_tensor *wih, *whh, *bih, *bhh, *dw, *db;
-    if (!(wih = need(o, prefix, "decoder.rnn.weight_ih", 2, d_w, err)) ||
-        !(whh = need(o, prefix, "decoder.rnn.weight_hh", 2, d_w, err)) ||
-        !(bih = need(o, prefix, "decoder.rnn.bias_ih", 1, d_b, err)) ||
-        !(bhh = need(o, prefix, "decoder.rnn.bias_hh", 1, d_b, err)) ||
-        !(dw = need(o, prefix, "decoder.decoder.2.weight", 3, d_dw, err)) ||
-        !(db = need(o, prefix, "decoder.decoder.2.bias", 1, d_db, err)))
+    if (!(wih = need(o, basis->graph, prefix, "decoder.rnn.weight_ih", 2, d_w, err)) ||
+        !(whh = need(o, basis->graph, prefix, "decoder.rnn.weight_hh", 2, d_w, err)) ||
+        !(bih = need(o, basis->graph, prefix, "decoder.rnn.bias_ih", 1, d_b, err)) ||
+        !(bhh = need(o, basis->graph, prefix, "decoder.rnn.bias_hh", 1, d_b, err)) ||
+        !(dw = need(o, basis->graph, prefix, "decoder.decoder.2.weight", 3, d_dw, err)) ||
+        !(db = need(o, basis->graph, prefix, "decoder.decoder.2.bias", 1, d_db, err)))
         goto fail;
 
     /* copy everything into one block: the ONNX parse is freed below */

@@ -152,7 +152,7 @@ int at_vad_frame(at_vad *v, const float *x, float *score)
     float p = at_silero_stream_prob(v->sil, x);
     if (score) *score = p;
     /* hysteresis: a dip inside speech is not yet silence */
-    float th = v->silero_speech ? v->c.threshold - 0.15f : v->c.threshold;
+    float th = v->silero_speech ? fmaxf(v->c.threshold - 0.15f, 0.01f) : v->c.threshold;
     v->silero_speech = p >= th;
     return v->silero_speech;
 }
@@ -163,7 +163,8 @@ int at_vad_feed(at_vad *v, const float *pcm, size_t n, int *started, int *ended,
     if (started) *started = 0;
     if (ended) *ended = 0;
     int frame_ms = (int)(v->frame_len * 1000 / 16000);
-    int hang = v->c.silence_ms / frame_ms, onset = (AT_VAD_ONSET_MS + frame_ms / 2) / frame_ms;
+    int hang = (v->c.silence_ms + frame_ms - 1) / frame_ms; /* at least silence_ms */
+    int onset = (AT_VAD_ONSET_MS + frame_ms / 2) / frame_ms;
     if (hang < 1) hang = 1;
     if (onset < 1) onset = 1;
     while (n > 0) {

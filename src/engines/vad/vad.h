@@ -7,14 +7,15 @@
  *   digital silence is quiet and steady white or pink noise is flat.
  *   One 512-point FFT per frame.
  * - silero: the Silero VAD network (silero.h) on 32 ms chunks, a speech
- *   probability with hysteresis (speech from `threshold`, still speech
- *   inside an utterance down to threshold - 0.15, as upstream's iterator).
+ *   probability with hysteresis (a chunk after a speech chunk is speech
+ *   down to threshold - 0.15, others from threshold, as upstream's
+ *   iterator).
  *   Robust where the energy detector is not: tones, music, babble.
  * The segmenter turns frame decisions into utterances: speech starts
  * after ~60 ms of speech frames and ends after silence_ms without one.
  * Measured on speech, silence and noise: docs/figures.md. */
-#ifndef AT_ENGINES_ASR_WHISPER_VAD_H
-#define AT_ENGINES_ASR_WHISPER_VAD_H
+#ifndef AT_ENGINES_VAD_VAD_H
+#define AT_ENGINES_VAD_VAD_H
 
 #include <stddef.h>
 

@@ -20,7 +20,7 @@
 
 typedef struct at_model_info {
     const char *name;    /* "tiny", "base.en", "small-q5_1", ... */
-    const char *sha256;  /* lowercase hex, "" = not known to the project */
+    const char *sha256;  /* lowercase hex (every entry has one) */
     uint32_t max_mib;    /* upper bound on the size: caps what a server may send */
     const char *url;     /* NULL: <url base>/ggml-NAME.bin */
     const char *file;    /* name in the cache and under a url base; NULL: ggml-NAME.bin */
@@ -42,7 +42,6 @@ typedef struct at_models_pull_opts {
     const char *url_base;  /* NULL: AT_MODELS_URL, else the table's URL or
                               AT_MODELS_DEFAULT_URL; a base gets /<file name> */
     const char *sha256;    /* pins a hash (overrides the table); NULL = table */
-    int no_verify;         /* 1: accept a file with no known hash */
     int progress;          /* 1 bar on stderr, 0 none, -1 when stderr is a TTY */
     const char *dir;       /* NULL: at_models_dir() */
 } at_models_pull_opts;

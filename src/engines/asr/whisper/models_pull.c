@@ -164,13 +164,8 @@ int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, s
             return at_err_set(err, AT_E_INVALID, "--sha256 needs 64 hex digits");
         for (int i = 0; i < 64; i++) want[i] = (char)tolower((unsigned char)o->sha256[i]);
         want[64] = '\0';
-    } else if (mi->sha256[0]) {
-        snprintf(want, sizeof want, "%s", mi->sha256);
-    } else if (!o->no_verify) {
-        return at_err_set(err, AT_E_UNSUPPORTED,
-                          "no SHA-256 for '%s' in the project's table: pass --sha256 HEX "
-                          "(the LFS object id on Hugging Face) or --no-verify",
-                          name);
+    } else {
+        snprintf(want, sizeof want, "%s", mi->sha256); /* every entry has one (tested) */
     }
     char dir[768], part[1024];
     int rc;
@@ -248,16 +243,14 @@ int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, s
                           "download of %s failed after %.1f MiB: %s (run the pull again to resume)",
                           url, (double)(d.have + d.written) / 1048576.0,
                           errbuf[0] ? errbuf : curl_easy_strerror(cr));
-    if (want[0]) {
-        char got[65];
-        if ((rc = at_sha256_file(part, got, err)) < 0) return rc;
-        if (strcmp(got, want) != 0) {
-            unlink(part); /* a resumed download cannot be repaired: start afresh */
-            return at_err_set(err, AT_E_CORRUPT,
-                              "checksum mismatch for '%s': expected sha256 %s, got %s; "
-                              "the file was not installed",
-                              name, want, got);
-        }
+    char got[65];
+    if ((rc = at_sha256_file(part, got, err)) < 0) return rc;
+    if (strcmp(got, want) != 0) {
+        unlink(part); /* a resumed download cannot be repaired: start afresh */
+        return at_err_set(err, AT_E_CORRUPT,
+                          "checksum mismatch for '%s': expected sha256 %s, got %s; "
+                          "the file was not installed",
+                          name, want, got);
     }
     if (rename(part, path) != 0)
         return at_err_set(err, AT_E_IO, "rename %s: %s", part, strerror(errno));
@@ -274,7 +267,7 @@ static int cmd_list(void)
         fprintf(stderr, "audio-translator models: %s\n", err.msg);
         return 1;
     }
-    printf("cache: %s\n%-22s %-10s %-10s %s\n", dir, "NAME", "STATUS", "SIZE", "SHA-256");
+    printf("cache: %s\n%-22s %-10s %s\n", dir, "NAME", "STATUS", "SIZE");
     size_t n;
     const at_model_info *t = at_models_table(&n);
     for (size_t i = 0; i < n; i++) {
@@ -293,8 +286,7 @@ static int cmd_list(void)
         char size[32];
         if (mib > 0) snprintf(size, sizeof size, "%.1fM", mib);
         else snprintf(size, sizeof size, "<%uM", (unsigned)t[i].max_mib);
-        printf("%-22s %-10s %-10s %s\n", t[i].name, status, size,
-               t[i].sha256[0] ? "known" : "unknown (--sha256/--no-verify)");
+        printf("%-22s %-10s %s\n", t[i].name, status, size);
     }
     return 0;
 }
@@ -302,14 +294,13 @@ static int cmd_list(void)
 int at_models_main(int argc, char **argv)
 {
     const char *use = "audio-translator models list | pull NAME [--url-base URL] "
-                      "[--sha256 HEX] [--no-verify] [--progress] | path NAME";
+                      "[--sha256 HEX] [--progress] | path NAME";
     char *url = NULL, *sha = NULL;
-    int no_verify = 0, progress = 0, quiet = 0;
+    int progress = 0, quiet = 0;
     at_option o[] = {
         {"url-base", "AT_MODELS_URL", AT_OPT_STRING, NULL,
          "where ggml-NAME.bin files are (default: Hugging Face)", &url, 0, 0},
         {"sha256", NULL, AT_OPT_STRING, NULL, "expected SHA-256 (overrides the table)", &sha, 0, 0},
-        {"no-verify", NULL, AT_OPT_BOOL, "0", "install a model with no known hash", &no_verify, 0, 0},
         {"progress", NULL, AT_OPT_BOOL, "0", "progress bar even when stderr is not a TTY",
          &progress, 0, 0},
         {"quiet", NULL, AT_OPT_BOOL, "0", "no progress bar", &quiet, 0, 0},
@@ -342,7 +333,7 @@ int at_models_main(int argc, char **argv)
             ret = 0;
         }
     } else if (strcmp(pos[0], "pull") == 0 && n_pos == 2) {
-        at_models_pull_opts po = {url, sha, no_verify, quiet ? 0 : progress ? 1 : -1, NULL};
+        at_models_pull_opts po = {url, sha, quiet ? 0 : progress ? 1 : -1, NULL};
         char p[1024];
         curl_global_init(CURL_GLOBAL_DEFAULT);
         if (at_models_pull(pos[1], &po, p, sizeof p, &err) < 0) {

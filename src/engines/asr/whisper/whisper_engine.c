@@ -435,7 +435,6 @@ void at_whisper_stream_config_default(at_whisper_stream_config *c)
         c->step_ms = atoi(v);
     if ((v = getenv("AT_WHISPER_MAX_BUFFER_S")) && atof(v) >= 2 && atof(v) <= 28)
         c->max_buffer_s = atof(v);
-    if ((v = getenv("AT_WHISPER_VAD")) && *v) c->vad = atoi(v) != 0;
     if ((v = getenv("AT_WHISPER_MAX_STREAMS")) && atoi(v) >= 0) c->max_streams = atoi(v);
 }
 
