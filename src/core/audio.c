@@ -601,6 +601,7 @@ double at_audio_rms(const float *x, size_t n)
 int at_pcm16_buf_append(void *buf, const int16_t *pcm, size_t n)
 {
     at_pcm16_buf *b = buf;
+    if (n == 0) return 0; /* a "go on?" probe (tts.h): yes */
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 65536;
         while (cap < b->n + n) cap *= 2;

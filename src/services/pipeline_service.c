@@ -23,6 +23,7 @@
  * stops reading is dropped after the idle timeout. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -275,7 +276,30 @@ static void *asr_main(void *arg)
     at_err_clear(&err);
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->a_head && !s->a_eof && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+        int idle = 0;
+        while (!s->a_head && !s->a_eof && !s->stop && !idle) {
+            /* a client may pause without ending: every 100 ms without audio,
+             * collect the events the recogniser has ready (a remote one
+             * only reads its socket when fed) */
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += 100000000L;
+            if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+            }
+            idle = pthread_cond_timedwait(&s->cv, &s->mu, &t) == ETIMEDOUT;
+        }
+        if (idle && !s->a_head && !s->a_eof && !s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            if (at_asr_stream_feed(s->asr, NULL, 0, on_asr_event, s, &err) != 0) {
+                if (err.code != AT_E_CANCELLED)
+                    pl_fatal(s, 1011, "asr_failed", "recognition failed: %s", err.msg);
+                else pl_stop(s);
+                break;
+            }
+            continue;
+        }
         pl_chunk *c = s->stop ? NULL : s->a_head;
         int eof = s->a_eof;
         if (c) {

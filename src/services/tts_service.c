@@ -35,6 +35,7 @@ typedef struct speech_ctx {
 static int on_chunk(void *user, const int16_t *pcm, size_t n)
 {
     speech_ctx *c = user;
+    if (n == 0) return at_http_req_cancelled(c->req); /* "go on?" (tts.h) */
     if (!c->started) {
         /* Headers go out with the first audio, so an engine failure
          * before any audio still gets a proper JSON error. */

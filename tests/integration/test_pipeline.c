@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -596,6 +597,80 @@ static void remote_config_and_errors(void **state)
 
 /* A downstream failure of one segment is reported and the stream goes on:
  * with tts gone, each segment gets an error, ASR and MT keep working. */
+/* A client that sends a burst of speech and then pauses, without "end",
+ * still gets every final and translation during the pause (the remote
+ * recogniser's events are collected while no audio comes). */
+static void remote_finals_arrive_while_client_pauses(void **state)
+{
+    (void)state;
+    at_test_ws ws;
+    start(&ws, remote_port,
+          "{\"type\":\"config\",\"source\":\"en\",\"target\":\"es\",\"speak\":false,"
+          "\"sample_rate\":16000,\"encoding\":\"pcm16\"}");
+    send_audio(&ws, speech, speech_n, 1600);
+    int finals = 0, translations = 0;
+    while (translations < 5) {
+        char *d = NULL;
+        size_t l = 0;
+        int op = at_test_ws_recv(&ws, &d, &l, 20000);
+        if (op != 1) {
+            free(d);
+            break;
+        }
+        finals += strstr(d, "\"type\":\"final\"") != NULL;
+        translations += strstr(d, "\"type\":\"translation\"") != NULL;
+        free(d);
+    }
+    printf("# paused client: %d finals, %d translations before any \"end\"\n", finals,
+           translations);
+    assert_int_equal(finals, 5);
+    assert_int_equal(translations, 5);
+    send_text(&ws, "{\"type\":\"end\"}");
+    session s;
+    read_all(&ws, &s, 30000);
+    at_test_ws_close(&ws);
+    assert_int_equal(s.close_code, 1000);
+    session_free(&s);
+}
+
+/* Speech that cannot keep up: the TTS service hangs (SIGSTOP), so finals
+ * pile up behind the first one; past the client's max_pending of 1 the
+ * session ends with "overflow" and close 1013 instead of queueing more. */
+static void remote_stalled_tts_overflows_finals(void **state)
+{
+    (void)state;
+    at_test_ws ws;
+    start(&ws, remote_port,
+          "{\"type\":\"config\",\"source\":\"en\",\"target\":\"es\",\"voice\":\"es\","
+          "\"speak\":true,\"sample_rate\":16000,\"encoding\":\"pcm16\",\"max_pending\":1}");
+    /* after "ready": the voice was checked, the first synthesis will hang */
+    assert_int_equal(kill(svc[2].pid, SIGSTOP), 0);
+    send_audio(&ws, speech, speech_n, 1600);
+    /* read by hand: the TTS service must be continued whatever happens */
+    int finals = 0, op = 0;
+    char last[512] = "";
+    for (;;) {
+        char *d = NULL;
+        size_t l = 0;
+        op = at_test_ws_recv(&ws, &d, &l, 30000);
+        if (op == 1) {
+            finals += strstr(d, "\"type\":\"final\"") != NULL;
+            snprintf(last, sizeof last, "%s", d);
+        }
+        free(d);
+        if (op != 1 && op != 2) break;
+    }
+    int close_code = ws.close_code;
+    at_test_ws_close(&ws);
+    assert_int_equal(kill(svc[2].pid, SIGCONT), 0);
+    printf("# stalled tts: %d finals, then %s (close %d)\n", finals, last, close_code);
+    assert_int_equal(op, 8);
+    assert_int_equal(close_code, 1013);
+    assert_non_null(strstr(last, "\"code\":\"overflow\""));
+    assert_non_null(strstr(last, "waiting for translation and speech"));
+    assert_true(finals >= 2); /* one being spoken, one waiting, the next overflows */
+}
+
 static void remote_tts_failure_is_per_segment(void **state)
 {
     (void)state;
@@ -644,6 +719,8 @@ int main(void)
     const struct CMUnitTest standalone[] = {
         cmocka_unit_test(remote_config_and_errors),
         cmocka_unit_test(remote_events_in_order_with_audio),
+        cmocka_unit_test(remote_finals_arrive_while_client_pauses),
+        cmocka_unit_test(remote_stalled_tts_overflows_finals),
         cmocka_unit_test(remote_tts_failure_is_per_segment),
     };
     int failed = cmocka_run_group_tests_name("serve", in_process, setup_serve, teardown_serve);

@@ -111,6 +111,10 @@ int at_asr_transcribe(at_asr_engine *e, const float *pcm, size_t n,
 
 at_asr_stream *at_asr_stream_open(at_asr_engine *e, const at_asr_options *opt,
                                   at_err *err);
+/* n == 0 (pcm may be NULL) adds no audio but still delivers the events
+ * that are ready: a remote engine reads what its service has sent since
+ * (callers that wait for audio call this now and then); local engines have
+ * nothing pending and return at once. */
 int at_asr_stream_feed(at_asr_stream *s, const float *pcm, size_t n,
                        at_asr_event_cb cb, void *user, at_err *err);
 int at_asr_stream_finish(at_asr_stream *s, at_asr_event_cb cb, void *user,

@@ -124,6 +124,18 @@ static size_t to_callback(char *p, size_t size, size_t nmemb, void *user)
     return n;
 }
 
+/* libcurl calls this about once a second even while nothing arrives: the
+ * callback, asked with no data, can stop a request to a hung service. */
+static int keep_going(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                      curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    sink *s = u;
+    if (!s->cb(s->user, NULL, 0)) return 0;
+    s->cancelled = 1;
+    return 1;
+}
+
 int at_remote_stream(const char *base, const char *path, const char *body, int timeout_s,
                      at_remote_data_cb cb, void *user, at_err *err)
 {
@@ -139,6 +151,9 @@ int at_remote_stream(const char *base, const char *path, const char *body, int t
     s.user = user;
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_callback);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, keep_going);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &s);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);

@@ -15,8 +15,10 @@ cJSON *at_remote_json(const char *base, const char *path, const char *body,
                       size_t max_bytes, int timeout_s, at_err *err);
 
 /* Streams a POSTed JSON request's response body into cb as it arrives;
- * cb returns nonzero to stop (AT_E_CANCELLED).  A non-2xx answer is an
- * error carrying the service's message. */
+ * cb returns nonzero to stop (AT_E_CANCELLED).  While waiting, cb is also
+ * called with n == 0 (data NULL) about once a second, so a hung service
+ * cannot hold the caller.  A non-2xx answer is an error carrying the
+ * service's message. */
 typedef int (*at_remote_data_cb)(void *user, const unsigned char *data, size_t n);
 int at_remote_stream(const char *base, const char *path, const char *body,
                      int timeout_s, at_remote_data_cb cb, void *user, at_err *err);

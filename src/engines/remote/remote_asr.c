@@ -315,6 +315,7 @@ static int rasr_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, v
     rasr_stream *s = st;
     int rc = check(s, 0, err);
     if (rc) return rc;
+    if (n == 0) goto events; /* nothing to send: only collect what arrived */
     if (n > s->s16_cap) {
         int16_t *b = realloc(s->s16, n * sizeof *b);
         if (!b) return at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -326,6 +327,7 @@ static int rasr_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, v
         s->closed = 1;
         return at_err_set(err, AT_E_IO, "asr_streaming: connection lost");
     }
+events:;
     /* Events that have arrived so far; never wait here. */
     int stopped = 0;
     while (!stopped && !s->closed && read_some(s, 0) > 0) {

@@ -35,6 +35,7 @@ typedef struct pcm_ctx {
 static int on_data(void *user, const unsigned char *p, size_t n)
 {
     pcm_ctx *c = user;
+    if (n == 0) return c->cb(c->user, NULL, 0); /* waiting: ask whether to go on */
     while (n) {
         size_t k = 0;
         unsigned char *dst = (unsigned char *)c->buf;

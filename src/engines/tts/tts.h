@@ -24,7 +24,9 @@ typedef struct at_tts_voice {
 
 /* Receives PCM16 mono at the voice's sample rate.  Return nonzero to stop
  * synthesis (the client went away); synthesize then fails with
- * AT_E_CANCELLED. */
+ * AT_E_CANCELLED.  An engine that waits on something slow (a remote
+ * service) also calls it with n == 0 and pcm NULL, about once a second, to
+ * ask whether to go on. */
 typedef int (*at_tts_chunk_cb)(void *user, const int16_t *pcm, size_t n);
 
 typedef struct at_tts_engine at_tts_engine;
