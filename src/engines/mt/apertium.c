@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/strbuf.h"
+
 #ifndef AT_APERTIUM_MODES_DIR
 #define AT_APERTIUM_MODES_DIR "/usr/share/apertium/modes"
 #endif
@@ -419,28 +421,9 @@ static rt_status round_trip(ap_pair *p, const char *req, size_t req_len,
 
 /* ---- deformat / reformat ------------------------------------------------- */
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-} sbuf;
-
-static int sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) return -1;
-        b->s = ns;
-        b->cap = nc;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-    return 0;
-}
-
-static int sb_putc(sbuf *b, char c) { return sb_put(b, &c, 1); }
+/* Output is built in at_strbuf (core/strbuf.h): appends never fail one by
+ * one, an allocation failure is checked once at the end (oom). */
+static void sb_putc(at_strbuf *b, char c) { at_strbuf_put(b, &c, 1); }
 
 /* Length of a valid UTF-8 sequence at s (max n bytes), 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t n)
@@ -469,83 +452,80 @@ static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r
 /* What apertium-destxt does, plus input hygiene: invalid UTF-8 becomes
  * U+FFFD and control characters become spaces (either could wedge or
  * crash a pipeline program, taking every later request with it). */
-static int deformat(const char *text, size_t len, sbuf *o)
+static int deformat(const char *text, size_t len, at_strbuf *o)
 {
     const unsigned char *s = (const unsigned char *)text;
     size_t i = 0;
-    int rc = 0;
-    while (i < len && rc == 0) {
+    while (i < len && !o->oom) {
         unsigned char c = s[i];
         if (is_ws((char)c) || (c < 0x20) || c == 0x7F) {
             size_t j = i;
             while (j < len && (is_ws((char)s[j]) || s[j] < 0x20 || s[j] == 0x7F)) j++;
             if (j - i == 1 && c == ' ') {
-                rc = sb_putc(o, ' ');
+                sb_putc(o, ' ');
             } else { /* layout kept verbatim in a superblank */
-                rc = sb_putc(o, '[');
-                for (size_t k = i; k < j && rc == 0; k++)
-                    rc = sb_putc(o, is_ws((char)s[k]) ? (char)s[k] : ' ');
-                if (rc == 0) rc = sb_putc(o, ']');
+                sb_putc(o, '[');
+                for (size_t k = i; k < j; k++) sb_putc(o, is_ws((char)s[k]) ? (char)s[k] : ' ');
+                sb_putc(o, ']');
             }
             i = j;
             continue;
         }
         if (strchr("\\[]^$/<>@{}", c)) {
             char e[2] = {'\\', (char)c};
-            rc = sb_put(o, e, 2);
+            at_strbuf_put(o, e, 2);
             i++;
         } else if (c == '~' || c == '#' || c == '*') {
             /* Generator marks: protect the user's own in a superblank. */
             char e[3] = {'[', (char)c, ']'};
-            rc = sb_put(o, e, 3);
+            at_strbuf_put(o, e, 3);
             i++;
         } else {
             size_t l = utf8_len(s + i, len - i);
             if (l == 0) {
-                rc = sb_put(o, "\xEF\xBF\xBD", 3);
+                at_strbuf_put(o, "\xEF\xBF\xBD", 3);
                 i++;
             } else {
-                rc = sb_put(o, text + i, l);
+                at_strbuf_put(o, text + i, l);
                 i += l;
             }
         }
     }
     /* A trailing blank lets the analyser finish the last word at the NUL. */
-    if (rc == 0) rc = sb_put(o, "[]", 3); /* includes the NUL terminator */
-    return rc;
+    at_strbuf_put(o, "[]", 3); /* includes the NUL terminator */
+    return o->oom ? -1 : 0;
 }
 
 /* What apertium-retxt does, plus stripping unknown-word marks. */
-static int reformat(const char *s, size_t n, sbuf *o)
+static int reformat(const char *s, size_t n, at_strbuf *o)
 {
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n && !o->oom; i++) {
         char c = s[i];
         if (c == '\\' && i + 1 < n) {
-            rc = sb_putc(o, s[++i]);
+            sb_putc(o, s[++i]);
         } else if (c == '[') {
-            for (i++; i < n && s[i] != ']' && rc == 0; i++) {
+            for (i++; i < n && s[i] != ']'; i++) {
                 if (s[i] == '\\' && i + 1 < n) i++;
-                rc = sb_putc(o, s[i]);
+                sb_putc(o, s[i]);
             }
         } else if ((c == '*' || c == '#' || c == '@') && i + 1 < n && !is_ws(s[i + 1])) {
             /* unknown / untranslatable word mark: drop it, keep the word */
         } else {
-            rc = sb_putc(o, c);
+            sb_putc(o, c);
         }
     }
-    if (rc == 0 && !o->s) rc = sb_put(o, "", 0);
-    return rc;
+    if (!o->p) at_strbuf_put(o, "", 0);
+    return o->oom ? -1 : 0;
 }
 
 /* ---- requests ------------------------------------------------------------ */
 
 static int translate_piece(ap_engine *e, ap_pair *p, const char *text, size_t len,
-                           sbuf *out, at_err *err)
+                           at_strbuf *out, at_err *err)
 {
-    sbuf req = {0};
+    at_strbuf req = {0};
     if (deformat(text, len, &req) < 0) {
-        free(req.s);
+        at_strbuf_free(&req);
         return at_err_set(err, AT_E_NOMEM, "out of memory");
     }
     char *ans = NULL;
@@ -554,7 +534,7 @@ static int translate_piece(ap_engine *e, ap_pair *p, const char *text, size_t le
     pthread_mutex_lock(&p->mu);
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!p->running && (rc = pipeline_start(p, err)) != 0) break;
-        rt_status st = round_trip(p, req.s, req.n, e->timeout_ms, &ans, &ans_len,
+        rt_status st = round_trip(p, req.p, req.n, e->timeout_ms, &ans, &ans_len,
                                   (size_t)64 * 1024 + req.n * 16, err);
         if (st == RT_OK) {
             rc = 0;
@@ -575,21 +555,22 @@ static int translate_piece(ap_engine *e, ap_pair *p, const char *text, size_t le
                         attempt ? " twice" : "");
     }
     pthread_mutex_unlock(&p->mu);
-    free(req.s);
+    at_strbuf_free(&req);
     if (rc) return rc;
 
-    sbuf tmp = {0};
+    at_strbuf tmp = {0};
     if (reformat(ans, ans_len, &tmp) < 0) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
     free(ans);
     if (rc == 0) {
         /* Apertium adds/removes blanks at the edges; follow the input. */
-        const char *a = tmp.s;
+        const char *a = tmp.p;
         size_t an = tmp.n;
         if (len && !is_ws(text[0])) while (an && is_ws(*a)) a++, an--;
         if (len && !is_ws(text[len - 1])) while (an && is_ws(a[an - 1])) an--;
-        if (sb_put(out, a, an) < 0) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+        at_strbuf_put(out, a, an);
+        if (out->oom) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
     }
-    free(tmp.s);
+    at_strbuf_free(&tmp);
     return rc;
 }
 
@@ -634,20 +615,18 @@ static int ap_translate(void *impl, const char *source, const char *target,
     if (len > AP_MAX_TEXT)
         return at_err_set(err, AT_E_TOO_LARGE, "text is %zu bytes; apertium takes at most %u",
                           len, AP_MAX_TEXT);
-    sbuf res = {0};
+    at_strbuf res = {0};
     int rc = 0;
     for (size_t off = 0; off < len && rc == 0;) {
         size_t n = piece_end(text + off, len - off);
         rc = translate_piece(e, p, text + off, n, &res, err);
         off += n;
     }
-    if (rc == 0 && !res.s && sb_put(&res, "", 0) < 0)
-        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
     if (rc) {
-        free(res.s);
+        at_strbuf_free(&res);
         return rc;
     }
-    *out = res.s;
+    if (!(*out = at_strbuf_take(&res))) return at_err_set(err, AT_E_NOMEM, "out of memory");
     return 0;
 }
 
