@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "clips.h"
 
 #define MAX_SEGS 64
 
@@ -189,24 +190,9 @@ int main(int argc, char **argv)
         return 2;
     }
     setenv("AT_BUILD_DIR", AT_DEFAULT_BUILD_DIR, 0);
-    static const char *const ids[] = {"0870", "0880", "0890", "0920", "0930"};
-    size_t cap = 16000 * 60, n = 16000;
-    int16_t *pcm = calloc(cap, sizeof *pcm);
-    for (int i = 0; i < 5; i++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/sense_and_sensibility_01_austen_64kb-%s.wav",
-                 at_test_librivox_dir(), ids[i]);
-        size_t k;
-        int rate;
-        int16_t *c = at_test_read_wav16(path, &k, &rate);
-        if (!c || n + k + 24000 > cap) {
-            fprintf(stderr, "cannot read %s\n", path);
-            return 1;
-        }
-        memcpy(pcm + n, c, k * sizeof *c);
-        n += k + 24000;
-        free(c);
-    }
+    size_t n;
+    int16_t *pcm = at_test_librivox_stream16(AT_TEST_N_CLIPS, 1.0, 1.5, &n, NULL);
+    if (!pcm) return 1;
     at_test_proc proc = {0};
     if (!port) {
         const char *args[] = {"serve", "--host", "127.0.0.1", "--asr-port", "0",

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "clips.h"
 
 static at_test_proc serve;
 static int pl_port;
@@ -27,28 +28,11 @@ static char tmpdir[64];
 static int16_t *speech; /* five LibriVox clips with a second of silence between */
 static size_t speech_n;
 
-static const char *const clip_ids[] = {"0870", "0880", "0890", "0920", "0930"};
-
 static void build_recording(void)
 {
-    size_t cap = 16000 * 60;
-    speech = calloc(cap, sizeof *speech);
+    /* half a second of silence first, a second after each clip */
+    speech = at_test_librivox_stream16(AT_TEST_N_CLIPS, 0.5, 1.0, &speech_n, NULL);
     assert_non_null(speech);
-    speech_n = 8000; /* half a second of silence first */
-    for (size_t i = 0; i < 5; i++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/sense_and_sensibility_01_austen_64kb-%s.wav",
-                 at_test_librivox_dir(), clip_ids[i]);
-        size_t n;
-        int rate;
-        int16_t *pcm = at_test_read_wav16(path, &n, &rate);
-        assert_non_null(pcm);
-        assert_int_equal(rate, 16000);
-        assert_true(speech_n + n + 16000 <= cap);
-        memcpy(speech + speech_n, pcm, n * sizeof *pcm);
-        speech_n += n + 16000;
-        free(pcm);
-    }
 }
 
 static int setup_serve(void **state)
