@@ -42,6 +42,16 @@ void at_app_config_defaults(at_app_config *c)
     c->pipeline_max_backlog_s = 30;
 }
 
+int at_app_check_vad(const char *mode, at_err *err)
+{
+    static const char *const modes[] = {"auto", "silero", "energy", "off"};
+    if (!mode || !*mode) return 0;
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
+        if (strcmp(mode, modes[i]) == 0) return 0;
+    return at_err_set(err, AT_E_INVALID, "--vad must be silero, energy, off or auto, not '%s'",
+                      mode);
+}
+
 at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics, at_err *err)
 {
     at_app *a = calloc(1, sizeof *a);

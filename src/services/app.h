@@ -75,6 +75,9 @@ typedef struct at_app_config {
 } at_app_config;
 
 void at_app_config_defaults(at_app_config *c);
+/* Checks a --vad value (NULL and "" mean auto); AT_E_INVALID names the
+ * allowed ones. */
+int at_app_check_vad(const char *mode, at_err *err);
 
 /* Creates the app; engines are not loaded yet. */
 at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics,

@@ -12,6 +12,7 @@
  * when its model can be found (the shared model cache in containers). */
 static int choose_vad(const at_app_config *c, at_whisper_stream_config *sc, at_err *err)
 {
+    if (at_app_check_vad(c->vad, err) != 0) return err->code;
     const char *mode = c->vad && *c->vad ? c->vad : "auto";
     const char *model = c->vad_model && *c->vad_model ? c->vad_model : "silero-vad";
     char path[1024];
@@ -24,16 +25,13 @@ static int choose_vad(const at_app_config *c, at_whisper_stream_config *sc, at_e
     } else if (strcmp(mode, "silero") == 0) {
         sc->vad = 1;
         sc->vad_model = model; /* a missing model fails the load, saying how to pull it */
-    } else if (strcmp(mode, "auto") == 0) {
+    } else { /* auto */
         struct stat st; /* a path is "resolved" whether or not it exists */
         sc->vad = 1;
         sc->vad_model = at_models_resolve(model, path, sizeof path, &ignored) == 0 &&
                                 stat(path, &st) == 0 && S_ISREG(st.st_mode)
                             ? model
                             : NULL;
-    } else {
-        return at_err_set(err, AT_E_INVALID, "--vad must be silero, energy, off or auto, not '%s'",
-                          mode);
     }
     return 0;
 }

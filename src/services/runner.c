@@ -125,9 +125,8 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         at_config_free(opts, n);
         return 2;
     }
-    if (vad && strcmp(vad, "auto") && strcmp(vad, "silero") && strcmp(vad, "energy") &&
-        strcmp(vad, "off")) {
-        fprintf(stderr, "%s: --vad must be silero, energy, off or auto, not '%s'\n", prog, vad);
+    if (at_app_check_vad(vad, &err) != 0) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
         at_config_free(opts, n);
         return 2;
     }

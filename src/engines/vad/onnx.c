@@ -424,10 +424,11 @@ void at_onnx_free(at_onnx *m)
     free(m);
 }
 
-const at_onnx_tensor *at_onnx_find(const at_onnx *m, const char *name)
+const at_onnx_tensor *at_onnx_find(const at_onnx *m, const char *graph, const char *name)
 {
     for (size_t i = 0; i < m->n_t; i++)
-        if (strcmp(m->t[i].name, name) == 0) return &m->t[i];
+        if (strcmp(m->t[i].name, name) == 0 && (!graph || strcmp(m->t[i].graph, graph) == 0))
+            return &m->t[i];
     return NULL;
 }
 

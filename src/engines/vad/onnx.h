@@ -47,7 +47,9 @@ at_onnx *at_onnx_load(const char *path, size_t max_bytes, at_err *err);
 at_onnx *at_onnx_parse(const void *data, size_t len, at_err *err);
 void at_onnx_free(at_onnx *m);
 
-const at_onnx_tensor *at_onnx_find(const at_onnx *m, const char *name);
+/* The tensor called name in the (sub)graph named graph ("" the main one);
+ * graph NULL: in any of them, the first in file order. */
+const at_onnx_tensor *at_onnx_find(const at_onnx *m, const char *graph, const char *name);
 size_t at_onnx_n_tensors(const at_onnx *m);
 const at_onnx_tensor *at_onnx_tensor_at(const at_onnx *m, size_t i);
 /* Nodes in file order, a subgraph's nodes right after the node owning it. */

@@ -57,11 +57,7 @@ static const at_onnx_tensor *need(const at_onnx *o, const char *graph, const cha
 {
     char name[1024];
     snprintf(name, sizeof name, "%s%s", prefix, suffix);
-    const at_onnx_tensor *t = NULL;
-    for (size_t i = 0; i < at_onnx_n_tensors(o) && !t; i++) {
-        const at_onnx_tensor *c = at_onnx_tensor_at(o, i);
-        if (strcmp(c->graph, graph) == 0 && strcmp(c->name, name) == 0) t = c;
-    }
+    const at_onnx_tensor *t = at_onnx_find(o, graph, name);
     int ok = t && t->f && t->ndims == ndims;
     for (int d = 0; ok && d < ndims; d++) ok = t->dims[d] == dims[d];
     if (!ok) {
