@@ -1,6 +1,6 @@
 #!/bin/sh
 # One command for a newcomer and for CI: install what is missing, build,
-# run every test, then build again with AddressSanitizer +
+# run every test, compile the other build types, then build again with AddressSanitizer +
 # UndefinedBehaviorSanitizer and run every test there too, and finally
 # build and run the container deployment for real (scripts/docker-check.sh;
 # needs root to start dockerd; AT_SKIP_DOCKER=1 skips it on a workstation).
@@ -11,6 +11,12 @@ cd "$(dirname "$0")/.."
 
 ./scripts/build.sh build
 (cd build && ctest --output-on-failure)
+
+# Every standard build type compiles with warnings as errors (each
+# optimisation level warns about different things).
+for type in Debug Release MinSizeRel; do
+    ./scripts/build.sh "build-$type" -DCMAKE_BUILD_TYPE="$type"
+done
 
 ./scripts/build.sh build-asan -DAT_SANITIZE=ON
 # Leaks inside the Debian libraries themselves are listed in tests/lsan.supp.

@@ -2,11 +2,14 @@
  * a WebSocket for live streams.
  *
  *   POST /v1/audio/transcriptions   multipart: file, model, language,
- *                                   prompt, response_format, temperature
+ *                                   prompt, response_format, temperature,
+ *                                   and whisper.cpp's temperature_inc and
+ *                                   faster-whisper's max_new_tokens
  *   POST /v1/audio/translations     same, speech -> English (whisper only)
  *   WS   /v1/stream                 JSON config, binary PCM16, {"type":"end"}
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +110,24 @@ static void respond_result(at_http_req *req, const at_asr_result *r, const char 
 
 static int client_gone(void *req) { return at_http_req_cancelled(req); }
 
+/* A form number in [lo, hi]; an absent field keeps *out.  Returns 0 or
+ * answers 400 and returns -1. */
+static int form_number(at_http_req *req, const char *name, const char *text, double lo, double hi,
+                       double *out)
+{
+    if (!text[0]) return 0;
+    char *end;
+    double v = strtod(text, &end);
+    while (*end == ' ') end++;
+    if (end == text || *end || !isfinite(v) || v < lo || v > hi) {
+        at_http_error(req, 400, "invalid_request_error", "'%s' must be a number from %g to %g, not '%s'",
+                      name, lo, hi, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static void transcribe_common(at_http_req *req, at_app *app, int translate)
 {
     if (!at_service_require_ready(app, req)) return;
@@ -130,13 +151,30 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
         free(form);
         return;
     }
-    char model[64] = "", language[16] = "", fmt[16] = "json", prompt[1024] = "", temp[16] = "";
+    char model[64] = "", language[16] = "", fmt[16] = "json", prompt[1024] = "", temp[32] = "",
+         temp_inc[32] = "", max_tokens[32] = "";
     if (at_form_text(form, "model", model, sizeof model, &err) < 0 ||
         at_form_text(form, "language", language, sizeof language, &err) < 0 ||
         at_form_text(form, "response_format", fmt, sizeof fmt, &err) < 0 ||
         at_form_text(form, "prompt", prompt, sizeof prompt, &err) < 0 ||
-        at_form_text(form, "temperature", temp, sizeof temp, &err) < 0) {
+        at_form_text(form, "temperature", temp, sizeof temp, &err) < 0 ||
+        at_form_text(form, "temperature_inc", temp_inc, sizeof temp_inc, &err) < 0 ||
+        at_form_text(form, "max_new_tokens", max_tokens, sizeof max_tokens, &err) < 0) {
         at_http_error(req, 400, "invalid_request_error", "%s", err.msg);
+        free(form);
+        return;
+    }
+    /* temperature_inc 0 turns the fallback off, as in whisper.cpp */
+    double temperature = 0, inc = 0.2, n_tokens = 0;
+    if (form_number(req, "temperature", temp, 0, 1, &temperature) < 0 ||
+        form_number(req, "temperature_inc", temp_inc, 0, 1, &inc) < 0 ||
+        form_number(req, "max_new_tokens", max_tokens, 1, 224, &n_tokens) < 0) {
+        free(form);
+        return;
+    }
+    if (n_tokens != floor(n_tokens)) {
+        at_http_error(req, 400, "invalid_request_error", "'max_new_tokens' must be a whole number, not '%s'",
+                      max_tokens);
         free(form);
         return;
     }
@@ -175,7 +213,9 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
             opt.language = language[0] ? language : NULL;
             opt.translate = translate;
             opt.prompt = prompt[0] ? prompt : NULL;
-            opt.temperature = temp[0] ? (float)atof(temp) : 0.0f;
+            opt.temperature = (float)temperature;
+            opt.temperature_inc = inc > 0 ? (float)inc : -1.0f;
+            opt.max_tokens = (int)n_tokens;
             opt.cancelled = client_gone; /* a vanished client frees the worker */
             opt.cancel_user = req;
             at_asr_result res;

@@ -44,7 +44,11 @@ static int teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-static at_test_resp post(const char *path, const char *model_name, const char *fmt)
+/* Posts the 2.99 s clip.  Whisper requests bound their work: one decode
+ * per window (temperature_inc 0: no fallback) of at most max_tokens
+ * tokens, so the test takes seconds on any CPU however slow its BLAS. */
+static at_test_resp post_ex(const char *path, const char *model_name, const char *fmt,
+                            const char *temp_inc, const char *max_tokens)
 {
     size_t len;
     char clip[512];
@@ -56,6 +60,8 @@ static at_test_resp post(const char *path, const char *model_name, const char *f
     at_test_form_file(&f, "file", "clip.wav", "audio/wav", wav, len);
     if (model_name) at_test_form_field(&f, "model", model_name);
     at_test_form_field(&f, "response_format", fmt);
+    if (temp_inc) at_test_form_field(&f, "temperature_inc", temp_inc);
+    if (max_tokens) at_test_form_field(&f, "max_new_tokens", max_tokens);
     char hdr[256];
     at_test_form_finish(&f, hdr, sizeof hdr);
     at_test_resp r;
@@ -63,6 +69,24 @@ static at_test_resp post(const char *path, const char *model_name, const char *f
     at_test_form_free(&f);
     free(wav);
     return r;
+}
+
+static at_test_resp post(const char *path, const char *model_name, const char *fmt)
+{
+    return post_ex(path, model_name, fmt, "0", "8");
+}
+
+static int count_words(const char *s)
+{
+    int n = 0, in = 0;
+    for (; *s; s++) {
+        if (*s == ' ' || *s == '\n') in = 0;
+        else if (!in) {
+            in = 1;
+            n++;
+        }
+    }
+    return n;
 }
 
 static void ready_lists_both_engines(void **state)
@@ -89,6 +113,30 @@ static void whisper_is_the_default_and_answers_verbose_json(void **state)
     for (const char *p = strstr((char *)r.body, "\"end\":"); p; p = strstr(p + 1, "\"end\":"))
         assert_true(atof(p + 6) <= 3.0);
     at_test_resp_free(&r);
+}
+
+static void max_new_tokens_bounds_the_text(void **state)
+{
+    (void)state;
+    /* The random model's vocabulary has one word per token, so 3 tokens
+     * in the one window of this clip give at most 3 words. */
+    at_test_resp r = post_ex("/v1/audio/transcriptions", "whisper-1", "text", "0", "3");
+    assert_int_equal(r.status, 200);
+    if (count_words((char *)r.body) > 3) fail_msg("more than 3 tokens: '%s'", (char *)r.body);
+    at_test_resp_free(&r);
+}
+
+static void bad_decoding_options_are_400(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {{"abc", "8"}, {"-0.1", "8"}, {"0", "0"},
+                                         {"0", "225"}, {"0", "2.5"}, {"nan", "8"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        at_test_resp r = post_ex("/v1/audio/transcriptions", "whisper-1", "json", bad[i][0], bad[i][1]);
+        if (r.status != 400) fail_msg("temperature_inc=%s max_new_tokens=%s -> %d", bad[i][0], bad[i][1], r.status);
+        assert_non_null(strstr((char *)r.body, "invalid_request_error"));
+        at_test_resp_free(&r);
+    }
 }
 
 static void translations_use_whisper(void **state)
@@ -138,6 +186,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ready_lists_both_engines),
         cmocka_unit_test(whisper_is_the_default_and_answers_verbose_json),
+        cmocka_unit_test(max_new_tokens_bounds_the_text),
+        cmocka_unit_test(bad_decoding_options_are_400),
         cmocka_unit_test(translations_use_whisper),
         cmocka_unit_test(pocketsphinx_still_available_by_name),
         cmocka_unit_test(streams_pick_a_streaming_engine),

@@ -134,7 +134,7 @@ static void round_trip(const fmt *f)
                 unlink(path);
                 continue;
             }
-            blob b;
+            blob b = {0};
             assert_int_equal(read_all(path, &b), 0);
             at_audio a;
             at_err err;
@@ -206,7 +206,7 @@ static void test_mp3(void **st)
 /* A 16-bit mono WAV of n samples of a ramp, in memory. */
 static blob make_wav(int rate, size_t n, uint32_t declared)
 {
-    blob b;
+    blob b = {0};
     b.n = 44 + 2 * n;
     b.p = malloc(b.n);
     at_wav_header(b.p, rate, declared);
@@ -548,7 +548,7 @@ static void test_librivox(void **st)
         SNDFILE *sf = sf_open(path, SFM_READ, &info);
         assert_non_null(sf);
         sf_close(sf);
-        blob b;
+        blob b = {0};
         assert_int_equal(read_all(path, &b), 0);
         at_audio a;
         at_err err;
@@ -587,7 +587,7 @@ static void test_mutation_fuzz(void **st)
         char path[256];
         tmp_path(path, sizeof path, kinds[k].ext);
         assert_int_equal(write_sine(path, kinds[k].format, 16000, 2, 0.3, 440), 0);
-        blob b;
+        blob b = {0};
         assert_int_equal(read_all(path, &b), 0);
         unlink(path);
         int ok = 0, bad = 0;

@@ -154,12 +154,24 @@ static int always_cancelled(void *user)
     return 1;
 }
 
+/* Every transcription here bounds its work (the weights are random, so
+ * each fallback temperature would run, each to the window's 224 tokens):
+ * no fallback and a few tokens per window, so the suite passes in
+ * seconds on a slow CPU. */
+static at_asr_options bounded(int max_tokens)
+{
+    at_asr_options o = {0};
+    o.temperature_inc = -1;
+    o.max_tokens = max_tokens;
+    return o;
+}
+
 static void test_transcribe(void **st)
 {
     (void)st;
     size_t n = at_npy_count(&audio);
     double dur = (double)n / AT_ASR_SAMPLE_RATE;
-    at_asr_options o = {0};
+    at_asr_options o = bounded(16);
     at_asr_result r;
     at_err err;
     /* detected language */
@@ -192,11 +204,37 @@ static void test_transcribe(void **st)
     assert_int_equal(r.n_segments, 0);
 }
 
+/* max_tokens caps each window's text: one word per token with this
+ * vocabulary, and the clip is one window. */
+static void test_max_tokens(void **st)
+{
+    (void)st;
+    size_t n = at_npy_count(&audio);
+    at_asr_options o = bounded(3);
+    o.language = "en";
+    at_asr_result r;
+    at_err err;
+    assert_int_equal(at_asr_transcribe(E, audio.data, n, &o, &r, &err), 0);
+    char *text = at_asr_result_text(&r);
+    assert_non_null(text);
+    if (count_words(text) > 3) fail_msg("more than 3 tokens: '%s'", text);
+    free(text);
+    at_asr_result_free(&r);
+    /* a bounded fallback (0, 0.5, 1.0) runs and stays bounded */
+    o.temperature_inc = 0.5f;
+    assert_int_equal(at_asr_transcribe(E, audio.data, n, &o, &r, &err), 0);
+    text = at_asr_result_text(&r);
+    assert_non_null(text);
+    assert_true(count_words(text) <= 3);
+    free(text);
+    at_asr_result_free(&r);
+}
+
 static void test_beam(void **st)
 {
     (void)st;
     size_t n = at_npy_count(&audio);
-    at_asr_options o = {0};
+    at_asr_options o = bounded(8);
     o.language = "en";
     o.beam_size = 3;
     at_asr_result r;
@@ -262,7 +300,7 @@ static float *with_silence(double lead_s, double tail_s, size_t *total)
 static void stream_all(at_asr_engine *e, const float *pcm, size_t n, size_t piece, evlog *l,
                        int *finals_before_finish)
 {
-    at_asr_options o = {0};
+    at_asr_options o = bounded(12);
     o.language = "en";
     at_err err;
     at_asr_stream *s = at_asr_stream_open(e, &o, &err);
@@ -410,7 +448,7 @@ typedef struct job {
 static void *worker(void *arg)
 {
     job *j = arg;
-    at_asr_options o = {0};
+    at_asr_options o = bounded(16);
     o.language = "en";
     at_asr_result r;
     at_err err;
@@ -452,6 +490,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_info),
         cmocka_unit_test(test_transcribe),
+        cmocka_unit_test(test_max_tokens),
         cmocka_unit_test(test_beam),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_stream_silero),

@@ -27,6 +27,12 @@ typedef struct at_asr_options {
     int translate;         /* 1 = translate to English (whisper "translate" task) */
     const char *prompt;    /* initial prompt / context, may be NULL */
     float temperature;     /* 0 = deterministic */
+    /* Fallback (whisper): a window whose text is too repetitive or too
+     * improbable is decoded again at temperature + k * temperature_inc up
+     * to 1.0.  0 = OpenAI's 0.2; < 0 = no fallback (one decode per
+     * window, bounded work). */
+    float temperature_inc;
+    int max_tokens;        /* tokens per 30 s window; <= 0: the model's limit (224) */
     int beam_size;         /* <= 1 = greedy */
     int word_timestamps;   /* engines that can, report words */
     /* at_asr_transcribe() polls this between units of work (pocketsphinx:

@@ -78,8 +78,10 @@ static int put(ctx_t *c, const char *name, int nd, int64_t a, int64_t b, int64_t
     return at_ggml_writer_tensor(c->w, name, nd, shape, t, gen_row, &g, c->err);
 }
 
+/* Each level's name buffer is larger than its caller's, so a name is never
+ * cut (and gcc can see it in every build type). */
 static int put_lin(ctx_t *c, const char *pfx, int64_t out, int64_t in, int bias) {
-    char n[128];
+    char n[192];
     snprintf(n, sizeof n, "%s.weight", pfx);
     int rc = put(c, n, 2, out, in, 0);
     if (rc || !bias) return rc;
@@ -88,7 +90,7 @@ static int put_lin(ctx_t *c, const char *pfx, int64_t out, int64_t in, int bias)
 }
 
 static int put_ln(ctx_t *c, const char *pfx, int64_t d) {
-    char n[128];
+    char n[192];
     snprintf(n, sizeof n, "%s.weight", pfx);
     int rc = put(c, n, 1, d, 0, 0);
     if (rc) return rc;
@@ -97,7 +99,7 @@ static int put_ln(ctx_t *c, const char *pfx, int64_t d) {
 }
 
 static int put_attn(ctx_t *c, const char *pfx, int64_t d) {
-    char n[128];
+    char n[160];
     int rc;
     snprintf(n, sizeof n, "%s.query", pfx);
     if ((rc = put_lin(c, n, d, d, 1))) return rc;

@@ -81,7 +81,7 @@ static int seq_get(wrun *r, int seq, wseq **out, at_err *err)
     if (!s->kv) {
         const at_whisper_hparams *hp = at_whisper_model_hparams(r->e->model);
         s->kv = at_whisper_kv_new(r->e->model, err);
-        if (!s->kv) return err ? err->code : AT_E_NOMEM;
+        if (!s->kv) return err && err->code < 0 ? err->code : AT_E_NOMEM;
         s->toks = malloc((size_t)hp->n_text_ctx * sizeof *s->toks);
         if (!s->toks) return at_err_set(err, AT_E_NOMEM, "out of memory");
         s->n = 0;
@@ -95,7 +95,7 @@ static int run_logits(void *ctx, int seq, const int *tokens, int n, float *logit
 {
     wrun *r = ctx;
     const at_whisper_hparams *hp = at_whisper_model_hparams(r->e->model);
-    wseq *s;
+    wseq *s = NULL;
     int rc = seq_get(r, seq, &s, err);
     if (rc < 0) return rc;
     if (n <= 0 || n > hp->n_text_ctx)
@@ -122,7 +122,7 @@ static int run_logits(void *ctx, int seq, const int *tokens, int n, float *logit
 static int run_copy(void *ctx, int dst, int src, at_err *err)
 {
     wrun *r = ctx;
-    wseq *d, *s;
+    wseq *d = NULL, *s = NULL;
     int rc;
     if ((rc = seq_get(r, dst, &d, err)) < 0 || (rc = seq_get(r, src, &s, err)) < 0)
         return rc;
@@ -239,9 +239,12 @@ static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n
      * --temperature_increment_on_fallback 0.2) */
     float t0 = opt && opt->temperature > 0 ? opt->temperature : 0.0f;
     if (t0 > 1.0f) t0 = 1.0f;
-    int nt = 0;
-    for (; nt < 16 && t0 + 0.2f * (float)nt <= 1.0f + 1e-6f; nt++)
-        j->temps[nt] = t0 + 0.2f * (float)nt;
+    float inc = opt && opt->temperature_inc > 0 ? opt->temperature_inc : 0.2f;
+    int nt = 1;
+    j->temps[0] = t0;
+    if (!opt || opt->temperature_inc >= 0)
+        for (; nt < 16 && t0 + inc * (float)nt <= 1.0f + 1e-6f; nt++)
+            j->temps[nt] = t0 + inc * (float)nt;
     j->txo.fallback.temperatures = j->temps;
     j->txo.fallback.n_temperatures = nt;
     /* beam search when asked; its samples on fallback then use best_of as
@@ -251,6 +254,8 @@ static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n
     d->beam_size = beam;
     d->best_of = beam;
     *n_seqs = beam > 1 ? beam : 1;
+    int max_len = at_whisper_model_hparams(e->model)->n_text_ctx / 2;
+    if (opt && opt->max_tokens > 0) d->sample_len = opt->max_tokens < max_len ? opt->max_tokens : max_len;
     if (opt && opt->prompt && opt->prompt[0]) {
         /* " " + prompt.strip(), keeping the end of long prompts (the
          * decoder only looks at the last 223 tokens anyway) */
@@ -635,6 +640,8 @@ static int decode_buffer(wstream *s, at_err *err)
     /* a speaker says ~4 tokens/s; more than 10/s is a decoder running away */
     d.sample_len = (int)(20 + 10 * secs);
     if (d.sample_len > hp->n_text_ctx / 2) d.sample_len = hp->n_text_ctx / 2;
+    if (s->job.txo.decode.sample_len > 0 && d.sample_len > s->job.txo.decode.sample_len)
+        d.sample_len = s->job.txo.decode.sample_len;
     d.max_initial_timestamp = 0; /* speech may start anywhere in the buffer */
     int *ptoks = NULL;
     size_t np = 0;
