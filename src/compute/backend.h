@@ -6,12 +6,11 @@
  * bf16 or one of ggml's block-quantized layouts (32 values per block), so a
  * memory-mapped file can be used in place.
  *
- * Large products go through OpenBLAS sgemm (weights that are not f32 are
- * converted to f32 in tiles, never as a whole copy); small ones (decoder
- * steps) use our own AVX2/FMA/F16C kernels, chosen at run time, with a
- * portable scalar fallback.  Parallelism is a per-context pthread pool:
- * OpenBLAS itself is kept single-threaded so the two never fight for the
- * same cores. */
+ * Large products go through our blocked GEMM (compute/gemm.h; weights
+ * that are not f32 are converted to f32 in tiles, never as a whole copy);
+ * small ones (decoder steps) use fused dot-product kernels.  Both are
+ * chosen at run time by instruction set (AVX-512, AVX2/FMA/F16C), with a
+ * portable scalar fallback.  Parallelism is a per-context pthread pool. */
 #ifndef AT_COMPUTE_BACKEND_H
 #define AT_COMPUTE_BACKEND_H
 
@@ -63,12 +62,29 @@ typedef struct at_matrix {
     size_t row_bytes;  /* at_dtype_row_bytes(type, cols) */
 } at_matrix;
 
+/* Instruction-set levels of the CPU kernels, chosen by cpuid (never by
+ * CPU model).  AMX is not used: it needs the kernel's permission per
+ * process, and some virtual machines list it without granting it. */
+typedef enum {
+    AT_ISA_SCALAR = 0, /* portable C */
+    AT_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    AT_ISA_AVX512 = 2  /* AVX-512F on top of AVX2 (f32 products) */
+} at_isa;
+
+/* The best level this CPU and operating system run. */
+at_isa at_isa_detect(void);
+const char *at_isa_name(at_isa isa);
+
 typedef struct at_compute at_compute;
 
 /* n_threads <= 0: number of online CPUs. */
 at_compute *at_compute_new(int n_threads, at_err *err);
 void at_compute_free(at_compute *c);
 int at_compute_threads(const at_compute *c);
+/* Caps the kernels c runs at max (tests run every level the machine has;
+ * the default is at_isa_detect()); returns the level now in use. */
+at_isa at_compute_set_isa(at_compute *c, at_isa max);
+at_isa at_compute_isa(const at_compute *c);
 
 /* Runs fn(arg, chunk, ith) for chunk = 0..n_chunks-1 on the pool and
  * returns when all chunks are done.  Chunks are handed out dynamically

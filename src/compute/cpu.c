@@ -7,13 +7,14 @@
  * ggml file packs tensors without padding) is read with loadu/memcpy. */
 #include "compute/backend.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "compute/gemm.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define AT_HAVE_X86 1
@@ -434,6 +435,25 @@ static int simd_ok(void) {
 #endif
 }
 
+at_isa at_isa_detect(void) {
+#if AT_HAVE_X86
+    /* libgcc's feature bits include the OS check (XGETBV) for AVX and
+     * AVX-512 state */
+    if (!simd_ok()) return AT_ISA_SCALAR;
+    return __builtin_cpu_supports("avx512f") ? AT_ISA_AVX512 : AT_ISA_AVX2;
+#else
+    return AT_ISA_SCALAR;
+#endif
+}
+
+const char *at_isa_name(at_isa isa) {
+    switch (isa) {
+    case AT_ISA_AVX512: return "avx512";
+    case AT_ISA_AVX2: return "avx2";
+    default: return "scalar";
+    }
+}
+
 void at_dequant_row(at_dtype t, const void *src, float *dst, int n) {
 #if AT_HAVE_X86
     if (simd_ok()) {
@@ -550,7 +570,8 @@ size_t at_quant_row(at_dtype t, const float *x, void *dst, int n) {
 
 struct at_compute {
     int n;
-    int simd;
+    int simd;       /* isa >= AT_ISA_AVX2: the dot-product kernels */
+    at_isa isa;     /* GEMM kernels */
     pthread_t *th;
     int n_started;
     pthread_mutex_t mu;
@@ -565,6 +586,7 @@ struct at_compute {
     /* per-thread scratch, grown on the caller's thread before a run */
     float **scr;
     size_t scr_n;
+    float **pack;   /* per-thread at_gemm scratch (AT_GEMM_SCRATCH floats) */
 };
 
 typedef struct {
@@ -634,20 +656,24 @@ at_compute *at_compute_new(int n_threads, at_err *err) {
         n_threads = n > 0 ? (int)n : 1;
     }
     if (n_threads > 256) n_threads = 256;
-    /* Our pool provides the parallelism; a multi-threaded OpenBLAS called
-     * from several pool threads would oversubscribe the cores. */
-    openblas_set_num_threads(1);
     at_compute *c = calloc(1, sizeof *c);
     if (!c) {
         at_err_set(err, AT_E_NOMEM, "out of memory (compute context)");
         return NULL;
     }
     c->n = n_threads;
-    c->simd = simd_ok();
+    c->isa = at_isa_detect();
+    c->simd = c->isa >= AT_ISA_AVX2;
     c->scr = calloc((size_t)n_threads, sizeof *c->scr);
+    c->pack = calloc((size_t)n_threads, sizeof *c->pack);
     c->th = calloc((size_t)n_threads, sizeof *c->th);
-    if (!c->scr || !c->th) {
+    int ok = c->scr && c->pack && c->th;
+    for (int i = 0; ok && i < n_threads; i++)
+        ok = (c->pack[i] = aligned_alloc(64, AT_GEMM_SCRATCH * sizeof(float))) != NULL;
+    if (!ok) {
+        for (int i = 0; c->pack && i < n_threads; i++) free(c->pack[i]);
         free(c->scr);
+        free(c->pack);
         free(c->th);
         free(c);
         at_err_set(err, AT_E_NOMEM, "out of memory (compute context)");
@@ -671,6 +697,10 @@ at_compute *at_compute_new(int n_threads, at_err *err) {
         c->n_started++;
     }
     /* fewer threads than asked is not an error: run with what started */
+    for (int i = c->n_started + 1; i < n_threads; i++) {
+        free(c->pack[i]);
+        c->pack[i] = NULL;
+    }
     c->n = c->n_started + 1;
     return c;
 }
@@ -685,13 +715,27 @@ void at_compute_free(at_compute *c) {
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv_go);
     pthread_cond_destroy(&c->cv_done);
-    for (int i = 0; i < c->n; i++) free(c->scr[i]);
+    for (int i = 0; i < c->n; i++) {
+        free(c->scr[i]);
+        free(c->pack[i]);
+    }
     free(c->scr);
+    free(c->pack);
     free(c->th);
     free(c);
 }
 
 int at_compute_threads(const at_compute *c) { return c->n; }
+
+at_isa at_compute_set_isa(at_compute *c, at_isa max) {
+    at_isa best = at_isa_detect();
+    c->isa = max < best ? max : best;
+    if (c->isa < AT_ISA_SCALAR) c->isa = AT_ISA_SCALAR;
+    c->simd = c->isa >= AT_ISA_AVX2;
+    return c->isa;
+}
+
+at_isa at_compute_isa(const at_compute *c) { return c->isa; }
 
 void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks) {
     if (n_chunks <= 0) return;
@@ -749,7 +793,8 @@ float *at_compute_scratch(at_compute *c, int ith) { return c->scr[ith]; }
 
 /* ---------------------------------------------------------------- matmul */
 
-#define TILE_N 128  /* weight rows converted per sgemm call */
+#define TILE_N 128  /* weight rows converted to f32 per chunk */
+#define TILE_M 240  /* rows of X per chunk (a multiple of every kernel's MR) */
 #define SMALL_M 16  /* below this, a matrix-vector style loop is faster */
 
 typedef struct {
@@ -800,7 +845,9 @@ static void mm_small(void *p, int chunk, int ith) {
 static void mm_big(void *p, int t, int ith) {
     mm_job *j = p;
     float *buf = j->c->scr[ith];
-    int n0 = t * TILE_N, tn = j->N - n0 < TILE_N ? j->N - n0 : TILE_N;
+    int n_tiles = (j->N + TILE_N - 1) / TILE_N;
+    int n0 = (t % n_tiles) * TILE_N, tn = j->N - n0 < TILE_N ? j->N - n0 : TILE_N;
+    int m0 = (t / n_tiles) * TILE_M, tm = j->M - m0 < TILE_M ? j->M - m0 : TILE_M;
     const float *Wt;
     if (j->W->type == AT_DT_F32) {
         Wt = (const float *)((const uint8_t *)j->W->data + (size_t)n0 * j->W->row_bytes);
@@ -810,10 +857,11 @@ static void mm_big(void *p, int t, int ith) {
                            buf + (size_t)r * j->K, j->K);
         Wt = buf;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, tn, j->K, 1.0f, j->X, j->K, Wt, j->K, 0.0f,
-                j->Y + n0, j->N);
+    float *Y = j->Y + (size_t)m0 * j->N + n0;
+    at_gemm(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->K, j->K, Wt, j->K, 1, 0, Y, j->N,
+            j->c->pack[ith]);
     if (j->bias)
-        for (int m = 0; m < j->M; m++) at_add(j->Y + (size_t)m * j->N + n0, j->bias + n0, (size_t)tn);
+        for (int m = 0; m < tm; m++) at_add(Y + (size_t)m * j->N, j->bias + n0, (size_t)tn);
 }
 
 int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
@@ -826,7 +874,7 @@ int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const fl
     } else {
         if (W->type != AT_DT_F32 && reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
             return err ? err->code : AT_E_NOMEM;
-        at_compute_run(c, mm_big, &j, (j.N + TILE_N - 1) / TILE_N);
+        at_compute_run(c, mm_big, &j, ((j.N + TILE_N - 1) / TILE_N) * ((M + TILE_M - 1) / TILE_M));
     }
     return 0;
 }
@@ -905,16 +953,21 @@ static void att_task(void *p, int t, int ith) {
         int tk = j->Tk;
         if (j->causal >= 0 && j->causal + i0 + ch < tk) tk = j->causal + i0 + ch;
         if (ch == 1) {
-            /* one query (decoder step): two matrix-vector products */
+            /* one query (decoder step): scores, softmax, weighted sum */
             const float *q = j->Q + (size_t)i0 * j->ldq + h * j->hd;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, tk, j->hd, scale, j->K + h * j->hd, j->ldk, q, 1, 0.0f, S, 1);
+            for (int k = 0; k < tk; k++) S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
             at_softmax(S, tk);
-            cblas_sgemv(CblasRowMajor, CblasTrans, tk, j->hd, 1.0f, j->V + h * j->hd, j->ldv, S, 1, 0.0f,
-                        j->O + (size_t)i0 * j->ldo + h * j->hd, 1);
+            float *o = j->O + (size_t)i0 * j->ldo + h * j->hd;
+            for (int d = 0; d < j->hd; d++) o[d] = 0.0f;
+            for (int k = 0; k < tk; k++) {
+                const float *v = j->V + (size_t)k * j->ldv + h * j->hd;
+                for (int d = 0; d < j->hd; d++) o[d] += S[k] * v[d];
+            }
             return;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ch, tk, j->hd, scale,
-                    j->Q + (size_t)i0 * j->ldq + h * j->hd, j->ldq, j->K + h * j->hd, j->ldk, 0.0f, S, tk);
+        float *pack = j->c->pack[ith];
+        at_gemm(j->c->isa, ch, tk, j->hd, scale, j->Q + (size_t)i0 * j->ldq + h * j->hd, j->ldq, j->K + h * j->hd,
+                j->ldk, 1, 0, S, tk, pack);
         for (int r = 0; r < ch; r++) {
             float *row = S + (size_t)r * tk;
             int len = tk;
@@ -922,8 +975,8 @@ static void att_task(void *p, int t, int ith) {
             at_softmax(row, len);
             for (int k = len; k < tk; k++) row[k] = 0.0f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ch, j->hd, tk, 1.0f, S, tk, j->V + h * j->hd,
-                    j->ldv, 0.0f, j->O + (size_t)i0 * j->ldo + h * j->hd, j->ldo);
+        at_gemm(j->c->isa, ch, j->hd, tk, 1.0f, S, tk, j->V + h * j->hd, j->ldv, 0, 0,
+                j->O + (size_t)i0 * j->ldo + h * j->hd, j->ldo, pack);
     }
 }
 

@@ -1,0 +1,168 @@
+/* gemm.c - blocked f32 matrix products with register-tiled kernels for
+ * AVX-512, AVX2+FMA and plain C.
+ *
+ * The classic layout (Goto/BLIS): B is packed KC deep and NR wide into
+ * panels that stay in L2, a micro-kernel multiplies MR rows of A by one
+ * panel into MR x NR accumulators held in registers, and the result is
+ * added into C.  A is read in place (MR rows at once; the hardware
+ * prefetcher follows MR streams), except for the last rows of a matrix
+ * whose count is not a multiple of MR, which are copied into a padded
+ * block so that every kernel call is full. */
+#include "compute/gemm.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define AT_GEMM_X86 1
+#include <immintrin.h>
+#define AT_AVX2 __attribute__((target("avx2,fma")))
+#define AT_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#else
+#define AT_GEMM_X86 0
+#endif
+
+#define MR_MAX 16
+#define NR_MAX 32
+
+typedef void (*ukernel)(int kc, const float *a, int lda, const float *bp, float *ct);
+
+/* ct[MR x NR] = a[MR x kc] * bp[kc x NR] */
+static void ukr_scalar(int kc, const float *a, int lda, const float *bp, float *ct)
+{
+    enum { MR = 4, NR = 8 };
+    float c[MR][NR] = {{0}};
+    for (int k = 0; k < kc; k++)
+        for (int i = 0; i < MR; i++) {
+            float ai = a[(size_t)i * lda + k];
+            for (int j = 0; j < NR; j++) c[i][j] += ai * bp[k * NR + j];
+        }
+    memcpy(ct, c, sizeof c);
+}
+
+#if AT_GEMM_X86
+AT_AVX2 static void ukr_avx2(int kc, const float *a, int lda, const float *bp, float *ct)
+{
+    enum { MR = 6 };
+    __m256 c[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(bp + k * 16), b1 = _mm256_load_ps(bp + k * 16 + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + (size_t)i * lda + k);
+            c[i][0] = _mm256_fmadd_ps(ai, b0, c[i][0]);
+            c[i][1] = _mm256_fmadd_ps(ai, b1, c[i][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        _mm256_store_ps(ct + i * 16, c[i][0]);
+        _mm256_store_ps(ct + i * 16 + 8, c[i][1]);
+    }
+}
+
+AT_AVX512 static void ukr_avx512(int kc, const float *a, int lda, const float *bp, float *ct)
+{
+    enum { MR = 12 };
+    __m512 c[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp + k * 32), b1 = _mm512_load_ps(bp + k * 32 + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[(size_t)i * lda + k]);
+            c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        _mm512_store_ps(ct + i * 32, c[i][0]);
+        _mm512_store_ps(ct + i * 32 + 16, c[i][1]);
+    }
+}
+#endif
+
+/* Packs op(B)[k0, k0+kc) x [n0, n0+nb) into panels of nr columns, each kc
+ * rows of nr floats; columns past nb are zero. */
+static void pack_b(const float *B, int ldb, int b_trans, int n0, int nb, int k0, int kc, int nr, float *out)
+{
+    for (int p = 0; p < nb; p += nr) {
+        int w = nb - p < nr ? nb - p : nr;
+        float *o = out + (size_t)p * kc;
+        if (b_trans) {
+            for (int j = 0; j < w; j++) {
+                const float *src = B + (size_t)(n0 + p + j) * ldb + k0;
+                for (int k = 0; k < kc; k++) o[k * nr + j] = src[k];
+            }
+        } else {
+            for (int k = 0; k < kc; k++)
+                memcpy(o + k * nr, B + (size_t)(k0 + k) * ldb + n0 + p, (size_t)w * sizeof *o);
+        }
+        if (w < nr)
+            for (int k = 0; k < kc; k++) memset(o + k * nr + w, 0, (size_t)(nr - w) * sizeof *o);
+    }
+}
+
+void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+             int ldb, int b_trans, int accumulate, float *C, int ldc, float *scratch)
+{
+    ukernel kern = ukr_scalar;
+    int mr = 4, nr = 8;
+#if AT_GEMM_X86
+    if (isa >= AT_ISA_AVX512) {
+        kern = ukr_avx512;
+        mr = 12;
+        nr = 32;
+    } else if (isa >= AT_ISA_AVX2) {
+        kern = ukr_avx2;
+        mr = 6;
+        nr = 16;
+    }
+#else
+    (void)isa;
+#endif
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
+        return;
+    }
+    float *bpack = scratch, *apad = scratch + AT_GEMM_NB * AT_GEMM_KC;
+    _Alignas(64) float ct[MR_MAX * NR_MAX];
+    for (int n0 = 0; n0 < N; n0 += AT_GEMM_NB) {
+        int nb = N - n0 < AT_GEMM_NB ? N - n0 : AT_GEMM_NB;
+        for (int k0 = 0; k0 < K; k0 += AT_GEMM_KC) {
+            int kc = K - k0 < AT_GEMM_KC ? K - k0 : AT_GEMM_KC;
+            int first = k0 == 0 && !accumulate;
+            pack_b(B, ldb, b_trans, n0, nb, k0, kc, nr, bpack);
+            for (int m0 = 0; m0 < M; m0 += mr) {
+                int mm = M - m0 < mr ? M - m0 : mr;
+                const float *ap = A + (size_t)m0 * lda + k0;
+                int al = lda;
+                if (mm < mr) {
+                    for (int i = 0; i < mr; i++) {
+                        if (i < mm) memcpy(apad + (size_t)i * kc, ap + (size_t)i * lda, (size_t)kc * sizeof *apad);
+                        else memset(apad + (size_t)i * kc, 0, (size_t)kc * sizeof *apad);
+                    }
+                    ap = apad;
+                    al = kc;
+                }
+                for (int p = 0; p < nb; p += nr) {
+                    int w = nb - p < nr ? nb - p : nr;
+                    kern(kc, ap, al, bpack + (size_t)p * kc, ct);
+                    for (int i = 0; i < mm; i++) {
+                        float *crow = C + (size_t)(m0 + i) * ldc + n0 + p;
+                        const float *t = ct + i * nr;
+                        if (first)
+                            for (int j = 0; j < w; j++) crow[j] = alpha * t[j];
+                        else
+                            for (int j = 0; j < w; j++) crow[j] += alpha * t[j];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+/* test_compute.c - the CPU backend's kernels at every instruction-set level
+ * this machine has (scalar, AVX2, AVX-512), against plain double-precision
+ * references: GEMM shapes that hit every edge of the blocking, matmul with
+ * each weight type, and attention with and without a causal mask. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "compute/backend.h"
+#include "compute/gemm.h"
+
+static uint64_t rng = 88172645463325252ull;
+
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static float *rand_vec(size_t n)
+{
+    float *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++) v[i] = frand();
+    return v;
+}
+
+/* max |a - b| / (1 + |b|) */
+static double max_rel(const float *a, const double *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (1.0 + fabs(b[i]));
+        if (!(d <= m)) m = d; /* NaN propagates */
+    }
+    return m;
+}
+
+static void gemm_case(at_isa isa, int M, int N, int K, int b_trans, int accumulate, float *scratch)
+{
+    int lda = K + 3, ldb = (b_trans ? K : N) + 5, ldc = N + 7;
+    float *A = rand_vec((size_t)M * lda), *B = rand_vec((size_t)(b_trans ? N : K) * ldb);
+    float *C = rand_vec((size_t)M * ldc);
+    double *ref = malloc((size_t)M * N * sizeof *ref);
+    assert_non_null(ref);
+    float alpha = 0.75f;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += (double)A[(size_t)i * lda + k] *
+                     (b_trans ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+            ref[(size_t)i * N + j] = alpha * s + (accumulate ? C[(size_t)i * ldc + j] : 0.0);
+        }
+    float guard = C[(size_t)(M - 1) * ldc + N]; /* past the last column: untouched */
+    at_gemm(isa, M, N, K, alpha, A, lda, B, ldb, b_trans, accumulate, C, ldc, scratch);
+    float *got = malloc((size_t)M * N * sizeof *got);
+    assert_non_null(got);
+    for (int i = 0; i < M; i++) memcpy(got + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof *got);
+    double e = max_rel(got, ref, (size_t)M * N);
+    if (!(e < 1e-5 * (1 + K / 64.0)))
+        fail_msg("%s gemm M=%d N=%d K=%d trans=%d acc=%d: error %g", at_isa_name(isa), M, N, K, b_trans,
+                 accumulate, e);
+    assert_true(C[(size_t)(M - 1) * ldc + N] == guard);
+    free(A);
+    free(B);
+    free(C);
+    free(ref);
+    free(got);
+}
+
+static void test_gemm_every_level(void **st)
+{
+    (void)st;
+    float *scratch = aligned_alloc(64, AT_GEMM_SCRATCH * sizeof(float));
+    assert_non_null(scratch);
+    /* shapes around each kernel's MR (4, 6, 12) and NR (8, 16, 32), the
+     * packing width 128 and the depth block 256 */
+    static const int shapes[][3] = {{1, 1, 1},    {3, 5, 7},     {12, 32, 64},  {13, 33, 65},
+                                    {25, 130, 257}, {64, 64, 512}, {37, 200, 300}, {6, 16, 256}};
+    at_isa best = at_isa_detect();
+    print_message("  CPU kernels up to %s\n", at_isa_name(best));
+    for (int isa = AT_ISA_SCALAR; isa <= (int)best; isa++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int t = 0; t < 2; t++)
+                for (int acc = 0; acc < 2; acc++)
+                    gemm_case((at_isa)isa, shapes[s][0], shapes[s][1], shapes[s][2], t, acc, scratch);
+    free(scratch);
+}
+
+/* at_matmul for each weight type and both paths (decoder-sized M < 16 and
+ * encoder-sized), at each level, against the dequantized weights. */
+static void test_matmul_types(void **st)
+{
+    (void)st;
+    static const at_dtype types[] = {AT_DT_F32, AT_DT_F16, AT_DT_BF16, AT_DT_Q8_0,
+                                     AT_DT_Q5_0, AT_DT_Q5_1, AT_DT_Q4_0, AT_DT_Q4_1};
+    const int N = 150, K = 320;
+    at_err err;
+    at_compute *c = at_compute_new(2, &err);
+    assert_non_null(c);
+    float *w = rand_vec((size_t)N * K), *bias = rand_vec(N), *deq = malloc((size_t)N * K * sizeof *deq);
+    assert_non_null(deq);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        at_dtype t = types[ti];
+        size_t rb = at_dtype_row_bytes(t, K);
+        uint8_t *q = malloc(rb * N);
+        assert_non_null(q);
+        for (int n = 0; n < N; n++) {
+            at_quant_row(t, w + (size_t)n * K, q + (size_t)n * rb, K);
+            at_dequant_row(t, q + (size_t)n * rb, deq + (size_t)n * K, K);
+        }
+        at_matrix W = {t, N, K, q, rb};
+        static const int Ms[] = {1, 5, 300};
+        for (size_t mi = 0; mi < 3; mi++) {
+            int M = Ms[mi];
+            float *X = rand_vec((size_t)M * K), *Y = malloc((size_t)M * N * sizeof *Y);
+            double *ref = malloc((size_t)M * N * sizeof *ref);
+            assert_non_null(Y);
+            assert_non_null(ref);
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double s = bias[n];
+                    for (int k = 0; k < K; k++) s += (double)X[(size_t)m * K + k] * deq[(size_t)n * K + k];
+                    ref[(size_t)m * N + n] = s;
+                }
+            for (int isa = AT_ISA_SCALAR; isa <= (int)at_isa_detect(); isa++) {
+                assert_int_equal(at_compute_set_isa(c, (at_isa)isa), isa);
+                memset(Y, 0xff, (size_t)M * N * sizeof *Y);
+                assert_int_equal(at_matmul(c, X, M, &W, bias, Y, &err), 0);
+                double e = max_rel(Y, ref, (size_t)M * N);
+                if (!(e < 1e-4))
+                    fail_msg("%s matmul %s M=%d: error %g", at_isa_name((at_isa)isa), at_dtype_name(t), M, e);
+            }
+            free(X);
+            free(Y);
+            free(ref);
+        }
+        free(q);
+    }
+    free(w);
+    free(bias);
+    free(deq);
+    at_compute_free(c);
+}
+
+static void test_attention(void **st)
+{
+    (void)st;
+    const int H = 3, hd = 40, D = H * hd;
+    at_err err;
+    at_compute *c = at_compute_new(2, &err);
+    assert_non_null(c);
+    static const int cases[][3] = {{1, 37, -1}, {1, 37, 36}, {70, 70, 0}, {5, 90, 85}, {130, 150, -1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int Tq = cases[ci][0], Tk = cases[ci][1], causal = cases[ci][2];
+        float *Q = rand_vec((size_t)Tq * D), *K = rand_vec((size_t)Tk * D), *V = rand_vec((size_t)Tk * D);
+        float *O = malloc((size_t)Tq * D * sizeof *O);
+        double *ref = malloc((size_t)Tq * D * sizeof *ref), *p = malloc((size_t)Tk * sizeof *p);
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < Tq; i++) {
+                int len = causal >= 0 && causal + i + 1 < Tk ? causal + i + 1 : Tk;
+                double mx = -INFINITY, sum = 0;
+                for (int k = 0; k < len; k++) {
+                    double s = 0;
+                    for (int d = 0; d < hd; d++) s += (double)Q[(size_t)i * D + h * hd + d] * K[(size_t)k * D + h * hd + d];
+                    p[k] = s / sqrt(hd);
+                    if (p[k] > mx) mx = p[k];
+                }
+                for (int k = 0; k < len; k++) sum += (p[k] = exp(p[k] - mx));
+                for (int d = 0; d < hd; d++) {
+                    double o = 0;
+                    for (int k = 0; k < len; k++) o += p[k] / sum * V[(size_t)k * D + h * hd + d];
+                    ref[(size_t)i * D + h * hd + d] = o;
+                }
+            }
+        for (int isa = AT_ISA_SCALAR; isa <= (int)at_isa_detect(); isa++) {
+            at_compute_set_isa(c, (at_isa)isa);
+            assert_int_equal(at_attention(c, Q, D, K, D, V, D, Tq, Tk, H, hd, causal, O, D, &err), 0);
+            double e = max_rel(O, ref, (size_t)Tq * D);
+            if (!(e < 1e-5))
+                fail_msg("%s attention Tq=%d Tk=%d causal=%d: error %g", at_isa_name((at_isa)isa), Tq, Tk, causal, e);
+        }
+        free(Q);
+        free(K);
+        free(V);
+        free(O);
+        free(ref);
+        free(p);
+    }
+    at_compute_free(c);
+}
+
+static void test_isa_cap(void **st)
+{
+    (void)st;
+    at_err err;
+    at_compute *c = at_compute_new(1, &err);
+    assert_non_null(c);
+    assert_int_equal(at_compute_isa(c), at_isa_detect());
+    assert_int_equal(at_compute_set_isa(c, AT_ISA_SCALAR), AT_ISA_SCALAR);
+    /* asking for more than the CPU has gives what it has */
+    assert_int_equal(at_compute_set_isa(c, AT_ISA_AVX512), at_isa_detect());
+    assert_string_equal(at_isa_name(AT_ISA_AVX2), "avx2");
+    at_compute_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_every_level),
+        cmocka_unit_test(test_matmul_types),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_isa_cap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
