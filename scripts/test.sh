@@ -1,13 +1,20 @@
 #!/bin/sh
-# One command for a newcomer and for CI: install what is missing, build,
-# run every test, compile the other build types, then build again with AddressSanitizer +
-# UndefinedBehaviorSanitizer and run every test there too, and finally
-# build and run the container deployment for real (scripts/docker-check.sh;
-# needs root to start dockerd; AT_SKIP_DOCKER=1 skips it on a workstation).
+# One command for a newcomer and for CI: install what is missing, check
+# the style, build, run every test, compile the other build types, then
+# build again with AddressSanitizer + UndefinedBehaviorSanitizer and run
+# every test there too, and finally build and run the container
+# deployment for real (scripts/docker-check.sh; needs root to start
+# dockerd; AT_SKIP_DOCKER=1 skips it on a workstation).
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/fetch-test-data.sh
+
+# One style, written down in .clang-format.
+if ! git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror; then
+    echo "style: run  git ls-files '*.c' '*.h' | xargs clang-format -i" >&2
+    exit 1
+fi
 
 ./scripts/build.sh build
 (cd build && ctest --output-on-failure)

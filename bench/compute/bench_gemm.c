@@ -46,8 +46,10 @@ int main(int argc, char **argv)
 {
     int threads = 2, reps = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--reps"))
+            reps = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "usage: %s [--threads N] [--reps N]\n", argv[0]);
             return 2;
@@ -60,8 +62,8 @@ int main(int argc, char **argv)
     printf("CPU: %s\nour best kernel: %s; OpenBLAS core: %s\n", cpu, at_isa_name(at_isa_detect()),
            openblas_get_corename());
     /* M x N x K: tiny's and base's attention/MLP products over 1500 frames */
-    static const int shapes[][3] = {{1500, 384, 384}, {1500, 1536, 384}, {1500, 512, 512}, {1500, 1536, 512},
-                                    {1500, 512, 2048}};
+    static const int shapes[][3] = {
+        {1500, 384, 384}, {1500, 1536, 384}, {1500, 512, 512}, {1500, 1536, 512}, {1500, 512, 2048}};
     at_err err;
     at_compute *c = at_compute_new(threads, &err);
     if (!c) {
@@ -85,7 +87,8 @@ int main(int argc, char **argv)
             for (int r = 0; r < reps; r++) {
                 double t0 = now();
                 if (blas)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, 0.0f, Y, N);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, 0.0f, Y,
+                                N);
                 else
                     at_gemm((at_isa)isa, M, N, K, 1.0f, X, K, W, K, 1, 0, Y, N, scratch);
                 double t1 = now() - t0;

@@ -68,8 +68,8 @@ static void bench_asr(void)
         }
         at_audio_free(&a);
     }
-    printf("asr  pocketsphinx total: %.1f s audio, RTF %.3f, peak RSS %ld MB\n", audio,
-           compute / audio, peak_rss_mb());
+    printf("asr  pocketsphinx total: %.1f s audio, RTF %.3f, peak RSS %ld MB\n", audio, compute / audio,
+           peak_rss_mb());
     at_asr_engine_free(e);
 }
 

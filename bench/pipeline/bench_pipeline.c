@@ -34,7 +34,7 @@ static double now_s(void)
 }
 
 typedef struct seg_times {
-    double end;            /* end of speech, stream time */
+    double end;                       /* end of speech, stream time */
     double final, translation, audio; /* arrival, stream time; 0 = not yet */
 } seg_times;
 
@@ -146,10 +146,10 @@ static void bench(int port, const int16_t *pcm, size_t n, int streams)
         pthread_create(&th[i], NULL, run_stream, &r[i]);
     }
     for (int i = 0; i < streams; i++) pthread_join(th[i], NULL);
-    printf("\n== %d stream%s at real-time pace (%.1f s of audio each) ==\n", streams,
-           streams > 1 ? "s" : "", (double)n / 16000);
-    printf("%-6s %-4s %8s %10s %12s %14s\n", "stream", "seg", "end (s)", "final (s)",
-           "translation", "first audio");
+    printf("\n== %d stream%s at real-time pace (%.1f s of audio each) ==\n", streams, streams > 1 ? "s" : "",
+           (double)n / 16000);
+    printf("%-6s %-4s %8s %10s %12s %14s\n", "stream", "seg", "end (s)", "final (s)", "translation",
+           "first audio");
     double *df = calloc(MAX_SEGS * (size_t)streams, sizeof *df);
     double *dt = calloc(MAX_SEGS * (size_t)streams, sizeof *dt);
     double *da = calloc(MAX_SEGS * (size_t)streams, sizeof *da);
@@ -166,12 +166,10 @@ static void bench(int port, const int16_t *pcm, size_t n, int streams)
             if (!isnan(a)) da[na++] = a;
         }
     }
-    printf("%-24s %10s %12s %14s\n", "delay after speech ends", "final", "translation",
-           "first audio");
+    printf("%-24s %10s %12s %14s\n", "delay after speech ends", "final", "translation", "first audio");
     printf("%-24s %10.3f %12.3f %14.3f\n", "median (s)", pct(df, nf, 0.5), pct(dt, nt, 0.5),
            pct(da, na, 0.5));
-    printf("%-24s %10.3f %12.3f %14.3f\n", "p90 (s)", pct(df, nf, 0.9), pct(dt, nt, 0.9),
-           pct(da, na, 0.9));
+    printf("%-24s %10.3f %12.3f %14.3f\n", "p90 (s)", pct(df, nf, 0.9), pct(dt, nt, 0.9), pct(da, na, 0.9));
     printf("utterances: %zu\n", nf);
     fflush(stdout);
     free(df);
@@ -195,9 +193,9 @@ int main(int argc, char **argv)
     if (!pcm) return 1;
     at_test_proc proc = {0};
     if (!port) {
-        const char *args[] = {"serve", "--host", "127.0.0.1", "--asr-port", "0",
-                              "--translate-port", "0", "--tts-port", "0", "--pipeline-port", "0",
-                              "--max-streams", "16", NULL};
+        const char *args[] = {"serve", "--host",     "127.0.0.1", "--asr-port",      "0", "--translate-port",
+                              "0",     "--tts-port", "0",         "--pipeline-port", "0", "--max-streams",
+                              "16",    NULL};
         if (at_test_spawn(&proc, "audio-translator", args, 4, 120) != 0) {
             fprintf(stderr, "cannot start %s/audio-translator serve\n", getenv("AT_BUILD_DIR"));
             return 1;

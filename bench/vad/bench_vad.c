@@ -62,8 +62,8 @@ int main(int argc, char **argv)
             }
         }
         double per = (cpu_s() - a) / reps;
-        printf("%-7s %6.2f ms CPU per second of audio (RTF %.5f), %d utterances per pass\n",
-               at_vad_kind(v), 1e3 * per / secs, per / secs, utts / reps);
+        printf("%-7s %6.2f ms CPU per second of audio (RTF %.5f), %d utterances per pass\n", at_vad_kind(v),
+               1e3 * per / secs, per / secs, utts / reps);
         at_vad_free(v);
     }
     at_silero_free(sil);

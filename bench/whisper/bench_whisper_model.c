@@ -28,13 +28,15 @@ typedef struct {
     int ok;
 } result_t;
 
-static double now(void) {
+static double now(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void run_child(const char *path, int threads, int n_tok, int fd) {
+static void run_child(const char *path, int threads, int n_tok, int fd)
+{
     result_t r = {0};
     at_err err = {0};
     double t0 = now();
@@ -48,13 +50,15 @@ static void run_child(const char *path, int threads, int n_tok, int fd) {
     const at_whisper_special *sp = at_whisper_model_special(m);
     /* 30 s of a chirp plus noise: content does not change the cost */
     size_t n = AT_WHISPER_N_SAMPLES;
-    float *pcm = malloc(n * sizeof(float)), *mel = malloc(sizeof(float) * (size_t)hp->n_mels * AT_WHISPER_N_FRAMES);
+    float *pcm = malloc(n * sizeof(float)),
+          *mel = malloc(sizeof(float) * (size_t)hp->n_mels * AT_WHISPER_N_FRAMES);
     float *lg = malloc(sizeof(float) * (size_t)hp->n_vocab);
     uint32_t s = 1;
     for (size_t i = 0; i < n; i++) {
         s = s * 1664525u + 1013904223u;
         double t = (double)i / AT_WHISPER_SAMPLE_RATE;
-        pcm[i] = 0.3f * (float)sin(2 * M_PI * (200 + 40 * t) * t) + 0.01f * ((float)(s >> 8) / 16777216.0f - 0.5f);
+        pcm[i] =
+            0.3f * (float)sin(2 * M_PI * (200 + 40 * t) * t) + 0.01f * ((float)(s >> 8) / 16777216.0f - 0.5f);
     }
     at_whisper_state *st = at_whisper_state_new(m, threads, &err);
     at_whisper_kv *kv = at_whisper_kv_new(m, &err);
@@ -91,7 +95,8 @@ static void run_child(const char *path, int threads, int n_tok, int fd) {
     _exit(0);
 }
 
-static int bench(const char *path, int threads, int n_tok, result_t *r) {
+static int bench(const char *path, int threads, int n_tok, result_t *r)
+{
     int p[2];
     if (pipe(p)) return -1;
     pid_t pid = fork();
@@ -109,13 +114,15 @@ static int bench(const char *path, int threads, int n_tok, result_t *r) {
     return got == (ssize_t)sizeof *r && r->ok ? 0 : -1;
 }
 
-static int split(char *s, char **out, int max) {
+static int split(char *s, char **out, int max)
+{
     int n = 0;
     for (char *t = strtok(s, ","); t && n < max; t = strtok(NULL, ",")) out[n++] = t;
     return n;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     char presets_s[256] = "tiny,base,small", types_s[128] = "f16,q8_0", threads_s[64] = "1,2";
     const char *model = NULL, *td = getenv("TMPDIR");
     char dir[1024];
@@ -124,16 +131,23 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
-            fprintf(stderr, "usage: %s [--presets L] [--types L] [--threads L] [--tokens N] [--dir D] [--model F]\n",
+            fprintf(stderr,
+                    "usage: %s [--presets L] [--types L] [--threads L] [--tokens N] [--dir D] [--model F]\n",
                     argv[0]);
             return 2;
         }
-        if (!strcmp(a, "--presets")) snprintf(presets_s, sizeof presets_s, "%s", v);
-        else if (!strcmp(a, "--types")) snprintf(types_s, sizeof types_s, "%s", v);
-        else if (!strcmp(a, "--threads")) snprintf(threads_s, sizeof threads_s, "%s", v);
-        else if (!strcmp(a, "--tokens")) n_tok = atoi(v) > 0 ? atoi(v) : 32;
-        else if (!strcmp(a, "--dir")) snprintf(dir, sizeof dir, "%s", v);
-        else if (!strcmp(a, "--model")) model = v;
+        if (!strcmp(a, "--presets"))
+            snprintf(presets_s, sizeof presets_s, "%s", v);
+        else if (!strcmp(a, "--types"))
+            snprintf(types_s, sizeof types_s, "%s", v);
+        else if (!strcmp(a, "--threads"))
+            snprintf(threads_s, sizeof threads_s, "%s", v);
+        else if (!strcmp(a, "--tokens"))
+            n_tok = atoi(v) > 0 ? atoi(v) : 32;
+        else if (!strcmp(a, "--dir"))
+            snprintf(dir, sizeof dir, "%s", v);
+        else if (!strcmp(a, "--model"))
+            model = v;
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
@@ -149,8 +163,8 @@ int main(int argc, char **argv) {
         perror(dir);
         return 1;
     }
-    printf("%-16s %-5s %3s %7s %10s %10s %10s %9s %8s\n", "model", "type", "thr", "load s", "enc1st s", "enc 30s s",
-           "enc 10s s", "ms/token", "peak MB");
+    printf("%-16s %-5s %3s %7s %10s %10s %10s %9s %8s\n", "model", "type", "thr", "load s", "enc1st s",
+           "enc 30s s", "enc 10s s", "ms/token", "peak MB");
     for (int p = 0; p < np; p++)
         for (int t = 0; t < nt; t++) {
             char path[1200];
@@ -172,12 +186,13 @@ int main(int argc, char **argv) {
                 result_t r;
                 int thr = atoi(threads[h]);
                 if (bench(path, thr, n_tok, &r)) {
-                    printf("%-16s %-5s %3d   failed\n", model ? "model" : presets[p], model ? "" : types[t], thr);
+                    printf("%-16s %-5s %3d   failed\n", model ? "model" : presets[p], model ? "" : types[t],
+                           thr);
                     continue;
                 }
-                printf("%-16s %-5s %3d %7.3f %10.3f %10.3f %10.3f %9.2f %8.1f\n", model ? "model" : presets[p],
-                       model ? "" : types[t], thr, r.load_s, r.cold_s, r.enc30_s, r.enc10_s, r.tok_ms,
-                       r.maxrss_kb / 1024.0);
+                printf("%-16s %-5s %3d %7.3f %10.3f %10.3f %10.3f %9.2f %8.1f\n",
+                       model ? "model" : presets[p], model ? "" : types[t], thr, r.load_s, r.cold_s,
+                       r.enc30_s, r.enc10_s, r.tok_ms, r.maxrss_kb / 1024.0);
                 fflush(stdout);
             }
         }

@@ -122,7 +122,8 @@ static void *stream_thread(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL [--max-streams N] [--from N] [--clips K] [--vad-model FILE]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL [--max-streams N] [--from N] [--clips K] [--vad-model FILE]\n",
+                argv[0]);
         return 2;
     }
     int max_streams = 4, n_clips = 5, from = 1;
@@ -150,8 +151,8 @@ int main(int argc, char **argv)
         return 1;
     }
     double dur = (double)n / 16000;
-    printf("model %s, %.1f s of audio (%d utterances), step %d ms, VAD %s, 1 thread/stream\n",
-           argv[1], dur, n_clips, c.step_ms, vad_model ? "silero" : "energy");
+    printf("model %s, %.1f s of audio (%d utterances), step %d ms, VAD %s, 1 thread/stream\n", argv[1], dur,
+           n_clips, c.step_ms, vad_model ? "silero" : "energy");
     /* one stream, simulated real-time clock (no sleeping) */
     run *r = calloc(1, sizeof *r);
     *r = (run){.e = e, .pcm = pcm, .n = n, .utt_end = utt_end, .n_utt = n_clips};
@@ -161,8 +162,8 @@ int main(int argc, char **argv)
            1e3 * pct(r->steps, r->n_steps, 1.0), r->n_steps);
     printf("1 stream: utterance end -> final median %.2f s p90 %.2f s (%zu utterances)\n",
            pct(r->delays, r->n_delays, 0.5), pct(r->delays, r->n_delays, 0.9), r->n_delays);
-    printf("1 stream: CPU %.0f%% of one core (compute %.1f s for %.1f s of audio)\n",
-           100 * r->compute / dur, r->compute, dur);
+    printf("1 stream: CPU %.0f%% of one core (compute %.1f s for %.1f s of audio)\n", 100 * r->compute / dur,
+           r->compute, dur);
     free(r);
     /* N streams at real-time pace in parallel: keeps up while the lag
      * stays below 2 s */
@@ -180,8 +181,9 @@ int main(int argc, char **argv)
             if (rs[i].max_lag > lag) lag = rs[i].max_lag;
             for (size_t k = 0; k < rs[i].n_delays && nd < 512; k++) del[nd++] = rs[i].delays[k];
         }
-        printf("%d concurrent real-time streams: max lag %.2f s, final delay median %.2f s p90 %.2f s -> %s\n",
-               ns, lag, pct(del, nd, 0.5), pct(del, nd, 0.9), lag < 2.0 ? "keeps up" : "falls behind");
+        printf(
+            "%d concurrent real-time streams: max lag %.2f s, final delay median %.2f s p90 %.2f s -> %s\n",
+            ns, lag, pct(del, nd, 0.5), pct(del, nd, 0.9), lag < 2.0 ? "keeps up" : "falls behind");
         free(rs);
         if (lag >= 2.0) break;
     }

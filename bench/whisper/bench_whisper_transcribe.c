@@ -71,8 +71,7 @@ static void run_one(const at_audio *a, const char *model, int threads)
     if (rc == 0) {
         printf("%-28s threads %d: load %.2f s, %.1f s audio in %.2f s, RTF %.3f, "
                "%zu segments, peak RSS %ld MB\n",
-               base ? base + 1 : model, threads, load, dur, dt, dt / dur, r.n_segments,
-               ru.ru_maxrss / 1024);
+               base ? base + 1 : model, threads, load, dur, dt, dt / dur, r.n_segments, ru.ru_maxrss / 1024);
         at_asr_result_free(&r);
     } else {
         printf("%s: %s\n", model, err.msg);

@@ -23,47 +23,49 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: audio-translator COMMAND [OPTIONS]\n\n"
-            "Commands:\n"
-            "  serve                          run asr_streaming (8003), translate (8004),\n"
-            "                                 tts (8005) and the pipeline with its web\n"
-            "                                 page (8000) in one process\n"
-            "  transcribe FILE                recognise speech in an audio file\n"
-            "  translate TEXT --from L --to L translate text (TEXT '-' reads stdin)\n"
-            "  speak TEXT -o OUT.wav          synthesise speech\n"
-            "  translate-speech IN --from L --to L -o OUT.wav [--srt F] [--vtt F]\n"
-            "                                 speech file -> translated speech + subtitles\n"
-            "  whisper-check --model PATH ... decode with raw argmax and dump features\n"
-            "  whisper-convert --model IN --out OUT.bin  Hugging Face folder -> ggml\n"
-            "                                 (--type f32|f16|q8_0|q5_0|q5_1|q4_0)\n"
-            "  models list|pull NAME|path NAME  the Whisper model cache (AT_MODELS_DIR)\n"
-            "  whisper-random-model ...       write a random-weight ggml model of an\n"
-            "                                 official shape (tests, benchmarks)\n\n"
-            "Run 'audio-translator COMMAND --help' for a command's options.\n");
+    fprintf(f, "Usage: audio-translator COMMAND [OPTIONS]\n\n"
+               "Commands:\n"
+               "  serve                          run asr_streaming (8003), translate (8004),\n"
+               "                                 tts (8005) and the pipeline with its web\n"
+               "                                 page (8000) in one process\n"
+               "  transcribe FILE                recognise speech in an audio file\n"
+               "  translate TEXT --from L --to L translate text (TEXT '-' reads stdin)\n"
+               "  speak TEXT -o OUT.wav          synthesise speech\n"
+               "  translate-speech IN --from L --to L -o OUT.wav [--srt F] [--vtt F]\n"
+               "                                 speech file -> translated speech + subtitles\n"
+               "  whisper-check --model PATH ... decode with raw argmax and dump features\n"
+               "  whisper-convert --model IN --out OUT.bin  Hugging Face folder -> ggml\n"
+               "                                 (--type f32|f16|q8_0|q5_0|q5_1|q4_0)\n"
+               "  models list|pull NAME|path NAME  the Whisper model cache (AT_MODELS_DIR)\n"
+               "  whisper-random-model ...       write a random-weight ggml model of an\n"
+               "                                 official shape (tests, benchmarks)\n\n"
+               "Run 'audio-translator COMMAND --help' for a command's options.\n");
 }
 
 /* curl-style short options the commands accept. */
 static void expand_short(int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-o") == 0) argv[i] = "--output";
-        else if (strcmp(argv[i], "-h") == 0) argv[i] = "--help";
-        else if (strcmp(argv[i], "-l") == 0) argv[i] = "--language";
-        else if (strcmp(argv[i], "-m") == 0) argv[i] = "--model";
+        if (strcmp(argv[i], "-o") == 0)
+            argv[i] = "--output";
+        else if (strcmp(argv[i], "-h") == 0)
+            argv[i] = "--help";
+        else if (strcmp(argv[i], "-l") == 0)
+            argv[i] = "--language";
+        else if (strcmp(argv[i], "-m") == 0)
+            argv[i] = "--model";
     }
 }
 
 /* Parses a command's options; returns -1 to continue, else an exit code. */
-static int parse(const at_option *o, size_t n, int argc, char **argv, const char *use,
-                 const char **pos, size_t max_pos, size_t *n_pos, size_t need_pos)
+static int parse(const at_option *o, size_t n, int argc, char **argv, const char *use, const char **pos,
+                 size_t max_pos, size_t *n_pos, size_t need_pos)
 {
     at_err err;
     at_err_clear(&err);
     int rc = at_config_parse(o, n, argc, argv, 2, use, pos, max_pos, n_pos, &err);
     if (rc == 1) return 0;
-    if (rc == 0 && *n_pos < need_pos)
-        at_err_set(&err, AT_E_INVALID, "missing argument");
+    if (rc == 0 && *n_pos < need_pos) at_err_set(&err, AT_E_INVALID, "missing argument");
     if (rc != 0 || *n_pos < need_pos) {
         fprintf(stderr, "audio-translator %s: %s\nUsage: %s\n", argv[1], err.msg, use);
         return 2;
@@ -71,8 +73,7 @@ static int parse(const at_option *o, size_t n, int argc, char **argv, const char
     return -1;
 }
 
-static int load_app(at_app **app, int kinds, const char *model, const char *extra_dir,
-                    int threads)
+static int load_app(at_app **app, int kinds, const char *model, const char *extra_dir, int threads)
 {
     at_app_config c;
     at_app_config_defaults(&c);
@@ -96,35 +97,33 @@ static int load_app(at_app **app, int kinds, const char *model, const char *extr
 
 static int cmd_transcribe(int argc, char **argv)
 {
-    char *model = NULL, *engine = NULL, *language = NULL, *format = NULL, *output = NULL,
-         *prompt = NULL, *ps_dir = NULL;
+    char *model = NULL, *engine = NULL, *language = NULL, *format = NULL, *output = NULL, *prompt = NULL,
+         *ps_dir = NULL;
     long threads = 0;
     int translate = 0;
     at_option o[] = {
         {"model", "AT_WHISPER_MODEL", AT_OPT_STRING, NULL,
          "whisper model (ggml .bin or Hugging Face folder); default: pocketsphinx", &model, 0, 0},
-        {"engine", NULL, AT_OPT_STRING, NULL, "pocketsphinx or whisper (default: the best loaded)",
-         &engine, 0, 0},
+        {"engine", NULL, AT_OPT_STRING, NULL, "pocketsphinx or whisper (default: the best loaded)", &engine,
+         0, 0},
         {"language", NULL, AT_OPT_STRING, NULL, "spoken language (ISO 639-1)", &language, 0, 0},
         {"format", NULL, AT_OPT_STRING, "text", "text, json, verbose_json, srt or vtt", &format, 0, 0},
         {"translate", NULL, AT_OPT_BOOL, "0", "translate speech to English (whisper)", &translate, 0, 0},
         {"prompt", NULL, AT_OPT_STRING, NULL, "initial prompt (whisper)", &prompt, 0, 0},
         {"threads", "AT_THREADS", AT_OPT_INT, "0", "whisper threads (0 = all cores)", &threads, 0, 256},
-        {"pocketsphinx-model", "AT_POCKETSPHINX_MODEL", AT_OPT_STRING, NULL,
-         "pocketsphinx model folder", &ps_dir, 0, 0},
+        {"pocketsphinx-model", "AT_POCKETSPHINX_MODEL", AT_OPT_STRING, NULL, "pocketsphinx model folder",
+         &ps_dir, 0, 0},
         {"output", NULL, AT_OPT_STRING, NULL, "write to this file instead of stdout (-o)", &output, 0, 0},
     };
     size_t no = sizeof o / sizeof o[0], n_pos = 0;
     const char *pos[1];
-    int rc = parse(o, no, argc, argv, "audio-translator transcribe FILE [OPTIONS]", pos, 1,
-                   &n_pos, 1);
+    int rc = parse(o, no, argc, argv, "audio-translator transcribe FILE [OPTIONS]", pos, 1, &n_pos, 1);
     if (rc >= 0) goto done;
     rc = 1;
     at_err err;
     at_err_clear(&err);
     at_audio audio = {0};
-    if (at_audio_decode_file(pos[0], 0, &audio, &err) != 0 ||
-        at_audio_resample(&audio, 16000, &err) != 0) {
+    if (at_audio_decode_file(pos[0], 0, &audio, &err) != 0 || at_audio_resample(&audio, 16000, &err) != 0) {
         fprintf(stderr, "audio-translator transcribe: %s: %s\n", pos[0], err.msg);
         at_audio_free(&audio);
         goto done;
@@ -151,9 +150,9 @@ static int cmd_transcribe(int argc, char **argv)
             int ok = 0;
             for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) ok |= !strcmp(format, fmts[i]);
             const char *ctype;
-            char *doc = ok ? at_asr_format_result(&res, format, translate ? "translate" : "transcribe",
-                                                  &ctype)
-                           : NULL;
+            char *doc =
+                ok ? at_asr_format_result(&res, format, translate ? "translate" : "transcribe", &ctype)
+                   : NULL;
             if (!ok) fprintf(stderr, "audio-translator transcribe: unknown --format '%s'\n", format);
             FILE *out = output ? fopen(output, "w") : stdout;
             if (!doc) {
@@ -206,8 +205,7 @@ static int cmd_translate(int argc, char **argv)
         {"from", NULL, AT_OPT_STRING, NULL, "source language (ISO 639-1, e.g. en)", &from, 0, 0},
         {"to", NULL, AT_OPT_STRING, NULL, "target language (e.g. es)", &to, 0, 0},
         {"list", NULL, AT_OPT_BOOL, "0", "list the installed language pairs", &list, 0, 0},
-        {"apertium-modes", "AT_APERTIUM_MODES", AT_OPT_STRING, NULL, "folder of .mode files",
-         &modes, 0, 0},
+        {"apertium-modes", "AT_APERTIUM_MODES", AT_OPT_STRING, NULL, "folder of .mode files", &modes, 0, 0},
     };
     size_t no = sizeof o / sizeof o[0], n_pos = 0;
     const char *pos[1];
@@ -216,8 +214,7 @@ static int cmd_translate(int argc, char **argv)
     if (rc >= 0) goto done;
     rc = 2;
     if (!list && (n_pos != 1 || !from || !to)) {
-        fprintf(stderr, "audio-translator translate: TEXT, --from and --to are required\nUsage: %s\n",
-                use);
+        fprintf(stderr, "audio-translator translate: TEXT, --from and --to are required\nUsage: %s\n", use);
         goto done;
     }
     at_app *app;
@@ -233,7 +230,8 @@ static int cmd_translate(int argc, char **argv)
         char *out = NULL;
         at_err err;
         at_err_clear(&err);
-        if (!text) fprintf(stderr, "audio-translator translate: cannot read the text\n");
+        if (!text)
+            fprintf(stderr, "audio-translator translate: cannot read the text\n");
         else if (at_mt_translate(at_app_mt(app), from, to, text, &out, &err) != 0)
             fprintf(stderr, "audio-translator translate: %s\n", err.msg);
         else {
@@ -290,15 +288,17 @@ static int cmd_speak(int argc, char **argv)
         at_err_clear(&err);
         at_pcm16_buf sink = {0};
         char *text = strcmp(pos[0], "-") == 0 ? read_stdin() : strdup(pos[0]);
-        if (!v) fprintf(stderr, "audio-translator speak: unknown voice '%s' (see --list)\n", voice);
-        else if (!text) fprintf(stderr, "audio-translator speak: cannot read the text\n");
+        if (!v)
+            fprintf(stderr, "audio-translator speak: unknown voice '%s' (see --list)\n", voice);
+        else if (!text)
+            fprintf(stderr, "audio-translator speak: cannot read the text\n");
         else if (at_tts_synthesize(eng, v, text, (float)speed, at_pcm16_buf_append, &sink, &err) != 0)
             fprintf(stderr, "audio-translator speak: %s\n", err.msg);
         else if (at_wav_write_file(output, sink.pcm, sink.n, v->sample_rate, &err) != 0)
             fprintf(stderr, "audio-translator speak: %s\n", err.msg);
         else {
-            fprintf(stderr, "wrote %s: %.2f s at %d Hz (voice %s)\n", output,
-                    (double)sink.n / v->sample_rate, v->sample_rate, v->name);
+            fprintf(stderr, "wrote %s: %.2f s at %d Hz (voice %s)\n", output, (double)sink.n / v->sample_rate,
+                    v->sample_rate, v->name);
             rc = 0;
         }
         free(text);
@@ -324,13 +324,12 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "models") == 0) return at_models_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-check") == 0) return at_whisper_check_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-convert") == 0) return at_whisper_convert_main(argc - 1, argv + 1);
-    if (strcmp(cmd, "whisper-random-model") == 0)
-        return at_whisper_random_model_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "whisper-random-model") == 0) return at_whisper_random_model_main(argc - 1, argv + 1);
     expand_short(argc, argv);
     if (strcmp(cmd, "serve") == 0)
         return at_services_main("audio-translator serve",
-                                AT_APP_ASR | AT_APP_MT | AT_APP_TTS | AT_APP_PIPELINE,
-                                &at_app_local_loaders, argc, argv, 2);
+                                AT_APP_ASR | AT_APP_MT | AT_APP_TTS | AT_APP_PIPELINE, &at_app_local_loaders,
+                                argc, argv, 2);
     if (strcmp(cmd, "transcribe") == 0) return cmd_transcribe(argc, argv);
     if (strcmp(cmd, "translate") == 0) return cmd_translate(argc, argv);
     if (strcmp(cmd, "speak") == 0) return cmd_speak(argc, argv);

@@ -103,8 +103,8 @@ static int write_text(const char *path, const char *doc)
 
 int at_cli_translate_speech(int argc, char **argv)
 {
-    char *from = NULL, *to = NULL, *output = NULL, *srt = NULL, *vtt = NULL, *voice = NULL,
-         *model = NULL, *engine = NULL, *modes = NULL;
+    char *from = NULL, *to = NULL, *output = NULL, *srt = NULL, *vtt = NULL, *voice = NULL, *model = NULL,
+         *engine = NULL, *modes = NULL;
     long threads = 0, rate = 0;
     double speed = 1.0;
     int want_progress = 1;
@@ -113,23 +113,19 @@ int at_cli_translate_speech(int argc, char **argv)
         {"to", NULL, AT_OPT_STRING, NULL, "language to translate into", &to, 0, 0},
         {"output", NULL, AT_OPT_STRING, NULL, "translated speech, WAV (-o)", &output, 0, 0},
         {"srt", NULL, AT_OPT_STRING, NULL,
-         "also write SRT subtitles: each cue has the source line, then its translation", &srt, 0,
+         "also write SRT subtitles: each cue has the source line, then its translation", &srt, 0, 0},
+        {"vtt", NULL, AT_OPT_STRING, NULL, "also write WebVTT subtitles (same two lines)", &vtt, 0, 0},
+        {"voice", NULL, AT_OPT_STRING, NULL, "voice (default: the first of the target language)", &voice, 0,
          0},
-        {"vtt", NULL, AT_OPT_STRING, NULL, "also write WebVTT subtitles (same two lines)", &vtt, 0,
-         0},
-        {"voice", NULL, AT_OPT_STRING, NULL, "voice (default: the first of the target language)",
-         &voice, 0, 0},
         {"speed", NULL, AT_OPT_DOUBLE, "1.0", "speaking rate, 0.25 to 4.0", &speed, 0.25, 4.0},
         {"rate", NULL, AT_OPT_INT, "0", "output sample rate (0 = the voice's)", &rate, 0, 192000},
-        {"model", "AT_WHISPER_MODEL", AT_OPT_STRING, NULL,
-         "whisper model; default: pocketsphinx (English)", &model, 0, 0},
+        {"model", "AT_WHISPER_MODEL", AT_OPT_STRING, NULL, "whisper model; default: pocketsphinx (English)",
+         &model, 0, 0},
         {"engine", NULL, AT_OPT_STRING, NULL, "pocketsphinx or whisper", &engine, 0, 0},
-        {"threads", "AT_THREADS", AT_OPT_INT, "0", "whisper threads (0 = all cores)", &threads, 0,
-         256},
-        {"apertium-modes", "AT_APERTIUM_MODES", AT_OPT_STRING, NULL, "folder of .mode files",
-         &modes, 0, 0},
-        {"progress", NULL, AT_OPT_BOOL, "1", "progress bar on stderr (only on a terminal)",
-         &want_progress, 0, 0},
+        {"threads", "AT_THREADS", AT_OPT_INT, "0", "whisper threads (0 = all cores)", &threads, 0, 256},
+        {"apertium-modes", "AT_APERTIUM_MODES", AT_OPT_STRING, NULL, "folder of .mode files", &modes, 0, 0},
+        {"progress", NULL, AT_OPT_BOOL, "1", "progress bar on stderr (only on a terminal)", &want_progress, 0,
+         0},
     };
     size_t no = sizeof o / sizeof o[0], n_pos = 0;
     const char *pos[1];
@@ -179,8 +175,8 @@ int at_cli_translate_speech(int argc, char **argv)
     at_tts_engine *tts = NULL;
     const at_tts_voice *v = at_app_find_voice(app, voice ? voice : to, &tts);
     if (!asr) {
-        fprintf(stderr, "audio-translator translate-speech: unknown engine '%s' (loaded: %s)\n",
-                engine, at_app_asr_names(app));
+        fprintf(stderr, "audio-translator translate-speech: unknown engine '%s' (loaded: %s)\n", engine,
+                at_app_asr_names(app));
         goto done;
     }
     if (!at_asr_engine_supports_language(asr, from)) {
@@ -233,10 +229,10 @@ int at_cli_translate_speech(int argc, char **argv)
         ts_seg *s = &ctx.segs[i];
         at_err e;
         at_err_clear(&e);
-        if (strcmp(from, to) == 0) s->translation = strdup(s->text);
+        if (strcmp(from, to) == 0)
+            s->translation = strdup(s->text);
         else if (at_mt_translate(at_app_mt(app), from, to, s->text, &s->translation, &e) != 0) {
-            fprintf(stderr, "%ssegment %zu: translation failed: %s\n", prog.on ? "\n" : "", i,
-                    e.msg);
+            fprintf(stderr, "%ssegment %zu: translation failed: %s\n", prog.on ? "\n" : "", i, e.msg);
             s->translation = NULL;
             errors++;
         }
@@ -246,10 +242,9 @@ int at_cli_translate_speech(int argc, char **argv)
             snprintf(s->cue, cl, "%s%s%s", s->text, s->translation ? "\n" : "",
                      s->translation ? s->translation : "");
         speech.n = 0;
-        if (s->translation && at_tts_synthesize(tts, v, s->translation, (float)speed, at_pcm16_buf_append,
-                                                &speech, &e) != 0) {
-            fprintf(stderr, "%ssegment %zu: speech synthesis failed: %s\n", prog.on ? "\n" : "", i,
-                    e.msg);
+        if (s->translation &&
+            at_tts_synthesize(tts, v, s->translation, (float)speed, at_pcm16_buf_append, &speech, &e) != 0) {
+            fprintf(stderr, "%ssegment %zu: speech synthesis failed: %s\n", prog.on ? "\n" : "", i, e.msg);
             errors++;
             speech.n = 0;
         }

@@ -45,7 +45,7 @@ size_t at_dtype_block_bytes(at_dtype t);
 size_t at_dtype_row_bytes(at_dtype t, int64_t n);
 
 float at_f16_to_f32(uint16_t h);
-uint16_t at_f32_to_f16(float f);  /* round to nearest even */
+uint16_t at_f32_to_f16(float f); /* round to nearest even */
 float at_bf16_to_f32(uint16_t h);
 
 /* Converts n values (n a multiple of the block size) from src to float. */
@@ -58,8 +58,8 @@ size_t at_quant_row(at_dtype t, const float *src, void *dst, int n);
 typedef struct at_matrix {
     at_dtype type;
     int rows, cols;
-    const void *data;  /* rows * row_bytes bytes, any alignment */
-    size_t row_bytes;  /* at_dtype_row_bytes(type, cols) */
+    const void *data; /* rows * row_bytes bytes, any alignment */
+    size_t row_bytes; /* at_dtype_row_bytes(type, cols) */
 } at_matrix;
 
 /* Instruction-set levels of the CPU kernels, chosen by cpuid (never by
@@ -100,13 +100,12 @@ float *at_compute_scratch(at_compute *c, int ith);
 
 /* Y[M x N] = X[M x K] * W^T (+ bias[N]), W [N x K]. Y must not alias X.
  * Fails only on allocation failure (scratch memory). */
-int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W,
-              const float *bias, float *Y, at_err *err);
+int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
+              at_err *err);
 
 /* Row-wise layer norm over N columns: y = (x - mean)/sqrt(var + eps)*w + b.
  * y may equal x. */
-void at_layer_norm(const float *x, int M, int N, const float *w,
-                   const float *b, float eps, float *y);
+void at_layer_norm(const float *x, int M, int N, const float *w, const float *b, float eps, float *y);
 /* GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)), in place. */
 void at_gelu(float *x, size_t n);
 /* In-place softmax of one row. */
@@ -120,16 +119,14 @@ float at_dot(const float *a, const float *b, int n);
  * uses columns [h*hd, (h+1)*hd).  O: Tq rows, stride ldo.  causal >= 0:
  * query i (at absolute position causal + i) sees keys 0..causal+i only;
  * causal < 0: no mask.  Scale 1/sqrt(hd). */
-int at_attention(at_compute *c, const float *Q, int ldq, const float *K,
-                 int ldk, const float *V, int ldv, int Tq, int Tk, int n_head,
-                 int hd, int causal, float *O, int ldo, at_err *err);
+int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
+                 int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err);
 
 /* 1-D convolution, kernel 3, padding 1, stride 1 or 2, followed by GELU.
  * x: T_in x C_in (time-major), W: [C_out x (C_in*3)] (PyTorch's
  * [C_out, C_in, 3] flattened), y: T_out x C_out with
  * T_out = (T_in + 2 - 3)/stride + 1. */
-int at_conv1d_k3_gelu(at_compute *c, const float *x, int T_in, int C_in,
-                      const at_matrix *W, const float *bias, int stride,
-                      float *y, at_err *err);
+int at_conv1d_k3_gelu(at_compute *c, const float *x, int T_in, int C_in, const at_matrix *W,
+                      const float *bias, int stride, float *y, at_err *err);
 
 #endif

@@ -26,17 +26,23 @@
 
 /* ---------------------------------------------------------------- types */
 
-int at_dtype_valid(int t) {
+int at_dtype_valid(int t)
+{
     switch (t) {
-    case AT_DT_F32: case AT_DT_F16: case AT_DT_Q4_0: case AT_DT_Q4_1:
-    case AT_DT_Q5_0: case AT_DT_Q5_1: case AT_DT_Q8_0: case AT_DT_BF16:
-        return 1;
-    default:
-        return 0;
+    case AT_DT_F32:
+    case AT_DT_F16:
+    case AT_DT_Q4_0:
+    case AT_DT_Q4_1:
+    case AT_DT_Q5_0:
+    case AT_DT_Q5_1:
+    case AT_DT_Q8_0:
+    case AT_DT_BF16: return 1;
+    default: return 0;
     }
 }
 
-const char *at_dtype_name(at_dtype t) {
+const char *at_dtype_name(at_dtype t)
+{
     switch (t) {
     case AT_DT_F32: return "f32";
     case AT_DT_F16: return "f16";
@@ -50,9 +56,12 @@ const char *at_dtype_name(at_dtype t) {
     return "?";
 }
 
-int at_dtype_block(at_dtype t) {
+int at_dtype_block(at_dtype t)
+{
     switch (t) {
-    case AT_DT_F32: case AT_DT_F16: case AT_DT_BF16: return 1;
+    case AT_DT_F32:
+    case AT_DT_F16:
+    case AT_DT_BF16: return 1;
     default: return AT_QK;
     }
 }
@@ -60,10 +69,12 @@ int at_dtype_block(at_dtype t) {
 /* ggml block layouts (QK = 32): q4_0 {f16 d; u8 qs[16]}, q4_1 {f16 d, m;
  * u8 qs[16]}, q5_0 {f16 d; u8 qh[4]; u8 qs[16]}, q5_1 {f16 d, m; u8 qh[4];
  * u8 qs[16]}, q8_0 {f16 d; i8 qs[32]}. */
-size_t at_dtype_block_bytes(at_dtype t) {
+size_t at_dtype_block_bytes(at_dtype t)
+{
     switch (t) {
     case AT_DT_F32: return 4;
-    case AT_DT_F16: case AT_DT_BF16: return 2;
+    case AT_DT_F16:
+    case AT_DT_BF16: return 2;
     case AT_DT_Q4_0: return 18;
     case AT_DT_Q4_1: return 20;
     case AT_DT_Q5_0: return 22;
@@ -73,13 +84,15 @@ size_t at_dtype_block_bytes(at_dtype t) {
     return 0;
 }
 
-size_t at_dtype_row_bytes(at_dtype t, int64_t n) {
+size_t at_dtype_row_bytes(at_dtype t, int64_t n)
+{
     int blk = at_dtype_block(t);
     if (n < 0 || n % blk) return 0;
     return (size_t)(n / blk) * at_dtype_block_bytes(t);
 }
 
-float at_f16_to_f32(uint16_t h) {
+float at_f16_to_f32(uint16_t h)
+{
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t e = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
     if (e == 0) {
@@ -104,7 +117,8 @@ float at_f16_to_f32(uint16_t h) {
     return f;
 }
 
-uint16_t at_f32_to_f16(float f) {
+uint16_t at_f32_to_f16(float f)
+{
     uint32_t x;
     memcpy(&x, &f, 4);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
@@ -123,14 +137,16 @@ uint16_t at_f32_to_f16(float f) {
     return (uint16_t)(sign | (ax >> 13));
 }
 
-float at_bf16_to_f32(uint16_t h) {
+float at_bf16_to_f32(uint16_t h)
+{
     uint32_t bits = (uint32_t)h << 16;
     float f;
     memcpy(&f, &bits, 4);
     return f;
 }
 
-static inline uint16_t rd16(const uint8_t *p) {
+static inline uint16_t rd16(const uint8_t *p)
+{
     uint16_t v;
     memcpy(&v, p, 2);
     return v;
@@ -140,20 +156,18 @@ static inline float rdhalf(const uint8_t *p) { return at_f16_to_f32(rd16(p)); }
 
 /* ------------------------------------------------------ dequantization */
 
-static void dequant_scalar(at_dtype t, const void *src, float *dst, int n) {
+static void dequant_scalar(at_dtype t, const void *src, float *dst, int n)
+{
     const uint8_t *p = src;
     switch (t) {
-    case AT_DT_F32:
-        memcpy(dst, src, (size_t)n * 4);
-        return;
+    case AT_DT_F32: memcpy(dst, src, (size_t)n * 4); return;
     case AT_DT_F16:
         for (int i = 0; i < n; i++) dst[i] = rdhalf(p + 2 * i);
         return;
     case AT_DT_BF16:
         for (int i = 0; i < n; i++) dst[i] = at_bf16_to_f32(rd16(p + 2 * i));
         return;
-    default:
-        break;
+    default: break;
     }
     size_t bb = at_dtype_block_bytes(t);
     for (int b = 0; b < n / AT_QK; b++, p += bb) {
@@ -200,8 +214,7 @@ static void dequant_scalar(at_dtype t, const void *src, float *dst, int n) {
             }
             break;
         }
-        default:
-            break;
+        default: break;
         }
     }
 }
@@ -211,7 +224,8 @@ static void dequant_scalar(at_dtype t, const void *src, float *dst, int n) {
  * cost of quantized decoding. */
 AT_SIMD static inline float rdhalf_f16c(const uint8_t *p) { return _cvtsh_ss(rd16(p)); }
 
-AT_SIMD static float hsum256(__m256 v) {
+AT_SIMD static float hsum256(__m256 v)
+{
     __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     lo = _mm_hadd_ps(lo, lo);
     lo = _mm_hadd_ps(lo, lo);
@@ -219,13 +233,15 @@ AT_SIMD static float hsum256(__m256 v) {
 }
 
 /* 8 signed bytes -> 8 floats */
-AT_SIMD static inline __m256 i8x8_ps(const uint8_t *p) {
+AT_SIMD static inline __m256 i8x8_ps(const uint8_t *p)
+{
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
 
 /* 32 4-bit values of a q4 block (low nibbles = 0..15, high = 16..31) as
  * four vectors of 8 unsigned ints, as floats. */
-AT_SIMD static inline void nib32_ps(const uint8_t *qs, __m256 out[4]) {
+AT_SIMD static inline void nib32_ps(const uint8_t *qs, __m256 out[4])
+{
     __m128i v = _mm_loadu_si128((const __m128i *)qs);
     __m128i m = _mm_set1_epi8(0x0f);
     __m128i lo = _mm_and_si128(v, m);
@@ -236,7 +252,8 @@ AT_SIMD static inline void nib32_ps(const uint8_t *qs, __m256 out[4]) {
     out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
 }
 
-AT_SIMD static void dequant_avx2(at_dtype t, const void *src, float *dst, int n) {
+AT_SIMD static void dequant_avx2(at_dtype t, const void *src, float *dst, int n)
+{
     const uint8_t *p = src;
     if (t == AT_DT_F16) {
         int i = 0;
@@ -249,8 +266,7 @@ AT_SIMD static void dequant_avx2(at_dtype t, const void *src, float *dst, int n)
         for (int b = 0; b < n / AT_QK; b++, p += 34) {
             __m256 d = _mm256_set1_ps(rdhalf_f16c(p));
             float *y = dst + b * AT_QK;
-            for (int j = 0; j < 4; j++)
-                _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(d, i8x8_ps(p + 2 + 8 * j)));
+            for (int j = 0; j < 4; j++) _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(d, i8x8_ps(p + 2 + 8 * j)));
         }
         return;
     }
@@ -278,7 +294,8 @@ AT_SIMD static void dequant_avx2(at_dtype t, const void *src, float *dst, int n)
         size_t bb = at_dtype_block_bytes(t);
         int has_m = t != AT_DT_Q5_0, has_h = t != AT_DT_Q4_1;
         for (int b = 0; b < n / AT_QK; b++, p += bb) {
-            __m256 d = _mm256_set1_ps(rdhalf_f16c(p)), m = _mm256_set1_ps(has_m ? rdhalf_f16c(p + 2) : -16.0f), q[4];
+            __m256 d = _mm256_set1_ps(rdhalf_f16c(p)),
+                   m = _mm256_set1_ps(has_m ? rdhalf_f16c(p + 2) : -16.0f), q[4];
             const uint8_t *qs = p + 2 + (has_m ? 2 : 0) + (has_h ? 4 : 0);
             nib32_ps(qs, q);
             float *y = dst + b * AT_QK;
@@ -288,13 +305,15 @@ AT_SIMD static void dequant_avx2(at_dtype t, const void *src, float *dst, int n)
                 const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
                 for (int k = 0; k < 4; k++) {
                     __m256i hv = _mm256_and_si256(_mm256_set1_epi32((int)(qh >> (8 * k))), bit);
-                    __m256 h = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(hv, bit)), _mm256_set1_ps(16.0f));
+                    __m256 h = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(hv, bit)),
+                                             _mm256_set1_ps(16.0f));
                     q[k] = _mm256_add_ps(q[k], h);
                 }
             }
             /* q5_0: d*(q-16); q4_1/q5_1: d*q + m */
             for (int k = 0; k < 4; k++)
-                _mm256_storeu_ps(y + 8 * k, has_m ? _mm256_fmadd_ps(d, q[k], m) : _mm256_mul_ps(d, _mm256_add_ps(q[k], m)));
+                _mm256_storeu_ps(y + 8 * k, has_m ? _mm256_fmadd_ps(d, q[k], m)
+                                                  : _mm256_mul_ps(d, _mm256_add_ps(q[k], m)));
         }
         return;
     }
@@ -302,21 +321,22 @@ AT_SIMD static void dequant_avx2(at_dtype t, const void *src, float *dst, int n)
 }
 
 /* dot(x, w-row) for the common decoder types, fused (no row copy). */
-AT_SIMD static float dot_f32_avx2(const float *a, const float *b, int n) {
+AT_SIMD static float dot_f32_avx2(const float *a, const float *b, int n)
+{
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     }
-    for (; i + 8 <= n; i += 8)
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
     float s = hsum256(_mm256_add_ps(s0, s1));
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
 
-AT_SIMD static float dot_f16_avx2(const float *x, const uint8_t *w, int n) {
+AT_SIMD static float dot_f16_avx2(const float *x, const uint8_t *w, int n)
+{
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -330,7 +350,8 @@ AT_SIMD static float dot_f16_avx2(const float *x, const uint8_t *w, int n) {
     return s;
 }
 
-AT_SIMD static float dot_q8_0_avx2(const float *x, const uint8_t *w, int n) {
+AT_SIMD static float dot_q8_0_avx2(const float *x, const uint8_t *w, int n)
+{
     __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < n / AT_QK; b++, w += 34, x += 32) {
         __m256 s = _mm256_mul_ps(_mm256_loadu_ps(x), i8x8_ps(w + 2));
@@ -342,7 +363,8 @@ AT_SIMD static float dot_q8_0_avx2(const float *x, const uint8_t *w, int n) {
     return hsum256(acc);
 }
 
-AT_SIMD static float dot_q4_0_avx2(const float *x, const uint8_t *w, int n) {
+AT_SIMD static float dot_q4_0_avx2(const float *x, const uint8_t *w, int n)
+{
     __m256 acc = _mm256_setzero_ps(), off = _mm256_set1_ps(-8.0f);
     for (int b = 0; b < n / AT_QK; b++, w += 18, x += 32) {
         __m256 q[4];
@@ -358,7 +380,8 @@ AT_SIMD static float dot_q4_0_avx2(const float *x, const uint8_t *w, int n) {
 
 /* exp for a vector: range reduction by ln 2 and a degree-6 polynomial
  * (Cephes coefficients); relative error ~1e-7, enough for softmax/GELU. */
-AT_SIMD static inline __m256 exp256(__m256 x) {
+AT_SIMD static inline __m256 exp256(__m256 x)
+{
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -376,7 +399,8 @@ AT_SIMD static inline __m256 exp256(__m256 x) {
 }
 
 /* GELU with erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7). */
-AT_SIMD static void gelu_avx2(float *x, size_t n) {
+AT_SIMD static void gelu_avx2(float *x, size_t n)
+{
     const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
     const __m256 sgnmask = _mm256_set1_ps(-0.0f);
     size_t i = 0;
@@ -399,7 +423,8 @@ AT_SIMD static void gelu_avx2(float *x, size_t n) {
     for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
-AT_SIMD static void softmax_avx2(float *x, int n) {
+AT_SIMD static void softmax_avx2(float *x, int n)
+{
     int i = 0;
     __m256 mx8 = _mm256_set1_ps(-INFINITY);
     for (; i + 8 <= n; i += 8) mx8 = _mm256_max_ps(mx8, _mm256_loadu_ps(x + i));
@@ -426,20 +451,21 @@ AT_SIMD static void softmax_avx2(float *x, int n) {
 
 /* Features are checked once per process by the compiler runtime; reading
  * them is cheap, so no cached global is needed. */
-static int simd_ok(void) {
+static int simd_ok(void)
+{
 #if AT_HAVE_X86
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
     return 1;
 #else
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #endif
 #else
     return 0;
 #endif
 }
 
-at_isa at_isa_detect(void) {
+at_isa at_isa_detect(void)
+{
 #if AT_HAVE_X86
     /* libgcc's feature bits include the OS check (XGETBV) for AVX and
      * AVX-512 state */
@@ -450,7 +476,8 @@ at_isa at_isa_detect(void) {
 #endif
 }
 
-const char *at_isa_name(at_isa isa) {
+const char *at_isa_name(at_isa isa)
+{
     switch (isa) {
     case AT_ISA_AVX512: return "avx512";
     case AT_ISA_AVX2: return "avx2";
@@ -458,7 +485,8 @@ const char *at_isa_name(at_isa isa) {
     }
 }
 
-void at_dequant_row(at_dtype t, const void *src, float *dst, int n) {
+void at_dequant_row(at_dtype t, const void *src, float *dst, int n)
+{
 #if AT_HAVE_X86
     if (simd_ok()) {
         dequant_avx2(t, src, dst, n);
@@ -468,7 +496,8 @@ void at_dequant_row(at_dtype t, const void *src, float *dst, int n) {
     dequant_scalar(t, src, dst, n);
 }
 
-float at_dot(const float *a, const float *b, int n) {
+float at_dot(const float *a, const float *b, int n)
+{
 #if AT_HAVE_X86
     if (simd_ok()) return dot_f32_avx2(a, b, n);
 #endif
@@ -481,7 +510,8 @@ float at_dot(const float *a, const float *b, int n) {
 
 static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
 
-size_t at_quant_row(at_dtype t, const float *x, void *dst, int n) {
+size_t at_quant_row(at_dtype t, const float *x, void *dst, int n)
+{
     uint8_t *p = dst;
     if (t == AT_DT_F32) {
         memcpy(dst, x, (size_t)n * 4);
@@ -574,8 +604,8 @@ size_t at_quant_row(at_dtype t, const float *x, void *dst, int n) {
 
 struct at_compute {
     int n;
-    int simd;       /* isa >= AT_ISA_AVX2: the dot-product kernels */
-    at_isa isa;     /* GEMM kernels */
+    int simd;   /* isa >= AT_ISA_AVX2: the dot-product kernels */
+    at_isa isa; /* GEMM kernels */
     pthread_t *th;
     int n_started;
     pthread_mutex_t mu;
@@ -590,7 +620,7 @@ struct at_compute {
     /* per-thread scratch, grown on the caller's thread before a run */
     float **scr;
     size_t scr_n;
-    float **pack;   /* per-thread at_gemm scratch (AT_GEMM_SCRATCH floats) */
+    float **pack; /* per-thread at_gemm scratch (AT_GEMM_SCRATCH floats) */
 };
 
 typedef struct {
@@ -598,22 +628,25 @@ typedef struct {
     int ith;
 } worker_arg;
 
-static inline void cpu_relax(void) {
+static inline void cpu_relax(void)
+{
 #if AT_HAVE_X86
     _mm_pause();
 #endif
 }
 
 #define W_GEN(w) ((w) >> 40)
-#define W_N(w) ((int)(((w) >> 20) & MAX_CHUNKS))
+#define W_N(w)   ((int)(((w) >> 20) & MAX_CHUNKS))
 #define W_IDX(w) ((int)((w)&MAX_CHUNKS))
 
 /* Claims and runs chunks of generation gen until none is left. */
-static void drain(at_compute *c, unsigned long long gen, int ith) {
+static void drain(at_compute *c, unsigned long long gen, int ith)
+{
     unsigned long long w = atomic_load_explicit(&c->work, memory_order_acquire);
     for (;;) {
         if (W_GEN(w) != gen || W_IDX(w) >= W_N(w)) return;
-        if (!atomic_compare_exchange_weak_explicit(&c->work, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
+        if (!atomic_compare_exchange_weak_explicit(&c->work, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
             continue;
         /* a claimed chunk keeps the round (and fn/arg) alive until done */
         int n = W_N(w);
@@ -627,7 +660,8 @@ static void drain(at_compute *c, unsigned long long gen, int ith) {
     }
 }
 
-static void *worker(void *p) {
+static void *worker(void *p)
+{
     worker_arg wa = *(worker_arg *)p;
     free(p);
     at_compute *c = wa.c;
@@ -654,7 +688,8 @@ static void *worker(void *p) {
     }
 }
 
-at_compute *at_compute_new(int n_threads, at_err *err) {
+at_compute *at_compute_new(int n_threads, at_err *err)
+{
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
@@ -709,7 +744,8 @@ at_compute *at_compute_new(int n_threads, at_err *err) {
     return c;
 }
 
-void at_compute_free(at_compute *c) {
+void at_compute_free(at_compute *c)
+{
     if (!c) return;
     pthread_mutex_lock(&c->mu);
     atomic_store(&c->stop, 1);
@@ -731,7 +767,8 @@ void at_compute_free(at_compute *c) {
 
 int at_compute_threads(const at_compute *c) { return c->n; }
 
-at_isa at_compute_set_isa(at_compute *c, at_isa max) {
+at_isa at_compute_set_isa(at_compute *c, at_isa max)
+{
     at_isa best = at_isa_detect();
     c->isa = max < best ? max : best;
     if (c->isa < AT_ISA_SCALAR) c->isa = AT_ISA_SCALAR;
@@ -741,7 +778,8 @@ at_isa at_compute_set_isa(at_compute *c, at_isa max) {
 
 at_isa at_compute_isa(const at_compute *c) { return c->isa; }
 
-void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks) {
+void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks)
+{
     if (n_chunks <= 0) return;
     if (c->n == 1 || n_chunks == 1) {
         for (int i = 0; i < n_chunks; i++) fn(arg, i, 0);
@@ -766,12 +804,14 @@ void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks) {
     }
     pthread_mutex_lock(&c->mu);
     c->main_waits = 1;
-    while (atomic_load_explicit(&c->done, memory_order_acquire) < n_chunks) pthread_cond_wait(&c->cv_done, &c->mu);
+    while (atomic_load_explicit(&c->done, memory_order_acquire) < n_chunks)
+        pthread_cond_wait(&c->cv_done, &c->mu);
     c->main_waits = 0;
     pthread_mutex_unlock(&c->mu);
 }
 
-static int reserve(at_compute *c, size_t n_floats, at_err *err) {
+static int reserve(at_compute *c, size_t n_floats, at_err *err)
+{
     if (n_floats <= c->scr_n) return 0;
     for (int i = 0; i < c->n; i++) {
         free(c->scr[i]);
@@ -797,8 +837,8 @@ float *at_compute_scratch(at_compute *c, int ith) { return c->scr[ith]; }
 
 /* ---------------------------------------------------------------- matmul */
 
-#define TILE_N 128  /* weight rows converted to f32 per chunk */
-#define TILE_M 240  /* rows of X per chunk (a multiple of every kernel's MR) */
+#define TILE_N  128 /* weight rows converted to f32 per chunk */
+#define TILE_M  240 /* rows of X per chunk (a multiple of every kernel's MR) */
 #define SMALL_M 16  /* below this, a matrix-vector style loop is faster */
 
 typedef struct {
@@ -810,7 +850,8 @@ typedef struct {
     float *Y;
 } mm_job;
 
-static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int K, float *buf) {
+static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int K, float *buf)
+{
 #if AT_HAVE_X86
     if (simd) {
         switch (t) {
@@ -818,9 +859,7 @@ static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int
         case AT_DT_F16: return dot_f16_avx2(x, w, K);
         case AT_DT_Q8_0: return dot_q8_0_avx2(x, w, K);
         case AT_DT_Q4_0: return dot_q4_0_avx2(x, w, K);
-        default:
-            dequant_avx2(t, w, buf, K);
-            return dot_f32_avx2(x, buf, K);
+        default: dequant_avx2(t, w, buf, K); return dot_f32_avx2(x, buf, K);
         }
     }
 #endif
@@ -833,7 +872,8 @@ static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int
 
 #define SMALL_ROWS 64 /* output rows per chunk of a matrix-vector product */
 
-static void mm_small(void *p, int chunk, int ith) {
+static void mm_small(void *p, int chunk, int ith)
+{
     mm_job *j = p;
     int n0 = chunk * SMALL_ROWS, n1 = n0 + SMALL_ROWS < j->N ? n0 + SMALL_ROWS : j->N;
     const uint8_t *base = j->W->data;
@@ -842,11 +882,13 @@ static void mm_small(void *p, int chunk, int ith) {
         const uint8_t *w = base + (size_t)n * j->W->row_bytes;
         float b = j->bias ? j->bias[n] : 0.0f;
         for (int m = 0; m < j->M; m++)
-            j->Y[(size_t)m * j->N + n] = row_dot(j->c->simd, j->W->type, j->X + (size_t)m * j->K, w, j->K, buf) + b;
+            j->Y[(size_t)m * j->N + n] =
+                row_dot(j->c->simd, j->W->type, j->X + (size_t)m * j->K, w, j->K, buf) + b;
     }
 }
 
-static void mm_big(void *p, int t, int ith) {
+static void mm_big(void *p, int t, int ith)
+{
     mm_job *j = p;
     float *buf = j->c->scr[ith];
     int n_tiles = (j->N + TILE_N - 1) / TILE_N;
@@ -869,7 +911,8 @@ static void mm_big(void *p, int t, int ith) {
 }
 
 int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
-              at_err *err) {
+              at_err *err)
+{
     mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y};
     if (M <= 0) return 0;
     if (M < SMALL_M) {
@@ -885,11 +928,13 @@ int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const fl
 
 /* ------------------------------------------------------------ elementwise */
 
-void at_add(float *y, const float *x, size_t n) {
+void at_add(float *y, const float *x, size_t n)
+{
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-void at_layer_norm(const float *x, int M, int N, const float *w, const float *b, float eps, float *y) {
+void at_layer_norm(const float *x, int M, int N, const float *w, const float *b, float eps, float *y)
+{
     for (int m = 0; m < M; m++) {
         const float *xr = x + (size_t)m * N;
         float *yr = y + (size_t)m * N;
@@ -908,7 +953,8 @@ void at_layer_norm(const float *x, int M, int N, const float *w, const float *b,
     }
 }
 
-void at_gelu(float *x, size_t n) {
+void at_gelu(float *x, size_t n)
+{
 #if AT_HAVE_X86
     if (simd_ok()) {
         gelu_avx2(x, n);
@@ -918,7 +964,8 @@ void at_gelu(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
-void at_softmax(float *x, int n) {
+void at_softmax(float *x, int n)
+{
 #if AT_HAVE_X86
     if (simd_ok()) {
         softmax_avx2(x, n);
@@ -946,7 +993,8 @@ typedef struct {
     float *O;
 } att_job;
 
-static void att_task(void *p, int t, int ith) {
+static void att_task(void *p, int t, int ith)
+{
     att_job *j = p;
     float *S = j->c->scr[ith];
     float scale = 1.0f / sqrtf((float)j->hd);
@@ -959,7 +1007,8 @@ static void att_task(void *p, int t, int ith) {
         if (ch == 1) {
             /* one query (decoder step): scores, softmax, weighted sum */
             const float *q = j->Q + (size_t)i0 * j->ldq + h * j->hd;
-            for (int k = 0; k < tk; k++) S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
+            for (int k = 0; k < tk; k++)
+                S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
             at_softmax(S, tk);
             float *o = j->O + (size_t)i0 * j->ldo + h * j->hd;
             for (int d = 0; d < j->hd; d++) o[d] = 0.0f;
@@ -970,8 +1019,8 @@ static void att_task(void *p, int t, int ith) {
             return;
         }
         float *pack = j->c->pack[ith];
-        at_gemm(j->c->isa, ch, tk, j->hd, scale, j->Q + (size_t)i0 * j->ldq + h * j->hd, j->ldq, j->K + h * j->hd,
-                j->ldk, 1, 0, S, tk, pack);
+        at_gemm(j->c->isa, ch, tk, j->hd, scale, j->Q + (size_t)i0 * j->ldq + h * j->hd, j->ldq,
+                j->K + h * j->hd, j->ldk, 1, 0, S, tk, pack);
         for (int r = 0; r < ch; r++) {
             float *row = S + (size_t)r * tk;
             int len = tk;
@@ -985,7 +1034,8 @@ static void att_task(void *p, int t, int ith) {
 }
 
 int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
-                 int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err) {
+                 int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err)
+{
     if (Tq <= 0 || Tk <= 0) return 0;
     if (reserve(c, (size_t)ATT_CHUNK * (size_t)Tk, err)) return err ? err->code : AT_E_NOMEM;
     att_job j = {c, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
@@ -996,9 +1046,11 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
 /* ---------------------------------------------------------------- conv1d */
 
 int at_conv1d_k3_gelu(at_compute *c, const float *x, int T_in, int C_in, const at_matrix *W,
-                      const float *bias, int stride, float *y, at_err *err) {
+                      const float *bias, int stride, float *y, at_err *err)
+{
     int T_out = (T_in + 2 - 3) / stride + 1, KC = C_in * 3;
-    if (W->cols != KC) return at_err_set(err, AT_E_INVALID, "conv1d: weight has %d inputs, expected %d", W->cols, KC);
+    if (W->cols != KC)
+        return at_err_set(err, AT_E_INVALID, "conv1d: weight has %d inputs, expected %d", W->cols, KC);
     /* im2col: row t holds the 3 taps of every input channel in PyTorch's
      * [C_in][3] order, so the convolution is one matrix product */
     float *col = malloc((size_t)T_out * (size_t)KC * sizeof(float));

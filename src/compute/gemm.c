@@ -15,7 +15,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define AT_GEMM_X86 1
 #include <immintrin.h>
-#define AT_AVX2 __attribute__((target("avx2,fma")))
+#define AT_AVX2   __attribute__((target("avx2,fma")))
 #define AT_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #else
 #define AT_GEMM_X86 0
@@ -106,8 +106,8 @@ static void pack_b(const float *B, int ldb, int b_trans, int n0, int nb, int k0,
     }
 }
 
-void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-             int ldb, int b_trans, int accumulate, float *C, int ldc, float *scratch)
+void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+             int b_trans, int accumulate, float *C, int ldc, float *scratch)
 {
     ukernel kern = ukr_scalar;
     int mr = 4, nr = 8;
@@ -144,8 +144,10 @@ void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int l
                 int al = lda;
                 if (mm < mr) {
                     for (int i = 0; i < mr; i++) {
-                        if (i < mm) memcpy(apad + (size_t)i * kc, ap + (size_t)i * lda, (size_t)kc * sizeof *apad);
-                        else memset(apad + (size_t)i * kc, 0, (size_t)kc * sizeof *apad);
+                        if (i < mm)
+                            memcpy(apad + (size_t)i * kc, ap + (size_t)i * lda, (size_t)kc * sizeof *apad);
+                        else
+                            memset(apad + (size_t)i * kc, 0, (size_t)kc * sizeof *apad);
                     }
                     ap = apad;
                     al = kc;

@@ -12,8 +12,8 @@
 #include "compute/backend.h"
 
 /* Blocking: B is packed NB columns by KC depth at a time. */
-#define AT_GEMM_NB 128
-#define AT_GEMM_KC 256
+#define AT_GEMM_NB      128
+#define AT_GEMM_KC      256
 /* Floats of scratch at_gemm needs (packed B plus a padded block of A). */
 #define AT_GEMM_SCRATCH (AT_GEMM_NB * AT_GEMM_KC + 16 * AT_GEMM_KC)
 
@@ -22,7 +22,7 @@
  * weight, or the keys of attention); otherwise B is K x N.  Leading
  * dimensions in floats.  scratch: AT_GEMM_SCRATCH floats, 64-byte
  * aligned. */
-void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-             int ldb, int b_trans, int accumulate, float *C, int ldc, float *scratch);
+void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+             int b_trans, int accumulate, float *C, int ldc, float *scratch);
 
 #endif

@@ -18,14 +18,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define AT_RATE_MIN 1000
-#define AT_RATE_MAX 384000
+#define AT_RATE_MIN     1000
+#define AT_RATE_MAX     384000
 #define AT_DECODE_CHUNK 4096 /* frames per sf_readf_float call */
 
 void at_audio_free(at_audio *a)
 {
-    if (!a)
-        return;
+    if (!a) return;
     free(a->samples);
     a->samples = NULL;
     a->n = 0;
@@ -43,10 +42,8 @@ typedef struct at_vio {
 /* Reads up to n bytes at off without moving pos; returns bytes read. */
 static sf_count_t vio_pread(at_vio *v, sf_count_t off, void *buf, sf_count_t n)
 {
-    if (off < 0 || off >= v->len || n <= 0)
-        return 0;
-    if (n > v->len - off)
-        n = v->len - off;
+    if (off < 0 || off >= v->len || n <= 0) return 0;
+    if (n > v->len - off) n = v->len - off;
     if (v->mem) {
         memcpy(buf, v->mem + off, (size_t)n);
         return n;
@@ -54,10 +51,8 @@ static sf_count_t vio_pread(at_vio *v, sf_count_t off, void *buf, sf_count_t n)
     sf_count_t got = 0;
     while (got < n) {
         ssize_t r = pread(v->fd, (char *)buf + got, (size_t)(n - got), (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
         got += r;
     }
     return got;
@@ -70,8 +65,7 @@ static sf_count_t vio_seek(sf_count_t offset, int whence, void *ud)
     at_vio *v = ud;
     sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? v->pos : v->len;
     sf_count_t np = base + offset;
-    if (np < 0)
-        return -1;
+    if (np < 0) return -1;
     v->pos = np; /* beyond end allowed, reads then return 0 */
     return v->pos;
 }
@@ -86,7 +80,9 @@ static sf_count_t vio_read(void *ptr, sf_count_t count, void *ud)
 
 static sf_count_t vio_write(const void *ptr, sf_count_t count, void *ud)
 {
-    (void)ptr; (void)count; (void)ud;
+    (void)ptr;
+    (void)count;
+    (void)ud;
     return 0; /* read-only */
 }
 
@@ -105,17 +101,14 @@ static uint32_t rd_le32(const unsigned char *p)
 static int wav_data_truncated(at_vio *v, sf_count_t *declared, sf_count_t *present)
 {
     unsigned char h[12];
-    if (vio_pread(v, 0, h, 12) != 12 || memcmp(h, "RIFF", 4) || memcmp(h + 8, "WAVE", 4))
-        return 0;
+    if (vio_pread(v, 0, h, 12) != 12 || memcmp(h, "RIFF", 4) || memcmp(h + 8, "WAVE", 4)) return 0;
     sf_count_t off = 12;
     for (int i = 0; i < 1024; i++) { /* bounded walk */
         unsigned char c[8];
-        if (vio_pread(v, off, c, 8) != 8)
-            return 0;
+        if (vio_pread(v, off, c, 8) != 8) return 0;
         uint32_t sz = rd_le32(c + 4);
         if (!memcmp(c, "data", 4)) {
-            if (sz == 0 || sz == 0xFFFFFFFFu)
-                return 0;
+            if (sz == 0 || sz == 0xFFFFFFFFu) return 0;
             sf_count_t avail = v->len - (off + 8);
             if ((sf_count_t)sz > avail) {
                 *declared = sz;
@@ -135,12 +128,11 @@ static int looks_like_audio(at_vio *v)
 {
     unsigned char h[12] = {0};
     sf_count_t n = vio_pread(v, 0, h, sizeof h);
-    if (n >= 4 && (!memcmp(h, "RIFF", 4) || !memcmp(h, "RIFX", 4) || !memcmp(h, "RF64", 4) ||
-                   !memcmp(h, "fLaC", 4) || !memcmp(h, "OggS", 4) || !memcmp(h, "FORM", 4) ||
-                   !memcmp(h, ".snd", 4)))
+    if (n >= 4 &&
+        (!memcmp(h, "RIFF", 4) || !memcmp(h, "RIFX", 4) || !memcmp(h, "RF64", 4) || !memcmp(h, "fLaC", 4) ||
+         !memcmp(h, "OggS", 4) || !memcmp(h, "FORM", 4) || !memcmp(h, ".snd", 4)))
         return 1;
-    if (n >= 3 && !memcmp(h, "ID3", 3))
-        return 1;
+    if (n >= 3 && !memcmp(h, "ID3", 3)) return 1;
     return 0;
 }
 
@@ -149,10 +141,8 @@ static int fmt_is_mpeg(int format) { return (format & SF_FORMAT_TYPEMASK) == SF_
 static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
 {
     memset(out, 0, sizeof *out);
-    if (v->len <= 0)
-        return at_err_set(err, AT_E_INVALID, "audio is empty");
-    if (max_seconds < 0 || isnan(max_seconds))
-        return at_err_set(err, AT_E_INVALID, "invalid max_seconds");
+    if (v->len <= 0) return at_err_set(err, AT_E_INVALID, "audio is empty");
+    if (max_seconds < 0 || isnan(max_seconds)) return at_err_set(err, AT_E_INVALID, "invalid max_seconds");
 
     SF_VIRTUAL_IO io = {vio_get_filelen, vio_seek, vio_read, vio_write, vio_tell};
     SF_INFO info;
@@ -162,17 +152,16 @@ static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
         const char *why = sf_strerror(NULL);
         if (looks_like_audio(v))
             return at_err_set(err, AT_E_CORRUPT, "truncated audio: malformed or incomplete header (%s)", why);
-        return at_err_set(err, AT_E_UNSUPPORTED,
-                          "not an audio file: not a recognised audio format (%s)", why);
+        return at_err_set(err, AT_E_UNSUPPORTED, "not an audio file: not a recognised audio format (%s)",
+                          why);
     }
     int rc = AT_OK;
     float *buf = NULL, *mono = NULL;
     size_t n = 0, cap = 0;
 
-    if (info.channels < 1 || info.channels > 1024 || info.samplerate < 1 ||
-        info.samplerate > AT_RATE_MAX) {
-        rc = at_err_set(err, AT_E_CORRUPT, "malformed audio: %d channels at %d Hz",
-                        info.channels, info.samplerate);
+    if (info.channels < 1 || info.channels > 1024 || info.samplerate < 1 || info.samplerate > AT_RATE_MAX) {
+        rc = at_err_set(err, AT_E_CORRUPT, "malformed audio: %d channels at %d Hz", info.channels,
+                        info.samplerate);
         goto done;
     }
     sf_count_t declared = 0, present = 0;
@@ -202,17 +191,15 @@ static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
     }
     for (;;) {
         sf_count_t got = sf_readf_float(sf, buf, AT_DECODE_CHUNK);
-        if (got <= 0)
-            break;
+        if (got <= 0) break;
         if (limit_frames > 0 && (double)(n + (size_t)got) > limit_frames + 0.5) {
-            rc = at_err_set(err, AT_E_TOO_LARGE, "audio is longer than the %.1f s limit",
-                            max_seconds);
+            rc = at_err_set(err, AT_E_TOO_LARGE, "audio is longer than the %.1f s limit", max_seconds);
             goto done;
         }
         if (n + (size_t)got > cap) {
-            size_t ncap = cap ? cap * 2 : (known && info.frames < (1 << 20) ? (size_t)info.frames : (1 << 16));
-            while (ncap < n + (size_t)got)
-                ncap *= 2;
+            size_t ncap =
+                cap ? cap * 2 : (known && info.frames < (1 << 20) ? (size_t)info.frames : (1 << 16));
+            while (ncap < n + (size_t)got) ncap *= 2;
             if (ncap > SIZE_MAX / sizeof(float)) {
                 rc = at_err_set(err, AT_E_TOO_LARGE, "audio too large");
                 goto done;
@@ -229,8 +216,7 @@ static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
         for (sf_count_t i = 0; i < got; i++) {
             const float *f = buf + (size_t)i * ch;
             double s = 0;
-            for (size_t c = 0; c < ch; c++)
-                s += f[c];
+            for (size_t c = 0; c < ch; c++) s += f[c];
             mono[n + (size_t)i] = (float)(s / (double)ch);
         }
         n += (size_t)got;
@@ -262,30 +248,23 @@ done:
     return rc;
 }
 
-int at_audio_decode(const void *data, size_t len, double max_seconds, at_audio *out,
-                    at_err *err)
+int at_audio_decode(const void *data, size_t len, double max_seconds, at_audio *out, at_err *err)
 {
-    if (!out)
-        return at_err_set(err, AT_E_INVALID, "no output");
+    if (!out) return at_err_set(err, AT_E_INVALID, "no output");
     memset(out, 0, sizeof *out);
-    if (!data || len == 0)
-        return at_err_set(err, AT_E_INVALID, "audio is empty");
-    if (len > (size_t)INT64_MAX)
-        return at_err_set(err, AT_E_TOO_LARGE, "audio too large");
+    if (!data || len == 0) return at_err_set(err, AT_E_INVALID, "audio is empty");
+    if (len > (size_t)INT64_MAX) return at_err_set(err, AT_E_TOO_LARGE, "audio too large");
     at_vio v = {data, -1, (sf_count_t)len, 0};
     return decode_vio(&v, max_seconds, out, err);
 }
 
 int at_audio_decode_file(const char *path, double max_seconds, at_audio *out, at_err *err)
 {
-    if (!out)
-        return at_err_set(err, AT_E_INVALID, "no output");
+    if (!out) return at_err_set(err, AT_E_INVALID, "no output");
     memset(out, 0, sizeof *out);
-    if (!path)
-        return at_err_set(err, AT_E_INVALID, "no path");
+    if (!path) return at_err_set(err, AT_E_INVALID, "no path");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return at_err_set(err, AT_E_IO, "cannot open %s: %s", path, strerror(errno));
+    if (fd < 0) return at_err_set(err, AT_E_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -303,8 +282,7 @@ static int rate_ok(int r) { return r >= AT_RATE_MIN && r <= AT_RATE_MAX; }
 
 int at_audio_resample(at_audio *a, int rate, at_err *err)
 {
-    if (!a)
-        return at_err_set(err, AT_E_INVALID, "no audio");
+    if (!a) return at_err_set(err, AT_E_INVALID, "no audio");
     if (!rate_ok(a->sample_rate) || !rate_ok(rate))
         return at_err_set(err, AT_E_UNSUPPORTED, "cannot resample %d Hz to %d Hz (supported %d..%d Hz)",
                           a->sample_rate, rate, AT_RATE_MIN, AT_RATE_MAX);
@@ -318,14 +296,13 @@ int at_audio_resample(at_audio *a, int rate, at_err *err)
         return at_err_set(err, AT_E_TOO_LARGE, "audio too large to resample");
     size_t olen = (size_t)want;
     float *o = malloc(olen * sizeof(float));
-    if (!o)
-        return at_err_set(err, AT_E_NOMEM, "out of memory resampling");
+    if (!o) return at_err_set(err, AT_E_NOMEM, "out of memory resampling");
     soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
     soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
     soxr_runtime_spec_t rt = soxr_runtime_spec(1); /* no extra threads */
     size_t odone = 0;
-    soxr_error_t e = soxr_oneshot(a->sample_rate, rate, 1, a->samples, a->n, NULL, o, olen,
-                                  &odone, &io, &q, &rt);
+    soxr_error_t e =
+        soxr_oneshot(a->sample_rate, rate, 1, a->samples, a->n, NULL, o, olen, &odone, &io, &q, &rt);
     if (e) {
         free(o);
         return at_err_set(err, AT_E_ENGINE, "resampling failed: %s", e);
@@ -342,46 +319,38 @@ int at_audio_resample(at_audio *a, int rate, at_err *err)
     return AT_OK;
 }
 
-int at_audio_load_16k(const void *data, size_t len, double max_seconds, at_audio *out,
-                      at_err *err)
+int at_audio_load_16k(const void *data, size_t len, double max_seconds, at_audio *out, at_err *err)
 {
     int rc = at_audio_decode(data, len, max_seconds, out, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = at_audio_resample(out, 16000, err);
-    if (rc)
-        at_audio_free(out);
+    if (rc) at_audio_free(out);
     return rc;
 }
 
-int at_audio_from_pcm16(const void *data, size_t len, int sample_rate, int channels,
-                        at_audio *out, at_err *err)
+int at_audio_from_pcm16(const void *data, size_t len, int sample_rate, int channels, at_audio *out,
+                        at_err *err)
 {
-    if (!out)
-        return at_err_set(err, AT_E_INVALID, "no output");
+    if (!out) return at_err_set(err, AT_E_INVALID, "no output");
     memset(out, 0, sizeof *out);
     if (channels < 1 || channels > 8)
         return at_err_set(err, AT_E_INVALID, "PCM16: channels must be 1..8, got %d", channels);
     if (!rate_ok(sample_rate))
-        return at_err_set(err, AT_E_INVALID, "PCM16: sample rate must be %d..%d Hz, got %d",
-                          AT_RATE_MIN, AT_RATE_MAX, sample_rate);
-    if (!data || len == 0)
-        return at_err_set(err, AT_E_INVALID, "audio is empty");
-    if (len % 2)
-        return at_err_set(err, AT_E_INVALID, "PCM16: odd byte count %zu", len);
+        return at_err_set(err, AT_E_INVALID, "PCM16: sample rate must be %d..%d Hz, got %d", AT_RATE_MIN,
+                          AT_RATE_MAX, sample_rate);
+    if (!data || len == 0) return at_err_set(err, AT_E_INVALID, "audio is empty");
+    if (len % 2) return at_err_set(err, AT_E_INVALID, "PCM16: odd byte count %zu", len);
     size_t fb = 2 * (size_t)channels;
     if (len % fb)
         return at_err_set(err, AT_E_INVALID, "PCM16: %zu bytes is not a whole number of %d-channel frames",
                           len, channels);
     size_t n = len / fb;
     float *s = malloc(n * sizeof(float));
-    if (!s)
-        return at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (!s) return at_err_set(err, AT_E_NOMEM, "out of memory");
     const unsigned char *p = data; /* byte access: no alignment assumptions */
     for (size_t i = 0; i < n; i++) {
         int32_t sum = 0;
-        for (int c = 0; c < channels; c++, p += 2)
-            sum += (int16_t)(uint16_t)(p[0] | (p[1] << 8));
+        for (int c = 0; c < channels; c++, p += 2) sum += (int16_t)(uint16_t)(p[0] | (p[1] << 8));
         s[i] = (float)sum / (32768.0f * (float)channels);
     }
     out->samples = s;
@@ -411,14 +380,13 @@ void at_audio_f32_to_s16(const float *in, size_t n, int16_t *out)
 
 void at_audio_s16_to_f32(const int16_t *in, size_t n, float *out)
 {
-    for (size_t i = 0; i < n; i++)
-        out[i] = (float)in[i] / 32768.0f;
+    for (size_t i = 0; i < n; i++) out[i] = (float)in[i] / 32768.0f;
 }
 
 /* ---- streaming resampler ---- */
 
 struct at_resampler {
-    soxr_t s;     /* NULL when in_rate == out_rate (plain copy) */
+    soxr_t s; /* NULL when in_rate == out_rate (plain copy) */
     double ratio;
     int flushed;
 };
@@ -426,8 +394,8 @@ struct at_resampler {
 at_resampler *at_resampler_new(int in_rate, int out_rate, at_err *err)
 {
     if (!rate_ok(in_rate) || !rate_ok(out_rate)) {
-        at_err_set(err, AT_E_UNSUPPORTED, "cannot resample %d Hz to %d Hz (supported %d..%d Hz)",
-                   in_rate, out_rate, AT_RATE_MIN, AT_RATE_MAX);
+        at_err_set(err, AT_E_UNSUPPORTED, "cannot resample %d Hz to %d Hz (supported %d..%d Hz)", in_rate,
+                   out_rate, AT_RATE_MIN, AT_RATE_MAX);
         return NULL;
     }
     at_resampler *r = calloc(1, sizeof *r);
@@ -453,8 +421,7 @@ at_resampler *at_resampler_new(int in_rate, int out_rate, at_err *err)
 
 static int ensure_cap(float **out, size_t *cap, size_t need, at_err *err)
 {
-    if (need <= *cap && *out)
-        return AT_OK;
+    if (need <= *cap && *out) return AT_OK;
     size_t nc = *cap > 256 ? *cap : 256;
     while (nc < need) {
         if (nc > SIZE_MAX / sizeof(float) / 2)
@@ -462,27 +429,23 @@ static int ensure_cap(float **out, size_t *cap, size_t need, at_err *err)
         nc *= 2;
     }
     float *p = realloc(*out, nc * sizeof(float));
-    if (!p)
-        return at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (!p) return at_err_set(err, AT_E_NOMEM, "out of memory");
     *out = p;
     *cap = nc;
     return AT_OK;
 }
 
-int at_resampler_process(at_resampler *r, const float *in, size_t n, int last, float **out,
-                         size_t *out_cap, size_t *out_n, at_err *err)
+int at_resampler_process(at_resampler *r, const float *in, size_t n, int last, float **out, size_t *out_cap,
+                         size_t *out_n, at_err *err)
 {
     if (!r || !out || !out_cap || !out_n || (n && !in))
         return at_err_set(err, AT_E_INVALID, "bad resampler arguments");
     *out_n = 0;
-    if (r->flushed && n)
-        return at_err_set(err, AT_E_INVALID, "resampler already flushed");
+    if (r->flushed && n) return at_err_set(err, AT_E_INVALID, "resampler already flushed");
     if (!r->s) {
         int rc = ensure_cap(out, out_cap, n ? n : 1, err);
-        if (rc)
-            return rc;
-        if (n)
-            memcpy(*out, in, n * sizeof(float));
+        if (rc) return rc;
+        if (n) memcpy(*out, in, n * sizeof(float));
         *out_n = n;
         r->flushed = last != 0;
         return AT_OK;
@@ -494,39 +457,32 @@ int at_resampler_process(at_resampler *r, const float *in, size_t n, int last, f
     for (;;) {
         size_t room_want = *out_n + (size_t)ceil((double)left * r->ratio) + 1024;
         int rc = ensure_cap(out, out_cap, room_want, err);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         size_t room = *out_cap - *out_n, idone = 0, odone = 0;
-        soxr_error_t e = soxr_process(r->s, flushing ? NULL : ip, flushing ? 0 : left, &idone,
-                                      *out + *out_n, room, &odone);
-        if (e)
-            return at_err_set(err, AT_E_ENGINE, "resampling failed: %s", e);
+        soxr_error_t e = soxr_process(r->s, flushing ? NULL : ip, flushing ? 0 : left, &idone, *out + *out_n,
+                                      room, &odone);
+        if (e) return at_err_set(err, AT_E_ENGINE, "resampling failed: %s", e);
         if (!flushing) {
             ip += idone;
             left -= idone;
         }
         *out_n += odone;
-        if (odone == room)
-            continue; /* output was full: more may be pending */
-        if (left)
-            continue;
+        if (odone == room) continue; /* output was full: more may be pending */
+        if (left) continue;
         if (last && !flushing) {
             flushing = 1;
             continue;
         }
         break;
     }
-    if (last)
-        r->flushed = 1;
+    if (last) r->flushed = 1;
     return AT_OK;
 }
 
 void at_resampler_free(at_resampler *r)
 {
-    if (!r)
-        return;
-    if (r->s)
-        soxr_delete(r->s);
+    if (!r) return;
+    if (r->s) soxr_delete(r->s);
     free(r);
 }
 
@@ -534,12 +490,16 @@ void at_resampler_free(at_resampler *r)
 
 static void wr_le32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
 }
 
 static void wr_le16(uint8_t *p, uint16_t v)
 {
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
 }
 
 void at_wav_header(uint8_t hdr[44], int sample_rate, uint32_t data_bytes)
@@ -559,28 +519,22 @@ void at_wav_header(uint8_t hdr[44], int sample_rate, uint32_t data_bytes)
     wr_le32(hdr + 40, data_bytes);
 }
 
-int at_wav_write_file(const char *path, const int16_t *pcm, size_t n, int sample_rate,
-                      at_err *err)
+int at_wav_write_file(const char *path, const int16_t *pcm, size_t n, int sample_rate, at_err *err)
 {
-    if (!path || (n && !pcm) || sample_rate < 1)
-        return at_err_set(err, AT_E_INVALID, "bad WAV arguments");
-    if (n > (0xFFFFFFFFu - 36) / 2)
-        return at_err_set(err, AT_E_TOO_LARGE, "too many samples for a WAV file");
+    if (!path || (n && !pcm) || sample_rate < 1) return at_err_set(err, AT_E_INVALID, "bad WAV arguments");
+    if (n > (0xFFFFFFFFu - 36) / 2) return at_err_set(err, AT_E_TOO_LARGE, "too many samples for a WAV file");
     FILE *f = fopen(path, "wb");
-    if (!f)
-        return at_err_set(err, AT_E_IO, "cannot create %s: %s", path, strerror(errno));
+    if (!f) return at_err_set(err, AT_E_IO, "cannot create %s: %s", path, strerror(errno));
     uint8_t hdr[44];
     at_wav_header(hdr, sample_rate, (uint32_t)(n * 2));
     int ok = fwrite(hdr, 1, 44, f) == 44;
     uint8_t chunk[8192];
     for (size_t i = 0; ok && i < n;) {
         size_t k = 0;
-        for (; k < sizeof chunk / 2 && i < n; k++, i++)
-            wr_le16(chunk + 2 * k, (uint16_t)pcm[i]);
+        for (; k < sizeof chunk / 2 && i < n; k++, i++) wr_le16(chunk + 2 * k, (uint16_t)pcm[i]);
         ok = fwrite(chunk, 2, k, f) == k;
     }
-    if (fclose(f) != 0)
-        ok = 0;
+    if (fclose(f) != 0) ok = 0;
     if (!ok) {
         unlink(path);
         return at_err_set(err, AT_E_IO, "writing %s failed", path);
@@ -590,11 +544,9 @@ int at_wav_write_file(const char *path, const int16_t *pcm, size_t n, int sample
 
 double at_audio_rms(const float *x, size_t n)
 {
-    if (!x || n == 0)
-        return 0;
+    if (!x || n == 0) return 0;
     double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     return sqrt(s / (double)n);
 }
 

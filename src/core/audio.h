@@ -12,9 +12,9 @@
 #include "core/error.h"
 
 typedef struct at_audio {
-    float *samples;   /* mono, [-1, 1] */
-    size_t n;         /* number of samples */
-    int sample_rate;  /* Hz */
+    float *samples;  /* mono, [-1, 1] */
+    size_t n;        /* number of samples */
+    int sample_rate; /* Hz */
 } at_audio;
 
 void at_audio_free(at_audio *a);
@@ -24,8 +24,7 @@ void at_audio_free(at_audio *a);
  * bytes that are not a known audio format ("not an audio file: ..."),
  * AT_E_CORRUPT for truncated or malformed audio, AT_E_TOO_LARGE when the
  * decoded audio would exceed max_seconds (0 = no limit). */
-int at_audio_decode(const void *data, size_t len, double max_seconds,
-                    at_audio *out, at_err *err);
+int at_audio_decode(const void *data, size_t len, double max_seconds, at_audio *out, at_err *err);
 /* Notes (added): the AT_E_UNSUPPORTED message reads "not an audio file:
  * not a recognised audio format (...)"; a known container signature
  * (RIFF, fLaC, OggS, ID3, ...) that libsndfile cannot open is AT_E_CORRUPT
@@ -34,22 +33,20 @@ int at_audio_decode(const void *data, size_t len, double max_seconds,
  * is empty".  MP3 lengths are estimates, so a cut MP3 decodes what is
  * there.  On any error *out is left empty ({NULL, 0, 0}). */
 /* Same, from a path. */
-int at_audio_decode_file(const char *path, double max_seconds, at_audio *out,
-                         at_err *err);
+int at_audio_decode_file(const char *path, double max_seconds, at_audio *out, at_err *err);
 
 /* Resamples in place to `rate` (soxr, high quality); no-op if equal.
  * Accepts source rates 1 kHz .. 384 kHz. */
 int at_audio_resample(at_audio *a, int rate, at_err *err);
 
 /* decode + resample to 16 kHz mono: what every ASR engine takes. */
-int at_audio_load_16k(const void *data, size_t len, double max_seconds,
-                      at_audio *out, at_err *err);
+int at_audio_load_16k(const void *data, size_t len, double max_seconds, at_audio *out, at_err *err);
 
 /* Little-endian PCM16 (interleaved if channels > 1) to mono float.
  * AT_E_INVALID for len 0, an odd byte count, a partial frame, channels
  * outside 1..8 or a rate outside 1 kHz .. 384 kHz. */
-int at_audio_from_pcm16(const void *data, size_t len, int sample_rate,
-                        int channels, at_audio *out, at_err *err);
+int at_audio_from_pcm16(const void *data, size_t len, int sample_rate, int channels, at_audio *out,
+                        at_err *err);
 
 /* Float -> int16 with clipping; and back. */
 void at_audio_f32_to_s16(const float *in, size_t n, int16_t *out);
@@ -60,9 +57,8 @@ typedef struct at_resampler at_resampler;
 at_resampler *at_resampler_new(int in_rate, int out_rate, at_err *err);
 /* Converts n input samples; *out is grown as needed (caller frees with
  * free()), *out_n set to the samples produced.  last=1 flushes. */
-int at_resampler_process(at_resampler *r, const float *in, size_t n, int last,
-                         float **out, size_t *out_cap, size_t *out_n,
-                         at_err *err);
+int at_resampler_process(at_resampler *r, const float *in, size_t n, int last, float **out, size_t *out_cap,
+                         size_t *out_n, at_err *err);
 void at_resampler_free(at_resampler *r);
 /* Notes (added): rates 1 kHz .. 384 kHz (else NULL, AT_E_UNSUPPORTED);
  * equal rates copy through.  Each call writes from (*out)[0]; after a
@@ -72,8 +68,7 @@ void at_resampler_free(at_resampler *r);
  * 0xFFFFFFFF for a stream of unknown length (what OpenAI's API sends). */
 void at_wav_header(uint8_t hdr[44], int sample_rate, uint32_t data_bytes);
 /* Writes PCM16 mono to a WAV file. */
-int at_wav_write_file(const char *path, const int16_t *pcm, size_t n,
-                      int sample_rate, at_err *err);
+int at_wav_write_file(const char *path, const int16_t *pcm, size_t n, int sample_rate, at_err *err);
 
 /* A growing PCM16 buffer; at_pcm16_buf_append has the shape of a TTS
  * chunk callback, so synthesis can be collected into one directly. */

@@ -36,13 +36,11 @@ static int parse_bool(const char *s, int *out)
  * ("--port", "AT_PORT", "default of --port") for the error message. */
 static int apply(const at_option *o, const char *val, const char *src, at_err *err)
 {
-    if (!o->target)
-        return 0;
+    if (!o->target) return 0;
     switch (o->type) {
     case AT_OPT_STRING: {
         char *copy = strdup(val);
-        if (!copy)
-            return at_err_set(err, AT_E_NOMEM, "out of memory");
+        if (!copy) return at_err_set(err, AT_E_NOMEM, "out of memory");
         char **t = o->target;
         free(*t);
         *t = copy;
@@ -54,11 +52,10 @@ static int apply(const at_option *o, const char *val, const char *src, at_err *e
         long v = strtol(val, &e, 10);
         if (!*val || *e || e == val)
             return at_err_set(err, AT_E_INVALID, "%s: not an integer: '%s'", src, val);
-        if (errno == ERANGE)
-            return at_err_set(err, AT_E_INVALID, "%s: integer out of range: '%s'", src, val);
+        if (errno == ERANGE) return at_err_set(err, AT_E_INVALID, "%s: integer out of range: '%s'", src, val);
         if (o->min < o->max && ((double)v < o->min || (double)v > o->max))
-            return at_err_set(err, AT_E_INVALID, "%s: %ld is out of range [%.15g, %.15g]", src, v,
-                              o->min, o->max);
+            return at_err_set(err, AT_E_INVALID, "%s: %ld is out of range [%.15g, %.15g]", src, v, o->min,
+                              o->max);
         *(long *)o->target = v;
         return 0;
     }
@@ -69,16 +66,16 @@ static int apply(const at_option *o, const char *val, const char *src, at_err *e
         if (!*val || *e || e == val || !isfinite(v))
             return at_err_set(err, AT_E_INVALID, "%s: not a number: '%s'", src, val);
         if (o->min < o->max && (v < o->min || v > o->max))
-            return at_err_set(err, AT_E_INVALID, "%s: %g is out of range [%.15g, %.15g]", src, v,
-                              o->min, o->max);
+            return at_err_set(err, AT_E_INVALID, "%s: %g is out of range [%.15g, %.15g]", src, v, o->min,
+                              o->max);
         *(double *)o->target = v;
         return 0;
     }
     case AT_OPT_BOOL: {
         int b;
         if (parse_bool(val, &b))
-            return at_err_set(err, AT_E_INVALID,
-                              "%s: expected 1/true/yes/on or 0/false/no/off, got '%s'", src, val);
+            return at_err_set(err, AT_E_INVALID, "%s: expected 1/true/yes/on or 0/false/no/off, got '%s'",
+                              src, val);
         *(int *)o->target = b;
         return 0;
     }
@@ -89,49 +86,42 @@ static int apply(const at_option *o, const char *val, const char *src, at_err *e
 static const at_option *find_opt(const at_option *opts, size_t n, const char *name, size_t len)
 {
     for (size_t i = 0; i < n; i++)
-        if (opts[i].flag && strlen(opts[i].flag) == len && !strncmp(opts[i].flag, name, len))
-            return &opts[i];
+        if (opts[i].flag && strlen(opts[i].flag) == len && !strncmp(opts[i].flag, name, len)) return &opts[i];
     return NULL;
 }
 
 int at_config_parse(const at_option *opts, size_t n_opts, int argc, char **argv, int first,
-                    const char *usage_line, const char **positional, size_t max_pos,
-                    size_t *n_pos, at_err *err)
+                    const char *usage_line, const char **positional, size_t max_pos, size_t *n_pos,
+                    at_err *err)
 {
     char src[160];
     size_t np = 0;
-    if (n_pos)
-        *n_pos = 0;
+    if (n_pos) *n_pos = 0;
     /* String targets are owned from here on so at_config_free is safe. */
     for (size_t i = 0; i < n_opts; i++)
-        if (opts[i].type == AT_OPT_STRING && opts[i].target)
-            *(char **)opts[i].target = NULL;
+        if (opts[i].type == AT_OPT_STRING && opts[i].target) *(char **)opts[i].target = NULL;
     for (size_t i = 0; i < n_opts; i++) {
         const at_option *o = &opts[i];
         if (o->def) {
             snprintf(src, sizeof src, "default of --%s", o->flag);
             int rc = apply(o, o->def, src, err);
-            if (rc)
-                return rc;
+            if (rc) return rc;
         }
         const char *ev = o->env ? getenv(o->env) : NULL;
         if (ev && *ev) { /* VAR= (empty) counts as unset, as compose files produce it */
             int rc = apply(o, ev, o->env, err);
-            if (rc)
-                return rc;
+            if (rc) return rc;
         }
     }
     int only_pos = 0;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
-        if (!a)
-            continue;
+        if (!a) continue;
         if (only_pos || a[0] != '-' || !strcmp(a, "-")) {
             if (np >= max_pos || !positional)
                 return at_err_set(err, AT_E_INVALID, "unexpected argument '%s'", a);
             positional[np++] = a;
-            if (n_pos)
-                *n_pos = np;
+            if (n_pos) *n_pos = np;
             continue;
         }
         if (!strcmp(a, "--")) {
@@ -142,8 +132,7 @@ int at_config_parse(const at_option *opts, size_t n_opts, int argc, char **argv,
             at_config_print_help(opts, n_opts, usage_line);
             return 1;
         }
-        if (a[1] != '-')
-            return at_err_set(err, AT_E_INVALID, "unknown flag '%s' (flags are --name)", a);
+        if (a[1] != '-') return at_err_set(err, AT_E_INVALID, "unknown flag '%s' (flags are --name)", a);
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
         const at_option *o = find_opt(opts, n_opts, name, nlen);
@@ -155,8 +144,7 @@ int at_config_parse(const at_option *opts, size_t n_opts, int argc, char **argv,
             else
                 o = NULL;
         }
-        if (!o)
-            return at_err_set(err, AT_E_INVALID, "unknown flag '--%.*s'", (int)nlen, name);
+        if (!o) return at_err_set(err, AT_E_INVALID, "unknown flag '--%.*s'", (int)nlen, name);
         snprintf(src, sizeof src, "--%s", o->flag);
         const char *val;
         if (eq) {
@@ -171,8 +159,7 @@ int at_config_parse(const at_option *opts, size_t n_opts, int argc, char **argv,
             val = argv[++i];
         }
         int rc = apply(o, val, src, err);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return 0;
 }
@@ -194,8 +181,7 @@ char *at_config_help(const at_option *opts, size_t n_opts, const char *usage_lin
     size_t w = strlen("-h, --help");
     for (size_t i = 0; i < n_opts; i++) {
         size_t l = 2 + strlen(opts[i].flag ? opts[i].flag : "") + strlen(placeholder(opts[i].type));
-        if (l > w)
-            w = l;
+        if (l > w) w = l;
     }
     for (size_t i = 0; i < n_opts; i++) {
         const at_option *o = &opts[i];
@@ -204,10 +190,8 @@ char *at_config_help(const at_option *opts, size_t n_opts, const char *usage_lin
         at_strbuf_printf(&b, "  %-*s  %s", (int)w, left, o->help ? o->help : "");
         if (o->min < o->max && (o->type == AT_OPT_INT || o->type == AT_OPT_DOUBLE))
             at_strbuf_printf(&b, " (%.15g..%.15g)", o->min, o->max);
-        if (o->env)
-            at_strbuf_printf(&b, " [env: %s]", o->env);
-        if (o->def && *o->def)
-            at_strbuf_printf(&b, " [default: %s]", o->def);
+        if (o->env) at_strbuf_printf(&b, " [env: %s]", o->env);
+        if (o->def && *o->def) at_strbuf_printf(&b, " [default: %s]", o->def);
         at_strbuf_printf(&b, "\n");
     }
     at_strbuf_printf(&b, "  %-*s  %s\n", (int)w, "-h, --help", "show this help and exit");

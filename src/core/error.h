@@ -27,14 +27,13 @@ typedef enum {
 } at_status;
 
 typedef struct at_err {
-    int code;                  /* one of at_status */
-    char msg[AT_ERR_MSG_MAX];  /* human readable, no trailing newline */
+    int code;                 /* one of at_status */
+    char msg[AT_ERR_MSG_MAX]; /* human readable, no trailing newline */
 } at_err;
 
 /* Sets code and a printf-style message; returns code so callers can write
  * `return at_err_set(err, AT_E_INVALID, "...")`.  err may be NULL. */
-int at_err_set(at_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int at_err_set(at_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Resets to AT_OK with an empty message. err may be NULL. */
 void at_err_clear(at_err *err);

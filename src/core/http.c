@@ -20,16 +20,16 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define MAX_LISTENERS 8
-#define MAX_QUERY_ARGS 16
-#define OUT_CHUNK (32 * 1024)
+#define MAX_LISTENERS     8
+#define MAX_QUERY_ARGS    16
+#define OUT_CHUNK         (32 * 1024)
 #define MAX_EXTRA_HEADERS 8
 
 typedef struct out_buf {
     struct out_buf *next;
     size_t len;
-    int kind;                /* LWS_WRITE_HTTP / _TEXT / _BINARY */
-    unsigned char data[];    /* LWS_PRE bytes of headroom, then payload */
+    int kind;             /* LWS_WRITE_HTTP / _TEXT / _BINARY */
+    unsigned char data[]; /* LWS_PRE bytes of headroom, then payload */
 } out_buf;
 
 typedef struct out_queue {
@@ -53,8 +53,8 @@ typedef struct kv {
 struct at_http_req {
     at_http_server *srv;
     listener *ls;
-    struct lws *wsi;              /* loop thread only; NULL once closed */
-    struct at_http_req *next;     /* loop's active list */
+    struct lws *wsi;          /* loop thread only; NULL once closed */
+    struct at_http_req *next; /* loop's active list */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs;
@@ -68,7 +68,7 @@ struct at_http_req {
     int n_query;
     unsigned char *body;
     size_t body_len, body_cap;
-    long long content_length;     /* -1 if absent */
+    long long content_length; /* -1 if absent */
     int body_overflow;
     struct timespec t0;
     /* response */
@@ -79,7 +79,7 @@ struct at_http_req {
     char extra[MAX_EXTRA_HEADERS][2][128];
     int n_extra;
     out_queue out;
-    int counted;                  /* holds an in-flight slot */
+    int counted; /* holds an in-flight slot */
 };
 
 struct at_ws {
@@ -91,9 +91,9 @@ struct at_ws {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs;
-    int closed;        /* peer gone or connection dropped */
+    int closed; /* peer gone or connection dropped */
     int handler_done;
-    int throttled;     /* rx flow control is off */
+    int throttled; /* rx flow control is off */
     char path[256];
     kv query[MAX_QUERY_ARGS];
     int n_query;
@@ -122,14 +122,14 @@ struct at_http_server {
     struct lws_protocols protocols[2];
     listener *listeners[MAX_LISTENERS];
     int n_listeners;
-    pthread_mutex_t mu;       /* inflight, ws_sessions, ctx for wakeups */
+    pthread_mutex_t mu; /* inflight, ws_sessions, ctx for wakeups */
     pthread_cond_t idle_cv;
     int inflight, ws_sessions;
-    int ws_threads;           /* session threads still running */
+    int ws_threads; /* session threads still running */
     volatile sig_atomic_t stop_flag;
     volatile int draining;
-    at_http_req *reqs;        /* loop thread only */
-    at_ws *wss;               /* loop thread only */
+    at_http_req *reqs; /* loop thread only */
+    at_ws *wss;        /* loop thread only */
     at_metric *m_requests, *m_latency, *m_inflight, *m_ws, *m_rejected;
 };
 
@@ -162,8 +162,10 @@ static out_buf *out_buf_new(const void *data, size_t len, int kind)
 
 static void outq_push(out_queue *q, out_buf *b)
 {
-    if (q->tail) q->tail->next = b;
-    else q->head = b;
+    if (q->tail)
+        q->tail->next = b;
+    else
+        q->head = b;
     q->tail = b;
     q->bytes += b->len;
 }
@@ -205,11 +207,13 @@ static void url_decode(char *s)
 {
     char *o = s;
     for (; *s; s++) {
-        if (*s == '+') *o++ = ' ';
+        if (*s == '+')
+            *o++ = ' ';
         else if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
             *o++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
             s += 2;
-        } else *o++ = *s;
+        } else
+            *o++ = *s;
     }
     *o = '\0';
 }
@@ -294,8 +298,7 @@ int at_http_add_header(at_http_req *r, const char *name, const char *value)
 {
     int rc = 0;
     pthread_mutex_lock(&r->mu);
-    if (r->resp_started || r->n_extra >= MAX_EXTRA_HEADERS ||
-        strlen(name) >= 120 || strlen(value) >= 128)
+    if (r->resp_started || r->n_extra >= MAX_EXTRA_HEADERS || strlen(name) >= 120 || strlen(value) >= 128)
         rc = AT_E_INVALID;
     else {
         /* lws wants the name with its colon */
@@ -316,8 +319,7 @@ static int respond_locked_start(at_http_req *r, int status, const char *ctype)
     return 0;
 }
 
-int at_http_respond(at_http_req *r, int status, const char *content_type,
-                    const void *body, size_t len)
+int at_http_respond(at_http_req *r, int status, const char *content_type, const void *body, size_t len)
 {
     pthread_mutex_lock(&r->mu);
     int rc = respond_locked_start(r, status, content_type);
@@ -347,8 +349,8 @@ int at_http_respond(at_http_req *r, int status, const char *content_type,
 int at_http_respond_json(at_http_req *r, int status, const cJSON *obj)
 {
     char *s = cJSON_PrintUnformatted(obj);
-    if (!s) return at_http_respond(r, 500, "application/json",
-                                   "{\"error\":{\"message\":\"out of memory\"}}", 37);
+    if (!s)
+        return at_http_respond(r, 500, "application/json", "{\"error\":{\"message\":\"out of memory\"}}", 37);
     int rc = at_http_respond(r, status, "application/json", s, strlen(s));
     free(s);
     return rc;
@@ -375,10 +377,22 @@ int at_http_error_from(at_http_req *r, const at_err *err)
     int status = 500;
     const char *type = "server_error";
     switch (err->code) {
-    case AT_E_INVALID: status = 400; type = "invalid_request_error"; break;
-    case AT_E_UNSUPPORTED: status = 400; type = "invalid_request_error"; break;
-    case AT_E_CORRUPT: status = 400; type = "invalid_request_error"; break;
-    case AT_E_TOO_LARGE: status = 413; type = "invalid_request_error"; break;
+    case AT_E_INVALID:
+        status = 400;
+        type = "invalid_request_error";
+        break;
+    case AT_E_UNSUPPORTED:
+        status = 400;
+        type = "invalid_request_error";
+        break;
+    case AT_E_CORRUPT:
+        status = 400;
+        type = "invalid_request_error";
+        break;
+    case AT_E_TOO_LARGE:
+        status = 413;
+        type = "invalid_request_error";
+        break;
     case AT_E_BUSY:
         status = 503;
         type = "overloaded_error";
@@ -457,8 +471,10 @@ int at_http_stream_end(at_http_req *r)
     pthread_mutex_lock(&r->mu);
     int rc = r->closed ? AT_E_CANCELLED : 0;
     out_buf *b = out_buf_new("0\r\n\r\n", 5, LWS_WRITE_HTTP);
-    if (b) outq_push(&r->out, b);
-    else r->close_after = 1;
+    if (b)
+        outq_push(&r->out, b);
+    else
+        r->close_after = 1;
     r->finished = 1;
     pthread_mutex_unlock(&r->mu);
     wake_loop(r->srv);
@@ -478,9 +494,8 @@ static void count_request(at_http_req *r)
     char st[8], ms[32];
     snprintf(st, sizeof st, "%d", r->status);
     snprintf(ms, sizeof ms, "%.1f", dt * 1000);
-    at_log_write(s->cfg.log, r->status >= 500 ? AT_LOG_WARN : AT_LOG_INFO, "request",
-                 "service", r->ls->name, "method", r->method, "path", r->path,
-                 "status", st, "ms", ms, NULL);
+    at_log_write(s->cfg.log, r->status >= 500 ? AT_LOG_WARN : AT_LOG_INFO, "request", "service", r->ls->name,
+                 "method", r->method, "path", r->path, "status", st, "ms", ms, NULL);
 }
 
 static void *req_thread(void *arg)
@@ -495,7 +510,8 @@ static void *req_thread(void *arg)
     if (r->resp_started && !r->finished) { /* a stream left open: end it */
         pthread_mutex_unlock(&r->mu);
         at_http_stream_end(r);
-    } else pthread_mutex_unlock(&r->mu);
+    } else
+        pthread_mutex_unlock(&r->mu);
 
     at_http_server *s = r->srv;
     pthread_mutex_lock(&s->mu);
@@ -550,8 +566,8 @@ static void dispatch(at_http_req *r)
     pthread_attr_destroy(&attr);
 }
 
-static const at_http_route *find_route(listener *ls, const char *method,
-                                       const char *path, int ws, int *path_known)
+static const at_http_route *find_route(listener *ls, const char *method, const char *path, int ws,
+                                       int *path_known)
 {
     *path_known = 0;
     for (size_t i = 0; i < ls->n_routes; i++) {
@@ -618,10 +634,12 @@ static void req_detach(at_http_req *r)
 
 static int method_of(struct lws *wsi, char *out, size_t cap)
 {
-    static const struct { enum lws_token_indexes tok; const char *name; } m[] = {
-        {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
-        {WSI_TOKEN_OPTIONS_URI, "OPTIONS"}, {WSI_TOKEN_PUT_URI, "PUT"},
-        {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_PATCH_URI, "PATCH"},
+    static const struct {
+        enum lws_token_indexes tok;
+        const char *name;
+    } m[] = {
+        {WSI_TOKEN_GET_URI, "GET"},   {WSI_TOKEN_POST_URI, "POST"},     {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+        {WSI_TOKEN_PUT_URI, "PUT"},   {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_PATCH_URI, "PATCH"},
         {WSI_TOKEN_HEAD_URI, "HEAD"},
     };
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
@@ -643,11 +661,9 @@ static int req_writable(struct lws *wsi, pss *p)
         return 0;
     }
     if (!r->headers_sent) {
-        unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *pp = start,
-                                          *end = buf + sizeof buf - 1;
+        unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *pp = start, *end = buf + sizeof buf - 1;
         int bad = lws_add_http_header_status(wsi, (unsigned)r->status, &pp, end) ||
-                  lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-                                               (unsigned char *)r->ctype,
+                  lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (unsigned char *)r->ctype,
                                                (int)strlen(r->ctype), &pp, end);
         if (!bad && r->chunked)
             bad = lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING,
@@ -656,11 +672,11 @@ static int req_writable(struct lws *wsi, pss *p)
             bad = lws_add_http_header_content_length(wsi, r->content_len, &pp, end);
         for (int i = 0; !bad && i < r->n_extra; i++)
             bad = lws_add_http_header_by_name(wsi, (unsigned char *)r->extra[i][0],
-                                              (unsigned char *)r->extra[i][1],
-                                              (int)strlen(r->extra[i][1]), &pp, end);
+                                              (unsigned char *)r->extra[i][1], (int)strlen(r->extra[i][1]),
+                                              &pp, end);
         if (!bad && r->close_after)
-            bad = lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
-                                               (unsigned char *)"close", 5, &pp, end);
+            bad = lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (unsigned char *)"close", 5, &pp,
+                                               end);
         if (!bad) bad = lws_finalize_write_http_header(wsi, start, &pp, end);
         r->headers_sent = 1;
         int more = r->out.head != NULL || r->finished;
@@ -706,8 +722,7 @@ static void ws_unref(at_ws *w)
     int left = --w->refs;
     pthread_mutex_unlock(&w->mu);
     if (left) return;
-    for (size_t i = 0; i < w->inbox_n; i++)
-        free(w->inbox[(w->inbox_head + i) % w->inbox_cap].data);
+    for (size_t i = 0; i < w->inbox_n; i++) free(w->inbox[(w->inbox_head + i) % w->inbox_cap].data);
     free(w->inbox);
     free(w->frag);
     outq_clear(&w->out);
@@ -749,8 +764,7 @@ static int inbox_push(at_ws *w, at_ws_msg m)
         size_t cap = w->inbox_cap ? w->inbox_cap * 2 : 16;
         at_ws_msg *n = malloc(cap * sizeof *n);
         if (!n) return -1;
-        for (size_t i = 0; i < w->inbox_n; i++)
-            n[i] = w->inbox[(w->inbox_head + i) % w->inbox_cap];
+        for (size_t i = 0; i < w->inbox_n; i++) n[i] = w->inbox[(w->inbox_head + i) % w->inbox_cap];
         free(w->inbox);
         w->inbox = n;
         w->inbox_cap = cap;
@@ -777,8 +791,10 @@ int at_ws_recv(at_ws *w, at_ws_msg *msg, int timeout_ms)
     pthread_mutex_lock(&w->mu);
     int rc = 0;
     while (w->inbox_n == 0 && !w->closed && !w->srv->draining) {
-        if (timeout_ms < 0) pthread_cond_wait(&w->cv, &w->mu);
-        else if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0) break;
+        if (timeout_ms < 0)
+            pthread_cond_wait(&w->cv, &w->mu);
+        else if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0)
+            break;
     }
     if (w->inbox_n) {
         *msg = w->inbox[w->inbox_head];
@@ -809,21 +825,21 @@ static int ws_send(at_ws *w, const void *data, size_t len, int kind)
         }
     }
     int rc = 0;
-    if (w->closed) rc = AT_E_CANCELLED;
+    if (w->closed)
+        rc = AT_E_CANCELLED;
     else {
         out_buf *b = out_buf_new(data, len, kind);
-        if (!b) rc = AT_E_NOMEM;
-        else outq_push(&w->out, b);
+        if (!b)
+            rc = AT_E_NOMEM;
+        else
+            outq_push(&w->out, b);
     }
     pthread_mutex_unlock(&w->mu);
     if (rc == 0) wake_loop(w->srv);
     return rc;
 }
 
-int at_ws_send_text(at_ws *w, const char *text, size_t len)
-{
-    return ws_send(w, text, len, LWS_WRITE_TEXT);
-}
+int at_ws_send_text(at_ws *w, const char *text, size_t len) { return ws_send(w, text, len, LWS_WRITE_TEXT); }
 
 int at_ws_send_binary(at_ws *w, const void *data, size_t len)
 {
@@ -848,10 +864,7 @@ void at_ws_set_close(at_ws *w, int code, const char *reason)
 }
 
 const char *at_ws_path(const at_ws *w) { return w->path; }
-const char *at_ws_query(const at_ws *w, const char *name)
-{
-    return kv_get(w->query, w->n_query, name);
-}
+const char *at_ws_query(const at_ws *w, const char *name) { return kv_get(w->query, w->n_query, name); }
 
 int at_ws_closed(at_ws *w)
 {
@@ -868,12 +881,12 @@ static void refuse_upgrade(struct lws *wsi, const char *msg)
     char buf[512];
     char body[256];
     int bl = snprintf(body, sizeof body,
-                      "{\"error\":{\"message\":\"%s\",\"type\":\"overloaded_error\",\"code\":503}}",
-                      msg);
+                      "{\"error\":{\"message\":\"%s\",\"type\":\"overloaded_error\",\"code\":503}}", msg);
     int n = snprintf(buf, sizeof buf,
                      "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"
                      "Content-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Connection: close\r\n\r\n%s", bl, body);
+                     "Connection: close\r\n\r\n%s",
+                     bl, body);
     ssize_t w = send(lws_get_socket_fd(wsi), buf, (size_t)n, MSG_NOSIGNAL);
     (void)w;
 }
@@ -969,8 +982,7 @@ static void on_cancel(at_http_server *s)
     }
 }
 
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                    void *in, size_t len)
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     pss *p = user;
     struct lws_vhost *vh = lws_get_vhost(wsi);
@@ -990,8 +1002,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         at_http_req *r = req_new(s, ls, wsi);
         if (!r) return -1;
         p->req = r;
-        if (method_of(wsi, r->method, sizeof r->method) != 0)
-            snprintf(r->method, sizeof r->method, "?");
+        if (method_of(wsi, r->method, sizeof r->method) != 0) snprintf(r->method, sizeof r->method, "?");
         snprintf(r->path, sizeof r->path, "%s", (const char *)in);
         r->n_query = read_query(wsi, r->query);
         lws_hdr_copy(wsi, r->content_type, sizeof r->content_type, WSI_TOKEN_HTTP_CONTENT_TYPE);
@@ -1010,17 +1021,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         } else if (!r->route) {
             r->close_after = has_body; /* do not read a body we will not use */
             if (known) {
-                at_http_error(r, 405, "invalid_request_error",
-                              "method %s not allowed on %s", r->method, r->path);
+                at_http_error(r, 405, "invalid_request_error", "method %s not allowed on %s", r->method,
+                              r->path);
             } else {
-                at_http_error(r, 404, "invalid_request_error", "no route for %s %s",
-                              r->method, r->path);
+                at_http_error(r, 404, "invalid_request_error", "no route for %s %s", r->method, r->path);
             }
         } else if (has_body && r->content_length > (long long)s->cfg.body_limit) {
             r->close_after = 1;
             at_http_error(r, 413, "invalid_request_error",
-                          "request body of %lld bytes exceeds the limit of %zu bytes",
-                          r->content_length, s->cfg.body_limit);
+                          "request body of %lld bytes exceeds the limit of %zu bytes", r->content_length,
+                          s->cfg.body_limit);
         } else if (!has_body) {
             dispatch(r);
         } else {
@@ -1040,8 +1050,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!r || r->resp_started || len == 0) return 0;
         if (r->body_len + len > s->cfg.body_limit) {
             r->close_after = 1;
-            at_http_error(r, 413, "invalid_request_error",
-                          "request body exceeds the limit of %zu bytes", s->cfg.body_limit);
+            at_http_error(r, 413, "invalid_request_error", "request body exceeds the limit of %zu bytes",
+                          s->cfg.body_limit);
             lws_callback_on_writable(wsi);
             return 0;
         }
@@ -1072,8 +1082,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     }
 
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        return p ? req_writable(wsi, p) : 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE: return p ? req_writable(wsi, p) : 0;
 
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
@@ -1100,8 +1109,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!ok) {
             if (s->m_rejected) at_metric_inc(s->m_rejected, ls->name, 1);
             char msg[128];
-            snprintf(msg, sizeof msg, s->draining ? "server is shutting down"
-                                                   : "too many concurrent streams (limit %d); retry later",
+            snprintf(msg, sizeof msg,
+                     s->draining ? "server is shutting down"
+                                 : "too many concurrent streams (limit %d); retry later",
                      s->cfg.max_ws_sessions);
             refuse_upgrade(wsi, msg);
             return -1;
@@ -1143,16 +1153,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             w->refs = 1; /* only the loop's: CLOSED frees it */
             return -1;
         }
-        at_log_write(s->cfg.log, AT_LOG_INFO, "stream opened", "service", ls->name,
-                     "path", w->path, NULL);
+        at_log_write(s->cfg.log, AT_LOG_INFO, "stream opened", "service", ls->name, "path", w->path, NULL);
         return 0;
     }
 
-    case LWS_CALLBACK_RECEIVE:
-        return (p && p->ws) ? ws_receive(wsi, p->ws, in, len) : 0;
+    case LWS_CALLBACK_RECEIVE: return (p && p->ws) ? ws_receive(wsi, p->ws, in, len) : 0;
 
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return (p && p->ws) ? ws_writable(wsi, p->ws) : 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE: return (p && p->ws) ? ws_writable(wsi, p->ws) : 0;
 
     case LWS_CALLBACK_CLOSED:
         if (p && p->ws) {
@@ -1164,8 +1171,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             pthread_cond_broadcast(&w->cv);
             pthread_mutex_unlock(&w->mu);
             list_remove_ws(s, w);
-            at_log_write(s->cfg.log, AT_LOG_INFO, "stream closed", "service", ls->name,
-                         "path", w->path, NULL);
+            at_log_write(s->cfg.log, AT_LOG_INFO, "stream closed", "service", ls->name, "path", w->path,
+                         NULL);
             ws_unref(w);
         }
         if (p && p->ws_reserved) {
@@ -1174,8 +1181,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         return 0;
 
-    default:
-        break;
+    default: break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
@@ -1221,31 +1227,27 @@ at_http_server *at_http_server_new(const at_http_config *cfg, at_err *err)
         return NULL;
     }
     if (cfg->metrics) {
-        static const double lat[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                     0.5,   1,     2.5,  5,     10,   30};
-        s->m_requests = at_metrics_counter(cfg->metrics, "http_requests_total",
-                                           "HTTP requests answered",
+        static const double lat[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+        s->m_requests = at_metrics_counter(cfg->metrics, "http_requests_total", "HTTP requests answered",
                                            "service,method,path,status");
         s->m_latency = at_metrics_histogram(cfg->metrics, "http_request_duration_seconds",
-                                            "Time from request to last byte queued",
-                                            "service,path", lat, sizeof lat / sizeof lat[0]);
-        s->m_inflight = at_metrics_gauge(cfg->metrics, "http_requests_in_flight",
-                                         "Requests being worked on", "service");
-        s->m_ws = at_metrics_gauge(cfg->metrics, "websocket_sessions_active",
-                                   "Open WebSocket sessions", "service");
+                                            "Time from request to last byte queued", "service,path", lat,
+                                            sizeof lat / sizeof lat[0]);
+        s->m_inflight =
+            at_metrics_gauge(cfg->metrics, "http_requests_in_flight", "Requests being worked on", "service");
+        s->m_ws =
+            at_metrics_gauge(cfg->metrics, "websocket_sessions_active", "Open WebSocket sessions", "service");
         s->m_rejected = at_metrics_counter(cfg->metrics, "http_rejected_total",
-                                           "Requests and streams refused for capacity",
-                                           "service");
+                                           "Requests and streams refused for capacity", "service");
     }
     return s;
 }
 
-int at_http_server_listen(at_http_server *s, const char *name, const char *iface,
-                          int port, const at_http_route *routes, size_t n_routes,
-                          void *user, int *bound_port, at_err *err)
+int at_http_server_listen(at_http_server *s, const char *name, const char *iface, int port,
+                          const at_http_route *routes, size_t n_routes, void *user, int *bound_port,
+                          at_err *err)
 {
-    if (s->n_listeners >= MAX_LISTENERS)
-        return at_err_set(err, AT_E_INVALID, "too many listeners");
+    if (s->n_listeners >= MAX_LISTENERS) return at_err_set(err, AT_E_INVALID, "too many listeners");
     listener *ls = calloc(1, sizeof *ls);
     if (!ls) return at_err_set(err, AT_E_NOMEM, "out of memory");
     ls->srv = s;
@@ -1267,8 +1269,7 @@ int at_http_server_listen(at_http_server *s, const char *name, const char *iface
     ls->vh = lws_create_vhost(s->ctx, &info);
     if (!ls->vh) {
         free(ls);
-        return at_err_set(err, AT_E_IO, "cannot listen on %s:%d (port in use?)",
-                          iface ? iface : "*", port);
+        return at_err_set(err, AT_E_IO, "cannot listen on %s:%d (port in use?)", iface ? iface : "*", port);
     }
     s->listeners[s->n_listeners++] = ls;
     if (bound_port) *bound_port = lws_get_vhost_listen_port(ls->vh);

@@ -41,15 +41,15 @@ typedef struct at_http_route {
 } at_http_route;
 
 typedef struct at_http_config {
-    size_t body_limit;        /* bytes; larger bodies get 413 */
-    int max_inflight;         /* concurrent worker requests; beyond: 503 */
-    int max_ws_sessions;      /* concurrent WebSocket sessions; beyond: 503 */
-    size_t ws_message_limit;  /* largest WebSocket message (bytes) */
-    size_t ws_queue_limit;    /* bytes queued per direction before flow control */
-    int idle_timeout_s;       /* a client silent this long is dropped */
-    int drain_timeout_s;      /* on stop, how long to let work finish */
-    at_log *log;              /* may be NULL */
-    at_metrics *metrics;      /* may be NULL; http_* metrics are registered */
+    size_t body_limit;       /* bytes; larger bodies get 413 */
+    int max_inflight;        /* concurrent worker requests; beyond: 503 */
+    int max_ws_sessions;     /* concurrent WebSocket sessions; beyond: 503 */
+    size_t ws_message_limit; /* largest WebSocket message (bytes) */
+    size_t ws_queue_limit;   /* bytes queued per direction before flow control */
+    int idle_timeout_s;      /* a client silent this long is dropped */
+    int drain_timeout_s;     /* on stop, how long to let work finish */
+    at_log *log;             /* may be NULL */
+    at_metrics *metrics;     /* may be NULL; http_* metrics are registered */
 } at_http_config;
 
 /* Fills defaults: 25 MiB body, 16 in flight, 8 sessions, 1 MiB message,
@@ -60,9 +60,9 @@ at_http_server *at_http_server_new(const at_http_config *cfg, at_err *err);
 /* Adds a listener.  iface NULL = all interfaces, "127.0.0.1" for loopback.
  * port 0 picks a free port; the port bound is returned via *bound_port.
  * routes must outlive the server.  `name` labels logs and metrics. */
-int at_http_server_listen(at_http_server *s, const char *name, const char *iface,
-                          int port, const at_http_route *routes, size_t n_routes,
-                          void *user, int *bound_port, at_err *err);
+int at_http_server_listen(at_http_server *s, const char *name, const char *iface, int port,
+                          const at_http_route *routes, size_t n_routes, void *user, int *bound_port,
+                          at_err *err);
 /* Runs the loop until at_http_server_stop(); then refuses new work with
  * 503, lets in-flight requests and sessions finish (up to drain_timeout_s)
  * and returns. */
@@ -90,14 +90,13 @@ int at_http_req_cancelled(at_http_req *r);
 /* Adds a response header before the status line is sent. */
 int at_http_add_header(at_http_req *r, const char *name, const char *value);
 /* A whole response with Content-Length. */
-int at_http_respond(at_http_req *r, int status, const char *content_type,
-                    const void *body, size_t len);
+int at_http_respond(at_http_req *r, int status, const char *content_type, const void *body, size_t len);
 /* A whole JSON response (object is not freed). */
 int at_http_respond_json(at_http_req *r, int status, const cJSON *obj);
 /* {"error":{"message":..., "type":..., "code":status}} with that status.
  * type: "invalid_request_error", "server_error", ... */
-int at_http_error(at_http_req *r, int status, const char *type,
-                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int at_http_error(at_http_req *r, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Maps an at_err code to a status and sends it as an error. */
 int at_http_error_from(at_http_req *r, const at_err *err);
 /* A streamed response (chunked transfer encoding). */

@@ -30,8 +30,7 @@ struct at_log {
 at_log *at_log_new(int fd, at_log_level min_level, int json)
 {
     at_log *l = calloc(1, sizeof *l);
-    if (!l)
-        return NULL;
+    if (!l) return NULL;
     l->fd = fd;
     l->min = min_level;
     l->json = json != 0;
@@ -41,24 +40,18 @@ at_log *at_log_new(int fd, at_log_level min_level, int json)
 
 void at_log_free(at_log *l)
 {
-    if (!l)
-        return;
+    if (!l) return;
     pthread_mutex_destroy(&l->mu);
     free(l);
 }
 
 int at_log_level_parse(const char *s)
 {
-    if (!s)
-        return -1;
-    if (!strcasecmp(s, "debug"))
-        return AT_LOG_DEBUG;
-    if (!strcasecmp(s, "info"))
-        return AT_LOG_INFO;
-    if (!strcasecmp(s, "warn") || !strcasecmp(s, "warning"))
-        return AT_LOG_WARN;
-    if (!strcasecmp(s, "error"))
-        return AT_LOG_ERROR;
+    if (!s) return -1;
+    if (!strcasecmp(s, "debug")) return AT_LOG_DEBUG;
+    if (!strcasecmp(s, "info")) return AT_LOG_INFO;
+    if (!strcasecmp(s, "warn") || !strcasecmp(s, "warning")) return AT_LOG_WARN;
+    if (!strcasecmp(s, "error")) return AT_LOG_ERROR;
     return -1;
 }
 
@@ -78,22 +71,25 @@ static size_t utf8_len(const unsigned char *s, size_t left)
     unsigned c = s[0];
     size_t n;
     unsigned min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 3; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; min = 0x10000; }
-    else return 0;
-    if (left < n)
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        min = 0x10000;
+    } else
         return 0;
+    if (left < n) return 0;
     unsigned cp = c & (0x3F >> (n - 1));
     for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
+        if ((s[i] & 0xC0) != 0x80) return 0;
         cp = cp << 6 | (s[i] & 0x3F);
     }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
     return n;
 }
 
@@ -107,11 +103,16 @@ static void lb_quoted(at_strbuf *b, const char *s)
     for (size_t i = 0; i < cut;) {
         unsigned c = u[i];
         char tmp[8];
-        if (c == '"') at_strbuf_put(b, "\\\"", 2);
-        else if (c == '\\') at_strbuf_put(b, "\\\\", 2);
-        else if (c == '\n') at_strbuf_put(b, "\\n", 2);
-        else if (c == '\r') at_strbuf_put(b, "\\r", 2);
-        else if (c == '\t') at_strbuf_put(b, "\\t", 2);
+        if (c == '"')
+            at_strbuf_put(b, "\\\"", 2);
+        else if (c == '\\')
+            at_strbuf_put(b, "\\\\", 2);
+        else if (c == '\n')
+            at_strbuf_put(b, "\\n", 2);
+        else if (c == '\r')
+            at_strbuf_put(b, "\\r", 2);
+        else if (c == '\t')
+            at_strbuf_put(b, "\\t", 2);
         else if (c < 0x20 || c == 0x7F) {
             snprintf(tmp, sizeof tmp, "\\u%04x", c);
             at_strbuf_put(b, tmp, 6);
@@ -128,19 +129,16 @@ static void lb_quoted(at_strbuf *b, const char *s)
         }
         i++;
     }
-    if (cut < len)
-        at_strbuf_put(b, "...", 3);
+    if (cut < len) at_strbuf_put(b, "...", 3);
     at_strbuf_put(b, "\"", 1);
 }
 
 /* logfmt values stay bare when they are plain tokens. */
 static int needs_quotes(const char *s)
 {
-    if (!*s || strlen(s) > AT_LOG_VALUE_MAX)
-        return 1;
+    if (!*s || strlen(s) > AT_LOG_VALUE_MAX) return 1;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p <= ' ' || *p == '=' || *p == '"' || *p == '\\' || *p >= 0x7F)
-            return 1;
+        if (*p <= ' ' || *p == '=' || *p == '"' || *p == '\\' || *p >= 0x7F) return 1;
     return 0;
 }
 
@@ -153,8 +151,8 @@ static void lb_key(at_strbuf *b, const char *k)
     }
     for (const char *p = k; *p; p++) {
         char c = *p;
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == '.' || c == '-';
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                 c == '.' || c == '-';
         at_strbuf_put(b, ok ? p : "_", 1);
     }
 }
@@ -165,19 +163,17 @@ static void timestamp(char out[64])
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
+    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
 }
 
 void at_log_write(at_log *l, at_log_level level, const char *msg, ...)
 {
-    if (!l || level < l->min)
-        return;
+    if (!l || level < l->min) return;
     char ts[64];
     timestamp(ts);
     at_strbuf b = {0};
-    if (!msg)
-        msg = "";
+    if (!msg) msg = "";
     if (l->json) {
         at_strbuf_str(&b, "{\"ts\":\"");
         at_strbuf_str(&b, ts);
@@ -197,14 +193,12 @@ void at_log_write(at_log *l, at_log_level level, const char *msg, ...)
     va_start(ap, msg);
     for (;;) {
         const char *k = va_arg(ap, const char *);
-        if (!k)
-            break;
+        if (!k) break;
         const char *v = va_arg(ap, const char *);
         /* A NULL value may be the terminator after an odd key: reading on
          * would run past the arguments, so log the key empty and stop. */
         int stop = v == NULL;
-        if (!v)
-            v = "";
+        if (!v) v = "";
         if (l->json) {
             at_strbuf_put(&b, ",", 1);
             lb_quoted(&b, k);
@@ -219,12 +213,10 @@ void at_log_write(at_log *l, at_log_level level, const char *msg, ...)
             else
                 at_strbuf_str(&b, v);
         }
-        if (stop)
-            break;
+        if (stop) break;
     }
     va_end(ap);
-    if (l->json)
-        at_strbuf_put(&b, "}", 1);
+    if (l->json) at_strbuf_put(&b, "}", 1);
     at_strbuf_put(&b, "\n", 1);
     if (b.oom) {
         at_strbuf_free(&b);
@@ -233,10 +225,8 @@ void at_log_write(at_log *l, at_log_level level, const char *msg, ...)
     pthread_mutex_lock(&l->mu);
     for (size_t off = 0; off < b.n;) {
         ssize_t w = write(l->fd, b.p + off, b.n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break; /* nowhere to report a failing log sink */
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break; /* nowhere to report a failing log sink */
         off += (size_t)w;
     }
     pthread_mutex_unlock(&l->mu);

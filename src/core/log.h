@@ -22,7 +22,6 @@ int at_log_level_parse(const char *s);
  * they hold spaces, '=', quotes, backslashes, control or non-ASCII bytes.
  * Invalid UTF-8 becomes \ufffd; values over 4096 bytes are cut ("...").
  * A NULL value is logged as "" and ends the list. */
-void at_log_write(at_log *l, at_log_level level, const char *msg, ...)
-    __attribute__((sentinel));
+void at_log_write(at_log *l, at_log_level level, const char *msg, ...) __attribute__((sentinel));
 
 #endif

@@ -14,15 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AT_METRIC_MAX_SETS 256
+#define AT_METRIC_MAX_SETS   256
 #define AT_METRIC_MAX_LABELS 16
 
 enum { M_COUNTER, M_GAUGE, M_HISTOGRAM };
 
 typedef struct at_series {
-    char *key;       /* label values joined by ',' (normalised) */
-    char **values;   /* n_labels strings */
-    double value;    /* counter / gauge */
+    char *key;        /* label values joined by ',' (normalised) */
+    char **values;    /* n_labels strings */
+    double value;     /* counter / gauge */
     uint64_t *counts; /* histogram: per bucket (not cumulative), n_buckets + 1 */
     double sum;
     uint64_t count;
@@ -49,18 +49,15 @@ struct at_metrics {
 at_metrics *at_metrics_new(void)
 {
     at_metrics *m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
+    if (!m) return NULL;
     pthread_mutex_init(&m->mu, NULL);
     return m;
 }
 
 static void series_free(at_series *s, size_t n_labels)
 {
-    if (!s)
-        return;
-    for (size_t i = 0; i < n_labels; i++)
-        free(s->values[i]);
+    if (!s) return;
+    for (size_t i = 0; i < n_labels; i++) free(s->values[i]);
     free(s->values);
     free(s->counts);
     free(s->key);
@@ -69,11 +66,9 @@ static void series_free(at_series *s, size_t n_labels)
 
 static void metric_free(at_metric *c)
 {
-    for (size_t i = 0; i < c->n_series; i++)
-        series_free(c->series[i], c->n_labels);
+    for (size_t i = 0; i < c->n_series; i++) series_free(c->series[i], c->n_labels);
     free(c->series);
-    for (size_t i = 0; i < c->n_labels; i++)
-        free(c->labels[i]);
+    for (size_t i = 0; i < c->n_labels; i++) free(c->labels[i]);
     free(c->labels);
     free(c->buckets);
     free(c->name);
@@ -84,8 +79,7 @@ static void metric_free(at_metric *c)
 
 void at_metrics_free(at_metrics *m)
 {
-    if (!m)
-        return;
+    if (!m) return;
     for (at_metric *c = m->head, *nx; c; c = nx) {
         nx = c->next;
         metric_free(c);
@@ -96,14 +90,12 @@ void at_metrics_free(at_metrics *m)
 
 static int valid_name(const char *s, int allow_colon)
 {
-    if (!s || !*s)
-        return 0;
+    if (!s || !*s) return 0;
     for (const char *p = s; *p; p++) {
         char c = *p;
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                 (allow_colon && c == ':') || (p != s && c >= '0' && c <= '9');
-        if (!ok)
-            return 0;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (allow_colon && c == ':') ||
+                 (p != s && c >= '0' && c <= '9');
+        if (!ok) return 0;
     }
     return 1;
 }
@@ -113,16 +105,14 @@ static int valid_name(const char *s, int allow_colon)
 static char **split_values(const char *s, size_t n)
 {
     char **v = calloc(n ? n : 1, sizeof *v);
-    if (!v)
-        return NULL;
+    if (!v) return NULL;
     const char *p = s ? s : "";
     for (size_t i = 0; i < n; i++) {
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
         v[i] = strndup(p, len);
         if (!v[i]) {
-            for (size_t j = 0; j < i; j++)
-                free(v[j]);
+            for (size_t j = 0; j < i; j++) free(v[j]);
             free(v);
             return NULL;
         }
@@ -134,29 +124,24 @@ static char **split_values(const char *s, size_t n)
 static at_series *series_new(at_metric *c, char **values)
 {
     at_series *s = calloc(1, sizeof *s);
-    if (!s)
-        goto fail;
+    if (!s) goto fail;
     s->values = values;
     size_t klen = 1;
-    for (size_t i = 0; i < c->n_labels; i++)
-        klen += strlen(values[i]) + 1;
+    for (size_t i = 0; i < c->n_labels; i++) klen += strlen(values[i]) + 1;
     s->key = malloc(klen);
-    if (!s->key)
-        goto fail;
+    if (!s->key) goto fail;
     s->key[0] = '\0';
     size_t off = 0;
     for (size_t i = 0; i < c->n_labels; i++) {
         size_t l = strlen(values[i]);
-        if (i)
-            s->key[off++] = ',';
+        if (i) s->key[off++] = ',';
         memcpy(s->key + off, values[i], l);
         off += l;
     }
     s->key[off] = '\0';
     if (c->type == M_HISTOGRAM) {
         s->counts = calloc(c->n_buckets + 1, sizeof *s->counts);
-        if (!s->counts)
-            goto fail;
+        if (!s->counts) goto fail;
     }
     return s;
 fail:
@@ -172,11 +157,9 @@ static int append_series(at_metric *c, at_series *s)
 {
     if (c->n_series == c->cap) {
         size_t nc = c->cap ? c->cap * 2 : 4;
-        if (nc > AT_METRIC_MAX_SETS + 1)
-            nc = AT_METRIC_MAX_SETS + 1;
+        if (nc > AT_METRIC_MAX_SETS + 1) nc = AT_METRIC_MAX_SETS + 1;
         at_series **p = realloc(c->series, nc * sizeof *p);
-        if (!p)
-            return -1;
+        if (!p) return -1;
         c->series = p;
         c->cap = nc;
     }
@@ -187,8 +170,7 @@ static int append_series(at_metric *c, at_series *s)
 static at_series *find_key(at_metric *c, const char *key)
 {
     for (size_t i = 0; i < c->n_series; i++)
-        if (!strcmp(c->series[i]->key, key))
-            return c->series[i];
+        if (!strcmp(c->series[i]->key, key)) return c->series[i];
     return NULL;
 }
 
@@ -208,8 +190,7 @@ static at_series *get_series(at_metric *c, const char *label_values)
             fits = 0;
             break;
         }
-        if (i)
-            kb[kn++] = ',';
+        if (i) kb[kn++] = ',';
         memcpy(kb + kn, p, len);
         kn += len;
         p = e ? e + 1 : p + len;
@@ -217,16 +198,13 @@ static at_series *get_series(at_metric *c, const char *label_values)
     kb[kn] = '\0';
     if (fits) {
         at_series *hit = find_key(c, kb);
-        if (hit)
-            return hit;
+        if (hit) return hit;
     }
     char **vals = split_values(label_values, c->n_labels);
-    if (!vals)
-        return NULL;
+    if (!vals) return NULL;
     at_series *tmp = series_new(c, vals);
     if (!tmp) {
-        for (size_t i = 0; i < c->n_labels; i++)
-            free(vals[i]);
+        for (size_t i = 0; i < c->n_labels; i++) free(vals[i]);
         free(vals);
         return NULL;
     }
@@ -239,20 +217,15 @@ static at_series *get_series(at_metric *c, const char *label_values)
         series_free(tmp, c->n_labels);
         char other[AT_METRIC_MAX_LABELS * 6 + 1];
         other[0] = '\0';
-        for (size_t i = 0; i < c->n_labels; i++)
-            strcat(other, i ? ",other" : "other");
+        for (size_t i = 0; i < c->n_labels; i++) strcat(other, i ? ",other" : "other");
         s = find_key(c, other);
-        if (s)
-            return s;
-        if (c->n_series > AT_METRIC_MAX_SETS)
-            return NULL; /* cannot happen: the one extra slot is "other" */
+        if (s) return s;
+        if (c->n_series > AT_METRIC_MAX_SETS) return NULL; /* cannot happen: the one extra slot is "other" */
         vals = split_values(other, c->n_labels);
-        if (!vals)
-            return NULL;
+        if (!vals) return NULL;
         tmp = series_new(c, vals);
         if (!tmp) {
-            for (size_t i = 0; i < c->n_labels; i++)
-                free(vals[i]);
+            for (size_t i = 0; i < c->n_labels; i++) free(vals[i]);
             free(vals);
             return NULL;
         }
@@ -264,11 +237,10 @@ static at_series *get_series(at_metric *c, const char *label_values)
     return tmp;
 }
 
-static at_metric *reg(at_metrics *m, int type, const char *name, const char *help,
-                      const char *label_names, const double *buckets, size_t n_buckets)
+static at_metric *reg(at_metrics *m, int type, const char *name, const char *help, const char *label_names,
+                      const double *buckets, size_t n_buckets)
 {
-    if (!m || !valid_name(name, 1))
-        return NULL;
+    if (!m || !valid_name(name, 1)) return NULL;
     /* Same name registered twice: hand back the existing metric if it is the
      * same kind, so services can share one registry without coordination. */
     pthread_mutex_lock(&m->mu);
@@ -281,23 +253,18 @@ static at_metric *reg(at_metrics *m, int type, const char *name, const char *hel
     pthread_mutex_unlock(&m->mu);
 
     at_metric *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     pthread_mutex_init(&c->mu, NULL);
     c->type = type;
     c->name = strdup(name);
     c->help = strdup(help ? help : "");
-    if (!c->name || !c->help)
-        goto fail;
+    if (!c->name || !c->help) goto fail;
     if (label_names && *label_names) {
         size_t n = 1;
-        for (const char *p = label_names; *p; p++)
-            n += *p == ',';
-        if (n > AT_METRIC_MAX_LABELS)
-            goto fail;
+        for (const char *p = label_names; *p; p++) n += *p == ',';
+        if (n > AT_METRIC_MAX_LABELS) goto fail;
         c->labels = split_values(label_names, n);
-        if (!c->labels)
-            goto fail;
+        if (!c->labels) goto fail;
         c->n_labels = n;
         for (size_t i = 0; i < n; i++)
             if (!valid_name(c->labels[i], 0) || !strcmp(c->labels[i], "le") ||
@@ -306,16 +273,12 @@ static at_metric *reg(at_metrics *m, int type, const char *name, const char *hel
     }
     if (type == M_HISTOGRAM) {
         /* A trailing +Inf given by the caller is implied anyway. */
-        if (n_buckets && buckets && isinf(buckets[n_buckets - 1]) && buckets[n_buckets - 1] > 0)
-            n_buckets--;
-        if (n_buckets && !buckets)
-            goto fail;
+        if (n_buckets && buckets && isinf(buckets[n_buckets - 1]) && buckets[n_buckets - 1] > 0) n_buckets--;
+        if (n_buckets && !buckets) goto fail;
         c->buckets = malloc((n_buckets ? n_buckets : 1) * sizeof(double));
-        if (!c->buckets)
-            goto fail;
+        if (!c->buckets) goto fail;
         for (size_t i = 0; i < n_buckets; i++) {
-            if (isnan(buckets[i]) || (i && !(buckets[i] > buckets[i - 1])))
-                goto fail;
+            if (isnan(buckets[i]) || (i && !(buckets[i] > buckets[i - 1]))) goto fail;
             c->buckets[i] = buckets[i];
         }
         c->n_buckets = n_buckets;
@@ -343,70 +306,58 @@ fail:
     return NULL;
 }
 
-at_metric *at_metrics_counter(at_metrics *m, const char *name, const char *help,
-                              const char *label_names)
+at_metric *at_metrics_counter(at_metrics *m, const char *name, const char *help, const char *label_names)
 {
     return reg(m, M_COUNTER, name, help, label_names, NULL, 0);
 }
 
-at_metric *at_metrics_gauge(at_metrics *m, const char *name, const char *help,
-                            const char *label_names)
+at_metric *at_metrics_gauge(at_metrics *m, const char *name, const char *help, const char *label_names)
 {
     return reg(m, M_GAUGE, name, help, label_names, NULL, 0);
 }
 
-at_metric *at_metrics_histogram(at_metrics *m, const char *name, const char *help,
-                                const char *label_names, const double *buckets,
-                                size_t n_buckets)
+at_metric *at_metrics_histogram(at_metrics *m, const char *name, const char *help, const char *label_names,
+                                const double *buckets, size_t n_buckets)
 {
     return reg(m, M_HISTOGRAM, name, help, label_names, buckets, n_buckets);
 }
 
 void at_metric_inc(at_metric *c, const char *label_values, double v)
 {
-    if (!c || c->type == M_HISTOGRAM || isnan(v))
-        return;
-    if (c->type == M_COUNTER && v < 0)
-        return; /* counters only go up */
+    if (!c || c->type == M_HISTOGRAM || isnan(v)) return;
+    if (c->type == M_COUNTER && v < 0) return; /* counters only go up */
     pthread_mutex_lock(&c->mu);
     at_series *s = get_series(c, label_values);
-    if (s)
-        s->value += v;
+    if (s) s->value += v;
     pthread_mutex_unlock(&c->mu);
 }
 
 void at_metric_set(at_metric *g, const char *label_values, double v)
 {
-    if (!g || g->type != M_GAUGE)
-        return;
+    if (!g || g->type != M_GAUGE) return;
     pthread_mutex_lock(&g->mu);
     at_series *s = get_series(g, label_values);
-    if (s)
-        s->value = v;
+    if (s) s->value = v;
     pthread_mutex_unlock(&g->mu);
 }
 
 void at_metric_add(at_metric *g, const char *label_values, double v)
 {
-    if (!g || g->type != M_GAUGE || isnan(v))
-        return;
+    if (!g || g->type != M_GAUGE || isnan(v)) return;
     pthread_mutex_lock(&g->mu);
     at_series *s = get_series(g, label_values);
-    if (s)
-        s->value += v;
+    if (s) s->value += v;
     pthread_mutex_unlock(&g->mu);
 }
 
 void at_metric_observe(at_metric *h, const char *label_values, double v)
 {
-    if (!h || h->type != M_HISTOGRAM || isnan(v))
-        return;
+    if (!h || h->type != M_HISTOGRAM || isnan(v)) return;
     pthread_mutex_lock(&h->mu);
     at_series *s = get_series(h, label_values);
     if (s) {
         size_t b = 0;
-        while (b < h->n_buckets && v > h->buckets[b])
-            b++;
+        while (b < h->n_buckets && v > h->buckets[b]) b++;
         s->counts[b]++;
         s->sum += v;
         s->count++;
@@ -416,26 +367,22 @@ void at_metric_observe(at_metric *h, const char *label_values, double v)
 
 double at_metric_value(at_metric *c, const char *label_values)
 {
-    if (!c)
-        return 0;
+    if (!c) return 0;
     double r = 0;
     char **vals = split_values(label_values, c->n_labels);
-    if (!vals)
-        return 0;
+    if (!vals) return 0;
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->n_series; i++) {
         at_series *s = c->series[i];
         size_t k = 0;
-        while (k < c->n_labels && !strcmp(s->values[k], vals[k]))
-            k++;
+        while (k < c->n_labels && !strcmp(s->values[k], vals[k])) k++;
         if (k == c->n_labels) {
             r = c->type == M_HISTOGRAM ? (double)s->count : s->value;
             break;
         }
     }
     pthread_mutex_unlock(&c->mu);
-    for (size_t i = 0; i < c->n_labels; i++)
-        free(vals[i]);
+    for (size_t i = 0; i < c->n_labels; i++) free(vals[i]);
     free(vals);
     return r;
 }
@@ -456,14 +403,12 @@ static void fmt_num(char out[40], double v)
     }
     if (v == floor(v) && fabs(v) < 9007199254740992.0) { /* 2^53 */
         snprintf(out, 40, "%.0f", v);
-        if (!strcmp(out, "-0"))
-            strcpy(out, "0");
+        if (!strcmp(out, "-0")) strcpy(out, "0");
         return;
     }
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(out, 40, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
-            return;
+        if (strtod(out, NULL) == v) return;
     }
 }
 
@@ -484,20 +429,17 @@ static void mb_escaped(at_strbuf *b, const char *s, int quote)
 
 static void mb_labels(at_strbuf *b, const at_metric *c, const at_series *s, const char *le)
 {
-    if (c->n_labels == 0 && !le)
-        return;
+    if (c->n_labels == 0 && !le) return;
     at_strbuf_put(b, "{", 1);
     for (size_t i = 0; i < c->n_labels; i++) {
-        if (i)
-            at_strbuf_put(b, ",", 1);
+        if (i) at_strbuf_put(b, ",", 1);
         at_strbuf_str(b, c->labels[i]);
         at_strbuf_put(b, "=\"", 2);
         mb_escaped(b, s->values[i], 1);
         at_strbuf_put(b, "\"", 1);
     }
     if (le) {
-        if (c->n_labels)
-            at_strbuf_put(b, ",", 1);
+        if (c->n_labels) at_strbuf_put(b, ",", 1);
         at_strbuf_str(b, "le=\"");
         at_strbuf_str(b, le);
         at_strbuf_put(b, "\"", 1);
@@ -505,8 +447,8 @@ static void mb_labels(at_strbuf *b, const at_metric *c, const at_series *s, cons
     at_strbuf_put(b, "}", 1);
 }
 
-static void mb_sample(at_strbuf *b, const at_metric *c, const char *suffix,
-                      const at_series *s, const char *le, double v)
+static void mb_sample(at_strbuf *b, const at_metric *c, const char *suffix, const at_series *s,
+                      const char *le, double v)
 {
     char num[40];
     at_strbuf_str(b, c->name);
@@ -555,12 +497,10 @@ static void render_metric(at_strbuf *b, at_metric *c)
 
 char *at_metrics_render(at_metrics *m)
 {
-    if (!m)
-        return NULL;
+    if (!m) return NULL;
     at_strbuf b = {0};
     pthread_mutex_lock(&m->mu);
-    for (at_metric *c = m->head; c; c = c->next)
-        render_metric(&b, c);
+    for (at_metric *c = m->head; c; c = c->next) render_metric(&b, c);
     pthread_mutex_unlock(&m->mu);
     return at_strbuf_take(&b); /* "" rather than NULL for an empty registry */
 }

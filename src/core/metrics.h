@@ -16,13 +16,10 @@ void at_metrics_free(at_metrics *m);
 
 /* label_names: comma-separated, e.g. "method,path,status", or NULL.
  * Returns NULL on allocation failure.  Names are copied. */
-at_metric *at_metrics_counter(at_metrics *m, const char *name, const char *help,
-                              const char *label_names);
-at_metric *at_metrics_gauge(at_metrics *m, const char *name, const char *help,
-                            const char *label_names);
+at_metric *at_metrics_counter(at_metrics *m, const char *name, const char *help, const char *label_names);
+at_metric *at_metrics_gauge(at_metrics *m, const char *name, const char *help, const char *label_names);
 /* buckets: ascending upper bounds (+Inf implied). */
-at_metric *at_metrics_histogram(at_metrics *m, const char *name,
-                                const char *help, const char *label_names,
+at_metric *at_metrics_histogram(at_metrics *m, const char *name, const char *help, const char *label_names,
                                 const double *buckets, size_t n_buckets);
 
 /* label_values: comma-separated values in the order of label_names, or NULL.

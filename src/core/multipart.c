@@ -11,9 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define AT_BOUNDARY_MAX 70      /* RFC 2046 */
-#define AT_PART_HEADERS_MAX 16  /* header lines per part */
-#define AT_HEADER_LINE_MAX 4096
+#define AT_BOUNDARY_MAX     70 /* RFC 2046 */
+#define AT_PART_HEADERS_MAX 16 /* header lines per part */
+#define AT_HEADER_LINE_MAX  4096
 
 static int is_ws(char c) { return c == ' ' || c == '\t'; }
 
@@ -35,15 +35,11 @@ static int param_value(const char **pp, const char *end, char *out, size_t cap)
     if (p < end && *p == '"') {
         p++;
         for (;;) {
-            if (p >= end)
-                return -1; /* unterminated quote */
+            if (p >= end) return -1; /* unterminated quote */
             char c = *p++;
-            if (c == '"')
-                break;
-            if (c == '\\' && p < end && (*p == '"' || *p == '\\'))
-                c = *p++;
-            if (c == '\r' || c == '\n' || c == '\0')
-                return -1;
+            if (c == '"') break;
+            if (c == '\\' && p < end && (*p == '"' || *p == '\\')) c = *p++;
+            if (c == '\r' || c == '\n' || c == '\0') return -1;
             if (n + 1 < cap)
                 out[n++] = c;
             else
@@ -51,16 +47,14 @@ static int param_value(const char **pp, const char *end, char *out, size_t cap)
         }
     } else {
         while (p < end && *p != ';' && !is_ws(*p)) {
-            if (*p == '\0' || *p == '"')
-                return -1;
+            if (*p == '\0' || *p == '"') return -1;
             if (n + 1 < cap)
                 out[n++] = *p;
             else
                 toolong = 1;
             p++;
         }
-        if (n == 0 && !toolong)
-            return -1;
+        if (n == 0 && !toolong) return -1;
     }
     out[n] = '\0';
     *pp = p;
@@ -69,38 +63,28 @@ static int param_value(const char **pp, const char *end, char *out, size_t cap)
 
 /* Walks "; key=value" parameters of a header value.  For each one the
  * callback gets the key and the position of its value. */
-typedef int (*param_cb)(void *ctx, const char *key, size_t klen, const char **vp,
-                        const char *end, at_err *err);
+typedef int (*param_cb)(void *ctx, const char *key, size_t klen, const char **vp, const char *end,
+                        at_err *err);
 
-static int walk_params(const char *p, const char *end, void *ctx, param_cb cb, at_err *err,
-                       const char *what)
+static int walk_params(const char *p, const char *end, void *ctx, param_cb cb, at_err *err, const char *what)
 {
     for (;;) {
-        while (p < end && is_ws(*p))
-            p++;
-        if (p >= end)
-            return 0;
-        if (*p != ';')
-            return at_err_set(err, AT_E_INVALID, "malformed %s header", what);
+        while (p < end && is_ws(*p)) p++;
+        if (p >= end) return 0;
+        if (*p != ';') return at_err_set(err, AT_E_INVALID, "malformed %s header", what);
         p++;
-        while (p < end && is_ws(*p))
-            p++;
-        if (p >= end)
-            return 0; /* trailing ';' */
+        while (p < end && is_ws(*p)) p++;
+        if (p >= end) return 0; /* trailing ';' */
         const char *k = p;
-        while (p < end && is_tchar(*p) && *p != '=')
-            p++;
+        while (p < end && is_tchar(*p) && *p != '=') p++;
         size_t klen = (size_t)(p - k);
-        while (p < end && is_ws(*p))
-            p++;
+        while (p < end && is_ws(*p)) p++;
         if (klen == 0 || p >= end || *p != '=')
             return at_err_set(err, AT_E_INVALID, "malformed parameter in %s header", what);
         p++;
-        while (p < end && is_ws(*p))
-            p++;
+        while (p < end && is_ws(*p)) p++;
         int rc = cb(ctx, k, klen, &p, end, err);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
 }
 
@@ -115,8 +99,7 @@ typedef struct ct_ctx {
     int found;
 } ct_ctx;
 
-static int ct_param(void *vctx, const char *key, size_t klen, const char **vp, const char *end,
-                    at_err *err)
+static int ct_param(void *vctx, const char *key, size_t klen, const char **vp, const char *end, at_err *err)
 {
     ct_ctx *c = vctx;
     if (klen == 8 && !strncasecmp(key, "boundary", 8)) {
@@ -124,35 +107,28 @@ static int ct_param(void *vctx, const char *key, size_t klen, const char **vp, c
         if (rc == -2)
             return at_err_set(err, AT_E_INVALID, "multipart boundary longer than %d characters",
                               AT_BOUNDARY_MAX);
-        if (rc || !c->boundary[0])
-            return at_err_set(err, AT_E_INVALID, "malformed multipart boundary");
+        if (rc || !c->boundary[0]) return at_err_set(err, AT_E_INVALID, "malformed multipart boundary");
         c->found = 1;
         return 0;
     }
-    if (skip_value(vp, end))
-        return at_err_set(err, AT_E_INVALID, "malformed Content-Type parameter");
+    if (skip_value(vp, end)) return at_err_set(err, AT_E_INVALID, "malformed Content-Type parameter");
     return 0;
 }
 
 /* Extracts the boundary from a Content-Type header value. */
 static int get_boundary(const char *ct, char *out, at_err *err)
 {
-    if (!ct)
-        return at_err_set(err, AT_E_INVALID, "missing Content-Type (expected multipart/form-data)");
+    if (!ct) return at_err_set(err, AT_E_INVALID, "missing Content-Type (expected multipart/form-data)");
     const char *p = ct, *end = ct + strlen(ct);
-    while (p < end && is_ws(*p))
-        p++;
+    while (p < end && is_ws(*p)) p++;
     static const char mt[] = "multipart/form-data";
     size_t ml = sizeof mt - 1;
-    if ((size_t)(end - p) < ml || strncasecmp(p, mt, ml) ||
-        (p + ml < end && !is_ws(p[ml]) && p[ml] != ';'))
+    if ((size_t)(end - p) < ml || strncasecmp(p, mt, ml) || (p + ml < end && !is_ws(p[ml]) && p[ml] != ';'))
         return at_err_set(err, AT_E_INVALID, "Content-Type is not multipart/form-data");
     ct_ctx c = {{0}, 0};
     int rc = walk_params(p + ml, end, &c, ct_param, err, "Content-Type");
-    if (rc)
-        return rc;
-    if (!c.found)
-        return at_err_set(err, AT_E_INVALID, "multipart/form-data without a boundary");
+    if (rc) return rc;
+    if (!c.found) return at_err_set(err, AT_E_INVALID, "multipart/form-data without a boundary");
     strcpy(out, c.boundary);
     return 0;
 }
@@ -162,8 +138,7 @@ typedef struct cd_ctx {
     int have_name;
 } cd_ctx;
 
-static int cd_param(void *vctx, const char *key, size_t klen, const char **vp, const char *end,
-                    at_err *err)
+static int cd_param(void *vctx, const char *key, size_t klen, const char **vp, const char *end, at_err *err)
 {
     cd_ctx *c = vctx;
     at_part *pt = c->part;
@@ -182,39 +157,31 @@ static int cd_param(void *vctx, const char *key, size_t klen, const char **vp, c
     } else {
         rc = skip_value(vp, end); /* filename*= and friends are not needed */
     }
-    if (rc)
-        return at_err_set(err, AT_E_INVALID, "malformed Content-Disposition parameter");
+    if (rc) return at_err_set(err, AT_E_INVALID, "malformed Content-Disposition parameter");
     return 0;
 }
 
 /* One header line [p, e) (no line ending). */
-static int part_header(at_part *pt, size_t idx, const char *p, const char *e, int *have_cd,
-                       at_err *err)
+static int part_header(at_part *pt, size_t idx, const char *p, const char *e, int *have_cd, at_err *err)
 {
     const char *colon = memchr(p, ':', (size_t)(e - p));
     if (!colon || colon == p || is_ws(*p))
         return at_err_set(err, AT_E_INVALID, "part %zu: malformed header line", idx + 1);
     size_t nlen = (size_t)(colon - p);
     const char *v = colon + 1;
-    while (v < e && is_ws(*v))
-        v++;
+    while (v < e && is_ws(*v)) v++;
     const char *ve = e;
-    while (ve > v && is_ws(ve[-1]))
-        ve--;
+    while (ve > v && is_ws(ve[-1])) ve--;
     if (nlen == 19 && !strncasecmp(p, "Content-Disposition", 19)) {
         static const char fd[] = "form-data";
         size_t fl = sizeof fd - 1;
-        if ((size_t)(ve - v) < fl || strncasecmp(v, fd, fl) ||
-            (v + fl < ve && !is_ws(v[fl]) && v[fl] != ';'))
-            return at_err_set(err, AT_E_INVALID, "part %zu: Content-Disposition is not form-data",
-                              idx + 1);
+        if ((size_t)(ve - v) < fl || strncasecmp(v, fd, fl) || (v + fl < ve && !is_ws(v[fl]) && v[fl] != ';'))
+            return at_err_set(err, AT_E_INVALID, "part %zu: Content-Disposition is not form-data", idx + 1);
         cd_ctx c = {pt, 0};
         int rc = walk_params(v + fl, ve, &c, cd_param, err, "Content-Disposition");
-        if (rc)
-            return rc;
+        if (rc) return rc;
         if (!c.have_name)
-            return at_err_set(err, AT_E_INVALID, "part %zu: Content-Disposition has no name",
-                              idx + 1);
+            return at_err_set(err, AT_E_INVALID, "part %zu: Content-Disposition has no name", idx + 1);
         *have_cd = 1;
     } else if (nlen == 12 && !strncasecmp(p, "Content-Type", 12)) {
         size_t l = (size_t)(ve - v);
@@ -227,18 +194,14 @@ static int part_header(at_part *pt, size_t idx, const char *p, const char *e, in
 }
 
 /* Finds needle in [h, h+hl); NULL if absent. */
-static const unsigned char *find(const unsigned char *h, size_t hl, const unsigned char *nd,
-                                 size_t nl)
+static const unsigned char *find(const unsigned char *h, size_t hl, const unsigned char *nd, size_t nl)
 {
-    if (nl == 0 || hl < nl)
-        return NULL;
+    if (nl == 0 || hl < nl) return NULL;
     const unsigned char *last = h + hl - nl;
     for (const unsigned char *p = h; p <= last;) {
         const unsigned char *q = memchr(p, nd[0], (size_t)(last - p) + 1);
-        if (!q)
-            return NULL;
-        if (!memcmp(q, nd, nl))
-            return q;
+        if (!q) return NULL;
+        if (!memcmp(q, nd, nl)) return q;
         p = q + 1;
     }
     return NULL;
@@ -253,8 +216,7 @@ static int after_delim(const unsigned char **pp, const unsigned char *end)
         *pp = p + 2;
         return 1;
     }
-    while (p < end && is_ws((char)*p))
-        p++;
+    while (p < end && is_ws((char)*p)) p++;
     if (p < end && *p == '\n') {
         *pp = p + 1;
         return 0;
@@ -266,18 +228,15 @@ static int after_delim(const unsigned char **pp, const unsigned char *end)
     return -1;
 }
 
-int at_multipart_parse(const char *content_type, const unsigned char *body, size_t len,
-                       at_form *form, at_err *err)
+int at_multipart_parse(const char *content_type, const unsigned char *body, size_t len, at_form *form,
+                       at_err *err)
 {
-    if (!form)
-        return at_err_set(err, AT_E_INVALID, "no form");
+    if (!form) return at_err_set(err, AT_E_INVALID, "no form");
     memset(form, 0, sizeof *form);
     char boundary[AT_BOUNDARY_MAX + 2];
     int rc = get_boundary(content_type, boundary, err);
-    if (rc)
-        return rc;
-    if (!body || len == 0)
-        return at_err_set(err, AT_E_INVALID, "empty multipart body");
+    if (rc) return rc;
+    if (!body || len == 0) return at_err_set(err, AT_E_INVALID, "empty multipart body");
 
     /* delim = CRLF "--" boundary; the first one may start the body. */
     unsigned char delim[AT_BOUNDARY_MAX + 5];
@@ -290,16 +249,13 @@ int at_multipart_parse(const char *content_type, const unsigned char *body, size
         p = body + dl - 2;
     } else {
         const unsigned char *q = find(body, len, delim, dl); /* skip a preamble */
-        if (!q)
-            return at_err_set(err, AT_E_INVALID, "multipart body does not contain the boundary");
+        if (!q) return at_err_set(err, AT_E_INVALID, "multipart body does not contain the boundary");
         p = q + dl;
     }
     for (;;) {
         int st = after_delim(&p, end);
-        if (st < 0)
-            return at_err_set(err, AT_E_INVALID, "malformed multipart boundary line");
-        if (st == 1)
-            return 0; /* close delimiter; the epilogue is ignored */
+        if (st < 0) return at_err_set(err, AT_E_INVALID, "malformed multipart boundary line");
+        if (st == 1) return 0; /* close delimiter; the epilogue is ignored */
         if (form->n == AT_MULTIPART_MAX_PARTS)
             return at_err_set(err, AT_E_INVALID, "too many parts (max %d)", AT_MULTIPART_MAX_PARTS);
         at_part *pt = &form->parts[form->n];
@@ -308,8 +264,8 @@ int at_multipart_parse(const char *content_type, const unsigned char *body, size
         for (;;) { /* header lines up to the blank line */
             const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
             if (!nl)
-                return at_err_set(err, AT_E_INVALID,
-                                  "part %zu: headers not terminated by a blank line", form->n + 1);
+                return at_err_set(err, AT_E_INVALID, "part %zu: headers not terminated by a blank line",
+                                  form->n + 1);
             const unsigned char *le = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
             if (le == p) {
                 p = nl + 1;
@@ -318,17 +274,15 @@ int at_multipart_parse(const char *content_type, const unsigned char *body, size
             if ((size_t)(le - p) > AT_HEADER_LINE_MAX || ++nh > AT_PART_HEADERS_MAX)
                 return at_err_set(err, AT_E_INVALID, "part %zu: headers too large", form->n + 1);
             rc = part_header(pt, form->n, (const char *)p, (const char *)le, &have_cd, err);
-            if (rc)
-                return rc;
+            if (rc) return rc;
             p = nl + 1;
         }
         if (!have_cd)
-            return at_err_set(err, AT_E_INVALID, "part %zu: missing Content-Disposition header",
-                              form->n + 1);
+            return at_err_set(err, AT_E_INVALID, "part %zu: missing Content-Disposition header", form->n + 1);
         const unsigned char *q = find(p, (size_t)(end - p), delim, dl);
         if (!q)
-            return at_err_set(err, AT_E_INVALID,
-                              "part %zu: missing closing boundary (truncated body?)", form->n + 1);
+            return at_err_set(err, AT_E_INVALID, "part %zu: missing closing boundary (truncated body?)",
+                              form->n + 1);
         pt->data = p;
         pt->len = (size_t)(q - p);
         form->n++;
@@ -338,24 +292,19 @@ int at_multipart_parse(const char *content_type, const unsigned char *body, size
 
 const at_part *at_form_get(const at_form *f, const char *name)
 {
-    if (!f || !name)
-        return NULL;
+    if (!f || !name) return NULL;
     for (size_t i = 0; i < f->n && i < AT_MULTIPART_MAX_PARTS; i++)
-        if (!strcmp(f->parts[i].name, name))
-            return &f->parts[i];
+        if (!strcmp(f->parts[i].name, name)) return &f->parts[i];
     return NULL;
 }
 
 int at_form_text(const at_form *f, const char *name, char *buf, size_t cap, at_err *err)
 {
     const at_part *p = at_form_get(f, name);
-    if (!p)
-        return 0;
+    if (!p) return 0;
     if (!buf || cap == 0 || p->len >= cap)
-        return at_err_set(err, AT_E_INVALID, "field '%s' too long (max %zu bytes)", name,
-                          cap ? cap - 1 : 0);
-    if (p->len)
-        memcpy(buf, p->data, p->len);
+        return at_err_set(err, AT_E_INVALID, "field '%s' too long (max %zu bytes)", name, cap ? cap - 1 : 0);
+    if (p->len) memcpy(buf, p->data, p->len);
     buf[p->len] = '\0';
     return 1;
 }

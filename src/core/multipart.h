@@ -12,9 +12,9 @@
 #define AT_MULTIPART_MAX_PARTS 32
 
 typedef struct at_part {
-    char name[128];          /* form field name */
-    char filename[256];      /* "" if not a file */
-    char content_type[128];  /* "" if absent */
+    char name[128];         /* form field name */
+    char filename[256];     /* "" if not a file */
+    char content_type[128]; /* "" if absent */
     const unsigned char *data;
     size_t len;
 } at_part;
@@ -27,8 +27,8 @@ typedef struct at_form {
 /* content_type: the request's Content-Type header (boundary taken from it).
  * AT_E_INVALID with a clear message for a missing boundary, a malformed
  * part, or more than AT_MULTIPART_MAX_PARTS parts. */
-int at_multipart_parse(const char *content_type, const unsigned char *body,
-                       size_t len, at_form *form, at_err *err);
+int at_multipart_parse(const char *content_type, const unsigned char *body, size_t len, at_form *form,
+                       at_err *err);
 /* Notes (added): boundary 1..70 chars, quoted or not; "--boundary" may
  * start the body or follow a preamble; header lines may end in LF alone;
  * every part needs Content-Disposition: form-data with a name; a name of
@@ -39,7 +39,6 @@ int at_multipart_parse(const char *content_type, const unsigned char *body,
 const at_part *at_form_get(const at_form *f, const char *name);
 /* Copies a text field into buf (NUL-terminated, truncation = AT_E_INVALID);
  * returns 1 if present, 0 if absent, negative on error. */
-int at_form_text(const at_form *f, const char *name, char *buf, size_t cap,
-                 at_err *err);
+int at_form_text(const at_form *f, const char *name, char *buf, size_t cap, at_err *err);
 
 #endif

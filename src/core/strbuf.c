@@ -13,15 +13,13 @@
  * set) on failure. */
 static int reserve(at_strbuf *b, size_t add)
 {
-    if (b->oom)
-        return -1;
+    if (b->oom) return -1;
     if (add > SIZE_MAX - 1 - b->n) {
         b->oom = 1;
         return -1;
     }
     size_t need = b->n + add + 1;
-    if (need <= b->cap)
-        return 0;
+    if (need <= b->cap) return 0;
     size_t nc = b->cap ? b->cap : AT_STRBUF_INITIAL;
     while (nc < need) {
         if (nc > SIZE_MAX / 2) {
@@ -42,10 +40,8 @@ static int reserve(at_strbuf *b, size_t add)
 
 void at_strbuf_put(at_strbuf *b, const char *s, size_t n)
 {
-    if (reserve(b, n))
-        return;
-    if (n)
-        memcpy(b->p + b->n, s, n);
+    if (reserve(b, n)) return;
+    if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = '\0';
 }
@@ -54,16 +50,13 @@ void at_strbuf_str(at_strbuf *b, const char *s) { at_strbuf_put(b, s, strlen(s))
 
 void at_strbuf_printf(at_strbuf *b, const char *fmt, ...)
 {
-    if (b->oom)
-        return;
+    if (b->oom) return;
     va_list ap;
     va_start(ap, fmt);
     int k = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (k < 0)
-        return;
-    if (reserve(b, (size_t)k))
-        return;
+    if (k < 0) return;
+    if (reserve(b, (size_t)k)) return;
     va_start(ap, fmt);
     vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
     va_end(ap);
@@ -72,8 +65,7 @@ void at_strbuf_printf(at_strbuf *b, const char *fmt, ...)
 
 char *at_strbuf_take(at_strbuf *b)
 {
-    if (!b->p)
-        at_strbuf_put(b, "", 0);
+    if (!b->p) at_strbuf_put(b, "", 0);
     if (b->oom) {
         at_strbuf_free(b);
         return NULL;

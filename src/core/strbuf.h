@@ -17,10 +17,10 @@
 #include <stddef.h>
 
 typedef struct at_strbuf {
-    char *p;      /* NULL until the first append, then NUL-terminated */
-    size_t n;     /* length, not counting the NUL */
-    size_t cap;   /* bytes allocated at p */
-    int oom;      /* set on the first failed allocation; never cleared */
+    char *p;    /* NULL until the first append, then NUL-terminated */
+    size_t n;   /* length, not counting the NUL */
+    size_t cap; /* bytes allocated at p */
+    int oom;    /* set on the first failed allocation; never cleared */
 } at_strbuf;
 
 /* Appends n bytes of s. */

@@ -18,11 +18,9 @@
  * (about 11 years) so the arithmetic cannot overflow. */
 static long long to_ms(double t)
 {
-    if (!(t > 0))
-        return 0;
+    if (!(t > 0)) return 0;
     double ms = floor(t * 1000.0 + 0.5);
-    if (ms > 359999999999.0)
-        ms = 359999999999.0;
+    if (ms > 359999999999.0) ms = 359999999999.0;
     return (long long)ms;
 }
 
@@ -33,7 +31,10 @@ static void fmt_time(char out[32], long long ms, char sep)
     snprintf(out, 32, "%02lld:%02d:%02d%c%03d", h, m, s, sep, f);
 }
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 /* Appends cleaned text line by line (each line trimmed, empty lines
  * dropped); returns 0 if nothing printable was left. */
@@ -44,13 +45,10 @@ static int put_text(at_strbuf *b, const char *text, int vtt)
     while (*p) {
         size_t len = strcspn(p, "\r\n");
         size_t s = 0, e = len;
-        while (s < e && is_space(p[s]))
-            s++;
-        while (e > s && is_space(p[e - 1]))
-            e--;
+        while (s < e && is_space(p[s])) s++;
+        while (e > s && is_space(p[e - 1])) e--;
         if (s < e) {
-            if (lines++)
-                at_strbuf_put(b, "\n", 1);
+            if (lines++) at_strbuf_put(b, "\n", 1);
             for (size_t i = s; i < e; i++) {
                 char c = p[i];
                 if (vtt && c == '&')
@@ -64,8 +62,7 @@ static int put_text(at_strbuf *b, const char *text, int vtt)
             }
         }
         p += len;
-        if (*p)
-            p++;
+        if (*p) p++;
     }
     return lines > 0;
 }
@@ -73,25 +70,21 @@ static int put_text(at_strbuf *b, const char *text, int vtt)
 static char *render(const at_cue *cues, size_t n, int vtt)
 {
     at_strbuf b = {0};
-    if (vtt)
-        at_strbuf_str(&b, "WEBVTT\n\n");
+    if (vtt) at_strbuf_str(&b, "WEBVTT\n\n");
     size_t num = 0;
     for (size_t i = 0; cues && i < n; i++) {
         const char *t = cues[i].text;
-        if (!t)
-            continue;
+        if (!t) continue;
         /* Render text into a scratch buffer first to learn if it is empty. */
         at_strbuf tb = {0};
         int has = put_text(&tb, t, vtt);
         if (!has || tb.oom) {
-            if (tb.oom)
-                b.oom = 1;
+            if (tb.oom) b.oom = 1;
             at_strbuf_free(&tb);
             continue;
         }
         long long s = to_ms(cues[i].start), e = to_ms(cues[i].end);
-        if (e < s)
-            e = s;
+        if (e < s) e = s;
         char ts[32], te[32], idx[32];
         fmt_time(ts, s, vtt ? '.' : ',');
         fmt_time(te, e, vtt ? '.' : ',');

@@ -8,7 +8,6 @@
 #include <strings.h>
 #include <time.h>
 
-
 #define MAX_ASR 4
 #define MAX_TTS 4
 
@@ -17,7 +16,7 @@ struct at_app {
     at_log *log;
     at_metrics *metrics;
     pthread_mutex_t mu;
-    int state;            /* 0 loading, 1 ready, <0 failed */
+    int state; /* 0 loading, 1 ready, <0 failed */
     at_err load_err;
     pthread_t loader;
     int loader_started;
@@ -48,8 +47,7 @@ int at_app_check_vad(const char *mode, at_err *err)
     if (!mode || !*mode) return 0;
     for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
         if (strcmp(mode, modes[i]) == 0) return 0;
-    return at_err_set(err, AT_E_INVALID, "--vad must be silero, energy, off or auto, not '%s'",
-                      mode);
+    return at_err_set(err, AT_E_INVALID, "--vad must be silero, energy, off or auto, not '%s'", mode);
 }
 
 at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics, at_err *err)
@@ -66,13 +64,12 @@ at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics, a
     if (metrics) {
         static const double lat[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60};
         a->m_audio = at_metrics_counter(metrics, "audio_seconds_processed_total",
-                                        "Seconds of audio recognised or synthesised",
-                                        "service");
-        a->m_latency = at_metrics_histogram(metrics, "engine_duration_seconds",
-                                            "Time spent inside engines per call", "operation",
-                                            lat, sizeof lat / sizeof lat[0]);
-        a->m_streams = at_metrics_gauge(metrics, "asr_streams_active",
-                                        "ASR WebSocket streams being decoded", NULL);
+                                        "Seconds of audio recognised or synthesised", "service");
+        a->m_latency =
+            at_metrics_histogram(metrics, "engine_duration_seconds", "Time spent inside engines per call",
+                                 "operation", lat, sizeof lat / sizeof lat[0]);
+        a->m_streams =
+            at_metrics_gauge(metrics, "asr_streams_active", "ASR WebSocket streams being decoded", NULL);
         a->m_pipelines = at_metrics_gauge(metrics, "pipeline_streams_active",
                                           "Speech-to-speech pipeline sessions open", NULL);
     }
@@ -87,8 +84,7 @@ int at_app_add_asr(at_app *a, at_asr_engine *e, at_err *err)
     }
     a->asr[a->n_asr++] = e;
     size_t off = strlen(a->asr_names);
-    snprintf(a->asr_names + off, sizeof a->asr_names - off, "%s%s", off ? ", " : "",
-             at_asr_engine_name(e));
+    snprintf(a->asr_names + off, sizeof a->asr_names - off, "%s%s", off ? ", " : "", at_asr_engine_name(e));
     return 0;
 }
 
@@ -130,7 +126,11 @@ static int load_engines(at_app *a, at_err *err)
     if (c->kinds == AT_APP_PIPELINE)
         return l->remote ? l->remote(a, err)
                          : at_err_set(err, AT_E_ENGINE, "this binary cannot reach remote services");
-    struct { int kind; int (*load)(at_app *, at_err *); const char *what; } steps[] = {
+    struct {
+        int kind;
+        int (*load)(at_app *, at_err *);
+        const char *what;
+    } steps[] = {
         {AT_APP_ASR, l->asr, "speech recognition"},
         {AT_APP_MT, l->mt, "translation"},
         {AT_APP_TTS, l->tts, "speech synthesis"},
@@ -204,8 +204,7 @@ at_metrics *at_app_metrics(const at_app *a) { return a->metrics; }
 at_asr_engine *at_app_asr(at_app *a, const char *name)
 {
     if (!a->n_asr) return NULL;
-    if (!name || !*name || strcmp(name, "whisper-1") == 0 || strcmp(name, "default") == 0)
-        return a->asr[0];
+    if (!name || !*name || strcmp(name, "whisper-1") == 0 || strcmp(name, "default") == 0) return a->asr[0];
     for (size_t i = 0; i < a->n_asr; i++)
         if (strcmp(at_asr_engine_name(a->asr[i]), name) == 0) return a->asr[i];
     return NULL;
@@ -220,8 +219,8 @@ const at_tts_voice *at_app_find_voice(at_app *a, const char *name, at_tts_engine
 {
     /* OpenAI's voice names, so existing clients work unchanged. */
     static const char *const openai[][2] = {
-        {"alloy", "slt"}, {"nova", "slt"},  {"shimmer", "slt"}, {"coral", "slt"},
-        {"sage", "slt"},  {"echo", "kal"},  {"onyx", "rms"},    {"fable", "awb"},
+        {"alloy", "slt"}, {"nova", "slt"},   {"shimmer", "slt"}, {"coral", "slt"},
+        {"sage", "slt"},  {"echo", "kal"},   {"onyx", "rms"},    {"fable", "awb"},
         {"ash", "kal"},   {"ballad", "awb"}, {"verse", "rms"},
     };
     if (!name || !*name) name = "slt";

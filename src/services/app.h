@@ -51,27 +51,27 @@ int at_app_add_tts(at_app *app, at_tts_engine *e, at_err *err);
 void at_app_drop_engines(at_app *app);
 
 typedef struct at_app_config {
-    int kinds;                    /* AT_APP_* bits: which engines to load */
+    int kinds;                     /* AT_APP_* bits: which engines to load */
     const at_app_loaders *loaders; /* how (must outlive loading) */
-    const char *whisper_model;    /* path; NULL = pocketsphinx only */
-    const char *pocketsphinx_dir; /* NULL = Debian default */
-    const char *apertium_modes;   /* NULL = Debian default */
-    int threads;                  /* whisper threads (0 = all cores) */
-    int whisper_step_ms;          /* live streams: 0 = engine default */
-    double whisper_max_buffer_s;  /* live streams: 0 = engine default */
-    const char *vad;              /* whisper streams: "silero", "energy", "off",
-                                     NULL/"auto": silero if vad_model is there */
-    const char *vad_model;        /* Silero ONNX path or cache name; NULL: "silero-vad" */
-    double max_audio_seconds;     /* per upload / per stream */
-    size_t max_text_chars;        /* translate q and tts input */
-    int max_streams;              /* concurrent ASR WebSocket streams */
-    int stream_idle_s;            /* a stream silent this long is closed */
+    const char *whisper_model;     /* path; NULL = pocketsphinx only */
+    const char *pocketsphinx_dir;  /* NULL = Debian default */
+    const char *apertium_modes;    /* NULL = Debian default */
+    int threads;                   /* whisper threads (0 = all cores) */
+    int whisper_step_ms;           /* live streams: 0 = engine default */
+    double whisper_max_buffer_s;   /* live streams: 0 = engine default */
+    const char *vad;               /* whisper streams: "silero", "energy", "off",
+                                      NULL/"auto": silero if vad_model is there */
+    const char *vad_model;         /* Silero ONNX path or cache name; NULL: "silero-vad" */
+    double max_audio_seconds;      /* per upload / per stream */
+    size_t max_text_chars;         /* translate q and tts input */
+    int max_streams;               /* concurrent ASR WebSocket streams */
+    int stream_idle_s;             /* a stream silent this long is closed */
     /* pipeline: remote services (NULL = engines in this process) */
-    const char *asr_url;          /* e.g. http://asr_streaming:8003 */
-    const char *translate_url;    /* e.g. http://translate:8004 */
-    const char *tts_url;          /* e.g. http://tts:8005 */
-    int pipeline_max_pending;     /* finals awaiting translation + speech */
-    double pipeline_max_backlog_s;/* audio received but not yet recognised */
+    const char *asr_url;           /* e.g. http://asr_streaming:8003 */
+    const char *translate_url;     /* e.g. http://translate:8004 */
+    const char *tts_url;           /* e.g. http://tts:8005 */
+    int pipeline_max_pending;      /* finals awaiting translation + speech */
+    double pipeline_max_backlog_s; /* audio received but not yet recognised */
 } at_app_config;
 
 void at_app_config_defaults(at_app_config *c);
@@ -80,8 +80,7 @@ void at_app_config_defaults(at_app_config *c);
 int at_app_check_vad(const char *mode, at_err *err);
 
 /* Creates the app; engines are not loaded yet. */
-at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics,
-                   at_err *err);
+at_app *at_app_new(const at_app_config *cfg, at_log *log, at_metrics *metrics, at_err *err);
 /* Loads the configured engines synchronously (CLI commands, tests). */
 int at_app_load(at_app *app, at_err *err);
 /* Loads them on a background thread (services). */
@@ -103,8 +102,7 @@ at_mt_engine *at_app_mt(at_app *app);
 /* Voice lookup across TTS engines: an exact voice name, an OpenAI voice
  * name (alloy, echo, ... mapped to English voices), or a language code.
  * NULL/"" = the default English voice.  *engine receives its engine. */
-const at_tts_voice *at_app_find_voice(at_app *app, const char *name,
-                                      at_tts_engine **engine);
+const at_tts_voice *at_app_find_voice(at_app *app, const char *name, at_tts_engine **engine);
 size_t at_app_tts_count(at_app *app);
 at_tts_engine *at_app_tts(at_app *app, size_t i);
 
@@ -115,16 +113,14 @@ void at_app_streams(at_app *app, int delta);
 void at_app_pipelines(at_app *app, int delta);
 
 /* Services: each mounts its routes on a listener of srv. */
-int at_asr_service_listen(at_app *app, at_http_server *srv, const char *iface,
-                          int port, int *bound, at_err *err);
-int at_translate_service_listen(at_app *app, at_http_server *srv,
-                                const char *iface, int port, int *bound,
+int at_asr_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
+                          at_err *err);
+int at_translate_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
                                 at_err *err);
-int at_tts_service_listen(at_app *app, at_http_server *srv, const char *iface,
-                          int port, int *bound, at_err *err);
+int at_tts_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
+                          at_err *err);
 /* The pipeline: WebSocket /v1/pipeline, the web page at /, /v1/config. */
-int at_pipeline_service_listen(at_app *app, at_http_server *srv,
-                               const char *iface, int port, int *bound,
+int at_pipeline_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
                                at_err *err);
 
 /* An ASR result as the API answers it: fmt = json | verbose_json | text |
@@ -141,10 +137,12 @@ void at_service_health(at_http_req *req, void *app);
 void at_service_ready(at_http_req *req, void *app);
 void at_service_metrics(at_http_req *req, void *app);
 /* The routes every service answers, first in each route table. */
-#define AT_SERVICE_COMMON_ROUTES                                   \
-    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE},  \
-    {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE},    \
-    {"GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE}
+#define AT_SERVICE_COMMON_ROUTES                                                                             \
+    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE},                                            \
+        {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE},                                          \
+    {                                                                                                        \
+        "GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE                                         \
+    }
 
 /* Answers 503 (loading) or 500 (failed) and returns 0 when engines are not
  * usable; returns 1 when they are. */

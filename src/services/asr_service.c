@@ -74,11 +74,9 @@ char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *
         for (size_t i = 0; cues && i < r->n_segments; i++)
             cues[i] = (at_cue){r->segments[i].start, r->segments[i].end, r->segments[i].text};
         if (cues)
-            doc = fmt[0] == 's' ? at_subtitle_srt(cues, r->n_segments)
-                                : at_subtitle_vtt(cues, r->n_segments);
+            doc = fmt[0] == 's' ? at_subtitle_srt(cues, r->n_segments) : at_subtitle_vtt(cues, r->n_segments);
         free(cues);
-        *content_type = fmt[0] == 's' ? "application/x-subrip; charset=utf-8"
-                                      : "text/vtt; charset=utf-8";
+        *content_type = fmt[0] == 's' ? "application/x-subrip; charset=utf-8" : "text/vtt; charset=utf-8";
     } else {
         cJSON *o = cJSON_CreateObject();
         if (strcmp(fmt, "verbose_json") == 0) {
@@ -98,13 +96,14 @@ char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *
     return doc;
 }
 
-static void respond_result(at_http_req *req, const at_asr_result *r, const char *fmt,
-                           const char *task)
+static void respond_result(at_http_req *req, const at_asr_result *r, const char *fmt, const char *task)
 {
     const char *ctype;
     char *doc = at_asr_format_result(r, fmt, task, &ctype);
-    if (doc) at_http_respond(req, 200, ctype, doc, strlen(doc));
-    else at_http_error(req, 500, "server_error", "out of memory");
+    if (doc)
+        at_http_respond(req, 200, ctype, doc, strlen(doc));
+    else
+        at_http_error(req, 500, "server_error", "out of memory");
     free(doc);
 }
 
@@ -189,23 +188,20 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
         at_http_error(req, 400, "invalid_request_error", "the uploaded file is empty");
     } else if (!fmt_ok) {
         at_http_error(req, 400, "invalid_request_error",
-                      "unsupported response_format '%s'; use json, text, srt, vtt or verbose_json",
-                      fmt);
+                      "unsupported response_format '%s'; use json, text, srt, vtt or verbose_json", fmt);
     } else if (!eng) {
-        at_http_error(req, 400, "invalid_request_error", "unknown model '%s'; available: %s",
-                      model, at_app_asr_names(app));
+        at_http_error(req, 400, "invalid_request_error", "unknown model '%s'; available: %s", model,
+                      at_app_asr_names(app));
     } else if (language[0] && !at_asr_engine_supports_language(eng, language)) {
-        at_http_error(req, 400, "invalid_request_error",
-                      "language '%s' is not supported by the %s engine", language,
-                      at_asr_engine_name(eng));
+        at_http_error(req, 400, "invalid_request_error", "language '%s' is not supported by the %s engine",
+                      language, at_asr_engine_name(eng));
     } else if (translate && strcmp(at_asr_engine_name(eng), "whisper") != 0) {
         at_http_error(req, 400, "invalid_request_error",
                       "translation to English needs a whisper model (start the service with --model)");
     } else {
         at_audio audio = {0};
         double t0 = now_s();
-        if (at_audio_load_16k(file->data, file->len, at_app_cfg(app)->max_audio_seconds, &audio,
-                              &err) != 0) {
+        if (at_audio_load_16k(file->data, file->len, at_app_cfg(app)->max_audio_seconds, &audio, &err) != 0) {
             int status = err.code == AT_E_UNSUPPORTED ? 415 : err.code == AT_E_TOO_LARGE ? 413 : 400;
             at_http_error(req, status, "invalid_request_error", "%s", err.msg);
         } else {
@@ -267,7 +263,7 @@ static void h_models(at_http_req *req, void *app)
 typedef struct stream_ctx {
     at_ws *ws;
     size_t n_final;
-    char *transcript;     /* all finals so far */
+    char *transcript; /* all finals so far */
     size_t tlen;
 } stream_ctx;
 
@@ -297,8 +293,7 @@ static int send_event(void *user, const at_asr_event *ev)
     return rc != 0; /* nonzero cancels: the client is gone */
 }
 
-static void ws_error(at_ws *ws, int close_code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void ws_error(at_ws *ws, int close_code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void ws_error(at_ws *ws, int close_code, const char *fmt, ...)
 {
     char msg[512];
@@ -315,8 +310,8 @@ static void ws_error(at_ws *ws, int close_code, const char *fmt, ...)
 }
 
 /* Reads the first message: the stream configuration. */
-static int read_config(at_ws *ws, at_app *app, char *language, size_t lcap, int *rate,
-                       int *channels, char *model, size_t mcap)
+static int read_config(at_ws *ws, at_app *app, char *language, size_t lcap, int *rate, int *channels,
+                       char *model, size_t mcap)
 {
     at_ws_msg m;
     int rc = at_ws_recv(ws, &m, at_app_cfg(app)->stream_idle_s * 1000);
@@ -348,22 +343,29 @@ static int read_config(at_ws *ws, at_app *app, char *language, size_t lcap, int 
     language[0] = model[0] = '\0';
     *rate = 16000;
     *channels = 1;
-    if (lang && (!cJSON_IsString(lang) || strlen(lang->valuestring) >= lcap)) bad = 1;
-    else if (lang) snprintf(language, lcap, "%s", lang->valuestring);
+    if (lang && (!cJSON_IsString(lang) || strlen(lang->valuestring) >= lcap))
+        bad = 1;
+    else if (lang)
+        snprintf(language, lcap, "%s", lang->valuestring);
     if (mo && cJSON_IsString(mo) && strlen(mo->valuestring) < mcap)
         snprintf(model, mcap, "%s", mo->valuestring);
-    if (sr && !cJSON_IsNumber(sr)) bad = 1;
-    else if (sr) *rate = sr->valueint;
-    if (ch && !cJSON_IsNumber(ch)) bad = 1;
-    else if (ch) *channels = ch->valueint;
+    if (sr && !cJSON_IsNumber(sr))
+        bad = 1;
+    else if (sr)
+        *rate = sr->valueint;
+    if (ch && !cJSON_IsNumber(ch))
+        bad = 1;
+    else if (ch)
+        *channels = ch->valueint;
     if (bad) {
         cJSON_Delete(o);
-        ws_error(ws, 1008, "bad configuration: language must be a string, sample_rate and "
-                           "channels numbers");
+        ws_error(ws, 1008,
+                 "bad configuration: language must be a string, sample_rate and "
+                 "channels numbers");
         return -1;
     }
-    if (enc && (!cJSON_IsString(enc) || (strcmp(enc->valuestring, "pcm16") != 0 &&
-                                             strcmp(enc->valuestring, "s16le") != 0))) {
+    if (enc && (!cJSON_IsString(enc) ||
+                (strcmp(enc->valuestring, "pcm16") != 0 && strcmp(enc->valuestring, "s16le") != 0))) {
         cJSON_Delete(o);
         ws_error(ws, 1008, "unsupported encoding; use \"pcm16\" (signed 16-bit little-endian)");
         return -1;
@@ -387,14 +389,12 @@ static void h_stream(at_ws *ws, void *user)
     at_err_clear(&err);
     int st = at_app_ready(app, &err);
     if (st != 1) {
-        ws_error(ws, 1013, st == 0 ? "engines are still loading; retry shortly"
-                                   : "engines failed to load");
+        ws_error(ws, 1013, st == 0 ? "engines are still loading; retry shortly" : "engines failed to load");
         return;
     }
     char language[16], model[64];
     int rate, channels;
-    if (read_config(ws, app, language, sizeof language, &rate, &channels, model, sizeof model))
-        return;
+    if (read_config(ws, app, language, sizeof language, &rate, &channels, model, sizeof model)) return;
     at_asr_engine *eng = at_app_asr(app, model);
     if (!eng) {
         ws_error(ws, 1008, "unknown model '%s'; available: %s", model, at_app_asr_names(app));
@@ -448,15 +448,17 @@ static void h_stream(at_ws *ws, void *user)
         }
         if (rc < 0) {
             /* Peer gone (cancel) or server draining (flush what we have). */
-            if (at_ws_closed(ws)) failed = 1;
-            else finished = 1;
+            if (at_ws_closed(ws))
+                failed = 1;
+            else
+                finished = 1;
             break;
         }
         if (m.kind == AT_WS_TEXT) {
             cJSON *o = cJSON_ParseWithLength((const char *)m.data, m.len);
             const cJSON *t = o ? cJSON_GetObjectItemCaseSensitive(o, "type") : NULL;
-            if (cJSON_IsString(t) && (strcmp(t->valuestring, "end") == 0 ||
-                                      strcmp(t->valuestring, "eos") == 0))
+            if (cJSON_IsString(t) &&
+                (strcmp(t->valuestring, "end") == 0 || strcmp(t->valuestring, "eos") == 0))
                 finished = 1;
             else if (m.len == 3 && memcmp(m.data, "EOS", 3) == 0)
                 finished = 1;
@@ -562,9 +564,9 @@ static const at_http_route routes[] = {
     {NULL, "/v1/stream", NULL, h_stream, AT_ROUTE_WORKER},
 };
 
-int at_asr_service_listen(at_app *app, at_http_server *srv, const char *iface, int port,
-                          int *bound, at_err *err)
+int at_asr_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
+                          at_err *err)
 {
-    return at_http_server_listen(srv, "asr_streaming", iface, port, routes,
-                                 sizeof routes / sizeof routes[0], app, bound, err);
+    return at_http_server_listen(srv, "asr_streaming", iface, port, routes, sizeof routes / sizeof routes[0],
+                                 app, bound, err);
 }

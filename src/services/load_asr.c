@@ -25,11 +25,11 @@ static int choose_vad(const at_app_config *c, at_whisper_stream_config *sc, at_e
     } else if (strcmp(mode, "silero") == 0) {
         sc->vad = 1;
         sc->vad_model = model; /* a missing model fails the load, saying how to pull it */
-    } else { /* auto */
-        struct stat st; /* a path is "resolved" whether or not it exists */
+    } else {                   /* auto */
+        struct stat st;        /* a path is "resolved" whether or not it exists */
         sc->vad = 1;
-        sc->vad_model = at_models_resolve(model, path, sizeof path, &ignored) == 0 &&
-                                stat(path, &st) == 0 && S_ISREG(st.st_mode)
+        sc->vad_model = at_models_resolve(model, path, sizeof path, &ignored) == 0 && stat(path, &st) == 0 &&
+                                S_ISREG(st.st_mode)
                             ? model
                             : NULL;
     }
@@ -47,8 +47,10 @@ int at_app_load_local_asr(at_app *a, at_err *err)
         sc.max_streams = c->max_streams;
         if (choose_vad(c, &sc, err) < 0) return err->code;
         at_log_write(at_app_log(a), AT_LOG_INFO, "whisper live-stream VAD", "vad",
-                     !sc.vad ? "off" : sc.vad_model ? "silero" : "energy", "vad_model",
-                     sc.vad_model ? sc.vad_model : "-", NULL);
+                     !sc.vad        ? "off"
+                     : sc.vad_model ? "silero"
+                                    : "energy",
+                     "vad_model", sc.vad_model ? sc.vad_model : "-", NULL);
         at_asr_engine *w = at_asr_whisper_new_ex(c->whisper_model, c->threads, &sc, err);
         if (!w || at_app_add_asr(a, w, err)) return err->code ? err->code : AT_E_ENGINE;
     }

@@ -26,8 +26,7 @@ int at_app_load_remote(at_app *a, at_err *err)
         if (rc == 0 || (rc != AT_E_IO && rc != AT_E_BUSY) || attempt >= 120) return rc;
         at_app_drop_engines(a);
         if (attempt % 10 == 0)
-            at_log_write(at_app_log(a), AT_LOG_WARN, "waiting for services", "error", err->msg,
-                         NULL);
+            at_log_write(at_app_log(a), AT_LOG_WARN, "waiting for services", "error", err->msg, NULL);
         struct timespec ts = {0, 500000000L};
         nanosleep(&ts, NULL);
     }

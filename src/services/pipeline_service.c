@@ -112,7 +112,7 @@ typedef struct pl_session {
     int speak;
     float speed;
 
-    pthread_mutex_t mu;      /* queues and flags */
+    pthread_mutex_t mu; /* queues and flags */
     pthread_cond_t cv;
     pthread_mutex_t send_mu; /* keeps an audio header next to its frame */
     pl_chunk *a_head, *a_tail;
@@ -121,9 +121,9 @@ typedef struct pl_session {
     pl_seg *s_head, *s_tail;
     size_t s_n, s_max;
     int s_eof;
-    int stop;                /* client gone or fatal error: everyone quits */
-    int n_segments;          /* ids given to finals (ASR thread) */
-    int n_errors;            /* per-segment errors (worker) */
+    int stop;       /* client gone or fatal error: everyone quits */
+    int n_segments; /* ids given to finals (ASR thread) */
+    int n_errors;   /* per-segment errors (worker) */
 } pl_session;
 
 static void pl_stop(pl_session *s)
@@ -152,8 +152,8 @@ static int pl_send(pl_session *s, const cJSON *o)
     return rc;
 }
 
-static void send_error(at_ws *ws, pthread_mutex_t *send_mu, int segment, const char *code,
-                       const char *fmt, va_list ap)
+static void send_error(at_ws *ws, pthread_mutex_t *send_mu, int segment, const char *code, const char *fmt,
+                       va_list ap)
 {
     char msg[600];
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -251,8 +251,10 @@ static int on_asr_event(void *user, const at_asr_event *ev)
     pthread_mutex_lock(&s->mu);
     int full = s->s_n >= s->s_max;
     if (!full) {
-        if (s->s_tail) s->s_tail->next = seg;
-        else s->s_head = seg;
+        if (s->s_tail)
+            s->s_tail->next = seg;
+        else
+            s->s_head = seg;
         s->s_tail = seg;
         s->s_n++;
         pthread_cond_broadcast(&s->cv);
@@ -295,7 +297,8 @@ static void *asr_main(void *arg)
             if (at_asr_stream_feed(s->asr, NULL, 0, on_asr_event, s, &err) != 0) {
                 if (err.code != AT_E_CANCELLED)
                     pl_fatal(s, 1011, "asr_failed", "recognition failed: %s", err.msg);
-                else pl_stop(s);
+                else
+                    pl_stop(s);
                 break;
             }
             continue;
@@ -309,8 +312,7 @@ static void *asr_main(void *arg)
         }
         pthread_mutex_unlock(&s->mu);
         if (!c) {
-            if (eof && !pl_stopped(s) &&
-                at_asr_stream_finish(s->asr, on_asr_event, s, &err) != 0 &&
+            if (eof && !pl_stopped(s) && at_asr_stream_finish(s->asr, on_asr_event, s, &err) != 0 &&
                 err.code != AT_E_CANCELLED)
                 pl_fatal(s, 1011, "asr_failed", "recognition failed: %s", err.msg);
             break;
@@ -320,7 +322,8 @@ static void *asr_main(void *arg)
         if (rc != 0) {
             if (err.code != AT_E_CANCELLED)
                 pl_fatal(s, 1011, "asr_failed", "recognition failed: %s", err.msg);
-            else pl_stop(s);
+            else
+                pl_stop(s);
             break;
         }
     }
@@ -461,8 +464,7 @@ static int read_config(at_ws *ws, at_app *app, pl_config *pc)
     at_ws_msg m;
     int rc = at_ws_recv(ws, &m, ac->stream_idle_s * 1000);
     if (rc == 0) {
-        early_error(ws, 1008, "bad_config", "no configuration received within %d s",
-                    ac->stream_idle_s);
+        early_error(ws, 1008, "bad_config", "no configuration received within %d s", ac->stream_idle_s);
         return -1;
     }
     if (rc < 0) return -1;
@@ -502,19 +504,23 @@ static int read_config(at_ws *ws, at_app *app, pl_config *pc)
         if (!it) continue;
         if (!cJSON_IsString(it) || strlen(it->valuestring) >= strs[i].cap)
             bad = "source, target, voice and model must be short strings";
-        else snprintf(strs[i].dst, strs[i].cap, "%s", it->valuestring);
+        else
+            snprintf(strs[i].dst, strs[i].cap, "%s", it->valuestring);
     }
     if (!bad && (it = cJSON_GetObjectItemCaseSensitive(o, "type")) &&
         (!cJSON_IsString(it) || strcmp(it->valuestring, "config") != 0))
         bad = "the first message must be {\"type\":\"config\", ...}";
     if (!bad && (it = cJSON_GetObjectItemCaseSensitive(o, "speak"))) {
-        if (!cJSON_IsBool(it)) bad = "speak must be true or false";
-        else pc->speak = cJSON_IsTrue(it);
+        if (!cJSON_IsBool(it))
+            bad = "speak must be true or false";
+        else
+            pc->speak = cJSON_IsTrue(it);
     }
     if (!bad && (it = cJSON_GetObjectItemCaseSensitive(o, "sample_rate"))) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 8000 || it->valuedouble > 48000)
             bad = "sample_rate must be a number from 8000 to 48000";
-        else pc->rate = (int)it->valuedouble;
+        else
+            pc->rate = (int)it->valuedouble;
     }
     if (!bad && (it = cJSON_GetObjectItemCaseSensitive(o, "encoding")) &&
         (!cJSON_IsString(it) ||
@@ -526,16 +532,21 @@ static int read_config(at_ws *ws, at_app *app, pl_config *pc)
     if (!bad && (it = cJSON_GetObjectItemCaseSensitive(o, "speed"))) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0.25 || it->valuedouble > 4.0)
             bad = "speed must be a number from 0.25 to 4.0";
-        else pc->speed = it->valuedouble;
+        else
+            pc->speed = it->valuedouble;
     }
     /* A client may tighten the server's limits, never loosen them. */
     if (!bad && (it = cJSON_GetObjectItemCaseSensitive(o, "max_pending"))) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 1) bad = "max_pending must be a number >= 1";
-        else if (it->valuedouble < pc->max_pending) pc->max_pending = (long)it->valuedouble;
+        if (!cJSON_IsNumber(it) || it->valuedouble < 1)
+            bad = "max_pending must be a number >= 1";
+        else if (it->valuedouble < pc->max_pending)
+            pc->max_pending = (long)it->valuedouble;
     }
     if (!bad && (it = cJSON_GetObjectItemCaseSensitive(o, "max_backlog_s"))) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0.1) bad = "max_backlog_s must be a number >= 0.1";
-        else if (it->valuedouble < pc->max_backlog_s) pc->max_backlog_s = it->valuedouble;
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0.1)
+            bad = "max_backlog_s must be a number >= 0.1";
+        else if (it->valuedouble < pc->max_backlog_s)
+            pc->max_backlog_s = it->valuedouble;
     }
     if (!bad && !pc->target[0]) bad = "target is required (the language to translate into)";
     cJSON_Delete(o);
@@ -548,9 +559,8 @@ static int read_config(at_ws *ws, at_app *app, pl_config *pc)
 
 /* Appends one binary message (PCM16 at pc->rate) to the audio queue;
  * *carry holds an odd trailing byte.  -1 when the session must end. */
-static int queue_audio(pl_session *s, at_ws_msg *m, at_resampler *rs, int rate,
-                       unsigned char *carry, size_t *n_carry, float **res, size_t *res_cap,
-                       double *seconds_in)
+static int queue_audio(pl_session *s, at_ws_msg *m, at_resampler *rs, int rate, unsigned char *carry,
+                       size_t *n_carry, float **res, size_t *res_cap, double *seconds_in)
 {
     at_err err;
     at_err_clear(&err);
@@ -611,8 +621,10 @@ static int queue_audio(pl_session *s, at_ws_msg *m, at_resampler *rs, int rate,
     pthread_mutex_lock(&s->mu);
     int full = s->a_samples + n > s->a_max;
     if (!full) {
-        if (s->a_tail) s->a_tail->next = c;
-        else s->a_head = c;
+        if (s->a_tail)
+            s->a_tail->next = c;
+        else
+            s->a_head = c;
         s->a_tail = c;
         s->a_samples += n;
         pthread_cond_broadcast(&s->cv);
@@ -672,8 +684,7 @@ static void h_pipeline(at_ws *ws, void *user)
     /* The default voice speaks the target language. */
     voice = at_app_find_voice(app, pc.voice[0] ? pc.voice : pc.target, &tts);
     if (pc.speak && !voice) {
-        early_error(ws, 1008, "bad_config",
-                    "unknown voice '%s'; GET /v1/config lists the voices",
+        early_error(ws, 1008, "bad_config", "unknown voice '%s'; GET /v1/config lists the voices",
                     pc.voice[0] ? pc.voice : pc.target);
         return;
     }
@@ -753,8 +764,10 @@ static void h_pipeline(at_ws *ws, void *user)
         }
         if (rc < 0) {
             /* Peer gone: cancel.  Server draining: finish what we have. */
-            if (at_ws_closed(ws)) pl_stop(&s);
-            else ended = 1;
+            if (at_ws_closed(ws))
+                pl_stop(&s);
+            else
+                ended = 1;
             break;
         }
         last_msg = now_s();
@@ -796,8 +809,10 @@ static void h_pipeline(at_ws *ws, void *user)
                 c->n = n;
                 memcpy(c->pcm, res, n * sizeof(float));
                 pthread_mutex_lock(&s.mu);
-                if (s.a_tail) s.a_tail->next = c;
-                else s.a_head = c;
+                if (s.a_tail)
+                    s.a_tail->next = c;
+                else
+                    s.a_head = c;
                 s.a_tail = c;
                 s.a_samples += n;
                 pthread_mutex_unlock(&s.mu);
@@ -849,9 +864,9 @@ static const at_http_route routes[] = {
     {NULL, "/v1/pipeline", NULL, h_pipeline, AT_ROUTE_WORKER},
 };
 
-int at_pipeline_service_listen(at_app *app, at_http_server *srv, const char *iface, int port,
-                               int *bound, at_err *err)
+int at_pipeline_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
+                               at_err *err)
 {
-    return at_http_server_listen(srv, "pipeline", iface, port, routes,
-                                 sizeof routes / sizeof routes[0], app, bound, err);
+    return at_http_server_listen(srv, "pipeline", iface, port, routes, sizeof routes / sizeof routes[0], app,
+                                 bound, err);
 }

@@ -6,107 +6,241 @@
 
 #include "core/config.h"
 
-int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders, int argc,
-                     char **argv, int first)
+int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders, int argc, char **argv,
+                     int first)
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
-    long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0,
-         max_streams = 0, max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
+    long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
+         max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
     double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
     int json_logs = 0;
-    int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS ||
-                 kinds == AT_APP_PIPELINE;
-    const char *def_port = kinds == AT_APP_ASR ? "8003" : kinds == AT_APP_MT ? "8004"
-                           : kinds == AT_APP_TTS ? "8005" : "8000";
+    int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS || kinds == AT_APP_PIPELINE;
+    const char *def_port = kinds == AT_APP_ASR   ? "8003"
+                           : kinds == AT_APP_MT  ? "8004"
+                           : kinds == AT_APP_TTS ? "8005"
+                                                 : "8000";
 
     at_option opts[32];
     size_t n = 0;
-    opts[n++] = (at_option){"host", "AT_HOST", AT_OPT_STRING, "0.0.0.0",
-                            "interface to listen on (127.0.0.1 = this machine only)", &host, 0, 0};
+    opts[n++] = (at_option){"host",
+                            "AT_HOST",
+                            AT_OPT_STRING,
+                            "0.0.0.0",
+                            "interface to listen on (127.0.0.1 = this machine only)",
+                            &host,
+                            0,
+                            0};
     if (single)
-        opts[n++] = (at_option){"port", "AT_PORT", AT_OPT_INT, def_port, "port to listen on (0 = any free port)",
-                                &port, 0, 65535};
+        opts[n++] =
+            (at_option){"port", "AT_PORT", AT_OPT_INT, def_port, "port to listen on (0 = any free port)",
+                        &port,  0,         65535};
     else {
-        opts[n++] = (at_option){"asr-port", "AT_ASR_PORT", AT_OPT_INT, "8003",
-                                "asr_streaming port", &asr_port, 0, 65535};
-        opts[n++] = (at_option){"translate-port", "AT_TRANSLATE_PORT", AT_OPT_INT, "8004",
-                                "translate port", &mt_port, 0, 65535};
-        opts[n++] = (at_option){"tts-port", "AT_TTS_PORT", AT_OPT_INT, "8005", "tts port",
-                                &tts_port, 0, 65535};
+        opts[n++] = (at_option){"asr-port",           "AT_ASR_PORT", AT_OPT_INT, "8003",
+                                "asr_streaming port", &asr_port,     0,          65535};
+        opts[n++] = (at_option){
+            "translate-port", "AT_TRANSLATE_PORT", AT_OPT_INT, "8004", "translate port", &mt_port, 0, 65535};
+        opts[n++] =
+            (at_option){"tts-port", "AT_TTS_PORT", AT_OPT_INT, "8005", "tts port", &tts_port, 0, 65535};
         if (kinds & AT_APP_PIPELINE)
-            opts[n++] = (at_option){"pipeline-port", "AT_PIPELINE_PORT", AT_OPT_INT, "8000",
-                                    "speech-to-speech pipeline and web page port", &pl_port, 0,
+            opts[n++] = (at_option){"pipeline-port",
+                                    "AT_PIPELINE_PORT",
+                                    AT_OPT_INT,
+                                    "8000",
+                                    "speech-to-speech pipeline and web page port",
+                                    &pl_port,
+                                    0,
                                     65535};
     }
     if (kinds == AT_APP_PIPELINE) {
         /* The standalone pipeline reaches the three services over HTTP. */
-        opts[n++] = (at_option){"asr-url", "AT_ASR_URL", AT_OPT_STRING, "http://localhost:8003",
-                                "asr_streaming base URL", &asr_url, 0, 0};
-        opts[n++] = (at_option){"translate-url", "AT_TRANSLATE_URL", AT_OPT_STRING,
-                                "http://localhost:8004", "translate base URL", &mt_url, 0, 0};
-        opts[n++] = (at_option){"tts-url", "AT_TTS_URL", AT_OPT_STRING, "http://localhost:8005",
-                                "tts base URL", &tts_url, 0, 0};
-        opts[n++] = (at_option){"max-streams", "AT_MAX_STREAMS", AT_OPT_INT, "8",
-                                "concurrent pipeline sessions (more get 503)", &max_streams, 1,
+        opts[n++] = (at_option){"asr-url",
+                                "AT_ASR_URL",
+                                AT_OPT_STRING,
+                                "http://localhost:8003",
+                                "asr_streaming base URL",
+                                &asr_url,
+                                0,
+                                0};
+        opts[n++] = (at_option){"translate-url",
+                                "AT_TRANSLATE_URL",
+                                AT_OPT_STRING,
+                                "http://localhost:8004",
+                                "translate base URL",
+                                &mt_url,
+                                0,
+                                0};
+        opts[n++] = (at_option){
+            "tts-url", "AT_TTS_URL", AT_OPT_STRING, "http://localhost:8005", "tts base URL", &tts_url, 0, 0};
+        opts[n++] = (at_option){"max-streams",
+                                "AT_MAX_STREAMS",
+                                AT_OPT_INT,
+                                "8",
+                                "concurrent pipeline sessions (more get 503)",
+                                &max_streams,
+                                1,
                                 1024};
-        opts[n++] = (at_option){"max-audio-seconds", "AT_MAX_AUDIO_SECONDS", AT_OPT_DOUBLE,
-                                "3600", "longest audio per session", &max_audio, 1, 86400};
+        opts[n++] = (at_option){"max-audio-seconds",
+                                "AT_MAX_AUDIO_SECONDS",
+                                AT_OPT_DOUBLE,
+                                "3600",
+                                "longest audio per session",
+                                &max_audio,
+                                1,
+                                86400};
     }
     if (kinds & AT_APP_PIPELINE) {
-        opts[n++] = (at_option){"pipeline-max-pending", "AT_PIPELINE_MAX_PENDING", AT_OPT_INT,
-                                "16", "finals waiting for translation and speech before a "
-                                "session overflows", &max_pending, 1, 100000};
-        opts[n++] = (at_option){"pipeline-max-backlog", "AT_PIPELINE_MAX_BACKLOG", AT_OPT_DOUBLE,
-                                "30", "seconds of audio waiting for recognition before a "
-                                "session overflows", &max_backlog, 0.1, 3600};
+        opts[n++] = (at_option){"pipeline-max-pending",
+                                "AT_PIPELINE_MAX_PENDING",
+                                AT_OPT_INT,
+                                "16",
+                                "finals waiting for translation and speech before a "
+                                "session overflows",
+                                &max_pending,
+                                1,
+                                100000};
+        opts[n++] = (at_option){"pipeline-max-backlog",
+                                "AT_PIPELINE_MAX_BACKLOG",
+                                AT_OPT_DOUBLE,
+                                "30",
+                                "seconds of audio waiting for recognition before a "
+                                "session overflows",
+                                &max_backlog,
+                                0.1,
+                                3600};
     }
     if (kinds & AT_APP_ASR) {
-        opts[n++] = (at_option){"model", "AT_WHISPER_MODEL", AT_OPT_STRING, NULL,
+        opts[n++] = (at_option){"model",
+                                "AT_WHISPER_MODEL",
+                                AT_OPT_STRING,
+                                NULL,
                                 "whisper model: ggml .bin, Hugging Face folder, or a name "
                                 "from 'audio-translator models list'; without one, "
                                 "pocketsphinx answers",
-                                &model, 0, 0};
-        opts[n++] = (at_option){"whisper-step-ms", "AT_WHISPER_STEP_MS", AT_OPT_DOUBLE, "1000",
-                                "live streams: re-decode after this much new audio", &step_ms,
-                                100, 10000};
-        opts[n++] = (at_option){"whisper-max-buffer", "AT_WHISPER_MAX_BUFFER_S", AT_OPT_DOUBLE,
-                                "15", "live streams: seconds of unconfirmed audio kept", &max_buffer,
-                                2, 30};
-        opts[n++] = (at_option){"vad", "AT_VAD", AT_OPT_STRING, "auto",
+                                &model,
+                                0,
+                                0};
+        opts[n++] = (at_option){"whisper-step-ms",
+                                "AT_WHISPER_STEP_MS",
+                                AT_OPT_DOUBLE,
+                                "1000",
+                                "live streams: re-decode after this much new audio",
+                                &step_ms,
+                                100,
+                                10000};
+        opts[n++] = (at_option){"whisper-max-buffer",
+                                "AT_WHISPER_MAX_BUFFER_S",
+                                AT_OPT_DOUBLE,
+                                "15",
+                                "live streams: seconds of unconfirmed audio kept",
+                                &max_buffer,
+                                2,
+                                30};
+        opts[n++] = (at_option){"vad",
+                                "AT_VAD",
+                                AT_OPT_STRING,
+                                "auto",
                                 "whisper live streams: silero, energy, off, or auto (silero "
                                 "when its model is in the cache, else energy)",
-                                &vad, 0, 0};
-        opts[n++] = (at_option){"vad-model", "AT_VAD_MODEL", AT_OPT_STRING, "silero-vad",
+                                &vad,
+                                0,
+                                0};
+        opts[n++] = (at_option){"vad-model",
+                                "AT_VAD_MODEL",
+                                AT_OPT_STRING,
+                                "silero-vad",
                                 "Silero VAD ONNX file, or a name from 'audio-translator "
-                                "models list'", &vad_model, 0, 0};
-        opts[n++] = (at_option){"threads", "AT_THREADS", AT_OPT_INT, "0",
-                                "whisper threads (0 = all cores)", &threads, 0, 256};
-        opts[n++] = (at_option){"pocketsphinx-model", "AT_POCKETSPHINX_MODEL", AT_OPT_STRING,
-                                NULL, "pocketsphinx model folder", &ps_dir, 0, 0};
-        opts[n++] = (at_option){"max-streams", "AT_MAX_STREAMS", AT_OPT_INT, "8",
-                                "concurrent live streams (more get 503)", &max_streams, 1, 1024};
-        opts[n++] = (at_option){"max-audio-seconds", "AT_MAX_AUDIO_SECONDS", AT_OPT_DOUBLE,
-                                "3600", "longest audio per upload or stream", &max_audio, 1, 86400};
+                                "models list'",
+                                &vad_model,
+                                0,
+                                0};
+        opts[n++] = (at_option){
+            "threads", "AT_THREADS", AT_OPT_INT, "0", "whisper threads (0 = all cores)", &threads, 0, 256};
+        opts[n++] = (at_option){"pocketsphinx-model",
+                                "AT_POCKETSPHINX_MODEL",
+                                AT_OPT_STRING,
+                                NULL,
+                                "pocketsphinx model folder",
+                                &ps_dir,
+                                0,
+                                0};
+        opts[n++] = (at_option){"max-streams",
+                                "AT_MAX_STREAMS",
+                                AT_OPT_INT,
+                                "8",
+                                "concurrent live streams (more get 503)",
+                                &max_streams,
+                                1,
+                                1024};
+        opts[n++] = (at_option){"max-audio-seconds",
+                                "AT_MAX_AUDIO_SECONDS",
+                                AT_OPT_DOUBLE,
+                                "3600",
+                                "longest audio per upload or stream",
+                                &max_audio,
+                                1,
+                                86400};
     }
     if (kinds & AT_APP_MT)
-        opts[n++] = (at_option){"apertium-modes", "AT_APERTIUM_MODES", AT_OPT_STRING, NULL,
-                                "folder of Apertium .mode files", &modes, 0, 0};
+        opts[n++] = (at_option){"apertium-modes",
+                                "AT_APERTIUM_MODES",
+                                AT_OPT_STRING,
+                                NULL,
+                                "folder of Apertium .mode files",
+                                &modes,
+                                0,
+                                0};
     if (kinds & (AT_APP_MT | AT_APP_TTS))
-        opts[n++] = (at_option){"max-text-chars", "AT_MAX_TEXT_CHARS", AT_OPT_INT, "5000",
-                                "longest text to translate or speak", &max_chars, 1, 10000000};
-    opts[n++] = (at_option){"max-body-mb", "AT_MAX_BODY_MB", AT_OPT_DOUBLE, "25",
-                            "largest request body in MiB (more gets 413)", &max_body_mb, 0.001, 4096};
-    opts[n++] = (at_option){"max-inflight", "AT_MAX_INFLIGHT", AT_OPT_INT, "16",
-                            "requests worked on at once (more get 503)", &max_inflight, 1, 4096};
-    opts[n++] = (at_option){"idle-timeout", "AT_IDLE_TIMEOUT", AT_OPT_INT, "30",
-                            "seconds before a silent client is dropped", &idle, 1, 3600};
-    opts[n++] = (at_option){"drain-timeout", "AT_DRAIN_TIMEOUT", AT_OPT_INT, "30",
-                            "seconds to finish work after SIGTERM", &drain, 0, 3600};
-    opts[n++] = (at_option){"log-level", "AT_LOG_LEVEL", AT_OPT_STRING, "info",
-                            "debug, info, warn or error", &log_level, 0, 0};
-    opts[n++] = (at_option){"json-logs", "AT_JSON_LOGS", AT_OPT_BOOL, "0",
-                            "log JSON lines instead of key=value", &json_logs, 0, 0};
+        opts[n++] = (at_option){"max-text-chars",
+                                "AT_MAX_TEXT_CHARS",
+                                AT_OPT_INT,
+                                "5000",
+                                "longest text to translate or speak",
+                                &max_chars,
+                                1,
+                                10000000};
+    opts[n++] = (at_option){"max-body-mb",
+                            "AT_MAX_BODY_MB",
+                            AT_OPT_DOUBLE,
+                            "25",
+                            "largest request body in MiB (more gets 413)",
+                            &max_body_mb,
+                            0.001,
+                            4096};
+    opts[n++] = (at_option){"max-inflight",
+                            "AT_MAX_INFLIGHT",
+                            AT_OPT_INT,
+                            "16",
+                            "requests worked on at once (more get 503)",
+                            &max_inflight,
+                            1,
+                            4096};
+    opts[n++] = (at_option){"idle-timeout",
+                            "AT_IDLE_TIMEOUT",
+                            AT_OPT_INT,
+                            "30",
+                            "seconds before a silent client is dropped",
+                            &idle,
+                            1,
+                            3600};
+    opts[n++] = (at_option){"drain-timeout",
+                            "AT_DRAIN_TIMEOUT",
+                            AT_OPT_INT,
+                            "30",
+                            "seconds to finish work after SIGTERM",
+                            &drain,
+                            0,
+                            3600};
+    opts[n++] = (at_option){
+        "log-level", "AT_LOG_LEVEL", AT_OPT_STRING, "info", "debug, info, warn or error", &log_level, 0, 0};
+    opts[n++] = (at_option){"json-logs",
+                            "AT_JSON_LOGS",
+                            AT_OPT_BOOL,
+                            "0",
+                            "log JSON lines instead of key=value",
+                            &json_logs,
+                            0,
+                            0};
 
     char usage[128];
     snprintf(usage, sizeof usage, "%s [OPTIONS]", prog);
@@ -191,8 +325,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         int bound = 0;
         if (svc[i].listen(app, srv, host, (int)svc[i].port, &bound, &err) != 0) goto out;
         char url[128];
-        snprintf(url, sizeof url, "http://%s:%d",
-                 strcmp(host, "0.0.0.0") == 0 ? "localhost" : host, bound);
+        snprintf(url, sizeof url, "http://%s:%d", strcmp(host, "0.0.0.0") == 0 ? "localhost" : host, bound);
         at_log_write(log, AT_LOG_INFO, "listening", "service", svc[i].name, "url", url, NULL);
     }
     if (at_app_load_async(app, &err) != 0) goto out;

@@ -11,7 +11,7 @@
 /* kinds: AT_APP_* bits of the services to run; loaders: how their
  * engines load (see at_app_loaders).  argv[first..] are the flags.
  * Returns a process exit status. */
-int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders, int argc,
-                     char **argv, int first);
+int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders, int argc, char **argv,
+                     int first);
 
 #endif

@@ -14,11 +14,12 @@
 static const char *language_name(const char *code)
 {
     static const char *const names[][2] = {
-        {"en", "English"},  {"es", "Spanish"},   {"ca", "Catalan"},   {"fr", "French"},
-        {"pt", "Portuguese"}, {"it", "Italian"}, {"de", "German"},    {"gl", "Galician"},
-        {"oc", "Occitan"},  {"eo", "Esperanto"}, {"nb", "Norwegian Bokmål"},
-        {"nn", "Norwegian Nynorsk"}, {"sv", "Swedish"}, {"da", "Danish"}, {"ro", "Romanian"},
-        {"eu", "Basque"},   {"ar", "Arabic"},    {"en_US", "English (US)"},
+        {"en", "English"},   {"es", "Spanish"},          {"ca", "Catalan"},
+        {"fr", "French"},    {"pt", "Portuguese"},       {"it", "Italian"},
+        {"de", "German"},    {"gl", "Galician"},         {"oc", "Occitan"},
+        {"eo", "Esperanto"}, {"nb", "Norwegian Bokmål"}, {"nn", "Norwegian Nynorsk"},
+        {"sv", "Swedish"},   {"da", "Danish"},           {"ro", "Romanian"},
+        {"eu", "Basque"},    {"ar", "Arabic"},           {"en_US", "English (US)"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(names[i][0], code) == 0) return names[i][1];
@@ -46,8 +47,7 @@ static void h_languages(at_http_req *req, void *user)
             cJSON_AddArrayToObject(entry, "targets");
             cJSON_AddItemToArray(arr, entry);
         }
-        cJSON_AddItemToArray(cJSON_GetObjectItem(entry, "targets"),
-                             cJSON_CreateString(p[i].target));
+        cJSON_AddItemToArray(cJSON_GetObjectItem(entry, "targets"), cJSON_CreateString(p[i].target));
     }
     at_http_respond_json(req, 200, arr);
     cJSON_Delete(arr);
@@ -72,7 +72,8 @@ static cJSON *parse_form(const char *body, size_t len)
         *eq = '\0';
         char *k = tok, *v = eq + 1;
         for (char *s = v, *d = v;; s++) { /* url-decode */
-            if (*s == '+') *d++ = ' ';
+            if (*s == '+')
+                *d++ = ' ';
             else if (*s == '%' && s[1] && s[2]) {
                 char h[3] = {s[1], s[2], 0};
                 *d++ = (char)strtol(h, NULL, 16);
@@ -120,16 +121,14 @@ static void h_translate(at_http_req *req, void *user)
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(o, "format");
     size_t max_chars = at_app_cfg(app)->max_text_chars;
     if (!q || !(cJSON_IsString(q) || cJSON_IsArray(q))) {
-        at_http_error(req, 400, "invalid_request_error",
-                      "'q' is required: a string or an array of strings");
+        at_http_error(req, 400, "invalid_request_error", "'q' is required: a string or an array of strings");
     } else if (!cJSON_IsString(src) || !cJSON_IsString(tgt)) {
         at_http_error(req, 400, "invalid_request_error", "'source' and 'target' are required");
     } else if (strcmp(src->valuestring, "auto") == 0) {
         at_http_error(req, 400, "invalid_request_error",
                       "language detection is not available; give 'source' explicitly");
     } else if (fmt && (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "text") != 0)) {
-        at_http_error(req, 400, "invalid_request_error",
-                      "unsupported format; only \"text\" is supported");
+        at_http_error(req, 400, "invalid_request_error", "unsupported format; only \"text\" is supported");
     } else {
         /* Validate every item and the total size before any work. */
         int n = cJSON_IsArray(q) ? cJSON_GetArraySize(q) : 1;
@@ -137,8 +136,10 @@ static void h_translate(at_http_req *req, void *user)
         int bad = 0;
         for (int i = 0; i < n && !bad; i++) {
             const cJSON *it = cJSON_IsArray(q) ? cJSON_GetArrayItem(q, i) : q;
-            if (!cJSON_IsString(it)) bad = 1;
-            else total += strlen(it->valuestring);
+            if (!cJSON_IsString(it))
+                bad = 1;
+            else
+                total += strlen(it->valuestring);
         }
         at_mt_engine *mt = at_app_mt(app);
         if (bad) {
@@ -165,14 +166,17 @@ static void h_translate(at_http_req *req, void *user)
                 char *out = NULL;
                 at_err err;
                 at_err_clear(&err);
-                if (!*text) out = strdup("");
+                if (!*text)
+                    out = strdup("");
                 else if (at_mt_translate(mt, src->valuestring, tgt->valuestring, text, &out, &err)) {
                     at_http_error_from(req, &err);
                     failed = 1;
                     break;
                 }
-                if (arr) cJSON_AddItemToArray(arr, cJSON_CreateString(out ? out : ""));
-                else cJSON_AddStringToObject(res, "translatedText", out ? out : "");
+                if (arr)
+                    cJSON_AddItemToArray(arr, cJSON_CreateString(out ? out : ""));
+                else
+                    cJSON_AddStringToObject(res, "translatedText", out ? out : "");
                 free(out);
             }
             at_app_observe(app, "mt_translate", now_s() - t0);
@@ -189,9 +193,9 @@ static const at_http_route routes[] = {
     {"POST", "/translate", h_translate, NULL, AT_ROUTE_WORKER},
 };
 
-int at_translate_service_listen(at_app *app, at_http_server *srv, const char *iface, int port,
-                                int *bound, at_err *err)
+int at_translate_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
+                                at_err *err)
 {
-    return at_http_server_listen(srv, "translate", iface, port, routes,
-                                 sizeof routes / sizeof routes[0], app, bound, err);
+    return at_http_server_listen(srv, "translate", iface, port, routes, sizeof routes / sizeof routes[0], app,
+                                 bound, err);
 }

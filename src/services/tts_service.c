@@ -82,8 +82,7 @@ static void h_speech(at_http_req *req, void *user)
     } else if (!input->valuestring[0]) {
         at_http_error(req, 400, "invalid_request_error", "'input' is empty: nothing to say");
     } else if (strlen(input->valuestring) > max_chars) {
-        at_http_error(req, 413, "invalid_request_error",
-                      "input of %zu characters exceeds the limit of %zu",
+        at_http_error(req, 413, "invalid_request_error", "input of %zu characters exceeds the limit of %zu",
                       strlen(input->valuestring), max_chars);
     } else if (voice && !cJSON_IsString(voice)) {
         at_http_error(req, 400, "invalid_request_error", "'voice' must be a string");
@@ -92,11 +91,9 @@ static void h_speech(at_http_req *req, void *user)
     } else if (strcmp(f, "wav") != 0 && strcmp(f, "pcm") != 0) {
         at_http_error(req, 400, "invalid_request_error",
                       "unsupported response_format '%s'; supported: wav, pcm", f);
-    } else if (speed && (!cJSON_IsNumber(speed) || speed->valuedouble < 0.25 ||
-                         speed->valuedouble > 4.0)) {
+    } else if (speed && (!cJSON_IsNumber(speed) || speed->valuedouble < 0.25 || speed->valuedouble > 4.0)) {
         at_http_error(req, 400, "invalid_request_error", "'speed' must be a number from 0.25 to 4.0");
-    } else if (!(v = at_app_find_voice(app, cJSON_IsString(voice) ? voice->valuestring : NULL,
-                                       &eng))) {
+    } else if (!(v = at_app_find_voice(app, cJSON_IsString(voice) ? voice->valuestring : NULL, &eng))) {
         at_http_error(req, 400, "invalid_request_error",
                       "unknown voice '%s'; GET /v1/voices lists them (a language code such as "
                       "\"es\" also works)",
@@ -107,8 +104,8 @@ static void h_speech(at_http_req *req, void *user)
         at_err_clear(&err);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int rc = at_tts_synthesize(eng, v, input->valuestring,
-                                   speed ? (float)speed->valuedouble : 1.0f, on_chunk, &c, &err);
+        int rc = at_tts_synthesize(eng, v, input->valuestring, speed ? (float)speed->valuedouble : 1.0f,
+                                   on_chunk, &c, &err);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         at_app_observe(app, "tts_synthesize",
                        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
@@ -131,9 +128,9 @@ static const at_http_route routes[] = {
     {"POST", "/v1/audio/speech", h_speech, NULL, AT_ROUTE_WORKER},
 };
 
-int at_tts_service_listen(at_app *app, at_http_server *srv, const char *iface, int port,
-                          int *bound, at_err *err)
+int at_tts_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
+                          at_err *err)
 {
-    return at_http_server_listen(srv, "tts", iface, port, routes,
-                                 sizeof routes / sizeof routes[0], app, bound, err);
+    return at_http_server_listen(srv, "tts", iface, port, routes, sizeof routes / sizeof routes[0], app,
+                                 bound, err);
 }

@@ -152,8 +152,7 @@ int at_test_raw(int port, const void *raw, size_t len, at_test_resp *r, int time
         if (left <= 0) break;
         ssize_t n = recv_some(fd, &buf, &blen, &cap, left);
         if (n == 0 || n == -1) { /* closed: whatever we have is the response */
-            if (blen && parse_response(buf, blen, r, &complete) == 0 && !complete && r->status &&
-                !r->body) {
+            if (blen && parse_response(buf, blen, r, &complete) == 0 && !complete && r->status && !r->body) {
                 /* close-delimited body */
                 unsigned char *h = NULL;
                 for (size_t i = 0; i + 3 < blen; i++)
@@ -180,8 +179,8 @@ int at_test_raw(int port, const void *raw, size_t len, at_test_resp *r, int time
     return 0;
 }
 
-int at_test_http(int port, const char *method, const char *path, const char *extra_headers,
-                 const void *body, size_t len, at_test_resp *r)
+int at_test_http(int port, const char *method, const char *path, const char *extra_headers, const void *body,
+                 size_t len, at_test_resp *r)
 {
     size_t hcap = 1024 + (extra_headers ? strlen(extra_headers) : 0);
     char *req = malloc(hcap + len);
@@ -240,16 +239,15 @@ void at_test_form_init(at_test_form *f)
 void at_test_form_field(at_test_form *f, const char *name, const char *value)
 {
     char h[512];
-    int n = snprintf(h, sizeof h,
-                     "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n",
-                     f->boundary, name);
+    int n = snprintf(h, sizeof h, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n", f->boundary,
+                     name);
     form_put(f, h, (size_t)n);
     form_put(f, value, strlen(value));
     form_put(f, "\r\n", 2);
 }
 
-void at_test_form_file(at_test_form *f, const char *name, const char *filename,
-                       const char *ctype, const void *data, size_t len)
+void at_test_form_file(at_test_form *f, const char *name, const char *filename, const char *ctype,
+                       const void *data, size_t len)
 {
     char h[768];
     int n = snprintf(h, sizeof h,
@@ -430,8 +428,7 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
-int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, int n_listen,
-                  int timeout_s)
+int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, int n_listen, int timeout_s)
 {
     memset(p, 0, sizeof *p);
     const char *bdir = getenv("AT_BUILD_DIR");
@@ -483,8 +480,10 @@ int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, 
         return -1;
     }
     pthread_t *th = malloc(sizeof *th);
-    if (th && pthread_create(th, NULL, drain_main, (void *)(intptr_t)p->err_fd) == 0) p->drain = th;
-    else free(th);
+    if (th && pthread_create(th, NULL, drain_main, (void *)(intptr_t)p->err_fd) == 0)
+        p->drain = th;
+    else
+        free(th);
     /* Then wait for the engines. */
     while (now_s() < deadline) {
         at_test_resp r;
@@ -529,8 +528,10 @@ int at_test_stop(at_test_proc *p, int timeout_s)
     if (p->drain) { /* the thread owns the fd: it ends at EOF */
         /* A killed child may leave grandchildren holding the pipe open:
          * then do not wait for EOF. */
-        if (rc == -1) pthread_detach(*(pthread_t *)p->drain);
-        else pthread_join(*(pthread_t *)p->drain, NULL);
+        if (rc == -1)
+            pthread_detach(*(pthread_t *)p->drain);
+        else
+            pthread_join(*(pthread_t *)p->drain, NULL);
         free(p->drain);
         p->drain = NULL;
     } else {
@@ -578,8 +579,7 @@ int16_t *at_test_read_wav16(const char *path, size_t *n, int *rate)
     return mono;
 }
 
-unsigned char *at_test_wav_bytes(const int16_t *pcm, size_t frames, int rate, int channels,
-                                 size_t *len)
+unsigned char *at_test_wav_bytes(const int16_t *pcm, size_t frames, int rate, int channels, size_t *len)
 {
     size_t data = frames * (size_t)channels * 2;
     unsigned char *b = malloc(44 + data);
@@ -610,7 +610,4 @@ unsigned char *at_test_wav_bytes(const int16_t *pcm, size_t frames, int rate, in
     return b;
 }
 
-const char *at_test_librivox_dir(void)
-{
-    return "/usr/share/pocketsphinx/test/data/librivox";
-}
+const char *at_test_librivox_dir(void) { return "/usr/share/pocketsphinx/test/data/librivox"; }

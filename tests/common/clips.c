@@ -7,8 +7,7 @@
 
 #include "client.h"
 
-int16_t *at_test_librivox_stream16(int n_clips, double lead_s, double pause_s, size_t *n,
-                                   double *clip_end)
+int16_t *at_test_librivox_stream16(int n_clips, double lead_s, double pause_s, size_t *n, double *clip_end)
 {
     static const char *const ids[AT_TEST_N_CLIPS] = {"0870", "0880", "0890", "0920", "0930"};
     if (n_clips < 1 || n_clips > AT_TEST_N_CLIPS) n_clips = AT_TEST_N_CLIPS;
@@ -17,8 +16,8 @@ int16_t *at_test_librivox_stream16(int n_clips, double lead_s, double pause_s, s
     size_t len = lead;
     for (int i = 0; pcm && i < n_clips; i++) {
         char p[512];
-        snprintf(p, sizeof p, "%s/sense_and_sensibility_01_austen_64kb-%s.wav",
-                 at_test_librivox_dir(), ids[i]);
+        snprintf(p, sizeof p, "%s/sense_and_sensibility_01_austen_64kb-%s.wav", at_test_librivox_dir(),
+                 ids[i]);
         size_t k;
         int rate = 0;
         int16_t *clip = at_test_read_wav16(p, &k, &rate);
@@ -41,8 +40,7 @@ int16_t *at_test_librivox_stream16(int n_clips, double lead_s, double pause_s, s
     return pcm;
 }
 
-float *at_test_librivox_stream(int n_clips, double lead_s, double pause_s, size_t *n,
-                               double *clip_end)
+float *at_test_librivox_stream(int n_clips, double lead_s, double pause_s, size_t *n, double *clip_end)
 {
     int16_t *s = at_test_librivox_stream16(n_clips, lead_s, pause_s, n, clip_end);
     float *f = s ? malloc((*n + 1) * sizeof *f) : NULL;

@@ -13,10 +13,8 @@
  * of silence.  clip_end[i] (may be NULL) receives the second where clip
  * i's audio ends.  Returns a malloc'd buffer of *n samples, or NULL with a
  * message on stderr. */
-int16_t *at_test_librivox_stream16(int n_clips, double lead_s, double pause_s, size_t *n,
-                                   double *clip_end);
+int16_t *at_test_librivox_stream16(int n_clips, double lead_s, double pause_s, size_t *n, double *clip_end);
 /* The same as float in [-1, 1) (sample / 32768, as libsndfile reads it). */
-float *at_test_librivox_stream(int n_clips, double lead_s, double pause_s, size_t *n,
-                               double *clip_end);
+float *at_test_librivox_stream(int n_clips, double lead_s, double pause_s, size_t *n, double *clip_end);
 
 #endif

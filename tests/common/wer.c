@@ -24,16 +24,15 @@ static int split(const char *s, words *out)
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80 || isalnum(c))
             out->buf[i] = (char)tolower(c);
-        else if (c == '\'' && i > 0 && i + 1 < len &&
-                 isalnum((unsigned char)s[i - 1]) && isalnum((unsigned char)s[i + 1]))
+        else if (c == '\'' && i > 0 && i + 1 < len && isalnum((unsigned char)s[i - 1]) &&
+                 isalnum((unsigned char)s[i + 1]))
             out->buf[i] = '\'';
         else
             out->buf[i] = ' ';
     }
     out->buf[len] = '\0';
     char *save = NULL;
-    for (char *t = strtok_r(out->buf, " ", &save); t; t = strtok_r(NULL, " ", &save))
-        out->w[out->n++] = t;
+    for (char *t = strtok_r(out->buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) out->w[out->n++] = t;
     return 0;
 }
 

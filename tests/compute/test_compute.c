@@ -85,7 +85,7 @@ static void test_gemm_every_level(void **st)
     assert_non_null(scratch);
     /* shapes around each kernel's MR (4, 6, 12) and NR (8, 16, 32), the
      * packing width 128 and the depth block 256 */
-    static const int shapes[][3] = {{1, 1, 1},    {3, 5, 7},     {12, 32, 64},  {13, 33, 65},
+    static const int shapes[][3] = {{1, 1, 1},      {3, 5, 7},     {12, 32, 64},   {13, 33, 65},
                                     {25, 130, 257}, {64, 64, 512}, {37, 200, 300}, {6, 16, 256}};
     at_isa best = at_isa_detect();
     print_message("  CPU kernels up to %s\n", at_isa_name(best));
@@ -102,7 +102,7 @@ static void test_gemm_every_level(void **st)
 static void test_matmul_types(void **st)
 {
     (void)st;
-    static const at_dtype types[] = {AT_DT_F32, AT_DT_F16, AT_DT_BF16, AT_DT_Q8_0,
+    static const at_dtype types[] = {AT_DT_F32,  AT_DT_F16,  AT_DT_BF16, AT_DT_Q8_0,
                                      AT_DT_Q5_0, AT_DT_Q5_1, AT_DT_Q4_0, AT_DT_Q4_1};
     const int N = 150, K = 320;
     at_err err;
@@ -172,7 +172,8 @@ static void test_attention(void **st)
                 double mx = -INFINITY, sum = 0;
                 for (int k = 0; k < len; k++) {
                     double s = 0;
-                    for (int d = 0; d < hd; d++) s += (double)Q[(size_t)i * D + h * hd + d] * K[(size_t)k * D + h * hd + d];
+                    for (int d = 0; d < hd; d++)
+                        s += (double)Q[(size_t)i * D + h * hd + d] * K[(size_t)k * D + h * hd + d];
                     p[k] = s / sqrt(hd);
                     if (p[k] > mx) mx = p[k];
                 }
@@ -188,7 +189,8 @@ static void test_attention(void **st)
             assert_int_equal(at_attention(c, Q, D, K, D, V, D, Tq, Tk, H, hd, causal, O, D, &err), 0);
             double e = max_rel(O, ref, (size_t)Tq * D);
             if (!(e < 1e-5))
-                fail_msg("%s attention Tq=%d Tk=%d causal=%d: error %g", at_isa_name((at_isa)isa), Tq, Tk, causal, e);
+                fail_msg("%s attention Tq=%d Tk=%d causal=%d: error %g", at_isa_name((at_isa)isa), Tq, Tk,
+                         causal, e);
         }
         free(Q);
         free(K);

@@ -15,7 +15,7 @@
 #include "common/wer.h"
 #include "engines/asr/pocketsphinx.h"
 
-#define DATA "/usr/share/pocketsphinx/test/data/librivox"
+#define DATA    "/usr/share/pocketsphinx/test/data/librivox"
 #define N_CLIPS 5
 /* Measured on Debian 12 (pocketsphinx 5prealpha, en-us LM): 0.338 over the
  * 71 words (VAD-split utterances; whole-clip decoding is a bit better);
@@ -181,8 +181,7 @@ static int collect_cb(void *user, const at_asr_event *ev)
     return c->cancel_after && c->events >= c->cancel_after;
 }
 
-static int stream_all(at_asr_engine *eng, const float *pcm, size_t n, size_t chunk,
-                      collector *c, at_err *err)
+static int stream_all(at_asr_engine *eng, const float *pcm, size_t n, size_t chunk, collector *c, at_err *err)
 {
     c->times_ok = 1;
     c->max_end = (double)n / 16000.0;
@@ -238,8 +237,8 @@ static void test_stream_events(void **state)
     assert_string_equal(c.finals, text);
     /* The first speech starts after the leading second of silence. */
     assert_true(r.segments[0].start > 0.6 && r.segments[0].start < 1.6);
-    printf("  first segment %.2f-%.2f s, %zu segments, %d partials\n",
-           r.segments[0].start, r.segments[0].end, r.n_segments, c.n_partials);
+    printf("  first segment %.2f-%.2f s, %zu segments, %d partials\n", r.segments[0].start, r.segments[0].end,
+           r.n_segments, c.n_partials);
     free(text);
     at_asr_result_free(&r);
     /* a client gone after about two seconds of work: stopped, nothing kept */

@@ -45,8 +45,7 @@ static double rms(const sink *s)
     return s->n ? sqrt(acc / (double)s->n) : 0;
 }
 
-static void say(at_tts_engine *e, const char *voice, const char *text, float speed,
-                sink *s, int expect)
+static void say(at_tts_engine *e, const char *voice, const char *text, float speed, sink *s, int expect)
 {
     at_err err;
     const at_tts_voice *v = at_tts_engine_find_voice(e, voice);
@@ -63,8 +62,8 @@ static void check_engine(at_tts_engine *e, const char *voice)
     sink normal = {0}, fast = {0}, cancelled = {.cancel_after = 1};
     say(e, voice, SENTENCE, 1.0f, &normal, 0);
     double secs = (double)normal.n / v->sample_rate;
-    printf("  %s/%s: %.2f s, rms %.0f, %d chunks\n", at_tts_engine_name(e), voice, secs,
-           rms(&normal), normal.chunks);
+    printf("  %s/%s: %.2f s, rms %.0f, %d chunks\n", at_tts_engine_name(e), voice, secs, rms(&normal),
+           normal.chunks);
     assert_true(secs > 1.0 && secs < 8.0);
     assert_true(rms(&normal) > 500.0);
     assert_true(normal.chunks >= 2); /* streamed, not one blob */
@@ -109,8 +108,7 @@ static void test_espeak(void **state)
     say(e, "en", "\xff\xfe <speak> & 1234 \x01", 1.0f, &odd, 0);
     free(odd.pcm);
     at_tts_voice bogus = {.name = "no-such-voice"};
-    assert_int_equal(at_tts_synthesize(e, &bogus, "hi", 1.0f, sink_cb, &odd, &err),
-                     AT_E_UNSUPPORTED);
+    assert_int_equal(at_tts_synthesize(e, &bogus, "hi", 1.0f, sink_cb, &odd, &err), AT_E_UNSUPPORTED);
     at_tts_engine_free(e);
     /* The library's global state survives a second engine lifetime. */
     e = at_tts_espeak_new(NULL, &err);

@@ -5,10 +5,10 @@
  * the LSTM state after the clip, as tests/data/silero_v5_ref.txt records
  * them (computed with onnxruntime-node; see its header).  Files that are
  * not Silero v5/v6 models, truncated or damaged, are refused with a
- * message, and crafted ones cannot make the reader allocate without bound.  Then both detectors (energy and Silero) through the utterance
- * segmenter on real speech, silence, white and pink noise, tones and
- * music-like notes, and speech in noise; the percentages are printed for
- * docs/figures.md.  The ONNX files come from scripts/fetch-test-data.sh. */
+ * message, and crafted ones cannot make the reader allocate without bound.  Then both detectors (energy and
+ * Silero) through the utterance segmenter on real speech, silence, white and pink noise, tones and music-like
+ * notes, and speech in noise; the percentages are printed for docs/figures.md.  The ONNX files come from
+ * scripts/fetch-test-data.sh. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,15 +27,12 @@
 #include "engines/vad/vad.h"
 
 #define LIBRIVOX "/usr/share/pocketsphinx/test/data/librivox/"
-#define SR 16000
+#define SR       16000
 
-static char g_data[512];  /* tests/data */
-static at_silero *g_v5;   /* loaded once: the segmenter tests share it */
+static char g_data[512]; /* tests/data */
+static at_silero *g_v5;  /* loaded once: the segmenter tests share it */
 
-static void data_path(char *out, size_t cap, const char *rel)
-{
-    snprintf(out, cap, "%s/%s", g_data, rel);
-}
+static void data_path(char *out, size_t cap, const char *rel) { snprintf(out, cap, "%s/%s", g_data, rel); }
 
 static int setup(void **st)
 {
@@ -373,8 +370,7 @@ static vad_stats measure(const at_silero *sil, const float *x, size_t n)
     at_vad *v = at_vad_new(&c, &err);
     assert_non_null(v);
     size_t fl = at_vad_frame_len(v), speech = 0, frames = 0;
-    for (size_t off = 0; off + fl <= n; off += fl, frames++)
-        speech += (size_t)at_vad_frame(v, x + off, NULL);
+    for (size_t off = 0; off + fl <= n; off += fl, frames++) speech += (size_t)at_vad_frame(v, x + off, NULL);
     at_vad_reset(v);
     vad_stats s = {0, 0};
     for (size_t off = 0; off < n; off += 1600) { /* 100 ms packets, as a stream */
@@ -433,8 +429,8 @@ static void test_non_speech(void **st)
     size_t n = SR * 10;
     float *x = calloc(n, sizeof *x);
     vad_stats e = measure(NULL, x, n), s = measure(g_v5, x, n);
-    printf("vad digital silence: energy %5.1f%% %d utt | silero %5.1f%% %d utt\n", e.pct, e.utts,
-           s.pct, s.utts);
+    printf("vad digital silence: energy %5.1f%% %d utt | silero %5.1f%% %d utt\n", e.pct, e.utts, s.pct,
+           s.utts);
     assert_true(e.pct == 0 && e.utts == 0);
     assert_true(s.pct == 0 && s.utts == 0);
     uint64_t r = 88172645463325252ULL;
@@ -462,14 +458,12 @@ static void test_non_speech(void **st)
                 v = 0.3 * sin(2 * M_PI * 1000 * t);
             } else if (k == 1) {
                 for (int a = 0; a < 3; a++)
-                    for (int h = 1; h <= 6; h++)
-                        v += 0.12 * sin(2 * M_PI * melody[2 * a] * h * t) / (h * h);
+                    for (int h = 1; h <= 6; h++) v += 0.12 * sin(2 * M_PI * melody[2 * a] * h * t) / (h * h);
             } else if (k == 2) { /* a new note every 0.5 s, decaying */
                 int note = (int)(t / 0.5);
                 double tt = t - note * 0.5;
                 for (int h = 1; h <= 6; h++)
-                    v += 0.3 * sin(2 * M_PI * melody[note % 8] * h * tt) / (h * h) *
-                         exp(-tt * (3 + h));
+                    v += 0.3 * sin(2 * M_PI * melody[note % 8] * h * tt) / (h * h) * exp(-tt * (3 + h));
             } else {
                 double f0 = 220.0 * (1 + 0.01 * sin(2 * M_PI * 5 * t));
                 for (int h = 1; h <= 8; h++) v += 0.15 * sin(2 * M_PI * f0 * h * t) / h;
@@ -478,8 +472,8 @@ static void test_non_speech(void **st)
         }
         e = measure(NULL, x, n);
         s = measure(g_v5, x, n);
-        printf("vad %s: energy %5.1f%% %d utt | silero %5.1f%% %d utt\n", tones[k], e.pct,
-               e.utts, s.pct, s.utts);
+        printf("vad %s: energy %5.1f%% %d utt | silero %5.1f%% %d utt\n", tones[k], e.pct, e.utts, s.pct,
+               s.utts);
         if (k < 2) assert_true(s.pct == 0 && s.utts == 0);
         if (k == 2) assert_true(s.pct < 5.0);
     }
@@ -500,8 +494,8 @@ static void test_speech_in_noise(void **st)
     float g = (float)sqrt(ps / pn / 10.0); /* 10 dB below the speech */
     for (size_t i = 0; i < n; i++) x[i] += g * nz[i];
     vad_stats e = measure(NULL, x, n), s = measure(g_v5, x, n);
-    printf("vad speech + pink noise at 10 dB SNR: energy %5.1f%% %d utt | silero %5.1f%% %d utt\n",
-           e.pct, e.utts, s.pct, s.utts);
+    printf("vad speech + pink noise at 10 dB SNR: energy %5.1f%% %d utt | silero %5.1f%% %d utt\n", e.pct,
+           e.utts, s.pct, s.utts);
     assert_true(s.pct > 40.0 && s.utts >= 1);
     free(nz);
     free(x);

@@ -50,8 +50,8 @@ static int setup(void **state)
 {
     (void)state;
     load_transcripts();
-    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--max-body-mb", "4",
-                          "--max-streams", "2", "--idle-timeout", "10", NULL};
+    const char *args[] = {"--host", "127.0.0.1",      "--port", "0", "--max-body-mb", "4", "--max-streams",
+                          "2",      "--idle-timeout", "10",     NULL};
     if (at_test_spawn(&proc, "asr_streaming", args, 1, 120) != 0) return -1;
     port = proc.ports[0];
     return 0;
@@ -63,8 +63,8 @@ static int teardown(void **state)
     return at_test_stop(&proc, 15) == 0 ? 0 : -1;
 }
 
-static at_test_resp transcribe(const void *file, size_t len, const char *filename,
-                               const char *fmt, const char *extra_field, const char *extra_val)
+static at_test_resp transcribe(const void *file, size_t len, const char *filename, const char *fmt,
+                               const char *extra_field, const char *extra_val)
 {
     at_test_form f;
     at_test_form_init(&f);
@@ -187,8 +187,10 @@ static void other_rates_and_stereo_are_converted(void **state)
         printf("# %d Hz, %d channel(s): WER %.0f%% (%s)\n", R, ch, wer * 100, hyp);
         /* 8 kHz keeps only telephone bandwidth: the wideband model loses
          * words there, but must still hear speech. */
-        if (R == 8000) assert_true(strlen(hyp) > 0);
-        else assert_true(wer < 0.5);
+        if (R == 8000)
+            assert_true(strlen(hyp) > 0);
+        else
+            assert_true(wer < 0.5);
         free(hyp);
         at_test_resp_free(&r);
         free(wav);
@@ -198,8 +200,8 @@ static void other_rates_and_stereo_are_converted(void **state)
     free(pcm);
 }
 
-static void expect_upload_error(const void *file, size_t len, const char *field, const char *val,
-                                int status, const char *words)
+static void expect_upload_error(const void *file, size_t len, const char *field, const char *val, int status,
+                                const char *words)
 {
     at_test_resp r = transcribe(file, len, "x.wav", NULL, field, val);
     if (r.status != status) fail_msg("got %d %s, expected %d", r.status, r.body, status);
@@ -213,11 +215,11 @@ static void bad_uploads(void **state)
     (void)state;
     size_t len;
     unsigned char *wav = at_test_read_file(clip_path[1], &len);
-    expect_upload_error(NULL, 0, NULL, NULL, 400, "file");                 /* missing file */
-    expect_upload_error("", 0, NULL, NULL, 400, "empty");                  /* empty file */
+    expect_upload_error(NULL, 0, NULL, NULL, 400, "file"); /* missing file */
+    expect_upload_error("", 0, NULL, NULL, 400, "empty");  /* empty file */
     const char junk[] = "this is not audio at all, just some text pretending to be a file";
-    expect_upload_error(junk, sizeof junk, NULL, NULL, 415, NULL);         /* non-audio */
-    expect_upload_error(wav, 30, NULL, NULL, 400, NULL);                   /* truncated header */
+    expect_upload_error(junk, sizeof junk, NULL, NULL, 415, NULL); /* non-audio */
+    expect_upload_error(wav, 30, NULL, NULL, 400, NULL);           /* truncated header */
     expect_upload_error(wav, len, "response_format", "mp4", 400, "response_format");
     expect_upload_error(wav, len, "model", "gpt-99", 400, "pocketsphinx");
     expect_upload_error(wav, len, "language", "fr", 400, "language");
@@ -230,14 +232,16 @@ static void bad_uploads(void **state)
     /* not multipart at all */
     at_test_resp j;
     assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions",
-                                  "Content-Type: application/json\r\n", "{}", 2, &j), 0);
+                                  "Content-Type: application/json\r\n", "{}", 2, &j),
+                     0);
     assert_int_equal(j.status, 400);
     at_test_resp_free(&j);
     /* malformed multipart: boundary never closed */
     const char *bad = "--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc";
     assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions",
-                                  "Content-Type: multipart/form-data; boundary=XYZ\r\n", bad,
-                                  strlen(bad), &j), 0);
+                                  "Content-Type: multipart/form-data; boundary=XYZ\r\n", bad, strlen(bad),
+                                  &j),
+                     0);
     assert_int_equal(j.status, 400);
     assert_non_null(strstr((char *)j.body, "multipart"));
     at_test_resp_free(&j);
@@ -245,7 +249,8 @@ static void bad_uploads(void **state)
     size_t big = 5u << 20;
     unsigned char *b = calloc(1, big);
     assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions",
-                                  "Content-Type: multipart/form-data; boundary=XYZ\r\n", b, big, &j), 0);
+                                  "Content-Type: multipart/form-data; boundary=XYZ\r\n", b, big, &j),
+                     0);
     assert_int_equal(j.status, 413);
     at_test_resp_free(&j);
     free(b);
@@ -309,12 +314,16 @@ static void streams_clips_in_100ms_frames(void **state)
             int op = at_test_ws_recv(&ws, &d, &l, 30000);
             if (op != 1) {
                 free(d);
-                if (op == 8) assert_int_equal(ws.close_code, 1000);
-                else fail_msg("stream ended without a close frame (%d)", op);
+                if (op == 8)
+                    assert_int_equal(ws.close_code, 1000);
+                else
+                    fail_msg("stream ended without a close frame (%d)", op);
                 break;
             }
-            if (strstr(d, "\"type\":\"ready\"")) ready++;
-            else if (strstr(d, "\"type\":\"partial\"")) partials++;
+            if (strstr(d, "\"type\":\"ready\""))
+                ready++;
+            else if (strstr(d, "\"type\":\"partial\""))
+                partials++;
             else if (strstr(d, "\"type\":\"final\"")) {
                 double s = num_field(d, "start"), e = num_field(d, "end");
                 assert_true(s >= last_end - 0.05);
@@ -343,8 +352,7 @@ static void streams_clips_in_100ms_frames(void **state)
             if (*p != ' ' && (p == clip_text[c] || p[-1] == ' ')) words++;
         total_err += wer * words;
         total_words += words;
-        printf("# stream %d: %d partials, %d finals, WER %.0f%%: %s\n", c, partials, finals,
-               wer * 100, text);
+        printf("# stream %d: %d partials, %d finals, WER %.0f%%: %s\n", c, partials, finals, wer * 100, text);
         free(pcm);
     }
     printf("# streamed LibriVox WER: %.1f%%\n", 100 * total_err / total_words);
@@ -370,9 +378,8 @@ static void stream_protocol_errors(void **state)
     free(d);
     at_test_ws_close(&ws);
     /* malformed JSON, bad rate, bad encoding */
-    static const char *const bad[] = {"{not json", "{\"sample_rate\":4000}",
-                                      "{\"sample_rate\":96000}", "{\"encoding\":\"mp3\"}",
-                                      "{\"language\":\"de\"}"};
+    static const char *const bad[] = {"{not json", "{\"sample_rate\":4000}", "{\"sample_rate\":96000}",
+                                      "{\"encoding\":\"mp3\"}", "{\"language\":\"de\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(at_test_ws_connect(&ws, port, "/v1/stream", NULL), 0);
         at_test_ws_send(&ws, 1, bad[i], strlen(bad[i]));
@@ -413,8 +420,10 @@ static void vanished_client_and_stream_limit(void **state)
     int ok = 0;
     for (int i = 0; i < 50 && !ok; i++) {
         int rc = at_test_ws_connect(&c, port, "/v1/stream", NULL);
-        if (rc == 0) ok = 1;
-        else usleep(100000);
+        if (rc == 0)
+            ok = 1;
+        else
+            usleep(100000);
     }
     assert_true(ok);
     at_test_ws_close(&c);
@@ -470,7 +479,8 @@ static void vanished_upload_stops_transcribing(void **state)
     at_test_form_finish(&f, ctype, sizeof ctype);
     int hl = snprintf(head, sizeof head,
                       "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: t\r\n%s" /* ends in CRLF */
-                      "Content-Length: %zu\r\n\r\n", ctype, f.len);
+                      "Content-Length: %zu\r\n\r\n",
+                      ctype, f.len);
     unsigned char *req = malloc((size_t)hl + f.len);
     memcpy(req, head, (size_t)hl);
     memcpy(req + hl, f.data, f.len);

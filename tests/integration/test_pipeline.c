@@ -41,8 +41,8 @@ static int setup_serve(void **state)
     build_recording();
     snprintf(tmpdir, sizeof tmpdir, "/tmp/at-pipe-XXXXXX");
     if (!mkdtemp(tmpdir)) return -1;
-    const char *args[] = {"serve", "--host", "127.0.0.1", "--asr-port", "0", "--translate-port",
-                          "0", "--tts-port", "0", "--pipeline-port", "0", "--idle-timeout", "20",
+    const char *args[] = {"serve", "--host", "127.0.0.1", "--asr-port", "0", "--translate-port", "0",
+                          "--tts-port", "0", "--pipeline-port", "0", "--idle-timeout", "20",
                           /* tests send whole recordings faster than real time */
                           "--pipeline-max-backlog", "120", NULL};
     if (at_test_spawn(&serve, "audio-translator", args, 4, 120) != 0) return -1;
@@ -63,9 +63,9 @@ static int teardown_serve(void **state)
 /* ---- a session and what it received ---- */
 
 typedef struct msg {
-    int op;          /* 1 text, 2 binary */
-    cJSON *json;     /* text messages */
-    size_t len;      /* binary length */
+    int op;      /* 1 text, 2 binary */
+    cJSON *json; /* text messages */
+    size_t len;  /* binary length */
 } msg;
 
 typedef struct session {
@@ -108,8 +108,10 @@ static void read_all(at_test_ws *ws, session *s, int timeout_ms)
         int op = at_test_ws_recv(ws, &d, &l, timeout_ms);
         if (op != 1 && op != 2) {
             free(d);
-            if (op == 8) s->close_code = ws->close_code;
-            else fail_msg("the session ended without a close frame (%d)", op);
+            if (op == 8)
+                s->close_code = ws->close_code;
+            else
+                fail_msg("the session ended without a close frame (%d)", op);
             return;
         }
         s->m = realloc(s->m, (s->n + 1) * sizeof *s->m);
@@ -312,28 +314,29 @@ static void bad_configurations(void **state)
     static const char *const bad[] = {
         "not json",
         "[1,2]",
-        "{\"type\":\"config\",\"source\":\"en\"}",                          /* no target */
-        "{\"type\":\"config\",\"source\":\"en\",\"target\":\"zz\"}",        /* no such pair */
-        "{\"type\":\"config\",\"source\":\"xx\",\"target\":\"es\"}",        /* ASR language */
-        "{\"type\":\"config\",\"target\":\"es\",\"voice\":\"nobody\"}",     /* voice */
-        "{\"type\":\"config\",\"target\":\"es\",\"sample_rate\":1000}",     /* rate */
-        "{\"type\":\"config\",\"target\":\"es\",\"encoding\":\"mp3\"}",     /* encoding */
-        "{\"type\":\"config\",\"target\":\"es\",\"speak\":\"yes\"}",        /* speak */
-        "{\"type\":\"hello\",\"target\":\"es\"}",                           /* type */
+        "{\"type\":\"config\",\"source\":\"en\"}",                      /* no target */
+        "{\"type\":\"config\",\"source\":\"en\",\"target\":\"zz\"}",    /* no such pair */
+        "{\"type\":\"config\",\"source\":\"xx\",\"target\":\"es\"}",    /* ASR language */
+        "{\"type\":\"config\",\"target\":\"es\",\"voice\":\"nobody\"}", /* voice */
+        "{\"type\":\"config\",\"target\":\"es\",\"sample_rate\":1000}", /* rate */
+        "{\"type\":\"config\",\"target\":\"es\",\"encoding\":\"mp3\"}", /* encoding */
+        "{\"type\":\"config\",\"target\":\"es\",\"speak\":\"yes\"}",    /* speak */
+        "{\"type\":\"hello\",\"target\":\"es\"}",                       /* type */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0] + 1; i++) {
         at_test_ws ws;
         assert_int_equal(at_test_ws_connect(&ws, pl_port, "/v1/pipeline", NULL), 0);
-        if (i < sizeof bad / sizeof bad[0]) send_text(&ws, bad[i]);
-        else assert_int_equal(at_test_ws_send(&ws, 2, speech, 3200), 0); /* audio first */
+        if (i < sizeof bad / sizeof bad[0])
+            send_text(&ws, bad[i]);
+        else
+            assert_int_equal(at_test_ws_send(&ws, 2, speech, 3200), 0); /* audio first */
         session s;
         read_all(&ws, &s, 10000);
         at_test_ws_close(&ws);
         assert_int_equal(s.n, 1);
         assert_string_equal(type_of(&s.m[0]), "error");
         assert_string_equal(str(&s.m[0], "code"), "bad_config");
-        printf("# %s -> %s\n", i < sizeof bad / sizeof bad[0] ? bad[i] : "(audio)",
-               str(&s.m[0], "message"));
+        printf("# %s -> %s\n", i < sizeof bad / sizeof bad[0] ? bad[i] : "(audio)", str(&s.m[0], "message"));
         assert_int_equal(s.close_code, 1008);
         session_free(&s);
     }
@@ -396,8 +399,7 @@ static void overflow_closes_with_1013(void **state)
     (void)state;
     /* A client that pushes 30 s at once against a 1 s backlog. */
     at_test_ws ws;
-    start(&ws, pl_port,
-          "{\"type\":\"config\",\"source\":\"en\",\"target\":\"es\",\"max_backlog_s\":1}");
+    start(&ws, pl_port, "{\"type\":\"config\",\"source\":\"en\",\"target\":\"es\",\"max_backlog_s\":1}");
     for (size_t i = 0; i + 16000 <= speech_n; i += 16000)
         if (at_test_ws_send(&ws, 2, speech + i, 32000) != 0) break; /* closed under us */
     session s;
@@ -510,8 +512,8 @@ static void cli_translate_speech(void **state)
     st = pclose(p);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
     assert_non_null(strstr(out, "en-es"));
-    snprintf(cmd, sizeof cmd, "%s/audio-translator translate-speech %s 2>/dev/null",
-             getenv("AT_BUILD_DIR"), in);
+    snprintf(cmd, sizeof cmd, "%s/audio-translator translate-speech %s 2>/dev/null", getenv("AT_BUILD_DIR"),
+             in);
     st = system(cmd);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
 }
@@ -533,8 +535,18 @@ static int setup_remote(void **state)
     snprintf(asr, sizeof asr, "http://127.0.0.1:%d", svc[0].ports[0]);
     snprintf(mt, sizeof mt, "http://127.0.0.1:%d/", svc[1].ports[0]);
     snprintf(tts, sizeof tts, "http://localhost:%d", svc[2].ports[0]);
-    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--asr-url", asr,
-                          "--translate-url", mt, "--tts-url", tts, "--pipeline-max-backlog", "120",
+    const char *args[] = {"--host",
+                          "127.0.0.1",
+                          "--port",
+                          "0",
+                          "--asr-url",
+                          asr,
+                          "--translate-url",
+                          mt,
+                          "--tts-url",
+                          tts,
+                          "--pipeline-max-backlog",
+                          "120",
                           NULL};
     if (at_test_spawn(&remote, "pipeline", args, 1, 120) != 0) return -1;
     remote_port = remote.ports[0];
@@ -605,8 +617,7 @@ static void remote_finals_arrive_while_client_pauses(void **state)
         translations += strstr(d, "\"type\":\"translation\"") != NULL;
         free(d);
     }
-    printf("# paused client: %d finals, %d translations before any \"end\"\n", finals,
-           translations);
+    printf("# paused client: %d finals, %d translations before any \"end\"\n", finals, translations);
     assert_int_equal(finals, 5);
     assert_int_equal(translations, 5);
     send_text(&ws, "{\"type\":\"end\"}");
@@ -669,13 +680,16 @@ static void remote_tts_failure_is_per_segment(void **state)
     int finals = 0, translations = 0, errors = 0, next_error = 0;
     for (size_t i = 0; i < s.n; i++) {
         const char *t = type_of(&s.m[i]);
-        if (strcmp(t, "final") == 0) finals++;
-        else if (strcmp(t, "translation") == 0) translations++;
+        if (strcmp(t, "final") == 0)
+            finals++;
+        else if (strcmp(t, "translation") == 0)
+            translations++;
         else if (strcmp(t, "error") == 0) {
             assert_string_equal(str(&s.m[i], "code"), "synthesis_failed");
             assert_int_equal((int)num(&s.m[i], "segment"), next_error++);
             errors++;
-        } else assert_int_not_equal(s.m[i].op, 2);
+        } else
+            assert_int_not_equal(s.m[i].op, 2);
     }
     printf("# tts down: %d finals, %d translations, %d errors\n", finals, translations, errors);
     assert_true(finals >= 4);

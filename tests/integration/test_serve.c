@@ -21,8 +21,8 @@ static int asr_port, mt_port, tts_port;
 static int setup(void **state)
 {
     (void)state;
-    const char *args[] = {"serve", "--host", "127.0.0.1", "--asr-port", "0", "--translate-port",
-                          "0", "--tts-port", "0", NULL};
+    const char *args[] = {"serve", "--host",     "127.0.0.1", "--asr-port", "0", "--translate-port",
+                          "0",     "--tts-port", "0",         NULL};
     if (at_test_spawn(&proc, "audio-translator", args, 3, 120) != 0) return -1;
     asr_port = proc.ports[0];
     mt_port = proc.ports[1];
@@ -68,8 +68,8 @@ static void flite_speech_is_recognised_back(void **state)
     char body[512];
     snprintf(body, sizeof body, "{\"input\":\"%s\",\"voice\":\"slt\"}", sentence);
     at_test_resp s;
-    assert_int_equal(at_test_http(tts_port, "POST", "/v1/audio/speech",
-                                  "Content-Type: application/json\r\n", body, strlen(body), &s),
+    assert_int_equal(at_test_http(tts_port, "POST", "/v1/audio/speech", "Content-Type: application/json\r\n",
+                                  body, strlen(body), &s),
                      0);
     assert_int_equal(s.status, 200);
     /* streamed WAV has 0xFFFFFFFF sizes: fix them so any decoder accepts it */
@@ -84,9 +84,7 @@ static void flite_speech_is_recognised_back(void **state)
     char hdr[256];
     at_test_form_finish(&f, hdr, sizeof hdr);
     at_test_resp r;
-    assert_int_equal(at_test_http(asr_port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len,
-                                  &r),
-                     0);
+    assert_int_equal(at_test_http(asr_port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len, &r), 0);
     assert_int_equal(r.status, 200);
     double wer = at_test_wer(sentence, (char *)r.body);
     printf("# flite -> pocketsphinx: WER %.0f%%: %s", wer * 100, r.body);
@@ -102,9 +100,9 @@ static void the_three_services_chain(void **state)
     (void)state;
     const char *q = "{\"q\":\"the weather is nice today\",\"source\":\"en\",\"target\":\"es\"}";
     at_test_resp t;
-    assert_int_equal(at_test_http(mt_port, "POST", "/translate", "Content-Type: application/json\r\n",
-                                  q, strlen(q), &t),
-                     0);
+    assert_int_equal(
+        at_test_http(mt_port, "POST", "/translate", "Content-Type: application/json\r\n", q, strlen(q), &t),
+        0);
     assert_int_equal(t.status, 200);
     assert_non_null(strcasestr((char *)t.body, "hoy"));
     const char *p = strstr((char *)t.body, "\"translatedText\":\"") + 18;
@@ -113,8 +111,8 @@ static void the_three_services_chain(void **state)
     char body[512];
     snprintf(body, sizeof body, "{\"input\":\"%s\",\"voice\":\"es\"}", es);
     at_test_resp s;
-    assert_int_equal(at_test_http(tts_port, "POST", "/v1/audio/speech",
-                                  "Content-Type: application/json\r\n", body, strlen(body), &s),
+    assert_int_equal(at_test_http(tts_port, "POST", "/v1/audio/speech", "Content-Type: application/json\r\n",
+                                  body, strlen(body), &s),
                      0);
     assert_int_equal(s.status, 200);
     assert_true(s.len > 22050); /* more than half a second of audio */
@@ -151,8 +149,8 @@ static void cli_commands(void **state)
 {
     (void)state;
     char out[65536];
-    static const char *const helps[] = {"--help", "serve --help", "transcribe --help",
-                                        "translate --help", "speak --help"};
+    static const char *const helps[] = {"--help", "serve --help", "transcribe --help", "translate --help",
+                                        "speak --help"};
     for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
         assert_int_equal(run(helps[i], out, sizeof out), 0);
         assert_non_null(strcasestr(out, "usage"));

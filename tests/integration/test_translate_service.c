@@ -17,8 +17,8 @@ static int port;
 static int setup(void **state)
 {
     (void)state;
-    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--max-text-chars", "200",
-                          "--max-body-mb", "0.05", NULL};
+    const char *args[] = {"--host", "127.0.0.1",     "--port", "0", "--max-text-chars",
+                          "200",    "--max-body-mb", "0.05",   NULL};
     if (at_test_spawn(&proc, "translate", args, 1, 60) != 0) return -1;
     port = proc.ports[0];
     return 0;
@@ -34,8 +34,8 @@ static int teardown(void **state)
 static at_test_resp post_json(const char *json)
 {
     at_test_resp r;
-    assert_int_equal(at_test_http(port, "POST", "/translate", "Content-Type: application/json\r\n",
-                                  json, strlen(json), &r),
+    assert_int_equal(at_test_http(port, "POST", "/translate", "Content-Type: application/json\r\n", json,
+                                  strlen(json), &r),
                      0);
     return r;
 }
@@ -43,7 +43,9 @@ static at_test_resp post_json(const char *json)
 static void translates_english_to_spanish(void **state)
 {
     (void)state;
-    static const struct { const char *en, *expect; } cases[] = {
+    static const struct {
+        const char *en, *expect;
+    } cases[] = {
         {"The house is big.", "casa"},
         {"I want to drink water.", "agua"},
         {"My brother works in the city.", "ciudad"},
@@ -87,8 +89,8 @@ static void form_encoded_body_works(void **state)
     const char *body = "q=The+house&source=en&target=es";
     at_test_resp r;
     assert_int_equal(at_test_http(port, "POST", "/translate",
-                                  "Content-Type: application/x-www-form-urlencoded\r\n", body,
-                                  strlen(body), &r),
+                                  "Content-Type: application/x-www-form-urlencoded\r\n", body, strlen(body),
+                                  &r),
                      0);
     assert_int_equal(r.status, 200);
     assert_non_null(strcasestr((char *)r.body, "casa"));
@@ -127,8 +129,7 @@ static void bad_inputs_get_clear_errors(void **state)
     expect_error("{\"source\":\"en\",\"target\":\"es\"}", 400, "'q'");
     expect_error("{\"q\":\"hi\",\"target\":\"es\"}", 400, "source");
     expect_error("{\"q\":\"hi\",\"source\":\"auto\",\"target\":\"es\"}", 400, "source");
-    expect_error("{\"q\":\"hi\",\"source\":\"en\",\"target\":\"es\",\"format\":\"html\"}", 400,
-                 "format");
+    expect_error("{\"q\":\"hi\",\"source\":\"en\",\"target\":\"es\",\"format\":\"html\"}", 400, "format");
     expect_error("{\"q\": \"unterminated", 400, "JSON");
     expect_error("[1,2,3]", 400, "JSON object");
     expect_error("", 400, "empty");
@@ -146,9 +147,8 @@ static void oversized_body_is_413_and_service_survives(void **state)
     char *body = malloc(n);
     memset(body, 'a', n);
     at_test_resp r;
-    assert_int_equal(at_test_http(port, "POST", "/translate", "Content-Type: application/json\r\n",
-                                  body, n, &r),
-                     0);
+    assert_int_equal(
+        at_test_http(port, "POST", "/translate", "Content-Type: application/json\r\n", body, n, &r), 0);
     assert_int_equal(r.status, 413);
     at_test_resp_free(&r);
     free(body);

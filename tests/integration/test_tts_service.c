@@ -33,8 +33,8 @@ static int teardown(void **state)
 static at_test_resp speech(const char *json)
 {
     at_test_resp r;
-    assert_int_equal(at_test_http(port, "POST", "/v1/audio/speech",
-                                  "Content-Type: application/json\r\n", json, strlen(json), &r),
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/speech", "Content-Type: application/json\r\n",
+                                  json, strlen(json), &r),
                      0);
     return r;
 }
@@ -95,8 +95,8 @@ static void openai_voice_names_and_speed(void **state)
     at_test_resp a = speech("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\"}");
     double d1 = check_wav(&a, NULL);
     at_test_resp_free(&a);
-    at_test_resp b = speech(
-        "{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\",\"speed\":2.0}");
+    at_test_resp b =
+        speech("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\",\"speed\":2.0}");
     double d2 = check_wav(&b, NULL);
     at_test_resp_free(&b);
     if (!(d2 < d1 * 0.8)) fail_msg("speed 2.0 gave %.2f s vs %.2f s at 1.0", d2, d1);
@@ -105,7 +105,8 @@ static void openai_voice_names_and_speed(void **state)
 static void pcm_format(void **state)
 {
     (void)state;
-    at_test_resp r = speech("{\"input\":\"Raw audio please.\",\"voice\":\"kal\",\"response_format\":\"pcm\"}");
+    at_test_resp r =
+        speech("{\"input\":\"Raw audio please.\",\"voice\":\"kal\",\"response_format\":\"pcm\"}");
     assert_int_equal(r.status, 200);
     char v[64];
     assert_true(at_test_header(&r, "content-type", v, sizeof v));

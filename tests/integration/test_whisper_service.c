@@ -47,8 +47,8 @@ static int teardown(void **state)
 /* Posts the 2.99 s clip.  Whisper requests bound their work: one decode
  * per window (temperature_inc 0: no fallback) of at most max_tokens
  * tokens, so the test takes seconds on any CPU however slow its BLAS. */
-static at_test_resp post_ex(const char *path, const char *model_name, const char *fmt,
-                            const char *temp_inc, const char *max_tokens)
+static at_test_resp post_ex(const char *path, const char *model_name, const char *fmt, const char *temp_inc,
+                            const char *max_tokens)
 {
     size_t len;
     char clip[512];
@@ -80,7 +80,8 @@ static int count_words(const char *s)
 {
     int n = 0, in = 0;
     for (; *s; s++) {
-        if (*s == ' ' || *s == '\n') in = 0;
+        if (*s == ' ' || *s == '\n')
+            in = 0;
         else if (!in) {
             in = 1;
             n++;
@@ -130,10 +131,11 @@ static void bad_decoding_options_are_400(void **state)
 {
     (void)state;
     static const char *const bad[][2] = {{"abc", "8"}, {"-0.1", "8"}, {"0", "0"},
-                                         {"0", "225"}, {"0", "2.5"}, {"nan", "8"}};
+                                         {"0", "225"}, {"0", "2.5"},  {"nan", "8"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         at_test_resp r = post_ex("/v1/audio/transcriptions", "whisper-1", "json", bad[i][0], bad[i][1]);
-        if (r.status != 400) fail_msg("temperature_inc=%s max_new_tokens=%s -> %d", bad[i][0], bad[i][1], r.status);
+        if (r.status != 400)
+            fail_msg("temperature_inc=%s max_new_tokens=%s -> %d", bad[i][0], bad[i][1], r.status);
         assert_non_null(strstr((char *)r.body, "invalid_request_error"));
         at_test_resp_free(&r);
     }

@@ -37,8 +37,7 @@ typedef struct blob {
 static int read_all(const char *path, blob *b)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -56,16 +55,14 @@ static void tmp_path(char *buf, size_t cap, const char *ext)
 
 /* Writes `seconds` of a sine (left amplitude 0.5, right 0.25) with
  * libsndfile; returns 0, or -1 if libsndfile cannot write that format. */
-static int write_sine(const char *path, int format, int rate, int channels, double seconds,
-                      double freq)
+static int write_sine(const char *path, int format, int rate, int channels, double seconds, double freq)
 {
     SF_INFO info = {0};
     info.samplerate = rate;
     info.channels = channels;
     info.format = format;
     SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
-    if (!sf)
-        return -1;
+    if (!sf) return -1;
     size_t n = (size_t)(seconds * rate);
     float *buf = malloc(n * (size_t)channels * sizeof(float));
     for (size_t i = 0; i < n; i++) {
@@ -90,16 +87,14 @@ static double est_freq(const float *x, size_t n, int rate)
         int s = x[i] > 0.05f ? 1 : x[i] < -0.05f ? -1 : 0;
         if (s && s != state) {
             if (state) {
-                if (!crossings)
-                    first = i;
+                if (!crossings) first = i;
                 last = i;
                 crossings++;
             }
             state = s;
         }
     }
-    if (crossings < 2)
-        return 0;
+    if (crossings < 2) return 0;
     return (double)(crossings - 1) / 2.0 / ((double)(last - first) / rate);
 }
 
@@ -107,8 +102,7 @@ static double peak(const float *x, size_t n)
 {
     double p = 0;
     for (size_t i = 0; i < n; i++)
-        if (fabs(x[i]) > p)
-            p = fabs(x[i]);
+        if (fabs(x[i]) > p) p = fabs(x[i]);
     return p;
 }
 
@@ -129,8 +123,7 @@ static void round_trip(const fmt *f)
             char path[256];
             tmp_path(path, sizeof path, f->ext);
             if (write_sine(path, f->format, rates[r], ch, seconds, 440.0)) {
-                print_message("  %s: libsndfile cannot write %d Hz %d ch (skipped)\n", f->name,
-                              rates[r], ch);
+                print_message("  %s: libsndfile cannot write %d Hz %d ch (skipped)\n", f->name, rates[r], ch);
                 unlink(path);
                 continue;
             }
@@ -140,8 +133,7 @@ static void round_trip(const fmt *f)
             at_err err;
             at_err_clear(&err);
             int rc = at_audio_load_16k(b.p, b.n, 0, &a, &err);
-            if (rc)
-                fail_msg("%s %d Hz %d ch: %s", f->name, rates[r], ch, err.msg);
+            if (rc) fail_msg("%s %d Hz %d ch: %s", f->name, rates[r], ch, err.msg);
             assert_int_equal(a.sample_rate, 16000);
             double want = seconds * 16000;
             if (fabs((double)a.n - want) > want * f->dur_tol)
@@ -230,8 +222,7 @@ static void test_wav_header_and_values(void **st)
     assert_int_equal(at_audio_decode(b.p, b.n, 0, &a, &err), 0);
     assert_int_equal(a.n, 16000);
     assert_int_equal(a.sample_rate, 16000);
-    for (size_t i = 0; i < a.n; i++)
-        assert_true(a.samples[i] == (float)((int)(i % 2000) - 1000) / 32768.0f);
+    for (size_t i = 0; i < a.n; i++) assert_true(a.samples[i] == (float)((int)(i % 2000) - 1000) / 32768.0f);
     at_audio_free(&a);
     assert_null(a.samples);
     free(b.p);
@@ -246,8 +237,7 @@ static void test_streaming_wav_size(void **st)
     at_audio a;
     at_err err;
     int rc = at_audio_decode(b.p, b.n, 0, &a, &err);
-    if (rc)
-        fail_msg("%s", err.msg);
+    if (rc) fail_msg("%s", err.msg);
     assert_int_equal(a.n, 24000);
     at_audio_free(&a);
     free(b.p);
@@ -266,8 +256,7 @@ static void test_not_audio(void **st)
     assert_int_equal(at_audio_decode(png, sizeof png, 0, &a, &err), AT_E_UNSUPPORTED);
     unsigned char rnd[4096];
     srand(7);
-    for (size_t i = 0; i < sizeof rnd; i++)
-        rnd[i] = (unsigned char)rand();
+    for (size_t i = 0; i < sizeof rnd; i++) rnd[i] = (unsigned char)rand();
     int rc = at_audio_decode(rnd, sizeof rnd, 0, &a, &err);
     assert_true(rc == AT_E_UNSUPPORTED || rc == AT_E_CORRUPT);
     at_audio_free(&a);
@@ -405,8 +394,7 @@ static void test_s16_f32(void **st)
     (void)st;
     int16_t in[65536], back[65536];
     float f[65536];
-    for (int i = 0; i < 65536; i++)
-        in[i] = (int16_t)(i - 32768);
+    for (int i = 0; i < 65536; i++) in[i] = (int16_t)(i - 32768);
     at_audio_s16_to_f32(in, 65536, f);
     at_audio_f32_to_s16(f, 65536, back);
     assert_memory_equal(in, back, sizeof in);
@@ -431,8 +419,7 @@ static void test_resample(void **st)
     a.sample_rate = 44100;
     a.n = 44100;
     a.samples = malloc(a.n * sizeof(float));
-    for (size_t i = 0; i < a.n; i++)
-        a.samples[i] = (float)(0.5 * sin(2 * M_PI * 440 * (double)i / 44100));
+    for (size_t i = 0; i < a.n; i++) a.samples[i] = (float)(0.5 * sin(2 * M_PI * 440 * (double)i / 44100));
     assert_int_equal(at_audio_resample(&a, 16000, &err), 0);
     assert_int_equal(a.sample_rate, 16000);
     assert_true(labs((long)a.n - 16000) <= 2);
@@ -452,8 +439,7 @@ static void stream_vs_oneshot(int in_rate, int out_rate)
     at_err err;
     size_t n = (size_t)in_rate; /* 1 s */
     float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(0.4 * sin(2 * M_PI * 300 * (double)i / in_rate));
+    for (size_t i = 0; i < n; i++) x[i] = (float)(0.4 * sin(2 * M_PI * 300 * (double)i / in_rate));
     at_audio a = {malloc(n * sizeof(float)), n, in_rate};
     memcpy(a.samples, x, n * sizeof(float));
     assert_int_equal(at_audio_resample(&a, out_rate, &err), 0);
@@ -466,8 +452,7 @@ static void stream_vs_oneshot(int in_rate, int out_rate)
     size_t pos = 0, k = 0;
     while (pos < n) {
         size_t c = chunks[k++ % 7];
-        if (c > n - pos)
-            c = n - pos;
+        if (c > n - pos) c = n - pos;
         assert_int_equal(at_resampler_process(r, x + pos, c, 0, &out, &cap, &got, &err), 0);
         memcpy(all + total, out, got * sizeof(float));
         total += got;
@@ -480,10 +465,8 @@ static void stream_vs_oneshot(int in_rate, int out_rate)
         fail_msg("%d->%d: stream %zu samples, oneshot %zu", in_rate, out_rate, total, a.n);
     /* same signal: compare the middle */
     double d = 0;
-    for (size_t i = a.n / 4; i < a.n * 3 / 4; i++)
-        d = fmax(d, fabs(all[i] - a.samples[i]));
-    if (d > 1e-3)
-        fail_msg("%d->%d: max difference %g", in_rate, out_rate, d);
+    for (size_t i = a.n / 4; i < a.n * 3 / 4; i++) d = fmax(d, fabs(all[i] - a.samples[i]));
+    if (d > 1e-3) fail_msg("%d->%d: max difference %g", in_rate, out_rate, d);
     at_resampler_free(r);
     free(out);
     free(all);
@@ -512,8 +495,7 @@ static void test_wav_write(void **st)
     char path[256];
     tmp_path(path, sizeof path, "wav");
     int16_t pcm[1000];
-    for (int i = 0; i < 1000; i++)
-        pcm[i] = (int16_t)(i * 60 - 30000);
+    for (int i = 0; i < 1000; i++) pcm[i] = (int16_t)(i * 60 - 30000);
     assert_int_equal(at_wav_write_file(path, pcm, 1000, 22050, &err), 0);
     at_audio a;
     assert_int_equal(at_audio_decode_file(path, 0, &a, &err), 0);
@@ -540,8 +522,7 @@ static void test_librivox(void **st)
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t l = strlen(e->d_name);
-        if (l < 5 || strcmp(e->d_name + l - 4, ".wav"))
-            continue;
+        if (l < 5 || strcmp(e->d_name + l - 4, ".wav")) continue;
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         SF_INFO info = {0};
@@ -553,8 +534,7 @@ static void test_librivox(void **st)
         at_audio a;
         at_err err;
         int rc = at_audio_load_16k(b.p, b.n, 60, &a, &err);
-        if (rc)
-            fail_msg("%s: %s", e->d_name, err.msg);
+        if (rc) fail_msg("%s: %s", e->d_name, err.msg);
         assert_int_equal(a.sample_rate, 16000);
         assert_int_equal(info.samplerate, 16000);
         assert_int_equal(info.channels, 1);
@@ -601,8 +581,7 @@ static void test_mutation_fuzz(void **st)
                 size_t pos = (size_t)rand() % (rand() % 2 ? (n < 64 ? n : 64) : n);
                 m[pos] = (unsigned char)rand();
             }
-            if (rand() % 3 == 0)
-                n = 1 + (size_t)rand() % n;
+            if (rand() % 3 == 0) n = 1 + (size_t)rand() % n;
             at_audio a;
             at_err err;
             int rc = at_audio_decode(m, n, 30, &a, &err);

@@ -26,8 +26,10 @@ static void make_opts(at_option o[N_OPTS], cfg *c)
 {
     o[0] = (at_option){"host", "AT_TEST_HOST", AT_OPT_STRING, "127.0.0.1", "listen address", &c->host, 0, 0};
     o[1] = (at_option){"port", "AT_TEST_PORT", AT_OPT_INT, "8080", "listen port", &c->port, 1, 65535};
-    o[2] = (at_option){"max-seconds", "AT_TEST_MAX_SECONDS", AT_OPT_DOUBLE, "600", "longest upload", &c->max_seconds, 0.5, 7200};
-    o[3] = (at_option){"json-logs", "AT_TEST_JSON_LOGS", AT_OPT_BOOL, "0", "log JSON lines", &c->json_logs, 0, 0};
+    o[2] = (at_option){"max-seconds",    "AT_TEST_MAX_SECONDS", AT_OPT_DOUBLE, "600",
+                       "longest upload", &c->max_seconds,       0.5,           7200};
+    o[3] = (at_option){"json-logs",      "AT_TEST_JSON_LOGS", AT_OPT_BOOL, "0",
+                       "log JSON lines", &c->json_logs,       0,           0};
     o[4] = (at_option){"model", NULL, AT_OPT_STRING, NULL, "model file", &c->model, 0, 0};
 }
 
@@ -47,8 +49,7 @@ static int run(cfg *c, at_option *o, at_err *e, const char **pos, size_t *npos, 
     argv[argc++] = "prog";
     va_list ap;
     va_start(ap, npos);
-    for (char *w; (w = va_arg(ap, char *));)
-        argv[argc++] = w;
+    for (char *w; (w = va_arg(ap, char *));) argv[argc++] = w;
     va_end(ap);
     memset(c, 0, sizeof *c);
     make_opts(o, c);
@@ -87,8 +88,7 @@ static void test_flags(void **st)
     const char *pos[4];
     int rc = run(&c, o, &e, pos, &np, "in.wav", "--port", "9000", "--host=0.0.0.0", "--json-logs",
                  "--max-seconds=12.5", "--model", "/m/ggml.bin", "out.srt", "--", "--not-a-flag", "-", NULL);
-    if (rc)
-        fail_msg("%s", e.msg);
+    if (rc) fail_msg("%s", e.msg);
     assert_int_equal(c.port, 9000);
     assert_string_equal(c.host, "0.0.0.0");
     assert_int_equal(c.json_logs, 1);
@@ -183,8 +183,7 @@ static void expect_error(const char *needle, ...)
     argv[argc++] = "prog";
     va_list ap;
     va_start(ap, needle);
-    for (char *w; (w = va_arg(ap, char *));)
-        argv[argc++] = w;
+    for (char *w; (w = va_arg(ap, char *));) argv[argc++] = w;
     va_end(ap);
     cfg c = {0};
     at_option o[N_OPTS];
@@ -194,10 +193,8 @@ static void expect_error(const char *needle, ...)
     const char *pos[1];
     size_t np;
     int rc = at_config_parse(o, N_OPTS, argc, argv, 1, "prog", pos, 1, &np, &e);
-    if (rc != AT_E_INVALID)
-        fail_msg("no error for %s (rc %d)", argv[1], rc);
-    if (!strstr(e.msg, needle))
-        fail_msg("message '%s' lacks '%s'", e.msg, needle);
+    if (rc != AT_E_INVALID) fail_msg("no error for %s (rc %d)", argv[1], rc);
+    if (!strstr(e.msg, needle)) fail_msg("message '%s' lacks '%s'", e.msg, needle);
     at_config_free(o, N_OPTS);
 }
 

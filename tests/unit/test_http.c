@@ -23,7 +23,7 @@ typedef struct fixture {
     int port;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int release;       /* lets the "slow" handler finish */
+    int release; /* lets the "slow" handler finish */
     int slow_running;
     int stream_cancelled;
     at_metrics *metrics;
@@ -90,17 +90,17 @@ static void ws_echo(at_ws *ws, void *u)
             at_ws_set_close(ws, 4000, "bye");
             return;
         }
-        if (m.kind == AT_WS_TEXT) at_ws_send_text(ws, (char *)m.data, m.len);
-        else at_ws_send_binary(ws, m.data, m.len);
+        if (m.kind == AT_WS_TEXT)
+            at_ws_send_text(ws, (char *)m.data, m.len);
+        else
+            at_ws_send_binary(ws, m.data, m.len);
         free(m.data);
     }
 }
 
 static const at_http_route routes[] = {
-    {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},
-    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
-    {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER},
-    {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
+    {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
+    {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER}, {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
     {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
 };
 
@@ -129,8 +129,8 @@ static int setup(void **state)
     at_err err;
     fx.srv = at_http_server_new(&c, &err);
     if (!fx.srv) return -1;
-    if (at_http_server_listen(fx.srv, "test", "127.0.0.1", 0, routes,
-                              sizeof routes / sizeof routes[0], &fx, &fx.port, &err))
+    if (at_http_server_listen(fx.srv, "test", "127.0.0.1", 0, routes, sizeof routes / sizeof routes[0], &fx,
+                              &fx.port, &err))
         return -1;
     if (fx.port <= 0) return -1;
     pthread_create(&fx.loop, NULL, loop_main, fx.srv);
@@ -176,8 +176,8 @@ static void routing_and_bodies(void **state)
 
     /* chunked upload beyond the limit without Content-Length */
     char req[70 * 1024];
-    int hl = snprintf(req, sizeof req,
-                      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    int hl =
+        snprintf(req, sizeof req, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
     size_t off = (size_t)hl;
     for (int i = 0; i < 20; i++) {
         off += (size_t)snprintf(req + off, sizeof req - off, "1000\r\n");
@@ -231,8 +231,7 @@ static void client_gone_cancels_stream(void **state)
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += 10;
-    while (!fx.stream_cancelled && pthread_cond_timedwait(&fx.cv, &fx.mu, &dl) == 0) {
-    }
+    while (!fx.stream_cancelled && pthread_cond_timedwait(&fx.cv, &fx.mu, &dl) == 0) {}
     int c = fx.stream_cancelled;
     pthread_mutex_unlock(&fx.mu);
     assert_int_equal(c, 1);
@@ -324,8 +323,10 @@ static void websocket_echo_limits_and_close_codes(void **state)
     /* slots come back */
     int ok = 0;
     for (int i = 0; i < 50 && !ok; i++) {
-        if (at_test_ws_connect(&c, fx.port, "/ws", NULL) == 0) ok = 1;
-        else usleep(50000);
+        if (at_test_ws_connect(&c, fx.port, "/ws", NULL) == 0)
+            ok = 1;
+        else
+            usleep(50000);
     }
     assert_true(ok);
     at_test_ws_close(&c);

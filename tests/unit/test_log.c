@@ -22,11 +22,9 @@ static char *drain(int fd)
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     for (;;) {
-        if (n + 4096 + 1 > cap)
-            buf = realloc(buf, cap *= 2);
+        if (n + 4096 + 1 > cap) buf = realloc(buf, cap *= 2);
         ssize_t r = read(fd, buf + n, 4096);
-        if (r <= 0)
-            break;
+        if (r <= 0) break;
         n += (size_t)r;
     }
     buf[n] = '\0';
@@ -51,8 +49,8 @@ static char *capture_to_file(int json, at_log_level min, void (*fn)(at_log *))
 
 static void write_basic(at_log *l)
 {
-    at_log_write(l, AT_LOG_INFO, "request", "method", "POST", "path", "/v1/audio/translations",
-                 "status", "200", NULL);
+    at_log_write(l, AT_LOG_INFO, "request", "method", "POST", "path", "/v1/audio/translations", "status",
+                 "200", NULL);
 }
 
 static void test_logfmt_basic(void **st)
@@ -66,8 +64,7 @@ static void test_logfmt_basic(void **st)
                              "status=200\n$",
                              REG_EXTENDED),
                      0);
-    if (regexec(&re, s, 0, NULL, 0))
-        fail_msg("unexpected line: %s", s);
+    if (regexec(&re, s, 0, NULL, 0)) fail_msg("unexpected line: %s", s);
     regfree(&re);
     free(s);
 }
@@ -75,8 +72,8 @@ static void test_logfmt_basic(void **st)
 static void write_escapes(at_log *l)
 {
     at_log_write(l, AT_LOG_WARN, "say \"hi\"\n", "empty", "", "sp", "a b", "eq", "k=v", "q",
-                 "he said \"x\\y\"", "ctl", "a\tb\x01", "utf8", "café", "bad", "\xff\xfe",
-                 "bad key!", "v", NULL);
+                 "he said \"x\\y\"", "ctl", "a\tb\x01", "utf8", "café", "bad", "\xff\xfe", "bad key!", "v",
+                 NULL);
 }
 
 static void test_logfmt_escapes(void **st)
@@ -97,8 +94,7 @@ static void test_json(void **st)
     char *s = capture_to_file(1, AT_LOG_DEBUG, write_escapes);
     assert_int_equal(strchr(s, '\n') - s, (long)strlen(s) - 1); /* one line */
     cJSON *j = cJSON_Parse(s);
-    if (!j)
-        fail_msg("not JSON: %s", s);
+    if (!j) fail_msg("not JSON: %s", s);
     assert_string_equal(cJSON_GetObjectItem(j, "level")->valuestring, "warn");
     assert_string_equal(cJSON_GetObjectItem(j, "msg")->valuestring, "say \"hi\"\n");
     assert_string_equal(cJSON_GetObjectItem(j, "q")->valuestring, "he said \"x\\y\"");
@@ -187,8 +183,7 @@ static void test_threads_whole_lines(void **st)
         args[i] = (thr){l, i};
         pthread_create(&th[i], NULL, writer, &args[i]);
     }
-    for (int i = 0; i < 4; i++)
-        pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
     at_log_free(l);
     lseek(fd, 0, SEEK_SET);
     char *s = drain(fd);
@@ -196,8 +191,7 @@ static void test_threads_whole_lines(void **st)
     int lines = 0;
     for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
         cJSON *j = cJSON_Parse(line);
-        if (!j)
-            fail_msg("interleaved line: %s", line);
+        if (!j) fail_msg("interleaved line: %s", line);
         cJSON_Delete(j);
         lines++;
     }
@@ -208,12 +202,9 @@ static void test_threads_whole_lines(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_logfmt_basic),
-        cmocka_unit_test(test_logfmt_escapes),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_levels),
-        cmocka_unit_test(test_long_value),
-        cmocka_unit_test(test_threads_whole_lines),
+        cmocka_unit_test(test_logfmt_basic), cmocka_unit_test(test_logfmt_escapes),
+        cmocka_unit_test(test_json),         cmocka_unit_test(test_levels),
+        cmocka_unit_test(test_long_value),   cmocka_unit_test(test_threads_whole_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,16 +17,13 @@
  * returns 0 for comments/blank, 1 for a sample, -1 if malformed. */
 static int parse_sample(const char *line, char *name, char *labels, double *v)
 {
-    if (!*line || line[0] == '#')
-        return 0;
+    if (!*line || line[0] == '#') return 0;
     const char *sp = strrchr(line, ' ');
-    if (!sp)
-        return -1;
+    if (!sp) return -1;
     const char *br = strchr(line, '{');
     if (br && br < sp) {
         const char *close = strrchr(line, '}');
-        if (!close || close > sp || close[1] != ' ')
-            return -1;
+        if (!close || close > sp || close[1] != ' ') return -1;
         memcpy(name, line, (size_t)(br - line));
         name[br - line] = '\0';
         memcpy(labels, br, (size_t)(close - br + 1));
@@ -45,8 +42,7 @@ static int parse_sample(const char *line, char *name, char *labels, double *v)
         *v = NAN;
     else {
         *v = strtod(sp + 1, &e);
-        if (*e)
-            return -1;
+        if (*e) return -1;
     }
     return 1;
 }
@@ -60,8 +56,7 @@ static int lookup(const char *doc, const char *want_name, const char *want_label
         char name[256], labels[1024];
         double v;
         int r = parse_sample(line, name, labels, &v);
-        if (r < 0)
-            fail_msg("malformed line: %s", line);
+        if (r < 0) fail_msg("malformed line: %s", line);
         if (r == 1 && !strcmp(name, want_name) && !strcmp(labels, want_labels)) {
             *out = v;
             found++;
@@ -83,8 +78,7 @@ static void test_counter_gauge(void **st)
 {
     (void)st;
     at_metrics *m = at_metrics_new();
-    at_metric *req = at_metrics_counter(m, "at_requests_total", "Requests served.",
-                                        "method,path,status");
+    at_metric *req = at_metrics_counter(m, "at_requests_total", "Requests served.", "method,path,status");
     at_metric *up = at_metrics_gauge(m, "at_up", "1 when serving.", NULL);
     at_metric *inflight = at_metrics_gauge(m, "at_inflight", "Requests in progress.", "service");
     assert_non_null(req);
@@ -104,18 +98,17 @@ static void test_counter_gauge(void **st)
     assert_true(at_metric_value(inflight, "asr") == 2);
     char *doc = at_metrics_render(m);
     assert_non_null(doc);
-    const char *want =
-        "# HELP at_requests_total Requests served.\n"
-        "# TYPE at_requests_total counter\n"
-        "at_requests_total{method=\"POST\",path=\"/v1/translate\",status=\"200\"} 3\n"
-        "at_requests_total{method=\"GET\",path=\"/health\",status=\"200\"} 1\n"
-        "# HELP at_up 1 when serving.\n"
-        "# TYPE at_up gauge\n"
-        "at_up 1\n"
-        "# HELP at_inflight Requests in progress.\n"
-        "# TYPE at_inflight gauge\n"
-        "at_inflight{service=\"asr\"} 2\n"
-        "at_inflight{service=\"tts\"} 0.25\n";
+    const char *want = "# HELP at_requests_total Requests served.\n"
+                       "# TYPE at_requests_total counter\n"
+                       "at_requests_total{method=\"POST\",path=\"/v1/translate\",status=\"200\"} 3\n"
+                       "at_requests_total{method=\"GET\",path=\"/health\",status=\"200\"} 1\n"
+                       "# HELP at_up 1 when serving.\n"
+                       "# TYPE at_up gauge\n"
+                       "at_up 1\n"
+                       "# HELP at_inflight Requests in progress.\n"
+                       "# TYPE at_inflight gauge\n"
+                       "at_inflight{service=\"asr\"} 2\n"
+                       "at_inflight{service=\"tts\"} 0.25\n";
     assert_string_equal(doc, want);
     free(doc);
     at_metrics_free(m);
@@ -134,17 +127,23 @@ static void test_unlabelled_zero_and_numbers(void **st)
         double v;
         const char *text;
     } cases[] = {
-        {0.1, "0.1"}, {1e21, "1e+21"}, {123456789, "123456789"}, {-2, "-2"},
-        {1.0 / 3, "0.3333333333333333"}, {9007199254740991.0, "9007199254740991"},
-        {INFINITY, "+Inf"}, {-INFINITY, "-Inf"}, {-0.0, "0"}, {2.5e-7, "2.5e-07"},
+        {0.1, "0.1"},
+        {1e21, "1e+21"},
+        {123456789, "123456789"},
+        {-2, "-2"},
+        {1.0 / 3, "0.3333333333333333"},
+        {9007199254740991.0, "9007199254740991"},
+        {INFINITY, "+Inf"},
+        {-INFINITY, "-Inf"},
+        {-0.0, "0"},
+        {2.5e-7, "2.5e-07"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         at_metric_set(g, NULL, cases[i].v);
         doc = at_metrics_render(m);
         char line[128];
         snprintf(line, sizeof line, "\ng %s\n", cases[i].text);
-        if (!strstr(doc, line))
-            fail_msg("value %g: want %s in\n%s", cases[i].v, cases[i].text, doc);
+        if (!strstr(doc, line)) fail_msg("value %g: want %s in\n%s", cases[i].v, cases[i].text, doc);
         free(doc);
     }
     at_metric_set(g, NULL, NAN);
@@ -215,12 +214,10 @@ static void test_histogram(void **st)
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char name[256], labels[1024];
         double v;
-        if (parse_sample(line, name, labels, &v) != 1 || strcmp(name, "lat_seconds_bucket"))
-            continue;
+        if (parse_sample(line, name, labels, &v) != 1 || strcmp(name, "lat_seconds_bucket")) continue;
         char series[256];
         snprintf(series, sizeof series, "%.*s", (int)(strstr(labels, ",le=") - labels), labels);
-        if (!strcmp(series, prev_series))
-            assert_true(v >= prev);
+        if (!strcmp(series, prev_series)) assert_true(v >= prev);
         snprintf(prev_series, sizeof prev_series, "%s", series);
         prev = v;
     }
@@ -276,8 +273,7 @@ static void *hammer(void *p)
     targ *t = p;
     for (int i = 0; i < 10000; i++) {
         at_metric_inc(t->c, "a,b", 1);
-        if (i % 10 == 0)
-            at_metric_observe(t->h, NULL, i % 3);
+        if (i % 10 == 0) at_metric_observe(t->h, NULL, i % 3);
     }
     return NULL;
 }
@@ -289,15 +285,13 @@ static void test_concurrency(void **st)
     targ t = {at_metrics_counter(m, "conc_total", "x", "x,y"),
               at_metrics_histogram(m, "conc_h", "x", NULL, (const double[]){1, 2}, 2)};
     pthread_t th[4];
-    for (int i = 0; i < 4; i++)
-        pthread_create(&th[i], NULL, hammer, &t);
+    for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, hammer, &t);
     for (int r = 0; r < 20; r++) { /* render while updating */
         char *doc = at_metrics_render(m);
         assert_non_null(doc);
         free(doc);
     }
-    for (int i = 0; i < 4; i++)
-        pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
     assert_true(at_metric_value(t.c, "a,b") == 40000);
     assert_true(at_metric_value(t.h, NULL) == 4000);
     char *doc = at_metrics_render(m);
@@ -320,8 +314,7 @@ static void test_label_overflow(void **st)
     at_metric_inc(c, "/p0,200", 1); /* existing sets still update */
     char *doc = at_metrics_render(m);
     int samples = 0;
-    for (const char *p = doc; (p = strstr(p, "\npaths_total{")); p++)
-        samples++;
+    for (const char *p = doc; (p = strstr(p, "\npaths_total{")); p++) samples++;
     assert_int_equal(samples, 257); /* 256 + "other" */
     assert_true(val(doc, "paths_total", "{path=\"other\",code=\"other\"}") == 1000 - 256);
     assert_true(val(doc, "paths_total", "{path=\"/p0\",code=\"200\"}") == 2);
@@ -332,12 +325,9 @@ static void test_label_overflow(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counter_gauge),
-        cmocka_unit_test(test_unlabelled_zero_and_numbers),
-        cmocka_unit_test(test_escaping_and_padding),
-        cmocka_unit_test(test_histogram),
-        cmocka_unit_test(test_registration_rules),
-        cmocka_unit_test(test_concurrency),
+        cmocka_unit_test(test_counter_gauge),        cmocka_unit_test(test_unlabelled_zero_and_numbers),
+        cmocka_unit_test(test_escaping_and_padding), cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_registration_rules),   cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_label_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,8 +23,7 @@ typedef struct body {
 
 static void put(body *b, const void *s, size_t n)
 {
-    if (n == 0)
-        return;
+    if (n == 0) return;
     if (b->n + n > b->cap) {
         b->cap = (b->n + n) * 2 + 64;
         b->p = realloc(b->p, b->cap);
@@ -39,8 +38,7 @@ static void puts_(body *b, const char *s) { put(b, s, strlen(s)); }
 static unsigned char *exact(const body *b)
 {
     unsigned char *p = malloc(b->n ? b->n : 1);
-    if (b->n)
-        memcpy(p, b->p, b->n);
+    if (b->n) memcpy(p, b->p, b->n);
     return p;
 }
 
@@ -95,10 +93,8 @@ static void test_binary_file(void **st)
     (void)st;
     /* payload full of CR, LF, "--", and prefixes of the delimiter */
     unsigned char payload[4096];
-    for (size_t i = 0; i < sizeof payload; i++)
-        payload[i] = (unsigned char)(i * 131 + 7);
-    const char *tricky[] = {"\r\n", "\r\n--", "\r\n--XyZ12", "--XyZ123", "\n--XyZ123",
-                            "\r", "\r\n\r\n"};
+    for (size_t i = 0; i < sizeof payload; i++) payload[i] = (unsigned char)(i * 131 + 7);
+    const char *tricky[] = {"\r\n", "\r\n--", "\r\n--XyZ12", "--XyZ123", "\n--XyZ123", "\r", "\r\n\r\n"};
     size_t off = 100;
     for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++) {
         memcpy(payload + off, tricky[i], strlen(tricky[i]));
@@ -119,8 +115,7 @@ static void test_binary_file(void **st)
     at_form f;
     at_err e;
     int rc = parse(CT, &b, &f, &e);
-    if (rc)
-        fail_msg("%s", e.msg);
+    if (rc) fail_msg("%s", e.msg);
     assert_int_equal(f.n, 2);
     const at_part *p = at_form_get(&f, "file");
     assert_non_null(p);
@@ -162,7 +157,8 @@ static void test_content_types(void **st)
     snprintf(longct, sizeof longct, "multipart/form-data; boundary=%070d", 0);
     body b70 = {0};
     char line[256];
-    snprintf(line, sizeof line, "--%070d\r\nContent-Disposition: form-data; name=a\r\n\r\nz\r\n--%070d--", 0, 0);
+    snprintf(line, sizeof line, "--%070d\r\nContent-Disposition: form-data; name=a\r\n\r\nz\r\n--%070d--", 0,
+             0);
     puts_(&b70, line);
     assert_int_equal(parse(longct, &b70, &f, &e), 0);
     free(b70.p);
@@ -176,10 +172,8 @@ static void expect_invalid(const char *text, const char *msg_part)
     at_form f;
     at_err e;
     int rc = parse(CT, &b, &f, &e);
-    if (rc != AT_E_INVALID)
-        fail_msg("accepted: %s", text);
-    if (msg_part && !strstr(e.msg, msg_part))
-        fail_msg("message '%s' lacks '%s'", e.msg, msg_part);
+    if (rc != AT_E_INVALID) fail_msg("accepted: %s", text);
+    if (msg_part && !strstr(e.msg, msg_part)) fail_msg("message '%s' lacks '%s'", e.msg, msg_part);
     free(b.p);
 }
 
@@ -189,11 +183,13 @@ static void test_malformed(void **st)
     expect_invalid("", "empty");
     expect_invalid("no boundary anywhere", "boundary");
     expect_invalid("--XyZ123\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\ndata", "closing boundary");
-    expect_invalid("--XyZ123\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\ndata\r\n--XyZ12", "closing boundary");
+    expect_invalid("--XyZ123\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\ndata\r\n--XyZ12",
+                   "closing boundary");
     expect_invalid("--XyZ123\r\nContent-Disposition: form-data; name=\"a\"\r\n", "blank line");
     expect_invalid("--XyZ123\r\nContent-Disposition: form-data; name=\"a\"\r\n--XyZ123--", "header");
     expect_invalid("--XyZ123\r\n\r\nno headers\r\n--XyZ123--", "Content-Disposition");
-    expect_invalid("--XyZ123\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nx\r\n--XyZ123--", "form-data");
+    expect_invalid("--XyZ123\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nx\r\n--XyZ123--",
+                   "form-data");
     expect_invalid("--XyZ123\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ123--", "name");
     expect_invalid("--XyZ123\r\nContent-Disposition: form-data; name=\"a\r\n\r\nx\r\n--XyZ123--", NULL);
     expect_invalid("--XyZ123\r\nContent-Disposition: form-data; name\r\n\r\nx\r\n--XyZ123--", NULL);
@@ -204,10 +200,13 @@ static void test_malformed(void **st)
              "--XyZ123\r\nContent-Disposition: form-data; name=\"%0200d\"\r\n\r\nx\r\n--XyZ123--", 0);
     expect_invalid(big, "name too long");
     snprintf(big, sizeof big,
-             "--XyZ123\r\nContent-Disposition: form-data; name=a; filename=\"%0300d\"\r\n\r\nx\r\n--XyZ123--", 0);
+             "--XyZ123\r\nContent-Disposition: form-data; name=a; filename=\"%0300d\"\r\n\r\nx\r\n--XyZ123--",
+             0);
     expect_invalid(big, "too long");
-    snprintf(big, sizeof big,
-             "--XyZ123\r\nContent-Disposition: form-data; name=a\r\nContent-Type: %0200d\r\n\r\nx\r\n--XyZ123--", 0);
+    snprintf(
+        big, sizeof big,
+        "--XyZ123\r\nContent-Disposition: form-data; name=a\r\nContent-Type: %0200d\r\n\r\nx\r\n--XyZ123--",
+        0);
     expect_invalid(big, "too long");
 }
 
@@ -218,7 +217,8 @@ static void test_too_many_parts(void **st)
         body b = {0};
         for (int i = 0; i < n; i++) {
             char part[128];
-            snprintf(part, sizeof part, "--XyZ123\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\n%d\r\n", i, i);
+            snprintf(part, sizeof part,
+                     "--XyZ123\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\n%d\r\n", i, i);
             puts_(&b, part);
         }
         puts_(&b, "--XyZ123--\r\n");
@@ -257,8 +257,7 @@ static void test_lenient_bits(void **st)
     at_form f;
     at_err e;
     int rc = parse(CT, &b, &f, &e);
-    if (rc)
-        fail_msg("%s", e.msg);
+    if (rc) fail_msg("%s", e.msg);
     assert_int_equal(f.n, 2);
     assert_string_equal(at_form_get(&f, "a")->filename, "C:\\dir\\x.wav");
     char buf[8];
@@ -294,17 +293,14 @@ static void test_mutation_fuzz(void **st)
             case 0: /* replace a byte */
                 b.p[pos] = (unsigned char)(rand() % 2 ? alphabet[rand() % (sizeof alphabet)] : rand());
                 break;
-            case 1: /* truncate */
-                b.n = pos;
-                break;
+            case 1: /* truncate */ b.n = pos; break;
             case 2: /* delete a byte */
                 memmove(b.p + pos, b.p + pos + 1, b.n - pos - 1);
                 b.n--;
                 break;
             default: { /* duplicate a slice */
                 size_t len = (size_t)rand() % 40;
-                if (pos + len > b.n)
-                    len = b.n - pos;
+                if (pos + len > b.n) len = b.n - pos;
                 unsigned char tmp[40];
                 memcpy(tmp, b.p + pos, len);
                 put(&b, tmp, len);
@@ -336,12 +332,9 @@ static void test_mutation_fuzz(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple_form),
-        cmocka_unit_test(test_binary_file),
-        cmocka_unit_test(test_content_types),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_too_many_parts),
-        cmocka_unit_test(test_lenient_bits),
+        cmocka_unit_test(test_simple_form),    cmocka_unit_test(test_binary_file),
+        cmocka_unit_test(test_content_types),  cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_too_many_parts), cmocka_unit_test(test_lenient_bits),
         cmocka_unit_test(test_mutation_fuzz),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

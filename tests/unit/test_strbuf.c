@@ -52,8 +52,7 @@ static void test_printf_growth(void **st)
     at_strbuf b = {0};
     char want[32];
     size_t off = 0;
-    for (int i = 0; i < 3000; i++)
-        at_strbuf_printf(&b, "%d,", i);
+    for (int i = 0; i < 3000; i++) at_strbuf_printf(&b, "%d,", i);
     assert_false(b.oom);
     for (int i = 0; i < 3000; i++) {
         int k = snprintf(want, sizeof want, "%d,", i);
@@ -76,8 +75,7 @@ static void test_printf_long(void **st)
     size_t big = 5000;
     char *s = malloc(big + 1);
     assert_non_null(s);
-    for (size_t i = 0; i < big; i++)
-        s[i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < big; i++) s[i] = (char)('a' + i % 26);
     s[big] = '\0';
 
     at_strbuf b = {0};
@@ -159,10 +157,8 @@ static void test_oom_sticky(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_str_growth),
-        cmocka_unit_test(test_printf_growth),
-        cmocka_unit_test(test_printf_long),
-        cmocka_unit_test(test_take_free),
+        cmocka_unit_test(test_put_str_growth), cmocka_unit_test(test_printf_growth),
+        cmocka_unit_test(test_printf_long),    cmocka_unit_test(test_take_free),
         cmocka_unit_test(test_oom_sticky),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,9 +53,9 @@ static void test_rounding(void **st)
 {
     (void)st;
     at_cue c[] = {
-        {1.9996, 59.9999, "a"},        /* -> 2.000 and 60.000 = 00:01:00 */
-        {3599.9996, 3600.0004, "b"},   /* hour boundary */
-        {0.0004, 0.0005, "c"},         /* 0.0005*1000 is just above .5 in binary */
+        {1.9996, 59.9999, "a"},      /* -> 2.000 and 60.000 = 00:01:00 */
+        {3599.9996, 3600.0004, "b"}, /* hour boundary */
+        {0.0004, 0.0005, "c"},       /* 0.0005*1000 is just above .5 in binary */
         {0.001, 0.0014999, "d"},
     };
     char *s = at_subtitle_srt(c, 4);
@@ -73,8 +73,7 @@ static void test_rounding(void **st)
         assert_int_equal(ts[8], '.');
         assert_int_equal(ts[12], ' ');
         assert_true(ts[6] <= '5');
-        long long ms = ((long long)atoi(ts) * 3600 + atoi(ts + 3) * 60 + atoi(ts + 6)) * 1000 +
-                       atoi(ts + 9);
+        long long ms = ((long long)atoi(ts) * 3600 + atoi(ts + 3) * 60 + atoi(ts + 6)) * 1000 + atoi(ts + 9);
         assert_true(llabs(ms - llround(t * 1000)) <= 1);
         free(v);
     }
@@ -101,8 +100,7 @@ static void test_hours_and_clamps(void **st)
 static void test_text_cleanup(void **st)
 {
     (void)st;
-    at_cue c[] = {{0, 1, "  line one\r\n\r\n\n  line two  \r third\n"},
-                  {1, 2, "a --> b & <i>c</i>"}};
+    at_cue c[] = {{0, 1, "  line one\r\n\r\n\n  line two  \r third\n"}, {1, 2, "a --> b & <i>c</i>"}};
     char *s = at_subtitle_srt(c, 2);
     assert_string_equal(s, "1\n00:00:00,000 --> 00:00:01,000\nline one\nline two\nthird\n\n"
                            "2\n00:00:01,000 --> 00:00:02,000\na --> b & <i>c</i>\n\n");

@@ -34,10 +34,10 @@ struct synth {
     at_wtok *tok;
     const at_whisper_special *sp;
     int V;
-    int max_seq;          /* sequences the decoder may use */
+    int max_seq; /* sequences the decoder may use */
     script_fn script;
     void (*at_sot)(synth *s, float *x); /* logits right after sot */
-    int attempts;         /* decode attempts (calls ending at sot) */
+    int attempts;                       /* decode attempts (calls ending at sot) */
     int seek, n_frames, n_encodes;
     int copies;
     float param;
@@ -147,8 +147,8 @@ static void reset(script_fn f)
     S.script = f;
 }
 
-#define TS(i) (S.sp->beg + (i))
-#define EOT (S.sp->eot)
+#define TS(i)   (S.sp->beg + (i))
+#define EOT     (S.sp->eot)
 #define LANG_EN (S.sp->sot + 1)
 #define LANG_ZH (S.sp->sot + 2)
 
@@ -170,10 +170,10 @@ static void expect_tokens(const at_wdec_result *r, const int *want, int n)
     for (int i = 0; i < n; i++) assert_int_equal(r->tokens[i], want[i]);
 }
 
-#define EXPECT(r, ...)                                                         \
-    do {                                                                       \
-        const int w_[] = {__VA_ARGS__};                                        \
-        expect_tokens(r, w_, (int)(sizeof w_ / sizeof w_[0]));                 \
+#define EXPECT(r, ...)                                                                                       \
+    do {                                                                                                     \
+        const int w_[] = {__VA_ARGS__};                                                                      \
+        expect_tokens(r, w_, (int)(sizeof w_ / sizeof w_[0]));                                               \
     } while (0)
 
 static void decode_ok(const at_wdec_options *o, at_wdec_result *r)
@@ -190,10 +190,14 @@ static void sc_basic(synth *s, const int *m, int n, float *x)
 {
     (void)s;
     (void)m;
-    if (n == 0) x[TS(0)] = 10;
-    else if (n == 1) x['a'] = 10;
-    else if (n == 2) x[TS(10)] = 10;
-    else x[EOT] = 10;
+    if (n == 0)
+        x[TS(0)] = 10;
+    else if (n == 1)
+        x['a'] = 10;
+    else if (n == 2)
+        x[TS(10)] = 10;
+    else
+        x[EOT] = 10;
 }
 
 static void test_greedy_basic(void **st)
@@ -232,8 +236,8 @@ static void sc_initial(synth *s, const int *m, int n, float *x)
     (void)s;
     (void)m;
     if (n == 0) {
-        x['a'] = 10;      /* text cannot come first */
-        x[TS(100)] = 12;  /* 2.00 s: after max_initial_timestamp 1.0 */
+        x['a'] = 10;     /* text cannot come first */
+        x[TS(100)] = 12; /* 2.00 s: after max_initial_timestamp 1.0 */
         x[TS(5)] = 5;
     } else {
         x[EOT] = 10;
@@ -265,8 +269,14 @@ static void sc_pairs(synth *s, const int *m, int n, float *x)
     case 0: x[TS(0)] = 10; break;
     case 1: x['a'] = 10; break;
     case 2: x[TS(10)] = 10; break;
-    case 3: x['b'] = 10; x[TS(20)] = 3; break;  /* after text,ts: no text */
-    case 4: x[TS(30)] = 10; x['c'] = 5; break;  /* after ts,ts: text only */
+    case 3:
+        x['b'] = 10;
+        x[TS(20)] = 3;
+        break; /* after text,ts: no text */
+    case 4:
+        x[TS(30)] = 10;
+        x['c'] = 5;
+        break; /* after ts,ts: text only */
     default: x[EOT] = 10;
     }
 }
@@ -291,9 +301,16 @@ static void sc_monotonic(synth *s, const int *m, int n, float *x)
     case 0: x[TS(10)] = 10; break;
     case 1: x['a'] = 10; break;
     /* after <|0.20|> a: earlier and equal timestamps are out */
-    case 2: x[TS(5)] = 10; x[TS(10)] = 9; x[TS(11)] = 5; break;
+    case 2:
+        x[TS(5)] = 10;
+        x[TS(10)] = 9;
+        x[TS(11)] = 5;
+        break;
     /* closing <|0.22|> may be repeated to open the next segment */
-    case 3: x[TS(9)] = 12; x[TS(11)] = 10; break;
+    case 3:
+        x[TS(9)] = 12;
+        x[TS(11)] = 10;
+        break;
     default: x[EOT] = 10;
     }
 }
@@ -314,13 +331,16 @@ static void test_timestamp_monotonic(void **st)
 static void sc_forced(synth *s, const int *m, int n, float *x)
 {
     (void)m;
-    if (n == 0) x[TS(0)] = 10;
-    else if (n == 1) x['a'] = 10;
+    if (n == 0)
+        x[TS(0)] = 10;
+    else if (n == 1)
+        x['a'] = 10;
     else if (n == 2) {
         x['b'] = 5;
         for (int v = S.sp->beg; v < S.V; v++) x[v] = s->param;
         x[TS(40)] = s->param + 0.5f;
-    } else x[EOT] = 10;
+    } else
+        x[EOT] = 10;
 }
 
 static void test_forced_timestamp(void **st)
@@ -351,9 +371,14 @@ static void sc_blank(synth *s, const int *m, int n, float *x)
 {
     (void)s;
     (void)m;
-    if (n == 0) { x[' '] = 10; x[EOT] = 9; x['x'] = 5; }
-    else if (n == 1) x[' '] = 10;
-    else x[EOT] = 10;
+    if (n == 0) {
+        x[' '] = 10;
+        x[EOT] = 9;
+        x['x'] = 5;
+    } else if (n == 1)
+        x[' '] = 10;
+    else
+        x[EOT] = 10;
 }
 
 static void test_suppress_blank(void **st)
@@ -381,13 +406,13 @@ static void sc_suppress(synth *s, const int *m, int n, float *x)
     (void)s;
     (void)m;
     if (n == 0) {
-        x['#'] = 10;            /* non-speech symbol */
+        x['#'] = 10; /* non-speech symbol */
         x[S.sp->nosp] = 9.5f;
         x[LANG_ZH] = 9.4f;
         x[S.sp->sot] = 9.3f;
         x[S.sp->prev] = 9.2f;
         x[S.sp->transcribe] = 9.1f;
-        x[256] = 9;             /* " -" */
+        x[256] = 9; /* " -" */
         x['x'] = 5;
     } else {
         x[EOT] = 10;
@@ -440,8 +465,10 @@ static void sc_eot(synth *s, const int *m, int n, float *x)
 {
     (void)s;
     (void)m;
-    if (n == 0) x['k'] = 10;
-    else x[EOT] = 10;
+    if (n == 0)
+        x['k'] = 10;
+    else
+        x[EOT] = 10;
 }
 
 static void test_no_speech_prob(void **st)
@@ -604,17 +631,22 @@ static const char *good_text = "hello world";
 static void say(const char *text, int n, float *x)
 {
     int len = (int)strlen(text);
-    if (n < len) x[(unsigned char)text[n]] = 10;
-    else x[EOT] = 10;
+    if (n < len)
+        x[(unsigned char)text[n]] = 10;
+    else
+        x[EOT] = 10;
 }
 
 /* attempt 1: "abab...ab" (40 chars), then good text */
 static void sc_repeat(synth *s, const int *m, int n, float *x)
 {
     (void)m;
-    if (s->attempts >= 2) say(good_text, n, x);
-    else if (n < 40) x[n % 2 ? 'b' : 'a'] = 10;
-    else x[EOT] = 10;
+    if (s->attempts >= 2)
+        say(good_text, n, x);
+    else if (n < 40)
+        x[n % 2 ? 'b' : 'a'] = 10;
+    else
+        x[EOT] = 10;
 }
 
 /* attempt 1: each chosen token (x, y, z, eot) has p .3 next to seven
@@ -769,8 +801,10 @@ static void sc_long(synth *s, const int *m, int n, float *x)
     int is_ts[] = {1, 0, 1, 1, 0, 1};
     int ts_w3[] = {1, 0, 1};
     const int *tsm = s->seek == 3100 ? ts_w3 : is_ts;
-    if (n >= len) x[EOT] = 10;
-    else x[tsm[n] ? TS(w[n]) : w[n]] = 10;
+    if (n >= len)
+        x[EOT] = 10;
+    else
+        x[tsm[n] ? TS(w[n]) : w[n]] = 10;
 }
 
 static void test_long_form(void **st)
@@ -820,10 +854,10 @@ static void test_long_form(void **st)
      * tokens, window 3 adds the kept segment of window 2 */
     int b = S.sp->beg;
     const int p1[] = {S.sp->prev, 'p', 'q', S.sp->sot, LANG_EN, S.sp->transcribe};
-    const int p2[] = {S.sp->prev, 'p', 'q', b, 'a', b + 100, b + 100, 'b', b + 250,
-                      S.sp->sot, LANG_EN, S.sp->transcribe};
-    const int p3[] = {S.sp->prev, 'p', 'q', b, 'a', b + 100, b + 100, 'b', b + 250,
-                      b, 'c', b + 50, S.sp->sot, LANG_EN, S.sp->transcribe};
+    const int p2[] = {S.sp->prev, 'p', 'q',     b,         'a',     b + 100,
+                      b + 100,    'b', b + 250, S.sp->sot, LANG_EN, S.sp->transcribe};
+    const int p3[] = {S.sp->prev, 'p', 'q', b,      'a',       b + 100, b + 100,         'b',
+                      b + 250,    b,   'c', b + 50, S.sp->sot, LANG_EN, S.sp->transcribe};
     assert_int_equal(S.n_inits, 3);
     assert_int_equal(S.n_init[0], 6);
     assert_memory_equal(S.init[0], p1, sizeof p1);
@@ -864,8 +898,10 @@ static void sc_skip(synth *s, const int *m, int n, float *x)
         return;
     }
     static const int w[] = {0, 'z', 20};
-    if (n >= 3) x[EOT] = 10;
-    else x[n == 1 ? 'z' : TS(w[n])] = 10;
+    if (n >= 3)
+        x[EOT] = 10;
+    else
+        x[n == 1 ? 'z' : TS(w[n])] = 10;
 }
 
 static void sot_skip(synth *s, float *x)

@@ -28,10 +28,7 @@ static char dir[256];
 static at_asr_engine *E;
 static at_npy audio;
 
-static int keep_byte(int x)
-{
-    return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174;
-}
+static int keep_byte(int x) { return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174; }
 
 /* GPT-2's byte tokens: printable bytes first (as themselves), then the
  * others mapped to U+0100.. */
@@ -44,9 +41,12 @@ static void write_vocab(FILE *f)
             if (keep_byte(b) != (pass == 0)) continue;
             unsigned cp = pass == 0 ? (unsigned)b : 256 + (unsigned)extra++;
             fputc('"', f);
-            if (cp == '"' || cp == '\\') fprintf(f, "\\%c", (char)cp);
-            else if (cp < 0x80) fputc((int)cp, f);
-            else fprintf(f, "%c%c", (char)(0xC0 | (cp >> 6)), (char)(0x80 | (cp & 0x3F)));
+            if (cp == '"' || cp == '\\')
+                fprintf(f, "\\%c", (char)cp);
+            else if (cp < 0x80)
+                fputc((int)cp, f);
+            else
+                fprintf(f, "%c%c", (char)(0xC0 | (cp >> 6)), (char)(0x80 | (cp & 0x3F)));
             fprintf(f, "\":%d,", id++);
         }
     for (; id < 50257; id++) fprintf(f, "\"\xC4\xA0w%d\":%d,", id, id);
@@ -111,8 +111,12 @@ static int count_words(const char *s)
 {
     int n = 0, in = 0;
     for (; *s; s++) {
-        if (*s == ' ') in = 0;
-        else if (!in) { in = 1; n++; }
+        if (*s == ' ')
+            in = 0;
+        else if (!in) {
+            in = 1;
+            n++;
+        }
     }
     return n;
 }
@@ -488,16 +492,11 @@ static void test_bad_model(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_engine_info),
-        cmocka_unit_test(test_transcribe),
-        cmocka_unit_test(test_max_tokens),
-        cmocka_unit_test(test_beam),
-        cmocka_unit_test(test_stream),
-        cmocka_unit_test(test_stream_silero),
-        cmocka_unit_test(test_stream_long),
-        cmocka_unit_test(test_stream_concurrent_and_limit),
-        cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_bad_model),
+        cmocka_unit_test(test_engine_info), cmocka_unit_test(test_transcribe),
+        cmocka_unit_test(test_max_tokens),  cmocka_unit_test(test_beam),
+        cmocka_unit_test(test_stream),      cmocka_unit_test(test_stream_silero),
+        cmocka_unit_test(test_stream_long), cmocka_unit_test(test_stream_concurrent_and_limit),
+        cmocka_unit_test(test_concurrent),  cmocka_unit_test(test_bad_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

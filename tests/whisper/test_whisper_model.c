@@ -25,7 +25,6 @@
 #include "engines/asr/whisper/npy.h"
 #include "engines/asr/whisper/whisper.h"
 
-
 static char g_oracle[1024];
 static char g_tmp[256];
 
@@ -40,14 +39,16 @@ static refs_t R;
 
 static void opath(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", g_oracle, name); }
 
-static void load_npy(const char *name, at_npy *out) {
+static void load_npy(const char *name, at_npy *out)
+{
     char p[1200];
     at_err err = {0};
     opath(p, sizeof p, name);
     if (at_npy_read(p, out, 0, &err)) fail_msg("%s", err.msg);
 }
 
-static void load_greedy(void) {
+static void load_greedy(void)
+{
     char p[1200];
     opath(p, sizeof p, "greedy.json");
     FILE *f = fopen(p, "rb");
@@ -61,12 +62,14 @@ static void load_greedy(void) {
     cJSON *e;
     R.n_prefix = cJSON_GetArraySize(cJSON_GetObjectItem(j, "prefix"));
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "greedy_tokens")) R.tokens[R.n_tokens++] = e->valueint;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "top1_minus_top2")) R.margins[R.n_margins++] = (float)e->valuedouble;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "top1_minus_top2")) R.margins[R.n_margins++] =
+        (float)e->valuedouble;
     cJSON_Delete(j);
     assert_int_equal(R.n_tokens, R.n_prefix + R.n_margins);
 }
 
-static float max_abs_diff(const float *a, const float *b, size_t n) {
+static float max_abs_diff(const float *a, const float *b, size_t n)
+{
     float m = 0;
     for (size_t i = 0; i < n; i++) {
         float d = fabsf(a[i] - b[i]);
@@ -75,7 +78,8 @@ static float max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
-static int argmax(const float *x, int n) {
+static int argmax(const float *x, int n)
+{
     int b = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[b]) b = i;
@@ -84,7 +88,8 @@ static int argmax(const float *x, int n) {
 
 /* Runs a model on the reference audio: mel, encoder, teacher-forced logits
  * over the reference tokens (one batch).  Caller frees the outputs. */
-static void run_model(const char *path, float **mel_out, float **enc_out, float **logits_out) {
+static void run_model(const char *path, float **mel_out, float **enc_out, float **logits_out)
+{
     at_err err = {0};
     at_whisper_model *m = at_whisper_model_load(path, &err);
     if (!m) fail_msg("load %s: %s", path, err.msg);
@@ -109,15 +114,18 @@ static void run_model(const char *path, float **mel_out, float **enc_out, float 
     at_whisper_kv_free(kv);
     at_whisper_state_free(s);
     at_whisper_model_free(m);
-    if (mel_out) *mel_out = mel;
-    else free(mel);
+    if (mel_out)
+        *mel_out = mel;
+    else
+        free(mel);
     *enc_out = e;
     *logits_out = logits;
 }
 
 /* ------------------------------------------------------------------ tests */
 
-static void test_whisper_model_mel(void **state) {
+static void test_whisper_model_mel(void **state)
+{
     (void)state;
     at_err err = {0};
     float *mel = malloc(sizeof(float) * 128 * AT_WHISPER_N_FRAMES);
@@ -137,7 +145,8 @@ static void test_whisper_model_mel(void **state) {
     free(mel);
 }
 
-static void check_logits(const char *what, const float *logits, float tol) {
+static void check_logits(const char *what, const float *logits, float tol)
+{
     int V = (int)R.logits.shape[1];
     float e = max_abs_diff(logits, R.logits.data, (size_t)R.n_tokens * V);
     print_message("%s: logits max abs err %.3g\n", what, e);
@@ -149,7 +158,8 @@ static void check_logits(const char *what, const float *logits, float tol) {
     }
 }
 
-static void test_whisper_model_hf(void **state) {
+static void test_whisper_model_hf(void **state)
+{
     (void)state;
     float *enc, *logits;
     run_model(g_oracle, NULL, &enc, &logits);
@@ -163,7 +173,8 @@ static void test_whisper_model_hf(void **state) {
 
 /* Token-by-token decoding with the kv cache: logits of every step equal
  * the reference, greedy tokens reproduced; kv copy/truncate behave. */
-static void test_whisper_model_incremental(void **state) {
+static void test_whisper_model_incremental(void **state)
+{
     (void)state;
     at_err err = {0};
     at_whisper_model *m = at_whisper_model_load(g_oracle, &err);
@@ -240,7 +251,8 @@ static void test_whisper_model_incremental(void **state) {
     free(lg2);
 }
 
-static void convert_to(const char *type, char *out, size_t cap) {
+static void convert_to(const char *type, char *out, size_t cap)
+{
     snprintf(out, cap, "%s/mini-%s.bin", g_tmp, type);
     struct stat st;
     if (stat(out, &st) == 0) return;
@@ -250,7 +262,8 @@ static void convert_to(const char *type, char *out, size_t cap) {
 
 /* f16 and f32 ggml files hold exactly the f16 reference weights, so the
  * ggml path must reproduce the safetensors path. */
-static void test_whisper_model_ggml(void **state) {
+static void test_whisper_model_ggml(void **state)
+{
     (void)state;
     float *enc0, *lg0;
     run_model(g_oracle, NULL, &enc0, &lg0);
@@ -305,13 +318,17 @@ static void test_whisper_model_ggml(void **state) {
  * ~1.5x the measurement: they catch a broken block layout (which gives
  * errors of the order of the logits themselves) without being flaky.  For
  * q8_0 the argmax must also agree wherever the reference margin > 0.5. */
-static void test_whisper_model_quant(void **state) {
+static void test_whisper_model_quant(void **state)
+{
     (void)state;
     static const struct {
         const char *type;
         float max_tol, rms_tol;
-    } Q[] = {{"q8_0", 0.5f, 0.085f}, {"q5_1", 3.5f, 0.6f}, {"q5_0", 3.5f, 0.65f},
-             {"q4_1", 6.0f, 1.05f},   {"q4_0", 7.5f, 1.3f}};
+    } Q[] = {{"q8_0", 0.5f, 0.085f},
+             {"q5_1", 3.5f, 0.6f},
+             {"q5_0", 3.5f, 0.65f},
+             {"q4_1", 6.0f, 1.05f},
+             {"q4_0", 7.5f, 1.3f}};
     int V = (int)R.logits.shape[1];
     for (size_t q = 0; q < sizeof Q / sizeof Q[0]; q++) {
         char p[512];
@@ -336,7 +353,8 @@ static void test_whisper_model_quant(void **state) {
     }
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
+static unsigned char *slurp(const char *path, size_t *n)
+{
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     fseek(f, 0, SEEK_END);
@@ -350,24 +368,28 @@ static unsigned char *slurp(const char *path, size_t *n) {
     return b;
 }
 
-static void spit(const char *path, const void *b, size_t n) {
+static void spit(const char *path, const void *b, size_t n)
+{
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(b, 1, n, f), n);
     fclose(f);
 }
 
-static void expect_corrupt(const char *path, const char *what) {
+static void expect_corrupt(const char *path, const char *what)
+{
     at_err err = {0};
     at_whisper_model *m = at_whisper_model_load(path, &err);
     if (m) fail_msg("%s: a corrupt model loaded", what);
-    if (err.code != AT_E_CORRUPT) fail_msg("%s: code %d (%s), expected AT_E_CORRUPT", what, err.code, err.msg);
+    if (err.code != AT_E_CORRUPT)
+        fail_msg("%s: code %d (%s), expected AT_E_CORRUPT", what, err.code, err.msg);
     assert_true(strlen(err.msg) > 0);
 }
 
 static void put_i32(unsigned char *b, size_t off, int32_t v) { memcpy(b + off, &v, 4); }
 
-static void test_whisper_model_corrupt(void **state) {
+static void test_whisper_model_corrupt(void **state)
+{
     (void)state;
     char src[512], p[512];
     convert_to("f16", src, sizeof src);
@@ -376,8 +398,23 @@ static void test_whisper_model_corrupt(void **state) {
     snprintf(p, sizeof p, "%s/bad.bin", g_tmp);
     /* offsets: 48 = after hparams, filters 8 + 80*201*4, vocabulary after */
     size_t filt_end = 48 + 8 + 80 * 201 * 4;
-    size_t cuts[] = {1, 3, 4, 20, 47, 48, 52, 56, 1000, filt_end - 1, filt_end, filt_end + 3, filt_end + 100,
-                     n / 3, n / 2, n - 4096, n - 1};
+    size_t cuts[] = {1,
+                     3,
+                     4,
+                     20,
+                     47,
+                     48,
+                     52,
+                     56,
+                     1000,
+                     filt_end - 1,
+                     filt_end,
+                     filt_end + 3,
+                     filt_end + 100,
+                     n / 3,
+                     n / 2,
+                     n - 4096,
+                     n - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         spit(p, b, cuts[i]);
         char what[64];
@@ -389,13 +426,20 @@ static void test_whisper_model_corrupt(void **state) {
         size_t off;
         int32_t v;
         const char *what;
-    } flips[] = {{0, 0x12345678, "magic"},           {4, -1, "n_vocab"},
-                 {4, 0x7fffffff, "n_vocab huge"},    {8, 100000, "n_audio_ctx"},
-                 {12, 0, "n_audio_state"},           {20, 100000, "n_audio_layer"},
-                 {20, 3, "n_audio_layer +1"},        {28, 65, "n_text_state"},
-                 {40, 0, "n_mels"},                  {40, 128, "n_mels 128"},
-                 {48, 1 << 30, "filter rows"},       {52, -5, "filter cols"},
-                 {filt_end, 0x7fffffff, "vocab size"}, {filt_end + 4, 0x7ffffff0, "token length"}};
+    } flips[] = {{0, 0x12345678, "magic"},
+                 {4, -1, "n_vocab"},
+                 {4, 0x7fffffff, "n_vocab huge"},
+                 {8, 100000, "n_audio_ctx"},
+                 {12, 0, "n_audio_state"},
+                 {20, 100000, "n_audio_layer"},
+                 {20, 3, "n_audio_layer +1"},
+                 {28, 65, "n_text_state"},
+                 {40, 0, "n_mels"},
+                 {40, 128, "n_mels 128"},
+                 {48, 1 << 30, "filter rows"},
+                 {52, -5, "filter cols"},
+                 {filt_end, 0x7fffffff, "vocab size"},
+                 {filt_end + 4, 0x7ffffff0, "token length"}};
     for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
         unsigned char *c = malloc(n);
         memcpy(c, b, n);
@@ -418,8 +462,9 @@ static void test_whisper_model_corrupt(void **state) {
         size_t off;
         int32_t v;
         const char *what;
-    } tflips[] = {{off, 9, "tensor n_dims"},      {off + 4, 100000, "tensor name length"}, {off + 8, 99, "tensor type"},
-                  {off + 12, 1 << 24, "tensor dim"}, {off + 12, -7, "negative dim"},       {off + 4, 0, "empty name"}};
+    } tflips[] = {{off, 9, "tensor n_dims"},      {off + 4, 100000, "tensor name length"},
+                  {off + 8, 99, "tensor type"},   {off + 12, 1 << 24, "tensor dim"},
+                  {off + 12, -7, "negative dim"}, {off + 4, 0, "empty name"}};
     for (size_t i = 0; i < sizeof tflips / sizeof tflips[0]; i++) {
         unsigned char *c = malloc(n);
         memcpy(c, b, n);
@@ -470,9 +515,10 @@ static void test_whisper_model_corrupt(void **state) {
     /* a config that disagrees with the weights */
     spit(fp, b, n);
     snprintf(fp, sizeof fp, "%s/config.json", dir);
-    const char *cfg = "{\"model_type\":\"whisper\",\"d_model\":64,\"vocab_size\":51865,\"num_mel_bins\":80,"
-                      "\"encoder_layers\":3,\"encoder_attention_heads\":4,\"decoder_layers\":2,"
-                      "\"decoder_attention_heads\":4,\"max_source_positions\":1500,\"max_target_positions\":448}";
+    const char *cfg =
+        "{\"model_type\":\"whisper\",\"d_model\":64,\"vocab_size\":51865,\"num_mel_bins\":80,"
+        "\"encoder_layers\":3,\"encoder_attention_heads\":4,\"decoder_layers\":2,"
+        "\"decoder_attention_heads\":4,\"max_source_positions\":1500,\"max_target_positions\":448}";
     spit(fp, cfg, strlen(cfg));
     expect_corrupt(dir, "config with an extra layer");
     cfg = "{\"model_type\":\"whisper\",\"d_model\":96,\"vocab_size\":51865,\"num_mel_bins\":80,"
@@ -488,7 +534,8 @@ static void test_whisper_model_corrupt(void **state) {
  * (8-bit mantissa) is a lossy rewrite, measured max abs logit error
  * 0.14, allowed 0.3.  The converter reads vocab.json's byte-level BPE
  * strings back to raw bytes. */
-static void write_st_variant(const char *dir, const char *dtype) {
+static void write_st_variant(const char *dir, const char *dtype)
+{
     char srcp[1200], fp[600];
     size_t n;
     mkdir(dir, 0755);
@@ -510,13 +557,16 @@ static void write_st_variant(const char *dir, const char *dtype) {
     int f32 = !strcmp(dtype, "F32");
     size_t total = 0;
     cJSON *e;
-    cJSON_ArrayForEach(e, j) {
+    cJSON_ArrayForEach(e, j)
+    {
         if (!strcmp(e->string, "__metadata__")) continue;
         cJSON *off = cJSON_GetObjectItem(e, "data_offsets");
-        size_t o0 = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble, o1 = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
+        size_t o0 = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble,
+               o1 = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
         size_t nb = (o1 - o0) * (f32 ? 2 : 1);
         cJSON_ReplaceItemInObject(e, "dtype", cJSON_CreateString(dtype));
-        cJSON_ReplaceItemInObject(e, "data_offsets", cJSON_CreateIntArray((const int[]){(int)total, (int)(total + nb)}, 2));
+        cJSON_ReplaceItemInObject(e, "data_offsets",
+                                  cJSON_CreateIntArray((const int[]){(int)total, (int)(total + nb)}, 2));
         total += nb;
     }
     char *hs = cJSON_PrintUnformatted(j);
@@ -535,10 +585,12 @@ static void write_st_variant(const char *dir, const char *dtype) {
     h[hl] = 0;
     cJSON *jo = cJSON_Parse(h);
     free(h);
-    cJSON_ArrayForEach(e, jo) {
+    cJSON_ArrayForEach(e, jo)
+    {
         if (!strcmp(e->string, "__metadata__")) continue;
         cJSON *off = cJSON_GetObjectItem(e, "data_offsets");
-        size_t o0 = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble, o1 = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
+        size_t o0 = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble,
+               o1 = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
         for (size_t i = o0; i < o1; i += 2) {
             uint16_t hv;
             memcpy(&hv, src + i, 2);
@@ -566,7 +618,8 @@ static void write_st_variant(const char *dir, const char *dtype) {
     free(b);
 }
 
-static void test_whisper_model_dtypes(void **state) {
+static void test_whisper_model_dtypes(void **state)
+{
     (void)state;
     float *enc0, *lg0, *enc, *lg;
     char dir[512];
@@ -615,7 +668,8 @@ static void test_whisper_model_dtypes(void **state) {
 /* Runs whisper-check; via the CLI binary when it is built with the
  * command, else via the function in a child process.  Returns the exit
  * status; stdout goes to out_path. */
-static int run_check(char **args, int nargs, const char *out_path) {
+static int run_check(char **args, int nargs, const char *out_path)
+{
     const char *bd = getenv("AT_BUILD_DIR");
     char bin[1024] = "";
     if (bd) snprintf(bin, sizeof bin, "%s/audio-translator", bd);
@@ -649,13 +703,14 @@ static int run_check(char **args, int nargs, const char *out_path) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void test_whisper_model_check(void **state) {
+static void test_whisper_model_check(void **state)
+{
     (void)state;
     char audio[1200], dump[512], out[512], fp[600];
     opath(audio, sizeof audio, "audio.npy");
     snprintf(dump, sizeof dump, "%s/dump", g_tmp);
     snprintf(out, sizeof out, "%s/check.json", g_tmp);
-    char *args[] = {"--model", g_oracle, "--audio", audio, "--prefix", "50258,50259,50359,50363",
+    char *args[] = {"--model", g_oracle, "--audio",    audio, "--prefix", "50258,50259,50359,50363",
                     "--steps", "20",     "--dump-dir", dump};
     assert_int_equal(run_check(args, 10, out), 0);
     size_t n;
@@ -701,7 +756,8 @@ static void test_whisper_model_check(void **state) {
     assert_int_equal(sf_writef_float(sf, R.audio.data, (sf_count_t)at_npy_count(&R.audio)),
                      (sf_count_t)at_npy_count(&R.audio));
     sf_close(sf);
-    char *args2[] = {"--model", g_oracle, "--audio", wav, "--prefix", "50258,50259,50359,50363", "--steps", "20"};
+    char *args2[] = {"--model", g_oracle, "--audio", wav, "--prefix", "50258,50259,50359,50363",
+                     "--steps", "20"};
     assert_int_equal(run_check(args2, 8, out), 0);
     b = slurp(out, &n);
     txt = malloc(n + 1);
@@ -736,7 +792,8 @@ static void test_whisper_model_check(void **state) {
 
 /* Random-weight models of official shapes load and run (small audio_ctx
  * keeps it quick); English-only special tokens. */
-static void test_whisper_model_random(void **state) {
+static void test_whisper_model_random(void **state)
+{
     (void)state;
     char p[512];
     at_err err = {0};
@@ -791,7 +848,8 @@ static void test_whisper_model_random(void **state) {
 
 /* Kernels: f16 conversion round trips, quantization round-trip error
  * bounds, SIMD and scalar agreement on matmul against a plain loop. */
-static void test_whisper_model_kernels(void **state) {
+static void test_whisper_model_kernels(void **state)
+{
     (void)state;
     float vals[] = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 1e-9f, 70000.0f};
     float want[] = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 0.0f, INFINITY};
@@ -800,8 +858,10 @@ static void test_whisper_model_kernels(void **state) {
     enum { M = 20, K = 96, N = 37 };
     float X[M * K], W[N * K], Y[M * N], ref[M * N], bias[N];
     uint64_t s = 1;
-    for (int i = 0; i < M * K; i++) X[i] = (float)((s = s * 6364136223846793005ull + 1) >> 40) / 8388608.0f - 1.0f;
-    for (int i = 0; i < N * K; i++) W[i] = (float)((s = s * 6364136223846793005ull + 1) >> 40) / 8388608.0f - 1.0f;
+    for (int i = 0; i < M * K; i++)
+        X[i] = (float)((s = s * 6364136223846793005ull + 1) >> 40) / 8388608.0f - 1.0f;
+    for (int i = 0; i < N * K; i++)
+        W[i] = (float)((s = s * 6364136223846793005ull + 1) >> 40) / 8388608.0f - 1.0f;
     for (int i = 0; i < N; i++) bias[i] = (float)i * 0.1f;
     at_err err = {0};
     at_compute *c = at_compute_new(2, &err);
@@ -870,13 +930,15 @@ static void test_whisper_model_kernels(void **state) {
 
 /* ------------------------------------------------------------------ main */
 
-static void rm_rf(const char *dir) {
+static void rm_rf(const char *dir)
+{
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
-int main(void) {
+int main(void)
+{
     const char *od = getenv("AT_ORACLES_DIR");
     snprintf(g_oracle, sizeof g_oracle, "%s/whisper-mini", od ? od : "tests/data/oracles");
     char probe[1200];
@@ -899,11 +961,11 @@ int main(void) {
     load_npy("logits.npy", &R.logits);
     load_greedy();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_whisper_model_kernels),     cmocka_unit_test(test_whisper_model_mel),
-        cmocka_unit_test(test_whisper_model_hf),          cmocka_unit_test(test_whisper_model_incremental),
-        cmocka_unit_test(test_whisper_model_ggml),        cmocka_unit_test(test_whisper_model_quant),
-        cmocka_unit_test(test_whisper_model_corrupt),     cmocka_unit_test(test_whisper_model_check),
-        cmocka_unit_test(test_whisper_model_random),      cmocka_unit_test(test_whisper_model_dtypes),
+        cmocka_unit_test(test_whisper_model_kernels), cmocka_unit_test(test_whisper_model_mel),
+        cmocka_unit_test(test_whisper_model_hf),      cmocka_unit_test(test_whisper_model_incremental),
+        cmocka_unit_test(test_whisper_model_ggml),    cmocka_unit_test(test_whisper_model_quant),
+        cmocka_unit_test(test_whisper_model_corrupt), cmocka_unit_test(test_whisper_model_check),
+        cmocka_unit_test(test_whisper_model_random),  cmocka_unit_test(test_whisper_model_dtypes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rm_rf(g_tmp);

@@ -29,14 +29,14 @@
 
 typedef struct server {
     int fd, port;
-    unsigned char *data;   /* /ggml-tiny.bin */
+    unsigned char *data; /* /ggml-tiny.bin */
     size_t len;
-    unsigned char *sdata;  /* /silero_vad-v5.onnx: the real file */
+    unsigned char *sdata; /* /silero_vad-v5.onnx: the real file */
     size_t slen;
     /* behaviour of the next responses */
-    size_t cut_after;   /* 0: whole body; else close after this many body bytes */
-    int corrupt;        /* flip one byte in the middle */
-    long last_range;    /* -1: no Range header in the last request */
+    size_t cut_after; /* 0: whole body; else close after this many body bytes */
+    int corrupt;      /* flip one byte in the middle */
+    long last_range;  /* -1: no Range header in the last request */
     int requests;
     int stop;
     pthread_t th;
@@ -75,7 +75,8 @@ static void serve_one(server *s, int c)
     }
     size_t from = s->last_range > 0 ? (size_t)s->last_range : 0;
     if (from >= len) {
-        snprintf(hdr, sizeof hdr, "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        snprintf(hdr, sizeof hdr,
+                 "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
         return;
     }
@@ -85,8 +86,7 @@ static void serve_one(server *s, int c)
                  "Content-Range: bytes %zu-%zu/%zu\r\nConnection: close\r\n\r\n",
                  len - from, from, len - 1, len);
     else
-        snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                 len);
+        snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", len);
     send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
     size_t end = s->cut_after ? from + s->cut_after : len;
     if (end > len) end = len;
@@ -309,7 +309,8 @@ static void test_list_cli(void **st)
     assert_true(turbo);
     assert_true(silero_cached); /* pulled by test_silero_pull */
     /* the CLI pull: already installed file is replaced by a fresh verified one */
-    snprintf(cmd, sizeof cmd, "%s/audio-translator models pull tiny --url-base %s --sha256 %s --quiet >/dev/null",
+    snprintf(cmd, sizeof cmd,
+             "%s/audio-translator models pull tiny --url-base %s --sha256 %s --quiet >/dev/null",
              getenv("AT_BUILD_DIR"), url, sha);
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s/audio-translator models pull nosuch --url-base %s 2>/dev/null",

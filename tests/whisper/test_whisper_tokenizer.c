@@ -46,10 +46,10 @@ static void roundtrip(const at_wtok *t, const char *s)
     free(ids);
 }
 
-#define ENC(t, s, ...)                                                         \
-    do {                                                                       \
-        const int w_[] = {__VA_ARGS__};                                        \
-        enc(t, s, w_, sizeof w_ / sizeof w_[0]);                               \
+#define ENC(t, s, ...)                                                                                       \
+    do {                                                                                                     \
+        const int w_[] = {__VA_ARGS__};                                                                      \
+        enc(t, s, w_, sizeof w_ / sizeof w_[0]);                                                             \
     } while (0)
 
 /* ---- layout and languages ------------------------------------------------ */
@@ -159,17 +159,17 @@ static void test_bytes_bpe(void **st)
 {
     (void)st;
     const char *extra[] = {
-        " t",    /* 256 */
-        "he",    /* 257 */
-        " the",  /* 258 */
-        "ll",    /* 259 */
-        "hell",  /* 260 */
-        "  ",    /* 261: two spaces, must not swallow the space before a word */
-        "x9",    /* 262: never across a letter/number boundary */
-        "99",    /* 263 */
-        "'t",    /* 264 */
-        "e ",    /* 265: never across words */
-        "el",    /* 266 */
+        " t",   /* 256 */
+        "he",   /* 257 */
+        " the", /* 258 */
+        "ll",   /* 259 */
+        "hell", /* 260 */
+        "  ",   /* 261: two spaces, must not swallow the space before a word */
+        "x9",   /* 262: never across a letter/number boundary */
+        "99",   /* 263 */
+        "'t",   /* 264 */
+        "e ",   /* 265: never across words */
+        "el",   /* 266 */
     };
     at_wtok *t = bytes_vocab(extra, 11, 99);
     /* whole pre-token is a token: taken directly */
@@ -228,7 +228,11 @@ static void test_decode_specials(void **st)
     /* invalid UTF-8 becomes U+FFFD, one per broken sequence */
     int bad[] = {0xC3, 'a', 0xE2, 0x99, 'b', 0xFF};
     s = at_wtok_decode(t, bad, 6, &err);
-    assert_string_equal(s, "\xEF\xBF\xBD" "a" "\xEF\xBF\xBD" "b" "\xEF\xBF\xBD");
+    assert_string_equal(s, "\xEF\xBF\xBD"
+                           "a"
+                           "\xEF\xBF\xBD"
+                           "b"
+                           "\xEF\xBF\xBD");
     free(s);
     /* a character split over two tokens is whole again when joined */
     int split[] = {0xC3, 0xA9};
@@ -264,10 +268,10 @@ static void test_non_speech(void **st)
     assert_true(has(ids, n, '"'));
     assert_true(has(ids, n, '#'));
     assert_true(has(ids, n, '~'));
-    assert_true(has(ids, n, 256));          /* " (" single token */
-    assert_true(has(ids, n, 257));          /* first token of each music symbol */
-    assert_true(has(ids, n, ' '));          /* first token of " -" / " '" */
-    assert_false(has(ids, n, '-'));         /* hyphens inside words are fine */
+    assert_true(has(ids, n, 256));  /* " (" single token */
+    assert_true(has(ids, n, 257));  /* first token of each music symbol */
+    assert_true(has(ids, n, ' '));  /* first token of " -" / " '" */
+    assert_false(has(ids, n, '-')); /* hyphens inside words are fine */
     assert_false(has(ids, n, '.'));
     assert_false(has(ids, n, ','));
     assert_false(has(ids, n, '?'));
@@ -307,9 +311,12 @@ static unsigned cp_of(int b)
 
 static void put_cp(FILE *f, unsigned c)
 {
-    if (c == '"' || c == '\\') fprintf(f, "\\%c", (char)c);
-    else if (c < 0x80) fputc((int)c, f);
-    else fprintf(f, "%c%c", (char)(0xC0 | (c >> 6)), (char)(0x80 | (c & 0x3F)));
+    if (c == '"' || c == '\\')
+        fprintf(f, "\\%c", (char)c);
+    else if (c < 0x80)
+        fputc((int)c, f);
+    else
+        fprintf(f, "%c%c", (char)(0xC0 | (c >> 6)), (char)(0x80 | (c & 0x3F)));
 }
 
 /* GPT-2's vocabulary order for the 256 byte tokens */
@@ -408,8 +415,8 @@ static void check_hf_tok(const at_wtok *t)
     /* "it's": "it" + "'s" */
     ENC(t, "it's", gpt2_byte_id('i'), gpt2_byte_id('t'), 261);
     /* "Hi  there\n": "Hi", " ", " there", "\n" */
-    ENC(t, "Hi  there\n", gpt2_byte_id('H'), gpt2_byte_id('i'), 220, 258,
-        gpt2_byte_id('r'), gpt2_byte_id('e'), 198);
+    ENC(t, "Hi  there\n", gpt2_byte_id('H'), gpt2_byte_id('i'), 220, 258, gpt2_byte_id('r'),
+        gpt2_byte_id('e'), 198);
     roundtrip(t, " the hello world\n\xC3\xA9t\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC");
     at_err err;
     int ids[] = {258, 220, 260};

@@ -49,21 +49,18 @@ int at_asr_engine_supports_language(const at_asr_engine *e, const char *lang)
     return 0;
 }
 
-int at_asr_transcribe(at_asr_engine *e, const float *pcm, size_t n,
-                      const at_asr_options *opt, at_asr_result *out, at_err *err)
+int at_asr_transcribe(at_asr_engine *e, const float *pcm, size_t n, const at_asr_options *opt,
+                      at_asr_result *out, at_err *err)
 {
     memset(out, 0, sizeof *out);
     if (!e->ops->transcribe)
-        return at_err_set(err, AT_E_UNSUPPORTED, "engine %s cannot transcribe files",
-                          e->ops->name);
+        return at_err_set(err, AT_E_UNSUPPORTED, "engine %s cannot transcribe files", e->ops->name);
     int rc = e->ops->transcribe(e->impl, pcm, n, opt, out, err);
-    if (rc == 0 && out->duration == 0)
-        out->duration = (double)n / AT_ASR_SAMPLE_RATE;
+    if (rc == 0 && out->duration == 0) out->duration = (double)n / AT_ASR_SAMPLE_RATE;
     return rc;
 }
 
-at_asr_stream *at_asr_stream_open(at_asr_engine *e, const at_asr_options *opt,
-                                  at_err *err)
+at_asr_stream *at_asr_stream_open(at_asr_engine *e, const at_asr_options *opt, at_err *err)
 {
     if (!e->ops->stream_open) {
         at_err_set(err, AT_E_UNSUPPORTED, "engine %s cannot stream", e->ops->name);
@@ -83,14 +80,13 @@ at_asr_stream *at_asr_stream_open(at_asr_engine *e, const at_asr_options *opt,
     return s;
 }
 
-int at_asr_stream_feed(at_asr_stream *s, const float *pcm, size_t n,
-                       at_asr_event_cb cb, void *user, at_err *err)
+int at_asr_stream_feed(at_asr_stream *s, const float *pcm, size_t n, at_asr_event_cb cb, void *user,
+                       at_err *err)
 {
     return s->engine->ops->stream_feed(s->st, pcm, n, cb, user, err);
 }
 
-int at_asr_stream_finish(at_asr_stream *s, at_asr_event_cb cb, void *user,
-                         at_err *err)
+int at_asr_stream_finish(at_asr_stream *s, at_asr_event_cb cb, void *user, at_err *err)
 {
     return s->engine->ops->stream_finish(s->st, cb, user, err);
 }
@@ -105,13 +101,12 @@ void at_asr_stream_close(at_asr_stream *s)
 char *at_asr_result_text(const at_asr_result *r)
 {
     size_t len = 1;
-    for (size_t i = 0; i < r->n_segments; i++)
-        len += strlen(r->segments[i].text) + 1;
+    for (size_t i = 0; i < r->n_segments; i++) len += strlen(r->segments[i].text) + 1;
     char *s = malloc(len), *p = s;
     if (!s) return NULL;
     for (size_t i = 0; i < r->n_segments; i++) {
         const char *t = r->segments[i].text;
-        while (*t == ' ') t++;             /* engines may lead with a space */
+        while (*t == ' ') t++; /* engines may lead with a space */
         if (!*t) continue;
         if (p != s) *p++ = ' ';
         size_t l = strlen(t);
@@ -122,8 +117,7 @@ char *at_asr_result_text(const at_asr_result *r)
     return s;
 }
 
-int at_asr_result_add(at_asr_result *r, const char *text, double start,
-                      double end, at_err *err)
+int at_asr_result_add(at_asr_result *r, const char *text, double start, double end, at_err *err)
 {
     at_asr_segment *ns = realloc(r->segments, (r->n_segments + 1) * sizeof *ns);
     if (!ns) return at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -143,8 +137,7 @@ void at_asr_result_free(at_asr_result *r)
     if (!r) return;
     for (size_t i = 0; i < r->n_segments; i++) {
         free(r->segments[i].text);
-        for (size_t w = 0; w < r->segments[i].n_words; w++)
-            free(r->segments[i].words[w].text);
+        for (size_t w = 0; w < r->segments[i].n_words; w++) free(r->segments[i].words[w].text);
         free(r->segments[i].words);
     }
     free(r->segments);

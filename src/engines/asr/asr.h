@@ -23,18 +23,18 @@
 #define AT_ASR_SAMPLE_RATE 16000
 
 typedef struct at_asr_options {
-    const char *language;  /* ISO 639-1 ("en"), NULL or "" = engine default / auto */
-    int translate;         /* 1 = translate to English (whisper "translate" task) */
-    const char *prompt;    /* initial prompt / context, may be NULL */
-    float temperature;     /* 0 = deterministic */
+    const char *language; /* ISO 639-1 ("en"), NULL or "" = engine default / auto */
+    int translate;        /* 1 = translate to English (whisper "translate" task) */
+    const char *prompt;   /* initial prompt / context, may be NULL */
+    float temperature;    /* 0 = deterministic */
     /* Fallback (whisper): a window whose text is too repetitive or too
      * improbable is decoded again at temperature + k * temperature_inc up
      * to 1.0.  0 = OpenAI's 0.2; < 0 = no fallback (one decode per
      * window, bounded work). */
     float temperature_inc;
-    int max_tokens;        /* tokens per 30 s window; <= 0: the model's limit (224) */
-    int beam_size;         /* <= 1 = greedy */
-    int word_timestamps;   /* engines that can, report words */
+    int max_tokens;      /* tokens per 30 s window; <= 0: the model's limit (224) */
+    int beam_size;       /* <= 1 = greedy */
+    int word_timestamps; /* engines that can, report words */
     /* at_asr_transcribe() polls this between units of work (pocketsphinx:
      * every second of audio; whisper: every 30 s window) and stops with
      * AT_E_CANCELLED when it returns nonzero: the client is gone.  NULL:
@@ -50,33 +50,32 @@ typedef struct at_asr_word {
 } at_asr_word;
 
 typedef struct at_asr_segment {
-    char *text;          /* UTF-8, owned by the result */
-    double start, end;   /* seconds from the start of the audio/stream */
-    float avg_logprob;   /* 0 if unknown */
-    float no_speech_prob;/* 0 if unknown */
-    at_asr_word *words;  /* may be NULL */
+    char *text;           /* UTF-8, owned by the result */
+    double start, end;    /* seconds from the start of the audio/stream */
+    float avg_logprob;    /* 0 if unknown */
+    float no_speech_prob; /* 0 if unknown */
+    at_asr_word *words;   /* may be NULL */
     size_t n_words;
 } at_asr_segment;
 
 typedef struct at_asr_result {
     at_asr_segment *segments;
     size_t n_segments;
-    char language[16];   /* detected or requested language */
-    double duration;     /* seconds of audio processed */
+    char language[16]; /* detected or requested language */
+    double duration;   /* seconds of audio processed */
 } at_asr_result;
 
 /* Joined text of all segments, separated by single spaces; caller frees. */
 char *at_asr_result_text(const at_asr_result *r);
 void at_asr_result_free(at_asr_result *r);
 /* Appends a segment (deep copy of text).  Used by engines. */
-int at_asr_result_add(at_asr_result *r, const char *text, double start,
-                      double end, at_err *err);
+int at_asr_result_add(at_asr_result *r, const char *text, double start, double end, at_err *err);
 
 /* A streaming event: a partial hypothesis (may change) or a final segment. */
 typedef struct at_asr_event {
     int is_final;
-    const char *text;     /* valid only during the callback */
-    double start, end;    /* seconds from stream start */
+    const char *text;  /* valid only during the callback */
+    double start, end; /* seconds from stream start */
 } at_asr_event;
 
 /* Return nonzero from the callback to cancel the stream (client gone). */
@@ -88,14 +87,12 @@ typedef struct at_asr_stream at_asr_stream;
 /* The vtable an engine implements.  `impl` is the engine's private state;
  * `st` a stream's private state. */
 typedef struct at_asr_ops {
-    const char *name;                        /* "pocketsphinx", "whisper" */
+    const char *name; /* "pocketsphinx", "whisper" */
     void (*destroy)(void *impl);
-    int (*transcribe)(void *impl, const float *pcm, size_t n,
-                      const at_asr_options *opt, at_asr_result *out,
+    int (*transcribe)(void *impl, const float *pcm, size_t n, const at_asr_options *opt, at_asr_result *out,
                       at_err *err);
     void *(*stream_open)(void *impl, const at_asr_options *opt, at_err *err);
-    int (*stream_feed)(void *st, const float *pcm, size_t n,
-                       at_asr_event_cb cb, void *user, at_err *err);
+    int (*stream_feed)(void *st, const float *pcm, size_t n, at_asr_event_cb cb, void *user, at_err *err);
     /* Flushes pending audio: emits the remaining final segments. */
     int (*stream_finish)(void *st, at_asr_event_cb cb, void *user, at_err *err);
     void (*stream_close)(void *st);
@@ -111,20 +108,17 @@ const char *at_asr_engine_name(const at_asr_engine *e);
 const char *const *at_asr_engine_languages(const at_asr_engine *e);
 int at_asr_engine_supports_language(const at_asr_engine *e, const char *lang);
 
-int at_asr_transcribe(at_asr_engine *e, const float *pcm, size_t n,
-                      const at_asr_options *opt, at_asr_result *out,
-                      at_err *err);
+int at_asr_transcribe(at_asr_engine *e, const float *pcm, size_t n, const at_asr_options *opt,
+                      at_asr_result *out, at_err *err);
 
-at_asr_stream *at_asr_stream_open(at_asr_engine *e, const at_asr_options *opt,
-                                  at_err *err);
+at_asr_stream *at_asr_stream_open(at_asr_engine *e, const at_asr_options *opt, at_err *err);
 /* n == 0 (pcm may be NULL) adds no audio but still delivers the events
  * that are ready: a remote engine reads what its service has sent since
  * (callers that wait for audio call this now and then); local engines have
  * nothing pending and return at once. */
-int at_asr_stream_feed(at_asr_stream *s, const float *pcm, size_t n,
-                       at_asr_event_cb cb, void *user, at_err *err);
-int at_asr_stream_finish(at_asr_stream *s, at_asr_event_cb cb, void *user,
-                         at_err *err);
+int at_asr_stream_feed(at_asr_stream *s, const float *pcm, size_t n, at_asr_event_cb cb, void *user,
+                       at_err *err);
+int at_asr_stream_finish(at_asr_stream *s, at_asr_event_cb cb, void *user, at_err *err);
 void at_asr_stream_close(at_asr_stream *s);
 
 #endif

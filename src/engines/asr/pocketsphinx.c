@@ -32,13 +32,13 @@
 #endif
 
 #define PS_DEFAULT_MAX_DECODERS 4
-#define PS_FRAME_SAMPLES 160            /* 100 frames per second at 16 kHz */
-#define PS_BLOCK 320                    /* 20 ms: VAD decisions land on these */
-#define PS_PARTIAL_EVERY (AT_ASR_SAMPLE_RATE * 3 / 10) /* ~300 ms of audio */
+#define PS_FRAME_SAMPLES        160                           /* 100 frames per second at 16 kHz */
+#define PS_BLOCK                320                           /* 20 ms: VAD decisions land on these */
+#define PS_PARTIAL_EVERY        (AT_ASR_SAMPLE_RATE * 3 / 10) /* ~300 ms of audio */
 /* Speech is reported after -vad_startspeech (10) speech frames and the
  * decoder also gets -vad_prespeech (20) frames from before: partial
  * hypotheses are dated from about this far before detection. */
-#define UTT_LOOKBACK_FRAMES 30
+#define UTT_LOOKBACK_FRAMES     30
 
 /* A pooled decoder plus the cepstral mean it started with: live CMN adapts
  * to the audio heard, so it is put back for every new stream, making each
@@ -53,31 +53,31 @@ typedef struct ps_engine {
     char hmm[PATH_MAX];
     char lm[PATH_MAX];
     char dict[PATH_MAX];
-    pthread_mutex_t mu;       /* guards the pool below */
-    pthread_mutex_t init_mu;  /* ps_init touches global logging state */
-    ps_dec **idle;            /* capacity max_decoders */
+    pthread_mutex_t mu;      /* guards the pool below */
+    pthread_mutex_t init_mu; /* ps_init touches global logging state */
+    ps_dec **idle;           /* capacity max_decoders */
     int n_idle;
-    int n_total;              /* idle + borrowed + being created */
+    int n_total; /* idle + borrowed + being created */
     int max_decoders;
 } ps_engine;
 
 typedef struct ps_stream {
     ps_engine *eng;
     ps_dec *dec;
-    ps_decoder_t *ps;         /* dec->ps */
+    ps_decoder_t *ps; /* dec->ps */
     int16_t block[PS_BLOCK];
     size_t n_block;
-    uint64_t fed;             /* samples given to the decoder so far */
-    uint64_t utt_start;       /* stream sample where ps_start_utt was called */
-    uint64_t utt_base;        /* estimated stream sample where speech began */
-    int stream_started;       /* ps_start_stream done for this stream */
-    int utt_open;             /* ps_start_utt done, no ps_end_utt yet */
-    int in_speech;            /* VAD reported speech in this utterance */
-    uint64_t next_partial;    /* sample position of the next partial check */
+    uint64_t fed;          /* samples given to the decoder so far */
+    uint64_t utt_start;    /* stream sample where ps_start_utt was called */
+    uint64_t utt_base;     /* estimated stream sample where speech began */
+    int stream_started;    /* ps_start_stream done for this stream */
+    int utt_open;          /* ps_start_utt done, no ps_end_utt yet */
+    int in_speech;         /* VAD reported speech in this utterance */
+    uint64_t next_partial; /* sample position of the next partial check */
     char *last_partial;
-    double last_end;          /* end time of the last final, seconds */
-    int failed;               /* cancelled or decoder error: refuse more */
-    at_asr_result *collect;   /* transcribe(): finals go here too */
+    double last_end;        /* end time of the last final, seconds */
+    int failed;             /* cancelled or decoder error: refuse more */
+    at_asr_result *collect; /* transcribe(): finals go here too */
 } ps_stream;
 
 static const char *const ps_languages[] = {"en", NULL};
@@ -95,15 +95,13 @@ static void dec_free(ps_dec *d)
 static ps_dec *decoder_create(ps_engine *e, at_err *err)
 {
     pthread_mutex_lock(&e->init_mu);
-    cmd_ln_t *cfg = cmd_ln_init(NULL, ps_args(), TRUE,
-                                "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict,
+    cmd_ln_t *cfg = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict,
                                 "-logfn", "/dev/null", NULL);
     ps_decoder_t *ps = cfg ? ps_init(cfg) : NULL;
     if (cfg) cmd_ln_free_r(cfg); /* the decoder keeps its own reference */
     pthread_mutex_unlock(&e->init_mu);
     if (!ps) {
-        at_err_set(err, AT_E_CORRUPT,
-                   "pocketsphinx could not load its model (hmm %s, lm %s, dict %s)",
+        at_err_set(err, AT_E_CORRUPT, "pocketsphinx could not load its model (hmm %s, lm %s, dict %s)",
                    e->hmm, e->lm, e->dict);
         return NULL;
     }
@@ -143,8 +141,7 @@ static ps_dec *decoder_acquire(ps_engine *e, at_err *err)
     if (e->n_total >= e->max_decoders) {
         int max = e->max_decoders;
         pthread_mutex_unlock(&e->mu);
-        at_err_set(err, AT_E_BUSY,
-                   "all %d pocketsphinx decoders are busy; try again later", max);
+        at_err_set(err, AT_E_BUSY, "all %d pocketsphinx decoders are busy; try again later", max);
         return NULL;
     }
     e->n_total++; /* reserve the slot, load outside the lock (slow) */
@@ -168,10 +165,7 @@ static void decoder_release(ps_engine *e, ps_dec *ps)
 /* ---- utterance handling ------------------------------------------------ */
 
 /* Filler and marker words are not text a user should see. */
-static int is_filler(const char *w)
-{
-    return !w || !*w || w[0] == '<' || w[0] == '[' || w[0] == '+';
-}
+static int is_filler(const char *w) { return !w || !*w || w[0] == '<' || w[0] == '[' || w[0] == '+'; }
 
 /* Copies w without an alternate-pronunciation suffix: "read(2)" -> "read". */
 static size_t word_len(const char *w)
@@ -184,8 +178,8 @@ static size_t word_len(const char *w)
     return l;
 }
 
-static int emit(ps_stream *s, int is_final, const char *text, double start,
-                double end, at_asr_event_cb cb, void *user, at_err *err)
+static int emit(ps_stream *s, int is_final, const char *text, double start, double end, at_asr_event_cb cb,
+                void *user, at_err *err)
 {
     if (!cb) return 0;
     at_asr_event ev = {.is_final = is_final, .text = text, .start = start, .end = end};
@@ -220,10 +214,7 @@ static int utt_start(ps_stream *s, at_err *err)
     return 0;
 }
 
-static double clampd(double v, double lo, double hi)
-{
-    return v < lo ? lo : v > hi ? hi : v;
-}
+static double clampd(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Ends the current utterance and emits its final segment, if any words. */
 static int utt_finish(ps_stream *s, at_asr_event_cb cb, void *user, at_err *err)
@@ -315,8 +306,8 @@ static int maybe_partial(ps_stream *s, at_asr_event_cb cb, void *user, at_err *e
 }
 
 /* Runs one block through the decoder and reacts to VAD changes. */
-static int process_block(ps_stream *s, const int16_t *pcm, size_t n,
-                         at_asr_event_cb cb, void *user, at_err *err)
+static int process_block(ps_stream *s, const int16_t *pcm, size_t n, at_asr_event_cb cb, void *user,
+                         at_err *err)
 {
     if (!s->utt_open) {
         int rc = utt_start(s, err);
@@ -347,8 +338,8 @@ static void *ps_stream_open(void *impl, const at_asr_options *opt, at_err *err)
 {
     ps_engine *e = impl;
     if (opt && opt->language && *opt->language && strcmp(opt->language, "en") != 0) {
-        at_err_set(err, AT_E_UNSUPPORTED,
-                   "pocketsphinx only recognises English (en), not '%s'", opt->language);
+        at_err_set(err, AT_E_UNSUPPORTED, "pocketsphinx only recognises English (en), not '%s'",
+                   opt->language);
         return NULL;
     }
     ps_stream *s = calloc(1, sizeof *s);
@@ -366,12 +357,10 @@ static void *ps_stream_open(void *impl, const at_asr_options *opt, at_err *err)
     return s;
 }
 
-static int ps_stream_feed(void *st, const float *pcm, size_t n,
-                          at_asr_event_cb cb, void *user, at_err *err)
+static int ps_stream_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, void *user, at_err *err)
 {
     ps_stream *s = st;
-    if (s->failed)
-        return at_err_set(err, AT_E_INVALID, "stream already failed or was cancelled");
+    if (s->failed) return at_err_set(err, AT_E_INVALID, "stream already failed or was cancelled");
     if (n && !pcm) return at_err_set(err, AT_E_INVALID, "no audio given");
     for (size_t i = 0; i < n; i++) {
         float v = pcm[i];
@@ -391,8 +380,7 @@ static int ps_stream_feed(void *st, const float *pcm, size_t n,
 static int ps_stream_finish(void *st, at_asr_event_cb cb, void *user, at_err *err)
 {
     ps_stream *s = st;
-    if (s->failed)
-        return at_err_set(err, AT_E_INVALID, "stream already failed or was cancelled");
+    if (s->failed) return at_err_set(err, AT_E_INVALID, "stream already failed or was cancelled");
     if (s->n_block) {
         size_t n = s->n_block;
         s->n_block = 0;
@@ -418,8 +406,8 @@ static void ps_stream_close(void *st)
     free(s);
 }
 
-static int ps_transcribe(void *impl, const float *pcm, size_t n,
-                         const at_asr_options *opt, at_asr_result *out, at_err *err)
+static int ps_transcribe(void *impl, const float *pcm, size_t n, const at_asr_options *opt,
+                         at_asr_result *out, at_err *err)
 {
     ps_stream *s = ps_stream_open(impl, opt, err);
     if (!s) return err ? err->code : AT_E_ENGINE;
@@ -474,17 +462,14 @@ static const at_asr_ops ps_ops = {
     .languages = ps_langs,
 };
 
-static int build_path(char *dst, size_t cap, const char *dir, const char *name,
-                      at_err *err)
+static int build_path(char *dst, size_t cap, const char *dir, const char *name, at_err *err)
 {
     int w = snprintf(dst, cap, "%s/%s", dir, name);
-    if (w < 0 || (size_t)w >= cap)
-        return at_err_set(err, AT_E_INVALID, "pocketsphinx model path too long");
+    if (w < 0 || (size_t)w >= cap) return at_err_set(err, AT_E_INVALID, "pocketsphinx model path too long");
     return 0;
 }
 
-at_asr_engine *at_asr_pocketsphinx_new_ex(const char *model_dir, int max_decoders,
-                                          at_err *err)
+at_asr_engine *at_asr_pocketsphinx_new_ex(const char *model_dir, int max_decoders, at_err *err)
 {
     if (!model_dir || !*model_dir) model_dir = AT_POCKETSPHINX_MODEL_DIR;
     if (max_decoders <= 0) max_decoders = PS_DEFAULT_MAX_DECODERS;

@@ -16,7 +16,6 @@ at_asr_engine *at_asr_pocketsphinx_new(const char *model_dir, at_err *err);
  * of MB): that many streams/transcriptions can run concurrently; one more
  * fails with AT_E_BUSY.  max_decoders <= 0 = the default (4).  Idle
  * decoders are kept and reused. */
-at_asr_engine *at_asr_pocketsphinx_new_ex(const char *model_dir, int max_decoders,
-                                          at_err *err);
+at_asr_engine *at_asr_pocketsphinx_new_ex(const char *model_dir, int max_decoders, at_err *err);
 
 #endif

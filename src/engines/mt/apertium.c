@@ -54,28 +54,28 @@
 
 extern char **environ;
 
-#define AP_MAX_PROCS 32          /* programs in one mode pipeline */
-#define AP_MAX_ARGS 32           /* arguments of one program */
-#define AP_MAX_MODE_FILE 65536   /* a mode file is a one-line shell pipeline */
-#define AP_MAX_TEXT (1u << 20)   /* 1 MiB of input text per request */
-#define AP_PIECE 4096            /* text translated per pipeline round trip */
+#define AP_MAX_PROCS          32         /* programs in one mode pipeline */
+#define AP_MAX_ARGS           32         /* arguments of one program */
+#define AP_MAX_MODE_FILE      65536      /* a mode file is a one-line shell pipeline */
+#define AP_MAX_TEXT           (1u << 20) /* 1 MiB of input text per request */
+#define AP_PIECE              4096       /* text translated per pipeline round trip */
 #define AP_DEFAULT_TIMEOUT_MS 30000
 
 typedef struct ap_pair {
-    char mode[NAME_MAX + 1];     /* "eng-spa" */
+    char mode[NAME_MAX + 1]; /* "eng-spa" */
     char mode_path[PATH_MAX];
-    pthread_mutex_t mu;          /* one request at a time on this pipeline */
+    pthread_mutex_t mu; /* one request at a time on this pipeline */
     int running;
     pid_t pids[AP_MAX_PROCS];
     int n_pids;
-    int in_fd;                   /* our end of the first program's stdin */
-    int out_fd;                  /* our end of the last program's stdout */
+    int in_fd;  /* our end of the first program's stdin */
+    int out_fd; /* our end of the last program's stdout */
 } ap_pair;
 
 typedef struct ap_engine {
     char modes_dir[PATH_MAX];
     int timeout_ms;
-    ap_pair *pairs;              /* parallel to pub */
+    ap_pair *pairs; /* parallel to pub */
     at_mt_pair *pub;
     size_t n;
 } ap_engine;
@@ -83,18 +83,14 @@ typedef struct ap_engine {
 /* ---- language codes ------------------------------------------------------ */
 
 static const char *const iso3to1[][2] = {
-    {"afr", "af"}, {"ara", "ar"}, {"arg", "an"}, {"ast", "ast"}, {"bel", "be"},
-    {"ben", "bn"}, {"bre", "br"}, {"bul", "bg"}, {"cat", "ca"}, {"ces", "cs"},
-    {"cym", "cy"}, {"dan", "da"}, {"deu", "de"}, {"ell", "el"}, {"eng", "en"},
-    {"epo", "eo"}, {"est", "et"}, {"eus", "eu"}, {"fao", "fo"}, {"fin", "fi"},
-    {"fra", "fr"}, {"gle", "ga"}, {"glg", "gl"}, {"heb", "he"}, {"hin", "hi"},
-    {"hrv", "hr"}, {"hbs", "sh"}, {"hun", "hu"}, {"isl", "is"}, {"ita", "it"},
-    {"kaz", "kk"}, {"lav", "lv"}, {"lit", "lt"}, {"mkd", "mk"}, {"mlt", "mt"},
-    {"nld", "nl"}, {"nno", "nn"}, {"nob", "nb"}, {"nor", "no"}, {"oci", "oc"},
-    {"pol", "pl"}, {"por", "pt"}, {"ron", "ro"}, {"rus", "ru"}, {"slk", "sk"},
-    {"slv", "sl"}, {"sme", "se"}, {"spa", "es"}, {"sqi", "sq"}, {"srd", "sc"},
-    {"swe", "sv"}, {"tat", "tt"}, {"tur", "tr"}, {"ukr", "uk"}, {"urd", "ur"},
-    {"uzb", "uz"},
+    {"afr", "af"}, {"ara", "ar"}, {"arg", "an"}, {"ast", "ast"}, {"bel", "be"}, {"ben", "bn"}, {"bre", "br"},
+    {"bul", "bg"}, {"cat", "ca"}, {"ces", "cs"}, {"cym", "cy"},  {"dan", "da"}, {"deu", "de"}, {"ell", "el"},
+    {"eng", "en"}, {"epo", "eo"}, {"est", "et"}, {"eus", "eu"},  {"fao", "fo"}, {"fin", "fi"}, {"fra", "fr"},
+    {"gle", "ga"}, {"glg", "gl"}, {"heb", "he"}, {"hin", "hi"},  {"hrv", "hr"}, {"hbs", "sh"}, {"hun", "hu"},
+    {"isl", "is"}, {"ita", "it"}, {"kaz", "kk"}, {"lav", "lv"},  {"lit", "lt"}, {"mkd", "mk"}, {"mlt", "mt"},
+    {"nld", "nl"}, {"nno", "nn"}, {"nob", "nb"}, {"nor", "no"},  {"oci", "oc"}, {"pol", "pl"}, {"por", "pt"},
+    {"ron", "ro"}, {"rus", "ru"}, {"slk", "sk"}, {"slv", "sl"},  {"sme", "se"}, {"spa", "es"}, {"sqi", "sq"},
+    {"srd", "sc"}, {"swe", "sv"}, {"tat", "tt"}, {"tur", "tr"},  {"ukr", "uk"}, {"urd", "ur"}, {"uzb", "uz"},
 };
 
 /* "spa" -> "es", "eng_US" -> "en_US"; codes without a 639-1 form stay. */
@@ -104,8 +100,7 @@ static void map_code(const char *in, size_t len, char *out, size_t cap)
     while (base < len && in[base] != '_') base++;
     const char *mapped = NULL;
     for (size_t i = 0; i < sizeof iso3to1 / sizeof iso3to1[0]; i++)
-        if (strlen(iso3to1[i][0]) == base && strncmp(iso3to1[i][0], in, base) == 0)
-            mapped = iso3to1[i][1];
+        if (strlen(iso3to1[i][0]) == base && strncmp(iso3to1[i][0], in, base) == 0) mapped = iso3to1[i][1];
     if (mapped)
         snprintf(out, cap, "%s%.*s", mapped, (int)(len - base), in + base);
     else
@@ -123,8 +118,7 @@ static int valid_code(const char *s, size_t len)
     if (i == len) return 1;
     if (s[i] != '_' || i + 1 == len || len - i > 8) return 0;
     for (i++; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9')))
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
             return 0;
     return 1;
 }
@@ -153,8 +147,10 @@ static void pipeline_stop(ap_pair *p)
         for (int i = 0; i < p->n_pids; i++) {
             if (p->pids[i] <= 0) continue;
             pid_t r = waitpid(p->pids[i], NULL, WNOHANG);
-            if (r == p->pids[i] || (r < 0 && errno != EINTR)) p->pids[i] = 0;
-            else left++;
+            if (r == p->pids[i] || (r < 0 && errno != EINTR))
+                p->pids[i] = 0;
+            else
+                left++;
         }
         if (left == 0) break;
         if (now_ms() >= until) {
@@ -176,8 +172,8 @@ static void pipeline_stop(ap_pair *p)
 /* Programs that do not understand -z (apertium-apy's list). */
 static int needs_z(const char *prog)
 {
-    static const char *const no_z[] = {"vislcg3", "cg-mwesplit", "hfst-tokenise",
-                                       "hfst-tokenize", "divvun-suggest"};
+    static const char *const no_z[] = {"vislcg3", "cg-mwesplit", "hfst-tokenise", "hfst-tokenize",
+                                       "divvun-suggest"};
     const char *base = strrchr(prog, '/');
     base = base ? base + 1 : prog;
     for (size_t i = 0; i < sizeof no_z / sizeof no_z[0]; i++)
@@ -186,7 +182,7 @@ static int needs_z(const char *prog)
 }
 
 typedef struct {
-    char *buf;                               /* tokens live here */
+    char *buf; /* tokens live here */
     char *argv[AP_MAX_PROCS][AP_MAX_ARGS + 2];
     int n;
 } ap_cmds;
@@ -206,14 +202,12 @@ static int parse_mode(const char *text, ap_cmds *c, at_err *err)
     for (;;) {
         while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
         if (*s == '|' || *s == '\0') {
-            if (argc == 0)
-                return at_err_set(err, AT_E_CORRUPT, "empty command in mode file");
+            if (argc == 0) return at_err_set(err, AT_E_CORRUPT, "empty command in mode file");
             c->argv[c->n][argc] = NULL;
             c->n++;
             argc = 0;
             if (*s == '\0') break;
-            if (c->n >= AP_MAX_PROCS)
-                return at_err_set(err, AT_E_CORRUPT, "mode file has too many programs");
+            if (c->n >= AP_MAX_PROCS) return at_err_set(err, AT_E_CORRUPT, "mode file has too many programs");
             s++;
             continue;
         }
@@ -293,8 +287,7 @@ static int pipeline_start(ap_pair *p, at_err *err)
     posix_spawnattr_setsigdefault(&attr, &dflt);
     /* Own process group: a Ctrl-C meant for the service's graceful
      * shutdown must not kill the pipelines under in-flight requests. */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
     for (int i = 0; i < c.n && rc == 0; i++) {
         int pfd[2];
         if (pipe2(pfd, O_CLOEXEC) < 0) {
@@ -314,8 +307,8 @@ static int pipeline_start(ap_pair *p, at_err *err)
         close(pfd[1]);
         prev_read = pfd[0];
         if (e != 0) {
-            rc = at_err_set(err, AT_E_ENGINE, "cannot start %s for apertium %s: %s",
-                            c.argv[i][0], p->mode, strerror(e));
+            rc = at_err_set(err, AT_E_ENGINE, "cannot start %s for apertium %s: %s", c.argv[i][0], p->mode,
+                            strerror(e));
             break;
         }
         p->pids[p->n_pids++] = pid;
@@ -338,9 +331,8 @@ typedef enum { RT_OK = 0, RT_DIED, RT_TIMEOUT, RT_FAIL } rt_status;
 
 /* One round trip: writes req (which ends in NUL) and reads up to the NUL
  * of the answer, interleaved so neither side blocks on a full pipe. */
-static rt_status round_trip(ap_pair *p, const char *req, size_t req_len,
-                            int timeout_ms, char **out, size_t *out_len,
-                            size_t out_cap, at_err *err)
+static rt_status round_trip(ap_pair *p, const char *req, size_t req_len, int timeout_ms, char **out,
+                            size_t *out_len, size_t out_cap, at_err *err)
 {
     size_t sent = 0, len = 0, cap = 4096;
     char *buf = malloc(cap);
@@ -350,8 +342,7 @@ static rt_status round_trip(ap_pair *p, const char *req, size_t req_len,
     }
     int64_t deadline = now_ms() + timeout_ms;
     for (;;) {
-        struct pollfd fds[2] = {{.fd = p->out_fd, .events = POLLIN},
-                                {.fd = p->in_fd, .events = POLLOUT}};
+        struct pollfd fds[2] = {{.fd = p->out_fd, .events = POLLIN}, {.fd = p->in_fd, .events = POLLOUT}};
         nfds_t nfds = sent < req_len ? 2 : 1;
         int64_t left = deadline - now_ms();
         if (left <= 0) {
@@ -366,8 +357,7 @@ static rt_status round_trip(ap_pair *p, const char *req, size_t req_len,
             return RT_FAIL;
         }
         if (nfds == 2 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = send(p->in_fd, req + sent, req_len - sent,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            ssize_t w = send(p->in_fd, req + sent, req_len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (w < 0 && errno != EAGAIN && errno != EINTR) {
                 free(buf);
                 return RT_DIED; /* EPIPE / ECONNRESET: first program gone */
@@ -378,8 +368,7 @@ static rt_status round_trip(ap_pair *p, const char *req, size_t req_len,
             if (cap - len < 4096) {
                 if (cap >= out_cap) {
                     free(buf);
-                    at_err_set(err, AT_E_ENGINE, "apertium %s produced too much output",
-                               p->mode);
+                    at_err_set(err, AT_E_ENGINE, "apertium %s produced too much output", p->mode);
                     return RT_FAIL;
                 }
                 char *nb = realloc(buf, cap * 2);
@@ -432,10 +421,17 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     size_t l;
     uint32_t cp;
     if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) { l = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { l = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { l = 4; cp = c & 0x07; }
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+        l = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        l = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        l = 4;
+        cp = c & 0x07;
+    } else
+        return 0;
     if (l > n) return 0;
     for (size_t i = 1; i < l; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
@@ -520,8 +516,8 @@ static int reformat(const char *s, size_t n, at_strbuf *o)
 
 /* ---- requests ------------------------------------------------------------ */
 
-static int translate_piece(ap_engine *e, ap_pair *p, const char *text, size_t len,
-                           at_strbuf *out, at_err *err)
+static int translate_piece(ap_engine *e, ap_pair *p, const char *text, size_t len, at_strbuf *out,
+                           at_err *err)
 {
     at_strbuf req = {0};
     if (deformat(text, len, &req) < 0) {
@@ -534,16 +530,15 @@ static int translate_piece(ap_engine *e, ap_pair *p, const char *text, size_t le
     pthread_mutex_lock(&p->mu);
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!p->running && (rc = pipeline_start(p, err)) != 0) break;
-        rt_status st = round_trip(p, req.p, req.n, e->timeout_ms, &ans, &ans_len,
-                                  (size_t)64 * 1024 + req.n * 16, err);
+        rt_status st =
+            round_trip(p, req.p, req.n, e->timeout_ms, &ans, &ans_len, (size_t)64 * 1024 + req.n * 16, err);
         if (st == RT_OK) {
             rc = 0;
             break;
         }
         pipeline_stop(p); /* never reuse a pipeline in an unknown state */
         if (st == RT_TIMEOUT) {
-            rc = at_err_set(err, AT_E_ENGINE,
-                            "apertium %s did not answer within %d ms; pipeline restarted",
+            rc = at_err_set(err, AT_E_ENGINE, "apertium %s did not answer within %d ms; pipeline restarted",
                             p->mode, e->timeout_ms);
             break;
         }
@@ -551,8 +546,7 @@ static int translate_piece(ap_engine *e, ap_pair *p, const char *text, size_t le
             rc = err ? err->code : AT_E_ENGINE;
             break;
         }
-        rc = at_err_set(err, AT_E_ENGINE, "apertium %s pipeline died%s", p->mode,
-                        attempt ? " twice" : "");
+        rc = at_err_set(err, AT_E_ENGINE, "apertium %s pipeline died%s", p->mode, attempt ? " twice" : "");
     }
     pthread_mutex_unlock(&p->mu);
     at_strbuf_free(&req);
@@ -565,8 +559,10 @@ static int translate_piece(ap_engine *e, ap_pair *p, const char *text, size_t le
         /* Apertium adds/removes blanks at the edges; follow the input. */
         const char *a = tmp.p;
         size_t an = tmp.n;
-        if (len && !is_ws(text[0])) while (an && is_ws(*a)) a++, an--;
-        if (len && !is_ws(text[len - 1])) while (an && is_ws(a[an - 1])) an--;
+        if (len && !is_ws(text[0]))
+            while (an && is_ws(*a)) a++, an--;
+        if (len && !is_ws(text[len - 1]))
+            while (an && is_ws(a[an - 1])) an--;
         at_strbuf_put(out, a, an);
         if (out->oom) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
     }
@@ -603,18 +599,17 @@ static ap_pair *find_pair(ap_engine *e, const char *source, const char *target)
     return NULL;
 }
 
-static int ap_translate(void *impl, const char *source, const char *target,
-                        const char *text, char **out, at_err *err)
+static int ap_translate(void *impl, const char *source, const char *target, const char *text, char **out,
+                        at_err *err)
 {
     ap_engine *e = impl;
     *out = NULL;
     ap_pair *p = find_pair(e, source, target);
-    if (!p)
-        return at_err_set(err, AT_E_UNSUPPORTED, "apertium has no pair %s-%s", source, target);
+    if (!p) return at_err_set(err, AT_E_UNSUPPORTED, "apertium has no pair %s-%s", source, target);
     size_t len = strlen(text);
     if (len > AP_MAX_TEXT)
-        return at_err_set(err, AT_E_TOO_LARGE, "text is %zu bytes; apertium takes at most %u",
-                          len, AP_MAX_TEXT);
+        return at_err_set(err, AT_E_TOO_LARGE, "text is %zu bytes; apertium takes at most %u", len,
+                          AP_MAX_TEXT);
     at_strbuf res = {0};
     int rc = 0;
     for (size_t off = 0; off < len && rc == 0;) {
@@ -665,8 +660,7 @@ static int mode_filter(const struct dirent *d)
     return l > 5 && strcmp(d->d_name + l - 5, ".mode") == 0;
 }
 
-static int add_pair(ap_engine *e, size_t cap, const char *src, const char *tgt,
-                    const char *mode)
+static int add_pair(ap_engine *e, size_t cap, const char *src, const char *tgt, const char *mode)
 {
     if (find_pair(e, src, tgt) || e->n >= cap) return 0;
     ap_pair *p = &e->pairs[e->n];
@@ -687,8 +681,8 @@ static int discover(ap_engine *e, at_err *err)
     struct dirent **list = NULL;
     int n = scandir(e->modes_dir, &list, mode_filter, alphasort);
     if (n < 0)
-        return at_err_set(err, AT_E_IO, "cannot read apertium modes folder %s: %s",
-                          e->modes_dir, strerror(errno));
+        return at_err_set(err, AT_E_IO, "cannot read apertium modes folder %s: %s", e->modes_dir,
+                          strerror(errno));
     size_t cap = (size_t)n * 2; /* each mode, plus a plain twin of a variant */
     e->pairs = calloc(cap ? cap : 1, sizeof *e->pairs);
     e->pub = calloc(cap ? cap : 1, sizeof *e->pub);
@@ -721,8 +715,8 @@ static int discover(ap_engine *e, at_err *err)
     return rc;
 }
 
-at_mt_engine *at_mt_apertium_new_ex(const char *modes_dir, int timeout_ms,
-                                    at_mt_apertium **handle, at_err *err)
+at_mt_engine *at_mt_apertium_new_ex(const char *modes_dir, int timeout_ms, at_mt_apertium **handle,
+                                    at_err *err)
 {
     if (handle) *handle = NULL;
     if (!modes_dir || !*modes_dir) modes_dir = AT_APERTIUM_MODES_DIR;
@@ -751,8 +745,7 @@ at_mt_engine *at_mt_apertium_new(const char *modes_dir, int timeout_ms, at_err *
     return at_mt_apertium_new_ex(modes_dir, timeout_ms, NULL, err);
 }
 
-int at_mt_apertium_debug_kill(at_mt_apertium *a, const char *source,
-                              const char *target)
+int at_mt_apertium_debug_kill(at_mt_apertium *a, const char *source, const char *target)
 {
     ap_engine *e = (ap_engine *)a;
     ap_pair *p = e ? find_pair(e, source, target) : NULL;

@@ -22,11 +22,11 @@ typedef struct at_mt_pair {
 typedef struct at_mt_engine at_mt_engine;
 
 typedef struct at_mt_ops {
-    const char *name;  /* "apertium" */
+    const char *name; /* "apertium" */
     void (*destroy)(void *impl);
     /* *out is malloc'd UTF-8 on success. */
-    int (*translate)(void *impl, const char *source, const char *target,
-                     const char *text, char **out, at_err *err);
+    int (*translate)(void *impl, const char *source, const char *target, const char *text, char **out,
+                     at_err *err);
     /* Fills a static-lifetime (engine-lifetime) array. */
     const at_mt_pair *(*pairs)(void *impl, size_t *n);
 } at_mt_ops;
@@ -36,13 +36,12 @@ at_mt_engine *at_mt_engine_new(const at_mt_ops *ops, void *impl, at_err *err);
 void at_mt_engine_free(at_mt_engine *e);
 const char *at_mt_engine_name(const at_mt_engine *e);
 const at_mt_pair *at_mt_engine_pairs(const at_mt_engine *e, size_t *n);
-int at_mt_engine_has_pair(const at_mt_engine *e, const char *source,
-                          const char *target);
+int at_mt_engine_has_pair(const at_mt_engine *e, const char *source, const char *target);
 
 /* Translates text.  Validates the pair (AT_E_UNSUPPORTED naming the
  * supported pairs) and empty text (AT_E_INVALID).  Same source and target
  * returns a copy. */
-int at_mt_translate(at_mt_engine *e, const char *source, const char *target,
-                    const char *text, char **out, at_err *err);
+int at_mt_translate(at_mt_engine *e, const char *source, const char *target, const char *text, char **out,
+                    at_err *err);
 
 #endif

@@ -48,10 +48,12 @@ static int http_failure(at_err *err, const char *url, long status, const char *b
     const cJSON *e = o ? cJSON_GetObjectItemCaseSensitive(o, "error") : NULL;
     const cJSON *m = e ? cJSON_GetObjectItemCaseSensitive(e, "message") : NULL;
     int code = status == 400 || status == 413 || status == 422 ? AT_E_INVALID
-               : status == 503                                ? AT_E_BUSY
-                                                              : AT_E_IO;
+               : status == 503                                 ? AT_E_BUSY
+                                                               : AT_E_IO;
     at_err_set(err, code, "%s answered %ld: %.300s", url, status,
-               cJSON_IsString(m) ? m->valuestring : body ? body : "");
+               cJSON_IsString(m) ? m->valuestring
+               : body            ? body
+                                 : "");
     cJSON_Delete(o);
     return code;
 }
@@ -74,8 +76,8 @@ static CURL *prepare(const char *url, const char *body, struct curl_slist **hdrs
     return c;
 }
 
-cJSON *at_remote_json(const char *base, const char *path, const char *body, size_t max_bytes,
-                      int timeout_s, at_err *err)
+cJSON *at_remote_json(const char *base, const char *path, const char *body, size_t max_bytes, int timeout_s,
+                      at_err *err)
 {
     char url[1024];
     snprintf(url, sizeof url, "%s%s", base, path);
@@ -126,8 +128,7 @@ static size_t to_callback(char *p, size_t size, size_t nmemb, void *user)
 
 /* libcurl calls this about once a second even while nothing arrives: the
  * callback, asked with no data, can stop a request to a hung service. */
-static int keep_going(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                      curl_off_t ulnow)
+static int keep_going(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
     sink *s = u;
@@ -160,9 +161,12 @@ int at_remote_stream(const char *base, const char *path, const char *body, int t
     curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
     int ret = 0;
-    if (s.cancelled) ret = at_err_set(err, AT_E_CANCELLED, "cancelled");
-    else if (rc != CURLE_OK) ret = at_err_set(err, AT_E_IO, "%s: %s", url, curl_easy_strerror(rc));
-    else if (status < 200 || status >= 300) ret = http_failure(err, url, status, s.data);
+    if (s.cancelled)
+        ret = at_err_set(err, AT_E_CANCELLED, "cancelled");
+    else if (rc != CURLE_OK)
+        ret = at_err_set(err, AT_E_IO, "%s: %s", url, curl_easy_strerror(rc));
+    else if (status < 200 || status >= 300)
+        ret = http_failure(err, url, status, s.data);
     free(s.data);
     return ret;
 }

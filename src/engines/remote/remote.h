@@ -23,7 +23,7 @@ at_tts_engine *at_tts_remote_new(const char *base_url, at_err *err);
 
 /* "http://host:port/path" -> host, port (default 80), path ("" if none).
  * AT_E_INVALID for anything else (https is not supported). */
-int at_url_parse(const char *url, char *host, size_t host_cap, int *port,
-                 char *path, size_t path_cap, at_err *err);
+int at_url_parse(const char *url, char *host, size_t host_cap, int *port, char *path, size_t path_cap,
+                 at_err *err);
 
 #endif

@@ -35,13 +35,13 @@ typedef struct remote_asr {
 
 typedef struct rasr_stream {
     int fd;
-    unsigned char *in;      /* bytes read, not yet parsed */
+    unsigned char *in; /* bytes read, not yet parsed */
     size_t in_n, in_cap;
-    unsigned char *msg;     /* a message being reassembled from fragments */
+    unsigned char *msg; /* a message being reassembled from fragments */
     size_t msg_n;
     int msg_op;
     int closed, done;
-    char error[400];        /* an error event from the service */
+    char error[400]; /* an error event from the service */
     int16_t *s16;
     size_t s16_cap;
     unsigned mask_seed;
@@ -50,13 +50,12 @@ typedef struct rasr_stream {
 static const char *const en_only[] = {"en", NULL};
 /* Whisper's languages (ISO 639-1) when the service has a model loaded. */
 static const char *const whisper_langs[] = {
-    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv",
-    "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
-    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr",
-    "az", "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw",
-    "gl", "mr", "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu",
-    "am", "yi", "lo", "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl",
-    "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", NULL};
+    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt",  "tr", "pl", "ca", "nl", "ar", "sv", "it", "id",
+    "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro",  "da", "hu", "ta", "no", "th", "ur", "hr", "bg",
+    "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv",  "bn", "sr", "az", "sl", "kn", "et", "mk", "br",
+    "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw",  "gl", "mr", "pa", "si", "km", "sn", "yo", "so",
+    "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi",  "lo", "uz", "fo", "ht", "ps", "tk", "nn", "mt",
+    "sa", "lb", "my", "bo", "tl", "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", NULL};
 
 static int send_all(int fd, const void *p, size_t n)
 {
@@ -113,8 +112,7 @@ static int read_some(rasr_stream *s, int timeout_ms)
 
 /* Handles one complete text message: events go to cb.  Returns nonzero
  * when cb asked to stop. */
-static int on_message(rasr_stream *s, const unsigned char *data, size_t len, at_asr_event_cb cb,
-                      void *user)
+static int on_message(rasr_stream *s, const unsigned char *data, size_t len, at_asr_event_cb cb, void *user)
 {
     cJSON *o = cJSON_ParseWithLength((const char *)data, len);
     const cJSON *t = o ? cJSON_GetObjectItemCaseSensitive(o, "type") : NULL;
@@ -304,13 +302,11 @@ static int check(rasr_stream *s, int stopped, at_err *err)
 {
     if (stopped) return at_err_set(err, AT_E_CANCELLED, "cancelled");
     if (s->error[0]) return at_err_set(err, AT_E_ENGINE, "asr_streaming: %s", s->error);
-    if (s->closed && !s->done)
-        return at_err_set(err, AT_E_IO, "asr_streaming closed the stream");
+    if (s->closed && !s->done) return at_err_set(err, AT_E_IO, "asr_streaming closed the stream");
     return 0;
 }
 
-static int rasr_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, void *user,
-                     at_err *err)
+static int rasr_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, void *user, at_err *err)
 {
     rasr_stream *s = st;
     int rc = check(s, 0, err);
@@ -359,8 +355,7 @@ static int rasr_finish(void *st, at_asr_event_cb cb, void *user, at_err *err)
         if (p < 0) return at_err_set(err, AT_E_IO, "asr_streaming: protocol error");
         stopped = p;
         if (stopped || s->done || s->closed || s->error[0]) break;
-        if (time(NULL) > deadline)
-            return at_err_set(err, AT_E_IO, "asr_streaming did not finish the stream");
+        if (time(NULL) > deadline) return at_err_set(err, AT_E_IO, "asr_streaming did not finish the stream");
         if (read_some(s, 1000) < 0 && s->closed) break;
     }
     return check(s, stopped, err);

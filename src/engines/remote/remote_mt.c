@@ -21,8 +21,8 @@ static void rmt_destroy(void *impl)
     free(m);
 }
 
-static int rmt_translate(void *impl, const char *source, const char *target, const char *text,
-                         char **out, at_err *err)
+static int rmt_translate(void *impl, const char *source, const char *target, const char *text, char **out,
+                         at_err *err)
 {
     remote_mt *m = impl;
     cJSON *req = cJSON_CreateObject();
@@ -37,8 +37,10 @@ static int rmt_translate(void *impl, const char *source, const char *target, con
     if (!o) return err->code ? err->code : AT_E_IO;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "translatedText");
     int rc = 0;
-    if (!cJSON_IsString(t)) rc = at_err_set(err, AT_E_IO, "translate answered without translatedText");
-    else if (!(*out = strdup(t->valuestring))) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (!cJSON_IsString(t))
+        rc = at_err_set(err, AT_E_IO, "translate answered without translatedText");
+    else if (!(*out = strdup(t->valuestring)))
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
     cJSON_Delete(o);
     return rc;
 }

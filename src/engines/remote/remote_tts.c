@@ -135,10 +135,8 @@ at_tts_engine *at_tts_remote_new(const char *base_url, at_err *err)
         if (!cJSON_IsString(name) || !cJSON_IsNumber(rate) || t->n_voices >= cap) continue;
         at_tts_voice *d = &t->voices[t->n_voices++];
         snprintf(d->name, sizeof d->name, "%s", name->valuestring);
-        snprintf(d->language, sizeof d->language, "%s",
-                 cJSON_IsString(lang) ? lang->valuestring : "");
-        snprintf(d->gender, sizeof d->gender, "%s",
-                 cJSON_IsString(gender) ? gender->valuestring : "");
+        snprintf(d->language, sizeof d->language, "%s", cJSON_IsString(lang) ? lang->valuestring : "");
+        snprintf(d->gender, sizeof d->gender, "%s", cJSON_IsString(gender) ? gender->valuestring : "");
         d->sample_rate = rate->valueint;
     }
     cJSON_Delete(o);

@@ -5,8 +5,8 @@
 
 #include "engines/remote/remote.h"
 
-int at_url_parse(const char *url, char *host, size_t host_cap, int *port, char *path,
-                 size_t path_cap, at_err *err)
+int at_url_parse(const char *url, char *host, size_t host_cap, int *port, char *path, size_t path_cap,
+                 at_err *err)
 {
     if (!url || strncmp(url, "http://", 7) != 0)
         return at_err_set(err, AT_E_INVALID, "unsupported URL '%s': expected http://host:port",

@@ -29,7 +29,7 @@ void unregister_cmu_us_awb(cst_voice *v);
 cst_voice *register_cmu_us_rms(const char *voxdir);
 void unregister_cmu_us_rms(cst_voice *v);
 
-#define FL_N_VOICES 4
+#define FL_N_VOICES    4
 #define FL_SAMPLE_RATE 16000 /* all four Debian voices are 16 kHz */
 
 static const struct {
@@ -46,13 +46,13 @@ static const struct {
 
 /* The library's global state, see the header comment. */
 static struct {
-    pthread_mutex_t mu;               /* guards refs and vox */
+    pthread_mutex_t mu; /* guards refs and vox */
     int refs;
     cst_voice *vox[FL_N_VOICES];
     pthread_mutex_t vmu[FL_N_VOICES]; /* one request per voice at a time */
 } g_flite = {.mu = PTHREAD_MUTEX_INITIALIZER,
-             .vmu = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-                     PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER}};
+             .vmu = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+                     PTHREAD_MUTEX_INITIALIZER}};
 
 typedef struct fl_engine {
     at_tts_voice voices[FL_N_VOICES];
@@ -69,8 +69,7 @@ typedef struct fl_request {
 static pthread_once_t fl_once = PTHREAD_ONCE_INIT;
 static void fl_init_once(void) { flite_init(); }
 
-static int fl_stream_cb(const cst_wave *w, int start, int size, int last,
-                        cst_audio_streaming_info *asi)
+static int fl_stream_cb(const cst_wave *w, int start, int size, int last, cst_audio_streaming_info *asi)
 {
     (void)last;
     fl_request *r = asi->userdata;
@@ -87,14 +86,13 @@ static int fl_stream_cb(const cst_wave *w, int start, int size, int last,
     return CST_AUDIO_STREAM_CONT;
 }
 
-static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text,
-                         float speed, at_tts_chunk_cb cb, void *user, at_err *err)
+static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text, float speed,
+                         at_tts_chunk_cb cb, void *user, at_err *err)
 {
     fl_engine *e = impl;
     int i = 0;
     while (i < FL_N_VOICES && strcmp(e->voices[i].name, voice->name) != 0) i++;
-    if (i == FL_N_VOICES)
-        return at_err_set(err, AT_E_UNSUPPORTED, "flite has no voice '%s'", voice->name);
+    if (i == FL_N_VOICES) return at_err_set(err, AT_E_UNSUPPORTED, "flite has no voice '%s'", voice->name);
     cst_voice *v = g_flite.vox[i];
     fl_request req = {.cb = cb, .user = user, .expected_rate = e->voices[i].sample_rate};
     cst_audio_streaming_info *asi = new_audio_streaming_info();
@@ -121,8 +119,8 @@ static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text
 
     if (req.cancelled) return at_err_set(err, AT_E_CANCELLED, "synthesis cancelled by the caller");
     if (req.bad_rate)
-        return at_err_set(err, AT_E_ENGINE, "flite voice %s produced %d Hz, expected %d",
-                          voice->name, req.bad_rate, req.expected_rate);
+        return at_err_set(err, AT_E_ENGINE, "flite voice %s produced %d Hz, expected %d", voice->name,
+                          req.bad_rate, req.expected_rate);
     if (!w) return at_err_set(err, AT_E_ENGINE, "flite failed to synthesise the text");
     return 0;
 }

@@ -35,8 +35,7 @@ const at_tts_voice *at_tts_engine_voices(const at_tts_engine *e, size_t *n)
     return e->ops->voices(e->impl, n);
 }
 
-const at_tts_voice *at_tts_engine_find_voice(const at_tts_engine *e,
-                                             const char *name)
+const at_tts_voice *at_tts_engine_find_voice(const at_tts_engine *e, const char *name)
 {
     size_t n;
     const at_tts_voice *v = at_tts_engine_voices(e, &n);
@@ -45,15 +44,12 @@ const at_tts_voice *at_tts_engine_find_voice(const at_tts_engine *e,
     return NULL;
 }
 
-int at_tts_synthesize(at_tts_engine *e, const at_tts_voice *voice,
-                      const char *text, float speed, at_tts_chunk_cb cb,
-                      void *user, at_err *err)
+int at_tts_synthesize(at_tts_engine *e, const at_tts_voice *voice, const char *text, float speed,
+                      at_tts_chunk_cb cb, void *user, at_err *err)
 {
-    if (!text || !*text)
-        return at_err_set(err, AT_E_INVALID, "input text is empty");
+    if (!text || !*text) return at_err_set(err, AT_E_INVALID, "input text is empty");
     if (!(speed >= 0.25f && speed <= 4.0f))
         return at_err_set(err, AT_E_INVALID, "speed must be between 0.25 and 4.0");
-    if (!voice)
-        return at_err_set(err, AT_E_UNSUPPORTED, "no voice given");
+    if (!voice) return at_err_set(err, AT_E_UNSUPPORTED, "no voice given");
     return e->ops->synthesize(e->impl, voice, text, speed, cb, user, err);
 }

@@ -16,10 +16,10 @@
 #include "core/error.h"
 
 typedef struct at_tts_voice {
-    char name[64];      /* unique within the engine, e.g. "en", "slt" */
-    char language[16];  /* ISO 639-1, e.g. "en" */
-    char gender[16];    /* "female", "male" or "" */
-    int sample_rate;    /* of the PCM this voice produces */
+    char name[64];     /* unique within the engine, e.g. "en", "slt" */
+    char language[16]; /* ISO 639-1, e.g. "en" */
+    char gender[16];   /* "female", "male" or "" */
+    int sample_rate;   /* of the PCM this voice produces */
 } at_tts_voice;
 
 /* Receives PCM16 mono at the voice's sample rate.  Return nonzero to stop
@@ -34,8 +34,8 @@ typedef struct at_tts_engine at_tts_engine;
 typedef struct at_tts_ops {
     const char *name; /* "espeak-ng", "flite" */
     void (*destroy)(void *impl);
-    int (*synthesize)(void *impl, const at_tts_voice *voice, const char *text,
-                      float speed, at_tts_chunk_cb cb, void *user, at_err *err);
+    int (*synthesize)(void *impl, const at_tts_voice *voice, const char *text, float speed,
+                      at_tts_chunk_cb cb, void *user, at_err *err);
     const at_tts_voice *(*voices)(void *impl, size_t *n);
 } at_tts_ops;
 
@@ -45,13 +45,11 @@ void at_tts_engine_free(at_tts_engine *e);
 const char *at_tts_engine_name(const at_tts_engine *e);
 const at_tts_voice *at_tts_engine_voices(const at_tts_engine *e, size_t *n);
 /* Exact voice name match, else NULL. */
-const at_tts_voice *at_tts_engine_find_voice(const at_tts_engine *e,
-                                             const char *name);
+const at_tts_voice *at_tts_engine_find_voice(const at_tts_engine *e, const char *name);
 
 /* speed: 1.0 = normal, accepted range 0.25..4.0 (AT_E_INVALID outside).
  * Empty text is AT_E_INVALID. */
-int at_tts_synthesize(at_tts_engine *e, const at_tts_voice *voice,
-                      const char *text, float speed, at_tts_chunk_cb cb,
-                      void *user, at_err *err);
+int at_tts_synthesize(at_tts_engine *e, const at_tts_voice *voice, const char *text, float speed,
+                      at_tts_chunk_cb cb, void *user, at_err *err);
 
 #endif

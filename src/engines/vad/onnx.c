@@ -14,7 +14,7 @@
 /* Bounds for untrusted files: what a crafted model can make us allocate is
  * capped relative to its size, whatever it claims. */
 #define MAX_DEPTH 8         /* nested subgraphs */
-#define MAX_NAME 512        /* bytes in a node, attribute or tensor name */
+#define MAX_NAME  512       /* bytes in a node, attribute or tensor name */
 #define MAX_ITEMS (1 << 16) /* tensors, nodes; inputs/outputs per node */
 
 struct at_onnx {
@@ -100,9 +100,15 @@ static int pb_skip(pb *b, uint32_t wire)
     pb sub;
     switch (wire) {
     case 0: return pb_varint(b, &v);
-    case 1: if (b->end - b->p < 8) return -1; b->p += 8; return 0;
+    case 1:
+        if (b->end - b->p < 8) return -1;
+        b->p += 8;
+        return 0;
     case 2: return pb_blob(b, &sub);
-    case 5: if (b->end - b->p < 4) return -1; b->p += 4; return 0;
+    case 5:
+        if (b->end - b->p < 4) return -1;
+        b->p += 4;
+        return 0;
     default: return -1; /* groups (3/4) are not used by onnx.proto */
     }
 }
@@ -180,8 +186,7 @@ static int parse_tensor(at_onnx *m, pb b, const char *graph, at_err *err)
         } else if (field == 8 && wire == 2) {
             pb s;
             if (pb_blob(&b, &s) < 0) return corrupt(err, "tensor name");
-            if (!(t->name = m_str(m, s.p, (size_t)(s.end - s.p))))
-                return too_big(err);
+            if (!(t->name = m_str(m, s.p, (size_t)(s.end - s.p)))) return too_big(err);
         } else if (field == 9 && wire == 2) {
             if (pb_blob(&b, &raw) < 0) return corrupt(err, "tensor raw_data");
             have_raw = 1;
@@ -194,8 +199,7 @@ static int parse_tensor(at_onnx *m, pb b, const char *graph, at_err *err)
         } else if (field == 14 && wire == 0) {
             if (pb_varint(&b, &v) < 0) return corrupt(err, "tensor data_location");
             if (v == 1)
-                return at_err_set(err, AT_E_UNSUPPORTED,
-                                  "onnx: tensor with external data is not supported");
+                return at_err_set(err, AT_E_UNSUPPORTED, "onnx: tensor with external data is not supported");
         } else if (pb_skip(&b, wire) < 0) {
             return corrupt(err, "tensor");
         }
@@ -275,12 +279,18 @@ static int parse_node(at_onnx *m, pb b, const char *graph, int depth, at_err *er
         if (wire == 2 && field >= 1 && field <= 5) {
             if (pb_blob(&b, &s) < 0) return corrupt(err, "node");
             int rc = 0;
-            if (field == 1) rc = push_str(m, &node.in, &node.n_in, &cap_in, s);
-            else if (field == 2) rc = push_str(m, &node.out, &node.n_out, &cap_out, s);
-            else if (field == 3) rc = (node.name = m_str(m, s.p, (size_t)(s.end - s.p))) ? 0 : -1;
-            else if (field == 4) rc = (node.op = m_str(m, s.p, (size_t)(s.end - s.p))) ? 0 : -1;
-            else if (n_attrs < 16) attrs[n_attrs++] = s;
-            else return at_err_set(err, AT_E_UNSUPPORTED, "onnx: node with over 16 attributes");
+            if (field == 1)
+                rc = push_str(m, &node.in, &node.n_in, &cap_in, s);
+            else if (field == 2)
+                rc = push_str(m, &node.out, &node.n_out, &cap_out, s);
+            else if (field == 3)
+                rc = (node.name = m_str(m, s.p, (size_t)(s.end - s.p))) ? 0 : -1;
+            else if (field == 4)
+                rc = (node.op = m_str(m, s.p, (size_t)(s.end - s.p))) ? 0 : -1;
+            else if (n_attrs < 16)
+                attrs[n_attrs++] = s;
+            else
+                return at_err_set(err, AT_E_UNSUPPORTED, "onnx: node with over 16 attributes");
             if (rc < 0) return too_big(err);
         } else if (pb_skip(&b, wire) < 0) {
             return corrupt(err, "node");
@@ -309,8 +319,7 @@ static int parse_node(at_onnx *m, pb b, const char *graph, int depth, at_err *er
             }
             if (pb_blob(&ab, &sub) < 0) return corrupt(err, "attribute");
             if (field == 1) {
-                if (!(aname = m_str(m, sub.p, (size_t)(sub.end - sub.p))))
-                    return too_big(err);
+                if (!(aname = m_str(m, sub.p, (size_t)(sub.end - sub.p)))) return too_big(err);
             } else if (field == 5) {
                 /* a Constant's value: named after the node's output */
                 size_t before = m->n_t;
@@ -341,8 +350,7 @@ static int parse_graph(at_onnx *m, pb b, const char *graph, int depth, at_err *e
         if (pb_key(&b, &field, &wire) < 0) return corrupt(err, "graph");
         if (wire == 2 && (field == 1 || field == 5)) {
             if (pb_blob(&b, &s) < 0) return corrupt(err, "graph");
-            int rc = field == 1 ? parse_node(m, s, graph, depth, err)
-                                : parse_tensor(m, s, graph, err);
+            int rc = field == 1 ? parse_node(m, s, graph, depth, err) : parse_tensor(m, s, graph, err);
             if (rc < 0) return rc;
         } else if (pb_skip(&b, wire) < 0) {
             return corrupt(err, "graph");
@@ -400,14 +408,15 @@ at_onnx *at_onnx_load(const char *path, size_t max_bytes, at_err *err)
     if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
         at_err_set(err, AT_E_IO, "onnx: cannot read %s", path);
     } else if ((size_t)len > max_bytes) {
-        at_err_set(err, AT_E_TOO_LARGE, "onnx: %s is %ld bytes, over the %zu allowed", path,
-                   len, max_bytes);
+        at_err_set(err, AT_E_TOO_LARGE, "onnx: %s is %ld bytes, over the %zu allowed", path, len, max_bytes);
     } else {
         void *buf = malloc((size_t)len + 1);
-        if (!buf) at_err_set(err, AT_E_NOMEM, "out of memory");
+        if (!buf)
+            at_err_set(err, AT_E_NOMEM, "out of memory");
         else if (fread(buf, 1, (size_t)len, f) != (size_t)len)
             at_err_set(err, AT_E_IO, "onnx: short read on %s", path);
-        else m = at_onnx_parse(buf, (size_t)len, err);
+        else
+            m = at_onnx_parse(buf, (size_t)len, err);
         free(buf);
     }
     fclose(f);
@@ -427,16 +436,12 @@ void at_onnx_free(at_onnx *m)
 const at_onnx_tensor *at_onnx_find(const at_onnx *m, const char *graph, const char *name)
 {
     for (size_t i = 0; i < m->n_t; i++)
-        if (strcmp(m->t[i].name, name) == 0 && (!graph || strcmp(m->t[i].graph, graph) == 0))
-            return &m->t[i];
+        if (strcmp(m->t[i].name, name) == 0 && (!graph || strcmp(m->t[i].graph, graph) == 0)) return &m->t[i];
     return NULL;
 }
 
 size_t at_onnx_n_tensors(const at_onnx *m) { return m->n_t; }
-const at_onnx_tensor *at_onnx_tensor_at(const at_onnx *m, size_t i)
-{
-    return i < m->n_t ? &m->t[i] : NULL;
-}
+const at_onnx_tensor *at_onnx_tensor_at(const at_onnx *m, size_t i) { return i < m->n_t ? &m->t[i] : NULL; }
 size_t at_onnx_n_nodes(const at_onnx *m) { return m->n_nodes; }
 const at_onnx_node *at_onnx_node_at(const at_onnx *m, size_t i)
 {

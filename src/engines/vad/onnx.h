@@ -17,8 +17,8 @@
 #include "core/error.h"
 
 #define AT_ONNX_MAX_DIMS 8
-#define AT_ONNX_FLOAT 1 /* TensorProto.DataType */
-#define AT_ONNX_INT64 7
+#define AT_ONNX_FLOAT    1 /* TensorProto.DataType */
+#define AT_ONNX_INT64    7
 
 typedef struct at_onnx_tensor {
     const char *name;
@@ -26,13 +26,13 @@ typedef struct at_onnx_tensor {
     int dtype;
     int ndims;
     int64_t dims[AT_ONNX_MAX_DIMS];
-    size_t n;          /* elements */
-    const float *f;    /* AT_ONNX_FLOAT data, else NULL */
-    const int64_t *i;  /* AT_ONNX_INT64 data, else NULL */
+    size_t n;         /* elements */
+    const float *f;   /* AT_ONNX_FLOAT data, else NULL */
+    const int64_t *i; /* AT_ONNX_INT64 data, else NULL */
 } at_onnx_tensor;
 
 typedef struct at_onnx_node {
-    const char *op;    /* op_type */
+    const char *op; /* op_type */
     const char *name;
     const char *graph; /* as at_onnx_tensor.graph */
     size_t n_in, n_out;

@@ -8,14 +8,14 @@
 
 #include "engines/vad/onnx.h"
 
-#define H AT_SILERO_HIDDEN
-#define NFFT 256                                    /* filter_length */
-#define HOP 128
-#define NBIN (NFFT / 2 + 1)                         /* 129 */
-#define NIN (AT_SILERO_CONTEXT + AT_SILERO_CHUNK)   /* 576 samples in */
-#define PAD 64                                      /* reflection, right side */
-#define NFRAMES ((NIN + PAD - NFFT) / HOP + 1)      /* 4 */
-#define MAX_MODEL_BYTES (16u << 20) /* the real files are 1.8-2.3 MB */
+#define H               AT_SILERO_HIDDEN
+#define NFFT            256 /* filter_length */
+#define HOP             128
+#define NBIN            (NFFT / 2 + 1)                        /* 129 */
+#define NIN             (AT_SILERO_CONTEXT + AT_SILERO_CHUNK) /* 576 samples in */
+#define PAD             64                                    /* reflection, right side */
+#define NFRAMES         ((NIN + PAD - NFFT) / HOP + 1)        /* 4 */
+#define MAX_MODEL_BYTES (16u << 20)                           /* the real files are 1.8-2.3 MB */
 
 /* One Conv1d(kernel 3, padding 1) layer. */
 typedef struct conv {
@@ -25,12 +25,12 @@ typedef struct conv {
 } conv;
 
 struct at_silero {
-    float *basis;   /* [2 * NBIN][NFFT]: real rows, then imaginary rows */
+    float *basis; /* [2 * NBIN][NFFT]: real rows, then imaginary rows */
     conv enc[4];
     float *w_ih, *w_hh, *b; /* [4H][H], [4H][H], b_ih + b_hh [4H] */
-    float *dec_w;   /* [H] */
+    float *dec_w;           /* [H] */
     float dec_b;
-    void *mem;      /* one allocation holding all the arrays above */
+    void *mem; /* one allocation holding all the arrays above */
 };
 
 struct at_silero_stream {
@@ -51,9 +51,8 @@ static const int k_enc_out[4] = {128, 64, 64, 128};
 static const int k_enc_stride[4] = {1, 2, 2, 1};
 
 /* Finds prefix+suffix in the given (sub)graph with exactly the given dims. */
-static const at_onnx_tensor *need(const at_onnx *o, const char *graph, const char *prefix,
-                                  const char *suffix, int ndims, const int64_t *dims,
-                                  at_err *err)
+static const at_onnx_tensor *need(const at_onnx *o, const char *graph, const char *prefix, const char *suffix,
+                                  int ndims, const int64_t *dims, at_err *err)
 {
     char name[1024];
     snprintf(name, sizeof name, "%s%s", prefix, suffix);
@@ -64,8 +63,8 @@ static const at_onnx_tensor *need(const at_onnx *o, const char *graph, const cha
         char want[96] = "";
         size_t len = 0;
         for (int d = 0; d < ndims && len < sizeof want; d++)
-            len += (size_t)snprintf(want + len, sizeof want - len, "%s%lld", d ? "x" : "",
-                                    (long long)dims[d]);
+            len +=
+                (size_t)snprintf(want + len, sizeof want - len, "%s%lld", d ? "x" : "", (long long)dims[d]);
         at_err_set(err, AT_E_CORRUPT,
                    "silero: the model has no float tensor %s of shape %s "
                    "(not a Silero VAD v5/v6 file?)",
@@ -82,26 +81,22 @@ static const at_onnx_tensor *need(const at_onnx *o, const char *graph, const cha
  * taken.) */
 static int check_ops(const at_onnx *o, const char *graph, at_err *err)
 {
-    static const char *const want[] = {"Pad",  "Conv", "Pow",  "Pow",  "Add",  "Sqrt",
-                                       "Conv", "Relu", "Conv", "Relu", "Conv", "Relu",
-                                       "Conv", "Relu", "LSTM", "Relu", "Conv", "Sigmoid",
-                                       "ReduceMean"};
+    static const char *const want[] = {"Pad",  "Conv", "Pow",  "Pow",     "Add",       "Sqrt", "Conv",
+                                       "Relu", "Conv", "Relu", "Conv",    "Relu",      "Conv", "Relu",
+                                       "LSTM", "Relu", "Conv", "Sigmoid", "ReduceMean"};
     static const char *const plumbing[] = {
-        "Constant", "ConstantOfShape", "Cast",      "Shape",   "Size",    "Gather",
-        "Equal",    "Not",             "If",        "Identity", "Reshape", "Transpose",
-        "Slice",    "Concat",          "Unsqueeze", "Squeeze"};
+        "Constant", "ConstantOfShape", "Cast",    "Shape",     "Size",  "Gather", "Equal",     "Not",
+        "If",       "Identity",        "Reshape", "Transpose", "Slice", "Concat", "Unsqueeze", "Squeeze"};
     size_t k = 0, glen = strlen(graph);
     for (size_t i = 0; i < at_onnx_n_nodes(o); i++) {
         const at_onnx_node *n = at_onnx_node_at(o, i);
-        if (strncmp(n->graph, graph, glen) != 0 || (n->graph[glen] && n->graph[glen] != '/'))
-            continue;
+        if (strncmp(n->graph, graph, glen) != 0 || (n->graph[glen] && n->graph[glen] != '/')) continue;
         int skip = 0;
         for (size_t c = 0; c < sizeof plumbing / sizeof *plumbing && !skip; c++)
             skip = strcmp(n->op, plumbing[c]) == 0;
         /* the exporter emits the LSTM twice, in the two arms of an If on
          * whether a state was passed: one LSTM */
-        if (skip || (k > 0 && strcmp(n->op, "LSTM") == 0 && strcmp(want[k - 1], "LSTM") == 0))
-            continue;
+        if (skip || (k > 0 && strcmp(n->op, "LSTM") == 0 && strcmp(want[k - 1], "LSTM") == 0)) continue;
         if (k >= sizeof want / sizeof *want || strcmp(n->op, want[k]) != 0)
             return at_err_set(err, AT_E_UNSUPPORTED,
                               "silero: unexpected %s node in the 16 kHz branch "
@@ -132,8 +127,8 @@ at_silero *at_silero_load(const char *path, at_err *err)
         const at_onnx_tensor *t = at_onnx_tensor_at(o, i);
         const char *suf = "stft.forward_basis_buffer";
         size_t nl = strlen(t->name), sl = strlen(suf);
-        if (t->f && t->ndims == 3 && t->dims[0] == 2 * NBIN && t->dims[1] == 1 &&
-            t->dims[2] == NFFT && nl >= sl && strcmp(t->name + nl - sl, suf) == 0)
+        if (t->f && t->ndims == 3 && t->dims[0] == 2 * NBIN && t->dims[1] == 1 && t->dims[2] == NFFT &&
+            nl >= sl && strcmp(t->name + nl - sl, suf) == 0)
             basis = t;
     }
     if (!basis) {
@@ -159,7 +154,8 @@ at_silero *at_silero_load(const char *path, at_err *err)
         snprintf(sw, sizeof sw, "encoder.%d.reparam_conv.weight", l);
         snprintf(sb, sizeof sb, "encoder.%d.reparam_conv.bias", l);
         int64_t dw[3] = {k_enc_out[l], k_enc_in[l], 3}, db[1] = {k_enc_out[l]};
-        if (!(ew[l] = need(o, basis->graph, prefix, sw, 3, dw, err)) || !(eb[l] = need(o, basis->graph, prefix, sb, 1, db, err)))
+        if (!(ew[l] = need(o, basis->graph, prefix, sw, 3, dw, err)) ||
+            !(eb[l] = need(o, basis->graph, prefix, sb, 1, db, err)))
             goto fail;
     }
     int64_t d_w[2] = {4 * H, H}, d_b[1] = {4 * H}, d_dw[3] = {1, H, 1}, d_db[1] = {1};

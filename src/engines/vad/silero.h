@@ -19,9 +19,9 @@
 
 #include "core/error.h"
 
-#define AT_SILERO_CHUNK 512  /* samples per decision at 16 kHz */
-#define AT_SILERO_CONTEXT 64 /* samples of the previous chunk fed again */
-#define AT_SILERO_HIDDEN 128
+#define AT_SILERO_CHUNK   512 /* samples per decision at 16 kHz */
+#define AT_SILERO_CONTEXT 64  /* samples of the previous chunk fed again */
+#define AT_SILERO_HIDDEN  128
 
 typedef struct at_silero at_silero;
 typedef struct at_silero_stream at_silero_stream;

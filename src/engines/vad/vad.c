@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NFFT 512
-#define BIN_LO 8    /* 250 Hz: below is hum and rumble */
-#define BIN_HI 128  /* 4 kHz: where voiced speech has its structure */
+#define NFFT   512
+#define BIN_LO 8   /* 250 Hz: below is hum and rumble */
+#define BIN_HI 128 /* 4 kHz: where voiced speech has its structure */
 
 struct at_vad {
     at_vad_config c;
@@ -16,13 +16,13 @@ struct at_vad {
     float cosv[NFFT / 2], sinv[NFFT / 2];
     float re[NFFT], im[NFFT];
     float prev_pow[BIN_HI - BIN_LO]; /* last frame's spectrum: flatness over two frames */
-    at_silero_stream *sil; /* NULL: the energy detector */
-    int silero_speech;     /* last Silero decision (for the hysteresis) */
+    at_silero_stream *sil;           /* NULL: the energy detector */
+    int silero_speech;               /* last Silero decision (for the hysteresis) */
     float frame[AT_SILERO_CHUNK];
     size_t frame_len, n_frame;
     float floor_db;
-    int run_speech;      /* speech frames in a row */
-    int run_silence;     /* non-speech frames in a row */
+    int run_speech;  /* speech frames in a row */
+    int run_silence; /* non-speech frames in a row */
     int in_utt;
     size_t samples;
 };
@@ -55,8 +55,10 @@ at_vad *at_vad_new(const at_vad_config *c, at_err *err)
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
-    if (c) v->c = *c;
-    else at_vad_config_default(&v->c);
+    if (c)
+        v->c = *c;
+    else
+        at_vad_config_default(&v->c);
     v->frame_len = AT_VAD_FRAME;
     if (v->c.silero) {
         if (!(v->sil = at_silero_stream_new(v->c.silero, err))) {
@@ -66,8 +68,7 @@ at_vad *at_vad_new(const at_vad_config *c, at_err *err)
         v->frame_len = AT_SILERO_CHUNK;
     }
     const double pi = 3.14159265358979323846;
-    for (int i = 0; i < AT_VAD_FRAME; i++)
-        v->win[i] = (float)(0.5 - 0.5 * cos(2 * pi * i / AT_VAD_FRAME));
+    for (int i = 0; i < AT_VAD_FRAME; i++) v->win[i] = (float)(0.5 - 0.5 * cos(2 * pi * i / AT_VAD_FRAME));
     for (int i = 0; i < NFFT / 2; i++) {
         v->cosv[i] = (float)cos(2 * pi * i / NFFT);
         v->sinv[i] = (float)-sin(2 * pi * i / NFFT);
@@ -97,8 +98,12 @@ static void fft(at_vad *v)
         for (; j & bit; bit >>= 1) j ^= bit;
         j ^= bit;
         if (i < j) {
-            float t = re[i]; re[i] = re[j]; re[j] = t;
-            t = im[i]; im[i] = im[j]; im[j] = t;
+            float t = re[i];
+            re[i] = re[j];
+            re[j] = t;
+            t = im[i];
+            im[i] = im[j];
+            im[j] = t;
         }
     }
     for (int len = 2; len <= NFFT; len <<= 1) {
@@ -140,8 +145,10 @@ static int energy_frame(at_vad *v, const float *x, float *flatness)
     }
     float flat = (float)(exp(lsum / nb) / (asum / nb));
     /* noise floor: follows drops at once, rises with a ~2 s time constant */
-    if (db < v->floor_db) v->floor_db = db < -100.0f ? -100.0f : db;
-    else v->floor_db += 0.01f * (db - v->floor_db);
+    if (db < v->floor_db)
+        v->floor_db = db < -100.0f ? -100.0f : db;
+    else
+        v->floor_db += 0.01f * (db - v->floor_db);
     if (flatness) *flatness = flat;
     return db > v->c.min_db && db > v->floor_db + v->c.snr_db && flat < v->c.max_flatness;
 }
@@ -157,8 +164,7 @@ int at_vad_frame(at_vad *v, const float *x, float *score)
     return v->silero_speech;
 }
 
-int at_vad_feed(at_vad *v, const float *pcm, size_t n, int *started, int *ended,
-                size_t *end_sample)
+int at_vad_feed(at_vad *v, const float *pcm, size_t n, int *started, int *ended, size_t *end_sample)
 {
     if (started) *started = 0;
     if (ended) *ended = 0;

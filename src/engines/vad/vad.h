@@ -22,18 +22,18 @@
 #include "core/error.h"
 #include "engines/vad/silero.h"
 
-#define AT_VAD_FRAME 320   /* energy: 20 ms at 16 kHz */
-#define AT_VAD_ONSET_MS 60 /* speech that opens an utterance */
+#define AT_VAD_FRAME    320 /* energy: 20 ms at 16 kHz */
+#define AT_VAD_ONSET_MS 60  /* speech that opens an utterance */
 
 typedef struct at_vad_config {
     /* energy detector */
-    float min_db;        /* frames below this level (dBFS) are silence: -50 */
-    float snr_db;        /* and below noise floor + this: 6 */
-    float max_flatness;  /* spectral flatness above this is noise: 0.30 */
+    float min_db;       /* frames below this level (dBFS) are silence: -50 */
+    float snr_db;       /* and below noise floor + this: 6 */
+    float max_flatness; /* spectral flatness above this is noise: 0.30 */
     /* Silero: used instead when set (shared, read-only, owned by the caller) */
     const at_silero *silero;
-    float threshold;     /* speech probability that opens speech: 0.5 */
-    int silence_ms;      /* silence that ends an utterance: 600 */
+    float threshold; /* speech probability that opens speech: 0.5 */
+    int silence_ms;  /* silence that ends an utterance: 600 */
 } at_vad_config;
 
 void at_vad_config_default(at_vad_config *c);
@@ -60,8 +60,7 @@ int at_vad_frame(at_vad *v, const float *frame, float *score);
  * utterance, 0 outside.  *ended is set to 1 when an utterance ended in
  * this audio and *end_sample receives the sample (counted from the
  * stream start) where its trailing silence began; *started likewise. */
-int at_vad_feed(at_vad *v, const float *pcm, size_t n, int *started, int *ended,
-                size_t *end_sample);
+int at_vad_feed(at_vad *v, const float *pcm, size_t n, int *started, int *ended, size_t *end_sample);
 /* Samples seen so far. */
 size_t at_vad_samples(const at_vad *v);
 

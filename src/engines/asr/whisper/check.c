@@ -16,28 +16,30 @@
 #include "engines/asr/whisper/whisper.h"
 
 #define MAX_AUDIO_SAMPLES ((size_t)AT_WHISPER_SAMPLE_RATE * 3600) /* 1 h */
-#define MAX_PREFIX 64
+#define MAX_PREFIX        64
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: audio-translator whisper-check --model PATH --audio FILE [options]\n"
-            "  --model PATH      whisper.cpp ggml .bin file or Hugging Face folder\n"
-            "  --audio FILE      16 kHz WAV (any libsndfile format) or .npy of float32 samples\n"
-            "  --prefix LIST     comma-separated start tokens (default: sot)\n"
-            "  --steps N         argmax steps to decode (default 20)\n"
-            "  --dump-dir DIR    write mel.npy, encoder_out.npy, logits.npy there\n"
-            "  --audio-ctx N     encoder positions (default: all)\n"
-            "  --threads N       worker threads (default: all CPUs)\n"
-            "Decodes by raw argmax (no suppression), prints JSON with the tokens and\n"
-            "the top-1 minus top-2 logit margin of every step.\n");
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: audio-translator whisper-check --model PATH --audio FILE [options]\n"
+               "  --model PATH      whisper.cpp ggml .bin file or Hugging Face folder\n"
+               "  --audio FILE      16 kHz WAV (any libsndfile format) or .npy of float32 samples\n"
+               "  --prefix LIST     comma-separated start tokens (default: sot)\n"
+               "  --steps N         argmax steps to decode (default 20)\n"
+               "  --dump-dir DIR    write mel.npy, encoder_out.npy, logits.npy there\n"
+               "  --audio-ctx N     encoder positions (default: all)\n"
+               "  --threads N       worker threads (default: all CPUs)\n"
+               "Decodes by raw argmax (no suppression), prints JSON with the tokens and\n"
+               "the top-1 minus top-2 logit margin of every step.\n");
 }
 
-static int ends_with(const char *s, const char *suf) {
+static int ends_with(const char *s, const char *suf)
+{
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-static int read_audio(const char *path, float **pcm, size_t *n, at_err *err) {
+static int read_audio(const char *path, float **pcm, size_t *n, at_err *err)
+{
     *pcm = NULL;
     *n = 0;
     if (ends_with(path, ".npy")) {
@@ -86,7 +88,8 @@ out:
     return rc;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -95,7 +98,8 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     return 0;
 }
 
-static int parse_prefix(const char *s, int *toks, int *n) {
+static int parse_prefix(const char *s, int *toks, int *n)
+{
     *n = 0;
     while (*s) {
         char *end;
@@ -104,13 +108,16 @@ static int parse_prefix(const char *s, int *toks, int *n) {
         if (errno || end == s || v < 0 || v > 1000000 || *n >= MAX_PREFIX) return -1;
         toks[(*n)++] = (int)v;
         s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
     }
     return *n > 0 ? 0 : -1;
 }
 
-static void top2(const float *x, int n, int *best, float *margin) {
+static void top2(const float *x, int n, int *best, float *margin)
+{
     int b = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[b]) b = i;
@@ -121,11 +128,16 @@ static void top2(const float *x, int n, int *best, float *margin) {
     *margin = x[b] - second;
 }
 
-int at_whisper_check_main(int argc, char **argv) {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"audio", required_argument, 0, 'a'},
-                                         {"prefix", required_argument, 0, 'p'}, {"steps", required_argument, 0, 's'},
-                                         {"dump-dir", required_argument, 0, 'd'}, {"threads", required_argument, 0, 't'},
-                                         {"audio-ctx", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
+int at_whisper_check_main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"audio", required_argument, 0, 'a'},
+                                         {"prefix", required_argument, 0, 'p'},
+                                         {"steps", required_argument, 0, 's'},
+                                         {"dump-dir", required_argument, 0, 'd'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"audio-ctx", required_argument, 0, 'c'},
+                                         {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *model_path = NULL, *audio = NULL, *prefix_s = NULL, *dump = NULL;
     int steps = 20, threads = 0, audio_ctx = 0, prefix[MAX_PREFIX], n_prefix = 0;
@@ -173,8 +185,8 @@ int at_whisper_check_main(int argc, char **argv) {
         return 2;
     }
     if (prefix_s && parse_prefix(prefix_s, prefix, &n_prefix)) {
-        fprintf(stderr, "whisper-check: bad --prefix '%s' (comma-separated token ids, at most %d)\n", prefix_s,
-                MAX_PREFIX);
+        fprintf(stderr, "whisper-check: bad --prefix '%s' (comma-separated token ids, at most %d)\n",
+                prefix_s, MAX_PREFIX);
         return 2;
     }
 

@@ -11,11 +11,13 @@
 
 #define MAX_VOCAB_JSON (64u << 20)
 
-at_dtype at_whisper_ggml_tensor_type(const char *name, int n_dims, const int64_t *shape, at_dtype target) {
+at_dtype at_whisper_ggml_tensor_type(const char *name, int n_dims, const int64_t *shape, at_dtype target)
+{
     /* as whisper.cpp's converter and quantizer: 1-D tensors, conv biases and
      * positional embeddings f32; conv kernels f16; 2-D matrices the target
      * type when their rows are whole blocks. */
-    if (n_dims < 2 || strstr(name, "conv1.bias") || strstr(name, "conv2.bias") || strstr(name, "positional_embedding"))
+    if (n_dims < 2 || strstr(name, "conv1.bias") || strstr(name, "conv2.bias") ||
+        strstr(name, "positional_embedding"))
         return AT_DT_F32;
     if (target == AT_DT_F32) return AT_DT_F32;
     if (n_dims != 2) return AT_DT_F16;
@@ -24,27 +26,38 @@ at_dtype at_whisper_ggml_tensor_type(const char *name, int n_dims, const int64_t
 }
 
 /* GPT-2 byte-level BPE: bytes map to printable code points; invert that. */
-static void byte_decoder(int dec[512]) {
+static void byte_decoder(int dec[512])
+{
     for (int i = 0; i < 512; i++) dec[i] = -1;
     int n = 0;
     for (int b = 0; b < 256; b++) {
         int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-        if (printable) dec[b] = b;
-        else dec[256 + n++] = b;
+        if (printable)
+            dec[b] = b;
+        else
+            dec[256 + n++] = b;
     }
 }
 
 /* UTF-8 token string -> raw bytes; -1 if a code point is not in the map. */
-static int decode_token(const char *s, const int dec[512], char *out, size_t cap, size_t *len) {
+static int decode_token(const char *s, const int dec[512], char *out, size_t cap, size_t *len)
+{
     const unsigned char *p = (const unsigned char *)s;
     size_t n = 0;
     while (*p) {
         unsigned cp;
         int extra;
-        if (*p < 0x80) { cp = *p; extra = 0; }
-        else if ((*p & 0xe0) == 0xc0) { cp = *p & 0x1f; extra = 1; }
-        else if ((*p & 0xf0) == 0xe0) { cp = *p & 0x0f; extra = 2; }
-        else return -1;
+        if (*p < 0x80) {
+            cp = *p;
+            extra = 0;
+        } else if ((*p & 0xe0) == 0xc0) {
+            cp = *p & 0x1f;
+            extra = 1;
+        } else if ((*p & 0xf0) == 0xe0) {
+            cp = *p & 0x0f;
+            extra = 2;
+        } else
+            return -1;
         p++;
         for (int i = 0; i < extra; i++, p++) {
             if ((*p & 0xc0) != 0x80) return -1;
@@ -63,14 +76,16 @@ typedef struct {
     size_t *len;
 } vocab_t;
 
-static void vocab_free(vocab_t *v) {
+static void vocab_free(vocab_t *v)
+{
     for (size_t i = 0; i < v->n; i++) free(v->tok[i]);
     free(v->tok);
     free(v->len);
 }
 
 /* Tokens 0..eot-1 (the byte-level BPE ranks, as whisper.cpp stores them). */
-static int vocab_build(const char *in_path, const at_whisper_model *m, vocab_t *v, at_err *err) {
+static int vocab_build(const char *in_path, const at_whisper_model *m, vocab_t *v, at_err *err)
+{
     memset(v, 0, sizeof *v);
     const at_whisper_special *sp = at_whisper_model_special(m);
     v->n = (size_t)sp->eot;
@@ -103,7 +118,8 @@ static int vocab_build(const char *in_path, const at_whisper_model *m, vocab_t *
     byte_decoder(dec);
     if (j) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, j) {
+        cJSON_ArrayForEach(e, j)
+        {
             if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= (double)v->n) continue;
             size_t id = (size_t)e->valuedouble, len;
             char buf[1024];
@@ -130,7 +146,7 @@ static int vocab_build(const char *in_path, const at_whisper_model *m, vocab_t *
             v->len[i] = fl[i];
         } else if (j || nf) {
             v->tok[i] = calloc(1, 1); /* id absent from the vocabulary */
-        } else { /* no vocabulary at all: placeholders keep ids unique */
+        } else {                      /* no vocabulary at all: placeholders keep ids unique */
             len = snprintf(buf, sizeof buf, "[_tok_%zu]", i);
             v->tok[i] = malloc((size_t)len + 1);
             if (v->tok[i]) memcpy(v->tok[i], buf, (size_t)len + 1);
@@ -148,7 +164,8 @@ typedef struct {
     const at_wtensor *t;
 } src_rows;
 
-static int row_from_tensor(void *user, int64_t row, float *dst, int n) {
+static int row_from_tensor(void *user, int64_t row, float *dst, int n)
+{
     const at_wtensor *t = ((src_rows *)user)->t;
     int64_t cols = t->shape[t->n_dims - 1];
     if (cols == n) {
@@ -159,11 +176,13 @@ static int row_from_tensor(void *user, int64_t row, float *dst, int n) {
     /* reshaped (conv bias [d] -> [d, 1]): element-wise, plain types only */
     if (at_dtype_block(t->type) != 1) return AT_E_UNSUPPORTED;
     size_t es = at_dtype_block_bytes(t->type);
-    for (int i = 0; i < n; i++) at_dequant_row(t->type, (const uint8_t *)t->data + ((size_t)row * n + i) * es, dst + i, 1);
+    for (int i = 0; i < n; i++)
+        at_dequant_row(t->type, (const uint8_t *)t->data + ((size_t)row * n + i) * es, dst + i, 1);
     return 0;
 }
 
-int at_whisper_convert(const char *in_path, const char *out_path, const char *type, at_err *err) {
+int at_whisper_convert(const char *in_path, const char *out_path, const char *type, at_err *err)
+{
     at_dtype target;
     if (!type || at_dtype_from_name(type, &target))
         return at_err_set(err, AT_E_INVALID, "unknown type '%s' (f32, f16, q8_0, q5_0, q5_1, q4_0, q4_1)",
@@ -189,8 +208,8 @@ int at_whisper_convert(const char *in_path, const char *out_path, const char *ty
         rc = err ? err->code : AT_E_IO;
         goto out;
     }
-    if ((rc = at_ggml_writer_header(w, filt, hp.n_mels, AT_WHISPER_N_FFT / 2 + 1, voc.n, (const char *const *)voc.tok,
-                                    voc.len, err)))
+    if ((rc = at_ggml_writer_header(w, filt, hp.n_mels, AT_WHISPER_N_FFT / 2 + 1, voc.n,
+                                    (const char *const *)voc.tok, voc.len, err)))
         goto out;
     const at_wsource *src = at_whisper_model_source(m);
     for (size_t i = 0; i < src->n; i++) {
@@ -218,9 +237,12 @@ out:
     return rc;
 }
 
-int at_whisper_convert_main(int argc, char **argv) {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"out", required_argument, 0, 'o'},
-                                         {"type", required_argument, 0, 't'},  {"help", no_argument, 0, 'h'},
+int at_whisper_convert_main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"type", required_argument, 0, 't'},
+                                         {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL, *type = "f16";
     optind = 1;
@@ -243,7 +265,8 @@ int at_whisper_convert_main(int argc, char **argv) {
     }
     at_dtype t;
     if (!in || !out || optind < argc || at_dtype_from_name(type, &t)) {
-        fprintf(stderr, "usage: audio-translator whisper-convert --model IN --out FILE [--type f16|f32|q8_0|q5_0|q5_1|q4_0|q4_1]\n");
+        fprintf(stderr, "usage: audio-translator whisper-convert --model IN --out FILE [--type "
+                        "f16|f32|q8_0|q5_0|q5_1|q4_0|q4_1]\n");
         return 2;
     }
     at_err err = {0};

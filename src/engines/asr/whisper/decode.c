@@ -9,9 +9,9 @@
 #include <zlib.h>
 
 #define WDEC_MAX_GROUP 64 /* beams or samples: bounds the per-step work */
-#define N_FRAMES AT_WHISPER_N_FRAMES
-#define HOP AT_WHISPER_HOP
-#define SR AT_WHISPER_SAMPLE_RATE
+#define N_FRAMES       AT_WHISPER_N_FRAMES
+#define HOP            AT_WHISPER_HOP
+#define SR             AT_WHISPER_SAMPLE_RATE
 
 static const float default_temps[] = {0.0f, 0.2f, 0.4f, 0.6f, 0.8f, 1.0f};
 
@@ -59,8 +59,7 @@ float at_wdec_compression_ratio(const char *text, size_t len)
     unsigned char *buf = malloc(bound);
     if (!buf) return 0.0f;
     /* zlib.compress(text) in Python: zlib format, default level */
-    int rc = compress2(buf, &bound, (const Bytef *)text, (uLong)len,
-                       Z_DEFAULT_COMPRESSION);
+    int rc = compress2(buf, &bound, (const Bytef *)text, (uLong)len, Z_DEFAULT_COMPRESSION);
     free(buf);
     if (rc != Z_OK || bound == 0) return 0.0f;
     return (float)((double)len / (double)bound);
@@ -95,8 +94,7 @@ static void mask(float *x, int a, int b)
 /* Python's str.strip() for UTF-8 text: whitespace at both ends. */
 static int utf8_space_len(const unsigned char *s, size_t n)
 {
-    if (n >= 1 && ((s[0] >= 0x09 && s[0] <= 0x0D) || (s[0] >= 0x1C && s[0] <= 0x20)))
-        return 1;
+    if (n >= 1 && ((s[0] >= 0x09 && s[0] <= 0x0D) || (s[0] >= 0x1C && s[0] <= 0x20))) return 1;
     if (n >= 2 && s[0] == 0xC2 && (s[1] == 0x85 || s[1] == 0xA0)) return 2;
     if (n >= 3 && s[0] == 0xE1 && s[1] == 0x9A && s[2] == 0x80) return 3; /* U+1680 */
     if (n >= 3 && s[0] == 0xE2 && s[1] == 0x80 &&
@@ -127,11 +125,11 @@ static void strip_in_place(char *s)
 /* ---- one window: DecodingTask ------------------------------------------ */
 
 typedef struct {
-    int *toks;     /* sampled tokens (after the initial tokens) */
+    int *toks; /* sampled tokens (after the initial tokens) */
     float *lps;
     int n;
-    double sum;    /* includes the eot's log probability once finished */
-    int done;      /* ended with eot */
+    double sum; /* includes the eot's log probability once finished */
+    int done;   /* ended with eot */
 } hyp;
 
 typedef struct {
@@ -140,16 +138,16 @@ typedef struct {
     const at_whisper_special *sp;
     const at_wdec_options *o;
     int V, n_ctx, sample_len, sample_begin, sot_index;
-    int *initial;            /* initial tokens; full[] starts with them */
-    int *full;               /* scratch: initial + sampled */
+    int *initial; /* initial tokens; full[] starts with them */
+    int *full;    /* scratch: initial + sampled */
     int *suppress;
     size_t n_suppress;
     int *blank;
     size_t n_blank;
-    int max_initial_index;   /* -1: none */
+    int max_initial_index; /* -1: none */
     uint64_t rng;
     float *logits;
-    float *logits0;          /* step 0 logits, shared by the group */
+    float *logits0; /* step 0 logits, shared by the group */
 } dtask;
 
 /* SuppressBlank, SuppressTokens, ApplyTimestampRules (in that order). */
@@ -171,8 +169,10 @@ static void apply_filters(const dtask *c, const int *s, int n, float *x)
     int last_ts = n >= 1 && s[n - 1] >= beg;
     int pen_ts = n < 2 || s[n - 2] >= beg;
     if (last_ts) {
-        if (pen_ts) mask(x, beg, V);          /* has to be text */
-        else mask(x, 0, sp->eot);             /* cannot be text */
+        if (pen_ts)
+            mask(x, beg, V); /* has to be text */
+        else
+            mask(x, 0, sp->eot); /* cannot be text */
     }
     /* timestamps never decrease; a segment has nonzero length */
     for (int i = n - 1; i >= 0; i--) {
@@ -253,8 +253,7 @@ typedef struct {
 } cand;
 
 /* beam search (BeamSearchDecoder); returns the index into fin of the best */
-static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fin,
-                       int *slot, at_err *err)
+static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fin, int *slot, at_err *err)
 {
     const at_wdec_options *o = c->o;
     int eot = c->sp->eot, V = c->V;
@@ -275,8 +274,10 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
          * identical beams into one */
         for (int j = 0; j < live; j++) {
             float *x = c->logits;
-            if (step == 0) memcpy(x, c->logits0, (size_t)V * sizeof *x);
-            else if ((rc = step_logits(c, slot[j], &beams[j], x, err)) < 0) goto out;
+            if (step == 0)
+                memcpy(x, c->logits0, (size_t)V * sizeof *x);
+            else if ((rc = step_logits(c, slot[j], &beams[j], x, err)) < 0)
+                goto out;
             apply_filters(c, beams[j].toks, beams[j].n, x);
             double lse = log_sum_exp(x, 0, V);
             /* top k, ties to the lower id */
@@ -405,11 +406,15 @@ static int sample_group(dtask *c, int G, float temp, hyp *hs, at_err *err)
             if (temp <= 0) {
                 float best = -INFINITY;
                 for (int v = 0; v < V; v++)
-                    if (x[v] > best) { best = x[v]; next = v; }
+                    if (x[v] > best) {
+                        best = x[v];
+                        next = v;
+                    }
             } else if (lse != -INFINITY) {
                 /* Categorical(logits / T) */
                 float mx = -INFINITY;
-                for (int v = 0; v < V; v++) if (x[v] > mx) mx = x[v];
+                for (int v = 0; v < V; v++)
+                    if (x[v] > mx) mx = x[v];
                 double tot = 0;
                 for (int v = 0; v < V; v++) tot += exp(((double)x[v] - mx) / temp);
                 double u = (double)(rng_next(&c->rng) >> 11) * 0x1.0p-53 * tot, acc = 0;
@@ -441,8 +446,8 @@ static int sample_group(dtask *c, int G, float temp, hyp *hs, at_err *err)
     return best;
 }
 
-int at_wdec_detect_language(const at_wdec_model *m, const at_wtok *tok,
-                            int *lang_token, float *probs, at_err *err)
+int at_wdec_detect_language(const at_wdec_model *m, const at_wtok *tok, int *lang_token, float *probs,
+                            at_err *err)
 {
     const at_whisper_special *sp = at_wtok_special(tok);
     if (sp->n_langs <= 0 || sp->sot + sp->n_langs >= m->n_vocab)
@@ -478,8 +483,7 @@ static int build_suppress(dtask *c, at_err *err)
         int rc = at_wtok_non_speech_tokens(c->tok, &ns, &nns, err);
         if (rc < 0) return rc;
     }
-    size_t cap = nns + (size_t)(o->n_suppress > 0 ? o->n_suppress : 0) + 6 +
-                 (size_t)sp->n_langs;
+    size_t cap = nns + (size_t)(o->n_suppress > 0 ? o->n_suppress : 0) + 6 + (size_t)sp->n_langs;
     c->suppress = malloc(cap * sizeof *c->suppress);
     if (!c->suppress) {
         free(ns);
@@ -501,8 +505,8 @@ static int build_suppress(dtask *c, at_err *err)
     return 0;
 }
 
-int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
-                   const at_wdec_options *o, at_wdec_result *out, at_err *err)
+int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok, const at_wdec_options *o, at_wdec_result *out,
+                   at_err *err)
 {
     memset(out, 0, sizeof *out);
     const at_whisper_special *sp = at_wtok_special(tok);
@@ -522,8 +526,7 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
     int beam = o->temperature == 0 && o->beam_size > 1;
     int G = beam ? o->beam_size : (o->temperature > 0 && o->best_of > 1 ? o->best_of : 1);
     if (G > WDEC_MAX_GROUP)
-        return at_err_set(err, AT_E_INVALID, "whisper decode: beam_size/best_of over %d",
-                          WDEC_MAX_GROUP);
+        return at_err_set(err, AT_E_INVALID, "whisper decode: beam_size/best_of over %d", WDEC_MAX_GROUP);
 
     int lang = o->lang_token, rc = 0;
     if (!sp->is_multilingual) {
@@ -559,8 +562,7 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
     int n = 0;
     if (n_prompt > 0) {
         c.initial[n++] = sp->prev;
-        memcpy(c.initial + n, o->prompt + (o->n_prompt - n_prompt),
-               (size_t)n_prompt * sizeof *c.initial);
+        memcpy(c.initial + n, o->prompt + (o->n_prompt - n_prompt), (size_t)n_prompt * sizeof *c.initial);
         n += n_prompt;
     }
     c.sot_index = n;
@@ -571,8 +573,7 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
     }
     if (o->without_timestamps) c.initial[n++] = sp->not_;
     if (n_prefix > 0) {
-        memcpy(c.initial + n, o->prefix + (o->n_prefix - n_prefix),
-               (size_t)n_prefix * sizeof *c.initial);
+        memcpy(c.initial + n, o->prefix + (o->n_prefix - n_prefix), (size_t)n_prefix * sizeof *c.initial);
         n += n_prefix;
     }
     c.sample_begin = n;
@@ -599,8 +600,7 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
     if ((rc = build_suppress(&c, err)) < 0) goto done;
 
     /* first forward pass: the logits at sot give no_speech_prob */
-    if ((rc = m->logits(m->ctx, 0, c.initial, c.sot_index + 1, c.logits0, err)) < 0)
-        goto done;
+    if ((rc = m->logits(m->ctx, 0, c.initial, c.sot_index + 1, c.logits0, err)) < 0) goto done;
     out->no_speech_prob = 0;
     if (sp->nosp < c.V) {
         double lse = log_sum_exp(c.logits0, 0, c.V);
@@ -659,13 +659,11 @@ done:
     return rc < 0 ? rc : 0;
 }
 
-int at_wdec_decode_fallback(const at_wdec_model *m, const at_wtok *tok,
-                            const at_wdec_options *o, const at_wdec_fallback *f,
-                            at_wdec_result *out, at_err *err)
+int at_wdec_decode_fallback(const at_wdec_model *m, const at_wtok *tok, const at_wdec_options *o,
+                            const at_wdec_fallback *f, at_wdec_result *out, at_err *err)
 {
     const float *temps = f->temperatures ? f->temperatures : default_temps;
-    int nt = f->temperatures ? f->n_temperatures
-                             : (int)(sizeof default_temps / sizeof *default_temps);
+    int nt = f->temperatures ? f->n_temperatures : (int)(sizeof default_temps / sizeof *default_temps);
     if (nt <= 0) return at_err_set(err, AT_E_INVALID, "whisper decode: no temperatures");
     memset(out, 0, sizeof *out);
     for (int i = 0; i < nt; i++) {
@@ -680,8 +678,7 @@ int at_wdec_decode_fallback(const at_wdec_model *m, const at_wtok *tok,
         at_wdec_result_free(out);
         *out = r;
         int fallback = 0;
-        if (!isnan(f->compression_ratio_threshold) &&
-            r.compression_ratio > f->compression_ratio_threshold)
+        if (!isnan(f->compression_ratio_threshold) && r.compression_ratio > f->compression_ratio_threshold)
             fallback = 1; /* too repetitive */
         if (!isnan(f->logprob_threshold) && r.avg_logprob < f->logprob_threshold)
             fallback = 1; /* too improbable */
@@ -703,13 +700,13 @@ struct at_wdec_tx {
     float *temps_copy;
     int seek;
     int lang_token;
-    int *ctx;          /* all_tokens[prompt_reset_since:], last ctx_cap only */
+    int *ctx; /* all_tokens[prompt_reset_since:], last ctx_cap only */
     int n_ctx, ctx_cap;
     int enc_seek, enc_frames; /* window the model holds, -1: none */
 };
 
-at_wdec_tx *at_wdec_tx_new(const at_wdec_model *m, const at_wtok *tok,
-                           const at_wdec_tx_options *o, at_err *err)
+at_wdec_tx *at_wdec_tx_new(const at_wdec_model *m, const at_wtok *tok, const at_wdec_tx_options *o,
+                           at_err *err)
 {
     at_wdec_tx *t = calloc(1, sizeof *t);
     if (!t) goto nomem;
@@ -731,8 +728,7 @@ at_wdec_tx *at_wdec_tx_new(const at_wdec_model *m, const at_wtok *tok,
     if (o->decode.n_suppress > 0) {
         t->suppress_copy = malloc((size_t)o->decode.n_suppress * sizeof *t->suppress_copy);
         if (!t->suppress_copy) goto nomem;
-        memcpy(t->suppress_copy, o->decode.suppress,
-               (size_t)o->decode.n_suppress * sizeof *t->suppress_copy);
+        memcpy(t->suppress_copy, o->decode.suppress, (size_t)o->decode.n_suppress * sizeof *t->suppress_copy);
         t->o.decode.suppress = t->suppress_copy;
     }
     if (o->fallback.temperatures && o->fallback.n_temperatures > 0) {
@@ -779,8 +775,7 @@ static void ctx_append(at_wdec_tx *t, const int *toks, int n)
 static int ensure_encoded(at_wdec_tx *t, int seek, int frames, at_err *err)
 {
     if (t->enc_seek == seek && t->enc_frames == frames) return 0;
-    if (!t->m->encode)
-        return at_err_set(err, AT_E_INVALID, "whisper transcribe: model cannot encode");
+    if (!t->m->encode) return at_err_set(err, AT_E_INVALID, "whisper transcribe: model cannot encode");
     t->enc_seek = -1;
     int rc = t->m->encode(t->m->ctx, seek, frames, err);
     if (rc < 0) return rc;
@@ -791,8 +786,8 @@ static int ensure_encoded(at_wdec_tx *t, int seek, int frames, at_err *err)
 
 /* new_segment(): decodes the text of tokens[a, b) and hands it out, with
  * the "instantaneous or empty" clearing applied. */
-static int emit_segment(at_wdec_tx *t, const at_wdec_result *r, int a, int b,
-                        double start, double end, at_err *err)
+static int emit_segment(at_wdec_tx *t, const at_wdec_result *r, int a, int b, double start, double end,
+                        at_err *err)
 {
     const at_whisper_special *sp = at_wtok_special(t->tok);
     int *text_toks = malloc(((size_t)(b - a) + 1) * sizeof *text_toks);
@@ -835,8 +830,7 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
 {
     const at_wdec_model *m = t->m;
     const at_whisper_special *sp = at_wtok_special(t->tok);
-    int input_stride = m->n_audio_ctx > 0 && N_FRAMES % m->n_audio_ctx == 0
-                           ? N_FRAMES / m->n_audio_ctx : 2;
+    int input_stride = m->n_audio_ctx > 0 && N_FRAMES % m->n_audio_ctx == 0 ? N_FRAMES / m->n_audio_ctx : 2;
     double precision = (double)input_stride * HOP / SR; /* 0.02 s */
     int rc;
     while (t->seek < content_frames) {
@@ -852,8 +846,7 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
             } else {
                 /* the language of the first 30 s, as transcribe() does */
                 if ((rc = ensure_encoded(t, t->seek, segment_size, err)) < 0) return rc;
-                if ((rc = at_wdec_detect_language(m, t->tok, &t->lang_token, NULL, err)) < 0)
-                    return rc;
+                if ((rc = at_wdec_detect_language(m, t->tok, &t->lang_token, NULL, err)) < 0) return rc;
             }
         }
         if ((rc = ensure_encoded(t, t->seek, segment_size, err)) < 0) return rc;
@@ -863,15 +856,13 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
         o.prompt = t->ctx;
         o.n_prompt = t->n_ctx;
         at_wdec_result r;
-        if ((rc = at_wdec_decode_fallback(m, t->tok, &o, &t->o.fallback, &r, err)) < 0)
-            return rc;
+        if ((rc = at_wdec_decode_fallback(m, t->tok, &o, &t->o.fallback, &r, err)) < 0) return rc;
 
         /* no voice activity: skip the window */
         const at_wdec_fallback *f = &t->o.fallback;
         if (!isnan(f->no_speech_threshold)) {
             int skip = r.no_speech_prob > f->no_speech_threshold;
-            if (!isnan(f->logprob_threshold) && r.avg_logprob > f->logprob_threshold)
-                skip = 0;
+            if (!isnan(f->logprob_threshold) && r.avg_logprob > f->logprob_threshold) skip = 0;
             if (skip) {
                 t->seek += segment_size;
                 at_wdec_result_free(&r);
@@ -893,8 +884,7 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
             for (int i = 0; i + 1 < n && rc == 0; i++) {
                 if (!(tk[i] >= beg && tk[i + 1] >= beg)) continue;
                 int cur = i + 1;
-                rc = emit_segment(t, &r, last, cur,
-                                  time_offset + (tk[last] - beg) * precision,
+                rc = emit_segment(t, &r, last, cur, time_offset + (tk[last] - beg) * precision,
                                   time_offset + (tk[cur - 1] - beg) * precision, err);
                 last = cur;
             }
@@ -914,7 +904,10 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
             double duration = segment_duration;
             int last_ts = -1;
             for (int i = n - 1; i >= 0; i--)
-                if (tk[i] >= beg) { last_ts = tk[i]; break; }
+                if (tk[i] >= beg) {
+                    last_ts = tk[i];
+                    break;
+                }
             if (last_ts >= 0 && last_ts != beg) duration = (last_ts - beg) * precision;
             rc = emit_segment(t, &r, 0, n, time_offset, time_offset + duration, err);
             t->seek += segment_size;

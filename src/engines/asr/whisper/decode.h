@@ -31,47 +31,46 @@
  * implementation may reuse whatever it cached for seq: each call extends
  * or rewrites the sequence it saw last time for that seq (a longer
  * sequence with the same prefix is the common case). */
-typedef int (*at_wdec_logits_fn)(void *ctx, int seq, const int *tokens,
-                                 int n_tokens, float *logits, at_err *err);
+typedef int (*at_wdec_logits_fn)(void *ctx, int seq, const int *tokens, int n_tokens, float *logits,
+                                 at_err *err);
 /* Makes seq dst hold what seq src holds (beam search, best_of).  Only an
  * optimisation: a model without it recomputes from the tokens. */
 typedef int (*at_wdec_copy_fn)(void *ctx, int dst, int src, at_err *err);
 /* Prepares the window of mel frames [seek, seek + n_frames) (10 ms
  * frames, padded to 30 s) for the following logits calls. */
-typedef int (*at_wdec_encode_fn)(void *ctx, int seek, int n_frames,
-                                 at_err *err);
+typedef int (*at_wdec_encode_fn)(void *ctx, int seek, int n_frames, at_err *err);
 
 typedef struct at_wdec_model {
     void *ctx;
-    int n_vocab;               /* logits per position */
-    int n_text_ctx;            /* decoder positions (448) */
-    int n_audio_ctx;           /* encoder positions (1500): 30 s / this = 0.02 s */
+    int n_vocab;     /* logits per position */
+    int n_text_ctx;  /* decoder positions (448) */
+    int n_audio_ctx; /* encoder positions (1500): 30 s / this = 0.02 s */
     at_wdec_logits_fn logits;
-    at_wdec_copy_fn copy;      /* may be NULL */
-    at_wdec_encode_fn encode;  /* needed by at_wdec_tx only */
+    at_wdec_copy_fn copy;     /* may be NULL */
+    at_wdec_encode_fn encode; /* needed by at_wdec_tx only */
 } at_wdec_model;
 
 /* One window's decoding options (OpenAI's DecodingOptions). */
 typedef struct at_wdec_options {
-    int translate;             /* task: 0 transcribe, 1 translate */
-    int lang_token;            /* <0: detect (multilingual models) */
-    float temperature;         /* 0: argmax / beam search */
-    int sample_len;            /* <=0: n_text_ctx / 2 */
-    int best_of;               /* samples when temperature > 0 (<=1: one) */
-    int beam_size;             /* beams when temperature == 0 (<=1: greedy) */
-    float patience;            /* <=0: 1.0 */
-    float length_penalty;      /* <0: None (sum logprob / length) */
-    const int *prompt;         /* previous text, put after <|startofprev|> */
+    int translate;        /* task: 0 transcribe, 1 translate */
+    int lang_token;       /* <0: detect (multilingual models) */
+    float temperature;    /* 0: argmax / beam search */
+    int sample_len;       /* <=0: n_text_ctx / 2 */
+    int best_of;          /* samples when temperature > 0 (<=1: one) */
+    int beam_size;        /* beams when temperature == 0 (<=1: greedy) */
+    float patience;       /* <=0: 1.0 */
+    float length_penalty; /* <0: None (sum logprob / length) */
+    const int *prompt;    /* previous text, put after <|startofprev|> */
     int n_prompt;
-    const int *prefix;         /* forced start of this window's text */
+    const int *prefix; /* forced start of this window's text */
     int n_prefix;
-    int suppress_non_speech;   /* suppress_tokens "-1" */
-    const int *suppress;       /* more token ids to suppress */
+    int suppress_non_speech; /* suppress_tokens "-1" */
+    const int *suppress;     /* more token ids to suppress */
     int n_suppress;
     int suppress_blank;
     int without_timestamps;
     float max_initial_timestamp; /* seconds; <=0: no limit */
-    uint64_t seed;             /* for sampling */
+    uint64_t seed;               /* for sampling */
 } at_wdec_options;
 
 /* OpenAI's defaults: transcribe, detect language, temperature 0, greedy,
@@ -79,28 +78,28 @@ typedef struct at_wdec_options {
 void at_wdec_options_default(at_wdec_options *o);
 
 typedef struct at_wdec_result {
-    int *tokens;               /* sampled tokens: no sot sequence, no eot */
-    float *logprobs;           /* log probability of each token */
+    int *tokens;     /* sampled tokens: no sot sequence, no eot */
+    float *logprobs; /* log probability of each token */
     int n_tokens;
-    char *text;                /* text tokens decoded, whitespace-stripped */
-    int lang_token;            /* the language token used */
+    char *text;     /* text tokens decoded, whitespace-stripped */
+    int lang_token; /* the language token used */
     double sum_logprob;
-    double avg_logprob;        /* sum_logprob / (n_tokens + 1) */
+    double avg_logprob; /* sum_logprob / (n_tokens + 1) */
     float no_speech_prob;
     float temperature;
-    float compression_ratio;   /* len(text) / len(zlib(text)) */
+    float compression_ratio; /* len(text) / len(zlib(text)) */
 } at_wdec_result;
 
 void at_wdec_result_free(at_wdec_result *r);
 
 /* Detects the language from the logits after <|startoftranscript|> alone
  * (on seq 0).  probs, if not NULL, receives n_langs probabilities. */
-int at_wdec_detect_language(const at_wdec_model *m, const at_wtok *tok,
-                            int *lang_token, float *probs, at_err *err);
+int at_wdec_detect_language(const at_wdec_model *m, const at_wtok *tok, int *lang_token, float *probs,
+                            at_err *err);
 
 /* Decodes the current window once (DecodingTask.run). */
-int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok,
-                   const at_wdec_options *o, at_wdec_result *out, at_err *err);
+int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok, const at_wdec_options *o, at_wdec_result *out,
+                   at_err *err);
 
 /* Temperature fallback (transcribe.py decode_with_fallback).  A NAN
  * threshold disables that test. */
@@ -117,9 +116,8 @@ void at_wdec_fallback_default(at_wdec_fallback *f);
 /* Decodes with o at each temperature in turn (beam_size only applies at
  * temperature 0, best_of only above it) until the result is neither too
  * repetitive nor too improbable, or is silence. */
-int at_wdec_decode_fallback(const at_wdec_model *m, const at_wtok *tok,
-                            const at_wdec_options *o, const at_wdec_fallback *f,
-                            at_wdec_result *out, at_err *err);
+int at_wdec_decode_fallback(const at_wdec_model *m, const at_wtok *tok, const at_wdec_options *o,
+                            const at_wdec_fallback *f, at_wdec_result *out, at_err *err);
 
 /* zlib compression ratio of text (0 for empty text). */
 float at_wdec_compression_ratio(const char *text, size_t len);
@@ -127,12 +125,12 @@ float at_wdec_compression_ratio(const char *text, size_t len);
 /* ---- long-form transcription ------------------------------------------- */
 
 typedef struct at_wdec_segment {
-    int seek;                  /* mel frame where its window started */
-    double start, end;         /* seconds */
-    const int *tokens;         /* incl. timestamp tokens; valid during callback */
-    const float *logprobs;     /* per token */
+    int seek;              /* mel frame where its window started */
+    double start, end;     /* seconds */
+    const int *tokens;     /* incl. timestamp tokens; valid during callback */
+    const float *logprobs; /* per token */
     int n_tokens;
-    const char *text;          /* "" for cleared (empty/instantaneous) segments */
+    const char *text; /* "" for cleared (empty/instantaneous) segments */
     float avg_logprob, no_speech_prob, temperature, compression_ratio;
 } at_wdec_segment;
 
@@ -140,7 +138,7 @@ typedef struct at_wdec_segment {
 typedef int (*at_wdec_segment_fn)(void *user, const at_wdec_segment *seg);
 
 typedef struct at_wdec_tx_options {
-    at_wdec_options decode;    /* prompt/prefix are ignored: built per window */
+    at_wdec_options decode; /* prompt/prefix are ignored: built per window */
     at_wdec_fallback fallback;
     int condition_on_previous_text;
     const int *initial_prompt; /* tokens of " " + prompt.strip() */
@@ -155,8 +153,8 @@ void at_wdec_tx_options_default(at_wdec_tx_options *o);
 typedef struct at_wdec_tx at_wdec_tx;
 
 /* m and tok must outlive the transcription; o is copied (its arrays too). */
-at_wdec_tx *at_wdec_tx_new(const at_wdec_model *m, const at_wtok *tok,
-                           const at_wdec_tx_options *o, at_err *err);
+at_wdec_tx *at_wdec_tx_new(const at_wdec_model *m, const at_wtok *tok, const at_wdec_tx_options *o,
+                           at_err *err);
 void at_wdec_tx_free(at_wdec_tx *t);
 /* Runs windows over the first content_frames mel frames (audio samples /
  * 160).  Not final: only windows with a full 30 s of audio after the seek

@@ -17,8 +17,8 @@
 
 #include "engines/asr/whisper/model_internal.h"
 
-#define GGML_MAGIC 0x67676d6cu
-#define QNT_VERSION 2
+#define GGML_MAGIC         0x67676d6cu
+#define QNT_VERSION        2
 #define QNT_VERSION_FACTOR 1000
 
 typedef struct {
@@ -27,7 +27,8 @@ typedef struct {
     const char *path;
 } cursor;
 
-static int rd_i32(cursor *c, int32_t *v, const char *what, at_err *err) {
+static int rd_i32(cursor *c, int32_t *v, const char *what, at_err *err)
+{
     *v = 0;
     if (c->size - c->off < 4) {
         at_err_set(err, AT_E_CORRUPT, "%s: truncated file (reading %s at offset %zu)", c->path, what, c->off);
@@ -38,7 +39,8 @@ static int rd_i32(cursor *c, int32_t *v, const char *what, at_err *err) {
     return 0;
 }
 
-int at_ggml_ftype_for(at_dtype t) {
+int at_ggml_ftype_for(at_dtype t)
+{
     switch (t) {
     case AT_DT_F32: return 0;
     case AT_DT_F16: return 1;
@@ -51,7 +53,8 @@ int at_ggml_ftype_for(at_dtype t) {
     }
 }
 
-int at_dtype_from_name(const char *name, at_dtype *out) {
+int at_dtype_from_name(const char *name, at_dtype *out)
+{
     static const struct {
         const char *n;
         at_dtype t;
@@ -65,7 +68,8 @@ int at_dtype_from_name(const char *name, at_dtype *out) {
     return -1;
 }
 
-int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err) {
+int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err)
+{
     memset(out, 0, sizeof *out);
     int rc = at_wmap_file(path, &out->map, &out->map_size, err);
     if (rc) return rc;
@@ -94,7 +98,8 @@ int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err) {
     if ((rc = at_whisper_hparams_check(hp, path, err))) goto fail;
 
     int32_t nm, nf;
-    if ((rc = rd_i32(&c, &nm, "mel filter size", err)) || (rc = rd_i32(&c, &nf, "mel filter size", err))) goto fail;
+    if ((rc = rd_i32(&c, &nm, "mel filter size", err)) || (rc = rd_i32(&c, &nf, "mel filter size", err)))
+        goto fail;
     if (nm < 0 || nm > 512 || nf < 0 || nf > 4096) {
         rc = at_err_set(err, AT_E_CORRUPT, "%s: bad mel filter size %d x %d", path, nm, nf);
         goto fail;
@@ -141,8 +146,9 @@ int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err) {
             (rc = rd_i32(&c, &tt, "tensor header", err)))
             goto fail;
         if (nd < 1 || nd > 4 || nl < 1 || nl >= AT_WT_NAME_MAX || !at_dtype_valid(tt) || tt == AT_DT_BF16) {
-            rc = at_err_set(err, AT_E_CORRUPT, "%s: bad tensor header at offset %zu (dims %d, name length %d, type %d)",
-                            path, c.off - 12, nd, nl, tt);
+            rc = at_err_set(err, AT_E_CORRUPT,
+                            "%s: bad tensor header at offset %zu (dims %d, name length %d, type %d)", path,
+                            c.off - 12, nd, nl, tt);
             goto fail;
         }
         int64_t ne[4] = {1, 1, 1, 1}, shape[4];
@@ -171,18 +177,19 @@ int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err) {
         c.off += (size_t)nl;
         size_t rb = at_dtype_row_bytes((at_dtype)tt, ne[0]);
         if (!rb) {
-            rc = at_err_set(err, AT_E_CORRUPT, "%s: tensor %s: row of %lld is not whole %s blocks", path, name,
-                            (long long)ne[0], at_dtype_name((at_dtype)tt));
+            rc = at_err_set(err, AT_E_CORRUPT, "%s: tensor %s: row of %lld is not whole %s blocks", path,
+                            name, (long long)ne[0], at_dtype_name((at_dtype)tt));
             goto fail;
         }
         uint64_t nbytes = rb * (nel / (uint64_t)ne[0]);
         if (nbytes > c.size - c.off) {
-            rc = at_err_set(err, AT_E_CORRUPT, "%s: truncated file (tensor %s needs %llu bytes, %zu left)", path, name,
-                            (unsigned long long)nbytes, c.size - c.off);
+            rc = at_err_set(err, AT_E_CORRUPT, "%s: truncated file (tensor %s needs %llu bytes, %zu left)",
+                            path, name, (unsigned long long)nbytes, c.size - c.off);
             goto fail;
         }
         for (int i = 0; i < nd; i++) shape[i] = ne[nd - 1 - i];
-        if ((rc = at_wsource_add(out, name, (at_dtype)tt, nd, shape, c.p + c.off, (size_t)nbytes, err))) goto fail;
+        if ((rc = at_wsource_add(out, name, (at_dtype)tt, nd, shape, c.p + c.off, (size_t)nbytes, err)))
+            goto fail;
         c.off += (size_t)nbytes;
     }
     return 0;
@@ -202,13 +209,15 @@ struct at_ggml_writer {
     size_t row_cap;
 };
 
-static void wr(at_ggml_writer *w, const void *p, size_t n) {
+static void wr(at_ggml_writer *w, const void *p, size_t n)
+{
     if (!w->failed && n && fwrite(p, 1, n, w->f) != n) w->failed = 1;
 }
 
 static void wr_i32(at_ggml_writer *w, int32_t v) { wr(w, &v, 4); }
 
-at_ggml_writer *at_ggml_writer_open(const char *path, const at_whisper_hparams *hp, at_err *err) {
+at_ggml_writer *at_ggml_writer_open(const char *path, const at_whisper_hparams *hp, at_err *err)
+{
     at_ggml_writer *w = calloc(1, sizeof *w);
     if (!w) {
         at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -224,15 +233,16 @@ at_ggml_writer *at_ggml_writer_open(const char *path, const at_whisper_hparams *
         return NULL;
     }
     wr_i32(w, (int32_t)GGML_MAGIC);
-    int32_t hv[11] = {hp->n_vocab,      hp->n_audio_ctx, hp->n_audio_state, hp->n_audio_head,
-                      hp->n_audio_layer, hp->n_text_ctx, hp->n_text_state,  hp->n_text_head,
-                      hp->n_text_layer,  hp->n_mels,     hp->ftype};
+    int32_t hv[11] = {hp->n_vocab,       hp->n_audio_ctx, hp->n_audio_state, hp->n_audio_head,
+                      hp->n_audio_layer, hp->n_text_ctx,  hp->n_text_state,  hp->n_text_head,
+                      hp->n_text_layer,  hp->n_mels,      hp->ftype};
     for (int i = 0; i < 11; i++) wr_i32(w, hv[i]);
     return w;
 }
 
 int at_ggml_writer_header(at_ggml_writer *w, const float *filters, int n_mel, int n_fft, size_t n_tok,
-                          const char *const *toks, const size_t *lens, at_err *err) {
+                          const char *const *toks, const size_t *lens, at_err *err)
+{
     wr_i32(w, n_mel);
     wr_i32(w, n_fft);
     wr(w, filters, (size_t)n_mel * (size_t)n_fft * 4);
@@ -245,12 +255,15 @@ int at_ggml_writer_header(at_ggml_writer *w, const float *filters, int n_mel, in
     return 0;
 }
 
-int at_ggml_writer_tensor(at_ggml_writer *w, const char *name, int n_dims, const int64_t *shape, at_dtype type,
-                          at_row_fn fn, void *user, at_err *err) {
+int at_ggml_writer_tensor(at_ggml_writer *w, const char *name, int n_dims, const int64_t *shape,
+                          at_dtype type, at_row_fn fn, void *user, at_err *err)
+{
     int64_t cols = shape[n_dims - 1], rows = 1;
     for (int i = 0; i < n_dims - 1; i++) rows *= shape[i];
     size_t rb = at_dtype_row_bytes(type, cols);
-    if (!rb) return at_err_set(err, AT_E_INVALID, "%s: %lld columns do not fit %s blocks", name, (long long)cols, at_dtype_name(type));
+    if (!rb)
+        return at_err_set(err, AT_E_INVALID, "%s: %lld columns do not fit %s blocks", name, (long long)cols,
+                          at_dtype_name(type));
     if ((size_t)cols > w->row_cap) {
         free(w->row);
         free(w->qrow);
@@ -275,7 +288,8 @@ int at_ggml_writer_tensor(at_ggml_writer *w, const char *name, int n_dims, const
     return 0;
 }
 
-int at_ggml_writer_close(at_ggml_writer *w, at_err *err) {
+int at_ggml_writer_close(at_ggml_writer *w, at_err *err)
+{
     if (!w) return 0;
     int bad = w->failed;
     if (fclose(w->f) != 0) bad = 1;

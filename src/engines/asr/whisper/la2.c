@@ -8,7 +8,7 @@
 
 #define PROMPT_MAX 1000
 #define TAIL_WORDS 5
-#define WORD_MAX 128   /* longer "words" are cut: bounds every copy */
+#define WORD_MAX   128 /* longer "words" are cut: bounds every copy */
 
 typedef struct lword {
     char text[WORD_MAX];
@@ -16,7 +16,7 @@ typedef struct lword {
 } lword;
 
 struct at_la2 {
-    lword *prev;         /* unconfirmed tail of the last hypothesis */
+    lword *prev; /* unconfirmed tail of the last hypothesis */
     size_t n_prev, cap_prev;
     lword tail[TAIL_WORDS]; /* last committed words, oldest first */
     size_t n_tail;
@@ -106,8 +106,7 @@ static char *join(const lword *w, size_t n)
 }
 
 /* Emits w[0..n) as one final and records it as committed. */
-static int commit(at_la2 *p, const lword *w, size_t n, at_asr_event_cb cb, void *user,
-                  at_err *err)
+static int commit(at_la2 *p, const lword *w, size_t n, at_asr_event_cb cb, void *user, at_err *err)
 {
     if (n == 0) return 0;
     char *text = join(w, n);
@@ -162,8 +161,8 @@ static int partial(const at_la2 *p, at_asr_event_cb cb, void *user, at_err *err)
     return stop ? at_err_set(err, AT_E_CANCELLED, "stream cancelled") : 0;
 }
 
-int at_la2_insert(at_la2 *p, const at_la2_word *w, size_t n, size_t *n_done,
-                  at_asr_event_cb cb, void *user, at_err *err)
+int at_la2_insert(at_la2 *p, const at_la2_word *w, size_t n, size_t *n_done, at_asr_event_cb cb, void *user,
+                  at_err *err)
 {
     /* 1. words that end before the committed point were emitted already */
     size_t skip = 0;

@@ -16,8 +16,8 @@
 #include "engines/asr/asr.h"
 
 typedef struct at_la2_word {
-    const char *text;    /* as decoded, usually with a leading space */
-    double start, end;   /* seconds from the stream start */
+    const char *text;  /* as decoded, usually with a leading space */
+    double start, end; /* seconds from the stream start */
 } at_la2_word;
 
 typedef struct at_la2 at_la2;
@@ -28,8 +28,8 @@ void at_la2_free(at_la2 *p);
 /* Takes a new hypothesis; emits a final for the newly agreed words and a
  * partial for the unconfirmed tail.  *n_done (may be NULL) receives how
  * many leading words of w are now committed (skipped ones included). */
-int at_la2_insert(at_la2 *p, const at_la2_word *w, size_t n, size_t *n_done,
-                  at_asr_event_cb cb, void *user, at_err *err);
+int at_la2_insert(at_la2 *p, const at_la2_word *w, size_t n, size_t *n_done, at_asr_event_cb cb, void *user,
+                  at_err *err);
 /* Commits the unconfirmed tail of the last hypothesis (utterance end,
  * end of stream). */
 int at_la2_flush(at_la2 *p, at_asr_event_cb cb, void *user, at_err *err);

@@ -14,26 +14,30 @@
 
 #include "engines/asr/whisper/model.h"
 
-#define N_FFT AT_WHISPER_N_FFT
+#define N_FFT  AT_WHISPER_N_FFT
 #define N_BINS (N_FFT / 2 + 1)
-#define PAD (N_FFT / 2)
-#define CHUNK 256 /* frames per BLAS call: bounds the temporaries to ~2 MB */
+#define PAD    (N_FFT / 2)
+#define CHUNK  256 /* frames per BLAS call: bounds the temporaries to ~2 MB */
 
-static double hz_to_mel(double f) {
+static double hz_to_mel(double f)
+{
     /* Slaney: linear below 1 kHz, logarithmic above */
     const double min_log_hz = 1000.0, min_log_mel = 15.0, logstep = 27.0 / log(6.4);
     if (f >= min_log_hz) return min_log_mel + log(f / min_log_hz) * logstep;
     return 3.0 * f / 200.0;
 }
 
-static double mel_to_hz(double m) {
+static double mel_to_hz(double m)
+{
     const double min_log_hz = 1000.0, min_log_mel = 15.0, logstep = log(6.4) / 27.0;
     if (m >= min_log_mel) return min_log_hz * exp(logstep * (m - min_log_mel));
     return 200.0 * m / 3.0;
 }
 
-int at_whisper_mel_filters(int n_mels, float *out, at_err *err) {
-    if (n_mels < 1 || n_mels > 512) return at_err_set(err, AT_E_INVALID, "n_mels %d out of range 1..512", n_mels);
+int at_whisper_mel_filters(int n_mels, float *out, at_err *err)
+{
+    if (n_mels < 1 || n_mels > 512)
+        return at_err_set(err, AT_E_INVALID, "n_mels %d out of range 1..512", n_mels);
     double *ff = malloc(sizeof(double) * (size_t)(n_mels + 2));
     if (!ff) return at_err_set(err, AT_E_NOMEM, "out of memory");
     double mmin = hz_to_mel(0.0), mmax = hz_to_mel(AT_WHISPER_SAMPLE_RATE / 2.0);
@@ -52,8 +56,10 @@ int at_whisper_mel_filters(int n_mels, float *out, at_err *err) {
     return 0;
 }
 
-int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_err *err) {
-    if (n_mels < 1 || n_mels > 512) return at_err_set(err, AT_E_INVALID, "n_mels %d out of range 1..512", n_mels);
+int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_err *err)
+{
+    if (n_mels < 1 || n_mels > 512)
+        return at_err_set(err, AT_E_INVALID, "n_mels %d out of range 1..512", n_mels);
     if (!pcm && n) return at_err_set(err, AT_E_INVALID, "no audio");
     if (n > AT_WHISPER_N_SAMPLES) n = AT_WHISPER_N_SAMPLES; /* one 30 s window */
     const int T = AT_WHISPER_N_FRAMES;
@@ -101,8 +107,8 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
         int nt = T - t0 < CHUNK ? T - t0 : CHUNK;
         for (int t = 0; t < nt; t++)
             memcpy(frames + (size_t)t * N_FFT, x + (size_t)(t0 + t) * AT_WHISPER_HOP, sizeof(double) * N_FFT);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, 2 * N_BINS, N_FFT, 1.0, frames, N_FFT, basis,
-                    2 * N_BINS, 0.0, spec, 2 * N_BINS);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, 2 * N_BINS, N_FFT, 1.0, frames, N_FFT,
+                    basis, 2 * N_BINS, 0.0, spec, 2 * N_BINS);
         for (int t = 0; t < nt; t++) {
             const double *s = spec + (size_t)t * 2 * N_BINS;
             double *p = power + (size_t)(t0 + t) * N_BINS;
@@ -110,8 +116,8 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
         }
     }
     /* mel[m][t] = sum_k filt[m][k] power[t][k] */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_mels, T, N_BINS, 1.0, filt, N_BINS, power, N_BINS, 0.0,
-                mel, T);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_mels, T, N_BINS, 1.0, filt, N_BINS, power, N_BINS,
+                0.0, mel, T);
     double mx = -1e300;
     for (size_t i = 0; i < (size_t)n_mels * T; i++) {
         double v = log10(mel[i] > 1e-10 ? mel[i] : 1e-10);

@@ -18,7 +18,8 @@
 
 /* --------------------------------------------------------- weight source */
 
-int at_wmap_file(const char *path, void **map, size_t *size, at_err *err) {
+int at_wmap_file(const char *path, void **map, size_t *size, at_err *err)
+{
     *map = NULL;
     *size = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -40,11 +41,13 @@ int at_wmap_file(const char *path, void **map, size_t *size, at_err *err) {
     return 0;
 }
 
-void at_wunmap(void *map, size_t size) {
+void at_wunmap(void *map, size_t size)
+{
     if (map) munmap(map, size);
 }
 
-void at_wsource_free(at_wsource *s) {
+void at_wsource_free(at_wsource *s)
+{
     if (!s) return;
     at_wunmap(s->map, s->map_size);
     free(s->t);
@@ -53,8 +56,9 @@ void at_wsource_free(at_wsource *s) {
     memset(s, 0, sizeof *s);
 }
 
-int at_wsource_add(at_wsource *s, const char *name, at_dtype type, int n_dims, const int64_t *shape, const void *data,
-                   size_t nbytes, at_err *err) {
+int at_wsource_add(at_wsource *s, const char *name, at_dtype type, int n_dims, const int64_t *shape,
+                   const void *data, size_t nbytes, at_err *err)
+{
     if (strlen(name) >= AT_WT_NAME_MAX) return at_err_set(err, AT_E_CORRUPT, "tensor name too long");
     if (at_wsource_find(s, name)) return at_err_set(err, AT_E_CORRUPT, "duplicate tensor %s", name);
     if (s->n == s->cap) {
@@ -76,17 +80,20 @@ int at_wsource_add(at_wsource *s, const char *name, at_dtype type, int n_dims, c
     return 0;
 }
 
-const at_wtensor *at_wsource_find(const at_wsource *s, const char *name) {
+const at_wtensor *at_wsource_find(const at_wsource *s, const char *name)
+{
     /* linear: a few hundred tensors, searched once at load */
     for (size_t i = 0; i < s->n; i++)
         if (!strcmp(s->t[i].name, name)) return &s->t[i];
     return NULL;
 }
 
-int at_whisper_hparams_check(const at_whisper_hparams *hp, const char *what, at_err *err) {
-#define RANGE(f, lo, hi)                                                                                              \
-    if (hp->f < (lo) || hp->f > (hi))                                                                                 \
-        return at_err_set(err, AT_E_CORRUPT, "%s: hyper-parameter " #f " = %d outside %d..%d", what, hp->f, (lo), (hi));
+int at_whisper_hparams_check(const at_whisper_hparams *hp, const char *what, at_err *err)
+{
+#define RANGE(f, lo, hi)                                                                                     \
+    if (hp->f < (lo) || hp->f > (hi))                                                                        \
+        return at_err_set(err, AT_E_CORRUPT, "%s: hyper-parameter " #f " = %d outside %d..%d", what, hp->f,  \
+                          (lo), (hi));
     RANGE(n_vocab, 51864, 52000);
     RANGE(n_audio_ctx, 1, AT_WHISPER_N_FRAMES / 2);
     RANGE(n_audio_state, 1, 8192);
@@ -99,8 +106,8 @@ int at_whisper_hparams_check(const at_whisper_hparams *hp, const char *what, at_
     RANGE(n_mels, 1, 512);
 #undef RANGE
     if (hp->n_audio_state != hp->n_text_state)
-        return at_err_set(err, AT_E_CORRUPT, "%s: encoder width %d != decoder width %d", what, hp->n_audio_state,
-                          hp->n_text_state);
+        return at_err_set(err, AT_E_CORRUPT, "%s: encoder width %d != decoder width %d", what,
+                          hp->n_audio_state, hp->n_text_state);
     if (hp->n_audio_state % hp->n_audio_head || hp->n_text_state % hp->n_text_head)
         return at_err_set(err, AT_E_CORRUPT, "%s: width not divisible by the number of heads", what);
     return 0;
@@ -155,7 +162,8 @@ struct at_whisper_model {
     size_t n_vocab_file;
 };
 
-static float *own(at_whisper_model *m, size_t n, at_err *err) {
+static float *own(at_whisper_model *m, size_t n, at_err *err)
+{
     if (m->n_owned == m->cap_owned) {
         size_t nc = m->cap_owned ? m->cap_owned * 2 : 256;
         float **o = realloc(m->owned, nc * sizeof *o);
@@ -176,28 +184,32 @@ static float *own(at_whisper_model *m, size_t n, at_err *err) {
     return p;
 }
 
-static const at_wtensor *need(at_whisper_model *m, const char *name, at_err *err) {
+static const at_wtensor *need(at_whisper_model *m, const char *name, at_err *err)
+{
     const at_wtensor *t = at_wsource_find(&m->src, name);
     if (!t) at_err_set(err, AT_E_CORRUPT, "model has no tensor %s", name);
     return t;
 }
 
-static int64_t numel(const at_wtensor *t) {
+static int64_t numel(const at_wtensor *t)
+{
     int64_t n = 1;
     for (int i = 0; i < t->n_dims; i++) n *= t->shape[i];
     return n;
 }
 
 /* A small tensor of n values (any shape with that many values) as f32. */
-static int get_f32(at_whisper_model *m, const char *name, int64_t n, float **out, at_err *err) {
+static int get_f32(at_whisper_model *m, const char *name, int64_t n, float **out, at_err *err)
+{
     const at_wtensor *t = need(m, name, err);
     if (!t) return AT_E_CORRUPT;
     if (numel(t) != n)
-        return at_err_set(err, AT_E_CORRUPT, "tensor %s has %lld values, expected %lld", name, (long long)numel(t),
-                          (long long)n);
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has %lld values, expected %lld", name,
+                          (long long)numel(t), (long long)n);
     int64_t cols = t->shape[t->n_dims - 1], rows = n / cols;
     size_t rb = at_dtype_row_bytes(t->type, cols);
-    if (!rb || rb * (size_t)rows != t->nbytes) return at_err_set(err, AT_E_CORRUPT, "tensor %s has a bad size", name);
+    if (!rb || rb * (size_t)rows != t->nbytes)
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has a bad size", name);
     float *p = own(m, (size_t)n, err);
     if (!p) return AT_E_NOMEM;
     for (int64_t r = 0; r < rows; r++)
@@ -207,7 +219,9 @@ static int get_f32(at_whisper_model *m, const char *name, int64_t n, float **out
 }
 
 /* A weight matrix: [rows x cols], or for convolutions [rows x c x 3]. */
-static int get_mat(at_whisper_model *m, const char *name, int rows, int cols, int k3, at_matrix *out, at_err *err) {
+static int get_mat(at_whisper_model *m, const char *name, int rows, int cols, int k3, at_matrix *out,
+                   at_err *err)
+{
     const at_wtensor *t = need(m, name, err);
     if (!t) return AT_E_CORRUPT;
     int ok = k3 ? (t->n_dims == 3 && t->shape[0] == rows && t->shape[1] == cols && t->shape[2] == 3)
@@ -218,7 +232,8 @@ static int get_mat(at_whisper_model *m, const char *name, int rows, int cols, in
                           (long long)(t->n_dims > 2 ? t->shape[2] : 0), rows, cols, k3 ? " 3" : "");
     int c = k3 ? cols * 3 : cols;
     size_t rb = at_dtype_row_bytes(t->type, c);
-    if (!rb || rb * (size_t)rows != t->nbytes) return at_err_set(err, AT_E_CORRUPT, "tensor %s has a bad size", name);
+    if (!rb || rb * (size_t)rows != t->nbytes)
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has a bad size", name);
     out->type = t->type;
     out->rows = rows;
     out->cols = c;
@@ -228,13 +243,14 @@ static int get_mat(at_whisper_model *m, const char *name, int rows, int cols, in
 }
 
 /* Name building with explicit truncation check (names are bounded). */
-#define NAME(buf, ...)                                                                                                \
-    do {                                                                                                              \
-        if (snprintf(buf, sizeof buf, __VA_ARGS__) >= (int)sizeof buf)                                                \
-            return at_err_set(err, AT_E_INVALID, "tensor name too long");                                             \
+#define NAME(buf, ...)                                                                                       \
+    do {                                                                                                     \
+        if (snprintf(buf, sizeof buf, __VA_ARGS__) >= (int)sizeof buf)                                       \
+            return at_err_set(err, AT_E_INVALID, "tensor name too long");                                    \
     } while (0)
 
-static int get_lin(at_whisper_model *m, const char *pfx, int rows, int cols, int bias, lin_t *l, at_err *err) {
+static int get_lin(at_whisper_model *m, const char *pfx, int rows, int cols, int bias, lin_t *l, at_err *err)
+{
     char n[256];
     NAME(n, "%s.weight", pfx);
     int rc = get_mat(m, n, rows, cols, 0, &l->w, err);
@@ -245,7 +261,8 @@ static int get_lin(at_whisper_model *m, const char *pfx, int rows, int cols, int
     return get_f32(m, n, rows, &l->b, err);
 }
 
-static int get_ln(at_whisper_model *m, const char *pfx, int d, ln_t *l, at_err *err) {
+static int get_ln(at_whisper_model *m, const char *pfx, int d, ln_t *l, at_err *err)
+{
     char n[256];
     NAME(n, "%s.weight", pfx);
     int rc = get_f32(m, n, d, &l->w, err);
@@ -254,7 +271,8 @@ static int get_ln(at_whisper_model *m, const char *pfx, int d, ln_t *l, at_err *
     return get_f32(m, n, d, &l->b, err);
 }
 
-static int get_attn(at_whisper_model *m, const char *pfx, const char *lnname, int d, attn_t *a, at_err *err) {
+static int get_attn(at_whisper_model *m, const char *pfx, const char *lnname, int d, attn_t *a, at_err *err)
+{
     char n[256];
     int rc;
     NAME(n, "%s", lnname);
@@ -269,7 +287,8 @@ static int get_attn(at_whisper_model *m, const char *pfx, const char *lnname, in
     return get_lin(m, n, d, d, 1, &a->o, err);
 }
 
-static int ffn_width(at_whisper_model *m, const char *name, int *out, at_err *err) {
+static int ffn_width(at_whisper_model *m, const char *name, int *out, at_err *err)
+{
     const at_wtensor *t = need(m, name, err);
     if (!t) return AT_E_CORRUPT;
     if (t->n_dims != 2 || t->shape[0] < 1 || t->shape[0] > 65536)
@@ -278,7 +297,8 @@ static int ffn_width(at_whisper_model *m, const char *name, int *out, at_err *er
     return 0;
 }
 
-static void set_special(at_whisper_special *sp, int n_vocab) {
+static void set_special(at_whisper_special *sp, int n_vocab)
+{
     /* OpenAI's layout: the base vocabulary, <|endoftext|>, <|startoftranscript|>,
      * one token per language, then the task/control tokens.  English-only
      * models have no language tokens in between. */
@@ -297,7 +317,8 @@ static void set_special(at_whisper_special *sp, int n_vocab) {
     sp->beg = 50363 + dt;
 }
 
-static int build(at_whisper_model *m, at_err *err) {
+static int build(at_whisper_model *m, at_err *err)
+{
     const at_whisper_hparams *hp = &m->hp;
     int d = hp->n_audio_state, rc;
     char n[AT_WT_NAME_MAX], p[AT_WT_NAME_MAX], l[AT_WT_NAME_MAX];
@@ -352,7 +373,8 @@ static int build(at_whisper_model *m, at_err *err) {
         m->vocab_buf = malloc(total);
         m->vocab = calloc(m->src.n_tokens, sizeof *m->vocab);
         m->vocab_len = calloc(m->src.n_tokens, sizeof *m->vocab_len);
-        if (!m->vocab_buf || !m->vocab || !m->vocab_len) return at_err_set(err, AT_E_NOMEM, "out of memory (vocabulary)");
+        if (!m->vocab_buf || !m->vocab || !m->vocab_len)
+            return at_err_set(err, AT_E_NOMEM, "out of memory (vocabulary)");
         char *q = m->vocab_buf;
         for (size_t i = 0; i < m->src.n_tokens; i++) {
             memcpy(q, m->src.tok[i], m->src.tok_len[i]);
@@ -366,7 +388,8 @@ static int build(at_whisper_model *m, at_err *err) {
     return 0;
 }
 
-at_whisper_model *at_whisper_model_from_source(at_wsource *src, at_err *err) {
+at_whisper_model *at_whisper_model_from_source(at_wsource *src, at_err *err)
+{
     at_whisper_model *m = calloc(1, sizeof *m);
     if (!m) {
         at_wsource_free(src);
@@ -384,7 +407,8 @@ at_whisper_model *at_whisper_model_from_source(at_wsource *src, at_err *err) {
     return m;
 }
 
-at_whisper_model *at_whisper_model_load(const char *path, at_err *err) {
+at_whisper_model *at_whisper_model_load(const char *path, at_err *err)
+{
     if (!path || !*path) {
         at_err_set(err, AT_E_INVALID, "no model path");
         return NULL;
@@ -395,12 +419,14 @@ at_whisper_model *at_whisper_model_load(const char *path, at_err *err) {
         return NULL;
     }
     at_wsource src;
-    int rc = S_ISDIR(st.st_mode) ? at_whisper_hf_open(path, &src, err) : at_whisper_ggml_open(path, &src, err);
+    int rc =
+        S_ISDIR(st.st_mode) ? at_whisper_hf_open(path, &src, err) : at_whisper_ggml_open(path, &src, err);
     if (rc) return NULL;
     return at_whisper_model_from_source(&src, err);
 }
 
-void at_whisper_model_free(at_whisper_model *m) {
+void at_whisper_model_free(at_whisper_model *m)
+{
     if (!m) return;
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
@@ -417,19 +443,22 @@ const at_whisper_hparams *at_whisper_model_hparams(const at_whisper_model *m) { 
 const at_whisper_special *at_whisper_model_special(const at_whisper_model *m) { return &m->sp; }
 const at_wsource *at_whisper_model_source(const at_whisper_model *m) { return &m->src; }
 
-size_t at_whisper_model_vocab(const at_whisper_model *m, const char *const **tokens, const size_t **lens) {
+size_t at_whisper_model_vocab(const at_whisper_model *m, const char *const **tokens, const size_t **lens)
+{
     if (tokens) *tokens = m->vocab;
     if (lens) *lens = m->vocab_len;
     return m->n_vocab_file;
 }
 
-size_t at_whisper_model_weight_bytes(const at_whisper_model *m) {
+size_t at_whisper_model_weight_bytes(const at_whisper_model *m)
+{
     size_t b = m->owned_bytes;
     for (size_t i = 0; i < m->src.n; i++) b += m->src.t[i].nbytes;
     return b;
 }
 
-int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n, float *out, at_err *err) {
+int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n, float *out, at_err *err)
+{
     return at_whisper_log_mel(m->hp.n_mels, pcm, n, out, err);
 }
 
@@ -447,16 +476,18 @@ struct at_whisper_state {
     float *dx, *dy, *dq, *da, *df;
 };
 
-void at_whisper_state_free(at_whisper_state *s) {
+void at_whisper_state_free(at_whisper_state *s)
+{
     if (!s) return;
     at_compute_free(s->c);
-    float *bufs[] = {s->enc_out, s->cross_k, s->cross_v, s->mel_t, s->c1, s->x, s->y, s->q, s->k, s->v,
-                     s->a,       s->f,       s->dx,      s->dy,    s->dq, s->da, s->df};
+    float *bufs[] = {s->enc_out, s->cross_k, s->cross_v, s->mel_t, s->c1, s->x,  s->y,  s->q, s->k,
+                     s->v,       s->a,       s->f,       s->dx,    s->dy, s->dq, s->da, s->df};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }
 
-at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads, at_err *err) {
+at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads, at_err *err)
+{
     at_whisper_state *s = calloc(1, sizeof *s);
     if (!s) {
         at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -482,8 +513,8 @@ at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads,
     s->v = calloc(n * d, sizeof(float));
     s->a = calloc(n * d, sizeof(float));
     s->f = calloc(n * (size_t)m->n_ffn_enc, sizeof(float));
-    if (!s->enc_out || !s->cross_k || !s->cross_v || !s->mel_t || !s->c1 || !s->x || !s->y || !s->q || !s->k ||
-        !s->v || !s->a || !s->f) {
+    if (!s->enc_out || !s->cross_k || !s->cross_v || !s->mel_t || !s->c1 || !s->x || !s->y || !s->q ||
+        !s->k || !s->v || !s->a || !s->f) {
         at_whisper_state_free(s);
         at_err_set(err, AT_E_NOMEM, "out of memory (whisper state)");
         return NULL;
@@ -491,16 +522,19 @@ at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads,
     return s;
 }
 
-static int linear(at_whisper_state *s, const float *x, int M, const lin_t *l, float *y, at_err *err) {
+static int linear(at_whisper_state *s, const float *x, int M, const lin_t *l, float *y, at_err *err)
+{
     return at_matmul(s->c, x, M, &l->w, l->b, y, err);
 }
 
-int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err) {
+int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err)
+{
     const at_whisper_model *m = s->m;
     const at_whisper_hparams *hp = &m->hp;
     int n = audio_ctx > 0 ? audio_ctx : hp->n_audio_ctx, d = hp->n_audio_state, rc;
     if (!mel) return at_err_set(err, AT_E_INVALID, "no mel input");
-    if (n > hp->n_audio_ctx) return at_err_set(err, AT_E_INVALID, "audio_ctx %d > n_audio_ctx %d", n, hp->n_audio_ctx);
+    if (n > hp->n_audio_ctx)
+        return at_err_set(err, AT_E_INVALID, "audio_ctx %d > n_audio_ctx %d", n, hp->n_audio_ctx);
     s->n_ctx = 0;
     int T1 = 2 * n, nm = hp->n_mels;
     for (int t = 0; t < T1; t++)
@@ -512,11 +546,12 @@ int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_e
     for (int i = 0; i < hp->n_audio_layer; i++) {
         const enc_layer *L = &m->enc[i];
         at_layer_norm(s->x, n, d, L->attn.ln.w, L->attn.ln.b, LN_EPS, s->y);
-        if ((rc = linear(s, s->y, n, &L->attn.q, s->q, err)) || (rc = linear(s, s->y, n, &L->attn.k, s->k, err)) ||
+        if ((rc = linear(s, s->y, n, &L->attn.q, s->q, err)) ||
+            (rc = linear(s, s->y, n, &L->attn.k, s->k, err)) ||
             (rc = linear(s, s->y, n, &L->attn.v, s->v, err)))
             return rc;
-        if ((rc = at_attention(s->c, s->q, d, s->k, d, s->v, d, n, n, hp->n_audio_head, d / hp->n_audio_head, -1, s->a,
-                               d, err)))
+        if ((rc = at_attention(s->c, s->q, d, s->k, d, s->v, d, n, n, hp->n_audio_head, d / hp->n_audio_head,
+                               -1, s->a, d, err)))
             return rc;
         if ((rc = linear(s, s->a, n, &L->attn.o, s->y, err))) return rc;
         at_add(s->x, s->y, nd);
@@ -539,7 +574,8 @@ int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_e
     return 0;
 }
 
-const float *at_whisper_encoder_output(const at_whisper_state *s, int *n_ctx) {
+const float *at_whisper_encoder_output(const at_whisper_state *s, int *n_ctx)
+{
     if (n_ctx) *n_ctx = s->n_ctx;
     return s->enc_out;
 }
@@ -551,7 +587,8 @@ struct at_whisper_kv {
     float *k, *v; /* [n_layer][n_ctx][d] */
 };
 
-at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err) {
+at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err)
+{
     at_whisper_kv *kv = calloc(1, sizeof *kv);
     if (!kv) {
         at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -571,14 +608,16 @@ at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err) {
     return kv;
 }
 
-void at_whisper_kv_free(at_whisper_kv *kv) {
+void at_whisper_kv_free(at_whisper_kv *kv)
+{
     if (!kv) return;
     free(kv->k);
     free(kv->v);
     free(kv);
 }
 
-void at_whisper_kv_copy(at_whisper_kv *dst, const at_whisper_kv *src) {
+void at_whisper_kv_copy(at_whisper_kv *dst, const at_whisper_kv *src)
+{
     if (dst == src || dst->n_layer != src->n_layer || dst->n_ctx != src->n_ctx || dst->d != src->d) return;
     size_t rows = (size_t)src->len * src->d, stride = (size_t)src->n_ctx * src->d;
     for (int l = 0; l < src->n_layer; l++) {
@@ -590,14 +629,16 @@ void at_whisper_kv_copy(at_whisper_kv *dst, const at_whisper_kv *src) {
 
 int at_whisper_kv_len(const at_whisper_kv *kv) { return kv->len; }
 
-void at_whisper_kv_truncate(at_whisper_kv *kv, int n) {
+void at_whisper_kv_truncate(at_whisper_kv *kv, int n)
+{
     if (n < 0) n = 0;
     if (n < kv->len) kv->len = n;
 }
 
 /* ----------------------------------------------------------------- decode */
 
-static int dec_reserve(at_whisper_state *s, int n, at_err *err) {
+static int dec_reserve(at_whisper_state *s, int n, at_err *err)
+{
     if (n <= s->dcap) return 0;
     size_t d = (size_t)s->m->hp.n_text_state, f = (size_t)s->m->n_ffn_dec;
     float **bufs[] = {&s->dx, &s->dy, &s->dq, &s->da};
@@ -616,15 +657,18 @@ static int dec_reserve(at_whisper_state *s, int n, at_err *err) {
 }
 
 int at_whisper_decode(at_whisper_state *s, at_whisper_kv *kv, const int *tokens, int n, int all_logits,
-                      float *logits, at_err *err) {
+                      float *logits, at_err *err)
+{
     const at_whisper_model *m = s->m;
     const at_whisper_hparams *hp = &m->hp;
     int d = hp->n_text_state, hd = d / hp->n_text_head, len = kv->len, rc;
     if (!s->n_ctx) return at_err_set(err, AT_E_INVALID, "decode before encode");
     if (n <= 0 || !tokens || !logits) return at_err_set(err, AT_E_INVALID, "no tokens to decode");
-    if (kv->d != d || kv->n_layer != hp->n_text_layer) return at_err_set(err, AT_E_INVALID, "kv cache of another model");
+    if (kv->d != d || kv->n_layer != hp->n_text_layer)
+        return at_err_set(err, AT_E_INVALID, "kv cache of another model");
     if (n > hp->n_text_ctx - len)
-        return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the text context of %d", len, n, hp->n_text_ctx);
+        return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the text context of %d", len, n,
+                          hp->n_text_ctx);
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
             return at_err_set(err, AT_E_INVALID, "token %d out of range 0..%d", tokens[i], hp->n_vocab - 1);
@@ -641,17 +685,19 @@ int at_whisper_decode(at_whisper_state *s, at_whisper_kv *kv, const int *tokens,
         const dec_layer *L = &m->dec[l];
         float *K = kv->k + l * lstride, *V = kv->v + l * lstride;
         at_layer_norm(x, n, d, L->self.ln.w, L->self.ln.b, LN_EPS, y);
-        if ((rc = linear(s, y, n, &L->self.q, q, err)) || (rc = linear(s, y, n, &L->self.k, K + (size_t)len * d, err)) ||
+        if ((rc = linear(s, y, n, &L->self.q, q, err)) ||
+            (rc = linear(s, y, n, &L->self.k, K + (size_t)len * d, err)) ||
             (rc = linear(s, y, n, &L->self.v, V + (size_t)len * d, err)))
             return rc;
-        if ((rc = at_attention(s->c, q, d, K, d, V, d, n, len + n, hp->n_text_head, hd, len, a, d, err))) return rc;
+        if ((rc = at_attention(s->c, q, d, K, d, V, d, n, len + n, hp->n_text_head, hd, len, a, d, err)))
+            return rc;
         if ((rc = linear(s, a, n, &L->self.o, y, err))) return rc;
         at_add(x, y, nd);
 
         at_layer_norm(x, n, d, L->cross.ln.w, L->cross.ln.b, LN_EPS, y);
         if ((rc = linear(s, y, n, &L->cross.q, q, err))) return rc;
-        if ((rc = at_attention(s->c, q, d, s->cross_k + l * xstride, d, s->cross_v + l * xstride, d, n, s->n_ctx,
-                               hp->n_text_head, hd, -1, a, d, err)))
+        if ((rc = at_attention(s->c, q, d, s->cross_k + l * xstride, d, s->cross_v + l * xstride, d, n,
+                               s->n_ctx, hp->n_text_head, hd, -1, a, d, err)))
             return rc;
         if ((rc = linear(s, a, n, &L->cross.o, y, err))) return rc;
         at_add(x, y, nd);

@@ -13,31 +13,31 @@
 
 #include "core/error.h"
 
-#define AT_WHISPER_SAMPLE_RATE 16000
-#define AT_WHISPER_N_FFT 400
-#define AT_WHISPER_HOP 160
+#define AT_WHISPER_SAMPLE_RATE   16000
+#define AT_WHISPER_N_FFT         400
+#define AT_WHISPER_HOP           160
 #define AT_WHISPER_CHUNK_SECONDS 30
-#define AT_WHISPER_N_SAMPLES (AT_WHISPER_SAMPLE_RATE * AT_WHISPER_CHUNK_SECONDS)
-#define AT_WHISPER_N_FRAMES (AT_WHISPER_N_SAMPLES / AT_WHISPER_HOP) /* 3000 */
+#define AT_WHISPER_N_SAMPLES     (AT_WHISPER_SAMPLE_RATE * AT_WHISPER_CHUNK_SECONDS)
+#define AT_WHISPER_N_FRAMES      (AT_WHISPER_N_SAMPLES / AT_WHISPER_HOP) /* 3000 */
 
 typedef struct at_whisper_hparams {
-    int n_vocab;        /* 51864 (.en), 51865, 51866 (large-v3) */
-    int n_audio_ctx;    /* 1500 */
-    int n_audio_state;  /* d_model of the encoder */
+    int n_vocab;       /* 51864 (.en), 51865, 51866 (large-v3) */
+    int n_audio_ctx;   /* 1500 */
+    int n_audio_state; /* d_model of the encoder */
     int n_audio_head;
     int n_audio_layer;
-    int n_text_ctx;     /* 448 */
+    int n_text_ctx; /* 448 */
     int n_text_state;
     int n_text_head;
     int n_text_layer;
-    int n_mels;         /* 80 or 128 */
-    int ftype;          /* storage type of the big matrices (informative) */
+    int n_mels; /* 80 or 128 */
+    int ftype;  /* storage type of the big matrices (informative) */
 } at_whisper_hparams;
 
 /* Special token ids, derived from n_vocab the way OpenAI's tokenizer does. */
 typedef struct at_whisper_special {
     int eot, sot, translate, transcribe, solm, prev, nosp, not_, beg;
-    int n_langs;        /* 99, or 100 for large-v3; 0 for English-only */
+    int n_langs; /* 99, or 100 for large-v3; 0 for English-only */
     int is_multilingual;
 } at_whisper_special;
 
@@ -55,46 +55,41 @@ const at_whisper_special *at_whisper_model_special(const at_whisper_model *m);
 
 /* The vocabulary stored in a ggml file (byte strings by id), or 0 tokens
  * for a Hugging Face folder (the tokenizer reads vocab.json etc. itself). */
-size_t at_whisper_model_vocab(const at_whisper_model *m,
-                              const char *const **tokens, const size_t **lens);
+size_t at_whisper_model_vocab(const at_whisper_model *m, const char *const **tokens, const size_t **lens);
 
 /* Log-mel spectrogram as Whisper defines it (400-point Hann STFT, hop 160,
  * Slaney mel filters, log10, clamp to max-8, (x+4)/4).  The audio is padded
  * with zeros to 30 s; out is n_mels x AT_WHISPER_N_FRAMES, row-major. */
-int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n,
-                   float *out, at_err *err);
+int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n, float *out, at_err *err);
 
-at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads,
-                                       at_err *err);
+at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads, at_err *err);
 void at_whisper_state_free(at_whisper_state *s);
 
 /* Encodes mel (n_mels x AT_WHISPER_N_FRAMES layout, as at_whisper_mel
  * writes it) and computes the cross-attention K/V.  audio_ctx: number of
  * encoder positions to compute (<= n_audio_ctx; 0 = full 1500); a smaller
  * value encodes only the first 2*audio_ctx mel frames (for short audio). */
-int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx,
-                      at_err *err);
+int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err);
 /* The last encoder output: n_ctx x n_audio_state, row-major. */
 const float *at_whisper_encoder_output(const at_whisper_state *s, int *n_ctx);
 
 at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err);
 void at_whisper_kv_free(at_whisper_kv *kv);
 void at_whisper_kv_copy(at_whisper_kv *dst, const at_whisper_kv *src);
-int at_whisper_kv_len(const at_whisper_kv *kv);     /* tokens cached */
+int at_whisper_kv_len(const at_whisper_kv *kv);        /* tokens cached */
 void at_whisper_kv_truncate(at_whisper_kv *kv, int n); /* keep first n */
 
 /* Runs the decoder on n new tokens appended after what kv holds (self-
  * attention is causal), using the state's last encoding.  Writes n x
  * n_vocab logits if all_logits, else only the last position's n_vocab. */
-int at_whisper_decode(at_whisper_state *s, at_whisper_kv *kv, const int *tokens,
-                      int n, int all_logits, float *logits, at_err *err);
+int at_whisper_decode(at_whisper_state *s, at_whisper_kv *kv, const int *tokens, int n, int all_logits,
+                      float *logits, at_err *err);
 
 /* ---- additions (model core) ---------------------------------------- */
 
 /* at_whisper_mel with an explicit number of mel bins (80 or 128, any
  * value in 1..512 works), independent of a model.  out: n_mels x 3000. */
-int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out,
-                       at_err *err);
+int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_err *err);
 /* The Slaney-scale, Slaney-normalized filterbank WhisperFeatureExtractor
  * uses (0-8 kHz, 201 FFT bins): out is n_mels x 201. */
 int at_whisper_mel_filters(int n_mels, float *out, at_err *err);
@@ -106,16 +101,15 @@ int at_whisper_mel_filters(int n_mels, float *out, at_err *err);
  * as whisper.cpp's converter and quantizer do.  The vocabulary comes from
  * vocab.json of a HF folder (GPT-2 byte-level strings decoded to bytes);
  * without one, placeholder tokens "[_tok_<id>]" are written. */
-int at_whisper_convert(const char *in_path, const char *out_path,
-                       const char *type, at_err *err);
+int at_whisper_convert(const char *in_path, const char *out_path, const char *type, at_err *err);
 /* `audio-translator whisper-convert --model IN --out FILE --type T`. */
 int at_whisper_convert_main(int argc, char **argv);
 
 /* Writes a random-weight ggml model of an official shape.  preset: tiny,
  * tiny.en, base, base.en, small, small.en, medium, medium.en, large-v3,
  * large-v3-turbo; type as for at_whisper_convert. */
-int at_whisper_random_model(const char *preset, const char *type,
-                            const char *out_path, uint64_t seed, at_err *err);
+int at_whisper_random_model(const char *preset, const char *type, const char *out_path, uint64_t seed,
+                            at_err *err);
 /* `audio-translator whisper-random-model --preset P --type T --out FILE`. */
 int at_whisper_random_model_main(int argc, char **argv);
 

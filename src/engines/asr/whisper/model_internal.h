@@ -27,17 +27,17 @@ typedef struct at_wtensor {
 
 /* What a loader hands to the model builder. */
 typedef struct at_wsource {
-    void *map;       /* mmapped file (weights), owned */
+    void *map; /* mmapped file (weights), owned */
     size_t map_size;
-    at_wtensor *t;   /* owned */
+    at_wtensor *t; /* owned */
     size_t n, cap;
     at_whisper_hparams hp;
     /* ggml only: mel filters and vocabulary inside the map */
-    const uint8_t *filters;  /* n_filt_mel x n_filt_fft floats, LE, unaligned */
+    const uint8_t *filters; /* n_filt_mel x n_filt_fft floats, LE, unaligned */
     int n_filt_mel, n_filt_fft;
     size_t n_tokens;
-    const uint8_t **tok;     /* owned array of pointers into the map */
-    size_t *tok_len;         /* owned */
+    const uint8_t **tok; /* owned array of pointers into the map */
+    size_t *tok_len;     /* owned */
     int is_hf;
 } at_wsource;
 
@@ -47,14 +47,12 @@ void at_wunmap(void *map, size_t size);
 
 void at_wsource_free(at_wsource *s);
 /* Appends a tensor (name copied); fails on a duplicate or overlong name. */
-int at_wsource_add(at_wsource *s, const char *name, at_dtype type, int n_dims,
-                   const int64_t *shape, const void *data, size_t nbytes,
-                   at_err *err);
+int at_wsource_add(at_wsource *s, const char *name, at_dtype type, int n_dims, const int64_t *shape,
+                   const void *data, size_t nbytes, at_err *err);
 const at_wtensor *at_wsource_find(const at_wsource *s, const char *name);
 
 /* Checks hparams for sane, bounded values (untrusted input). */
-int at_whisper_hparams_check(const at_whisper_hparams *hp, const char *what,
-                             at_err *err);
+int at_whisper_hparams_check(const at_whisper_hparams *hp, const char *what, at_err *err);
 
 int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err);
 int at_whisper_hf_open(const char *dir, at_wsource *out, at_err *err);
@@ -67,18 +65,15 @@ const at_wsource *at_whisper_model_source(const at_whisper_model *m);
 
 /* ggml writer */
 typedef struct at_ggml_writer at_ggml_writer;
-at_ggml_writer *at_ggml_writer_open(const char *path, const at_whisper_hparams *hp,
-                                    at_err *err);
+at_ggml_writer *at_ggml_writer_open(const char *path, const at_whisper_hparams *hp, at_err *err);
 /* vocabulary: n tokens; toks[i] of lens[i] bytes. */
-int at_ggml_writer_header(at_ggml_writer *w, const float *filters, int n_mel,
-                          int n_fft, size_t n_tok, const char *const *toks,
-                          const size_t *lens, at_err *err);
+int at_ggml_writer_header(at_ggml_writer *w, const float *filters, int n_mel, int n_fft, size_t n_tok,
+                          const char *const *toks, const size_t *lens, at_err *err);
 /* Writes a tensor from f32 rows produced by a callback, converting to
  * type.  shape in PyTorch order; rows = product of all but the last dim. */
 typedef int (*at_row_fn)(void *user, int64_t row, float *dst, int n);
-int at_ggml_writer_tensor(at_ggml_writer *w, const char *name, int n_dims,
-                          const int64_t *shape, at_dtype type, at_row_fn fn,
-                          void *user, at_err *err);
+int at_ggml_writer_tensor(at_ggml_writer *w, const char *name, int n_dims, const int64_t *shape,
+                          at_dtype type, at_row_fn fn, void *user, at_err *err);
 int at_ggml_writer_close(at_ggml_writer *w, at_err *err); /* frees w */
 
 /* ftype value for the header (whisper.cpp/ggml's ggml_ftype with the
@@ -86,7 +81,6 @@ int at_ggml_writer_close(at_ggml_writer *w, at_err *err); /* frees w */
 int at_ggml_ftype_for(at_dtype t);
 int at_dtype_from_name(const char *name, at_dtype *out);
 /* Storage type a ggml file gets for a tensor when converting to target. */
-at_dtype at_whisper_ggml_tensor_type(const char *name, int n_dims,
-                                     const int64_t *shape, at_dtype target);
+at_dtype at_whisper_ggml_tensor_type(const char *name, int n_dims, const int64_t *shape, at_dtype target);
 
 #endif

@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #include "core/config.h"
 
 /* SHA-256 of the files at https://huggingface.co/ggerganov/whisper.cpp
@@ -52,8 +51,10 @@ static const at_model_info k_models[] = {
     {"large-v3", "64d182b440b98d5203c4f9bd541544d84c605196c4f7b845dfa11fb23594d1e2", 3300, NULL, NULL},
     {"large-v3-q5_0", "d75795ecff3f83b5faa89d1900604ad8c780abd5739fae406de19f23ecd98ad1", 1200, NULL, NULL},
     {"large-v3-turbo", "1fc70f774d38eb169993ac391eea357ef47c88757ef72ee5943879b7e8e2bc69", 1720, NULL, NULL},
-    {"large-v3-turbo-q5_0", "394221709cd5ad1f40c46e6031ca61bce88931e6e088c188294c6d5a55ffa7e2", 610, NULL, NULL},
-    {"large-v3-turbo-q8_0", "317eb69c11673c9de1e1f0d459b253999804ec71ac4c23c17ecf5fbe24e259a1", 930, NULL, NULL},
+    {"large-v3-turbo-q5_0", "394221709cd5ad1f40c46e6031ca61bce88931e6e088c188294c6d5a55ffa7e2", 610, NULL,
+     NULL},
+    {"large-v3-turbo-q8_0", "317eb69c11673c9de1e1f0d459b253999804ec71ac4c23c17ecf5fbe24e259a1", 930, NULL,
+     NULL},
     {"silero-vad", "2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef114a4a3cc5bdd788f", 3,
      "https://github.com/snakers4/silero-vad/raw/v5.1.2/src/silero_vad/data/silero_vad.onnx",
      "silero_vad-v5.onnx"},
@@ -105,13 +106,12 @@ static int plain_name(const char *s)
 int at_models_file_name(const char *name, char *out, size_t cap)
 {
     const at_model_info *mi = at_models_find(name);
-    int n = mi && mi->file ? snprintf(out, cap, "%s", mi->file)
-                           : snprintf(out, cap, "ggml-%s.bin", name);
+    int n = mi && mi->file ? snprintf(out, cap, "%s", mi->file) : snprintf(out, cap, "ggml-%s.bin", name);
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
-int at_models_cache_file(const char *dir, const char *name, const char *suffix, char *out,
-                          size_t cap, at_err *err)
+int at_models_cache_file(const char *dir, const char *name, const char *suffix, char *out, size_t cap,
+                         at_err *err)
 {
     char file[128];
     if (at_models_file_name(name, file, sizeof file) < 0)
@@ -140,4 +140,3 @@ int at_models_resolve(const char *arg, char *out, size_t cap, at_err *err)
                       "'audio-translator models pull %s'",
                       arg, dir, arg);
 }
-

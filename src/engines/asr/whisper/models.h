@@ -19,11 +19,11 @@
 #define AT_MODELS_DEFAULT_URL "https://huggingface.co/ggerganov/whisper.cpp/resolve/main"
 
 typedef struct at_model_info {
-    const char *name;    /* "tiny", "base.en", "small-q5_1", ... */
-    const char *sha256;  /* lowercase hex (every entry has one) */
-    uint32_t max_mib;    /* upper bound on the size: caps what a server may send */
-    const char *url;     /* NULL: <url base>/ggml-NAME.bin */
-    const char *file;    /* name in the cache and under a url base; NULL: ggml-NAME.bin */
+    const char *name;   /* "tiny", "base.en", "small-q5_1", ... */
+    const char *sha256; /* lowercase hex (every entry has one) */
+    uint32_t max_mib;   /* upper bound on the size: caps what a server may send */
+    const char *url;    /* NULL: <url base>/ggml-NAME.bin */
+    const char *file;   /* name in the cache and under a url base; NULL: ggml-NAME.bin */
 } at_model_info;
 
 /* The project's table of official ggml files. */
@@ -39,17 +39,16 @@ int at_models_dir(char *out, size_t cap, at_err *err);
 int at_models_resolve(const char *name_or_path, char *out, size_t cap, at_err *err);
 
 typedef struct at_models_pull_opts {
-    const char *url_base;  /* NULL: AT_MODELS_URL, else the table's URL or
-                              AT_MODELS_DEFAULT_URL; a base gets /<file name> */
-    const char *sha256;    /* pins a hash (overrides the table); NULL = table */
-    int progress;          /* 1 bar on stderr, 0 none, -1 when stderr is a TTY */
-    const char *dir;       /* NULL: at_models_dir() */
+    const char *url_base; /* NULL: AT_MODELS_URL, else the table's URL or
+                             AT_MODELS_DEFAULT_URL; a base gets /<file name> */
+    const char *sha256;   /* pins a hash (overrides the table); NULL = table */
+    int progress;         /* 1 bar on stderr, 0 none, -1 when stderr is a TTY */
+    const char *dir;      /* NULL: at_models_dir() */
 } at_models_pull_opts;
 
 /* Downloads NAME into the cache (resuming a .part file), verifies it and
  * renames it into place; path receives the installed file. */
-int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap,
-                   at_err *err);
+int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap, at_err *err);
 
 /* SHA-256 of a file as 64 lowercase hex digits. */
 int at_sha256_file(const char *path, char hex[65], at_err *err);
@@ -61,7 +60,7 @@ int at_models_main(int argc, char **argv);
  * ggml-NAME.bin (-1 if it does not fit). */
 int at_models_file_name(const char *name, char *out, size_t cap);
 /* <dir>/<file name of name><suffix> into out (AT_E_INVALID if too long). */
-int at_models_cache_file(const char *dir, const char *name, const char *suffix, char *out,
-                         size_t cap, at_err *err);
+int at_models_cache_file(const char *dir, const char *name, const char *suffix, char *out, size_t cap,
+                         at_err *err);
 
 #endif

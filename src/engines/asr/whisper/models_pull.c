@@ -57,11 +57,11 @@ out:
 typedef struct dl {
     CURL *curl;
     FILE *f;
-    curl_off_t have;     /* bytes already in the .part file before this request */
-    curl_off_t written;  /* bytes written by this request */
-    curl_off_t max;      /* cap on the file size */
-    int checked;         /* the status code was looked at */
-    int restarted;       /* server ignored the Range: the file starts over */
+    curl_off_t have;    /* bytes already in the .part file before this request */
+    curl_off_t written; /* bytes written by this request */
+    curl_off_t max;     /* cap on the file size */
+    int checked;        /* the status code was looked at */
+    int restarted;      /* server ignored the Range: the file starts over */
     int too_big;
     int progress;
     double last_draw;
@@ -99,8 +99,7 @@ static double mono_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int dl_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
+static int dl_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
     (void)ultotal;
     (void)ulnow;
@@ -116,8 +115,8 @@ static int dl_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
     for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
     bar[30] = '\0';
     if (dltotal > 0)
-        fprintf(stderr, "\r[%s] %6.1f / %.1f MiB %3.0f%%", bar, have / 1048576.0,
-                total / 1048576.0, 100.0 * have / total);
+        fprintf(stderr, "\r[%s] %6.1f / %.1f MiB %3.0f%%", bar, have / 1048576.0, total / 1048576.0,
+                100.0 * have / total);
     else
         fprintf(stderr, "\r[%s] %6.1f MiB", bar, have / 1048576.0);
     return 0;
@@ -148,20 +147,17 @@ static int mkdirs(const char *path, at_err *err)
     return 0;
 }
 
-int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap,
-                   at_err *err)
+int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap, at_err *err)
 {
     at_models_pull_opts def = {0};
     if (!o) o = &def;
     const at_model_info *mi = at_models_find(name);
     if (!mi)
-        return at_err_set(err, AT_E_INVALID,
-                          "unknown model '%s' (see 'audio-translator models list')",
+        return at_err_set(err, AT_E_INVALID, "unknown model '%s' (see 'audio-translator models list')",
                           name ? name : "");
     char want[65] = "";
     if (o->sha256) {
-        if (!valid_hex(o->sha256))
-            return at_err_set(err, AT_E_INVALID, "--sha256 needs 64 hex digits");
+        if (!valid_hex(o->sha256)) return at_err_set(err, AT_E_INVALID, "--sha256 needs 64 hex digits");
         for (int i = 0; i < 64; i++) want[i] = (char)tolower((unsigned char)o->sha256[i]);
         want[64] = '\0';
     } else {
@@ -169,8 +165,10 @@ int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, s
     }
     char dir[768], part[1024];
     int rc;
-    if (o->dir) snprintf(dir, sizeof dir, "%s", o->dir);
-    else if ((rc = at_models_dir(dir, sizeof dir, err)) < 0) return rc;
+    if (o->dir)
+        snprintf(dir, sizeof dir, "%s", o->dir);
+    else if ((rc = at_models_dir(dir, sizeof dir, err)) < 0)
+        return rc;
     if ((rc = mkdirs(dir, err)) < 0) return rc;
     if ((rc = at_models_cache_file(dir, name, "", path, cap, err)) < 0 ||
         (rc = at_models_cache_file(dir, name, ".part", part, sizeof part, err)) < 0)
@@ -229,20 +227,18 @@ int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, s
     curl_easy_getinfo(d.curl, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(d.curl);
     if (d.progress) fputc('\n', stderr);
-    if (fclose(f) != 0 && cr == CURLE_OK)
-        return at_err_set(err, AT_E_IO, "%s: %s", part, strerror(errno));
+    if (fclose(f) != 0 && cr == CURLE_OK) return at_err_set(err, AT_E_IO, "%s: %s", part, strerror(errno));
     /* 416: we asked past the end, i.e. the .part file is already complete */
     int complete_part = (cr == CURLE_HTTP_RETURNED_ERROR && code == 416 && d.have > 0);
     if (d.too_big || cr == CURLE_FILESIZE_EXCEEDED) {
         unlink(part);
-        return at_err_set(err, AT_E_TOO_LARGE, "%s: larger than the %u MiB expected for '%s'",
-                          url, mi->max_mib, name);
+        return at_err_set(err, AT_E_TOO_LARGE, "%s: larger than the %u MiB expected for '%s'", url,
+                          mi->max_mib, name);
     }
     if (cr != CURLE_OK && !complete_part)
-        return at_err_set(err, AT_E_IO,
-                          "download of %s failed after %.1f MiB: %s (run the pull again to resume)",
-                          url, (double)(d.have + d.written) / 1048576.0,
-                          errbuf[0] ? errbuf : curl_easy_strerror(cr));
+        return at_err_set(
+            err, AT_E_IO, "download of %s failed after %.1f MiB: %s (run the pull again to resume)", url,
+            (double)(d.have + d.written) / 1048576.0, errbuf[0] ? errbuf : curl_easy_strerror(cr));
     char got[65];
     if ((rc = at_sha256_file(part, got, err)) < 0) return rc;
     if (strcmp(got, want) != 0) {
@@ -252,8 +248,7 @@ int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, s
                           "the file was not installed",
                           name, want, got);
     }
-    if (rename(part, path) != 0)
-        return at_err_set(err, AT_E_IO, "rename %s: %s", part, strerror(errno));
+    if (rename(part, path) != 0) return at_err_set(err, AT_E_IO, "rename %s: %s", part, strerror(errno));
     return 0;
 }
 
@@ -284,8 +279,10 @@ static int cmd_list(void)
             mib = (double)st.st_size / 1048576.0;
         }
         char size[32];
-        if (mib > 0) snprintf(size, sizeof size, "%.1fM", mib);
-        else snprintf(size, sizeof size, "<%uM", (unsigned)t[i].max_mib);
+        if (mib > 0)
+            snprintf(size, sizeof size, "%.1fM", mib);
+        else
+            snprintf(size, sizeof size, "<%uM", (unsigned)t[i].max_mib);
         printf("%-22s %-10s %s\n", t[i].name, status, size);
     }
     return 0;
@@ -301,8 +298,7 @@ int at_models_main(int argc, char **argv)
         {"url-base", "AT_MODELS_URL", AT_OPT_STRING, NULL,
          "where ggml-NAME.bin files are (default: Hugging Face)", &url, 0, 0},
         {"sha256", NULL, AT_OPT_STRING, NULL, "expected SHA-256 (overrides the table)", &sha, 0, 0},
-        {"progress", NULL, AT_OPT_BOOL, "0", "progress bar even when stderr is not a TTY",
-         &progress, 0, 0},
+        {"progress", NULL, AT_OPT_BOOL, "0", "progress bar even when stderr is not a TTY", &progress, 0, 0},
         {"quiet", NULL, AT_OPT_BOOL, "0", "no progress bar", &quiet, 0, 0},
     };
     size_t no = sizeof o / sizeof o[0];
@@ -317,8 +313,7 @@ int at_models_main(int argc, char **argv)
         goto out;
     }
     if (rc != 0 || n_pos < 1) {
-        fprintf(stderr, "audio-translator models: %s\nUsage: %s\n",
-                rc ? err.msg : "missing subcommand", use);
+        fprintf(stderr, "audio-translator models: %s\nUsage: %s\n", rc ? err.msg : "missing subcommand", use);
         goto out;
     }
     if (strcmp(pos[0], "list") == 0) {

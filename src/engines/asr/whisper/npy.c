@@ -8,19 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t at_npy_count(const at_npy *a) {
+size_t at_npy_count(const at_npy *a)
+{
     size_t n = 1;
     for (int i = 0; i < a->ndim; i++) n *= a->shape[i];
     return n;
 }
 
-void at_npy_free(at_npy *a) {
+void at_npy_free(at_npy *a)
+{
     if (!a) return;
     free(a->data);
     memset(a, 0, sizeof *a);
 }
 
-static int parse_shape(const char *h, at_npy *out) {
+static int parse_shape(const char *h, at_npy *out)
+{
     const char *s = strstr(h, "'shape'");
     if (!s) return -1;
     s = strchr(s, '(');
@@ -42,7 +45,8 @@ static int parse_shape(const char *h, at_npy *out) {
     return 0;
 }
 
-int at_npy_read(const char *path, at_npy *out, size_t max_bytes, at_err *err) {
+int at_npy_read(const char *path, at_npy *out, size_t max_bytes, at_err *err)
+{
     memset(out, 0, sizeof *out);
     if (!max_bytes) max_bytes = (size_t)1 << 30;
     FILE *f = fopen(path, "rb");
@@ -118,12 +122,14 @@ out:
     return rc;
 }
 
-int at_npy_write(const char *path, const float *data, const size_t *shape, int ndim, at_err *err) {
+int at_npy_write(const char *path, const float *data, const size_t *shape, int ndim, at_err *err)
+{
     char dict[256];
     int len = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     size_t n = 1;
     for (int i = 0; i < ndim; i++) {
-        len += snprintf(dict + len, sizeof dict - (size_t)len, "%zu%s", shape[i], ndim == 1 ? "," : (i + 1 < ndim ? ", " : ""));
+        len += snprintf(dict + len, sizeof dict - (size_t)len, "%zu%s", shape[i],
+                        ndim == 1 ? "," : (i + 1 < ndim ? ", " : ""));
         n *= shape[i];
     }
     len += snprintf(dict + len, sizeof dict - (size_t)len, "), }");
@@ -133,8 +139,8 @@ int at_npy_write(const char *path, const float *data, const size_t *shape, int n
     size_t hlen = (size_t)len + pad + 1;
     FILE *f = fopen(path, "wb");
     if (!f) return at_err_set(err, AT_E_IO, "cannot create %s: %s", path, strerror(errno));
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
-                             (unsigned char)(hlen >> 8)};
+    unsigned char pre[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)len, f) == (size_t)len;
     for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF;

@@ -16,10 +16,10 @@ typedef struct {
 } preset_t;
 
 static const preset_t PRESETS[] = {
-    {"tiny", 51865, 384, 6, 4, 4, 80},       {"tiny.en", 51864, 384, 6, 4, 4, 80},
-    {"base", 51865, 512, 8, 6, 6, 80},       {"base.en", 51864, 512, 8, 6, 6, 80},
-    {"small", 51865, 768, 12, 12, 12, 80},   {"small.en", 51864, 768, 12, 12, 12, 80},
-    {"medium", 51865, 1024, 16, 24, 24, 80}, {"medium.en", 51864, 1024, 16, 24, 24, 80},
+    {"tiny", 51865, 384, 6, 4, 4, 80},          {"tiny.en", 51864, 384, 6, 4, 4, 80},
+    {"base", 51865, 512, 8, 6, 6, 80},          {"base.en", 51864, 512, 8, 6, 6, 80},
+    {"small", 51865, 768, 12, 12, 12, 80},      {"small.en", 51864, 768, 12, 12, 12, 80},
+    {"medium", 51865, 1024, 16, 24, 24, 80},    {"medium.en", 51864, 1024, 16, 24, 24, 80},
     {"large-v3", 51866, 1280, 20, 32, 32, 128}, {"large-v3-turbo", 51866, 1280, 20, 32, 4, 128},
 };
 
@@ -28,14 +28,16 @@ typedef struct {
     float scale, offset; /* value = offset + scale * uniform(-1, 1) */
 } gen_t;
 
-static uint64_t splitmix(uint64_t *s) {
+static uint64_t splitmix(uint64_t *s)
+{
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 
-static int gen_row(void *user, int64_t row, float *dst, int n) {
+static int gen_row(void *user, int64_t row, float *dst, int n)
+{
     gen_t *g = user;
     uint64_t s = g->seed ^ ((uint64_t)row * 0x2545f4914f6cdd1dull);
     for (int i = 0; i < n; i++) {
@@ -45,7 +47,8 @@ static int gen_row(void *user, int64_t row, float *dst, int n) {
     return 0;
 }
 
-static uint64_t hash_name(const char *s) {
+static uint64_t hash_name(const char *s)
+{
     uint64_t h = 1469598103934665603ull;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
@@ -58,7 +61,8 @@ typedef struct {
     at_err *err;
 } ctx_t;
 
-static int put(ctx_t *c, const char *name, int nd, int64_t a, int64_t b, int64_t k) {
+static int put(ctx_t *c, const char *name, int nd, int64_t a, int64_t b, int64_t k)
+{
     int64_t shape[3] = {a, b, k};
     gen_t g = {c->seed ^ hash_name(name), 0.0f, 0.0f};
     size_t L = strlen(name);
@@ -80,7 +84,8 @@ static int put(ctx_t *c, const char *name, int nd, int64_t a, int64_t b, int64_t
 
 /* Each level's name buffer is larger than its caller's, so a name is never
  * cut (and gcc can see it in every build type). */
-static int put_lin(ctx_t *c, const char *pfx, int64_t out, int64_t in, int bias) {
+static int put_lin(ctx_t *c, const char *pfx, int64_t out, int64_t in, int bias)
+{
     char n[192];
     snprintf(n, sizeof n, "%s.weight", pfx);
     int rc = put(c, n, 2, out, in, 0);
@@ -89,7 +94,8 @@ static int put_lin(ctx_t *c, const char *pfx, int64_t out, int64_t in, int bias)
     return put(c, n, 1, out, 0, 0);
 }
 
-static int put_ln(ctx_t *c, const char *pfx, int64_t d) {
+static int put_ln(ctx_t *c, const char *pfx, int64_t d)
+{
     char n[192];
     snprintf(n, sizeof n, "%s.weight", pfx);
     int rc = put(c, n, 1, d, 0, 0);
@@ -98,7 +104,8 @@ static int put_ln(ctx_t *c, const char *pfx, int64_t d) {
     return put(c, n, 1, d, 0, 0);
 }
 
-static int put_attn(ctx_t *c, const char *pfx, int64_t d) {
+static int put_attn(ctx_t *c, const char *pfx, int64_t d)
+{
     char n[160];
     int rc;
     snprintf(n, sizeof n, "%s.query", pfx);
@@ -111,15 +118,27 @@ static int put_attn(ctx_t *c, const char *pfx, int64_t d) {
     return put_lin(c, n, d, d, 1);
 }
 
-int at_whisper_random_model(const char *preset, const char *type, const char *out_path, uint64_t seed, at_err *err) {
+int at_whisper_random_model(const char *preset, const char *type, const char *out_path, uint64_t seed,
+                            at_err *err)
+{
     const preset_t *p = NULL;
     for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
         if (preset && !strcmp(preset, PRESETS[i].name)) p = &PRESETS[i];
     if (!p) return at_err_set(err, AT_E_INVALID, "unknown preset '%s'", preset ? preset : "");
     at_dtype target;
-    if (!type || at_dtype_from_name(type, &target)) return at_err_set(err, AT_E_INVALID, "unknown type '%s'", type ? type : "");
-    at_whisper_hparams hp = {p->n_vocab, 1500, p->d, p->heads, p->enc_layers, 448, p->d, p->heads, p->dec_layers,
-                             p->n_mels, at_ggml_ftype_for(target)};
+    if (!type || at_dtype_from_name(type, &target))
+        return at_err_set(err, AT_E_INVALID, "unknown type '%s'", type ? type : "");
+    at_whisper_hparams hp = {p->n_vocab,
+                             1500,
+                             p->d,
+                             p->heads,
+                             p->enc_layers,
+                             448,
+                             p->d,
+                             p->heads,
+                             p->dec_layers,
+                             p->n_mels,
+                             at_ggml_ftype_for(target)};
     int nb = AT_WHISPER_N_FFT / 2 + 1, rc = 0;
     float *filt = malloc(sizeof(float) * (size_t)p->n_mels * (size_t)nb);
     int multi = p->n_vocab >= 51865;
@@ -156,8 +175,10 @@ int at_whisper_random_model(const char *preset, const char *type, const char *ou
     int64_t d = p->d;
     char n[128];
     if ((rc = put(&c, "encoder.positional_embedding", 2, 1500, d, 0)) ||
-        (rc = put(&c, "encoder.conv1.weight", 3, d, p->n_mels, 3)) || (rc = put(&c, "encoder.conv1.bias", 2, d, 1, 0)) ||
-        (rc = put(&c, "encoder.conv2.weight", 3, d, d, 3)) || (rc = put(&c, "encoder.conv2.bias", 2, d, 1, 0)))
+        (rc = put(&c, "encoder.conv1.weight", 3, d, p->n_mels, 3)) ||
+        (rc = put(&c, "encoder.conv1.bias", 2, d, 1, 0)) ||
+        (rc = put(&c, "encoder.conv2.weight", 3, d, d, 3)) ||
+        (rc = put(&c, "encoder.conv2.bias", 2, d, 1, 0)))
         goto out;
     for (int i = 0; i < p->enc_layers; i++) {
         snprintf(n, sizeof n, "encoder.blocks.%d.attn_ln", i);
@@ -171,7 +192,8 @@ int at_whisper_random_model(const char *preset, const char *type, const char *ou
         snprintf(n, sizeof n, "encoder.blocks.%d.mlp.2", i);
         if ((rc = put_lin(&c, n, d, 4 * d, 1))) goto out;
     }
-    if ((rc = put_ln(&c, "encoder.ln_post", d)) || (rc = put(&c, "decoder.positional_embedding", 2, 448, d, 0)) ||
+    if ((rc = put_ln(&c, "encoder.ln_post", d)) ||
+        (rc = put(&c, "decoder.positional_embedding", 2, 448, d, 0)) ||
         (rc = put(&c, "decoder.token_embedding.weight", 2, p->n_vocab, d, 0)))
         goto out;
     for (int i = 0; i < p->dec_layers; i++) {
@@ -204,10 +226,12 @@ out:
     return rc;
 }
 
-int at_whisper_random_model_main(int argc, char **argv) {
-    static const struct option opts[] = {{"preset", required_argument, 0, 'p'}, {"type", required_argument, 0, 't'},
-                                         {"out", required_argument, 0, 'o'},    {"seed", required_argument, 0, 's'},
-                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+int at_whisper_random_model_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"preset", required_argument, 0, 'p'}, {"type", required_argument, 0, 't'},
+        {"out", required_argument, 0, 'o'},    {"seed", required_argument, 0, 's'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *preset = NULL, *type = "f16", *out = NULL;
     unsigned long long seed = 1;
     optind = 1;
@@ -220,9 +244,10 @@ int at_whisper_random_model_main(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 's': seed = strtoull(optarg, NULL, 10); break;
         case 'h':
-            printf("usage: audio-translator whisper-random-model --preset P --out FILE [--type T] [--seed N]\n"
-                   "  P: tiny tiny.en base base.en small small.en medium medium.en large-v3 large-v3-turbo\n"
-                   "  T: f32 f16 (default) q8_0 q5_0 q5_1 q4_0 q4_1\n");
+            printf(
+                "usage: audio-translator whisper-random-model --preset P --out FILE [--type T] [--seed N]\n"
+                "  P: tiny tiny.en base base.en small small.en medium medium.en large-v3 large-v3-turbo\n"
+                "  T: f32 f16 (default) q8_0 q5_0 q5_1 q4_0 q4_1\n");
             return 0;
         default:
             fprintf(stderr, "whisper-random-model: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -230,7 +255,8 @@ int at_whisper_random_model_main(int argc, char **argv) {
         }
     }
     if (!preset || !out || optind < argc) {
-        fprintf(stderr, "usage: audio-translator whisper-random-model --preset P --out FILE [--type T] [--seed N]\n");
+        fprintf(stderr,
+                "usage: audio-translator whisper-random-model --preset P --out FILE [--type T] [--seed N]\n");
         return 2;
     }
     at_err err = {0};

@@ -38,7 +38,8 @@ static const char *const RULES[][2] = {
     {"decoder.layer_norm.", "decoder.ln."},
 };
 
-static int map_name(const char *hf, char *out, size_t cap) {
+static int map_name(const char *hf, char *out, size_t cap)
+{
     if (!strncmp(hf, "model.", 6)) hf += 6;
     if (strlen(hf) >= cap) return -1;
     strcpy(out, hf);
@@ -53,7 +54,8 @@ static int map_name(const char *hf, char *out, size_t cap) {
     return 0;
 }
 
-static char *read_small(const char *path, size_t max, at_err *err) {
+static char *read_small(const char *path, size_t max, at_err *err)
+{
     FILE *f = fopen(path, "rb");
     if (!f) {
         at_err_set(err, AT_E_IO, "cannot open %s", path);
@@ -75,7 +77,8 @@ static char *read_small(const char *path, size_t max, at_err *err) {
     return buf;
 }
 
-static int json_int(const cJSON *o, const char *key, int *out, const char *path, at_err *err) {
+static int json_int(const cJSON *o, const char *key, int *out, const char *path, at_err *err)
+{
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e9)
         return at_err_set(err, AT_E_CORRUPT, "%s: missing or bad \"%s\"", path, key);
@@ -83,7 +86,8 @@ static int json_int(const cJSON *o, const char *key, int *out, const char *path,
     return 0;
 }
 
-static int parse_config(const char *dir, at_whisper_hparams *hp, at_err *err) {
+static int parse_config(const char *dir, at_whisper_hparams *hp, at_err *err)
+{
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     char *txt = read_small(path, MAX_CONFIG, err);
@@ -103,7 +107,8 @@ static int parse_config(const char *dir, at_whisper_hparams *hp, at_err *err) {
                         act->valuestring);
         goto out;
     }
-    if ((rc = json_int(j, "d_model", &d, path, err)) || (rc = json_int(j, "vocab_size", &hp->n_vocab, path, err)) ||
+    if ((rc = json_int(j, "d_model", &d, path, err)) ||
+        (rc = json_int(j, "vocab_size", &hp->n_vocab, path, err)) ||
         (rc = json_int(j, "num_mel_bins", &hp->n_mels, path, err)) ||
         (rc = json_int(j, "encoder_layers", &hp->n_audio_layer, path, err)) ||
         (rc = json_int(j, "encoder_attention_heads", &hp->n_audio_head, path, err)) ||
@@ -119,15 +124,21 @@ out:
     return rc;
 }
 
-static int dtype_of(const char *s, at_dtype *t) {
-    if (!strcmp(s, "F32")) *t = AT_DT_F32;
-    else if (!strcmp(s, "F16")) *t = AT_DT_F16;
-    else if (!strcmp(s, "BF16")) *t = AT_DT_BF16;
-    else return -1;
+static int dtype_of(const char *s, at_dtype *t)
+{
+    if (!strcmp(s, "F32"))
+        *t = AT_DT_F32;
+    else if (!strcmp(s, "F16"))
+        *t = AT_DT_F16;
+    else if (!strcmp(s, "BF16"))
+        *t = AT_DT_BF16;
+    else
+        return -1;
     return 0;
 }
 
-int at_whisper_hf_open(const char *dir, at_wsource *out, at_err *err) {
+int at_whisper_hf_open(const char *dir, at_wsource *out, at_err *err)
+{
     memset(out, 0, sizeof *out);
     out->is_hf = 1;
     int rc = parse_config(dir, &out->hp, err);
@@ -165,18 +176,21 @@ int at_whisper_hf_open(const char *dir, at_wsource *out, at_err *err) {
     const uint8_t *base = p + 8 + hlen;
     size_t avail = out->map_size - 8 - (size_t)hlen;
     const cJSON *e;
-    cJSON_ArrayForEach(e, j) {
+    cJSON_ArrayForEach(e, j)
+    {
         if (!strcmp(e->string, "__metadata__")) continue;
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
         const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
         const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
         at_dtype t;
-        if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2) {
+        if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) ||
+            cJSON_GetArraySize(off) != 2) {
             rc = at_err_set(err, AT_E_CORRUPT, "%s: bad entry for %s", path, e->string);
             goto fail;
         }
         if (dtype_of(dt->valuestring, &t)) {
-            rc = at_err_set(err, AT_E_UNSUPPORTED, "%s: %s has unsupported dtype %s", path, e->string, dt->valuestring);
+            rc = at_err_set(err, AT_E_UNSUPPORTED, "%s: %s has unsupported dtype %s", path, e->string,
+                            dt->valuestring);
             goto fail;
         }
         int nd = cJSON_GetArraySize(sh);
@@ -201,8 +215,8 @@ int at_whisper_hf_open(const char *dir, at_wsource *out, at_err *err) {
         }
         if (nd == 0) nd = 1; /* scalar */
         const cJSON *b0 = cJSON_GetArrayItem(off, 0), *b1 = cJSON_GetArrayItem(off, 1);
-        if (!cJSON_IsNumber(b0) || !cJSON_IsNumber(b1) || b0->valuedouble < 0 || b1->valuedouble < b0->valuedouble ||
-            b1->valuedouble > (double)avail) {
+        if (!cJSON_IsNumber(b0) || !cJSON_IsNumber(b1) || b0->valuedouble < 0 ||
+            b1->valuedouble < b0->valuedouble || b1->valuedouble > (double)avail) {
             rc = at_err_set(err, AT_E_CORRUPT, "%s: %s has data offsets outside the file", path, e->string);
             goto fail;
         }
@@ -214,7 +228,7 @@ int at_whisper_hf_open(const char *dir, at_wsource *out, at_err *err) {
             goto fail;
         }
         char name[AT_WT_NAME_MAX];
-        if (!strcmp(e->string, "proj_out.weight")) continue; /* tied to the token embedding */
+        if (!strcmp(e->string, "proj_out.weight")) continue;  /* tied to the token embedding */
         if (map_name(e->string, name, sizeof name)) continue; /* not a Whisper tensor we use */
         if ((rc = at_wsource_add(out, name, t, nd, shape, base + o0, (size_t)(o1 - o0), err))) goto fail;
     }

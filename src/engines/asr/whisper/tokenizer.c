@@ -16,25 +16,23 @@
 #define WTOK_MAX_TEXT 1000000 /* more text tokens than any BPE vocabulary */
 
 /* OpenAI's LANGUAGES order: token id = sot + 1 + index. */
-#define WTOK_LANGS_99                                                          \
-    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca",   \
-        "nl", "ar", "sv", "it", "id", "hi", "fi", "vi", "he", "uk", "el",     \
-        "ms", "cs", "ro", "da", "hu", "ta", "no", "th", "ur", "hr", "bg",     \
-        "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr",     \
-        "az", "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn",     \
-        "bs", "kk", "sq", "sw", "gl", "mr", "pa", "si", "km", "sn", "yo",     \
-        "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo",     \
-        "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo",     \
-        "tl", "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su"
+#define WTOK_LANGS_99                                                                                        \
+    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv", "it", "id",    \
+        "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no", "th", "ur", "hr",      \
+        "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr", "az", "sl", "kn", "et",      \
+        "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw", "gl", "mr", "pa", "si", "km",      \
+        "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo", "uz", "fo", "ht",      \
+        "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt", "haw", "ln", "ha", "ba",     \
+        "jw", "su"
 static const char *const wtok_langs99[] = {WTOK_LANGS_99, NULL};
 static const char *const wtok_langs100[] = {WTOK_LANGS_99, "yue", NULL};
 
 struct at_wtok {
     at_whisper_special sp;
     int n_text;
-    uint32_t *off;      /* n_text + 1 offsets into arena */
+    uint32_t *off; /* n_text + 1 offsets into arena */
     char *arena;
-    int32_t *tab;       /* open addressing: bytes -> id, -1 = empty */
+    int32_t *tab; /* open addressing: bytes -> id, -1 = empty */
     uint32_t tab_mask;
     /* HF merges: (left id, right id) -> rank.  NULL: rank = merged id. */
     uint64_t *mkeys;
@@ -63,18 +61,15 @@ void at_wtok_layout(int n_text, int n_langs, at_whisper_special *o)
     o->is_multilingual = n_text != 50256;
 }
 
-int at_wtok_layout_from_n_vocab(int n_vocab, at_whisper_special *out,
-                                at_err *err)
+int at_wtok_layout_from_n_vocab(int n_vocab, at_whisper_special *out, at_err *err)
 {
     /* OpenAI model.py: num_languages = n_vocab - 51765 - is_multilingual. */
     int multi = n_vocab >= 51865;
     int n_langs = n_vocab - 51765 - multi;
     if (n_vocab < 51864 || n_langs > AT_WTOK_MAX_LANGS)
-        return at_err_set(err, AT_E_CORRUPT,
-                          "whisper: unexpected vocabulary size %d", n_vocab);
+        return at_err_set(err, AT_E_CORRUPT, "whisper: unexpected vocabulary size %d", n_vocab);
     /* n_text + 2 (eot, sot) + langs + 6 + 1501 timestamps = n_vocab */
-    at_wtok_layout(n_vocab - 2 - n_langs - 6 - AT_WTOK_N_TIMESTAMPS, n_langs,
-                   out);
+    at_wtok_layout(n_vocab - 2 - n_langs - 6 - AT_WTOK_N_TIMESTAMPS, n_langs, out);
     out->is_multilingual = multi;
     return 0;
 }
@@ -95,8 +90,7 @@ static void byte_to_cp(uint32_t map[256])
 {
     uint32_t n = 0;
     for (int b = 0; b < 256; b++) {
-        int keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) ||
-                   (b >= 174 && b <= 255);
+        int keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
         map[b] = keep ? (uint32_t)b : 256 + n++;
     }
 }
@@ -106,13 +100,26 @@ static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 {
     if (n == 0) return 0;
     unsigned c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
     size_t len;
     uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        v = c & 0x1F;
+        min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        v = c & 0x0F;
+        min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        v = c & 0x07;
+        min = 0x10000;
+    } else
+        return 0;
     if (n < len) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
@@ -125,8 +132,7 @@ static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 
 /* HF vocabulary string -> raw bytes (malloc'd).  Returns NULL with *bad set
  * when a character is outside the mapping. */
-static char *hf_to_bytes(const char *s, const int inv[512], size_t *len,
-                         int *bad)
+static char *hf_to_bytes(const char *s, const int inv[512], size_t *len, int *bad)
 {
     size_t n = strlen(s), o = 0;
     char *out = malloc(n + 1);
@@ -209,8 +215,8 @@ void at_wtok_free(at_wtok *t)
 }
 
 /* Builds the tokenizer from byte strings by id (NULL = missing). */
-static at_wtok *build(const char *const *tokens, const size_t *lens, size_t n,
-                      const at_whisper_special *sp, at_err *err)
+static at_wtok *build(const char *const *tokens, const size_t *lens, size_t n, const at_whisper_special *sp,
+                      at_err *err)
 {
     if (sp->eot <= 0 || sp->eot > WTOK_MAX_TEXT) {
         at_err_set(err, AT_E_CORRUPT, "whisper tokenizer: bad eot id %d", sp->eot);
@@ -252,8 +258,7 @@ static at_wtok *build(const char *const *tokens, const size_t *lens, size_t n,
         uint32_t h = (uint32_t)hash_bytes(s, l) & t->tab_mask;
         while (t->tab[h] >= 0) h = (h + 1) & t->tab_mask;
         t->tab[h] = id;
-        if (l == 1 && t->byte_id[(unsigned char)s[0]] < 0)
-            t->byte_id[(unsigned char)s[0]] = id;
+        if (l == 1 && t->byte_id[(unsigned char)s[0]] < 0) t->byte_id[(unsigned char)s[0]] = id;
     }
     return t;
 nomem:
@@ -262,9 +267,8 @@ nomem:
     return NULL;
 }
 
-at_wtok *at_wtok_new_bytes(const char *const *tokens, const size_t *lens,
-                           size_t n_tokens, const at_whisper_special *sp,
-                           at_err *err)
+at_wtok *at_wtok_new_bytes(const char *const *tokens, const size_t *lens, size_t n_tokens,
+                           const at_whisper_special *sp, at_err *err)
 {
     return build(tokens, lens, n_tokens, sp, err);
 }
@@ -283,8 +287,8 @@ static char *read_file(const char *path, size_t *len, at_err *err)
     if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
     if (sz < 0 || (unsigned long)sz > WTOK_MAX_FILE || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        at_err_set(err, sz < 0 ? AT_E_IO : AT_E_TOO_LARGE,
-                   "cannot read %s (or larger than %u bytes)", path, WTOK_MAX_FILE);
+        at_err_set(err, sz < 0 ? AT_E_IO : AT_E_TOO_LARGE, "cannot read %s (or larger than %u bytes)", path,
+                   WTOK_MAX_FILE);
         return NULL;
     }
     buf = malloc((size_t)sz + 1);
@@ -306,8 +310,8 @@ static char *read_file(const char *path, size_t *len, at_err *err)
 }
 
 /* Tokens by id from a JSON object {"string": id, ...}. */
-static at_wtok *from_vocab_obj(const cJSON *vocab, const at_whisper_special *sp,
-                               const char *what, at_err *err)
+static at_wtok *from_vocab_obj(const cJSON *vocab, const at_whisper_special *sp, const char *what,
+                               at_err *err)
 {
     if (!cJSON_IsObject(vocab)) {
         at_err_set(err, AT_E_CORRUPT, "%s: vocabulary is not a JSON object", what);
@@ -328,7 +332,8 @@ static at_wtok *from_vocab_obj(const cJSON *vocab, const at_whisper_special *sp,
         goto done;
     }
     const cJSON *it;
-    cJSON_ArrayForEach(it, vocab) {
+    cJSON_ArrayForEach(it, vocab)
+    {
         if (!cJSON_IsNumber(it) || !it->string) continue;
         double d = it->valuedouble;
         if (d < 0 || d >= (double)n || d != (double)(int)d) continue; /* specials */
@@ -337,9 +342,10 @@ static at_wtok *from_vocab_obj(const cJSON *vocab, const at_whisper_special *sp,
         int bad;
         toks[id] = hf_to_bytes(it->string, inv, &lens[id], &bad);
         if (!toks[id]) {
-            if (bad) at_err_set(err, AT_E_CORRUPT,
-                                "%s: token %d is not a byte-level string", what, id);
-            else at_err_set(err, AT_E_NOMEM, "out of memory");
+            if (bad)
+                at_err_set(err, AT_E_CORRUPT, "%s: token %d is not a byte-level string", what, id);
+            else
+                at_err_set(err, AT_E_NOMEM, "out of memory");
             goto done;
         }
     }
@@ -354,13 +360,15 @@ done:
 
 /* Adds one merge "a b" (HF strings) with the given rank; unknown tokens
  * are skipped (they could never be produced anyway). */
-static void add_merge(at_wtok *t, const char *a, size_t la, const char *b,
-                     size_t lb, int rank, const int inv[512], size_t *count)
+static void add_merge(at_wtok *t, const char *a, size_t la, const char *b, size_t lb, int rank,
+                      const int inv[512], size_t *count)
 {
     char sa[256], sb[256];
     if (la >= sizeof sa || lb >= sizeof sb) return;
-    memcpy(sa, a, la); sa[la] = 0;
-    memcpy(sb, b, lb); sb[lb] = 0;
+    memcpy(sa, a, la);
+    sa[la] = 0;
+    memcpy(sb, b, lb);
+    sb[lb] = 0;
     size_t ba_len, bb_len;
     int bad;
     char *ba = hf_to_bytes(sa, inv, &ba_len, &bad);
@@ -400,8 +408,8 @@ static void inv_map(int inv[512])
     for (int b = 0; b < 256; b++) inv[map[b]] = b;
 }
 
-at_wtok *at_wtok_new_hf_files(const char *vocab_json, const char *merges_txt,
-                              const at_whisper_special *sp, at_err *err)
+at_wtok *at_wtok_new_hf_files(const char *vocab_json, const char *merges_txt, const at_whisper_special *sp,
+                              at_err *err)
 {
     size_t len;
     char *buf = read_file(vocab_json, &len, err);
@@ -439,9 +447,7 @@ at_wtok *at_wtok_new_hf_files(const char *vocab_json, const char *merges_txt,
         if (e > p && e[-1] == '\r') e--;
         if (e > p && !(p == m && *p == '#')) { /* "#version" header */
             char *sp_ = memchr(p, ' ', (size_t)(e - p));
-            if (sp_)
-                add_merge(t, p, (size_t)(sp_ - p), sp_ + 1, (size_t)(e - sp_ - 1),
-                          rank++, inv, &count);
+            if (sp_) add_merge(t, p, (size_t)(sp_ - p), sp_ + 1, (size_t)(e - sp_ - 1), rank++, inv, &count);
         }
         p = le + 1;
     }
@@ -449,8 +455,7 @@ at_wtok *at_wtok_new_hf_files(const char *vocab_json, const char *merges_txt,
     return t;
 }
 
-at_wtok *at_wtok_new_hf_tokenizer_json(const char *path,
-                                       const at_whisper_special *sp, at_err *err)
+at_wtok *at_wtok_new_hf_tokenizer_json(const char *path, const at_whisper_special *sp, at_err *err)
 {
     size_t len;
     char *buf = read_file(path, &len, err);
@@ -468,17 +473,21 @@ at_wtok *at_wtok_new_hf_tokenizer_json(const char *path,
     /* The special tokens must sit where the model expects them. */
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     const cJSON *a;
-    cJSON_ArrayForEach(a, added) {
+    cJSON_ArrayForEach(a, added)
+    {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         if (!cJSON_IsString(c) || !cJSON_IsNumber(id)) continue;
         int want = -1;
-        if (strcmp(c->valuestring, "<|endoftext|>") == 0) want = sp->eot;
-        else if (strcmp(c->valuestring, "<|startoftranscript|>") == 0) want = sp->sot;
-        else if (strcmp(c->valuestring, "<|notimestamps|>") == 0) want = sp->not_;
+        if (strcmp(c->valuestring, "<|endoftext|>") == 0)
+            want = sp->eot;
+        else if (strcmp(c->valuestring, "<|startoftranscript|>") == 0)
+            want = sp->sot;
+        else if (strcmp(c->valuestring, "<|notimestamps|>") == 0)
+            want = sp->not_;
         if (want >= 0 && id->valueint != want) {
-            at_err_set(err, AT_E_CORRUPT, "%s: %s has id %d, expected %d", path,
-                       c->valuestring, id->valueint, want);
+            at_err_set(err, AT_E_CORRUPT, "%s: %s has id %d, expected %d", path, c->valuestring, id->valueint,
+                       want);
             goto done;
         }
     }
@@ -494,17 +503,16 @@ at_wtok *at_wtok_new_hf_tokenizer_json(const char *path,
     int rank = 0;
     size_t count = 0;
     const cJSON *mg;
-    cJSON_ArrayForEach(mg, merges) {
+    cJSON_ArrayForEach(mg, merges)
+    {
         if (cJSON_IsString(mg)) { /* "a b" */
             const char *s = mg->valuestring, *spc = strchr(s, ' ');
-            if (spc)
-                add_merge(t, s, (size_t)(spc - s), spc + 1, strlen(spc + 1), rank,
-                          inv, &count);
+            if (spc) add_merge(t, s, (size_t)(spc - s), spc + 1, strlen(spc + 1), rank, inv, &count);
         } else if (cJSON_IsArray(mg) && cJSON_GetArraySize(mg) == 2) { /* ["a","b"] */
             const cJSON *x = cJSON_GetArrayItem(mg, 0), *y = cJSON_GetArrayItem(mg, 1);
             if (cJSON_IsString(x) && cJSON_IsString(y))
-                add_merge(t, x->valuestring, strlen(x->valuestring), y->valuestring,
-                          strlen(y->valuestring), rank, inv, &count);
+                add_merge(t, x->valuestring, strlen(x->valuestring), y->valuestring, strlen(y->valuestring),
+                          rank, inv, &count);
         }
         rank++;
     }
@@ -513,8 +521,7 @@ done:
     return t;
 }
 
-at_wtok *at_wtok_new_hf_dir(const char *dir, const at_whisper_special *sp,
-                            at_err *err)
+at_wtok *at_wtok_new_hf_dir(const char *dir, const at_whisper_special *sp, at_err *err)
 {
     char p1[4096], p2[4096];
     FILE *f;
@@ -568,17 +575,23 @@ static char *utf8_sanitize(const unsigned char *s, size_t n, at_err *err)
         /* Skip the lead byte and the continuation bytes that could still
          * have completed it. */
         unsigned c = s[i];
-        size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3
-                    : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+        size_t need = c >= 0xF0 && c <= 0xF4   ? 4
+                      : c >= 0xE0 && c <= 0xEF ? 3
+                      : c >= 0xC2 && c <= 0xDF ? 2
+                                               : 1;
         size_t k = 1;
         while (k < need && i + k < n) {
             unsigned d = s[i + k];
             unsigned lo = 0x80, hi = 0xBF;
             if (k == 1) {
-                if (c == 0xE0) lo = 0xA0;
-                else if (c == 0xED) hi = 0x9F;
-                else if (c == 0xF0) lo = 0x90;
-                else if (c == 0xF4) hi = 0x8F;
+                if (c == 0xE0)
+                    lo = 0xA0;
+                else if (c == 0xED)
+                    hi = 0x9F;
+                else if (c == 0xF0)
+                    lo = 0x90;
+                else if (c == 0xF4)
+                    hi = 0x8F;
             }
             if (d < lo || d > hi) break;
             k++;
@@ -595,29 +608,42 @@ static size_t special_name(const at_wtok *t, int id, char *buf, size_t cap)
 {
     const at_whisper_special *sp = &t->sp;
     const char *name = NULL;
-    if (id == sp->eot) name = "endoftext";
-    else if (id == sp->sot) name = "startoftranscript";
-    else if (id == sp->translate) name = "translate";
-    else if (id == sp->transcribe) name = "transcribe";
-    else if (id == sp->solm) name = "startoflm";
-    else if (id == sp->prev) name = "startofprev";
-    else if (id == sp->nosp) name = "nospeech";
-    else if (id == sp->not_) name = "notimestamps";
+    if (id == sp->eot)
+        name = "endoftext";
+    else if (id == sp->sot)
+        name = "startoftranscript";
+    else if (id == sp->translate)
+        name = "translate";
+    else if (id == sp->transcribe)
+        name = "transcribe";
+    else if (id == sp->solm)
+        name = "startoflm";
+    else if (id == sp->prev)
+        name = "startofprev";
+    else if (id == sp->nosp)
+        name = "nospeech";
+    else if (id == sp->not_)
+        name = "notimestamps";
     int n;
-    if (name) n = snprintf(buf, cap, "<|%s|>", name);
-    else if (at_wtok_lang_code(t, id)) n = snprintf(buf, cap, "<|%s|>", at_wtok_lang_code(t, id));
-    else if (at_wtok_is_timestamp(t, id)) n = snprintf(buf, cap, "<|%.2f|>", (id - sp->beg) * 0.02);
-    else n = snprintf(buf, cap, "<|%d|>", id);
+    if (name)
+        n = snprintf(buf, cap, "<|%s|>", name);
+    else if (at_wtok_lang_code(t, id))
+        n = snprintf(buf, cap, "<|%s|>", at_wtok_lang_code(t, id));
+    else if (at_wtok_is_timestamp(t, id))
+        n = snprintf(buf, cap, "<|%.2f|>", (id - sp->beg) * 0.02);
+    else
+        n = snprintf(buf, cap, "<|%d|>", id);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-static char *decode_impl(const at_wtok *t, const int *ids, size_t n, int specials,
-                         at_err *err)
+static char *decode_impl(const at_wtok *t, const int *ids, size_t n, int specials, at_err *err)
 {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] >= 0 && ids[i] < t->n_text) total += t->off[ids[i] + 1] - t->off[ids[i]];
-        else if (specials) total += 32;
+        if (ids[i] >= 0 && ids[i] < t->n_text)
+            total += t->off[ids[i] + 1] - t->off[ids[i]];
+        else if (specials)
+            total += 32;
     }
     char *raw = malloc(total + 1), *p = raw;
     if (!raw) {
@@ -643,8 +669,7 @@ char *at_wtok_decode(const at_wtok *t, const int *ids, size_t n, at_err *err)
     return decode_impl(t, ids, n, 0, err);
 }
 
-char *at_wtok_decode_with_timestamps(const at_wtok *t, const int *ids, size_t n,
-                                     at_err *err)
+char *at_wtok_decode_with_timestamps(const at_wtok *t, const int *ids, size_t n, at_err *err)
 {
     return decode_impl(t, ids, n, 1, err);
 }
@@ -656,9 +681,9 @@ enum { C_OTHER = 0, C_LETTER = 1, C_NUMBER = 2, C_SPACE = 3 };
 static int is_white_space(uint32_t c)
 {
     /* Unicode White_Space, which \s means in tiktoken's regex engine. */
-    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 ||
-           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-           c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+           c == 0x3000;
 }
 
 static int char_class(uint32_t c)
@@ -672,9 +697,12 @@ static int char_class(uint32_t c)
     size_t lo = 0, hi = sizeof at_wtok_ucd / sizeof at_wtok_ucd[0];
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (c < at_wtok_ucd[mid].lo) hi = mid;
-        else if (c > at_wtok_ucd[mid].hi) lo = mid + 1;
-        else return at_wtok_ucd[mid].cls;
+        if (c < at_wtok_ucd[mid].lo)
+            hi = mid;
+        else if (c > at_wtok_ucd[mid].hi)
+            lo = mid + 1;
+        else
+            return at_wtok_ucd[mid].cls;
     }
     return C_OTHER;
 }
@@ -709,16 +737,13 @@ static size_t pretoken(const unsigned char *s, size_t n, size_t i)
         if (c == 's' || c == 't' || c == 'm' || c == 'd') return 2;
         if (i + 2 < n) {
             unsigned d = s[i + 2];
-            if ((c == 'r' && d == 'e') || (c == 'v' && d == 'e') ||
-                (c == 'l' && d == 'l'))
-                return 3;
+            if ((c == 'r' && d == 'e') || (c == 'v' && d == 'e') || (c == 'l' && d == 'l')) return 3;
         }
     }
     size_t j = i + (s[i] == ' ' ? 1 : 0), l;
     if (j < n) {
         int cls = class_at(s, n, j, &l);
-        if (cls == C_LETTER || cls == C_NUMBER || cls == C_OTHER)
-            return run_end(s, n, j, cls) - i;
+        if (cls == C_LETTER || cls == C_NUMBER || cls == C_OTHER) return run_end(s, n, j, cls) - i;
     }
     /* whitespace: \s+(?!\S) keeps the last space for the next word */
     size_t e = i, last = i;
@@ -735,8 +760,7 @@ typedef struct {
     int rank; /* rank of merging with the next part, INT_MAX = none */
 } part;
 
-static int pair_rank(const at_wtok *t, const unsigned char *s, const part *a,
-                     const part *b)
+static int pair_rank(const at_wtok *t, const unsigned char *s, const part *a, const part *b)
 {
     if (t->mranks) {
         int ia = lookup(t, (const char *)s + a->start, a->len);
@@ -744,8 +768,7 @@ static int pair_rank(const at_wtok *t, const unsigned char *s, const part *a,
         if (ia < 0 || ib < 0) return INT_MAX;
         int r = merge_rank(t, ia, ib);
         /* a merge is only usable when its result is a token */
-        if (r != INT_MAX && lookup(t, (const char *)s + a->start, a->len + b->len) < 0)
-            return INT_MAX;
+        if (r != INT_MAX && lookup(t, (const char *)s + a->start, a->len + b->len) < 0) return INT_MAX;
         return r;
     }
     /* tiktoken: a pair's rank is the id of the merged token */
@@ -771,8 +794,7 @@ static int ivec_push(ivec *v, int x)
     return 0;
 }
 
-static int bpe(const at_wtok *t, const unsigned char *s, size_t n, part *parts,
-               ivec *out, at_err *err)
+static int bpe(const at_wtok *t, const unsigned char *s, size_t n, part *parts, ivec *out, at_err *err)
 {
     int whole = lookup(t, (const char *)s, n);
     if (whole >= 0 && !t->mranks) /* tiktoken's shortcut */
@@ -793,16 +815,13 @@ static int bpe(const at_wtok *t, const unsigned char *s, size_t n, part *parts,
     }
     for (size_t i = 0; i < np; i++) {
         int id = lookup(t, (const char *)s + parts[i].start, parts[i].len);
-        if (id < 0)
-            return at_err_set(err, AT_E_CORRUPT,
-                              "whisper tokenizer: no token for a byte sequence");
+        if (id < 0) return at_err_set(err, AT_E_CORRUPT, "whisper tokenizer: no token for a byte sequence");
         if (ivec_push(out, id) < 0) return at_err_set(err, AT_E_NOMEM, "out of memory");
     }
     return 0;
 }
 
-int at_wtok_encode(const at_wtok *t, const char *text, size_t len, int **ids,
-                   size_t *n, at_err *err)
+int at_wtok_encode(const at_wtok *t, const char *text, size_t len, int **ids, size_t *n, at_err *err)
 {
     *ids = NULL;
     *n = 0;
@@ -845,18 +864,57 @@ static int cmp_int(const void *a, const void *b)
 int at_wtok_non_speech_tokens(const at_wtok *t, int **ids, size_t *n, at_err *err)
 {
     /* tokenizer.py's symbols; one string per entry. */
-    static const char *const symbols[] = {
-        "\"", "#", "(", ")", "*", "+", "/", ":", ";", "<", "=", ">", "@", "[",
-        "\\", "]", "^", "_", "`", "{", "|", "}", "~", "\xE3\x80\x8C" /* 「 */,
-        "\xE3\x80\x8D" /* 」 */, "\xE3\x80\x8E" /* 『 */, "\xE3\x80\x8F" /* 』 */,
-        "<<", ">>", "<<<", ">>>", "--", "---", "-(", "-[", "('", "(\"", "((",
-        "))", "(((", ")))", "[[", "]]", "{{", "}}",
-        "\xE2\x99\xAA\xE2\x99\xAA", "\xE2\x99\xAA\xE2\x99\xAA\xE2\x99\xAA"};
+    static const char *const symbols[] = {"\"",
+                                          "#",
+                                          "(",
+                                          ")",
+                                          "*",
+                                          "+",
+                                          "/",
+                                          ":",
+                                          ";",
+                                          "<",
+                                          "=",
+                                          ">",
+                                          "@",
+                                          "[",
+                                          "\\",
+                                          "]",
+                                          "^",
+                                          "_",
+                                          "`",
+                                          "{",
+                                          "|",
+                                          "}",
+                                          "~",
+                                          "\xE3\x80\x8C" /* 「 */,
+                                          "\xE3\x80\x8D" /* 」 */,
+                                          "\xE3\x80\x8E" /* 『 */,
+                                          "\xE3\x80\x8F" /* 』 */,
+                                          "<<",
+                                          ">>",
+                                          "<<<",
+                                          ">>>",
+                                          "--",
+                                          "---",
+                                          "-(",
+                                          "-[",
+                                          "('",
+                                          "(\"",
+                                          "((",
+                                          "))",
+                                          "(((",
+                                          ")))",
+                                          "[[",
+                                          "]]",
+                                          "{{",
+                                          "}}",
+                                          "\xE2\x99\xAA\xE2\x99\xAA",
+                                          "\xE2\x99\xAA\xE2\x99\xAA\xE2\x99\xAA"};
     /* U+2640..U+267F music symbols: suppress their first token even when
      * they take several (they share the first two UTF-8 bytes). */
-    static const char *const misc[] = {"\xE2\x99\xA9", "\xE2\x99\xAA", "\xE2\x99\xAB",
-                                       "\xE2\x99\xAC", "\xE2\x99\xAD", "\xE2\x99\xAE",
-                                       "\xE2\x99\xAF"};
+    static const char *const misc[] = {"\xE2\x99\xA9", "\xE2\x99\xAA", "\xE2\x99\xAB", "\xE2\x99\xAC",
+                                       "\xE2\x99\xAD", "\xE2\x99\xAE", "\xE2\x99\xAF"};
     ivec out = {0};
     int rc = 0;
     char buf[32];
@@ -904,10 +962,7 @@ int at_wtok_non_speech_tokens(const at_wtok *t, int **ids, size_t *n, at_err *er
 
 /* ---- languages --------------------------------------------------------- */
 
-const char *const *at_wtok_languages(int n_langs)
-{
-    return n_langs >= 100 ? wtok_langs100 : wtok_langs99;
-}
+const char *const *at_wtok_languages(int n_langs) { return n_langs >= 100 ? wtok_langs100 : wtok_langs99; }
 
 int at_wtok_lang_token(const at_wtok *t, const char *code)
 {

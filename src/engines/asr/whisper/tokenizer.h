@@ -21,8 +21,8 @@
 #include "core/error.h"
 #include "engines/asr/whisper/model.h"
 
-#define AT_WTOK_N_TIMESTAMPS 1501  /* <|0.00|> .. <|30.00|>, 0.02 s apart */
-#define AT_WTOK_MAX_LANGS 100
+#define AT_WTOK_N_TIMESTAMPS     1501 /* <|0.00|> .. <|30.00|>, 0.02 s apart */
+#define AT_WTOK_MAX_LANGS        100
 /* Longest text at_wtok_encode accepts (BPE is quadratic in a word). */
 #define AT_WTOK_MAX_ENCODE_BYTES 16384
 
@@ -34,25 +34,20 @@ void at_wtok_layout(int n_text, int n_langs, at_whisper_special *out);
 /* The layout OpenAI derives from a model's n_vocab (51864 = .en,
  * 51865 = multilingual, 51866 = large-v3).  Fails for sizes that cannot
  * hold the special tokens. */
-int at_wtok_layout_from_n_vocab(int n_vocab, at_whisper_special *out,
-                                at_err *err);
+int at_wtok_layout_from_n_vocab(int n_vocab, at_whisper_special *out, at_err *err);
 
 /* From raw byte strings by id (the ggml vocabulary).  Entries at or past
  * eot are ignored (ggml files may list special names); missing ids decode
  * to nothing.  Merge ranks are the token ids. */
-at_wtok *at_wtok_new_bytes(const char *const *tokens, const size_t *lens,
-                           size_t n_tokens, const at_whisper_special *sp,
-                           at_err *err);
+at_wtok *at_wtok_new_bytes(const char *const *tokens, const size_t *lens, size_t n_tokens,
+                           const at_whisper_special *sp, at_err *err);
 /* From a Hugging Face model folder: tokenizer.json, else vocab.json +
  * merges.txt.  Fails with AT_E_IO when neither exists. */
-at_wtok *at_wtok_new_hf_dir(const char *dir, const at_whisper_special *sp,
-                            at_err *err);
+at_wtok *at_wtok_new_hf_dir(const char *dir, const at_whisper_special *sp, at_err *err);
 /* The same from explicit files (merges_txt may be NULL: ranks = ids). */
-at_wtok *at_wtok_new_hf_files(const char *vocab_json, const char *merges_txt,
-                              const at_whisper_special *sp, at_err *err);
-at_wtok *at_wtok_new_hf_tokenizer_json(const char *path,
-                                       const at_whisper_special *sp,
-                                       at_err *err);
+at_wtok *at_wtok_new_hf_files(const char *vocab_json, const char *merges_txt, const at_whisper_special *sp,
+                              at_err *err);
+at_wtok *at_wtok_new_hf_tokenizer_json(const char *path, const at_whisper_special *sp, at_err *err);
 void at_wtok_free(at_wtok *t);
 
 const at_whisper_special *at_wtok_special(const at_wtok *t);
@@ -68,18 +63,15 @@ const char *at_wtok_bytes(const at_wtok *t, int id, size_t *len);
 char *at_wtok_decode(const at_wtok *t, const int *ids, size_t n, at_err *err);
 /* Like decode but also writes specials as "<|name|>" and timestamps as
  * "<|1.24|>" (for logs and debugging). */
-char *at_wtok_decode_with_timestamps(const at_wtok *t, const int *ids,
-                                     size_t n, at_err *err);
+char *at_wtok_decode_with_timestamps(const at_wtok *t, const int *ids, size_t n, at_err *err);
 
 /* Encodes text (plain text, never special tokens) into *ids (malloc'd,
  * caller frees) with GPT-2's pre-tokenizer and BPE merges. */
-int at_wtok_encode(const at_wtok *t, const char *text, size_t len, int **ids,
-                   size_t *n, at_err *err);
+int at_wtok_encode(const at_wtok *t, const char *text, size_t len, int **ids, size_t *n, at_err *err);
 
 /* OpenAI's non_speech_tokens(): ids to suppress so the model does not
  * write speaker tags, music symbols and the like.  Sorted, malloc'd. */
-int at_wtok_non_speech_tokens(const at_wtok *t, int **ids, size_t *n,
-                              at_err *err);
+int at_wtok_non_speech_tokens(const at_wtok *t, int **ids, size_t *n, at_err *err);
 
 /* Language code <-> token.  Codes follow OpenAI's LANGUAGES order. */
 int at_wtok_lang_token(const at_wtok *t, const char *code); /* -1: none */

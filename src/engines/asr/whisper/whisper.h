@@ -12,12 +12,12 @@
  * over the defaults: AT_WHISPER_STEP_MS, AT_WHISPER_MAX_BUFFER_S,
  * AT_WHISPER_MAX_STREAMS.  (The services choose the VAD with --vad.) */
 typedef struct at_whisper_stream_config {
-    int step_ms;                 /* re-decode every this much new audio: 1000 */
-    double max_buffer_s;         /* buffer cap, flushed beyond it: 15 */
-    int vad;                     /* 1: decode only around speech */
-    const char *vad_model;       /* Silero VAD: a path or a cache name ("silero-vad");
-                                    NULL: the energy detector */
-    at_vad_config vad_cfg;       /* its .silero is set by the engine */
+    int step_ms;           /* re-decode every this much new audio: 1000 */
+    double max_buffer_s;   /* buffer cap, flushed beyond it: 15 */
+    int vad;               /* 1: decode only around speech */
+    const char *vad_model; /* Silero VAD: a path or a cache name ("silero-vad");
+                              NULL: the energy detector */
+    at_vad_config vad_cfg; /* its .silero is set by the engine */
     /* guards; NAN disables one.  A hypothesis is dropped when
      * no_speech_prob > no_speech && avg_logprob < logprob, when
      * avg_logprob < logprob - 0.5, or when compression > compression. */
@@ -35,8 +35,8 @@ void at_whisper_stream_config_default(at_whisper_stream_config *c);
  * shared by every stream and transcription. */
 at_asr_engine *at_asr_whisper_new(const char *model, int n_threads, at_err *err);
 /* The same with explicit streaming settings (NULL: defaults). */
-at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads,
-                                     const at_whisper_stream_config *sc, at_err *err);
+at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_whisper_stream_config *sc,
+                                     at_err *err);
 
 /* `audio-translator whisper-check ...`: argv[0] is "whisper-check". */
 int at_whisper_check_main(int argc, char **argv);

@@ -37,7 +37,7 @@
 
 /* Longest audio one call may pass, in mel frames: keeps frame counts in
  * int with room for a window past the end. */
-#define W_MAX_FRAMES (INT_MAX - 2 * AT_WHISPER_N_FRAMES)
+#define W_MAX_FRAMES       (INT_MAX - 2 * AT_WHISPER_N_FRAMES)
 #define W_MAX_PROMPT_BYTES 4096
 
 typedef struct wengine {
@@ -45,8 +45,8 @@ typedef struct wengine {
     at_wtok *tok;
     int n_threads;
     at_whisper_stream_config sc;
-    at_silero *silero;     /* the VAD network, shared by all streams (or NULL) */
-    atomic_int n_streams;  /* open streams, for sc.max_streams */
+    at_silero *silero;    /* the VAD network, shared by all streams (or NULL) */
+    atomic_int n_streams; /* open streams, for sc.max_streams */
 } wengine;
 
 /* One decoder sequence: its KV cache and the tokens the cache holds. */
@@ -63,7 +63,7 @@ typedef struct wrun {
     wseq *seqs;
     int n_seqs;
     float *mel;
-    const float *pcm;  /* audio from absolute sample pcm_start */
+    const float *pcm; /* audio from absolute sample pcm_start */
     size_t n_pcm;
     size_t pcm_start;
     int (*cancelled)(void *user); /* at_asr_options' hook, polled per window */
@@ -90,8 +90,7 @@ static int seq_get(wrun *r, int seq, wseq **out, at_err *err)
     return 0;
 }
 
-static int run_logits(void *ctx, int seq, const int *tokens, int n, float *logits,
-                      at_err *err)
+static int run_logits(void *ctx, int seq, const int *tokens, int n, float *logits, at_err *err)
 {
     wrun *r = ctx;
     const at_whisper_hparams *hp = at_whisper_model_hparams(r->e->model);
@@ -99,8 +98,7 @@ static int run_logits(void *ctx, int seq, const int *tokens, int n, float *logit
     int rc = seq_get(r, seq, &s, err);
     if (rc < 0) return rc;
     if (n <= 0 || n > hp->n_text_ctx)
-        return at_err_set(err, AT_E_ENGINE, "whisper: %d tokens for a context of %d", n,
-                          hp->n_text_ctx);
+        return at_err_set(err, AT_E_ENGINE, "whisper: %d tokens for a context of %d", n, hp->n_text_ctx);
     /* reuse the cached common prefix; at least the last token is run to
      * get its logits */
     int p = 0, lim = s->n < n ? s->n : n;
@@ -124,8 +122,7 @@ static int run_copy(void *ctx, int dst, int src, at_err *err)
     wrun *r = ctx;
     wseq *d = NULL, *s = NULL;
     int rc;
-    if ((rc = seq_get(r, dst, &d, err)) < 0 || (rc = seq_get(r, src, &s, err)) < 0)
-        return rc;
+    if ((rc = seq_get(r, dst, &d, err)) < 0 || (rc = seq_get(r, src, &s, err)) < 0) return rc;
     if (d == s) return 0;
     at_whisper_kv_copy(d->kv, s->kv);
     memcpy(d->toks, s->toks, (size_t)s->n * sizeof *s->toks);
@@ -206,8 +203,7 @@ typedef struct wjob {
     float temps[16];
 } wjob;
 
-static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n_seqs,
-                    at_err *err)
+static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n_seqs, at_err *err)
 {
     const at_whisper_special *sp = at_wtok_special(e->tok);
     memset(j, 0, sizeof *j);
@@ -221,13 +217,12 @@ static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n
         code[i] = '\0';
         if (!sp->is_multilingual) {
             if (strcmp(code, "en") != 0)
-                return at_err_set(err, AT_E_UNSUPPORTED,
-                                  "whisper: English-only model, language \"%s\"", code);
+                return at_err_set(err, AT_E_UNSUPPORTED, "whisper: English-only model, language \"%s\"",
+                                  code);
         } else {
             d->lang_token = at_wtok_lang_token(e->tok, code);
             if (d->lang_token < 0)
-                return at_err_set(err, AT_E_UNSUPPORTED, "whisper: unknown language \"%s\"",
-                                  opt->language);
+                return at_err_set(err, AT_E_UNSUPPORTED, "whisper: unknown language \"%s\"", opt->language);
         }
     }
     if (opt && opt->translate) {
@@ -243,8 +238,7 @@ static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n
     int nt = 1;
     j->temps[0] = t0;
     if (!opt || opt->temperature_inc >= 0)
-        for (; nt < 16 && t0 + inc * (float)nt <= 1.0f + 1e-6f; nt++)
-            j->temps[nt] = t0 + inc * (float)nt;
+        for (; nt < 16 && t0 + inc * (float)nt <= 1.0f + 1e-6f; nt++) j->temps[nt] = t0 + inc * (float)nt;
     j->txo.fallback.temperatures = j->temps;
     j->txo.fallback.n_temperatures = nt;
     /* beam search when asked; its samples on fallback then use best_of as
@@ -342,8 +336,8 @@ static int file_on_segment(void *user, const at_wdec_segment *seg)
     return 0;
 }
 
-static int w_transcribe(void *impl, const float *pcm, size_t n, const at_asr_options *opt,
-                        at_asr_result *out, at_err *err)
+static int w_transcribe(void *impl, const float *pcm, size_t n, const at_asr_options *opt, at_asr_result *out,
+                        at_err *err)
 {
     wengine *e = impl;
     memset(out, 0, sizeof *out);
@@ -377,8 +371,7 @@ static int w_transcribe(void *impl, const float *pcm, size_t n, const at_asr_opt
         rc = at_wdec_tx_run(tx, (int)(n / AT_WHISPER_HOP), 1, err);
         if (fs.failed && rc == AT_E_CANCELLED) rc = err ? err->code : AT_E_NOMEM;
         int lt = at_wdec_tx_lang_token(tx);
-        const char *code = lt >= 0 ? lang_code(e, lt)
-                           : (opt && opt->language ? opt->language : "");
+        const char *code = lt >= 0 ? lang_code(e, lt) : (opt && opt->language ? opt->language : "");
         snprintf(out->language, sizeof out->language, "%s", code);
     }
     out->duration = (double)n / AT_WHISPER_SAMPLE_RATE;
@@ -399,9 +392,9 @@ static int w_transcribe(void *impl, const float *pcm, size_t n, const at_asr_opt
  * confirmed segment, flushed when it exceeds max_buffer_s, and at an
  * utterance end the VAD reports.  Without speech nothing is decoded. */
 
-#define W_PREROLL ((size_t)AT_WHISPER_SAMPLE_RATE * 3 / 10) /* kept before speech */
-#define W_MIN_DECODE ((size_t)AT_WHISPER_SAMPLE_RATE / 5)   /* shorter: nothing to say */
-#define W_TICK ((size_t)AT_WHISPER_SAMPLE_RATE / 10)        /* decision grid */
+#define W_PREROLL    ((size_t)AT_WHISPER_SAMPLE_RATE * 3 / 10) /* kept before speech */
+#define W_MIN_DECODE ((size_t)AT_WHISPER_SAMPLE_RATE / 5)      /* shorter: nothing to say */
+#define W_TICK       ((size_t)AT_WHISPER_SAMPLE_RATE / 10)     /* decision grid */
 
 typedef struct wstream {
     wengine *e;
@@ -409,13 +402,13 @@ typedef struct wstream {
     wrun run;
     at_la2 *la;
     at_vad *vad;
-    float *buf;        /* audio from absolute sample buf_start */
+    float *buf; /* audio from absolute sample buf_start */
     size_t n_buf, cap, buf_start;
     size_t step, since_decode;
     int speech;        /* speech since the buffer was last cleared */
     int in_utt, ended; /* VAD state / an utterance ended since the last tick */
     int lang_token;
-    int failed;        /* a previous call failed: the decoder state is unknown */
+    int failed; /* a previous call failed: the decoder state is unknown */
     /* hypothesis scratch */
     at_la2_word *words;
     unsigned char *closed; /* word ends a segment closed by a timestamp */
@@ -436,10 +429,8 @@ void at_whisper_stream_config_default(at_whisper_stream_config *c)
     c->compression_threshold = 2.4f;
     c->max_streams = 0;
     const char *v;
-    if ((v = getenv("AT_WHISPER_STEP_MS")) && atoi(v) >= 100 && atoi(v) <= 10000)
-        c->step_ms = atoi(v);
-    if ((v = getenv("AT_WHISPER_MAX_BUFFER_S")) && atof(v) >= 2 && atof(v) <= 28)
-        c->max_buffer_s = atof(v);
+    if ((v = getenv("AT_WHISPER_STEP_MS")) && atoi(v) >= 100 && atoi(v) <= 10000) c->step_ms = atoi(v);
+    if ((v = getenv("AT_WHISPER_MAX_BUFFER_S")) && atof(v) >= 2 && atof(v) <= 28) c->max_buffer_s = atof(v);
     if ((v = getenv("AT_WHISPER_MAX_STREAMS")) && atoi(v) >= 0) c->max_streams = atoi(v);
 }
 
@@ -480,8 +471,7 @@ static void *w_stream_open(void *impl, const at_asr_options *opt, at_err *err)
     }
     s->e = e;
     int n_seqs;
-    if (job_init(e, opt, &s->job, &n_seqs, err) < 0 || run_init(&s->run, e, n_seqs, err) < 0)
-        goto fail;
+    if (job_init(e, opt, &s->job, &n_seqs, err) < 0 || run_init(&s->run, e, n_seqs, err) < 0) goto fail;
     s->lang_token = s->job.txo.decode.lang_token;
     s->step = ((size_t)e->sc.step_ms * AT_WHISPER_SAMPLE_RATE / 1000 + W_TICK - 1) / W_TICK * W_TICK;
     /* the buffer never exceeds max_buffer_s + one step: beyond it is flushed */
@@ -524,8 +514,7 @@ static int words_reserve(wstream *s, size_t n, size_t bytes, at_err *err)
 /* Words with absolute times from a decoded window: text tokens between
  * timestamp tokens form segments; a token starting with a space starts a
  * word; inside a segment time is shared out by bytes. */
-static int build_words(wstream *s, const at_wdec_result *r, double t_base, double dur,
-                       at_err *err)
+static int build_words(wstream *s, const at_wdec_result *r, double t_base, double dur, at_err *err)
 {
     const at_wtok *tok = s->e->tok;
     const at_whisper_special *sp = at_wtok_special(tok);
@@ -673,16 +662,13 @@ static int decode_buffer(wstream *s, at_err *err)
     if (!isnan(c->no_speech_threshold) && r.no_speech_prob > c->no_speech_threshold &&
         (isnan(c->logprob_threshold) || r.avg_logprob < c->logprob_threshold))
         reject = 1;
-    if (!isnan(c->logprob_threshold) && r.avg_logprob < c->logprob_threshold - 0.5)
-        reject = 1;
-    if (!isnan(c->compression_threshold) && r.compression_ratio > c->compression_threshold)
-        reject = 1;
+    if (!isnan(c->logprob_threshold) && r.avg_logprob < c->logprob_threshold - 0.5) reject = 1;
+    if (!isnan(c->compression_threshold) && r.compression_ratio > c->compression_threshold) reject = 1;
     if (!reject) {
         double t_base = (double)s->buf_start / AT_WHISPER_SAMPLE_RATE;
         rc = build_words(s, &r, t_base, secs, err);
         /* with the compression guard: a word loop is rejected too */
-        if (rc == 0 && !isnan(c->compression_threshold) && looping(s->words, s->n_words))
-            s->n_words = 0;
+        if (rc == 0 && !isnan(c->compression_threshold) && looping(s->words, s->n_words)) s->n_words = 0;
     }
     at_wdec_result_free(&r);
     return rc;
@@ -726,8 +712,7 @@ static int stream_step(wstream *s, int flush, at_asr_event_cb cb, void *user, at
     return 0;
 }
 
-static int w_stream_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, void *user,
-                         at_err *err)
+static int w_stream_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, void *user, at_err *err)
 {
     wstream *s = st;
     if (s->failed) return at_err_set(err, AT_E_INVALID, "whisper: stream failed earlier");
@@ -829,9 +814,8 @@ static const at_asr_ops whisper_ops = {
 static int check_special(const at_whisper_special *a, const at_whisper_special *b, at_err *err)
 {
     if (a->eot != b->eot || a->sot != b->sot || a->translate != b->translate ||
-        a->transcribe != b->transcribe || a->solm != b->solm || a->prev != b->prev ||
-        a->nosp != b->nosp || a->not_ != b->not_ || a->beg != b->beg ||
-        a->is_multilingual != b->is_multilingual)
+        a->transcribe != b->transcribe || a->solm != b->solm || a->prev != b->prev || a->nosp != b->nosp ||
+        a->not_ != b->not_ || a->beg != b->beg || a->is_multilingual != b->is_multilingual)
         return at_err_set(err, AT_E_CORRUPT, "whisper: special token layout mismatch");
     return 0;
 }
@@ -841,8 +825,8 @@ at_asr_engine *at_asr_whisper_new(const char *model, int n_threads, at_err *err)
     return at_asr_whisper_new_ex(model, n_threads, NULL, err);
 }
 
-at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads,
-                                     const at_whisper_stream_config *sc, at_err *err)
+at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_whisper_stream_config *sc,
+                                     at_err *err)
 {
     if (!model || !*model) {
         at_err_set(err, AT_E_INVALID, "whisper: no model path");
@@ -861,8 +845,10 @@ at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads,
         n_threads = c > 0 && c < 1024 ? (int)c : 1;
     }
     e->n_threads = n_threads;
-    if (sc) e->sc = *sc;
-    else at_whisper_stream_config_default(&e->sc);
+    if (sc)
+        e->sc = *sc;
+    else
+        at_whisper_stream_config_default(&e->sc);
     if (e->sc.step_ms < 50) e->sc.step_ms = 50;
     if (e->sc.max_buffer_s < 1) e->sc.max_buffer_s = 1;
     if (e->sc.max_buffer_s > 28) e->sc.max_buffer_s = 28; /* one window, room for a step */
