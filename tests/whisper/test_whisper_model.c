@@ -251,6 +251,93 @@ static void test_whisper_model_incremental(void **state)
     free(lg2);
 }
 
+/* The batched decoder gives each sequence the logits it gets alone, for
+ * batches of 1, 2, 7 and 16 sequences of different lengths, positions and
+ * audio, joining and leaving between steps. */
+static void test_whisper_model_batch(void **state)
+{
+    (void)state;
+    enum { NS = 16, STEPS = 6 };
+    /* active sequences per step (bit j: sequence j) */
+    static const unsigned active[STEPS] = {0xFFFF, 0x007F, 0x0060, 0x0040, 0x1FC0, 0xFFFF};
+    at_err err = {0};
+    at_whisper_model *m = at_whisper_model_load(g_oracle, &err);
+    assert_non_null(m);
+    const at_whisper_hparams *hp = at_whisper_model_hparams(m);
+    int V = hp->n_vocab;
+    float *mel = malloc(sizeof(float) * (size_t)hp->n_mels * AT_WHISPER_N_FRAMES);
+    assert_int_equal(at_whisper_mel(m, R.audio.data, at_npy_count(&R.audio), mel, &err), 0);
+    at_whisper_state *s = at_whisper_state_new(m, 2, &err), *s2 = at_whisper_state_new(m, 1, &err);
+    assert_non_null(s);
+    assert_non_null(s2);
+    assert_int_equal(at_whisper_encode(s, mel, 0, &err), 0);
+    /* the other "stream": a shorter context of other audio */
+    assert_int_equal(at_whisper_mel(m, R.audio.data + 16000, at_npy_count(&R.audio) - 16000, mel, &err), 0);
+    assert_int_equal(at_whisper_encode(s2, mel, 300, &err), 0);
+    at_whisper_kv *kb[NS], *kr[NS];
+    for (int j = 0; j < NS; j++) {
+        kb[j] = at_whisper_kv_new(m, &err);
+        kr[j] = at_whisper_kv_new(m, &err);
+        assert_non_null(kb[j]);
+        assert_non_null(kr[j]);
+    }
+    float *lb = malloc(sizeof(float) * (size_t)V * NS), *lr = malloc(sizeof(float) * (size_t)V);
+    int toks[NS][8];
+    uint32_t rng = 7;
+    float worst = 0;
+    for (int step = 0; step < STEPS; step++) {
+        at_whisper_seq q[NS];
+        int n = 0, idx[NS];
+        for (int j = 0; j < NS; j++) {
+            if (!(active[step] >> j & 1)) continue;
+            int len = step == 0 ? 1 + j % 4 : 1; /* a prompt of its own length first */
+            for (int t = 0; t < len; t++) {
+                rng = rng * 1664525u + 1013904223u;
+                toks[j][t] = (int)(rng >> 8) % 50257;
+            }
+            q[n] = (at_whisper_seq){kb[j], toks[j], len, j % 2 ? s2 : NULL, lb + (size_t)n * V, 0};
+            idx[n++] = j;
+        }
+        assert_int_equal(at_whisper_decode_batch(s, q, n, &err), 0);
+        for (int i = 0; i < n; i++) {
+            int j = idx[i];
+            assert_int_equal(at_whisper_decode(j % 2 ? s2 : s, kr[j], toks[j], q[i].n, 0, lr, &err), 0);
+            assert_int_equal(at_whisper_kv_len(kb[j]), at_whisper_kv_len(kr[j]));
+            /* relative to the logit's size: the batch's products sum in
+             * another order (blocked GEMM instead of dot products) */
+            float e = 0;
+            for (int v = 0; v < V; v++) {
+                float d = fabsf(lb[(size_t)i * V + v] - lr[v]) / (1.0f + fabsf(lr[v]));
+                e = d > e ? d : e;
+            }
+            if (!(e <= 1e-5f))
+                fail_msg("step %d, batch of %d, sequence %d: logits differ by %g", step, n, j, e);
+            worst = e > worst ? e : worst;
+        }
+    }
+    print_message("batched vs one at a time: logits max relative diff %.3g\n", worst);
+    /* refused without touching any cache: a shared cache, an audio state
+     * that has not encoded */
+    int t0 = 1, len0 = at_whisper_kv_len(kb[0]);
+    at_whisper_seq bad[2] = {{kb[0], &t0, 1, NULL, lb, 0}, {kb[0], &t0, 1, NULL, lb + V, 0}};
+    assert_int_equal(at_whisper_decode_batch(s, bad, 2, &err), AT_E_INVALID);
+    at_whisper_state *fresh = at_whisper_state_new(m, 1, &err);
+    bad[1] = (at_whisper_seq){kb[1], &t0, 1, fresh, lb + V, 0};
+    assert_int_equal(at_whisper_decode_batch(s, bad, 2, &err), AT_E_INVALID);
+    assert_int_equal(at_whisper_kv_len(kb[0]), len0);
+    at_whisper_state_free(fresh);
+    for (int j = 0; j < NS; j++) {
+        at_whisper_kv_free(kb[j]);
+        at_whisper_kv_free(kr[j]);
+    }
+    at_whisper_state_free(s);
+    at_whisper_state_free(s2);
+    at_whisper_model_free(m);
+    free(mel);
+    free(lb);
+    free(lr);
+}
+
 static void convert_to(const char *type, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/mini-%s.bin", g_tmp, type);
@@ -963,9 +1050,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whisper_model_kernels), cmocka_unit_test(test_whisper_model_mel),
         cmocka_unit_test(test_whisper_model_hf),      cmocka_unit_test(test_whisper_model_incremental),
-        cmocka_unit_test(test_whisper_model_ggml),    cmocka_unit_test(test_whisper_model_quant),
-        cmocka_unit_test(test_whisper_model_corrupt), cmocka_unit_test(test_whisper_model_check),
-        cmocka_unit_test(test_whisper_model_random),  cmocka_unit_test(test_whisper_model_dtypes),
+        cmocka_unit_test(test_whisper_model_batch),   cmocka_unit_test(test_whisper_model_ggml),
+        cmocka_unit_test(test_whisper_model_quant),   cmocka_unit_test(test_whisper_model_corrupt),
+        cmocka_unit_test(test_whisper_model_check),   cmocka_unit_test(test_whisper_model_random),
+        cmocka_unit_test(test_whisper_model_dtypes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rm_rf(g_tmp);

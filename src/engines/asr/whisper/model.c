@@ -473,15 +473,17 @@ struct at_whisper_state {
     float *mel_t, *c1, *x, *y, *q, *k, *v, *a, *f;
     /* decoder scratch, grown to the largest batch of tokens seen */
     int dcap;
-    float *dx, *dy, *dq, *da, *df;
+    float *dx, *dy, *dq, *da, *df, *dk, *dv;
+    int lcap; /* rows of dl: logits of a batch */
+    float *dl;
 };
 
 void at_whisper_state_free(at_whisper_state *s)
 {
     if (!s) return;
     at_compute_free(s->c);
-    float *bufs[] = {s->enc_out, s->cross_k, s->cross_v, s->mel_t, s->c1, s->x,  s->y,  s->q, s->k,
-                     s->v,       s->a,       s->f,       s->dx,    s->dy, s->dq, s->da, s->df};
+    float *bufs[] = {s->enc_out, s->cross_k, s->cross_v, s->mel_t, s->c1, s->x,  s->y,  s->q,  s->k,  s->v,
+                     s->a,       s->f,       s->dx,      s->dy,    s->dq, s->da, s->df, s->dk, s->dv, s->dl};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }
@@ -641,14 +643,15 @@ static int dec_reserve(at_whisper_state *s, int n, at_err *err)
 {
     if (n <= s->dcap) return 0;
     size_t d = (size_t)s->m->hp.n_text_state, f = (size_t)s->m->n_ffn_dec;
-    float **bufs[] = {&s->dx, &s->dy, &s->dq, &s->da};
-    for (size_t i = 0; i < 4; i++) {
+    float **bufs[] = {&s->dx, &s->dy, &s->dq, &s->da, &s->dk, &s->dv};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
-        *bufs[i] = malloc((size_t)n * d * sizeof(float));
+        ok &= (*bufs[i] = malloc((size_t)n * d * sizeof(float))) != NULL;
     }
     free(s->df);
-    s->df = malloc((size_t)n * f * sizeof(float));
-    if (!s->dx || !s->dy || !s->dq || !s->da || !s->df) {
+    ok &= (s->df = malloc((size_t)n * f * sizeof(float))) != NULL;
+    if (!ok) {
         s->dcap = 0;
         return at_err_set(err, AT_E_NOMEM, "out of memory (decoder scratch)");
     }
@@ -659,62 +662,121 @@ static int dec_reserve(at_whisper_state *s, int n, at_err *err)
 int at_whisper_decode(at_whisper_state *s, at_whisper_kv *kv, const int *tokens, int n, int all_logits,
                       float *logits, at_err *err)
 {
+    if (!logits) return at_err_set(err, AT_E_INVALID, "no logits buffer");
+    at_whisper_seq q = {kv, tokens, n, NULL, logits, all_logits};
+    return at_whisper_decode_batch(s, &q, 1, err);
+}
+
+/* Rows of the batch that need logits: all of a sequence's with all_logits,
+ * else its last. */
+static int logit_rows(const at_whisper_seq *q) { return !q->logits ? 0 : q->all_logits ? q->n : 1; }
+
+int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int n_seqs, at_err *err)
+{
     const at_whisper_model *m = s->m;
     const at_whisper_hparams *hp = &m->hp;
-    int d = hp->n_text_state, hd = d / hp->n_text_head, len = kv->len, rc;
-    if (!s->n_ctx) return at_err_set(err, AT_E_INVALID, "decode before encode");
-    if (n <= 0 || !tokens || !logits) return at_err_set(err, AT_E_INVALID, "no tokens to decode");
-    if (kv->d != d || kv->n_layer != hp->n_text_layer)
-        return at_err_set(err, AT_E_INVALID, "kv cache of another model");
-    if (n > hp->n_text_ctx - len)
-        return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the text context of %d", len, n,
-                          hp->n_text_ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
-            return at_err_set(err, AT_E_INVALID, "token %d out of range 0..%d", tokens[i], hp->n_vocab - 1);
-    if ((rc = dec_reserve(s, n, err))) return rc;
-    float *x = s->dx, *y = s->dy, *q = s->dq, *a = s->da, *f = s->df;
-    for (int i = 0; i < n; i++) {
-        at_dequant_row(m->tok.type, (const uint8_t *)m->tok.data + (size_t)tokens[i] * m->tok.row_bytes,
-                       x + (size_t)i * d, d);
-        at_add(x + (size_t)i * d, m->dec_pos + (size_t)(len + i) * d, (size_t)d);
+    int d = hp->n_text_state, hd = d / hp->n_text_head, rc;
+    if (n_seqs <= 0 || !seqs) return at_err_set(err, AT_E_INVALID, "no sequences to decode");
+    int R = 0, L = 0; /* rows in all, rows with logits */
+    for (int i = 0; i < n_seqs; i++) {
+        const at_whisper_seq *q = &seqs[i];
+        const at_whisper_state *au = q->audio ? q->audio : s;
+        if (au->m != m) return at_err_set(err, AT_E_INVALID, "encoding of another model");
+        if (!au->n_ctx) return at_err_set(err, AT_E_INVALID, "decode before encode");
+        if (q->n <= 0 || !q->tokens || !q->kv) return at_err_set(err, AT_E_INVALID, "no tokens to decode");
+        if (q->kv->d != d || q->kv->n_layer != hp->n_text_layer)
+            return at_err_set(err, AT_E_INVALID, "kv cache of another model");
+        if (q->n > hp->n_text_ctx - q->kv->len)
+            return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the text context of %d", q->kv->len,
+                              q->n, hp->n_text_ctx);
+        for (int j = 0; j < i; j++)
+            if (seqs[j].kv == q->kv) return at_err_set(err, AT_E_INVALID, "two sequences share a kv cache");
+        for (int t = 0; t < q->n; t++)
+            if (q->tokens[t] < 0 || q->tokens[t] >= hp->n_vocab)
+                return at_err_set(err, AT_E_INVALID, "token %d out of range 0..%d", q->tokens[t],
+                                  hp->n_vocab - 1);
+        if (R > INT32_MAX / 2 - q->n) return at_err_set(err, AT_E_TOO_LARGE, "batch too large");
+        R += q->n;
+        L += logit_rows(q);
     }
-    size_t nd = (size_t)n * d, lstride = (size_t)kv->n_ctx * d;
-    size_t xstride = (size_t)hp->n_audio_ctx * d;
+    if ((rc = dec_reserve(s, R, err))) return rc;
+    if (L > s->lcap) {
+        free(s->dl);
+        s->dl = malloc((size_t)L * (size_t)hp->n_vocab * sizeof(float));
+        s->lcap = s->dl ? L : 0;
+        if (!s->dl) return at_err_set(err, AT_E_NOMEM, "out of memory (logits of %d rows)", L);
+    }
+    float *x = s->dx, *y = s->dy, *q = s->dq, *a = s->da, *f = s->df, *k = s->dk, *v = s->dv;
+    for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++)
+        for (int t = 0; t < seqs[i].n; t++) {
+            float *row = x + (size_t)(o + t) * d;
+            at_dequant_row(m->tok.type,
+                           (const uint8_t *)m->tok.data + (size_t)seqs[i].tokens[t] * m->tok.row_bytes, row,
+                           d);
+            at_add(row, m->dec_pos + (size_t)(seqs[i].kv->len + t) * d, (size_t)d);
+        }
+    size_t nd = (size_t)R * d, xstride = (size_t)hp->n_audio_ctx * d;
+    /* The caches' new rows are written layer by layer; a failure below
+     * leaves kv->len unchanged, so they are never seen. */
     for (int l = 0; l < hp->n_text_layer; l++) {
-        const dec_layer *L = &m->dec[l];
-        float *K = kv->k + l * lstride, *V = kv->v + l * lstride;
-        at_layer_norm(x, n, d, L->self.ln.w, L->self.ln.b, LN_EPS, y);
-        if ((rc = linear(s, y, n, &L->self.q, q, err)) ||
-            (rc = linear(s, y, n, &L->self.k, K + (size_t)len * d, err)) ||
-            (rc = linear(s, y, n, &L->self.v, V + (size_t)len * d, err)))
+        const dec_layer *Ly = &m->dec[l];
+        at_layer_norm(x, R, d, Ly->self.ln.w, Ly->self.ln.b, LN_EPS, y);
+        if ((rc = linear(s, y, R, &Ly->self.q, q, err)) || (rc = linear(s, y, R, &Ly->self.k, k, err)) ||
+            (rc = linear(s, y, R, &Ly->self.v, v, err)))
             return rc;
-        if ((rc = at_attention(s->c, q, d, K, d, V, d, n, len + n, hp->n_text_head, hd, len, a, d, err)))
-            return rc;
-        if ((rc = linear(s, a, n, &L->self.o, y, err))) return rc;
+        for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
+            at_whisper_kv *kv = seqs[i].kv;
+            size_t lo = (size_t)l * kv->n_ctx * d;
+            float *K = kv->k + lo, *V = kv->v + lo;
+            int len = kv->len, n = seqs[i].n;
+            memcpy(K + (size_t)len * d, k + (size_t)o * d, (size_t)n * d * sizeof(float));
+            memcpy(V + (size_t)len * d, v + (size_t)o * d, (size_t)n * d * sizeof(float));
+            if ((rc = at_attention(s->c, q + (size_t)o * d, d, K, d, V, d, n, len + n, hp->n_text_head, hd,
+                                   len, a + (size_t)o * d, d, err)))
+                return rc;
+        }
+        if ((rc = linear(s, a, R, &Ly->self.o, y, err))) return rc;
         at_add(x, y, nd);
 
-        at_layer_norm(x, n, d, L->cross.ln.w, L->cross.ln.b, LN_EPS, y);
-        if ((rc = linear(s, y, n, &L->cross.q, q, err))) return rc;
-        if ((rc = at_attention(s->c, q, d, s->cross_k + l * xstride, d, s->cross_v + l * xstride, d, n,
-                               s->n_ctx, hp->n_text_head, hd, -1, a, d, err)))
-            return rc;
-        if ((rc = linear(s, a, n, &L->cross.o, y, err))) return rc;
+        at_layer_norm(x, R, d, Ly->cross.ln.w, Ly->cross.ln.b, LN_EPS, y);
+        if ((rc = linear(s, y, R, &Ly->cross.q, q, err))) return rc;
+        for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
+            const at_whisper_state *au = seqs[i].audio ? seqs[i].audio : s;
+            if ((rc = at_attention(s->c, q + (size_t)o * d, d, au->cross_k + l * xstride, d,
+                                   au->cross_v + l * xstride, d, seqs[i].n, au->n_ctx, hp->n_text_head, hd,
+                                   -1, a + (size_t)o * d, d, err)))
+                return rc;
+        }
+        if ((rc = linear(s, a, R, &Ly->cross.o, y, err))) return rc;
         at_add(x, y, nd);
 
-        at_layer_norm(x, n, d, L->mlp_ln.w, L->mlp_ln.b, LN_EPS, y);
-        if ((rc = linear(s, y, n, &L->fc1, f, err))) return rc;
-        at_gelu(f, (size_t)n * m->n_ffn_dec);
-        if ((rc = linear(s, f, n, &L->fc2, y, err))) return rc;
+        at_layer_norm(x, R, d, Ly->mlp_ln.w, Ly->mlp_ln.b, LN_EPS, y);
+        if ((rc = linear(s, y, R, &Ly->fc1, f, err))) return rc;
+        at_gelu(f, (size_t)R * m->n_ffn_dec);
+        if ((rc = linear(s, f, R, &Ly->fc2, y, err))) return rc;
         at_add(x, y, nd);
     }
-    at_layer_norm(x, n, d, m->dec_ln.w, m->dec_ln.b, LN_EPS, y);
-    /* logits against the (tied) token embedding */
-    if (all_logits)
-        rc = at_matmul(s->c, y, n, &m->tok, NULL, logits, err);
-    else
-        rc = at_matmul(s->c, y + (size_t)(n - 1) * d, 1, &m->tok, NULL, logits, err);
-    if (rc) return rc;
-    kv->len = len + n;
+    /* the rows that need logits, gathered, then one product against the
+     * (tied) token embedding */
+    if (L > 0) {
+        int r = 0;
+        for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
+            int lr = logit_rows(&seqs[i]);
+            const float *src = x + (size_t)(o + seqs[i].n - lr) * d;
+            at_layer_norm(src, lr, d, m->dec_ln.w, m->dec_ln.b, LN_EPS, y + (size_t)r * d);
+            r += lr;
+        }
+        float *out = n_seqs == 1 ? seqs[0].logits : s->dl;
+        if ((rc = at_matmul(s->c, y, L, &m->tok, NULL, out, err))) return rc;
+        r = 0;
+        for (int i = 0; i < n_seqs; i++) {
+            int lr = logit_rows(&seqs[i]);
+            if (lr && out != seqs[i].logits)
+                memcpy(seqs[i].logits, out + (size_t)r * hp->n_vocab,
+                       (size_t)lr * hp->n_vocab * sizeof(float));
+            r += lr;
+        }
+    }
+    for (int i = 0; i < n_seqs; i++) seqs[i].kv->len += seqs[i].n;
     return 0;
 }

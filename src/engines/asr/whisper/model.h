@@ -85,6 +85,23 @@ void at_whisper_kv_truncate(at_whisper_kv *kv, int n); /* keep first n */
 int at_whisper_decode(at_whisper_state *s, at_whisper_kv *kv, const int *tokens, int n, int all_logits,
                       float *logits, at_err *err);
 
+/* One sequence of a batched decoder call. */
+typedef struct at_whisper_seq {
+    at_whisper_kv *kv; /* its own cache: no two sequences share one */
+    const int *tokens; /* n new tokens, appended after what kv holds */
+    int n;
+    const at_whisper_state *audio; /* whose encoding it attends to; NULL: the decoding state's */
+    float *logits;                 /* n_vocab floats (n x n_vocab with all_logits); NULL: none */
+    int all_logits;
+} at_whisper_seq;
+
+/* Runs the decoder on several sequences at once: every linear layer is one
+ * matrix product over all their rows, so the weights are read once for
+ * the batch (beams, samples, or the steps of concurrent streams).  Each
+ * sequence's logits equal what at_whisper_decode() gives it alone.  On
+ * failure no cache has changed. */
+int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int n_seqs, at_err *err);
+
 /* ---- additions (model core) ---------------------------------------- */
 
 /* at_whisper_mel with an explicit number of mel bins (80 or 128, any
