@@ -23,25 +23,6 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void cpu_model(char *out, size_t n)
-{
-    snprintf(out, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    int model = -1;
-    char name[256] = "";
-    while (fgets(line, sizeof line, f)) {
-        if (!name[0] && !strncmp(line, "model name", 10) && strchr(line, ':'))
-            snprintf(name, sizeof name, "%s", strchr(line, ':') + 2);
-        else if (model < 0 && !strncmp(line, "model\t", 6) && strchr(line, ':'))
-            model = atoi(strchr(line, ':') + 1);
-    }
-    fclose(f);
-    name[strcspn(name, "\n")] = '\0';
-    snprintf(out, n, "%s (model %d)", name, model);
-}
-
 int main(int argc, char **argv)
 {
     int threads = 2, reps = 3;
@@ -57,7 +38,7 @@ int main(int argc, char **argv)
     }
     if (reps < 1) reps = 1;
     char cpu[300];
-    cpu_model(cpu, sizeof cpu);
+    at_cpu_name(cpu, sizeof cpu);
     openblas_set_num_threads(1);
     printf("CPU: %s\nour best kernel: %s; OpenBLAS core: %s\n", cpu, at_isa_name(at_isa_detect()),
            openblas_get_corename());

@@ -74,6 +74,9 @@ typedef enum {
 /* The best level this CPU and operating system run. */
 at_isa at_isa_detect(void);
 const char *at_isa_name(at_isa isa);
+/* "model name (model N)" from /proc/cpuinfo, for logs and figures:
+ * kernels are chosen by features, but speed is reported per CPU. */
+void at_cpu_name(char *out, size_t cap);
 
 typedef struct at_compute at_compute;
 

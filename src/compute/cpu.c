@@ -8,6 +8,7 @@
 #include "compute/backend.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -19,7 +20,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define AT_HAVE_X86 1
 #include <immintrin.h>
-#define AT_SIMD __attribute__((target("avx2,fma,f16c")))
+#define AT_SIMD    __attribute__((target("avx2,fma,f16c")))
+#define AT_SIMD512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #else
 #define AT_HAVE_X86 0
 #endif
@@ -485,6 +487,27 @@ const char *at_isa_name(at_isa isa)
     }
 }
 
+void at_cpu_name(char *out, size_t cap)
+{
+    if (cap == 0) return;
+    snprintf(out, cap, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512], name[256] = "";
+    int model = -1;
+    while (fgets(line, sizeof line, f) && (!name[0] || model < 0)) {
+        const char *v = strchr(line, ':');
+        if (!v) continue;
+        if (!name[0] && !strncmp(line, "model name", 10))
+            snprintf(name, sizeof name, "%s", v + 2);
+        else if (model < 0 && !strncmp(line, "model\t", 6))
+            model = atoi(v + 1);
+    }
+    fclose(f);
+    name[strcspn(name, "\n")] = '\0';
+    if (name[0]) snprintf(out, cap, "%s (model %d)", name, model);
+}
+
 void at_dequant_row(at_dtype t, const void *src, float *dst, int n)
 {
 #if AT_HAVE_X86
@@ -872,6 +895,83 @@ static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int
 
 #define SMALL_ROWS 64 /* output rows per chunk of a matrix-vector product */
 
+#if AT_HAVE_X86
+/* out[2m + r] = x[m] . w_r for four rows x and two weight rows: eight
+ * accumulators, six loads per eight multiply-adds. */
+AT_SIMD static void rows4x2_avx2(const float *const x[4], const void *w0p, const void *w1p, int half, int K,
+                                 float *out)
+{
+    const float *w0 = w0p, *w1 = w1p;
+    const uint8_t *h0 = w0p, *h1 = w1p;
+    __m256 a[4][2];
+    for (int m = 0; m < 4; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 v0 =
+            half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h0 + 2 * k))) : _mm256_loadu_ps(w0 + k);
+        __m256 v1 =
+            half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h1 + 2 * k))) : _mm256_loadu_ps(w1 + k);
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            __m256 xv = _mm256_loadu_ps(x[m] + k);
+            a[m][0] = _mm256_fmadd_ps(xv, v0, a[m][0]);
+            a[m][1] = _mm256_fmadd_ps(xv, v1, a[m][1]);
+        }
+    }
+    for (int m = 0; m < 4; m++) {
+        float s0 = hsum256(a[m][0]), s1 = hsum256(a[m][1]);
+        for (int r = k; r < K; r++) {
+            s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : w0[r]);
+            s1 += x[m][r] * (half ? rdhalf_f16c(h1 + 2 * r) : w1[r]);
+        }
+        out[2 * m] = s0;
+        out[2 * m + 1] = s1;
+    }
+}
+
+AT_SIMD512 static void rows4x2_avx512(const float *const x[4], const void *w0p, const void *w1p, int half,
+                                      int K, float *out)
+{
+    const float *w0 = w0p, *w1 = w1p;
+    const uint8_t *h0 = w0p, *h1 = w1p;
+    __m512 a[4][2];
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) a[m][0] = a[m][1] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 v0 = half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h0 + 2 * k)))
+                         : _mm512_loadu_ps(w0 + k);
+        __m512 v1 = half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h1 + 2 * k)))
+                         : _mm512_loadu_ps(w1 + k);
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            __m512 xv = _mm512_loadu_ps(x[m] + k);
+            a[m][0] = _mm512_fmadd_ps(xv, v0, a[m][0]);
+            a[m][1] = _mm512_fmadd_ps(xv, v1, a[m][1]);
+        }
+    }
+    for (int m = 0; m < 4; m++) {
+        float s0 = _mm512_reduce_add_ps(a[m][0]), s1 = _mm512_reduce_add_ps(a[m][1]);
+        for (int r = k; r < K; r++) {
+            s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : w0[r]);
+            s1 += x[m][r] * (half ? rdhalf_f16c(h1 + 2 * r) : w1[r]);
+        }
+        out[2 * m] = s0;
+        out[2 * m + 1] = s1;
+    }
+}
+
+/* y += a * x */
+AT_SIMD static void axpy_avx2(float a, const float *x, float *y, int n)
+{
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
 static void mm_small(void *p, int chunk, int ith)
 {
     mm_job *j = p;
@@ -881,6 +981,38 @@ static void mm_small(void *p, int chunk, int ith)
     for (int n = n0; n < n1; n++) {
         const uint8_t *w = base + (size_t)n * j->W->row_bytes;
         float b = j->bias ? j->bias[n] : 0.0f;
+#if AT_HAVE_X86
+        if (j->c->simd && j->M > 1) {
+            /* several rows: convert two weight rows once, then four rows
+             * of X a pass against both */
+            int pair = n + 1 < n1;
+            const uint8_t *w1 = pair ? w + j->W->row_bytes : w;
+            const void *wf0 = w, *wf1 = w1;
+            int half = j->W->type == AT_DT_F16; /* converted in registers */
+            if (j->W->type != AT_DT_F32 && !half) {
+                at_dequant_row(j->W->type, w, buf, j->K);
+                if (pair) at_dequant_row(j->W->type, w1, buf + j->K, j->K);
+                wf0 = buf;
+                wf1 = pair ? buf + j->K : buf;
+            }
+            float b1 = pair && j->bias ? j->bias[n + 1] : 0.0f, o[8];
+            for (int m0 = 0; m0 < j->M; m0 += 4) {
+                int mm = j->M - m0 < 4 ? j->M - m0 : 4;
+                const float *x[4];
+                for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->K;
+                if (j->c->isa >= AT_ISA_AVX512)
+                    rows4x2_avx512(x, wf0, wf1, half, j->K, o);
+                else
+                    rows4x2_avx2(x, wf0, wf1, half, j->K, o);
+                for (int m = 0; m < mm; m++) {
+                    j->Y[(size_t)(m0 + m) * j->N + n] = o[2 * m] + b;
+                    if (pair) j->Y[(size_t)(m0 + m) * j->N + n + 1] = o[2 * m + 1] + b1;
+                }
+            }
+            n += pair;
+            continue;
+        }
+#endif
         for (int m = 0; m < j->M; m++)
             j->Y[(size_t)m * j->N + n] =
                 row_dot(j->c->simd, j->W->type, j->X + (size_t)m * j->K, w, j->K, buf) + b;
@@ -916,7 +1048,7 @@ int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const fl
     mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y};
     if (M <= 0) return 0;
     if (M < SMALL_M) {
-        if (reserve(c, (size_t)W->cols, err)) return err ? err->code : AT_E_NOMEM;
+        if (reserve(c, 2 * (size_t)W->cols, err)) return err ? err->code : AT_E_NOMEM;
         at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);
     } else {
         if (W->type != AT_DT_F32 && reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
@@ -993,6 +1125,32 @@ typedef struct {
     float *O;
 } att_job;
 
+#define ATT_GEMM_MIN 16 /* fewer query rows: one at a time (no key packing) */
+
+/* Query row i of head h: scores over its visible keys, softmax, weighted
+ * sum of the values.  S: scratch of Tk floats. */
+static void att_one(const att_job *j, int h, int i, int tk, float *S)
+{
+    float scale = 1.0f / sqrtf((float)j->hd);
+    int len = tk;
+    if (j->causal >= 0 && j->causal + i + 1 < len) len = j->causal + i + 1;
+    const float *q = j->Q + (size_t)i * j->ldq + h * j->hd;
+    for (int k = 0; k < len; k++) S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
+    at_softmax(S, len);
+    float *o = j->O + (size_t)i * j->ldo + h * j->hd;
+    for (int d = 0; d < j->hd; d++) o[d] = 0.0f;
+    for (int k = 0; k < len; k++) {
+        const float *v = j->V + (size_t)k * j->ldv + h * j->hd;
+#if AT_HAVE_X86
+        if (j->c->simd) {
+            axpy_avx2(S[k], v, o, j->hd);
+            continue;
+        }
+#endif
+        for (int d = 0; d < j->hd; d++) o[d] += S[k] * v[d];
+    }
+}
+
 static void att_task(void *p, int t, int ith)
 {
     att_job *j = p;
@@ -1004,18 +1162,10 @@ static void att_task(void *p, int t, int ith)
         /* keys visible to the last row of the chunk bound the work */
         int tk = j->Tk;
         if (j->causal >= 0 && j->causal + i0 + ch < tk) tk = j->causal + i0 + ch;
-        if (ch == 1) {
-            /* one query (decoder step): scores, softmax, weighted sum */
-            const float *q = j->Q + (size_t)i0 * j->ldq + h * j->hd;
-            for (int k = 0; k < tk; k++)
-                S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
-            at_softmax(S, tk);
-            float *o = j->O + (size_t)i0 * j->ldo + h * j->hd;
-            for (int d = 0; d < j->hd; d++) o[d] = 0.0f;
-            for (int k = 0; k < tk; k++) {
-                const float *v = j->V + (size_t)k * j->ldv + h * j->hd;
-                for (int d = 0; d < j->hd; d++) o[d] += S[k] * v[d];
-            }
+        if (ch < ATT_GEMM_MIN) {
+            /* few queries (decoder steps): per query, scores, softmax and
+             * a weighted sum; packing the keys for a GEMM costs more */
+            for (int r = 0; r < ch; r++) att_one(j, h, i0 + r, tk, S);
             return;
         }
         float *pack = j->c->pack[ith];

@@ -740,12 +740,18 @@ int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int
 
         at_layer_norm(x, R, d, Ly->cross.ln.w, Ly->cross.ln.b, LN_EPS, y);
         if ((rc = linear(s, y, R, &Ly->cross.q, q, err))) return rc;
-        for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
+        /* consecutive sequences on the same audio (beams, samples) are one
+         * attention call: their queries are rows of one product */
+        for (int i = 0, o = 0; i < n_seqs;) {
             const at_whisper_state *au = seqs[i].audio ? seqs[i].audio : s;
+            int rows = 0, e = i;
+            while (e < n_seqs && (seqs[e].audio ? seqs[e].audio : s) == au) rows += seqs[e++].n;
             if ((rc = at_attention(s->c, q + (size_t)o * d, d, au->cross_k + l * xstride, d,
-                                   au->cross_v + l * xstride, d, seqs[i].n, au->n_ctx, hp->n_text_head, hd,
-                                   -1, a + (size_t)o * d, d, err)))
+                                   au->cross_v + l * xstride, d, rows, au->n_ctx, hp->n_text_head, hd, -1,
+                                   a + (size_t)o * d, d, err)))
                 return rc;
+            o += rows;
+            i = e;
         }
         if ((rc = linear(s, a, R, &Ly->cross.o, y, err))) return rc;
         at_add(x, y, nd);
