@@ -40,6 +40,7 @@ struct synth {
     int attempts;                       /* decode attempts (calls ending at sot) */
     int seek, n_frames, n_encodes;
     int copies;
+    int batches; /* logits_batch calls with more than one sequence */
     float param;
     /* the initial tokens of each attempt's first step */
     int init[16][64];
@@ -70,6 +71,20 @@ static int synth_logits(void *ctx, int seq, const int *tokens, int n, float *x, 
         s->n_inits++;
     }
     s->script(s, tokens + j, n - j, x);
+    return 0;
+}
+
+/* The batch hook the engine implements, here one synth_logits per
+ * sequence: decoding must give exactly what it gives without the hook. */
+static int synth_logits_batch(void *ctx, int n, const int *seqs, const int *const *tokens,
+                              const int *n_tokens, float *const *logits, at_err *err)
+{
+    synth *s = ctx;
+    if (n > 1) s->batches++;
+    for (int i = 0; i < n; i++) {
+        int rc = synth_logits(ctx, seqs[i], tokens[i], n_tokens[i], logits[i], err);
+        if (rc < 0) return rc;
+    }
     return 0;
 }
 
@@ -122,8 +137,15 @@ static int setup(void **st)
     if (!S.tok) return -1;
     S.sp = at_wtok_special(S.tok);
     S.V = S.sp->beg + AT_WTOK_N_TIMESTAMPS;
-    M = (at_wdec_model){&S, S.V, 448, 1500, synth_logits, synth_copy, synth_encode};
+    M = (at_wdec_model){&S, S.V, 448, 1500, synth_logits, synth_copy, synth_encode, NULL};
     return 0;
+}
+
+static int setup_batched(void **st)
+{
+    int rc = setup(st);
+    M.logits_batch = synth_logits_batch;
+    return rc;
 }
 
 static int teardown(void **st)
@@ -557,7 +579,8 @@ static void test_beam_beats_greedy(void **st)
     assert_true(fabs(r.avg_logprob - (log(0.4) + log(0.95)) / 3) < 1e-3);
     assert_true(fabsf(r.logprobs[0] - logf(0.4f)) < 1e-3f);
     assert_true(fabsf(r.logprobs[1] - logf(0.95f)) < 1e-3f);
-    assert_true(S.copies >= 1); /* the second beam got a cache copy */
+    assert_true(S.copies >= 1);                     /* the second beam got a cache copy */
+    if (M.logits_batch) assert_true(S.batches > 0); /* the beams went as one batch */
     at_wdec_result_free(&r);
 
     /* beam 3: step 2 keeps bf, ac, ad (the unlikely third first beam drops
@@ -987,5 +1010,8 @@ int main(void)
         cmocka_unit_test(test_no_speech_skip),
         cmocka_unit_test(test_long_form_no_timestamps),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    /* every expectation holds with and without the batch hook */
+    int failed = cmocka_run_group_tests_name("one sequence at a time", tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("beams and samples batched", tests, setup_batched, teardown);
+    return failed;
 }

@@ -148,6 +148,9 @@ typedef struct {
     uint64_t rng;
     float *logits;
     float *logits0; /* step 0 logits, shared by the group */
+    float *blog;    /* G x V: a step's logits of every member of the group */
+    int *bfull;     /* G x (sample_begin + sample_len + 1): their token sequences */
+    int bstride;
 } dtask;
 
 /* SuppressBlank, SuppressTokens, ApplyTimestampRules (in that order). */
@@ -221,10 +224,28 @@ static void hyp_copy(hyp *d, const hyp *s)
 }
 
 /* Logits after initial + h's tokens for sequence seq. */
-static int step_logits(dtask *c, int seq, const hyp *h, float *out, at_err *err)
+
+/* The logits of n group members (model sequences seqs[i], hypotheses
+ * hs[i]) into c->blog + i * V: one batch when the model can. */
+static int group_logits(dtask *c, int n, const int *seqs, hyp *const *hs, at_err *err)
 {
-    memcpy(c->full + c->sample_begin, h->toks, (size_t)h->n * sizeof *h->toks);
-    return c->m->logits(c->m->ctx, seq, c->full, c->sample_begin + h->n, out, err);
+    const int *toks[WDEC_MAX_GROUP];
+    int lens[WDEC_MAX_GROUP];
+    float *outs[WDEC_MAX_GROUP];
+    for (int i = 0; i < n; i++) {
+        int *f = c->bfull + (size_t)i * c->bstride;
+        memcpy(f, c->full, (size_t)c->sample_begin * sizeof *f);
+        memcpy(f + c->sample_begin, hs[i]->toks, (size_t)hs[i]->n * sizeof *f);
+        toks[i] = f;
+        lens[i] = c->sample_begin + hs[i]->n;
+        outs[i] = c->blog + (size_t)i * c->V;
+    }
+    if (c->m->logits_batch) return c->m->logits_batch(c->m->ctx, n, seqs, toks, lens, outs, err);
+    for (int i = 0; i < n; i++) {
+        int rc = c->m->logits(c->m->ctx, seqs[i], toks[i], lens[i], outs[i], err);
+        if (rc < 0) return rc;
+    }
+    return 0;
 }
 
 /* length-normalised score (MaximumLikelihoodRanker) */
@@ -270,14 +291,16 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
     }
     for (int step = 0; step < c->sample_len; step++) {
         int nc = 0;
+        if (step > 0) {
+            hyp *hp[WDEC_MAX_GROUP];
+            for (int j = 0; j < live; j++) hp[j] = &beams[j];
+            if ((rc = group_logits(c, live, slot, hp, err)) < 0) goto out;
+        }
         /* at step 0 Python's dict of candidate sequences folds the
          * identical beams into one */
         for (int j = 0; j < live; j++) {
-            float *x = c->logits;
-            if (step == 0)
-                memcpy(x, c->logits0, (size_t)V * sizeof *x);
-            else if ((rc = step_logits(c, slot[j], &beams[j], x, err)) < 0)
-                goto out;
+            float *x = c->blog + (size_t)j * V;
+            if (step == 0) memcpy(x, c->logits0, (size_t)V * sizeof *x);
             apply_filters(c, beams[j].toks, beams[j].n, x);
             double lse = log_sum_exp(x, 0, V);
             /* top k, ties to the lower id */
@@ -385,20 +408,28 @@ static int sample_group(dtask *c, int G, float temp, hyp *hs, at_err *err)
 {
     int V = c->V, eot = c->sp->eot;
     for (int step = 0; step < c->sample_len; step++) {
-        int all_done = 1;
+        int all_done = 1, n_live = 0, live[WDEC_MAX_GROUP], row[WDEC_MAX_GROUP];
+        hyp *hp[WDEC_MAX_GROUP];
+        for (int g = 0; g < G; g++)
+            if (!hs[g].done) {
+                row[g] = n_live;
+                live[n_live] = g;
+                hp[n_live++] = &hs[g];
+            }
+        if (step > 0 && n_live > 0) {
+            int rc = group_logits(c, n_live, live, hp, err);
+            if (rc < 0) return rc;
+        }
         for (int g = 0; g < G; g++) {
             hyp *h = &hs[g];
             if (h->done) continue;
-            float *x = c->logits;
+            float *x = c->blog + (size_t)row[g] * V;
             if (step == 0) {
                 memcpy(x, c->logits0, (size_t)V * sizeof *x);
                 if (g > 0 && c->m->copy) {
                     int rc = c->m->copy(c->m->ctx, g, 0, err);
                     if (rc < 0) return rc;
                 }
-            } else {
-                int rc = step_logits(c, g, h, x, err);
-                if (rc < 0) return rc;
             }
             apply_filters(c, h->toks, h->n, x);
             double lse = log_sum_exp(x, 0, V);
@@ -548,12 +579,15 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok, const at_wdec_opt
     c.full = malloc(cap * sizeof *c.full);
     c.logits = malloc((size_t)c.V * sizeof *c.logits);
     c.logits0 = malloc((size_t)c.V * sizeof *c.logits0);
+    c.bstride = (int)cap;
+    c.blog = malloc((size_t)G * (size_t)c.V * sizeof *c.blog);
+    c.bfull = malloc((size_t)G * cap * sizeof *c.bfull);
     /* beams, next beams, then the finished candidates: up to
      * max(beam_size, round(beam_size * patience)) of them */
     int n_hyp = beam ? 2 * G + (beam_max_candidates(o) > G ? beam_max_candidates(o) : G) : G;
     hyp *hs = calloc((size_t)n_hyp, sizeof *hs);
     int *slot = malloc((size_t)G * sizeof *slot);
-    int ok = c.initial && c.full && c.logits && c.logits0 && hs && slot;
+    int ok = c.initial && c.full && c.logits && c.logits0 && c.blog && c.bfull && hs && slot;
     for (int i = 0; ok && i < n_hyp; i++) ok = hyp_alloc(&hs[i], c.sample_len + 1) == 0;
     if (!ok) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -654,6 +688,8 @@ done:
     free(c.full);
     free(c.logits);
     free(c.logits0);
+    free(c.blog);
+    free(c.bfull);
     free(c.suppress);
     free(c.blank);
     return rc < 0 ? rc : 0;

@@ -40,6 +40,12 @@ typedef int (*at_wdec_copy_fn)(void *ctx, int dst, int src, at_err *err);
  * frames, padded to 30 s) for the following logits calls. */
 typedef int (*at_wdec_encode_fn)(void *ctx, int seek, int n_frames, at_err *err);
 
+/* The logits of several sequences in one call (one pass over the
+ * weights): for i < n, sequence seqs[i] with tokens[i][0..n_tokens[i])
+ * into logits[i].  Same contract per sequence as at_wdec_logits_fn. */
+typedef int (*at_wdec_logits_batch_fn)(void *ctx, int n, const int *seqs, const int *const *tokens,
+                                       const int *n_tokens, float *const *logits, at_err *err);
+
 typedef struct at_wdec_model {
     void *ctx;
     int n_vocab;     /* logits per position */
@@ -48,6 +54,9 @@ typedef struct at_wdec_model {
     at_wdec_logits_fn logits;
     at_wdec_copy_fn copy;     /* may be NULL */
     at_wdec_encode_fn encode; /* needed by at_wdec_tx only */
+    /* may be NULL (one logits() call per sequence); with it, the beams or
+     * samples of a step are decoded as one batch */
+    at_wdec_logits_batch_fn logits_batch;
 } at_wdec_model;
 
 /* One window's decoding options (OpenAI's DecodingOptions). */

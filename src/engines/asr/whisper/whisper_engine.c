@@ -117,6 +117,42 @@ static int run_logits(void *ctx, int seq, const int *tokens, int n, float *logit
     return 0;
 }
 
+/* The beams or samples of a step as one decoder batch; each sequence
+ * reuses its cached prefix as run_logits() does. */
+static int run_logits_batch(void *ctx, int n, const int *seqs, const int *const *tokens, const int *n_tokens,
+                            float *const *logits, at_err *err)
+{
+    wrun *r = ctx;
+    const at_whisper_hparams *hp = at_whisper_model_hparams(r->e->model);
+    at_whisper_seq q[64];
+    wseq *ws[64];
+    if (n <= 0 || n > 64) return at_err_set(err, AT_E_ENGINE, "whisper: batch of %d sequences", n);
+    for (int i = 0; i < n; i++) {
+        int rc = seq_get(r, seqs[i], &ws[i], err);
+        if (rc < 0) return rc;
+        int nt = n_tokens[i];
+        if (nt <= 0 || nt > hp->n_text_ctx)
+            return at_err_set(err, AT_E_ENGINE, "whisper: %d tokens for a context of %d", nt, hp->n_text_ctx);
+        int p = 0, lim = ws[i]->n < nt ? ws[i]->n : nt;
+        while (p < lim && ws[i]->toks[p] == tokens[i][p]) p++;
+        if (p == nt) p = nt - 1;
+        at_whisper_kv_truncate(ws[i]->kv, p);
+        ws[i]->n = p;
+        q[i] = (at_whisper_seq){ws[i]->kv, tokens[i] + p, nt - p, NULL, logits[i], 0};
+    }
+    int rc = at_whisper_decode_batch(r->st, q, n, err);
+    for (int i = 0; i < n; i++) {
+        if (rc < 0) {
+            at_whisper_kv_truncate(ws[i]->kv, 0);
+            ws[i]->n = 0;
+            continue;
+        }
+        memcpy(ws[i]->toks + ws[i]->n, q[i].tokens, (size_t)q[i].n * sizeof *q[i].tokens);
+        ws[i]->n = n_tokens[i];
+    }
+    return rc;
+}
+
 static int run_copy(void *ctx, int dst, int src, at_err *err)
 {
     wrun *r = ctx;
@@ -189,6 +225,7 @@ static int run_init(wrun *r, const wengine *e, int n_seqs, at_err *err)
         .n_text_ctx = hp->n_text_ctx,
         .n_audio_ctx = hp->n_audio_ctx,
         .logits = run_logits,
+        .logits_batch = run_logits_batch,
         .copy = run_copy,
         .encode = run_encode,
     };
