@@ -857,12 +857,18 @@ static void test_whisper_model_check(void **state)
     toks = cJSON_GetObjectItem(j, "tokens");
     for (int i = 0; i < R.n_tokens; i++) assert_int_equal(cJSON_GetArrayItem(toks, i)->valueint, R.tokens[i]);
     cJSON_Delete(j);
-    /* another sample rate is refused with an error (exit 1) */
+    /* another sample rate is resampled (core/audio, as the services do) */
     info.samplerate = 44100;
     sf = sf_open(wav, SFM_WRITE, &info);
     assert_non_null(sf);
     sf_writef_float(sf, R.audio.data, 1000);
     sf_close(sf);
+    assert_int_equal(run_check(args2, 8, out), 0);
+    /* a file that is not audio is an error (exit 1) */
+    FILE *g = fopen(wav, "wb");
+    assert_non_null(g);
+    fputs("not audio at all", g);
+    fclose(g);
     assert_int_equal(run_check(args2, 8, out), 1);
     /* bad arguments: exit 2 */
     char *bad1[] = {"--model", g_oracle};

@@ -5,12 +5,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/audio.h"
 #include "engines/asr/whisper/model.h"
 #include "engines/asr/whisper/npy.h"
 #include "engines/asr/whisper/whisper.h"
@@ -50,42 +50,17 @@ static int read_audio(const char *path, float **pcm, size_t *n, at_err *err)
         *n = at_npy_count(&a);
         return 0;
     }
-    SF_INFO info;
-    memset(&info, 0, sizeof info);
-    SNDFILE *sf = sf_open(path, SFM_READ, &info);
-    if (!sf) return at_err_set(err, AT_E_IO, "cannot read audio %s: %s", path, sf_strerror(NULL));
-    int rc = 0;
-    float *buf = NULL;
-    if (info.samplerate != AT_WHISPER_SAMPLE_RATE) {
-        rc = at_err_set(err, AT_E_UNSUPPORTED, "%s: sample rate %d Hz, whisper-check needs 16000 Hz", path,
-                        info.samplerate);
-        goto out;
-    }
-    if (info.channels < 1 || info.frames < 0 || (size_t)info.frames > MAX_AUDIO_SAMPLES) {
-        rc = at_err_set(err, AT_E_TOO_LARGE, "%s: unsupported length or channel count", path);
-        goto out;
-    }
-    buf = malloc(((size_t)info.frames + 1) * (size_t)info.channels * sizeof(float));
-    *pcm = malloc(((size_t)info.frames + 1) * sizeof(float));
-    if (!buf || !*pcm) {
-        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
-        goto out;
-    }
-    sf_count_t got = sf_readf_float(sf, buf, info.frames);
-    for (sf_count_t i = 0; i < got; i++) { /* mix down to mono */
-        float s = 0;
-        for (int c = 0; c < info.channels; c++) s += buf[i * info.channels + c];
-        (*pcm)[i] = s / (float)info.channels;
-    }
-    *n = (size_t)got;
-out:
-    free(buf);
-    sf_close(sf);
+    /* anything core/audio decodes, at any rate it resamples */
+    at_audio a = {0};
+    int rc = at_audio_decode_file(path, (double)MAX_AUDIO_SAMPLES / AT_WHISPER_SAMPLE_RATE, &a, err);
+    if (rc == 0) rc = at_audio_resample(&a, AT_WHISPER_SAMPLE_RATE, err);
     if (rc) {
-        free(*pcm);
-        *pcm = NULL;
+        at_audio_free(&a);
+        return rc;
     }
-    return rc;
+    *pcm = a.samples;
+    *n = a.n;
+    return 0;
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)

@@ -8,9 +8,8 @@
 
 /* Live streaming (at_asr_stream_*): LocalAgreement-2 over a growing
  * buffer, gated by voice activity detection, with hallucination guards.
- * at_whisper_stream_config_default() reads these environment variables
- * over the defaults: AT_WHISPER_STEP_MS, AT_WHISPER_MAX_BUFFER_S,
- * AT_WHISPER_MAX_STREAMS.  (The services choose the VAD with --vad.) */
+ * The settings come from the caller (the services' configuration:
+ * --whisper-step-ms, --whisper-max-buffer, --max-streams, --vad). */
 typedef struct at_whisper_stream_config {
     int step_ms;           /* re-decode every this much new audio: 1000 */
     double max_buffer_s;   /* buffer cap, flushed beyond it: 15 */

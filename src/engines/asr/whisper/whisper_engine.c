@@ -465,10 +465,6 @@ void at_whisper_stream_config_default(at_whisper_stream_config *c)
     c->logprob_threshold = -1.0f;
     c->compression_threshold = 2.4f;
     c->max_streams = 0;
-    const char *v;
-    if ((v = getenv("AT_WHISPER_STEP_MS")) && atoi(v) >= 100 && atoi(v) <= 10000) c->step_ms = atoi(v);
-    if ((v = getenv("AT_WHISPER_MAX_BUFFER_S")) && atof(v) >= 2 && atof(v) <= 28) c->max_buffer_s = atof(v);
-    if ((v = getenv("AT_WHISPER_MAX_STREAMS")) && atoi(v) >= 0) c->max_streams = atoi(v);
 }
 
 static void w_stream_close(void *st)
