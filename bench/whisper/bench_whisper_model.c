@@ -22,6 +22,7 @@
 
 #include "compute/backend.h"
 #include "engines/asr/whisper/model.h"
+#include "tools/tools.h"
 
 typedef struct {
     double load_s, cold_s, enc30_s, enc10_s, tok_ms, tok8_ms;

@@ -20,6 +20,7 @@
 #include "engines/asr/whisper/whisper.h"
 #include "services/app.h"
 #include "services/runner.h"
+#include "tools/tools.h"
 
 static void usage(FILE *f)
 {

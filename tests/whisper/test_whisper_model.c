@@ -24,6 +24,7 @@
 #include "engines/asr/whisper/tokenizer.h"
 #include "engines/asr/whisper/npy.h"
 #include "engines/asr/whisper/whisper.h"
+#include "tools/tools.h"
 
 static char g_oracle[1024];
 static char g_tmp[256];

@@ -26,6 +26,7 @@
 #include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/whisper.h"
 #include "engines/vad/silero.h"
+#include "tools/tools.h"
 
 typedef struct server {
     int fd, port;

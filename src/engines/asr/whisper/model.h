@@ -111,25 +111,6 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
  * uses (0-8 kHz, 201 FFT bins): out is n_mels x 201. */
 int at_whisper_mel_filters(int n_mels, float *out, at_err *err);
 
-/* Writes a ggml .bin (whisper.cpp format) from a model (ggml file or
- * Hugging Face folder).  type: "f32", "f16", "q8_0", "q5_0", "q5_1",
- * "q4_0" or "q4_1" for the 2-D weight matrices; norms, biases and
- * positional embeddings stay f32, convolution kernels f16 (f32 for "f32"),
- * as whisper.cpp's converter and quantizer do.  The vocabulary comes from
- * vocab.json of a HF folder (GPT-2 byte-level strings decoded to bytes);
- * without one, placeholder tokens "[_tok_<id>]" are written. */
-int at_whisper_convert(const char *in_path, const char *out_path, const char *type, at_err *err);
-/* `audio-translator whisper-convert --model IN --out FILE --type T`. */
-int at_whisper_convert_main(int argc, char **argv);
-
-/* Writes a random-weight ggml model of an official shape.  preset: tiny,
- * tiny.en, base, base.en, small, small.en, medium, medium.en, large-v3,
- * large-v3-turbo; type as for at_whisper_convert. */
-int at_whisper_random_model(const char *preset, const char *type, const char *out_path, uint64_t seed,
-                            at_err *err);
-/* `audio-translator whisper-random-model --preset P --type T --out FILE`. */
-int at_whisper_random_model_main(int argc, char **argv);
-
 /* Bytes of weights the model maps or owns (for reports). */
 size_t at_whisper_model_weight_bytes(const at_whisper_model *m);
 

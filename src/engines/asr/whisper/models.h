@@ -38,24 +38,6 @@ int at_models_dir(char *out, size_t cap, at_err *err);
  * Fails with a message that says how to pull it. */
 int at_models_resolve(const char *name_or_path, char *out, size_t cap, at_err *err);
 
-typedef struct at_models_pull_opts {
-    const char *url_base; /* NULL: AT_MODELS_URL, else the table's URL or
-                             AT_MODELS_DEFAULT_URL; a base gets /<file name> */
-    const char *sha256;   /* pins a hash (overrides the table); NULL = table */
-    int progress;         /* 1 bar on stderr, 0 none, -1 when stderr is a TTY */
-    const char *dir;      /* NULL: at_models_dir() */
-} at_models_pull_opts;
-
-/* Downloads NAME into the cache (resuming a .part file), verifies it and
- * renames it into place; path receives the installed file. */
-int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap, at_err *err);
-
-/* SHA-256 of a file as 64 lowercase hex digits. */
-int at_sha256_file(const char *path, char hex[65], at_err *err);
-
-/* `audio-translator models list|pull|path ...`: argv[0] is "models". */
-int at_models_main(int argc, char **argv);
-
 /* The file name of model NAME in the cache: the table's, else
  * ggml-NAME.bin (-1 if it does not fit). */
 int at_models_file_name(const char *name, char *out, size_t cap);

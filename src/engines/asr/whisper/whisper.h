@@ -37,7 +37,4 @@ at_asr_engine *at_asr_whisper_new(const char *model, int n_threads, at_err *err)
 at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_whisper_stream_config *sc,
                                      at_err *err);
 
-/* `audio-translator whisper-check ...`: argv[0] is "whisper-check". */
-int at_whisper_check_main(int argc, char **argv);
-
 #endif

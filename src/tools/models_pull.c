@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "core/config.h"
+#include "tools/tools.h"
 
 int at_sha256_file(const char *path, char hex[65], at_err *err)
 {

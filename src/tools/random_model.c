@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engines/asr/whisper/model_internal.h"
+#include "tools/tools.h"
 
 typedef struct {
     const char *name;

@@ -14,6 +14,7 @@
 #include "engines/asr/whisper/model.h"
 #include "engines/asr/whisper/npy.h"
 #include "engines/asr/whisper/whisper.h"
+#include "tools/tools.h"
 
 #define MAX_AUDIO_SAMPLES ((size_t)AT_WHISPER_SAMPLE_RATE * 3600) /* 1 h */
 #define MAX_PREFIX        64

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "engines/asr/whisper/model_internal.h"
+#include "tools/tools.h"
 
 #define MAX_VOCAB_JSON (64u << 20)
 
