@@ -80,7 +80,10 @@ void at_cpu_name(char *out, size_t cap);
 
 typedef struct at_compute at_compute;
 
-/* n_threads <= 0: number of online CPUs. */
+/* n_threads <= 0: number of online CPUs.  One context may be shared by
+ * every request and stream of a process: its products (at_matmul,
+ * at_attention, at_conv1d_k3_gelu) run one at a time, each on all of the
+ * pool's threads, and a caller waiting for its turn sleeps. */
 at_compute *at_compute_new(int n_threads, at_err *err);
 void at_compute_free(at_compute *c);
 int at_compute_threads(const at_compute *c);

@@ -643,7 +643,8 @@ struct at_compute {
     /* per-thread scratch, grown on the caller's thread before a run */
     float **scr;
     size_t scr_n;
-    float **pack; /* per-thread at_gemm scratch (AT_GEMM_SCRATCH floats) */
+    float **pack;          /* per-thread at_gemm scratch (AT_GEMM_SCRATCH floats) */
+    pthread_mutex_t op_mu; /* one product at a time: callers may share the context */
 };
 
 typedef struct {
@@ -742,6 +743,7 @@ at_compute *at_compute_new(int n_threads, at_err *err)
         return NULL;
     }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->op_mu, NULL);
     pthread_cond_init(&c->cv_go, NULL);
     pthread_cond_init(&c->cv_done, NULL);
     atomic_init(&c->work, 0);
@@ -776,6 +778,7 @@ void at_compute_free(at_compute *c)
     pthread_mutex_unlock(&c->mu);
     for (int i = 1; i <= c->n_started; i++) pthread_join(c->th[i], NULL);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->op_mu);
     pthread_cond_destroy(&c->cv_go);
     pthread_cond_destroy(&c->cv_done);
     for (int i = 0; i < c->n; i++) {
@@ -896,6 +899,14 @@ static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int
 #define SMALL_ROWS 64 /* output rows per chunk of a matrix-vector product */
 
 #if AT_HAVE_X86
+/* Element i of f32 data that may not be aligned (ggml files). */
+static inline float ldf(const void *p, int i)
+{
+    float v;
+    memcpy(&v, (const char *)p + (size_t)i * sizeof v, sizeof v);
+    return v;
+}
+
 /* out[2m + r] = x[m] . w_r for four rows x and two weight rows: eight
  * accumulators, six loads per eight multiply-adds. */
 AT_SIMD static void rows4x2_avx2(const float *const x[4], const void *w0p, const void *w1p, int half, int K,
@@ -921,8 +932,8 @@ AT_SIMD static void rows4x2_avx2(const float *const x[4], const void *w0p, const
     for (int m = 0; m < 4; m++) {
         float s0 = hsum256(a[m][0]), s1 = hsum256(a[m][1]);
         for (int r = k; r < K; r++) {
-            s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : w0[r]);
-            s1 += x[m][r] * (half ? rdhalf_f16c(h1 + 2 * r) : w1[r]);
+            s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : ldf(w0p, r));
+            s1 += x[m][r] * (half ? rdhalf_f16c(h1 + 2 * r) : ldf(w1p, r));
         }
         out[2 * m] = s0;
         out[2 * m + 1] = s1;
@@ -953,8 +964,8 @@ AT_SIMD512 static void rows4x2_avx512(const float *const x[4], const void *w0p, 
     for (int m = 0; m < 4; m++) {
         float s0 = _mm512_reduce_add_ps(a[m][0]), s1 = _mm512_reduce_add_ps(a[m][1]);
         for (int r = k; r < K; r++) {
-            s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : w0[r]);
-            s1 += x[m][r] * (half ? rdhalf_f16c(h1 + 2 * r) : w1[r]);
+            s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : ldf(w0p, r));
+            s1 += x[m][r] * (half ? rdhalf_f16c(h1 + 2 * r) : ldf(w1p, r));
         }
         out[2 * m] = s0;
         out[2 * m + 1] = s1;
@@ -1042,20 +1053,30 @@ static void mm_big(void *p, int t, int ith)
         for (int m = 0; m < tm; m++) at_add(Y + (size_t)m * j->N, j->bias + n0, (size_t)tn);
 }
 
-int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
-              at_err *err)
+static int matmul_locked(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias,
+                         float *Y, at_err *err)
 {
     mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y};
-    if (M <= 0) return 0;
     if (M < SMALL_M) {
-        if (reserve(c, 2 * (size_t)W->cols, err)) return err ? err->code : AT_E_NOMEM;
+        if (reserve(c, 2 * (size_t)W->cols, err)) return err && err->code < 0 ? err->code : AT_E_NOMEM;
         at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);
     } else {
         if (W->type != AT_DT_F32 && reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
-            return err ? err->code : AT_E_NOMEM;
+            return err && err->code < 0 ? err->code : AT_E_NOMEM;
         at_compute_run(c, mm_big, &j, ((j.N + TILE_N - 1) / TILE_N) * ((M + TILE_M - 1) / TILE_M));
     }
     return 0;
+}
+
+int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
+              at_err *err)
+{
+    if (M <= 0) return 0;
+    /* the scratch sizes and the run belong together: one caller at a time */
+    pthread_mutex_lock(&c->op_mu);
+    int rc = matmul_locked(c, X, M, W, bias, Y, err);
+    pthread_mutex_unlock(&c->op_mu);
+    return rc;
 }
 
 /* ------------------------------------------------------------ elementwise */
@@ -1187,10 +1208,14 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
                  int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err)
 {
     if (Tq <= 0 || Tk <= 0) return 0;
-    if (reserve(c, (size_t)ATT_CHUNK * (size_t)Tk, err)) return err ? err->code : AT_E_NOMEM;
-    att_job j = {c, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
-    at_compute_run(c, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
-    return 0;
+    pthread_mutex_lock(&c->op_mu);
+    int rc = reserve(c, (size_t)ATT_CHUNK * (size_t)Tk, err);
+    if (rc == 0) {
+        att_job j = {c, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
+        at_compute_run(c, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
+    }
+    pthread_mutex_unlock(&c->op_mu);
+    return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
 }
 
 /* ---------------------------------------------------------------- conv1d */

@@ -94,8 +94,9 @@ static void pack_b(const float *B, int ldb, int b_trans, int n0, int nb, int k0,
         float *o = out + (size_t)p * kc;
         if (b_trans) {
             for (int j = 0; j < w; j++) {
-                const float *src = B + (size_t)(n0 + p + j) * ldb + k0;
-                for (int k = 0; k < kc; k++) o[k * nr + j] = src[k];
+                /* byte copies: a ggml file's f32 weights need not be aligned */
+                const char *src = (const char *)(B + (size_t)(n0 + p + j) * ldb + k0);
+                for (int k = 0; k < kc; k++) memcpy(&o[k * nr + j], src + (size_t)k * sizeof *o, sizeof *o);
             }
         } else {
             for (int k = 0; k < kc; k++)

@@ -36,6 +36,8 @@ void at_app_config_defaults(at_app_config *c)
     c->max_audio_seconds = 3600;
     c->max_text_chars = 5000;
     c->max_streams = 8;
+    c->max_jobs = 2;
+    c->max_queued = 16;
     c->stream_idle_s = 30;
     c->pipeline_max_pending = 16;
     c->pipeline_max_backlog_s = 30;

@@ -45,6 +45,8 @@ int at_app_load_local_asr(at_app *a, at_err *err)
         if (c->whisper_step_ms > 0) sc.step_ms = c->whisper_step_ms;
         if (c->whisper_max_buffer_s > 0) sc.max_buffer_s = c->whisper_max_buffer_s;
         sc.max_streams = c->max_streams;
+        if (c->max_jobs > 0) sc.max_jobs = c->max_jobs;
+        if (c->max_queued >= 0) sc.max_queued = c->max_queued;
         if (choose_vad(c, &sc, err) < 0) return err->code;
         at_log_write(at_app_log(a), AT_LOG_INFO, "whisper live-stream VAD", "vad",
                      !sc.vad        ? "off"

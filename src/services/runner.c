@@ -11,6 +11,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
+    long max_jobs = 2, max_queued = 16;
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
          max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
     double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
@@ -172,6 +173,23 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 &max_streams,
                                 1,
                                 1024};
+        opts[n++] = (at_option){"max-jobs",
+                                "AT_MAX_JOBS",
+                                AT_OPT_INT,
+                                "2",
+                                "whisper file transcriptions decoding at once (each holds "
+                                "its buffers)",
+                                &max_jobs,
+                                1,
+                                256};
+        opts[n++] = (at_option){"max-queued",
+                                "AT_MAX_QUEUED",
+                                AT_OPT_INT,
+                                "16",
+                                "whisper transcriptions waiting for a turn; more get 503",
+                                &max_queued,
+                                0,
+                                10000};
         opts[n++] = (at_option){"max-audio-seconds",
                                 "AT_MAX_AUDIO_SECONDS",
                                 AT_OPT_DOUBLE,
@@ -288,6 +306,8 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     if (max_audio > 0) ac.max_audio_seconds = max_audio;
     if (max_chars > 0) ac.max_text_chars = (size_t)max_chars;
     if (max_streams > 0) ac.max_streams = (int)max_streams;
+    ac.max_jobs = (int)max_jobs;
+    ac.max_queued = (int)max_queued;
     ac.stream_idle_s = (int)idle;
     ac.asr_url = asr_url;
     ac.translate_url = mt_url;

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -481,6 +482,82 @@ static void test_concurrent(void **st)
     free(jobs[1].text);
 }
 
+/* Admission: with one job at a time and one place in the queue, a second
+ * request waits, a third is refused at once (AT_E_BUSY: HTTP 503), a
+ * waiting client that leaves is dropped from the queue, and the slots are
+ * free again afterwards. */
+typedef struct gate {
+    atomic_int hold, entered;   /* the running job blocks in its first poll */
+    atomic_int waiting, cancel; /* the queued one reports its polls */
+    at_asr_engine *e;
+    int rc;
+    at_asr_options o;
+} gate;
+
+static int hold_running(void *u)
+{
+    gate *g = u;
+    atomic_store(&g->entered, 1);
+    while (atomic_load(&g->hold)) usleep(1000);
+    return 0;
+}
+
+static int poll_waiting(void *u)
+{
+    gate *g = u;
+    atomic_store(&g->waiting, 1);
+    return atomic_load(&g->cancel);
+}
+
+static void *gate_job(void *arg)
+{
+    gate *g = arg;
+    at_asr_result r;
+    at_err err;
+    g->rc = at_asr_transcribe(g->e, audio.data, at_npy_count(&audio), &g->o, &r, &err);
+    if (g->rc == 0) at_asr_result_free(&r);
+    return NULL;
+}
+
+static void test_admission(void **st)
+{
+    (void)st;
+    at_whisper_stream_config c;
+    at_whisper_stream_config_default(&c);
+    c.max_jobs = 1;
+    c.max_queued = 1;
+    at_err err;
+    at_asr_engine *e = at_asr_whisper_new_ex(dir, 1, &c, &err);
+    assert_non_null(e);
+    gate a = {0}, b = {0};
+    atomic_store(&a.hold, 1);
+    a.e = b.e = e;
+    a.o = b.o = bounded(4);
+    a.o.cancelled = hold_running;
+    a.o.cancel_user = &a;
+    b.o.cancelled = poll_waiting;
+    b.o.cancel_user = &b;
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, gate_job, &a), 0);
+    while (!atomic_load(&a.entered)) usleep(1000);
+    assert_int_equal(pthread_create(&tb, NULL, gate_job, &b), 0);
+    while (!atomic_load(&b.waiting)) usleep(1000); /* b polls its client while queued */
+    at_asr_options o = bounded(4);
+    at_asr_result r;
+    assert_int_equal(at_asr_transcribe(e, audio.data, at_npy_count(&audio), &o, &r, &err), AT_E_BUSY);
+    assert_non_null(strstr(err.msg, "1 transcriptions running and 1 waiting"));
+    atomic_store(&b.cancel, 1); /* b's client leaves while waiting */
+    pthread_join(tb, NULL);
+    assert_int_equal(b.rc, AT_E_CANCELLED);
+    atomic_store(&a.hold, 0);
+    pthread_join(ta, NULL);
+    assert_int_equal(a.rc, 0);
+    /* all slots free again */
+    assert_int_equal(at_asr_transcribe(e, audio.data, at_npy_count(&audio), &o, &r, &err), 0);
+    at_asr_result_free(&r);
+    at_asr_engine_free(e);
+}
+
 static void test_bad_model(void **st)
 {
     (void)st;
@@ -496,7 +573,8 @@ int main(void)
         cmocka_unit_test(test_max_tokens),  cmocka_unit_test(test_beam),
         cmocka_unit_test(test_stream),      cmocka_unit_test(test_stream_silero),
         cmocka_unit_test(test_stream_long), cmocka_unit_test(test_stream_concurrent_and_limit),
-        cmocka_unit_test(test_concurrent),  cmocka_unit_test(test_bad_model),
+        cmocka_unit_test(test_concurrent),  cmocka_unit_test(test_admission),
+        cmocka_unit_test(test_bad_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -467,6 +467,7 @@ int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n, float 
 struct at_whisper_state {
     const at_whisper_model *m;
     at_compute *c;
+    int own_c; /* c was made for this state */
     int n_ctx; /* positions of the last encoding, 0 = none yet */
     float *enc_out, *cross_k, *cross_v;
     /* encoder scratch (calloc'd: pages are touched only as far as used) */
@@ -481,7 +482,7 @@ struct at_whisper_state {
 void at_whisper_state_free(at_whisper_state *s)
 {
     if (!s) return;
-    at_compute_free(s->c);
+    if (s->own_c) at_compute_free(s->c);
     float *bufs[] = {s->enc_out, s->cross_k, s->cross_v, s->mel_t, s->c1, s->x,  s->y,  s->q,  s->k,  s->v,
                      s->a,       s->f,       s->dx,      s->dy,    s->dq, s->da, s->df, s->dk, s->dv, s->dl};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -490,19 +491,28 @@ void at_whisper_state_free(at_whisper_state *s)
 
 at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads, at_err *err)
 {
+    at_compute *c = at_compute_new(n_threads, err);
+    if (!c) return NULL;
+    at_whisper_state *s = at_whisper_state_new_shared(m, c, err);
+    if (!s) {
+        at_compute_free(c);
+        return NULL;
+    }
+    s->own_c = 1;
+    return s;
+}
+
+at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_compute *c, at_err *err)
+{
     at_whisper_state *s = calloc(1, sizeof *s);
     if (!s) {
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
     s->m = m;
+    s->c = c;
     const at_whisper_hparams *hp = &m->hp;
     size_t n = (size_t)hp->n_audio_ctx, d = (size_t)hp->n_audio_state;
-    s->c = at_compute_new(n_threads, err);
-    if (!s->c) {
-        free(s);
-        return NULL;
-    }
     s->enc_out = calloc(n * d, sizeof(float));
     s->cross_k = calloc((size_t)hp->n_text_layer * n * d, sizeof(float));
     s->cross_v = calloc((size_t)hp->n_text_layer * n * d, sizeof(float));

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compute/backend.h"
 #include "core/error.h"
 
 #define AT_WHISPER_SAMPLE_RATE   16000
@@ -63,6 +64,9 @@ size_t at_whisper_model_vocab(const at_whisper_model *m, const char *const **tok
 int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n, float *out, at_err *err);
 
 at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads, at_err *err);
+/* The same on a compute context the caller owns and shares (one thread
+ * pool for every request and stream of a process); c outlives the state. */
+at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_compute *c, at_err *err);
 void at_whisper_state_free(at_whisper_state *s);
 
 /* Encodes mel (n_mels x AT_WHISPER_N_FRAMES layout, as at_whisper_mel

@@ -24,14 +24,20 @@ typedef struct at_whisper_stream_config {
     float logprob_threshold;     /* -1.0 */
     float compression_threshold; /* 2.4 */
     int max_streams;             /* open streams per engine (0: no limit): 0 */
+    /* File transcriptions decoding at once (each holds its buffers, ~75 MB
+     * for base), and how many more may wait for a turn; past that a
+     * request fails at once with AT_E_BUSY (HTTP 503, Retry-After). */
+    int max_jobs;   /* 2 */
+    int max_queued; /* 16 */
 } at_whisper_stream_config;
 
 void at_whisper_stream_config_default(at_whisper_stream_config *c);
 
 /* model: a whisper.cpp ggml .bin file, a Hugging Face folder, or a model
  * name from the cache (see models.h: "base.en", "tiny-q5_1", ...).
- * n_threads <= 0: number of online CPUs.  The weights are loaded once and
- * shared by every stream and transcription. */
+ * n_threads <= 0: number of online CPUs.  The weights are loaded once, and
+ * one pool of n_threads threads runs the products of every stream and
+ * transcription (one product at a time, each on all threads). */
 at_asr_engine *at_asr_whisper_new(const char *model, int n_threads, at_err *err);
 /* The same with explicit streaming settings (NULL: defaults). */
 at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_whisper_stream_config *sc,

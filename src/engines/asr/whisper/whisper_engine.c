@@ -20,10 +20,12 @@
 #include <ctype.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +49,11 @@ typedef struct wengine {
     at_whisper_stream_config sc;
     at_silero *silero;    /* the VAD network, shared by all streams (or NULL) */
     atomic_int n_streams; /* open streams, for sc.max_streams */
+    at_compute *compute;  /* the one thread pool of every stream and job */
+    /* admission of file transcriptions (sc.max_jobs, sc.max_queued) */
+    pthread_mutex_t adm_mu;
+    pthread_cond_t adm_cv;
+    int active, queued;
 } wengine;
 
 /* One decoder sequence: its KV cache and the tokens the cache holds. */
@@ -214,7 +221,7 @@ static int run_init(wrun *r, const wengine *e, int n_seqs, at_err *err)
         run_free(r);
         return at_err_set(err, AT_E_NOMEM, "out of memory");
     }
-    r->st = at_whisper_state_new(e->model, e->n_threads, err);
+    r->st = at_whisper_state_new_shared(e->model, e->compute, err);
     if (!r->st) {
         run_free(r);
         return err ? err->code : AT_E_NOMEM;
@@ -373,11 +380,68 @@ static int file_on_segment(void *user, const at_wdec_segment *seg)
     return 0;
 }
 
+/* Waits for a turn to decode (sc.max_jobs at once, sc.max_queued
+ * waiting): AT_E_BUSY when the queue is full, AT_E_CANCELLED when the
+ * client leaves while waiting. */
+static int admit(wengine *e, const at_asr_options *opt, at_err *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&e->adm_mu);
+    if (e->active >= e->sc.max_jobs) {
+        if (e->queued >= e->sc.max_queued) {
+            rc = at_err_set(err, AT_E_BUSY,
+                            "whisper: %d transcriptions running and %d waiting; try again later", e->active,
+                            e->queued);
+        } else {
+            e->queued++;
+            while (e->active >= e->sc.max_jobs) {
+                if (opt && opt->cancelled && opt->cancelled(opt->cancel_user)) {
+                    rc = at_err_set(err, AT_E_CANCELLED, "whisper: cancelled while waiting for a turn");
+                    break;
+                }
+                struct timespec t;
+                clock_gettime(CLOCK_REALTIME, &t);
+                t.tv_nsec += 100000000; /* look at the client again in 0.1 s */
+                if (t.tv_nsec >= 1000000000) {
+                    t.tv_sec++;
+                    t.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&e->adm_cv, &e->adm_mu, &t);
+            }
+            e->queued--;
+        }
+    }
+    if (rc == 0) e->active++;
+    pthread_mutex_unlock(&e->adm_mu);
+    return rc;
+}
+
+static void release(wengine *e)
+{
+    pthread_mutex_lock(&e->adm_mu);
+    e->active--;
+    pthread_cond_signal(&e->adm_cv);
+    pthread_mutex_unlock(&e->adm_mu);
+}
+
+static int transcribe_admitted(wengine *e, const float *pcm, size_t n, const at_asr_options *opt,
+                               at_asr_result *out, at_err *err);
+
 static int w_transcribe(void *impl, const float *pcm, size_t n, const at_asr_options *opt, at_asr_result *out,
                         at_err *err)
 {
     wengine *e = impl;
     memset(out, 0, sizeof *out);
+    int rc = admit(e, opt, err);
+    if (rc < 0) return rc;
+    rc = transcribe_admitted(e, pcm, n, opt, out, err);
+    release(e);
+    return rc;
+}
+
+static int transcribe_admitted(wengine *e, const float *pcm, size_t n, const at_asr_options *opt,
+                               at_asr_result *out, at_err *err)
+{
     if (!pcm && n > 0) return at_err_set(err, AT_E_INVALID, "whisper: no audio");
     if (n / AT_WHISPER_HOP > (size_t)W_MAX_FRAMES)
         return at_err_set(err, AT_E_TOO_LARGE, "whisper: audio too long");
@@ -465,6 +529,8 @@ void at_whisper_stream_config_default(at_whisper_stream_config *c)
     c->logprob_threshold = -1.0f;
     c->compression_threshold = 2.4f;
     c->max_streams = 0;
+    c->max_jobs = 2;
+    c->max_queued = 16;
 }
 
 static void w_stream_close(void *st)
@@ -829,6 +895,9 @@ static void w_destroy(void *impl)
     at_wtok_free(e->tok);
     at_whisper_model_free(e->model);
     at_silero_free(e->silero);
+    at_compute_free(e->compute);
+    pthread_mutex_destroy(&e->adm_mu);
+    pthread_cond_destroy(&e->adm_cv);
     free(e);
 }
 
@@ -885,7 +954,12 @@ at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_
     if (e->sc.step_ms < 50) e->sc.step_ms = 50;
     if (e->sc.max_buffer_s < 1) e->sc.max_buffer_s = 1;
     if (e->sc.max_buffer_s > 28) e->sc.max_buffer_s = 28; /* one window, room for a step */
+    if (e->sc.max_jobs < 1) e->sc.max_jobs = 1;
+    if (e->sc.max_queued < 0) e->sc.max_queued = 0;
     atomic_init(&e->n_streams, 0);
+    pthread_mutex_init(&e->adm_mu, NULL);
+    pthread_cond_init(&e->adm_cv, NULL);
+    if (!(e->compute = at_compute_new(n_threads, err))) goto fail;
     e->sc.vad_cfg.silero = NULL;
     if (e->sc.vad && e->sc.vad_model && *e->sc.vad_model) {
         char vad_path[1024];
