@@ -145,13 +145,14 @@ int main(int argc, char **argv)
     at_whisper_stream_config_default(&c);
     c.no_speech_threshold = c.logprob_threshold = c.compression_threshold = NAN;
     c.vad_model = vad_model;
-    at_asr_engine *e = at_asr_whisper_new_ex(argv[1], 1, &c, &err);
+    /* one pool of every core, shared by all streams (as the service runs) */
+    at_asr_engine *e = at_asr_whisper_new_ex(argv[1], 0, &c, &err);
     if (!e) {
         fprintf(stderr, "%s: %s\n", argv[1], err.msg);
         return 1;
     }
     double dur = (double)n / 16000;
-    printf("model %s, %.1f s of audio (%d utterances), step %d ms, VAD %s, 1 thread/stream\n", argv[1], dur,
+    printf("model %s, %.1f s of audio (%d utterances), step %d ms, VAD %s, pool of all cores\n", argv[1], dur,
            n_clips, c.step_ms, vad_model ? "silero" : "energy");
     /* one stream, simulated real-time clock (no sleeping) */
     run *r = calloc(1, sizeof *r);

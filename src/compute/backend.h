@@ -80,11 +80,16 @@ void at_cpu_name(char *out, size_t cap);
 
 typedef struct at_compute at_compute;
 
-/* n_threads <= 0: number of online CPUs.  One context may be shared by
- * every request and stream of a process: its products (at_matmul,
- * at_attention, at_conv1d_k3_gelu) run one at a time, each on all of the
- * pool's threads, and a caller waiting for its turn sleeps. */
+/* n_threads <= 0: number of online CPUs.  A context may be shared by
+ * threads: its products (at_matmul, at_attention, at_conv1d_k3_gelu) run
+ * one at a time, each on all of the pool's threads. */
 at_compute *at_compute_new(int n_threads, at_err *err);
+/* A context for one caller (a request or a stream) on a process's shared
+ * pool: each product runs on the whole pool when the pool is free, and on
+ * the caller's own thread when another caller holds it, so many streams
+ * proceed side by side instead of queueing behind each other's small
+ * products.  Free it before the pool. */
+at_compute *at_compute_new_client(at_compute *pool, at_err *err);
 void at_compute_free(at_compute *c);
 int at_compute_threads(const at_compute *c);
 /* Caps the kernels c runs at max (tests run every level the machine has;

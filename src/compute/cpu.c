@@ -645,6 +645,7 @@ struct at_compute {
     size_t scr_n;
     float **pack;          /* per-thread at_gemm scratch (AT_GEMM_SCRATCH floats) */
     pthread_mutex_t op_mu; /* one product at a time: callers may share the context */
+    at_compute *pool;      /* a client's shared pool (NULL: none) */
 };
 
 typedef struct {
@@ -710,6 +711,26 @@ static void *worker(void *p)
         seen = g;
         drain(c, g, wa.ith);
     }
+}
+
+at_compute *at_compute_new_client(at_compute *pool, at_err *err)
+{
+    at_compute *c = at_compute_new(1, err);
+    if (c && pool) {
+        c->pool = pool;
+        c->isa = pool->isa;
+        c->simd = pool->simd;
+    }
+    return c;
+}
+
+/* The context a product runs on, locked: the shared pool when it is free,
+ * else the caller's own. */
+static at_compute *op_begin(at_compute *c)
+{
+    if (c->pool && pthread_mutex_trylock(&c->pool->op_mu) == 0) return c->pool;
+    pthread_mutex_lock(&c->op_mu);
+    return c;
 }
 
 at_compute *at_compute_new(int n_threads, at_err *err)
@@ -1073,9 +1094,9 @@ int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const fl
 {
     if (M <= 0) return 0;
     /* the scratch sizes and the run belong together: one caller at a time */
-    pthread_mutex_lock(&c->op_mu);
-    int rc = matmul_locked(c, X, M, W, bias, Y, err);
-    pthread_mutex_unlock(&c->op_mu);
+    at_compute *r = op_begin(c);
+    int rc = matmul_locked(r, X, M, W, bias, Y, err);
+    pthread_mutex_unlock(&r->op_mu);
     return rc;
 }
 
@@ -1208,13 +1229,13 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
                  int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err)
 {
     if (Tq <= 0 || Tk <= 0) return 0;
-    pthread_mutex_lock(&c->op_mu);
-    int rc = reserve(c, (size_t)ATT_CHUNK * (size_t)Tk, err);
+    at_compute *r = op_begin(c);
+    int rc = reserve(r, (size_t)ATT_CHUNK * (size_t)Tk, err);
     if (rc == 0) {
-        att_job j = {c, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
-        at_compute_run(c, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
+        att_job j = {r, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
+        at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
     }
-    pthread_mutex_unlock(&c->op_mu);
+    pthread_mutex_unlock(&r->op_mu);
     return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
 }
 

@@ -3,6 +3,7 @@
  * references: GEMM shapes that hit every edge of the blocking, matmul with
  * each weight type, and attention with and without a causal mask. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -202,6 +203,71 @@ static void test_attention(void **st)
     at_compute_free(c);
 }
 
+/* Clients of one pool: products from several threads at once, each run
+ * on the pool or on its caller's thread, all correct. */
+typedef struct client_job {
+    at_compute *c;
+    const float *X, *deq;
+    const at_matrix *W;
+    int M, N, K;
+    double err;
+} client_job;
+
+static void *client_run(void *arg)
+{
+    client_job *j = arg;
+    float *Y = malloc((size_t)j->M * j->N * sizeof *Y);
+    double *ref = malloc((size_t)j->M * j->N * sizeof *ref);
+    for (int m = 0; m < j->M; m++)
+        for (int n = 0; n < j->N; n++) {
+            double s = 0;
+            for (int k = 0; k < j->K; k++)
+                s += (double)j->X[(size_t)m * j->K + k] * j->deq[(size_t)n * j->K + k];
+            ref[(size_t)m * j->N + n] = s;
+        }
+    at_err err;
+    for (int rep = 0; rep < 20; rep++) {
+        if (at_matmul(j->c, j->X, j->M, j->W, NULL, Y, &err) != 0) {
+            j->err = 1;
+            break;
+        }
+        double e = max_rel(Y, ref, (size_t)j->M * j->N);
+        if (e > j->err) j->err = e;
+    }
+    free(Y);
+    free(ref);
+    return NULL;
+}
+
+static void test_pool_clients(void **st)
+{
+    (void)st;
+    enum { T = 4 };
+    const int N = 96, K = 128;
+    at_err err;
+    at_compute *pool = at_compute_new(2, &err);
+    assert_non_null(pool);
+    float *w = rand_vec((size_t)N * K);
+    at_matrix W = {AT_DT_F32, N, K, w, (size_t)K * sizeof(float)};
+    client_job jobs[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        int M = i % 2 ? 1 : 40; /* decoder steps and encoder-sized products */
+        jobs[i] = (client_job){at_compute_new_client(pool, &err), rand_vec((size_t)M * K), w, &W, M, N, K, 0};
+        assert_non_null(jobs[i].c);
+        assert_int_equal(at_compute_isa(jobs[i].c), at_compute_isa(pool));
+    }
+    for (int i = 0; i < T; i++) assert_int_equal(pthread_create(&th[i], NULL, client_run, &jobs[i]), 0);
+    for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < T; i++) {
+        if (!(jobs[i].err < 1e-5)) fail_msg("client %d: error %g", i, jobs[i].err);
+        at_compute_free(jobs[i].c);
+        free((void *)jobs[i].X);
+    }
+    free(w);
+    at_compute_free(pool);
+}
+
 static void test_isa_cap(void **st)
 {
     (void)st;
@@ -219,9 +285,8 @@ static void test_isa_cap(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm_every_level),
-        cmocka_unit_test(test_matmul_types),
-        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_gemm_every_level), cmocka_unit_test(test_matmul_types),
+        cmocka_unit_test(test_attention),        cmocka_unit_test(test_pool_clients),
         cmocka_unit_test(test_isa_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -467,8 +467,8 @@ int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n, float 
 struct at_whisper_state {
     const at_whisper_model *m;
     at_compute *c;
-    int own_c; /* c was made for this state */
-    int n_ctx; /* positions of the last encoding, 0 = none yet */
+    at_compute *own_pool; /* the pool c runs on, when made for this state too */
+    int n_ctx;            /* positions of the last encoding, 0 = none yet */
     float *enc_out, *cross_k, *cross_v;
     /* encoder scratch (calloc'd: pages are touched only as far as used) */
     float *mel_t, *c1, *x, *y, *q, *k, *v, *a, *f;
@@ -482,7 +482,8 @@ struct at_whisper_state {
 void at_whisper_state_free(at_whisper_state *s)
 {
     if (!s) return;
-    if (s->own_c) at_compute_free(s->c);
+    at_compute_free(s->c); /* the state's client of the pool */
+    at_compute_free(s->own_pool);
     float *bufs[] = {s->enc_out, s->cross_k, s->cross_v, s->mel_t, s->c1, s->x,  s->y,  s->q,  s->k,  s->v,
                      s->a,       s->f,       s->dx,      s->dy,    s->dq, s->da, s->df, s->dk, s->dv, s->dl};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -498,7 +499,7 @@ at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads,
         at_compute_free(c);
         return NULL;
     }
-    s->own_c = 1;
+    s->own_pool = c;
     return s;
 }
 
@@ -510,7 +511,11 @@ at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_comp
         return NULL;
     }
     s->m = m;
-    s->c = c;
+    s->c = at_compute_new_client(c, err);
+    if (!s->c) {
+        free(s);
+        return NULL;
+    }
     const at_whisper_hparams *hp = &m->hp;
     size_t n = (size_t)hp->n_audio_ctx, d = (size_t)hp->n_audio_state;
     s->enc_out = calloc(n * d, sizeof(float));

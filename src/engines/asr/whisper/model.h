@@ -64,8 +64,9 @@ size_t at_whisper_model_vocab(const at_whisper_model *m, const char *const **tok
 int at_whisper_mel(const at_whisper_model *m, const float *pcm, size_t n, float *out, at_err *err);
 
 at_whisper_state *at_whisper_state_new(const at_whisper_model *m, int n_threads, at_err *err);
-/* The same on a compute context the caller owns and shares (one thread
- * pool for every request and stream of a process); c outlives the state. */
+/* The same on a thread pool the caller owns and shares (one for every
+ * request and stream of a process; see at_compute_new_client); the pool
+ * outlives the state. */
 at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_compute *c, at_err *err);
 void at_whisper_state_free(at_whisper_state *s);
 
