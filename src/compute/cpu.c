@@ -884,9 +884,9 @@ float *at_compute_scratch(at_compute *c, int ith) { return c->scr[ith]; }
 
 /* ---------------------------------------------------------------- matmul */
 
-#define TILE_N  128 /* weight rows converted to f32 per chunk */
-#define TILE_M  240 /* rows of X per chunk (a multiple of every kernel's MR) */
-#define SMALL_M 16  /* below this, a matrix-vector style loop is faster */
+#define TILE_N  64 /* weight rows converted to f32 per chunk */
+#define MR_LCM  12 /* a multiple of every kernel's MR */
+#define SMALL_M 16 /* below this, a matrix-vector style loop is faster */
 
 typedef struct {
     at_compute *c;
@@ -895,6 +895,7 @@ typedef struct {
     const at_matrix *W;
     const float *bias;
     float *Y;
+    int tile_m; /* rows of X per chunk of a large product */
 } mm_job;
 
 static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int K, float *buf)
@@ -1057,7 +1058,7 @@ static void mm_big(void *p, int t, int ith)
     float *buf = j->c->scr[ith];
     int n_tiles = (j->N + TILE_N - 1) / TILE_N;
     int n0 = (t % n_tiles) * TILE_N, tn = j->N - n0 < TILE_N ? j->N - n0 : TILE_N;
-    int m0 = (t / n_tiles) * TILE_M, tm = j->M - m0 < TILE_M ? j->M - m0 : TILE_M;
+    int m0 = (t / n_tiles) * j->tile_m, tm = j->M - m0 < j->tile_m ? j->M - m0 : j->tile_m;
     const float *Wt;
     if (j->W->type == AT_DT_F32) {
         Wt = (const float *)((const uint8_t *)j->W->data + (size_t)n0 * j->W->row_bytes);
@@ -1077,14 +1078,20 @@ static void mm_big(void *p, int t, int ith)
 static int matmul_locked(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias,
                          float *Y, at_err *err)
 {
-    mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y};
+    mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y, 0};
     if (M < SMALL_M) {
         if (reserve(c, 2 * (size_t)W->cols, err)) return err && err->code < 0 ? err->code : AT_E_NOMEM;
         at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);
     } else {
         if (W->type != AT_DT_F32 && reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
             return err && err->code < 0 ? err->code : AT_E_NOMEM;
-        at_compute_run(c, mm_big, &j, ((j.N + TILE_N - 1) / TILE_N) * ((M + TILE_M - 1) / TILE_M));
+        /* Each chunk converts and packs its weight tile once for all its
+         * rows: split the rows only as far as the threads need work. */
+        int n_tiles = (j.N + TILE_N - 1) / TILE_N;
+        int m_blocks = (4 * c->n + n_tiles - 1) / n_tiles;
+        if (m_blocks < 1) m_blocks = 1;
+        j.tile_m = ((M + m_blocks - 1) / m_blocks + MR_LCM - 1) / MR_LCM * MR_LCM;
+        at_compute_run(c, mm_big, &j, n_tiles * ((M + j.tile_m - 1) / j.tile_m));
     }
     return 0;
 }
@@ -1157,7 +1164,7 @@ void at_softmax(float *x, int n)
 
 /* ------------------------------------------------------------- attention */
 
-#define ATT_CHUNK 64 /* query rows per task: bounds scratch to 64 x Tk */
+#define ATT_CHUNK 256 /* query rows per task: the keys are packed once for them all; scratch 256 x Tk */
 
 typedef struct {
     at_compute *c;

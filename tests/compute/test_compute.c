@@ -161,7 +161,8 @@ static void test_attention(void **st)
     at_err err;
     at_compute *c = at_compute_new(2, &err);
     assert_non_null(c);
-    static const int cases[][3] = {{1, 37, -1}, {1, 37, 36}, {70, 70, 0}, {5, 90, 85}, {130, 150, -1}};
+    static const int cases[][3] = {{1, 37, -1}, {1, 37, 36},    {70, 70, 0},
+                                   {5, 90, 85}, {130, 150, -1}, {300, 300, 0}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int Tq = cases[ci][0], Tk = cases[ci][1], causal = cases[ci][2];
         float *Q = rand_vec((size_t)Tq * D), *K = rand_vec((size_t)Tk * D), *V = rand_vec((size_t)Tk * D);
