@@ -1,5 +1,5 @@
 /* test_whisper_model.c - the Whisper model core against Hugging Face
- * reference outputs (tests/data/oracles/whisper-mini, a copy of ../shared/oracles; see its
+ * reference outputs (tests/data/oracles/whisper-mini, copied from the project oracles; see its
  * README.txt): features, encoder, decoder logits, greedy tokens, both
  * loaders, the converter and quantized weights, corrupt files, and the
  * whisper-check command. */
