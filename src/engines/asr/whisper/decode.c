@@ -138,15 +138,13 @@ typedef struct {
     const at_whisper_special *sp;
     const at_wdec_options *o;
     int V, n_ctx, sample_len, sample_begin, sot_index;
-    int *initial; /* initial tokens; full[] starts with them */
-    int *full;    /* scratch: initial + sampled */
+    int *initial; /* initial tokens: every sequence of the group starts with them */
     int *suppress;
     size_t n_suppress;
     int *blank;
     size_t n_blank;
     int max_initial_index; /* -1: none */
     uint64_t rng;
-    float *logits;
     float *logits0; /* step 0 logits, shared by the group */
     float *blog;    /* G x V: a step's logits of every member of the group */
     int *bfull;     /* G x (sample_begin + sample_len + 1): their token sequences */
@@ -223,8 +221,6 @@ static void hyp_copy(hyp *d, const hyp *s)
     d->done = s->done;
 }
 
-/* Logits after initial + h's tokens for sequence seq. */
-
 /* The logits of n group members (model sequences seqs[i], hypotheses
  * hs[i]) into c->blog + i * V: one batch when the model can. */
 static int group_logits(dtask *c, int n, const int *seqs, hyp *const *hs, at_err *err)
@@ -234,7 +230,7 @@ static int group_logits(dtask *c, int n, const int *seqs, hyp *const *hs, at_err
     float *outs[WDEC_MAX_GROUP];
     for (int i = 0; i < n; i++) {
         int *f = c->bfull + (size_t)i * c->bstride;
-        memcpy(f, c->full, (size_t)c->sample_begin * sizeof *f);
+        memcpy(f, c->initial, (size_t)c->sample_begin * sizeof *f);
         memcpy(f + c->sample_begin, hs[i]->toks, (size_t)hs[i]->n * sizeof *f);
         toks[i] = f;
         lens[i] = c->sample_begin + hs[i]->n;
@@ -576,8 +572,6 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok, const at_wdec_opt
     if (max_prefix > 0 && n_prefix > max_prefix) n_prefix = max_prefix;
     size_t cap = (size_t)n_prompt + 1 + 4 + (size_t)n_prefix + (size_t)c.sample_len + 2;
     c.initial = malloc(cap * sizeof *c.initial);
-    c.full = malloc(cap * sizeof *c.full);
-    c.logits = malloc((size_t)c.V * sizeof *c.logits);
     c.logits0 = malloc((size_t)c.V * sizeof *c.logits0);
     c.bstride = (int)cap;
     c.blog = malloc((size_t)G * (size_t)c.V * sizeof *c.blog);
@@ -587,7 +581,7 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok, const at_wdec_opt
     int n_hyp = beam ? 2 * G + (beam_max_candidates(o) > G ? beam_max_candidates(o) : G) : G;
     hyp *hs = calloc((size_t)n_hyp, sizeof *hs);
     int *slot = malloc((size_t)G * sizeof *slot);
-    int ok = c.initial && c.full && c.logits && c.logits0 && c.blog && c.bfull && hs && slot;
+    int ok = c.initial && c.logits0 && c.blog && c.bfull && hs && slot;
     for (int i = 0; ok && i < n_hyp; i++) ok = hyp_alloc(&hs[i], c.sample_len + 1) == 0;
     if (!ok) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -615,7 +609,6 @@ int at_wdec_decode(const at_wdec_model *m, const at_wtok *tok, const at_wdec_opt
         rc = at_err_set(err, AT_E_INVALID, "whisper decode: prompt fills the context");
         goto done;
     }
-    memcpy(c.full, c.initial, (size_t)n * sizeof *c.full);
     if (!o->without_timestamps && o->max_initial_timestamp > 0) {
         double precision = (double)AT_WHISPER_CHUNK_SECONDS / m->n_audio_ctx;
         c.max_initial_index = (int)nearbyint(o->max_initial_timestamp / precision);
@@ -685,8 +678,6 @@ done:
     free(hs);
     free(slot);
     free(c.initial);
-    free(c.full);
-    free(c.logits);
     free(c.logits0);
     free(c.blog);
     free(c.bfull);

@@ -41,6 +41,7 @@
  * int with room for a window past the end. */
 #define W_MAX_FRAMES       (INT_MAX - 2 * AT_WHISPER_N_FRAMES)
 #define W_MAX_PROMPT_BYTES 4096
+#define W_MAX_SEQS         64 /* beams or samples of one step (decode.c's limit) */
 
 typedef struct wengine {
     at_whisper_model *model;
@@ -97,43 +98,18 @@ static int seq_get(wrun *r, int seq, wseq **out, at_err *err)
     return 0;
 }
 
-static int run_logits(void *ctx, int seq, const int *tokens, int n, float *logits, at_err *err)
-{
-    wrun *r = ctx;
-    const at_whisper_hparams *hp = at_whisper_model_hparams(r->e->model);
-    wseq *s = NULL;
-    int rc = seq_get(r, seq, &s, err);
-    if (rc < 0) return rc;
-    if (n <= 0 || n > hp->n_text_ctx)
-        return at_err_set(err, AT_E_ENGINE, "whisper: %d tokens for a context of %d", n, hp->n_text_ctx);
-    /* reuse the cached common prefix; at least the last token is run to
-     * get its logits */
-    int p = 0, lim = s->n < n ? s->n : n;
-    while (p < lim && s->toks[p] == tokens[p]) p++;
-    if (p == n) p = n - 1;
-    at_whisper_kv_truncate(s->kv, p);
-    s->n = p;
-    rc = at_whisper_decode(r->st, s->kv, tokens + p, n - p, 0, logits, err);
-    if (rc < 0) {
-        at_whisper_kv_truncate(s->kv, 0);
-        s->n = 0;
-        return rc;
-    }
-    memcpy(s->toks + p, tokens + p, (size_t)(n - p) * sizeof *tokens);
-    s->n = n;
-    return 0;
-}
-
-/* The beams or samples of a step as one decoder batch; each sequence
- * reuses its cached prefix as run_logits() does. */
+/* The logits of sequences seqs[i], each extending what its cache holds,
+ * as one decoder batch (the beams or samples of a step); each sequence
+ * reuses its cached common prefix, and at least its last token is run to
+ * get its logits. */
 static int run_logits_batch(void *ctx, int n, const int *seqs, const int *const *tokens, const int *n_tokens,
                             float *const *logits, at_err *err)
 {
     wrun *r = ctx;
     const at_whisper_hparams *hp = at_whisper_model_hparams(r->e->model);
-    at_whisper_seq q[64];
-    wseq *ws[64];
-    if (n <= 0 || n > 64) return at_err_set(err, AT_E_ENGINE, "whisper: batch of %d sequences", n);
+    at_whisper_seq q[W_MAX_SEQS];
+    wseq *ws[W_MAX_SEQS];
+    if (n <= 0 || n > W_MAX_SEQS) return at_err_set(err, AT_E_ENGINE, "whisper: batch of %d sequences", n);
     for (int i = 0; i < n; i++) {
         int rc = seq_get(r, seqs[i], &ws[i], err);
         if (rc < 0) return rc;
@@ -158,6 +134,11 @@ static int run_logits_batch(void *ctx, int n, const int *seqs, const int *const 
         ws[i]->n = n_tokens[i];
     }
     return rc;
+}
+
+static int run_logits(void *ctx, int seq, const int *tokens, int n, float *logits, at_err *err)
+{
+    return run_logits_batch(ctx, 1, &seq, &tokens, &n, &logits, err);
 }
 
 static int run_copy(void *ctx, int dst, int src, at_err *err)
