@@ -1237,7 +1237,9 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
 {
     if (Tq <= 0 || Tk <= 0) return 0;
     at_compute *r = op_begin(c);
-    int rc = reserve(r, (size_t)ATT_CHUNK * (size_t)Tk, err);
+    /* a task holds the scores of its chunk of queries: a decoder step
+     * needs one row, not a whole chunk's */
+    int rc = reserve(r, (size_t)(Tq < ATT_CHUNK ? Tq : ATT_CHUNK) * (size_t)Tk, err);
     if (rc == 0) {
         att_job j = {r, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
         at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
