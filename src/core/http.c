@@ -8,6 +8,8 @@
  * callbacks on every object with something pending. */
 #include "core/http.h"
 
+#include "core/clock.h"
+
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
 #include <pthread.h>
@@ -445,8 +447,7 @@ int at_http_stream_write(at_http_req *r, const void *data, size_t len)
         /* Backpressure: wait for the loop to drain, bounded by the idle
          * timeout so a client that stopped reading cannot pin a worker. */
         struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += r->srv->cfg.idle_timeout_s;
+        at_deadline_ms(&dl, r->srv->cfg.idle_timeout_s * 1000L);
         while (!r->closed && r->out.bytes > r->srv->cfg.ws_queue_limit) {
             if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0) {
                 r->closed = 1; /* treat as gone; the loop will drop it */
@@ -779,15 +780,7 @@ static int inbox_push(at_ws *w, at_ws_msg m)
 int at_ws_recv(at_ws *w, at_ws_msg *msg, int timeout_ms)
 {
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    if (timeout_ms >= 0) {
-        dl.tv_sec += timeout_ms / 1000;
-        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
-    }
+    at_deadline_ms(&dl, timeout_ms >= 0 ? timeout_ms : 0);
     pthread_mutex_lock(&w->mu);
     int rc = 0;
     while (w->inbox_n == 0 && !w->closed && !w->srv->draining) {
@@ -814,8 +807,7 @@ static int ws_send(at_ws *w, const void *data, size_t len, int kind)
 {
     pthread_mutex_lock(&w->mu);
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += w->srv->cfg.idle_timeout_s;
+    at_deadline_ms(&dl, w->srv->cfg.idle_timeout_s * 1000L);
     while (!w->closed && w->out.bytes > w->srv->cfg.ws_queue_limit) {
         if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0) {
             /* The client stopped reading: give up on it rather than buffer. */

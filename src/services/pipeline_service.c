@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "core/audio.h"
+#include "core/clock.h"
 #include "services/app.h"
 #include "services/web_assets.h"
 
@@ -284,12 +285,7 @@ static void *asr_main(void *arg)
              * collect the events the recogniser has ready (a remote one
              * only reads its socket when fed) */
             struct timespec t;
-            clock_gettime(CLOCK_REALTIME, &t);
-            t.tv_nsec += 100000000L;
-            if (t.tv_nsec >= 1000000000L) {
-                t.tv_sec++;
-                t.tv_nsec -= 1000000000L;
-            }
+            at_deadline_ms(&t, 100);
             idle = pthread_cond_timedwait(&s->cv, &s->mu, &t) == ETIMEDOUT;
         }
         if (idle && !s->a_head && !s->a_eof && !s->stop) {

@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "engines/asr/asr.h"
 #include "engines/asr/whisper/decode.h"
 #include "engines/asr/whisper/la2.h"
@@ -381,12 +382,7 @@ static int admit(wengine *e, const at_asr_options *opt, at_err *err)
                     break;
                 }
                 struct timespec t;
-                clock_gettime(CLOCK_REALTIME, &t);
-                t.tv_nsec += 100000000; /* look at the client again in 0.1 s */
-                if (t.tv_nsec >= 1000000000) {
-                    t.tv_sec++;
-                    t.tv_nsec -= 1000000000;
-                }
+                at_deadline_ms(&t, 100); /* look at the client again in 0.1 s */
                 pthread_cond_timedwait(&e->adm_cv, &e->adm_mu, &t);
             }
             e->queued--;
