@@ -13,9 +13,6 @@
 #include "compute/backend.h"
 #include "compute/gemm.h"
 
-char *openblas_get_corename(void);
-void openblas_set_num_threads(int n);
-
 static double now(void)
 {
     struct timespec ts;
