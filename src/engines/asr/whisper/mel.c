@@ -4,9 +4,12 @@
  *   400-sample periodic Hann frames every 160 samples, |rfft|^2, drop the
  *   last of the 3001 frames, Slaney mel filters, log10(max(x, 1e-10)),
  *   clamp to (global max - 8), (x + 4) / 4.
- * The DFT is a dense product with an exact cos/sin table, done in double
- * through BLAS: N = 400 is not a power of two, and in f32 the quiet bins
- * near the clamp floor would lose ~1e-3 of accuracy. */
+ * The DFT is a dense product with an exact cos/sin table (N = 400 is not a
+ * power of two), done in f32 on the compute layer's GEMM.  Against a
+ * float64 reference: 3.3e-5 on the oracle's speech; with noise that puts
+ * many bins just above the clamp floor, where the products cancel most,
+ * up to 5.2e-4 (the model's tolerance is 1e-3).  A float64 kernel would
+ * bring those bins back to ~2e-5. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,11 +67,8 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
     if (n > AT_WHISPER_N_SAMPLES) n = AT_WHISPER_N_SAMPLES; /* one 30 s window */
     const int T = AT_WHISPER_N_FRAMES;
     size_t padn = AT_WHISPER_N_SAMPLES + 2 * PAD;
-    double *x = malloc(sizeof(double) * padn);
-    /* The two products run in f32 on the compute layer's GEMM (chosen by
-     * instruction set, like the model's): against transformers' float64
-     * features the error stays near 1e-5, far inside the 1e-3 the model
-     * tolerates, and no BLAS is needed. */
+    float *x = malloc(sizeof(float) * padn);
+    /* the two products run on the compute layer's GEMM (see the top) */
     float *basis = malloc(sizeof(float) * N_FFT * 2 * N_BINS);
     float *frames = malloc(sizeof(float) * CHUNK * N_FFT);
     float *spec = malloc(sizeof(float) * CHUNK * 2 * N_BINS);
@@ -86,8 +86,8 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
     at_isa isa = at_isa_detect();
 
     /* zero-padded to 30 s, then reflect-padded (edge sample not repeated) */
-    double *body = x + PAD;
-    for (size_t i = 0; i < AT_WHISPER_N_SAMPLES; i++) body[i] = i < n ? pcm[i] : 0.0;
+    float *body = x + PAD;
+    for (size_t i = 0; i < AT_WHISPER_N_SAMPLES; i++) body[i] = i < n ? pcm[i] : 0.0f;
     for (int i = 1; i <= PAD; i++) {
         x[PAD - i] = body[i];
         body[AT_WHISPER_N_SAMPLES - 1 + i] = body[AT_WHISPER_N_SAMPLES - 1 - i];
@@ -111,8 +111,7 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
     for (int t0 = 0; t0 < T; t0 += CHUNK) {
         int nt = T - t0 < CHUNK ? T - t0 : CHUNK;
         for (int t = 0; t < nt; t++)
-            for (int i = 0; i < N_FFT; i++)
-                frames[(size_t)t * N_FFT + i] = (float)x[(size_t)(t0 + t) * AT_WHISPER_HOP + i];
+            memcpy(frames + (size_t)t * N_FFT, x + (size_t)(t0 + t) * AT_WHISPER_HOP, sizeof(float) * N_FFT);
         at_gemm(isa, nt, 2 * N_BINS, N_FFT, 1.0f, frames, N_FFT, basis, 2 * N_BINS, 0, 0, spec, 2 * N_BINS,
                 scratch);
         for (int t = 0; t < nt; t++) {
