@@ -9,7 +9,7 @@
 #ifndef AT_COMPUTE_GEMM_H
 #define AT_COMPUTE_GEMM_H
 
-#include "compute/backend.h"
+#include "compute/isa.h"
 
 /* Blocking: B is packed NB columns by KC depth at a time. */
 #define AT_GEMM_NB      128

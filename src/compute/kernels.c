@@ -1,0 +1,548 @@
+/* kernels.c - the CPU kernels on host float buffers: matrix products of
+ * every weight type, attention, convolution, norms and activations. */
+#include "compute/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute/gemm.h"
+#include "compute/pool_impl.h"
+#include "compute/simd.h"
+
+#if AT_HAVE_X86
+/* dot(x, w-row) for the common decoder types, fused (no row copy). */
+AT_SIMD static float dot_f32_avx2(const float *a, const float *b, int n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+AT_SIMD static float dot_f16_avx2(const float *x, const uint8_t *w, int n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), w0, s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), w1, s1);
+    }
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += x[i] * rdhalf_f16c(w + 2 * i);
+    return s;
+}
+
+AT_SIMD static float dot_q8_0_avx2(const float *x, const uint8_t *w, int n)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / AT_QK; b++, w += 34, x += 32) {
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(x), i8x8_ps(w + 2));
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), i8x8_ps(w + 10), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), i8x8_ps(w + 18), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), i8x8_ps(w + 26), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(rdhalf_f16c(w)), s, acc);
+    }
+    return hsum256(acc);
+}
+
+AT_SIMD static float dot_q4_0_avx2(const float *x, const uint8_t *w, int n)
+{
+    __m256 acc = _mm256_setzero_ps(), off = _mm256_set1_ps(-8.0f);
+    for (int b = 0; b < n / AT_QK; b++, w += 18, x += 32) {
+        __m256 q[4];
+        nib32_ps(w + 2, q);
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_add_ps(q[0], off));
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), _mm256_add_ps(q[1], off), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), _mm256_add_ps(q[2], off), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), _mm256_add_ps(q[3], off), s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(rdhalf_f16c(w)), s, acc);
+    }
+    return hsum256(acc);
+}
+
+/* exp for a vector: range reduction by ln 2 and a degree-6 polynomial
+ * (Cephes coefficients); relative error ~1e-7, enough for softmax/GELU. */
+AT_SIMD static inline __m256 exp256(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* GELU with erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7). */
+AT_SIMD static void gelu_avx2(float *x, size_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+    const __m256 sgnmask = _mm256_set1_ps(-0.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+        __m256 az = _mm256_andnot_ps(sgnmask, z);
+        __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), az, one));
+        __m256 p = _mm256_set1_ps(1.061405429f);
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+        p = _mm256_mul_ps(p, t);
+        __m256 e = exp256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
+        __m256 erfa = _mm256_fnmadd_ps(p, e, one);
+        __m256 erfz = _mm256_or_ps(erfa, _mm256_and_ps(sgnmask, z));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erfz)));
+    }
+    for (; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+AT_SIMD static void softmax_avx2(float *x, int n)
+{
+    int i = 0;
+    __m256 mx8 = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) mx8 = _mm256_max_ps(mx8, _mm256_loadu_ps(x + i));
+    float tmp[8], mx = -INFINITY;
+    _mm256_storeu_ps(tmp, mx8);
+    for (int j = 0; j < 8; j++) mx = tmp[j] > mx ? tmp[j] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    __m256 m = _mm256_set1_ps(mx), s8 = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        s8 = _mm256_add_ps(s8, e);
+    }
+    float s = hsum256(s8);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        s += x[i];
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / s);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= 1.0f / s;
+}
+#endif
+
+float at_dot(const float *a, const float *b, int n)
+{
+#if AT_HAVE_X86
+    if (at_simd_ok()) return dot_f32_avx2(a, b, n);
+#endif
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* ---------------------------------------------------------------- matmul */
+
+#define TILE_N  64 /* weight rows converted to f32 per chunk */
+#define MR_LCM  12 /* a multiple of every kernel's MR */
+#define SMALL_M 16 /* below this, a matrix-vector style loop is faster */
+
+typedef struct {
+    at_compute *c;
+    const float *X;
+    int M, K, N;
+    const at_matrix *W;
+    const float *bias;
+    float *Y;
+    int tile_m; /* rows of X per chunk of a large product */
+} mm_job;
+
+static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int K, float *buf)
+{
+#if AT_HAVE_X86
+    if (simd) {
+        switch (t) {
+        case AT_DT_F32: return dot_f32_avx2(x, (const float *)(const void *)w, K);
+        case AT_DT_F16: return dot_f16_avx2(x, w, K);
+        case AT_DT_Q8_0: return dot_q8_0_avx2(x, w, K);
+        case AT_DT_Q4_0: return dot_q4_0_avx2(x, w, K);
+        default: at_dequant_row_simd(1, t, w, buf, K); return dot_f32_avx2(x, buf, K);
+        }
+    }
+#endif
+    at_dequant_row_simd(0, t, w, buf, K);
+    float s = 0;
+    for (int i = 0; i < K; i++) s += x[i] * buf[i];
+    return s;
+}
+
+#define SMALL_ROWS 64 /* output rows per chunk of a matrix-vector product */
+
+#if AT_HAVE_X86
+/* Element i of f32 data that may not be aligned (ggml files). */
+static inline float ldf(const void *p, int i)
+{
+    float v;
+    memcpy(&v, (const char *)p + (size_t)i * sizeof v, sizeof v);
+    return v;
+}
+
+/* out[2m + r] = x[m] . w_r for four rows x and two weight rows: eight
+ * accumulators, six loads per eight multiply-adds. */
+AT_SIMD static void rows4x2_avx2(const float *const x[4], const void *w0p, const void *w1p, int half, int K,
+                                 float *out)
+{
+    const float *w0 = w0p, *w1 = w1p;
+    const uint8_t *h0 = w0p, *h1 = w1p;
+    __m256 a[4][2];
+    for (int m = 0; m < 4; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 v0 =
+            half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h0 + 2 * k))) : _mm256_loadu_ps(w0 + k);
+        __m256 v1 =
+            half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h1 + 2 * k))) : _mm256_loadu_ps(w1 + k);
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            __m256 xv = _mm256_loadu_ps(x[m] + k);
+            a[m][0] = _mm256_fmadd_ps(xv, v0, a[m][0]);
+            a[m][1] = _mm256_fmadd_ps(xv, v1, a[m][1]);
+        }
+    }
+    for (int m = 0; m < 4; m++) {
+        float s0 = hsum256(a[m][0]), s1 = hsum256(a[m][1]);
+        for (int r = k; r < K; r++) {
+            s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : ldf(w0p, r));
+            s1 += x[m][r] * (half ? rdhalf_f16c(h1 + 2 * r) : ldf(w1p, r));
+        }
+        out[2 * m] = s0;
+        out[2 * m + 1] = s1;
+    }
+}
+
+AT_SIMD512 static void rows4x2_avx512(const float *const x[4], const void *w0p, const void *w1p, int half,
+                                      int K, float *out)
+{
+    const float *w0 = w0p, *w1 = w1p;
+    const uint8_t *h0 = w0p, *h1 = w1p;
+    __m512 a[4][2];
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) a[m][0] = a[m][1] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 v0 = half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h0 + 2 * k)))
+                         : _mm512_loadu_ps(w0 + k);
+        __m512 v1 = half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h1 + 2 * k)))
+                         : _mm512_loadu_ps(w1 + k);
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            __m512 xv = _mm512_loadu_ps(x[m] + k);
+            a[m][0] = _mm512_fmadd_ps(xv, v0, a[m][0]);
+            a[m][1] = _mm512_fmadd_ps(xv, v1, a[m][1]);
+        }
+    }
+    for (int m = 0; m < 4; m++) {
+        float s0 = _mm512_reduce_add_ps(a[m][0]), s1 = _mm512_reduce_add_ps(a[m][1]);
+        for (int r = k; r < K; r++) {
+            s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : ldf(w0p, r));
+            s1 += x[m][r] * (half ? rdhalf_f16c(h1 + 2 * r) : ldf(w1p, r));
+        }
+        out[2 * m] = s0;
+        out[2 * m + 1] = s1;
+    }
+}
+
+/* y += a * x */
+AT_SIMD static void axpy_avx2(float a, const float *x, float *y, int n)
+{
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+static void mm_small(void *p, int chunk, int ith)
+{
+    mm_job *j = p;
+    int n0 = chunk * SMALL_ROWS, n1 = n0 + SMALL_ROWS < j->N ? n0 + SMALL_ROWS : j->N;
+    const uint8_t *base = j->W->data;
+    float *buf = j->c->scr[ith];
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *w = base + (size_t)n * j->W->row_bytes;
+        float b = j->bias ? j->bias[n] : 0.0f;
+#if AT_HAVE_X86
+        if (j->c->simd && j->M > 1) {
+            /* several rows: convert two weight rows once, then four rows
+             * of X a pass against both */
+            int pair = n + 1 < n1;
+            const uint8_t *w1 = pair ? w + j->W->row_bytes : w;
+            const void *wf0 = w, *wf1 = w1;
+            int half = j->W->type == AT_DT_F16; /* converted in registers */
+            if (j->W->type != AT_DT_F32 && !half) {
+                at_dequant_row(j->W->type, w, buf, j->K);
+                if (pair) at_dequant_row(j->W->type, w1, buf + j->K, j->K);
+                wf0 = buf;
+                wf1 = pair ? buf + j->K : buf;
+            }
+            float b1 = pair && j->bias ? j->bias[n + 1] : 0.0f, o[8];
+            for (int m0 = 0; m0 < j->M; m0 += 4) {
+                int mm = j->M - m0 < 4 ? j->M - m0 : 4;
+                const float *x[4];
+                for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->K;
+                if (j->c->isa >= AT_ISA_AVX512)
+                    rows4x2_avx512(x, wf0, wf1, half, j->K, o);
+                else
+                    rows4x2_avx2(x, wf0, wf1, half, j->K, o);
+                for (int m = 0; m < mm; m++) {
+                    j->Y[(size_t)(m0 + m) * j->N + n] = o[2 * m] + b;
+                    if (pair) j->Y[(size_t)(m0 + m) * j->N + n + 1] = o[2 * m + 1] + b1;
+                }
+            }
+            n += pair;
+            continue;
+        }
+#endif
+        for (int m = 0; m < j->M; m++)
+            j->Y[(size_t)m * j->N + n] =
+                row_dot(j->c->simd, j->W->type, j->X + (size_t)m * j->K, w, j->K, buf) + b;
+    }
+}
+
+static void mm_big(void *p, int t, int ith)
+{
+    mm_job *j = p;
+    float *buf = j->c->scr[ith];
+    int n_tiles = (j->N + TILE_N - 1) / TILE_N;
+    int n0 = (t % n_tiles) * TILE_N, tn = j->N - n0 < TILE_N ? j->N - n0 : TILE_N;
+    int m0 = (t / n_tiles) * j->tile_m, tm = j->M - m0 < j->tile_m ? j->M - m0 : j->tile_m;
+    const float *Wt;
+    if (j->W->type == AT_DT_F32) {
+        Wt = (const float *)((const uint8_t *)j->W->data + (size_t)n0 * j->W->row_bytes);
+    } else {
+        for (int r = 0; r < tn; r++)
+            at_dequant_row(j->W->type, (const uint8_t *)j->W->data + (size_t)(n0 + r) * j->W->row_bytes,
+                           buf + (size_t)r * j->K, j->K);
+        Wt = buf;
+    }
+    float *Y = j->Y + (size_t)m0 * j->N + n0;
+    at_gemm(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->K, j->K, Wt, j->K, 1, 0, Y, j->N,
+            j->c->pack[ith]);
+    if (j->bias)
+        for (int m = 0; m < tm; m++) at_add(Y + (size_t)m * j->N, j->bias + n0, (size_t)tn);
+}
+
+static int matmul_locked(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias,
+                         float *Y, at_err *err)
+{
+    mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y, 0};
+    if (M < SMALL_M) {
+        if (at_compute_reserve(c, 2 * (size_t)W->cols, err))
+            return err && err->code < 0 ? err->code : AT_E_NOMEM;
+        at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);
+    } else {
+        if (W->type != AT_DT_F32 && at_compute_reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
+            return err && err->code < 0 ? err->code : AT_E_NOMEM;
+        /* Each chunk converts and packs its weight tile once for all its
+         * rows: split the rows only as far as the threads need work. */
+        int n_tiles = (j.N + TILE_N - 1) / TILE_N;
+        int m_blocks = (4 * c->n + n_tiles - 1) / n_tiles;
+        if (m_blocks < 1) m_blocks = 1;
+        j.tile_m = ((M + m_blocks - 1) / m_blocks + MR_LCM - 1) / MR_LCM * MR_LCM;
+        at_compute_run(c, mm_big, &j, n_tiles * ((M + j.tile_m - 1) / j.tile_m));
+    }
+    return 0;
+}
+
+int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
+              at_err *err)
+{
+    if (M <= 0) return 0;
+    /* the scratch sizes and the run belong together: one caller at a time */
+    at_compute *r = at_compute_op_begin(c);
+    int rc = matmul_locked(r, X, M, W, bias, Y, err);
+    pthread_mutex_unlock(&r->op_mu);
+    return rc;
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+void at_add(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void at_layer_norm(const float *x, int M, int N, const float *w, const float *b, float eps, float *y)
+{
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (size_t)m * N;
+        float *yr = y + (size_t)m * N;
+        /* two-pass in double: rows of large activations lose precision in
+         * a single-pass float variance */
+        double mean = 0, var = 0;
+        for (int i = 0; i < N; i++) mean += xr[i];
+        mean /= N;
+        for (int i = 0; i < N; i++) {
+            double d = xr[i] - mean;
+            var += d * d;
+        }
+        var /= N;
+        float inv = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
+        for (int i = 0; i < N; i++) yr[i] = (xr[i] - mu) * inv * w[i] + b[i];
+    }
+}
+
+void at_gelu(float *x, size_t n)
+{
+#if AT_HAVE_X86
+    if (at_simd_ok()) {
+        gelu_avx2(x, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void at_softmax(float *x, int n)
+{
+#if AT_HAVE_X86
+    if (at_simd_ok()) {
+        softmax_avx2(x, n);
+        return;
+    }
+#endif
+    float mx = -INFINITY, s = 0;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        s += x[i];
+    }
+    for (int i = 0; i < n; i++) x[i] /= s;
+}
+
+/* ------------------------------------------------------------- attention */
+
+#define ATT_CHUNK 256 /* query rows per task: the keys are packed once for them all; scratch 256 x Tk */
+
+typedef struct {
+    at_compute *c;
+    const float *Q, *K, *V;
+    int ldq, ldk, ldv, ldo;
+    int Tq, Tk, n_head, hd, causal;
+    float *O;
+} att_job;
+
+#define ATT_GEMM_MIN 16 /* fewer query rows: one at a time (no key packing) */
+
+/* Query row i of head h: scores over its visible keys, softmax, weighted
+ * sum of the values.  S: scratch of Tk floats. */
+static void att_one(const att_job *j, int h, int i, int tk, float *S)
+{
+    float scale = 1.0f / sqrtf((float)j->hd);
+    int len = tk;
+    if (j->causal >= 0 && j->causal + i + 1 < len) len = j->causal + i + 1;
+    const float *q = j->Q + (size_t)i * j->ldq + h * j->hd;
+    for (int k = 0; k < len; k++) S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
+    at_softmax(S, len);
+    float *o = j->O + (size_t)i * j->ldo + h * j->hd;
+    for (int d = 0; d < j->hd; d++) o[d] = 0.0f;
+    for (int k = 0; k < len; k++) {
+        const float *v = j->V + (size_t)k * j->ldv + h * j->hd;
+#if AT_HAVE_X86
+        if (j->c->simd) {
+            axpy_avx2(S[k], v, o, j->hd);
+            continue;
+        }
+#endif
+        for (int d = 0; d < j->hd; d++) o[d] += S[k] * v[d];
+    }
+}
+
+static void att_task(void *p, int t, int ith)
+{
+    att_job *j = p;
+    float *S = j->c->scr[ith];
+    float scale = 1.0f / sqrtf((float)j->hd);
+    {
+        int h = t % j->n_head, i0 = (t / j->n_head) * ATT_CHUNK;
+        int ch = j->Tq - i0 < ATT_CHUNK ? j->Tq - i0 : ATT_CHUNK;
+        /* keys visible to the last row of the chunk bound the work */
+        int tk = j->Tk;
+        if (j->causal >= 0 && j->causal + i0 + ch < tk) tk = j->causal + i0 + ch;
+        if (ch < ATT_GEMM_MIN) {
+            /* few queries (decoder steps): per query, scores, softmax and
+             * a weighted sum; packing the keys for a GEMM costs more */
+            for (int r = 0; r < ch; r++) att_one(j, h, i0 + r, tk, S);
+            return;
+        }
+        float *pack = j->c->pack[ith];
+        at_gemm(j->c->isa, ch, tk, j->hd, scale, j->Q + (size_t)i0 * j->ldq + h * j->hd, j->ldq,
+                j->K + h * j->hd, j->ldk, 1, 0, S, tk, pack);
+        for (int r = 0; r < ch; r++) {
+            float *row = S + (size_t)r * tk;
+            int len = tk;
+            if (j->causal >= 0 && j->causal + i0 + r + 1 < len) len = j->causal + i0 + r + 1;
+            at_softmax(row, len);
+            for (int k = len; k < tk; k++) row[k] = 0.0f;
+        }
+        at_gemm(j->c->isa, ch, j->hd, tk, 1.0f, S, tk, j->V + h * j->hd, j->ldv, 0, 0,
+                j->O + (size_t)i0 * j->ldo + h * j->hd, j->ldo, pack);
+    }
+}
+
+int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
+                 int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err)
+{
+    if (Tq <= 0 || Tk <= 0) return 0;
+    at_compute *r = at_compute_op_begin(c);
+    /* a task holds the scores of its chunk of queries: a decoder step
+     * needs one row, not a whole chunk's */
+    int rc = at_compute_reserve(r, (size_t)(Tq < ATT_CHUNK ? Tq : ATT_CHUNK) * (size_t)Tk, err);
+    if (rc == 0) {
+        att_job j = {r, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
+        at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
+    }
+    pthread_mutex_unlock(&r->op_mu);
+    return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
+}
+
+/* ---------------------------------------------------------------- conv1d */
+
+int at_conv1d_k3_gelu(at_compute *c, const float *x, int T_in, int C_in, const at_matrix *W,
+                      const float *bias, int stride, float *y, at_err *err)
+{
+    int T_out = (T_in + 2 - 3) / stride + 1, KC = C_in * 3;
+    if (W->cols != KC)
+        return at_err_set(err, AT_E_INVALID, "conv1d: weight has %d inputs, expected %d", W->cols, KC);
+    /* im2col: row t holds the 3 taps of every input channel in PyTorch's
+     * [C_in][3] order, so the convolution is one matrix product */
+    float *col = malloc((size_t)T_out * (size_t)KC * sizeof(float));
+    if (!col) return at_err_set(err, AT_E_NOMEM, "out of memory (conv1d, %d x %d)", T_out, KC);
+    for (int t = 0; t < T_out; t++) {
+        float *r = col + (size_t)t * KC;
+        for (int k = 0; k < 3; k++) {
+            int ti = t * stride + k - 1;
+            if (ti < 0 || ti >= T_in) {
+                for (int ci = 0; ci < C_in; ci++) r[ci * 3 + k] = 0.0f;
+            } else {
+                const float *xr = x + (size_t)ti * C_in;
+                for (int ci = 0; ci < C_in; ci++) r[ci * 3 + k] = xr[ci];
+            }
+        }
+    }
+    int rc = at_matmul(c, col, T_out, W, bias, y, err);
+    free(col);
+    if (rc) return rc;
+    at_gelu(y, (size_t)T_out * (size_t)W->rows);
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* kernels.h - the CPU kernels on host float buffers (activations f32,
+ * row-major), behind the CPU backend.  Above src/compute only tests,
+ * benches and host-side feature extraction (Whisper's mel) use them;
+ * engines go through backend.h.
+ *
+ * Large products go through our blocked GEMM (compute/gemm.h; weights
+ * that are not f32 are converted to f32 in tiles, never as a whole copy);
+ * small ones (decoder steps) use fused dot-product kernels.  Both are
+ * chosen at run time by instruction set (AVX-512, AVX2/FMA/F16C), with a
+ * portable scalar fallback. */
+#ifndef AT_COMPUTE_KERNELS_H
+#define AT_COMPUTE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compute/dtype.h"
+#include "compute/pool.h"
+#include "core/error.h"
+
+/* A weight matrix [rows x cols] (rows = outputs, cols = inputs). */
+typedef struct at_matrix {
+    at_dtype type;
+    int rows, cols;
+    const void *data; /* rows * row_bytes bytes, any alignment */
+    size_t row_bytes; /* at_dtype_row_bytes(type, cols) */
+} at_matrix;
+
+/* Y[M x N] = X[M x K] * W^T (+ bias[N]), W [N x K]. Y must not alias X.
+ * Fails only on allocation failure (scratch memory). */
+int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
+              at_err *err);
+
+/* Row-wise layer norm over N columns: y = (x - mean)/sqrt(var + eps)*w + b.
+ * y may equal x. */
+void at_layer_norm(const float *x, int M, int N, const float *w, const float *b, float eps, float *y);
+/* GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)), in place. */
+void at_gelu(float *x, size_t n);
+/* In-place softmax of one row. */
+void at_softmax(float *x, int n);
+/* y[i] += x[i] */
+void at_add(float *y, const float *x, size_t n);
+float at_dot(const float *a, const float *b, int n);
+
+/* Multi-head scaled dot-product attention.
+ * Q: Tq rows (stride ldq floats), K/V: Tk rows (strides ldk/ldv); head h
+ * uses columns [h*hd, (h+1)*hd).  O: Tq rows, stride ldo.  causal >= 0:
+ * query i (at absolute position causal + i) sees keys 0..causal+i only;
+ * causal < 0: no mask.  Scale 1/sqrt(hd). */
+int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
+                 int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err);
+
+/* 1-D convolution, kernel 3, padding 1, stride 1 or 2, followed by GELU.
+ * x: T_in x C_in (time-major), W: [C_out x (C_in*3)] (PyTorch's
+ * [C_out, C_in, 3] flattened), y: T_out x C_out with
+ * T_out = (T_in + 2 - 3)/stride + 1. */
+int at_conv1d_k3_gelu(at_compute *c, const float *x, int T_in, int C_in, const at_matrix *W,
+                      const float *bias, int stride, float *y, at_err *err);
+
+#endif

@@ -1,0 +1,47 @@
+/* pool_impl.h - the compute context's insides, for the CPU kernels in
+ * src/compute only. */
+#ifndef AT_COMPUTE_POOL_IMPL_H
+#define AT_COMPUTE_POOL_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "compute/pool.h"
+
+/* Work is published as one atomic word: (generation << 40) | (n_chunks << 20)
+ * | next_chunk.  Threads claim chunks with compare-and-swap, so a worker
+ * that wakes up late for a finished round sees a new generation and never
+ * touches the old job.  Workers spin briefly before sleeping on a
+ * condition variable: a decoder step issues ~40 small parallel ops, and a
+ * futex wake-up per op would cost more than the ops themselves. */
+#define SPIN_ITERS 20000 /* pause iterations (well under 1 ms) before sleeping */
+#define MAX_CHUNKS ((1 << 20) - 1)
+
+struct at_compute {
+    int n;
+    int simd;   /* isa >= AT_ISA_AVX2: the dot-product kernels */
+    at_isa isa; /* GEMM kernels */
+    pthread_t *th;
+    int n_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_go, cv_done;
+    atomic_ullong work;
+    atomic_int done;
+    atomic_int stop;
+    int sleepers;   /* workers asleep on cv_go; guarded by mu */
+    int main_waits; /* caller asleep on cv_done; guarded by mu */
+    at_chunk_fn fn;
+    void *arg;
+    /* per-thread scratch, grown on the caller's thread before a run */
+    float **scr;
+    size_t scr_n;
+    float **pack;          /* per-thread at_gemm scratch (AT_GEMM_SCRATCH floats) */
+    pthread_mutex_t op_mu; /* one product at a time: callers may share the context */
+    at_compute *pool;      /* a client's shared pool (NULL: none) */
+};
+
+/* The context an operation runs on, with its op_mu held: the shared pool
+ * when it is free, else the caller's own.  Unlock r->op_mu when done. */
+at_compute *at_compute_op_begin(at_compute *c);
+
+#endif
