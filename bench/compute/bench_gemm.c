@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "compute/backend.h"
+#include "compute/kernels.h"
 #include "compute/gemm.h"
 
 static double now(void)

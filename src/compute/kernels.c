@@ -398,7 +398,10 @@ void at_layer_norm(const float *x, int M, int N, const float *w, const float *b,
         }
         var /= N;
         float inv = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
-        for (int i = 0; i < N; i++) yr[i] = (xr[i] - mu) * inv * w[i] + b[i];
+        if (b)
+            for (int i = 0; i < N; i++) yr[i] = (xr[i] - mu) * inv * w[i] + b[i];
+        else
+            for (int i = 0; i < N; i++) yr[i] = (xr[i] - mu) * inv * w[i];
     }
 }
 
@@ -411,6 +414,26 @@ void at_gelu(float *x, size_t n)
     }
 #endif
     for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void at_relu(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void at_silu(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+void at_sigmoid(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+void at_tanh(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
 }
 
 void at_softmax(float *x, int n)
@@ -439,6 +462,7 @@ typedef struct {
     const float *Q, *K, *V;
     int ldq, ldk, ldv, ldo;
     int Tq, Tk, n_head, hd, causal;
+    float scale;
     float *O;
 } att_job;
 
@@ -448,7 +472,7 @@ typedef struct {
  * sum of the values.  S: scratch of Tk floats. */
 static void att_one(const att_job *j, int h, int i, int tk, float *S)
 {
-    float scale = 1.0f / sqrtf((float)j->hd);
+    float scale = j->scale;
     int len = tk;
     if (j->causal >= 0 && j->causal + i + 1 < len) len = j->causal + i + 1;
     const float *q = j->Q + (size_t)i * j->ldq + h * j->hd;
@@ -472,7 +496,7 @@ static void att_task(void *p, int t, int ith)
 {
     att_job *j = p;
     float *S = j->c->scr[ith];
-    float scale = 1.0f / sqrtf((float)j->hd);
+    float scale = j->scale;
     {
         int h = t % j->n_head, i0 = (t / j->n_head) * ATT_CHUNK;
         int ch = j->Tq - i0 < ATT_CHUNK ? j->Tq - i0 : ATT_CHUNK;
@@ -501,7 +525,7 @@ static void att_task(void *p, int t, int ith)
 }
 
 int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
-                 int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err)
+                 int Tq, int Tk, int n_head, int hd, int causal, float scale, float *O, int ldo, at_err *err)
 {
     if (Tq <= 0 || Tk <= 0) return 0;
     at_compute *r = at_compute_op_begin(c);
@@ -509,7 +533,9 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
      * needs one row, not a whole chunk's */
     int rc = at_compute_reserve(r, (size_t)(Tq < ATT_CHUNK ? Tq : ATT_CHUNK) * (size_t)Tk, err);
     if (rc == 0) {
-        att_job j = {r, Q, K, V, ldq, ldk, ldv, ldo, Tq, Tk, n_head, hd, causal, O};
+        att_job j = {r,   Q,  K,  V,      ldq, ldk,    ldv,
+                     ldo, Tq, Tk, n_head, hd,  causal, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
+                     O};
         at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
     }
     pthread_mutex_unlock(&r->op_mu);

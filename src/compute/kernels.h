@@ -31,11 +31,16 @@ typedef struct at_matrix {
 int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
               at_err *err);
 
-/* Row-wise layer norm over N columns: y = (x - mean)/sqrt(var + eps)*w + b.
- * y may equal x. */
+/* Row-wise layer norm over N columns: y = (x - mean)/sqrt(var + eps)*w + b
+ * (b NULL: no bias).  y may equal x. */
 void at_layer_norm(const float *x, int M, int N, const float *w, const float *b, float eps, float *y);
 /* GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)), in place. */
 void at_gelu(float *x, size_t n);
+/* In place: max(x, 0); x sigmoid(x); 1/(1 + exp(-x)); tanh(x). */
+void at_relu(float *x, size_t n);
+void at_silu(float *x, size_t n);
+void at_sigmoid(float *x, size_t n);
+void at_tanh(float *x, size_t n);
 /* In-place softmax of one row. */
 void at_softmax(float *x, int n);
 /* y[i] += x[i] */
@@ -46,9 +51,9 @@ float at_dot(const float *a, const float *b, int n);
  * Q: Tq rows (stride ldq floats), K/V: Tk rows (strides ldk/ldv); head h
  * uses columns [h*hd, (h+1)*hd).  O: Tq rows, stride ldo.  causal >= 0:
  * query i (at absolute position causal + i) sees keys 0..causal+i only;
- * causal < 0: no mask.  Scale 1/sqrt(hd). */
+ * causal < 0: no mask.  scale <= 0: 1/sqrt(hd). */
 int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
-                 int Tq, int Tk, int n_head, int hd, int causal, float *O, int ldo, at_err *err);
+                 int Tq, int Tk, int n_head, int hd, int causal, float scale, float *O, int ldo, at_err *err);
 
 /* 1-D convolution, kernel 3, padding 1, stride 1 or 2, followed by GELU.
  * x: T_in x C_in (time-major), W: [C_out x (C_in*3)] (PyTorch's

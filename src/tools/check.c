@@ -168,7 +168,7 @@ int at_whisper_check_main(int argc, char **argv)
 
     at_err err = {0};
     int ret = 1;
-    float *pcm = NULL, *mel = NULL, *logits = NULL, *all = NULL, *margins = NULL;
+    float *pcm = NULL, *mel = NULL, *logits = NULL, *all = NULL, *margins = NULL, *enc = NULL;
     int *seq = NULL;
     at_whisper_state *st = NULL;
     at_whisper_kv *kv = NULL;
@@ -224,8 +224,13 @@ int at_whisper_check_main(int argc, char **argv)
             at_err_set(&err, AT_E_IO, "cannot create %s: %s", dump, strerror(errno));
             goto fail;
         }
-        int n_ctx;
-        const float *enc = at_whisper_encoder_output(st, &n_ctx);
+        int n_ctx = audio_ctx > 0 ? audio_ctx : hp->n_audio_ctx;
+        enc = malloc((size_t)n_ctx * hp->n_audio_state * sizeof(float));
+        if (!enc) {
+            at_err_set(&err, AT_E_NOMEM, "out of memory");
+            goto fail;
+        }
+        if (at_whisper_encoder_output(st, enc, (size_t)n_ctx * hp->n_audio_state, &n_ctx, &err)) goto fail;
         size_t s_mel[2] = {(size_t)hp->n_mels, AT_WHISPER_N_FRAMES};
         size_t s_enc[2] = {(size_t)n_ctx, (size_t)hp->n_audio_state};
         size_t s_log[2] = {(size_t)n_seq, (size_t)V};
@@ -261,6 +266,7 @@ out:
     at_whisper_model_free(m);
     free(pcm);
     free(mel);
+    free(enc);
     free(logits);
     free(all);
     free(seq);

@@ -162,12 +162,12 @@ static int vocab_build(const char *in_path, const at_whisper_model *m, vocab_t *
 }
 
 typedef struct {
-    const at_wtensor *t;
+    const at_nn_wtensor *t;
 } src_rows;
 
 static int row_from_tensor(void *user, int64_t row, float *dst, int n)
 {
-    const at_wtensor *t = ((src_rows *)user)->t;
+    const at_nn_wtensor *t = ((src_rows *)user)->t;
     int64_t cols = t->shape[t->n_dims - 1];
     if (cols == n) {
         size_t rb = at_dtype_row_bytes(t->type, cols);
@@ -213,8 +213,8 @@ int at_whisper_convert(const char *in_path, const char *out_path, const char *ty
                                     (const char *const *)voc.tok, voc.len, err)))
         goto out;
     const at_wsource *src = at_whisper_model_source(m);
-    for (size_t i = 0; i < src->n; i++) {
-        const at_wtensor *t = &src->t[i];
+    for (size_t i = 0; i < src->w.n; i++) {
+        const at_nn_wtensor *t = &src->w.t[i];
         int64_t shape[4];
         int nd = t->n_dims;
         memcpy(shape, t->shape, sizeof shape);

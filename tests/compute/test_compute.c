@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "compute/backend.h"
+#include "compute/kernels.h"
 #include "compute/gemm.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -188,7 +188,7 @@ static void test_attention(void **st)
             }
         for (int isa = AT_ISA_SCALAR; isa <= (int)at_isa_detect(); isa++) {
             at_compute_set_isa(c, (at_isa)isa);
-            assert_int_equal(at_attention(c, Q, D, K, D, V, D, Tq, Tk, H, hd, causal, O, D, &err), 0);
+            assert_int_equal(at_attention(c, Q, D, K, D, V, D, Tq, Tk, H, hd, causal, 0.0f, O, D, &err), 0);
             double e = max_rel(O, ref, (size_t)Tq * D);
             if (!(e < 1e-5))
                 fail_msg("%s attention Tq=%d Tk=%d causal=%d: error %g", at_isa_name((at_isa)isa), Tq, Tk,

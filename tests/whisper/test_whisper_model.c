@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "compute/backend.h"
+#include "compute/kernels.h"
 #include "engines/asr/whisper/model.h"
 #include "engines/asr/whisper/tokenizer.h"
 #include "engines/asr/whisper/npy.h"
@@ -104,11 +104,11 @@ static void run_model(const char *path, float **mel_out, float **enc_out, float 
     assert_non_null(s);
     assert_int_equal(at_whisper_encode(s, mel, 0, &err), 0);
     int n_ctx;
-    const float *enc = at_whisper_encoder_output(s, &n_ctx);
-    assert_int_equal(n_ctx, hp->n_audio_ctx);
-    float *e = malloc(sizeof(float) * (size_t)n_ctx * hp->n_audio_state);
+    float *e = malloc(sizeof(float) * (size_t)hp->n_audio_ctx * hp->n_audio_state);
     assert_non_null(e);
-    memcpy(e, enc, sizeof(float) * (size_t)n_ctx * hp->n_audio_state);
+    assert_int_equal(
+        at_whisper_encoder_output(s, e, (size_t)hp->n_audio_ctx * hp->n_audio_state, &n_ctx, &err), 0);
+    assert_int_equal(n_ctx, hp->n_audio_ctx);
     at_whisper_kv *kv = at_whisper_kv_new(m, &err);
     assert_non_null(kv);
     if (at_whisper_decode(s, kv, R.tokens, R.n_tokens, 1, logits, &err)) fail_msg("decode: %s", err.msg);
@@ -237,8 +237,13 @@ static void test_whisper_model_incremental(void **state)
     /* a shorter audio context works and gives finite output */
     assert_int_equal(at_whisper_encode(s, mel, 100, &err), 0);
     int n_ctx;
-    at_whisper_encoder_output(s, &n_ctx);
+    float *enc100 = malloc(sizeof(float) * 100 * (size_t)hp->n_audio_state);
+    assert_non_null(enc100);
+    assert_int_equal(at_whisper_encoder_output(s, enc100, 100 * (size_t)hp->n_audio_state, &n_ctx, &err), 0);
     assert_int_equal(n_ctx, 100);
+    /* too small a buffer is refused */
+    assert_int_equal(at_whisper_encoder_output(s, enc100, 99, &n_ctx, &err), AT_E_INVALID);
+    free(enc100);
     at_whisper_kv_truncate(kv, 0);
     assert_int_equal(at_whisper_decode(s, kv, R.tokens, R.n_prefix, 0, lg, &err), 0);
     for (int i = 0; i < V; i++) assert_true(isfinite(lg[i]));
@@ -990,7 +995,7 @@ static void test_whisper_model_kernels(void **state)
         Kk[i] = (float)((s = s * 6364136223846793005ull + 1) >> 40) / 8388608.0f - 1.0f;
         V[i] = (float)((s = s * 6364136223846793005ull + 1) >> 40) / 8388608.0f - 1.0f;
     }
-    assert_int_equal(at_attention(c, Q, D, Kk, D, V, D, T, T, H, D / H, 0, O, D, &err), 0);
+    assert_int_equal(at_attention(c, Q, D, Kk, D, V, D, T, T, H, D / H, 0, 0.0f, O, D, &err), 0);
     int hd = D / H;
     for (int i = 0; i < T; i++)
         for (int h = 0; h < H; h++) {
@@ -1009,7 +1014,7 @@ static void test_whisper_model_kernels(void **state)
             }
         }
     /* one query at position T-1 (decoder step path) equals the last row */
-    assert_int_equal(at_attention(c, Q + (T - 1) * D, D, Kk, D, V, D, 1, T, H, hd, T - 1, O1, D, &err), 0);
+    assert_int_equal(at_attention(c, Q + (T - 1) * D, D, Kk, D, V, D, 1, T, H, hd, T - 1, 0.0f, O1, D, &err), 0);
     assert_true(max_abs_diff(O1, O + (T - 1) * D, D) < 1e-5f);
     /* GELU against erf */
     float g[40];

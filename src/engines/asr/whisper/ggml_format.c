@@ -71,9 +71,9 @@ int at_dtype_from_name(const char *name, at_dtype *out)
 int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err)
 {
     memset(out, 0, sizeof *out);
-    int rc = at_wmap_file(path, &out->map, &out->map_size, err);
+    int rc = at_nn_map_file(path, &out->w.map, &out->w.map_size, err);
     if (rc) return rc;
-    cursor c = {out->map, 0, out->map_size, path};
+    cursor c = {out->w.map, 0, out->w.map_size, path};
     int32_t v;
     if ((rc = rd_i32(&c, &v, "magic", err))) goto fail;
     if ((uint32_t)v != GGML_MAGIC) {
@@ -145,7 +145,7 @@ int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err)
         if ((rc = rd_i32(&c, &nd, "tensor header", err)) || (rc = rd_i32(&c, &nl, "tensor header", err)) ||
             (rc = rd_i32(&c, &tt, "tensor header", err)))
             goto fail;
-        if (nd < 1 || nd > 4 || nl < 1 || nl >= AT_WT_NAME_MAX || !at_dtype_valid(tt) || tt == AT_DT_BF16) {
+        if (nd < 1 || nd > 4 || nl < 1 || nl >= AT_NN_NAME_MAX || !at_dtype_valid(tt) || tt == AT_DT_BF16) {
             rc = at_err_set(err, AT_E_CORRUPT,
                             "%s: bad tensor header at offset %zu (dims %d, name length %d, type %d)", path,
                             c.off - 12, nd, nl, tt);
@@ -171,7 +171,7 @@ int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err)
             rc = at_err_set(err, AT_E_CORRUPT, "%s: truncated file (tensor name)", path);
             goto fail;
         }
-        char name[AT_WT_NAME_MAX];
+        char name[AT_NN_NAME_MAX];
         memcpy(name, c.p + c.off, (size_t)nl);
         name[nl] = 0;
         c.off += (size_t)nl;
@@ -188,7 +188,8 @@ int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err)
             goto fail;
         }
         for (int i = 0; i < nd; i++) shape[i] = ne[nd - 1 - i];
-        if ((rc = at_wsource_add(out, name, (at_dtype)tt, nd, shape, c.p + c.off, (size_t)nbytes, err)))
+        if ((rc =
+                 at_nn_weights_add(&out->w, name, (at_dtype)tt, nd, shape, c.p + c.off, (size_t)nbytes, err)))
             goto fail;
         c.off += (size_t)nbytes;
     }

@@ -75,8 +75,9 @@ void at_whisper_state_free(at_whisper_state *s);
  * encoder positions to compute (<= n_audio_ctx; 0 = full 1500); a smaller
  * value encodes only the first 2*audio_ctx mel frames (for short audio). */
 int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err);
-/* The last encoder output: n_ctx x n_audio_state, row-major. */
-const float *at_whisper_encoder_output(const at_whisper_state *s, int *n_ctx);
+/* Copies the last encoder output (n_ctx x n_audio_state, row-major) into
+ * out, which has room for cap floats. */
+int at_whisper_encoder_output(at_whisper_state *s, float *out, size_t cap, int *n_ctx, at_err *err);
 
 at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err);
 void at_whisper_kv_free(at_whisper_kv *kv);

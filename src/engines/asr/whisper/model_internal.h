@@ -1,10 +1,10 @@
 /* model_internal.h - shared between the Whisper loaders, the model, the
  * converter and the tools.  Not a public interface.
  *
- * Both loaders produce the same thing: a table of named tensors pointing
- * into a memory-mapped file, using OpenAI/whisper.cpp tensor names
- * ("encoder.blocks.0.attn.query.weight") and PyTorch shape order
- * (outermost dimension first). */
+ * Both loaders produce the same thing: a weight table (nn/weights.h)
+ * pointing into a memory-mapped file, using OpenAI/whisper.cpp tensor
+ * names ("encoder.blocks.0.attn.query.weight") and PyTorch shape order
+ * (outermost dimension first); Hugging Face names are mapped to them. */
 #ifndef AT_ENGINES_ASR_WHISPER_MODEL_INTERNAL_H
 #define AT_ENGINES_ASR_WHISPER_MODEL_INTERNAL_H
 
@@ -13,24 +13,11 @@
 
 #include "compute/backend.h"
 #include "engines/asr/whisper/model.h"
-
-#define AT_WT_NAME_MAX 96
-
-typedef struct at_wtensor {
-    char name[AT_WT_NAME_MAX];
-    at_dtype type;
-    int n_dims;
-    int64_t shape[4]; /* PyTorch order */
-    const void *data;
-    size_t nbytes;
-} at_wtensor;
+#include "nn/weights.h"
 
 /* What a loader hands to the model builder. */
 typedef struct at_wsource {
-    void *map; /* mmapped file (weights), owned */
-    size_t map_size;
-    at_wtensor *t; /* owned */
-    size_t n, cap;
+    at_nn_weights w; /* OpenAI/whisper.cpp names, PyTorch shapes, into the mapped file */
     at_whisper_hparams hp;
     /* ggml only: mel filters and vocabulary inside the map */
     const uint8_t *filters; /* n_filt_mel x n_filt_fft floats, LE, unaligned */
@@ -41,15 +28,7 @@ typedef struct at_wsource {
     int is_hf;
 } at_wsource;
 
-/* mmap helpers (read-only, private). */
-int at_wmap_file(const char *path, void **map, size_t *size, at_err *err);
-void at_wunmap(void *map, size_t size);
-
 void at_wsource_free(at_wsource *s);
-/* Appends a tensor (name copied); fails on a duplicate or overlong name. */
-int at_wsource_add(at_wsource *s, const char *name, at_dtype type, int n_dims, const int64_t *shape,
-                   const void *data, size_t nbytes, at_err *err);
-const at_wtensor *at_wsource_find(const at_wsource *s, const char *name);
 
 /* Checks hparams for sane, bounded values (untrusted input). */
 int at_whisper_hparams_check(const at_whisper_hparams *hp, const char *what, at_err *err);

@@ -1,0 +1,419 @@
+/* backend_cpu.c - the CPU backend: host memory, and the kernels of
+ * kernels.c run on a compute context (a client of the process's pool).
+ *
+ * Weights made with at_tensor_from_host are used where they lie (a mapped
+ * file), so loading a model copies nothing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute/backend_impl.h"
+#include "compute/kernels.h"
+
+static const char CPU_KIND[] = "cpu";
+
+typedef struct {
+    at_backend base;
+    at_compute *c; /* NULL: allocation only */
+} cpu_backend;
+
+typedef struct {
+    at_buffer base;
+    int owned;
+} cpu_buffer;
+
+static at_compute *ctx(at_backend *be) { return ((cpu_backend *)be)->c; }
+
+at_compute *at_backend_compute(const at_backend *be)
+{
+    return be && be->kind == CPU_KIND ? ((const cpu_backend *)be)->c : NULL;
+}
+
+static inline float *F(const at_tensor *t) { return (float *)at_tensor_host(t); }
+static inline float *ROW(const at_tensor *t, int64_t r)
+{
+    return (float *)((char *)at_tensor_host(t) + (size_t)r * t->nb[1]);
+}
+static inline size_t LD(const at_tensor *t) { return t->nb[1] / sizeof(float); }
+
+/* Rows of a 2-D view: every operation treats dimensions above 1 as more
+ * rows, which needs them evenly strided. */
+static int rows_of(const at_tensor *t, at_err *err)
+{
+    if ((t->ne[2] > 1 && t->nb[2] != t->nb[1] * (size_t)t->ne[1]) ||
+        (t->ne[3] > 1 && t->nb[3] != t->nb[2] * (size_t)t->ne[2]))
+        return at_err_set(err, AT_E_UNSUPPORTED, "cpu backend: tensor with gaps between its matrices");
+    return 0;
+}
+
+/* --------------------------------------------------------------- memory */
+
+static at_buffer *buf_new(at_backend *be, size_t bytes, at_err *err)
+{
+    cpu_buffer *b = calloc(1, sizeof *b);
+    void *p = NULL;
+    if (!b || posix_memalign(&p, 64, bytes) != 0) {
+        free(b);
+        at_err_set(err, AT_E_NOMEM, "out of memory (%zu bytes for a tensor)", bytes);
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    b->base.ops = be->ops;
+    b->base.kind = CPU_KIND;
+    b->base.base = p;
+    b->base.size = bytes;
+    b->owned = 1;
+    return &b->base;
+}
+
+static at_buffer *buf_from_host(at_backend *be, const void *data, size_t bytes, at_err *err)
+{
+    cpu_buffer *b = calloc(1, sizeof *b);
+    if (!b) {
+        at_err_set(err, AT_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    b->base.ops = be->ops;
+    b->base.kind = CPU_KIND;
+    b->base.base = (void *)data; /* read-only by contract: weights are never an output */
+    b->base.size = bytes;
+    return &b->base;
+}
+
+static void buf_free(at_buffer *ab)
+{
+    cpu_buffer *b = (cpu_buffer *)ab;
+    if (b->owned) free(b->base.base);
+    free(b);
+}
+
+static size_t rbytes(const at_tensor *t) { return at_dtype_row_bytes(t->type, t->ne[0]); }
+
+static int upload(at_backend *be, at_tensor *dst, const void *src, at_err *err)
+{
+    (void)be;
+    if (rows_of(dst, err)) return AT_E_UNSUPPORTED;
+    size_t rb = rbytes(dst);
+    for (int64_t r = 0; r < at_tensor_rows(dst); r++)
+        memcpy((char *)at_tensor_host(dst) + (size_t)r * dst->nb[1], (const char *)src + (size_t)r * rb, rb);
+    return 0;
+}
+
+static int download(at_backend *be, const at_tensor *src, void *dst, at_err *err)
+{
+    (void)be;
+    if (rows_of(src, err)) return AT_E_UNSUPPORTED;
+    size_t rb = rbytes(src);
+    for (int64_t r = 0; r < at_tensor_rows(src); r++)
+        memcpy((char *)dst + (size_t)r * rb, (const char *)at_tensor_host(src) + (size_t)r * src->nb[1], rb);
+    return 0;
+}
+
+static int sync_(at_backend *be, at_err *err)
+{
+    (void)be;
+    (void)err;
+    return 0; /* operations run to completion when called */
+}
+
+static int need_ctx(at_backend *be, at_err *err)
+{
+    if (!ctx(be))
+        return at_err_set(err, AT_E_INVALID, "cpu backend without a compute context runs no operation");
+    return 0;
+}
+
+/* ----------------------------------------------------------- operations */
+
+static at_matrix matrix_of(const at_tensor *w)
+{
+    at_matrix m = {w->type, (int)at_tensor_rows(w), (int)at_tensor_cols(w), at_tensor_host(w), w->nb[1]};
+    return m;
+}
+
+static int contiguous_f32(const at_tensor *t, const char *op, at_err *err)
+{
+    if (!at_tensor_contiguous(t))
+        return at_err_set(err, AT_E_UNSUPPORTED, "cpu %s: activations must be contiguous", op);
+    return 0;
+}
+
+static int matmul(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *bias, at_tensor *y,
+                  at_err *err)
+{
+    int rc;
+    if ((rc = need_ctx(be, err)) || (rc = contiguous_f32(x, "matmul", err)) ||
+        (rc = contiguous_f32(y, "matmul", err)))
+        return rc;
+    at_matrix W = matrix_of(w);
+    return at_matmul(ctx(be), F(x), (int)at_tensor_rows(x), &W, bias ? F(bias) : NULL, F(y), err);
+}
+
+static int layer_norm(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *b, float eps,
+                      at_tensor *y, at_err *err)
+{
+    (void)be;
+    if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
+    int N = (int)at_tensor_cols(x);
+    for (int64_t r = 0; r < at_tensor_rows(x); r++)
+        at_layer_norm(ROW(x, r), 1, N, F(w), b ? F(b) : NULL, eps, ROW(y, r));
+    return 0;
+}
+
+/* y = x row by row (a no-op when they are the same memory). */
+static void copy_rows(const at_tensor *x, at_tensor *y)
+{
+    size_t n = (size_t)at_tensor_cols(x) * sizeof(float);
+    for (int64_t r = 0; r < at_tensor_rows(x); r++)
+        if (ROW(x, r) != ROW(y, r)) memmove(ROW(y, r), ROW(x, r), n);
+}
+
+static int act(at_backend *be, at_act a, const at_tensor *x, at_tensor *y, at_err *err)
+{
+    (void)be;
+    if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
+    copy_rows(x, y);
+    size_t n = (size_t)at_tensor_cols(y);
+    for (int64_t r = 0; r < at_tensor_rows(y); r++) {
+        float *row = ROW(y, r);
+        switch (a) {
+        case AT_ACT_GELU: at_gelu(row, n); break;
+        case AT_ACT_RELU: at_relu(row, n); break;
+        case AT_ACT_SILU: at_silu(row, n); break;
+        case AT_ACT_TANH: at_tanh(row, n); break;
+        case AT_ACT_SIGMOID: at_sigmoid(row, n); break;
+        default: break;
+        }
+    }
+    return 0;
+}
+
+static int softmax(at_backend *be, const at_tensor *x, at_tensor *y, at_err *err)
+{
+    (void)be;
+    if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
+    copy_rows(x, y);
+    for (int64_t r = 0; r < at_tensor_rows(y); r++) at_softmax(ROW(y, r), (int)at_tensor_cols(y));
+    return 0;
+}
+
+static int add(at_backend *be, const at_tensor *a, const at_tensor *b, at_tensor *y, at_err *err)
+{
+    (void)be;
+    if (rows_of(a, err) || rows_of(b, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
+    copy_rows(a, y);
+    int64_t rb = at_tensor_rows(b);
+    for (int64_t r = 0; r < at_tensor_rows(y); r++)
+        at_add(ROW(y, r), ROW(b, rb == 1 ? 0 : r), (size_t)at_tensor_cols(y));
+    return 0;
+}
+
+static int scale(at_backend *be, const at_tensor *x, float s, at_tensor *y, at_err *err)
+{
+    (void)be;
+    if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
+    copy_rows(x, y);
+    for (int64_t r = 0; r < at_tensor_rows(y); r++) {
+        float *row = ROW(y, r);
+        for (int64_t i = 0; i < at_tensor_cols(y); i++) row[i] *= s;
+    }
+    return 0;
+}
+
+static int get_rows(at_backend *be, const at_tensor *table, const int *ids, int n, at_tensor *y, at_err *err)
+{
+    (void)be;
+    if (rows_of(y, err) || rows_of(table, err)) return AT_E_UNSUPPORTED;
+    for (int i = 0; i < n; i++)
+        at_dequant_row(table->type, (const char *)at_tensor_host(table) + (size_t)ids[i] * table->nb[1],
+                       ROW(y, i), (int)at_tensor_cols(table));
+    return 0;
+}
+
+static int copy(at_backend *be, const at_tensor *src, at_tensor *dst, at_err *err)
+{
+    (void)be;
+    if (rows_of(src, err) || rows_of(dst, err)) return AT_E_UNSUPPORTED;
+    copy_rows(src, dst);
+    return 0;
+}
+
+/* Time steps per piece of a convolution: its im2col matrix stays near
+ * 4 MB however long the signal (a VITS decoder upsamples to 100k+ steps). */
+static int conv_piece(int64_t cols)
+{
+    int64_t t = ((int64_t)1 << 20) / (cols > 0 ? cols : 1);
+    return t < 16 ? 16 : t > 4096 ? 4096 : (int)t;
+}
+
+/* Direct convolution: per group and piece of time, im2col (each row the
+ * taps of every input channel of the group, in PyTorch's [C_in/g][K]
+ * order) times the group's weight rows. */
+static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, const at_conv1d_params *p,
+                       at_tensor *y, at_err *err)
+{
+    int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
+    int T_out = (int)at_tensor_rows(y), g = p->groups, cig = C_in / g, cog = C_out / g, K = p->kernel;
+    int KC = cig * K, piece = conv_piece(KC);
+    float *col = malloc((size_t)piece * (size_t)KC * sizeof(float));
+    float *tmp = g > 1 ? malloc((size_t)piece * (size_t)cog * sizeof(float)) : NULL;
+    if (!col || (g > 1 && !tmp)) {
+        free(col);
+        free(tmp);
+        return at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", piece, KC);
+    }
+    at_matrix W = matrix_of(w);
+    int rc = 0;
+    for (int gi = 0; gi < g && !rc; gi++) {
+        at_matrix Wg = W;
+        Wg.rows = cog;
+        Wg.data = (const char *)W.data + (size_t)gi * cog * W.row_bytes;
+        for (int t0 = 0; t0 < T_out && !rc; t0 += piece) {
+            int nt = T_out - t0 < piece ? T_out - t0 : piece;
+            for (int t = 0; t < nt; t++) {
+                float *r = col + (size_t)t * KC;
+                for (int k = 0; k < K; k++) {
+                    int ti = (t0 + t) * p->stride + k * p->dilation - p->padding;
+                    const float *xr = ti >= 0 && ti < T_in ? F(x) + (size_t)ti * C_in + gi * cig : NULL;
+                    for (int ci = 0; ci < cig; ci++) r[ci * K + k] = xr ? xr[ci] : 0.0f;
+                }
+            }
+            float *out = g > 1 ? tmp : F(y) + (size_t)t0 * C_out;
+            rc = at_matmul(c, col, nt, &Wg, NULL, out, err);
+            if (!rc && g > 1)
+                for (int t = 0; t < nt; t++)
+                    memcpy(F(y) + (size_t)(t0 + t) * C_out + gi * cog, tmp + (size_t)t * cog,
+                           (size_t)cog * sizeof(float));
+        }
+    }
+    free(col);
+    free(tmp);
+    return rc;
+}
+
+/* Transposed convolution: per group, Z = x_g W_g ([T_in x C_in/g] times
+ * [C_in/g x C_out/g*K], W_g converted to f32 and transposed once per call),
+ * then each input step's taps are added into the outputs they reach. */
+static int conv_transposed(at_compute *c, const at_tensor *x, const at_tensor *w, const at_conv1d_params *p,
+                           at_tensor *y, at_err *err)
+{
+    int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
+    int T_out = (int)at_tensor_rows(y), g = p->groups, cig = C_in / g, cog = C_out / g, K = p->kernel;
+    int NK = cog * K, piece = conv_piece(NK > cig ? NK : cig);
+    float *wt = malloc((size_t)NK * (size_t)cig * sizeof(float));
+    float *row = malloc((size_t)NK * sizeof(float));
+    float *xg = malloc((size_t)piece * (size_t)cig * sizeof(float));
+    float *z = malloc((size_t)piece * (size_t)NK * sizeof(float));
+    int rc = 0;
+    if (!wt || !row || !xg || !z) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv_transpose1d of %d x %d)", NK, cig);
+        goto out;
+    }
+    memset(F(y), 0, (size_t)T_out * C_out * sizeof(float));
+    for (int gi = 0; gi < g && !rc; gi++) {
+        for (int ci = 0; ci < cig; ci++) {
+            at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)(gi * cig + ci) * w->nb[1], row,
+                           NK);
+            for (int j = 0; j < NK; j++) wt[(size_t)j * cig + ci] = row[j];
+        }
+        at_matrix Wt = {AT_DT_F32, NK, cig, wt, (size_t)cig * sizeof(float)};
+        for (int t0 = 0; t0 < T_in && !rc; t0 += piece) {
+            int nt = T_in - t0 < piece ? T_in - t0 : piece;
+            for (int t = 0; t < nt; t++)
+                memcpy(xg + (size_t)t * cig, F(x) + (size_t)(t0 + t) * C_in + gi * cig,
+                       (size_t)cig * sizeof(float));
+            if ((rc = at_matmul(c, xg, nt, &Wt, NULL, z, err))) break;
+            for (int t = 0; t < nt; t++) {
+                const float *zr = z + (size_t)t * NK;
+                for (int k = 0; k < K; k++) {
+                    int to = (t0 + t) * p->stride - p->padding + k * p->dilation;
+                    if (to < 0 || to >= T_out) continue;
+                    float *yr = F(y) + (size_t)to * C_out + gi * cog;
+                    for (int co = 0; co < cog; co++) yr[co] += zr[co * K + k];
+                }
+            }
+        }
+    }
+out:
+    free(wt);
+    free(row);
+    free(xg);
+    free(z);
+    return rc;
+}
+
+static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *bias,
+                  const at_conv1d_params *p, int transposed, at_tensor *y, at_err *err)
+{
+    int rc = need_ctx(be, err);
+    if (rc) return rc;
+    rc = transposed ? conv_transposed(ctx(be), x, w, p, y, err) : conv_direct(ctx(be), x, w, p, y, err);
+    if (!rc && bias)
+        for (int64_t t = 0; t < at_tensor_rows(y); t++) at_add(ROW(y, t), F(bias), (size_t)at_tensor_cols(y));
+    return rc;
+}
+
+static int same_view(const at_tensor *a, const at_tensor *b)
+{
+    return a->buf == b->buf && a->offs == b->offs && a->nb[1] == b->nb[1];
+}
+
+static int attention(at_backend *be, const at_tensor *q, const at_attn_seq *seqs, int n_seqs, int n_head,
+                     float scale, at_tensor *o, at_err *err)
+{
+    int rc = need_ctx(be, err);
+    if (rc) return rc;
+    if (rows_of(q, err) || rows_of(o, err)) return AT_E_UNSUPPORTED;
+    int D = (int)at_tensor_cols(q), hd = D / n_head;
+    for (int i = 0; i < n_seqs && !rc;) {
+        const at_attn_seq *s = &seqs[i];
+        /* consecutive sequences on the same keys without a causal mask
+         * (beams and samples on one audio) are one call: their queries
+         * are rows of one product */
+        int rows = s->n_q, e = i + 1;
+        while (s->causal < 0 && e < n_seqs && seqs[e].causal < 0 && seqs[e].n_kv == s->n_kv &&
+               seqs[e].q_row == s->q_row + rows && same_view(seqs[e].k, s->k) && same_view(seqs[e].v, s->v))
+            rows += seqs[e++].n_q;
+        if (rows > 0)
+            rc = at_attention(ctx(be), ROW(q, s->q_row), (int)LD(q), F(s->k), (int)LD(s->k), F(s->v),
+                              (int)LD(s->v), rows, s->n_kv, n_head, hd, s->causal, scale, ROW(o, s->q_row),
+                              (int)LD(o), err);
+        i = e;
+    }
+    return rc;
+}
+
+static void cpu_free(at_backend *be) { free(be); }
+
+static const at_backend_ops CPU_OPS = {
+    .name = "cpu",
+    .buffer_new = buf_new,
+    .buffer_from_host = buf_from_host,
+    .buffer_free = buf_free,
+    .upload = upload,
+    .download = download,
+    .sync = sync_,
+    .matmul = matmul,
+    .layer_norm = layer_norm,
+    .act = act,
+    .softmax = softmax,
+    .add = add,
+    .scale = scale,
+    .get_rows = get_rows,
+    .copy = copy,
+    .conv1d = conv1d,
+    .attention = attention,
+    .free = cpu_free,
+};
+
+at_backend *at_backend_cpu_new(at_compute *c, at_err *err)
+{
+    cpu_backend *b = calloc(1, sizeof *b);
+    if (!b) {
+        at_err_set(err, AT_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    b->base.ops = &CPU_OPS;
+    b->base.kind = CPU_KIND;
+    b->c = c;
+    return &b->base;
+}

@@ -1,0 +1,403 @@
+/* layers.c - transformer blocks on the compute interface. */
+#include "nn/layers.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(expr)                                                                                          \
+    do {                                                                                                     \
+        int rc_ = (expr);                                                                                    \
+        if (rc_) return rc_;                                                                                 \
+    } while (0)
+
+/* ---------------------------------------------------------------- loading */
+
+void at_nn_loader_init(at_nn_loader *L, const at_nn_weights *w, at_backend *be)
+{
+    memset(L, 0, sizeof *L);
+    L->w = w;
+    L->be = be;
+}
+
+void at_nn_loader_release(at_nn_loader *L)
+{
+    for (size_t i = 0; i < L->n_owned; i++) at_tensor_free(&L->owned[i]);
+    free(L->owned);
+    L->owned = NULL;
+    L->n_owned = L->cap_owned = 0;
+    L->bytes = 0;
+}
+
+/* Records t so that at_nn_loader_release frees it. */
+static int keep(at_nn_loader *L, const at_tensor *t, at_err *err)
+{
+    if (L->n_owned == L->cap_owned) {
+        size_t nc = L->cap_owned ? L->cap_owned * 2 : 256;
+        at_tensor *o = realloc(L->owned, nc * sizeof *o);
+        if (!o) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        L->owned = o;
+        L->cap_owned = nc;
+    }
+    L->owned[L->n_owned++] = *t;
+    L->bytes += at_tensor_nbytes(t);
+    return 0;
+}
+
+static const at_nn_wtensor *need(const at_nn_weights *w, const char *name, at_err *err)
+{
+    const at_nn_wtensor *t = at_nn_weights_find(w, name);
+    if (!t) at_err_set(err, AT_E_CORRUPT, "model has no tensor %s", name);
+    return t;
+}
+
+int at_nn_weight_rows(const at_nn_weights *w, const char *name, int max, int *rows, at_err *err)
+{
+    const at_nn_wtensor *t = need(w, name, err);
+    if (!t) return AT_E_CORRUPT;
+    if (t->n_dims < 2 || t->shape[0] < 1 || t->shape[0] > max)
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has a bad shape", name);
+    *rows = (int)t->shape[0];
+    return 0;
+}
+
+int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int kernel, const char *name,
+                      at_err *err)
+{
+    const at_nn_wtensor *t = need(L->w, name, err);
+    if (!t) return AT_E_CORRUPT;
+    int ok = kernel > 0
+                 ? (t->n_dims == 3 && t->shape[0] == rows && t->shape[1] == cols && t->shape[2] == kernel)
+                 : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
+    if (!ok)
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has shape [%lld %lld %lld], expected [%d %d %d]",
+                          name, (long long)t->shape[0], (long long)(t->n_dims > 1 ? t->shape[1] : 0),
+                          (long long)(t->n_dims > 2 ? t->shape[2] : 0), rows, cols, kernel > 0 ? kernel : 0);
+    int64_t ne[2] = {(int64_t)cols * (kernel > 0 ? kernel : 1), rows};
+    size_t rb = at_dtype_row_bytes(t->type, ne[0]);
+    if (!rb || rb * (size_t)rows != t->nbytes)
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has a bad size", name);
+    CHECK(at_tensor_from_host(L->be, out, t->type, 2, ne, t->data, t->nbytes, err));
+    return keep(L, out, err);
+}
+
+int at_nn_load_host_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const float *data, at_err *err)
+{
+    CHECK(at_tensor_new_2d(L->be, out, AT_DT_F32, cols, rows, err));
+    int rc = at_tensor_upload(L->be, out, data, (size_t)rows * cols * sizeof(float), err);
+    if (rc) {
+        at_tensor_free(out);
+        return rc;
+    }
+    return keep(L, out, err);
+}
+
+int at_nn_load_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const char *name, at_err *err)
+{
+    const at_nn_wtensor *t = need(L->w, name, err);
+    if (!t) return AT_E_CORRUPT;
+    int64_t n = (int64_t)rows * cols;
+    if (at_nn_wtensor_numel(t) != n)
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has %lld values, expected %lld", name,
+                          (long long)at_nn_wtensor_numel(t), (long long)n);
+    int64_t c = t->shape[t->n_dims - 1], r = n / (c ? c : 1);
+    size_t rb = at_dtype_row_bytes(t->type, c);
+    if (!rb || rb * (size_t)r != t->nbytes)
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has a bad size", name);
+    float *host = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!host) return at_err_set(err, AT_E_NOMEM, "out of memory (%lld values of %s)", (long long)n, name);
+    for (int64_t i = 0; i < r; i++)
+        at_dequant_row(t->type, (const uint8_t *)t->data + (size_t)i * rb, host + i * c, (int)c);
+    int rc = at_nn_load_host_f32(L, out, rows, cols, host, err);
+    free(host);
+    return rc;
+}
+
+/* printf into a bounded name buffer. */
+static int name_of(char *buf, size_t cap, at_err *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) return at_err_set(err, AT_E_INVALID, "tensor name too long");
+    return 0;
+}
+
+int at_nn_load_linear(at_nn_loader *L, at_nn_linear *l, int out, int in, int bias, const char *prefix,
+                      at_err *err)
+{
+    char n[AT_NN_NAME_MAX];
+    memset(l, 0, sizeof *l);
+    CHECK(name_of(n, sizeof n, err, "%s.weight", prefix));
+    CHECK(at_nn_load_matrix(L, &l->w, out, in, 0, n, err));
+    if (bias != AT_NN_BIAS) return 0;
+    CHECK(name_of(n, sizeof n, err, "%s.bias", prefix));
+    return at_nn_load_f32(L, &l->b, 1, out, n, err);
+}
+
+int at_nn_load_norm(at_nn_loader *L, at_nn_norm *nm, int d, const char *prefix, at_err *err)
+{
+    char n[AT_NN_NAME_MAX];
+    memset(nm, 0, sizeof *nm);
+    CHECK(name_of(n, sizeof n, err, "%s.weight", prefix));
+    CHECK(at_nn_load_f32(L, &nm->w, 1, d, n, err));
+    CHECK(name_of(n, sizeof n, err, "%s.bias", prefix));
+    return at_nn_load_f32(L, &nm->b, 1, d, n, err);
+}
+
+static int load_attn(at_nn_loader *L, at_nn_attn *a, int d, const at_nn_layer_names *nm, const char *pfx,
+                     at_err *err)
+{
+    char n[AT_NN_NAME_MAX];
+    CHECK(name_of(n, sizeof n, err, "%s.%s", pfx, nm->q));
+    CHECK(at_nn_load_linear(L, &a->q, d, d, AT_NN_BIAS, n, err));
+    CHECK(name_of(n, sizeof n, err, "%s.%s", pfx, nm->k));
+    CHECK(at_nn_load_linear(L, &a->k, d, d, nm->k_bias ? AT_NN_BIAS : AT_NN_NO_BIAS, n, err));
+    CHECK(name_of(n, sizeof n, err, "%s.%s", pfx, nm->v));
+    CHECK(at_nn_load_linear(L, &a->v, d, d, AT_NN_BIAS, n, err));
+    CHECK(name_of(n, sizeof n, err, "%s.%s", pfx, nm->o));
+    return at_nn_load_linear(L, &a->o, d, d, AT_NN_BIAS, n, err);
+}
+
+int at_nn_load_layer(at_nn_loader *L, at_nn_layer *y, const at_nn_cfg *cfg, const at_nn_layer_names *nm,
+                     int i, at_err *err)
+{
+    char n[AT_NN_NAME_MAX];
+    int d = cfg->d_model, f = cfg->d_ffn;
+    memset(y, 0, sizeof *y);
+    CHECK(name_of(n, sizeof n, err, nm->self_norm, i));
+    CHECK(at_nn_load_norm(L, &y->self_norm, d, n, err));
+    CHECK(name_of(n, sizeof n, err, nm->self_attn, i));
+    CHECK(load_attn(L, &y->self, d, nm, n, err));
+    if (nm->cross_attn) {
+        y->has_cross = 1;
+        CHECK(name_of(n, sizeof n, err, nm->cross_norm, i));
+        CHECK(at_nn_load_norm(L, &y->cross_norm, d, n, err));
+        CHECK(name_of(n, sizeof n, err, nm->cross_attn, i));
+        CHECK(load_attn(L, &y->cross, d, nm, n, err));
+    }
+    CHECK(name_of(n, sizeof n, err, nm->ffn_norm, i));
+    CHECK(at_nn_load_norm(L, &y->ffn_norm, d, n, err));
+    CHECK(name_of(n, sizeof n, err, nm->fc1, i));
+    CHECK(at_nn_load_linear(L, &y->fc1, f, d, AT_NN_BIAS, n, err));
+    CHECK(name_of(n, sizeof n, err, nm->fc2, i));
+    return at_nn_load_linear(L, &y->fc2, d, f, AT_NN_BIAS, n, err);
+}
+
+/* ---------------------------------------------------------------- running */
+
+int at_nn_scratch_reserve(at_nn_scratch *s, at_backend *be, int rows, int d, int d_ffn, at_err *err)
+{
+    if (rows <= s->rows && d == s->d && d_ffn <= s->d_ffn) return 0;
+    if (s->rows && d != s->d) return at_err_set(err, AT_E_INVALID, "scratch of another width");
+    int r = rows > s->rows ? rows : s->rows, f = d_ffn > s->d_ffn ? d_ffn : s->d_ffn;
+    at_nn_scratch_free(s);
+    at_tensor *t[] = {&s->y, &s->q, &s->k, &s->v, &s->a};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (at_tensor_new_2d(be, t[i], AT_DT_F32, d, r, err)) goto fail;
+    if (at_tensor_new_2d(be, &s->f, AT_DT_F32, f, r, err)) goto fail;
+    s->rows = r;
+    s->d = d;
+    s->d_ffn = f;
+    return 0;
+fail:
+    at_nn_scratch_free(s);
+    return err && err->code < 0 ? err->code : AT_E_NOMEM;
+}
+
+void at_nn_scratch_free(at_nn_scratch *s)
+{
+    at_tensor *t[] = {&s->y, &s->q, &s->k, &s->v, &s->a, &s->f};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) at_tensor_free(t[i]);
+    s->rows = s->d = s->d_ffn = 0;
+}
+
+int at_nn_linear_run(at_backend *be, const at_nn_linear *l, const at_tensor *x, at_tensor *y, at_err *err)
+{
+    return at_op_matmul(be, x, &l->w, &l->b, y, err);
+}
+
+int at_nn_norm_run(at_backend *be, const at_nn_norm *n, float eps, const at_tensor *x, at_tensor *y,
+                   at_err *err)
+{
+    return at_op_layer_norm(be, x, &n->w, &n->b, eps, y, err);
+}
+
+/* The first R rows of a scratch tensor. */
+static at_tensor rows(const at_tensor *t, int R) { return at_tensor_view_rows(t, 0, R); }
+
+/* The input of a sub-block: norm(x) in y for pre-norm layers, x itself
+ * for post-norm ones. */
+static int sub_in(at_backend *be, const at_nn_norm *n, const at_nn_cfg *cfg, const at_tensor *x, at_tensor *y,
+                  const at_tensor **in, at_err *err)
+{
+    if (!cfg->pre_norm) {
+        *in = x;
+        return 0;
+    }
+    *in = y;
+    return at_nn_norm_run(be, n, cfg->eps, x, y, err);
+}
+
+/* x += out, then, for post-norm layers, x = norm(x). */
+static int sub_out(at_backend *be, const at_nn_norm *n, const at_nn_cfg *cfg, at_tensor *x,
+                   const at_tensor *out, at_err *err)
+{
+    CHECK(at_op_add(be, x, out, x, err));
+    return cfg->pre_norm ? 0 : at_nn_norm_run(be, n, cfg->eps, x, x, err);
+}
+
+static int ffn(at_backend *be, const at_nn_layer *ly, const at_nn_cfg *cfg, at_tensor *x, at_nn_scratch *s,
+               int R, at_err *err)
+{
+    /* this layer's width: the scratch may be wider */
+    at_tensor y = rows(&s->y, R), f = at_tensor_reshape_2d(&s->f, ly->fc1.w.ne[1], R);
+    const at_tensor *in;
+    CHECK(sub_in(be, &ly->ffn_norm, cfg, x, &y, &in, err));
+    CHECK(at_nn_linear_run(be, &ly->fc1, in, &f, err));
+    if (cfg->act != AT_ACT_NONE) CHECK(at_op_act(be, cfg->act, &f, &f, err));
+    CHECK(at_nn_linear_run(be, &ly->fc2, &f, &y, err));
+    return sub_out(be, &ly->ffn_norm, cfg, x, &y, err);
+}
+
+static int check_batch(const at_tensor *x, const at_nn_cfg *cfg, const at_nn_scratch *s, at_err *err)
+{
+    if (at_tensor_cols(x) != cfg->d_model || at_tensor_rows(x) > s->rows || s->d != cfg->d_model)
+        return at_err_set(err, AT_E_INVALID, "layer: %lld rows of %lld for a scratch of %d x %d",
+                          (long long)at_tensor_rows(x), (long long)at_tensor_cols(x), s->rows, s->d);
+    return 0;
+}
+
+int at_nn_encoder_layer(at_backend *be, const at_nn_layer *ly, const at_nn_cfg *cfg, at_tensor *x,
+                        const at_nn_span *spans, int n_spans, at_nn_scratch *s, at_err *err)
+{
+    CHECK(check_batch(x, cfg, s, err));
+    int R = (int)at_tensor_rows(x);
+    at_tensor y = rows(&s->y, R), q = rows(&s->q, R), k = rows(&s->k, R), v = rows(&s->v, R),
+              a = rows(&s->a, R);
+    const at_tensor *in;
+    CHECK(sub_in(be, &ly->self_norm, cfg, x, &y, &in, err));
+    CHECK(at_nn_linear_run(be, &ly->self.q, in, &q, err));
+    CHECK(at_nn_linear_run(be, &ly->self.k, in, &k, err));
+    CHECK(at_nn_linear_run(be, &ly->self.v, in, &v, err));
+    at_attn_seq one[8], *as = n_spans <= 8 ? one : malloc((size_t)n_spans * sizeof *as);
+    at_tensor kv_one[16], *kv = n_spans <= 8 ? kv_one : malloc((size_t)n_spans * 2 * sizeof *kv);
+    if (!as || !kv) {
+        if (as != one) free(as);
+        if (kv != kv_one) free(kv);
+        return at_err_set(err, AT_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n_spans; i++) {
+        kv[2 * i] = at_tensor_view_rows(&k, spans[i].row0, spans[i].n);
+        kv[2 * i + 1] = at_tensor_view_rows(&v, spans[i].row0, spans[i].n);
+        as[i] = (at_attn_seq){spans[i].row0, spans[i].n, &kv[2 * i], &kv[2 * i + 1], spans[i].n, -1};
+    }
+    int rc = at_op_attention(be, &q, as, n_spans, cfg->n_head, cfg->attn_scale, &a, err);
+    if (as != one) free(as);
+    if (kv != kv_one) free(kv);
+    if (rc) return rc;
+    CHECK(at_nn_linear_run(be, &ly->self.o, &a, &y, err));
+    CHECK(sub_out(be, &ly->self_norm, cfg, x, &y, err));
+    return ffn(be, ly, cfg, x, s, R, err);
+}
+
+int at_nn_decoder_layer(at_backend *be, const at_nn_layer *ly, const at_nn_cfg *cfg, at_tensor *x,
+                        const at_nn_dec_seq *seqs, int n_seqs, at_nn_scratch *s, at_err *err)
+{
+    CHECK(check_batch(x, cfg, s, err));
+    if (!ly->has_cross) return at_err_set(err, AT_E_INVALID, "decoder layer without cross-attention");
+    int R = (int)at_tensor_rows(x), rc = 0;
+    at_tensor y = rows(&s->y, R), q = rows(&s->q, R), k = rows(&s->k, R), v = rows(&s->v, R),
+              a = rows(&s->a, R);
+    at_attn_seq one[16], *as = n_seqs <= 16 ? one : malloc((size_t)n_seqs * sizeof *as);
+    if (!as) return at_err_set(err, AT_E_NOMEM, "out of memory");
+
+    /* causal self-attention over each sequence's cache and new rows */
+    const at_tensor *in;
+    if ((rc = sub_in(be, &ly->self_norm, cfg, x, &y, &in, err)) ||
+        (rc = at_nn_linear_run(be, &ly->self.q, in, &q, err)) ||
+        (rc = at_nn_linear_run(be, &ly->self.k, in, &k, err)) ||
+        (rc = at_nn_linear_run(be, &ly->self.v, in, &v, err)))
+        goto out;
+    for (int i = 0; i < n_seqs; i++) {
+        const at_nn_dec_seq *sq = &seqs[i];
+        if (sq->past < 0 || sq->n < 1 || sq->past + sq->n > at_tensor_rows(&sq->self_k) ||
+            sq->past + sq->n > at_tensor_rows(&sq->self_v)) {
+            rc = at_err_set(err, AT_E_TOO_LARGE, "decoder: %d + %d positions exceed the cache", sq->past,
+                            sq->n);
+            goto out;
+        }
+        at_tensor ck = at_tensor_view_rows(&sq->self_k, sq->past, sq->n);
+        at_tensor cv = at_tensor_view_rows(&sq->self_v, sq->past, sq->n);
+        at_tensor nk = at_tensor_view_rows(&k, sq->row0, sq->n),
+                  nv = at_tensor_view_rows(&v, sq->row0, sq->n);
+        if ((rc = at_op_copy(be, &nk, &ck, err)) || (rc = at_op_copy(be, &nv, &cv, err))) goto out;
+        as[i] = (at_attn_seq){sq->row0, sq->n, &sq->self_k, &sq->self_v, sq->past + sq->n, sq->past};
+    }
+    if ((rc = at_op_attention(be, &q, as, n_seqs, cfg->n_head, cfg->attn_scale, &a, err)) ||
+        (rc = at_nn_linear_run(be, &ly->self.o, &a, &y, err)) ||
+        (rc = sub_out(be, &ly->self_norm, cfg, x, &y, err)))
+        goto out;
+
+    /* cross-attention to each sequence's memory */
+    if ((rc = sub_in(be, &ly->cross_norm, cfg, x, &y, &in, err)) ||
+        (rc = at_nn_linear_run(be, &ly->cross.q, in, &q, err)))
+        goto out;
+    for (int i = 0; i < n_seqs; i++)
+        as[i] =
+            (at_attn_seq){seqs[i].row0, seqs[i].n, &seqs[i].cross_k, &seqs[i].cross_v, seqs[i].n_cross, -1};
+    if ((rc = at_op_attention(be, &q, as, n_seqs, cfg->n_head, cfg->attn_scale, &a, err)) ||
+        (rc = at_nn_linear_run(be, &ly->cross.o, &a, &y, err)) ||
+        (rc = sub_out(be, &ly->cross_norm, cfg, x, &y, err)))
+        goto out;
+    rc = ffn(be, ly, cfg, x, s, R, err);
+out:
+    if (as != one) free(as);
+    return rc;
+}
+
+int at_nn_cross_kv(at_backend *be, const at_nn_layer *ly, const at_tensor *memory, at_tensor *k, at_tensor *v,
+                   at_err *err)
+{
+    CHECK(at_nn_linear_run(be, &ly->cross.k, memory, k, err));
+    return at_nn_linear_run(be, &ly->cross.v, memory, v, err);
+}
+
+/* -------------------------------------------------------------- positions */
+
+int at_nn_sinusoids(at_nn_sin_kind kind, int n_pos, int d, float *out, at_err *err)
+{
+    if (n_pos < 0 || d < 2 || d > 65536 || n_pos > 1 << 20)
+        return at_err_set(err, AT_E_INVALID, "sinusoids of %d positions x %d", n_pos, d);
+    if (kind == AT_NN_SIN_MARIAN) {
+        /* numpy in double, stored as f32 */
+        int half = (d + 1) / 2;
+        for (int p = 0; p < n_pos; p++)
+            for (int j = 0; j < d; j++) {
+                double a = p / pow(10000.0, 2.0 * (j / 2) / d);
+                if (j % 2 == 0)
+                    out[(size_t)p * d + j / 2] = (float)sin(a);
+                else
+                    out[(size_t)p * d + half + j / 2] = (float)cos(a);
+            }
+        return 0;
+    }
+    if (kind != AT_NN_SIN_CONCAT) return at_err_set(err, AT_E_INVALID, "unknown sinusoid kind %d", (int)kind);
+    /* PyTorch in f32: frequencies exp(j * -step), angles pos * frequency */
+    int half = d / 2;
+    if (half < 2) return at_err_set(err, AT_E_INVALID, "sinusoids need at least 4 channels");
+    float step = (float)(log(10000.0) / (half - 1));
+    for (int p = 0; p < n_pos; p++) {
+        float *r = out + (size_t)p * d;
+        for (int j = 0; j < half; j++) {
+            float a = (float)p * expf((float)j * -step);
+            r[j] = sinf(a);
+            r[half + j] = cosf(a);
+        }
+        if (d % 2) r[d - 1] = 0.0f;
+    }
+    return 0;
+}

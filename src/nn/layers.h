@@ -1,0 +1,161 @@
+/* layers.h - the transformer blocks the neural engines share (Whisper,
+ * Marian/OPUS-MT, M2M100/NLLB; VITS's text encoder), on the compute
+ * interface (compute/backend.h): linear layers, layer norms, attention
+ * with KV caches, feed-forward, whole encoder and decoder layers in
+ * pre-norm and post-norm form, and sinusoidal positions.
+ *
+ * A model loads its layers from a weight table (nn/weights.h) with a
+ * loader that checks every shape, then calls the forward functions on a
+ * batch: rows of one activation tensor, split into sequences.  Each
+ * sequence attends only to its own rows (encoder) or to its own KV cache
+ * and memory (decoder), so sequences of different lengths share every
+ * matrix product without padding. */
+#ifndef AT_NN_LAYERS_H
+#define AT_NN_LAYERS_H
+
+#include "compute/backend.h"
+#include "nn/weights.h"
+
+typedef struct at_nn_linear {
+    at_tensor w; /* [out x in], any type */
+    at_tensor b; /* [out] f32, or absent */
+} at_nn_linear;
+
+typedef struct at_nn_norm {
+    at_tensor w, b; /* [d] f32; b may be absent */
+} at_nn_norm;
+
+typedef struct at_nn_attn {
+    at_nn_linear q, k, v, o;
+} at_nn_attn;
+
+/* One encoder or decoder layer: self-attention, cross-attention (decoder
+ * layers only), feed-forward, each with its layer norm. */
+typedef struct at_nn_layer {
+    at_nn_norm self_norm;
+    at_nn_attn self;
+    at_nn_norm cross_norm;
+    at_nn_attn cross;
+    at_nn_norm ffn_norm;
+    at_nn_linear fc1, fc2;
+    int has_cross;
+} at_nn_layer;
+
+typedef struct at_nn_cfg {
+    int d_model, n_head, d_ffn;
+    at_act act;       /* of the feed-forward */
+    int pre_norm;     /* 1: x + f(norm(x)) (Whisper, NLLB); 0: norm(x + f(x)) (Marian, BART) */
+    float eps;        /* layer norm epsilon */
+    float attn_scale; /* <= 0: 1/sqrt(head size) */
+} at_nn_cfg;
+
+/* ---- loading ------------------------------------------------------------ */
+
+/* Where a layer's tensors are in a weight table: printf patterns with one
+ * %d, the layer's index ("encoder.blocks.%d.attn"), and the names of the
+ * projections inside an attention ("query" or "q_proj").  Each name is
+ * followed by ".weight" / ".bias" in the file. */
+typedef struct at_nn_layer_names {
+    const char *self_norm, *self_attn, *cross_norm, *cross_attn, *ffn_norm, *fc1, *fc2;
+    const char *q, *k, *v, *o;
+    int k_bias; /* 0: the key projection has no bias (Whisper) */
+} at_nn_layer_names;
+
+/* Makes backend tensors of a weight table's entries and remembers them, so
+ * a model frees everything it loaded with one call. */
+typedef struct at_nn_loader {
+    const at_nn_weights *w;
+    at_backend *be;
+    at_tensor *owned;
+    size_t n_owned, cap_owned;
+    size_t bytes; /* of the tensors made (weights used in place count too) */
+} at_nn_loader;
+
+void at_nn_loader_init(at_nn_loader *L, const at_nn_weights *w, at_backend *be);
+/* Frees every tensor the loader made. */
+void at_nn_loader_release(at_nn_loader *L);
+
+/* Rows (outermost dimension) of a weight in the table, e.g. a layer's
+ * feed-forward width; fails when missing or outside 1..max. */
+int at_nn_weight_rows(const at_nn_weights *w, const char *name, int max, int *rows, at_err *err);
+/* A matrix of rows x cols in the file's type, used in place where the
+ * backend can; kernel > 0: a convolution weight [rows][cols][kernel],
+ * as rows of cols * kernel. */
+int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int kernel, const char *name,
+                      at_err *err);
+/* rows x cols values of any shape, converted to f32 (norms, biases,
+ * position tables). */
+int at_nn_load_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const char *name, at_err *err);
+/* A tensor made from host floats (computed positions); copied. */
+int at_nn_load_host_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const float *data, at_err *err);
+
+enum { AT_NN_NO_BIAS = 0, AT_NN_BIAS = 1 };
+/* prefix.weight [out x in] and, with AT_NN_BIAS, prefix.bias [out]. */
+int at_nn_load_linear(at_nn_loader *L, at_nn_linear *l, int out, int in, int bias, const char *prefix,
+                      at_err *err);
+/* prefix.weight and prefix.bias, [d] each. */
+int at_nn_load_norm(at_nn_loader *L, at_nn_norm *n, int d, const char *prefix, at_err *err);
+/* Layer i; names->cross_attn NULL: an encoder layer. */
+int at_nn_load_layer(at_nn_loader *L, at_nn_layer *layer, const at_nn_cfg *cfg,
+                     const at_nn_layer_names *names, int i, at_err *err);
+
+/* ---- running --------------------------------------------------------------- */
+
+/* Activations of a layer's sub-blocks, grown to the largest batch seen. */
+typedef struct at_nn_scratch {
+    int rows, d, d_ffn;
+    at_tensor y, q, k, v, a, f;
+} at_nn_scratch;
+
+int at_nn_scratch_reserve(at_nn_scratch *s, at_backend *be, int rows, int d, int d_ffn, at_err *err);
+void at_nn_scratch_free(at_nn_scratch *s);
+
+/* y = x w^T + b */
+int at_nn_linear_run(at_backend *be, const at_nn_linear *l, const at_tensor *x, at_tensor *y, at_err *err);
+int at_nn_norm_run(at_backend *be, const at_nn_norm *n, float eps, const at_tensor *x, at_tensor *y,
+                   at_err *err);
+
+/* Rows row0..row0+n-1 of x: one sequence of an encoder batch. */
+typedef struct at_nn_span {
+    int row0, n;
+} at_nn_span;
+
+/* One encoder layer over x (rows of d_model, updated in place); each span
+ * attends to itself only. */
+int at_nn_encoder_layer(at_backend *be, const at_nn_layer *layer, const at_nn_cfg *cfg, at_tensor *x,
+                        const at_nn_span *spans, int n_spans, at_nn_scratch *s, at_err *err);
+
+/* One sequence of a decoder batch, for one layer. */
+typedef struct at_nn_dec_seq {
+    int row0, n;                /* its new tokens: rows of x */
+    at_tensor self_k, self_v;   /* this layer's cache (rows: positions) */
+    int past;                   /* positions already cached; the new ones go after */
+    at_tensor cross_k, cross_v; /* this layer's keys and values of the memory */
+    int n_cross;                /* memory rows attended to */
+} at_nn_dec_seq;
+
+/* One decoder layer over x: appends the new keys and values to each
+ * sequence's cache (causal self-attention), attends to its memory, runs
+ * the feed-forward. */
+int at_nn_decoder_layer(at_backend *be, const at_nn_layer *layer, const at_nn_cfg *cfg, at_tensor *x,
+                        const at_nn_dec_seq *seqs, int n_seqs, at_nn_scratch *s, at_err *err);
+
+/* The keys and values a decoder layer's cross-attention reads, computed
+ * once per memory (an encoder output). */
+int at_nn_cross_kv(at_backend *be, const at_nn_layer *layer, const at_tensor *memory, at_tensor *k,
+                   at_tensor *v, at_err *err);
+
+/* ---- positions ------------------------------------------------------------ */
+
+typedef enum {
+    /* [sin | cos] of pos * exp(-ln(10000) j / (d/2 - 1)): Whisper's encoder,
+     * fairseq's M2M100/NLLB (whose positions start at padding_idx + 1) */
+    AT_NN_SIN_CONCAT = 0,
+    /* Marian's: [sin of even | cos of odd] of pos / 10000^(2 (j/2) / d) */
+    AT_NN_SIN_MARIAN = 1
+} at_nn_sin_kind;
+
+/* n_pos rows of d values, computed in f32 as PyTorch does. */
+int at_nn_sinusoids(at_nn_sin_kind kind, int n_pos, int d, float *out, at_err *err);
+
+#endif

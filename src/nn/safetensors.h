@@ -1,0 +1,44 @@
+/* safetensors.h - Hugging Face's safetensors files, and the config.json
+ * beside them.
+ *
+ * safetensors: uint64 LE header length N, N bytes of JSON
+ * {name: {dtype, shape, data_offsets: [begin, end]}} (offsets relative to
+ * the end of the header), then the data, used in place (mapped). */
+#ifndef AT_NN_SAFETENSORS_H
+#define AT_NN_SAFETENSORS_H
+
+#include "nn/weights.h"
+
+/* Decides what a tensor is called in the model's table: writes the name
+ * to out and returns 0 to keep the tensor, 1 to skip it (not used by the
+ * model), -1 when the name does not fit. */
+typedef int (*at_nn_rename_fn)(void *user, const char *file_name, char *out, size_t cap);
+
+/* Opens path into w (which must be empty), keeping the tensors rename
+ * accepts (rename NULL: every tensor under its own name).  F32, F16 and
+ * BF16 tensors; every size and offset is checked against the file. */
+int at_nn_safetensors_open(const char *path, at_nn_weights *w, at_nn_rename_fn rename, void *user,
+                           at_err *err);
+
+/* config.json and generation_config.json: a JSON object, read with bounds
+ * on every value (untrusted input). */
+typedef struct at_hf_config at_hf_config;
+/* NULL with AT_E_IO when the file is missing. */
+at_hf_config *at_hf_config_load(const char *path, at_err *err);
+void at_hf_config_free(at_hf_config *c);
+const char *at_hf_config_path(const at_hf_config *c);
+/* 1 if key is present (and not null). */
+int at_hf_config_has(const at_hf_config *c, const char *key);
+/* A required integer in lo..hi. */
+int at_hf_config_int(const at_hf_config *c, const char *key, int lo, int hi, int *out, at_err *err);
+/* The same, with def when the key is absent or null. */
+int at_hf_config_int_or(const at_hf_config *c, const char *key, int lo, int hi, int def, int *out,
+                        at_err *err);
+int at_hf_config_float_or(const at_hf_config *c, const char *key, double lo, double hi, double def,
+                          double *out, at_err *err);
+int at_hf_config_bool_or(const at_hf_config *c, const char *key, int def, int *out, at_err *err);
+/* A string value, or def when absent; an error when not a string. */
+int at_hf_config_string_or(const at_hf_config *c, const char *key, const char *def, const char **out,
+                           at_err *err);
+
+#endif
