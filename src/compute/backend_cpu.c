@@ -49,14 +49,16 @@ static int rows_of(const at_tensor *t, at_err *err)
 
 static at_buffer *buf_new(at_backend *be, size_t bytes, at_err *err)
 {
+    /* calloc: large buffers come zeroed from the kernel, and their pages
+     * are touched only as far as used (a state sized for 30 s of audio
+     * that encodes 5 s) */
     cpu_buffer *b = calloc(1, sizeof *b);
-    void *p = NULL;
-    if (!b || posix_memalign(&p, 64, bytes) != 0) {
+    void *p = b ? calloc(1, bytes) : NULL;
+    if (!p) {
         free(b);
         at_err_set(err, AT_E_NOMEM, "out of memory (%zu bytes for a tensor)", bytes);
         return NULL;
     }
-    memset(p, 0, bytes);
     b->base.ops = be->ops;
     b->base.kind = CPU_KIND;
     b->base.base = p;

@@ -366,6 +366,141 @@ int at_nn_cross_kv(at_backend *be, const at_nn_layer *ly, const at_tensor *memor
     return at_nn_linear_run(be, &ly->cross.v, memory, v, err);
 }
 
+/* ---------------------------------------------------------- decoder stacks */
+
+int at_nn_kv_init(at_nn_kv *kv, at_backend *be, int n_layer, int n_ctx, int d, at_err *err)
+{
+    memset(kv, 0, sizeof *kv);
+    kv->n_layer = n_layer;
+    kv->n_ctx = n_ctx;
+    kv->d = d;
+    int64_t rows = (int64_t)n_layer * n_ctx;
+    int rc = at_tensor_new_2d(be, &kv->k, AT_DT_F32, d, rows, err);
+    if (!rc) rc = at_tensor_new_2d(be, &kv->v, AT_DT_F32, d, rows, err);
+    if (rc) at_nn_kv_release(kv);
+    return rc;
+}
+
+void at_nn_kv_release(at_nn_kv *kv)
+{
+    at_tensor_free(&kv->k);
+    at_tensor_free(&kv->v);
+    kv->len = 0;
+}
+
+int at_nn_kv_copy(at_backend *be, at_nn_kv *dst, const at_nn_kv *src, at_err *err)
+{
+    if (dst == src) return 0;
+    if (dst->n_layer != src->n_layer || dst->n_ctx != src->n_ctx || dst->d != src->d)
+        return at_err_set(err, AT_E_INVALID, "kv caches of different sizes");
+    for (int l = 0; l < src->n_layer && src->len > 0; l++) {
+        int64_t r0 = (int64_t)l * src->n_ctx;
+        at_tensor sk = at_tensor_view_rows(&src->k, r0, src->len),
+                  sv = at_tensor_view_rows(&src->v, r0, src->len);
+        at_tensor dk = at_tensor_view_rows(&dst->k, r0, src->len),
+                  dv = at_tensor_view_rows(&dst->v, r0, src->len);
+        CHECK(at_op_copy(be, &sk, &dk, err));
+        CHECK(at_op_copy(be, &sv, &dv, err));
+    }
+    dst->len = src->len;
+    return 0;
+}
+
+int at_nn_memory_compute(at_backend *be, const at_nn_layer *layers, const at_tensor *enc_out,
+                         at_nn_memory *mem, at_err *err)
+{
+    int n = (int)at_tensor_rows(enc_out);
+    if (n > mem->stride)
+        return at_err_set(err, AT_E_TOO_LARGE, "memory of %d rows, room for %d", n, mem->stride);
+    mem->len = 0;
+    for (int l = 0; l < mem->n_layer; l++) {
+        at_tensor k = at_tensor_view_rows(&mem->k, (int64_t)l * mem->stride, n);
+        at_tensor v = at_tensor_view_rows(&mem->v, (int64_t)l * mem->stride, n);
+        CHECK(at_nn_cross_kv(be, &layers[l], enc_out, &k, &v, err));
+    }
+    mem->len = n;
+    return 0;
+}
+
+int at_nn_decoder_stack(at_backend *be, const at_nn_layer *layers, int n_layers, const at_nn_cfg *cfg,
+                        at_tensor *x, const at_nn_stack_seq *seqs, int n_seqs, at_nn_scratch *s, at_err *err)
+{
+    int rows = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const at_nn_stack_seq *q = &seqs[i];
+        if (!q->kv || !q->mem || q->n < 1)
+            return at_err_set(err, AT_E_INVALID, "decoder: sequence %d is empty", i);
+        if (q->kv->n_layer != n_layers || q->mem->n_layer != n_layers || q->mem->len < 1)
+            return at_err_set(err, AT_E_INVALID,
+                              "decoder: sequence %d has a cache or memory of another model", i);
+        if (q->n > q->kv->n_ctx - q->kv->len)
+            return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the context of %d", q->kv->len,
+                              q->n, q->kv->n_ctx);
+        for (int j = 0; j < i; j++)
+            if (seqs[j].kv == q->kv) return at_err_set(err, AT_E_INVALID, "two sequences share a kv cache");
+        rows += q->n;
+    }
+    if (rows != at_tensor_rows(x))
+        return at_err_set(err, AT_E_INVALID, "decoder: %d rows of tokens, x has %lld", rows,
+                          (long long)at_tensor_rows(x));
+    at_nn_dec_seq one[16], *ds = n_seqs <= 16 ? one : malloc((size_t)n_seqs * sizeof *ds);
+    if (!ds) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    int rc = 0;
+    for (int l = 0; l < n_layers && !rc; l++) {
+        for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
+            const at_nn_kv *kv = seqs[i].kv;
+            const at_nn_memory *mem = seqs[i].mem;
+            int64_t kr = (int64_t)l * kv->n_ctx, mr = (int64_t)l * mem->stride;
+            ds[i] = (at_nn_dec_seq){o,
+                                    seqs[i].n,
+                                    at_tensor_view_rows(&kv->k, kr, kv->n_ctx),
+                                    at_tensor_view_rows(&kv->v, kr, kv->n_ctx),
+                                    kv->len,
+                                    at_tensor_view_rows(&mem->k, mr, mem->len),
+                                    at_tensor_view_rows(&mem->v, mr, mem->len),
+                                    mem->len};
+        }
+        rc = at_nn_decoder_layer(be, &layers[l], cfg, x, ds, n_seqs, s, err);
+    }
+    if (ds != one) free(ds);
+    if (rc) return rc;
+    for (int i = 0; i < n_seqs; i++) seqs[i].kv->len += seqs[i].n;
+    return 0;
+}
+
+int at_nn_logits(at_backend *be, const at_nn_norm *norm, float eps, const at_tensor *x,
+                 const at_nn_logit_rows *req, int n_req, const at_tensor *w, const at_tensor *bias,
+                 at_tensor *y, at_tensor *logits, at_err *err)
+{
+    int L = 0;
+    for (int i = 0; i < n_req; i++) {
+        if (req[i].n < 0 || req[i].row0 < 0 || req[i].row0 + req[i].n > at_tensor_rows(x) ||
+            (req[i].n && !req[i].out))
+            return at_err_set(err, AT_E_INVALID, "logits: request %d outside the batch", i);
+        L += req[i].n;
+    }
+    if (L == 0) return 0;
+    if (L > at_tensor_rows(y) || L > at_tensor_rows(logits))
+        return at_err_set(err, AT_E_INVALID, "logits: %d rows for scratch of %lld", L,
+                          (long long)at_tensor_rows(y));
+    for (int i = 0, r = 0; i < n_req; r += req[i].n, i++) {
+        if (!req[i].n) continue;
+        at_tensor src = at_tensor_view_rows(x, req[i].row0, req[i].n),
+                  dst = at_tensor_view_rows(y, r, req[i].n);
+        CHECK(norm && at_tensor_present(&norm->w) ? at_nn_norm_run(be, norm, eps, &src, &dst, err)
+                                                  : at_op_copy(be, &src, &dst, err));
+    }
+    at_tensor yl = at_tensor_view_rows(y, 0, L), lg = at_tensor_view_rows(logits, 0, L);
+    CHECK(at_op_matmul(be, &yl, w, bias, &lg, err));
+    for (int i = 0, r = 0; i < n_req; r += req[i].n, i++) {
+        if (!req[i].n) continue;
+        at_tensor part = at_tensor_view_rows(&lg, r, req[i].n);
+        CHECK(at_tensor_download(be, &part, req[i].out,
+                                 (size_t)req[i].n * at_tensor_cols(&lg) * sizeof(float), err));
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------- positions */
 
 int at_nn_sinusoids(at_nn_sin_kind kind, int n_pos, int d, float *out, at_err *err)

@@ -145,6 +145,61 @@ int at_nn_decoder_layer(at_backend *be, const at_nn_layer *layer, const at_nn_cf
 int at_nn_cross_kv(at_backend *be, const at_nn_layer *layer, const at_tensor *memory, at_tensor *k,
                    at_tensor *v, at_err *err);
 
+/* ---- decoder stacks ------------------------------------------------------- */
+
+/* One sequence's self-attention cache: every layer's keys and values,
+ * n_ctx positions each, len of them filled. */
+typedef struct at_nn_kv {
+    int n_layer, n_ctx, d, len;
+    at_tensor k, v; /* [n_layer * n_ctx] rows of d */
+} at_nn_kv;
+
+int at_nn_kv_init(at_nn_kv *kv, at_backend *be, int n_layer, int n_ctx, int d, at_err *err);
+void at_nn_kv_release(at_nn_kv *kv);
+/* dst = src (same sizes): beams that fork copy their parent's cache. */
+int at_nn_kv_copy(at_backend *be, at_nn_kv *dst, const at_nn_kv *src, at_err *err);
+
+/* What a sequence's cross-attention reads in every layer: the keys and
+ * values of one memory (an encoder output), stride rows per layer, len of
+ * them valid. */
+typedef struct at_nn_memory {
+    int n_layer, stride, len;
+    at_tensor k, v; /* [n_layer * stride] rows of d */
+} at_nn_memory;
+
+/* Fills mem's keys and values for every layer from an encoder output of
+ * memory->len rows (at most mem->stride). */
+int at_nn_memory_compute(at_backend *be, const at_nn_layer *layers, const at_tensor *enc_out,
+                         at_nn_memory *mem, at_err *err);
+
+/* One sequence of a decoder batch: n new tokens (consecutive rows of x,
+ * in batch order), its cache and its memory. */
+typedef struct at_nn_stack_seq {
+    int n;
+    at_nn_kv *kv;
+    const at_nn_memory *mem;
+} at_nn_stack_seq;
+
+/* Runs x through every decoder layer for a batch of sequences, appending
+ * to their caches; on success each cache's len grows by its n, on failure
+ * no len changes (rows written past len are never read). */
+int at_nn_decoder_stack(at_backend *be, const at_nn_layer *layers, int n_layers, const at_nn_cfg *cfg,
+                        at_tensor *x, const at_nn_stack_seq *seqs, int n_seqs, at_nn_scratch *s, at_err *err);
+
+/* Logits of chosen rows: row0..row0+n-1 of x, to out (n x vocabulary,
+ * host memory). */
+typedef struct at_nn_logit_rows {
+    int row0, n;
+    float *out;
+} at_nn_logit_rows;
+
+/* Gathers the rows into y (norm applied when present), multiplies them by
+ * w (vocabulary x d) plus bias into logits, and downloads each request's
+ * part.  y and logits: scratch of at least the total rows. */
+int at_nn_logits(at_backend *be, const at_nn_norm *norm, float eps, const at_tensor *x,
+                 const at_nn_logit_rows *req, int n_req, const at_tensor *w, const at_tensor *bias,
+                 at_tensor *y, at_tensor *logits, at_err *err);
+
 /* ---- positions ------------------------------------------------------------ */
 
 typedef enum {

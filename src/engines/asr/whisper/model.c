@@ -259,20 +259,21 @@ struct at_whisper_state {
     /* encoder */
     float *mel_host; /* the mel frames time-major, as the convolution reads them */
     at_tensor mel_t, c1, x, enc_out;
-    at_tensor cross_k, cross_v; /* [n_text_layer * n_audio_ctx] rows */
+    at_nn_memory mem; /* the decoder's cross-attention keys and values */
     at_nn_scratch es;
     /* decoder, grown to the largest batch seen */
     at_nn_scratch ds;
     int dcap, lcap, scap;
     at_tensor dx, dl; /* activations, logits */
     int *ids;         /* token then position ids of a batch */
-    at_nn_dec_seq *dseq;
+    at_nn_stack_seq *sseq;
+    at_nn_logit_rows *lreq;
 };
 
 void at_whisper_state_free(at_whisper_state *s)
 {
     if (!s) return;
-    at_tensor *t[] = {&s->mel_t, &s->c1, &s->x, &s->enc_out, &s->cross_k, &s->cross_v, &s->dx, &s->dl};
+    at_tensor *t[] = {&s->mel_t, &s->c1, &s->x, &s->enc_out, &s->mem.k, &s->mem.v, &s->dx, &s->dl};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) at_tensor_free(t[i]);
     at_nn_scratch_free(&s->es);
     at_nn_scratch_free(&s->ds);
@@ -281,7 +282,8 @@ void at_whisper_state_free(at_whisper_state *s)
     at_compute_free(s->own_pool);
     free(s->mel_host);
     free(s->ids);
-    free(s->dseq);
+    free(s->sseq);
+    free(s->lreq);
     free(s);
 }
 
@@ -308,6 +310,8 @@ at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_comp
     s->m = m;
     const at_whisper_hparams *hp = &m->hp;
     int n = hp->n_audio_ctx, d = hp->n_audio_state;
+    s->mem.n_layer = hp->n_text_layer;
+    s->mem.stride = n;
     if (!(s->c = at_compute_new_client(c, err)) || !(s->be = at_backend_cpu_new(s->c, err))) goto fail;
     s->mel_host = malloc((size_t)2 * n * hp->n_mels * sizeof(float));
     if (!s->mel_host) {
@@ -318,8 +322,8 @@ at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_comp
         at_tensor_new_2d(s->be, &s->c1, AT_DT_F32, d, 2 * n, err) ||
         at_tensor_new_2d(s->be, &s->x, AT_DT_F32, d, n, err) ||
         at_tensor_new_2d(s->be, &s->enc_out, AT_DT_F32, d, n, err) ||
-        at_tensor_new_2d(s->be, &s->cross_k, AT_DT_F32, d, (int64_t)hp->n_text_layer * n, err) ||
-        at_tensor_new_2d(s->be, &s->cross_v, AT_DT_F32, d, (int64_t)hp->n_text_layer * n, err) ||
+        at_tensor_new_2d(s->be, &s->mem.k, AT_DT_F32, d, (int64_t)hp->n_text_layer * n, err) ||
+        at_tensor_new_2d(s->be, &s->mem.v, AT_DT_F32, d, (int64_t)hp->n_text_layer * n, err) ||
         at_nn_scratch_reserve(&s->es, s->be, n, d, m->enc_cfg.d_ffn, err))
         goto fail;
     return s;
@@ -364,11 +368,7 @@ int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_e
         CHECK(at_nn_encoder_layer(be, &m->enc[i], &m->enc_cfg, &x, &all, 1, &s->es, err));
     CHECK(at_nn_norm_run(be, &m->enc_ln, LN_EPS, &x, &out, err));
     /* cross-attention keys/values depend only on the audio: once per encode */
-    for (int l = 0; l < hp->n_text_layer; l++) {
-        at_tensor k = at_tensor_view_rows(&s->cross_k, (int64_t)l * hp->n_audio_ctx, n);
-        at_tensor v = at_tensor_view_rows(&s->cross_v, (int64_t)l * hp->n_audio_ctx, n);
-        CHECK(at_nn_cross_kv(be, &m->dec[l], &out, &k, &v, err));
-    }
+    CHECK(at_nn_memory_compute(be, m->dec, &out, &s->mem, err));
     s->n_ctx = n;
     return 0;
 }
@@ -387,8 +387,7 @@ int at_whisper_encoder_output(at_whisper_state *s, float *out, size_t cap, int *
 
 struct at_whisper_kv {
     const at_whisper_model *m;
-    int len, n_layer, n_ctx, d;
-    at_tensor k, v; /* [n_layer * n_ctx] rows of d */
+    at_nn_kv c;
 };
 
 at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err)
@@ -399,13 +398,8 @@ at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err)
         return NULL;
     }
     kv->m = m;
-    kv->n_layer = m->hp.n_text_layer;
-    kv->n_ctx = m->hp.n_text_ctx;
-    kv->d = m->hp.n_text_state;
-    int64_t rows = (int64_t)kv->n_layer * kv->n_ctx;
-    if (at_tensor_new_2d(m->wbe, &kv->k, AT_DT_F32, kv->d, rows, err) ||
-        at_tensor_new_2d(m->wbe, &kv->v, AT_DT_F32, kv->d, rows, err)) {
-        at_whisper_kv_free(kv);
+    if (at_nn_kv_init(&kv->c, m->wbe, m->hp.n_text_layer, m->hp.n_text_ctx, m->hp.n_text_state, err)) {
+        free(kv);
         return NULL;
     }
     return kv;
@@ -414,33 +408,22 @@ at_whisper_kv *at_whisper_kv_new(const at_whisper_model *m, at_err *err)
 void at_whisper_kv_free(at_whisper_kv *kv)
 {
     if (!kv) return;
-    at_tensor_free(&kv->k);
-    at_tensor_free(&kv->v);
+    at_nn_kv_release(&kv->c);
     free(kv);
 }
 
 void at_whisper_kv_copy(at_whisper_kv *dst, const at_whisper_kv *src)
 {
-    if (dst == src || dst->n_layer != src->n_layer || dst->n_ctx != src->n_ctx || dst->d != src->d) return;
-    for (int l = 0; l < src->n_layer && src->len > 0; l++) {
-        int64_t r0 = (int64_t)l * src->n_ctx;
-        at_tensor sk = at_tensor_view_rows(&src->k, r0, src->len),
-                  sv = at_tensor_view_rows(&src->v, r0, src->len);
-        at_tensor dk = at_tensor_view_rows(&dst->k, r0, src->len),
-                  dv = at_tensor_view_rows(&dst->v, r0, src->len);
-        /* same shapes in the same memory kind: cannot fail */
-        (void)at_op_copy(src->m->wbe, &sk, &dk, NULL);
-        (void)at_op_copy(src->m->wbe, &sv, &dv, NULL);
-    }
-    dst->len = src->len;
+    /* caches of one model in one memory: cannot fail */
+    if (dst->m == src->m) (void)at_nn_kv_copy(src->m->wbe, &dst->c, &src->c, NULL);
 }
 
-int at_whisper_kv_len(const at_whisper_kv *kv) { return kv->len; }
+int at_whisper_kv_len(const at_whisper_kv *kv) { return kv->c.len; }
 
 void at_whisper_kv_truncate(at_whisper_kv *kv, int n)
 {
     if (n < 0) n = 0;
-    if (n < kv->len) kv->len = n;
+    if (n < kv->c.len) kv->c.len = n;
 }
 
 /* ----------------------------------------------------------------- decode */
@@ -466,9 +449,12 @@ static int dec_reserve(at_whisper_state *s, int R, int L, int n_seqs, at_err *er
         s->lcap = L;
     }
     if (n_seqs > s->scap) {
-        at_nn_dec_seq *q = realloc(s->dseq, (size_t)n_seqs * sizeof *q);
-        if (!q) return at_err_set(err, AT_E_NOMEM, "out of memory");
-        s->dseq = q;
+        free(s->sseq);
+        free(s->lreq);
+        s->scap = 0;
+        s->sseq = malloc((size_t)n_seqs * sizeof *s->sseq);
+        s->lreq = malloc((size_t)n_seqs * sizeof *s->lreq);
+        if (!s->sseq || !s->lreq) return at_err_set(err, AT_E_NOMEM, "out of memory");
         s->scap = n_seqs;
     }
     return 0;
@@ -499,11 +485,9 @@ static int check_seqs(const at_whisper_state *s, const at_whisper_seq *seqs, int
         if (!au->n_ctx) return at_err_set(err, AT_E_INVALID, "decode before encode");
         if (q->n <= 0 || !q->tokens || !q->kv) return at_err_set(err, AT_E_INVALID, "no tokens to decode");
         if (q->kv->m != m) return at_err_set(err, AT_E_INVALID, "kv cache of another model");
-        if (q->n > hp->n_text_ctx - q->kv->len)
-            return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the text context of %d", q->kv->len,
-                              q->n, hp->n_text_ctx);
-        for (int j = 0; j < i; j++)
-            if (seqs[j].kv == q->kv) return at_err_set(err, AT_E_INVALID, "two sequences share a kv cache");
+        if (q->n > hp->n_text_ctx - q->kv->c.len)
+            return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the text context of %d",
+                              q->kv->c.len, q->n, hp->n_text_ctx);
         for (int t = 0; t < q->n; t++)
             if (q->tokens[t] < 0 || q->tokens[t] >= hp->n_vocab)
                 return at_err_set(err, AT_E_INVALID, "token %d out of range 0..%d", q->tokens[t],
@@ -518,7 +502,6 @@ static int check_seqs(const at_whisper_state *s, const at_whisper_seq *seqs, int
 int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int n_seqs, at_err *err)
 {
     const at_whisper_model *m = s->m;
-    const at_whisper_hparams *hp = &m->hp;
     at_backend *be = s->be;
     int R, L;
     if (n_seqs <= 0 || !seqs) return at_err_set(err, AT_E_INVALID, "no sequences to decode");
@@ -526,57 +509,25 @@ int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int
     CHECK(dec_reserve(s, R, L, n_seqs, err));
     /* token embeddings plus learned positions */
     int *tok = s->ids, *pos = s->ids + R;
-    for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++)
+    for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
+        const at_whisper_state *au = seqs[i].audio ? seqs[i].audio : s;
+        s->sseq[i] = (at_nn_stack_seq){seqs[i].n, &seqs[i].kv->c, &au->mem};
+        s->lreq[i] =
+            (at_nn_logit_rows){o + seqs[i].n - logit_rows(&seqs[i]), logit_rows(&seqs[i]), seqs[i].logits};
         for (int t = 0; t < seqs[i].n; t++) {
             tok[o + t] = seqs[i].tokens[t];
-            pos[o + t] = seqs[i].kv->len + t;
+            pos[o + t] = seqs[i].kv->c.len + t;
         }
+    }
     at_tensor x = at_tensor_view_rows(&s->dx, 0, R), y = at_tensor_view_rows(&s->ds.y, 0, R);
     CHECK(at_op_get_rows(be, &m->tok, tok, R, &x, err));
     CHECK(at_op_get_rows(be, &m->dec_pos, pos, R, &y, err));
     CHECK(at_op_add(be, &x, &y, &x, err));
-    /* The caches' new rows are written layer by layer; a failure below
-     * leaves kv->len unchanged, so they are never seen. */
-    for (int l = 0; l < hp->n_text_layer; l++) {
-        for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
-            const at_whisper_kv *kv = seqs[i].kv;
-            const at_whisper_state *au = seqs[i].audio ? seqs[i].audio : s;
-            int64_t kr = (int64_t)l * kv->n_ctx, xr = (int64_t)l * hp->n_audio_ctx;
-            s->dseq[i] = (at_nn_dec_seq){o,
-                                         seqs[i].n,
-                                         at_tensor_view_rows(&kv->k, kr, kv->n_ctx),
-                                         at_tensor_view_rows(&kv->v, kr, kv->n_ctx),
-                                         kv->len,
-                                         at_tensor_view_rows(&au->cross_k, xr, au->n_ctx),
-                                         at_tensor_view_rows(&au->cross_v, xr, au->n_ctx),
-                                         au->n_ctx};
-        }
-        CHECK(at_nn_decoder_layer(be, &m->dec[l], &m->dec_cfg, &x, s->dseq, n_seqs, &s->ds, err));
-    }
-    /* the rows that need logits, gathered and normed, then one product
-     * against the (tied) token embedding */
-    if (L > 0) {
-        int r = 0;
-        for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
-            int lr = logit_rows(&seqs[i]);
-            if (!lr) continue;
-            at_tensor src = at_tensor_view_rows(&x, o + seqs[i].n - lr, lr);
-            at_tensor dst = at_tensor_view_rows(&y, r, lr);
-            CHECK(at_nn_norm_run(be, &m->dec_ln, LN_EPS, &src, &dst, err));
-            r += lr;
-        }
-        at_tensor yl = at_tensor_view_rows(&y, 0, L), lg = at_tensor_view_rows(&s->dl, 0, L);
-        CHECK(at_op_matmul(be, &yl, &m->tok, NULL, &lg, err));
-        r = 0;
-        for (int i = 0; i < n_seqs; i++) {
-            int lr = logit_rows(&seqs[i]);
-            if (!lr) continue;
-            at_tensor part = at_tensor_view_rows(&lg, r, lr);
-            CHECK(
-                at_tensor_download(be, &part, seqs[i].logits, (size_t)lr * hp->n_vocab * sizeof(float), err));
-            r += lr;
-        }
-    }
-    for (int i = 0; i < n_seqs; i++) seqs[i].kv->len += seqs[i].n;
-    return 0;
+    CHECK(at_nn_decoder_stack(be, m->dec, m->hp.n_text_layer, &m->dec_cfg, &x, s->sseq, n_seqs, &s->ds, err));
+    /* the (tied) token embedding is the output projection; when this
+     * fails, the caches go back to what they held */
+    int rc = at_nn_logits(be, &m->dec_ln, LN_EPS, &x, s->lreq, n_seqs, &m->tok, NULL, &s->ds.y, &s->dl, err);
+    if (rc)
+        for (int i = 0; i < n_seqs; i++) seqs[i].kv->c.len -= seqs[i].n;
+    return rc;
 }
