@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "core/audio.h"
-#include "engines/asr/whisper/npy.h"
+#include "nn/npy.h"
 #include "engines/asr/whisper/whisper.h"
 
 static double now_s(void)

@@ -12,7 +12,7 @@
 
 #include "core/audio.h"
 #include "engines/asr/whisper/model.h"
-#include "engines/asr/whisper/npy.h"
+#include "nn/npy.h"
 #include "engines/asr/whisper/whisper.h"
 #include "tools/tools.h"
 

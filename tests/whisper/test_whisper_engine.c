@@ -22,7 +22,7 @@
 #include <cmocka.h>
 
 #include "engines/asr/asr.h"
-#include "engines/asr/whisper/npy.h"
+#include "nn/npy.h"
 #include "engines/asr/whisper/whisper.h"
 
 static char dir[256];

@@ -22,7 +22,7 @@
 #include "compute/kernels.h"
 #include "engines/asr/whisper/model.h"
 #include "engines/asr/whisper/tokenizer.h"
-#include "engines/asr/whisper/npy.h"
+#include "nn/npy.h"
 #include "engines/asr/whisper/whisper.h"
 #include "tools/tools.h"
 

@@ -1,8 +1,8 @@
 /* npy.h - minimal NumPy .npy reader/writer for float32 arrays (the format
  * of the reference outputs and of whisper-check's dumps).  Only '<f4',
  * C order, header versions 1-3. */
-#ifndef AT_ENGINES_ASR_WHISPER_NPY_H
-#define AT_ENGINES_ASR_WHISPER_NPY_H
+#ifndef AT_NN_NPY_H
+#define AT_NN_NPY_H
 
 #include <stddef.h>
 

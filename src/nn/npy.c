@@ -1,6 +1,6 @@
 /* npy.c - see npy.h.  The header is a Python dict literal; we look for the
  * three keys we need rather than parsing Python syntax in general. */
-#include "engines/asr/whisper/npy.h"
+#include "nn/npy.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,0 +1,437 @@
+/* test_backend.c - the compute interface (compute/backend.h) on the CPU
+ * backend: every operation against a direct double-precision evaluation
+ * of its definition (PyTorch's, for the convolutions), views and strides,
+ * batched attention against one sequence at a time, and the shape checks
+ * that keep a backend from reading outside a tensor. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "compute/backend.h"
+#include "nn/layers.h"
+
+typedef struct {
+    at_compute *pool;
+    at_backend *be;
+} fixture;
+
+static int setup(void **st)
+{
+    fixture *f = calloc(1, sizeof *f);
+    at_err err = {0};
+    f->pool = at_compute_new(2, &err);
+    f->be = at_backend_cpu_new(f->pool, &err);
+    *st = f;
+    return f->be ? 0 : -1;
+}
+
+static int teardown(void **st)
+{
+    fixture *f = *st;
+    at_backend_free(f->be);
+    at_compute_free(f->pool);
+    free(f);
+    return 0;
+}
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) / 8388608.0) - 1.0f;
+}
+
+static float *rand_vec(size_t n)
+{
+    float *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) v[i] = frand();
+    return v;
+}
+
+/* A new f32 tensor of rows x cols holding data (or zeros). */
+static at_tensor mat(at_backend *be, int rows, int cols, const float *data)
+{
+    at_tensor t;
+    at_err err = {0};
+    assert_int_equal(at_tensor_new_2d(be, &t, AT_DT_F32, cols, rows, &err), 0);
+    if (data) assert_int_equal(at_tensor_upload(be, &t, data, (size_t)rows * cols * sizeof(float), &err), 0);
+    return t;
+}
+
+static float *get(at_backend *be, const at_tensor *t)
+{
+    size_t n = (size_t)at_tensor_rows(t) * at_tensor_cols(t);
+    float *o = malloc(n * sizeof *o);
+    at_err err = {0};
+    assert_int_equal(at_tensor_download(be, t, o, n * sizeof *o, &err), 0);
+    return o;
+}
+
+static void near(const float *got, const double *want, size_t n, double tol, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - want[i]) <= tol * (1 + fabs(want[i]))))
+            fail_msg("%s: element %zu is %.7g, expected %.7g", what, i, got[i], want[i]);
+}
+
+/* ----------------------------------------------------------- convolution */
+
+/* PyTorch's Conv1d on time-major x [T][Cin], weight [Cout][Cin/g][K]. */
+static double *conv_ref(const float *x, int T, int Cin, const float *w, const float *b, int Cout,
+                        const at_conv1d_params *p, int To)
+{
+    double *y = calloc((size_t)To * Cout, sizeof *y);
+    int cig = Cin / p->groups, cog = Cout / p->groups;
+    for (int t = 0; t < To; t++)
+        for (int co = 0; co < Cout; co++) {
+            int g = co / cog;
+            double s = b ? b[co] : 0;
+            for (int ci = 0; ci < cig; ci++)
+                for (int k = 0; k < p->kernel; k++) {
+                    int ti = t * p->stride - p->padding + k * p->dilation;
+                    if (ti >= 0 && ti < T)
+                        s += (double)x[(size_t)ti * Cin + g * cig + ci] *
+                             w[((size_t)co * cig + ci) * p->kernel + k];
+                }
+            y[(size_t)t * Cout + co] = s;
+        }
+    return y;
+}
+
+/* PyTorch's ConvTranspose1d: weight [Cin][Cout/g][K]; input step t reaches
+ * output t*stride - pad + k*dil. */
+static double *convt_ref(const float *x, int T, int Cin, const float *w, const float *b, int Cout,
+                         const at_conv1d_params *p, int To)
+{
+    double *y = calloc((size_t)To * Cout, sizeof *y);
+    int cig = Cin / p->groups, cog = Cout / p->groups;
+    for (int t = 0; t < To; t++)
+        for (int co = 0; co < Cout; co++) y[(size_t)t * Cout + co] = b ? b[co] : 0;
+    for (int t = 0; t < T; t++)
+        for (int ci = 0; ci < Cin; ci++) {
+            int g = ci / cig;
+            for (int c = 0; c < cog; c++)
+                for (int k = 0; k < p->kernel; k++) {
+                    int to = t * p->stride - p->padding + k * p->dilation;
+                    if (to >= 0 && to < To)
+                        y[(size_t)to * Cout + g * cog + c] +=
+                            (double)x[(size_t)t * Cin + ci] * w[((size_t)ci * cog + c) * p->kernel + k];
+                }
+        }
+    return y;
+}
+
+static void conv_case(at_backend *be, int transposed, int T, int Cin, int Cout, at_conv1d_params p,
+                      at_dtype wt)
+{
+    at_err err = {0};
+    int cig = Cin / p.groups, cog = Cout / p.groups;
+    int wrows = transposed ? Cin : Cout, wcols = (transposed ? cog : cig) * p.kernel;
+    float *x = rand_vec((size_t)T * Cin), *w = rand_vec((size_t)wrows * wcols), *b = rand_vec((size_t)Cout);
+    int To = at_conv1d_out_len(&p, T, transposed);
+    assert_true(To > 0);
+    /* weights stored in the type under test; the reference sees the same
+     * rounded values */
+    size_t rb = at_dtype_row_bytes(wt, wcols);
+    unsigned char *wq = malloc((size_t)wrows * rb);
+    for (int r = 0; r < wrows; r++) {
+        at_quant_row(wt, w + (size_t)r * wcols, wq + (size_t)r * rb, wcols);
+        at_dequant_row(wt, wq + (size_t)r * rb, w + (size_t)r * wcols, wcols);
+    }
+    int64_t ne[2] = {wcols, wrows};
+    at_tensor tw, tx = mat(be, T, Cin, x), tb = mat(be, 1, Cout, b), ty = mat(be, To, Cout, NULL);
+    assert_int_equal(at_tensor_from_host(be, &tw, wt, 2, ne, wq, (size_t)wrows * rb, &err), 0);
+    int rc = transposed ? at_op_conv_transpose1d(be, &tx, &tw, &tb, &p, &ty, &err)
+                        : at_op_conv1d(be, &tx, &tw, &tb, &p, &ty, &err);
+    if (rc) fail_msg("conv: %s", err.msg);
+    double *ref =
+        transposed ? convt_ref(x, T, Cin, w, b, Cout, &p, To) : conv_ref(x, T, Cin, w, b, Cout, &p, To);
+    float *y = get(be, &ty);
+    near(y, ref, (size_t)To * Cout, 1e-4, transposed ? "conv_transpose1d" : "conv1d");
+    free(y);
+    free(ref);
+    at_tensor_free(&tx);
+    at_tensor_free(&tw);
+    at_tensor_free(&tb);
+    at_tensor_free(&ty);
+    free(wq);
+    free(x);
+    free(w);
+    free(b);
+}
+
+static void test_conv1d(void **st)
+{
+    at_backend *be = ((fixture *)*st)->be;
+    /* Whisper's (k3 pad1, strides 1 and 2), VITS's (k7 pad3; dilated
+     * residual blocks; depthwise with groups; pointwise k1), odd lengths */
+    conv_case(be, 0, 50, 8, 12, (at_conv1d_params){3, 1, 1, 1, 1, 0}, AT_DT_F32);
+    conv_case(be, 0, 51, 8, 12, (at_conv1d_params){3, 2, 1, 1, 1, 0}, AT_DT_F16);
+    conv_case(be, 0, 40, 6, 5, (at_conv1d_params){7, 1, 3, 1, 1, 0}, AT_DT_F32);
+    conv_case(be, 0, 37, 4, 4, (at_conv1d_params){3, 1, 5, 5, 1, 0}, AT_DT_F32);
+    conv_case(be, 0, 30, 8, 8, (at_conv1d_params){3, 1, 9, 9, 8, 0}, AT_DT_F32);
+    conv_case(be, 0, 30, 6, 9, (at_conv1d_params){5, 3, 0, 2, 3, 0}, AT_DT_F32);
+    conv_case(be, 0, 20, 64, 32, (at_conv1d_params){1, 1, 0, 1, 1, 0}, AT_DT_Q8_0);
+    /* long enough to be done in several pieces of time */
+    conv_case(be, 0, 9000, 16, 4, (at_conv1d_params){11, 1, 5, 1, 1, 0}, AT_DT_F32);
+}
+
+static void test_conv_transpose1d(void **st)
+{
+    at_backend *be = ((fixture *)*st)->be;
+    /* HiFi-GAN's upsampling (kernel 2 x stride, padding (k - s) / 2) */
+    conv_case(be, 1, 10, 8, 4, (at_conv1d_params){16, 8, 4, 1, 1, 0}, AT_DT_F32);
+    conv_case(be, 1, 13, 4, 6, (at_conv1d_params){4, 2, 1, 1, 1, 0}, AT_DT_F16);
+    conv_case(be, 1, 9, 6, 6, (at_conv1d_params){3, 2, 1, 2, 3, 1}, AT_DT_F32);
+    conv_case(be, 1, 7, 5, 3, (at_conv1d_params){5, 3, 0, 1, 1, 2}, AT_DT_F32);
+    conv_case(be, 1, 3000, 8, 4, (at_conv1d_params){4, 4, 0, 1, 1, 0}, AT_DT_F32);
+}
+
+/* ------------------------------------------------- element-wise and rows */
+
+static void test_elementwise(void **st)
+{
+    at_backend *be = ((fixture *)*st)->be;
+    at_err err = {0};
+    int R = 5, C = 37;
+    float *x = rand_vec((size_t)R * C), *w = rand_vec(C), *b = rand_vec(C);
+    for (int i = 0; i < R * C; i++) x[i] *= 4;
+    double *ref = malloc(sizeof(double) * R * C);
+    at_tensor tx = mat(be, R, C, x), ty = mat(be, R, C, NULL), tw = mat(be, 1, C, w), tb = mat(be, 1, C, b);
+    const at_act acts[] = {AT_ACT_GELU, AT_ACT_RELU, AT_ACT_SILU, AT_ACT_TANH, AT_ACT_SIGMOID};
+    for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+        assert_int_equal(at_op_act(be, acts[a], &tx, &ty, &err), 0);
+        for (int i = 0; i < R * C; i++) {
+            double v = x[i];
+            ref[i] = acts[a] == AT_ACT_GELU   ? 0.5 * v * (1 + erf(v / sqrt(2.0)))
+                     : acts[a] == AT_ACT_RELU ? (v > 0 ? v : 0)
+                     : acts[a] == AT_ACT_SILU ? v / (1 + exp(-v))
+                     : acts[a] == AT_ACT_TANH ? tanh(v)
+                                              : 1 / (1 + exp(-v));
+        }
+        float *y = get(be, &ty);
+        near(y, ref, (size_t)R * C, 1e-5, at_act_name(acts[a]));
+        free(y);
+    }
+    at_act parsed;
+    assert_int_equal(at_act_from_name("swish", &parsed), 0);
+    assert_int_equal(parsed, AT_ACT_SILU);
+    assert_int_equal(at_act_from_name("gelu_new", &parsed), -1);
+
+    /* layer norm, with and without bias */
+    for (int withb = 0; withb < 2; withb++) {
+        at_tensor nb = withb ? tb : (at_tensor){0};
+        assert_int_equal(at_op_layer_norm(be, &tx, &tw, &nb, 1e-5f, &ty, &err), 0);
+        for (int r = 0; r < R; r++) {
+            double mu = 0, var = 0;
+            for (int c = 0; c < C; c++) mu += x[r * C + c];
+            mu /= C;
+            for (int c = 0; c < C; c++) var += (x[r * C + c] - mu) * (x[r * C + c] - mu);
+            var /= C;
+            for (int c = 0; c < C; c++)
+                ref[r * C + c] = (x[r * C + c] - mu) / sqrt(var + 1e-5) * w[c] + (withb ? b[c] : 0);
+        }
+        float *y = get(be, &ty);
+        near(y, ref, (size_t)R * C, 1e-5, "layer_norm");
+        free(y);
+    }
+    /* softmax, scale, add with a broadcast row, in place */
+    assert_int_equal(at_op_softmax(be, &tx, &ty, &err), 0);
+    for (int r = 0; r < R; r++) {
+        double mx = -INFINITY, s = 0;
+        for (int c = 0; c < C; c++) mx = fmax(mx, x[r * C + c]);
+        for (int c = 0; c < C; c++) s += exp(x[r * C + c] - mx);
+        for (int c = 0; c < C; c++) ref[r * C + c] = exp(x[r * C + c] - mx) / s;
+    }
+    float *y = get(be, &ty);
+    near(y, ref, (size_t)R * C, 1e-5, "softmax");
+    free(y);
+    assert_int_equal(at_op_scale(be, &tx, 0.5f, &ty, &err), 0);
+    assert_int_equal(at_op_add(be, &ty, &tb, &ty, &err), 0);
+    for (int i = 0; i < R * C; i++) ref[i] = 0.5 * x[i] + b[i % C];
+    y = get(be, &ty);
+    near(y, ref, (size_t)R * C, 1e-6, "scale + add");
+    free(y);
+
+    /* views: the middle columns of the middle rows, updated in place */
+    at_tensor v = at_tensor_view_cols(&tx, 10, 7);
+    v = at_tensor_view_rows(&v, 1, 3);
+    assert_false(at_tensor_contiguous(&v));
+    assert_int_equal(at_op_scale(be, &v, 2.0f, &v, &err), 0);
+    y = get(be, &tx);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            int in = r >= 1 && r < 4 && c >= 10 && c < 17;
+            assert_true(y[r * C + c] == (in ? 2 * x[r * C + c] : x[r * C + c]));
+        }
+    free(y);
+    at_tensor_free(&tx);
+    at_tensor_free(&ty);
+    at_tensor_free(&tw);
+    at_tensor_free(&tb);
+    free(x);
+    free(w);
+    free(b);
+    free(ref);
+}
+
+static void test_get_rows_and_copy(void **st)
+{
+    at_backend *be = ((fixture *)*st)->be;
+    at_err err = {0};
+    int V = 10, D = 64;
+    float *tab = rand_vec((size_t)V * D);
+    uint16_t *h = malloc(sizeof *h * V * D);
+    for (int i = 0; i < V * D; i++) {
+        h[i] = at_f32_to_f16(tab[i]);
+        tab[i] = at_f16_to_f32(h[i]);
+    }
+    int64_t ne[2] = {D, V};
+    at_tensor t, y = mat(be, 3, D, NULL);
+    assert_int_equal(at_tensor_from_host(be, &t, AT_DT_F16, 2, ne, h, sizeof *h * V * D, &err), 0);
+    int ids[3] = {7, 0, 7};
+    assert_int_equal(at_op_get_rows(be, &t, ids, 3, &y, &err), 0);
+    float *o = get(be, &y);
+    for (int r = 0; r < 3; r++) assert_memory_equal(o + r * D, tab + ids[r] * D, sizeof(float) * D);
+    free(o);
+    int bad = V;
+    at_tensor y1 = at_tensor_view_rows(&y, 0, 1);
+    assert_int_equal(at_op_get_rows(be, &t, &bad, 1, &y1, &err), AT_E_INVALID);
+    assert_non_null(strstr(err.msg, "outside"));
+    at_tensor_free(&t);
+    at_tensor_free(&y);
+    free(tab);
+    free(h);
+}
+
+/* ------------------------------------------------------------- attention */
+
+static void test_batched_attention(void **st)
+{
+    at_backend *be = ((fixture *)*st)->be;
+    at_err err = {0};
+    int D = 32, H = 4;
+    /* three sequences: a causal one with a cache (4 past + 3 new), one
+     * attending to 5 of 9 rows (padding after), one sharing the second's
+     * keys (a beam) */
+    enum { NQ = 3 + 2 + 2, NK = 9 };
+    float *q = rand_vec((size_t)NQ * D), *k1 = rand_vec((size_t)NK * D), *v1 = rand_vec((size_t)NK * D);
+    float *k2 = rand_vec((size_t)NK * D), *v2 = rand_vec((size_t)NK * D);
+    at_tensor tq = mat(be, NQ, D, q), to = mat(be, NQ, D, NULL), tk1 = mat(be, NK, D, k1),
+              tv1 = mat(be, NK, D, v1);
+    at_tensor tk2 = mat(be, NK, D, k2), tv2 = mat(be, NK, D, v2);
+    at_attn_seq seqs[3] = {{0, 3, &tk1, &tv1, 7, 4}, {3, 2, &tk2, &tv2, 5, -1}, {5, 2, &tk2, &tv2, 5, -1}};
+    assert_int_equal(at_op_attention(be, &tq, seqs, 3, H, 0.0f, &to, &err), 0);
+    float *o = get(be, &to);
+    double ref[NQ * 32];
+    int hd = D / H;
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < seqs[s].n_q; i++) {
+            int row = seqs[s].q_row + i;
+            const float *K = s == 0 ? k1 : k2, *Vv = s == 0 ? v1 : v2;
+            int nk = seqs[s].causal >= 0 ? seqs[s].causal + i + 1 : seqs[s].n_kv;
+            for (int h = 0; h < H; h++) {
+                double sc[NK], mx = -INFINITY, sum = 0;
+                for (int j = 0; j < nk; j++) {
+                    double dot = 0;
+                    for (int c = 0; c < hd; c++)
+                        dot += (double)q[row * D + h * hd + c] * K[j * D + h * hd + c];
+                    sc[j] = dot / sqrt((double)hd);
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j < nk; j++) sum += (sc[j] = exp(sc[j] - mx));
+                for (int c = 0; c < hd; c++) {
+                    double acc = 0;
+                    for (int j = 0; j < nk; j++) acc += sc[j] / sum * Vv[j * D + h * hd + c];
+                    ref[row * D + h * hd + c] = acc;
+                }
+            }
+        }
+    near(o, ref, (size_t)NQ * D, 1e-5, "attention");
+    free(o);
+    /* queries past the keys they may see are refused */
+    at_attn_seq past = {0, 3, &tk1, &tv1, 7, 5};
+    assert_int_equal(at_op_attention(be, &tq, &past, 1, H, 0.0f, &to, &err), AT_E_INVALID);
+    at_tensor *ts[] = {&tq, &to, &tk1, &tv1, &tk2, &tv2};
+    for (size_t i = 0; i < 6; i++) at_tensor_free(ts[i]);
+    free(q);
+    free(k1);
+    free(v1);
+    free(k2);
+    free(v2);
+}
+
+/* -------------------------------------------------------- checked shapes */
+
+static void test_shape_checks(void **st)
+{
+    at_backend *be = ((fixture *)*st)->be;
+    at_err err = {0};
+    at_tensor x = mat(be, 4, 8, NULL), w = mat(be, 6, 9, NULL), y = mat(be, 4, 6, NULL), none = {0};
+    assert_int_equal(at_op_matmul(be, &x, &w, NULL, &y, &err), AT_E_INVALID);
+    assert_non_null(strstr(err.msg, "do not fit"));
+    assert_int_equal(at_op_add(be, &x, &y, &x, &err), AT_E_INVALID);
+    assert_int_equal(at_op_act(be, AT_ACT_GELU, &none, &x, &err), AT_E_INVALID);
+    /* a view reaching past its buffer */
+    at_tensor over = at_tensor_view_rows(&x, 2, 5);
+    assert_int_equal(at_op_scale(be, &over, 1.0f, &over, &err), AT_E_INVALID);
+    assert_non_null(strstr(err.msg, "outside"));
+    /* a tensor of another backend kind is refused, not dereferenced */
+    at_backend *alloc_only = at_backend_cpu_new(NULL, &err);
+    assert_int_equal(at_op_scale(alloc_only, &x, 1.0f, &x, &err), 0); /* element-wise needs no pool */
+    at_tensor w2 = mat(be, 6, 8, NULL);
+    assert_int_equal(at_op_matmul(alloc_only, &x, &w2, NULL, &y, &err), AT_E_INVALID);
+    assert_non_null(strstr(err.msg, "compute context"));
+    at_backend_free(alloc_only);
+    /* a conv whose output length does not match */
+    at_conv1d_params p = {3, 1, 1, 1, 1, 0};
+    at_tensor cw = mat(be, 6, 24, NULL), cy = mat(be, 5, 6, NULL);
+    assert_int_equal(at_op_conv1d(be, &x, &cw, NULL, &p, &cy, &err), AT_E_INVALID);
+    /* a huge tensor is refused before allocating */
+    at_tensor big;
+    int64_t ne[2] = {1 << 30, 1 << 30};
+    assert_int_equal(at_tensor_new(be, &big, AT_DT_F32, 2, ne, &err), AT_E_TOO_LARGE);
+    at_tensor *ts[] = {&x, &w, &y, &w2, &cw, &cy};
+    for (size_t i = 0; i < 6; i++) at_tensor_free(ts[i]);
+}
+
+/* ------------------------------------------------------------- positions */
+
+static void test_sinusoids(void **st)
+{
+    (void)st;
+    at_err err = {0};
+    float t[4 * 8];
+    assert_int_equal(at_nn_sinusoids(AT_NN_SIN_CONCAT, 4, 8, t, &err), 0);
+    /* position 3, channel 1 of 4: sin(3 * 10000^(-1/3)) and its cosine */
+    assert_float_equal(t[3 * 8 + 1], sin(3 * pow(10000, -1.0 / 3)), 1e-6);
+    assert_float_equal(t[3 * 8 + 5], cos(3 * pow(10000, -1.0 / 3)), 1e-6);
+    assert_int_equal(at_nn_sinusoids(AT_NN_SIN_MARIAN, 4, 8, t, &err), 0);
+    /* Marian: channel 2 (even) -> sin in the first half, channel 3 (odd) ->
+     * cos in the second, both of pos / 10000^(2/8) */
+    assert_float_equal(t[3 * 8 + 1], sin(3 / pow(10000, 2.0 / 8)), 1e-6);
+    assert_float_equal(t[3 * 8 + 5], cos(3 / pow(10000, 2.0 / 8)), 1e-6);
+    assert_int_equal(at_nn_sinusoids(AT_NN_SIN_CONCAT, 4, 2, t, &err), AT_E_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_conv1d, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conv_transpose1d, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_elementwise, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_rows_and_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batched_attention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shape_checks, setup, teardown),
+        cmocka_unit_test(test_sinusoids),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
