@@ -470,12 +470,65 @@ typedef struct {
 
 /* Query row i of head h: scores over its visible keys, softmax, weighted
  * sum of the values.  S: scratch of Tk floats. */
+#if AT_HAVE_X86
+#define ATT_HD_MAX 128 /* head sizes the register kernel takes (Whisper's and NLLB's are 64) */
+
+/* att_one with the query and the output in AVX-512 registers: four keys'
+ * dot products at a time, and the weighted sum of the values without
+ * storing the output per key.  hd: a multiple of 16, at most ATT_HD_MAX. */
+AT_SIMD512 static void att_one_avx512(const att_job *j, const float *q, float *o, int h, int len, float *S)
+{
+    int nv = j->hd / 16;
+    __m512 qv[ATT_HD_MAX / 16], ov[ATT_HD_MAX / 16];
+    __m512 sc = _mm512_set1_ps(j->scale);
+    for (int c = 0; c < nv; c++) {
+        qv[c] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), sc);
+        ov[c] = _mm512_setzero_ps();
+    }
+    const float *K = j->K + h * j->hd, *V = j->V + h * j->hd;
+    int k = 0;
+    for (; k + 4 <= len; k += 4) {
+        const float *k0 = K + (size_t)k * j->ldk;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < nv; c++) {
+            a0 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 16 * c), a0);
+            a1 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + j->ldk + 16 * c), a1);
+            a2 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 2 * (size_t)j->ldk + 16 * c), a2);
+            a3 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 3 * (size_t)j->ldk + 16 * c), a3);
+        }
+        S[k] = _mm512_reduce_add_ps(a0);
+        S[k + 1] = _mm512_reduce_add_ps(a1);
+        S[k + 2] = _mm512_reduce_add_ps(a2);
+        S[k + 3] = _mm512_reduce_add_ps(a3);
+    }
+    for (; k < len; k++) {
+        __m512 a = _mm512_setzero_ps();
+        for (int c = 0; c < nv; c++)
+            a = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(K + (size_t)k * j->ldk + 16 * c), a);
+        S[k] = _mm512_reduce_add_ps(a);
+    }
+    at_softmax(S, len);
+    for (k = 0; k < len; k++) {
+        __m512 p = _mm512_set1_ps(S[k]);
+        const float *v = V + (size_t)k * j->ldv;
+        for (int c = 0; c < nv; c++) ov[c] = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 16 * c), ov[c]);
+    }
+    for (int c = 0; c < nv; c++) _mm512_storeu_ps(o + 16 * c, ov[c]);
+}
+#endif
+
 static void att_one(const att_job *j, int h, int i, int tk, float *S)
 {
     float scale = j->scale;
     int len = tk;
     if (j->causal >= 0 && j->causal + i + 1 < len) len = j->causal + i + 1;
     const float *q = j->Q + (size_t)i * j->ldq + h * j->hd;
+#if AT_HAVE_X86
+    if (j->c->isa >= AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= ATT_HD_MAX) {
+        att_one_avx512(j, q, j->O + (size_t)i * j->ldo + h * j->hd, h, len, S);
+        return;
+    }
+#endif
     for (int k = 0; k < len; k++) S[k] = scale * at_dot(q, j->K + (size_t)k * j->ldk + h * j->hd, j->hd);
     at_softmax(S, len);
     float *o = j->O + (size_t)i * j->ldo + h * j->hd;

@@ -157,14 +157,17 @@ static void test_matmul_types(void **st)
 static void test_attention(void **st)
 {
     (void)st;
-    const int H = 3, hd = 40, D = H * hd;
     at_err err;
     at_compute *c = at_compute_new(2, &err);
     assert_non_null(c);
-    static const int cases[][3] = {{1, 37, -1}, {1, 37, 36},    {70, 70, 0},
-                                   {5, 90, 85}, {130, 150, -1}, {300, 300, 0}};
+    /* head sizes: 40 (generic paths), 64 (Whisper's: the AVX-512 register
+     * kernel of decoder queries) */
+    static const int cases[][4] = {{1, 37, -1, 40},   {1, 37, 36, 40},    {70, 70, 0, 40},
+                                   {5, 90, 85, 40},   {130, 150, -1, 40}, {300, 300, 0, 40},
+                                   {1, 1501, -1, 64}, {3, 22, 19, 64},    {7, 9, -1, 64}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        int Tq = cases[ci][0], Tk = cases[ci][1], causal = cases[ci][2];
+        int Tq = cases[ci][0], Tk = cases[ci][1], causal = cases[ci][2], hd = cases[ci][3];
+        const int H = 3, D = H * hd;
         float *Q = rand_vec((size_t)Tq * D), *K = rand_vec((size_t)Tk * D), *V = rand_vec((size_t)Tk * D);
         float *O = malloc((size_t)Tq * D * sizeof *O);
         double *ref = malloc((size_t)Tq * D * sizeof *ref), *p = malloc((size_t)Tk * sizeof *p);
