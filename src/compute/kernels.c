@@ -517,6 +517,67 @@ AT_SIMD512 static void att_one_avx512(const att_job *j, const float *q, float *o
 }
 #endif
 
+#if AT_HAVE_X86
+/* Up to four queries of one head on the same keys (beams, or the steps of
+ * several sequences on one audio): each key's and value's slice is loaded
+ * once for all of them, instead of once per query.  Scores of query r go
+ * to S + r * tk; query r sees its first lens[r] keys. */
+AT_SIMD512 static void att_group_avx512(const att_job *j, int h, int i0, int g, const int *lens, int tk,
+                                        float *S)
+{
+    int nv = j->hd / 16, lmax = 0;
+    __m512 qv[4][ATT_HD_MAX / 16];
+    __m512 sc = _mm512_set1_ps(j->scale);
+    for (int r = 0; r < 4; r++) {
+        int rr = r < g ? r : g - 1; /* padding rows repeat the last query */
+        const float *q = j->Q + (size_t)(i0 + rr) * j->ldq + h * j->hd;
+        for (int c = 0; c < nv; c++) qv[r][c] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), sc);
+        if (r < g && lens[r] > lmax) lmax = lens[r];
+    }
+    const float *K = j->K + h * j->hd, *V = j->V + h * j->hd;
+    for (int k = 0; k < lmax; k++) {
+        const float *kr = K + (size_t)k * j->ldk;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < nv; c++) {
+            __m512 kv = _mm512_loadu_ps(kr + 16 * c);
+            a0 = _mm512_fmadd_ps(qv[0][c], kv, a0);
+            a1 = _mm512_fmadd_ps(qv[1][c], kv, a1);
+            a2 = _mm512_fmadd_ps(qv[2][c], kv, a2);
+            a3 = _mm512_fmadd_ps(qv[3][c], kv, a3);
+        }
+        S[k] = _mm512_reduce_add_ps(a0);
+        if (g > 1) S[tk + k] = _mm512_reduce_add_ps(a1);
+        if (g > 2) S[2 * (size_t)tk + k] = _mm512_reduce_add_ps(a2);
+        if (g > 3) S[3 * (size_t)tk + k] = _mm512_reduce_add_ps(a3);
+    }
+    for (int r = 0; r < g; r++) {
+        at_softmax(S + (size_t)r * tk, lens[r]);
+        for (int k = lens[r]; k < lmax; k++) S[(size_t)r * tk + k] = 0.0f;
+    }
+    /* the outputs of all g queries live in registers: 4 x nv <= 32 */
+    __m512 ov[4][ATT_HD_MAX / 16];
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < nv; c++) ov[r][c] = _mm512_setzero_ps();
+    for (int k = 0; k < lmax; k++) {
+        const float *vr = V + (size_t)k * j->ldv;
+        __m512 p0 = _mm512_set1_ps(S[k]), p1 = _mm512_set1_ps(g > 1 ? S[tk + k] : 0.0f);
+        __m512 p2 = _mm512_set1_ps(g > 2 ? S[2 * (size_t)tk + k] : 0.0f);
+        __m512 p3 = _mm512_set1_ps(g > 3 ? S[3 * (size_t)tk + k] : 0.0f);
+        for (int c = 0; c < nv; c++) {
+            __m512 v = _mm512_loadu_ps(vr + 16 * c);
+            ov[0][c] = _mm512_fmadd_ps(p0, v, ov[0][c]);
+            ov[1][c] = _mm512_fmadd_ps(p1, v, ov[1][c]);
+            ov[2][c] = _mm512_fmadd_ps(p2, v, ov[2][c]);
+            ov[3][c] = _mm512_fmadd_ps(p3, v, ov[3][c]);
+        }
+    }
+    for (int r = 0; r < g; r++) {
+        float *o = j->O + (size_t)(i0 + r) * j->ldo + h * j->hd;
+        for (int c = 0; c < nv; c++) _mm512_storeu_ps(o + 16 * c, ov[r][c]);
+    }
+}
+#endif
+
 static void att_one(const att_job *j, int h, int i, int tk, float *S)
 {
     float scale = j->scale;
@@ -559,6 +620,19 @@ static void att_task(void *p, int t, int ith)
         if (ch < ATT_GEMM_MIN) {
             /* few queries (decoder steps): per query, scores, softmax and
              * a weighted sum; packing the keys for a GEMM costs more */
+#if AT_HAVE_X86
+            if (ch > 1 && j->c->isa >= AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= 64) {
+                for (int r = 0; r < ch; r += 4) {
+                    int g = ch - r < 4 ? ch - r : 4, lens[4];
+                    for (int q = 0; q < g; q++) {
+                        int i = i0 + r + q;
+                        lens[q] = j->causal >= 0 && j->causal + i + 1 < tk ? j->causal + i + 1 : tk;
+                    }
+                    att_group_avx512(j, h, i0 + r, g, lens, tk, S);
+                }
+                return;
+            }
+#endif
             for (int r = 0; r < ch; r++) att_one(j, h, i0 + r, tk, S);
             return;
         }
