@@ -6,7 +6,7 @@
  * Prints figures, never asserts.
  *
  * Usage: bench_whisper_stream MODEL [--max-streams N] [--from N] [--clips K]
- *                             [--vad-model SILERO.onnx]
+ *                             [--vad-model SILERO.onnx] [--batch-decode 0|1]
  * Random weights never pass the hallucination guards, so they are off
  * here (every step decodes, an upper bound for a trained model).  The
  * delay after an utterance is the VAD's hangover (600 ms of silence) plus
@@ -122,17 +122,20 @@ static void *stream_thread(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL [--max-streams N] [--from N] [--clips K] [--vad-model FILE]\n",
+        fprintf(stderr,
+                "usage: %s MODEL [--max-streams N] [--from N] [--clips K] [--vad-model FILE] [--batch-decode "
+                "0|1]\n",
                 argv[0]);
         return 2;
     }
-    int max_streams = 4, n_clips = 5, from = 1;
+    int max_streams = 4, n_clips = 5, from = 1, batch = 0;
     const char *vad_model = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--max-streams") == 0) max_streams = atoi(argv[i + 1]);
         if (strcmp(argv[i], "--clips") == 0) n_clips = atoi(argv[i + 1]);
         if (strcmp(argv[i], "--from") == 0) from = atoi(argv[i + 1]);
         if (strcmp(argv[i], "--vad-model") == 0) vad_model = argv[i + 1];
+        if (strcmp(argv[i], "--batch-decode") == 0) batch = atoi(argv[i + 1]);
     }
     if (n_clips < 1 || n_clips > AT_TEST_N_CLIPS) n_clips = AT_TEST_N_CLIPS;
     double utt_end[AT_TEST_N_CLIPS];
@@ -145,6 +148,7 @@ int main(int argc, char **argv)
     at_whisper_stream_config_default(&c);
     c.no_speech_threshold = c.logprob_threshold = c.compression_threshold = NAN;
     c.vad_model = vad_model;
+    c.batch_decode = batch;
     /* one pool of every core, shared by all streams (as the service runs) */
     at_asr_engine *e = at_asr_whisper_new_ex(argv[1], 0, &c, &err);
     if (!e) {
@@ -152,8 +156,9 @@ int main(int argc, char **argv)
         return 1;
     }
     double dur = (double)n / 16000;
-    printf("model %s, %.1f s of audio (%d utterances), step %d ms, VAD %s, pool of all cores\n", argv[1], dur,
-           n_clips, c.step_ms, vad_model ? "silero" : "energy");
+    printf("model %s, %.1f s of audio (%d utterances), step %d ms, VAD %s, pool of all cores, %s\n", argv[1],
+           dur, n_clips, c.step_ms, vad_model ? "silero" : "energy",
+           batch ? "decoder steps batched across streams" : "each stream decodes its own steps");
     /* one stream, simulated real-time clock (no sleeping) */
     run *r = calloc(1, sizeof *r);
     *r = (run){.e = e, .pcm = pcm, .n = n, .utt_end = utt_end, .n_utt = n_clips};

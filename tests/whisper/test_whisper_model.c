@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 
 #include "compute/kernels.h"
 #include "engines/asr/whisper/model.h"
+#include "engines/asr/whisper/sched.h"
 #include "engines/asr/whisper/tokenizer.h"
 #include "nn/npy.h"
 #include "engines/asr/whisper/whisper.h"
@@ -341,6 +343,129 @@ static void test_whisper_model_batch(void **state)
     at_whisper_model_free(m);
     free(mel);
     free(lb);
+    free(lr);
+}
+
+/* The scheduler: callers on their own threads, each with its own state
+ * (audio) and caches, submit steps at once; their logits equal what each
+ * gets decoding alone, and steps are batched. */
+enum { SCH_CALLERS = 5, SCH_STEPS = 8, SCH_SEQS = 2 };
+typedef struct {
+    at_wsched *sched;
+    at_whisper_state *st;
+    at_whisper_kv *kv[SCH_SEQS];
+    int toks[SCH_STEPS][SCH_SEQS][4];
+    float *logits; /* SCH_STEPS x SCH_SEQS x V */
+    int V, rc;
+    pthread_barrier_t *bar;
+    at_err err;
+} sch_caller;
+
+static void *sch_run(void *p)
+{
+    sch_caller *c = p;
+    for (int step = 0; step < SCH_STEPS && !c->rc; step++) {
+        at_whisper_seq q[SCH_SEQS];
+        for (int j = 0; j < SCH_SEQS; j++)
+            q[j] = (at_whisper_seq){c->kv[j],
+                                    c->toks[step][j],
+                                    step == 0 ? 2 + j : 1,
+                                    NULL,
+                                    c->logits + ((size_t)step * SCH_SEQS + j) * c->V,
+                                    0};
+        pthread_barrier_wait(c->bar);
+        c->rc = at_wsched_decode(c->sched, c->st, q, SCH_SEQS, &c->err);
+    }
+    return NULL;
+}
+
+static void test_whisper_model_sched(void **state)
+{
+    (void)state;
+    at_err err = {0};
+    at_whisper_model *m = at_whisper_model_load(g_oracle, &err);
+    assert_non_null(m);
+    const at_whisper_hparams *hp = at_whisper_model_hparams(m);
+    int V = hp->n_vocab;
+    float *mel = malloc(sizeof(float) * (size_t)hp->n_mels * AT_WHISPER_N_FRAMES);
+    at_compute *pool = at_compute_new(2, &err);
+    at_wsched *sched = at_wsched_new(64, &err);
+    assert_non_null(sched);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, SCH_CALLERS);
+    sch_caller c[SCH_CALLERS];
+    pthread_t th[SCH_CALLERS];
+    uint32_t rng = 11;
+    for (int i = 0; i < SCH_CALLERS; i++) {
+        memset(&c[i], 0, sizeof c[i]);
+        c[i].sched = sched;
+        c[i].V = V;
+        c[i].bar = &bar;
+        c[i].st = at_whisper_state_new_shared(m, pool, &err);
+        assert_non_null(c[i].st);
+        /* each caller its own audio and context length */
+        size_t off = (size_t)i * 8000;
+        assert_int_equal(at_whisper_mel(m, R.audio.data + off, at_npy_count(&R.audio) - off, mel, &err), 0);
+        assert_int_equal(at_whisper_encode(c[i].st, mel, 100 + 50 * i, &err), 0);
+        for (int j = 0; j < SCH_SEQS; j++) {
+            c[i].kv[j] = at_whisper_kv_new(m, &err);
+            assert_non_null(c[i].kv[j]);
+        }
+        for (int step = 0; step < SCH_STEPS; step++)
+            for (int j = 0; j < SCH_SEQS; j++)
+                for (int t = 0; t < 4; t++) {
+                    rng = rng * 1664525u + 1013904223u;
+                    c[i].toks[step][j][t] = (int)(rng >> 8) % 50257;
+                }
+        c[i].logits = malloc(sizeof(float) * (size_t)SCH_STEPS * SCH_SEQS * V);
+    }
+    for (int i = 0; i < SCH_CALLERS; i++) assert_int_equal(pthread_create(&th[i], NULL, sch_run, &c[i]), 0);
+    for (int i = 0; i < SCH_CALLERS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < SCH_CALLERS; i++)
+        if (c[i].rc) fail_msg("caller %d: %s", i, c[i].err.msg);
+    at_wsched_stats stats;
+    at_wsched_get_stats(sched, &stats);
+    print_message("scheduler: %lld steps in %lld batches (at most %d in one)\n", stats.steps, stats.batches,
+                  stats.max_steps);
+    assert_int_equal(stats.steps, SCH_CALLERS * SCH_STEPS);
+    assert_true(stats.max_steps >= 2); /* five callers released together are batched */
+
+    /* the same steps alone, on fresh caches */
+    float *lr = malloc(sizeof(float) * (size_t)V);
+    float worst = 0;
+    for (int i = 0; i < SCH_CALLERS; i++)
+        for (int j = 0; j < SCH_SEQS; j++) {
+            at_whisper_kv_truncate(c[i].kv[j], 0);
+            for (int step = 0; step < SCH_STEPS; step++) {
+                int n = step == 0 ? 2 + j : 1;
+                assert_int_equal(at_whisper_decode(c[i].st, c[i].kv[j], c[i].toks[step][j], n, 0, lr, &err),
+                                 0);
+                const float *got = c[i].logits + ((size_t)step * SCH_SEQS + j) * V;
+                for (int v = 0; v < V; v++) {
+                    float d = fabsf(got[v] - lr[v]) / (1.0f + fabsf(lr[v]));
+                    worst = d > worst ? d : worst;
+                }
+            }
+        }
+    print_message("scheduled vs alone: logits max relative diff %.3g\n", worst);
+    assert_true(worst <= 1e-5f);
+
+    /* a bad step fails for its caller only, with its own message */
+    int bad = V + 5;
+    at_whisper_seq q = {c[0].kv[0], &bad, 1, NULL, lr, 0};
+    assert_int_equal(at_wsched_decode(sched, c[0].st, &q, 1, &err), AT_E_INVALID);
+    assert_non_null(strstr(err.msg, "out of range"));
+
+    for (int i = 0; i < SCH_CALLERS; i++) {
+        for (int j = 0; j < SCH_SEQS; j++) at_whisper_kv_free(c[i].kv[j]);
+        at_whisper_state_free(c[i].st);
+        free(c[i].logits);
+    }
+    pthread_barrier_destroy(&bar);
+    at_wsched_free(sched);
+    at_compute_free(pool);
+    at_whisper_model_free(m);
+    free(mel);
     free(lr);
 }
 
@@ -1014,7 +1139,8 @@ static void test_whisper_model_kernels(void **state)
             }
         }
     /* one query at position T-1 (decoder step path) equals the last row */
-    assert_int_equal(at_attention(c, Q + (T - 1) * D, D, Kk, D, V, D, 1, T, H, hd, T - 1, 0.0f, O1, D, &err), 0);
+    assert_int_equal(at_attention(c, Q + (T - 1) * D, D, Kk, D, V, D, 1, T, H, hd, T - 1, 0.0f, O1, D, &err),
+                     0);
     assert_true(max_abs_diff(O1, O + (T - 1) * D, D) < 1e-5f);
     /* GELU against erf */
     float g[40];
@@ -1062,10 +1188,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whisper_model_kernels), cmocka_unit_test(test_whisper_model_mel),
         cmocka_unit_test(test_whisper_model_hf),      cmocka_unit_test(test_whisper_model_incremental),
-        cmocka_unit_test(test_whisper_model_batch),   cmocka_unit_test(test_whisper_model_ggml),
-        cmocka_unit_test(test_whisper_model_quant),   cmocka_unit_test(test_whisper_model_corrupt),
-        cmocka_unit_test(test_whisper_model_check),   cmocka_unit_test(test_whisper_model_random),
-        cmocka_unit_test(test_whisper_model_dtypes),
+        cmocka_unit_test(test_whisper_model_batch),   cmocka_unit_test(test_whisper_model_sched),
+        cmocka_unit_test(test_whisper_model_ggml),    cmocka_unit_test(test_whisper_model_quant),
+        cmocka_unit_test(test_whisper_model_corrupt), cmocka_unit_test(test_whisper_model_check),
+        cmocka_unit_test(test_whisper_model_random),  cmocka_unit_test(test_whisper_model_dtypes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rm_rf(g_tmp);

@@ -29,6 +29,10 @@ typedef struct at_whisper_stream_config {
      * request fails at once with AT_E_BUSY (HTTP 503, Retry-After). */
     int max_jobs;   /* 2 */
     int max_queued; /* 16 */
+    /* 1: the decoder steps of concurrent streams and transcriptions run
+     * as shared batches (continuous batching, sched.h); 0: each caller
+     * runs its own steps on the shared pool */
+    int batch_decode; /* 0 */
 } at_whisper_stream_config;
 
 void at_whisper_stream_config_default(at_whisper_stream_config *c);

@@ -34,6 +34,7 @@
 #include "engines/asr/whisper/decode.h"
 #include "engines/asr/whisper/la2.h"
 #include "engines/asr/whisper/model.h"
+#include "engines/asr/whisper/sched.h"
 #include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/tokenizer.h"
 #include "engines/vad/vad.h"
@@ -52,6 +53,7 @@ typedef struct wengine {
     at_silero *silero;    /* the VAD network, shared by all streams (or NULL) */
     atomic_int n_streams; /* open streams, for sc.max_streams */
     at_compute *compute;  /* the one thread pool of every stream and job */
+    at_wsched *sched;     /* shared decoder batches (sc.batch_decode), or NULL */
     /* admission of file transcriptions (sc.max_jobs, sc.max_queued) */
     pthread_mutex_t adm_mu;
     pthread_cond_t adm_cv;
@@ -124,7 +126,8 @@ static int run_logits_batch(void *ctx, int n, const int *seqs, const int *const 
         ws[i]->n = p;
         q[i] = (at_whisper_seq){ws[i]->kv, tokens[i] + p, nt - p, NULL, logits[i], 0};
     }
-    int rc = at_whisper_decode_batch(r->st, q, n, err);
+    int rc = r->e->sched ? at_wsched_decode(r->e->sched, r->st, q, n, err)
+                         : at_whisper_decode_batch(r->st, q, n, err);
     for (int i = 0; i < n; i++) {
         if (rc < 0) {
             at_whisper_kv_truncate(ws[i]->kv, 0);
@@ -872,6 +875,7 @@ static void w_destroy(void *impl)
     at_wtok_free(e->tok);
     at_whisper_model_free(e->model);
     at_silero_free(e->silero);
+    at_wsched_free(e->sched);
     at_compute_free(e->compute);
     pthread_mutex_destroy(&e->adm_mu);
     pthread_cond_destroy(&e->adm_cv);
@@ -937,6 +941,7 @@ at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_
     pthread_mutex_init(&e->adm_mu, NULL);
     pthread_cond_init(&e->adm_cv, NULL);
     if (!(e->compute = at_compute_new(n_threads, err))) goto fail;
+    if (e->sc.batch_decode && !(e->sched = at_wsched_new(W_MAX_SEQS, err))) goto fail;
     e->sc.vad_cfg.silero = NULL;
     if (e->sc.vad && e->sc.vad_model && *e->sc.vad_model) {
         char vad_path[1024];
