@@ -66,6 +66,7 @@ typedef struct at_app_config {
     size_t max_text_chars;         /* translate q and tts input */
     int max_streams;               /* concurrent ASR WebSocket streams */
     int max_jobs, max_queued;      /* whisper transcriptions at once, and waiting */
+    int batch_decode;              /* whisper: decoder steps batched across callers */
     int stream_idle_s;             /* a stream silent this long is closed */
     /* pipeline: remote services (NULL = engines in this process) */
     const char *asr_url;           /* e.g. http://asr_streaming:8003 */

@@ -47,6 +47,7 @@ int at_app_load_local_asr(at_app *a, at_err *err)
         sc.max_streams = c->max_streams;
         if (c->max_jobs > 0) sc.max_jobs = c->max_jobs;
         if (c->max_queued >= 0) sc.max_queued = c->max_queued;
+        sc.batch_decode = c->batch_decode;
         if (choose_vad(c, &sc, err) < 0) return err->code;
         at_log_write(at_app_log(a), AT_LOG_INFO, "whisper live-stream VAD", "vad",
                      !sc.vad        ? "off"

@@ -15,7 +15,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
          max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
     double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
-    int json_logs = 0;
+    int json_logs = 0, batch_decode = 0;
     int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS || kinds == AT_APP_PIPELINE;
     const char *def_port = kinds == AT_APP_ASR   ? "8003"
                            : kinds == AT_APP_MT  ? "8004"
@@ -182,6 +182,15 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 &max_jobs,
                                 1,
                                 256};
+        opts[n++] = (at_option){"batch-decode",
+                                "AT_BATCH_DECODE",
+                                AT_OPT_BOOL,
+                                "0",
+                                "whisper: run the decoder steps of concurrent streams and "
+                                "transcriptions as shared batches (docs/compute.md)",
+                                &batch_decode,
+                                0,
+                                0};
         opts[n++] = (at_option){"max-queued",
                                 "AT_MAX_QUEUED",
                                 AT_OPT_INT,
@@ -308,6 +317,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     if (max_streams > 0) ac.max_streams = (int)max_streams;
     ac.max_jobs = (int)max_jobs;
     ac.max_queued = (int)max_queued;
+    ac.batch_decode = batch_decode;
     ac.stream_idle_s = (int)idle;
     ac.asr_url = asr_url;
     ac.translate_url = mt_url;

@@ -448,6 +448,8 @@ typedef struct job {
     size_t n_segments;
     char *text;
     int rc;
+    at_asr_engine *e; /* NULL: E */
+    int beams;
 } job;
 
 static void *worker(void *arg)
@@ -455,9 +457,10 @@ static void *worker(void *arg)
     job *j = arg;
     at_asr_options o = bounded(16);
     o.language = "en";
+    if (j->beams) o.beam_size = j->beams;
     at_asr_result r;
     at_err err;
-    j->rc = at_asr_transcribe(E, audio.data, at_npy_count(&audio), &o, &r, &err);
+    j->rc = at_asr_transcribe(j->e ? j->e : E, audio.data, at_npy_count(&audio), &o, &r, &err);
     if (j->rc == 0) {
         j->n_segments = r.n_segments;
         j->text = at_asr_result_text(&r);
@@ -480,6 +483,38 @@ static void test_concurrent(void **st)
     assert_string_equal(jobs[0].text, jobs[1].text);
     free(jobs[0].text);
     free(jobs[1].text);
+}
+
+/* Decoder steps batched across concurrent transcriptions (the scheduler)
+ * give each exactly what it gets alone. */
+static void test_concurrent_batched(void **st)
+{
+    (void)st;
+    at_err err = {0};
+    at_whisper_stream_config c;
+    at_whisper_stream_config_default(&c);
+    c.batch_decode = 1;
+    c.max_jobs = 4;
+    at_asr_engine *eb = at_asr_whisper_new_ex(dir, 2, &c, &err);
+    assert_non_null(eb);
+    enum { N = 4 };
+    pthread_t th[N];
+    job alone[N] = {{0}}, together[N] = {{0}};
+    for (int i = 0; i < N; i++) {
+        alone[i].beams = together[i].beams = i % 2 ? 3 : 0; /* greedy and beam search side by side */
+        together[i].e = eb;
+        worker(&alone[i]);
+        assert_int_equal(alone[i].rc, 0);
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(pthread_create(&th[i], NULL, worker, &together[i]), 0);
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(together[i].rc, 0);
+        assert_string_equal(together[i].text, alone[i].text);
+        free(together[i].text);
+        free(alone[i].text);
+    }
+    at_asr_engine_free(eb);
 }
 
 /* Admission: with one job at a time and one place in the queue, a second
@@ -573,8 +608,8 @@ int main(void)
         cmocka_unit_test(test_max_tokens),  cmocka_unit_test(test_beam),
         cmocka_unit_test(test_stream),      cmocka_unit_test(test_stream_silero),
         cmocka_unit_test(test_stream_long), cmocka_unit_test(test_stream_concurrent_and_limit),
-        cmocka_unit_test(test_concurrent),  cmocka_unit_test(test_admission),
-        cmocka_unit_test(test_bad_model),
+        cmocka_unit_test(test_concurrent),  cmocka_unit_test(test_concurrent_batched),
+        cmocka_unit_test(test_admission),   cmocka_unit_test(test_bad_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
