@@ -198,27 +198,30 @@ static inline float ldf(const void *p, int i)
 
 /* out[2m + r] = x[m] . w_r for four rows x and two weight rows: eight
  * accumulators, six loads per eight multiply-adds. */
-AT_SIMD static void rows4x2_avx2(const float *const x[4], const void *w0p, const void *w1p, int half, int K,
-                                 float *out)
+AT_SIMD static inline __attribute__((always_inline)) void rowsx2_avx2_impl(const int R,
+                                                                           const float *const x[4],
+                                                                           const void *w0p, const void *w1p,
+                                                                           int half, int K, float *out)
 {
     const float *w0 = w0p, *w1 = w1p;
     const uint8_t *h0 = w0p, *h1 = w1p;
     __m256 a[4][2];
-    for (int m = 0; m < 4; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 4") for (int m = 0; m < R; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
     int k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 v0 =
             half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h0 + 2 * k))) : _mm256_loadu_ps(w0 + k);
         __m256 v1 =
             half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h1 + 2 * k))) : _mm256_loadu_ps(w1 + k);
-#pragma GCC unroll 4
-        for (int m = 0; m < 4; m++) {
+        _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
+        {
             __m256 xv = _mm256_loadu_ps(x[m] + k);
             a[m][0] = _mm256_fmadd_ps(xv, v0, a[m][0]);
             a[m][1] = _mm256_fmadd_ps(xv, v1, a[m][1]);
         }
     }
-    for (int m = 0; m < 4; m++) {
+    _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
+    {
         float s0 = hsum256(a[m][0]), s1 = hsum256(a[m][1]);
         for (int r = k; r < K; r++) {
             s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : ldf(w0p, r));
@@ -229,28 +232,42 @@ AT_SIMD static void rows4x2_avx2(const float *const x[4], const void *w0p, const
     }
 }
 
-AT_SIMD512 static void rows4x2_avx512(const float *const x[4], const void *w0p, const void *w1p, int half,
-                                      int K, float *out)
+/* R (1..4) rows of X against two weight rows; a batch of 5 is 4 + 1
+ * rows, not 4 + 4 with three repeated. */
+AT_SIMD static void rowsx2_avx2(int R, const float *const x[4], const void *w0, const void *w1, int half,
+                                int K, float *out)
+{
+    switch (R) {
+    case 1: rowsx2_avx2_impl(1, x, w0, w1, half, K, out); break;
+    case 2: rowsx2_avx2_impl(2, x, w0, w1, half, K, out); break;
+    case 3: rowsx2_avx2_impl(3, x, w0, w1, half, K, out); break;
+    default: rowsx2_avx2_impl(4, x, w0, w1, half, K, out); break;
+    }
+}
+
+AT_SIMD512 static inline __attribute__((always_inline)) void
+rowsx2_avx512_impl(const int R, const float *const x[4], const void *w0p, const void *w1p, int half, int K,
+                   float *out)
 {
     const float *w0 = w0p, *w1 = w1p;
     const uint8_t *h0 = w0p, *h1 = w1p;
     __m512 a[4][2];
-#pragma GCC unroll 4
-    for (int m = 0; m < 4; m++) a[m][0] = a[m][1] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 4") for (int m = 0; m < R; m++) a[m][0] = a[m][1] = _mm512_setzero_ps();
     int k = 0;
     for (; k + 16 <= K; k += 16) {
         __m512 v0 = half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h0 + 2 * k)))
                          : _mm512_loadu_ps(w0 + k);
         __m512 v1 = half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h1 + 2 * k)))
                          : _mm512_loadu_ps(w1 + k);
-#pragma GCC unroll 4
-        for (int m = 0; m < 4; m++) {
+        _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
+        {
             __m512 xv = _mm512_loadu_ps(x[m] + k);
             a[m][0] = _mm512_fmadd_ps(xv, v0, a[m][0]);
             a[m][1] = _mm512_fmadd_ps(xv, v1, a[m][1]);
         }
     }
-    for (int m = 0; m < 4; m++) {
+    _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
+    {
         float s0 = _mm512_reduce_add_ps(a[m][0]), s1 = _mm512_reduce_add_ps(a[m][1]);
         for (int r = k; r < K; r++) {
             s0 += x[m][r] * (half ? rdhalf_f16c(h0 + 2 * r) : ldf(w0p, r));
@@ -258,6 +275,19 @@ AT_SIMD512 static void rows4x2_avx512(const float *const x[4], const void *w0p, 
         }
         out[2 * m] = s0;
         out[2 * m + 1] = s1;
+    }
+}
+
+/* R (1..4) rows of X against two weight rows; a batch of 5 is 4 + 1
+ * rows, not 4 + 4 with three repeated. */
+AT_SIMD512 static void rowsx2_avx512(int R, const float *const x[4], const void *w0, const void *w1, int half,
+                                     int K, float *out)
+{
+    switch (R) {
+    case 1: rowsx2_avx512_impl(1, x, w0, w1, half, K, out); break;
+    case 2: rowsx2_avx512_impl(2, x, w0, w1, half, K, out); break;
+    case 3: rowsx2_avx512_impl(3, x, w0, w1, half, K, out); break;
+    default: rowsx2_avx512_impl(4, x, w0, w1, half, K, out); break;
     }
 }
 
@@ -301,9 +331,9 @@ static void mm_small(void *p, int chunk, int ith)
                 const float *x[4];
                 for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->K;
                 if (j->c->isa >= AT_ISA_AVX512)
-                    rows4x2_avx512(x, wf0, wf1, half, j->K, o);
+                    rowsx2_avx512(mm, x, wf0, wf1, half, j->K, o);
                 else
-                    rows4x2_avx2(x, wf0, wf1, half, j->K, o);
+                    rowsx2_avx2(mm, x, wf0, wf1, half, j->K, o);
                 for (int m = 0; m < mm; m++) {
                     j->Y[(size_t)(m0 + m) * j->N + n] = o[2 * m] + b;
                     if (pair) j->Y[(size_t)(m0 + m) * j->N + n + 1] = o[2 * m + 1] + b1;

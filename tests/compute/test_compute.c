@@ -121,8 +121,10 @@ static void test_matmul_types(void **st)
             at_dequant_row(t, q + (size_t)n * rb, deq + (size_t)n * K, K);
         }
         at_matrix W = {t, N, K, q, rb};
-        static const int Ms[] = {1, 5, 9, 300};
-        for (size_t mi = 0; mi < 4; mi++) {
+        /* one row; batches of 2..15 rows in every remainder of four; the
+         * blocked GEMM */
+        static const int Ms[] = {1, 2, 3, 5, 6, 7, 8, 9, 15, 300};
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             int M = Ms[mi];
             float *X = rand_vec((size_t)M * K), *Y = malloc((size_t)M * N * sizeof *Y);
             double *ref = malloc((size_t)M * N * sizeof *ref);
