@@ -291,6 +291,93 @@ AT_SIMD512 static void rowsx2_avx512(int R, const float *const x[4], const void 
     }
 }
 
+/* The same for q8_0 weight rows, converted in registers: 32 signed bytes
+ * times the block's f16 scale (the values at_dequant_row gives), so a
+ * batch never writes the weights out as f32. */
+#define Q8_BYTES 34 /* a q8_0 block: f16 scale, 32 int8 */
+
+AT_SIMD static inline __attribute__((always_inline)) void
+rowsx2_q8_avx2_impl(const int R, const float *const x[4], const uint8_t *w0, const uint8_t *w1, int K,
+                    float *out)
+{
+    __m256 a[4][2];
+    _Pragma("GCC unroll 4") for (int m = 0; m < R; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
+    for (int b = 0; b < K / AT_QK; b++) {
+        const uint8_t *b0 = w0 + (size_t)b * Q8_BYTES, *b1 = w1 + (size_t)b * Q8_BYTES;
+        __m256 d0 = _mm256_set1_ps(rdhalf_f16c(b0)), d1 = _mm256_set1_ps(rdhalf_f16c(b1));
+        for (int q = 0; q < 4; q++) {
+            __m256 v0 = _mm256_mul_ps(i8x8_ps(b0 + 2 + 8 * q), d0),
+                   v1 = _mm256_mul_ps(i8x8_ps(b1 + 2 + 8 * q), d1);
+            int k = b * AT_QK + 8 * q;
+            _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
+            {
+                __m256 xv = _mm256_loadu_ps(x[m] + k);
+                a[m][0] = _mm256_fmadd_ps(xv, v0, a[m][0]);
+                a[m][1] = _mm256_fmadd_ps(xv, v1, a[m][1]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
+    {
+        out[2 * m] = hsum256(a[m][0]);
+        out[2 * m + 1] = hsum256(a[m][1]);
+    }
+}
+
+AT_SIMD512 static inline __attribute__((always_inline)) void
+rowsx2_q8_avx512_impl(const int R, const float *const x[4], const uint8_t *w0, const uint8_t *w1, int K,
+                      float *out)
+{
+    __m512 a[4][2];
+    _Pragma("GCC unroll 4") for (int m = 0; m < R; m++) a[m][0] = a[m][1] = _mm512_setzero_ps();
+    for (int b = 0; b < K / AT_QK; b++) {
+        const uint8_t *b0 = w0 + (size_t)b * Q8_BYTES, *b1 = w1 + (size_t)b * Q8_BYTES;
+        __m512 d0 = _mm512_set1_ps(rdhalf_f16c(b0)), d1 = _mm512_set1_ps(rdhalf_f16c(b1));
+        for (int h = 0; h < 2; h++) {
+            __m512 v0 = _mm512_mul_ps(
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b0 + 2 + 16 * h)))),
+                d0);
+            __m512 v1 = _mm512_mul_ps(
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b1 + 2 + 16 * h)))),
+                d1);
+            int k = b * AT_QK + 16 * h;
+            _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
+            {
+                __m512 xv = _mm512_loadu_ps(x[m] + k);
+                a[m][0] = _mm512_fmadd_ps(xv, v0, a[m][0]);
+                a[m][1] = _mm512_fmadd_ps(xv, v1, a[m][1]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
+    {
+        out[2 * m] = _mm512_reduce_add_ps(a[m][0]);
+        out[2 * m + 1] = _mm512_reduce_add_ps(a[m][1]);
+    }
+}
+
+AT_SIMD static void rowsx2_q8_avx2(int R, const float *const x[4], const uint8_t *w0, const uint8_t *w1,
+                                   int K, float *out)
+{
+    switch (R) {
+    case 1: rowsx2_q8_avx2_impl(1, x, w0, w1, K, out); break;
+    case 2: rowsx2_q8_avx2_impl(2, x, w0, w1, K, out); break;
+    case 3: rowsx2_q8_avx2_impl(3, x, w0, w1, K, out); break;
+    default: rowsx2_q8_avx2_impl(4, x, w0, w1, K, out); break;
+    }
+}
+
+AT_SIMD512 static void rowsx2_q8_avx512(int R, const float *const x[4], const uint8_t *w0, const uint8_t *w1,
+                                        int K, float *out)
+{
+    switch (R) {
+    case 1: rowsx2_q8_avx512_impl(1, x, w0, w1, K, out); break;
+    case 2: rowsx2_q8_avx512_impl(2, x, w0, w1, K, out); break;
+    case 3: rowsx2_q8_avx512_impl(3, x, w0, w1, K, out); break;
+    default: rowsx2_q8_avx512_impl(4, x, w0, w1, K, out); break;
+    }
+}
+
 /* y += a * x */
 AT_SIMD static void axpy_avx2(float a, const float *x, float *y, int n)
 {
@@ -318,8 +405,8 @@ static void mm_small(void *p, int chunk, int ith)
             int pair = n + 1 < n1;
             const uint8_t *w1 = pair ? w + j->W->row_bytes : w;
             const void *wf0 = w, *wf1 = w1;
-            int half = j->W->type == AT_DT_F16; /* converted in registers */
-            if (j->W->type != AT_DT_F32 && !half) {
+            int half = j->W->type == AT_DT_F16, q8 = j->W->type == AT_DT_Q8_0; /* converted in registers */
+            if (j->W->type != AT_DT_F32 && !half && !q8) {
                 at_dequant_row(j->W->type, w, buf, j->K);
                 if (pair) at_dequant_row(j->W->type, w1, buf + j->K, j->K);
                 wf0 = buf;
@@ -330,7 +417,11 @@ static void mm_small(void *p, int chunk, int ith)
                 int mm = j->M - m0 < 4 ? j->M - m0 : 4;
                 const float *x[4];
                 for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->K;
-                if (j->c->isa >= AT_ISA_AVX512)
+                if (q8 && j->c->isa >= AT_ISA_AVX512)
+                    rowsx2_q8_avx512(mm, x, wf0, wf1, j->K, o);
+                else if (q8)
+                    rowsx2_q8_avx2(mm, x, wf0, wf1, j->K, o);
+                else if (j->c->isa >= AT_ISA_AVX512)
                     rowsx2_avx512(mm, x, wf0, wf1, half, j->K, o);
                 else
                     rowsx2_avx2(mm, x, wf0, wf1, half, j->K, o);

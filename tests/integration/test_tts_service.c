@@ -18,7 +18,7 @@ static int port;
 static int setup(void **state)
 {
     (void)state;
-    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--max-text-chars", "300", NULL};
+    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--max-text-chars", "600", NULL};
     if (at_test_spawn(&proc, "tts", args, 1, 60) != 0) return -1;
     port = proc.ports[0];
     return 0;
@@ -156,9 +156,26 @@ static void bad_inputs(void **state)
     expect_error("{input: hi}", 400, "JSON");
     expect_error("", 400, "empty");
     char big[2048] = "{\"input\":\"";
-    for (int i = 0; i < 80; i++) strcat(big, "words ");
+    for (int i = 0; i < 120; i++) strcat(big, "words ");
     strcat(big, "\"}");
     expect_error(big, 413, "limit");
+}
+
+/* A run of 313+ punctuation characters used to abort the whole process
+ * inside libflite; now it is spoken like the words around it. */
+static void punctuation_run_is_survived(void **state)
+{
+    (void)state;
+    char body[1024] = "{\"input\":\"hello";
+    for (int i = 0; i < 400; i++) strcat(body, ".");
+    strcat(body, " world\",\"voice\":\"alloy\"}");
+    at_test_resp r = speech(body);
+    check_wav(&r, NULL);
+    at_test_resp_free(&r);
+    at_test_resp h;
+    assert_int_equal(at_test_http(port, "GET", "/health", NULL, NULL, 0, &h), 0);
+    assert_int_equal(h.status, 200);
+    at_test_resp_free(&h);
 }
 
 static void client_vanishing_mid_stream_is_survived(void **state)
@@ -190,6 +207,7 @@ int main(void)
         cmocka_unit_test(pcm_format),
         cmocka_unit_test(voices_listed),
         cmocka_unit_test(bad_inputs),
+        cmocka_unit_test(punctuation_run_is_survived),
         cmocka_unit_test(client_vanishing_mid_stream_is_survived),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -12,6 +12,7 @@
  * synthesis early. */
 #include "engines/tts/flite.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,27 @@ static int fl_stream_cb(const cst_wave *w, int start, int size, int last, cst_au
     return CST_AUDIO_STREAM_CONT;
 }
 
+/* flite 2.2's tokenizer corrupts its heap when a token ends in a run of
+ * 313 or more punctuation characters (the process aborts), so runs are
+ * cut to FL_MAX_PUNCT before the text reaches it.  flite speaks none of
+ * a run's characters after the first few anyway. */
+#define FL_MAX_PUNCT 8
+
+static char *fl_clean(const char *text)
+{
+    size_t n = strlen(text), o = 0;
+    char *t = malloc(n + 1);
+    if (!t) return NULL;
+    int run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        run = c < 128 && ispunct(c) ? run + 1 : 0;
+        if (run <= FL_MAX_PUNCT) t[o++] = (char)c;
+    }
+    t[o] = '\0';
+    return t;
+}
+
 static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text, float speed,
                          at_tts_chunk_cb cb, void *user, at_err *err)
 {
@@ -94,9 +116,14 @@ static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text
     while (i < FL_N_VOICES && strcmp(e->voices[i].name, voice->name) != 0) i++;
     if (i == FL_N_VOICES) return at_err_set(err, AT_E_UNSUPPORTED, "flite has no voice '%s'", voice->name);
     cst_voice *v = g_flite.vox[i];
+    char *clean = fl_clean(text);
+    if (!clean) return at_err_set(err, AT_E_NOMEM, "out of memory");
     fl_request req = {.cb = cb, .user = user, .expected_rate = e->voices[i].sample_rate};
     cst_audio_streaming_info *asi = new_audio_streaming_info();
-    if (!asi) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (!asi) {
+        free(clean);
+        return at_err_set(err, AT_E_NOMEM, "out of memory");
+    }
     asi->asc = fl_stream_cb;
     asi->userdata = &req;
 
@@ -108,13 +135,14 @@ static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text
     if (!(base > 0.0f)) base = 1.0f;
     feat_set_float(v->features, "duration_stretch", base / speed);
     feat_set(v->features, "streaming_info", audio_streaming_info_val(asi)); /* owns asi */
-    cst_wave *w = flite_text_to_wave(text, v);
+    cst_wave *w = flite_text_to_wave(clean, v);
     feat_remove(v->features, "streaming_info");
     if (had_stretch)
         feat_set_float(v->features, "duration_stretch", base);
     else
         feat_remove(v->features, "duration_stretch");
     pthread_mutex_unlock(&g_flite.vmu[i]);
+    free(clean);
     if (w) delete_wave(w);
 
     if (req.cancelled) return at_err_set(err, AT_E_CANCELLED, "synthesis cancelled by the caller");
