@@ -138,7 +138,67 @@ static int looks_like_audio(at_vio *v)
 
 static int fmt_is_mpeg(int format) { return (format & SF_FORMAT_TYPEMASK) == SF_FORMAT_MPEG; }
 
-static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
+static int rate_ok(int r) { return r >= AT_RATE_MIN && r <= AT_RATE_MAX; }
+
+/* Decoded mono samples, appended as they come: at the file's rate, or
+ * through soxr at a target rate, so a long high-rate file never exists
+ * in memory at its own rate (384 kHz FLAC would be 24x the 16 kHz
+ * result). */
+typedef struct pcm_sink {
+    float *p;
+    size_t n, cap;
+    soxr_t sx;       /* NULL: no resampling */
+    float tmp[4096]; /* soxr's output, before it is appended */
+} pcm_sink;
+
+static int sink_append(pcm_sink *k, const float *x, size_t n, at_err *err)
+{
+    if (k->n + n > k->cap) {
+        size_t ncap = k->cap ? k->cap : 1 << 16;
+        while (ncap < k->n + n) ncap *= 2;
+        if (ncap > SIZE_MAX / sizeof(float) / 2) return at_err_set(err, AT_E_TOO_LARGE, "audio too large");
+        float *p = realloc(k->p, ncap * sizeof(float));
+        if (!p) return at_err_set(err, AT_E_NOMEM, "out of memory decoding audio");
+        k->p = p;
+        k->cap = ncap;
+    }
+    memcpy(k->p + k->n, x, n * sizeof(float));
+    k->n += n;
+    return AT_OK;
+}
+
+/* Appends n samples (NULL, 0: the end of the input, flushing soxr). */
+static int sink_push(pcm_sink *k, const float *x, size_t n, at_err *err)
+{
+    if (!k->sx) return n ? sink_append(k, x, n, err) : AT_OK;
+    size_t used = 0;
+    for (;;) {
+        size_t idone = 0, od = 0;
+        soxr_error_t e = soxr_process(k->sx, x ? x + used : NULL, n - used, &idone, k->tmp,
+                                      sizeof k->tmp / sizeof k->tmp[0], &od);
+        if (e) return at_err_set(err, AT_E_ENGINE, "resampling failed: %s", e);
+        used += idone;
+        if (od && sink_append(k, k->tmp, od, err)) return err ? err->code : AT_E_NOMEM;
+        if (x ? used >= n && od < sizeof k->tmp / sizeof k->tmp[0] : od == 0) return AT_OK;
+    }
+}
+
+static soxr_t resampler_new(int from, int to, const char **why)
+{
+    soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+    soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
+    soxr_runtime_spec_t rt = soxr_runtime_spec(1); /* no extra threads */
+    soxr_error_t e = NULL;
+    soxr_t sx = soxr_create(from, to, 1, &e, &io, &q, &rt);
+    if (e && sx) {
+        soxr_delete(sx);
+        sx = NULL;
+    }
+    *why = e ? e : "soxr_create";
+    return sx;
+}
+
+static int decode_vio(at_vio *v, double max_seconds, int rate, at_audio *out, at_err *err)
 {
     memset(out, 0, sizeof *out);
     if (v->len <= 0) return at_err_set(err, AT_E_INVALID, "audio is empty");
@@ -157,7 +217,8 @@ static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
     }
     int rc = AT_OK;
     float *buf = NULL, *mono = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0;
+    pcm_sink sink = {0};
 
     if (info.channels < 1 || info.channels > 1024 || info.samplerate < 1 || info.samplerate > AT_RATE_MAX) {
         rc = at_err_set(err, AT_E_CORRUPT, "malformed audio: %d channels at %d Hz", info.channels,
@@ -184,8 +245,21 @@ static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
         goto done;
     }
     size_t ch = (size_t)info.channels;
+    if (rate > 0 && rate != info.samplerate) {
+        const char *why;
+        if (!rate_ok(info.samplerate) || !rate_ok(rate)) {
+            rc = at_err_set(err, AT_E_UNSUPPORTED, "cannot resample %d Hz to %d Hz (supported %d..%d Hz)",
+                            info.samplerate, rate, AT_RATE_MIN, AT_RATE_MAX);
+            goto done;
+        }
+        if (!(sink.sx = resampler_new(info.samplerate, rate, &why))) {
+            rc = at_err_set(err, AT_E_ENGINE, "resampling failed: %s", why);
+            goto done;
+        }
+    }
     buf = malloc(sizeof(float) * ch * AT_DECODE_CHUNK);
-    if (!buf) {
+    mono = malloc(sizeof(float) * AT_DECODE_CHUNK);
+    if (!buf || !mono) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory");
         goto done;
     }
@@ -196,29 +270,14 @@ static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
             rc = at_err_set(err, AT_E_TOO_LARGE, "audio is longer than the %.1f s limit", max_seconds);
             goto done;
         }
-        if (n + (size_t)got > cap) {
-            size_t ncap =
-                cap ? cap * 2 : (known && info.frames < (1 << 20) ? (size_t)info.frames : (1 << 16));
-            while (ncap < n + (size_t)got) ncap *= 2;
-            if (ncap > SIZE_MAX / sizeof(float)) {
-                rc = at_err_set(err, AT_E_TOO_LARGE, "audio too large");
-                goto done;
-            }
-            float *p = realloc(mono, ncap * sizeof(float));
-            if (!p) {
-                rc = at_err_set(err, AT_E_NOMEM, "out of memory decoding audio");
-                goto done;
-            }
-            mono = p;
-            cap = ncap;
-        }
         /* Mix down by averaging so a full-scale stereo signal stays in range. */
         for (sf_count_t i = 0; i < got; i++) {
             const float *f = buf + (size_t)i * ch;
             double s = 0;
             for (size_t c = 0; c < ch; c++) s += f[c];
-            mono[n + (size_t)i] = (float)(s / (double)ch);
+            mono[i] = (float)(s / (double)ch);
         }
+        if ((rc = sink_push(&sink, mono, (size_t)got, err))) goto done;
         n += (size_t)got;
     }
     if (sf_error(sf) != SF_ERR_NO_ERROR && n == 0) {
@@ -237,25 +296,38 @@ static int decode_vio(at_vio *v, double max_seconds, at_audio *out, at_err *err)
                         (long long)info.frames, n);
         goto done;
     }
-    out->samples = mono;
-    out->n = n;
-    out->sample_rate = info.samplerate;
-    mono = NULL;
+    if ((rc = sink_push(&sink, NULL, 0, err))) goto done;
+    if (sink.n == 0) { /* a few input samples can resample to nothing; keep one */
+        float z = 0;
+        if ((rc = sink_append(&sink, &z, 1, err))) goto done;
+    }
+    float *shr = sink.cap > sink.n + sink.n / 4 ? realloc(sink.p, sink.n * sizeof(float)) : NULL;
+    out->samples = shr ? shr : sink.p;
+    out->n = sink.n;
+    out->sample_rate = sink.sx ? rate : info.samplerate;
+    sink.p = NULL;
 done:
+    soxr_delete(sink.sx);
+    free(sink.p);
     free(mono);
     free(buf);
     sf_close(sf);
     return rc;
 }
 
-int at_audio_decode(const void *data, size_t len, double max_seconds, at_audio *out, at_err *err)
+static int decode_mem(const void *data, size_t len, double max_seconds, int rate, at_audio *out, at_err *err)
 {
     if (!out) return at_err_set(err, AT_E_INVALID, "no output");
     memset(out, 0, sizeof *out);
     if (!data || len == 0) return at_err_set(err, AT_E_INVALID, "audio is empty");
     if (len > (size_t)INT64_MAX) return at_err_set(err, AT_E_TOO_LARGE, "audio too large");
     at_vio v = {data, -1, (sf_count_t)len, 0};
-    return decode_vio(&v, max_seconds, out, err);
+    return decode_vio(&v, max_seconds, rate, out, err);
+}
+
+int at_audio_decode(const void *data, size_t len, double max_seconds, at_audio *out, at_err *err)
+{
+    return decode_mem(data, len, max_seconds, 0, out, err);
 }
 
 int at_audio_decode_file(const char *path, double max_seconds, at_audio *out, at_err *err)
@@ -271,14 +343,12 @@ int at_audio_decode_file(const char *path, double max_seconds, at_audio *out, at
         return at_err_set(err, AT_E_IO, "%s: not a regular file", path);
     }
     at_vio v = {NULL, fd, (sf_count_t)st.st_size, 0};
-    int rc = decode_vio(&v, max_seconds, out, err);
+    int rc = decode_vio(&v, max_seconds, 0, out, err);
     close(fd);
     return rc;
 }
 
 /* ---- resampling ---- */
-
-static int rate_ok(int r) { return r >= AT_RATE_MIN && r <= AT_RATE_MAX; }
 
 #define AT_RESAMPLE_PIECE 65536 /* input samples per soxr_process call */
 
@@ -336,11 +406,8 @@ int at_audio_resample(at_audio *a, int rate, at_err *err)
 
 int at_audio_load_16k(const void *data, size_t len, double max_seconds, at_audio *out, at_err *err)
 {
-    int rc = at_audio_decode(data, len, max_seconds, out, err);
-    if (rc) return rc;
-    rc = at_audio_resample(out, 16000, err);
-    if (rc) at_audio_free(out);
-    return rc;
+    /* resampled while decoding: memory follows the 16 kHz result */
+    return decode_mem(data, len, max_seconds, 16000, out, err);
 }
 
 int at_audio_from_pcm16(const void *data, size_t len, int sample_rate, int channels, at_audio *out,

@@ -14,6 +14,8 @@
 #include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -355,6 +357,56 @@ static void test_max_seconds(void **st)
     assert_int_equal(at_audio_decode_file("/tmp", 0, &a, &err), AT_E_IO);
 }
 
+/* High-rate compressed audio is resampled while it is decoded: 200 s of
+ * 384 kHz FLAC (a small file: it is quiet) used to be decoded whole at
+ * 384 kHz first (307 MB of floats, gigabytes for an hour) before soxr
+ * ran.  Measured in a child process, whose peak memory is its own. */
+static void test_high_rate_bounded(void **st)
+{
+    (void)st;
+    char path[256];
+    tmp_path(path, sizeof path, "flac");
+    SF_INFO info = {.samplerate = 384000, .channels = 1, .format = SF_FORMAT_FLAC | SF_FORMAT_PCM_16};
+    SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
+    if (!sf) fail_msg("cannot write 384 kHz FLAC: %s", sf_strerror(NULL));
+    enum { SECONDS = 200, CHUNK = 38400 };
+    float *chunk = calloc(CHUNK, sizeof *chunk);
+    for (int i = 0; i < 400; i++) chunk[i] = (float)(0.1 * sin(2 * M_PI * 440.0 * i / 384000.0));
+    for (int i = 0; i < SECONDS * 10; i++) assert_int_equal(sf_writef_float(sf, chunk, CHUNK), CHUNK);
+    sf_close(sf);
+    free(chunk);
+    blob b;
+    assert_int_equal(read_all(path, &b), 0);
+    unlink(path);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rusage r0, r1;
+        getrusage(RUSAGE_SELF, &r0);
+        at_audio a;
+        at_err err;
+        long res[3] = {at_audio_load_16k(b.p, b.n, 3600, &a, &err), 0, 0};
+        getrusage(RUSAGE_SELF, &r1);
+        res[1] = res[0] ? 0 : (long)a.n;
+        res[2] = r1.ru_maxrss - r0.ru_maxrss; /* KB */
+        if (write(fds[1], res, sizeof res) != (ssize_t)sizeof res) _exit(1);
+        _exit(0);
+    }
+    long res[3] = {-1, 0, 0};
+    assert_int_equal(read(fds[0], res, sizeof res), (ssize_t)sizeof res);
+    waitpid(pid, NULL, 0);
+    close(fds[0]);
+    close(fds[1]);
+    free(b.p);
+    print_message("%zu KB of FLAC, 200 s at 384 kHz -> %ld samples at 16 kHz; peak memory grew %ld MB\n",
+                  b.n / 1024, res[1], res[2] / 1024);
+    assert_int_equal(res[0], 0);
+    assert_true(labs(res[1] - SECONDS * 16000L) <= 16);
+    assert_true(res[2] < 120 * 1024); /* the 16 kHz result is 12.8 MB; at 384 kHz it was 307 MB */
+}
+
 static void test_pcm16(void **st)
 {
     (void)st;
@@ -615,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_max_seconds),
+        cmocka_unit_test(test_high_rate_bounded),
         cmocka_unit_test(test_pcm16),
         cmocka_unit_test(test_s16_f32),
         cmocka_unit_test(test_resample),
