@@ -209,6 +209,30 @@ static void test_transcribe(void **st)
     assert_int_equal(r.n_segments, 0);
 }
 
+/* A client that leaves during a short clip (one window) stops the work
+ * within a decoder step: the hook is polled every step, not only between
+ * 30 s windows, where a short clip never got cancelled. */
+static int cancel_on_third_poll(void *user)
+{
+    int *polls = user;
+    return ++*polls >= 3;
+}
+
+static void test_cancel_within_window(void **st)
+{
+    (void)st;
+    at_asr_options o = bounded(200);
+    o.language = "en";
+    int polls = 0;
+    o.cancelled = cancel_on_third_poll;
+    o.cancel_user = &polls;
+    at_asr_result r;
+    at_err err;
+    assert_int_equal(at_asr_transcribe(E, audio.data, at_npy_count(&audio), &o, &r, &err), AT_E_CANCELLED);
+    assert_int_equal(polls, 3); /* nothing decoded after the client left */
+    assert_non_null(strstr(err.msg, "cancelled"));
+}
+
 /* max_tokens caps each window's text: one word per token with this
  * vocabulary, and the clip is one window. */
 static void test_max_tokens(void **st)
@@ -604,12 +628,19 @@ static void test_bad_model(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_engine_info), cmocka_unit_test(test_transcribe),
-        cmocka_unit_test(test_max_tokens),  cmocka_unit_test(test_beam),
-        cmocka_unit_test(test_stream),      cmocka_unit_test(test_stream_silero),
-        cmocka_unit_test(test_stream_long), cmocka_unit_test(test_stream_concurrent_and_limit),
-        cmocka_unit_test(test_concurrent),  cmocka_unit_test(test_concurrent_batched),
-        cmocka_unit_test(test_admission),   cmocka_unit_test(test_bad_model),
+        cmocka_unit_test(test_engine_info),
+        cmocka_unit_test(test_transcribe),
+        cmocka_unit_test(test_max_tokens),
+        cmocka_unit_test(test_beam),
+        cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_stream_silero),
+        cmocka_unit_test(test_stream_long),
+        cmocka_unit_test(test_stream_concurrent_and_limit),
+        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_cancel_within_window),
+        cmocka_unit_test(test_concurrent_batched),
+        cmocka_unit_test(test_admission),
+        cmocka_unit_test(test_bad_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -36,7 +36,7 @@ typedef struct at_asr_options {
     int beam_size;       /* <= 1 = greedy */
     int word_timestamps; /* engines that can, report words */
     /* at_asr_transcribe() polls this between units of work (pocketsphinx:
-     * every second of audio; whisper: every 30 s window) and stops with
+     * every second of audio; whisper: every window and decoder step) and stops with
      * AT_E_CANCELLED when it returns nonzero: the client is gone.  NULL:
      * never cancelled. */
     int (*cancelled)(void *user);

@@ -77,7 +77,7 @@ typedef struct wrun {
     const float *pcm; /* audio from absolute sample pcm_start */
     size_t n_pcm;
     size_t pcm_start;
-    int (*cancelled)(void *user); /* at_asr_options' hook, polled per window */
+    int (*cancelled)(void *user); /* at_asr_options' hook, polled per window and decoder step */
     void *cancel_user;
     at_wdec_model dm;
 } wrun;
@@ -111,6 +111,10 @@ static int run_logits_batch(void *ctx, int n, const int *seqs, const int *const 
     wrun *r = ctx;
     const at_whisper_hparams *hp = at_whisper_model_hparams(r->e->model);
     at_whisper_seq q[W_MAX_SEQS];
+    /* every decoder step (and so every fallback) asks whether the client
+     * is still there: a short clip is one window */
+    if (r->cancelled && r->cancelled(r->cancel_user))
+        return at_err_set(err, AT_E_CANCELLED, "cancelled: the client went away");
     wseq *ws[W_MAX_SEQS];
     if (n <= 0 || n > W_MAX_SEQS) return at_err_set(err, AT_E_ENGINE, "whisper: batch of %d sequences", n);
     for (int i = 0; i < n; i++) {
