@@ -11,6 +11,7 @@
 #include "core/clock.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <libwebsockets.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1276,6 +1277,8 @@ void at_http_server_stop(at_http_server *s)
     if (s->ctx) lws_cancel_service(s->ctx);
 }
 
+static void drain_tick(lws_sorted_usec_list_t *sul) { (void)sul; }
+
 int at_http_server_run(at_http_server *s)
 {
     while (!s->stop_flag)
@@ -1296,14 +1299,21 @@ int at_http_server_run(at_http_server *s)
     }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* lws_service's timeout is a hint that libwebsockets ignores (it sleeps
+     * until its next timer, seconds away): a timer of our own wakes the
+     * loop to check the deadline */
+    lws_sorted_usec_list_t tick;
+    memset(&tick, 0, sizeof tick);
     for (;;) {
         pthread_mutex_lock(&s->mu);
         int busy = s->inflight + s->ws_sessions + s->ws_threads;
         pthread_mutex_unlock(&s->mu);
         int pending = s->reqs != NULL;
         if ((!busy && !pending) || elapsed_s(&t0) > s->cfg.drain_timeout_s) break;
+        lws_sul_schedule(s->ctx, 0, &tick, drain_tick, 100 * LWS_US_PER_MS);
         if (lws_service(s->ctx, 100) < 0) break;
     }
+    lws_sul_cancel(&tick);
     at_log_write(s->cfg.log, AT_LOG_INFO, "stopped", NULL);
     return 0;
 }
@@ -1328,20 +1338,35 @@ void at_http_server_stop_on_signals(at_http_server *s)
     signal(SIGPIPE, SIG_IGN);
 }
 
-void at_http_server_free(at_http_server *s)
+int at_http_server_close(at_http_server *s, int grace_ms)
 {
-    if (!s) return;
+    if (!s) return 0;
     if (g_signal_target == s) g_signal_target = NULL;
     pthread_mutex_lock(&s->mu);
     struct lws_context *ctx = s->ctx;
     pthread_mutex_unlock(&s->mu);
     /* Closing every connection marks its work cancelled. */
-    lws_context_destroy(ctx);
+    if (ctx) lws_context_destroy(ctx);
     pthread_mutex_lock(&s->mu);
     s->ctx = NULL;
     /* Threads still running hold pointers to s: wait for them. */
-    while (s->inflight > 0 || s->ws_threads > 0) pthread_cond_wait(&s->idle_cv, &s->mu);
+    struct timespec until;
+    at_deadline_ms(&until, grace_ms < 0 ? 0 : grace_ms);
+    while (s->inflight > 0 || s->ws_threads > 0) {
+        if (grace_ms < 0)
+            pthread_cond_wait(&s->idle_cv, &s->mu);
+        else if (pthread_cond_timedwait(&s->idle_cv, &s->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    int left = s->inflight + s->ws_threads;
     pthread_mutex_unlock(&s->mu);
+    return left;
+}
+
+void at_http_server_free(at_http_server *s)
+{
+    if (!s) return;
+    at_http_server_close(s, -1);
     for (int i = 0; i < s->n_listeners; i++) free(s->listeners[i]);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->idle_cv);

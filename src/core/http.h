@@ -70,6 +70,12 @@ int at_http_server_run(at_http_server *s);
 /* Async-signal-safe: may be called from a SIGTERM handler. */
 void at_http_server_stop(at_http_server *s);
 int at_http_server_draining(const at_http_server *s);
+/* Closes every connection (the work of each sees itself cancelled) and
+ * waits up to grace_ms (< 0: as long as it takes) for the worker threads
+ * to return; returns how many are still running.  A process whose drain
+ * timed out exits when this is not 0, whatever is still running. */
+int at_http_server_close(at_http_server *s, int grace_ms);
+/* Closes (waiting for every worker) and frees. */
 void at_http_server_free(at_http_server *s);
 /* Installs SIGTERM/SIGINT handlers that stop s (one server per process). */
 void at_http_server_stop_on_signals(at_http_server *s);

@@ -3,8 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/config.h"
+
+#define RUNNER_EXIT_GRACE_MS 3000 /* after the drain timeout */
 
 int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders, int argc, char **argv,
                      int first)
@@ -362,6 +365,17 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     at_http_server_stop_on_signals(srv);
     at_http_server_run(srv);
     status = 0;
+    /* The drain is over: connections close (their work sees itself
+     * cancelled); work that does not stop within a few seconds is not
+     * waited for, the process exits anyway. */
+    int left = at_http_server_close(srv, RUNNER_EXIT_GRACE_MS);
+    if (left > 0) {
+        char n_left[16];
+        snprintf(n_left, sizeof n_left, "%d", left);
+        at_log_write(log, AT_LOG_WARN, "exiting with work still running", "workers", n_left, NULL);
+        fflush(NULL); /* the log is not freed: those workers may still write to it */
+        _exit(0);
+    }
 out:
     if (status) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);

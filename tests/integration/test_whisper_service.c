@@ -7,9 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -159,6 +161,61 @@ static void pocketsphinx_still_available_by_name(void **state)
     at_test_resp_free(&r);
 }
 
+/* SIGTERM while a long transcription runs (random weights, every
+ * fallback temperature, up to 224 tokens a window: minutes of work): the
+ * drain waits its --drain-timeout, then the work is cancelled at its next
+ * decoder step and the process exits.  Before, Whisper polled only
+ * between 30 s windows, so the process ran on until SIGKILL. */
+typedef struct {
+    int port;
+    at_test_form f;
+    char hdr[256];
+    at_test_resp r;
+    int rc;
+} long_req;
+
+/* No assertions here: cmocka's may not jump out of another thread. */
+static void *post_long(void *arg)
+{
+    long_req *q = arg;
+    q->rc = at_test_http(q->port, "POST", "/v1/audio/transcriptions", q->hdr, q->f.data, q->f.len, &q->r);
+    return NULL;
+}
+
+static void sigterm_stops_long_work(void **state)
+{
+    (void)state;
+    at_test_proc p;
+    const char *args[] = {"--host",    "127.0.0.1", "--port",          "0", "--model", model,
+                          "--threads", "1",         "--drain-timeout", "1", NULL};
+    assert_int_equal(at_test_spawn(&p, "asr_streaming", args, 1, 120), 0);
+    long_req q = {.port = p.ports[0]};
+    size_t len;
+    char clip[512];
+    snprintf(clip, sizeof clip, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
+    unsigned char *wav = at_test_read_file(clip, &len);
+    assert_non_null(wav);
+    at_test_form_init(&q.f);
+    at_test_form_file(&q.f, "file", "clip.wav", "audio/wav", wav, len);
+    at_test_form_field(&q.f, "max_new_tokens", "224");
+    at_test_form_finish(&q.f, q.hdr, sizeof q.hdr);
+    free(wav);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, post_long, &q), 0);
+    usleep(1500 * 1000); /* the transcription is decoding */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = at_test_stop(&p, 20);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    print_message("asr_streaming exited %.2f s after SIGTERM (drain timeout 1 s), status %d\n", dt, rc);
+    assert_int_equal(rc, 0);
+    assert_true(dt < 8.0);
+    pthread_join(th, NULL);
+    if (q.rc == 0) at_test_resp_free(&q.r);
+    at_test_form_free(&q.f);
+}
+
 static void streams_pick_a_streaming_engine(void **state)
 {
     (void)state;
@@ -193,6 +250,7 @@ int main(void)
         cmocka_unit_test(translations_use_whisper),
         cmocka_unit_test(pocketsphinx_still_available_by_name),
         cmocka_unit_test(streams_pick_a_streaming_engine),
+        cmocka_unit_test(sigterm_stops_long_work),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
