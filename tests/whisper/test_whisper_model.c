@@ -22,6 +22,7 @@
 
 #include "compute/kernels.h"
 #include "engines/asr/whisper/model.h"
+#include "engines/asr/whisper/model_internal.h"
 #include "engines/asr/whisper/sched.h"
 #include "engines/asr/whisper/tokenizer.h"
 #include "nn/npy.h"
@@ -467,6 +468,53 @@ static void test_whisper_model_sched(void **state)
     at_whisper_model_free(m);
     free(mel);
     free(lr);
+}
+
+/* A quantized tensor may hold more values than its file has bytes (4-bit
+ * types: 18 bytes per 32 values): the loader bounds a tensor by the bytes
+ * its type needs, not by its element count.  A file of one such tensor of
+ * each quantized type loads; one whose data is cut short does not. */
+static int ramp_rows(void *user, int64_t row, float *dst, int n)
+{
+    (void)user;
+    for (int i = 0; i < n; i++) dst[i] = (float)((row * 7 + i) % 17) / 17.0f - 0.5f;
+    return 0;
+}
+
+static void test_whisper_model_ggml_quant_sizes(void **state)
+{
+    (void)state;
+    static const at_dtype types[] = {AT_DT_Q4_0, AT_DT_Q4_1, AT_DT_Q5_0, AT_DT_Q5_1, AT_DT_Q8_0};
+    at_whisper_hparams hp = {51865, 1500, 64, 2, 1, 448, 64, 2, 1, 80, 2};
+    char path[512];
+    snprintf(path, sizeof path, "%s/quant-size.bin", g_tmp);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        at_err err = {0};
+        at_ggml_writer *w = at_ggml_writer_open(path, &hp, &err);
+        assert_non_null(w);
+        float filt[80 * 201] = {0};
+        const char *tok[1] = {"a"};
+        size_t len[1] = {1};
+        assert_int_equal(at_ggml_writer_header(w, filt, 80, 201, 1, tok, len, &err), 0);
+        int64_t shape[2] = {2048, 1024}; /* 2M values; the whole file is ~1.2-2.2 MB */
+        assert_int_equal(at_ggml_writer_tensor(w, "big", 2, shape, types[t], ramp_rows, NULL, &err), 0);
+        assert_int_equal(at_ggml_writer_close(w, &err), 0);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        at_wsource src;
+        if (at_whisper_ggml_open(path, &src, &err))
+            fail_msg("%s (file of %lld bytes): %s", at_dtype_name(types[t]), (long long)st.st_size, err.msg);
+        const at_nn_wtensor *big = at_nn_weights_find(&src.w, "big");
+        assert_non_null(big);
+        assert_int_equal(big->nbytes, at_dtype_row_bytes(types[t], 1024) * 2048);
+        if (types[t] != AT_DT_Q8_0) assert_true(2048 * 1024 > st.st_size); /* more values than bytes */
+        at_wsource_free(&src);
+        /* cut off the last row: refused, with the reason */
+        assert_int_equal(truncate(path, st.st_size - 10), 0);
+        assert_int_equal(at_whisper_ggml_open(path, &src, &err), AT_E_CORRUPT);
+        assert_non_null(strstr(err.msg, "truncated"));
+    }
+    unlink(path);
 }
 
 static void convert_to(const char *type, char *out, size_t cap)
@@ -1189,9 +1237,10 @@ int main(void)
         cmocka_unit_test(test_whisper_model_kernels), cmocka_unit_test(test_whisper_model_mel),
         cmocka_unit_test(test_whisper_model_hf),      cmocka_unit_test(test_whisper_model_incremental),
         cmocka_unit_test(test_whisper_model_batch),   cmocka_unit_test(test_whisper_model_sched),
-        cmocka_unit_test(test_whisper_model_ggml),    cmocka_unit_test(test_whisper_model_quant),
-        cmocka_unit_test(test_whisper_model_corrupt), cmocka_unit_test(test_whisper_model_check),
-        cmocka_unit_test(test_whisper_model_random),  cmocka_unit_test(test_whisper_model_dtypes),
+        cmocka_unit_test(test_whisper_model_ggml),    cmocka_unit_test(test_whisper_model_ggml_quant_sizes),
+        cmocka_unit_test(test_whisper_model_quant),   cmocka_unit_test(test_whisper_model_corrupt),
+        cmocka_unit_test(test_whisper_model_check),   cmocka_unit_test(test_whisper_model_random),
+        cmocka_unit_test(test_whisper_model_dtypes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rm_rf(g_tmp);

@@ -162,7 +162,10 @@ int at_whisper_ggml_open(const char *path, at_wsource *out, at_err *err)
             }
             ne[i] = d;
             nel *= (uint64_t)d;
-            if (nel > c.size) { /* can never fit: stop before overflow */
+            /* bound by the bytes the type needs (4-bit types hold more
+             * values than bytes), and stop before the product overflows */
+            if ((double)nel * (double)at_dtype_block_bytes((at_dtype)tt) / at_dtype_block((at_dtype)tt) >
+                (double)c.size) {
                 rc = at_err_set(err, AT_E_CORRUPT, "%s: tensor larger than the file", path);
                 goto fail;
             }
