@@ -9,6 +9,7 @@
 #include "core/http.h"
 
 #include "core/clock.h"
+#include "core/strbuf.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -349,9 +350,30 @@ int at_http_respond(at_http_req *r, int status, const char *content_type, const 
     return rc;
 }
 
-int at_http_respond_json(at_http_req *r, int status, const cJSON *obj)
+char *at_json_print(const cJSON *obj)
 {
     char *s = cJSON_PrintUnformatted(obj);
+    if (!s) return NULL;
+    /* strings may carry a client's bytes (a voice or language name):
+     * invalid UTF-8 becomes U+FFFD, so the document stays valid JSON */
+    size_t n = strlen(s);
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t k = at_utf8_len(u + i, n - i);
+        if (!k) {
+            at_strbuf b = {0};
+            at_strbuf_utf8(&b, s, n);
+            free(s);
+            return at_strbuf_take(&b);
+        }
+        i += k;
+    }
+    return s;
+}
+
+int at_http_respond_json(at_http_req *r, int status, const cJSON *obj)
+{
+    char *s = at_json_print(obj);
     if (!s)
         return at_http_respond(r, 500, "application/json", "{\"error\":{\"message\":\"out of memory\"}}", 37);
     int rc = at_http_respond(r, status, "application/json", s, strlen(s));
@@ -841,7 +863,7 @@ int at_ws_send_binary(at_ws *w, const void *data, size_t len)
 
 int at_ws_send_json(at_ws *w, const cJSON *obj)
 {
-    char *s = cJSON_PrintUnformatted(obj);
+    char *s = at_json_print(obj);
     if (!s) return AT_E_NOMEM;
     int rc = at_ws_send_text(w, s, strlen(s));
     free(s);

@@ -98,6 +98,9 @@ int at_http_add_header(at_http_req *r, const char *name, const char *value);
 /* A whole response with Content-Length. */
 int at_http_respond(at_http_req *r, int status, const char *content_type, const void *body, size_t len);
 /* A whole JSON response (object is not freed). */
+/* cJSON_PrintUnformatted with invalid UTF-8 in strings replaced by
+ * U+FFFD: every JSON document we send is valid.  NULL on OOM; free(). */
+char *at_json_print(const cJSON *obj);
 int at_http_respond_json(at_http_req *r, int status, const cJSON *obj);
 /* {"error":{"message":..., "type":..., "code":status}} with that status.
  * type: "invalid_request_error", "server_error", ... */

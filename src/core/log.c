@@ -65,34 +65,6 @@ static const char *level_name(at_log_level l)
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (0 if invalid or cut). */
-static size_t utf8_len(const unsigned char *s, size_t left)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        min = 0x10000;
-    } else
-        return 0;
-    if (left < n) return 0;
-    unsigned cp = c & (0x3F >> (n - 1));
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return n;
-}
-
 /* Escapes for a double-quoted string: JSON rules (valid for logfmt too,
  * since logfmt parsers accept Go-style \" \\ \n \t \uXXXX). */
 static void lb_quoted(at_strbuf *b, const char *s)
@@ -119,7 +91,7 @@ static void lb_quoted(at_strbuf *b, const char *s)
         } else if (c < 0x80) {
             at_strbuf_put(b, (const char *)u + i, 1);
         } else {
-            size_t k = utf8_len(u + i, cut - i);
+            size_t k = at_utf8_len(u + i, cut - i);
             if (k) {
                 at_strbuf_put(b, (const char *)u + i, k);
                 i += k;

@@ -80,3 +80,50 @@ void at_strbuf_free(at_strbuf *b)
     free(b->p);
     *b = (at_strbuf){0};
 }
+
+size_t at_utf8_len(const unsigned char *s, size_t left)
+{
+    if (left == 0) return 0;
+    unsigned c = s[0];
+    size_t n;
+    unsigned min;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        min = 0x10000;
+    } else
+        return 0;
+    if (left < n) return 0;
+    unsigned cp = c & (0x3F >> (n - 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
+}
+
+void at_strbuf_utf8(at_strbuf *b, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0; /* run: valid bytes not yet appended */
+    while (i < n) {
+        size_t k = at_utf8_len(u + i, n - i);
+        if (k) {
+            i += k;
+            run += k;
+            continue;
+        }
+        at_strbuf_put(b, s + i - run, run);
+        at_strbuf_put(b, "\xEF\xBF\xBD", 3);
+        run = 0;
+        i++;
+    }
+    at_strbuf_put(b, s + n - run, run);
+}

@@ -30,6 +30,12 @@ void at_strbuf_str(at_strbuf *b, const char *s);
 /* Appends printf-formatted text.  A format error (vsnprintf < 0) appends
  * nothing and does not set oom. */
 void at_strbuf_printf(at_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends n bytes of s with every byte that is not part of a valid UTF-8
+ * sequence replaced by U+FFFD, so user input can be echoed into JSON. */
+void at_strbuf_utf8(at_strbuf *b, const char *s, size_t n);
+/* Length of the valid UTF-8 sequence at s (1..4; 0 if invalid or cut
+ * short by left): no overlong forms, surrogates or values past U+10FFFF. */
+size_t at_utf8_len(const unsigned char *s, size_t left);
 /* Hands over the malloc'd string ("" if nothing was appended) and leaves b
  * empty; on OOM frees what was built and returns NULL. */
 char *at_strbuf_take(at_strbuf *b);

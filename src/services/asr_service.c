@@ -88,7 +88,7 @@ char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *
         } else {
             cJSON_AddStringToObject(o, "text", text);
         }
-        doc = cJSON_PrintUnformatted(o);
+        doc = at_json_print(o);
         cJSON_Delete(o);
         *content_type = "application/json";
     }

@@ -1,4 +1,5 @@
 /* The tts service, run as its own binary: OpenAI /v1/audio/speech. */
+#include <cjson/cJSON.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -161,6 +162,25 @@ static void bad_inputs(void **state)
     expect_error(big, 413, "limit");
 }
 
+/* A field with invalid UTF-8 is echoed in the error as U+FFFD: the body
+ * stays valid JSON (it used to carry the raw bytes). */
+static void invalid_utf8_is_not_echoed_raw(void **state)
+{
+    (void)state;
+    at_test_resp r = speech("{\"input\":\"hi\",\"voice\":\"a\xff\xfe\xc3\"}");
+    assert_int_equal(r.status, 400);
+    char *body = strndup((const char *)r.body, r.len);
+    cJSON *j = cJSON_Parse(body);
+    assert_non_null(j);
+    const cJSON *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "message");
+    assert_true(cJSON_IsString(msg));
+    assert_non_null(strstr(msg->valuestring, "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"));
+    for (size_t i = 0; i < r.len; i++) assert_true((unsigned char)r.body[i] != 0xff);
+    cJSON_Delete(j);
+    free(body);
+    at_test_resp_free(&r);
+}
+
 /* A run of 313+ punctuation characters used to abort the whole process
  * inside libflite; now it is spoken like the words around it. */
 static void punctuation_run_is_survived(void **state)
@@ -208,6 +228,7 @@ int main(void)
         cmocka_unit_test(voices_listed),
         cmocka_unit_test(bad_inputs),
         cmocka_unit_test(punctuation_run_is_survived),
+        cmocka_unit_test(invalid_utf8_is_not_echoed_raw),
         cmocka_unit_test(client_vanishing_mid_stream_is_survived),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -154,12 +154,32 @@ static void test_oom_sticky(void **st)
     assert_null(at_strbuf_take(&e));
 }
 
+/* Invalid bytes become U+FFFD; valid multi-byte characters pass whole;
+ * overlong forms, surrogates and cut sequences are invalid. */
+static void test_utf8(void **st)
+{
+    (void)st;
+    at_strbuf b = {0};
+    const char in[] = "a\xc3\xa9\xff\xe2\x82\xac\xc0\xaf\xed\xa0\x80\xf0\x9f\x98\x80\xe2\x82";
+    at_strbuf_utf8(&b, in, sizeof in - 1);
+    char *s = at_strbuf_take(&b);
+    const char *R = "\xEF\xBF\xBD";
+    char want[128];
+    snprintf(want, sizeof want, "a\xc3\xa9%s\xe2\x82\xac%s%s%s%s%s\xf0\x9f\x98\x80%s%s", R, R, R, R, R, R, R,
+             R);
+    assert_string_equal(s, want);
+    free(s);
+    assert_int_equal(at_utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4), 0); /* past U+10FFFF */
+    assert_int_equal(at_utf8_len((const unsigned char *)"\xe2\x82\xac", 2), 0);     /* cut short */
+    assert_int_equal(at_utf8_len((const unsigned char *)"\xe2\x82\xac", 3), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_str_growth), cmocka_unit_test(test_printf_growth),
-        cmocka_unit_test(test_printf_long),    cmocka_unit_test(test_take_free),
-        cmocka_unit_test(test_oom_sticky),
+        cmocka_unit_test(test_utf8),          cmocka_unit_test(test_put_str_growth),
+        cmocka_unit_test(test_printf_growth), cmocka_unit_test(test_printf_long),
+        cmocka_unit_test(test_take_free),     cmocka_unit_test(test_oom_sticky),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
