@@ -350,6 +350,19 @@ int at_http_respond(at_http_req *r, int status, const char *content_type, const 
     return rc;
 }
 
+int at_json_text_has_nul(const char *s, size_t n)
+{
+    if (memchr(s, 0, n)) return 1;
+    /* \u0000 escapes: a backslash that starts an escape (not one escaped
+     * by the backslash before it) followed by u0000 */
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return 1;
+        i++; /* skip the escaped character */
+    }
+    return 0;
+}
+
 char *at_json_print(const cJSON *obj)
 {
     char *s = cJSON_PrintUnformatted(obj);

@@ -101,6 +101,9 @@ int at_http_respond(at_http_req *r, int status, const char *content_type, const 
 /* cJSON_PrintUnformatted with invalid UTF-8 in strings replaced by
  * U+FFFD: every JSON document we send is valid.  NULL on OOM; free(). */
 char *at_json_print(const cJSON *obj);
+/* 1 if JSON text holds a NUL character (raw, or a \u0000 escape): cJSON's
+ * C strings would silently end there, dropping the rest of the text. */
+int at_json_text_has_nul(const char *s, size_t n);
 int at_http_respond_json(at_http_req *r, int status, const cJSON *obj);
 /* {"error":{"message":..., "type":..., "code":status}} with that status.
  * type: "invalid_request_error", "server_error", ... */

@@ -54,7 +54,7 @@ static void h_languages(at_http_req *req, void *user)
 }
 
 /* application/x-www-form-urlencoded -> a JSON object (q may repeat). */
-static cJSON *parse_form(const char *body, size_t len)
+static cJSON *parse_form(const char *body, size_t len, int *nul)
 {
     cJSON *o = cJSON_CreateObject();
     char *copy = malloc(len + 1);
@@ -76,7 +76,8 @@ static cJSON *parse_form(const char *body, size_t len)
                 *d++ = ' ';
             else if (*s == '%' && s[1] && s[2]) {
                 char h[3] = {s[1], s[2], 0};
-                *d++ = (char)strtol(h, NULL, 16);
+                *d = (char)strtol(h, NULL, 16);
+                if (!*d++) *nul = 1; /* %00 would end the C string here */
                 s += 2;
             } else {
                 *d++ = *s;
@@ -104,10 +105,19 @@ static void h_translate(at_http_req *req, void *user)
     const char *body = (const char *)at_http_req_body(req, &len);
     const char *ctype = at_http_req_header(req, "content-type");
     cJSON *o;
+    int nul = 0;
     if (ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0)
-        o = parse_form(body, len);
-    else
+        o = parse_form(body, len, &nul);
+    else {
         o = cJSON_ParseWithLength(body, len);
+        nul = o && at_json_text_has_nul(body, len);
+    }
+    if (nul) {
+        cJSON_Delete(o);
+        at_http_error(req, 400, "invalid_request_error",
+                      "the text contains a NUL character (\\u0000 or %%00); remove it");
+        return;
+    }
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         at_http_error(req, 400, "invalid_request_error",

@@ -62,6 +62,12 @@ static void h_speech(at_http_req *req, void *user)
     size_t len;
     const char *body = (const char *)at_http_req_body(req, &len);
     cJSON *o = cJSON_ParseWithLength(body, len);
+    if (o && at_json_text_has_nul(body, len)) {
+        cJSON_Delete(o);
+        at_http_error(req, 400, "invalid_request_error",
+                      "the input contains a NUL character (\\u0000); remove it");
+        return;
+    }
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         at_http_error(req, 400, "invalid_request_error",
@@ -79,7 +85,7 @@ static void h_speech(at_http_req *req, void *user)
     size_t max_chars = at_app_cfg(app)->max_text_chars;
     if (!cJSON_IsString(input)) {
         at_http_error(req, 400, "invalid_request_error", "'input' is required and must be a string");
-    } else if (!input->valuestring[0]) {
+    } else if (!input->valuestring[strspn(input->valuestring, " \t\r\n\f\v")]) { /* blank */
         at_http_error(req, 400, "invalid_request_error", "'input' is empty: nothing to say");
     } else if (strlen(input->valuestring) > max_chars) {
         at_http_error(req, 413, "invalid_request_error", "input of %zu characters exceeds the limit of %zu",

@@ -124,6 +124,28 @@ static void bad_inputs_get_clear_errors(void **state)
     expect_error("{\"q\":\"hello\",\"source\":\"en\",\"target\":\"xx\"}", 400, "en-es");
     expect_error("{\"q\":\"hello\",\"source\":\"fr\",\"target\":\"es\"}", 400, "unsupported");
     expect_error("{\"q\":\"\",\"source\":\"en\",\"target\":\"es\"}", 400, "empty");
+    /* a NUL would have cut the text there, silently */
+    expect_error("{\"q\":\"hello\\u0000world\",\"source\":\"en\",\"target\":\"es\"}", 400, "NUL");
+    expect_error("{\"q\":[\"ok\",\"a\\u0000b\"],\"source\":\"en\",\"target\":\"es\"}", 400, "NUL");
+    {
+        /* an escaped backslash before u0000 is text, not a NUL: translated */
+        const char *lit = "{\"q\":\"the house \\\\u0000\",\"source\":\"en\",\"target\":\"es\"}";
+        at_test_resp r;
+        assert_int_equal(at_test_http(port, "POST", "/translate", "Content-Type: application/json\r\n", lit,
+                                      strlen(lit), &r),
+                         0);
+        assert_int_equal(r.status, 200);
+        at_test_resp_free(&r);
+        /* %00 in a form body */
+        const char *form = "q=The+house%00secret&source=en&target=es";
+        assert_int_equal(at_test_http(port, "POST", "/translate",
+                                      "Content-Type: application/x-www-form-urlencoded\r\n", form,
+                                      strlen(form), &r),
+                         0);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr((char *)r.body, "NUL"));
+        at_test_resp_free(&r);
+    }
     expect_error("{\"q\":[],\"source\":\"en\",\"target\":\"es\"}", 400, "empty");
     expect_error("{\"q\":[1,2],\"source\":\"en\",\"target\":\"es\"}", 400, "string");
     expect_error("{\"source\":\"en\",\"target\":\"es\"}", 400, "'q'");

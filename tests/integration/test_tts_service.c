@@ -148,6 +148,8 @@ static void bad_inputs(void **state)
 {
     (void)state;
     expect_error("{\"input\":\"\"}", 400, "empty");
+    expect_error("{\"input\":\" \\n\\t \"}", 400, "empty"); /* blank: nothing to say */
+    expect_error("{\"input\":\"hello\\u0000world\"}", 400, "NUL");
     expect_error("{\"voice\":\"slt\"}", 400, "input");
     expect_error("{\"input\":42}", 400, "input");
     expect_error("{\"input\":\"hi\",\"voice\":\"nobody\"}", 400, "unknown voice");
