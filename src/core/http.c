@@ -927,7 +927,10 @@ static int ws_receive(struct lws *wsi, at_ws *w, const void *in, size_t len)
         w->frag_len = 0;
         w->frag_binary = lws_frame_is_binary(wsi);
     }
-    if (w->frag_len + len > s->cfg.ws_message_limit) {
+    /* what the frame's header says is still to come counts too: a frame
+     * declaring a terabyte is refused at its first bytes */
+    if (w->frag_len + len > s->cfg.ws_message_limit ||
+        lws_remaining_packet_payload(wsi) > s->cfg.ws_message_limit - (w->frag_len + len)) {
         w->too_big = 1;
         pthread_mutex_lock(&w->mu);
         w->closed = 1; /* the session sees the end of its input */

@@ -392,6 +392,29 @@ static void stream_protocol_errors(void **state)
     }
 }
 
+/* A frame whose header declares a terabyte is refused with 1009 as soon
+ * as its first bytes arrive, not after the server has buffered up to its
+ * message limit. */
+static void huge_frame_header_is_refused_at_once(void **state)
+{
+    (void)state;
+    at_test_ws ws;
+    assert_int_equal(at_test_ws_connect(&ws, port, "/v1/stream", NULL), 0);
+    unsigned char fr[14 + 64] = {0x82, 0x80 | 127};
+    uint64_t len = (uint64_t)1 << 40;
+    for (int i = 0; i < 8; i++) fr[2 + i] = (unsigned char)(len >> (56 - 8 * i));
+    /* mask 0: the payload bytes go as they are */
+    assert_int_equal(write(ws.fd, fr, sizeof fr), (ssize_t)sizeof fr);
+    char *data = NULL;
+    size_t n = 0;
+    int op;
+    while ((op = at_test_ws_recv(&ws, &data, &n, 3000)) == 1 || op == 2) free(data);
+    free(data);
+    assert_int_equal(op, 8);
+    assert_int_equal(ws.close_code, 1009);
+    at_test_ws_close(&ws);
+}
+
 static void vanished_client_and_stream_limit(void **state)
 {
     (void)state;
@@ -539,6 +562,7 @@ int main(void)
         cmocka_unit_test(bad_uploads),
         cmocka_unit_test(streams_clips_in_100ms_frames),
         cmocka_unit_test(stream_protocol_errors),
+        cmocka_unit_test(huge_frame_header_is_refused_at_once),
         cmocka_unit_test(vanished_client_and_stream_limit),
         cmocka_unit_test(vanished_upload_stops_transcribing),
     };
