@@ -336,7 +336,8 @@ static void stream_all(at_asr_engine *e, const float *pcm, size_t n, size_t piec
     assert_non_null(s);
     for (size_t off = 0; off < n; off += piece) {
         size_t k = n - off < piece ? n - off : piece;
-        assert_int_equal(at_asr_stream_feed(s, pcm + off, k, on_event, l, &err), 0);
+        if (at_asr_stream_feed(s, pcm + off, k, on_event, l, &err) != 0)
+            fail_msg("feed at %.1f s: %s", (double)off / 16000, err.msg);
     }
     if (finals_before_finish) *finals_before_finish = l->n_final;
     assert_int_equal(at_asr_stream_finish(s, on_event, l, &err), 0);
@@ -509,6 +510,32 @@ static void test_concurrent(void **st)
     free(jobs[1].text);
 }
 
+/* The largest step with the largest buffer (10 s steps, 28 s buffer, the
+ * clamps' extremes) never overflows the stream's buffer: it did, killing
+ * the stream with "stream buffer overflow" ("cannot happen"). */
+static void test_stream_long_steps(void **st)
+{
+    (void)st;
+    at_whisper_stream_config c;
+    at_whisper_stream_config_default(&c);
+    c.no_speech_threshold = c.logprob_threshold = c.compression_threshold = NAN;
+    c.step_ms = 10000;
+    c.max_buffer_s = 28;
+    c.vad = 0; /* every step decodes */
+    at_err err;
+    at_asr_engine *e = at_asr_whisper_new_ex(dir, 1, &c, &err);
+    assert_non_null(e);
+    size_t n = at_npy_count(&audio), total = 16000 * 75;
+    float *big = malloc(total * sizeof *big);
+    for (size_t i = 0; i < total; i++) big[i] = audio.data[i % n];
+    evlog l = {0};
+    stream_all(e, big, total, 16000, &l, NULL);
+    assert_int_equal(l.bad, 0);
+    assert_true(l.n_final > 0);
+    free(big);
+    at_asr_engine_free(e);
+}
+
 /* Decoder steps batched across concurrent transcriptions (the scheduler)
  * give each exactly what it gets alone. */
 static void test_concurrent_batched(void **st)
@@ -637,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_stream_long),
         cmocka_unit_test(test_stream_concurrent_and_limit),
         cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_stream_long_steps),
         cmocka_unit_test(test_cancel_within_window),
         cmocka_unit_test(test_concurrent_batched),
         cmocka_unit_test(test_admission),

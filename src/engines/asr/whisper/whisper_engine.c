@@ -777,7 +777,9 @@ static int stream_step(wstream *s, int flush, at_asr_event_cb cb, void *user, at
     if ((rc = at_la2_insert(s->la, s->words, s->n_words, &done, cb, user, err)) < 0) return rc;
     s->since_decode = 0;
     double full = (double)s->n_buf / AT_WHISPER_SAMPLE_RATE;
-    if (flush || full > s->e->sc.max_buffer_s) {
+    /* flushed past max_buffer_s, or when the next step would not fit in
+     * the buffer (one 30 s window): a long step with a long buffer */
+    if (flush || full > s->e->sc.max_buffer_s || s->n_buf + s->step + W_TICK > s->cap) {
         if ((rc = at_la2_flush(s->la, cb, user, err)) < 0) return rc;
         /* keep a little audio: the next word may have begun already */
         size_t end = s->buf_start + s->n_buf;
@@ -809,7 +811,7 @@ static int w_stream_feed(void *st, const float *pcm, size_t n, at_asr_event_cb c
         size_t total = s->buf_start + s->n_buf;
         size_t k = W_TICK - total % W_TICK;
         if (k > n) k = n;
-        if (s->n_buf + k > s->cap) { /* cannot happen: flushed at max_buffer_s */
+        if (s->n_buf + k > s->cap) { /* cannot happen: flushed before a step could overflow */
             s->failed = 1;
             return at_err_set(err, AT_E_ENGINE, "whisper: stream buffer overflow");
         }
@@ -937,6 +939,7 @@ at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_
     else
         at_whisper_stream_config_default(&e->sc);
     if (e->sc.step_ms < 50) e->sc.step_ms = 50;
+    if (e->sc.step_ms > 29000) e->sc.step_ms = 29000; /* a step and the pre-roll fit one window */
     if (e->sc.max_buffer_s < 1) e->sc.max_buffer_s = 1;
     if (e->sc.max_buffer_s > 28) e->sc.max_buffer_s = 28; /* one window, room for a step */
     if (e->sc.max_jobs < 1) e->sc.max_jobs = 1;
