@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -131,9 +132,9 @@ struct at_http_server {
     int inflight, ws_sessions;
     int ws_threads; /* session threads still running */
     volatile sig_atomic_t stop_flag;
-    volatile int draining;
-    at_http_req *reqs; /* loop thread only */
-    at_ws *wss;        /* loop thread only */
+    atomic_int draining; /* read by worker and session threads */
+    at_http_req *reqs;   /* loop thread only */
+    at_ws *wss;          /* loop thread only */
     at_metric *m_requests, *m_latency, *m_inflight, *m_ws, *m_rejected;
 };
 
@@ -571,7 +572,7 @@ static void dispatch(at_http_req *r)
         return;
     }
     pthread_mutex_lock(&s->mu);
-    int ok = s->inflight < s->cfg.max_inflight && !s->draining;
+    int ok = s->inflight < s->cfg.max_inflight && !atomic_load(&s->draining);
     if (ok) {
         s->inflight++;
         if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, 1);
@@ -581,8 +582,8 @@ static void dispatch(at_http_req *r)
         if (s->m_rejected) at_metric_inc(s->m_rejected, r->ls->name, 1);
         at_http_add_header(r, "retry-after", "5");
         at_http_error(r, 503, "overloaded_error",
-                      s->draining ? "server is shutting down"
-                                  : "too many requests in flight (limit %d); retry later",
+                      atomic_load(&s->draining) ? "server is shutting down"
+                                                : "too many requests in flight (limit %d); retry later",
                       s->cfg.max_inflight);
         return;
     }
@@ -819,7 +820,7 @@ int at_ws_recv(at_ws *w, at_ws_msg *msg, int timeout_ms)
     at_deadline_ms(&dl, timeout_ms >= 0 ? timeout_ms : 0);
     pthread_mutex_lock(&w->mu);
     int rc = 0;
-    while (w->inbox_n == 0 && !w->closed && !w->srv->draining) {
+    while (w->inbox_n == 0 && !w->closed && !atomic_load(&w->srv->draining)) {
         if (timeout_ms < 0)
             pthread_cond_wait(&w->cv, &w->mu);
         else if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0)
@@ -831,7 +832,7 @@ int at_ws_recv(at_ws *w, at_ws_msg *msg, int timeout_ms)
         w->inbox_n--;
         w->inbox_bytes -= msg->len;
         rc = 1;
-    } else if (w->closed || w->srv->draining)
+    } else if (w->closed || atomic_load(&w->srv->draining))
         rc = AT_E_CANCELLED;
     int wake = w->throttled && w->inbox_bytes < w->srv->cfg.ws_queue_limit / 2;
     pthread_mutex_unlock(&w->mu);
@@ -1045,7 +1046,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         r->route = find_route(ls, r->method, r->path, 0, &known);
         int has_body = strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
                        strcmp(r->method, "PATCH") == 0;
-        if (s->draining) {
+        if (atomic_load(&s->draining)) {
             r->close_after = 1;
             at_http_add_header(r, "retry-after", "5");
             at_http_error(r, 503, "overloaded_error", "server is shutting down");
@@ -1131,7 +1132,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         int known;
         if (!find_route(ls, NULL, uri, 1, &known)) return -1;
         pthread_mutex_lock(&s->mu);
-        int ok = !s->draining && s->ws_sessions < s->cfg.max_ws_sessions;
+        int ok = !atomic_load(&s->draining) && s->ws_sessions < s->cfg.max_ws_sessions;
         if (ok) {
             s->ws_sessions++;
             if (s->m_ws) at_metric_add(s->m_ws, ls->name, 1);
@@ -1141,8 +1142,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             if (s->m_rejected) at_metric_inc(s->m_rejected, ls->name, 1);
             char msg[128];
             snprintf(msg, sizeof msg,
-                     s->draining ? "server is shutting down"
-                                 : "too many concurrent streams (limit %d); retry later",
+                     atomic_load(&s->draining) ? "server is shutting down"
+                                               : "too many concurrent streams (limit %d); retry later",
                      s->cfg.max_ws_sessions);
             refuse_upgrade(wsi, msg);
             return -1;
@@ -1307,7 +1308,7 @@ int at_http_server_listen(at_http_server *s, const char *name, const char *iface
     return 0;
 }
 
-int at_http_server_draining(const at_http_server *s) { return s->draining; }
+int at_http_server_draining(const at_http_server *s) { return atomic_load(&s->draining); }
 
 void at_http_server_stop(at_http_server *s)
 {
@@ -1324,7 +1325,7 @@ int at_http_server_run(at_http_server *s)
 
     /* Drain: new work gets 503, sessions see the end of their input and
      * flush, in-flight requests finish. */
-    s->draining = 1;
+    atomic_store(&s->draining, 1);
     at_log_write(s->cfg.log, AT_LOG_INFO, "draining", NULL);
     for (at_ws *w = s->wss; w; w = w->next) {
         pthread_mutex_lock(&w->mu);

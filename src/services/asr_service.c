@@ -506,10 +506,15 @@ static void h_stream(at_ws *ws, void *user)
             mono_cap = frames;
         }
         at_audio a = {0};
-        if (frames && at_audio_from_pcm16(buf, usable, rate, channels, &a, &err) == 0) {
-            memcpy(mono, a.samples, frames * sizeof *mono);
-            at_audio_free(&a);
+        if (frames && at_audio_from_pcm16(buf, usable, rate, channels, &a, &err) != 0) {
+            /* never feed the previous packet's samples again */
+            free(buf);
+            ws_error(ws, 1011, "cannot convert the audio: %s", err.msg);
+            failed = 1;
+            break;
         }
+        if (frames) memcpy(mono, a.samples, frames * sizeof *mono);
+        at_audio_free(&a);
         free(buf);
         const float *feed = mono;
         size_t n_feed = frames;
