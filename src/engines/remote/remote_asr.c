@@ -7,13 +7,17 @@
  * sender instead of queueing audio here.  Whole-file transcription is not
  * offered (the pipeline only streams). */
 #include <cjson/cJSON.h>
+#include <libwebsockets.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,7 +27,8 @@
 #include "engines/remote/remote.h"
 
 /* A message from the service larger than this is a protocol error. */
-#define MAX_MESSAGE (1u << 20)
+#define MAX_MESSAGE       (1u << 20)
+#define RASR_IO_TIMEOUT_S 10 /* connect, send, and the upgrade answer */
 
 typedef struct remote_asr {
     char host[256];
@@ -44,7 +49,6 @@ typedef struct rasr_stream {
     char error[400]; /* an error event from the service */
     int16_t *s16;
     size_t s16_cap;
-    unsigned mask_seed;
 } rasr_stream;
 
 static const char *const en_only[] = {"en", NULL};
@@ -73,7 +77,8 @@ static int send_all(int fd, const void *p, size_t n)
 static int send_frame(rasr_stream *s, int opcode, const void *data, size_t len)
 {
     unsigned char key[4], h[AT_WS_FRAME_HEADER_MAX];
-    for (int i = 0; i < 4; i++) key[i] = (unsigned char)(rand_r(&s->mask_seed) >> 7);
+    /* RFC 6455 5.3: masks come from a strong source of entropy */
+    if (getrandom(key, sizeof key, 0) != (ssize_t)sizeof key) return -1;
     size_t hl = at_ws_frame_header(h, opcode, len, key);
     if (send_all(s->fd, h, hl)) return -1;
     unsigned char buf[4096];
@@ -225,8 +230,13 @@ static int dial(const char *host, int port, at_err *err)
         return -1;
     }
     int fd = -1;
+    /* a service that does not answer (a dead host, a full backlog) must not
+     * hold a session forever: on Linux SO_SNDTIMEO bounds connect() too,
+     * and every send after it */
+    struct timeval tv = {RASR_IO_TIMEOUT_S, 0};
     for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
             close(fd);
             fd = -1;
@@ -237,6 +247,36 @@ static int dial(const char *host, int port, at_err *err)
     return fd;
 }
 
+/* A fresh Sec-WebSocket-Key (16 random bytes, base64) and the accept value
+ * the server must answer with: base64(SHA-1(key + the RFC's GUID)). */
+static int ws_key(char *key, size_t key_cap, char *accept, size_t acc_cap)
+{
+    unsigned char raw[16], md[20];
+    char cat[80];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) return -1;
+    if (lws_b64_encode_string((const char *)raw, (int)sizeof raw, key, (int)key_cap) < 0) return -1;
+    int n = snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    lws_SHA1((const unsigned char *)cat, (size_t)n, md);
+    return lws_b64_encode_string((const char *)md, (int)sizeof md, accept, (int)acc_cap) < 0 ? -1 : 0;
+}
+
+/* 1 if the response head [p, end) has header `name` (lower case) whose
+ * value is exactly `value`. */
+static int header_has(const unsigned char *p, const char *end, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    for (const char *l = strstr((const char *)p, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
+        const char *h = l + 2;
+        if (strncasecmp(h, name, nl) != 0 || h[nl] != ':') continue;
+        const char *v = h + nl + 1;
+        while (*v == ' ' || *v == '\t') v++;
+        const char *ve = strstr(v, "\r\n");
+        while (ve && ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        return ve && (size_t)(ve - v) == vl && !memcmp(v, value, vl);
+    }
+    return 0;
+}
+
 static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err)
 {
     remote_asr *r = impl;
@@ -245,18 +285,21 @@ static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
-    s->mask_seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)s;
     s->fd = dial(r->host, r->port, err);
     if (s->fd < 0) {
         free(s);
         return NULL;
     }
-    char req[1024];
+    char req[1024], key[32], accept[40];
+    if (ws_key(key, sizeof key, accept, sizeof accept)) {
+        at_err_set(err, AT_E_IO, "asr_streaming: no entropy for the WebSocket key");
+        goto fail;
+    }
     int n = snprintf(req, sizeof req,
                      "GET %s/v1/stream HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: YXVkaW8tdHJhbnNsYXRvcg==\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
-                     r->path, r->host, r->port);
+                     r->path, r->host, r->port, key);
     if (send_all(s->fd, req, (size_t)n)) {
         at_err_set(err, AT_E_IO, "asr_streaming: cannot send the upgrade");
         goto fail;
@@ -264,7 +307,7 @@ static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err
     /* The upgrade answer; any bytes after it are the first frames. */
     char *eoh = NULL;
     while (!eoh) {
-        if (read_some(s, 10000) <= 0 || s->in_n > 16384) {
+        if (read_some(s, RASR_IO_TIMEOUT_S * 1000) <= 0 || s->in_n > 16384) {
             at_err_set(err, AT_E_IO, "asr_streaming did not answer the WebSocket upgrade");
             goto fail;
         }
@@ -274,6 +317,10 @@ static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err
     if (strncmp((char *)s->in, "HTTP/1.1 101", 12) != 0) {
         at_err_set(err, strstr((char *)s->in, " 503 ") ? AT_E_BUSY : AT_E_IO,
                    "asr_streaming refused the stream: %.60s", (char *)s->in);
+        goto fail;
+    }
+    if (!header_has(s->in, eoh, "sec-websocket-accept", accept)) {
+        at_err_set(err, AT_E_IO, "asr_streaming answered the upgrade without the right Sec-WebSocket-Accept");
         goto fail;
     }
     size_t hl = (size_t)(eoh + 4 - (char *)s->in);
