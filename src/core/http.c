@@ -75,6 +75,10 @@ struct at_http_req {
     size_t body_len, body_cap;
     long long content_length; /* -1 if absent */
     int body_overflow;
+    int slot;                      /* holds a max_inflight slot, taken at the headers */
+    struct timespec body_deadline; /* CLOCK_MONOTONIC: the whole body by then */
+    int dispatched;                /* its handler was started (the worker frees the slot) */
+    size_t reserved;               /* bytes counted in the server's buffered total */
     struct timespec t0;
     /* response */
     int resp_started, headers_sent, chunked, finished, close_after;
@@ -130,7 +134,8 @@ struct at_http_server {
     pthread_mutex_t mu; /* inflight, ws_sessions, ctx for wakeups */
     pthread_cond_t idle_cv;
     int inflight, ws_sessions;
-    int ws_threads; /* session threads still running */
+    size_t buffered; /* request body bytes reserved, under mu */
+    int ws_threads;  /* session threads still running */
     volatile sig_atomic_t stop_flag;
     atomic_int draining; /* read by worker and session threads */
     at_http_req *reqs;   /* loop thread only */
@@ -263,6 +268,11 @@ static void req_unref(at_http_req *r)
     int left = --r->refs;
     pthread_mutex_unlock(&r->mu);
     if (left) return;
+    if (r->reserved) {
+        pthread_mutex_lock(&r->srv->mu);
+        r->srv->buffered -= r->reserved;
+        pthread_mutex_unlock(&r->srv->mu);
+    }
     outq_clear(&r->out);
     kv_free(r->query, r->n_query);
     free(r->body);
@@ -562,6 +572,62 @@ static void *req_thread(void *arg)
     return NULL;
 }
 
+/* Takes a max_inflight slot for a request whose body is about to be
+ * buffered, and reserves `bytes` of the buffered total; 0 when either
+ * limit is reached (the caller answers 503). */
+static int admit_upload(at_http_req *r, size_t bytes)
+{
+    at_http_server *s = r->srv;
+    pthread_mutex_lock(&s->mu);
+    int ok = s->inflight < s->cfg.max_inflight && s->buffered + bytes <= s->cfg.max_buffered;
+    if (ok) {
+        s->inflight++;
+        if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, 1);
+        s->buffered += bytes;
+        r->reserved += bytes;
+        r->slot = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+/* More of the buffered total for a body that outgrew its reservation
+ * (no Content-Length). */
+static int reserve_more(at_http_req *r, size_t bytes)
+{
+    at_http_server *s = r->srv;
+    pthread_mutex_lock(&s->mu);
+    int ok = s->buffered + bytes <= s->cfg.max_buffered;
+    if (ok) {
+        s->buffered += bytes;
+        r->reserved += bytes;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+static void release_slot(at_http_req *r)
+{
+    at_http_server *s = r->srv;
+    pthread_mutex_lock(&s->mu);
+    if (r->slot && !r->dispatched) {
+        r->slot = 0;
+        s->inflight--;
+        if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, -1);
+        pthread_cond_broadcast(&s->idle_cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void refuse_busy(at_http_req *r, const char *why)
+{
+    at_http_server *s = r->srv;
+    if (s->m_rejected) at_metric_inc(s->m_rejected, r->ls->name, 1);
+    r->close_after = 1; /* its body is not read */
+    at_http_add_header(r, "retry-after", "5");
+    at_http_error(r, 503, "overloaded_error", "%s; retry later", why);
+}
+
 /* Loop thread: the request is complete; run its handler. */
 static void dispatch(at_http_req *r)
 {
@@ -572,11 +638,13 @@ static void dispatch(at_http_req *r)
         return;
     }
     pthread_mutex_lock(&s->mu);
-    int ok = s->inflight < s->cfg.max_inflight && !atomic_load(&s->draining);
-    if (ok) {
+    int ok = r->slot || (s->inflight < s->cfg.max_inflight && !atomic_load(&s->draining));
+    if (ok && !r->slot) {
         s->inflight++;
         if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, 1);
     }
+    r->slot = 0;
+    r->dispatched = ok;
     pthread_mutex_unlock(&s->mu);
     if (!ok) {
         if (s->m_rejected) at_metric_inc(s->m_rejected, r->ls->name, 1);
@@ -659,6 +727,8 @@ static void list_remove_ws(at_http_server *s, at_ws *w)
 }
 
 /* Loop thread: the connection of r is gone or r is complete. */
+static void release_slot(at_http_req *r);
+
 static void req_detach(at_http_req *r)
 {
     pthread_mutex_lock(&r->mu);
@@ -666,6 +736,7 @@ static void req_detach(at_http_req *r)
     r->wsi = NULL;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+    release_slot(r); /* an upload that never reached its handler */
     list_remove_req(r->srv, r);
     req_unref(r);
 }
@@ -1065,12 +1136,23 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                           s->cfg.body_limit);
         } else if (!has_body) {
             dispatch(r);
+        } else if (r->route->mode != AT_ROUTE_INLINE &&
+                   !admit_upload(r, r->content_length > 0 ? (size_t)r->content_length + 1 : 0)) {
+            refuse_busy(r, s->inflight >= s->cfg.max_inflight ? "too many requests in flight"
+                                                              : "too many request bodies in memory");
         } else {
             /* Preallocate from Content-Length only within the limit. */
             if (r->content_length > 0) {
                 r->body = malloc((size_t)r->content_length + 1);
                 if (r->body) r->body_cap = (size_t)r->content_length + 1;
             }
+            /* the whole body within a deadline: a sender trickling bytes
+             * (slowloris) does not hold its slot for ever */
+            long cl =
+                r->content_length > 0 ? (long)(r->content_length >> 16) : (long)(s->cfg.body_limit >> 16);
+            clock_gettime(CLOCK_MONOTONIC, &r->body_deadline);
+            r->body_deadline.tv_sec += s->cfg.body_timeout_s + cl;
+            lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)(s->cfg.body_timeout_s + cl));
             return 0;
         }
         lws_callback_on_writable(wsi);
@@ -1080,6 +1162,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_BODY: {
         at_http_req *r = p ? p->req : NULL;
         if (!r || r->resp_started || len == 0) return 0;
+        /* libwebsockets re-arms its own timeout on every piece of a body,
+         * so a byte now and then would hold the slot for ever: the
+         * deadline for the whole body is ours */
+        if (r->body_deadline.tv_sec && elapsed_s(&r->body_deadline) > 0) {
+            if (s->m_rejected) at_metric_inc(s->m_rejected, r->ls->name, 1);
+            return -1; /* closes the connection; its slot is freed */
+        }
         if (r->body_len + len > s->cfg.body_limit) {
             r->close_after = 1;
             at_http_error(r, 413, "invalid_request_error", "request body exceeds the limit of %zu bytes",
@@ -1091,6 +1180,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             size_t cap = r->body_cap ? r->body_cap : 65536;
             while (cap < r->body_len + len + 1) cap *= 2;
             if (cap > s->cfg.body_limit + 1) cap = s->cfg.body_limit + 1;
+            if (r->slot && cap > r->reserved && !reserve_more(r, cap - r->reserved)) {
+                refuse_busy(r, "too many request bodies in memory");
+                lws_callback_on_writable(wsi);
+                return 0;
+            }
             unsigned char *nb = realloc(r->body, cap);
             if (!nb) return -1;
             r->body = nb;
@@ -1230,6 +1324,8 @@ void at_http_config_defaults(at_http_config *c)
     c->ws_queue_limit = 4u << 20;
     c->idle_timeout_s = 60;
     c->drain_timeout_s = 30;
+    c->body_timeout_s = 30;
+    c->max_buffered = 200u << 20;
 }
 
 at_http_server *at_http_server_new(const at_http_config *cfg, at_err *err)

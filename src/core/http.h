@@ -47,13 +47,21 @@ typedef struct at_http_config {
     size_t ws_message_limit; /* largest WebSocket message (bytes) */
     size_t ws_queue_limit;   /* bytes queued per direction before flow control */
     int idle_timeout_s;      /* a client silent this long is dropped */
-    int drain_timeout_s;     /* on stop, how long to let work finish */
-    at_log *log;             /* may be NULL */
-    at_metrics *metrics;     /* may be NULL; http_* metrics are registered */
+    /* A request body must arrive within body_timeout_s plus one second per
+     * 64 KiB (slow senders hold a slot: slowloris); bodies in memory at
+     * once are bounded by max_buffered bytes.  A request with a body takes
+     * its max_inflight slot when its headers arrive, before its body is
+     * buffered. */
+    int body_timeout_s;
+    size_t max_buffered;
+    int drain_timeout_s; /* on stop, how long to let work finish */
+    at_log *log;         /* may be NULL */
+    at_metrics *metrics; /* may be NULL; http_* metrics are registered */
 } at_http_config;
 
 /* Fills defaults: 25 MiB body, 16 in flight, 8 sessions, 1 MiB message,
- * 4 MiB queues, 60 s idle, 30 s drain. */
+ * 4 MiB queues, 60 s idle, 30 s drain, 30 s + 1 s per 64 KiB for a body,
+ * 200 MiB of bodies buffered at once. */
 void at_http_config_defaults(at_http_config *cfg);
 
 at_http_server *at_http_server_new(const at_http_config *cfg, at_err *err);

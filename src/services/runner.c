@@ -14,7 +14,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
-    long max_jobs = 2, max_queued = 16;
+    long max_jobs = 2, max_queued = 16, body_timeout = 30;
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
          max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
     double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
@@ -245,6 +245,15 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                             &max_inflight,
                             1,
                             4096};
+    opts[n++] = (at_option){"body-timeout",
+                            "AT_BODY_TIMEOUT",
+                            AT_OPT_INT,
+                            "30",
+                            "seconds for a request body to arrive, plus one per 64 KiB (slow senders "
+                            "are dropped)",
+                            &body_timeout,
+                            1,
+                            3600};
     opts[n++] = (at_option){"idle-timeout",
                             "AT_IDLE_TIMEOUT",
                             AT_OPT_INT,
@@ -332,6 +341,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     at_http_config_defaults(&hc);
     hc.body_limit = (size_t)(max_body_mb * 1024 * 1024);
     hc.max_inflight = (int)max_inflight;
+    hc.body_timeout_s = (int)body_timeout;
     hc.max_ws_sessions = ac.max_streams;
     hc.idle_timeout_s = (int)idle;
     hc.drain_timeout_s = (int)drain;

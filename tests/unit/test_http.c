@@ -1,5 +1,9 @@
 /* The HTTP + WebSocket server on its own: routing, limits, streaming,
  * backpressure, capacity and draining, over real loopback sockets. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <time.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,6 +129,7 @@ static int setup(void **state)
     c.ws_queue_limit = 16 * 1024;
     c.idle_timeout_s = 3;
     c.drain_timeout_s = 5;
+    c.body_timeout_s = 2;
     c.metrics = fx.metrics = at_metrics_new();
     at_err err;
     fx.srv = at_http_server_new(&c, &err);
@@ -277,6 +282,69 @@ static void inflight_limit_gives_503_with_retry_after(void **state)
     }
 }
 
+/* Opens a connection that sends its headers and part of a body, then
+ * stops: an upload in progress. */
+static int start_upload(int port, size_t declared, size_t sent)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char h[256];
+    int n = snprintf(h, sizeof h, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", declared);
+    assert_int_equal(send(fd, h, (size_t)n, 0), n);
+    char body[64] = {0};
+    if (sent) assert_int_equal(send(fd, body, sent, 0), (ssize_t)sent);
+    return fd;
+}
+
+/* Uploads take their slot when their headers arrive, not when their body
+ * is complete: two slow uploads fill max_inflight (2) and a third request
+ * is refused at once with 503 and Retry-After, before anything of its body
+ * is buffered.  When the uploads go, the slots are free again. */
+static void uploads_are_admitted_before_buffering(void **state)
+{
+    (void)state;
+    int a = start_upload(fx.port, 1000, 10), b = start_upload(fx.port, 1000, 10);
+    usleep(200 * 1000);
+    at_test_resp r;
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, "x", 1, &r), 0);
+    assert_int_equal(r.status, 503);
+    char v[16];
+    assert_true(at_test_header(&r, "retry-after", v, sizeof v));
+    assert_non_null(strstr((char *)r.body, "in flight"));
+    at_test_resp_free(&r);
+    close(a);
+    close(b);
+    usleep(200 * 1000);
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, "x", 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+}
+
+/* A body trickled too slowly (slowloris) is cut off at its deadline
+ * (body_timeout_s 2 here, plus a second per 64 KiB), freeing its slot. */
+static void slow_body_is_cut_off(void **state)
+{
+    (void)state;
+    int fd = start_upload(fx.port, 1000, 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char buf[512];
+    ssize_t got = 1;
+    for (int i = 0; i < 20 && got > 0; i++) { /* a byte every 0.5 s: never done in time */
+        if (send(fd, "y", 1, MSG_NOSIGNAL) != 1) break;
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, 500) > 0) got = recv(fd, buf, sizeof buf, 0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    print_message("trickled body cut off after %.1f s\n", dt);
+    assert_true(got <= 0);
+    assert_true(dt < 6.0);
+    close(fd);
+}
+
 static void websocket_echo_limits_and_close_codes(void **state)
 {
     (void)state;
@@ -410,6 +478,8 @@ int main(void)
         cmocka_unit_test(streamed_response_is_chunked_and_complete),
         cmocka_unit_test(client_gone_cancels_stream),
         cmocka_unit_test(inflight_limit_gives_503_with_retry_after),
+        cmocka_unit_test(uploads_are_admitted_before_buffering),
+        cmocka_unit_test(slow_body_is_cut_off),
         cmocka_unit_test(websocket_echo_limits_and_close_codes),
         cmocka_unit_test(websocket_backpressure_bounds_memory),
         cmocka_unit_test(stop_drains_and_returns),
