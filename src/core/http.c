@@ -268,11 +268,6 @@ static void req_unref(at_http_req *r)
     int left = --r->refs;
     pthread_mutex_unlock(&r->mu);
     if (left) return;
-    if (r->reserved) {
-        pthread_mutex_lock(&r->srv->mu);
-        r->srv->buffered -= r->reserved;
-        pthread_mutex_unlock(&r->srv->mu);
-    }
     outq_clear(&r->out);
     kv_free(r->query, r->n_query);
     free(r->body);
@@ -563,6 +558,10 @@ static void *req_thread(void *arg)
 
     at_http_server *s = r->srv;
     pthread_mutex_lock(&s->mu);
+    /* the body is done with; its bytes leave the buffered total before the
+     * slot does (the server may be freed once nothing is in flight) */
+    s->buffered -= r->reserved;
+    r->reserved = 0;
     s->inflight--;
     if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, -1);
     pthread_cond_broadcast(&s->idle_cv);
@@ -610,6 +609,10 @@ static void release_slot(at_http_req *r)
 {
     at_http_server *s = r->srv;
     pthread_mutex_lock(&s->mu);
+    if (!r->dispatched) { /* a worker releases its own */
+        s->buffered -= r->reserved;
+        r->reserved = 0;
+    }
     if (r->slot && !r->dispatched) {
         r->slot = 0;
         s->inflight--;
