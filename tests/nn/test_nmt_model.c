@@ -180,17 +180,8 @@ static void check_oracle(const char *name)
     at_npy_free(&R.logits);
 }
 
-static void test_marian_oracle(void **st)
-{
-    (void)st;
-    check_oracle("marian-mini");
-}
-
-static void test_m2m100_oracle(void **st)
-{
-    (void)st;
-    check_oracle("m2m100-mini");
-}
+/* Each test runs on one oracle folder, named by its state. */
+static void test_oracle(void **st) { check_oracle(*st); }
 
 /* Sentences encoded together equal each encoded alone; sequences of
  * different lengths, positions and sources decoded in one batch equal each
@@ -291,17 +282,7 @@ static void check_batch(const char *name)
     at_npy_free(&R.logits);
 }
 
-static void test_marian_batch(void **st)
-{
-    (void)st;
-    check_batch("marian-mini");
-}
-
-static void test_m2m100_batch(void **st)
-{
-    (void)st;
-    check_batch("m2m100-mini");
-}
+static void test_batch(void **st) { check_batch(*st); }
 
 static void test_load_errors(void **st)
 {
@@ -319,8 +300,10 @@ static void test_load_errors(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_marian_oracle), cmocka_unit_test(test_m2m100_oracle),
-        cmocka_unit_test(test_marian_batch),  cmocka_unit_test(test_m2m100_batch),
+        cmocka_unit_test_prestate(test_oracle, (void *)"marian-mini"),
+        cmocka_unit_test_prestate(test_oracle, (void *)"m2m100-mini"),
+        cmocka_unit_test_prestate(test_batch, (void *)"marian-mini"),
+        cmocka_unit_test_prestate(test_batch, (void *)"m2m100-mini"),
         cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
