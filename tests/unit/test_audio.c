@@ -375,7 +375,7 @@ static void test_high_rate_bounded(void **st)
     for (int i = 0; i < SECONDS * 10; i++) assert_int_equal(sf_writef_float(sf, chunk, CHUNK), CHUNK);
     sf_close(sf);
     free(chunk);
-    blob b;
+    blob b = {0};
     assert_int_equal(read_all(path, &b), 0);
     unlink(path);
     int fds[2];
