@@ -65,6 +65,7 @@ typedef struct at_app_config {
     double max_audio_seconds;      /* per upload / per stream */
     size_t max_text_chars;         /* translate q and tts input */
     int max_streams;               /* concurrent ASR WebSocket streams */
+    int max_inflight;              /* requests worked on at once (the HTTP server's limit) */
     int max_jobs, max_queued;      /* whisper transcriptions at once, and waiting */
     int batch_decode;              /* whisper: decoder steps batched across callers */
     int stream_idle_s;             /* a stream silent this long is closed */

@@ -57,8 +57,12 @@ int at_app_load_local_asr(at_app *a, at_err *err)
         at_asr_engine *w = at_asr_whisper_new_ex(c->whisper_model, c->threads, &sc, err);
         if (!w || at_app_add_asr(a, w, err)) return err->code ? err->code : AT_E_ENGINE;
     }
-    /* One decoder per live stream, plus two for file uploads. */
-    at_asr_engine *ps = at_asr_pocketsphinx_new_ex(c->pocketsphinx_dir, c->max_streams + 2, err);
+    /* One limit story: every live stream (--max-streams) and every request
+     * in flight (--max-inflight) may hold a decoder, so a request the
+     * server admitted never finds them all busy.  Decoders are loaded
+     * when first needed and kept, so memory follows the peak of use. */
+    at_asr_engine *ps = at_asr_pocketsphinx_new_ex(
+        c->pocketsphinx_dir, c->max_streams + (c->max_inflight > 0 ? c->max_inflight : 16), err);
     if (!ps || at_app_add_asr(a, ps, err)) return err->code ? err->code : AT_E_ENGINE;
     return 0;
 }

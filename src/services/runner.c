@@ -328,6 +328,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     if (max_chars > 0) ac.max_text_chars = (size_t)max_chars;
     if (max_streams > 0) ac.max_streams = (int)max_streams;
     ac.max_jobs = (int)max_jobs;
+    ac.max_inflight = max_inflight > 0 ? (int)max_inflight : 16;
     ac.max_queued = (int)max_queued;
     ac.batch_decode = batch_decode;
     ac.stream_idle_s = (int)idle;

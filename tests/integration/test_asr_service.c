@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,6 +393,64 @@ static void stream_protocol_errors(void **state)
     }
 }
 
+/* One limit story: every request the server admits (--max-inflight) finds
+ * a pocketsphinx decoder.  Six transcriptions at once with --max-inflight 6
+ * all succeed; the decoder pool used to be --max-streams + 2, so half of
+ * them got 503 "all 3 pocketsphinx decoders are busy". */
+typedef struct {
+    int port;
+    const char *hdr;
+    const at_test_form *f;
+    int rc, status;
+} par_call;
+
+static void *par_post(void *arg) /* no assertions off the main thread */
+{
+    par_call *c = arg;
+    at_test_resp r;
+    c->rc = at_test_http(c->port, "POST", "/v1/audio/transcriptions", c->hdr, c->f->data, c->f->len, &r);
+    if (c->rc == 0) {
+        c->status = r.status;
+        at_test_resp_free(&r);
+    }
+    return NULL;
+}
+
+static void admitted_requests_find_a_decoder(void **state)
+{
+    (void)state;
+    at_test_proc p;
+    const char *args[] = {"--host", "127.0.0.1",     "--port", "0", "--max-inflight",
+                          "6",      "--max-streams", "1",      NULL};
+    assert_int_equal(at_test_spawn(&p, "asr_streaming", args, 1, 60), 0);
+    size_t len;
+    unsigned char *wav = at_test_read_file(clip_path[0], &len);
+    assert_non_null(wav);
+    at_test_form f;
+    at_test_form_init(&f);
+    at_test_form_file(&f, "file", "a.wav", "audio/wav", wav, len);
+    at_test_form_field(&f, "model", "pocketsphinx");
+    char hdr[256];
+    at_test_form_finish(&f, hdr, sizeof hdr);
+    enum { N = 6 };
+    par_call c[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = (par_call){p.ports[0], hdr, &f, -1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, par_post, &c[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += c[i].rc == 0 && c[i].status == 200;
+    }
+    print_message("%d of %d concurrent transcriptions answered 200\n", ok, N);
+    assert_int_equal(ok, N);
+    at_test_form_free(&f);
+    free(wav);
+    assert_int_equal(at_test_stop(&p, 15), 0);
+}
+
 /* A frame whose header declares a terabyte is refused with 1009 as soon
  * as its first bytes arrive, not after the server has buffered up to its
  * message limit. */
@@ -563,6 +622,7 @@ int main(void)
         cmocka_unit_test(streams_clips_in_100ms_frames),
         cmocka_unit_test(stream_protocol_errors),
         cmocka_unit_test(huge_frame_header_is_refused_at_once),
+        cmocka_unit_test(admitted_requests_find_a_decoder),
         cmocka_unit_test(vanished_client_and_stream_limit),
         cmocka_unit_test(vanished_upload_stops_transcribing),
     };
