@@ -2,7 +2,8 @@
 # One command for a newcomer and for CI: install what is missing, check
 # the style, build, run every test, compile the other build types, then
 # build again with AddressSanitizer + UndefinedBehaviorSanitizer and run
-# every test there too, and finally build and run the container
+# every test there too, fuzz each parser for 30 s (scripts/fuzz.sh,
+# clang's libFuzzer), and finally build and run the container
 # deployment for real (scripts/docker-check.sh; needs root to start
 # dockerd; AT_SKIP_DOCKER=1 skips it on a workstation).
 set -eu
@@ -31,6 +32,9 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1"
 export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 (cd build-asan && ctest --output-on-failure)
+
+# libFuzzer targets (clang, ASan+UBSan), 30 s each on their seeds.
+./scripts/fuzz.sh "${AT_FUZZ_SECONDS:-30}"
 
 if [ "${AT_SKIP_DOCKER:-0}" != 1 ]; then
     ./scripts/docker-check.sh

@@ -16,6 +16,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define AT_HAVE_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #define AT_SIMD    __attribute__((target("avx2,fma,f16c")))
 #define AT_SIMD512 __attribute__((target("avx512f,avx2,fma,f16c")))
@@ -34,7 +35,10 @@ static inline int at_simd_ok(void)
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
     return 1;
 #else
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    /* F16C from cpuid itself: clang's __builtin_cpu_supports does not know it */
+    unsigned a, b, c, d;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 #endif
 #else
     return 0;
