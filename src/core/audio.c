@@ -183,6 +183,24 @@ static int sink_push(pcm_sink *k, const float *x, size_t n, at_err *err)
     }
 }
 
+/* The end of the input: flushes soxr, keeps at least one sample (a few
+ * input samples can resample to nothing) and gives back the spare room. */
+static int sink_finish(pcm_sink *k, at_err *err)
+{
+    int rc = sink_push(k, NULL, 0, err);
+    if (rc) return rc;
+    if (k->n == 0) {
+        float z = 0;
+        if ((rc = sink_append(k, &z, 1, err))) return rc;
+    }
+    float *shr = k->cap > k->n + k->n / 4 ? realloc(k->p, k->n * sizeof(float)) : NULL;
+    if (shr) {
+        k->p = shr;
+        k->cap = k->n;
+    }
+    return AT_OK;
+}
+
 static soxr_t resampler_new(int from, int to, const char **why)
 {
     soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
@@ -296,13 +314,8 @@ static int decode_vio(at_vio *v, double max_seconds, int rate, at_audio *out, at
                         (long long)info.frames, n);
         goto done;
     }
-    if ((rc = sink_push(&sink, NULL, 0, err))) goto done;
-    if (sink.n == 0) { /* a few input samples can resample to nothing; keep one */
-        float z = 0;
-        if ((rc = sink_append(&sink, &z, 1, err))) goto done;
-    }
-    float *shr = sink.cap > sink.n + sink.n / 4 ? realloc(sink.p, sink.n * sizeof(float)) : NULL;
-    out->samples = shr ? shr : sink.p;
+    if ((rc = sink_finish(&sink, err))) goto done;
+    out->samples = sink.p;
     out->n = sink.n;
     out->sample_rate = sink.sx ? rate : info.samplerate;
     sink.p = NULL;
@@ -362,44 +375,25 @@ int at_audio_resample(at_audio *a, int rate, at_err *err)
         a->sample_rate = rate;
         return AT_OK;
     }
-    double ratio = (double)rate / a->sample_rate;
-    double want = ceil((double)a->n * ratio) + 16;
-    if (want > (double)(SIZE_MAX / sizeof(float)) / 2)
-        return at_err_set(err, AT_E_TOO_LARGE, "audio too large to resample");
-    size_t olen = (size_t)want;
-    float *o = malloc(olen * sizeof(float));
-    if (!o) return at_err_set(err, AT_E_NOMEM, "out of memory resampling");
-    soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
-    soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
-    soxr_runtime_spec_t rt = soxr_runtime_spec(1); /* no extra threads */
-    size_t odone = 0;
-    soxr_error_t e = NULL;
-    soxr_t sx = soxr_create(a->sample_rate, rate, 1, &e, &io, &q, &rt);
+    pcm_sink k = {0};
+    const char *why;
+    if (!(k.sx = resampler_new(a->sample_rate, rate, &why)))
+        return at_err_set(err, AT_E_ENGINE, "resampling failed: %s", why);
     /* Fed in bounded pieces: given everything at once (soxr_oneshot),
      * soxr grows its input FIFO by small reallocs, quadratic where realloc
      * copies (ASan's always does: 70 s for 4 minutes of 8 kHz audio). */
-    for (size_t i = 0; sx && !e;) {
-        size_t piece = a->n - i < AT_RESAMPLE_PIECE ? a->n - i : AT_RESAMPLE_PIECE, idone = 0, od = 0;
-        int flush = piece == 0;
-        e = soxr_process(sx, flush ? NULL : a->samples + i, piece, &idone, o + odone, olen - odone, &od);
-        i += idone;
-        odone += od;
-        if (flush && (od == 0 || odone == olen)) break;
-        if (!flush && idone == 0 && od == 0) e = "no progress";
+    int rc = AT_OK;
+    for (size_t i = 0; i < a->n && !rc; i += AT_RESAMPLE_PIECE)
+        rc = sink_push(&k, a->samples + i, a->n - i < AT_RESAMPLE_PIECE ? a->n - i : AT_RESAMPLE_PIECE, err);
+    if (!rc) rc = sink_finish(&k, err);
+    soxr_delete(k.sx);
+    if (rc) {
+        free(k.p);
+        return rc;
     }
-    soxr_delete(sx);
-    if (e || !sx) {
-        free(o);
-        return at_err_set(err, AT_E_ENGINE, "resampling failed: %s", e ? e : "soxr_create");
-    }
-    if (odone == 0) { /* tiny inputs can round to nothing; keep one sample */
-        o[0] = 0;
-        odone = 1;
-    }
-    float *shr = realloc(o, odone * sizeof(float));
     free(a->samples);
-    a->samples = shr ? shr : o;
-    a->n = odone;
+    a->samples = k.p;
+    a->n = k.n;
     a->sample_rate = rate;
     return AT_OK;
 }
@@ -486,17 +480,11 @@ at_resampler *at_resampler_new(int in_rate, int out_rate, at_err *err)
         return NULL;
     }
     r->ratio = (double)out_rate / in_rate;
-    if (in_rate != out_rate) {
-        soxr_error_t e = NULL;
-        soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
-        soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
-        soxr_runtime_spec_t rt = soxr_runtime_spec(1);
-        r->s = soxr_create(in_rate, out_rate, 1, &e, &io, &q, &rt);
-        if (!r->s || e) {
-            at_err_set(err, AT_E_ENGINE, "soxr_create failed: %s", e ? e : "unknown");
-            free(r);
-            return NULL;
-        }
+    const char *why;
+    if (in_rate != out_rate && !(r->s = resampler_new(in_rate, out_rate, &why))) {
+        at_err_set(err, AT_E_ENGINE, "resampling failed: %s", why);
+        free(r);
+        return NULL;
     }
     return r;
 }
