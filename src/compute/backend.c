@@ -47,8 +47,7 @@ static int shape_init(at_tensor *t, at_dtype type, int n_dims, const int64_t *ne
     if (!rb && t->ne[0])
         return at_err_set(err, AT_E_INVALID, "%s rows of %lld values are not whole blocks",
                           at_dtype_name(type), (long long)t->ne[0]);
-    t->nb[0] = at_dtype_block_bytes(type) / (size_t)at_dtype_block(type);
-    if (!t->nb[0]) t->nb[0] = at_dtype_block_bytes(type);
+    t->nb[0] = at_dtype_block_bytes(type); /* one element, or one block of 32 */
     t->nb[1] = rb;
     t->nb[2] = rb * (size_t)t->ne[1];
     t->nb[3] = t->nb[2] * (size_t)t->ne[2];
