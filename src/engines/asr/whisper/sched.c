@@ -77,7 +77,7 @@ void at_wsched_get_stats(at_wsched *s, at_wsched_stats *out)
 
 /* Takes queued requests, oldest first, while their rows fit; always at
  * least one. */
-static int take(at_wsched *s, int *n_taken)
+static int take(at_wsched *s, int *n_taken, int *n_rows)
 {
     int rows = 0, nseq = 0, k = 0;
     while (s->head) {
@@ -91,6 +91,7 @@ static int take(at_wsched *s, int *n_taken)
         if (rows >= s->max_rows) break;
     }
     *n_taken = k;
+    *n_rows = rows;
     return nseq;
 }
 
@@ -130,12 +131,10 @@ int at_wsched_decode(at_wsched *s, at_whisper_state *st, const at_whisper_seq *s
     for (;;) {
         if (me.done) break;
         if (!s->leading) {
-            /* lead one batch (ours is queued, so it is in this one or an
-             * earlier one already done) */
+            /* lead one batch: the oldest steps, ours among them or in a
+             * later batch this thread also leads */
             s->leading = 1;
-            int k, nseq = take(s, &k);
-            int rows = 0;
-            for (int i = 0; i < k; i++) rows += s->taken[i]->rows;
+            int k, rows, nseq = take(s, &k, &rows);
             pthread_mutex_unlock(&s->mu);
             run(s, st, k, nseq);
             pthread_mutex_lock(&s->mu);
