@@ -92,22 +92,48 @@ static double max_mag(const float *a, size_t n)
     return d;
 }
 
+/* An oracle's reference, its model, and a state on a pool of 2 threads. */
+typedef struct {
+    reference R;
+    at_nmt_model *m;
+    at_compute *pool;
+    at_nmt_state *s;
+} oracle;
+
+static void oracle_open(oracle *o, const char *name)
+{
+    at_err err = {0};
+    load_ref(name, &o->R);
+    o->m = load_model(name);
+    o->pool = at_compute_new(2, &err);
+    o->s = at_nmt_state_new(o->m, o->pool, &err);
+    assert_non_null(o->s);
+}
+
+static void oracle_close(oracle *o)
+{
+    at_nmt_state_free(o->s);
+    at_compute_free(o->pool);
+    at_nmt_model_free(o->m);
+    at_npy_free(&o->R.enc);
+    at_npy_free(&o->R.logits);
+}
+
 /* The oracle's encoder output and every logit of the teacher-forced greedy
  * sequence; then token by token with the cache, whose argmax must be the
  * reference's wherever the reference's margin is clear. */
 static void check_oracle(const char *name)
 {
-    reference R;
-    load_ref(name, &R);
-    at_nmt_model *m = load_model(name);
+    oracle o;
+    oracle_open(&o, name);
+    const reference R = o.R;
+    at_nmt_model *m = o.m;
+    at_nmt_state *s = o.s;
     const at_nmt_hparams *hp = at_nmt_model_hparams(m);
     int V = hp->vocab, d = hp->d_model;
     at_err err = {0};
-    at_compute *pool = at_compute_new(2, &err);
-    at_nmt_state *s = at_nmt_state_new(m, pool, &err);
     at_nmt_memory *mem = at_nmt_memory_new(m, R.n_src, &err);
     at_nmt_kv *kv = at_nmt_kv_new(m, &err);
-    assert_non_null(s);
     assert_non_null(mem);
     assert_non_null(kv);
     assert_int_equal(R.enc.shape[R.enc.ndim - 2], R.n_src);
@@ -173,11 +199,7 @@ static void check_oracle(const char *name)
     free(step);
     at_nmt_kv_free(kv);
     at_nmt_memory_free(mem);
-    at_nmt_state_free(s);
-    at_compute_free(pool);
-    at_nmt_model_free(m);
-    at_npy_free(&R.enc);
-    at_npy_free(&R.logits);
+    oracle_close(&o);
 }
 
 /* Each test runs on one oracle folder, named by its state. */
@@ -188,15 +210,14 @@ static void test_oracle(void **st) { check_oracle(*st); }
  * decoded alone, as sequences join and leave between steps. */
 static void check_batch(const char *name)
 {
-    reference R;
-    load_ref(name, &R);
-    at_nmt_model *m = load_model(name);
+    oracle o;
+    oracle_open(&o, name);
+    const reference R = o.R;
+    at_nmt_model *m = o.m;
+    at_nmt_state *s = o.s;
     const at_nmt_hparams *hp = at_nmt_model_hparams(m);
     int V = hp->vocab, d = hp->d_model;
     at_err err = {0};
-    at_compute *pool = at_compute_new(2, &err);
-    at_nmt_state *s = at_nmt_state_new(m, pool, &err);
-    assert_non_null(s);
     enum { NS = 3 };
     /* three sources: the reference, its last 5 tokens, its first 9 */
     const int *src[NS] = {R.src, R.src + R.n_src - 5, R.src};
@@ -275,11 +296,7 @@ static void check_batch(const char *name)
     }
     free(a);
     free(b);
-    at_nmt_state_free(s);
-    at_compute_free(pool);
-    at_nmt_model_free(m);
-    at_npy_free(&R.enc);
-    at_npy_free(&R.logits);
+    oracle_close(&o);
 }
 
 static void test_batch(void **st) { check_batch(*st); }
