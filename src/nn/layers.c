@@ -388,6 +388,12 @@ void at_nn_kv_release(at_nn_kv *kv)
     kv->len = 0;
 }
 
+void at_nn_kv_truncate(at_nn_kv *kv, int n)
+{
+    if (n < 0) n = 0;
+    if (n < kv->len) kv->len = n;
+}
+
 int at_nn_kv_copy(at_backend *be, at_nn_kv *dst, const at_nn_kv *src, at_err *err)
 {
     if (dst == src) return 0;

@@ -156,6 +156,8 @@ typedef struct at_nn_kv {
 
 int at_nn_kv_init(at_nn_kv *kv, at_backend *be, int n_layer, int n_ctx, int d, at_err *err);
 void at_nn_kv_release(at_nn_kv *kv);
+/* Keeps the first n positions (n < 0: none); never grows the cache. */
+void at_nn_kv_truncate(at_nn_kv *kv, int n);
 /* dst = src (same sizes): beams that fork copy their parent's cache. */
 int at_nn_kv_copy(at_backend *be, at_nn_kv *dst, const at_nn_kv *src, at_err *err);
 

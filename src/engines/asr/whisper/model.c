@@ -420,11 +420,7 @@ void at_whisper_kv_copy(at_whisper_kv *dst, const at_whisper_kv *src)
 
 int at_whisper_kv_len(const at_whisper_kv *kv) { return kv->c.len; }
 
-void at_whisper_kv_truncate(at_whisper_kv *kv, int n)
-{
-    if (n < 0) n = 0;
-    if (n < kv->c.len) kv->c.len = n;
-}
+void at_whisper_kv_truncate(at_whisper_kv *kv, int n) { at_nn_kv_truncate(&kv->c, n); }
 
 /* ----------------------------------------------------------------- decode */
 

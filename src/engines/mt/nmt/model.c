@@ -307,11 +307,7 @@ int at_nmt_kv_copy(at_nmt_kv *dst, const at_nmt_kv *src, at_err *err)
 
 int at_nmt_kv_len(const at_nmt_kv *kv) { return kv->c.len; }
 
-void at_nmt_kv_truncate(at_nmt_kv *kv, int n)
-{
-    if (n < 0) n = 0;
-    if (n < kv->c.len) kv->c.len = n;
-}
+void at_nmt_kv_truncate(at_nmt_kv *kv, int n) { at_nn_kv_truncate(&kv->c, n); }
 
 /* -------------------------------------------------------------------- state */
 
