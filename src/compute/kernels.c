@@ -789,34 +789,3 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
     pthread_mutex_unlock(&r->op_mu);
     return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
 }
-
-/* ---------------------------------------------------------------- conv1d */
-
-int at_conv1d_k3_gelu(at_compute *c, const float *x, int T_in, int C_in, const at_matrix *W,
-                      const float *bias, int stride, float *y, at_err *err)
-{
-    int T_out = (T_in + 2 - 3) / stride + 1, KC = C_in * 3;
-    if (W->cols != KC)
-        return at_err_set(err, AT_E_INVALID, "conv1d: weight has %d inputs, expected %d", W->cols, KC);
-    /* im2col: row t holds the 3 taps of every input channel in PyTorch's
-     * [C_in][3] order, so the convolution is one matrix product */
-    float *col = malloc((size_t)T_out * (size_t)KC * sizeof(float));
-    if (!col) return at_err_set(err, AT_E_NOMEM, "out of memory (conv1d, %d x %d)", T_out, KC);
-    for (int t = 0; t < T_out; t++) {
-        float *r = col + (size_t)t * KC;
-        for (int k = 0; k < 3; k++) {
-            int ti = t * stride + k - 1;
-            if (ti < 0 || ti >= T_in) {
-                for (int ci = 0; ci < C_in; ci++) r[ci * 3 + k] = 0.0f;
-            } else {
-                const float *xr = x + (size_t)ti * C_in;
-                for (int ci = 0; ci < C_in; ci++) r[ci * 3 + k] = xr[ci];
-            }
-        }
-    }
-    int rc = at_matmul(c, col, T_out, W, bias, y, err);
-    free(col);
-    if (rc) return rc;
-    at_gelu(y, (size_t)T_out * (size_t)W->rows);
-    return 0;
-}

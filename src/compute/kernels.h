@@ -55,11 +55,4 @@ float at_dot(const float *a, const float *b, int n);
 int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
                  int Tq, int Tk, int n_head, int hd, int causal, float scale, float *O, int ldo, at_err *err);
 
-/* 1-D convolution, kernel 3, padding 1, stride 1 or 2, followed by GELU.
- * x: T_in x C_in (time-major), W: [C_out x (C_in*3)] (PyTorch's
- * [C_out, C_in, 3] flattened), y: T_out x C_out with
- * T_out = (T_in + 2 - 3)/stride + 1. */
-int at_conv1d_k3_gelu(at_compute *c, const float *x, int T_in, int C_in, const at_matrix *W,
-                      const float *bias, int stride, float *y, at_err *err);
-
 #endif

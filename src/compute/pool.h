@@ -14,7 +14,7 @@
 typedef struct at_compute at_compute;
 
 /* n_threads <= 0: number of online CPUs.  A context may be shared by
- * threads: its products (at_matmul, at_attention, at_conv1d_k3_gelu) run
+ * threads: its products (at_matmul, at_attention) run
  * one at a time, each on all of the pool's threads. */
 at_compute *at_compute_new(int n_threads, at_err *err);
 /* A context for one caller (a request or a stream) on a process's shared
