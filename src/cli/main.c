@@ -1,6 +1,6 @@
 /* audio-translator - the command-line front end.
  *
- *   serve                      all three services in one process
+ *   serve                      all services, a supervised process each
  *   transcribe FILE            speech file -> text / subtitles
  *   translate TEXT --from --to text -> text
  *   speak TEXT -o out.wav      text -> speech
@@ -28,7 +28,7 @@ static void usage(FILE *f)
                "Commands:\n"
                "  serve                          run asr_streaming (8003), translate (8004),\n"
                "                                 tts (8005) and the pipeline with its web\n"
-               "                                 page (8000) in one process\n"
+               "                                 page (8000), a supervised process each\n"
                "  transcribe FILE                recognise speech in an audio file\n"
                "  translate TEXT --from L --to L translate text (TEXT '-' reads stdin)\n"
                "  speak TEXT -o OUT.wav          synthesise speech\n"

@@ -762,6 +762,17 @@ static int method_of(struct lws *wsi, char *out, size_t cap)
     return -1;
 }
 
+/* A connection closed with output it could not deliver (a client that
+ * stopped reading) is reset: the kernel then drops what is queued at once,
+ * and the client learns, instead of the bytes and the FIN waiting, orphaned,
+ * behind a zero window for minutes. */
+static void reset_if_stuck(struct lws *wsi, int queued)
+{
+    if (!queued && !lws_partial_buffered(wsi)) return;
+    struct linger l = {1, 0};
+    setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
 /* Loop thread: a writable callback for an HTTP transaction. */
 static int req_writable(struct lws *wsi, pss *p)
 {
@@ -812,10 +823,16 @@ static int req_writable(struct lws *wsi, pss *p)
         int n = lws_write(wsi, b->data + LWS_PRE, b->len, LWS_WRITE_HTTP);
         free(b);
         if (n < 0) return -1;
+        /* The next writable callback comes once the socket has taken
+         * this: a client that stops reading never lets it come, and is
+         * dropped when this runs out (its queued output with it). */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)r->srv->cfg.idle_timeout_s);
         lws_callback_on_writable(wsi);
         (void)more;
         return 0;
     }
+    /* Nothing to send: the handler is working, which takes what it takes. */
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     if (!done) return 0;
     count_request(r);
     int close_after = r->close_after;
@@ -1218,6 +1235,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (p && p->req) {
             at_http_req *r = p->req;
             p->req = NULL;
+            pthread_mutex_lock(&r->mu);
+            int queued = r->out.head != NULL;
+            pthread_mutex_unlock(&r->mu);
+            reset_if_stuck(wsi, queued);
             req_detach(r);
         }
         return 0;
@@ -1295,6 +1316,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             at_ws *w = p->ws;
             p->ws = NULL;
             pthread_mutex_lock(&w->mu);
+            reset_if_stuck(wsi, w->out.bytes > 0);
             w->closed = 1;
             w->wsi = NULL;
             pthread_cond_broadcast(&w->cv);

@@ -10,8 +10,8 @@
  * client that stops reading blocks (then times out) its session instead of
  * growing memory.
  *
- * Several listeners (ports) share one loop: `serve` answers the three
- * services' ports from one process. */
+ * Several listeners (ports) share one loop: `serve --one-process` answers
+ * every service's port from one process. */
 #ifndef AT_CORE_HTTP_H
 #define AT_CORE_HTTP_H
 

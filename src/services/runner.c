@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "services/supervisor.h"
 
 #define RUNNER_EXIT_GRACE_MS 3000 /* after the drain timeout */
 
@@ -18,7 +19,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
          max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
     double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
-    int json_logs = 0, batch_decode = 0;
+    int json_logs = 0, batch_decode = 0, one_process = 0;
     int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS || kinds == AT_APP_PIPELINE;
     const char *def_port = kinds == AT_APP_ASR   ? "8003"
                            : kinds == AT_APP_MT  ? "8004"
@@ -280,6 +281,16 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                             &json_logs,
                             0,
                             0};
+    if (!single)
+        opts[n++] = (at_option){"one-process",
+                                "AT_ONE_PROCESS",
+                                AT_OPT_BOOL,
+                                "0",
+                                "run every service in this one process (by default each gets a process "
+                                "of its own, restarted if it crashes)",
+                                &one_process,
+                                0,
+                                0};
 
     char usage[128];
     snprintf(usage, sizeof usage, "%s [OPTIONS]", prog);
@@ -308,6 +319,42 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         fprintf(stderr, "%s: unknown --log-level '%s'\n", prog, log_level);
         at_config_free(opts, n);
         return 2;
+    }
+    char urls[3][300];
+    if (!single && !one_process) {
+        /* serve: a process per service (supervisor.h); this returns in
+         * each child, which goes on as that one service. */
+        static const int kind_of[] = {AT_APP_ASR, AT_APP_MT, AT_APP_TTS, AT_APP_PIPELINE};
+        static const char *const name_of[] = {"asr_streaming", "translate", "tts", "pipeline"};
+        long *port_of[] = {&asr_port, &mt_port, &tts_port, &pl_port};
+        at_supervisor_cfg sc = {.host = host, .drain_timeout_s = (int)drain};
+        int idx[4];
+        for (int k = 0; k < 4; k++) {
+            if (!(kinds & kind_of[k])) continue;
+            idx[sc.n] = k;
+            sc.names[sc.n] = name_of[k];
+            sc.ports[sc.n++] = (int)*port_of[k];
+        }
+        sc.log = at_log_new(2, (at_log_level)level, json_logs);
+        int which = 0;
+        int rc = at_supervise(&sc, &which);
+        at_log_free(sc.log);
+        if (rc >= 0) {
+            at_config_free(opts, n);
+            return rc;
+        }
+        for (int i = 0; i < sc.n; i++) *port_of[idx[i]] = sc.ports[i];
+        kinds = kind_of[idx[which]];
+        if (kinds == AT_APP_PIPELINE) { /* its engines: the siblings */
+            const char *h = !*host || strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
+                            : strcmp(host, "::") == 0              ? "::1"
+                                                                   : host;
+            int bracket = strchr(h, ':') != NULL;
+            for (int k = 0; k < 3; k++)
+                snprintf(urls[k], sizeof urls[k], "http://%s%s%s:%ld", bracket ? "[" : "", h,
+                         bracket ? "]" : "", *port_of[k]);
+            asr_url = urls[0], mt_url = urls[1], tts_url = urls[2];
+        }
     }
     at_log *log = at_log_new(2, (at_log_level)level, json_logs);
     at_metrics *metrics = at_metrics_new();

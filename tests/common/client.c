@@ -485,12 +485,13 @@ int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, 
     else
         free(th);
     /* Then wait for the engines. */
-    while (now_s() < deadline) {
+    for (int i = 0; i < p->n_ports && now_s() < deadline;) {
         at_test_resp r;
-        if (at_test_http(p->ports[0], "GET", "/ready", NULL, NULL, 0, &r) == 0) {
+        if (at_test_http(p->ports[i], "GET", "/ready", NULL, NULL, 0, &r) == 0) {
             int st = r.status;
             at_test_resp_free(&r);
-            if (st == 200) return 0;
+            if (st == 200 && ++i == p->n_ports) return 0;
+            if (st == 200) continue;
         }
         usleep(100000);
     }

@@ -20,7 +20,7 @@ typedef struct at_test_proc {
 
 /* Starts `$AT_BUILD_DIR/<binary> args...` with every port flag set to 0,
  * waits until it logs n_listen "listening" lines and /ready answers 200
- * on the first port (up to timeout_s).  Returns 0 on success. */
+ * on every one of those ports (up to timeout_s).  Returns 0 on success. */
 int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, int n_listen, int timeout_s);
 /* SIGTERM, then waits up to timeout_s; returns the exit status, or -1 if
  * it had to be killed, or 128+signal if a signal ended it.  Lines of the

@@ -162,6 +162,33 @@ static void test_layout_and_odd_input(void **state)
     free(o);
 }
 
+/* A '^' after the last word wedged lrx-proc until the 20 s timeout
+ * (found by fuzz_mt_text); it comes back as it was sent. */
+static void test_trailing_caret(void **state)
+{
+    fixture *fx = *state;
+    static const struct {
+        const char *in, *word, *tail;
+    } cases[] = {
+        {"The house is big^", "casa", "^"}, {"a ^", "un", " ^"},
+        {"The dog\\^", "perro", "\\^"},     {"the house ^!? ", "casa", "^!? "},
+        {"The house. ^$", "casa", "^$"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *o = NULL;
+        at_err err;
+        int rc = at_mt_translate(fx->eng, "en", "es", cases[i].in, &o, &err);
+        if (rc) fail_msg("'%s': %s", cases[i].in, err.msg);
+        assert_non_null(strcasestr(o, cases[i].word));
+        size_t ol = strlen(o), tl = strlen(cases[i].tail);
+        assert_true(ol >= tl && strcmp(o + ol - tl, cases[i].tail) == 0);
+        free(o);
+    }
+    char *o = tr(fx, "en", "es", " ^ ");
+    assert_string_equal(o, " ^ ");
+    free(o);
+}
+
 static void test_long_text(void **state)
 {
     fixture *fx = *state;
@@ -314,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_unknown_pair),
         cmocka_unit_test(test_unknown_words_and_markup),
         cmocka_unit_test(test_layout_and_odd_input),
+        cmocka_unit_test(test_trailing_caret),
         cmocka_unit_test(test_long_text),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_survives_killed_pipeline),

@@ -1,4 +1,4 @@
-/* `audio-translator serve` (all services, one process) and the CLI. */
+/* `audio-translator serve` (all services, a process each) and the CLI. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,6 +121,61 @@ static void the_three_services_chain(void **state)
     at_test_resp_free(&t);
 }
 
+/* The pid of serve's child process running `name` (its comm), or 0. */
+static pid_t child_named(const char *name)
+{
+    char path[128], line[4096];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)proc.pid, (int)proc.pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    for (char *tok = strtok(line, " \n"); tok; tok = strtok(NULL, " \n")) {
+        char comm[64] = "";
+        snprintf(path, sizeof path, "/proc/%s/comm", tok);
+        FILE *c = fopen(path, "r");
+        if (!c) continue;
+        if (fgets(comm, sizeof comm, c)) comm[strcspn(comm, "\n")] = '\0';
+        fclose(c);
+        if (strcmp(comm, name) == 0) return (pid_t)atoi(tok);
+    }
+    return 0;
+}
+
+static int ready(int port)
+{
+    at_test_resp r;
+    static const char req[] = "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (at_test_raw(port, req, sizeof req - 1, &r, 5) != 0) return 0;
+    int st = r.status;
+    at_test_resp_free(&r);
+    return st;
+}
+
+/* An engine that crashes (libflite aborted on a run of punctuation) takes
+ * down its own service's process only: the others keep answering, and
+ * the supervisor brings it back on the same port. */
+static void a_crashed_service_is_restarted_alone(void **state)
+{
+    (void)state;
+    pid_t tts = child_named("tts");
+    assert_true(tts > 0);
+    assert_int_equal(kill(tts, SIGABRT), 0); /* as libflite's abort() did */
+    for (int i = 0; i < 100 && kill(tts, 0) == 0; i++) usleep(20000);
+    assert_int_equal(ready(asr_port), 200);
+    assert_int_equal(ready(mt_port), 200);
+    int back = 0;
+    for (int i = 0; i < 300 && !back; i++) { /* restarted after 1 s, then loads */
+        back = ready(tts_port) == 200;
+        if (!back) usleep(100000);
+    }
+    assert_true(back);
+    pid_t again = child_named("tts");
+    assert_true(again > 0 && again != tts);
+    the_three_services_chain(state);
+}
+
 static void sigterm_drains_quickly(void **state)
 {
     (void)state;
@@ -183,11 +239,9 @@ static void cli_commands(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(every_service_answers),
-        cmocka_unit_test(flite_speech_is_recognised_back),
-        cmocka_unit_test(the_three_services_chain),
-        cmocka_unit_test(sigterm_drains_quickly),
-        cmocka_unit_test(cli_commands),
+        cmocka_unit_test(every_service_answers),    cmocka_unit_test(flite_speech_is_recognised_back),
+        cmocka_unit_test(the_three_services_chain), cmocka_unit_test(a_crashed_service_is_restarted_alone),
+        cmocka_unit_test(sigterm_drains_quickly),   cmocka_unit_test(cli_commands),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

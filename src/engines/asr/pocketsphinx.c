@@ -1,11 +1,14 @@
 /* pocketsphinx.c - CMU pocketsphinx (5prealpha) behind the at_asr interface.
  *
- * Decoders are expensive to load (acoustic model + LM + dictionary, about a
- * second and tens of MB each), so the engine keeps a bounded pool of idle
- * decoders: a stream (or a whole-file transcription) borrows one, and
- * ps_start_utt() resets its search state for the next user.  When all
- * `max_decoders` are busy, opening another stream fails with AT_E_BUSY
- * rather than piling up memory.
+ * Decoders are expensive to load (acoustic model + LM + dictionary: about
+ * 0.6 s and 90 MB each), so the engine keeps a pool: a stream (or a
+ * whole-file transcription) borrows a decoder, and ps_start_utt() resets
+ * its search state for the next user.  When all `max_decoders` are busy,
+ * opening another stream fails with AT_E_BUSY rather than piling up
+ * memory.  Only KEEP_WARM decoders stay loaded while idle: the others a
+ * burst needed are freed as they come back, so memory returns to its
+ * idle level (a burst of 16 streams would otherwise hold 1.5 GB for good),
+ * at the price of a load when concurrency next exceeds KEEP_WARM.
  *
  * Utterances are split on pocketsphinx's own voice activity detection
  * (ps_get_in_speech).  ps_start_stream() at the start of each stream makes
@@ -16,6 +19,7 @@
 #include "engines/asr/pocketsphinx.h"
 
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -83,6 +87,8 @@ typedef struct ps_stream {
 static const char *const ps_languages[] = {"en", NULL};
 
 /* ---- decoder pool ------------------------------------------------------ */
+
+#define KEEP_WARM 2 /* idle decoders kept loaded */
 
 static void dec_free(ps_dec *d)
 {
@@ -158,6 +164,15 @@ static ps_dec *decoder_acquire(ps_engine *e, at_err *err)
 static void decoder_release(ps_engine *e, ps_dec *ps)
 {
     pthread_mutex_lock(&e->mu);
+    if (e->n_idle >= KEEP_WARM) {
+        e->n_total--;
+        pthread_mutex_unlock(&e->mu);
+        dec_free(ps);
+        /* Its many small blocks sit in the arena of the thread that loaded
+         * it; without a trim glibc keeps those pages. */
+        malloc_trim(0);
+        return;
+    }
     e->idle[e->n_idle++] = ps; /* n_idle < n_total <= max_decoders */
     pthread_mutex_unlock(&e->mu);
 }

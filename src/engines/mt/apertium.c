@@ -445,6 +445,9 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+/* Stands for '^' inside our superblanks (deformat). */
+#define CARET_MARK "\x01"
+
 /* What apertium-destxt does, plus input hygiene: invalid UTF-8 becomes
  * U+FFFD and control characters become spaces (either could wedge or
  * crash a pipeline program, taking every later request with it). */
@@ -467,7 +470,14 @@ static int deformat(const char *text, size_t len, at_strbuf *o)
             i = j;
             continue;
         }
-        if (strchr("\\[]^$/<>@{}", c)) {
+        if (c == '^') {
+            /* Escaped, a '^' after the last word wedges lrx-proc at the
+             * flush (`apertium eng-spa` fails on "big^" with "Malformed
+             * input stream"): it travels as a superblank holding a
+             * control character the user cannot send (see above). */
+            at_strbuf_put(o, "[" CARET_MARK "]", 3);
+            i++;
+        } else if (strchr("\\[]$/<>@{}", c)) {
             char e[2] = {'\\', (char)c};
             at_strbuf_put(o, e, 2);
             i++;
@@ -502,7 +512,7 @@ static int reformat(const char *s, size_t n, at_strbuf *o)
         } else if (c == '[') {
             for (i++; i < n && s[i] != ']'; i++) {
                 if (s[i] == '\\' && i + 1 < n) i++;
-                sb_putc(o, s[i]);
+                sb_putc(o, s[i] == CARET_MARK[0] ? '^' : s[i]);
             }
         } else if ((c == '*' || c == '#' || c == '@') && i + 1 < n && !is_ws(s[i + 1])) {
             /* unknown / untranslatable word mark: drop it, keep the word */
