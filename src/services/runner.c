@@ -1,5 +1,6 @@
 #include "services/runner.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +357,12 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
             asr_url = urls[0], mt_url = urls[1], tts_url = urls[2];
         }
     }
+    /* Big buffers (Whisper's per-request state, decoded audio, bodies)
+     * come and go with requests.  glibc raises its mmap threshold as such
+     * buffers are freed and then keeps later ones in per-thread arenas, so
+     * a burst's memory would never go back to the system: a fixed
+     * threshold maps and unmaps them. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     at_log *log = at_log_new(2, (at_log_level)level, json_logs);
     at_metrics *metrics = at_metrics_new();
 

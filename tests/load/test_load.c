@@ -8,6 +8,9 @@
  *   no-read    clients that ask for a lot and stop reading
  *   downstream a pipeline session whose translate service is killed
  *              (SIGKILL) and restarted in the middle
+ *   whisper    more transcriptions at once than Whisper admits (a random
+ *              tiny model, a few tokens each): one thread pool, bounded
+ *              jobs, the rest refused with 503
  *
  * Prints, per phase, requests served, errors by kind and p50/p99 latency,
  * and per service the idle, peak and settled RSS.  Exits 1 when a rule is
@@ -326,7 +329,7 @@ static void *stream_main(void *p)
     for (;;) {
         char *d;
         size_t len;
-        int op = at_test_ws_recv(&ws, &d, &len, 60000);
+        int op = at_test_ws_recv(&ws, &d, &len, 180000);
         if (op == 1) {
             if (strstr(d, "\"final\"")) a->finals++, a->last_final_lag = now_s() - t_end;
             if (strstr(d, "\"error\"")) a->errors++;
@@ -396,22 +399,23 @@ static int connect_port_rcvbuf(int p, int rcvbuf)
 
 static int connect_port(int p) { return connect_port_rcvbuf(p, 0); }
 
-typedef struct slow_arg {
-    int body; /* 0: trickle the headers; 1: headers whole, trickle the body */
+/* One misbehaving client of an attack phase. */
+typedef struct attacker {
+    int kind; /* which of the phase's two kinds */
     double max_s;
-    double dropped_after; /* < 0: still open when we gave up */
-} slow_arg;
+    double dropped_after; /* < 0: still open when it gave up */
+} attacker;
 
 static void *slow_main(void *p)
 {
-    slow_arg *a = p;
+    attacker *a = p; /* kind 0: trickles the headers; 1: headers whole, trickles the body */
     a->dropped_after = -1;
     int fd = connect_port(port[MT]);
     if (fd < 0) return NULL;
     static const char hdrs[] = "POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                "Content-Length: 100000\r\n\r\n";
     size_t off = 0;
-    if (a->body) {
+    if (a->kind) {
         send(fd, hdrs, sizeof hdrs - 1, MSG_NOSIGNAL);
         off = 0;
     }
@@ -420,7 +424,7 @@ static void *slow_main(void *p)
         /* Headers: the request line, then header lines without end. */
         static const char pad[] = "X-Pad: 1\r\n";
         size_t lead = sizeof hdrs - 3;
-        char c = a->body ? ' ' : off < lead ? hdrs[off] : pad[(off - lead) % (sizeof pad - 1)];
+        char c = a->kind ? ' ' : off < lead ? hdrs[off] : pad[(off - lead) % (sizeof pad - 1)];
         off++;
         if (send(fd, &c, 1, MSG_NOSIGNAL) != 1) {
             a->dropped_after = now_s() - t0;
@@ -474,58 +478,67 @@ static void after_attack(const char *phase)
     }
 }
 
-static void phase_slowloris(int n, double max_s)
+/* Runs n attackers (kinds alternating) against the services while a
+ * normal client goes on, then checks that each attacker was dropped and
+ * that service resumes once they are gone. */
+static void attack(const char *phase, const char *const kinds[2], int n, double max_s, void *(*fn)(void *))
 {
     pthread_t *th = calloc((size_t)n, sizeof *th);
-    slow_arg *a = calloc((size_t)n, sizeof *a);
+    attacker *a = calloc((size_t)n, sizeof *a);
+    long before[N_SVC], during[N_SVC];
+    for (int s = 0; s < N_SVC; s++) before[s] = proc_kb(procs[s].pid, "VmRSS");
     for (int i = 0; i < n; i++) {
-        a[i] = (slow_arg){i % 2, max_s, -1};
-        pthread_create(&th[i], NULL, slow_main, &a[i]);
+        a[i] = (attacker){i % 2, max_s, -1};
+        pthread_create(&th[i], NULL, fn, &a[i]);
     }
     probe_arg pr = {.until = now_s() + (quick ? 5 : 15)};
     pthread_t pt;
     pthread_create(&pt, NULL, probe_main, &pr);
     pthread_join(pt, NULL);
+    for (int s = 0; s < N_SVC; s++) during[s] = proc_kb(procs[s].pid, "VmRSS");
     int kept[2] = {0, 0}, dropped[2] = {0, 0};
     double worst[2] = {0, 0};
     for (int i = 0; i < n; i++) {
         pthread_join(th[i], NULL);
         if (a[i].dropped_after < 0)
-            kept[a[i].body]++;
+            kept[a[i].kind]++;
         else {
-            dropped[a[i].body]++;
-            if (a[i].dropped_after > worst[a[i].body]) worst[a[i].body] = a[i].dropped_after;
+            dropped[a[i].kind]++;
+            if (a[i].dropped_after > worst[a[i].kind]) worst[a[i].kind] = a[i].dropped_after;
         }
     }
-    printf("slowloris: %d senders of a byte every 0.5 s (half headers, half a body) on translate, "
-           "normal requests alongside\n",
-           n);
-    printf("  headers: %d dropped by the server (the last after %.1f s), %d still open after %.0f s\n",
-           dropped[0], worst[0], kept[0], max_s);
-    printf("  bodies:  %d dropped by the server (the last after %.1f s), %d still open after %.0f s\n",
-           dropped[1], worst[1], kept[1], max_s);
+    for (int k = 0; k < 2; k++)
+        printf("  %-9s %d dropped by the server (the last after %.1f s), %d still open after %.0f s\n",
+               kinds[k], dropped[k], worst[k], kept[k], max_s);
+    printf("  RSS while they hang (MiB):");
+    for (int s = 0; s < N_SVC; s++)
+        printf(" %s %.1f -> %.1f", svc_name[s], before[s] / 1024.0, during[s] / 1024.0);
+    printf("\n");
     summarise("alongside", pr.res, (size_t)pr.n);
-    if (kept[0] || kept[1]) fail("slowloris: %d slow senders were never dropped", kept[0] + kept[1]);
-    after_attack("slowloris");
+    if (kept[0] || kept[1]) fail("%s: %d clients were never dropped", phase, kept[0] + kept[1]);
+    after_attack(phase);
     free(th);
     free(a);
 }
 
-/* ---- phase 4: clients that stop reading ---- */
+static void phase_slowloris(int n, double max_s)
+{
+    printf("slowloris: %d senders of a byte every 0.5 s (half headers, half a body) on translate, "
+           "normal requests alongside\n",
+           n);
+    static const char *const kinds[2] = {"headers:", "bodies:"};
+    attack("slowloris", kinds, n, max_s, slow_main);
+}
 
-typedef struct noread_arg {
-    int ws;
-    double max_s;
-    double dropped_after;
-} noread_arg;
+/* ---- phase 4: clients that stop reading ---- */
 
 static void *noread_main(void *p)
 {
-    noread_arg *a = p;
+    attacker *a = p; /* kind 0: a long speech request; 1: a pipeline session */
     a->dropped_after = -1;
     int fd;
     double t0 = now_s();
-    if (!a->ws) {
+    if (!a->kind) {
         /* The longest speech the service allows, never read. */
         char body[4096];
         int k = snprintf(body, sizeof body, "{\"voice\":\"alloy\",\"response_format\":\"pcm\",\"input\":\"");
@@ -573,43 +586,9 @@ static void *noread_main(void *p)
 
 static void phase_noread(int n, double max_s)
 {
-    pthread_t *th = calloc((size_t)n, sizeof *th);
-    noread_arg *a = calloc((size_t)n, sizeof *a);
-    long before[N_SVC];
-    for (int s = 0; s < N_SVC; s++) before[s] = proc_kb(procs[s].pid, "VmRSS");
-    for (int i = 0; i < n; i++) {
-        a[i] = (noread_arg){i % 2, max_s, -1};
-        pthread_create(&th[i], NULL, noread_main, &a[i]);
-    }
-    probe_arg pr = {.until = now_s() + (quick ? 5 : 15)};
-    pthread_t pt;
-    pthread_create(&pt, NULL, probe_main, &pr);
-    pthread_join(pt, NULL);
-    long during[N_SVC];
-    for (int s = 0; s < N_SVC; s++) during[s] = proc_kb(procs[s].pid, "VmRSS");
-    int kept[2] = {0, 0}, dropped[2] = {0, 0};
-    double worst[2] = {0, 0};
-    for (int i = 0; i < n; i++) {
-        pthread_join(th[i], NULL);
-        if (a[i].dropped_after < 0)
-            kept[a[i].ws]++;
-        else {
-            dropped[a[i].ws]++;
-            if (a[i].dropped_after > worst[a[i].ws]) worst[a[i].ws] = a[i].dropped_after;
-        }
-    }
     printf("no-read: %d clients that stop reading (half long speech requests, half pipeline sessions)\n", n);
-    printf("  speech:   %d dropped by the server (the last after %.1f s), %d still open after %.0f s\n",
-           dropped[0], worst[0], kept[0], max_s);
-    printf("  pipeline: %d dropped by the server (the last after %.1f s), %d still open after %.0f s\n",
-           dropped[1], worst[1], kept[1], max_s);
-    printf("  RSS while they hang (MiB): tts %.1f -> %.1f, pipeline %.1f -> %.1f\n", before[TTS] / 1024.0,
-           during[TTS] / 1024.0, before[PIPE] / 1024.0, during[PIPE] / 1024.0);
-    summarise("alongside", pr.res, (size_t)pr.n);
-    if (kept[0] || kept[1]) fail("no-read: %d clients were never dropped", kept[0] + kept[1]);
-    after_attack("no-read");
-    free(th);
-    free(a);
+    static const char *const kinds[2] = {"speech:", "pipeline:"};
+    attack("no-read", kinds, n, max_s, noread_main);
 }
 
 /* ---- phase 5: a downstream service killed and restarted ---- */
@@ -703,6 +682,130 @@ static void phase_downstream(size_t third)
     if (ev.translations[2] == 0) fail("downstream: the pipeline did not recover after the restart");
 }
 
+/* ---- phase 6: Whisper beyond its admission limits ---- */
+
+typedef struct sampler {
+    pid_t pid;
+    volatile int stop;
+    long max_threads, max_rss;
+} sampler;
+
+static void *sampler_main(void *p)
+{
+    sampler *sa = p;
+    while (!sa->stop) {
+        long t = proc_kb(sa->pid, "Threads"), r = proc_kb(sa->pid, "VmRSS");
+        if (t > sa->max_threads) sa->max_threads = t;
+        if (r > sa->max_rss) sa->max_rss = r;
+        usleep(20000);
+    }
+    return NULL;
+}
+
+typedef struct wh_arg {
+    int port;
+    pthread_barrier_t *go;
+    result out;
+} wh_arg;
+
+static void *whisper_main(void *p)
+{
+    wh_arg *a = p;
+    at_test_form f;
+    char hdr[256];
+    at_test_form_init(&f);
+    at_test_form_field(&f, "response_format", "json");
+    at_test_form_field(&f, "temperature_inc", "0"); /* random weights: bound the work */
+    at_test_form_field(&f, "max_new_tokens", "8");
+    at_test_form_file(&f, "file", "speech.wav", "audio/wav", speech_wav, speech_wav_len);
+    at_test_form_finish(&f, hdr, sizeof hdr);
+    pthread_barrier_wait(a->go);
+    at_test_resp r;
+    double t0 = now_s();
+    int rc = at_test_http(a->port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len, &r);
+    a->out.latency = now_s() - t0;
+    if (rc == 0) {
+        classify(&r, &a->out);
+        at_test_resp_free(&r);
+    }
+    at_test_form_free(&f);
+    return NULL;
+}
+
+/* Every transcription used to build its own Whisper state and an
+ * all-core thread pool: n users, n pools.  Now one pool serves the
+ * process, --max-jobs decode at once and --max-queued wait; the rest get
+ * 503.  The thread count shows which: a pool per request would add
+ * threads per request beyond the one worker thread each has. */
+static void phase_whisper(int n)
+{
+    char dir[] = "/tmp/at-load-XXXXXX", model[128], cmd[512];
+    if (!mkdtemp(dir)) {
+        fail("whisper: no temporary folder");
+        return;
+    }
+    snprintf(model, sizeof model, "%s/tiny-q8_0.bin", dir);
+    snprintf(cmd, sizeof cmd,
+             "%s/audio-translator whisper-random-model --preset tiny --type q8_0 --out %s >/dev/null",
+             getenv("AT_BUILD_DIR") ? getenv("AT_BUILD_DIR") : ".", model);
+    at_test_proc w;
+    const char *args[] = {"--host",         "127.0.0.1", "--port",     "0", "--model",      model,
+                          "--threads",      "2",         "--max-jobs", "2", "--max-queued", "4",
+                          "--max-inflight", "32",        NULL};
+    if (system(cmd) != 0 || at_test_spawn(&w, "asr_streaming", args, 1, 120) != 0) {
+        fail("whisper: could not start asr_streaming with a random tiny model");
+        return;
+    }
+    sleep(1);
+    long idle_threads = proc_kb(w.pid, "Threads"), idle_rss = proc_kb(w.pid, "VmRSS");
+    sampler sa = {.pid = w.pid};
+    pthread_t st;
+    pthread_create(&st, NULL, sampler_main, &sa);
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    wh_arg *a = calloc((size_t)n, sizeof *a);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, (unsigned)n);
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        a[i].port = w.ports[0];
+        a[i].go = &go;
+        pthread_create(&th[i], NULL, whisper_main, &a[i]);
+    }
+    result *res = calloc((size_t)n, sizeof *res);
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        res[i] = a[i].out;
+    }
+    double wall = now_s() - t0;
+    sa.stop = 1;
+    pthread_join(st, NULL);
+    pthread_barrier_destroy(&go);
+    sleep(2);
+    long after_rss = proc_kb(w.pid, "VmRSS"), after_threads = proc_kb(w.pid, "Threads");
+    printf("whisper: %d transcriptions at once (random tiny q8_0, 8 tokens, --threads 2 --max-jobs 2 "
+           "--max-queued 4), %.1f s\n",
+           n, wall);
+    summary s = summarise("whisper", res, (size_t)n);
+    printf("  threads: %ld idle, %ld at most, %ld after; RSS (MiB): %.1f idle, %.1f at most, %.1f after\n",
+           idle_threads, sa.max_threads, after_threads, idle_rss / 1024.0, sa.max_rss / 1024.0,
+           after_rss / 1024.0);
+    if (s.ok < 2 + 4 && s.ok < n) fail("whisper: only %ld of the admitted transcriptions were served", s.ok);
+    if (s.server_5xx || s.no_answer) fail("whisper: %ld 5xx and %ld unanswered", s.server_5xx, s.no_answer);
+    /* One worker thread per request in flight, one pool: never more. */
+    if (after_rss > idle_rss * 3 / 2 + 16 * 1024)
+        fail("whisper: RSS stayed at %.1f MiB after the burst (idle %.1f MiB)", after_rss / 1024.0,
+             idle_rss / 1024.0);
+    if (sa.max_threads > idle_threads + n + 4)
+        fail("whisper: %ld threads for %d requests: more than one per request", sa.max_threads, n);
+    int rc = at_test_stop(&w, 30);
+    if (rc != 0) fail("whisper: asr_streaming exited with status %d", rc);
+    unlink(model);
+    rmdir(dir);
+    free(th);
+    free(a);
+    free(res);
+}
+
 /* ---- main ---- */
 
 static void rss_line(const char *what, long kb[N_SVC])
@@ -751,6 +854,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < N_SVC; s++) peak[s] = proc_kb(procs[s].pid, "VmHWM");
     phase_downstream(quick ? (size_t)(ends[1] * 16000) + 16000 : n_speech);
     check_alive("downstream");
+    phase_whisper(quick ? 12 : 24);
 
     /* RSS settles back: glibc keeps some freed memory, so "back" is within
      * 50% of idle plus 16 MiB. */

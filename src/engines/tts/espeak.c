@@ -117,6 +117,7 @@ static void es_destroy(void *impl)
 
 static const at_tts_ops es_ops = {
     .name = "espeak-ng",
+    .serialised = 1,
     .destroy = es_destroy,
     .synthesize = es_synthesize,
     .voices = es_voices,

@@ -180,6 +180,7 @@ static void fl_destroy(void *impl)
 
 static const at_tts_ops fl_ops = {
     .name = "flite",
+    .serialised = 1,
     .destroy = fl_destroy,
     .synthesize = fl_synthesize,
     .voices = fl_voices,

@@ -1,5 +1,6 @@
 #include "engines/tts/tts.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,96 @@ const at_tts_voice *at_tts_engine_find_voice(const at_tts_engine *e, const char 
     return NULL;
 }
 
+/* ---- serialised engines: a sentence at a time ---- */
+
+#define SENTENCE_MAX  400  /* bytes; longer runs are cut at a space */
+#define DELIVER_CHUNK 4096 /* samples per callback */
+
+/* One sentence's audio, collected while the engine holds its lock. */
+typedef struct pcm_buf {
+    int16_t *p;
+    size_t n, cap;
+    int oom;
+} pcm_buf;
+
+static int collect(void *user, const int16_t *pcm, size_t n)
+{
+    pcm_buf *b = user;
+    if (!n) return 0;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 16384;
+        while (cap < b->n + n) cap *= 2;
+        int16_t *p = realloc(b->p, cap * sizeof *p);
+        if (!p) {
+            b->oom = 1;
+            return 1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, pcm, n * sizeof *pcm);
+    b->n += n;
+    return 0;
+}
+
+/* Length of the sentence at the start of s: through its end mark and the
+ * blanks after it, or a line, or at most SENTENCE_MAX bytes cut after a
+ * blank (else at a UTF-8 boundary). */
+static size_t sentence_len(const char *s, size_t n)
+{
+    size_t lim = n < SENTENCE_MAX ? n : SENTENCE_MAX, i = 0;
+    for (; i < lim; i++) {
+        char c = s[i];
+        int end = c == '\n' || ((c == '.' || c == '!' || c == '?' || c == ';') && i + 1 < n &&
+                                (s[i + 1] == ' ' || s[i + 1] == '\n' || s[i + 1] == '\t'));
+        if (end) {
+            i++;
+            while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) i++;
+            return i;
+        }
+    }
+    if (lim == n) return n;
+    for (size_t k = lim; k > lim / 2; k--)
+        if (s[k - 1] == ' ') return k;
+    while (lim > 1 && ((unsigned char)s[lim] & 0xC0) == 0x80) lim--;
+    return lim;
+}
+
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' && s[i] != '\r') return 0;
+    return 1;
+}
+
+static int by_sentence(at_tts_engine *e, const at_tts_voice *voice, const char *text, float speed,
+                       at_tts_chunk_cb cb, void *user, at_err *err)
+{
+    size_t n = strlen(text);
+    char *piece = malloc((n < SENTENCE_MAX ? n : SENTENCE_MAX) + 1);
+    if (!piece) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    pcm_buf b = {0};
+    int rc = 0, spoke = 0;
+    for (size_t off = 0; off < n && rc == 0;) {
+        size_t len = sentence_len(text + off, n - off);
+        memcpy(piece, text + off, len);
+        piece[len] = '\0';
+        off += len;
+        if (blank(piece, len)) continue;
+        b.n = 0;
+        rc = e->ops->synthesize(e->impl, voice, piece, speed, collect, &b, err);
+        if (b.oom) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+        spoke |= rc == 0;
+        for (size_t k = 0; rc == 0 && k < b.n; k += DELIVER_CHUNK)
+            if (cb && cb(user, b.p + k, b.n - k < DELIVER_CHUNK ? b.n - k : DELIVER_CHUNK) != 0)
+                rc = at_err_set(err, AT_E_CANCELLED, "synthesis cancelled by the caller");
+    }
+    if (rc == 0 && !spoke) rc = at_err_set(err, AT_E_INVALID, "input text is empty");
+    free(b.p);
+    free(piece);
+    return rc;
+}
+
 int at_tts_synthesize(at_tts_engine *e, const at_tts_voice *voice, const char *text, float speed,
                       at_tts_chunk_cb cb, void *user, at_err *err)
 {
@@ -51,5 +142,6 @@ int at_tts_synthesize(at_tts_engine *e, const at_tts_voice *voice, const char *t
     if (!(speed >= 0.25f && speed <= 4.0f))
         return at_err_set(err, AT_E_INVALID, "speed must be between 0.25 and 4.0");
     if (!voice) return at_err_set(err, AT_E_UNSUPPORTED, "no voice given");
+    if (e->ops->serialised) return by_sentence(e, voice, text, speed, cb, user, err);
     return e->ops->synthesize(e->impl, voice, text, speed, cb, user, err);
 }

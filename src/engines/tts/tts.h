@@ -6,7 +6,12 @@
  * several engines and route by voice name.
  *
  * Thread-safety: at_tts_synthesize() may be called from several threads at
- * once; engines whose library is not reentrant serialise internally. */
+ * once; engines whose library is not reentrant serialise internally.  Such
+ * an engine sets `serialised`: at_tts_synthesize then gives it the text a
+ * sentence at a time and hands each sentence's audio to the caller only
+ * after the engine returned, so a caller that blocks (a client that stopped
+ * reading) never holds the library's lock, and the engine's memory is that
+ * of one sentence, not of the whole text. */
 #ifndef AT_ENGINES_TTS_H
 #define AT_ENGINES_TTS_H
 
@@ -33,6 +38,7 @@ typedef struct at_tts_engine at_tts_engine;
 
 typedef struct at_tts_ops {
     const char *name; /* "espeak-ng", "flite" */
+    int serialised;   /* synthesis holds a lock shared with other requests */
     void (*destroy)(void *impl);
     int (*synthesize)(void *impl, const at_tts_voice *voice, const char *text, float speed,
                       at_tts_chunk_cb cb, void *user, at_err *err);
