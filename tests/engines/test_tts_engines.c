@@ -1,6 +1,8 @@
 /* espeak-ng and flite: audible output of plausible length, speed,
- * cancellation, voice lists, and flite speech understood by pocketsphinx. */
+ * cancellation, voice lists, flite speech understood by pocketsphinx, and
+ * no lock held while the caller is slow. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "common/wer.h"
@@ -220,6 +223,77 @@ static void test_flite_to_pocketsphinx(void **state)
     free(pcm);
 }
 
+/* A caller blocked in its callback (a client that stopped reading) must
+ * not hold the engine's lock: another request on the same voice (flite
+ * locks per voice, espeak-ng globally) finishes meanwhile. */
+typedef struct blocker {
+    at_tts_engine *e;
+    const at_tts_voice *v;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int entered, released, left, rc;
+} blocker;
+
+static int block_cb(void *user, const int16_t *pcm, size_t n)
+{
+    (void)pcm;
+    (void)n;
+    blocker *b = user;
+    pthread_mutex_lock(&b->mu);
+    b->entered = 1;
+    pthread_cond_broadcast(&b->cv);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 20;
+    while (!b->released && pthread_cond_timedwait(&b->cv, &b->mu, &dl) == 0) {}
+    b->left = 1;
+    pthread_mutex_unlock(&b->mu);
+    return 1; /* then give up, as a server does with a client that left */
+}
+
+static void *block_main(void *p)
+{
+    blocker *b = p;
+    at_err err;
+    b->rc = at_tts_synthesize(b->e, b->v, "The first sentence. And a second one, never heard.", 1.0f,
+                              block_cb, b, &err);
+    return NULL;
+}
+
+static void test_blocked_caller_holds_no_lock(void **state)
+{
+    (void)state;
+    at_err err;
+    at_tts_engine *engines[2] = {at_tts_flite_new(&err), at_tts_espeak_new(NULL, &err)};
+    const char *voices[2] = {"slt", "en"};
+    for (int i = 0; i < 2; i++) {
+        assert_non_null(engines[i]);
+        blocker b = {.e = engines[i], .v = at_tts_engine_find_voice(engines[i], voices[i])};
+        pthread_mutex_init(&b.mu, NULL);
+        pthread_cond_init(&b.cv, NULL);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, block_main, &b), 0);
+        pthread_mutex_lock(&b.mu);
+        while (!b.entered) pthread_cond_wait(&b.cv, &b.mu);
+        pthread_mutex_unlock(&b.mu);
+        sink s = {0};
+        say(engines[i], voices[i], "Meanwhile this one is spoken.", 1.0f, &s, 0);
+        pthread_mutex_lock(&b.mu);
+        int still_blocked = !b.left;
+        b.released = 1;
+        pthread_cond_broadcast(&b.cv);
+        pthread_mutex_unlock(&b.mu);
+        pthread_join(t, NULL);
+        assert_true(still_blocked);
+        assert_true(s.n > 8000);
+        assert_int_equal(b.rc, AT_E_CANCELLED);
+        free(s.pcm);
+        pthread_mutex_destroy(&b.mu);
+        pthread_cond_destroy(&b.cv);
+        at_tts_engine_free(engines[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_flite),
         cmocka_unit_test(test_punctuation_runs),
         cmocka_unit_test(test_flite_to_pocketsphinx),
+        cmocka_unit_test(test_blocked_caller_holds_no_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
