@@ -321,7 +321,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         at_config_free(opts, n);
         return 2;
     }
-    char urls[3][300];
+    int listen_kinds = kinds; /* the services this process answers */
     if (!single && !one_process) {
         /* serve: a process per service (supervisor.h); this returns in
          * each child, which goes on as that one service. */
@@ -345,17 +345,12 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
             return rc;
         }
         for (int i = 0; i < sc.n; i++) *port_of[idx[i]] = sc.ports[i];
-        kinds = kind_of[idx[which]];
-        if (kinds == AT_APP_PIPELINE) { /* its engines: the siblings */
-            const char *h = !*host || strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
-                            : strcmp(host, "::") == 0              ? "::1"
-                                                                   : host;
-            int bracket = strchr(h, ':') != NULL;
-            for (int k = 0; k < 3; k++)
-                snprintf(urls[k], sizeof urls[k], "http://%s%s%s:%ld", bracket ? "[" : "", h,
-                         bracket ? "]" : "", *port_of[k]);
-            asr_url = urls[0], mt_url = urls[1], tts_url = urls[2];
-        }
+        listen_kinds = kind_of[idx[which]];
+        /* The pipeline keeps engines of its own, as in one process: its
+         * backlog limit then measures recognition itself (a remote
+         * recogniser takes audio faster than it recognises it), and a
+         * crash in them costs the pipeline, not the services. */
+        if (listen_kinds != AT_APP_PIPELINE) kinds = listen_kinds;
     }
     /* Big buffers (Whisper's per-request state, decoded audio, bodies)
      * come and go with requests.  glibc raises its mmap threshold as such
@@ -419,7 +414,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         {AT_APP_PIPELINE, single ? port : pl_port, at_pipeline_service_listen, "pipeline"},
     };
     for (size_t i = 0; i < sizeof svc / sizeof svc[0]; i++) {
-        if (!(kinds & svc[i].kind)) continue;
+        if (!(listen_kinds & svc[i].kind)) continue;
         int bound = 0;
         if (svc[i].listen(app, srv, host, (int)svc[i].port, &bound, &err) != 0) goto out;
         char url[128];

@@ -3,16 +3,15 @@
  * An engine library that aborts (libflite did, on a run of punctuation)
  * takes its whole process down.  So `serve` forks a child per service
  * (asr_streaming, translate, tts, pipeline), each a normal single-service
- * process on its own port, and the pipeline child reaches the three
- * others over loopback like the standalone pipeline does.  The supervisor
- * restarts a child that dies (after 1 s, doubling up to 30 s while it
- * keeps dying within 10 s of its start), so a crash costs the requests
- * that child had in hand and nothing on the other ports.  SIGTERM/SIGINT
- * are passed on to every child, which drain as usual.
+ * process on its own port (the pipeline's with engines of its own).  The
+ * supervisor restarts a child that dies (after 1 s, doubling up to 30 s
+ * while it keeps dying within 10 s of its start), so a crash costs the
+ * requests that child had in hand and nothing on the other ports.
+ * SIGTERM/SIGINT are passed on to every child, which drain as usual.
  *
  * The supervisor forks before any thread exists; children start one after
  * another, each once the previous one accepts connections, so their logs
- * come in port order.  Ports given as 0 are picked by the supervisor (a
+ * come in a fixed order.  Ports given as 0 are picked by the supervisor (a
  * free port at that moment) and kept across restarts. */
 #ifndef AT_SERVICES_SUPERVISOR_H
 #define AT_SERVICES_SUPERVISOR_H

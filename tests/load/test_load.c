@@ -45,6 +45,20 @@
 enum { ASR, MT, TTS, PIPE, N_SVC };
 static const char *const svc_name[N_SVC] = {"asr_streaming", "translate", "tts", "pipeline"};
 
+/* Under AddressSanitizer freed memory waits in its quarantine (256 MB)
+ * and RSS says nothing about ours: the RSS rules are reported, not
+ * enforced, in that build. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_RULES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RSS_RULES 0
+#endif
+#endif
+#ifndef RSS_RULES
+#define RSS_RULES 1
+#endif
+
 static at_test_proc procs[N_SVC];
 static int port[N_SVC];
 static int failures;
@@ -319,7 +333,7 @@ static void *stream_main(void *p)
                 if (strstr(d, "\"partial\"")) a->partials++;
                 if (strstr(d, "\"error\"")) a->errors++;
             }
-            if (op > 0 && op != 8) free(d);
+            if (op > 0) free(d);
             if (op == 8 || op < 0) goto out;
         }
     }
@@ -335,7 +349,7 @@ static void *stream_main(void *p)
             if (strstr(d, "\"error\"")) a->errors++;
             if (strstr(d, "\"summary\"")) a->closed_clean = 1;
         }
-        if (op > 0 && op != 8) free(d);
+        if (op > 0) free(d);
         if (op <= 0 || op == 8) break;
     }
 out:
@@ -614,6 +628,7 @@ static void *pl_reader(void *p)
         char *d;
         size_t len;
         int op = at_test_ws_recv(&a->ws, &d, &len, 90000);
+        if (op == 8) free(d);
         if (op <= 0 || op == 8) break;
         pthread_mutex_lock(&a->ev->mu);
         int e = a->ev->epoch;
@@ -792,7 +807,7 @@ static void phase_whisper(int n)
     if (s.ok < 2 + 4 && s.ok < n) fail("whisper: only %ld of the admitted transcriptions were served", s.ok);
     if (s.server_5xx || s.no_answer) fail("whisper: %ld 5xx and %ld unanswered", s.server_5xx, s.no_answer);
     /* One worker thread per request in flight, one pool: never more. */
-    if (after_rss > idle_rss * 3 / 2 + 16 * 1024)
+    if (RSS_RULES && after_rss > idle_rss * 3 / 2 + 16 * 1024)
         fail("whisper: RSS stayed at %.1f MiB after the burst (idle %.1f MiB)", after_rss / 1024.0,
              idle_rss / 1024.0);
     if (sa.max_threads > idle_threads + n + 4)
@@ -861,7 +876,7 @@ int main(int argc, char **argv)
     long after[N_SVC];
     double t0 = now_s();
     int settled = 0;
-    while (!settled && now_s() - t0 < 20) {
+    while (!settled && now_s() - t0 < (RSS_RULES ? 20 : 2)) {
         sleep(1);
         settled = 1;
         for (int s = 0; s < N_SVC; s++) {
@@ -874,7 +889,8 @@ int main(int argc, char **argv)
     rss_line("peak (VmHWM)", peak);
     rss_line("after, settled", after);
     printf("  (translate restarted in the downstream phase: its figures are the new process's)\n");
-    if (!settled) fail("RSS did not return near its idle level within 20 s");
+    if (!settled && RSS_RULES) fail("RSS did not return near its idle level within 20 s");
+    if (!RSS_RULES) printf("  (AddressSanitizer build: RSS includes its quarantine; not checked)\n");
     for (int s = 0; s < N_SVC; s++) {
         int rc = at_test_stop(&procs[s], 30);
         if (rc != 0) fail("%s exited with status %d on SIGTERM", svc_name[s], rc);
