@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < at_onnx_n_tensors(m); i++) {
             const at_onnx_tensor *t = at_onnx_tensor_at(m, i);
             if (t->f && t->n) acc += t->f[0] + t->f[t->n - 1];
-            if (t->i && t->n) acc += (float)(t->i[0] + t->i[t->n - 1]);
+            if (t->i && t->n) acc += (float)t->i[0] + (float)t->i[t->n - 1];
         }
         for (size_t i = 0; i < at_onnx_n_nodes(m); i++) {
             const at_onnx_node *nd = at_onnx_node_at(m, i);
