@@ -321,20 +321,31 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         at_config_free(opts, n);
         return 2;
     }
+    /* The services, in the order serve starts them and logs their ports;
+     * a single-service binary listens on --port instead. */
+    struct {
+        int kind;
+        long *port;
+        int (*listen)(at_app *, at_http_server *, const char *, int, int *, at_err *);
+        const char *name;
+    } svc[] = {
+        {AT_APP_ASR, &asr_port, at_asr_service_listen, "asr_streaming"},
+        {AT_APP_MT, &mt_port, at_translate_service_listen, "translate"},
+        {AT_APP_TTS, &tts_port, at_tts_service_listen, "tts"},
+        {AT_APP_PIPELINE, &pl_port, at_pipeline_service_listen, "pipeline"},
+    };
+    enum { N_SVC = sizeof svc / sizeof svc[0] };
     int listen_kinds = kinds; /* the services this process answers */
     if (!single && !one_process) {
         /* serve: a process per service (supervisor.h); this returns in
          * each child, which goes on as that one service. */
-        static const int kind_of[] = {AT_APP_ASR, AT_APP_MT, AT_APP_TTS, AT_APP_PIPELINE};
-        static const char *const name_of[] = {"asr_streaming", "translate", "tts", "pipeline"};
-        long *port_of[] = {&asr_port, &mt_port, &tts_port, &pl_port};
         at_supervisor_cfg sc = {.host = host, .drain_timeout_s = (int)drain};
-        int idx[4];
-        for (int k = 0; k < 4; k++) {
-            if (!(kinds & kind_of[k])) continue;
+        int idx[N_SVC];
+        for (int k = 0; k < N_SVC; k++) {
+            if (!(kinds & svc[k].kind)) continue;
             idx[sc.n] = k;
-            sc.names[sc.n] = name_of[k];
-            sc.ports[sc.n++] = (int)*port_of[k];
+            sc.names[sc.n] = svc[k].name;
+            sc.ports[sc.n++] = (int)*svc[k].port;
         }
         sc.log = at_log_new(2, (at_log_level)level, json_logs);
         int which = 0;
@@ -344,8 +355,8 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
             at_config_free(opts, n);
             return rc;
         }
-        for (int i = 0; i < sc.n; i++) *port_of[idx[i]] = sc.ports[i];
-        listen_kinds = kind_of[idx[which]];
+        for (int i = 0; i < sc.n; i++) *svc[idx[i]].port = sc.ports[i];
+        listen_kinds = svc[idx[which]].kind;
         /* The pipeline keeps engines of its own, as in one process: its
          * backlog limit then measures recognition itself (a remote
          * recogniser takes audio faster than it recognises it), and a
@@ -402,21 +413,10 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     at_app *app = at_app_new(&ac, log, metrics, &err);
     at_http_server *srv = app ? at_http_server_new(&hc, &err) : NULL;
     if (!srv) goto out;
-    struct {
-        int kind;
-        long port;
-        int (*listen)(at_app *, at_http_server *, const char *, int, int *, at_err *);
-        const char *name;
-    } svc[] = {
-        {AT_APP_ASR, single ? port : asr_port, at_asr_service_listen, "asr_streaming"},
-        {AT_APP_MT, single ? port : mt_port, at_translate_service_listen, "translate"},
-        {AT_APP_TTS, single ? port : tts_port, at_tts_service_listen, "tts"},
-        {AT_APP_PIPELINE, single ? port : pl_port, at_pipeline_service_listen, "pipeline"},
-    };
-    for (size_t i = 0; i < sizeof svc / sizeof svc[0]; i++) {
+    for (int i = 0; i < N_SVC; i++) {
         if (!(listen_kinds & svc[i].kind)) continue;
         int bound = 0;
-        if (svc[i].listen(app, srv, host, (int)svc[i].port, &bound, &err) != 0) goto out;
+        if (svc[i].listen(app, srv, host, (int)(single ? port : *svc[i].port), &bound, &err) != 0) goto out;
         char url[128];
         snprintf(url, sizeof url, "http://%s:%d", strcmp(host, "0.0.0.0") == 0 ? "localhost" : host, bound);
         at_log_write(log, AT_LOG_INFO, "listening", "service", svc[i].name, "url", url, NULL);

@@ -142,7 +142,7 @@ int at_supervise(at_supervisor_cfg *cfg, int *which)
             break;
         }
         ch[i].delay = RESTART_MIN_S;
-        /* The next one may need this one (the pipeline needs all three). */
+        /* One at a time, so that the logs come in a fixed order. */
         double until = now_s() + START_WAIT_S;
         int st;
         while (!stop_signal && !accepts(cfg->host, cfg->ports[i])) {

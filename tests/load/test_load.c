@@ -175,21 +175,23 @@ static void one_request(int kind, int i, result *out)
         rc = at_test_http(port[i % N_SVC], "GET", i % 2 ? "/health" : "/ready", NULL, NULL, 0, &r);
         break;
     case 1:
-        snprintf(body, sizeof body,
-                 "{\"q\":\"The house number %d is big and my brother works there.\","
-                 "\"source\":\"en\",\"target\":\"es\"}",
-                 i);
-        rc = at_test_http(port[MT], "POST", "/translate", "Content-Type: application/json\r\n", body,
-                          strlen(body), &r);
+    case 2: { /* a JSON POST: translate or speech */
+        static const struct {
+            int svc;
+            const char *path, *fmt;
+        } json[] = {
+            {MT, "/translate",
+             "{\"q\":\"The house number %d is big and my brother works there.\",\"source\":\"en\","
+             "\"target\":\"es\"}"},
+            {TTS, "/v1/audio/speech",
+             "{\"input\":\"Hello number %d, how are you today?\",\"voice\":\"alloy\",\"response_format\":"
+             "\"wav\"}"},
+        };
+        snprintf(body, sizeof body, json[kind - 1].fmt, i);
+        rc = at_test_http(port[json[kind - 1].svc], "POST", json[kind - 1].path,
+                          "Content-Type: application/json\r\n", body, strlen(body), &r);
         break;
-    case 2:
-        snprintf(body, sizeof body,
-                 "{\"input\":\"Hello number %d, how are you today?\",\"voice\":\"alloy\","
-                 "\"response_format\":\"wav\"}",
-                 i);
-        rc = at_test_http(port[TTS], "POST", "/v1/audio/speech", "Content-Type: application/json\r\n", body,
-                          strlen(body), &r);
-        break;
+    }
     default: {
         at_test_form f;
         at_test_form_init(&f);

@@ -100,13 +100,6 @@ static size_t sentence_len(const char *s, size_t n)
     return lim;
 }
 
-static int blank(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' && s[i] != '\r') return 0;
-    return 1;
-}
-
 static int by_sentence(at_tts_engine *e, const at_tts_voice *voice, const char *text, float speed,
                        at_tts_chunk_cb cb, void *user, at_err *err)
 {
@@ -120,7 +113,7 @@ static int by_sentence(at_tts_engine *e, const at_tts_voice *voice, const char *
         memcpy(piece, text + off, len);
         piece[len] = '\0';
         off += len;
-        if (blank(piece, len)) continue;
+        if (!piece[strspn(piece, " \t\r\n")]) continue; /* nothing to say */
         b.n = 0;
         rc = e->ops->synthesize(e->impl, voice, piece, speed, collect, &b, err);
         if (b.oom) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
