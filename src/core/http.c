@@ -8,6 +8,7 @@
  * callbacks on every object with something pending. */
 #include "core/http.h"
 
+#include "core/chunked.h"
 #include "core/clock.h"
 #include "core/strbuf.h"
 
@@ -74,6 +75,8 @@ struct at_http_req {
     unsigned char *body;
     size_t body_len, body_cap;
     long long content_length; /* -1 if absent */
+    at_chunked *dechunk;      /* Transfer-Encoding: chunked body, decoded as it comes */
+    int body_complete;        /* the whole body has arrived */
     int body_overflow;
     int slot;                      /* holds a max_inflight slot, taken at the headers */
     struct timespec body_deadline; /* CLOCK_MONOTONIC: the whole body by then */
@@ -271,6 +274,7 @@ static void req_unref(at_http_req *r)
     outq_clear(&r->out);
     kv_free(r->query, r->n_query);
     free(r->body);
+    at_chunked_free(r->dechunk);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -781,6 +785,7 @@ static int req_writable(struct lws *wsi, pss *p)
     pthread_mutex_lock(&r->mu);
     if (!r->resp_started) {
         pthread_mutex_unlock(&r->mu);
+        if (r->dechunk && r->body_complete) lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
         return 0;
     }
     if (!r->headers_sent) {
@@ -1105,6 +1110,42 @@ static void on_cancel(at_http_server *s)
     }
 }
 
+/* Loop thread: appends a piece of a request body (at_chunked_sink shape).
+ * Past the body limit or the buffered total the answer (413, 503) is
+ * queued and a negative status returned. */
+static int body_append(void *user, const unsigned char *in, size_t len, at_err *err)
+{
+    at_http_req *r = user;
+    at_http_server *s = r->srv;
+    if (r->body_len + len > s->cfg.body_limit) {
+        r->close_after = 1;
+        at_http_error(r, 413, "invalid_request_error", "request body exceeds the limit of %zu bytes",
+                      s->cfg.body_limit);
+        return at_err_set(err, AT_E_TOO_LARGE, "request body too large");
+    }
+    if (r->body_len + len + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 65536;
+        while (cap < r->body_len + len + 1) cap *= 2;
+        if (cap > s->cfg.body_limit + 1) cap = s->cfg.body_limit + 1;
+        if (r->slot && cap > r->reserved && !reserve_more(r, cap - r->reserved)) {
+            refuse_busy(r, "too many request bodies in memory");
+            return at_err_set(err, AT_E_BUSY, "too many request bodies in memory");
+        }
+        unsigned char *nb = realloc(r->body, cap);
+        if (!nb) {
+            r->close_after = 1;
+            at_http_error(r, 503, "overloaded_error", "out of memory for the request body");
+            return at_err_set(err, AT_E_NOMEM, "out of memory");
+        }
+        r->body = nb;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, in, len);
+    r->body_len += len;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     pss *p = user;
@@ -1130,14 +1171,27 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         r->n_query = read_query(wsi, r->query);
         lws_hdr_copy(wsi, r->content_type, sizeof r->content_type, WSI_TOKEN_HTTP_CONTENT_TYPE);
         lws_hdr_copy(wsi, r->accept, sizeof r->accept, WSI_TOKEN_HTTP_ACCEPT);
-        char cl[32] = "";
+        char cl[32] = "", te[64] = "";
         if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
             r->content_length = strtoll(cl, NULL, 10);
+        int te_len = lws_hdr_copy(wsi, te, sizeof te, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
         int known;
         r->route = find_route(ls, r->method, r->path, 0, &known);
         int has_body = strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
                        strcmp(r->method, "PATCH") == 0;
-        if (atomic_load(&s->draining)) {
+        /* libwebsockets does not frame a chunked body, so the connection
+         * is not reused after one */
+        if (te_len != 0) r->close_after = 1;
+        if (te_len != 0 && r->content_length >= 0) {
+            /* both framings at once is how requests are smuggled past
+             * proxies (RFC 9112 6.3 allows refusing it) */
+            at_http_error(r, 400, "invalid_request_error",
+                          "a request must not have both Content-Length and Transfer-Encoding");
+        } else if (te_len != 0 && strcasecmp(te, "chunked") != 0) {
+            at_http_error(r, 501, "invalid_request_error",
+                          "Transfer-Encoding \"%s\" is not supported; send chunked or a Content-Length",
+                          te_len > 0 ? te : "(too long)");
+        } else if (atomic_load(&s->draining)) {
             r->close_after = 1;
             at_http_add_header(r, "retry-after", "5");
             at_http_error(r, 503, "overloaded_error", "server is shutting down");
@@ -1154,8 +1208,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             at_http_error(r, 413, "invalid_request_error",
                           "request body of %lld bytes exceeds the limit of %zu bytes", r->content_length,
                           s->cfg.body_limit);
-        } else if (!has_body) {
+        } else if (!has_body || (r->content_length < 0 && te_len == 0)) {
+            /* without Content-Length or chunked framing a request has no
+             * body (RFC 9112 6.3); what follows is not read as one */
+            if (has_body) r->close_after = 1;
             dispatch(r);
+        } else if (te_len != 0 && !(r->dechunk = at_chunked_new(s->cfg.body_limit))) {
+            at_http_error(r, 503, "overloaded_error", "out of memory");
         } else if (r->route->mode != AT_ROUTE_INLINE &&
                    !admit_upload(r, r->content_length > 0 ? (size_t)r->content_length + 1 : 0)) {
             refuse_busy(r, s->inflight >= s->cfg.max_inflight ? "too many requests in flight"
@@ -1185,40 +1244,39 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         /* libwebsockets re-arms its own timeout on every piece of a body,
          * so a byte now and then would hold the slot for ever: the
          * deadline for the whole body is ours */
-        if (r->body_deadline.tv_sec && elapsed_s(&r->body_deadline) > 0) {
+        if (!r->body_complete && r->body_deadline.tv_sec && elapsed_s(&r->body_deadline) > 0) {
             if (s->m_rejected) at_metric_inc(s->m_rejected, r->ls->name, 1);
             return -1; /* closes the connection; its slot is freed */
         }
-        if (r->body_len + len > s->cfg.body_limit) {
-            r->close_after = 1;
-            at_http_error(r, 413, "invalid_request_error", "request body exceeds the limit of %zu bytes",
-                          s->cfg.body_limit);
+        if (!r->dechunk) {
+            body_append(r, in, len, NULL);
+            if (r->resp_started) lws_callback_on_writable(wsi);
+            return 0;
+        }
+        if (r->body_complete) { /* bytes after the last chunk: not read as a request */
             lws_callback_on_writable(wsi);
             return 0;
         }
-        if (r->body_len + len + 1 > r->body_cap) {
-            size_t cap = r->body_cap ? r->body_cap : 65536;
-            while (cap < r->body_len + len + 1) cap *= 2;
-            if (cap > s->cfg.body_limit + 1) cap = s->cfg.body_limit + 1;
-            if (r->slot && cap > r->reserved && !reserve_more(r, cap - r->reserved)) {
-                refuse_busy(r, "too many request bodies in memory");
-                lws_callback_on_writable(wsi);
-                return 0;
-            }
-            unsigned char *nb = realloc(r->body, cap);
-            if (!nb) return -1;
-            r->body = nb;
-            r->body_cap = cap;
+        size_t used;
+        at_err err;
+        at_err_clear(&err);
+        int rc = at_chunked_feed(r->dechunk, in, len, &used, body_append, r, &err);
+        if (rc == 1) {
+            r->body_complete = 1;
+            dispatch(r);
+        } else if (rc < 0 && !r->resp_started) {
+            at_http_error(r, rc == AT_E_TOO_LARGE ? 413 : 400, "invalid_request_error", "%s", err.msg);
         }
-        memcpy(r->body + r->body_len, in, len);
-        r->body_len += len;
-        r->body[r->body_len] = '\0';
+        /* libwebsockets still counts on a body of unknown length and arms
+         * its body timeout again after this returns; the writable
+         * callback that follows clears it once the body is complete */
+        lws_callback_on_writable(wsi);
         return 0;
     }
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         at_http_req *r = p ? p->req : NULL;
-        if (!r) return 0;
+        if (!r || r->dechunk) return 0; /* a chunked body ends with its last chunk */
         if (!r->resp_started) {
             /* The worker may run for long: lws must not time the wsi out. */
             lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);

@@ -105,6 +105,7 @@ static void ws_echo(at_ws *ws, void *u)
 static const at_http_route routes[] = {
     {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
     {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER}, {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
+    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
     {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
 };
 
@@ -359,6 +360,91 @@ static void slow_body_is_cut_off(void **state)
     close(fd);
 }
 
+/* Clients that stream an upload (the OpenAI SDK given a file stream)
+ * send Transfer-Encoding: chunked and no Content-Length. */
+static void chunked_request_bodies(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    /* pieces of a body in chunks of various sizes, with an extension and a
+     * trailer; the reply comes and the connection closes after it */
+    const char ok[] = "POST /echo?x=1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Sum: 0\r\n\r\n";
+    assert_int_equal(at_test_raw(fx.port, ok, sizeof ok - 1, &r, 5), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal((char *)r.body, "hello world");
+    at_test_resp_free(&r);
+
+    /* both framings at once (request smuggling) are refused */
+    const char both[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "6\r\nabcdef\r\n0\r\n\r\n";
+    assert_int_equal(at_test_raw(fx.port, both, sizeof both - 1, &r, 5), 0);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr((char *)r.body, "both Content-Length and Transfer-Encoding"));
+    at_test_resp_free(&r);
+
+    /* over the body limit (64 KiB here): 413 from the chunk size alone */
+    const char big[] = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n20000\r\nabc";
+    assert_int_equal(at_test_raw(fx.port, big, sizeof big - 1, &r, 5), 0);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr((char *)r.body, "limit of 65536 bytes"));
+    at_test_resp_free(&r);
+
+    const char bad[] = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhellozz\r\n";
+    assert_int_equal(at_test_raw(fx.port, bad, sizeof bad - 1, &r, 5), 0);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr((char *)r.body, "chunked body"));
+    at_test_resp_free(&r);
+
+    const char gz[] = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nxxxx";
+    assert_int_equal(at_test_raw(fx.port, gz, sizeof gz - 1, &r, 5), 0);
+    assert_int_equal(r.status, 501);
+    at_test_resp_free(&r);
+
+    /* neither Content-Length nor chunked: the body is empty (RFC 9112) and
+     * the request is answered at once, not held waiting for one */
+    const char none[] = "POST /echo HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(at_test_raw(fx.port, none, sizeof none - 1, &r, 5), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 0);
+    at_test_resp_free(&r);
+}
+
+/* A chunked upload whose handler runs longer than the idle timeout (3 s
+ * here) still gets its answer: libwebsockets arms a body timeout after
+ * every piece of a body it believes unfinished. */
+static void chunked_upload_with_long_handler(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&fx.mu);
+    fx.release = 0;
+    pthread_mutex_unlock(&fx.mu);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char req[] = "POST /slow HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    assert_int_equal(send(fd, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)(sizeof req - 1));
+    pthread_mutex_lock(&fx.mu);
+    while (fx.slow_running == 0) pthread_cond_wait(&fx.cv, &fx.mu);
+    pthread_mutex_unlock(&fx.mu);
+    sleep(5);
+    pthread_mutex_lock(&fx.mu);
+    fx.release = 1;
+    pthread_cond_broadcast(&fx.cv);
+    pthread_mutex_unlock(&fx.mu);
+    char buf[1024];
+    size_t n = 0;
+    ssize_t got;
+    struct pollfd pf = {fd, POLLIN, 0};
+    while (n < sizeof buf - 1 && poll(&pf, 1, 5000) > 0 && (got = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0)
+        n += (size_t)got;
+    buf[n] = '\0';
+    close(fd);
+    assert_non_null(strstr(buf, "200"));
+    assert_non_null(strstr(buf, "done"));
+}
+
 static void websocket_echo_limits_and_close_codes(void **state)
 {
     (void)state;
@@ -494,6 +580,8 @@ int main(void)
         cmocka_unit_test(inflight_limit_gives_503_with_retry_after),
         cmocka_unit_test(uploads_are_admitted_before_buffering),
         cmocka_unit_test(slow_body_is_cut_off),
+        cmocka_unit_test(chunked_request_bodies),
+        cmocka_unit_test(chunked_upload_with_long_handler),
         cmocka_unit_test(websocket_echo_limits_and_close_codes),
         cmocka_unit_test(websocket_backpressure_bounds_memory),
         cmocka_unit_test(stop_drains_and_returns),
