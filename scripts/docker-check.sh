@@ -308,7 +308,7 @@ if [ "$STACK" = 1 ]; then
     esac
 
     code=$(curl -sS --max-time 60 -o "$TMP/speech.wav" -w '%{http_code}' -H 'Content-Type: application/json' \
-        -d '{"input":"Hello from the container.","voice":"slt"}' http://localhost:8005/v1/audio/speech 2>&1)
+        -d '{"input":"Hello from the container.","voice":"slt","response_format":"wav"}' http://localhost:8005/v1/audio/speech 2>&1)
     bytes=$(wc -c <"$TMP/speech.wav" 2>/dev/null || echo 0)
     if [ "$code" = 200 ] && [ "$bytes" -gt 1000 ] && [ "$(head -c 4 "$TMP/speech.wav")" = RIFF ]; then
         ok "synthesis: HTTP 200, a $bytes-byte WAV"

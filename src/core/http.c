@@ -50,6 +50,7 @@ typedef struct listener {
     size_t n_routes;
     void *user;
     struct lws_vhost *vh;
+    at_error_style errors;
 } listener;
 
 typedef struct kv {
@@ -404,6 +405,30 @@ int at_http_respond_json(at_http_req *r, int status, const cJSON *obj)
     return rc;
 }
 
+static int send_error(at_http_req *r, int status, const char *type, const char *code, const char *param,
+                      const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (r->ls && r->ls->errors == AT_ERRORS_PLAIN) {
+        cJSON_AddStringToObject(o, "error", msg);
+    } else {
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "message", msg);
+        cJSON_AddStringToObject(e, "type", type ? type : "invalid_request_error");
+        if (param)
+            cJSON_AddStringToObject(e, "param", param);
+        else
+            cJSON_AddNullToObject(e, "param");
+        if (code)
+            cJSON_AddStringToObject(e, "code", code);
+        else
+            cJSON_AddNullToObject(e, "code");
+    }
+    int rc = at_http_respond_json(r, status, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
 int at_http_error(at_http_req *r, int status, const char *type, const char *fmt, ...)
 {
     char msg[1024];
@@ -411,13 +436,24 @@ int at_http_error(at_http_req *r, int status, const char *type, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", type ? type : "invalid_request_error");
-    cJSON_AddNumberToObject(e, "code", status);
-    int rc = at_http_respond_json(r, status, o);
-    cJSON_Delete(o);
-    return rc;
+    return send_error(r, status, type, NULL, NULL, msg);
+}
+
+int at_http_error_coded(at_http_req *r, int status, const char *type, const char *code, const char *param,
+                        const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return send_error(r, status, type, code, param, msg);
+}
+
+void at_http_server_set_errors(at_http_server *s, const char *name, at_error_style style)
+{
+    for (int i = 0; i < s->n_listeners; i++)
+        if (strcmp(s->listeners[i]->name, name) == 0) s->listeners[i]->errors = style;
 }
 
 int at_http_error_from(at_http_req *r, const at_err *err)
@@ -510,6 +546,25 @@ int at_http_stream_write(at_http_req *r, const void *data, size_t len)
     }
     pthread_mutex_unlock(&r->mu);
     wake_loop(r->srv);
+    return rc;
+}
+
+int at_http_sse_event(at_http_req *r, const cJSON *event)
+{
+    char *json = at_json_print(event);
+    if (!json) return AT_E_NOMEM;
+    size_t n = strlen(json);
+    char *line = malloc(n + 9);
+    if (!line) {
+        free(json);
+        return AT_E_NOMEM;
+    }
+    memcpy(line, "data: ", 6);
+    memcpy(line + 6, json, n);
+    memcpy(line + 6 + n, "\n\n", 2);
+    free(json);
+    int rc = at_http_stream_write(r, line, n + 8);
+    free(line);
     return rc;
 }
 

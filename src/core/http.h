@@ -85,6 +85,10 @@ int at_http_server_draining(const at_http_server *s);
 int at_http_server_close(at_http_server *s, int grace_ms);
 /* Closes (waiting for every worker) and frees. */
 void at_http_server_free(at_http_server *s);
+typedef enum { AT_ERRORS_OPENAI = 0, AT_ERRORS_PLAIN = 1 } at_error_style;
+/* The shape of the errors the listener `name` sends (see at_http_error),
+ * its own (404, 413, 503) included. */
+void at_http_server_set_errors(at_http_server *s, const char *name, at_error_style style);
 /* Installs SIGTERM/SIGINT handlers that stop s (one server per process). */
 void at_http_server_stop_on_signals(at_http_server *s);
 
@@ -113,16 +117,26 @@ char *at_json_print(const cJSON *obj);
  * C strings would silently end there, dropping the rest of the text. */
 int at_json_text_has_nul(const char *s, size_t n);
 int at_http_respond_json(at_http_req *r, int status, const cJSON *obj);
-/* {"error":{"message":..., "type":..., "code":status}} with that status.
+/* An error with that status, in the listener's error style:
+ *   AT_ERRORS_OPENAI  {"error":{"message", "type", "param", "code"}} as
+ *                     OpenAI sends it (param and code null unless given);
+ *   AT_ERRORS_PLAIN   {"error":"message"} as LibreTranslate sends it.
  * type: "invalid_request_error", "server_error", ... */
 int at_http_error(at_http_req *r, int status, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Same with OpenAI's machine-readable code ("invalid_api_key") and the
+ * offending parameter ("voice"); either may be NULL. */
+int at_http_error_coded(at_http_req *r, int status, const char *type, const char *code, const char *param,
+                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* Maps an at_err code to a status and sends it as an error. */
 int at_http_error_from(at_http_req *r, const at_err *err);
 /* A streamed response (chunked transfer encoding). */
 int at_http_stream_begin(at_http_req *r, int status, const char *content_type);
 /* Blocks while too much is queued; AT_E_CANCELLED once the client is gone. */
 int at_http_stream_write(at_http_req *r, const void *data, size_t len);
+/* One server-sent event, "data: <json>\n\n", on a stream begun with
+ * Content-Type text/event-stream. */
+int at_http_sse_event(at_http_req *r, const cJSON *event);
 int at_http_stream_end(at_http_req *r);
 
 /* ---- WebSocket sessions (called on the session's thread) ---- */

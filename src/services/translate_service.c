@@ -206,6 +206,10 @@ static const at_http_route routes[] = {
 int at_translate_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
                                 at_err *err)
 {
-    return at_http_server_listen(srv, "translate", iface, port, routes, sizeof routes / sizeof routes[0], app,
-                                 bound, err);
+    if (at_http_server_listen(srv, "translate", iface, port, routes, sizeof routes / sizeof routes[0], app, bound,
+                              err))
+        return -1;
+    /* LibreTranslate's clients read {"error": "message"} */
+    at_http_server_set_errors(srv, "translate", AT_ERRORS_PLAIN);
+    return 0;
 }

@@ -1,17 +1,24 @@
 /* tts_service.c - tts: OpenAI-compatible speech synthesis, streamed.
  *
- *   POST /v1/audio/speech   JSON: input, voice, response_format (wav|pcm), speed
+ *   POST /v1/audio/speech   JSON: input, voice, response_format (mp3, the
+ *                           default, opus, flac, wav, pcm), speed,
+ *                           stream_format ("audio" or "sse"), and as an
+ *                           extension sample_rate (24000 by default)
  *   GET  /v1/voices         the voices of every engine
  *
- * Audio leaves as the engine produces it (chunked transfer encoding); a WAV
- * stream carries a header with unknown-length sizes, as OpenAI's does. */
+ * Audio is encoded and leaves as the engine produces it (chunked transfer
+ * encoding); a WAV stream carries a header with unknown-length sizes, as
+ * OpenAI's does.  With stream_format "sse" the same bytes travel base64 in
+ * speech.audio.delta events, ended by speech.audio.done. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "core/audio.h"
+#include <libwebsockets.h>
+
+#include "core/encode.h"
 #include "services/app.h"
 
 static void h_voices(at_http_req *req, void *user)
@@ -26,11 +33,35 @@ static void h_voices(at_http_req *req, void *user)
 
 typedef struct speech_ctx {
     at_http_req *req;
-    int wav;
+    const char *format;
+    int sse;           /* stream_format "sse": base64 audio in events */
+    int out_rate;      /* what the client gets */
+    int in_rate;       /* what the voice makes */
+    at_encoder *enc;   /* made with the first audio */
     int started;
-    int sample_rate;
     size_t samples;
+    at_err enc_err;
 } speech_ctx;
+
+/* Encoded bytes to the client: as they are, or as an SSE event. */
+static int on_encoded(void *user, const void *data, size_t len)
+{
+    speech_ctx *c = user;
+    if (!c->sse) return at_http_stream_write(c->req, data, len) != 0;
+    size_t cap = 4 * ((len + 2) / 3) + 2; /* lws wants a byte beyond the NUL */
+    char *b64 = malloc(cap);
+    if (!b64 || lws_b64_encode_string(data, (int)len, b64, (int)cap) < 0) {
+        free(b64);
+        return 1;
+    }
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "speech.audio.delta");
+    cJSON_AddStringToObject(ev, "audio", b64);
+    free(b64);
+    int rc = at_http_sse_event(c->req, ev);
+    cJSON_Delete(ev);
+    return rc != 0;
+}
 
 static int on_chunk(void *user, const int16_t *pcm, size_t n)
 {
@@ -40,19 +71,34 @@ static int on_chunk(void *user, const int16_t *pcm, size_t n)
         /* Headers go out with the first audio, so an engine failure
          * before any audio still gets a proper JSON error. */
         char rate[16];
-        snprintf(rate, sizeof rate, "%d", c->sample_rate);
+        snprintf(rate, sizeof rate, "%d", c->out_rate);
         at_http_add_header(c->req, "x-sample-rate", rate);
-        if (at_http_stream_begin(c->req, 200, c->wav ? "audio/wav" : "audio/pcm") != 0) return 1;
+        if (at_http_stream_begin(c->req, 200,
+                                 c->sse ? "text/event-stream" : at_encoder_content_type(c->format)) != 0)
+            return 1;
         c->started = 1;
-        if (c->wav) {
-            uint8_t hdr[44];
-            at_wav_header(hdr, c->sample_rate, 0xFFFFFFFFu);
-            if (at_http_stream_write(c->req, hdr, sizeof hdr) != 0) return 1;
-        }
+        c->enc = at_encoder_new(c->format, c->in_rate, c->out_rate, on_encoded, c, &c->enc_err);
+        if (!c->enc) return 1;
     }
     c->samples += n;
-    /* PCM16 little-endian on the wire; this host is little-endian (x86/arm). */
-    return at_http_stream_write(c->req, pcm, n * sizeof *pcm) != 0;
+    return at_encoder_push(c->enc, pcm, n, &c->enc_err) != 0;
+}
+
+/* Ends a started response: the encoder's last bytes, then (SSE) the done
+ * event with OpenAI's usage fields (characters in, audio seconds out). */
+static void finish_speech(speech_ctx *c, size_t input_chars)
+{
+    if (c->enc && at_encoder_finish(c->enc, &c->enc_err) == 0 && c->sse) {
+        cJSON *ev = cJSON_CreateObject(), *u;
+        cJSON_AddStringToObject(ev, "type", "speech.audio.done");
+        u = cJSON_AddObjectToObject(ev, "usage");
+        cJSON_AddNumberToObject(u, "input_tokens", (double)input_chars);
+        cJSON_AddNumberToObject(u, "output_tokens", (double)c->samples / c->in_rate);
+        cJSON_AddNumberToObject(u, "total_tokens", (double)input_chars + (double)c->samples / c->in_rate);
+        at_http_sse_event(c->req, ev);
+        cJSON_Delete(ev);
+    }
+    at_http_stream_end(c->req);
 }
 
 static void h_speech(at_http_req *req, void *user)
@@ -79,34 +125,60 @@ static void h_speech(at_http_req *req, void *user)
     const cJSON *voice = cJSON_GetObjectItemCaseSensitive(o, "voice");
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(o, "response_format");
     const cJSON *speed = cJSON_GetObjectItemCaseSensitive(o, "speed");
-    const char *f = cJSON_IsString(fmt) ? fmt->valuestring : "wav";
+    const cJSON *sfmt = cJSON_GetObjectItemCaseSensitive(o, "stream_format");
+    const cJSON *srate = cJSON_GetObjectItemCaseSensitive(o, "sample_rate");
+    const char *f = cJSON_IsString(fmt) ? fmt->valuestring : "mp3"; /* OpenAI's default */
     at_tts_engine *eng = NULL;
     const at_tts_voice *v = NULL;
     size_t max_chars = at_app_cfg(app)->max_text_chars;
     if (!cJSON_IsString(input)) {
-        at_http_error(req, 400, "invalid_request_error", "'input' is required and must be a string");
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "input",
+                            "'input' is required and must be a string");
     } else if (!input->valuestring[strspn(input->valuestring, " \t\r\n\f\v")]) { /* blank */
-        at_http_error(req, 400, "invalid_request_error", "'input' is empty: nothing to say");
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "input", "'input' is empty: nothing to say");
     } else if (strlen(input->valuestring) > max_chars) {
-        at_http_error(req, 413, "invalid_request_error", "input of %zu characters exceeds the limit of %zu",
-                      strlen(input->valuestring), max_chars);
+        at_http_error_coded(req, 413, "invalid_request_error", NULL, "input",
+                            "input of %zu characters exceeds the limit of %zu", strlen(input->valuestring),
+                            max_chars);
     } else if (voice && !cJSON_IsString(voice)) {
-        at_http_error(req, 400, "invalid_request_error", "'voice' must be a string");
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "voice", "'voice' must be a string");
     } else if (fmt && !cJSON_IsString(fmt)) {
-        at_http_error(req, 400, "invalid_request_error", "'response_format' must be a string");
-    } else if (strcmp(f, "wav") != 0 && strcmp(f, "pcm") != 0) {
-        at_http_error(req, 400, "invalid_request_error",
-                      "unsupported response_format '%s'; supported: wav, pcm", f);
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "response_format",
+                            "'response_format' must be a string");
+    } else if (!at_encoder_known(f)) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "response_format",
+                            "unsupported response_format '%s'; supported: %s", f, at_encoder_formats());
+    } else if (sfmt && (!cJSON_IsString(sfmt) ||
+                        (strcmp(sfmt->valuestring, "audio") != 0 && strcmp(sfmt->valuestring, "sse") != 0))) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "stream_format",
+                            "'stream_format' must be \"audio\" or \"sse\"");
+    } else if (srate && (!cJSON_IsNumber(srate) || srate->valuedouble < 8000 || srate->valuedouble > 48000 ||
+                         srate->valuedouble != (int)srate->valuedouble)) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "sample_rate",
+                            "'sample_rate' must be a whole number of Hz from 8000 to 48000");
     } else if (speed && (!cJSON_IsNumber(speed) || speed->valuedouble < 0.25 || speed->valuedouble > 4.0)) {
-        at_http_error(req, 400, "invalid_request_error", "'speed' must be a number from 0.25 to 4.0");
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "speed",
+                            "'speed' must be a number from 0.25 to 4.0");
     } else if (!(v = at_app_find_voice(app, cJSON_IsString(voice) ? voice->valuestring : NULL, &eng))) {
-        at_http_error(req, 400, "invalid_request_error",
-                      "unknown voice '%s'; GET /v1/voices lists them (a language code such as "
-                      "\"es\" also works)",
-                      cJSON_IsString(voice) ? voice->valuestring : "(default)");
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "voice",
+                            "unknown voice '%s'; GET /v1/voices lists them (a language code such as "
+                            "\"es\" also works)",
+                            cJSON_IsString(voice) ? voice->valuestring : "(default)");
     } else {
-        speech_ctx c = {req, strcmp(f, "wav") == 0, 0, v->sample_rate, 0};
+        /* OpenAI sends 24 kHz in every format; sample_rate (an extension)
+         * asks for another rate, e.g. the voice's own */
+        int out_rate = srate ? (int)srate->valuedouble : 24000;
         at_err err;
+        if (at_encoder_check(f, out_rate, &err) != 0) { /* Opus: 8, 12, 16, 24, 48 kHz only */
+            at_http_error_coded(req, 400, "invalid_request_error", NULL, "sample_rate", "%s", err.msg);
+            cJSON_Delete(o);
+            return;
+        }
+        speech_ctx c = {.req = req,
+                        .format = f,
+                        .sse = sfmt && strcmp(sfmt->valuestring, "sse") == 0,
+                        .out_rate = out_rate,
+                        .in_rate = v->sample_rate};
         at_err_clear(&err);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -118,12 +190,13 @@ static void h_speech(at_http_req *req, void *user)
         if (rc != 0 && !c.started) {
             at_http_error_from(req, &err);
         } else if (c.started) {
-            at_http_stream_end(req);
-            at_app_count_audio(app, "tts", (double)c.samples / c.sample_rate);
+            finish_speech(&c, strlen(input->valuestring));
+            at_app_count_audio(app, "tts", (double)c.samples / c.in_rate);
         } else {
             /* The engine made no audio at all (e.g. only punctuation). */
-            at_http_error(req, 422, "invalid_request_error", "the input produced no speech");
+            at_http_error_coded(req, 422, "invalid_request_error", NULL, "input", "the input produced no speech");
         }
+        at_encoder_free(c.enc);
     }
     cJSON_Delete(o);
 }

@@ -67,7 +67,7 @@ static void flite_speech_is_recognised_back(void **state)
     (void)state;
     const char *sentence = "the weather is nice today and we will go for a walk in the park";
     char body[512];
-    snprintf(body, sizeof body, "{\"input\":\"%s\",\"voice\":\"slt\"}", sentence);
+    snprintf(body, sizeof body, "{\"input\":\"%s\",\"voice\":\"slt\",\"response_format\":\"wav\"}", sentence);
     at_test_resp s;
     assert_int_equal(at_test_http(tts_port, "POST", "/v1/audio/speech", "Content-Type: application/json\r\n",
                                   body, strlen(body), &s),
@@ -110,7 +110,7 @@ static void the_three_services_chain(void **state)
     char es[256];
     snprintf(es, sizeof es, "%.*s", (int)strcspn(p, "\""), p);
     char body[512];
-    snprintf(body, sizeof body, "{\"input\":\"%s\",\"voice\":\"es\"}", es);
+    snprintf(body, sizeof body, "{\"input\":\"%s\",\"voice\":\"es\",\"response_format\":\"wav\"}", es);
     at_test_resp s;
     assert_int_equal(at_test_http(tts_port, "POST", "/v1/audio/speech", "Content-Type: application/json\r\n",
                                   body, strlen(body), &s),

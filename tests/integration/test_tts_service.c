@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "client.h"
+#include "core/audio.h"
 
 static at_test_proc proc;
 static int port;
@@ -37,6 +38,17 @@ static at_test_resp speech(const char *json)
     assert_int_equal(at_test_http(port, "POST", "/v1/audio/speech", "Content-Type: application/json\r\n",
                                   json, strlen(json), &r),
                      0);
+    return r;
+}
+
+/* The same request asking for WAV (the default is mp3, as OpenAI's). */
+static at_test_resp speech_wav(const char *json)
+{
+    char *body = malloc(strlen(json) + 32);
+    assert_non_null(body);
+    sprintf(body, "{\"response_format\":\"wav\",%s", json + 1);
+    at_test_resp r = speech(body);
+    free(body);
     return r;
 }
 
@@ -74,18 +86,18 @@ static void speaks_with_flite_and_espeak(void **state)
     const char *sentence = "The quick brown fox jumps over the lazy dog.";
     char body[512];
     snprintf(body, sizeof body, "{\"model\":\"tts-1\",\"input\":\"%s\",\"voice\":\"slt\"}", sentence);
-    at_test_resp r = speech(body);
+    at_test_resp r = speech_wav(body);
     int rate;
     double d = check_wav(&r, &rate);
-    assert_int_equal(rate, 16000);
+    assert_int_equal(rate, 24000); /* OpenAI's rate, whatever the voice's */
     /* nine words: a plausible 1.5 .. 6 seconds */
     if (d < 1.5 || d > 6) fail_msg("flite duration %.2f s is implausible", d);
     at_test_resp_free(&r);
 
     snprintf(body, sizeof body, "{\"input\":\"Hola, ¿cómo estás? La casa es grande.\",\"voice\":\"es\"}");
-    r = speech(body);
+    r = speech_wav(body);
     d = check_wav(&r, &rate);
-    assert_int_equal(rate, 22050);
+    assert_int_equal(rate, 24000);
     if (d < 1.0 || d > 6) fail_msg("espeak duration %.2f s is implausible", d);
     at_test_resp_free(&r);
 }
@@ -93,11 +105,11 @@ static void speaks_with_flite_and_espeak(void **state)
 static void openai_voice_names_and_speed(void **state)
 {
     (void)state;
-    at_test_resp a = speech("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\"}");
+    at_test_resp a = speech_wav("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\"}");
     double d1 = check_wav(&a, NULL);
     at_test_resp_free(&a);
     at_test_resp b =
-        speech("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\",\"speed\":2.0}");
+        speech_wav("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\",\"speed\":2.0}");
     double d2 = check_wav(&b, NULL);
     at_test_resp_free(&b);
     if (!(d2 < d1 * 0.8)) fail_msg("speed 2.0 gave %.2f s vs %.2f s at 1.0", d2, d1);
@@ -113,9 +125,91 @@ static void pcm_format(void **state)
     assert_true(at_test_header(&r, "content-type", v, sizeof v));
     assert_string_equal(v, "audio/pcm");
     assert_true(at_test_header(&r, "x-sample-rate", v, sizeof v));
-    assert_string_equal(v, "16000");
+    assert_string_equal(v, "24000"); /* as OpenAI documents pcm */
     assert_true(memcmp(r.body, "RIFF", 4) != 0);
     assert_true(rms16((const int16_t *)r.body, r.len / 2) > 0.01);
+    size_t at24 = r.len;
+    at_test_resp_free(&r);
+    /* sample_rate (an extension) gives the voice's own rate */
+    r = speech("{\"input\":\"Raw audio please.\",\"voice\":\"kal\",\"response_format\":\"pcm\","
+               "\"sample_rate\":8000}");
+    assert_int_equal(r.status, 200);
+    assert_true(at_test_header(&r, "x-sample-rate", v, sizeof v));
+    assert_string_equal(v, "8000");
+    assert_true(r.len > at24 / 4 && r.len < at24 / 2);
+    at_test_resp_free(&r);
+}
+
+/* Every response_format decodes (libsndfile, as Debian's tools) to speech
+ * of a plausible length at 24 kHz; mp3 is the default. */
+static void every_format_decodes(void **state)
+{
+    (void)state;
+    static const char *const fmts[][2] = {{NULL, "audio/mpeg"},     {"mp3", "audio/mpeg"},
+                                          {"opus", "audio/ogg"},    {"flac", "audio/flac"},
+                                          {"wav", "audio/wav"}};
+    for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"input\":\"The quick brown fox jumps over the lazy dog.\"%s%s%s}",
+                 fmts[i][0] ? ",\"response_format\":\"" : "", fmts[i][0] ? fmts[i][0] : "",
+                 fmts[i][0] ? "\"" : "");
+        at_test_resp r = speech(body);
+        assert_int_equal(r.status, 200);
+        assert_true(r.chunked);
+        char ct[64];
+        assert_true(at_test_header(&r, "content-type", ct, sizeof ct));
+        assert_string_equal(ct, fmts[i][1]);
+        at_audio a;
+        at_err err;
+        if (at_audio_decode(r.body, r.len, 60, &a, &err) != 0)
+            fail_msg("%s: not decodable: %s", fmts[i][0] ? fmts[i][0] : "default", err.msg);
+        assert_int_equal(a.sample_rate, 24000);
+        double d = (double)a.n / a.sample_rate;
+        print_message("%s: %zu bytes, %.2f s\n", fmts[i][0] ? fmts[i][0] : "default", r.len, d);
+        if (d < 1.5 || d > 6) fail_msg("%s: duration %.2f s", fmts[i][0] ? fmts[i][0] : "default", d);
+        if (at_audio_rms(a.samples, a.n) < 0.01) fail_msg("%s: silent", fmts[i][0] ? fmts[i][0] : "default");
+        at_audio_free(&a);
+        at_test_resp_free(&r);
+    }
+}
+
+/* stream_format "sse": the audio in base64 speech.audio.delta events, in
+ * order, then speech.audio.done with usage. */
+static void sse_speech_events(void **state)
+{
+    (void)state;
+    at_test_resp r = speech("{\"input\":\"One sentence. And another one.\",\"response_format\":\"pcm\","
+                            "\"stream_format\":\"sse\"}");
+    assert_int_equal(r.status, 200);
+    char ct[64];
+    assert_true(at_test_header(&r, "content-type", ct, sizeof ct));
+    assert_string_equal(ct, "text/event-stream");
+    int deltas = 0, done = 0;
+    size_t audio = 0;
+    char *save = NULL, *text = strndup((const char *)r.body, r.len);
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        assert_int_equal(strncmp(line, "data: ", 6), 0);
+        cJSON *ev = cJSON_Parse(line + 6);
+        assert_non_null(ev);
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(ev, "type"));
+        assert_non_null(type);
+        assert_false(done); /* nothing after done */
+        if (strcmp(type, "speech.audio.delta") == 0) {
+            const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(ev, "audio"));
+            assert_non_null(b64);
+            audio += strlen(b64) / 4 * 3;
+            deltas++;
+        } else {
+            assert_string_equal(type, "speech.audio.done");
+            assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "usage"), "total_tokens")));
+            done = 1;
+        }
+        cJSON_Delete(ev);
+    }
+    free(text);
+    assert_true(deltas >= 2);
+    assert_true(done);
+    assert_true(audio > 24000 * 2); /* more than a second of 24 kHz PCM16 */
     at_test_resp_free(&r);
 }
 
@@ -141,6 +235,15 @@ static void expect_error(const char *json, int status, const char *words)
     assert_string_equal(ct, "application/json");
     if (words && !strcasestr((char *)r.body, words))
         fail_msg("%s -> %s (expected '%s')", json, r.body, words);
+    /* OpenAI's shape: message, type, param and code (string or null) */
+    cJSON *j = cJSON_ParseWithLength((const char *)r.body, r.len);
+    const cJSON *e = cJSON_GetObjectItem(j, "error");
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(e, "message")));
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(e, "type")));
+    const cJSON *code = cJSON_GetObjectItem(e, "code"), *param = cJSON_GetObjectItem(e, "param");
+    assert_true(cJSON_IsNull(code) || cJSON_IsString(code));
+    assert_true(cJSON_IsNull(param) || cJSON_IsString(param));
+    cJSON_Delete(j);
     at_test_resp_free(&r);
 }
 
@@ -153,7 +256,10 @@ static void bad_inputs(void **state)
     expect_error("{\"voice\":\"slt\"}", 400, "input");
     expect_error("{\"input\":42}", 400, "input");
     expect_error("{\"input\":\"hi\",\"voice\":\"nobody\"}", 400, "unknown voice");
-    expect_error("{\"input\":\"hi\",\"response_format\":\"mp3\"}", 400, "wav, pcm");
+    expect_error("{\"input\":\"hi\",\"response_format\":\"ogg\"}", 400, "mp3, opus, flac, wav, pcm");
+    expect_error("{\"input\":\"hi\",\"response_format\":\"opus\",\"sample_rate\":22050}", 400, "Opus takes");
+    expect_error("{\"input\":\"hi\",\"sample_rate\":100}", 400, "sample_rate");
+    expect_error("{\"input\":\"hi\",\"stream_format\":\"ws\"}", 400, "stream_format");
     expect_error("{\"input\":\"hi\",\"speed\":9}", 400, "speed");
     expect_error("{\"input\":\"hi\",\"speed\":\"fast\"}", 400, "speed");
     expect_error("{input: hi}", 400, "JSON");
@@ -191,7 +297,7 @@ static void punctuation_run_is_survived(void **state)
     char body[1024] = "{\"input\":\"hello";
     for (int i = 0; i < 400; i++) strcat(body, ".");
     strcat(body, " world\",\"voice\":\"alloy\"}");
-    at_test_resp r = speech(body);
+    at_test_resp r = speech_wav(body);
     check_wav(&r, NULL);
     at_test_resp_free(&r);
     at_test_resp h;
@@ -216,7 +322,7 @@ static void client_vanishing_mid_stream_is_survived(void **state)
     /* a 0-second timeout reads nothing and closes the socket */
     at_test_raw(port, req, (size_t)n, &r, 0);
     at_test_resp_free(&r);
-    at_test_resp ok = speech("{\"input\":\"Still here.\"}");
+    at_test_resp ok = speech_wav("{\"input\":\"Still here.\"}");
     check_wav(&ok, NULL);
     at_test_resp_free(&ok);
 }
@@ -227,6 +333,8 @@ int main(void)
         cmocka_unit_test(speaks_with_flite_and_espeak),
         cmocka_unit_test(openai_voice_names_and_speed),
         cmocka_unit_test(pcm_format),
+        cmocka_unit_test(every_format_decodes),
+        cmocka_unit_test(sse_speech_events),
         cmocka_unit_test(voices_listed),
         cmocka_unit_test(bad_inputs),
         cmocka_unit_test(punctuation_run_is_survived),

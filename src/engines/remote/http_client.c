@@ -41,12 +41,13 @@ static size_t to_buffer(char *p, size_t size, size_t nmemb, void *user)
     return n;
 }
 
-/* The service's {"error":{"message":...}} or the raw body. */
+/* The service's {"error":{"message":...}} (OpenAI's shape),
+ * {"error":"..."} (LibreTranslate's) or the raw body. */
 static int http_failure(at_err *err, const char *url, long status, const char *body)
 {
     cJSON *o = body ? cJSON_Parse(body) : NULL;
     const cJSON *e = o ? cJSON_GetObjectItemCaseSensitive(o, "error") : NULL;
-    const cJSON *m = e ? cJSON_GetObjectItemCaseSensitive(e, "message") : NULL;
+    const cJSON *m = cJSON_IsString(e) ? e : e ? cJSON_GetObjectItemCaseSensitive(e, "message") : NULL;
     int code = status == 400 || status == 413 || status == 422 ? AT_E_INVALID
                : status == 503                                 ? AT_E_BUSY
                                                                : AT_E_IO;

@@ -66,6 +66,8 @@ static int rtts_synthesize(void *impl, const at_tts_voice *voice, const char *te
     cJSON_AddStringToObject(req, "input", text);
     cJSON_AddStringToObject(req, "voice", voice->name);
     cJSON_AddStringToObject(req, "response_format", "pcm");
+    /* the voice's own rate, not OpenAI's 24 kHz: no resampling twice */
+    cJSON_AddNumberToObject(req, "sample_rate", voice->sample_rate);
     cJSON_AddNumberToObject(req, "speed", speed);
     char *body = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
