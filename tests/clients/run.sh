@@ -1,0 +1,22 @@
+#!/bin/sh
+# ctest entry for the client tests: installs the pinned clients (the
+# official openai package, package-lock.json) into $AT_BUILD_DIR/clients,
+# then runs each test against our binaries.
+set -eu
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${AT_BUILD_DIR:?}/clients"
+mkdir -p "$out"
+cp "$here/package.json" "$here/package-lock.json" "$out/"
+if [ ! -f "$out/node_modules/openai/package.json" ] ||
+   ! cmp -s "$here/package-lock.json" "$out/node_modules/.package-lock.json.at"; then
+    (cd "$out" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$here/package-lock.json" "$out/node_modules/.package-lock.json.at"
+fi
+# node resolves packages from the test file's folder upwards: run the
+# tests from a copy beside node_modules
+cp "$here"/*.mjs "$out/"
+cd "$out"
+for t in "$@"; do
+    echo "== $t"
+    node "$t"
+done
