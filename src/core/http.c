@@ -8,8 +8,10 @@
  * callbacks on every object with something pending. */
 #include "core/http.h"
 
+#include "core/access.h"
 #include "core/chunked.h"
 #include "core/clock.h"
+#include "core/multipart.h"
 #include "core/strbuf.h"
 
 #include <cjson/cJSON.h>
@@ -29,7 +31,7 @@
 #define MAX_LISTENERS     8
 #define MAX_QUERY_ARGS    16
 #define OUT_CHUNK         (32 * 1024)
-#define MAX_EXTRA_HEADERS 8
+#define MAX_EXTRA_HEADERS 12
 
 typedef struct out_buf {
     struct out_buf *next;
@@ -71,6 +73,10 @@ struct at_http_req {
     char path[256];
     char content_type[256];
     char accept[128];
+    char authorization[300];
+    char origin[256];
+    char addr[64];   /* the client's address, for per-address limits */
+    int key_pending; /* no key in the headers: LibreTranslate's api_key in the body decides */
     kv query[MAX_QUERY_ARGS];
     int n_query;
     unsigned char *body;
@@ -292,6 +298,8 @@ const char *at_http_req_header(const at_http_req *r, const char *name)
 {
     if (strcmp(name, "content-type") == 0) return r->content_type[0] ? r->content_type : NULL;
     if (strcmp(name, "accept") == 0) return r->accept[0] ? r->accept : NULL;
+    if (strcmp(name, "authorization") == 0) return r->authorization[0] ? r->authorization : NULL;
+    if (strcmp(name, "origin") == 0) return r->origin[0] ? r->origin : NULL;
     return NULL;
 }
 
@@ -600,10 +608,141 @@ static void count_request(at_http_req *r)
                  "method", r->method, "path", r->path, "status", st, "ms", ms, NULL);
 }
 
+/* ---- access control (core/access.h) ---- */
+
+static void refuse_key(at_http_req *r, const char *key)
+{
+    r->close_after = 1;
+    if (key)
+        at_http_error_coded(r, 401, "invalid_request_error", "invalid_api_key", NULL,
+                            "invalid API key; ask the operator of this service for one");
+    else
+        at_http_error_coded(r, 401, "invalid_request_error", "missing_api_key", NULL,
+                            "this service needs an API key: send \"Authorization: Bearer KEY\"%s",
+                            r->ls->errors == AT_ERRORS_PLAIN ? " or \"api_key\" in the request" : "");
+}
+
+static void refuse_rate(at_http_req *r, int wait, const char *which)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", wait);
+    at_http_add_header(r, "retry-after", v);
+    if (r->srv->m_rejected) at_metric_inc(r->srv->m_rejected, r->ls->name, 1);
+    at_http_error_coded(r, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
+                        "too many requests from this %s; retry in %d s", which, wait);
+}
+
+/* The key a request carries in its headers or query, or NULL. */
+static const char *header_key(const char *authorization, const char *query_key)
+{
+    const char *k = at_access_bearer(authorization);
+    return k ? k : query_key;
+}
+
+/* Loop thread, at the headers: 0 to go on (perhaps with key_pending set),
+ * 1 when an error has been queued. */
+static int gate(at_http_req *r)
+{
+    at_access *a = r->srv->cfg.access;
+    if (!a) return 0;
+    const char *key = header_key(r->authorization, kv_get(r->query, r->n_query, "api_key"));
+    int guarded = at_access_path_guarded(a, r->path) && !(r->route->mode & AT_ROUTE_OPEN);
+    if (guarded && key && !at_access_key_valid(a, key)) {
+        refuse_key(r, key);
+        return 1;
+    }
+    if (guarded && !key) {
+        /* LibreTranslate's clients put api_key in the body: decided once
+         * it has arrived; other APIs are refused before their upload */
+        int has_body = strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0;
+        if (r->ls->errors != AT_ERRORS_PLAIN || !has_body || (r->route->mode & AT_ROUTE_INLINE)) {
+            refuse_key(r, NULL);
+            return 1;
+        }
+        r->key_pending = 1;
+    }
+    if (!guarded && (strcmp(r->path, "/health") == 0 || strcmp(r->path, "/ready") == 0)) return 0;
+    const char *which = "address";
+    int wait = at_access_take(a, r->key_pending ? NULL : (guarded ? key : NULL), r->addr, &which);
+    if (wait > 0) {
+        refuse_rate(r, wait, which);
+        return 1;
+    }
+    return 0;
+}
+
+/* api_key from a JSON, form-urlencoded or multipart body, into buf. */
+static int body_api_key(at_http_req *r, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!r->body_len) return 0;
+    if (strncasecmp(r->content_type, "application/x-www-form-urlencoded", 33) == 0) {
+        const char *p = (const char *)r->body;
+        while (p && *p) {
+            if (strncmp(p, "api_key=", 8) == 0) {
+                size_t n = strcspn(p + 8, "&");
+                if (n >= cap) return 0;
+                memcpy(buf, p + 8, n);
+                buf[n] = '\0';
+                url_decode(buf);
+                return buf[0] != '\0';
+            }
+            p = strchr(p, '&');
+            if (p) p++;
+        }
+        return 0;
+    }
+    if (strncasecmp(r->content_type, "multipart/form-data", 19) == 0) {
+        at_form *f = malloc(sizeof *f);
+        at_err err;
+        int ok = f && at_multipart_parse(r->content_type, r->body, r->body_len, f, &err) == 0 &&
+                 at_form_text(f, "api_key", buf, cap, &err) == 1;
+        free(f);
+        return ok;
+    }
+    cJSON *o = cJSON_ParseWithLength((const char *)r->body, r->body_len);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "api_key");
+    int ok = cJSON_IsString(k) && strlen(k->valuestring) < cap;
+    if (ok) snprintf(buf, cap, "%s", k->valuestring);
+    cJSON_Delete(o);
+    return ok;
+}
+
+/* Worker thread: a request whose key is in its body.  1 to go on. */
+static int gate_body_key(at_http_req *r)
+{
+    char key[300];
+    if (!body_api_key(r, key, sizeof key)) {
+        refuse_key(r, NULL);
+        return 0;
+    }
+    if (!at_access_key_valid(r->srv->cfg.access, key)) {
+        refuse_key(r, key);
+        return 0;
+    }
+    const char *which = "key";
+    int wait = at_access_take(r->srv->cfg.access, key, NULL, &which);
+    if (wait > 0) {
+        refuse_rate(r, wait, which);
+        return 0;
+    }
+    return 1;
+}
+
+/* CORS: the allowed origin's headers on every answer to it. */
+static void add_cors(at_http_req *r)
+{
+    const char *allow = at_access_cors(r->srv->cfg.access, r->origin);
+    if (!allow) return;
+    at_http_add_header(r, "access-control-allow-origin", allow);
+    if (strcmp(allow, "*") != 0) at_http_add_header(r, "vary", "Origin");
+    at_http_add_header(r, "access-control-expose-headers", "Retry-After, X-Sample-Rate");
+}
+
 static void *req_thread(void *arg)
 {
     at_http_req *r = arg;
-    r->route->handler(r, r->ls->user);
+    if (!r->key_pending || gate_body_key(r)) r->route->handler(r, r->ls->user);
     pthread_mutex_lock(&r->mu);
     int answered = r->resp_started;
     pthread_mutex_unlock(&r->mu);
@@ -694,7 +833,7 @@ static void refuse_busy(at_http_req *r, const char *why)
 static void dispatch(at_http_req *r)
 {
     at_http_server *s = r->srv;
-    if (r->route->mode == AT_ROUTE_INLINE) {
+    if ((r->route->mode & AT_ROUTE_INLINE)) {
         r->route->handler(r, r->ls->user);
         if (!r->resp_started) at_http_error(r, 500, "server_error", "no response");
         return;
@@ -1054,21 +1193,68 @@ int at_ws_closed(at_ws *w)
     return c;
 }
 
-/* Loop thread: refuse an upgrade with a real HTTP 503 before the
+/* Loop thread: refuse an upgrade with a real HTTP error before the
  * handshake, since lws offers no API to answer a filtered upgrade. */
-static void refuse_upgrade(struct lws *wsi, const char *msg)
+static void refuse_upgrade(struct lws *wsi, int status, const char *type, const char *code, int retry_after,
+                           const char *msg)
 {
-    char buf[512];
-    char body[256];
-    int bl = snprintf(body, sizeof body,
-                      "{\"error\":{\"message\":\"%s\",\"type\":\"overloaded_error\",\"code\":503}}", msg);
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNullToObject(e, "param");
+    if (code)
+        cJSON_AddStringToObject(e, "code", code);
+    else
+        cJSON_AddNullToObject(e, "code");
+    char *body = at_json_print(o);
+    cJSON_Delete(o);
+    if (!body) return;
+    char buf[1024], ra[32] = "";
+    if (retry_after > 0) snprintf(ra, sizeof ra, "Retry-After: %d\r\n", retry_after);
     int n = snprintf(buf, sizeof buf,
-                     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                     "HTTP/1.1 %d %s\r\n%sContent-Type: application/json\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s",
-                     bl, body);
-    ssize_t w = send(lws_get_socket_fd(wsi), buf, (size_t)n, MSG_NOSIGNAL);
-    (void)w;
+                     status,
+                     status == 401   ? "Unauthorized"
+                     : status == 429 ? "Too Many Requests"
+                                     : "Service Unavailable",
+                     ra, strlen(body), body);
+    free(body);
+    if (n > 0 && (size_t)n < sizeof buf) {
+        ssize_t w = send(lws_get_socket_fd(wsi), buf, (size_t)n, MSG_NOSIGNAL);
+        (void)w;
+    }
+}
+
+/* Loop thread: keys and rate limits for a WebSocket upgrade; 0 to go on,
+ * else the upgrade has been refused. */
+static int gate_upgrade(at_http_server *s, struct lws *wsi, const char *uri)
+{
+    at_access *a = s->cfg.access;
+    if (!a) return 0;
+    char auth[300] = "", addr[64] = "", msg[160];
+    if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) < 0) auth[0] = '\0';
+    lws_get_peer_simple(wsi, addr, sizeof addr);
+    kv q[MAX_QUERY_ARGS];
+    int nq = read_query(wsi, q);
+    const char *key = header_key(auth, kv_get(q, nq, "api_key"));
+    int guarded = at_access_path_guarded(a, uri), rc = 0;
+    if (guarded && (!key || !at_access_key_valid(a, key))) {
+        refuse_upgrade(wsi, 401, "invalid_request_error", key ? "invalid_api_key" : "missing_api_key", 0,
+                       key ? "invalid API key"
+                           : "this stream needs an API key: send \"Authorization: Bearer KEY\" or ?api_key=KEY");
+        rc = -1;
+    } else {
+        const char *which = "address";
+        int wait = at_access_take(a, guarded ? key : NULL, addr, &which);
+        if (wait > 0) {
+            snprintf(msg, sizeof msg, "too many requests from this %s; retry in %d s", which, wait);
+            refuse_upgrade(wsi, 429, "rate_limit_error", "rate_limit_exceeded", wait, msg);
+            rc = -1;
+        }
+    }
+    kv_free(q, nq);
+    return rc;
 }
 
 static int ws_receive(struct lws *wsi, at_ws *w, const void *in, size_t len)
@@ -1226,6 +1412,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         r->n_query = read_query(wsi, r->query);
         lws_hdr_copy(wsi, r->content_type, sizeof r->content_type, WSI_TOKEN_HTTP_CONTENT_TYPE);
         lws_hdr_copy(wsi, r->accept, sizeof r->accept, WSI_TOKEN_HTTP_ACCEPT);
+        if (lws_hdr_copy(wsi, r->authorization, sizeof r->authorization, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+            r->authorization[0] = '\0';
+        if (lws_hdr_copy(wsi, r->origin, sizeof r->origin, WSI_TOKEN_ORIGIN) < 0) r->origin[0] = '\0';
+        lws_get_peer_simple(wsi, r->addr, sizeof r->addr);
+        add_cors(r);
         char cl[32] = "", te[64] = "";
         if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
             r->content_length = strtoll(cl, NULL, 10);
@@ -1250,6 +1441,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             r->close_after = 1;
             at_http_add_header(r, "retry-after", "5");
             at_http_error(r, 503, "overloaded_error", "server is shutting down");
+        } else if (strcmp(r->method, "OPTIONS") == 0 && known && at_access_cors(s->cfg.access, r->origin)) {
+            /* a browser's CORS preflight */
+            char hdrs[128] = "Authorization, Content-Type";
+            if (lws_hdr_copy(wsi, hdrs, sizeof hdrs, WSI_TOKEN_HTTP_AC_REQUEST_HEADERS) <= 0)
+                snprintf(hdrs, sizeof hdrs, "Authorization, Content-Type");
+            at_http_add_header(r, "access-control-allow-methods", "GET, POST, OPTIONS");
+            at_http_add_header(r, "access-control-allow-headers", hdrs);
+            at_http_add_header(r, "access-control-max-age", "600");
+            at_http_respond(r, 200, "text/plain", "", 0);
         } else if (!r->route) {
             r->close_after = has_body; /* do not read a body we will not use */
             if (known) {
@@ -1258,6 +1458,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             } else {
                 at_http_error(r, 404, "invalid_request_error", "no route for %s %s", r->method, r->path);
             }
+        } else if (gate(r)) {
+            if (has_body) r->close_after = 1; /* its body is not read */
         } else if (has_body && r->content_length > (long long)s->cfg.body_limit) {
             r->close_after = 1;
             at_http_error(r, 413, "invalid_request_error",
@@ -1270,7 +1472,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             dispatch(r);
         } else if (te_len != 0 && !(r->dechunk = at_chunked_new(s->cfg.body_limit))) {
             at_http_error(r, 503, "overloaded_error", "out of memory");
-        } else if (r->route->mode != AT_ROUTE_INLINE &&
+        } else if (!(r->route->mode & AT_ROUTE_INLINE) &&
                    !admit_upload(r, r->content_length > 0 ? (size_t)r->content_length + 1 : 0)) {
             refuse_busy(r, s->inflight >= s->cfg.max_inflight ? "too many requests in flight"
                                                               : "too many request bodies in memory");
@@ -1362,6 +1564,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
         int known;
         if (!find_route(ls, NULL, uri, 1, &known)) return -1;
+        if (gate_upgrade(s, wsi, uri) != 0) {
+            if (s->m_rejected) at_metric_inc(s->m_rejected, ls->name, 1);
+            return -1;
+        }
         pthread_mutex_lock(&s->mu);
         int ok = !atomic_load(&s->draining) && s->ws_sessions < s->cfg.max_ws_sessions;
         if (ok) {
@@ -1376,7 +1582,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                      atomic_load(&s->draining) ? "server is shutting down"
                                                : "too many concurrent streams (limit %d); retry later",
                      s->cfg.max_ws_sessions);
-            refuse_upgrade(wsi, msg);
+            refuse_upgrade(wsi, 503, "overloaded_error", NULL, 5, msg);
             return -1;
         }
         p->ws_reserved = 1;

@@ -30,14 +30,16 @@ typedef void (*at_http_handler)(at_http_req *req, void *user);
 /* Runs on the session's own thread; the session closes when it returns. */
 typedef void (*at_ws_handler)(at_ws *ws, void *user);
 
-typedef enum { AT_ROUTE_WORKER = 0, AT_ROUTE_INLINE = 1 } at_route_mode;
+/* Flags: INLINE routes are cheap and run on the loop thread; OPEN ones are
+ * answered without an API key (LibreTranslate's /languages). */
+typedef enum { AT_ROUTE_WORKER = 0, AT_ROUTE_INLINE = 1, AT_ROUTE_OPEN = 2 } at_route_mode;
 
 typedef struct at_http_route {
     const char *method;       /* "GET", "POST"; NULL for WebSocket routes */
     const char *path;         /* exact match, e.g. "/v1/audio/speech" */
     at_http_handler handler;  /* HTTP routes */
     at_ws_handler ws_handler; /* WebSocket routes */
-    at_route_mode mode;       /* INLINE: cheap, runs on the loop thread */
+    int mode;                 /* at_route_mode flags */
 } at_http_route;
 
 typedef struct at_http_config {
@@ -55,6 +57,7 @@ typedef struct at_http_config {
     int body_timeout_s;
     size_t max_buffered;
     int drain_timeout_s; /* on stop, how long to let work finish */
+    struct at_access *access; /* API keys, rate limits, CORS (core/access.h); NULL: open */
     at_log *log;         /* may be NULL */
     at_metrics *metrics; /* may be NULL; http_* metrics are registered */
 } at_http_config;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/access.h"
 #include "core/config.h"
 #include "services/supervisor.h"
 
@@ -16,6 +17,9 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
+    char *api_keys = NULL, *cors = NULL;
+    double key_rate = 0, addr_rate = 0;
+    int metrics_key = 0;
     long max_jobs = 2, max_queued = 16, body_timeout = 30;
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
          max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
@@ -27,7 +31,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                            : kinds == AT_APP_TTS ? "8005"
                                                  : "8000";
 
-    at_option opts[32];
+    at_option opts[48];
     size_t n = 0;
     opts[n++] = (at_option){"host",
                             "AT_HOST",
@@ -272,6 +276,47 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                             &drain,
                             0,
                             3600};
+    opts[n++] = (at_option){"api-keys",
+                            "AT_API_KEYS_FILE",
+                            AT_OPT_STRING,
+                            NULL,
+                            "file of API keys, one a line: requests must carry one (Authorization: Bearer "
+                            "KEY, LibreTranslate's api_key, or ?api_key=); /health and /ready stay open",
+                            &api_keys,
+                            0,
+                            0};
+    opts[n++] = (at_option){"rate-limit",
+                            "AT_RATE_LIMIT",
+                            AT_OPT_DOUBLE,
+                            "0",
+                            "requests a minute per API key (0 = no limit; more get 429)",
+                            &key_rate,
+                            0,
+                            1e9};
+    opts[n++] = (at_option){"ip-rate-limit",
+                            "AT_IP_RATE_LIMIT",
+                            AT_OPT_DOUBLE,
+                            "0",
+                            "requests a minute per client address (0 = no limit; more get 429)",
+                            &addr_rate,
+                            0,
+                            1e9};
+    opts[n++] = (at_option){"metrics-need-key",
+                            "AT_METRICS_NEED_KEY",
+                            AT_OPT_BOOL,
+                            "0",
+                            "/metrics needs an API key too",
+                            &metrics_key,
+                            0,
+                            0};
+    opts[n++] = (at_option){"cors-origins",
+                            "AT_CORS_ORIGINS",
+                            AT_OPT_STRING,
+                            NULL,
+                            "origins browsers may call from: * or a comma-separated list (default: none)",
+                            &cors,
+                            0,
+                            0};
     opts[n++] = (at_option){
         "log-level", "AT_LOG_LEVEL", AT_OPT_STRING, "info", "debug, info, warn or error", &log_level, 0, 0};
     opts[n++] = (at_option){"json-logs",
@@ -321,6 +366,14 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         at_config_free(opts, n);
         return 2;
     }
+    /* read before serve forks: a bad keys file stops it at once */
+    at_access_config xc = {api_keys, key_rate, addr_rate, metrics_key, cors};
+    at_access *access = at_access_new(&xc, &err);
+    if (!access) {
+        fprintf(stderr, "%s: %s\n", prog, err.msg);
+        at_config_free(opts, n);
+        return 2;
+    }
     /* The services, in the order serve starts them and logs their ports;
      * a single-service binary listens on --port instead. */
     struct {
@@ -352,6 +405,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         int rc = at_supervise(&sc, &which);
         at_log_free(sc.log);
         if (rc >= 0) {
+            at_access_free(access);
             at_config_free(opts, n);
             return rc;
         }
@@ -408,6 +462,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     hc.drain_timeout_s = (int)drain;
     hc.log = log;
     hc.metrics = metrics;
+    hc.access = access;
 
     int status = 1;
     at_app *app = at_app_new(&ac, log, metrics, &err);
@@ -442,6 +497,7 @@ out:
         at_log_write(log, AT_LOG_ERROR, "fatal", "error", err.msg, NULL);
     }
     at_http_server_free(srv);
+    at_access_free(access);
     at_app_free(app);
     at_metrics_free(metrics);
     at_log_free(log);

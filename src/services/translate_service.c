@@ -199,7 +199,7 @@ static void h_translate(at_http_req *req, void *user)
 
 static const at_http_route routes[] = {
     AT_SERVICE_COMMON_ROUTES,
-    {"GET", "/languages", h_languages, NULL, AT_ROUTE_INLINE},
+    {"GET", "/languages", h_languages, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN}, /* open, as LibreTranslate's */
     {"POST", "/translate", h_translate, NULL, AT_ROUTE_WORKER},
 };
 

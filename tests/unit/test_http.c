@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "core/access.h"
 #include "core/http.h"
 
 typedef struct fixture {
@@ -445,6 +446,125 @@ static void chunked_upload_with_long_handler(void **state)
     assert_non_null(strstr(buf, "done"));
 }
 
+/* A second server with API keys, rate limits and CORS: one listener in
+ * OpenAI's conventions, one in LibreTranslate's (api_key in the body). */
+static void access_control(void **state)
+{
+    (void)state;
+    char keys[64];
+    snprintf(keys, sizeof keys, "/tmp/at_http_keys_%d", (int)getpid());
+    FILE *kf = fopen(keys, "w");
+    assert_non_null(kf);
+    fputs("good-key-0001\n", kf);
+    fclose(kf);
+    at_access_config xc = {keys, 3, 0, 0, "https://app.example"};
+    at_err err;
+    at_access *acc = at_access_new(&xc, &err);
+    assert_non_null(acc);
+    unlink(keys);
+    static const at_http_route open_routes[] = {
+        {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},
+        {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE},
+        {"GET", "/list", h_echo, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
+        {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
+    };
+    at_http_config c;
+    at_http_config_defaults(&c);
+    c.access = acc;
+    at_http_server *srv = at_http_server_new(&c, &err);
+    assert_non_null(srv);
+    int oa = 0, lt = 0;
+    assert_int_equal(at_http_server_listen(srv, "oa", "127.0.0.1", 0, open_routes, 4, &fx, &oa, &err), 0);
+    assert_int_equal(at_http_server_listen(srv, "lt", "127.0.0.1", 0, open_routes, 4, &fx, &lt, &err), 0);
+    at_http_server_set_errors(srv, "lt", AT_ERRORS_PLAIN);
+    pthread_t loop;
+    pthread_create(&loop, NULL, loop_main, srv);
+
+    at_test_resp r;
+    /* no key: 401 before the body is read, OpenAI's code */
+    assert_int_equal(at_test_http(oa, "POST", "/echo", NULL, "x", 1, &r), 0);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr((char *)r.body, "\"code\":\"missing_api_key\""));
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer bad-key-0001\r\n", "x", 1, &r), 0);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr((char *)r.body, "\"code\":\"invalid_api_key\""));
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "x", 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(oa, "POST", "/echo?api_key=good-key-0001", NULL, "y", 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+    /* open routes */
+    assert_int_equal(at_test_http(oa, "GET", "/health", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(lt, "GET", "/list", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+    /* the key's third request this minute is its last: 429 after it */
+    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "z", 1, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "z", 1, &r), 0);
+    assert_int_equal(r.status, 429);
+    char v[32];
+    assert_true(at_test_header(&r, "retry-after", v, sizeof v));
+    assert_true(atoi(v) >= 1 && atoi(v) <= 20);
+    assert_non_null(strstr((char *)r.body, "rate_limit_exceeded"));
+    at_test_resp_free(&r);
+
+    /* LibreTranslate's listener: api_key in a JSON or form body; its
+     * errors are {"error": "..."}; this key is spent, so a new server
+     * would be needed for 200s: a wrong key and a missing one suffice */
+    const char *json = "{\"q\":\"x\",\"api_key\":\"bad-key-0002\"}";
+    assert_int_equal(at_test_http(lt, "POST", "/echo", "Content-Type: application/json\r\n", json, strlen(json), &r), 0);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr((char *)r.body, "{\"error\":\"invalid API key"));
+    at_test_resp_free(&r);
+    const char *form = "q=x";
+    assert_int_equal(at_test_http(lt, "POST", "/echo", "Content-Type: application/x-www-form-urlencoded\r\n", form,
+                                  strlen(form), &r),
+                     0);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr((char *)r.body, "api_key"));
+    at_test_resp_free(&r);
+    /* a spent key is refused with 429 even from the body */
+    form = "q=x&api_key=good-key-0001";
+    assert_int_equal(at_test_http(lt, "POST", "/echo", "Content-Type: application/x-www-form-urlencoded\r\n", form,
+                                  strlen(form), &r),
+                     0);
+    assert_int_equal(r.status, 429);
+    at_test_resp_free(&r);
+
+    /* WebSocket upgrades need a key too */
+    at_test_ws ws;
+    assert_int_equal(at_test_ws_connect(&ws, oa, "/ws", &r), 401);
+    assert_non_null(strstr((char *)r.body, "missing_api_key"));
+    at_test_resp_free(&r);
+
+    /* CORS: the allowed origin gets its headers and a preflight answer;
+     * another origin gets none */
+    const char pre[] = "OPTIONS /echo HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n"
+                       "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization\r\n\r\n";
+    assert_int_equal(at_test_raw(oa, pre, sizeof pre - 1, &r, 5), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(at_test_header(&r, "access-control-allow-origin", v, sizeof v));
+    assert_string_equal(v, "https://app.example");
+    assert_true(at_test_header(&r, "access-control-allow-headers", v, sizeof v));
+    assert_string_equal(v, "authorization");
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(oa, "GET", "/health", "Origin: https://evil.example\r\n", NULL, 0, &r), 0);
+    assert_false(at_test_header(&r, "access-control-allow-origin", v, sizeof v));
+    at_test_resp_free(&r);
+
+    at_http_server_stop(srv);
+    pthread_join(loop, NULL);
+    at_http_server_free(srv);
+    at_access_free(acc);
+}
+
 static void websocket_echo_limits_and_close_codes(void **state)
 {
     (void)state;
@@ -582,6 +702,7 @@ int main(void)
         cmocka_unit_test(slow_body_is_cut_off),
         cmocka_unit_test(chunked_request_bodies),
         cmocka_unit_test(chunked_upload_with_long_handler),
+        cmocka_unit_test(access_control),
         cmocka_unit_test(websocket_echo_limits_and_close_codes),
         cmocka_unit_test(websocket_backpressure_bounds_memory),
         cmocka_unit_test(stop_drains_and_returns),
