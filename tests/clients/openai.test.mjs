@@ -114,6 +114,38 @@ try {
   await asr.stop();
   await tts.stop();
 }
+
+// A shared deployment: keys and a rate limit, as the SDK meets them.
+const keys = `${process.env.AT_BUILD_DIR}/clients/keys.txt`;
+fs.writeFileSync(keys, '# test keys\nclient-test-key-1\n');
+const locked = await startService('tts', ['--api-keys', keys, '--rate-limit', '2']);
+try {
+  const good = new OpenAI({ apiKey: 'client-test-key-1', baseURL: `${locked.url}/v1`, maxRetries: 0 });
+  const bad = new OpenAI({ apiKey: 'client-wrong-key', baseURL: `${locked.url}/v1`, maxRetries: 0 });
+  await check('a wrong key is an AuthenticationError', async () => {
+    await assert.rejects(bad.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'hi' }), (e) => {
+      assert.ok(e instanceof OpenAI.AuthenticationError, e.constructor.name);
+      assert.equal(e.code, 'invalid_api_key');
+      return true;
+    });
+  });
+  await check('the right key works until its rate limit: RateLimitError', async () => {
+    for (let i = 0; i < 2; i++) {
+      const res = await good.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Hi.', response_format: 'wav' });
+      assert.ok((await res.arrayBuffer()).byteLength > 1000);
+    }
+    await assert.rejects(good.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Hi.' }), (e) => {
+      assert.ok(e instanceof OpenAI.RateLimitError, e.constructor.name);
+      assert.ok(Number(e.headers.get('retry-after')) >= 1);
+      return true;
+    });
+  });
+  await check('/health stays open', async () => {
+    assert.equal((await fetch(`${locked.url}/health`)).status, 200);
+  });
+} finally {
+  await locked.stop();
+}
 if (failed) {
   console.log(`${failed} check(s) failed`);
   process.exit(1);
