@@ -16,6 +16,14 @@ const stats = window.atStats = {
 };
 
 let config = null;    // GET v1/config
+
+// A deployment with API keys is opened as /?api_key=KEY: the page passes
+// the key on (a browser cannot set headers on a WebSocket).
+const apiKey = new URLSearchParams(location.search).get('api_key');
+function withKey(url) {
+  if (apiKey) url.searchParams.set('api_key', apiKey);
+  return url;
+}
 let session = null;   // the running session
 
 function setState(state, text) {
@@ -61,7 +69,7 @@ async function loadConfig() {
   setState('connecting', 'loading languages…');
   for (let attempt = 0; ; attempt++) {
     try {
-      const r = await fetch('v1/config', { cache: 'no-store' });
+      const r = await fetch(withKey(new URL('v1/config', location.href)), { cache: 'no-store' });
       if (r.status === 503 && attempt < 30) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
       if (!r.ok) throw new Error(`v1/config answered ${r.status}`);
       config = await r.json();
@@ -201,7 +209,7 @@ async function start() {
     return;
   }
   setState('connecting', 'connecting…');
-  const url = new URL('v1/pipeline', location.href);
+  const url = withKey(new URL('v1/pipeline', location.href));
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = s.ws = new WebSocket(url);
   ws.binaryType = 'arraybuffer';

@@ -73,6 +73,7 @@ typedef struct at_app_config {
     const char *asr_url;           /* e.g. http://asr_streaming:8003 */
     const char *translate_url;     /* e.g. http://translate:8004 */
     const char *tts_url;           /* e.g. http://tts:8005 */
+    const char *upstream_key;      /* API key the remote engines send (NULL: none) */
     int pipeline_max_pending;      /* finals awaiting translation + speech */
     double pipeline_max_backlog_s; /* audio received but not yet recognised */
 } at_app_config;

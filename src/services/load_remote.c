@@ -8,11 +8,11 @@
 static int load_remote_once(at_app *a, at_err *err)
 {
     const at_app_config *c = at_app_cfg(a);
-    at_asr_engine *asr = at_asr_remote_new(c->asr_url, err);
+    at_asr_engine *asr = at_asr_remote_new(c->asr_url, c->upstream_key, err);
     if (!asr || at_app_add_asr(a, asr, err)) return err->code ? err->code : AT_E_IO;
-    at_mt_engine *mt = at_mt_remote_new(c->translate_url, err);
+    at_mt_engine *mt = at_mt_remote_new(c->translate_url, c->upstream_key, err);
     if (!mt || at_app_set_mt(a, mt, err)) return err->code ? err->code : AT_E_IO;
-    at_tts_engine *tts = at_tts_remote_new(c->tts_url, err);
+    at_tts_engine *tts = at_tts_remote_new(c->tts_url, c->upstream_key, err);
     if (!tts || at_app_add_tts(a, tts, err)) return err->code ? err->code : AT_E_IO;
     return 0;
 }

@@ -852,10 +852,10 @@ static void h_pipeline(at_ws *ws, void *user)
 
 static const at_http_route routes[] = {
     AT_SERVICE_COMMON_ROUTES,
-    {"GET", "/", h_asset, NULL, AT_ROUTE_INLINE},
-    {"GET", "/index.html", h_asset, NULL, AT_ROUTE_INLINE},
-    {"GET", "/app.js", h_asset, NULL, AT_ROUTE_INLINE},
-    {"GET", "/pcm-worklet.js", h_asset, NULL, AT_ROUTE_INLINE},
+    {"GET", "/", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
+    {"GET", "/index.html", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
+    {"GET", "/app.js", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
+    {"GET", "/pcm-worklet.js", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
     {"GET", "/v1/config", h_config, NULL, AT_ROUTE_INLINE},
     {NULL, "/v1/pipeline", NULL, h_pipeline, AT_ROUTE_WORKER},
 };

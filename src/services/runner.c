@@ -17,7 +17,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
-    char *api_keys = NULL, *cors = NULL;
+    char *api_keys = NULL, *cors = NULL, *upstream_key = NULL;
     double key_rate = 0, addr_rate = 0;
     int metrics_key = 0;
     long max_jobs = 2, max_queued = 16, body_timeout = 30;
@@ -82,6 +82,14 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 0};
         opts[n++] = (at_option){
             "tts-url", "AT_TTS_URL", AT_OPT_STRING, "http://localhost:8005", "tts base URL", &tts_url, 0, 0};
+        opts[n++] = (at_option){"upstream-api-key",
+                                "AT_UPSTREAM_API_KEY",
+                                AT_OPT_STRING,
+                                NULL,
+                                "API key sent to those services when they need one (--api-keys)",
+                                &upstream_key,
+                                0,
+                                0};
         opts[n++] = (at_option){"max-streams",
                                 "AT_MAX_STREAMS",
                                 AT_OPT_INT,
@@ -449,6 +457,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     ac.asr_url = asr_url;
     ac.translate_url = mt_url;
     ac.tts_url = tts_url;
+    ac.upstream_key = upstream_key;
     if (max_pending > 0) ac.pipeline_max_pending = (int)max_pending;
     if (max_backlog > 0) ac.pipeline_max_backlog_s = max_backlog;
 

@@ -108,7 +108,7 @@ static at_asr_stream *open_stream(server *s, at_err *err, at_asr_engine **eng)
 {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", s->port);
-    *eng = at_asr_remote_new(url, err);
+    *eng = at_asr_remote_new(url, NULL, err);
     assert_non_null(*eng);
     at_asr_options o = {0};
     return at_asr_stream_open(*eng, &o, err);

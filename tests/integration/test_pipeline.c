@@ -523,14 +523,28 @@ static void cli_translate_speech(void **state)
 static at_test_proc svc[3], remote;
 static int remote_port;
 
+/* The services of the standalone pipeline need an API key, which it
+ * sends (--upstream-api-key) on every call and stream. */
+static char keys_file[64];
+#define UPSTREAM_KEY "pipeline-upstream-key"
+
 static int setup_remote(void **state)
 {
     (void)state;
+    snprintf(keys_file, sizeof keys_file, "/tmp/at-pipe-keys-%d", (int)getpid());
+    FILE *kf = fopen(keys_file, "w");
+    if (!kf) return -1;
+    fputs(UPSTREAM_KEY "\n", kf);
+    fclose(kf);
     static const char *const bins[] = {"asr_streaming", "translate", "tts"};
     for (int i = 0; i < 3; i++) {
-        const char *args[] = {"--host", "127.0.0.1", "--port", "0", NULL};
+        const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--api-keys", keys_file, NULL};
         if (at_test_spawn(&svc[i], bins[i], args, 1, 120) != 0) return -1;
     }
+    /* without the key a service refuses */
+    at_test_resp r;
+    if (at_test_http(svc[2].ports[0], "GET", "/v1/voices", NULL, NULL, 0, &r) != 0 || r.status != 401) return -1;
+    at_test_resp_free(&r);
     char asr[64], mt[64], tts[64];
     snprintf(asr, sizeof asr, "http://127.0.0.1:%d", svc[0].ports[0]);
     snprintf(mt, sizeof mt, "http://127.0.0.1:%d/", svc[1].ports[0]);
@@ -545,6 +559,8 @@ static int setup_remote(void **state)
                           mt,
                           "--tts-url",
                           tts,
+                          "--upstream-api-key",
+                          UPSTREAM_KEY,
                           "--pipeline-max-backlog",
                           "120",
                           NULL};
@@ -558,6 +574,7 @@ static int teardown_remote(void **state)
     (void)state;
     int bad = at_test_stop(&remote, 15) != 0;
     for (int i = 0; i < 3; i++) bad |= at_test_stop(&svc[i], 15) != 0;
+    unlink(keys_file);
     free(speech);
     return bad ? -1 : 0;
 }
@@ -698,7 +715,7 @@ static void remote_tts_failure_is_per_segment(void **state)
     assert_string_equal(type_of(&s.m[s.n - 1]), "summary");
     assert_int_equal(s.close_code, 1000);
     session_free(&s);
-    const char *args[] = {"--host", "127.0.0.1", "--port", "0", NULL};
+    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--api-keys", keys_file, NULL};
     assert_int_equal(at_test_spawn(&svc[2], "tts", args, 1, 120), 0);
 }
 

@@ -59,7 +59,8 @@ static int http_failure(at_err *err, const char *url, long status, const char *b
     return code;
 }
 
-static CURL *prepare(const char *url, const char *body, struct curl_slist **hdrs, int timeout_s)
+static CURL *prepare(const char *url, const char *api_key, const char *body, struct curl_slist **hdrs,
+                     int timeout_s)
 {
     CURL *c = curl_easy_init();
     if (!c) return NULL;
@@ -68,22 +69,27 @@ static CURL *prepare(const char *url, const char *body, struct curl_slist **hdrs
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)timeout_s);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    if (api_key && api_key[0]) {
+        char h[320];
+        snprintf(h, sizeof h, "Authorization: Bearer %s", api_key);
+        *hdrs = curl_slist_append(*hdrs, h);
+    }
+    if (body) *hdrs = curl_slist_append(*hdrs, "Content-Type: application/json");
+    if (*hdrs) curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
     if (body) {
-        *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
     return c;
 }
 
-cJSON *at_remote_json(const char *base, const char *path, const char *body, size_t max_bytes, int timeout_s,
-                      at_err *err)
+cJSON *at_remote_json(const char *base, const char *api_key, const char *path, const char *body, size_t max_bytes,
+                      int timeout_s, at_err *err)
 {
     char url[1024];
     snprintf(url, sizeof url, "%s%s", base, path);
     struct curl_slist *hdrs = NULL;
-    CURL *c = prepare(url, body, &hdrs, timeout_s);
+    CURL *c = prepare(url, api_key, body, &hdrs, timeout_s);
     if (!c) {
         at_err_set(err, AT_E_NOMEM, "cannot create an HTTP client");
         return NULL;
@@ -138,13 +144,13 @@ static int keep_going(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t 
     return 1;
 }
 
-int at_remote_stream(const char *base, const char *path, const char *body, int timeout_s,
+int at_remote_stream(const char *base, const char *api_key, const char *path, const char *body, int timeout_s,
                      at_remote_data_cb cb, void *user, at_err *err)
 {
     char url[1024];
     snprintf(url, sizeof url, "%s%s", base, path);
     struct curl_slist *hdrs = NULL;
-    CURL *c = prepare(url, body, &hdrs, timeout_s);
+    CURL *c = prepare(url, api_key, body, &hdrs, timeout_s);
     if (!c) return at_err_set(err, AT_E_NOMEM, "cannot create an HTTP client");
     sink s = {0};
     s.max = 4096;

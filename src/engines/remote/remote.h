@@ -17,9 +17,11 @@
 #include "engines/mt/mt.h"
 #include "engines/tts/tts.h"
 
-at_asr_engine *at_asr_remote_new(const char *base_url, at_err *err);
-at_mt_engine *at_mt_remote_new(const char *base_url, at_err *err);
-at_tts_engine *at_tts_remote_new(const char *base_url, at_err *err);
+/* api_key: sent as "Authorization: Bearer KEY" to services that need
+ * one (--api-keys); NULL or "" for none. */
+at_asr_engine *at_asr_remote_new(const char *base_url, const char *api_key, at_err *err);
+at_mt_engine *at_mt_remote_new(const char *base_url, const char *api_key, at_err *err);
+at_tts_engine *at_tts_remote_new(const char *base_url, const char *api_key, at_err *err);
 
 /* "http://host:port/path" -> host, port (default 80), path ("" if none).
  * AT_E_INVALID for anything else (https is not supported). */

@@ -35,6 +35,7 @@ typedef struct remote_asr {
     int port;
     char path[256];
     char base[600];
+    char key[300]; /* "" for none */
     const char *const *langs;
 } remote_asr;
 
@@ -290,16 +291,18 @@ static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err
         free(s);
         return NULL;
     }
-    char req[1024], key[32], accept[40];
+    char req[1536], key[32], accept[40];
     if (ws_key(key, sizeof key, accept, sizeof accept)) {
         at_err_set(err, AT_E_IO, "asr_streaming: no entropy for the WebSocket key");
         goto fail;
     }
+    char auth[340] = "";
+    if (r->key[0]) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", r->key);
     int n = snprintf(req, sizeof req,
                      "GET %s/v1/stream HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     r->path, r->host, r->port, key);
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     r->path, r->host, r->port, key, auth);
     if (send_all(s->fd, req, (size_t)n)) {
         at_err_set(err, AT_E_IO, "asr_streaming: cannot send the upgrade");
         goto fail;
@@ -423,7 +426,7 @@ static const at_asr_ops rasr_ops = {
     .languages = rasr_langs,
 };
 
-at_asr_engine *at_asr_remote_new(const char *base_url, at_err *err)
+at_asr_engine *at_asr_remote_new(const char *base_url, const char *api_key, at_err *err)
 {
     remote_asr *r = calloc(1, sizeof *r);
     if (!r) {
@@ -435,8 +438,9 @@ at_asr_engine *at_asr_remote_new(const char *base_url, at_err *err)
         return NULL;
     }
     snprintf(r->base, sizeof r->base, "http://%s:%d%s", r->host, r->port, r->path);
+    snprintf(r->key, sizeof r->key, "%s", api_key ? api_key : "");
     /* Reachable?  And which languages: Whisper's when a model is loaded. */
-    cJSON *o = at_remote_json(r->base, "/v1/models", NULL, 1u << 20, 10, err);
+    cJSON *o = at_remote_json(r->base, r->key, "/v1/models", NULL, 1u << 20, 10, err);
     if (!o) {
         free(r);
         return NULL;

@@ -9,6 +9,7 @@
 
 typedef struct remote_mt {
     char base[600];
+    char key[300]; /* "" for none */
     at_mt_pair *pairs;
     size_t n_pairs;
 } remote_mt;
@@ -32,7 +33,7 @@ static int rmt_translate(void *impl, const char *source, const char *target, con
     char *body = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
     if (!body) return at_err_set(err, AT_E_NOMEM, "out of memory");
-    cJSON *o = at_remote_json(m->base, "/translate", body, 4u << 20, 60, err);
+    cJSON *o = at_remote_json(m->base, m->key, "/translate", body, 4u << 20, 60, err);
     free(body);
     if (!o) return err->code ? err->code : AT_E_IO;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "translatedText");
@@ -59,7 +60,7 @@ static const at_mt_ops rmt_ops = {
     .pairs = rmt_pairs,
 };
 
-at_mt_engine *at_mt_remote_new(const char *base_url, at_err *err)
+at_mt_engine *at_mt_remote_new(const char *base_url, const char *api_key, at_err *err)
 {
     char host[256], path[256];
     int port;
@@ -70,9 +71,10 @@ at_mt_engine *at_mt_remote_new(const char *base_url, at_err *err)
         return NULL;
     }
     snprintf(m->base, sizeof m->base, "http://%s:%d%s", host, port, path);
+    snprintf(m->key, sizeof m->key, "%s", api_key ? api_key : "");
     /* The pairs are fetched once: the service's models do not change while
      * it runs. */
-    cJSON *langs = at_remote_json(m->base, "/languages", NULL, 1u << 20, 10, err);
+    cJSON *langs = at_remote_json(m->base, m->key, "/languages", NULL, 1u << 20, 10, err);
     if (!cJSON_IsArray(langs)) {
         if (langs) at_err_set(err, AT_E_IO, "%s/languages: not a list", m->base);
         cJSON_Delete(langs);

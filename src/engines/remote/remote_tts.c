@@ -12,6 +12,7 @@
 
 typedef struct remote_tts {
     char base[600];
+    char key[300]; /* "" for none */
     at_tts_voice *voices;
     size_t n_voices;
 } remote_tts;
@@ -80,7 +81,7 @@ static int rtts_synthesize(void *impl, const at_tts_voice *voice, const char *te
     c->cb = cb;
     c->user = user;
     c->has_odd = 0;
-    int rc = at_remote_stream(t->base, "/v1/audio/speech", body, 120, on_data, c, err);
+    int rc = at_remote_stream(t->base, t->key, "/v1/audio/speech", body, 120, on_data, c, err);
     free(c);
     free(body);
     return rc;
@@ -100,7 +101,7 @@ static const at_tts_ops rtts_ops = {
     .voices = rtts_voices,
 };
 
-at_tts_engine *at_tts_remote_new(const char *base_url, at_err *err)
+at_tts_engine *at_tts_remote_new(const char *base_url, const char *api_key, at_err *err)
 {
     char host[256], path[256];
     int port;
@@ -111,7 +112,8 @@ at_tts_engine *at_tts_remote_new(const char *base_url, at_err *err)
         return NULL;
     }
     snprintf(t->base, sizeof t->base, "http://%s:%d%s", host, port, path);
-    cJSON *o = at_remote_json(t->base, "/v1/voices", NULL, 4u << 20, 10, err);
+    snprintf(t->key, sizeof t->key, "%s", api_key ? api_key : "");
+    cJSON *o = at_remote_json(t->base, t->key, "/v1/voices", NULL, 4u << 20, 10, err);
     const cJSON *arr = o ? cJSON_GetObjectItemCaseSensitive(o, "voices") : NULL;
     if (!cJSON_IsArray(arr)) {
         if (o) at_err_set(err, AT_E_IO, "%s/v1/voices: no voice list", t->base);
