@@ -37,9 +37,9 @@ RUN --mount=type=cache,id=at-apt-cache-bookworm,target=/var/cache/apt,sharing=lo
     set -eu; rm -f /etc/apt/apt.conf.d/docker-clean; \
     apt-get update -q; \
     apt-get install -y -q --no-install-recommends \
-        gcc libc6-dev make cmake pkg-config ccache \
+        gcc g++ libc6-dev make cmake pkg-config ccache \
         libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev zlib1g-dev \
-        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
+        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev libcld2-dev
 ENV AT_CMAKE_FLAGS=""
 
 FROM ${CUDA_DEVEL_IMAGE} AS build-gpu
@@ -51,9 +51,9 @@ RUN --mount=type=cache,id=at-apt-cache-noble,target=/var/cache/apt,sharing=locke
     set -eu; rm -f /etc/apt/apt.conf.d/docker-clean; \
     apt-get update -q; \
     apt-get install -y -q --no-install-recommends \
-        gcc libc6-dev make cmake pkg-config ccache \
+        gcc g++ libc6-dev make cmake pkg-config ccache \
         libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev zlib1g-dev \
-        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
+        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev libcld2-dev
 ENV AT_CMAKE_FLAGS="-DAT_CUDA=ON"
 
 FROM build-${VARIANT} AS build

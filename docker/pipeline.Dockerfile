@@ -22,9 +22,9 @@ RUN --mount=type=cache,id=at-apt-cache-bookworm,target=/var/cache/apt,sharing=lo
     set -eu; rm -f /etc/apt/apt.conf.d/docker-clean; \
     apt-get update -q; \
     apt-get install -y -q --no-install-recommends \
-        gcc libc6-dev make cmake pkg-config ccache \
+        gcc g++ libc6-dev make cmake pkg-config ccache \
         libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev zlib1g-dev \
-        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev
+        libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev libcld2-dev
 ENV AT_CMAKE_FLAGS=""
 ARG BUILD_JOBS=2
 COPY docker/runtime-packages.sh /usr/local/bin/runtime-packages

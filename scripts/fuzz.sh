@@ -6,7 +6,7 @@
 set -eu
 secs=${1:-30}
 cd "$(dirname "$0")/.."
-CC=clang cmake -S . -B build-fuzz -DAT_FUZZ=ON -DAT_SANITIZE=ON -DAT_BUILD_TESTS=OFF \
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DAT_FUZZ=ON -DAT_SANITIZE=ON -DAT_BUILD_TESTS=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=${AT_FUZZ_TARGETS:-"fuzz_audio fuzz_multipart fuzz_weights fuzz_tts_text fuzz_server fuzz_onnx fuzz_tokenizer fuzz_subtitle fuzz_mt_text"}
 # shellcheck disable=SC2086

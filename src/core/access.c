@@ -15,11 +15,11 @@
 #include <strings.h>
 #include <time.h>
 
-#define BUCKETS 4096
-#define PROBE 16
+#define BUCKETS  4096
+#define PROBE    16
 #define MAX_KEYS 4096
-#define KEY_MIN 8
-#define KEY_MAX 256
+#define KEY_MIN  8
+#define KEY_MAX  256
 
 typedef struct bucket {
     uint64_t id; /* 0 = free */
@@ -63,8 +63,8 @@ static int read_keys(at_access *a, const char *path, at_err *err)
         if (!line[0]) continue;
         size_t n = strlen(line);
         if (n < KEY_MIN || n > KEY_MAX || strpbrk(line, " \t"))
-            rc = at_err_set(err, AT_E_INVALID, "%s:%d: a key is one word of %d to %d characters", path, lineno,
-                            KEY_MIN, KEY_MAX);
+            rc = at_err_set(err, AT_E_INVALID, "%s:%d: a key is one word of %d to %d characters", path,
+                            lineno, KEY_MIN, KEY_MAX);
         else if (a->n_keys >= MAX_KEYS)
             rc = at_err_set(err, AT_E_INVALID, "%s: more than %d keys", path, MAX_KEYS);
         else {

@@ -18,10 +18,10 @@
 typedef struct at_access at_access;
 
 typedef struct at_access_config {
-    const char *keys_file;   /* one key per line, '#' comments; NULL or "": no keys */
-    double key_per_min;      /* requests a minute per key (0: unlimited) */
-    double addr_per_min;     /* requests a minute per client address (0: unlimited) */
-    int metrics_need_key;    /* /metrics is closed too */
+    const char *keys_file;    /* one key per line, '#' comments; NULL or "": no keys */
+    double key_per_min;       /* requests a minute per key (0: unlimited) */
+    double addr_per_min;      /* requests a minute per client address (0: unlimited) */
+    int metrics_need_key;     /* /metrics is closed too */
     const char *cors_origins; /* "*" or a comma-separated list of origins; NULL/"": no CORS */
 } at_access_config;
 

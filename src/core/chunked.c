@@ -12,16 +12,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define LINE_MAX_BYTES 4096     /* chunk-size line with its extensions */
+#define LINE_MAX_BYTES     4096 /* chunk-size line with its extensions */
 #define TRAILERS_MAX_BYTES 8192 /* the whole trailer section */
 
 typedef enum {
-    S_SIZE,      /* hex digits of the chunk size */
-    S_EXT,       /* ";ext" up to the end of the size line */
-    S_DATA,      /* chunk payload */
-    S_DATA_CR,   /* CRLF after the payload */
-    S_DATA_LF,   /* LF after that CR */
-    S_TRAILER,   /* trailer lines after the last chunk, ending at an empty one */
+    S_SIZE,    /* hex digits of the chunk size */
+    S_EXT,     /* ";ext" up to the end of the size line */
+    S_DATA,    /* chunk payload */
+    S_DATA_CR, /* CRLF after the payload */
+    S_DATA_LF, /* LF after that CR */
+    S_TRAILER, /* trailer lines after the last chunk, ending at an empty one */
     S_DONE,
     S_FAILED
 } state;
@@ -29,11 +29,11 @@ typedef enum {
 struct at_chunked {
     state st;
     size_t limit, total;
-    uint64_t size;     /* current chunk size (S_SIZE/S_EXT) or bytes left (S_DATA) */
-    int digits;        /* hex digits read for the current size */
-    size_t line;       /* bytes on the current size or trailer line */
-    size_t trailers;   /* bytes of the trailer section so far */
-    int result;        /* what to return once S_DONE or S_FAILED */
+    uint64_t size;   /* current chunk size (S_SIZE/S_EXT) or bytes left (S_DATA) */
+    int digits;      /* hex digits read for the current size */
+    size_t line;     /* bytes on the current size or trailer line */
+    size_t trailers; /* bytes of the trailer section so far */
+    int result;      /* what to return once S_DONE or S_FAILED */
     at_err failure;
 };
 
@@ -158,7 +158,8 @@ int at_chunked_feed(at_chunked *c, const unsigned char *in, size_t len, size_t *
                 c->st = S_DATA_LF;
                 break;
             }
-            if (ch != '\n') return fail(c, AT_E_INVALID, "chunked body: a chunk is longer than its size", err);
+            if (ch != '\n')
+                return fail(c, AT_E_INVALID, "chunked body: a chunk is longer than its size", err);
             c->st = S_SIZE;
             c->size = 0;
             c->digits = 0;

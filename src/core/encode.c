@@ -70,7 +70,9 @@ static sf_count_t vio_read(void *p, sf_count_t n, void *u)
 static sf_count_t vio_seek(sf_count_t off, int whence, void *u)
 {
     at_encoder *e = u;
-    sf_count_t at = whence == SEEK_SET ? off : whence == SEEK_CUR ? (sf_count_t)e->bytes + off : (sf_count_t)e->bytes + off;
+    sf_count_t at = whence == SEEK_SET   ? off
+                    : whence == SEEK_CUR ? (sf_count_t)e->bytes + off
+                                         : (sf_count_t)e->bytes + off;
     return at == (sf_count_t)e->bytes ? at : -1;
 }
 
@@ -98,20 +100,23 @@ int at_encoder_check(const char *format, int rate, at_err *err)
     if (fi < 0)
         return at_err_set(err, AT_E_UNSUPPORTED, "unsupported response_format '%s'; supported: %s",
                           format ? format : "(null)", at_encoder_formats());
-    if (rate < 1000 || rate > 384000) return at_err_set(err, AT_E_UNSUPPORTED, "sample rate %d Hz is out of range", rate);
+    if (rate < 1000 || rate > 384000)
+        return at_err_set(err, AT_E_UNSUPPORTED, "sample rate %d Hz is out of range", rate);
     if (!formats[fi].sf_format) return 0;
     /* libsndfile would accept any rate and write a stream players refuse */
     if (strcmp(format, "opus") == 0 && rate != 8000 && rate != 12000 && rate != 16000 && rate != 24000 &&
         rate != 48000)
         return at_err_set(err, AT_E_UNSUPPORTED,
-                          "opus cannot be encoded at %d Hz (Opus takes 8000, 12000, 16000, 24000 or 48000)", rate);
+                          "opus cannot be encoded at %d Hz (Opus takes 8000, 12000, 16000, 24000 or 48000)",
+                          rate);
     SF_INFO info = {0};
     info.samplerate = rate;
     info.channels = 1;
     info.format = formats[fi].sf_format;
     if (!sf_format_check(&info))
         return at_err_set(err, AT_E_UNSUPPORTED, "%s cannot be encoded at %d Hz%s", format, rate,
-                          strcmp(format, "opus") == 0 ? " (Opus takes 8000, 12000, 16000, 24000 or 48000)" : "");
+                          strcmp(format, "opus") == 0 ? " (Opus takes 8000, 12000, 16000, 24000 or 48000)"
+                                                      : "");
     return 0;
 }
 
@@ -184,7 +189,8 @@ static int encode(at_encoder *e, const int16_t *pcm, size_t n, at_err *err)
     if (n == 0) return 0;
     if (e->sf) {
         if (sf_writef_short(e->sf, pcm, (sf_count_t)n) != (sf_count_t)n && !e->stopped)
-            return at_err_set(err, AT_E_ENGINE, "encoding %s failed: %s", formats[e->fmt].name, sf_strerror(e->sf));
+            return at_err_set(err, AT_E_ENGINE, "encoding %s failed: %s", formats[e->fmt].name,
+                              sf_strerror(e->sf));
     } else {
         /* PCM16 little-endian on the wire; this host is little-endian */
         emit(e, pcm, n * sizeof *pcm);
@@ -199,7 +205,8 @@ static int resample_and_encode(at_encoder *e, const int16_t *pcm, size_t n, int 
         return at_err_set(err, AT_E_NOMEM, "out of memory");
     at_audio_s16_to_f32(pcm, n, e->fin);
     size_t got = 0;
-    if (at_resampler_process(e->rs, e->fin, n, last, &e->fout, &e->fout_cap, &got, err)) return err ? err->code : -1;
+    if (at_resampler_process(e->rs, e->fin, n, last, &e->fout, &e->fout_cap, &got, err))
+        return err ? err->code : -1;
     if (grow((void **)&e->s16, &e->s16_cap, got ? got : 1, sizeof *e->s16))
         return at_err_set(err, AT_E_NOMEM, "out of memory");
     at_audio_f32_to_s16(e->fout, got, e->s16);

@@ -1240,9 +1240,10 @@ static int gate_upgrade(at_http_server *s, struct lws *wsi, const char *uri)
     const char *key = header_key(auth, kv_get(q, nq, "api_key"));
     int guarded = at_access_path_guarded(a, uri), rc = 0;
     if (guarded && (!key || !at_access_key_valid(a, key))) {
-        refuse_upgrade(wsi, 401, "invalid_request_error", key ? "invalid_api_key" : "missing_api_key", 0,
-                       key ? "invalid API key"
-                           : "this stream needs an API key: send \"Authorization: Bearer KEY\" or ?api_key=KEY");
+        refuse_upgrade(
+            wsi, 401, "invalid_request_error", key ? "invalid_api_key" : "missing_api_key", 0,
+            key ? "invalid API key"
+                : "this stream needs an API key: send \"Authorization: Bearer KEY\" or ?api_key=KEY");
         rc = -1;
     } else {
         const char *which = "address";

@@ -56,10 +56,10 @@ typedef struct at_http_config {
      * buffered. */
     int body_timeout_s;
     size_t max_buffered;
-    int drain_timeout_s; /* on stop, how long to let work finish */
+    int drain_timeout_s;      /* on stop, how long to let work finish */
     struct at_access *access; /* API keys, rate limits, CORS (core/access.h); NULL: open */
-    at_log *log;         /* may be NULL */
-    at_metrics *metrics; /* may be NULL; http_* metrics are registered */
+    at_log *log;              /* may be NULL */
+    at_metrics *metrics;      /* may be NULL; http_* metrics are registered */
 } at_http_config;
 
 /* Fills defaults: 25 MiB body, 16 in flight, 8 sessions, 1 MiB message,

@@ -74,6 +74,7 @@ typedef struct at_app_config {
     const char *translate_url;     /* e.g. http://translate:8004 */
     const char *tts_url;           /* e.g. http://tts:8005 */
     const char *upstream_key;      /* API key the remote engines send (NULL: none) */
+    int api_keys_required;         /* requests need a key (--api-keys): told to clients */
     int pipeline_max_pending;      /* finals awaiting translation + speech */
     double pipeline_max_backlog_s; /* audio received but not yet recognised */
 } at_app_config;

@@ -458,6 +458,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     ac.translate_url = mt_url;
     ac.tts_url = tts_url;
     ac.upstream_key = upstream_key;
+    ac.api_keys_required = at_access_keys_required(access);
     if (max_pending > 0) ac.pipeline_max_pending = (int)max_pending;
     if (max_backlog > 0) ac.pipeline_max_backlog_s = max_backlog;
 

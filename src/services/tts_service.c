@@ -34,10 +34,10 @@ static void h_voices(at_http_req *req, void *user)
 typedef struct speech_ctx {
     at_http_req *req;
     const char *format;
-    int sse;           /* stream_format "sse": base64 audio in events */
-    int out_rate;      /* what the client gets */
-    int in_rate;       /* what the voice makes */
-    at_encoder *enc;   /* made with the first audio */
+    int sse;         /* stream_format "sse": base64 audio in events */
+    int out_rate;    /* what the client gets */
+    int in_rate;     /* what the voice makes */
+    at_encoder *enc; /* made with the first audio */
     int started;
     size_t samples;
     at_err enc_err;
@@ -135,7 +135,8 @@ static void h_speech(at_http_req *req, void *user)
         at_http_error_coded(req, 400, "invalid_request_error", NULL, "input",
                             "'input' is required and must be a string");
     } else if (!input->valuestring[strspn(input->valuestring, " \t\r\n\f\v")]) { /* blank */
-        at_http_error_coded(req, 400, "invalid_request_error", NULL, "input", "'input' is empty: nothing to say");
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "input",
+                            "'input' is empty: nothing to say");
     } else if (strlen(input->valuestring) > max_chars) {
         at_http_error_coded(req, 413, "invalid_request_error", NULL, "input",
                             "input of %zu characters exceeds the limit of %zu", strlen(input->valuestring),
@@ -194,7 +195,8 @@ static void h_speech(at_http_req *req, void *user)
             at_app_count_audio(app, "tts", (double)c.samples / c.in_rate);
         } else {
             /* The engine made no audio at all (e.g. only punctuation). */
-            at_http_error_coded(req, 422, "invalid_request_error", NULL, "input", "the input produced no speech");
+            at_http_error_coded(req, 422, "invalid_request_error", NULL, "input",
+                                "the input produced no speech");
         }
         at_encoder_free(c.enc);
     }

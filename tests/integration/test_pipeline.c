@@ -543,7 +543,8 @@ static int setup_remote(void **state)
     }
     /* without the key a service refuses */
     at_test_resp r;
-    if (at_test_http(svc[2].ports[0], "GET", "/v1/voices", NULL, NULL, 0, &r) != 0 || r.status != 401) return -1;
+    if (at_test_http(svc[2].ports[0], "GET", "/v1/voices", NULL, NULL, 0, &r) != 0 || r.status != 401)
+        return -1;
     at_test_resp_free(&r);
     char asr[64], mt[64], tts[64];
     snprintf(asr, sizeof asr, "http://127.0.0.1:%d", svc[0].ports[0]);

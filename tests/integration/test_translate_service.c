@@ -105,6 +105,8 @@ static void languages_lists_targets(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr((char *)r.body, "\"code\":\"en\""));
     assert_non_null(strstr((char *)r.body, "\"targets\":[\"es\""));
+    /* languages only: Apertium's en_US variant beside en is not listed */
+    assert_null(strstr((char *)r.body, "en_US"));
     at_test_resp_free(&r);
 }
 
@@ -112,7 +114,9 @@ static void expect_error(const char *json, int status, const char *words)
 {
     at_test_resp r = post_json(json);
     if (r.status != status) fail_msg("%s -> %d %s (expected %d)", json, r.status, r.body, status);
-    assert_non_null(strstr((char *)r.body, "\"error\""));
+    /* LibreTranslate's shape: {"error": "message"} */
+    if (strncmp((char *)r.body, "{\"error\":\"", 10) != 0)
+        fail_msg("%s -> %s: not {\"error\": ...}", json, r.body);
     if (words && !strcasestr((char *)r.body, words))
         fail_msg("%s -> %s (expected '%s' in the message)", json, r.body, words);
     at_test_resp_free(&r);
@@ -150,8 +154,13 @@ static void bad_inputs_get_clear_errors(void **state)
     expect_error("{\"q\":[1,2],\"source\":\"en\",\"target\":\"es\"}", 400, "string");
     expect_error("{\"source\":\"en\",\"target\":\"es\"}", 400, "'q'");
     expect_error("{\"q\":\"hi\",\"target\":\"es\"}", 400, "source");
-    expect_error("{\"q\":\"hi\",\"source\":\"auto\",\"target\":\"es\"}", 400, "source");
-    expect_error("{\"q\":\"hi\",\"source\":\"en\",\"target\":\"es\",\"format\":\"html\"}", 400, "format");
+    expect_error("{\"q\":\"12345 !!!\",\"source\":\"auto\",\"target\":\"es\"}", 400, "cannot tell");
+    expect_error(
+        "{\"q\":\"Ceci est une phrase en français, bien sûr.\",\"source\":\"auto\",\"target\":\"es\"}", 400,
+        "'fr'");
+    expect_error("{\"q\":\"hi\",\"source\":\"en\",\"target\":\"es\",\"format\":\"pdf\"}", 400, "format");
+    expect_error("{\"q\":\"hi\",\"source\":\"en\",\"target\":\"es\",\"alternatives\":-1}", 400,
+                 "alternatives");
     expect_error("{\"q\": \"unterminated", 400, "JSON");
     expect_error("[1,2,3]", 400, "JSON object");
     expect_error("", 400, "empty");
@@ -160,6 +169,77 @@ static void bad_inputs_get_clear_errors(void **state)
     for (int i = 0; i < 60; i++) strcat(big, "word ");
     strcat(big, "\",\"source\":\"en\",\"target\":\"es\"}");
     expect_error(big, 413, "limit");
+}
+
+/* LibreTranslate's "auto": the language is identified (CLD2) and reported
+ * per item as detectedLanguage; codes are case-insensitive. */
+static void auto_source_and_detect(void **state)
+{
+    (void)state;
+    at_test_resp r = post_json("{\"q\":\"The house is big and my brother works there.\",\"source\":\"auto\","
+                               "\"target\":\"ES\"}");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"detectedLanguage\":{\"confidence\":"));
+    assert_non_null(strstr((char *)r.body, "\"language\":\"en\""));
+    assert_non_null(strstr((char *)r.body, "casa"));
+    at_test_resp_free(&r);
+    r = post_json("{\"q\":[\"The house is big.\",\"La casa es grande y mi hermano trabaja allí.\"],"
+                  "\"source\":\"auto\",\"target\":\"en\",\"alternatives\":2}");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"detectedLanguage\":[{"));
+    assert_non_null(strstr((char *)r.body, "\"language\":\"es\""));
+    assert_non_null(strstr((char *)r.body, "brother"));
+    /* Apertium gives one translation: the alternatives are empty */
+    assert_non_null(strstr((char *)r.body, "\"alternatives\":[[],[]]"));
+    at_test_resp_free(&r);
+    const char *q = "{\"q\":\"Ceci est une phrase en français, et elle le reste.\"}";
+    assert_int_equal(
+        at_test_http(port, "POST", "/detect", "Content-Type: application/json\r\n", q, strlen(q), &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "[{\"confidence\":"));
+    assert_non_null(strstr((char *)r.body, "\"language\":\"fr\""));
+    at_test_resp_free(&r);
+}
+
+/* format "html": text nodes are translated, markup, comments and scripts
+ * kept byte for byte, entities decoded for translation and re-escaped. */
+static void html_format_keeps_markup(void **state)
+{
+    (void)state;
+    at_test_resp r = post_json("{\"q\":\"<p class=\\\"big house\\\">The house &amp; the city</p>"
+                               "<script>var house = 1;</script><!-- the house -->\",\"source\":\"en\","
+                               "\"target\":\"es\",\"format\":\"html\"}");
+    assert_int_equal(r.status, 200);
+    const char *b = (const char *)r.body;
+    assert_non_null(strstr(b, "<p class=\\\"big house\\\">"));
+    assert_non_null(strstr(b, "casa"));
+    assert_non_null(strstr(b, "&amp;"));
+    assert_non_null(strstr(b, "</p><script>var house = 1;</script><!-- the house -->"));
+    at_test_resp_free(&r);
+}
+
+/* Bodies as LibreTranslate accepts them: multipart form fields. */
+static void multipart_body_and_settings(void **state)
+{
+    (void)state;
+    at_test_form f;
+    at_test_form_init(&f);
+    at_test_form_field(&f, "q", "The house is big.");
+    at_test_form_field(&f, "source", "en");
+    at_test_form_field(&f, "target", "es");
+    char hdr[256];
+    at_test_form_finish(&f, hdr, sizeof hdr);
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", "/translate", hdr, f.data, f.len, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "casa"));
+    at_test_resp_free(&r);
+    at_test_form_free(&f);
+    assert_int_equal(at_test_http(port, "GET", "/frontend/settings", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr((char *)r.body, "\"charLimit\":200"));
+    assert_non_null(strstr((char *)r.body, "\"keyRequired\":false"));
+    at_test_resp_free(&r);
 }
 
 static void oversized_body_is_413_and_service_survives(void **state)
@@ -219,6 +299,9 @@ int main(void)
         cmocka_unit_test(form_encoded_body_works),
         cmocka_unit_test(languages_lists_targets),
         cmocka_unit_test(bad_inputs_get_clear_errors),
+        cmocka_unit_test(auto_source_and_detect),
+        cmocka_unit_test(html_format_keeps_markup),
+        cmocka_unit_test(multipart_body_and_settings),
         cmocka_unit_test(oversized_body_is_413_and_service_survives),
         cmocka_unit_test(unknown_route_and_method),
         cmocka_unit_test(health_ready_metrics),

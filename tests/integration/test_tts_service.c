@@ -108,8 +108,8 @@ static void openai_voice_names_and_speed(void **state)
     at_test_resp a = speech_wav("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\"}");
     double d1 = check_wav(&a, NULL);
     at_test_resp_free(&a);
-    at_test_resp b =
-        speech_wav("{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\",\"speed\":2.0}");
+    at_test_resp b = speech_wav(
+        "{\"input\":\"This sentence is spoken at two speeds.\",\"voice\":\"alloy\",\"speed\":2.0}");
     double d2 = check_wav(&b, NULL);
     at_test_resp_free(&b);
     if (!(d2 < d1 * 0.8)) fail_msg("speed 2.0 gave %.2f s vs %.2f s at 1.0", d2, d1);
@@ -145,8 +145,10 @@ static void pcm_format(void **state)
 static void every_format_decodes(void **state)
 {
     (void)state;
-    static const char *const fmts[][2] = {{NULL, "audio/mpeg"},     {"mp3", "audio/mpeg"},
-                                          {"opus", "audio/ogg"},    {"flac", "audio/flac"},
+    static const char *const fmts[][2] = {{NULL, "audio/mpeg"},
+                                          {"mp3", "audio/mpeg"},
+                                          {"opus", "audio/ogg"},
+                                          {"flac", "audio/flac"},
                                           {"wav", "audio/wav"}};
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
         char body[256];
@@ -201,7 +203,8 @@ static void sse_speech_events(void **state)
             deltas++;
         } else {
             assert_string_equal(type, "speech.audio.done");
-            assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "usage"), "total_tokens")));
+            assert_true(
+                cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "usage"), "total_tokens")));
             done = 1;
         }
         cJSON_Delete(ev);

@@ -155,8 +155,8 @@ static void test_cors_and_bearer(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keys_file),  cmocka_unit_test(test_bad_keys_files),
-        cmocka_unit_test(test_rate_limits), cmocka_unit_test(test_bucket_table_is_bounded),
+        cmocka_unit_test(test_keys_file),       cmocka_unit_test(test_bad_keys_files),
+        cmocka_unit_test(test_rate_limits),     cmocka_unit_test(test_bucket_table_is_bounded),
         cmocka_unit_test(test_cors_and_bearer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,7 +53,8 @@ static int feed_all(const char *raw, size_t limit, size_t step, sinkbuf *out, si
 static void test_every_split_decodes_the_same(void **st)
 {
     (void)st;
-    const char *raw = "5\r\nhello\r\n1;name=value\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: yes\r\n\r\nGET /next";
+    const char *raw =
+        "5\r\nhello\r\n1;name=value\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: yes\r\n\r\nGET /next";
     for (size_t step = 1; step <= strlen(raw); step++) {
         sinkbuf out = {0};
         size_t taken;
@@ -105,12 +106,12 @@ static void test_malformed(void **st)
 {
     (void)st;
     static const char *const bad[] = {
-        "zz\r\n",                    /* not hex */
-        "\r\n",                      /* no size */
-        "3\r\nabcd\r\n",             /* longer than its size */
-        "3\r\nabc\rX",               /* CR without LF */
-        "1000000000000000\r\n",      /* 16 hex digits */
-        "-1\r\n",                    /* a sign is not hex */
+        "zz\r\n",               /* not hex */
+        "\r\n",                 /* no size */
+        "3\r\nabcd\r\n",        /* longer than its size */
+        "3\r\nabc\rX",          /* CR without LF */
+        "1000000000000000\r\n", /* 16 hex digits */
+        "-1\r\n",               /* a sign is not hex */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sinkbuf out = {0};
@@ -157,7 +158,8 @@ static void test_sink_error(void **st)
     assert_int_equal(at_chunked_feed(c, (const unsigned char *)raw, strlen(raw), &used, collect, &out, &err),
                      AT_E_NOMEM);
     assert_string_equal(err.msg, "test buffer full");
-    assert_int_equal(at_chunked_feed(c, (const unsigned char *)"x", 1, &used, collect, &out, &err), AT_E_NOMEM);
+    assert_int_equal(at_chunked_feed(c, (const unsigned char *)"x", 1, &used, collect, &out, &err),
+                     AT_E_NOMEM);
     at_chunked_free(c);
 }
 

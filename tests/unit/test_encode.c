@@ -122,8 +122,8 @@ static void test_writer_stops(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wav),  cmocka_unit_test(test_pcm),      cmocka_unit_test(test_mp3),
-        cmocka_unit_test(test_opus), cmocka_unit_test(test_flac),     cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_wav),          cmocka_unit_test(test_pcm),  cmocka_unit_test(test_mp3),
+        cmocka_unit_test(test_opus),         cmocka_unit_test(test_flac), cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_writer_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -106,8 +106,7 @@ static void ws_echo(at_ws *ws, void *u)
 static const at_http_route routes[] = {
     {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
     {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER}, {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
-    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
-    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
+    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
 };
 
 static void *loop_main(void *arg)
@@ -377,8 +376,9 @@ static void chunked_request_bodies(void **state)
     at_test_resp_free(&r);
 
     /* both framings at once (request smuggling) are refused */
-    const char both[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        "6\r\nabcdef\r\n0\r\n\r\n";
+    const char both[] =
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "6\r\nabcdef\r\n0\r\n\r\n";
     assert_int_equal(at_test_raw(fx.port, both, sizeof both - 1, &r, 5), 0);
     assert_int_equal(r.status, 400);
     assert_non_null(strstr((char *)r.body, "both Content-Length and Transfer-Encoding"));
@@ -424,7 +424,8 @@ static void chunked_upload_with_long_handler(void **state)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx.port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    const char req[] = "POST /slow HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    const char req[] =
+        "POST /slow HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
     assert_int_equal(send(fd, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)(sizeof req - 1));
     pthread_mutex_lock(&fx.mu);
     while (fx.slow_running == 0) pthread_cond_wait(&fx.cv, &fx.mu);
@@ -438,7 +439,8 @@ static void chunked_upload_with_long_handler(void **state)
     size_t n = 0;
     ssize_t got;
     struct pollfd pf = {fd, POLLIN, 0};
-    while (n < sizeof buf - 1 && poll(&pf, 1, 5000) > 0 && (got = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0)
+    while (n < sizeof buf - 1 && poll(&pf, 1, 5000) > 0 &&
+           (got = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0)
         n += (size_t)got;
     buf[n] = '\0';
     close(fd);
@@ -486,11 +488,13 @@ static void access_control(void **state)
     assert_int_equal(r.status, 401);
     assert_non_null(strstr((char *)r.body, "\"code\":\"missing_api_key\""));
     at_test_resp_free(&r);
-    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer bad-key-0001\r\n", "x", 1, &r), 0);
+    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer bad-key-0001\r\n", "x", 1, &r),
+                     0);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr((char *)r.body, "\"code\":\"invalid_api_key\""));
     at_test_resp_free(&r);
-    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "x", 1, &r), 0);
+    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "x", 1, &r),
+                     0);
     assert_int_equal(r.status, 200);
     at_test_resp_free(&r);
     assert_int_equal(at_test_http(oa, "POST", "/echo?api_key=good-key-0001", NULL, "y", 1, &r), 0);
@@ -504,10 +508,12 @@ static void access_control(void **state)
     assert_int_equal(r.status, 200);
     at_test_resp_free(&r);
     /* the key's third request this minute is its last: 429 after it */
-    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "z", 1, &r), 0);
+    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "z", 1, &r),
+                     0);
     assert_int_equal(r.status, 200);
     at_test_resp_free(&r);
-    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "z", 1, &r), 0);
+    assert_int_equal(at_test_http(oa, "POST", "/echo", "Authorization: Bearer good-key-0001\r\n", "z", 1, &r),
+                     0);
     assert_int_equal(r.status, 429);
     char v[32];
     assert_true(at_test_header(&r, "retry-after", v, sizeof v));
@@ -519,21 +525,22 @@ static void access_control(void **state)
      * errors are {"error": "..."}; this key is spent, so a new server
      * would be needed for 200s: a wrong key and a missing one suffice */
     const char *json = "{\"q\":\"x\",\"api_key\":\"bad-key-0002\"}";
-    assert_int_equal(at_test_http(lt, "POST", "/echo", "Content-Type: application/json\r\n", json, strlen(json), &r), 0);
+    assert_int_equal(
+        at_test_http(lt, "POST", "/echo", "Content-Type: application/json\r\n", json, strlen(json), &r), 0);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr((char *)r.body, "{\"error\":\"invalid API key"));
     at_test_resp_free(&r);
     const char *form = "q=x";
-    assert_int_equal(at_test_http(lt, "POST", "/echo", "Content-Type: application/x-www-form-urlencoded\r\n", form,
-                                  strlen(form), &r),
+    assert_int_equal(at_test_http(lt, "POST", "/echo", "Content-Type: application/x-www-form-urlencoded\r\n",
+                                  form, strlen(form), &r),
                      0);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr((char *)r.body, "api_key"));
     at_test_resp_free(&r);
     /* a spent key is refused with 429 even from the body */
     form = "q=x&api_key=good-key-0001";
-    assert_int_equal(at_test_http(lt, "POST", "/echo", "Content-Type: application/x-www-form-urlencoded\r\n", form,
-                                  strlen(form), &r),
+    assert_int_equal(at_test_http(lt, "POST", "/echo", "Content-Type: application/x-www-form-urlencoded\r\n",
+                                  form, strlen(form), &r),
                      0);
     assert_int_equal(r.status, 429);
     at_test_resp_free(&r);
@@ -546,8 +553,9 @@ static void access_control(void **state)
 
     /* CORS: the allowed origin gets its headers and a preflight answer;
      * another origin gets none */
-    const char pre[] = "OPTIONS /echo HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n"
-                       "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization\r\n\r\n";
+    const char pre[] =
+        "OPTIONS /echo HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n"
+        "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization\r\n\r\n";
     assert_int_equal(at_test_raw(oa, pre, sizeof pre - 1, &r, 5), 0);
     assert_int_equal(r.status, 200);
     assert_true(at_test_header(&r, "access-control-allow-origin", v, sizeof v));

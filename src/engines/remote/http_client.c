@@ -83,8 +83,8 @@ static CURL *prepare(const char *url, const char *api_key, const char *body, str
     return c;
 }
 
-cJSON *at_remote_json(const char *base, const char *api_key, const char *path, const char *body, size_t max_bytes,
-                      int timeout_s, at_err *err)
+cJSON *at_remote_json(const char *base, const char *api_key, const char *path, const char *body,
+                      size_t max_bytes, int timeout_s, at_err *err)
 {
     char url[1024];
     snprintf(url, sizeof url, "%s%s", base, path);

@@ -13,8 +13,8 @@ typedef struct cJSON cJSON;
 /* GET or POST (body != NULL, JSON) base+path; answers the parsed JSON body
  * of a 2xx response.  Errors name the service's own error message.
  * Responses over max_bytes are refused (AT_E_TOO_LARGE). */
-cJSON *at_remote_json(const char *base, const char *api_key, const char *path, const char *body, size_t max_bytes,
-                      int timeout_s, at_err *err);
+cJSON *at_remote_json(const char *base, const char *api_key, const char *path, const char *body,
+                      size_t max_bytes, int timeout_s, at_err *err);
 
 /* Streams a POSTed JSON request's response body into cb as it arrives;
  * cb returns nonzero to stop (AT_E_CANCELLED).  While waiting, cb is also
