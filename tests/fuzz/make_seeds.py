@@ -189,12 +189,28 @@ def main():
     seeds["translate_form"] = (1, http("POST", "/translate", b"q=Hello+world%21&source=en&target=ca",
                                       "application/x-www-form-urlencoded"))
     seeds["translate_languages"] = (1, http("GET", "/languages"))
+    seeds["translate_auto_html"] = (1, http("POST", "/translate", json.dumps(
+        {"q": "<p>The <b>house</b> &amp; the city</p>", "source": "auto", "target": "ES", "format": "html",
+         "alternatives": 1, "api_key": "k"}).encode(), "application/json"))
+    seeds["translate_detect"] = (1, http("POST", "/detect", b"q=Bonjour+tout+le+monde",
+                                       "application/x-www-form-urlencoded"))
+    seeds["translate_settings"] = (1, http("GET", "/frontend/settings"))
+    body = json.dumps({"q": "Hello there.", "source": "en", "target": "es"}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7]) for i in range(0, len(body), 7))
+    seeds["translate_chunked"] = (1, b"POST /translate HTTP/1.1\r\nHost: fuzz\r\nContent-Type: application/json"
+                                     b"\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer k\r\n\r\n" +
+                                  chunked + b"0\r\n\r\n")
     seeds["tts_speech"] = (2, http("POST", "/v1/audio/speech", json.dumps(
         {"model": "tts-1", "input": "Hello.", "voice": "alloy", "response_format": "wav",
          "speed": 1.5}).encode(), "application/json"))
     seeds["tts_speech_pcm"] = (2, http("POST", "/v1/audio/speech", json.dumps(
         {"input": "Hola.", "voice": "es", "response_format": "pcm"}).encode(), "application/json"))
     seeds["tts_voices"] = (2, http("GET", "/v1/voices?language=en"))
+    seeds["tts_speech_sse_opus"] = (2, http("POST", "/v1/audio/speech", json.dumps(
+        {"input": "Hi there.", "response_format": "opus", "stream_format": "sse", "sample_rate": 16000}).encode(),
+        "application/json"))
+    seeds["tts_speech_mp3_cors"] = (2, b"OPTIONS /v1/audio/speech HTTP/1.1\r\nHost: fuzz\r\nOrigin: http://a\r\n"
+                                       b"Access-Control-Request-Method: POST\r\n\r\n")
     seeds["pipeline_page"] = (3, http("GET", "/"))
     seeds["pipeline_config"] = (3, http("GET", "/v1/config"))
     seeds["pipeline_ws"] = (3, ws("/v1/pipeline", [
