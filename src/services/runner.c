@@ -9,6 +9,7 @@
 #include "core/access.h"
 #include "core/config.h"
 #include "services/supervisor.h"
+#include "services/wyoming.h"
 
 #define RUNNER_EXIT_GRACE_MS 3000 /* after the drain timeout */
 
@@ -19,6 +20,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
     char *api_keys = NULL, *cors = NULL, *upstream_key = NULL;
     double key_rate = 0, addr_rate = 0;
+    long wy_asr_port = -1, wy_tts_port = -1;
     int metrics_key = 0;
     long max_jobs = 2, max_queued = 16, body_timeout = 30;
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
@@ -62,6 +64,25 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                     0,
                                     65535};
     }
+    /* Wyoming (Home Assistant) beside the HTTP ports of asr and tts */
+    if (kinds & AT_APP_ASR)
+        opts[n++] = (at_option){single ? "wyoming-port" : "wyoming-asr-port",
+                                single ? "AT_WYOMING_PORT" : "AT_WYOMING_ASR_PORT",
+                                AT_OPT_INT,
+                                "10300",
+                                "Wyoming protocol port for speech recognition (-1 = off, 0 = any free port)",
+                                &wy_asr_port,
+                                -1,
+                                65535};
+    if (kinds & AT_APP_TTS)
+        opts[n++] = (at_option){single ? "wyoming-port" : "wyoming-tts-port",
+                                single ? "AT_WYOMING_PORT" : "AT_WYOMING_TTS_PORT",
+                                AT_OPT_INT,
+                                "10200",
+                                "Wyoming protocol port for speech synthesis (-1 = off, 0 = any free port)",
+                                &wy_tts_port,
+                                -1,
+                                65535};
     if (kinds == AT_APP_PIPELINE) {
         /* The standalone pipeline reaches the three services over HTTP. */
         opts[n++] = (at_option){"asr-url",
@@ -475,6 +496,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     hc.access = access;
 
     int status = 1;
+    at_wyoming *wy[2] = {NULL, NULL};
     at_app *app = at_app_new(&ac, log, metrics, &err);
     at_http_server *srv = app ? at_http_server_new(&hc, &err) : NULL;
     if (!srv) goto out;
@@ -486,6 +508,27 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         snprintf(url, sizeof url, "http://%s:%d", strcmp(host, "0.0.0.0") == 0 ? "localhost" : host, bound);
         at_log_write(log, AT_LOG_INFO, "listening", "service", svc[i].name, "url", url, NULL);
     }
+    /* A Wyoming port already taken (another service on this machine)
+     * leaves HTTP serving: logged, not fatal. */
+    static const struct {
+        int kind;
+        const char *name;
+    } wy_kinds[] = {{AT_APP_ASR, "wyoming-asr"}, {AT_APP_TTS, "wyoming-tts"}};
+    for (int i = 0; i < 2; i++) {
+        long wp = wy_kinds[i].kind == AT_APP_ASR ? wy_asr_port : wy_tts_port;
+        if (!(listen_kinds & wy_kinds[i].kind) || wp < 0) continue;
+        int bound = 0;
+        at_err werr;
+        wy[i] = at_wyoming_start(app, wy_kinds[i].kind, host, (int)wp, &bound, &werr);
+        char url[128];
+        snprintf(url, sizeof url, "tcp://%s:%d", strcmp(host, "0.0.0.0") == 0 ? "localhost" : host, bound);
+        if (wy[i])
+            at_log_write(log, AT_LOG_INFO, "wyoming listening", "service", wy_kinds[i].name, "url", url,
+                         NULL);
+        else
+            at_log_write(log, AT_LOG_ERROR, "wyoming not started", "service", wy_kinds[i].name, "error",
+                         werr.msg, NULL);
+    }
     if (at_app_load_async(app, &err) != 0) goto out;
     at_http_server_stop_on_signals(srv);
     at_http_server_run(srv);
@@ -493,6 +536,10 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     /* The drain is over: connections close (their work sees itself
      * cancelled); work that does not stop within a few seconds is not
      * waited for, the process exits anyway. */
+    for (int i = 0; i < 2; i++) {
+        at_wyoming_stop(wy[i], RUNNER_EXIT_GRACE_MS);
+        wy[i] = NULL;
+    }
     int left = at_http_server_close(srv, RUNNER_EXIT_GRACE_MS);
     if (left > 0) {
         char n_left[16];
@@ -502,6 +549,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         _exit(0);
     }
 out:
+    for (int i = 0; i < 2; i++) at_wyoming_stop(wy[i], RUNNER_EXIT_GRACE_MS);
     if (status) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         at_log_write(log, AT_LOG_ERROR, "fatal", "error", err.msg, NULL);
