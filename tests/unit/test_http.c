@@ -106,7 +106,8 @@ static void ws_echo(at_ws *ws, void *u)
 static const at_http_route routes[] = {
     {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
     {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER}, {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
-    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
+    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},    {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE},
+    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
 };
 
 static void *loop_main(void *arg)
@@ -573,6 +574,42 @@ static void access_control(void **state)
     at_access_free(acc);
 }
 
+/* Requests pipelined behind another on one connection: each connection
+ * gets its first answer and is closed, and the server keeps serving.
+ * libwebsockets parsed the second from its buffer without polling again,
+ * and the whole server spun for ever (found by fuzz_server). */
+static void pipelined_requests_do_not_hang_the_server(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "GET /health HTTP/1.1\r\nHost: t\r\n\r\nPOST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: "
+        "3\r\n\r\nabc",
+        "GET /health HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: "
+        "3\r\n\r\nabc",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcPOST /echo HTTP/1.1\r\nHost: t\r\n"
+        "Content-Length: 3\r\n\r\nxyz",
+        "POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcGET /health HTTP/1.1\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcGET /health HTTP/1.1\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        at_test_resp r;
+        assert_int_equal(at_test_raw(fx.port, cases[i], strlen(cases[i]), &r, 5), 0);
+        assert_true(r.status == 200 || r.status == 404);
+        char v[32];
+        assert_true(at_test_header(&r, "connection", v, sizeof v));
+        assert_string_equal(v, "close");
+        at_test_resp_free(&r);
+        /* the server still answers others, at once */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(at_test_raw(fx.port, "GET /health HTTP/1.1\r\nHost: t\r\n\r\n", 34, &r, 5), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_int_equal(r.status, 200);
+        assert_true(t1.tv_sec - t0.tv_sec < 2);
+        at_test_resp_free(&r);
+    }
+}
+
 static void websocket_echo_limits_and_close_codes(void **state)
 {
     (void)state;
@@ -711,6 +748,7 @@ int main(void)
         cmocka_unit_test(chunked_request_bodies),
         cmocka_unit_test(chunked_upload_with_long_handler),
         cmocka_unit_test(access_control),
+        cmocka_unit_test(pipelined_requests_do_not_hang_the_server),
         cmocka_unit_test(websocket_echo_limits_and_close_codes),
         cmocka_unit_test(websocket_backpressure_bounds_memory),
         cmocka_unit_test(stop_drains_and_returns),
