@@ -39,7 +39,7 @@ TMP=$(mktemp -d /tmp/at-docker-check.XXXXXX)
 DOCKER=/usr/bin/docker
 export DOCKER DOCKER_BUILDKIT=1
 # A project and a volume of its own, so a stack of yours on this machine is
-# left alone (its ports excepted: 8003-8005 must be free).
+# left alone (its ports excepted: 8000-8005, 10200 and 10300 must be free).
 export COMPOSE_PROJECT_NAME=atcheck AT_MODELS_VOLUME=atcheck-models
 VERSION=$(sed -n 's/^project([a-z_]* VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 export AT_VERSION="$VERSION"
@@ -315,6 +315,13 @@ if [ "$STACK" = 1 ]; then
     else
         fail "synthesis: HTTP $code, $bytes bytes"
     fi
+
+    # Home Assistant's first question over Wyoming: describe -> info
+    r=$(timeout 10 bash -c 'exec 3<>/dev/tcp/127.0.0.1/10200 && printf "{\"type\": \"describe\"}\n" >&3 && head -c 300 <&3' 2>&1)
+    case "$r" in
+    *'"type":"info"'*) ok "Wyoming describe on :10200 -> info" ;;
+    *) fail "Wyoming describe on :10200 -> $r" ;;
+    esac
 
     r=$(curl -sS --max-time 30 http://localhost:8000/v1/config 2>&1)
     case "$r" in

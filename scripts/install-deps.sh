@@ -9,6 +9,7 @@ libcurl4-openssl-dev zlib1g-dev libcmocka-dev curl ca-certificates
 libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us pocketsphinx-testdata
 apertium apertium-en-es
 libespeak-ng-dev espeak-ng-data flite1-dev libcld2-dev g++
+libvo-aacenc-dev faad
 chromium nodejs"
 # The browser test needs npm; a nodejs from elsewhere (NodeSource) ships
 # its own and conflicts with Debian's npm package.

@@ -10,6 +10,8 @@
 #include <sndfile.h>
 #include <stdlib.h>
 #include <string.h>
+#include <vo-aacenc/cmnMemory.h>
+#include <vo-aacenc/voAAC.h>
 
 #include "core/audio.h"
 
@@ -22,8 +24,12 @@ static const struct {
     {"mp3", "audio/mpeg", SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III},
     {"opus", "audio/ogg", SF_FORMAT_OGG | SF_FORMAT_OPUS},
     {"flac", "audio/flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16},
+    {"aac", "audio/aac", 0}, /* ADTS, by VisualOn's encoder (libvo-aacenc) */
 };
-#define N_FORMATS (sizeof formats / sizeof formats[0])
+
+#define AAC_FRAME   1024  /* samples a frame */
+#define AAC_BITRATE 64000 /* mono speech at 24 kHz */
+#define N_FORMATS   (sizeof formats / sizeof formats[0])
 
 struct at_encoder {
     int fmt; /* index into formats */
@@ -39,6 +45,13 @@ struct at_encoder {
     size_t s16_cap;
     SNDFILE *sf;
     int finished;
+    /* aac */
+    VO_AUDIO_CODECAPI aac_api;
+    VO_HANDLE aac;
+    VO_MEM_OPERATOR aac_mem;
+    int16_t aac_in[AAC_FRAME];
+    size_t aac_n;
+    unsigned char aac_out[8192];
 };
 
 static int find(const char *name)
@@ -56,7 +69,7 @@ const char *at_encoder_content_type(const char *format)
     return i < 0 ? NULL : formats[i].ctype;
 }
 
-const char *at_encoder_formats(void) { return "mp3, opus, flac, wav, pcm"; }
+const char *at_encoder_formats(void) { return "mp3, opus, aac, flac, wav, pcm"; }
 
 /* ---- the append-only virtual file ---- */
 
@@ -102,6 +115,15 @@ int at_encoder_check(const char *format, int rate, at_err *err)
                           format ? format : "(null)", at_encoder_formats());
     if (rate < 1000 || rate > 384000)
         return at_err_set(err, AT_E_UNSUPPORTED, "sample rate %d Hz is out of range", rate);
+    if (strcmp(format, "aac") == 0) {
+        static const int aac_rates[] = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000};
+        for (size_t i = 0; i < sizeof aac_rates / sizeof aac_rates[0]; i++)
+            if (rate == aac_rates[i]) return 0;
+        return at_err_set(err, AT_E_UNSUPPORTED,
+                          "aac cannot be encoded at %d Hz (AAC takes 8000 to 48000 Hz rates "
+                          "such as 16000, 22050, 24000, 44100)",
+                          rate);
+    }
     if (!formats[fi].sf_format) return 0;
     /* libsndfile would accept any rate and write a stream players refuse */
     if (strcmp(format, "opus") == 0 && rate != 8000 && rate != 12000 && rate != 16000 && rate != 24000 &&
@@ -159,6 +181,27 @@ at_encoder *at_encoder_new(const char *format, int in_rate, int out_rate, at_enc
             sf_command(e->sf, SFC_SET_BITRATE_MODE, &mode, sizeof mode);
             sf_command(e->sf, SFC_SET_COMPRESSION_LEVEL, &q, sizeof q);
         }
+    } else if (strcmp(format, "aac") == 0) {
+        AACENC_PARAM prm = {0};
+        VO_CODEC_INIT_USERDATA ud = {0};
+        e->aac_mem.Alloc = cmnMemAlloc;
+        e->aac_mem.Copy = cmnMemCopy;
+        e->aac_mem.Free = cmnMemFree;
+        e->aac_mem.Set = cmnMemSet;
+        e->aac_mem.Check = cmnMemCheck;
+        ud.memflag = VO_IMF_USERMEMOPERATOR;
+        ud.memData = &e->aac_mem;
+        prm.sampleRate = out_rate;
+        prm.bitRate = AAC_BITRATE;
+        prm.nChannels = 1;
+        prm.adtsUsed = 1; /* ADTS frames: a stream any decoder can start on */
+        if (voGetAACEncAPI(&e->aac_api) != VO_ERR_NONE ||
+            e->aac_api.Init(&e->aac, VO_AUDIO_CodingAAC, &ud) != VO_ERR_NONE || !e->aac ||
+            e->aac_api.SetParam(e->aac, VO_PID_AAC_ENCPARAM, &prm) != VO_ERR_NONE) {
+            at_err_set(err, AT_E_ENGINE, "cannot start the AAC encoder at %d Hz", out_rate);
+            at_encoder_free(e);
+            return NULL;
+        }
     } else if (strcmp(format, "wav") == 0) {
         uint8_t hdr[44];
         at_wav_header(hdr, out_rate, 0xFFFFFFFFu);
@@ -183,10 +226,40 @@ static int grow(void **p, size_t *cap, size_t n, size_t elem)
     return 0;
 }
 
+/* Encodes the full frame in aac_in (zero-padded by the caller at the end). */
+static int aac_frame(at_encoder *e, at_err *err)
+{
+    VO_CODECBUFFER in = {0}, out = {0};
+    VO_AUDIO_OUTPUTINFO info = {0};
+    in.Buffer = (VO_PBYTE)e->aac_in;
+    in.Length = AAC_FRAME * sizeof e->aac_in[0];
+    if (e->aac_api.SetInputData(e->aac, &in) != VO_ERR_NONE)
+        return at_err_set(err, AT_E_ENGINE, "the AAC encoder refused its input");
+    out.Buffer = e->aac_out;
+    out.Length = sizeof e->aac_out;
+    VO_U32 rc = e->aac_api.GetOutputData(e->aac, &out, &info);
+    e->aac_n = 0;
+    if (rc != VO_ERR_NONE && rc != VO_ERR_INPUT_BUFFER_SMALL)
+        return at_err_set(err, AT_E_ENGINE, "AAC encoding failed (0x%x)", (unsigned)rc);
+    emit(e, out.Buffer, out.Length);
+    return 0;
+}
+
 /* Encodes n samples already at the output rate. */
 static int encode(at_encoder *e, const int16_t *pcm, size_t n, at_err *err)
 {
     if (n == 0) return 0;
+    if (e->aac) {
+        while (n > 0 && !e->stopped) {
+            size_t k = AAC_FRAME - e->aac_n < n ? AAC_FRAME - e->aac_n : n;
+            memcpy(e->aac_in + e->aac_n, pcm, k * sizeof *pcm);
+            e->aac_n += k;
+            pcm += k;
+            n -= k;
+            if (e->aac_n == AAC_FRAME && aac_frame(e, err) != 0) return err ? err->code : -1;
+        }
+        return e->stopped ? at_err_set(err, AT_E_CANCELLED, "the client went away") : 0;
+    }
     if (e->sf) {
         if (sf_writef_short(e->sf, pcm, (sf_count_t)n) != (sf_count_t)n && !e->stopped)
             return at_err_set(err, AT_E_ENGINE, "encoding %s failed: %s", formats[e->fmt].name,
@@ -223,6 +296,10 @@ int at_encoder_finish(at_encoder *e, at_err *err)
 {
     if (e->finished) return 0;
     int rc = e->rs ? resample_and_encode(e, NULL, 0, 1, err) : 0;
+    if (!rc && e->aac && e->aac_n > 0) { /* the last frame, padded with silence */
+        memset(e->aac_in + e->aac_n, 0, (AAC_FRAME - e->aac_n) * sizeof e->aac_in[0]);
+        rc = aac_frame(e, err);
+    }
     e->finished = 1;
     if (e->sf) {
         /* closing writes the codec's last frames and the stream's end */
@@ -239,6 +316,7 @@ void at_encoder_free(at_encoder *e)
 {
     if (!e) return;
     if (e->sf) sf_close(e->sf);
+    if (e->aac) e->aac_api.Uninit(e->aac);
     at_resampler_free(e->rs);
     free(e->fin);
     free(e->fout);

@@ -9,6 +9,7 @@
  *   mp3   MPEG-1/2 layer III (LAME, through libsndfile)
  *   opus  Ogg Opus (libopus + libogg, through libsndfile)
  *   flac  FLAC (libFLAC, through libsndfile)
+ *   aac   AAC-LC in ADTS frames, 64 kbit/s (VisualOn's encoder: libvo-aacenc)
  *
  * The output rate is chosen by the caller (OpenAI's is 24 kHz); input is
  * resampled with soxr when it differs.  Ogg Opus takes 8, 12, 16, 24 or
@@ -30,7 +31,7 @@ typedef int (*at_encoder_write)(void *user, const void *data, size_t len);
 int at_encoder_known(const char *format);
 /* The Content-Type of a format ("audio/mpeg"); NULL if unknown. */
 const char *at_encoder_content_type(const char *format);
-/* "wav, pcm, mp3, opus, flac": for error messages. */
+/* "mp3, opus, aac, flac, wav, pcm": for error messages. */
 const char *at_encoder_formats(void);
 
 /* 0 if `format` can be written at `rate`, else AT_E_UNSUPPORTED saying

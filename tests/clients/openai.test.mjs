@@ -62,10 +62,11 @@ try {
     mp3: (b) => (b[0] === 0xff && (b[1] & 0xe0) === 0xe0) || b.subarray(0, 3).toString() === 'ID3',
     opus: (b) => b.subarray(0, 4).toString() === 'OggS' && b.includes(Buffer.from('OpusHead')),
     flac: (b) => b.subarray(0, 4).toString() === 'fLaC',
+    aac: (b) => b[0] === 0xff && (b[1] & 0xf6) === 0xf0, // ADTS
     wav: (b) => b.subarray(0, 4).toString() === 'RIFF' && b.subarray(8, 12).toString() === 'WAVE',
     pcm: (b) => b.length % 2 === 0 && b.subarray(0, 4).toString() !== 'RIFF',
   };
-  for (const fmt of [undefined, 'mp3', 'opus', 'flac', 'wav', 'pcm']) {
+  for (const fmt of [undefined, 'mp3', 'opus', 'aac', 'flac', 'wav', 'pcm']) {
     await check(`speech response_format ${fmt ?? '(default: mp3)'}`, async () => {
       const res = await speech.audio.speech.create({
         model: 'tts-1', voice: 'alloy', input: 'The quick brown fox jumps over the lazy dog.',

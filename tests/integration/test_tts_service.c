@@ -175,6 +175,32 @@ static void every_format_decodes(void **state)
     }
 }
 
+/* aac: ADTS frames at 24 kHz, mono, streamed. */
+static void aac_format(void **state)
+{
+    (void)state;
+    at_test_resp r =
+        speech("{\"input\":\"The quick brown fox jumps over the lazy dog.\",\"response_format\":\"aac\"}");
+    assert_int_equal(r.status, 200);
+    assert_true(r.chunked);
+    char ct[64];
+    assert_true(at_test_header(&r, "content-type", ct, sizeof ct));
+    assert_string_equal(ct, "audio/aac");
+    size_t off = 0, frames = 0;
+    while (off + 7 <= r.len) {
+        assert_int_equal(r.body[off], 0xFF);
+        assert_int_equal(r.body[off + 1] & 0xF6, 0xF0);
+        assert_int_equal((r.body[off + 2] >> 2) & 15, 6); /* 24 kHz */
+        off +=
+            ((size_t)(r.body[off + 3] & 3) << 11) | ((size_t)r.body[off + 4] << 3) | (r.body[off + 5] >> 5);
+        frames++;
+    }
+    assert_int_equal(off, r.len);
+    double secs = frames * 1024.0 / 24000;
+    if (secs < 1.5 || secs > 6) fail_msg("aac: %.2f s", secs);
+    at_test_resp_free(&r);
+}
+
 /* stream_format "sse": the audio in base64 speech.audio.delta events, in
  * order, then speech.audio.done with usage. */
 static void sse_speech_events(void **state)
@@ -259,7 +285,7 @@ static void bad_inputs(void **state)
     expect_error("{\"voice\":\"slt\"}", 400, "input");
     expect_error("{\"input\":42}", 400, "input");
     expect_error("{\"input\":\"hi\",\"voice\":\"nobody\"}", 400, "unknown voice");
-    expect_error("{\"input\":\"hi\",\"response_format\":\"ogg\"}", 400, "mp3, opus, flac, wav, pcm");
+    expect_error("{\"input\":\"hi\",\"response_format\":\"ogg\"}", 400, "mp3, opus, aac, flac, wav, pcm");
     expect_error("{\"input\":\"hi\",\"response_format\":\"opus\",\"sample_rate\":22050}", 400, "Opus takes");
     expect_error("{\"input\":\"hi\",\"sample_rate\":100}", 400, "sample_rate");
     expect_error("{\"input\":\"hi\",\"stream_format\":\"ws\"}", 400, "stream_format");
@@ -337,6 +363,7 @@ int main(void)
         cmocka_unit_test(openai_voice_names_and_speed),
         cmocka_unit_test(pcm_format),
         cmocka_unit_test(every_format_decodes),
+        cmocka_unit_test(aac_format),
         cmocka_unit_test(sse_speech_events),
         cmocka_unit_test(voices_listed),
         cmocka_unit_test(bad_inputs),
