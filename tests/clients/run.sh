@@ -5,13 +5,7 @@
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${AT_BUILD_DIR:?}/clients"
-mkdir -p "$out"
-cp "$here/package.json" "$here/package-lock.json" "$out/"
-if [ ! -f "$out/node_modules/openai/package.json" ] ||
-   ! cmp -s "$here/package-lock.json" "$out/node_modules/.package-lock.json.at"; then
-    (cd "$out" && npm ci --no-audit --no-fund --loglevel=error)
-    cp "$here/package-lock.json" "$out/node_modules/.package-lock.json.at"
-fi
+sh "$here/../common/npm-ci.sh" "$here" "$out" openai
 # node resolves packages from the test file's folder upwards: run the
 # tests from a copy beside node_modules
 cp "$here"/*.mjs "$out/"
