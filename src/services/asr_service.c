@@ -109,6 +109,41 @@ static void respond_result(at_http_req *req, const at_asr_result *r, const char 
 
 static int client_gone(void *req) { return at_http_req_cancelled(req); }
 
+/* stream=true: OpenAI's server-sent events, a transcript.text.delta for
+ * each segment as the engine finishes it, then transcript.text.done. */
+typedef struct sse_ctx {
+    at_http_req *req;
+    int started, failed;
+    size_t n;
+} sse_ctx;
+
+static int sse_send(sse_ctx *c, cJSON *ev)
+{
+    if (!c->started) {
+        if (at_http_stream_begin(c->req, 200, "text/event-stream") != 0) c->failed = 1;
+        c->started = 1;
+    }
+    if (!c->failed && at_http_sse_event(c->req, ev) != 0) c->failed = 1;
+    cJSON_Delete(ev);
+    return c->failed;
+}
+
+static int sse_segment(void *user, const char *text, double start, double end)
+{
+    (void)start, (void)end;
+    sse_ctx *c = user;
+    const char *t = text + strspn(text, " ");
+    if (!*t) return 0;
+    char *delta = malloc(strlen(t) + 2);
+    if (!delta) return 1;
+    sprintf(delta, "%s%s", c->n++ ? " " : "", t); /* as at_asr_result_text joins them */
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "transcript.text.delta");
+    cJSON_AddStringToObject(ev, "delta", delta);
+    free(delta);
+    return sse_send(c, ev);
+}
+
 /* A form number in [lo, hi]; an absent field keeps *out.  Returns 0 or
  * answers 400 and returns -1. */
 static int form_number(at_http_req *req, const char *name, const char *text, double lo, double hi,
@@ -151,14 +186,15 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
         return;
     }
     char model[64] = "", language[16] = "", fmt[16] = "json", prompt[1024] = "", temp[32] = "",
-         temp_inc[32] = "", max_tokens[32] = "";
+         temp_inc[32] = "", max_tokens[32] = "", stream[8] = "";
     if (at_form_text(form, "model", model, sizeof model, &err) < 0 ||
         at_form_text(form, "language", language, sizeof language, &err) < 0 ||
         at_form_text(form, "response_format", fmt, sizeof fmt, &err) < 0 ||
         at_form_text(form, "prompt", prompt, sizeof prompt, &err) < 0 ||
         at_form_text(form, "temperature", temp, sizeof temp, &err) < 0 ||
         at_form_text(form, "temperature_inc", temp_inc, sizeof temp_inc, &err) < 0 ||
-        at_form_text(form, "max_new_tokens", max_tokens, sizeof max_tokens, &err) < 0) {
+        at_form_text(form, "max_new_tokens", max_tokens, sizeof max_tokens, &err) < 0 ||
+        at_form_text(form, "stream", stream, sizeof stream, &err) < 0) {
         at_http_error(req, 400, "invalid_request_error", "%s", err.msg);
         free(form);
         return;
@@ -182,7 +218,14 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
     int fmt_ok = 0;
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) fmt_ok |= strcmp(fmt, fmts[i]) == 0;
     at_asr_engine *eng = at_app_asr(app, model);
-    if (!file) {
+    int sse = strcmp(stream, "true") == 0;
+    if (stream[0] && !sse && strcmp(stream, "false") != 0) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "stream",
+                            "'stream' must be true or false");
+    } else if (sse && translate) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "stream",
+                            "streaming is for transcriptions, not translations");
+    } else if (!file) {
         at_http_error(req, 400, "invalid_request_error", "missing the 'file' field");
     } else if (file->len == 0) {
         at_http_error(req, 400, "invalid_request_error", "the uploaded file is empty");
@@ -214,10 +257,32 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
             opt.max_tokens = (int)n_tokens;
             opt.cancelled = client_gone; /* a vanished client frees the worker */
             opt.cancel_user = req;
+            sse_ctx sc = {req, 0, 0, 0};
+            if (sse) {
+                opt.on_segment = sse_segment;
+                opt.segment_user = &sc;
+            }
             at_asr_result res;
             int rc = at_asr_transcribe(eng, audio.samples, audio.n, &opt, &res, &err);
             at_app_observe(app, translate ? "asr_translate" : "asr_transcribe", now_s() - t0);
-            if (rc != 0) {
+            if (sse && (rc == 0 || sc.started)) {
+                /* the whole text last, as OpenAI sends it */
+                cJSON *ev = cJSON_CreateObject();
+                if (rc == 0) {
+                    char *text = at_asr_result_text(&res);
+                    cJSON_AddStringToObject(ev, "type", "transcript.text.done");
+                    cJSON_AddStringToObject(ev, "text", text ? text : "");
+                    free(text);
+                    at_app_count_audio(app, "asr", res.duration);
+                    at_asr_result_free(&res);
+                } else {
+                    cJSON_AddStringToObject(ev, "type", "error");
+                    cJSON *e = cJSON_AddObjectToObject(ev, "error");
+                    cJSON_AddStringToObject(e, "message", err.msg);
+                }
+                sse_send(&sc, ev);
+                at_http_stream_end(req);
+            } else if (rc != 0) {
                 at_http_error_from(req, &err);
             } else {
                 at_app_count_audio(app, "asr", res.duration);

@@ -50,6 +50,40 @@ try {
     assert.ok(Array.isArray(v.segments) && v.segments.length > 0);
   });
 
+  // two LibriVox sentences with a second of silence between: pocketsphinx
+  // finishes one utterance before it hears the next
+  function twoSentences() {
+    const pcmOf = (f) => {
+      const b = fs.readFileSync(`${librivox}/${f}`);
+      const i = b.indexOf('data');
+      return { rate: b.readUInt32LE(24), pcm: b.subarray(i + 8, i + 8 + b.readUInt32LE(i + 4)) };
+    };
+    const a = pcmOf('sense_and_sensibility_01_austen_64kb-0880.wav');
+    const c = pcmOf('sense_and_sensibility_01_austen_64kb-0890.wav');
+    const pcm = Buffer.concat([a.pcm, Buffer.alloc(a.rate * 2), c.pcm]);
+    const h = Buffer.alloc(44);
+    h.write('RIFF', 0); h.writeUInt32LE(36 + pcm.length, 4); h.write('WAVE', 8); h.write('fmt ', 12);
+    h.writeUInt32LE(16, 16); h.writeUInt16LE(1, 20); h.writeUInt16LE(1, 22); h.writeUInt32LE(a.rate, 24);
+    h.writeUInt32LE(a.rate * 2, 28); h.writeUInt16LE(2, 32); h.writeUInt16LE(16, 34); h.write('data', 36);
+    h.writeUInt32LE(pcm.length, 40);
+    return Buffer.concat([h, pcm]);
+  }
+
+  await check('transcription with stream: true (SSE deltas as the engine goes)', async () => {
+    const { toFile } = await import('openai');
+    const stream = await stt.audio.transcriptions.create({
+      file: await toFile(twoSentences(), 'two.wav'), model: 'whisper-1', stream: true,
+    });
+    const events = [];
+    for await (const ev of stream) events.push(ev);
+    const deltas = events.filter((e) => e.type === 'transcript.text.delta');
+    const done = events.at(-1);
+    assert.equal(done.type, 'transcript.text.done');
+    assert.ok(deltas.length >= 2, `${deltas.length} deltas: ${JSON.stringify(events)}`);
+    assert.equal(deltas.map((d) => d.delta).join(''), done.text);
+    assert.match(done.text, /young man/);
+  });
+
   await check('a Buffer via toFile (Content-Length upload)', async () => {
     const { toFile } = await import('openai');
     const t = await stt.audio.transcriptions.create({

@@ -55,7 +55,10 @@ int at_asr_transcribe(at_asr_engine *e, const float *pcm, size_t n, const at_asr
     memset(out, 0, sizeof *out);
     if (!e->ops->transcribe)
         return at_err_set(err, AT_E_UNSUPPORTED, "engine %s cannot transcribe files", e->ops->name);
+    out->on_segment = opt ? opt->on_segment : NULL;
+    out->segment_user = opt ? opt->segment_user : NULL;
     int rc = e->ops->transcribe(e->impl, pcm, n, opt, out, err);
+    out->on_segment = NULL;
     if (rc == 0 && out->duration == 0) out->duration = (double)n / AT_ASR_SAMPLE_RATE;
     return rc;
 }
@@ -129,6 +132,8 @@ int at_asr_result_add(at_asr_result *r, const char *text, double start, double e
     seg->start = start;
     seg->end = end;
     r->n_segments++;
+    if (r->on_segment && r->on_segment(r->segment_user, seg->text, start, end) != 0)
+        return at_err_set(err, AT_E_CANCELLED, "cancelled");
     return 0;
 }
 

@@ -41,6 +41,11 @@ typedef struct at_asr_options {
      * never cancelled. */
     int (*cancelled)(void *user);
     void *cancel_user;
+    /* at_asr_transcribe() calls this with each segment as the engine
+     * finishes it (text valid during the call), so an answer can stream;
+     * nonzero stops the work with AT_E_CANCELLED.  NULL: not called. */
+    int (*on_segment)(void *user, const char *text, double start, double end);
+    void *segment_user;
 } at_asr_options;
 
 typedef struct at_asr_word {
@@ -63,6 +68,10 @@ typedef struct at_asr_result {
     size_t n_segments;
     char language[16]; /* detected or requested language */
     double duration;   /* seconds of audio processed */
+    /* set by at_asr_transcribe from at_asr_options.on_segment: told of
+     * each segment at_asr_result_add adds */
+    int (*on_segment)(void *user, const char *text, double start, double end);
+    void *segment_user;
 } at_asr_result;
 
 /* Joined text of all segments, separated by single spaces; caller frees. */
