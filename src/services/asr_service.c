@@ -35,10 +35,19 @@ static cJSON *segments_json(const at_asr_result *r)
         const at_asr_segment *s = &r->segments[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "id", (double)i);
+        cJSON_AddNumberToObject(o, "seek", s->seek);
         cJSON_AddNumberToObject(o, "start", s->start);
         cJSON_AddNumberToObject(o, "end", s->end);
-        cJSON_AddStringToObject(o, "text", s->text);
+        /* OpenAI's segment text keeps the space Whisper's tokens start with */
+        char *spaced = malloc(strlen(s->text) + 2);
+        if (spaced) sprintf(spaced, " %s", s->text);
+        cJSON_AddStringToObject(o, "text", spaced ? spaced : s->text);
+        free(spaced);
+        cJSON *toks = cJSON_AddArrayToObject(o, "tokens");
+        for (size_t k = 0; k < s->n_tokens; k++) cJSON_AddItemToArray(toks, cJSON_CreateNumber(s->tokens[k]));
+        cJSON_AddNumberToObject(o, "temperature", s->temperature);
         cJSON_AddNumberToObject(o, "avg_logprob", s->avg_logprob);
+        cJSON_AddNumberToObject(o, "compression_ratio", s->compression_ratio);
         cJSON_AddNumberToObject(o, "no_speech_prob", s->no_speech_prob);
         if (s->n_words) {
             cJSON *w = cJSON_AddArrayToObject(o, "words");
@@ -81,7 +90,7 @@ char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *
         cJSON *o = cJSON_CreateObject();
         if (strcmp(fmt, "verbose_json") == 0) {
             cJSON_AddStringToObject(o, "task", task);
-            cJSON_AddStringToObject(o, "language", r->language);
+            cJSON_AddStringToObject(o, "language", at_asr_language_name(r->language));
             cJSON_AddNumberToObject(o, "duration", r->duration);
             cJSON_AddStringToObject(o, "text", text);
             cJSON_AddItemToObject(o, "segments", segments_json(r));
@@ -146,6 +155,30 @@ static int sse_segment(void *user, const char *text, double start, double end)
 
 /* A form number in [lo, hi]; an absent field keeps *out.  Returns 0 or
  * answers 400 and returns -1. */
+/* A comma-separated list of numbers in [lo, hi] (at most cap, whole
+ * numbers when whole); 0 with *n set, or answers 400 and returns -1. */
+static int form_list(at_http_req *req, const char *name, const char *text, double lo, double hi, int whole,
+                     double *out, int cap, int *n)
+{
+    *n = 0;
+    for (const char *p = text; *p;) {
+        char *end;
+        double v = strtod(p, &end);
+        while (*end == ' ') end++;
+        if (end == p || (*end && *end != ',') || !isfinite(v) || v < lo || v > hi ||
+            (whole && v != floor(v)) || *n >= cap) {
+            at_http_error_coded(req, 400, "invalid_request_error", NULL, name,
+                                "'%s' must be %s%s from %g to %g (at most %d), not '%s'", name,
+                                whole ? "whole numbers" : "numbers", cap > 1 ? ", comma-separated," : "", lo,
+                                hi, cap, text);
+            return -1;
+        }
+        out[(*n)++] = v;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
 static int form_number(at_http_req *req, const char *name, const char *text, double lo, double hi,
                        double *out)
 {
@@ -186,12 +219,20 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
         return;
     }
     char model[64] = "", language[16] = "", fmt[16] = "json", prompt[1024] = "", temp[32] = "",
-         temp_inc[32] = "", max_tokens[32] = "", stream[8] = "";
+         temp_inc[32] = "", max_tokens[32] = "", stream[8] = "", beam[16] = "", best_of[16] = "",
+         patience[32] = "", length_penalty[32] = "", suppress[1024] = "-1", condition[8] = "";
+    char temps[256] = "";
     if (at_form_text(form, "model", model, sizeof model, &err) < 0 ||
         at_form_text(form, "language", language, sizeof language, &err) < 0 ||
         at_form_text(form, "response_format", fmt, sizeof fmt, &err) < 0 ||
         at_form_text(form, "prompt", prompt, sizeof prompt, &err) < 0 ||
-        at_form_text(form, "temperature", temp, sizeof temp, &err) < 0 ||
+        at_form_text(form, "temperature", temps, sizeof temps, &err) < 0 ||
+        at_form_text(form, "beam_size", beam, sizeof beam, &err) < 0 ||
+        at_form_text(form, "best_of", best_of, sizeof best_of, &err) < 0 ||
+        at_form_text(form, "patience", patience, sizeof patience, &err) < 0 ||
+        at_form_text(form, "length_penalty", length_penalty, sizeof length_penalty, &err) < 0 ||
+        at_form_text(form, "suppress_tokens", suppress, sizeof suppress, &err) < 0 ||
+        at_form_text(form, "condition_on_previous_text", condition, sizeof condition, &err) < 0 ||
         at_form_text(form, "temperature_inc", temp_inc, sizeof temp_inc, &err) < 0 ||
         at_form_text(form, "max_new_tokens", max_tokens, sizeof max_tokens, &err) < 0 ||
         at_form_text(form, "stream", stream, sizeof stream, &err) < 0) {
@@ -199,6 +240,26 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
         free(form);
         return;
     }
+    /* temperature: one value (OpenAI's), or the whole fallback schedule
+     * as a list (faster-whisper's "0,0.2,0.4,...") */
+    double tlist[16], nums[4] = {0, 0, 0, 0}, supp[64];
+    int n_temps = 0, n1, n_supp = 0;
+    if (form_list(req, "temperature", temps, 0, 1, 0, tlist, 16, &n_temps) < 0 ||
+        form_list(req, "beam_size", beam, 1, 16, 1, &nums[0], 1, &n1) < 0 ||
+        form_list(req, "best_of", best_of, 1, 16, 1, &nums[1], 1, &n1) < 0 ||
+        form_list(req, "patience", patience, 0.1, 10, 0, &nums[2], 1, &n1) < 0 ||
+        form_list(req, "length_penalty", length_penalty, 0, 10, 0, &nums[3], 1, &n1) < 0 ||
+        form_list(req, "suppress_tokens", suppress, -1, 1e6, 1, supp, 64, &n_supp) < 0) {
+        free(form);
+        return;
+    }
+    if (condition[0] && strcmp(condition, "true") != 0 && strcmp(condition, "false") != 0) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "condition_on_previous_text",
+                            "'condition_on_previous_text' must be true or false");
+        free(form);
+        return;
+    }
+    if (n_temps == 1) snprintf(temp, sizeof temp, "%g", tlist[0]);
     /* temperature_inc 0 turns the fallback off, as in whisper.cpp */
     double temperature = 0, inc = 0.2, n_tokens = 0;
     if (form_number(req, "temperature", temp, 0, 1, &temperature) < 0 ||
@@ -255,6 +316,27 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
             opt.temperature = (float)temperature;
             opt.temperature_inc = inc > 0 ? (float)inc : -1.0f;
             opt.max_tokens = (int)n_tokens;
+            float tsched[16];
+            int sup_ids[64], n_ids = 0, has_default = 0;
+            if (n_temps > 1) {
+                for (int k = 0; k < n_temps; k++) tsched[k] = (float)tlist[k];
+                opt.temperatures = tsched;
+                opt.n_temperatures = n_temps;
+            }
+            opt.beam_size = (int)nums[0];
+            opt.best_of = (int)nums[1];
+            opt.patience = (float)nums[2];
+            opt.length_penalty = (float)nums[3];
+            for (int k = 0; k < n_supp; k++) {
+                if (supp[k] < 0)
+                    has_default = 1; /* "-1": the non-speech symbols */
+                else
+                    sup_ids[n_ids++] = (int)supp[k];
+            }
+            opt.suppress_tokens = sup_ids;
+            opt.n_suppress_tokens = n_ids;
+            opt.no_default_suppress = !has_default;
+            opt.no_condition_on_previous = strcmp(condition, "false") == 0;
             opt.cancelled = client_gone; /* a vanished client frees the worker */
             opt.cancel_user = req;
             sse_ctx sc = {req, 0, 0, 0};

@@ -148,7 +148,7 @@ static void response_formats(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr((char *)r.body, "\"segments\":[{"));
     assert_non_null(strstr((char *)r.body, "\"duration\":"));
-    assert_non_null(strstr((char *)r.body, "\"language\":\"en\""));
+    assert_non_null(strstr((char *)r.body, "\"language\":\"english\""));
     at_test_resp_free(&r);
     free(wav);
 }

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "client.h"
 
 static at_test_proc proc;
@@ -73,6 +75,27 @@ static at_test_resp post_ex(const char *path, const char *model_name, const char
     return r;
 }
 
+/* The clip with extra form fields: pairs of name, value, NULL-ended. */
+static at_test_resp post_fields(const char *const *fields)
+{
+    size_t len;
+    char clip[512];
+    snprintf(clip, sizeof clip, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
+    unsigned char *wav = at_test_read_file(clip, &len);
+    assert_non_null(wav);
+    at_test_form f;
+    at_test_form_init(&f);
+    at_test_form_file(&f, "file", "clip.wav", "audio/wav", wav, len);
+    for (int i = 0; fields[i]; i += 2) at_test_form_field(&f, fields[i], fields[i + 1]);
+    char hdr[256];
+    at_test_form_finish(&f, hdr, sizeof hdr);
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len, &r), 0);
+    at_test_form_free(&f);
+    free(wav);
+    return r;
+}
+
 static at_test_resp post(const char *path, const char *model_name, const char *fmt)
 {
     return post_ex(path, model_name, fmt, "0", "8");
@@ -116,6 +139,77 @@ static void whisper_is_the_default_and_answers_verbose_json(void **state)
     for (const char *p = strstr((char *)r.body, "\"end\":"); p; p = strstr(p + 1, "\"end\":"))
         assert_true(atof(p + 6) <= 3.0);
     at_test_resp_free(&r);
+}
+
+/* The decoding options users pass (OpenAI's and faster-whisper's names)
+ * are taken, bounded, and verbose_json carries OpenAI's segment fields. */
+static void decoding_options_and_segment_fields(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {"model",
+                                     "whisper-1",
+                                     "response_format",
+                                     "verbose_json",
+                                     "language",
+                                     "en",
+                                     "temperature",
+                                     "0",
+                                     "temperature_inc",
+                                     "0",
+                                     "max_new_tokens",
+                                     "6",
+                                     "beam_size",
+                                     "2",
+                                     "best_of",
+                                     "2",
+                                     "patience",
+                                     "1.5",
+                                     "length_penalty",
+                                     "1",
+                                     "suppress_tokens",
+                                     "-1,50",
+                                     "condition_on_previous_text",
+                                     "false",
+                                     NULL};
+    at_test_resp r = post_fields(ok);
+    if (r.status != 200) fail_msg("%d %s", r.status, (char *)r.body);
+    cJSON *j = cJSON_Parse((char *)r.body);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "language")->valuestring, "english");
+    const cJSON *seg = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "segments"), 0);
+    if (seg) { /* a random model may say nothing at all */
+        static const char *const fields[] = {"id",
+                                             "seek",
+                                             "start",
+                                             "end",
+                                             "temperature",
+                                             "avg_logprob",
+                                             "compression_ratio",
+                                             "no_speech_prob"};
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            if (!cJSON_IsNumber(cJSON_GetObjectItem(seg, fields[i]))) fail_msg("segment lacks %s", fields[i]);
+        assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(seg, "tokens")) > 0);
+        assert_true(cJSON_GetObjectItem(seg, "compression_ratio")->valuedouble > 0);
+    }
+    cJSON_Delete(j);
+    at_test_resp_free(&r);
+    /* a temperature schedule as a list */
+    static const char *const sched[] = {"model",          "whisper-1", "temperature", "0,0.5,1",
+                                        "max_new_tokens", "4",         NULL};
+    r = post_fields(sched);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+    static const char *const bad[][2] = {{"beam_size", "0"},       {"beam_size", "17"},
+                                         {"best_of", "2.5"},       {"patience", "-1"},
+                                         {"temperature", "0,2"},   {"temperature", "a"},
+                                         {"suppress_tokens", "x"}, {"condition_on_previous_text", "maybe"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *fields[] = {"model", "whisper-1", bad[i][0], bad[i][1], NULL};
+        r = post_fields(fields);
+        if (r.status != 400 || !strstr((char *)r.body, bad[i][0]))
+            fail_msg("%s=%s -> %d %s", bad[i][0], bad[i][1], r.status, (char *)r.body);
+        at_test_resp_free(&r);
+    }
 }
 
 static void max_new_tokens_bounds_the_text(void **state)
@@ -245,6 +339,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ready_lists_both_engines),
         cmocka_unit_test(whisper_is_the_default_and_answers_verbose_json),
+        cmocka_unit_test(decoding_options_and_segment_fields),
         cmocka_unit_test(max_new_tokens_bounds_the_text),
         cmocka_unit_test(bad_decoding_options_are_400),
         cmocka_unit_test(translations_use_whisper),

@@ -32,9 +32,20 @@ typedef struct at_asr_options {
      * to 1.0.  0 = OpenAI's 0.2; < 0 = no fallback (one decode per
      * window, bounded work). */
     float temperature_inc;
-    int max_tokens;      /* tokens per 30 s window; <= 0: the model's limit (224) */
-    int beam_size;       /* <= 1 = greedy */
-    int word_timestamps; /* engines that can, report words */
+    int max_tokens; /* tokens per 30 s window; <= 0: the model's limit (224) */
+    int beam_size;  /* <= 1 = greedy */
+    /* Whisper's decoding options, by the names OpenAI's transcribe() and
+     * faster-whisper give them; 0 / NULL keep the defaults. */
+    const float *temperatures; /* the whole fallback schedule (overrides temperature, temperature_inc) */
+    int n_temperatures;
+    int best_of;                /* samples at temperature > 0 (default: beam_size, or 1) */
+    float patience;             /* beam search patience (default 1.0) */
+    float length_penalty;       /* > 0: Google's ((5 + length) / 6) ^ penalty; 0: the mean log probability */
+    const int *suppress_tokens; /* token ids suppressed besides the default set */
+    int n_suppress_tokens;
+    int no_default_suppress;      /* 1: suppress_tokens replaces "-1" (non-speech symbols) */
+    int no_condition_on_previous; /* 1: each window decoded without the previous text */
+    int word_timestamps;          /* engines that can, report words */
     /* at_asr_transcribe() polls this between units of work (pocketsphinx:
      * every second of audio; whisper: every window and decoder step) and stops with
      * AT_E_CANCELLED when it returns nonzero: the client is gone.  NULL:
@@ -59,7 +70,14 @@ typedef struct at_asr_segment {
     double start, end;    /* seconds from the start of the audio/stream */
     float avg_logprob;    /* 0 if unknown */
     float no_speech_prob; /* 0 if unknown */
-    at_asr_word *words;   /* may be NULL */
+    /* Whisper's: the window's first mel frame (OpenAI's "seek"), the
+     * tokens decoded for the segment, the temperature that produced them
+     * and the text's compression ratio (0 / NULL if unknown) */
+    int seek;
+    int *tokens; /* owned by the result */
+    size_t n_tokens;
+    float temperature, compression_ratio;
+    at_asr_word *words; /* may be NULL */
     size_t n_words;
 } at_asr_segment;
 
@@ -73,6 +91,10 @@ typedef struct at_asr_result {
     int (*on_segment)(void *user, const char *text, double start, double end);
     void *segment_user;
 } at_asr_result;
+
+/* A language code's name as OpenAI's API writes it ("en" -> "english");
+ * the code itself when it is not one of Whisper's 100 languages. */
+const char *at_asr_language_name(const char *code);
 
 /* Joined text of all segments, separated by single spaces; caller frees. */
 char *at_asr_result_text(const at_asr_result *r);

@@ -270,7 +270,10 @@ static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n
     float inc = opt && opt->temperature_inc > 0 ? opt->temperature_inc : 0.2f;
     int nt = 1;
     j->temps[0] = t0;
-    if (!opt || opt->temperature_inc >= 0)
+    if (opt && opt->n_temperatures > 0) { /* a schedule given in full */
+        nt = opt->n_temperatures < 16 ? opt->n_temperatures : 16;
+        for (int k = 0; k < nt; k++) j->temps[k] = opt->temperatures[k];
+    } else if (!opt || opt->temperature_inc >= 0)
         for (; nt < 16 && t0 + inc * (float)nt <= 1.0f + 1e-6f; nt++) j->temps[nt] = t0 + inc * (float)nt;
     j->txo.fallback.temperatures = j->temps;
     j->txo.fallback.n_temperatures = nt;
@@ -280,7 +283,17 @@ static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n
     if (beam > 16) beam = 16;
     d->beam_size = beam;
     d->best_of = beam;
+    if (opt && opt->best_of > 0) d->best_of = opt->best_of > 16 ? 16 : opt->best_of;
+    if (opt && opt->patience > 0) d->patience = opt->patience;
+    if (opt && opt->length_penalty > 0) d->length_penalty = opt->length_penalty;
+    if (opt && opt->n_suppress_tokens > 0) {
+        d->suppress = opt->suppress_tokens; /* the caller's array outlives the job */
+        d->n_suppress = opt->n_suppress_tokens;
+    }
+    if (opt && opt->no_default_suppress) d->suppress_non_speech = 0;
+    if (opt && opt->no_condition_on_previous) j->txo.condition_on_previous_text = 0;
     *n_seqs = beam > 1 ? beam : 1;
+    if (d->best_of > *n_seqs) *n_seqs = d->best_of;
     int max_len = at_whisper_model_hparams(e->model)->n_text_ctx / 2;
     if (opt && opt->max_tokens > 0) d->sample_len = opt->max_tokens < max_len ? opt->max_tokens : max_len;
     if (opt && opt->prompt && opt->prompt[0]) {
@@ -366,6 +379,13 @@ static int file_on_segment(void *user, const at_wdec_segment *seg)
     at_asr_segment *g = &fs->out->segments[fs->out->n_segments - 1];
     g->avg_logprob = seg->avg_logprob;
     g->no_speech_prob = seg->no_speech_prob;
+    g->seek = seg->seek;
+    g->temperature = seg->temperature;
+    g->compression_ratio = seg->compression_ratio;
+    if (seg->n_tokens > 0 && (g->tokens = malloc((size_t)seg->n_tokens * sizeof *g->tokens)) != NULL) {
+        memcpy(g->tokens, seg->tokens, (size_t)seg->n_tokens * sizeof *g->tokens);
+        g->n_tokens = (size_t)seg->n_tokens;
+    }
     return 0;
 }
 
