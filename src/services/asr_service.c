@@ -422,6 +422,7 @@ static int send_event(void *user, const at_asr_event *ev)
     cJSON_AddStringToObject(o, "text", ev->text);
     cJSON_AddNumberToObject(o, "start", ev->start);
     cJSON_AddNumberToObject(o, "end", ev->end);
+    if (ev->language) cJSON_AddStringToObject(o, "language", ev->language);
     if (ev->is_final) {
         cJSON_AddNumberToObject(o, "segment", (double)c->n_final);
         c->n_final++;

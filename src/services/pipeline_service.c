@@ -234,6 +234,7 @@ static int on_asr_event(void *user, const at_asr_event *ev)
     cJSON_AddStringToObject(o, "text", ev->text);
     cJSON_AddNumberToObject(o, "start", ev->start);
     cJSON_AddNumberToObject(o, "end", ev->end);
+    if (ev->language) cJSON_AddStringToObject(o, "language", ev->language);
     int rc = pl_send(s, o);
     cJSON_Delete(o);
     if (rc || !ev->is_final) return rc != 0;

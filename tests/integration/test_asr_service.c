@@ -327,6 +327,8 @@ static void streams_clips_in_100ms_frames(void **state)
                 partials++;
             else if (strstr(d, "\"type\":\"final\"")) {
                 double s = num_field(d, "start"), e = num_field(d, "end");
+                /* every final says which language was heard */
+                assert_non_null(strstr(d, "\"language\":\"en\""));
                 assert_true(s >= last_end - 0.05);
                 assert_true(e >= s);
                 assert_true(e <= (double)n / rate + 0.1);

@@ -279,6 +279,8 @@ typedef struct evlog {
     int n_final, n_partial;
     double prev_start, last_end, first_start;
     int bad;
+    int no_language; /* events that did not say the language */
+    char language[16];
     char text[4096];
 } evlog;
 
@@ -286,6 +288,10 @@ static int on_event(void *user, const at_asr_event *ev)
 {
     evlog *l = user;
     if (!ev->text || !ev->text[0] || ev->start > ev->end + 1e-9) l->bad++;
+    if (ev->language)
+        snprintf(l->language, sizeof l->language, "%s", ev->language);
+    else
+        l->no_language++;
     if (!ev->is_final) {
         l->n_partial++;
         return 0;
@@ -326,11 +332,11 @@ static float *with_silence(double lead_s, double tail_s, size_t *total)
     return b;
 }
 
-static void stream_all(at_asr_engine *e, const float *pcm, size_t n, size_t piece, evlog *l,
-                       int *finals_before_finish)
+static void stream_lang(at_asr_engine *e, const char *language, const float *pcm, size_t n, size_t piece,
+                        evlog *l, int *finals_before_finish)
 {
     at_asr_options o = bounded(12);
-    o.language = "en";
+    o.language = language;
     at_err err;
     at_asr_stream *s = at_asr_stream_open(e, &o, &err);
     assert_non_null(s);
@@ -342,6 +348,12 @@ static void stream_all(at_asr_engine *e, const float *pcm, size_t n, size_t piec
     if (finals_before_finish) *finals_before_finish = l->n_final;
     assert_int_equal(at_asr_stream_finish(s, on_event, l, &err), 0);
     at_asr_stream_close(s);
+}
+
+static void stream_all(at_asr_engine *e, const float *pcm, size_t n, size_t piece, evlog *l,
+                       int *finals_before_finish)
+{
+    stream_lang(e, "en", pcm, n, piece, l, finals_before_finish);
 }
 
 /* The streaming checks with either VAD: the energy detector (NULL) or
@@ -364,6 +376,21 @@ static void stream_checks(const char *vad_model)
     /* the trailing silence ended the utterance: everything was final
      * before finish() */
     assert_int_equal(before, l.n_final);
+
+    /* every event says the language: the one asked for */
+    assert_int_equal(l.no_language, 0);
+    assert_string_equal(l.language, "en");
+    /* detected when not asked for, for each of two utterances */
+    size_t gap = 16000 * 2;
+    float *two = calloc(2 * (total + gap), sizeof *two);
+    memcpy(two, b, total * sizeof *two);
+    memcpy(two + total + gap, b, total * sizeof *two);
+    evlog la = {0};
+    stream_lang(e, NULL, two, 2 * (total + gap), 8000, &la, NULL);
+    assert_true(la.n_final >= 2);
+    assert_int_equal(la.no_language, 0);
+    assert_true(strlen(la.language) >= 2);
+    free(two);
 
     /* the same audio in one call gives the same finals */
     evlog l2 = {0};

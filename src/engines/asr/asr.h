@@ -105,8 +105,9 @@ int at_asr_result_add(at_asr_result *r, const char *text, double start, double e
 /* A streaming event: a partial hypothesis (may change) or a final segment. */
 typedef struct at_asr_event {
     int is_final;
-    const char *text;  /* valid only during the callback */
-    double start, end; /* seconds from stream start */
+    const char *text;     /* valid only during the callback */
+    double start, end;    /* seconds from stream start */
+    const char *language; /* the language heard ("en"), NULL if the engine does not tell */
 } at_asr_event;
 
 /* Return nonzero from the callback to cancel the stream (client gone). */

@@ -197,7 +197,7 @@ static int emit(ps_stream *s, int is_final, const char *text, double start, doub
                 void *user, at_err *err)
 {
     if (!cb) return 0;
-    at_asr_event ev = {.is_final = is_final, .text = text, .start = start, .end = end};
+    at_asr_event ev = {.is_final = is_final, .text = text, .start = start, .end = end, .language = "en"};
     if (cb(user, &ev) != 0) {
         s->failed = 1;
         return at_err_set(err, AT_E_CANCELLED, "recognition cancelled by the caller");

@@ -129,9 +129,11 @@ static int on_message(rasr_stream *s, const unsigned char *data, size_t len, at_
             const cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
             const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "start");
             const cJSON *en = cJSON_GetObjectItemCaseSensitive(o, "end");
+            const cJSON *lang = cJSON_GetObjectItemCaseSensitive(o, "language");
             at_asr_event ev = {type[0] == 'f', cJSON_IsString(text) ? text->valuestring : "",
                                cJSON_IsNumber(st) ? st->valuedouble : 0,
-                               cJSON_IsNumber(en) ? en->valuedouble : 0};
+                               cJSON_IsNumber(en) ? en->valuedouble : 0,
+                               cJSON_IsString(lang) ? lang->valuestring : NULL};
             if (cb) stop = cb(user, &ev) != 0;
         } else if (strcmp(type, "error") == 0) {
             const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "message");

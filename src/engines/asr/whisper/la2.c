@@ -143,7 +143,7 @@ static int commit(at_la2 *p, const lword *w, size_t n, at_asr_event_cb cb, void 
             if (pl) p->prompt[pl++] = ' ';
             memcpy(p->prompt + pl, text, tl + 1);
         }
-        at_asr_event ev = {1, text, w[0].start, w[n - 1].end};
+        at_asr_event ev = {.is_final = 1, .text = text, .start = w[0].start, .end = w[n - 1].end};
         if (cb && cb(user, &ev)) rc = at_err_set(err, AT_E_CANCELLED, "stream cancelled");
     }
     free(text);
@@ -155,7 +155,7 @@ static int partial(const at_la2 *p, at_asr_event_cb cb, void *user, at_err *err)
     if (p->n_prev == 0 || !cb) return 0;
     char *text = join(p->prev, p->n_prev);
     if (!text) return at_err_set(err, AT_E_NOMEM, "out of memory");
-    at_asr_event ev = {0, text, p->prev[0].start, p->prev[p->n_prev - 1].end};
+    at_asr_event ev = {.text = text, .start = p->prev[0].start, .end = p->prev[p->n_prev - 1].end};
     int stop = text[0] ? cb(user, &ev) : 0;
     free(text);
     return stop ? at_err_set(err, AT_E_CANCELLED, "stream cancelled") : 0;

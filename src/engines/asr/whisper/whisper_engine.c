@@ -500,6 +500,9 @@ static int transcribe_admitted(wengine *e, const float *pcm, size_t n, const at_
 #define W_PREROLL    ((size_t)AT_WHISPER_SAMPLE_RATE * 3 / 10) /* kept before speech */
 #define W_MIN_DECODE ((size_t)AT_WHISPER_SAMPLE_RATE / 5)      /* shorter: nothing to say */
 #define W_TICK       ((size_t)AT_WHISPER_SAMPLE_RATE / 10)     /* decision grid */
+/* automatic language: guesses on less speech than this are not kept (a
+ * second of audio with a reduced encoder context guesses badly) */
+#define W_LANG_LOCK  ((size_t)AT_WHISPER_SAMPLE_RATE * 2)
 
 typedef struct wstream {
     wengine *e;
@@ -512,8 +515,10 @@ typedef struct wstream {
     size_t step, since_decode;
     int speech;        /* speech since the buffer was last cleared */
     int in_utt, ended; /* VAD state / an utterance ended since the last tick */
-    int lang_token;
-    int failed; /* a previous call failed: the decoder state is unknown */
+    int lang_token;    /* the utterance's language; <0 while still detecting */
+    int auto_lang;     /* the client asked for detection: again for every utterance */
+    int last_lang;     /* the latest guess, reported with events */
+    int failed;        /* a previous call failed: the decoder state is unknown */
     /* hypothesis scratch */
     at_la2_word *words;
     unsigned char *closed; /* word ends a segment closed by a timestamp */
@@ -576,6 +581,8 @@ static void *w_stream_open(void *impl, const at_asr_options *opt, at_err *err)
     int n_seqs;
     if (job_init(e, opt, &s->job, &n_seqs, err) < 0 || run_init(&s->run, e, n_seqs, err) < 0) goto fail;
     s->lang_token = s->job.txo.decode.lang_token;
+    s->auto_lang = s->lang_token < 0;
+    s->last_lang = s->lang_token;
     s->step = ((size_t)e->sc.step_ms * AT_WHISPER_SAMPLE_RATE / 1000 + W_TICK - 1) / W_TICK * W_TICK;
     /* the buffer never exceeds max_buffer_s + one step: beyond it is flushed */
     s->cap = (size_t)(e->sc.max_buffer_s * AT_WHISPER_SAMPLE_RATE) + s->step + W_PREROLL + W_TICK;
@@ -759,7 +766,9 @@ static int decode_buffer(wstream *s, at_err *err)
     rc = at_wdec_decode(&s->run.dm, e->tok, &d, &r, err);
     free(ptoks);
     if (rc < 0) return rc;
-    if (s->lang_token < 0) s->lang_token = r.lang_token;
+    /* a guess is kept for the utterance once it rests on enough audio */
+    if (r.lang_token >= 0) s->last_lang = r.lang_token;
+    if (s->lang_token < 0 && s->n_buf >= W_LANG_LOCK) s->lang_token = r.lang_token;
     const at_whisper_stream_config *c = &e->sc;
     int reject = 0;
     if (!isnan(c->no_speech_threshold) && r.no_speech_prob > c->no_speech_threshold &&
@@ -788,11 +797,29 @@ static void trim_to(wstream *s, size_t t)
     s->buf_start += drop;
 }
 
+/* The caller's callback, with the language heard added to each event. */
+typedef struct lang_cb {
+    at_asr_event_cb cb;
+    void *user;
+    const char *language;
+} lang_cb;
+
+static int with_language(void *user, const at_asr_event *ev)
+{
+    lang_cb *l = user;
+    at_asr_event e = *ev;
+    e.language = l->language;
+    return l->cb(l->user, &e);
+}
+
 /* One decoding step; flush: commit everything (utterance end, finish). */
-static int stream_step(wstream *s, int flush, at_asr_event_cb cb, void *user, at_err *err)
+static int stream_step(wstream *s, int flush, at_asr_event_cb user_cb, void *user_data, at_err *err)
 {
     int rc = decode_buffer(s, err);
     if (rc < 0) return rc;
+    lang_cb lc = {user_cb, user_data, s->last_lang >= 0 ? lang_code(s->e, s->last_lang) : NULL};
+    at_asr_event_cb cb = with_language;
+    void *user = &lc;
     size_t done = 0;
     if ((rc = at_la2_insert(s->la, s->words, s->n_words, &done, cb, user, err)) < 0) return rc;
     s->since_decode = 0;
@@ -805,6 +832,9 @@ static int stream_step(wstream *s, int flush, at_asr_event_cb cb, void *user, at
         size_t end = s->buf_start + s->n_buf;
         trim_to(s, end > W_PREROLL ? end - W_PREROLL : 0);
         if (s->vad) s->speech = 0;
+        /* automatic detection follows a speaker who changes language:
+         * each utterance is detected anew */
+        if (s->auto_lang) s->lang_token = -1;
         return 0;
     }
     /* trim at the end of the last segment whose words are all final */
