@@ -220,7 +220,8 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
     }
     char model[64] = "", language[16] = "", fmt[16] = "json", prompt[1024] = "", temp[32] = "",
          temp_inc[32] = "", max_tokens[32] = "", stream[8] = "", beam[16] = "", best_of[16] = "",
-         patience[32] = "", length_penalty[32] = "", suppress[1024] = "-1", condition[8] = "";
+         patience[32] = "", length_penalty[32] = "", suppress[1024] = "-1", condition[8] = "",
+         vad_filter[8] = "";
     char temps[256] = "";
     if (at_form_text(form, "model", model, sizeof model, &err) < 0 ||
         at_form_text(form, "language", language, sizeof language, &err) < 0 ||
@@ -233,6 +234,7 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
         at_form_text(form, "length_penalty", length_penalty, sizeof length_penalty, &err) < 0 ||
         at_form_text(form, "suppress_tokens", suppress, sizeof suppress, &err) < 0 ||
         at_form_text(form, "condition_on_previous_text", condition, sizeof condition, &err) < 0 ||
+        at_form_text(form, "vad_filter", vad_filter, sizeof vad_filter, &err) < 0 ||
         at_form_text(form, "temperature_inc", temp_inc, sizeof temp_inc, &err) < 0 ||
         at_form_text(form, "max_new_tokens", max_tokens, sizeof max_tokens, &err) < 0 ||
         at_form_text(form, "stream", stream, sizeof stream, &err) < 0) {
@@ -256,6 +258,12 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
     if (condition[0] && strcmp(condition, "true") != 0 && strcmp(condition, "false") != 0) {
         at_http_error_coded(req, 400, "invalid_request_error", NULL, "condition_on_previous_text",
                             "'condition_on_previous_text' must be true or false");
+        free(form);
+        return;
+    }
+    if (vad_filter[0] && strcmp(vad_filter, "true") != 0 && strcmp(vad_filter, "false") != 0) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "vad_filter",
+                            "'vad_filter' must be true or false");
         free(form);
         return;
     }
@@ -337,6 +345,7 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
             opt.n_suppress_tokens = n_ids;
             opt.no_default_suppress = !has_default;
             opt.no_condition_on_previous = strcmp(condition, "false") == 0;
+            opt.vad_filter = strcmp(vad_filter, "true") == 0;
             opt.cancelled = client_gone; /* a vanished client frees the worker */
             opt.cancel_user = req;
             sse_ctx sc = {req, 0, 0, 0};

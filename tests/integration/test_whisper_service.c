@@ -202,7 +202,8 @@ static void decoding_options_and_segment_fields(void **state)
     static const char *const bad[][2] = {{"beam_size", "0"},       {"beam_size", "17"},
                                          {"best_of", "2.5"},       {"patience", "-1"},
                                          {"temperature", "0,2"},   {"temperature", "a"},
-                                         {"suppress_tokens", "x"}, {"condition_on_previous_text", "maybe"}};
+                                         {"suppress_tokens", "x"}, {"condition_on_previous_text", "maybe"},
+                                         {"vad_filter", "yes"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *fields[] = {"model", "whisper-1", bad[i][0], bad[i][1], NULL};
         r = post_fields(fields);

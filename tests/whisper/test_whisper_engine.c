@@ -275,6 +275,40 @@ static void test_beam(void **st)
     at_asr_result_free(&r);
 }
 
+/* vad_filter: only the speech is decoded, and the times given are the
+ * original audio's (the silence before the speech is counted). */
+static void test_vad_filter(void **st)
+{
+    (void)st;
+    size_t n = at_npy_count(&audio), lead = 16000 * 5, total = lead + n + 16000 * 5;
+    float *b = calloc(total, sizeof *b);
+    memcpy(b + lead, audio.data, n * sizeof *b);
+    at_asr_options o = bounded(16);
+    o.language = "en";
+    o.vad_filter = 1;
+    at_asr_result r;
+    at_err err;
+    int rc = at_asr_transcribe(E, b, total, &o, &r, &err);
+    if (rc) fprintf(stderr, "transcribe: %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_true(fabs(r.duration - (double)total / 16000) < 1e-6);
+    assert_true(r.n_segments > 0);
+    for (size_t i = 0; i < r.n_segments; i++) {
+        /* within the speech, padded: from 5 s less 0.3 s of padding and
+         * the detector's onset */
+        if (r.segments[i].start < 4.5 || r.segments[i].end > 5.0 + (double)n / 16000 + 0.5)
+            fail_msg("segment %zu at %.2f-%.2f s, outside the speech", i, r.segments[i].start,
+                     r.segments[i].end);
+    }
+    at_asr_result_free(&r);
+    /* silence only: no decoding at all, nothing said */
+    memset(b, 0, total * sizeof *b);
+    assert_int_equal(at_asr_transcribe(E, b, total, &o, &r, &err), 0);
+    assert_int_equal(r.n_segments, 0);
+    at_asr_result_free(&r);
+    free(b);
+}
+
 typedef struct evlog {
     int n_final, n_partial;
     double prev_start, last_end, first_start;
@@ -686,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_transcribe),
         cmocka_unit_test(test_max_tokens),
         cmocka_unit_test(test_beam),
+        cmocka_unit_test(test_vad_filter),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_stream_silero),
         cmocka_unit_test(test_stream_long),

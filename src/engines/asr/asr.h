@@ -45,7 +45,8 @@ typedef struct at_asr_options {
     int n_suppress_tokens;
     int no_default_suppress;      /* 1: suppress_tokens replaces "-1" (non-speech symbols) */
     int no_condition_on_previous; /* 1: each window decoded without the previous text */
-    int word_timestamps;          /* engines that can, report words */
+    int vad_filter;      /* 1: voice activity detection over the whole file first; only speech is decoded */
+    int word_timestamps; /* engines that can, report words */
     /* at_asr_transcribe() polls this between units of work (pocketsphinx:
      * every second of audio; whisper: every window and decoder step) and stops with
      * AT_E_CANCELLED when it returns nonzero: the client is gone.  NULL:

@@ -356,12 +356,33 @@ static void clamp_times(double *start, double *end, double duration)
 
 /* ---- file transcription ------------------------------------------------- */
 
+/* vad_filter: a stretch of speech, where it sits in the audio decoded
+ * (only speech, one stretch after another) and in the original. */
+typedef struct speech_span {
+    size_t cat, orig, len; /* samples */
+} speech_span;
+
 typedef struct file_sink {
     at_asr_result *out;
     double duration;
     at_err *err;
     int failed;
+    const speech_span *spans; /* NULL: times are the audio's own */
+    size_t n_spans;
 } file_sink;
+
+/* A time in the speech-only audio, back in the original's. */
+static double orig_time(const file_sink *fs, double t)
+{
+    if (!fs->spans) return t;
+    double at = t * AT_WHISPER_SAMPLE_RATE;
+    const speech_span *sp = &fs->spans[0];
+    for (size_t i = 0; i < fs->n_spans; i++)
+        if ((double)fs->spans[i].cat <= at) sp = &fs->spans[i];
+    double off = at - (double)sp->cat;
+    if (off > (double)sp->len) off = (double)sp->len;
+    return ((double)sp->orig + off) / AT_WHISPER_SAMPLE_RATE;
+}
 
 static int file_on_segment(void *user, const at_wdec_segment *seg)
 {
@@ -370,6 +391,8 @@ static int file_on_segment(void *user, const at_wdec_segment *seg)
     if (!text) return 0;
     double s = seg->start, e = seg->end;
     clamp_times(&s, &e, fs->duration);
+    s = orig_time(fs, s);
+    e = orig_time(fs, e);
     int rc = at_asr_result_add(fs->out, text, s, e, fs->err);
     free(text);
     if (rc < 0) {
@@ -443,8 +466,110 @@ static int w_transcribe(void *impl, const float *pcm, size_t n, const at_asr_opt
     return rc;
 }
 
+#define VAD_PAD ((size_t)AT_WHISPER_SAMPLE_RATE * 3 / 10) /* kept around speech */
+
+/* vad_filter (as faster-whisper's): the stretches of speech the VAD finds,
+ * padded and merged, copied one after another into *speech. */
+static int speech_only(const wengine *e, const float *pcm, size_t n, float **speech, size_t *n_speech,
+                       speech_span **spans, size_t *n_spans, at_err *err)
+{
+    *speech = NULL;
+    *spans = NULL;
+    *n_speech = *n_spans = 0;
+    at_vad *v = at_vad_new(&e->sc.vad_cfg, err);
+    if (!v) return err ? err->code : AT_E_NOMEM;
+    size_t frame = at_vad_frame_len(v), cap = 0, start = 0;
+    speech_span *sp = NULL;
+    int in = 0, rc = 0;
+    for (size_t off = 0;; off += frame) {
+        int started = 0, ended = 0;
+        size_t end = n;
+        if (off < n) at_vad_feed(v, pcm + off, n - off < frame ? n - off : frame, &started, &ended, &end);
+        if (started && !in) {
+            size_t onset = (size_t)AT_VAD_ONSET_MS * AT_WHISPER_SAMPLE_RATE / 1000 + frame;
+            start = off > onset ? off - onset : 0;
+            in = 1;
+        }
+        if ((ended || off >= n) && in) {
+            in = 0;
+            if (end > n) end = n;
+            size_t a = start > VAD_PAD ? start - VAD_PAD : 0, b = end + VAD_PAD < n ? end + VAD_PAD : n;
+            if (*n_spans && sp[*n_spans - 1].orig + sp[*n_spans - 1].len >= a) { /* overlaps: merge */
+                speech_span *last = &sp[*n_spans - 1];
+                if (b > last->orig + last->len) last->len = b - last->orig;
+            } else if (b > a) {
+                if (*n_spans == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    speech_span *ns = realloc(sp, cap * sizeof *ns);
+                    if (!ns) {
+                        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+                        break;
+                    }
+                    sp = ns;
+                }
+                sp[(*n_spans)++] = (speech_span){0, a, b - a};
+            }
+        }
+        if (off >= n) break;
+    }
+    at_vad_free(v);
+    size_t total = 0;
+    for (size_t i = 0; i < *n_spans; i++) total += sp[i].len;
+    if (!rc && total > 0) {
+        float *buf = malloc(total * sizeof *buf);
+        if (!buf) {
+            rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+        } else {
+            size_t at = 0;
+            for (size_t i = 0; i < *n_spans; i++) {
+                sp[i].cat = at;
+                memcpy(buf + at, pcm + sp[i].orig, sp[i].len * sizeof *buf);
+                at += sp[i].len;
+            }
+            *speech = buf;
+            *n_speech = total;
+        }
+    }
+    if (rc) {
+        free(sp);
+        *n_spans = 0;
+        return rc;
+    }
+    *spans = sp;
+    return 0;
+}
+
+static int transcribe_spans(wengine *e, const float *pcm, size_t n, const at_asr_options *opt,
+                            const speech_span *spans, size_t n_spans, at_asr_result *out, at_err *err);
+
 static int transcribe_admitted(wengine *e, const float *pcm, size_t n, const at_asr_options *opt,
                                at_asr_result *out, at_err *err)
+{
+    if (!pcm && n > 0) return at_err_set(err, AT_E_INVALID, "whisper: no audio");
+    if (opt && opt->vad_filter) {
+        float *speech;
+        speech_span *spans;
+        size_t n_speech, n_spans;
+        int rc = speech_only(e, pcm, n, &speech, &n_speech, &spans, &n_spans, err);
+        if (rc < 0) return rc;
+        at_asr_options o = *opt;
+        o.vad_filter = 0;
+        if (n_speech == 0) { /* no speech at all: nothing to say */
+            out->duration = (double)n / AT_WHISPER_SAMPLE_RATE;
+            free(spans);
+            return 0;
+        }
+        rc = transcribe_spans(e, speech, n_speech, &o, spans, n_spans, out, err);
+        if (rc == 0) out->duration = (double)n / AT_WHISPER_SAMPLE_RATE;
+        free(speech);
+        free(spans);
+        return rc;
+    }
+    return transcribe_spans(e, pcm, n, opt, NULL, 0, out, err);
+}
+
+static int transcribe_spans(wengine *e, const float *pcm, size_t n, const at_asr_options *opt,
+                            const speech_span *spans, size_t n_spans, at_asr_result *out, at_err *err)
 {
     if (!pcm && n > 0) return at_err_set(err, AT_E_INVALID, "whisper: no audio");
     if (n / AT_WHISPER_HOP > (size_t)W_MAX_FRAMES)
@@ -466,7 +591,7 @@ static int transcribe_admitted(wengine *e, const float *pcm, size_t n, const at_
         run.cancelled = opt->cancelled;
         run.cancel_user = opt->cancel_user;
     }
-    file_sink fs = {out, (double)n / AT_WHISPER_SAMPLE_RATE, err, 0};
+    file_sink fs = {out, (double)n / AT_WHISPER_SAMPLE_RATE, err, 0, spans, n_spans};
     job.txo.on_segment = file_on_segment;
     job.txo.user = &fs;
     at_wdec_tx *tx = at_wdec_tx_new(&run.dm, e->tok, &job.txo, err);
