@@ -170,6 +170,8 @@ static void decoding_options_and_segment_fields(void **state)
                                      "-1,50",
                                      "condition_on_previous_text",
                                      "false",
+                                     "vad_filter",
+                                     "true",
                                      NULL};
     at_test_resp r = post_fields(ok);
     if (r.status != 200) fail_msg("%d %s", r.status, (char *)r.body);
