@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/http.h" /* at_json_print */
+#include "core/strbuf.h"
 
 #define WY_VERSION "1.5.4" /* the protocol version our events follow */
 
@@ -88,6 +89,17 @@ static int read_exact(at_wy_reader *r, unsigned char *out, size_t n, long long d
     return 0;
 }
 
+/* Wyoming's JSON is UTF-8: anything else is refused, not passed on. */
+static int valid_utf8(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = at_utf8_len((const unsigned char *)s + i, n - i);
+        if (!k) return 0;
+        i += k;
+    }
+    return 1;
+}
+
 /* A non-negative whole number field, or -1 if absent; -2 if malformed. */
 static long long length_field(const cJSON *o, const char *name)
 {
@@ -141,7 +153,7 @@ int at_wy_read(at_wy_reader *r, at_wy_event *ev, int timeout_ms, at_err *err)
     }
     if (!line) return at_err_set(err, AT_E_INVALID, "empty event header line");
     line[len] = '\0';
-    cJSON *hdr = cJSON_ParseWithLength(line, len);
+    cJSON *hdr = valid_utf8(line, len) ? cJSON_ParseWithLength(line, len) : NULL;
     int nul = hdr && at_json_text_has_nul(line, len);
     free(line);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(hdr, "type");
@@ -149,7 +161,7 @@ int at_wy_read(at_wy_reader *r, at_wy_event *ev, int timeout_ms, at_err *err)
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(hdr, "data");
     int rc = 0;
     if (!cJSON_IsObject(hdr))
-        rc = at_err_set(err, AT_E_INVALID, "an event header must be one line of JSON object");
+        rc = at_err_set(err, AT_E_INVALID, "an event header must be one line of UTF-8 JSON, an object");
     else if (nul)
         rc = at_err_set(err, AT_E_INVALID, "an event header must not contain NUL characters");
     else if (!cJSON_IsString(type) || !type->valuestring[0] || strlen(type->valuestring) >= sizeof ev->type)
@@ -184,7 +196,7 @@ int at_wy_read(at_wy_reader *r, at_wy_event *ev, int timeout_ms, at_err *err)
             return rc;
         }
         d[dlen] = '\0';
-        cJSON *more = cJSON_ParseWithLength(d, (size_t)dlen);
+        cJSON *more = valid_utf8(d, (size_t)dlen) ? cJSON_ParseWithLength(d, (size_t)dlen) : NULL;
         int bad = !cJSON_IsObject(more) || at_json_text_has_nul(d, (size_t)dlen);
         free(d);
         if (bad) {

@@ -158,7 +158,29 @@ def mt_seeds():
     write("fuzz_mt_text", "es", b"\1La casa es grande. [ruido] <b>negrita</b> ^$@*#/\\{}")
 
 
+def wyoming_seeds():
+    def ev(t, data=None, payload=b"", header_data=None):
+        h = {"type": t, "version": "1.5.4"}
+        d = json.dumps(data).encode() if data else b""
+        if header_data is not None:
+            h["data"] = header_data
+        if d:
+            h["data_length"] = len(d)
+        if payload:
+            h["payload_length"] = len(payload)
+        return json.dumps(h).encode() + b"\n" + d + payload
+    fmt = {"rate": 16000, "width": 2, "channels": 1}
+    write("fuzz_wyoming", "describe", ev("describe"))
+    write("fuzz_wyoming", "transcribe", ev("transcribe", {"language": "en"}) + ev("audio-start", fmt) +
+          ev("audio-chunk", fmt, pcm(0.05)) + ev("audio-stop", {"timestamp": 0}))
+    write("fuzz_wyoming", "synthesize", ev("synthesize", {"text": "Hello.", "voice": {"name": "slt"}},
+                                           header_data={"text": "overridden"}))
+    write("fuzz_wyoming", "old_style", b'{"type": "audio-chunk", "data": {"rate": 16000, "width": 2, '
+          b'"channels": 1}, "payload_length": 4}\n\x00\x01\x02\x03')
+
+
 def main():
+    wyoming_seeds()
     onnx_seeds()
     tokenizer_seeds()
     subtitle_seeds()
