@@ -100,6 +100,25 @@ static int valid_utf8(const char *s, size_t n)
     return 1;
 }
 
+#define WY_MAX_FIELDS 256 /* fields of an event's data */
+
+/* A key given twice keeps its last value, as Python's json (the reference
+ * implementation's parser) does; more than WY_MAX_FIELDS fields: -1. */
+static int dedupe(cJSON *o)
+{
+    int n = 0;
+    for (cJSON *it = o->child; it; it = it->next)
+        if (++n > WY_MAX_FIELDS) return -1;
+    cJSON *it = o->child;
+    while (it) {
+        cJSON *next = it->next, *later = next;
+        while (later && strcmp(later->string, it->string) != 0) later = later->next;
+        if (later) cJSON_Delete(cJSON_DetachItemViaPointer(o, it));
+        it = next;
+    }
+    return 0;
+}
+
 /* A non-negative whole number field, or -1 if absent; -2 if malformed. */
 static long long length_field(const cJSON *o, const char *name)
 {
@@ -184,6 +203,10 @@ int at_wy_read(at_wy_reader *r, at_wy_event *ev, int timeout_ms, at_err *err)
     ev->data = cJSON_IsObject(data) ? cJSON_Duplicate(data, 1) : cJSON_CreateObject();
     cJSON_Delete(hdr);
     if (!ev->data) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (dedupe(ev->data) != 0) {
+        at_wy_event_free(ev);
+        return at_err_set(err, AT_E_INVALID, "an event's data has more than %d fields", WY_MAX_FIELDS);
+    }
     if (dlen > 0) {
         char *d = malloc((size_t)dlen + 1);
         if (!d) {
@@ -199,10 +222,13 @@ int at_wy_read(at_wy_reader *r, at_wy_event *ev, int timeout_ms, at_err *err)
         cJSON *more = valid_utf8(d, (size_t)dlen) ? cJSON_ParseWithLength(d, (size_t)dlen) : NULL;
         int bad = !cJSON_IsObject(more) || at_json_text_has_nul(d, (size_t)dlen);
         free(d);
-        if (bad) {
+        if (bad || dedupe(more) != 0) {
             cJSON_Delete(more);
             at_wy_event_free(ev);
-            return at_err_set(err, AT_E_INVALID, "an event's additional data must be a JSON object");
+            return at_err_set(err, AT_E_INVALID,
+                              "an event's additional data must be a JSON object of at most "
+                              "%d fields",
+                              WY_MAX_FIELDS);
         }
         /* merged over the header's data */
         cJSON *it = more->child;
