@@ -51,8 +51,19 @@ static int teardown(void **state)
 /* Posts the 2.99 s clip.  Whisper requests bound their work: one decode
  * per window (temperature_inc 0: no fallback) of at most max_tokens
  * tokens, so the test takes seconds on any CPU however slow its BLAS. */
+static at_test_resp post_fields_to(const char *path, const char *const *fields);
+
 static at_test_resp post_ex(const char *path, const char *model_name, const char *fmt, const char *temp_inc,
                             const char *max_tokens)
+{
+    const char *fields[] = {"model",  model_name,       "response_format", fmt, "temperature_inc",
+                            temp_inc, "max_new_tokens", max_tokens,        NULL};
+    return post_fields_to(path, fields);
+}
+
+/* The clip posted to path with form fields: pairs of name, value,
+ * NULL-ended (a NULL value leaves the field out). */
+static at_test_resp post_fields_to(const char *path, const char *const *fields)
 {
     size_t len;
     char clip[512];
@@ -62,10 +73,8 @@ static at_test_resp post_ex(const char *path, const char *model_name, const char
     at_test_form f;
     at_test_form_init(&f);
     at_test_form_file(&f, "file", "clip.wav", "audio/wav", wav, len);
-    if (model_name) at_test_form_field(&f, "model", model_name);
-    at_test_form_field(&f, "response_format", fmt);
-    if (temp_inc) at_test_form_field(&f, "temperature_inc", temp_inc);
-    if (max_tokens) at_test_form_field(&f, "max_new_tokens", max_tokens);
+    for (int i = 0; fields[i]; i += 2)
+        if (fields[i + 1]) at_test_form_field(&f, fields[i], fields[i + 1]);
     char hdr[256];
     at_test_form_finish(&f, hdr, sizeof hdr);
     at_test_resp r;
@@ -75,25 +84,9 @@ static at_test_resp post_ex(const char *path, const char *model_name, const char
     return r;
 }
 
-/* The clip with extra form fields: pairs of name, value, NULL-ended. */
 static at_test_resp post_fields(const char *const *fields)
 {
-    size_t len;
-    char clip[512];
-    snprintf(clip, sizeof clip, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
-    unsigned char *wav = at_test_read_file(clip, &len);
-    assert_non_null(wav);
-    at_test_form f;
-    at_test_form_init(&f);
-    at_test_form_file(&f, "file", "clip.wav", "audio/wav", wav, len);
-    for (int i = 0; fields[i]; i += 2) at_test_form_field(&f, fields[i], fields[i + 1]);
-    char hdr[256];
-    at_test_form_finish(&f, hdr, sizeof hdr);
-    at_test_resp r;
-    assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len, &r), 0);
-    at_test_form_free(&f);
-    free(wav);
-    return r;
+    return post_fields_to("/v1/audio/transcriptions", fields);
 }
 
 static at_test_resp post(const char *path, const char *model_name, const char *fmt)
