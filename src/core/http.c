@@ -417,25 +417,35 @@ int at_http_respond_json(at_http_req *r, int status, const cJSON *obj)
     return rc;
 }
 
-static int send_error(at_http_req *r, int status, const char *type, const char *code, const char *param,
-                      const char *msg)
+/* An error document in the given style (see at_http_error). */
+static cJSON *error_json(at_error_style style, const char *type, const char *code, const char *param,
+                         const char *msg)
 {
     cJSON *o = cJSON_CreateObject();
-    if (r->ls && r->ls->errors == AT_ERRORS_PLAIN) {
+    if (style == AT_ERRORS_PLAIN) {
         cJSON_AddStringToObject(o, "error", msg);
-    } else {
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "message", msg);
-        cJSON_AddStringToObject(e, "type", type ? type : "invalid_request_error");
-        if (param)
-            cJSON_AddStringToObject(e, "param", param);
-        else
-            cJSON_AddNullToObject(e, "param");
-        if (code)
-            cJSON_AddStringToObject(e, "code", code);
-        else
-            cJSON_AddNullToObject(e, "code");
+        return o;
     }
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type ? type : "invalid_request_error");
+    if (param)
+        cJSON_AddStringToObject(e, "param", param);
+    else
+        cJSON_AddNullToObject(e, "param");
+    if (code)
+        cJSON_AddStringToObject(e, "code", code);
+    else
+        cJSON_AddNullToObject(e, "code");
+    return o;
+}
+
+static int send_error(at_http_req *r, int status, const char *type, const char *code, const char *param,
+                      const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    cJSON *o = error_json(r->ls ? r->ls->errors : AT_ERRORS_OPENAI, type, code, param, msg);
     int rc = at_http_respond_json(r, status, o);
     cJSON_Delete(o);
     return rc;
@@ -443,23 +453,21 @@ static int send_error(at_http_req *r, int status, const char *type, const char *
 
 int at_http_error(at_http_req *r, int status, const char *type, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = send_error(r, status, type, NULL, NULL, fmt, ap);
     va_end(ap);
-    return send_error(r, status, type, NULL, NULL, msg);
+    return rc;
 }
 
 int at_http_error_coded(at_http_req *r, int status, const char *type, const char *code, const char *param,
                         const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = send_error(r, status, type, code, param, fmt, ap);
     va_end(ap);
-    return send_error(r, status, type, code, param, msg);
+    return rc;
 }
 
 void at_http_server_set_errors(at_http_server *s, const char *name, at_error_style style)
@@ -1202,14 +1210,7 @@ int at_ws_closed(at_ws *w)
 static void refuse_upgrade(struct lws *wsi, int status, const char *type, const char *code, int retry_after,
                            const char *msg)
 {
-    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddNullToObject(e, "param");
-    if (code)
-        cJSON_AddStringToObject(e, "code", code);
-    else
-        cJSON_AddNullToObject(e, "code");
+    cJSON *o = error_json(AT_ERRORS_OPENAI, type, code, NULL, msg);
     char *body = at_json_print(o);
     cJSON_Delete(o);
     if (!body) return;
