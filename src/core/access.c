@@ -6,6 +6,8 @@
  * reused, which at worst forgives that caller some requests. */
 #include "core/access.h"
 
+#include "core/clock.h"
+
 #include <ctype.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -150,13 +152,6 @@ static uint64_t hash_id(const char *kind, const char *s)
     return h ? h : 1;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* Locked.  The bucket of id, refilled to now; a new one starts full. */
 static bucket *find_bucket(at_access *a, uint64_t id, double per_min, double now)
 {
@@ -191,7 +186,7 @@ static int wait_of(const bucket *b, double per_min)
 int at_access_take(at_access *a, const char *key, const char *addr, const char **which)
 {
     if (!a) return 0;
-    double now = now_s();
+    double now = at_now_s();
     pthread_mutex_lock(&a->mu);
     bucket *kb = NULL, *ab = NULL;
     int wait = 0;

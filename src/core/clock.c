@@ -11,3 +11,10 @@ void at_deadline_ms(struct timespec *t, long ms)
         t->tv_nsec -= 1000000000L;
     }
 }
+
+double at_now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}

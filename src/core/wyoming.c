@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/http.h" /* at_json_print */
 #include "core/strbuf.h"
 
@@ -43,12 +44,7 @@ void at_wy_event_free(at_wy_event *ev)
     memset(ev, 0, sizeof *ev);
 }
 
-static long long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
+static long long now_ms(void) { return (long long)(at_now_s() * 1000); }
 
 /* Refills the read-ahead buffer: >0 bytes, 0 on EOF, negative on error or
  * when the deadline passed. */

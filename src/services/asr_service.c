@@ -17,16 +17,10 @@
 #include <time.h>
 
 #include "core/audio.h"
+#include "core/clock.h"
 #include "core/multipart.h"
 #include "core/subtitle.h"
 #include "services/app.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static cJSON *segments_json(const at_asr_result *r)
 {
@@ -153,8 +147,6 @@ static int sse_segment(void *user, const char *text, double start, double end)
     return sse_send(c, ev);
 }
 
-/* A form number in [lo, hi]; an absent field keeps *out.  Returns 0 or
- * answers 400 and returns -1. */
 /* A comma-separated list of numbers in [lo, hi] (at most cap, whole
  * numbers when whole); 0 with *n set, or answers 400 and returns -1. */
 static int form_list(at_http_req *req, const char *name, const char *text, double lo, double hi, int whole,
@@ -165,12 +157,16 @@ static int form_list(at_http_req *req, const char *name, const char *text, doubl
         char *end;
         double v = strtod(p, &end);
         while (*end == ' ') end++;
-        if (end == p || (*end && *end != ',') || !isfinite(v) || v < lo || v > hi ||
-            (whole && v != floor(v)) || *n >= cap) {
-            at_http_error_coded(req, 400, "invalid_request_error", NULL, name,
-                                "'%s' must be %s%s from %g to %g (at most %d), not '%s'", name,
-                                whole ? "whole numbers" : "numbers", cap > 1 ? ", comma-separated," : "", lo,
-                                hi, cap, text);
+        if (end == p || (*end && *end != ',') || (*end == ',' && !end[1]) || !isfinite(v) || v < lo ||
+            v > hi || (whole && v != floor(v)) || *n >= cap) {
+            if (cap == 1)
+                at_http_error_coded(req, 400, "invalid_request_error", NULL, name,
+                                    "'%s' must be %s from %g to %g, not '%s'", name,
+                                    whole ? "a whole number" : "a number", lo, hi, text);
+            else
+                at_http_error_coded(req, 400, "invalid_request_error", NULL, name,
+                                    "'%s' must be up to %d comma-separated %s from %g to %g, not '%s'", name,
+                                    cap, whole ? "whole numbers" : "numbers", lo, hi, text);
             return -1;
         }
         out[(*n)++] = v;
@@ -179,20 +175,13 @@ static int form_list(at_http_req *req, const char *name, const char *text, doubl
     return 0;
 }
 
+/* One number in [lo, hi]; an absent field keeps *out.  Returns 0 or
+ * answers 400 and returns -1. */
 static int form_number(at_http_req *req, const char *name, const char *text, double lo, double hi,
                        double *out)
 {
-    if (!text[0]) return 0;
-    char *end;
-    double v = strtod(text, &end);
-    while (*end == ' ') end++;
-    if (end == text || *end || !isfinite(v) || v < lo || v > hi) {
-        at_http_error(req, 400, "invalid_request_error", "'%s' must be a number from %g to %g, not '%s'",
-                      name, lo, hi, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    int n;
+    return form_list(req, name, text, lo, hi, 0, out, 1, &n);
 }
 
 static void transcribe_common(at_http_req *req, at_app *app, int translate)
@@ -312,7 +301,7 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
                       "translation to English needs a whisper model (start the service with --model)");
     } else {
         at_audio audio = {0};
-        double t0 = now_s();
+        double t0 = at_now_s();
         if (at_audio_load_16k(file->data, file->len, at_app_cfg(app)->max_audio_seconds, &audio, &err) != 0) {
             int status = err.code == AT_E_UNSUPPORTED ? 415 : err.code == AT_E_TOO_LARGE ? 413 : 400;
             at_http_error(req, status, "invalid_request_error", "%s", err.msg);
@@ -355,7 +344,7 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
             }
             at_asr_result res;
             int rc = at_asr_transcribe(eng, audio.samples, audio.n, &opt, &res, &err);
-            at_app_observe(app, translate ? "asr_translate" : "asr_transcribe", now_s() - t0);
+            at_app_observe(app, translate ? "asr_translate" : "asr_transcribe", at_now_s() - t0);
             if (sse && (rc == 0 || sc.started)) {
                 /* the whole text last, as OpenAI sends it */
                 cJSON *ev = cJSON_CreateObject();
@@ -683,12 +672,12 @@ static void h_stream(at_ws *ws, void *user)
             }
             feed = res;
         }
-        double t0 = now_s();
+        double t0 = at_now_s();
         if (n_feed && at_asr_stream_feed(as, feed, n_feed, send_event, &c, &err) != 0) {
             if (err.code != AT_E_CANCELLED) ws_error(ws, 1011, "recognition failed: %s", err.msg);
             failed = 1;
         }
-        t_compute += now_s() - t0;
+        t_compute += at_now_s() - t0;
     }
     if (finished) {
         if (rs) {

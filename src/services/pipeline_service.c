@@ -36,13 +36,6 @@
 #include "services/app.h"
 #include "services/web_assets.h"
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* ---- the page and its configuration ---- */
 
 static void h_asset(at_http_req *req, void *user)
@@ -372,11 +365,11 @@ static void work_segment(pl_session *s, const pl_seg *seg)
     at_err err;
     at_err_clear(&err);
     char *out = NULL;
-    double t0 = now_s();
+    double t0 = at_now_s();
     int rc = strcmp(s->source, s->target) == 0
                  ? ((out = strdup(seg->text)) ? 0 : at_err_set(&err, AT_E_NOMEM, "out of memory"))
                  : at_mt_translate(s->mt, s->source, s->target, seg->text, &out, &err);
-    at_app_observe(s->app, "pipeline_translate", now_s() - t0);
+    at_app_observe(s->app, "pipeline_translate", at_now_s() - t0);
     if (rc != 0) {
         pl_seg_error(s, seg->id, "translation_failed", "translation failed: %s", err.msg);
         free(out);
@@ -403,9 +396,9 @@ static void work_segment(pl_session *s, const pl_seg *seg)
         return;
     }
     speak_ctx c = {s, seg->id, 0};
-    t0 = now_s();
+    t0 = at_now_s();
     rc = at_tts_synthesize(s->tts, s->voice, out, s->speed, on_tts_chunk, &c, &err);
-    at_app_observe(s->app, "pipeline_synthesize", now_s() - t0);
+    at_app_observe(s->app, "pipeline_synthesize", at_now_s() - t0);
     free(out);
     if (pl_stopped(s)) return;
     if (rc != 0 || c.samples == 0) {
@@ -746,14 +739,14 @@ static void h_pipeline(at_ws *ws, void *user)
     size_t n_carry = 0;
     float *res = NULL;
     size_t res_cap = 0;
-    double seconds_in = 0, last_msg = now_s();
+    double seconds_in = 0, last_msg = at_now_s();
     int ended = 0;
     while (!pl_stopped(&s)) {
         at_ws_msg m;
         /* Short waits so a stop decided by another thread ends us quickly. */
         int rc = at_ws_recv(ws, &m, 200);
         if (rc == 0) {
-            if (now_s() - last_msg > ac->stream_idle_s) {
+            if (at_now_s() - last_msg > ac->stream_idle_s) {
                 pl_fatal(&s, 1008, "idle", "no audio for %d s; closing", ac->stream_idle_s);
                 break;
             }
@@ -767,7 +760,7 @@ static void h_pipeline(at_ws *ws, void *user)
                 ended = 1;
             break;
         }
-        last_msg = now_s();
+        last_msg = at_now_s();
         if (m.kind == AT_WS_TEXT) {
             cJSON *c = cJSON_ParseWithLength((const char *)m.data, m.len);
             const cJSON *t = c ? cJSON_GetObjectItemCaseSensitive(c, "type") : NULL;

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
+
 #define RESTART_MIN_S  1
 #define RESTART_MAX_S  30
 #define STABLE_AFTER_S 10 /* a child up this long restarts after RESTART_MIN_S again */
@@ -21,13 +23,6 @@
 static volatile sig_atomic_t stop_signal;
 
 static void on_stop(int sig) { stop_signal = sig; }
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void sleep_s(double s)
 {
@@ -90,7 +85,7 @@ static pid_t start(child *c, const char *name, pid_t self)
 {
     pid_t pid = fork();
     if (pid != 0) {
-        if (pid > 0) c->pid = pid, c->started = now_s();
+        if (pid > 0) c->pid = pid, c->started = at_now_s();
         return pid < 0 ? -1 : pid;
     }
     signal(SIGTERM, SIG_DFL);
@@ -143,7 +138,7 @@ int at_supervise(at_supervisor_cfg *cfg, int *which)
         }
         ch[i].delay = RESTART_MIN_S;
         /* One at a time, so that the logs come in a fixed order. */
-        double until = now_s() + START_WAIT_S;
+        double until = at_now_s() + START_WAIT_S;
         int st;
         while (!stop_signal && !accepts(cfg->host, cfg->ports[i])) {
             if (waitpid(ch[i].pid, &st, WNOHANG) == ch[i].pid) {
@@ -152,7 +147,7 @@ int at_supervise(at_supervisor_cfg *cfg, int *which)
                 status = 1;
                 break;
             }
-            if (now_s() > until) {
+            if (at_now_s() > until) {
                 at_log_write(cfg->log, AT_LOG_ERROR, "service did not start listening", "service",
                              cfg->names[i], NULL);
                 status = 1;
@@ -178,15 +173,15 @@ int at_supervise(at_supervisor_cfg *cfg, int *which)
                 if (ch[i].pid) kill(ch[i].pid, SIGTERM);
             /* The children exit by themselves after their drain (plus a
              * few seconds for stuck work); this is the backstop. */
-            kill_at = now_s() + cfg->drain_timeout_s + 15;
+            kill_at = at_now_s() + cfg->drain_timeout_s + 15;
         }
-        if (kill_at && now_s() > kill_at) {
+        if (kill_at && at_now_s() > kill_at) {
             for (int i = 0; i < cfg->n; i++)
                 if (ch[i].pid) kill(ch[i].pid, SIGKILL);
-            kill_at = now_s() + 3600;
+            kill_at = at_now_s() + 3600;
         }
         for (int i = 0; i < cfg->n; i++) {
-            if (ch[i].pid || !ch[i].restart_at || now_s() < ch[i].restart_at) continue;
+            if (ch[i].pid || !ch[i].restart_at || at_now_s() < ch[i].restart_at) continue;
             ch[i].restart_at = 0;
             pid_t pid = start(&ch[i], cfg->names[i], self);
             if (pid == 0) {
@@ -199,7 +194,7 @@ int at_supervise(at_supervisor_cfg *cfg, int *which)
                 at_log_write(cfg->log, AT_LOG_INFO, "service restarted", "service", cfg->names[i], "port", ps,
                              NULL);
             else /* try again later */
-                ch[i].restart_at = now_s() + ch[i].delay;
+                ch[i].restart_at = at_now_s() + ch[i].delay;
         }
         int st;
         pid_t pid = waitpid(-1, &st, WNOHANG);
@@ -219,8 +214,8 @@ int at_supervise(at_supervisor_cfg *cfg, int *which)
             continue;
         }
         log_exit(cfg->log, cfg->names[i], st, "service died; restarting it");
-        if (now_s() - ch[i].started >= STABLE_AFTER_S) ch[i].delay = RESTART_MIN_S;
-        ch[i].restart_at = now_s() + ch[i].delay;
+        if (at_now_s() - ch[i].started >= STABLE_AFTER_S) ch[i].delay = RESTART_MIN_S;
+        ch[i].restart_at = at_now_s() + ch[i].delay;
         if (ch[i].delay < RESTART_MAX_S) ch[i].delay *= 2;
     }
     return status;

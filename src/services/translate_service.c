@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "core/multipart.h"
+#include "core/clock.h"
 #include "core/strbuf.h"
 #include "engines/mt/langid.h"
 #include "services/app.h"
@@ -176,13 +177,6 @@ static void lower_code(const char *in, char *out, size_t cap)
     size_t i = 0;
     for (; in[i] && i + 1 < cap; i++) out[i] = (char)tolower((unsigned char)in[i]);
     out[i] = '\0';
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 /* 1 if some pair translates from `code`. */
@@ -462,7 +456,7 @@ static void h_translate(at_http_req *req, void *user)
             cJSON *arr = cJSON_IsArray(q) ? cJSON_AddArrayToObject(res, "translatedText") : NULL;
             cJSON *det = auto_src && arr ? cJSON_AddArrayToObject(res, "detectedLanguage") : NULL;
             cJSON *alts = alt_n >= 1 && arr ? cJSON_AddArrayToObject(res, "alternatives") : NULL;
-            double t0 = now_s();
+            double t0 = at_now_s();
             int failed = 0;
             for (int i = 0; i < n && !failed; i++) {
                 const char *text = (cJSON_IsArray(q) ? cJSON_GetArrayItem(q, i) : q)->valuestring;
@@ -507,7 +501,7 @@ static void h_translate(at_http_req *req, void *user)
                     cJSON_AddArrayToObject(res, "alternatives");
                 free(out);
             }
-            at_app_observe(app, "mt_translate", now_s() - t0);
+            at_app_observe(app, "mt_translate", at_now_s() - t0);
             if (!failed) at_http_respond_json(req, 200, res);
             cJSON_Delete(res);
         }

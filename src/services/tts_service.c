@@ -18,6 +18,7 @@
 
 #include <libwebsockets.h>
 
+#include "core/clock.h"
 #include "core/encode.h"
 #include "services/app.h"
 
@@ -181,13 +182,10 @@ static void h_speech(at_http_req *req, void *user)
                         .out_rate = out_rate,
                         .in_rate = v->sample_rate};
         at_err_clear(&err);
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = at_now_s();
         int rc = at_tts_synthesize(eng, v, input->valuestring, speed ? (float)speed->valuedouble : 1.0f,
                                    on_chunk, &c, &err);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        at_app_observe(app, "tts_synthesize",
-                       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+        at_app_observe(app, "tts_synthesize", at_now_s() - t0);
         if (rc != 0 && !c.started) {
             at_http_error_from(req, &err);
         } else if (c.started) {

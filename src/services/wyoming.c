@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/audio.h"
+#include "core/clock.h"
 #include "core/wyoming.h"
 
 #define WY_MAX_PAYLOAD (1024 * 1024) /* one audio chunk: ~30 s of 16 kHz PCM16 */
@@ -183,12 +184,9 @@ static void transcribe(at_wyoming *w, int fd, asr_state *st)
     opt.cancelled = cancelled_fd;
     opt.cancel_user = &fd;
     at_asr_result res;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = at_now_s();
     int rc = at_asr_transcribe(eng, a.samples, a.n, &opt, &res, &err);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    at_app_observe(w->app, "asr_transcribe",
-                   (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    at_app_observe(w->app, "asr_transcribe", at_now_s() - t0);
     at_audio_free(&a);
     if (rc != 0) {
         if (rc != AT_E_CANCELLED) send_error(fd, "transcription_failed", "%s", err.msg);
@@ -490,10 +488,7 @@ void at_wyoming_stop(at_wyoming *w, int grace_ms)
     for (int i = 0; i < WY_MAX_CONN; i++)
         if (w->fds[i] >= 0) shutdown(w->fds[i], SHUT_RDWR); /* their reads and writes end now */
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += grace_ms / 1000;
-    until.tv_nsec += (long)(grace_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+    at_deadline_ms(&until, grace_ms);
     while (w->active > 0 && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0) {}
     int left = w->active;
     pthread_mutex_unlock(&w->mu);
