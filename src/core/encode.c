@@ -83,9 +83,8 @@ static sf_count_t vio_read(void *p, sf_count_t n, void *u)
 static sf_count_t vio_seek(sf_count_t off, int whence, void *u)
 {
     at_encoder *e = u;
-    sf_count_t at = whence == SEEK_SET   ? off
-                    : whence == SEEK_CUR ? (sf_count_t)e->bytes + off
-                                         : (sf_count_t)e->bytes + off;
+    /* the file's end is where it is now: SEEK_CUR and SEEK_END agree */
+    sf_count_t at = whence == SEEK_SET ? off : (sf_count_t)e->bytes + off;
     return at == (sf_count_t)e->bytes ? at : -1;
 }
 

@@ -1,7 +1,7 @@
 /* tts_service.c - tts: OpenAI-compatible speech synthesis, streamed.
  *
  *   POST /v1/audio/speech   JSON: input, voice, response_format (mp3, the
- *                           default, opus, flac, wav, pcm), speed,
+ *                           default, opus, aac, flac, wav, pcm), speed,
  *                           stream_format ("audio" or "sse"), and as an
  *                           extension sample_rate (24000 by default)
  *   GET  /v1/voices         the voices of every engine
