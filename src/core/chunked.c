@@ -10,6 +10,7 @@
 #include "core/chunked.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define LINE_MAX_BYTES     4096 /* chunk-size line with its extensions */
@@ -75,11 +76,9 @@ static int end_of_size_line(at_chunked *c, at_err *err)
         return 0;
     }
     if (c->size > c->limit - c->total) {
-        c->st = S_FAILED;
-        c->result = AT_E_TOO_LARGE;
-        at_err_set(&c->failure, AT_E_TOO_LARGE, "request body exceeds the limit of %zu bytes", c->limit);
-        if (err) *err = c->failure;
-        return AT_E_TOO_LARGE;
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", c->limit);
+        return fail(c, AT_E_TOO_LARGE, msg, err);
     }
     c->st = S_DATA;
     return 0;
@@ -117,8 +116,6 @@ int at_chunked_feed(at_chunked *c, const unsigned char *in, size_t len, size_t *
             } else {
                 return fail(c, AT_E_INVALID, "chunked body: a chunk size must be hexadecimal", err);
             }
-            if (c->st == S_SIZE && ++c->line > LINE_MAX_BYTES)
-                return fail(c, AT_E_INVALID, "chunked body: chunk size line too long", err);
             break;
         }
         case S_EXT:
