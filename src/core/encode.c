@@ -8,6 +8,7 @@
 #include "core/encode.h"
 
 #include <sndfile.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vo-aacenc/cmnMemory.h>
@@ -106,6 +107,19 @@ static sf_count_t vio_write(const void *p, sf_count_t n, void *u)
     return emit(e, p, (size_t)n) ? 0 : n;
 }
 
+/* The rates each codec's standard defines.  libsndfile's sf_format_check
+ * accepts any rate for MP3 and Opus; opening the stream then fails (and
+ * for MP3 leaks the LAME context), or writes one players refuse. */
+static const int mpeg_rates[] = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 0};
+static const int opus_rates[] = {8000, 12000, 16000, 24000, 48000, 0};
+
+static const int *codec_rates(const char *format, const char **codec)
+{
+    *codec = strcmp(format, "mp3") == 0 ? "MP3" : strcmp(format, "aac") == 0 ? "AAC" : "Opus";
+    if (strcmp(format, "mp3") == 0 || strcmp(format, "aac") == 0) return mpeg_rates;
+    return strcmp(format, "opus") == 0 ? opus_rates : NULL;
+}
+
 int at_encoder_check(const char *format, int rate, at_err *err)
 {
     int fi = find(format);
@@ -114,30 +128,25 @@ int at_encoder_check(const char *format, int rate, at_err *err)
                           format ? format : "(null)", at_encoder_formats());
     if (rate < 1000 || rate > 384000)
         return at_err_set(err, AT_E_UNSUPPORTED, "sample rate %d Hz is out of range", rate);
-    if (strcmp(format, "aac") == 0) {
-        static const int aac_rates[] = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000};
-        for (size_t i = 0; i < sizeof aac_rates / sizeof aac_rates[0]; i++)
-            if (rate == aac_rates[i]) return 0;
-        return at_err_set(err, AT_E_UNSUPPORTED,
-                          "aac cannot be encoded at %d Hz (AAC takes 8000 to 48000 Hz rates "
-                          "such as 16000, 22050, 24000, 44100)",
-                          rate);
+    const char *codec;
+    const int *rates = codec_rates(format, &codec);
+    if (rates) {
+        char list[128];
+        size_t len = 0;
+        for (const int *r = rates; *r; r++) {
+            if (*r == rate) return 0;
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", len ? ", " : "", *r);
+        }
+        return at_err_set(err, AT_E_UNSUPPORTED, "%s cannot be encoded at %d Hz (%s takes %s Hz)", format,
+                          rate, codec, list);
     }
     if (!formats[fi].sf_format) return 0;
-    /* libsndfile would accept any rate and write a stream players refuse */
-    if (strcmp(format, "opus") == 0 && rate != 8000 && rate != 12000 && rate != 16000 && rate != 24000 &&
-        rate != 48000)
-        return at_err_set(err, AT_E_UNSUPPORTED,
-                          "opus cannot be encoded at %d Hz (Opus takes 8000, 12000, 16000, 24000 or 48000)",
-                          rate);
     SF_INFO info = {0};
     info.samplerate = rate;
     info.channels = 1;
     info.format = formats[fi].sf_format;
     if (!sf_format_check(&info))
-        return at_err_set(err, AT_E_UNSUPPORTED, "%s cannot be encoded at %d Hz%s", format, rate,
-                          strcmp(format, "opus") == 0 ? " (Opus takes 8000, 12000, 16000, 24000 or 48000)"
-                                                      : "");
+        return at_err_set(err, AT_E_UNSUPPORTED, "%s cannot be encoded at %d Hz", format, rate);
     return 0;
 }
 

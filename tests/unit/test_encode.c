@@ -172,6 +172,14 @@ static void test_refusals(void **st)
     assert_int_equal(err.code, AT_E_UNSUPPORTED);
     assert_null(at_encoder_new("opus", 22050, 22050, collect, &s, &err));
     assert_int_equal(err.code, AT_E_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "8000, 12000, 16000, 24000, 48000"));
+    /* libsndfile's format check passes any MP3 rate; its open then fails
+     * and leaks the LAME context, so the rate is refused before it */
+    assert_null(at_encoder_new("mp3", 22050, 64000, collect, &s, &err));
+    assert_int_equal(err.code, AT_E_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "mp3 cannot be encoded at 64000 Hz"));
+    assert_null(at_encoder_new("mp3", 22050, 7999, collect, &s, &err));
+    assert_int_equal(err.code, AT_E_UNSUPPORTED);
     assert_string_equal(at_encoder_content_type("mp3"), "audio/mpeg");
     assert_null(at_encoder_content_type("x"));
 }
