@@ -152,7 +152,7 @@ static int cmd_transcribe(int argc, char **argv)
             for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) ok |= !strcmp(format, fmts[i]);
             const char *ctype;
             char *doc =
-                ok ? at_asr_format_result(&res, format, translate ? "translate" : "transcribe", &ctype)
+                ok ? at_asr_format_result(&res, format, translate ? "translate" : "transcribe", 0, &ctype)
                    : NULL;
             if (!ok) fprintf(stderr, "audio-translator transcribe: unknown --format '%s'\n", format);
             FILE *out = output ? fopen(output, "w") : stdout;

@@ -346,6 +346,11 @@ int at_nn_decoder_layer(at_backend *be, const at_nn_layer *ly, const at_nn_cfg *
     if ((rc = sub_in(be, &ly->cross_norm, cfg, x, &y, &in, err)) ||
         (rc = at_nn_linear_run(be, &ly->cross.q, in, &q, err)))
         goto out;
+    for (int i = 0; i < n_seqs; i++) {
+        if (!at_tensor_present(&seqs[i].cross_q)) continue;
+        at_tensor src = at_tensor_view_rows(&q, seqs[i].row0, seqs[i].n), dst = seqs[i].cross_q;
+        if ((rc = at_op_copy(be, &src, &dst, err))) goto out;
+    }
     for (int i = 0; i < n_seqs; i++)
         as[i] =
             (at_attn_seq){seqs[i].row0, seqs[i].n, &seqs[i].cross_k, &seqs[i].cross_v, seqs[i].n_cross, -1};
@@ -444,6 +449,9 @@ int at_nn_decoder_stack(at_backend *be, const at_nn_layer *layers, int n_layers,
                               q->n, q->kv->n_ctx);
         for (int j = 0; j < i; j++)
             if (seqs[j].kv == q->kv) return at_err_set(err, AT_E_INVALID, "two sequences share a kv cache");
+        if (q->cross_q && (at_tensor_rows(q->cross_q) < (int64_t)n_layers * q->n ||
+                           at_tensor_cols(q->cross_q) != cfg->d_model))
+            return at_err_set(err, AT_E_INVALID, "decoder: sequence %d's query capture is too small", i);
         rows += q->n;
     }
     if (rows != at_tensor_rows(x))
@@ -464,7 +472,10 @@ int at_nn_decoder_stack(at_backend *be, const at_nn_layer *layers, int n_layers,
                                     kv->len,
                                     at_tensor_view_rows(&mem->k, mr, mem->len),
                                     at_tensor_view_rows(&mem->v, mr, mem->len),
-                                    mem->len};
+                                    mem->len,
+                                    {0}};
+            if (seqs[i].cross_q)
+                ds[i].cross_q = at_tensor_view_rows(seqs[i].cross_q, (int64_t)l * seqs[i].n, seqs[i].n);
         }
         rc = at_nn_decoder_layer(be, &layers[l], cfg, x, ds, n_seqs, s, err);
     }

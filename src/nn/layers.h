@@ -132,6 +132,7 @@ typedef struct at_nn_dec_seq {
     int past;                   /* positions already cached; the new ones go after */
     at_tensor cross_k, cross_v; /* this layer's keys and values of the memory */
     int n_cross;                /* memory rows attended to */
+    at_tensor cross_q;          /* absent, or n rows receiving the cross-attention queries */
 } at_nn_dec_seq;
 
 /* One decoder layer over x: appends the new keys and values to each
@@ -180,6 +181,10 @@ typedef struct at_nn_stack_seq {
     int n;
     at_nn_kv *kv;
     const at_nn_memory *mem;
+    /* NULL, or n_layers * n rows of d_model (layer-major) receiving each
+     * layer's cross-attention queries: Whisper's word timestamps read the
+     * attention of chosen heads from them */
+    at_tensor *cross_q;
 } at_nn_stack_seq;
 
 /* Runs x through every decoder layer for a batch of sequences, appending

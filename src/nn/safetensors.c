@@ -216,6 +216,30 @@ int at_hf_config_int(const at_hf_config *c, const char *key, int lo, int hi, int
     return at_hf_config_int_or(c, key, lo, hi, 0, out, err);
 }
 
+int at_hf_config_pairs(const at_hf_config *c, const char *key, int lo, int hi, int (*out)[2], int cap, int *n,
+                       at_err *err)
+{
+    const cJSON *v = item(c, key), *p;
+    *n = 0;
+    if (!v) return 0;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > cap)
+        return at_err_set(err, AT_E_CORRUPT, "%s: \"%s\" must be a list of at most %d pairs", c->path, key,
+                          cap);
+    cJSON_ArrayForEach(p, v)
+    {
+        const cJSON *a = cJSON_GetArrayItem(p, 0), *b = cJSON_GetArrayItem(p, 1);
+        if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) != 2 || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) ||
+            a->valuedouble < lo || a->valuedouble > hi || b->valuedouble < lo || b->valuedouble > hi ||
+            a->valuedouble != (int)a->valuedouble || b->valuedouble != (int)b->valuedouble)
+            return at_err_set(err, AT_E_CORRUPT, "%s: \"%s\" must hold pairs of integers in %d..%d", c->path,
+                              key, lo, hi);
+        out[*n][0] = (int)a->valuedouble;
+        out[*n][1] = (int)b->valuedouble;
+        (*n)++;
+    }
+    return 0;
+}
+
 int at_hf_config_bool_or(const at_hf_config *c, const char *key, int def, int *out, at_err *err)
 {
     const cJSON *v = item(c, key);

@@ -37,6 +37,11 @@ int at_hf_config_int_or(const at_hf_config *c, const char *key, int lo, int hi, 
 int at_hf_config_float_or(const at_hf_config *c, const char *key, double lo, double hi, double def,
                           double *out, at_err *err);
 int at_hf_config_bool_or(const at_hf_config *c, const char *key, int def, int *out, at_err *err);
+/* A list of integer pairs ([[a, b], ...], generation_config.json's
+ * "alignment_heads"): each value in lo..hi, at most cap pairs; *n = 0
+ * when the key is absent. */
+int at_hf_config_pairs(const at_hf_config *c, const char *key, int lo, int hi, int (*out)[2], int cap, int *n,
+                       at_err *err);
 /* A string value, or def when absent; an error when not a string. */
 int at_hf_config_string_or(const at_hf_config *c, const char *key, const char *def, const char **out,
                            at_err *err);

@@ -128,9 +128,17 @@ int at_tts_service_listen(at_app *app, at_http_server *srv, const char *iface, i
 int at_pipeline_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,
                                at_err *err);
 
+/* verbose_json's timestamp granularities (OpenAI's
+ * timestamp_granularities[]): 0 is "segment" alone, the default. */
+enum {
+    AT_ASR_WORDS = 1,      /* "word": words at the top level and in each segment */
+    AT_ASR_NO_SEGMENTS = 2 /* "word" without "segment": no segments */
+};
+
 /* An ASR result as the API answers it: fmt = json | verbose_json | text |
- * srt | vtt.  Malloc'd, NUL-terminated; NULL on allocation failure. */
-char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *task,
+ * srt | vtt; granularity: AT_ASR_* flags for verbose_json.  Malloc'd,
+ * NUL-terminated; NULL on allocation failure. */
+char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *task, int granularity,
                            const char **content_type);
 
 /* Every voice of every TTS engine as a JSON array of {name, language,

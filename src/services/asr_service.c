@@ -22,7 +22,17 @@
 #include "core/subtitle.h"
 #include "services/app.h"
 
-static cJSON *segments_json(const at_asr_result *r)
+static cJSON *word_json(const at_asr_word *w)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "word", w->text);
+    cJSON_AddNumberToObject(o, "start", w->start);
+    cJSON_AddNumberToObject(o, "end", w->end);
+    if (w->prob >= 0) cJSON_AddNumberToObject(o, "probability", w->prob);
+    return o;
+}
+
+static cJSON *segments_json(const at_asr_result *r, int words)
 {
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < r->n_segments; i++) {
@@ -43,22 +53,16 @@ static cJSON *segments_json(const at_asr_result *r)
         cJSON_AddNumberToObject(o, "avg_logprob", s->avg_logprob);
         cJSON_AddNumberToObject(o, "compression_ratio", s->compression_ratio);
         cJSON_AddNumberToObject(o, "no_speech_prob", s->no_speech_prob);
-        if (s->n_words) {
+        if (words) {
             cJSON *w = cJSON_AddArrayToObject(o, "words");
-            for (size_t j = 0; j < s->n_words; j++) {
-                cJSON *wo = cJSON_CreateObject();
-                cJSON_AddStringToObject(wo, "word", s->words[j].text);
-                cJSON_AddNumberToObject(wo, "start", s->words[j].start);
-                cJSON_AddNumberToObject(wo, "end", s->words[j].end);
-                cJSON_AddItemToArray(w, wo);
-            }
+            for (size_t j = 0; j < s->n_words; j++) cJSON_AddItemToArray(w, word_json(&s->words[j]));
         }
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
 }
 
-char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *task,
+char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *task, int granularity,
                            const char **content_type)
 {
     char *text = at_asr_result_text(r);
@@ -87,7 +91,14 @@ char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *
             cJSON_AddStringToObject(o, "language", at_asr_language_name(r->language));
             cJSON_AddNumberToObject(o, "duration", r->duration);
             cJSON_AddStringToObject(o, "text", text);
-            cJSON_AddItemToObject(o, "segments", segments_json(r));
+            if (!(granularity & AT_ASR_NO_SEGMENTS))
+                cJSON_AddItemToObject(o, "segments", segments_json(r, granularity & AT_ASR_WORDS));
+            if (granularity & AT_ASR_WORDS) {
+                cJSON *w = cJSON_AddArrayToObject(o, "words");
+                for (size_t i = 0; i < r->n_segments; i++)
+                    for (size_t j = 0; j < r->segments[i].n_words; j++)
+                        cJSON_AddItemToArray(w, word_json(&r->segments[i].words[j]));
+            }
         } else {
             cJSON_AddStringToObject(o, "text", text);
         }
@@ -99,10 +110,11 @@ char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *
     return doc;
 }
 
-static void respond_result(at_http_req *req, const at_asr_result *r, const char *fmt, const char *task)
+static void respond_result(at_http_req *req, const at_asr_result *r, const char *fmt, const char *task,
+                           int granularity)
 {
     const char *ctype;
-    char *doc = at_asr_format_result(r, fmt, task, &ctype);
+    char *doc = at_asr_format_result(r, fmt, task, granularity, &ctype);
     if (doc)
         at_http_respond(req, 200, ctype, doc, strlen(doc));
     else
@@ -175,6 +187,45 @@ static int form_list(at_http_req *req, const char *name, const char *text, doubl
     return 0;
 }
 
+/* timestamp_granularities[]: the SDK sends one field per value (curl users
+ * often write timestamp_granularities, or a comma list).  Returns the
+ * AT_ASR_* flags, or answers 400 and returns -1. */
+static int granularities(at_http_req *req, const at_form *form, const char *fmt)
+{
+    int word = 0, segment = 0, any = 0;
+    for (size_t i = 0; i < form->n; i++) {
+        const at_part *p = &form->parts[i];
+        if (strcmp(p->name, "timestamp_granularities[]") != 0 &&
+            strcmp(p->name, "timestamp_granularities") != 0)
+            continue;
+        any = 1;
+        for (size_t a = 0; a < p->len;) {
+            size_t b = a;
+            while (b < p->len && p->data[b] != ',') b++;
+            size_t s = a, e = b;
+            while (s < e && p->data[s] == ' ') s++;
+            while (e > s && p->data[e - 1] == ' ') e--;
+            if (e - s == 4 && memcmp(p->data + s, "word", 4) == 0)
+                word = 1;
+            else if (e - s == 7 && memcmp(p->data + s, "segment", 7) == 0)
+                segment = 1;
+            else {
+                at_http_error_coded(req, 400, "invalid_request_error", NULL, "timestamp_granularities",
+                                    "'timestamp_granularities' takes 'word' and 'segment', not '%.*s'",
+                                    (int)(e - s > 32 ? 32 : e - s), (const char *)p->data + s);
+                return -1;
+            }
+            a = b + 1;
+        }
+    }
+    if (any && strcmp(fmt, "verbose_json") != 0) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "timestamp_granularities",
+                            "'timestamp_granularities' needs response_format 'verbose_json'");
+        return -1;
+    }
+    return (word ? AT_ASR_WORDS : 0) | (word && !segment ? AT_ASR_NO_SEGMENTS : 0);
+}
+
 /* One number in [lo, hi]; an absent field keeps *out.  Returns 0 or
  * answers 400 and returns -1. */
 static int form_number(at_http_req *req, const char *name, const char *text, double lo, double hi,
@@ -210,7 +261,7 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
     char model[64] = "", language[16] = "", fmt[16] = "json", prompt[1024] = "", temp[32] = "",
          temp_inc[32] = "", max_tokens[32] = "", stream[8] = "", beam[16] = "", best_of[16] = "",
          patience[32] = "", length_penalty[32] = "", suppress[1024] = "-1", condition[8] = "",
-         vad_filter[8] = "";
+         vad_filter[8] = "", hallucination[32] = "";
     char temps[256] = "";
     if (at_form_text(form, "model", model, sizeof model, &err) < 0 ||
         at_form_text(form, "language", language, sizeof language, &err) < 0 ||
@@ -224,6 +275,8 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
         at_form_text(form, "suppress_tokens", suppress, sizeof suppress, &err) < 0 ||
         at_form_text(form, "condition_on_previous_text", condition, sizeof condition, &err) < 0 ||
         at_form_text(form, "vad_filter", vad_filter, sizeof vad_filter, &err) < 0 ||
+        at_form_text(form, "hallucination_silence_threshold", hallucination, sizeof hallucination, &err) <
+            0 ||
         at_form_text(form, "temperature_inc", temp_inc, sizeof temp_inc, &err) < 0 ||
         at_form_text(form, "max_new_tokens", max_tokens, sizeof max_tokens, &err) < 0 ||
         at_form_text(form, "stream", stream, sizeof stream, &err) < 0) {
@@ -258,8 +311,11 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
     }
     if (n_temps == 1) snprintf(temp, sizeof temp, "%g", tlist[0]);
     /* temperature_inc 0 turns the fallback off, as in whisper.cpp */
-    double temperature = 0, inc = 0.2, n_tokens = 0;
-    if (form_number(req, "temperature", temp, 0, 1, &temperature) < 0 ||
+    double temperature = 0, inc = 0.2, n_tokens = 0, silence = 0;
+    int granularity = granularities(req, form, fmt);
+    if (granularity < 0 ||
+        form_number(req, "hallucination_silence_threshold", hallucination, 0.1, 30, &silence) < 0 ||
+        form_number(req, "temperature", temp, 0, 1, &temperature) < 0 ||
         form_number(req, "temperature_inc", temp_inc, 0, 1, &inc) < 0 ||
         form_number(req, "max_new_tokens", max_tokens, 1, 224, &n_tokens) < 0) {
         free(form);
@@ -335,6 +391,8 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
             opt.no_default_suppress = !has_default;
             opt.no_condition_on_previous = strcmp(condition, "false") == 0;
             opt.vad_filter = strcmp(vad_filter, "true") == 0;
+            opt.word_timestamps = (granularity & AT_ASR_WORDS) != 0;
+            opt.hallucination_silence_threshold = (float)silence;
             opt.cancelled = client_gone; /* a vanished client frees the worker */
             opt.cancel_user = req;
             sse_ctx sc = {req, 0, 0, 0};
@@ -368,7 +426,7 @@ static void transcribe_common(at_http_req *req, at_app *app, int translate)
                 at_app_count_audio(app, "asr", res.duration);
                 if (!res.language[0])
                     snprintf(res.language, sizeof res.language, "%s", language[0] ? language : "en");
-                respond_result(req, &res, fmt, translate ? "translate" : "transcribe");
+                respond_result(req, &res, fmt, translate ? "translate" : "transcribe", granularity);
                 at_asr_result_free(&res);
             }
             at_audio_free(&audio);

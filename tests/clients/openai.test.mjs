@@ -50,6 +50,27 @@ try {
     assert.ok(Array.isArray(v.segments) && v.segments.length > 0);
   });
 
+  // word timestamps the way the SDK documents them
+  await check('timestamp_granularities word (and segment)', async () => {
+    const v = await stt.audio.transcriptions.create({
+      file: fs.createReadStream(clip), model: 'whisper-1', response_format: 'verbose_json',
+      timestamp_granularities: ['word'],
+    });
+    assert.ok(Array.isArray(v.words) && v.words.length >= 3, JSON.stringify(v));
+    assert.equal(v.segments, undefined);
+    let prev = 0;
+    for (const w of v.words) {
+      assert.equal(typeof w.word, 'string');
+      assert.ok(w.start >= prev && w.end >= w.start && w.end <= v.duration + 0.01, JSON.stringify(w));
+      prev = w.start;
+    }
+    const both = await stt.audio.transcriptions.create({
+      file: fs.createReadStream(clip), model: 'whisper-1', response_format: 'verbose_json',
+      timestamp_granularities: ['word', 'segment'],
+    });
+    assert.ok(both.words.length >= 3 && both.segments.length > 0);
+  });
+
   // two LibriVox sentences with a second of silence between: pocketsphinx
   // finishes one utterance before it hears the next
   function twoSentences() {

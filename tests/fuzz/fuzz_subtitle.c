@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const fmts[] = {"json", "verbose_json", "text", "srt", "vtt"};
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
         const char *ct = NULL;
-        char *doc = at_asr_format_result(&r, fmts[i], "transcribe", &ct);
+        char *doc = at_asr_format_result(&r, fmts[i], "transcribe", (int)(size & 3), &ct);
         if (!doc || !ct) __builtin_trap();
         if (strstr(fmts[i], "json")) {
             cJSON *o = cJSON_Parse(doc);

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -153,6 +155,65 @@ static void response_formats(void **state)
     free(wav);
 }
 
+/* timestamp_granularities[] as the OpenAI SDK sends it: one field per
+ * value; words at the top level (and in each segment), in time order. */
+static at_test_resp transcribe_granular(const void *wav, size_t len, const char *const *values, int n)
+{
+    at_test_form f;
+    at_test_form_init(&f);
+    at_test_form_file(&f, "file", "a.wav", "audio/wav", wav, len);
+    at_test_form_field(&f, "response_format", "verbose_json");
+    for (int i = 0; i < n; i++) at_test_form_field(&f, "timestamp_granularities[]", values[i]);
+    char hdr[256];
+    at_test_form_finish(&f, hdr, sizeof hdr);
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len, &r), 0);
+    at_test_form_free(&f);
+    return r;
+}
+
+static void word_timestamps(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *wav = at_test_read_file(clip_path[1], &len);
+    const char *word[] = {"word"}, *both[] = {"segment", "word"};
+    at_test_resp r = transcribe_granular(wav, len, word, 1);
+    assert_int_equal(r.status, 200);
+    cJSON *o = cJSON_Parse((char *)r.body);
+    assert_non_null(o);
+    const cJSON *words = cJSON_GetObjectItem(o, "words"), *w;
+    assert_true(cJSON_IsArray(words) && cJSON_GetArraySize(words) >= 3);
+    assert_null(cJSON_GetObjectItem(o, "segments")); /* "word" alone, as OpenAI answers */
+    double prev = 0, dur = cJSON_GetObjectItem(o, "duration")->valuedouble;
+    cJSON_ArrayForEach(w, words)
+    {
+        const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(w, "word"));
+        double a = cJSON_GetObjectItem(w, "start")->valuedouble,
+               b = cJSON_GetObjectItem(w, "end")->valuedouble;
+        assert_true(text && text[0] && text[0] != ' ');
+        assert_true(a >= prev && a <= b && b <= dur + 0.01);
+        prev = a;
+    }
+    cJSON_Delete(o);
+    at_test_resp_free(&r);
+    r = transcribe_granular(wav, len, both, 2);
+    assert_int_equal(r.status, 200);
+    o = cJSON_Parse((char *)r.body);
+    const cJSON *seg = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "segments"), 0);
+    assert_non_null(seg);
+    assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(seg, "words")) >= 1);
+    assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(o, "words")) >= 3);
+    cJSON_Delete(o);
+    at_test_resp_free(&r);
+    /* the default has no words anywhere */
+    r = transcribe(wav, len, "a.wav", "verbose_json", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr((char *)r.body, "\"words\""));
+    at_test_resp_free(&r);
+    free(wav);
+}
+
 /* The same speech at other rates and in stereo must give the same words. */
 static void other_rates_and_stereo_are_converted(void **state)
 {
@@ -224,6 +285,9 @@ static void bad_uploads(void **state)
     expect_upload_error(wav, len, "response_format", "mp4", 400, "response_format");
     expect_upload_error(wav, len, "model", "gpt-99", 400, "pocketsphinx");
     expect_upload_error(wav, len, "language", "fr", 400, "language");
+    expect_upload_error(wav, len, "timestamp_granularities[]", "word", 400, "verbose_json");
+    expect_upload_error(wav, len, "timestamp_granularities[]", "char", 400, "'word' and 'segment'");
+    expect_upload_error(wav, len, "hallucination_silence_threshold", "soon", 400, "hallucination_silence");
     /* a WAV cut in half still decodes what is there or says truncated: never 5xx */
     at_test_resp r = transcribe(wav, len / 2, "half.wav", "json", NULL, NULL);
     assert_true(r.status == 200 || r.status == 400);
@@ -619,6 +683,7 @@ int main(void)
         cmocka_unit_test(bad_vad_option),
         cmocka_unit_test(librivox_word_error_rate),
         cmocka_unit_test(response_formats),
+        cmocka_unit_test(word_timestamps),
         cmocka_unit_test(other_rates_and_stereo_are_converted),
         cmocka_unit_test(bad_uploads),
         cmocka_unit_test(streams_clips_in_100ms_frames),

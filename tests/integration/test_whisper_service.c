@@ -208,6 +208,50 @@ static void decoding_options_and_segment_fields(void **state)
     }
 }
 
+/* Whisper's word timestamps through the API (random weights: the words
+ * are nonsense, their shape is not), and the hallucination guard. */
+static void word_timestamps_and_hallucination_guard(void **state)
+{
+    (void)state;
+    static const char *const req[] = {"model",
+                                      "whisper-1",
+                                      "response_format",
+                                      "verbose_json",
+                                      "language",
+                                      "en",
+                                      "temperature_inc",
+                                      "0",
+                                      "max_new_tokens",
+                                      "8",
+                                      "timestamp_granularities[]",
+                                      "word",
+                                      "timestamp_granularities[]",
+                                      "segment",
+                                      "hallucination_silence_threshold",
+                                      "2",
+                                      NULL};
+    at_test_resp r = post_fields(req);
+    if (r.status != 200) fail_msg("%d %s", r.status, (char *)r.body);
+    cJSON *j = cJSON_Parse((char *)r.body);
+    assert_non_null(j);
+    const cJSON *words = cJSON_GetObjectItem(j, "words"), *w;
+    assert_true(cJSON_IsArray(words));
+    assert_true(cJSON_IsArray(cJSON_GetObjectItem(j, "segments")));
+    double prev = 0;
+    cJSON_ArrayForEach(w, words)
+    {
+        double a = cJSON_GetObjectItem(w, "start")->valuedouble,
+               b = cJSON_GetObjectItem(w, "end")->valuedouble;
+        double p = cJSON_GetObjectItem(w, "probability")->valuedouble;
+        assert_true(a >= prev && a <= b && p >= 0 && p <= 1);
+        assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItem(w, "word")));
+        prev = a;
+    }
+    print_message("whisper words: %d\n", cJSON_GetArraySize(words));
+    cJSON_Delete(j);
+    at_test_resp_free(&r);
+}
+
 static void max_new_tokens_bounds_the_text(void **state)
 {
     (void)state;
@@ -337,6 +381,7 @@ int main(void)
         cmocka_unit_test(whisper_is_the_default_and_answers_verbose_json),
         cmocka_unit_test(decoding_options_and_segment_fields),
         cmocka_unit_test(max_new_tokens_bounds_the_text),
+        cmocka_unit_test(word_timestamps_and_hallucination_guard),
         cmocka_unit_test(bad_decoding_options_are_400),
         cmocka_unit_test(translations_use_whisper),
         cmocka_unit_test(pocketsphinx_still_available_by_name),

@@ -42,6 +42,9 @@ struct synth {
     int copies;
     int batches; /* logits_batch calls with more than one sequence */
     float param;
+    int aligns;       /* align calls */
+    int align_off;    /* frame where the first text row's block starts */
+    float align_prob; /* each token's probability */
     /* the initial tokens of each attempt's first step */
     int init[16][64];
     int n_init[16];
@@ -107,6 +110,29 @@ static int synth_encode(void *ctx, int seek, int n_frames, at_err *err)
     return 0;
 }
 
+/* Alignment scores that put row k after the sot sequence (k = 0:
+ * <|notimestamps|>, then the text) on frames [off + 20k, off + 20k + 20);
+ * align_off and align_prob hold for the window at seek 0, later windows
+ * get offset 0 and probability 0.9. */
+static int synth_align(void *ctx, const int *tokens, int n, int *n_frames, float **qk, int *n_heads,
+                       float *probs, at_err *err)
+{
+    synth *s = ctx;
+    (void)err;
+    s->aligns++;
+    assert_int_equal(tokens[0], s->sp->sot);
+    assert_int_equal(tokens[3], s->sp->not_);
+    assert_int_equal(tokens[n - 1], s->sp->eot);
+    int F = *n_frames, off = s->seek == 0 ? s->align_off : 0;
+    *qk = calloc((size_t)n * F, sizeof **qk);
+    assert_non_null(*qk);
+    for (int k = 0; k + 3 < n - 1; k++)
+        for (int f = off + 20 * k; f < off + 20 * k + 20 && f < F; f++) (*qk)[(size_t)(3 + k) * F + f] = 10;
+    for (int t = 0; t < n; t++) probs[t] = s->seek == 0 ? s->align_prob : 0.9f;
+    *n_heads = 1;
+    return 0;
+}
+
 static synth S;
 static at_wdec_model M;
 
@@ -137,7 +163,7 @@ static int setup(void **st)
     if (!S.tok) return -1;
     S.sp = at_wtok_special(S.tok);
     S.V = S.sp->beg + AT_WTOK_N_TIMESTAMPS;
-    M = (at_wdec_model){&S, S.V, 448, 1500, synth_logits, synth_copy, synth_encode, NULL};
+    M = (at_wdec_model){&S, S.V, 448, 1500, synth_logits, synth_copy, synth_encode, NULL, NULL};
     return 0;
 }
 
@@ -790,6 +816,9 @@ typedef struct seglog {
     char text[8][32];
     int ntok[8];
     int stop_after;
+    int n_words[8];
+    char word[8][4][16];
+    double wstart[8][4], wend[8][4];
 } seglog;
 
 static int on_seg(void *user, const at_wdec_segment *g)
@@ -801,6 +830,12 @@ static int on_seg(void *user, const at_wdec_segment *g)
         l->end[l->n] = g->end;
         snprintf(l->text[l->n], sizeof l->text[0], "%s", g->text);
         l->ntok[l->n] = g->n_tokens;
+        l->n_words[l->n] = g->n_words;
+        for (int i = 0; i < g->n_words && i < 4; i++) {
+            snprintf(l->word[l->n][i], sizeof l->word[0][0], "%s", g->words[i].text);
+            l->wstart[l->n][i] = g->words[i].start;
+            l->wend[l->n][i] = g->words[i].end;
+        }
     }
     l->n++;
     return l->stop_after && l->n >= l->stop_after;
@@ -987,10 +1022,120 @@ static void test_long_form_no_timestamps(void **st)
     at_wdec_tx_free(t);
 }
 
+/* window 0: <0.00> " hi yo" <1.00><1.00> " ok" <2.00> eot (single
+ * timestamp ending); at seek 200 (the hallucination test's retry):
+ * <0.00> " ok" <1.00> eot */
+static void sc_words(synth *s, const int *m, int n, float *x)
+{
+    (void)m;
+    static const int w0[] = {-0, ' ', 'h', 'i', ' ', 'y', 'o', -50, -50, ' ', 'o', 'k', -100};
+    static const int w1[] = {-0, ' ', 'o', 'k', -50};
+    const int *w = s->seek == 0 ? w0 : w1;
+    int len = s->seek == 0 ? 13 : 5;
+    if (n >= len)
+        x[EOT] = 10;
+    else
+        x[w[n] <= 0 ? TS(-w[n]) : w[n]] = 10;
+}
+
+static void words_opts(at_wdec_tx_options *o, seglog *log)
+{
+    at_wdec_tx_options_default(o);
+    o->decode.lang_token = LANG_EN;
+    o->on_segment = on_seg;
+    o->user = log;
+    o->word_timestamps = 1;
+}
+
+/* Word times follow the alignment path (0.4 s a token row); segments
+ * take their words' start and end, as transcribe.py's do. */
+static void test_word_timestamps(void **st)
+{
+    (void)st;
+    reset(sc_words);
+    M.align = synth_align;
+    S.align_prob = 0.9f;
+    seglog log;
+    memset(&log, 0, sizeof log);
+    at_wdec_tx_options o;
+    words_opts(&o, &log);
+    at_err err;
+    at_wdec_tx *t = at_wdec_tx_new(&M, S.tok, &o, &err);
+    assert_int_equal(at_wdec_tx_run(t, 3000, 1, &err), 0);
+    assert_int_equal(S.aligns, 1); /* one pass for the window's segments */
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.n_words[0], 2);
+    assert_string_equal(log.word[0][0], " hi");
+    assert_string_equal(log.word[0][1], " yo");
+    assert_true(fabs(log.wstart[0][0] - 0.0) < 1e-9 && fabs(log.wend[0][0] - 1.2) < 1e-9);
+    assert_true(fabs(log.wstart[0][1] - 1.2) < 1e-9 && fabs(log.wend[0][1] - 2.4) < 1e-9);
+    assert_true(fabs(log.start[0] - 0.0) < 1e-9 && fabs(log.end[0] - 2.4) < 1e-9);
+    assert_int_equal(log.n_words[1], 1);
+    assert_string_equal(log.word[1][0], " ok");
+    assert_true(fabs(log.wstart[1][0] - 2.4) < 1e-9 && fabs(log.wend[1][0] - 3.6) < 1e-9);
+    assert_true(fabs(log.start[1] - 2.4) < 1e-9 && fabs(log.end[1] - 3.6) < 1e-9);
+    assert_int_equal(at_wdec_tx_seek(t), 3000);
+    at_wdec_tx_free(t);
+
+    /* without the option, no alignment pass and no words */
+    reset(sc_words);
+    memset(&log, 0, sizeof log);
+    o.word_timestamps = 0;
+    t = at_wdec_tx_new(&M, S.tok, &o, &err);
+    assert_int_equal(at_wdec_tx_run(t, 3000, 1, &err), 0);
+    assert_int_equal(S.aligns, 0);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.n_words[0], 0);
+    assert_true(fabs(log.end[0] - 1.0) < 1e-9);
+    at_wdec_tx_free(t);
+    M.align = NULL;
+}
+
+/* hallucination_silence_threshold: improbable words (p 0.05) that start
+ * more than the threshold into the window are a likely hallucination;
+ * the window is dropped and decoded again from where they start. */
+static void test_hallucination_silence(void **st)
+{
+    (void)st;
+    reset(sc_words);
+    M.align = synth_align;
+    S.align_prob = 0.05f;
+    S.align_off = 100;
+    seglog log;
+    memset(&log, 0, sizeof log);
+    at_wdec_tx_options o;
+    words_opts(&o, &log);
+    o.hallucination_silence_threshold = 1.0f;
+    at_err err;
+    at_wdec_tx *t = at_wdec_tx_new(&M, S.tok, &o, &err);
+    assert_int_equal(at_wdec_tx_run(t, 3000, 1, &err), 0);
+    /* window 0 dropped; the next starts where the first word does: the
+     * path gives it 0.0 to 3.2 s, and after a pause a word keeps at
+     * most twice the median duration (2 x 0.7 s) before its end: 1.8 s */
+    assert_int_equal(log.seek[0], 180);
+    assert_true(log.n >= 1);
+    assert_string_equal(log.text[0], "ok");
+    at_wdec_tx_free(t);
+
+    /* the same words with a high probability are kept */
+    reset(sc_words);
+    S.align_prob = 0.9f;
+    S.align_off = 100;
+    memset(&log, 0, sizeof log);
+    t = at_wdec_tx_new(&M, S.tok, &o, &err);
+    assert_int_equal(at_wdec_tx_run(t, 3000, 1, &err), 0);
+    assert_int_equal(log.seek[0], 0);
+    assert_string_equal(log.text[0], "hi yo");
+    at_wdec_tx_free(t);
+    M.align = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_basic),
+        cmocka_unit_test(test_word_timestamps),
+        cmocka_unit_test(test_hallucination_silence),
         cmocka_unit_test(test_initial_timestamp),
         cmocka_unit_test(test_timestamp_pairs),
         cmocka_unit_test(test_timestamp_monotonic),

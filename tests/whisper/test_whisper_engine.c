@@ -259,6 +259,49 @@ static void test_max_tokens(void **st)
     at_asr_result_free(&r);
 }
 
+/* Word timestamps on the random-weight model: each segment's words
+ * spell its text, in order, inside the segment and the clip. */
+static void test_word_timestamps(void **st)
+{
+    (void)st;
+    size_t n = at_npy_count(&audio);
+    double dur = (double)n / 16000;
+    at_asr_options o = bounded(8);
+    o.language = "en";
+    o.word_timestamps = 1;
+    at_asr_result r;
+    at_err err;
+    assert_int_equal(at_asr_transcribe(E, audio.data, n, &o, &r, &err), 0);
+    size_t total = 0;
+    for (size_t i = 0; i < r.n_segments; i++) {
+        const at_asr_segment *g = &r.segments[i];
+        char joined[1024] = "", text[1024] = "";
+        double prev = g->start;
+        for (size_t w = 0; w < g->n_words; w++) {
+            const at_asr_word *x = &g->words[w];
+            assert_true(x->start >= prev - 1e-9 && x->start <= x->end && x->end <= dur + 1e-9);
+            assert_true(x->prob >= 0 && x->prob <= 1);
+            prev = x->start;
+            for (const char *p = x->text; *p && strlen(joined) + 2 < sizeof joined; p++)
+                if (*p != ' ') strncat(joined, p, 1);
+        }
+        /* the words without their spaces are the text without its */
+        size_t k = 0;
+        for (const char *p = g->text; *p && k + 1 < sizeof text; p++)
+            if (*p != ' ') text[k++] = *p;
+        text[k] = '\0';
+        assert_string_equal(joined, text);
+        total += g->n_words;
+    }
+    print_message("word timestamps: %zu segments, %zu words\n", r.n_segments, total);
+    at_asr_result_free(&r);
+    /* off by default: no words */
+    o.word_timestamps = 0;
+    assert_int_equal(at_asr_transcribe(E, audio.data, n, &o, &r, &err), 0);
+    for (size_t i = 0; i < r.n_segments; i++) assert_int_equal(r.segments[i].n_words, 0);
+    at_asr_result_free(&r);
+}
+
 static void test_beam(void **st)
 {
     (void)st;
@@ -719,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_engine_info),
         cmocka_unit_test(test_transcribe),
         cmocka_unit_test(test_max_tokens),
+        cmocka_unit_test(test_word_timestamps),
         cmocka_unit_test(test_beam),
         cmocka_unit_test(test_vad_filter),
         cmocka_unit_test(test_stream),

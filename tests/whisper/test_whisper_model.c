@@ -795,6 +795,105 @@ static void test_whisper_model_corrupt(void **state)
     free(b);
 }
 
+/* Word alignment's inputs: the alignment heads (OpenAI's default for a
+ * model without a preset, or generation_config.json's list) and the
+ * cross-attention scores, whose decoder pass runs in chunks of 32
+ * positions: a prefix gets the same rows, and the probabilities match the
+ * logits at_whisper_decode gives. */
+static void test_whisper_model_alignment(void **state)
+{
+    (void)state;
+    at_err err = {0};
+    at_whisper_model *m = at_whisper_model_load(g_oracle, &err);
+    assert_non_null(m);
+    const at_whisper_hparams *hp = at_whisper_model_hparams(m);
+    const at_whisper_special *sp = at_whisper_model_special(m);
+    at_whisper_head heads[AT_WHISPER_MAX_HEADS];
+    int nh = at_whisper_alignment_heads(m, heads);
+    assert_int_equal(nh, hp->n_text_head); /* every head of the second half: layer 1 */
+    for (int h = 0; h < nh; h++) assert_true(heads[h].layer == 1 && heads[h].head == h);
+
+    float *mel = malloc(sizeof(float) * (size_t)hp->n_mels * AT_WHISPER_N_FRAMES);
+    assert_int_equal(at_whisper_mel(m, R.audio.data, at_npy_count(&R.audio), mel, &err), 0);
+    at_whisper_state *s = at_whisper_state_new(m, 1, &err);
+    at_whisper_kv *kv = at_whisper_kv_new(m, &err);
+    assert_int_equal(at_whisper_encode(s, mel, 100, &err), 0);
+    enum { N = 40, F = 100 };
+    int toks[N] = {sp->sot, sp->sot + 1, sp->transcribe, sp->not_};
+    for (int i = 4; i < N - 1; i++) toks[i] = (i * 7919) % sp->eot;
+    toks[N - 1] = sp->eot;
+    float *qk = malloc(sizeof(float) * (size_t)nh * N * F), *qk2 = malloc(sizeof(float) * (size_t)nh * N * F);
+    float probs[N], probs2[N];
+    assert_int_equal(at_whisper_cross_scores(s, kv, toks, N, heads, nh, F, qk, probs, &err), 0);
+    assert_int_equal(at_whisper_cross_scores(s, kv, toks, 33, heads, nh, F, qk2, probs2, &err), 0);
+    float worst = 0;
+    for (int h = 0; h < nh; h++)
+        for (int t = 0; t < 33; t++)
+            for (int f = 0; f < F; f++) {
+                float a = qk[((size_t)h * N + t) * F + f], b = qk2[((size_t)h * 33 + t) * F + f];
+                assert_true(isfinite(a));
+                worst = fmaxf(worst, fabsf(a - b));
+            }
+    print_message("alignment: chunked vs prefix scores max abs diff %.3g\n", worst);
+    assert_true(worst <= 1e-4f);
+    /* probabilities: softmax over the text tokens of the decoder's logits */
+    float *lg = malloc(sizeof(float) * (size_t)N * hp->n_vocab);
+    at_whisper_kv_truncate(kv, 0);
+    assert_int_equal(at_whisper_decode(s, kv, toks, N, 1, lg, &err), 0);
+    for (int t = 0; t + 1 < N; t++) {
+        const float *x = lg + (size_t)t * hp->n_vocab;
+        double mx = x[0], sum = 0;
+        for (int v = 0; v < sp->eot; v++) mx = fmax(mx, x[v]);
+        for (int v = 0; v < sp->eot; v++) sum += exp(x[v] - mx);
+        double want = toks[t + 1] < sp->eot ? exp(x[toks[t + 1]] - mx) / sum : 0;
+        assert_true(fabs(probs[t] - want) <= 1e-5 + 1e-3 * want);
+    }
+    assert_true(probs[N - 1] == 0);
+    /* refusals: frames past the encoding, heads not in the decoder */
+    assert_int_equal(at_whisper_cross_scores(s, kv, toks, N, heads, nh, 101, qk, probs, &err), AT_E_INVALID);
+    at_whisper_head bad = {2, 0};
+    assert_int_equal(at_whisper_cross_scores(s, kv, toks, N, &bad, 1, F, qk, probs, &err), AT_E_INVALID);
+    free(lg);
+    free(qk);
+    free(qk2);
+    free(mel);
+    at_whisper_kv_free(kv);
+    at_whisper_state_free(s);
+    at_whisper_model_free(m);
+
+    /* a Hugging Face folder's generation_config.json names the heads */
+    char dir[512], fp[600], srcp[1200];
+    snprintf(dir, sizeof dir, "%s/heads", g_tmp);
+    mkdir(dir, 0755);
+    const char *files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        size_t n;
+        opath(srcp, sizeof srcp, files[i]);
+        unsigned char *b = slurp(srcp, &n);
+        snprintf(fp, sizeof fp, "%s/%s", dir, files[i]);
+        spit(fp, b, n);
+        free(b);
+    }
+    snprintf(fp, sizeof fp, "%s/generation_config.json", dir);
+    const char *gc = "{\"alignment_heads\": [[0, 1], [1, 3]], \"no_timestamps_token_id\": 50363}";
+    spit(fp, gc, strlen(gc));
+    m = at_whisper_model_load(dir, &err);
+    assert_non_null(m);
+    nh = at_whisper_alignment_heads(m, heads);
+    assert_int_equal(nh, 2);
+    assert_true(heads[0].layer == 0 && heads[0].head == 1 && heads[1].layer == 1 && heads[1].head == 3);
+    at_whisper_model_free(m);
+    gc = "{\"alignment_heads\": [[2, 0]]}";
+    spit(fp, gc, strlen(gc));
+    assert_null(at_whisper_model_load(dir, &err));
+    assert_int_equal(err.code, AT_E_CORRUPT);
+    assert_non_null(strstr(err.msg, "alignment head [2, 0]"));
+    gc = "{\"alignment_heads\": [[0, \"x\"]]}";
+    spit(fp, gc, strlen(gc));
+    assert_null(at_whisper_model_load(dir, &err));
+    assert_int_equal(err.code, AT_E_CORRUPT);
+}
+
 /* The safetensors loader with F32 and BF16 tensors: the oracle's f16
  * weights rewritten losslessly to F32 must give the same logits; BF16
  * (8-bit mantissa) is a lossy rewrite, measured max abs logit error
@@ -1240,7 +1339,7 @@ int main(void)
         cmocka_unit_test(test_whisper_model_ggml),    cmocka_unit_test(test_whisper_model_ggml_quant_sizes),
         cmocka_unit_test(test_whisper_model_quant),   cmocka_unit_test(test_whisper_model_corrupt),
         cmocka_unit_test(test_whisper_model_check),   cmocka_unit_test(test_whisper_model_random),
-        cmocka_unit_test(test_whisper_model_dtypes),
+        cmocka_unit_test(test_whisper_model_dtypes),  cmocka_unit_test(test_whisper_model_alignment),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rm_rf(g_tmp);

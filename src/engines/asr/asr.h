@@ -47,6 +47,9 @@ typedef struct at_asr_options {
     int no_condition_on_previous; /* 1: each window decoded without the previous text */
     int vad_filter;      /* 1: voice activity detection over the whole file first; only speech is decoded */
     int word_timestamps; /* engines that can, report words */
+    /* > 0 (seconds): whisper skips silence around what looks hallucinated
+     * (OpenAI's hallucination_silence_threshold; it aligns words for it) */
+    float hallucination_silence_threshold;
     /* at_asr_transcribe() polls this between units of work (pocketsphinx:
      * every second of audio; whisper: every window and decoder step) and stops with
      * AT_E_CANCELLED when it returns nonzero: the client is gone.  NULL:

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "engines/asr/whisper/timing.h"
+
 #define WDEC_MAX_GROUP 64 /* beams or samples: bounds the per-step work */
 #define N_FRAMES       AT_WHISPER_N_FRAMES
 #define HOP            AT_WHISPER_HOP
@@ -730,6 +732,7 @@ struct at_wdec_tx {
     int *ctx; /* all_tokens[prompt_reset_since:], last ctx_cap only */
     int n_ctx, ctx_cap;
     int enc_seek, enc_frames; /* window the model holds, -1: none */
+    double last_speech;       /* end of the last word heard (word timestamps) */
 };
 
 at_wdec_tx *at_wdec_tx_new(const at_wdec_model *m, const at_wtok *tok, const at_wdec_tx_options *o,
@@ -811,12 +814,21 @@ static int ensure_encoded(at_wdec_tx *t, int seek, int frames, at_err *err)
     return 0;
 }
 
-/* new_segment(): decodes the text of tokens[a, b) and hands it out, with
- * the "instantaneous or empty" clearing applied. */
-static int emit_segment(at_wdec_tx *t, const at_wdec_result *r, int a, int b, double start, double end,
-                        at_err *err)
+/* A segment of the window being finished: tokens[a, b) of the result,
+ * its times, and (with word timestamps) its words. */
+typedef struct wseg {
+    int a, b;
+    double start, end;
+    at_wdec_word *words;
+    int n_words;
+} wseg;
+
+/* new_segment(): decodes the text of the segment's tokens and hands it
+ * out, with the "instantaneous or empty" clearing applied. */
+static int emit_segment(at_wdec_tx *t, const at_wdec_result *r, const wseg *g, at_err *err)
 {
     const at_whisper_special *sp = at_wtok_special(t->tok);
+    int a = g->a, b = g->b;
     int *text_toks = malloc(((size_t)(b - a) + 1) * sizeof *text_toks);
     if (!text_toks) return at_err_set(err, AT_E_NOMEM, "out of memory");
     int nt = 0;
@@ -831,12 +843,12 @@ static int emit_segment(at_wdec_tx *t, const at_wdec_result *r, int a, int b, do
         return at_err_set(err, AT_E_NOMEM, "out of memory");
     }
     strip_in_place(stripped);
-    int cleared = start == end || stripped[0] == '\0';
+    int cleared = g->start == g->end || stripped[0] == '\0';
     free(stripped);
     at_wdec_segment seg = {
         .seek = t->seek,
-        .start = start,
-        .end = end,
+        .start = g->start,
+        .end = g->end,
         .tokens = cleared ? NULL : r->tokens + a,
         .logprobs = cleared ? NULL : r->logprobs + a,
         .n_tokens = cleared ? 0 : b - a,
@@ -845,6 +857,8 @@ static int emit_segment(at_wdec_tx *t, const at_wdec_result *r, int a, int b, do
         .no_speech_prob = r->no_speech_prob,
         .temperature = r->temperature,
         .compression_ratio = r->compression_ratio,
+        .words = cleared ? NULL : g->words,
+        .n_words = cleared ? 0 : g->n_words,
     };
     int stop = t->o.on_segment ? t->o.on_segment(t->o.user, &seg) : 0;
     free(text);
@@ -853,12 +867,190 @@ static int emit_segment(at_wdec_tx *t, const at_wdec_result *r, int a, int b, do
     return 0;
 }
 
+/* ---- word timestamps: transcribe.py's add_word_timestamps ---- */
+
+static double round2(double x) { return round(x * 100.0) / 100.0; }
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The words of a window's segments, owned until the window is emitted. */
+typedef struct wwords {
+    at_wtiming_word *w; /* the aligned words */
+    int n;
+    at_wdec_word *out; /* the non-empty ones, by segment */
+} wwords;
+
+static void wwords_free(wwords *ww)
+{
+    at_wtiming_words_free(ww->w, ww->n);
+    free(ww->out);
+    memset(ww, 0, sizeof *ww);
+}
+
+static int add_word_timestamps(at_wdec_tx *t, const at_wdec_result *r, wseg *segs, int n_segs,
+                               double time_offset, int segment_size, wwords *ww, at_err *err)
+{
+    const at_whisper_special *sp = at_wtok_special(t->tok);
+    memset(ww, 0, sizeof *ww);
+    /* sot sequence + <|notimestamps|> + the segments' text + eot */
+    int *seq = malloc(((size_t)r->n_tokens + 8) * sizeof *seq), *per = calloc((size_t)n_segs, sizeof *per);
+    float *qk = NULL, *probs = NULL;
+    int n = 0, sot_len, n_text = 0, rc = 0;
+    if (!seq || !per) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    seq[n++] = sp->sot;
+    if (sp->is_multilingual) {
+        seq[n++] = t->lang_token;
+        seq[n++] = t->o.decode.translate ? sp->translate : sp->transcribe;
+    }
+    sot_len = n;
+    seq[n++] = sp->not_;
+    for (int s = 0; s < n_segs; s++)
+        for (int i = segs[s].a; i < segs[s].b; i++)
+            if (r->tokens[i] < sp->eot) seq[n++] = r->tokens[i], per[s]++, n_text++;
+    seq[n++] = sp->eot;
+    if (n_text == 0) goto out;
+    if (!(probs = malloc((size_t)n * sizeof *probs))) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    int n_frames = segment_size / 2, n_heads = 0;
+    if ((rc = t->m->align(t->m->ctx, seq, n, &n_frames, &qk, &n_heads, probs, err)) < 0) goto out;
+    const char *lang = sp->is_multilingual ? at_wtok_lang_code(t->tok, t->lang_token) : "en";
+    if ((rc = at_wtiming_align(t->tok, lang, qk, n_heads, n_frames, n_frames, sot_len, seq + sot_len + 1,
+                               n_text, probs, &ww->w, &ww->n, err)) < 0)
+        goto out;
+    at_wtiming_word *w = ww->w;
+    int nw = ww->n;
+    /* the median word duration bounds the words at pauses */
+    double *dur = malloc(((size_t)nw + 1) * sizeof *dur), median = 0;
+    if (!dur) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    int nd = 0;
+    for (int i = 0; i < nw; i++)
+        if (w[i].end - w[i].start != 0) dur[nd++] = w[i].end - w[i].start;
+    if (nd > 0) {
+        qsort(dur, (size_t)nd, sizeof *dur, cmp_double);
+        median = nd % 2 ? dur[nd / 2] : (dur[nd / 2 - 1] + dur[nd / 2]) / 2;
+    }
+    free(dur);
+    if (median > 0.7) median = 0.7;
+    double max_d = median * 2;
+    static const char SENTENCE_END[] = ".\xe3\x80\x82!\xef\xbc\x81?\xef\xbc\x9f"; /* .。!！?？ */
+    if (nd > 0)
+        for (int i = 1; i < nw; i++)
+            if (w[i].end - w[i].start > max_d) {
+                if (strstr(SENTENCE_END, w[i].text))
+                    w[i].end = w[i].start + max_d;
+                else if (strstr(SENTENCE_END, w[i - 1].text))
+                    w[i].start = w[i].end - max_d;
+            }
+    at_wtiming_merge_punctuation(w, nw);
+    if (!(ww->out = malloc(((size_t)nw + 1) * sizeof *ww->out))) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* transcribe.py hands this a copy: the caller's value is not moved */
+    double last_speech = t->last_speech;
+    int wi = 0, no = 0;
+    for (int s = 0; s < n_segs; s++) {
+        wseg *g = &segs[s];
+        at_wdec_word *ws = ww->out + no;
+        int k = 0;
+        for (int saved = 0; wi < nw && saved < per[s]; wi++) {
+            if (w[wi].text[0])
+                ws[k++] = (at_wdec_word){w[wi].text, round2(time_offset + w[wi].start),
+                                         round2(time_offset + w[wi].end), w[wi].probability};
+            saved += w[wi].n_tok;
+        }
+        g->words = k ? ws : NULL;
+        g->n_words = k;
+        no += k;
+        if (!k) continue;
+        /* the first and second word after a pause stay within twice the
+         * median duration */
+        if (ws[0].end - last_speech > median * 4 &&
+            (ws[0].end - ws[0].start > max_d || (k > 1 && ws[1].end - ws[0].start > max_d * 2))) {
+            if (k > 1 && ws[1].end - ws[1].start > max_d) {
+                double boundary = fmax(ws[1].end / 2, ws[1].end - max_d);
+                ws[0].end = ws[1].start = boundary;
+            }
+            ws[0].start = fmax(0, ws[0].end - max_d);
+        }
+        /* a first or last word much longer than the segment says gives way */
+        if (g->start < ws[0].end && g->start - 0.5 > ws[0].start)
+            ws[0].start = fmax(0, fmin(ws[0].end - median, g->start));
+        else
+            g->start = ws[0].start;
+        if (g->end > ws[k - 1].start && g->end + 0.5 < ws[k - 1].end)
+            ws[k - 1].end = fmax(ws[k - 1].start + median, g->end);
+        else
+            g->end = ws[k - 1].end;
+        last_speech = g->end;
+    }
+out:
+    free(seq);
+    free(per);
+    free(qk);
+    free(probs);
+    return rc;
+}
+
+/* ---- hallucination_silence_threshold ---- */
+
+static double word_anomaly(const at_wdec_word *w)
+{
+    double d = w->end - w->start, score = 0;
+    if (w->probability < 0.15f) score += 1;
+    if (d < 0.133) score += (0.133 - d) * 15;
+    if (d > 2.0) score += d - 2.0;
+    return score;
+}
+
+static int segment_anomaly(const wseg *g)
+{
+    static const char PUNCT[] = "\"'\xe2\x80\x9c\xc2\xbf([{-\"'.\xe3\x80\x82,\xef\xbc\x8c!\xef\xbc\x81?"
+                                "\xef\xbc\x9f:\xef\xbc\x9a\xe2\x80\x9d)]}\xe3\x80\x81";
+    if (!g || !g->n_words) return 0;
+    double score = 0;
+    int n = 0;
+    for (int i = 0; i < g->n_words && n < 8; i++)
+        if (!strstr(PUNCT, g->words[i].text)) score += word_anomaly(&g->words[i]), n++;
+    return score >= 3 || score + 0.01 >= n;
+}
+
+static const wseg *next_with_words(const wseg *segs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (segs[i].n_words) return &segs[i];
+    return NULL;
+}
+
+/* The end of the last word, else of the last segment; -1: no segment. */
+static double last_end(const wseg *segs, int n)
+{
+    for (int i = n - 1; i >= 0; i--)
+        if (segs[i].n_words) return segs[i].words[segs[i].n_words - 1].end;
+    return n > 0 ? segs[n - 1].end : -1;
+}
+
 int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
 {
     const at_wdec_model *m = t->m;
     const at_whisper_special *sp = at_wtok_special(t->tok);
     int input_stride = m->n_audio_ctx > 0 && N_FRAMES % m->n_audio_ctx == 0 ? N_FRAMES / m->n_audio_ctx : 2;
     double precision = (double)input_stride * HOP / SR; /* 0.02 s */
+    int words_on = (t->o.word_timestamps || t->o.hallucination_silence_threshold > 0) && m->align;
+    double threshold = words_on ? t->o.hallucination_silence_threshold : 0;
+    double content_duration = (double)content_frames * HOP / SR;
     int rc;
     while (t->seek < content_frames) {
         int avail = content_frames - t->seek;
@@ -866,6 +1058,7 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
         int segment_size = avail < N_FRAMES ? avail : N_FRAMES;
         double time_offset = (double)t->seek * HOP / SR;
         double segment_duration = (double)segment_size * HOP / SR;
+        double window_end = (double)(t->seek + segment_size) * HOP / SR;
 
         if (t->lang_token < 0) {
             if (!sp->is_multilingual) {
@@ -904,29 +1097,40 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
         int n_consec = 0;
         for (int i = 0; i + 1 < n; i++)
             if (tk[i] >= beg && tk[i + 1] >= beg) n_consec++;
-        rc = 0;
+        /* the window's segments: split at every pair of consecutive
+         * timestamps */
+        wseg *segs = calloc((size_t)n_consec + 2, sizeof *segs);
+        int n_segs = 0, seek = t->seek;
+        if (!segs) {
+            at_wdec_result_free(&r);
+            return at_err_set(err, AT_E_NOMEM, "out of memory");
+        }
         if (n_consec > 0) {
-            /* split at every pair of consecutive timestamps */
             int last = 0;
-            for (int i = 0; i + 1 < n && rc == 0; i++) {
+            for (int i = 0; i + 1 < n; i++) {
                 if (!(tk[i] >= beg && tk[i + 1] >= beg)) continue;
                 int cur = i + 1;
-                rc = emit_segment(t, &r, last, cur, time_offset + (tk[last] - beg) * precision,
-                                  time_offset + (tk[cur - 1] - beg) * precision, err);
+                segs[n_segs++] = (wseg){last,
+                                        cur,
+                                        time_offset + (tk[last] - beg) * precision,
+                                        time_offset + (tk[cur - 1] - beg) * precision,
+                                        NULL,
+                                        0};
                 last = cur;
             }
-            if (rc == 0 && single_ending && last < n) {
-                rc = emit_segment(t, &r, last, n, time_offset + (tk[last] - beg) * precision,
-                                  time_offset + (tk[n - 1] - beg) * precision, err);
+            if (single_ending && last < n) {
+                segs[n_segs++] = (wseg){last,
+                                        n,
+                                        time_offset + (tk[last] - beg) * precision,
+                                        time_offset + (tk[n - 1] - beg) * precision,
+                                        NULL,
+                                        0};
                 last = n;
             }
-            if (single_ending) {
-                /* no speech after the last timestamp */
-                t->seek += segment_size;
-            } else {
-                /* drop the unfinished segment, resume at the last timestamp */
-                t->seek += (tk[last - 1] - beg) * input_stride;
-            }
+            if (single_ending) /* no speech after the last timestamp */
+                seek += segment_size;
+            else /* drop the unfinished segment, resume at the last timestamp */
+                seek += (tk[last - 1] - beg) * input_stride;
         } else {
             double duration = segment_duration;
             int last_ts = -1;
@@ -936,13 +1140,61 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
                     break;
                 }
             if (last_ts >= 0 && last_ts != beg) duration = (last_ts - beg) * precision;
-            rc = emit_segment(t, &r, 0, n, time_offset, time_offset + duration, err);
-            t->seek += segment_size;
+            segs[n_segs++] = (wseg){0, n, time_offset, time_offset + duration, NULL, 0};
+            seek += segment_size;
         }
+        wwords ww = {0};
+        rc = 0;
+        int skip_window = 0;
+        if (words_on) {
+            rc = add_word_timestamps(t, &r, segs, n_segs, time_offset, segment_size, &ww, err);
+            double lwe = last_end(segs, n_segs);
+            if (!rc && !single_ending && lwe > time_offset) seek = (int)lround(lwe * 100);
+            if (!rc && threshold > 0) {
+                if (!single_ending && lwe > time_offset)
+                    seek =
+                        window_end - lwe > threshold ? (int)lround(lwe * 100) : previous_seek + segment_size;
+                /* a first segment that may be a hallucination: skip the
+                 * silence before it and decode again from there */
+                const wseg *first = next_with_words(segs, n_segs);
+                if (first && segment_anomaly(first) && first->start - time_offset > threshold) {
+                    seek = previous_seek + (int)lround((first->start - time_offset) * 100);
+                    skip_window = 1;
+                }
+                /* a possible hallucination surrounded by silence or more
+                 * of them: drop it and what follows, seek past its start */
+                double hal_last_end = t->last_speech;
+                for (int si = 0; si < n_segs && !skip_window; si++) {
+                    const wseg *g = &segs[si];
+                    if (!g->n_words) continue;
+                    if (segment_anomaly(g)) {
+                        const wseg *next = next_with_words(segs + si + 1, n_segs - si - 1);
+                        double next_start = next ? next->words[0].start : time_offset + segment_duration;
+                        int before = g->start - hal_last_end > threshold || g->start < threshold ||
+                                     g->start - time_offset < 2.0;
+                        int after = next_start - g->end > threshold || segment_anomaly(next) ||
+                                    window_end - g->end < 2.0;
+                        if (before && after) {
+                            seek = (int)lround(fmax(time_offset + 1, g->start) * 100);
+                            if (content_duration - g->end < threshold) seek = content_frames;
+                            n_segs = si;
+                            break;
+                        }
+                    }
+                    hal_last_end = g->end;
+                }
+            }
+            if (!rc && !skip_window && (lwe = last_end(segs, n_segs)) >= 0 && n_segs > 0)
+                t->last_speech = lwe;
+        }
+        for (int i = 0; i < n_segs && !rc && !skip_window; i++) rc = emit_segment(t, &r, &segs[i], err);
+        wwords_free(&ww);
+        free(segs);
+        t->seek = seek;
         /* the timestamp rules make this impossible; never loop forever */
         if (t->seek <= previous_seek) t->seek = previous_seek + segment_size;
         /* a high temperature output is a poor prompt */
-        if (!t->o.condition_on_previous_text || r.temperature > 0.5f) t->n_ctx = 0;
+        if (!skip_window && (!t->o.condition_on_previous_text || r.temperature > 0.5f)) t->n_ctx = 0;
         at_wdec_result_free(&r);
         if (rc < 0) return rc;
     }

@@ -46,6 +46,14 @@ typedef int (*at_wdec_encode_fn)(void *ctx, int seek, int n_frames, at_err *err)
 typedef int (*at_wdec_logits_batch_fn)(void *ctx, int n, const int *seqs, const int *const *tokens,
                                        const int *n_tokens, float *const *logits, at_err *err);
 
+/* Word alignment of the window encoded last (see at_whisper_cross_scores):
+ * for tokens[0..n) decoded from scratch, the cross-attention scores of the
+ * model's alignment heads over the first *n_frames encoder positions (set
+ * to fewer when fewer were encoded) into a malloc'd *qk of *n_heads x n x
+ * *n_frames floats, and into probs[t] the probability of tokens[t+1]. */
+typedef int (*at_wdec_align_fn)(void *ctx, const int *tokens, int n, int *n_frames, float **qk, int *n_heads,
+                                float *probs, at_err *err);
+
 typedef struct at_wdec_model {
     void *ctx;
     int n_vocab;     /* logits per position */
@@ -57,6 +65,7 @@ typedef struct at_wdec_model {
     /* may be NULL (one logits() call per sequence); with it, the beams or
      * samples of a step are decoded as one batch */
     at_wdec_logits_batch_fn logits_batch;
+    at_wdec_align_fn align; /* may be NULL: no word timestamps */
 } at_wdec_model;
 
 /* One window's decoding options (OpenAI's DecodingOptions). */
@@ -133,6 +142,13 @@ float at_wdec_compression_ratio(const char *text, size_t len);
 
 /* ---- long-form transcription ------------------------------------------- */
 
+/* A word with its time (seconds, rounded to 10 ms as OpenAI's are). */
+typedef struct at_wdec_word {
+    const char *text; /* with its leading space */
+    double start, end;
+    float probability;
+} at_wdec_word;
+
 typedef struct at_wdec_segment {
     int seek;              /* mel frame where its window started */
     double start, end;     /* seconds */
@@ -141,6 +157,8 @@ typedef struct at_wdec_segment {
     int n_tokens;
     const char *text; /* "" for cleared (empty/instantaneous) segments */
     float avg_logprob, no_speech_prob, temperature, compression_ratio;
+    const at_wdec_word *words; /* with word timestamps; valid during callback */
+    int n_words;
 } at_wdec_segment;
 
 /* Return nonzero to stop (at_wdec_tx_run then fails with AT_E_CANCELLED). */
@@ -152,6 +170,13 @@ typedef struct at_wdec_tx_options {
     int condition_on_previous_text;
     const int *initial_prompt; /* tokens of " " + prompt.strip() */
     int n_initial_prompt;
+    /* word timestamps (the model needs align); a segment's start and end
+     * then follow its words, as OpenAI's do */
+    int word_timestamps;
+    /* > 0 (seconds, needs word_timestamps): transcribe()'s
+     * hallucination_silence_threshold, skipping silence around segments
+     * whose words look hallucinated (improbable, too short or too long) */
+    float hallucination_silence_threshold;
     at_wdec_segment_fn on_segment;
     void *user;
 } at_wdec_tx_options;

@@ -6,6 +6,7 @@
  * to the output projection.  Matrices stay where the loader mapped them
  * (f16/quantized/f32); small tensors (norms, biases, positions) are
  * converted to f32.  All arithmetic is f32. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,7 +496,10 @@ static int check_seqs(const at_whisper_state *s, const at_whisper_seq *seqs, int
     return 0;
 }
 
-int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int n_seqs, at_err *err)
+/* The batch, with each layer's cross-attention queries of a single
+ * sequence copied to capture when it is not NULL. */
+static int decode_rows(at_whisper_state *s, const at_whisper_seq *seqs, int n_seqs, at_tensor *capture,
+                       at_err *err)
 {
     const at_whisper_model *m = s->m;
     at_backend *be = s->be;
@@ -507,7 +511,7 @@ int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int
     int *tok = s->ids, *pos = s->ids + R;
     for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
         const at_whisper_state *au = seqs[i].audio ? seqs[i].audio : s;
-        s->sseq[i] = (at_nn_stack_seq){seqs[i].n, &seqs[i].kv->c, &au->mem};
+        s->sseq[i] = (at_nn_stack_seq){seqs[i].n, &seqs[i].kv->c, &au->mem, n_seqs == 1 ? capture : NULL};
         s->lreq[i] =
             (at_nn_logit_rows){o + seqs[i].n - logit_rows(&seqs[i]), logit_rows(&seqs[i]), seqs[i].logits};
         for (int t = 0; t < seqs[i].n; t++) {
@@ -525,5 +529,209 @@ int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int
     int rc = at_nn_logits(be, &m->dec_ln, LN_EPS, &x, s->lreq, n_seqs, &m->tok, NULL, &s->ds.y, &s->dl, err);
     if (rc)
         for (int i = 0; i < n_seqs; i++) seqs[i].kv->c.len -= seqs[i].n;
+    return rc;
+}
+
+int at_whisper_decode_batch(at_whisper_state *s, const at_whisper_seq *seqs, int n_seqs, at_err *err)
+{
+    return decode_rows(s, seqs, n_seqs, NULL, err);
+}
+
+/* ---------------------------------------------------------- word alignment */
+
+/* OpenAI's published alignment heads (whisper/__init__.py), by model. */
+typedef struct head_preset {
+    int n_audio_layer, n_text_layer, n_state, n_vocab; /* n_vocab 0: any */
+    int n;
+    at_whisper_head h[24];
+} head_preset;
+
+static const head_preset PRESETS[] = {
+    {4, 4, 384, 51864, 8, {{1, 0}, {2, 0}, {2, 5}, {3, 0}, {3, 1}, {3, 2}, {3, 3}, {3, 4}}}, /* tiny.en */
+    {4, 4, 384, 0, 6, {{2, 2}, {3, 0}, {3, 2}, {3, 3}, {3, 4}, {3, 5}}},                     /* tiny */
+    {6, 6, 512, 51864, 5, {{3, 3}, {4, 7}, {5, 1}, {5, 5}, {5, 7}}},                         /* base.en */
+    {6, 6, 512, 0, 8, {{3, 1}, {4, 2}, {4, 3}, {4, 7}, {5, 1}, {5, 2}, {5, 4}, {5, 6}}},     /* base */
+    {12,
+     12,
+     768,
+     51864,
+     19,
+     {{6, 6},
+      {7, 0},
+      {7, 3},
+      {7, 8},
+      {8, 2},
+      {8, 5},
+      {8, 7},
+      {9, 0},
+      {9, 4},
+      {9, 8},
+      {9, 10},
+      {10, 0},
+      {10, 1},
+      {10, 2},
+      {10, 3},
+      {10, 6},
+      {10, 11},
+      {11, 2},
+      {11, 4}}}, /* small.en */
+    {12, 12, 768, 0, 10, {{5, 3}, {5, 9}, {8, 0}, {8, 4}, {8, 7}, {8, 8}, {9, 0}, {9, 7}, {9, 9}, {10, 5}}},
+    {24,
+     24,
+     1024,
+     51864,
+     18,
+     {{11, 4},
+      {14, 1},
+      {14, 12},
+      {14, 14},
+      {15, 4},
+      {16, 0},
+      {16, 4},
+      {16, 9},
+      {17, 12},
+      {17, 14},
+      {18, 7},
+      {18, 10},
+      {18, 15},
+      {20, 0},
+      {20, 3},
+      {20, 9},
+      {20, 14},
+      {21, 12}}},                                                                   /* medium.en */
+    {24, 24, 1024, 0, 6, {{13, 15}, {15, 4}, {15, 15}, {16, 1}, {20, 0}, {23, 4}}}, /* medium */
+    {32,
+     32,
+     1280,
+     51866,
+     10,
+     {{7, 0}, {10, 17}, {12, 18}, {13, 12}, {16, 1}, {17, 14}, {19, 11}, {21, 4}, {24, 1}, {25, 6}}}, /* large-v3
+                                                                                                       */
+    {32, 32, 1280, 0, 23, {{10, 12}, {13, 17}, {16, 11}, {16, 12}, {16, 13}, {17, 15}, {17, 16}, {18, 4},
+                           {18, 11}, {18, 19}, {19, 11}, {21, 2},  {21, 3},  {22, 3},  {22, 9},  {22, 12},
+                           {23, 5},  {23, 7},  {23, 13}, {25, 5},  {26, 1},  {26, 12}, {27, 15}}}, /* large-v2
+                                                                                                    */
+    {32, 4, 1280, 0, 6, {{2, 4}, {2, 11}, {3, 3}, {3, 6}, {3, 11}, {3, 14}}}, /* large-v3-turbo */
+};
+
+int at_whisper_alignment_heads(const at_whisper_model *m, at_whisper_head *out)
+{
+    const at_whisper_hparams *hp = &m->hp;
+    if (m->src.n_heads > 0) {
+        memcpy(out, m->src.heads, (size_t)m->src.n_heads * sizeof *out);
+        return m->src.n_heads;
+    }
+    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++) {
+        const head_preset *p = &PRESETS[i];
+        if (p->n_audio_layer == hp->n_audio_layer && p->n_text_layer == hp->n_text_layer &&
+            p->n_state == hp->n_text_state && hp->n_audio_state == p->n_state &&
+            (!p->n_vocab || p->n_vocab == hp->n_vocab)) {
+            memcpy(out, p->h, (size_t)p->n * sizeof *out);
+            return p->n;
+        }
+    }
+    int n = 0;
+    for (int l = hp->n_text_layer / 2; l < hp->n_text_layer; l++)
+        for (int h = 0; h < hp->n_text_head && n < AT_WHISPER_MAX_HEADS; h++)
+            out[n++] = (at_whisper_head){l, h};
+    return n;
+}
+
+#define SCORE_CHUNK 32 /* token positions a decoder call; bounds the logits held */
+
+/* The probability of next among the text tokens' logits. */
+static float text_prob(const float *logits, int n_text, int next)
+{
+    if (next < 0 || next >= n_text) return 0;
+    float mx = logits[0];
+    for (int v = 1; v < n_text; v++) mx = logits[v] > mx ? logits[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < n_text; v++) sum += exp((double)logits[v] - mx);
+    return (float)(exp((double)logits[next] - mx) / sum);
+}
+
+int at_whisper_cross_scores(at_whisper_state *s, at_whisper_kv *kv, const int *tokens, int n,
+                            const at_whisper_head *heads, int n_heads, int n_frames, float *qk, float *probs,
+                            at_err *err)
+{
+    const at_whisper_model *m = s->m;
+    const at_whisper_hparams *hp = &m->hp;
+    int d = hp->n_text_state, L = hp->n_text_layer, hd = d / hp->n_text_head;
+    if (!s->n_ctx) return at_err_set(err, AT_E_INVALID, "decode before encode");
+    if (!kv || kv->m != m) return at_err_set(err, AT_E_INVALID, "kv cache of another model");
+    if (n < 1 || n > hp->n_text_ctx || !tokens)
+        return at_err_set(err, AT_E_INVALID, "%d tokens to align (1..%d)", n, hp->n_text_ctx);
+    if (n_frames < 1 || n_frames > s->n_ctx)
+        return at_err_set(err, AT_E_INVALID, "%d frames to align, %d encoded", n_frames, s->n_ctx);
+    if (n_heads < 1 || n_heads > AT_WHISPER_MAX_HEADS || !heads)
+        return at_err_set(err, AT_E_INVALID, "%d alignment heads", n_heads);
+    for (int h = 0; h < n_heads; h++)
+        if (heads[h].layer < 0 || heads[h].layer >= L || heads[h].head < 0 ||
+            heads[h].head >= hp->n_text_head)
+            return at_err_set(err, AT_E_INVALID, "alignment head [%d, %d] is not in the decoder",
+                              heads[h].layer, heads[h].head);
+    /* the queries of the layers the heads are in, on the host */
+    int *slot = malloc((size_t)L * sizeof *slot), n_used = 0;
+    if (!slot) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    for (int l = 0; l < L; l++) slot[l] = -1;
+    for (int h = 0; h < n_heads; h++)
+        if (slot[heads[h].layer] < 0) slot[heads[h].layer] = n_used++;
+    int ch = n < SCORE_CHUNK ? n : SCORE_CHUNK;
+    float *q = malloc((size_t)n_used * n * d * sizeof *q), *k = malloc((size_t)n_frames * d * sizeof *k);
+    float *cap = malloc((size_t)L * ch * d * sizeof *cap);
+    float *logits = probs ? malloc((size_t)ch * hp->n_vocab * sizeof *logits) : NULL;
+    at_tensor capture = {0};
+    int rc = 0;
+    if (!q || !k || !cap || (probs && !logits)) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory (alignment of %d tokens)", n);
+        goto out;
+    }
+    if ((rc = at_tensor_new_2d(s->be, &capture, AT_DT_F32, d, (int64_t)L * ch, err))) goto out;
+    at_nn_kv_truncate(&kv->c, 0);
+    for (int t0 = 0; t0 < n && !rc; t0 += ch) {
+        int c = n - t0 < ch ? n - t0 : ch;
+        at_whisper_seq one = {kv, tokens + t0, c, NULL, logits, 1};
+        at_tensor cv = at_tensor_view_rows(&capture, 0, (int64_t)L * c);
+        if ((rc = decode_rows(s, &one, 1, &cv, err)) ||
+            (rc = at_tensor_download(s->be, &cv, cap, (size_t)L * c * d * sizeof *cap, err)))
+            break;
+        for (int l = 0; l < L; l++)
+            if (slot[l] >= 0)
+                memcpy(q + ((size_t)slot[l] * n + t0) * d, cap + (size_t)l * c * d,
+                       (size_t)c * d * sizeof *q);
+        for (int r = 0; probs && r < c; r++) {
+            int t = t0 + r;
+            probs[t] = t + 1 < n ? text_prob(logits + (size_t)r * hp->n_vocab, m->sp.eot, tokens[t + 1]) : 0;
+        }
+    }
+    /* q.k / sqrt(head size) per head, against that layer's keys */
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int l = 0; l < L && !rc; l++) {
+        if (slot[l] < 0) continue;
+        at_tensor kl = at_tensor_view_rows(&s->mem.k, (int64_t)l * s->mem.stride, n_frames);
+        if ((rc = at_tensor_download(s->be, &kl, k, (size_t)n_frames * d * sizeof *k, err))) break;
+        for (int h = 0; h < n_heads; h++) {
+            if (heads[h].layer != l) continue;
+            int c0 = heads[h].head * hd;
+            for (int t = 0; t < n; t++) {
+                const float *qt = q + ((size_t)slot[l] * n + t) * d + c0;
+                float *row = qk + ((size_t)h * n + t) * n_frames;
+                for (int f = 0; f < n_frames; f++) {
+                    const float *kf = k + (size_t)f * d + c0;
+                    float acc = 0;
+                    for (int j = 0; j < hd; j++) acc += qt[j] * kf[j];
+                    row[f] = acc * scale;
+                }
+            }
+        }
+    }
+out:
+    at_tensor_free(&capture);
+    at_nn_kv_truncate(&kv->c, 0);
+    free(slot);
+    free(q);
+    free(k);
+    free(cap);
+    free(logits);
     return rc;
 }

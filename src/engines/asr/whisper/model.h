@@ -117,6 +117,37 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
  * uses (0-8 kHz, 201 FFT bins): out is n_mels x 201. */
 int at_whisper_mel_filters(int n_mels, float *out, at_err *err);
 
+/* ---- word alignment ------------------------------------------------- */
+
+#define AT_WHISPER_MAX_HEADS 64
+
+/* A decoder cross-attention head: layer, head within it. */
+typedef struct at_whisper_head {
+    int layer, head;
+} at_whisper_head;
+
+/* The heads whose cross-attention follows the speech in time: the list of
+ * a Hugging Face folder's generation_config.json ("alignment_heads") when
+ * it has one, else the preset OpenAI published for a model of these
+ * dimensions (tiny to large-v3 and turbo; large v1 and v2 cannot be told
+ * apart and get v2's), else, for any other model, every head of the
+ * decoder's second half, as OpenAI does.  Writes at most
+ * AT_WHISPER_MAX_HEADS; returns how many. */
+int at_whisper_alignment_heads(const at_whisper_model *m, at_whisper_head *out);
+
+/* Decodes tokens[0..n) from scratch in kv (emptied first) on the state's
+ * last encoding, and writes
+ *   qk: n_heads x n x n_frames floats, the score q.k / sqrt(head size)
+ *       heads[h] gives encoder position f from token position t, before
+ *       the softmax (n_frames <= the positions encoded);
+ *   probs (n floats, or NULL): probs[t] the probability of tokens[t+1]
+ *       after tokens[0..t], in a softmax over the text tokens alone
+ *       (probs[n-1] = 0).
+ * The work is one decoder pass over the n tokens, in chunks. */
+int at_whisper_cross_scores(at_whisper_state *s, at_whisper_kv *kv, const int *tokens, int n,
+                            const at_whisper_head *heads, int n_heads, int n_frames, float *qk, float *probs,
+                            at_err *err);
+
 /* Bytes of weights the model maps or owns (for reports). */
 size_t at_whisper_model_weight_bytes(const at_whisper_model *m);
 

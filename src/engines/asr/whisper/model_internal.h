@@ -26,6 +26,9 @@ typedef struct at_wsource {
     const uint8_t **tok; /* owned array of pointers into the map */
     size_t *tok_len;     /* owned */
     int is_hf;
+    /* generation_config.json's alignment heads (Hugging Face only) */
+    at_whisper_head heads[AT_WHISPER_MAX_HEADS];
+    int n_heads;
 } at_wsource;
 
 void at_wsource_free(at_wsource *s);

@@ -89,11 +89,37 @@ out:
     return rc;
 }
 
+/* generation_config.json is optional; its alignment heads must name heads
+ * the model has. */
+static int parse_generation_config(const char *dir, at_wsource *out, at_err *err)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/generation_config.json", dir) >= (int)sizeof path)
+        return at_err_set(err, AT_E_INVALID, "model path too long");
+    at_err e2;
+    at_err_clear(&e2);
+    at_hf_config *c = at_hf_config_load(path, &e2);
+    if (!c) return e2.code == AT_E_IO ? 0 : at_err_set(err, e2.code, "%s", e2.msg);
+    int pairs[AT_WHISPER_MAX_HEADS][2], n = 0;
+    int rc = at_hf_config_pairs(c, "alignment_heads", 0, 1 << 16, pairs, AT_WHISPER_MAX_HEADS, &n, err);
+    for (int i = 0; !rc && i < n; i++) {
+        if (pairs[i][0] >= out->hp.n_text_layer || pairs[i][1] >= out->hp.n_text_head)
+            rc = at_err_set(err, AT_E_CORRUPT,
+                            "%s: alignment head [%d, %d] is not in a decoder of %d x %d heads", path,
+                            pairs[i][0], pairs[i][1], out->hp.n_text_layer, out->hp.n_text_head);
+        out->heads[i] = (at_whisper_head){pairs[i][0], pairs[i][1]};
+    }
+    if (!rc) out->n_heads = n;
+    at_hf_config_free(c);
+    return rc;
+}
+
 int at_whisper_hf_open(const char *dir, at_wsource *out, at_err *err)
 {
     memset(out, 0, sizeof *out);
     out->is_hf = 1;
     int rc = parse_config(dir, &out->hp, err);
+    if (!rc) rc = parse_generation_config(dir, out, err);
     if (rc) return rc;
     out->hp.ftype = -1;
     char path[4096];

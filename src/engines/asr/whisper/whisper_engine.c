@@ -185,6 +185,31 @@ static int run_encode(void *ctx, int seek, int n_frames, at_err *err)
     return at_whisper_encode(r->st, r->mel, 0, err);
 }
 
+/* Word alignment: the decoder run again over the window's text on seq 0's
+ * cache, whose recorded tokens are then forgotten. */
+static int run_align(void *ctx, const int *tokens, int n, int *n_frames, float **qk, int *n_heads,
+                     float *probs, at_err *err)
+{
+    wrun *r = ctx;
+    wseq *s;
+    at_whisper_head heads[AT_WHISPER_MAX_HEADS];
+    int rc = seq_get(r, 0, &s, err), nh = at_whisper_alignment_heads(r->e->model, heads);
+    if (rc < 0) return rc;
+    if (r->cancelled && r->cancelled(r->cancel_user))
+        return at_err_set(err, AT_E_CANCELLED, "cancelled: the client went away");
+    *qk = malloc((size_t)nh * n * *n_frames * sizeof **qk);
+    if (!*qk) return at_err_set(err, AT_E_NOMEM, "out of memory (word alignment)");
+    rc = at_whisper_cross_scores(r->st, s->kv, tokens, n, heads, nh, *n_frames, *qk, probs, err);
+    s->n = 0;
+    if (rc < 0) {
+        free(*qk);
+        *qk = NULL;
+        return rc;
+    }
+    *n_heads = nh;
+    return 0;
+}
+
 static void run_free(wrun *r)
 {
     if (r->seqs)
@@ -224,6 +249,7 @@ static int run_init(wrun *r, const wengine *e, int n_seqs, at_err *err)
         .logits_batch = run_logits_batch,
         .copy = run_copy,
         .encode = run_encode,
+        .align = run_align,
     };
     return 0;
 }
@@ -292,6 +318,9 @@ static int job_init(const wengine *e, const at_asr_options *opt, wjob *j, int *n
     }
     if (opt && opt->no_default_suppress) d->suppress_non_speech = 0;
     if (opt && opt->no_condition_on_previous) j->txo.condition_on_previous_text = 0;
+    if (opt && opt->word_timestamps) j->txo.word_timestamps = 1;
+    if (opt && opt->hallucination_silence_threshold > 0)
+        j->txo.hallucination_silence_threshold = opt->hallucination_silence_threshold;
     *n_seqs = beam > 1 ? beam : 1;
     if (d->best_of > *n_seqs) *n_seqs = d->best_of;
     int max_len = at_whisper_model_hparams(e->model)->n_text_ctx / 2;
@@ -369,6 +398,7 @@ typedef struct file_sink {
     int failed;
     const speech_span *spans; /* NULL: times are the audio's own */
     size_t n_spans;
+    int words; /* keep the words (word timestamps were asked for) */
 } file_sink;
 
 /* A time in the speech-only audio, back in the original's. */
@@ -408,6 +438,30 @@ static int file_on_segment(void *user, const at_wdec_segment *seg)
     if (seg->n_tokens > 0 && (g->tokens = malloc((size_t)seg->n_tokens * sizeof *g->tokens)) != NULL) {
         memcpy(g->tokens, seg->tokens, (size_t)seg->n_tokens * sizeof *g->tokens);
         g->n_tokens = (size_t)seg->n_tokens;
+    }
+    if (fs->words && seg->n_words > 0) {
+        if (!(g->words = calloc((size_t)seg->n_words, sizeof *g->words))) {
+            at_err_set(fs->err, AT_E_NOMEM, "out of memory");
+            fs->failed = 1;
+            return 1;
+        }
+        for (int i = 0; i < seg->n_words; i++) {
+            const at_wdec_word *w = &seg->words[i];
+            at_asr_word *o = &g->words[g->n_words];
+            /* OpenAI's API gives words without Whisper's leading space */
+            if (w->text[strspn(w->text, " \t\n")] == '\0') continue;
+            if (!(o->text = seg_text(w->text))) {
+                at_err_set(fs->err, AT_E_NOMEM, "out of memory");
+                fs->failed = 1;
+                return 1;
+            }
+            o->start = w->start, o->end = w->end;
+            clamp_times(&o->start, &o->end, fs->duration);
+            o->start = orig_time(fs, o->start);
+            o->end = orig_time(fs, o->end);
+            o->prob = w->probability;
+            g->n_words++;
+        }
     }
     return 0;
 }
@@ -591,7 +645,8 @@ static int transcribe_spans(wengine *e, const float *pcm, size_t n, const at_asr
         run.cancelled = opt->cancelled;
         run.cancel_user = opt->cancel_user;
     }
-    file_sink fs = {out, (double)n / AT_WHISPER_SAMPLE_RATE, err, 0, spans, n_spans};
+    file_sink fs = {out,     (double)n / AT_WHISPER_SAMPLE_RATE, err, 0, spans,
+                    n_spans, opt && opt->word_timestamps};
     job.txo.on_segment = file_on_segment;
     job.txo.user = &fs;
     at_wdec_tx *tx = at_wdec_tx_new(&run.dm, e->tok, &job.txo, err);

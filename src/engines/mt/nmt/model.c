@@ -469,7 +469,7 @@ int at_nmt_decode(at_nmt_state *s, const at_nmt_seq *seqs, int n, at_err *err)
     CHECK(at_nn_scratch_reserve(&s->ds, be, R, m->hp.d_model, m->hp.dec_ffn, err));
     for (int i = 0, o = 0; i < n; o += seqs[i].n, i++) {
         int lr = !seqs[i].logits ? 0 : seqs[i].all_logits ? seqs[i].n : 1;
-        s->sseq[i] = (at_nn_stack_seq){seqs[i].n, &seqs[i].kv->c, &seqs[i].mem->mem};
+        s->sseq[i] = (at_nn_stack_seq){seqs[i].n, &seqs[i].kv->c, &seqs[i].mem->mem, NULL};
         s->lreq[i] = (at_nn_logit_rows){o + seqs[i].n - lr, lr, seqs[i].logits};
         for (int t = 0; t < seqs[i].n; t++) {
             s->ids[o + t] = seqs[i].tokens[t];
