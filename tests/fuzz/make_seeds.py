@@ -197,6 +197,10 @@ def main():
     body, ct = multipart([("model", "whisper-1", None), ("response_format", "srt", None),
                           ("file", wav(0.2, 8000), "b.wav")])
     seeds["asr_translate_srt"] = (0, http("POST", "/v1/audio/translations", body, ct))
+    body, ct = multipart([("response_format", "verbose_json", None), ("timestamp_granularities[]", "word", None),
+                          ("timestamp_granularities[]", "segment", None),
+                          ("hallucination_silence_threshold", "1.5", None), ("file", wav(0.3), "w.wav")])
+    seeds["asr_words"] = (0, http("POST", "/v1/audio/transcriptions", body, ct))
     seeds["asr_stream"] = (0, ws("/v1/stream?model=pocketsphinx", [
         json.dumps({"type": "config", "language": "en", "sample_rate": 16000, "encoding": "pcm16"}),
         pcm(0.2), json.dumps({"type": "end"})]))
