@@ -69,6 +69,13 @@ try {
       timestamp_granularities: ['word', 'segment'],
     });
     assert.ok(both.words.length >= 3 && both.segments.length > 0);
+    for (const seg of both.segments) {
+      let p = seg.start - 0.01;
+      for (const w of seg.words) {
+        assert.ok(w.start >= p && w.end <= seg.end + 0.01, `${JSON.stringify(w)} in ${seg.start}-${seg.end}`);
+        p = w.start;
+      }
+    }
   });
 
   // two LibriVox sentences with a second of silence between: pocketsphinx

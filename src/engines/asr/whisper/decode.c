@@ -920,7 +920,7 @@ static int add_word_timestamps(at_wdec_tx *t, const at_wdec_result *r, wseg *seg
         rc = at_err_set(err, AT_E_NOMEM, "out of memory");
         goto out;
     }
-    int n_frames = segment_size / 2, n_heads = 0;
+    int n_frames = segment_size / 2 > 0 ? segment_size / 2 : 1, n_heads = 0;
     if ((rc = t->m->align(t->m->ctx, seq, n, &n_frames, &qk, &n_heads, probs, err)) < 0) goto out;
     const char *lang = sp->is_multilingual ? at_wtok_lang_code(t->tok, t->lang_token) : "en";
     if ((rc = at_wtiming_align(t->tok, lang, qk, n_heads, n_frames, n_frames, sot_len, seq + sot_len + 1,
