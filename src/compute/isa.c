@@ -1,11 +1,34 @@
 /* isa.c - which CPU kernels this machine runs, chosen by cpuid. */
 #include "compute/isa.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compute/simd.h"
+
+int at_simd_ok(void)
+{
+#if AT_HAVE_X86
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    return 1;
+#else
+    /* a fact of the CPU, the same for every thread: -1 until read */
+    static atomic_int ok = -1;
+    int v = atomic_load_explicit(&ok, memory_order_relaxed);
+    if (v < 0) {
+        unsigned a, b, c, d;
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+            __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+        atomic_store_explicit(&ok, v, memory_order_relaxed);
+    }
+    return v;
+#endif
+#else
+    return 0;
+#endif
+}
 
 at_isa at_isa_detect(void)
 {

@@ -27,23 +27,12 @@
 /* at_dequant_row with the kernels of a context's level (simd: AVX2/F16C). */
 void at_dequant_row_simd(int simd, at_dtype t, const void *src, float *dst, int n);
 
-/* Features are checked once per process by the compiler runtime; reading
- * them is cheap, so no cached global is needed. */
-static inline int at_simd_ok(void)
-{
-#if AT_HAVE_X86
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-    return 1;
-#else
-    /* F16C from cpuid itself: clang's __builtin_cpu_supports does not know it */
-    unsigned a, b, c, d;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-#endif
-#else
-    return 0;
-#endif
-}
+/* 1 when the CPU runs the AT_SIMD kernels (AVX2, FMA and F16C).  Asked
+ * once per process: the F16C bit comes from cpuid itself (clang's
+ * __builtin_cpu_supports does not know it), and cpuid traps to the
+ * hypervisor in a virtual machine, microseconds a call; the kernels ask
+ * for every row. */
+int at_simd_ok(void);
 
 static inline uint16_t rd16(const uint8_t *p)
 {
