@@ -3,7 +3,10 @@
  * weight models of the official shapes.  Each configuration runs in its
  * own child process so ru_maxrss is that configuration's peak.  "enc1st"
  * is the first encode after loading (pages the mapped weights in, like a
- * whisper.cpp whisper-bench run); "enc 30s" a warm one.
+ * whisper.cpp whisper-bench run); "enc 30s" a warm one.  "align" is
+ * word timestamps' extra work for a 30 s window of 100 text tokens: the
+ * decoder pass over them and the alignment heads' scores
+ * (at_whisper_cross_scores), without the DTW itself.
  *
  *   bench_whisper_model [--presets tiny,base,small] [--types f16,q8_0]
  *                       [--threads 1,2] [--tokens 32] [--dir DIR]
@@ -25,7 +28,7 @@
 #include "tools/tools.h"
 
 typedef struct {
-    double load_s, cold_s, enc30_s, enc10_s, tok_ms, tok8_ms, tok5_ms;
+    double load_s, cold_s, enc30_s, enc10_s, tok_ms, tok8_ms, tok5_ms, align_ms;
     long maxrss_kb;
     int ok;
 } result_t;
@@ -126,6 +129,23 @@ static void run_child(const char *path, int threads, int n_tok, int fd)
         }
     }
     r.tok5_ms = (now() - t0) * 1e3 / n_tok;
+    /* word alignment of a window: sot sequence, notimestamps, 100 text
+     * tokens, eot, over the full 30 s encoding */
+    if (at_whisper_encode(st, mel, 0, &err)) _exit(1);
+    enum { NA = 105 };
+    at_whisper_head heads[AT_WHISPER_MAX_HEADS];
+    int nh = at_whisper_alignment_heads(m, heads),
+        atok[NA] = {sp->sot, sp->sot + 1, sp->transcribe, sp->not_};
+    for (int i = 4; i < NA - 1; i++) atok[i] = 100 + i * 37;
+    atok[NA - 1] = sp->eot;
+    float *qk = malloc(sizeof(float) * (size_t)nh * NA * 1500), probs[NA];
+    t0 = now();
+    if (!qk || at_whisper_cross_scores(st, kv, atok, NA, heads, nh, 1500, qk, probs, &err)) {
+        fprintf(stderr, "align: %s\n", err.msg);
+        _exit(1);
+    }
+    r.align_ms = (now() - t0) * 1e3;
+    free(qk);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     r.maxrss_kb = ru.ru_maxrss;
@@ -205,8 +225,8 @@ int main(int argc, char **argv)
     char cpu[300];
     at_cpu_name(cpu, sizeof cpu);
     printf("CPU: %s; kernels: %s\n", cpu, at_isa_name(at_isa_detect()));
-    printf("%-16s %-5s %3s %7s %10s %10s %10s %9s %8s %10s %10s\n", "model", "type", "thr", "load s",
-           "enc1st s", "enc 30s s", "enc 10s s", "ms/token", "peak MB", "x8 ms/step", "beam5 ms");
+    printf("%-16s %-5s %3s %7s %10s %10s %10s %9s %8s %10s %10s %9s\n", "model", "type", "thr", "load s",
+           "enc1st s", "enc 30s s", "enc 10s s", "ms/token", "peak MB", "x8 ms/step", "beam5 ms", "align ms");
     for (int p = 0; p < np; p++)
         for (int t = 0; t < nt; t++) {
             char path[1200];
@@ -232,9 +252,10 @@ int main(int argc, char **argv)
                            thr);
                     continue;
                 }
-                printf("%-16s %-5s %3d %7.3f %10.3f %10.3f %10.3f %9.2f %8.1f %10.2f %10.2f\n",
+                printf("%-16s %-5s %3d %7.3f %10.3f %10.3f %10.3f %9.2f %8.1f %10.2f %10.2f %9.1f\n",
                        model ? "model" : presets[p], model ? "" : types[t], thr, r.load_s, r.cold_s,
-                       r.enc30_s, r.enc10_s, r.tok_ms, r.maxrss_kb / 1024.0, r.tok8_ms, r.tok5_ms);
+                       r.enc30_s, r.enc10_s, r.tok_ms, r.maxrss_kb / 1024.0, r.tok8_ms, r.tok5_ms,
+                       r.align_ms);
                 fflush(stdout);
             }
         }

@@ -605,8 +605,17 @@ static const head_preset PRESETS[] = {
      1280,
      51866,
      10,
-     {{7, 0}, {10, 17}, {12, 18}, {13, 12}, {16, 1}, {17, 14}, {19, 11}, {21, 4}, {24, 1}, {25, 6}}}, /* large-v3
-                                                                                                       */
+     {{7, 0},
+      {10, 17},
+      {12, 18},
+      {13, 12},
+      {16, 1},
+      {17, 14},
+      {19, 11},
+      {21, 4},
+      {24, 1},
+      {25, 6}}}, /* large-v3
+                  */
     {32, 32, 1280, 0, 23, {{10, 12}, {13, 17}, {16, 11}, {16, 12}, {16, 13}, {17, 15}, {17, 16}, {18, 4},
                            {18, 11}, {18, 19}, {19, 11}, {21, 2},  {21, 3},  {22, 3},  {22, 9},  {22, 12},
                            {23, 5},  {23, 7},  {23, 13}, {25, 5},  {26, 1},  {26, 12}, {27, 15}}}, /* large-v2
@@ -643,11 +652,10 @@ int at_whisper_alignment_heads(const at_whisper_model *m, at_whisper_head *out)
 static float text_prob(const float *logits, int n_text, int next)
 {
     if (next < 0 || next >= n_text) return 0;
-    float mx = logits[0];
+    float mx = logits[0], sum = 0;
     for (int v = 1; v < n_text; v++) mx = logits[v] > mx ? logits[v] : mx;
-    double sum = 0;
-    for (int v = 0; v < n_text; v++) sum += exp((double)logits[v] - mx);
-    return (float)(exp((double)logits[next] - mx) / sum);
+    for (int v = 0; v < n_text; v++) sum += expf(logits[v] - mx);
+    return expf(logits[next] - mx) / sum;
 }
 
 int at_whisper_cross_scores(at_whisper_state *s, at_whisper_kv *kv, const int *tokens, int n,
@@ -656,6 +664,7 @@ int at_whisper_cross_scores(at_whisper_state *s, at_whisper_kv *kv, const int *t
 {
     const at_whisper_model *m = s->m;
     const at_whisper_hparams *hp = &m->hp;
+    at_backend *be = s->be;
     int d = hp->n_text_state, L = hp->n_text_layer, hd = d / hp->n_text_head;
     if (!s->n_ctx) return at_err_set(err, AT_E_INVALID, "decode before encode");
     if (!kv || kv->m != m) return at_err_set(err, AT_E_INVALID, "kv cache of another model");
@@ -670,68 +679,62 @@ int at_whisper_cross_scores(at_whisper_state *s, at_whisper_kv *kv, const int *t
             heads[h].head >= hp->n_text_head)
             return at_err_set(err, AT_E_INVALID, "alignment head [%d, %d] is not in the decoder",
                               heads[h].layer, heads[h].head);
-    /* the queries of the layers the heads are in, on the host */
+    /* the layers the heads are in keep their queries, in the backend */
     int *slot = malloc((size_t)L * sizeof *slot), n_used = 0;
     if (!slot) return at_err_set(err, AT_E_NOMEM, "out of memory");
     for (int l = 0; l < L; l++) slot[l] = -1;
     for (int h = 0; h < n_heads; h++)
         if (slot[heads[h].layer] < 0) slot[heads[h].layer] = n_used++;
     int ch = n < SCORE_CHUNK ? n : SCORE_CHUNK;
-    float *q = malloc((size_t)n_used * n * d * sizeof *q), *k = malloc((size_t)n_frames * d * sizeof *k);
-    float *cap = malloc((size_t)L * ch * d * sizeof *cap);
     float *logits = probs ? malloc((size_t)ch * hp->n_vocab * sizeof *logits) : NULL;
-    at_tensor capture = {0};
+    at_tensor capture = {0}, q_all = {0}, qh = {0}, kh = {0}, y = {0};
     int rc = 0;
-    if (!q || !k || !cap || (probs && !logits)) {
+    if (probs && !logits) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (alignment of %d tokens)", n);
         goto out;
     }
-    if ((rc = at_tensor_new_2d(s->be, &capture, AT_DT_F32, d, (int64_t)L * ch, err))) goto out;
+    if ((rc = at_tensor_new_2d(be, &capture, AT_DT_F32, d, (int64_t)L * ch, err)) ||
+        (rc = at_tensor_new_2d(be, &q_all, AT_DT_F32, d, (int64_t)n_used * n, err)) ||
+        (rc = at_tensor_new_2d(be, &qh, AT_DT_F32, hd, n, err)) ||
+        (rc = at_tensor_new_2d(be, &kh, AT_DT_F32, hd, n_frames, err)) ||
+        (rc = at_tensor_new_2d(be, &y, AT_DT_F32, n_frames, n, err)))
+        goto out;
     at_nn_kv_truncate(&kv->c, 0);
     for (int t0 = 0; t0 < n && !rc; t0 += ch) {
         int c = n - t0 < ch ? n - t0 : ch;
         at_whisper_seq one = {kv, tokens + t0, c, NULL, logits, 1};
         at_tensor cv = at_tensor_view_rows(&capture, 0, (int64_t)L * c);
-        if ((rc = decode_rows(s, &one, 1, &cv, err)) ||
-            (rc = at_tensor_download(s->be, &cv, cap, (size_t)L * c * d * sizeof *cap, err)))
-            break;
-        for (int l = 0; l < L; l++)
-            if (slot[l] >= 0)
-                memcpy(q + ((size_t)slot[l] * n + t0) * d, cap + (size_t)l * c * d,
-                       (size_t)c * d * sizeof *q);
+        if ((rc = decode_rows(s, &one, 1, &cv, err))) break;
+        for (int l = 0; l < L && !rc; l++) {
+            if (slot[l] < 0) continue;
+            at_tensor src = at_tensor_view_rows(&capture, (int64_t)l * c, c);
+            at_tensor dst = at_tensor_view_rows(&q_all, (int64_t)slot[l] * n + t0, c);
+            rc = at_op_copy(be, &src, &dst, err);
+        }
         for (int r = 0; probs && r < c; r++) {
             int t = t0 + r;
             probs[t] = t + 1 < n ? text_prob(logits + (size_t)r * hp->n_vocab, m->sp.eot, tokens[t + 1]) : 0;
         }
     }
-    /* q.k / sqrt(head size) per head, against that layer's keys */
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int l = 0; l < L && !rc; l++) {
-        if (slot[l] < 0) continue;
-        at_tensor kl = at_tensor_view_rows(&s->mem.k, (int64_t)l * s->mem.stride, n_frames);
-        if ((rc = at_tensor_download(s->be, &kl, k, (size_t)n_frames * d * sizeof *k, err))) break;
-        for (int h = 0; h < n_heads; h++) {
-            if (heads[h].layer != l) continue;
-            int c0 = heads[h].head * hd;
-            for (int t = 0; t < n; t++) {
-                const float *qt = q + ((size_t)slot[l] * n + t) * d + c0;
-                float *row = qk + ((size_t)h * n + t) * n_frames;
-                for (int f = 0; f < n_frames; f++) {
-                    const float *kf = k + (size_t)f * d + c0;
-                    float acc = 0;
-                    for (int j = 0; j < hd; j++) acc += qt[j] * kf[j];
-                    row[f] = acc * scale;
-                }
-            }
-        }
+    /* per head: its queries times its keys, q.k / sqrt(head size) */
+    for (int h = 0; h < n_heads && !rc; h++) {
+        int l = heads[h].layer;
+        at_tensor qv = at_tensor_view_cols(&q_all, (int64_t)heads[h].head * hd, hd);
+        qv = at_tensor_view_rows(&qv, (int64_t)slot[l] * n, n);
+        at_tensor kv_ = at_tensor_view_rows(&s->mem.k, (int64_t)l * s->mem.stride, n_frames);
+        kv_ = at_tensor_view_cols(&kv_, (int64_t)heads[h].head * hd, hd);
+        if ((rc = at_op_copy(be, &qv, &qh, err)) || (rc = at_op_copy(be, &kv_, &kh, err)) ||
+            (rc = at_op_matmul(be, &qh, &kh, NULL, &y, err)) ||
+            (rc = at_op_scale(be, &y, 1.0f / sqrtf((float)hd), &y, err)) ||
+            (rc = at_tensor_download(be, &y, qk + (size_t)h * n * n_frames, (size_t)n * n_frames * sizeof *qk,
+                                     err)))
+            break;
     }
 out:
-    at_tensor_free(&capture);
+    at_tensor *t[] = {&capture, &q_all, &qh, &kh, &y};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) at_tensor_free(t[i]);
     at_nn_kv_truncate(&kv->c, 0);
     free(slot);
-    free(q);
-    free(k);
-    free(cap);
     free(logits);
     return rc;
 }
