@@ -731,8 +731,11 @@ int at_whisper_cross_scores(at_whisper_state *s, at_whisper_kv *kv, const int *t
             break;
     }
 out:
-    at_tensor *t[] = {&capture, &q_all, &qh, &kh, &y};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) at_tensor_free(t[i]);
+    at_tensor_free(&capture);
+    at_tensor_free(&q_all);
+    at_tensor_free(&qh);
+    at_tensor_free(&kh);
+    at_tensor_free(&y);
     at_nn_kv_truncate(&kv->c, 0);
     free(slot);
     free(logits);
