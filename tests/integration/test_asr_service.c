@@ -66,21 +66,32 @@ static int teardown(void **state)
     return at_test_stop(&proc, 15) == 0 ? 0 : -1;
 }
 
-static at_test_resp transcribe(const void *file, size_t len, const char *filename, const char *fmt,
-                               const char *extra_field, const char *extra_val)
+/* The upload with form fields: pairs of name, value, NULL-ended. */
+static at_test_resp transcribe_fields(const void *file, size_t len, const char *filename,
+                                      const char *const *fields)
 {
     at_test_form f;
     at_test_form_init(&f);
     if (file) at_test_form_file(&f, "file", filename, "application/octet-stream", file, len);
-    if (!extra_field || strcmp(extra_field, "model") != 0) at_test_form_field(&f, "model", "whisper-1");
-    if (fmt) at_test_form_field(&f, "response_format", fmt);
-    if (extra_field) at_test_form_field(&f, extra_field, extra_val);
+    for (int i = 0; fields[i]; i += 2) at_test_form_field(&f, fields[i], fields[i + 1]);
     char hdr[256];
     at_test_form_finish(&f, hdr, sizeof hdr);
     at_test_resp r;
     assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len, &r), 0);
     at_test_form_free(&f);
     return r;
+}
+
+static at_test_resp transcribe(const void *file, size_t len, const char *filename, const char *fmt,
+                               const char *extra_field, const char *extra_val)
+{
+    const char *fields[8];
+    int n = 0;
+    if (!extra_field || strcmp(extra_field, "model") != 0) fields[n++] = "model", fields[n++] = "whisper-1";
+    if (fmt) fields[n++] = "response_format", fields[n++] = fmt;
+    if (extra_field) fields[n++] = extra_field, fields[n++] = extra_val;
+    fields[n] = NULL;
+    return transcribe_fields(file, len, filename, fields);
 }
 
 /* "text" fields of a JSON body, crudely: enough for the flat responses. */
@@ -157,28 +168,20 @@ static void response_formats(void **state)
 
 /* timestamp_granularities[] as the OpenAI SDK sends it: one field per
  * value; words at the top level (and in each segment), in time order. */
-static at_test_resp transcribe_granular(const void *wav, size_t len, const char *const *values, int n)
-{
-    at_test_form f;
-    at_test_form_init(&f);
-    at_test_form_file(&f, "file", "a.wav", "audio/wav", wav, len);
-    at_test_form_field(&f, "response_format", "verbose_json");
-    for (int i = 0; i < n; i++) at_test_form_field(&f, "timestamp_granularities[]", values[i]);
-    char hdr[256];
-    at_test_form_finish(&f, hdr, sizeof hdr);
-    at_test_resp r;
-    assert_int_equal(at_test_http(port, "POST", "/v1/audio/transcriptions", hdr, f.data, f.len, &r), 0);
-    at_test_form_free(&f);
-    return r;
-}
-
 static void word_timestamps(void **state)
 {
     (void)state;
     size_t len;
     unsigned char *wav = at_test_read_file(clip_path[1], &len);
-    const char *word[] = {"word"}, *both[] = {"segment", "word"};
-    at_test_resp r = transcribe_granular(wav, len, word, 1);
+    const char *word[] = {"response_format", "verbose_json", "timestamp_granularities[]", "word", NULL};
+    const char *both[] = {"response_format",
+                          "verbose_json",
+                          "timestamp_granularities[]",
+                          "segment",
+                          "timestamp_granularities[]",
+                          "word",
+                          NULL};
+    at_test_resp r = transcribe_fields(wav, len, "a.wav", word);
     assert_int_equal(r.status, 200);
     cJSON *o = cJSON_Parse((char *)r.body);
     assert_non_null(o);
@@ -197,7 +200,7 @@ static void word_timestamps(void **state)
     }
     cJSON_Delete(o);
     at_test_resp_free(&r);
-    r = transcribe_granular(wav, len, both, 2);
+    r = transcribe_fields(wav, len, "a.wav", both);
     assert_int_equal(r.status, 200);
     o = cJSON_Parse((char *)r.body);
     const cJSON *seg = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "segments"), 0);

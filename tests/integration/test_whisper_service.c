@@ -89,6 +89,17 @@ static at_test_resp post_fields(const char *const *fields)
     return post_fields_to("/v1/audio/transcriptions", fields);
 }
 
+/* A transcription that must succeed, its JSON body parsed. */
+static cJSON *post_json(const char *const *fields)
+{
+    at_test_resp r = post_fields(fields);
+    if (r.status != 200) fail_msg("%d %s", r.status, (char *)r.body);
+    cJSON *j = cJSON_Parse((char *)r.body);
+    assert_non_null(j);
+    at_test_resp_free(&r);
+    return j;
+}
+
 static at_test_resp post(const char *path, const char *model_name, const char *fmt)
 {
     return post_ex(path, model_name, fmt, "0", "8");
@@ -166,10 +177,7 @@ static void decoding_options_and_segment_fields(void **state)
                                      "vad_filter",
                                      "true",
                                      NULL};
-    at_test_resp r = post_fields(ok);
-    if (r.status != 200) fail_msg("%d %s", r.status, (char *)r.body);
-    cJSON *j = cJSON_Parse((char *)r.body);
-    assert_non_null(j);
+    cJSON *j = post_json(ok);
     assert_string_equal(cJSON_GetObjectItem(j, "language")->valuestring, "english");
     const cJSON *seg = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "segments"), 0);
     if (seg) { /* a random model may say nothing at all */
@@ -187,11 +195,10 @@ static void decoding_options_and_segment_fields(void **state)
         assert_true(cJSON_GetObjectItem(seg, "compression_ratio")->valuedouble > 0);
     }
     cJSON_Delete(j);
-    at_test_resp_free(&r);
     /* a temperature schedule as a list */
     static const char *const sched[] = {"model",          "whisper-1", "temperature", "0,0.5,1",
                                         "max_new_tokens", "4",         NULL};
-    r = post_fields(sched);
+    at_test_resp r = post_fields(sched);
     assert_int_equal(r.status, 200);
     at_test_resp_free(&r);
     static const char *const bad[][2] = {{"beam_size", "0"},       {"beam_size", "17"},
@@ -230,10 +237,7 @@ static void word_timestamps_and_hallucination_guard(void **state)
                                       "hallucination_silence_threshold",
                                       "2",
                                       NULL};
-    at_test_resp r = post_fields(req);
-    if (r.status != 200) fail_msg("%d %s", r.status, (char *)r.body);
-    cJSON *j = cJSON_Parse((char *)r.body);
-    assert_non_null(j);
+    cJSON *j = post_json(req);
     const cJSON *words = cJSON_GetObjectItem(j, "words"), *w;
     assert_true(cJSON_IsArray(words));
     assert_true(cJSON_IsArray(cJSON_GetObjectItem(j, "segments")));
@@ -249,7 +253,6 @@ static void word_timestamps_and_hallucination_guard(void **state)
     }
     print_message("whisper words: %d\n", cJSON_GetArraySize(words));
     cJSON_Delete(j);
-    at_test_resp_free(&r);
 }
 
 static void max_new_tokens_bounds_the_text(void **state)
