@@ -101,7 +101,7 @@ static int cmd_transcribe(int argc, char **argv)
     char *model = NULL, *engine = NULL, *language = NULL, *format = NULL, *output = NULL, *prompt = NULL,
          *ps_dir = NULL;
     long threads = 0;
-    int translate = 0;
+    int translate = 0, words = 0;
     at_option o[] = {
         {"model", "AT_WHISPER_MODEL", AT_OPT_STRING, NULL,
          "whisper model (ggml .bin or Hugging Face folder); default: pocketsphinx", &model, 0, 0},
@@ -111,6 +111,7 @@ static int cmd_transcribe(int argc, char **argv)
         {"format", NULL, AT_OPT_STRING, "text", "text, json, verbose_json, srt or vtt", &format, 0, 0},
         {"translate", NULL, AT_OPT_BOOL, "0", "translate speech to English (whisper)", &translate, 0, 0},
         {"prompt", NULL, AT_OPT_STRING, NULL, "initial prompt (whisper)", &prompt, 0, 0},
+        {"word-timestamps", NULL, AT_OPT_BOOL, "0", "words with their times in verbose_json", &words, 0, 0},
         {"threads", "AT_THREADS", AT_OPT_INT, "0", "whisper threads (0 = all cores)", &threads, 0, 256},
         {"pocketsphinx-model", "AT_POCKETSPHINX_MODEL", AT_OPT_STRING, NULL, "pocketsphinx model folder",
          &ps_dir, 0, 0},
@@ -143,6 +144,7 @@ static int cmd_transcribe(int argc, char **argv)
         opt.language = language;
         opt.translate = translate;
         opt.prompt = prompt;
+        opt.word_timestamps = words;
         at_asr_result res;
         if (at_asr_transcribe(eng, audio.samples, audio.n, &opt, &res, &err) != 0) {
             fprintf(stderr, "audio-translator transcribe: %s\n", err.msg);
@@ -151,9 +153,9 @@ static int cmd_transcribe(int argc, char **argv)
             int ok = 0;
             for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) ok |= !strcmp(format, fmts[i]);
             const char *ctype;
-            char *doc =
-                ok ? at_asr_format_result(&res, format, translate ? "translate" : "transcribe", 0, &ctype)
-                   : NULL;
+            char *doc = ok ? at_asr_format_result(&res, format, translate ? "translate" : "transcribe",
+                                                  words ? AT_ASR_WORDS : 0, &ctype)
+                           : NULL;
             if (!ok) fprintf(stderr, "audio-translator transcribe: unknown --format '%s'\n", format);
             FILE *out = output ? fopen(output, "w") : stdout;
             if (!doc) {
