@@ -230,6 +230,9 @@ static void cli_commands(void **state)
     snprintf(cmd, sizeof cmd, "transcribe %s/s.wav --format srt", tmp);
     assert_int_equal(run(cmd, out, sizeof out), 0);
     assert_true(strncmp(out, "1\n00:00:", 8) == 0);
+    snprintf(cmd, sizeof cmd, "transcribe %s/s.wav --format verbose_json --word-timestamps", tmp);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"words\":[{\"word\":"));
     snprintf(cmd, sizeof cmd, "transcribe %s/missing.wav", tmp);
     assert_int_equal(run(cmd, out, sizeof out), 1);
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
