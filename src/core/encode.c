@@ -16,16 +16,24 @@
 
 #include "core/audio.h"
 
+/* The rates each codec's standard defines.  libsndfile's sf_format_check
+ * accepts any rate for MP3 and Opus; opening the stream then fails (and
+ * for MP3 leaks the LAME context), or writes one players refuse. */
+static const int mpeg_rates[] = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 0};
+static const int opus_rates[] = {8000, 12000, 16000, 24000, 48000, 0};
+
 static const struct {
     const char *name, *ctype;
-    int sf_format; /* 0: written here (wav, pcm) */
+    int sf_format;     /* 0: written here (wav, pcm, aac) */
+    const char *codec; /* the codec's name in errors about its rates */
+    const int *rates;  /* 0-ended; NULL: any rate the writer takes */
 } formats[] = {
-    {"wav", "audio/wav", 0},
-    {"pcm", "audio/pcm", 0},
-    {"mp3", "audio/mpeg", SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III},
-    {"opus", "audio/ogg", SF_FORMAT_OGG | SF_FORMAT_OPUS},
-    {"flac", "audio/flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16},
-    {"aac", "audio/aac", 0}, /* ADTS, by VisualOn's encoder (libvo-aacenc) */
+    {"wav", "audio/wav", 0, NULL, NULL},
+    {"pcm", "audio/pcm", 0, NULL, NULL},
+    {"mp3", "audio/mpeg", SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III, "MP3", mpeg_rates},
+    {"opus", "audio/ogg", SF_FORMAT_OGG | SF_FORMAT_OPUS, "Opus", opus_rates},
+    {"flac", "audio/flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, NULL, NULL},
+    {"aac", "audio/aac", 0, "AAC", mpeg_rates}, /* ADTS, by VisualOn's encoder (libvo-aacenc) */
 };
 
 #define AAC_FRAME   1024  /* samples a frame */
@@ -107,19 +115,6 @@ static sf_count_t vio_write(const void *p, sf_count_t n, void *u)
     return emit(e, p, (size_t)n) ? 0 : n;
 }
 
-/* The rates each codec's standard defines.  libsndfile's sf_format_check
- * accepts any rate for MP3 and Opus; opening the stream then fails (and
- * for MP3 leaks the LAME context), or writes one players refuse. */
-static const int mpeg_rates[] = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 0};
-static const int opus_rates[] = {8000, 12000, 16000, 24000, 48000, 0};
-
-static const int *codec_rates(const char *format, const char **codec)
-{
-    *codec = strcmp(format, "mp3") == 0 ? "MP3" : strcmp(format, "aac") == 0 ? "AAC" : "Opus";
-    if (strcmp(format, "mp3") == 0 || strcmp(format, "aac") == 0) return mpeg_rates;
-    return strcmp(format, "opus") == 0 ? opus_rates : NULL;
-}
-
 int at_encoder_check(const char *format, int rate, at_err *err)
 {
     int fi = find(format);
@@ -128,8 +123,7 @@ int at_encoder_check(const char *format, int rate, at_err *err)
                           format ? format : "(null)", at_encoder_formats());
     if (rate < 1000 || rate > 384000)
         return at_err_set(err, AT_E_UNSUPPORTED, "sample rate %d Hz is out of range", rate);
-    const char *codec;
-    const int *rates = codec_rates(format, &codec);
+    const int *rates = formats[fi].rates;
     if (rates) {
         char list[128];
         size_t len = 0;
@@ -138,7 +132,7 @@ int at_encoder_check(const char *format, int rate, at_err *err)
             len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", len ? ", " : "", *r);
         }
         return at_err_set(err, AT_E_UNSUPPORTED, "%s cannot be encoded at %d Hz (%s takes %s Hz)", format,
-                          rate, codec, list);
+                          rate, formats[fi].codec, list);
     }
     if (!formats[fi].sf_format) return 0;
     SF_INFO info = {0};
