@@ -1017,13 +1017,11 @@ static double word_anomaly(const at_wdec_word *w)
 
 static int segment_anomaly(const wseg *g)
 {
-    static const char PUNCT[] = "\"'\xe2\x80\x9c\xc2\xbf([{-\"'.\xe3\x80\x82,\xef\xbc\x8c!\xef\xbc\x81?"
-                                "\xef\xbc\x9f:\xef\xbc\x9a\xe2\x80\x9d)]}\xe3\x80\x81";
     if (!g || !g->n_words) return 0;
     double score = 0;
     int n = 0;
     for (int i = 0; i < g->n_words && n < 8; i++)
-        if (!strstr(PUNCT, g->words[i].text)) score += word_anomaly(&g->words[i]), n++;
+        if (!at_wtiming_is_punctuation(g->words[i].text)) score += word_anomaly(&g->words[i]), n++;
     return score >= 3 || score + 0.01 >= n;
 }
 
@@ -1040,6 +1038,56 @@ static double last_end(const wseg *segs, int n)
     for (int i = n - 1; i >= 0; i--)
         if (segs[i].n_words) return segs[i].words[segs[i].n_words - 1].end;
     return n > 0 ? segs[n - 1].end : -1;
+}
+
+/* A window's place in the audio, for the hallucination rules. */
+typedef struct wwindow {
+    int previous_seek, segment_size;
+    double time_offset, segment_duration, window_end;
+    int content_frames;
+    double content_duration;
+} wwindow;
+
+/* transcribe.py's hallucination_silence_threshold rules, after the word
+ * timestamps: sets *seek, drops the segments from a likely hallucination
+ * on (*n_segs), and returns 1 when the whole window is to be decoded
+ * again from *seek (its first segment looks hallucinated after silence). */
+static int skip_hallucinations(const at_wdec_tx *t, const wseg *segs, int *n_segs, const wwindow *w,
+                               int single_ending, double threshold, int *seek)
+{
+    double lwe = last_end(segs, *n_segs);
+    if (!single_ending && lwe > w->time_offset)
+        *seek = w->window_end - lwe > threshold ? (int)lround(lwe * 100) : w->previous_seek + w->segment_size;
+    /* a first segment that may be a hallucination: skip the silence before
+     * it and decode again from there */
+    const wseg *first = next_with_words(segs, *n_segs);
+    if (first && segment_anomaly(first) && first->start - w->time_offset > threshold) {
+        *seek = w->previous_seek + (int)lround((first->start - w->time_offset) * 100);
+        return 1;
+    }
+    /* a possible hallucination surrounded by silence or more of them: drop
+     * it and what follows, seek past its start */
+    double hal_last_end = t->last_speech;
+    for (int si = 0; si < *n_segs; si++) {
+        const wseg *g = &segs[si];
+        if (!g->n_words) continue;
+        if (segment_anomaly(g)) {
+            const wseg *next = next_with_words(segs + si + 1, *n_segs - si - 1);
+            double next_start = next ? next->words[0].start : w->time_offset + w->segment_duration;
+            int before = g->start - hal_last_end > threshold || g->start < threshold ||
+                         g->start - w->time_offset < 2.0;
+            int after =
+                next_start - g->end > threshold || segment_anomaly(next) || w->window_end - g->end < 2.0;
+            if (before && after) {
+                *seek = (int)lround(fmax(w->time_offset + 1, g->start) * 100);
+                if (w->content_duration - g->end < threshold) *seek = w->content_frames;
+                *n_segs = si;
+                return 0;
+            }
+        }
+        hal_last_end = g->end;
+    }
+    return 0;
 }
 
 int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
@@ -1151,41 +1199,11 @@ int at_wdec_tx_run(at_wdec_tx *t, int content_frames, int final, at_err *err)
             double lwe = last_end(segs, n_segs);
             if (!rc && !single_ending && lwe > time_offset) seek = (int)lround(lwe * 100);
             if (!rc && threshold > 0) {
-                if (!single_ending && lwe > time_offset)
-                    seek =
-                        window_end - lwe > threshold ? (int)lround(lwe * 100) : previous_seek + segment_size;
-                /* a first segment that may be a hallucination: skip the
-                 * silence before it and decode again from there */
-                const wseg *first = next_with_words(segs, n_segs);
-                if (first && segment_anomaly(first) && first->start - time_offset > threshold) {
-                    seek = previous_seek + (int)lround((first->start - time_offset) * 100);
-                    skip_window = 1;
-                }
-                /* a possible hallucination surrounded by silence or more
-                 * of them: drop it and what follows, seek past its start */
-                double hal_last_end = t->last_speech;
-                for (int si = 0; si < n_segs && !skip_window; si++) {
-                    const wseg *g = &segs[si];
-                    if (!g->n_words) continue;
-                    if (segment_anomaly(g)) {
-                        const wseg *next = next_with_words(segs + si + 1, n_segs - si - 1);
-                        double next_start = next ? next->words[0].start : time_offset + segment_duration;
-                        int before = g->start - hal_last_end > threshold || g->start < threshold ||
-                                     g->start - time_offset < 2.0;
-                        int after = next_start - g->end > threshold || segment_anomaly(next) ||
-                                    window_end - g->end < 2.0;
-                        if (before && after) {
-                            seek = (int)lround(fmax(time_offset + 1, g->start) * 100);
-                            if (content_duration - g->end < threshold) seek = content_frames;
-                            n_segs = si;
-                            break;
-                        }
-                    }
-                    hal_last_end = g->end;
-                }
+                const wwindow w = {previous_seek, segment_size,   time_offset,     segment_duration,
+                                   window_end,    content_frames, content_duration};
+                skip_window = skip_hallucinations(t, segs, &n_segs, &w, single_ending, threshold, &seek);
             }
-            if (!rc && !skip_window && (lwe = last_end(segs, n_segs)) >= 0 && n_segs > 0)
-                t->last_speech = lwe;
+            if (!rc && !skip_window && (lwe = last_end(segs, n_segs)) >= 0) t->last_speech = lwe;
         }
         for (int i = 0; i < n_segs && !rc && !skip_window; i++) rc = emit_segment(t, &r, &segs[i], err);
         wwords_free(&ww);

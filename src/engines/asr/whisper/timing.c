@@ -296,10 +296,17 @@ out:
     return 0;
 }
 
-static const char PREPENDED[] = "\"'\xe2\x80\x9c\xc2\xbf([{-"; /* "'“¿([{- */
-static const char APPENDED[] =
-    "\"'.\xe3\x80\x82,\xef\xbc\x8c!\xef\xbc\x81?\xef\xbc\x9f:\xef\xbc\x9a\xe2\x80\x9d)]}"
-    "\xe3\x80\x81"; /* "'.。,，!！?？:：”)]}、 */
+/* OpenAI's prepend_punctuations, "'“¿([{-, and append_punctuations,
+ * "'.。,，!！?？:：”)]}、 */
+#define PREPENDED_MARKS "\"'\xe2\x80\x9c\xc2\xbf([{-"
+#define APPENDED_MARKS                                                                                       \
+    "\"'.\xe3\x80\x82,\xef\xbc\x8c!\xef\xbc\x81?\xef\xbc\x9f:\xef\xbc\x9a\xe2\x80\x9d)]}\xe3\x80\x81"
+static const char PREPENDED[] = PREPENDED_MARKS, APPENDED[] = APPENDED_MARKS;
+
+int at_wtiming_is_punctuation(const char *word)
+{
+    return strstr(PREPENDED_MARKS APPENDED_MARKS, word) != NULL;
+}
 
 static void move_word(at_wtiming_word *to, at_wtiming_word *from, int prepend)
 {

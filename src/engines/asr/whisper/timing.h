@@ -62,6 +62,11 @@ int at_wtiming_align(const at_wtok *tok, const char *lang, const float *qk, int 
  * marks the previous one (emptied words keep n_tok 0 and text ""). */
 void at_wtiming_merge_punctuation(at_wtiming_word *w, int n);
 
+/* 1 when word (as written, leading space and all) is in OpenAI's
+ * punctuation, the opening and closing marks above, as Python's `in`
+ * tests a string: "" is. */
+int at_wtiming_is_punctuation(const char *word);
+
 void at_wtiming_words_free(at_wtiming_word *w, int n);
 
 #endif
