@@ -6,6 +6,7 @@
  *   speak TEXT -o out.wav      text -> speech
  *   translate-speech IN ...    speech file -> translated speech + subtitles
  *   whisper-check ...          compare our Whisper against reference dumps
+ *   mt-check ...               compare a translation model against reference dumps
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,8 @@ static void usage(FILE *f)
                "  translate-speech IN --from L --to L -o OUT.wav [--srt F] [--vtt F]\n"
                "                                 speech file -> translated speech + subtitles\n"
                "  whisper-check --model PATH ... decode with raw argmax and dump features\n"
+               "  mt-check --model DIR --source-ids LIST ...  run a translation model\n"
+               "                                 by argmax and generate(), dump tensors\n"
                "  whisper-convert --model IN --out OUT.bin  Hugging Face folder -> ggml\n"
                "                                 (--type f32|f16|q8_0|q5_0|q5_1|q4_0)\n"
                "  models list|pull NAME|path NAME  the Whisper model cache (AT_MODELS_DIR)\n"
@@ -326,6 +329,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "models") == 0) return at_models_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-check") == 0) return at_whisper_check_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "mt-check") == 0) return at_mt_check_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-convert") == 0) return at_whisper_convert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-random-model") == 0) return at_whisper_random_model_main(argc - 1, argv + 1);
     expand_short(argc, argv);

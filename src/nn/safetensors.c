@@ -240,6 +240,65 @@ int at_hf_config_pairs(const at_hf_config *c, const char *key, int lo, int hi, i
     return 0;
 }
 
+static int int_in(const cJSON *v, int lo, int hi)
+{
+    return cJSON_IsNumber(v) && v->valuedouble >= lo && v->valuedouble <= hi &&
+           v->valuedouble == (int)v->valuedouble;
+}
+
+/* An integer, or a list of at most cap integers, each in lo..hi. */
+static int ints_of(const cJSON *v, int lo, int hi, int *out, int cap, int *n)
+{
+    const cJSON *e;
+    *n = 0;
+    if (int_in(v, lo, hi) && cap > 0) {
+        out[(*n)++] = (int)v->valuedouble;
+        return 0;
+    }
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > cap) return -1;
+    cJSON_ArrayForEach(e, v)
+    {
+        if (!int_in(e, lo, hi)) return -1;
+        out[(*n)++] = (int)e->valuedouble;
+    }
+    return 0;
+}
+
+int at_hf_config_ints(const at_hf_config *c, const char *key, int lo, int hi, int *out, int cap, int *n,
+                      at_err *err)
+{
+    const cJSON *v = item(c, key);
+    *n = 0;
+    if (v && ints_of(v, lo, hi, out, cap, n))
+        return at_err_set(err, AT_E_CORRUPT,
+                          "%s: \"%s\" must be an integer in %d..%d or a list of at most %d", c->path, key, lo,
+                          hi, cap);
+    return 0;
+}
+
+int at_hf_config_int_lists(const at_hf_config *c, const char *key, int lo, int hi, int *vals, int cap,
+                           int *ends, int cap_lists, int *n_lists, at_err *err)
+{
+    const cJSON *v = item(c, key), *l;
+    int nv = 0;
+    *n_lists = 0;
+    if (!v) return 0;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > cap_lists)
+        return at_err_set(err, AT_E_CORRUPT, "%s: \"%s\" must be a list of at most %d lists", c->path, key,
+                          cap_lists);
+    cJSON_ArrayForEach(l, v)
+    {
+        int k;
+        if (!cJSON_IsArray(l) || !cJSON_GetArraySize(l) || ints_of(l, lo, hi, vals + nv, cap - nv, &k))
+            return at_err_set(err, AT_E_CORRUPT,
+                              "%s: \"%s\" must hold at most %d integers in %d..%d, in lists", c->path, key,
+                              cap, lo, hi);
+        nv += k;
+        ends[(*n_lists)++] = nv;
+    }
+    return 0;
+}
+
 int at_hf_config_bool_or(const at_hf_config *c, const char *key, int def, int *out, at_err *err)
 {
     const cJSON *v = item(c, key);

@@ -42,6 +42,15 @@ int at_hf_config_bool_or(const at_hf_config *c, const char *key, int def, int *o
  * when the key is absent. */
 int at_hf_config_pairs(const at_hf_config *c, const char *key, int lo, int hi, int (*out)[2], int cap, int *n,
                        at_err *err);
+/* An integer or a list of integers (eos_token_id), each in lo..hi, at
+ * most cap; *n = 0 when the key is absent or null. */
+int at_hf_config_ints(const at_hf_config *c, const char *key, int lo, int hi, int *out, int cap, int *n,
+                      at_err *err);
+/* A list of non-empty integer lists (bad_words_ids), flattened: list i is
+ * vals[ends[i-1]..ends[i]) (ends[-1] = 0); at most cap values and
+ * cap_lists lists. */
+int at_hf_config_int_lists(const at_hf_config *c, const char *key, int lo, int hi, int *vals, int cap,
+                           int *ends, int cap_lists, int *n_lists, at_err *err);
 /* A string value, or def when absent; an error when not a string. */
 int at_hf_config_string_or(const at_hf_config *c, const char *key, const char *def, const char **out,
                            at_err *err);

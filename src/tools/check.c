@@ -64,7 +64,7 @@ static int read_audio(const char *path, float **pcm, size_t *n, at_err *err)
     return 0;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
+int at_tools_parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
     errno = 0;
@@ -74,14 +74,14 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-static int parse_prefix(const char *s, int *toks, int *n)
+int at_tools_parse_ids(const char *s, int *toks, int cap, int *n)
 {
     *n = 0;
     while (*s) {
         char *end;
         errno = 0;
         long v = strtol(s, &end, 10);
-        if (errno || end == s || v < 0 || v > 1000000 || *n >= MAX_PREFIX) return -1;
+        if (errno || end == s || v < 0 || v > 1000000 || *n >= cap) return -1;
         toks[(*n)++] = (int)v;
         s = end;
         if (*s == ',')
@@ -127,19 +127,19 @@ int at_whisper_check_main(int argc, char **argv)
         case 'p': prefix_s = optarg; break;
         case 'd': dump = optarg; break;
         case 's':
-            if (parse_int(optarg, 0, 4096, &steps)) {
+            if (at_tools_parse_int(optarg, 0, 4096, &steps)) {
                 fprintf(stderr, "whisper-check: bad --steps '%s'\n", optarg);
                 return 2;
             }
             break;
         case 't':
-            if (parse_int(optarg, 0, 256, &threads)) {
+            if (at_tools_parse_int(optarg, 0, 256, &threads)) {
                 fprintf(stderr, "whisper-check: bad --threads '%s'\n", optarg);
                 return 2;
             }
             break;
         case 'c':
-            if (parse_int(optarg, 0, AT_WHISPER_N_FRAMES / 2, &audio_ctx)) {
+            if (at_tools_parse_int(optarg, 0, AT_WHISPER_N_FRAMES / 2, &audio_ctx)) {
                 fprintf(stderr, "whisper-check: bad --audio-ctx '%s'\n", optarg);
                 return 2;
             }
@@ -160,7 +160,7 @@ int at_whisper_check_main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (prefix_s && parse_prefix(prefix_s, prefix, &n_prefix)) {
+    if (prefix_s && at_tools_parse_ids(prefix_s, prefix, MAX_PREFIX, &n_prefix)) {
         fprintf(stderr, "whisper-check: bad --prefix '%s' (comma-separated token ids, at most %d)\n",
                 prefix_s, MAX_PREFIX);
         return 2;

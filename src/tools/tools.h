@@ -56,5 +56,12 @@ int at_models_main(int argc, char **argv);
 
 /* `audio-translator whisper-check ...`: argv[0] is "whisper-check". */
 int at_whisper_check_main(int argc, char **argv);
+/* `audio-translator mt-check ...`: argv[0] is "mt-check". */
+int at_mt_check_main(int argc, char **argv);
+
+/* Option values: a decimal integer in lo..hi; comma-separated token ids
+ * (at most cap, each 0..1000000).  0, or -1 when malformed. */
+int at_tools_parse_int(const char *s, int lo, int hi, int *out);
+int at_tools_parse_ids(const char *s, int *toks, int cap, int *n);
 
 #endif

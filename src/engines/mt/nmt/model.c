@@ -214,6 +214,7 @@ at_nmt_model *at_nmt_model_load(const char *dir, at_err *err)
     }
     char path[4096];
     if (read_config(dir, &m->hp, &m->dec_vocab, err)) goto fail;
+    m->hp.dec_vocab = m->dec_vocab;
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path) {
         at_err_set(err, AT_E_INVALID, "model path too long");
         goto fail;
@@ -341,6 +342,8 @@ void at_nmt_state_free(at_nmt_state *s)
     free(s->lreq);
     free(s);
 }
+
+const at_nmt_model *at_nmt_state_model(const at_nmt_state *s) { return s->m; }
 
 /* Room for R rows of activations, L of logits, n sequences. */
 static int reserve(at_nmt_state *s, int R, int L, int n, at_err *err)

@@ -20,6 +20,7 @@ typedef enum { AT_NMT_MARIAN = 1, AT_NMT_M2M100 = 2 } at_nmt_arch;
 typedef struct at_nmt_hparams {
     at_nmt_arch arch;
     int vocab, d_model;
+    int dec_vocab; /* the logits' width (Marian may have its own target vocabulary) */
     int enc_layers, enc_heads, enc_ffn;
     int dec_layers, dec_heads, dec_ffn;
     int max_pos; /* positions of the source and of the target */
@@ -42,6 +43,7 @@ const at_nmt_hparams *at_nmt_model_hparams(const at_nmt_model *m);
 /* pool: the process's compute pool (the state runs on a client of it). */
 at_nmt_state *at_nmt_state_new(const at_nmt_model *m, at_compute *pool, at_err *err);
 void at_nmt_state_free(at_nmt_state *s);
+const at_nmt_model *at_nmt_state_model(const at_nmt_state *s);
 
 /* Room for one source sentence of up to max_len tokens. */
 at_nmt_memory *at_nmt_memory_new(const at_nmt_model *m, int max_len, at_err *err);
