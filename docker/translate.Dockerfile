@@ -21,7 +21,7 @@ RUN --mount=type=cache,id=at-apt-cache-bookworm,target=/var/cache/apt,sharing=lo
     apt-get update -q; \
     apt-get install -y -q --no-install-recommends \
         gcc g++ libc6-dev make cmake pkg-config ccache \
-        libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev zlib1g-dev \
+        libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev zlib1g-dev libminizip-dev \
         libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev libespeak-ng-dev flite1-dev libcld2-dev libvo-aacenc-dev
 ENV AT_CMAKE_FLAGS=""
 ARG BUILD_JOBS=2

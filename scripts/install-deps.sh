@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config clang clang-format git
 libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev libopenblas-dev
-libcurl4-openssl-dev zlib1g-dev libcmocka-dev curl ca-certificates
+libcurl4-openssl-dev zlib1g-dev libminizip-dev libcmocka-dev curl ca-certificates
 libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us pocketsphinx-testdata
 apertium apertium-en-es
 libespeak-ng-dev espeak-ng-data flite1-dev libcld2-dev g++

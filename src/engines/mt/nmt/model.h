@@ -6,7 +6,7 @@
  *
  * Weights, encoder and decoder only: no tokenizer and no decoding policy.
  * A model is loaded once from a Hugging Face folder (config.json +
- * model.safetensors) and shared; a state holds one caller's backend and
+ * model.safetensors or pytorch_model.bin) and shared; a state holds one caller's backend and
  * scratch; a memory holds one source sentence's encoding; a kv cache one
  * target sequence's self-attention keys and values. */
 #ifndef AT_ENGINES_MT_NMT_MODEL_H
@@ -35,7 +35,7 @@ typedef struct at_nmt_memory at_nmt_memory;
 typedef struct at_nmt_kv at_nmt_kv;
 
 /* dir: config.json (model_type "marian" or "m2m_100") and
- * model.safetensors. */
+ * model.safetensors, else pytorch_model.bin (nn/torch_pickle.h). */
 at_nmt_model *at_nmt_model_load(const char *dir, at_err *err);
 void at_nmt_model_free(at_nmt_model *m);
 const at_nmt_hparams *at_nmt_model_hparams(const at_nmt_model *m);
