@@ -83,8 +83,12 @@ static int load_app(at_app **app, int kinds, const char *model, const char *extr
     at_app_config_defaults(&c);
     c.kinds = kinds;
     c.loaders = &at_app_local_loaders;
-    c.whisper_model = model;
-    if (kinds == AT_APP_MT) c.apertium_modes = extra_dir;
+    if (kinds == AT_APP_MT) {
+        c.mt_models = model; /* translation models, comma-separated */
+        c.apertium_modes = extra_dir;
+    } else {
+        c.whisper_model = model;
+    }
     if (kinds == AT_APP_ASR) c.pocketsphinx_dir = extra_dir;
     c.threads = threads;
     at_err err;
@@ -205,13 +209,17 @@ static char *read_stdin(void)
 
 static int cmd_translate(int argc, char **argv)
 {
-    char *from = NULL, *to = NULL, *modes = NULL;
-    int list = 0;
+    char *from = NULL, *to = NULL, *modes = NULL, *models = NULL;
+    int list = 0, route = 0;
     at_option o[] = {
         {"from", NULL, AT_OPT_STRING, NULL, "source language (ISO 639-1, e.g. en)", &from, 0, 0},
         {"to", NULL, AT_OPT_STRING, NULL, "target language (e.g. es)", &to, 0, 0},
         {"list", NULL, AT_OPT_BOOL, "0", "list the installed language pairs", &list, 0, 0},
         {"apertium-modes", "AT_APERTIUM_MODES", AT_OPT_STRING, NULL, "folder of .mode files", &modes, 0, 0},
+        {"model", "AT_MT_MODELS", AT_OPT_STRING, NULL,
+         "translation models: Hugging Face folders (OPUS-MT, NLLB-200, M2M100), comma-separated", &models, 0,
+         0},
+        {"route", NULL, AT_OPT_BOOL, "0", "print what translates the pair (stderr)", &route, 0, 0},
     };
     size_t no = sizeof o / sizeof o[0], n_pos = 0;
     const char *pos[1];
@@ -225,7 +233,7 @@ static int cmd_translate(int argc, char **argv)
     }
     at_app *app;
     rc = 1;
-    if (load_app(&app, AT_APP_MT, NULL, modes, 0)) goto done;
+    if (load_app(&app, AT_APP_MT, models, modes, 0)) goto done;
     if (list) {
         size_t n;
         const at_mt_pair *p = at_mt_engine_pairs(at_app_mt(app), &n);
@@ -241,6 +249,9 @@ static int cmd_translate(int argc, char **argv)
         else if (at_mt_translate(at_app_mt(app), from, to, text, &out, &err) != 0)
             fprintf(stderr, "audio-translator translate: %s\n", err.msg);
         else {
+            char via[256];
+            if (route)
+                fprintf(stderr, "engine: %s\n", at_mt_route(at_app_mt(app), from, to, via, sizeof via));
             printf("%s\n", out);
             rc = 0;
         }

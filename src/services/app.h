@@ -38,7 +38,7 @@ typedef struct at_app_loaders {
 } at_app_loaders;
 
 int at_app_load_local_asr(at_app *app, at_err *err); /* whisper (if a model), pocketsphinx */
-int at_app_load_local_mt(at_app *app, at_err *err);  /* apertium */
+int at_app_load_local_mt(at_app *app, at_err *err);  /* the neural models, then apertium */
 int at_app_load_local_tts(at_app *app, at_err *err); /* flite, espeak-ng */
 int at_app_load_remote(at_app *app, at_err *err);    /* asr/translate/tts over HTTP */
 /* All three local loaders (serve and the CLI). */
@@ -56,6 +56,8 @@ typedef struct at_app_config {
     const char *whisper_model;     /* path; NULL = pocketsphinx only */
     const char *pocketsphinx_dir;  /* NULL = Debian default */
     const char *apertium_modes;    /* NULL = Debian default */
+    const char *mt_models;         /* neural translation folders, comma-separated (NULL: none) */
+    int mt_beams;                  /* their beams (0: each model's generation config) */
     int threads;                   /* whisper threads (0 = all cores) */
     int whisper_step_ms;           /* live streams: 0 = engine default */
     double whisper_max_buffer_s;   /* live streams: 0 = engine default */

@@ -18,7 +18,8 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
-    char *api_keys = NULL, *cors = NULL, *upstream_key = NULL;
+    char *api_keys = NULL, *cors = NULL, *upstream_key = NULL, *mt_models = NULL;
+    long mt_beams = 0;
     double key_rate = 0, addr_rate = 0;
     long wy_asr_port = -1, wy_tts_port = -1;
     int metrics_key = 0;
@@ -255,6 +256,26 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 &modes,
                                 0,
                                 0};
+    if (kinds & AT_APP_MT) {
+        opts[n++] = (at_option){"mt-models",
+                                "AT_MT_MODELS",
+                                AT_OPT_STRING,
+                                NULL,
+                                "translation models (Hugging Face folders of OPUS-MT, NLLB-200 or "
+                                "M2M100), comma-separated; their pairs come before Apertium's",
+                                &mt_models,
+                                0,
+                                0};
+        opts[n++] = (at_option){"mt-beams",
+                                "AT_MT_BEAMS",
+                                AT_OPT_INT,
+                                "0",
+                                "beams of the translation models' search (0: each model's "
+                                "generation_config.json)",
+                                &mt_beams,
+                                0,
+                                16};
+    }
     if (kinds & (AT_APP_MT | AT_APP_TTS))
         opts[n++] = (at_option){"max-text-chars",
                                 "AT_MAX_TEXT_CHARS",
@@ -462,6 +483,8 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     ac.whisper_model = model;
     ac.pocketsphinx_dir = ps_dir;
     ac.apertium_modes = modes;
+    ac.mt_models = mt_models;
+    ac.mt_beams = (int)mt_beams;
     ac.threads = (int)threads;
     ac.whisper_step_ms = (int)step_ms;
     ac.whisper_max_buffer_s = max_buffer;

@@ -458,6 +458,33 @@ static void h_translate(at_http_req *req, void *user)
             cJSON *alts = alt_n >= 1 && arr ? cJSON_AddArrayToObject(res, "alternatives") : NULL;
             double t0 = at_now_s();
             int failed = 0;
+            char first_from[16];
+            snprintf(first_from, sizeof first_from, "%s", source);
+            if (!auto_src && !html && arr && n > 1) {
+                /* one call: a neural engine translates the items as one batch */
+                const char **texts = malloc((size_t)n * sizeof *texts);
+                char **outs = calloc((size_t)n, sizeof *outs);
+                at_err err;
+                at_err_clear(&err);
+                if (!texts || !outs) {
+                    at_err_set(&err, AT_E_NOMEM, "out of memory");
+                } else {
+                    for (int i = 0; i < n; i++) texts[i] = cJSON_GetArrayItem(q, i)->valuestring;
+                    at_mt_translate_many(mt, source, target, texts, n, outs, &err);
+                }
+                if (err.code) {
+                    at_http_error_from(req, &err);
+                    failed = 1;
+                }
+                for (int i = 0; i < n && !failed; i++) {
+                    cJSON_AddItemToArray(arr, cJSON_CreateString(outs[i] ? outs[i] : ""));
+                    if (alts) cJSON_AddItemToArray(alts, cJSON_CreateArray());
+                }
+                for (int i = 0; outs && i < n; i++) free(outs[i]);
+                free(outs);
+                free((void *)texts);
+                n = 0; /* done */
+            }
             for (int i = 0; i < n && !failed; i++) {
                 const char *text = (cJSON_IsArray(q) ? cJSON_GetArrayItem(q, i) : q)->valuestring;
                 char from[16];
@@ -470,6 +497,7 @@ static void h_translate(at_http_req *req, void *user)
                         failed = 1;
                         break;
                     }
+                    if (i == 0) snprintf(first_from, sizeof first_from, "%s", from);
                     if (det)
                         cJSON_AddItemToArray(det, detection_json(from, conf));
                     else
@@ -500,6 +528,10 @@ static void h_translate(at_http_req *req, void *user)
                 else if (alt_n >= 1)
                     cJSON_AddArrayToObject(res, "alternatives");
                 free(out);
+            }
+            if (strcmp(first_from, target) != 0) {
+                char via[256];
+                cJSON_AddStringToObject(res, "engine", at_mt_route(mt, first_from, target, via, sizeof via));
             }
             at_app_observe(app, "mt_translate", at_now_s() - t0);
             if (!failed) at_http_respond_json(req, 200, res);

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "client.h"
+#include "nmt_folder.h"
 
 static at_test_proc proc;
 static int port;
@@ -291,6 +292,78 @@ static void health_ready_metrics(void **state)
     at_test_resp_free(&r);
 }
 
+/* ---- with a neural model: its pairs first, pivots through English ---- */
+
+static char *model_dir;
+
+static int setup_neural(void **state)
+{
+    (void)state;
+    /* a random-weight Marian model named as OPUS-MT's de->en is */
+    if (!(model_dir = at_test_nmt_folder("marian", "opus-mt-de-en", "uni_nfkc"))) return -1;
+    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--mt-models", model_dir, NULL};
+    if (at_test_spawn(&proc, "translate", args, 1, 60) != 0) return -1;
+    port = proc.ports[0];
+    return 0;
+}
+
+static int teardown_neural(void **state)
+{
+    int rc = teardown(state);
+    at_test_nmt_folder_remove(model_dir);
+    return rc;
+}
+
+static void expect_engine(const char *body, const char *engine)
+{
+    char want[256];
+    snprintf(want, sizeof want, "\"engine\":\"%s\"", engine);
+    if (!strstr(body, want)) fail_msg("%s: no %s", body, want);
+}
+
+static void neural_pairs_and_pivots(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    /* de reaches en directly and es through English (Apertium's en->es) */
+    assert_int_equal(at_test_http(port, "GET", "/languages", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    const char *de = strstr((char *)r.body, "\"code\":\"de\"");
+    assert_non_null(de);
+    const char *end = strchr(de, ']');
+    assert_non_null(end);
+    char targets[256];
+    snprintf(targets, sizeof targets, "%.*s", (int)(end - de), de);
+    assert_non_null(strstr(targets, "\"en\""));
+    assert_non_null(strstr(targets, "\"es\""));
+    at_test_resp_free(&r);
+
+    r = post_json("{\"q\":\"Guten Morgen.\",\"source\":\"de\",\"target\":\"en\"}");
+    assert_int_equal(r.status, 200);
+    expect_engine((char *)r.body, "opus-mt-de-en");
+    at_test_resp_free(&r);
+    r = post_json("{\"q\":[\"Guten Morgen.\",\"Wie geht es?\"],\"source\":\"de\",\"target\":\"es\"}");
+    assert_int_equal(r.status, 200);
+    expect_engine((char *)r.body, "opus-mt-de-en + apertium via en");
+    assert_non_null(strstr((char *)r.body, "\"translatedText\":["));
+    at_test_resp_free(&r);
+    /* Apertium's own pairs are still there, and say so */
+    r = post_json("{\"q\":\"The house is big.\",\"source\":\"en\",\"target\":\"es\"}");
+    assert_int_equal(r.status, 200);
+    expect_engine((char *)r.body, "apertium");
+    assert_non_null(strcasestr((char *)r.body, "casa"));
+    at_test_resp_free(&r);
+    /* a pair nothing reaches: a clear 400 */
+    r = post_json("{\"q\":\"Hallo\",\"source\":\"de\",\"target\":\"ja\"}");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr((char *)r.body, "de-ja"));
+    at_test_resp_free(&r);
+    /* /ready names both engines */
+    assert_int_equal(at_test_http(port, "GET", "/ready", NULL, NULL, 0, &r), 0);
+    assert_non_null(strstr((char *)r.body, "neural+apertium"));
+    at_test_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,5 +379,7 @@ int main(void)
         cmocka_unit_test(unknown_route_and_method),
         cmocka_unit_test(health_ready_metrics),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest neural[] = {cmocka_unit_test(neural_pairs_and_pivots)};
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    return failed + cmocka_run_group_tests(neural, setup_neural, teardown_neural);
 }

@@ -125,7 +125,7 @@ static at_nmt_gen hand_gen(int beams)
 static void expect(toy *t, const at_nmt_gen *g, int forced_bos, const int *want)
 {
     at_nmt_decoder d = toy_decoder(t);
-    at_nmt_job job = {(const at_nmt_memory *)t, forced_bos, NULL, 0, 0};
+    at_nmt_job job = {(const at_nmt_memory *)t, forced_bos, 0, NULL, 0, 0};
     at_err err = {0};
     if (at_nmt_generate_on(&d, g, &job, 1, &err)) fail_msg("generate: %s", err.msg);
     int n = 0;
@@ -150,7 +150,7 @@ static void test_greedy_and_beam(void **state)
      * two finished, early stopping: the best is [1 3 0]. */
     g = hand_gen(2);
     at_nmt_decoder d = toy_decoder(&t);
-    at_nmt_job job = {(const at_nmt_memory *)&t, -1, NULL, 0, 0};
+    at_nmt_job job = {(const at_nmt_memory *)&t, -1, 0, NULL, 0, 0};
     at_err err = {0};
     assert_int_equal(at_nmt_generate_on(&d, &g, &job, 1, &err), 0);
     assert_int_equal(job.n_tokens, 3);
@@ -180,6 +180,19 @@ static void test_processors(void **state)
     /* max_length without a forced eos: cut after 3 tokens */
     g.forced_eos_id = -1;
     expect(&t, &g, -1, (const int[]){1, 2, 2, -1});
+    /* a sentence's own lower max_length, beside one without */
+    {
+        g = hand_gen(1);
+        at_nmt_decoder d = toy_decoder(&t);
+        at_nmt_job jobs[2] = {{(const at_nmt_memory *)&t, -1, 3, NULL, 0, 0},
+                              {(const at_nmt_memory *)&t, -1, 0, NULL, 0, 0}};
+        at_err err = {0};
+        assert_int_equal(at_nmt_generate_on(&d, &g, jobs, 2, &err), 0);
+        assert_int_equal(jobs[0].n_tokens, 3);
+        assert_int_equal(jobs[1].n_tokens, 4);
+        free(jobs[0].tokens);
+        free(jobs[1].tokens);
+    }
     /* bad words: 2 never; then "2 2" only (after [1 2], 3 beats eos) */
     g = hand_gen(1);
     g.bad[0] = 2;
@@ -256,9 +269,9 @@ static void test_beams_keep_their_caches(void **state)
         at_nmt_decoder d = toy_decoder(&t);
         /* three sentences in one batch, the second with a forced first
          * token; the first and third are the same sentence */
-        at_nmt_job jobs[3] = {{(const at_nmt_memory *)&t, -1, NULL, 0, 0},
-                              {(const at_nmt_memory *)&t, 5, NULL, 0, 0},
-                              {(const at_nmt_memory *)&t, -1, NULL, 0, 0}};
+        at_nmt_job jobs[3] = {{(const at_nmt_memory *)&t, -1, 0, NULL, 0, 0},
+                              {(const at_nmt_memory *)&t, 5, 0, NULL, 0, 0},
+                              {(const at_nmt_memory *)&t, -1, 0, NULL, 0, 0}};
         at_err err = {0};
         if (at_nmt_generate_on(&d, &g, jobs, 3, &err)) fail_msg("seed %d: %s", (int)seed, err.msg);
         for (int j = 0; j < 3; j++) {
@@ -274,7 +287,7 @@ static void test_beams_keep_their_caches(void **state)
         assert_int_equal(jobs[0].n_tokens, jobs[2].n_tokens);
         assert_memory_equal(jobs[0].tokens, jobs[2].tokens, (size_t)jobs[0].n_tokens * sizeof(int));
         /* alone, the first sentence gives the same answer */
-        at_nmt_job one = {(const at_nmt_memory *)&t, -1, NULL, 0, 0};
+        at_nmt_job one = {(const at_nmt_memory *)&t, -1, 0, NULL, 0, 0};
         assert_int_equal(at_nmt_generate_on(&d, &g, &one, 1, &err), 0);
         assert_int_equal(one.n_tokens, jobs[0].n_tokens);
         assert_memory_equal(one.tokens, jobs[0].tokens, (size_t)one.n_tokens * sizeof(int));
@@ -289,7 +302,7 @@ static void test_refusals(void **state)
     (void)state;
     toy t = {4, hand_next, 0, 0};
     at_nmt_decoder d = toy_decoder(&t);
-    at_nmt_job job = {(const at_nmt_memory *)&t, -1, NULL, 0, 0};
+    at_nmt_job job = {(const at_nmt_memory *)&t, -1, 0, NULL, 0, 0};
     at_err err = {0};
     at_nmt_gen g = hand_gen(3); /* 3 beams need 6 candidates of 4 tokens */
     assert_int_not_equal(at_nmt_generate_on(&d, &g, &job, 1, &err), 0);
@@ -365,7 +378,7 @@ static void check_generate(const char *name, int forced)
         char key[32];
         snprintf(key, sizeof key, "generate_beams%d", beams);
         int n_want = json_ids(cJSON_GetObjectItem(ref, key), want, 64);
-        at_nmt_job job = {mem, forced, NULL, 0, 0};
+        at_nmt_job job = {mem, forced, 0, NULL, 0, 0};
         if (at_nmt_generate(s, &g, &job, 1, &err)) fail_msg("%s: %s", name, err.msg);
         assert_int_equal(job.n_tokens, n_want);
         assert_memory_equal(job.tokens, want, (size_t)n_want * sizeof(int));

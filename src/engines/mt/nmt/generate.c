@@ -149,14 +149,15 @@ static void bad_words(const at_nmt_gen *g, const int *seq, int len, float *x)
 
 /* transformers' order: n-gram, bad words, min length, forced BOS, forced
  * EOS.  seq holds the len tokens so far. */
-static void process(const at_nmt_gen *g, int forced_bos, const int *seq, int len, float *x, int V)
+static void process(const at_nmt_gen *g, int forced_bos, int max_length, const int *seq, int len, float *x,
+                    int V)
 {
     no_repeat_ngram(g->no_repeat_ngram_size, seq, len, x);
     bad_words(g, seq, len, x);
     if (len < g->min_length)
         for (int i = 0; i < g->n_eos; i++) x[g->eos[i]] = -INFINITY;
     if (len == 1 && forced_bos >= 0) force(x, V, forced_bos);
-    if (len == g->max_length - 1 && g->forced_eos_id >= 0) force(x, V, g->forced_eos_id);
+    if (len == max_length - 1 && g->forced_eos_id >= 0) force(x, V, g->forced_eos_id);
 }
 
 static void log_softmax(float *x, int V)
@@ -182,8 +183,8 @@ typedef struct cand {
  * each. */
 typedef struct search {
     at_nmt_job *job;
-    int B, forced_bos, active, unsat;
-    int *run, *fin; /* B x max_length */
+    int B, L, forced_bos, active, unsat; /* L: this sentence's max_length */
+    int *run, *fin;                      /* B x max_length */
     int *fin_len;
     unsigned char *fdone;
     float *rscore, *fscore;
@@ -213,6 +214,7 @@ static int search_init(search *q, const at_nmt_decoder *d, const at_nmt_gen *g, 
     memset(q, 0, sizeof *q);
     q->job = job;
     q->B = B;
+    q->L = job->max_length >= 2 && job->max_length < L ? job->max_length : L;
     q->forced_bos = job->forced_bos_id >= 0 ? job->forced_bos_id : g->forced_bos_id;
     q->active = q->unsat = 1;
     q->run = calloc((size_t)B * L, sizeof *q->run);
@@ -331,7 +333,7 @@ static int beam_step(search *q, const at_nmt_decoder *d, const at_nmt_gen *g, co
     unsigned char hit[(AT_NMT_MAX_EOS + 1) * AT_NMT_MAX_BEAMS];
     int all_hit = 1;
     for (int i = 0; i < nc; i++) {
-        hit[i] = is_eos(g, c[i].token) || len + 1 >= L;
+        hit[i] = is_eos(g, c[i].token) || len + 1 >= q->L;
         all_hit &= hit[i];
     }
 
@@ -342,7 +344,7 @@ static int beam_step(search *q, const at_nmt_decoder *d, const at_nmt_gen *g, co
     float norm = (float)pow((double)len, g->length_penalty); /* generated tokens: len + 1 - 1 */
     cand f[AT_NMT_MAX_BEAMS + (AT_NMT_MAX_EOS + 1) * AT_NMT_MAX_BEAMS];
     int nf = 0;
-    for (int b = 0; b < B; b++) f[nf++] = (cand){q->fscore[b], b, -1, nf, q->fscore[b]};
+    for (int b = 0; b < B; b++, nf++) f[nf] = (cand){q->fscore[b], b, -1, nf, q->fscore[b]};
     for (int i = 0; i < nc; i++) {
         float s = c[i].score / norm;
         if (all_done && g->early_stopping == AT_NMT_STOP_EARLY) s += NEG_BIG;
@@ -397,7 +399,7 @@ static int beam_step(search *q, const at_nmt_decoder *d, const at_nmt_gen *g, co
     /* transformers' _check_early_stop_heuristic and stopping condition,
      * at the new length */
     len++;
-    int best_len = g->early_stopping == AT_NMT_STOP_NEVER && g->length_penalty > 0 ? L - 1 : len - 1;
+    int best_len = g->early_stopping == AT_NMT_STOP_NEVER && g->length_penalty > 0 ? q->L - 1 : len - 1;
     float best = q->rscore[0] / (float)pow((double)best_len, g->length_penalty);
     float worst = q->fscore[0];
     all_done = 1;
@@ -504,7 +506,7 @@ int at_nmt_generate_on(const at_nmt_decoder *d, const at_nmt_gen *g, at_nmt_job 
                 float *lp = logits + (size_t)(k + b) * V;
                 const int *seq = &x->run[(size_t)b * L];
                 if (B > 1) log_softmax(lp, V);
-                process(g, x->forced_bos, seq, len, lp, V);
+                process(g, x->forced_bos, x->L, seq, len, lp, V);
                 if (g->renormalize) log_softmax(lp, V);
             }
             if (B == 1) {
@@ -513,7 +515,7 @@ int at_nmt_generate_on(const at_nmt_decoder *d, const at_nmt_gen *g, at_nmt_job 
                 for (int t = 1; t < V; t++)
                     if (lp[t] > lp[best]) best = t;
                 x->run[len] = best;
-                if (is_eos(g, best) || len + 1 >= L) {
+                if (is_eos(g, best) || len + 1 >= x->L) {
                     x->active = 0;
                     if (finish(x, g, len + 1, err)) goto out;
                 }

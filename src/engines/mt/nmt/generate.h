@@ -55,6 +55,7 @@ int at_nmt_gen_load(const char *dir, const at_nmt_model *m, at_nmt_gen *g, at_er
 typedef struct at_nmt_job {
     const at_nmt_memory *mem; /* its encoded source */
     int forced_bos_id;        /* >= 0: overrides the config's (each sentence its target) */
+    int max_length;           /* > 0: a lower max_length for this sentence */
     int *tokens;              /* result, malloc'd: the start token first, eos last when reached */
     int n_tokens;
     float score; /* beam search: the length-normalised log-probability */
