@@ -20,6 +20,7 @@ void at_nn_loader_init(at_nn_loader *L, const at_nn_weights *w, at_backend *be)
     memset(L, 0, sizeof *L);
     L->w = w;
     L->be = be;
+    L->matrices = -1;
 }
 
 void at_nn_loader_release(at_nn_loader *L)
@@ -63,6 +64,28 @@ int at_nn_weight_rows(const at_nn_weights *w, const char *name, int max, int *ro
     return 0;
 }
 
+/* A float matrix converted, row by row, to L->matrices in a buffer of
+ * the backend's own. */
+static int load_converted(at_nn_loader *L, at_tensor *out, const at_nn_wtensor *t, const int64_t *ne,
+                          at_err *err)
+{
+    at_dtype type = (at_dtype)L->matrices;
+    size_t rb = at_dtype_row_bytes(t->type, ne[0]), qb = at_dtype_row_bytes(type, ne[0]);
+    float *row = malloc((size_t)ne[0] * sizeof *row);
+    uint8_t *q = malloc(qb * (size_t)ne[1]);
+    int rc = 0;
+    if (!row || !q) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+    for (int64_t i = 0; !rc && i < ne[1]; i++) {
+        at_dequant_row(t->type, (const uint8_t *)t->data + (size_t)i * rb, row, (int)ne[0]);
+        at_quant_row(type, row, q + (size_t)i * qb, (int)ne[0]);
+    }
+    if (!rc) rc = at_tensor_new(L->be, out, type, 2, ne, err);
+    if (!rc && (rc = at_tensor_upload(L->be, out, q, qb * (size_t)ne[1], err))) at_tensor_free(out);
+    free(row);
+    free(q);
+    return rc ? rc : keep(L, out, err);
+}
+
 int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int kernel, const char *name,
                       at_err *err)
 {
@@ -79,6 +102,9 @@ int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int k
     size_t rb = at_dtype_row_bytes(t->type, ne[0]);
     if (!rb || rb * (size_t)rows != t->nbytes)
         return at_err_set(err, AT_E_CORRUPT, "tensor %s has a bad size", name);
+    if (L->matrices >= 0 && kernel <= 0 && at_dtype_block(t->type) == 1 && (int)t->type != L->matrices &&
+        at_dtype_row_bytes((at_dtype)L->matrices, ne[0]))
+        return load_converted(L, out, t, ne, err);
     CHECK(at_tensor_from_host(L->be, out, t->type, 2, ne, t->data, t->nbytes, err));
     return keep(L, out, err);
 }

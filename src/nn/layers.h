@@ -69,6 +69,7 @@ typedef struct at_nn_loader {
     at_tensor *owned;
     size_t n_owned, cap_owned;
     size_t bytes; /* of the tensors made (weights used in place count too) */
+    int matrices; /* -1: matrices in the file's type; AT_DT_Q8_0: float ones quantized at load */
 } at_nn_loader;
 
 void at_nn_loader_init(at_nn_loader *L, const at_nn_weights *w, at_backend *be);
@@ -79,8 +80,9 @@ void at_nn_loader_release(at_nn_loader *L);
  * feed-forward width; fails when missing or outside 1..max. */
 int at_nn_weight_rows(const at_nn_weights *w, const char *name, int max, int *rows, at_err *err);
 /* A matrix of rows x cols in the file's type, used in place where the
- * backend can; kernel > 0: a convolution weight [rows][cols][kernel],
- * as rows of cols * kernel. */
+ * backend can (or quantized to L->matrices when set and the rows are
+ * whole blocks); kernel > 0: a convolution weight [rows][cols][kernel],
+ * as rows of cols * kernel, always as in the file. */
 int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int kernel, const char *name,
                       at_err *err);
 /* rows x cols values of any shape, converted to f32 (norms, biases,

@@ -58,6 +58,7 @@ typedef struct at_app_config {
     const char *apertium_modes;    /* NULL = Debian default */
     const char *mt_models;         /* neural translation folders, comma-separated (NULL: none) */
     int mt_beams;                  /* their beams (0: each model's generation config) */
+    int mt_q8;                     /* their matrices quantized to q8_0 at load */
     int threads;                   /* whisper threads (0 = all cores) */
     int whisper_step_ms;           /* live streams: 0 = engine default */
     double whisper_max_buffer_s;   /* live streams: 0 = engine default */

@@ -28,7 +28,7 @@ int at_app_load_local_mt(at_app *a, at_err *err)
             }
             if (*d) dirs[nd++] = d;
         }
-        at_mt_neural_config nc = {c->threads, c->mt_beams, 0, 0};
+        at_mt_neural_config nc = {c->threads, c->mt_beams, 0, 0, c->mt_q8};
         e[n] = nd ? at_mt_neural_new(dirs, nd, &nc, err) : NULL;
         free(list);
         if (nd && !e[n]) return err->code ? err->code : AT_E_ENGINE;

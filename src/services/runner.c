@@ -20,6 +20,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
     char *api_keys = NULL, *cors = NULL, *upstream_key = NULL, *mt_models = NULL;
     long mt_beams = 0;
+    int mt_q8 = 0;
     double key_rate = 0, addr_rate = 0;
     long wy_asr_port = -1, wy_tts_port = -1;
     int metrics_key = 0;
@@ -275,6 +276,15 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 &mt_beams,
                                 0,
                                 16};
+        opts[n++] = (at_option){"mt-q8",
+                                "AT_MT_Q8",
+                                AT_OPT_BOOL,
+                                "0",
+                                "quantize the translation models' matrices to q8_0 at load "
+                                "(faster; logits within a few percent)",
+                                &mt_q8,
+                                0,
+                                0};
     }
     if (kinds & (AT_APP_MT | AT_APP_TTS))
         opts[n++] = (at_option){"max-text-chars",
@@ -485,6 +495,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     ac.apertium_modes = modes;
     ac.mt_models = mt_models;
     ac.mt_beams = (int)mt_beams;
+    ac.mt_q8 = mt_q8;
     ac.threads = (int)threads;
     ac.whisper_step_ms = (int)step_ms;
     ac.whisper_max_buffer_s = max_buffer;

@@ -32,7 +32,7 @@ static int setup(void **state)
     f->m2m = at_test_nmt_folder("m2m100", "m2m100-mini", "bpe_nfkc");
     if (!f->marian || !f->m2m) return -1;
     const char *dirs[] = {f->m2m, f->marian}; /* Marian still comes first */
-    at_mt_neural_config c = {2, 0, 0, 0};
+    at_mt_neural_config c = {2, 0, 0, 0, 0};
     at_err err = {0};
     if (!(f->e = at_mt_neural_new(dirs, 2, &c, &err))) {
         fprintf(stderr, "neural: %s\n", err.msg);

@@ -301,6 +301,52 @@ static void check_batch(const char *name)
 
 static void test_batch(void **st) { check_batch(*st); }
 
+/* Matrices quantized to q8_0 at load: the logits stay within 3 % of their
+ * range of transformers', and every clear argmax holds. */
+static void test_q8(void **st)
+{
+    const char *name = *st;
+    reference R;
+    load_ref(name, &R);
+    char path[4096];
+    at_err err = {0};
+    snprintf(path, sizeof path, "%s/%s", oracles(), name);
+    at_nmt_model *m = at_nmt_model_load_as(path, AT_DT_Q8_0, &err);
+    if (!m) fail_msg("%s", err.msg);
+    at_compute *pool = at_compute_new(2, &err);
+    at_nmt_state *s = at_nmt_state_new(m, pool, &err);
+    at_nmt_memory *mem = at_nmt_memory_new(m, R.n_src, &err);
+    at_nmt_kv *kv = at_nmt_kv_new(m, &err);
+    assert_non_null(kv);
+    int V = at_nmt_model_hparams(m)->dec_vocab;
+    const int *src = R.src;
+    assert_int_equal(at_nmt_encode(s, &src, &R.n_src, 1, &mem, &err), 0);
+    size_t NL = (size_t)R.n_greedy * V;
+    float *lg = malloc(sizeof(float) * NL);
+    at_nmt_seq q = {kv, R.greedy, R.n_greedy, mem, lg, 1};
+    assert_int_equal(at_nmt_decode(s, &q, 1, &err), 0);
+    double dl = max_abs(lg, R.logits.data, NL), ml = max_mag(R.logits.data, NL);
+    printf("%s q8_0: logits max |diff| %.2e (values up to %.2f)\n", name, dl, ml);
+    assert_true(dl <= 0.03 * ml);
+    for (int t = 1; t + 1 < R.n_greedy; t++) {
+        const float *ref = R.logits.data + (size_t)t * V, *ours = lg + (size_t)t * V;
+        int best = 0, mine = 0;
+        for (int i = 1; i < V; i++) {
+            if (ref[i] > ref[best]) best = i;
+            if (ours[i] > ours[mine]) mine = i;
+        }
+        if (ref[best] - ref[mine] > 2 * dl) assert_int_equal(mine, best);
+    }
+    free(lg);
+    at_nmt_kv_free(kv);
+    at_nmt_memory_free(mem);
+    at_nmt_state_free(s);
+    at_compute_free(pool);
+    at_nmt_model_free(m);
+    at_npy_free(&R.enc);
+    at_npy_free(&R.logits);
+}
+
 static void test_load_errors(void **st)
 {
     (void)st;
@@ -321,6 +367,8 @@ int main(void)
         cmocka_unit_test_prestate(test_oracle, (void *)"m2m100-mini"),
         cmocka_unit_test_prestate(test_batch, (void *)"marian-mini"),
         cmocka_unit_test_prestate(test_batch, (void *)"m2m100-mini"),
+        cmocka_unit_test_prestate(test_q8, (void *)"marian-mini"),
+        cmocka_unit_test_prestate(test_q8, (void *)"m2m100-mini"),
         cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -527,8 +527,9 @@ static int load_model(neural *N, int idx, const char *dir, at_err *err)
         return at_err_set(err, AT_E_ENGINE, "condition variable");
     }
     M->locks = 1;
-    if (!(M->m = at_nmt_model_load(dir, err)) || at_nmt_gen_load(dir, M->m, &M->gen, err) ||
-        !(M->tok = at_nmt_tok_load(dir, err)) || !(M->s = at_nmt_state_new(M->m, N->pool, err)))
+    if (!(M->m = at_nmt_model_load_as(dir, N->cfg.q8 ? AT_DT_Q8_0 : -1, err)) ||
+        at_nmt_gen_load(dir, M->m, &M->gen, err) || !(M->tok = at_nmt_tok_load(dir, err)) ||
+        !(M->s = at_nmt_state_new(M->m, N->pool, err)))
         return -1;
     return 0;
 }

@@ -25,6 +25,7 @@ typedef struct at_mt_neural_config {
     int num_beams;    /* 0: each model's generation config */
     int max_batch;    /* sentences per batch (0: 32) */
     int max_sentence; /* bytes of a sentence before it is cut at a space (0: 400) */
+    int q8;           /* matrices quantized to q8_0 at load (faster, a quarter of f32's memory) */
 } at_mt_neural_config;
 
 /* dirs: Hugging Face folders (config.json, model.safetensors or

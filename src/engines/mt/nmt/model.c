@@ -31,6 +31,7 @@ struct at_nmt_model {
     at_nn_weights w;
     at_backend *wbe; /* the memory the weights, memories and caches are made in */
     at_nn_loader ld;
+    int matrices; /* -1 or the type matrices are converted to at load */
     at_nn_cfg enc_cfg, dec_cfg;
     at_tensor enc_tok, dec_tok, pos, lm_head, logits_bias;
     at_nn_layer *enc, *dec;
@@ -181,6 +182,7 @@ static int build(at_nmt_model *m, at_err *err)
     m->enc_cfg = (at_nn_cfg){d, hp->enc_heads, hp->enc_ffn, hp->act, pre, LN_EPS, 0.0f};
     m->dec_cfg = (at_nn_cfg){d, hp->dec_heads, hp->dec_ffn, hp->act, pre, LN_EPS, 0.0f};
     at_nn_loader_init(L, w, m->wbe);
+    L->matrices = m->matrices;
     const char *dec_tok = either(w, "model.decoder.embed_tokens.weight", "model.shared.weight");
     CHECK(at_nn_load_matrix(L, &m->enc_tok, hp->vocab, d, 0,
                             either(w, "model.encoder.embed_tokens.weight", "model.shared.weight"), err));
@@ -203,7 +205,9 @@ static int build(at_nmt_model *m, at_err *err)
     return 0;
 }
 
-at_nmt_model *at_nmt_model_load(const char *dir, at_err *err)
+at_nmt_model *at_nmt_model_load(const char *dir, at_err *err) { return at_nmt_model_load_as(dir, -1, err); }
+
+at_nmt_model *at_nmt_model_load_as(const char *dir, int matrices, at_err *err)
 {
     if (!dir || !*dir) {
         at_err_set(err, AT_E_INVALID, "no model path");
@@ -215,6 +219,7 @@ at_nmt_model *at_nmt_model_load(const char *dir, at_err *err)
         return NULL;
     }
     char path[4096];
+    m->matrices = matrices;
     if (read_config(dir, &m->hp, &m->dec_vocab, err)) goto fail;
     m->hp.dec_vocab = m->dec_vocab;
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path) {
