@@ -14,6 +14,10 @@ chromium nodejs"
 # The browser test needs npm; a nodejs from elsewhere (NodeSource) ships
 # its own and conflicts with Debian's npm package.
 command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES npm"
+# The deploy test renders the Kubernetes manifests with `kubectl
+# kustomize`: Debian's kubernetes-client, unless a kubectl is there already
+# (Google's kubectl package conflicts with it).
+command -v kubectl >/dev/null 2>&1 || PACKAGES="$PACKAGES kubernetes-client"
 
 missing=""
 for p in $PACKAGES; do
