@@ -103,15 +103,15 @@ static const char *iso1_of(const char *code, char *buf, size_t cap)
     static const char *const map[][2] = {
         {"eng", "en"}, {"spa", "es"}, {"fra", "fr"}, {"fre", "fr"}, {"deu", "de"}, {"ger", "de"},
         {"ita", "it"}, {"por", "pt"}, {"rus", "ru"}, {"zho", "zh"}, {"chi", "zh"}, {"cmn", "zh"},
-        {"jpn", "ja"}, {"ara", "ar"}, {"arb", "ar"}, {"nld", "nl"}, {"dut", "nl"}, {"pol", "pl"},
-        {"tur", "tr"}, {"ukr", "uk"}, {"ces", "cs"}, {"cze", "cs"}, {"swe", "sv"}, {"dan", "da"},
-        {"fin", "fi"}, {"nor", "no"}, {"nob", "nb"}, {"ell", "el"}, {"gre", "el"}, {"heb", "he"},
-        {"hin", "hi"}, {"kor", "ko"}, {"vie", "vi"}, {"ind", "id"}, {"ron", "ro"}, {"rum", "ro"},
-        {"hun", "hu"}, {"bul", "bg"}, {"cat", "ca"}, {"glg", "gl"}, {"eus", "eu"}, {"baq", "eu"},
-        {"fas", "fa"}, {"per", "fa"}, {"tha", "th"}, {"slk", "sk"}, {"slv", "sl"}, {"hrv", "hr"},
-        {"srp", "sr"}, {"lit", "lt"}, {"lav", "lv"}, {"est", "et"}, {"epo", "eo"}, {"afr", "af"},
-        {"isl", "is"}, {"gle", "ga"}, {"cym", "cy"}, {"bel", "be"}, {"mkd", "mk"}, {"sqi", "sq"},
-        {"urd", "ur"}, {"ben", "bn"}, {"tam", "ta"},
+        {"jpn", "ja"}, {"jap", "ja"}, {"ara", "ar"}, {"arb", "ar"}, {"nld", "nl"}, {"dut", "nl"},
+        {"pol", "pl"}, {"tur", "tr"}, {"ukr", "uk"}, {"ces", "cs"}, {"cze", "cs"}, {"swe", "sv"},
+        {"dan", "da"}, {"fin", "fi"}, {"nor", "no"}, {"nob", "nb"}, {"ell", "el"}, {"gre", "el"},
+        {"heb", "he"}, {"hin", "hi"}, {"kor", "ko"}, {"vie", "vi"}, {"ind", "id"}, {"ron", "ro"},
+        {"rum", "ro"}, {"hun", "hu"}, {"bul", "bg"}, {"cat", "ca"}, {"glg", "gl"}, {"eus", "eu"},
+        {"baq", "eu"}, {"fas", "fa"}, {"per", "fa"}, {"tha", "th"}, {"slk", "sk"}, {"slv", "sl"},
+        {"hrv", "hr"}, {"srp", "sr"}, {"lit", "lt"}, {"lav", "lv"}, {"est", "et"}, {"epo", "eo"},
+        {"afr", "af"}, {"isl", "is"}, {"gle", "ga"}, {"cym", "cy"}, {"bel", "be"}, {"mkd", "mk"},
+        {"sqi", "sq"}, {"urd", "ur"}, {"ben", "bn"}, {"tam", "ta"},
     };
     char low[16];
     size_t n = strlen(code);
