@@ -42,7 +42,9 @@ static void usage(FILE *f)
                "                                 (--type f32|f16|q8_0|q5_0|q5_1|q4_0)\n"
                "  models list|pull NAME|path NAME  the Whisper model cache (AT_MODELS_DIR)\n"
                "  whisper-random-model ...       write a random-weight ggml model of an\n"
-               "                                 official shape (tests, benchmarks)\n\n"
+               "                                 official shape (tests, benchmarks)\n"
+               "  nmt-random-model --preset P --out DIR  a random-weight translation model\n"
+               "                                 folder (opus-mt-base, nllb-600m, m2m100-418m)\n\n"
                "Run 'audio-translator COMMAND --help' for a command's options.\n");
 }
 
@@ -343,6 +345,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "mt-check") == 0) return at_mt_check_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-convert") == 0) return at_whisper_convert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-random-model") == 0) return at_whisper_random_model_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "nmt-random-model") == 0) return at_nmt_random_model_main(argc - 1, argv + 1);
     expand_short(argc, argv);
     if (strcmp(cmd, "serve") == 0)
         return at_services_main("audio-translator serve",

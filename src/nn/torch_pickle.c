@@ -389,7 +389,7 @@ static int push(unpickler *u, uint32_t x)
 /* Creates a value of kind and pushes it; its index in *out. */
 static int push_new(unpickler *u, int kind, uint32_t *out)
 {
-    uint32_t x;
+    uint32_t x = 0;
     if (new_val(u, kind, &x)) return -1;
     if (out) *out = x;
     return push(u, x);
@@ -447,7 +447,7 @@ static int pop_mark(unpickler *u, uint32_t *from)
 
 static int make_tuple(unpickler *u, uint32_t from)
 {
-    uint32_t t;
+    uint32_t t = 0;
     if (new_val(u, V_TUPLE, &t)) return -1;
     for (uint32_t i = from; i < u->sp; i++)
         if (add_item(u, t, u->stack[i])) return -1;
@@ -513,6 +513,8 @@ static int push_global(unpickler *u, const char *mod, size_t ml, const char *nam
 
 static int read_line(unpickler *u, const char **s, size_t *len)
 {
+    *s = NULL;
+    *len = 0;
     size_t avail = (size_t)(u->end - u->p);
     const uint8_t *nl = memchr(u->p, '\n', avail < MAX_GLOBAL + 1 ? avail : MAX_GLOBAL + 1);
     if (!nl) return bad(u, avail <= MAX_GLOBAL ? "truncated pickle" : "GLOBAL name too long");
@@ -525,7 +527,7 @@ static int read_line(unpickler *u, const char **s, size_t *len)
 /* BINPERSID: ('storage', torch.<T>Storage, key, location, numel). */
 static int persistent_load(unpickler *u)
 {
-    uint32_t t;
+    uint32_t t = 0;
     if (pop(u, &t)) return -1;
     const val *pid = &u->v[t];
     if (pid->kind != V_TUPLE || pid->u.c.n != 5)
@@ -620,7 +622,7 @@ static int rebuild_tensor(unpickler *u, const val *args)
             "%s: data.pkl byte %zu: tensor view (offset %lld, %lld elements) past the end of its storage "
             "(%lld elements)",
             u->path, pos(u), (long long)o, (long long)numel, (long long)st->u.st.numel);
-    uint32_t t;
+    uint32_t t = 0;
     if (push_new(u, V_TENSOR, &t)) return -1;
     val *tv = &u->v[t];
     tv->u.t.storage = a[0];

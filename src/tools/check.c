@@ -64,6 +64,14 @@ static int read_audio(const char *path, float **pcm, size_t *n, at_err *err)
     return 0;
 }
 
+void at_tools_print_json(cJSON *j)
+{
+    char *txt = cJSON_Print(j);
+    if (txt) printf("%s\n", txt);
+    free(txt);
+    cJSON_Delete(j);
+}
+
 int at_tools_parse_int(const char *s, int lo, int hi, int *out)
 {
     char *end;
@@ -251,10 +259,7 @@ int at_whisper_check_main(int argc, char **argv)
     for (int i = 0; i < n_seq; i++) cJSON_AddItemToArray(jt, cJSON_CreateNumber(seq[i]));
     for (int i = n_prefix; i < n_seq; i++) cJSON_AddItemToArray(jg, cJSON_CreateNumber(seq[i]));
     for (int i = 0; i < steps; i++) cJSON_AddItemToArray(jm, cJSON_CreateNumber(margins[i]));
-    char *txt = cJSON_Print(j);
-    if (txt) printf("%s\n", txt);
-    free(txt);
-    cJSON_Delete(j);
+    at_tools_print_json(j);
     ret = 0;
     goto out;
 fail:

@@ -1,6 +1,8 @@
 /* models_pull.c - downloading models into the cache (libcurl) and checking
- * them (SHA-256, OpenSSL).  Kept apart from models.c so a binary that only
- * resolves model names (asr_streaming) links neither library. */
+ * them (SHA-256 and git blob ids, OpenSSL); the resumable download is
+ * shared with the translation folders (mt_models.c).  Kept apart from
+ * models.c so a binary that only resolves model names (asr_streaming)
+ * links neither library. */
 #include "engines/asr/whisper/models.h"
 
 #include <ctype.h>
@@ -16,41 +18,59 @@
 #include <openssl/evp.h>
 
 #include "core/config.h"
+#include "tools/mt_models.h"
 #include "tools/tools.h"
 
-int at_sha256_file(const char *path, char hex[65], at_err *err)
+/* The digest md of a file, after prefix (plen bytes), as lowercase hex. */
+static int digest_file(const char *path, const EVP_MD *md, const char *prefix, size_t plen, char *hex,
+                       at_err *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return at_err_set(err, AT_E_IO, "%s: %s", path, strerror(errno));
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned char *buf = malloc(1 << 20);
     int rc = 0;
-    if (!c || !buf || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
-        rc = at_err_set(err, AT_E_NOMEM, "sha256: cannot start");
+    if (!c || !buf || EVP_DigestInit_ex(c, md, NULL) != 1 || EVP_DigestUpdate(c, prefix, plen) != 1) {
+        rc = at_err_set(err, AT_E_NOMEM, "digest: cannot start");
         goto out;
     }
     size_t n;
     while ((n = fread(buf, 1, 1 << 20, f)) > 0)
         if (EVP_DigestUpdate(c, buf, n) != 1) {
-            rc = at_err_set(err, AT_E_ENGINE, "sha256 failed");
+            rc = at_err_set(err, AT_E_ENGINE, "digest failed");
             goto out;
         }
     if (ferror(f)) {
         rc = at_err_set(err, AT_E_IO, "%s: read error", path);
         goto out;
     }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (EVP_DigestFinal_ex(c, md, &mdlen) != 1 || mdlen != 32) {
-        rc = at_err_set(err, AT_E_ENGINE, "sha256 failed");
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(c, out, &len) != 1 || (int)len != EVP_MD_size(md)) {
+        rc = at_err_set(err, AT_E_ENGINE, "digest failed");
         goto out;
     }
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    for (unsigned int i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", out[i]);
 out:
     free(buf);
     EVP_MD_CTX_free(c);
     fclose(f);
     return rc;
+}
+
+int at_sha256_file(const char *path, char hex[65], at_err *err)
+{
+    return digest_file(path, EVP_sha256(), "", 0, hex, err);
+}
+
+int at_git_blob_sha1_file(const char *path, char hex[41], at_err *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return at_err_set(err, AT_E_IO, "%s: %s", path, strerror(errno));
+    /* git hashes "blob <size>" and a NUL before the content */
+    char prefix[48];
+    int n = snprintf(prefix, sizeof prefix, "blob %lld", (long long)st.st_size);
+    return digest_file(path, EVP_sha1(), prefix, (size_t)n + 1, hex, err);
 }
 
 /* ---- download --------------------------------------------------------- */
@@ -131,7 +151,7 @@ static int valid_hex(const char *h)
     return 1;
 }
 
-static int mkdirs(const char *path, at_err *err)
+int at_models_mkdirs(const char *path, at_err *err)
 {
     char tmp[1024];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
@@ -148,64 +168,24 @@ static int mkdirs(const char *path, at_err *err)
     return 0;
 }
 
-int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap, at_err *err)
+int at_models_fetch(const char *url, const char *part, int64_t max_bytes, int progress, const char *label,
+                    at_err *err)
 {
-    at_models_pull_opts def = {0};
-    if (!o) o = &def;
-    const at_model_info *mi = at_models_find(name);
-    if (!mi)
-        return at_err_set(err, AT_E_INVALID, "unknown model '%s' (see 'audio-translator models list')",
-                          name ? name : "");
-    char want[65] = "";
-    if (o->sha256) {
-        if (!valid_hex(o->sha256)) return at_err_set(err, AT_E_INVALID, "--sha256 needs 64 hex digits");
-        for (int i = 0; i < 64; i++) want[i] = (char)tolower((unsigned char)o->sha256[i]);
-        want[64] = '\0';
-    } else {
-        snprintf(want, sizeof want, "%s", mi->sha256); /* every entry has one (tested) */
-    }
-    char dir[768], part[1024];
-    int rc;
-    if (o->dir)
-        snprintf(dir, sizeof dir, "%s", o->dir);
-    else if ((rc = at_models_dir(dir, sizeof dir, err)) < 0)
-        return rc;
-    if ((rc = mkdirs(dir, err)) < 0) return rc;
-    if ((rc = at_models_cache_file(dir, name, "", path, cap, err)) < 0 ||
-        (rc = at_models_cache_file(dir, name, ".part", part, sizeof part, err)) < 0)
-        return rc;
-
-    /* an explicit base (a mirror, the tests' loopback server) serves every
-     * model under its file name; otherwise the table's URL, if any */
-    const char *base = o->url_base;
-    if (!base || !*base) base = getenv("AT_MODELS_URL");
-    char url[1024], file[128];
-    if ((!base || !*base) && mi->url) {
-        snprintf(url, sizeof url, "%s", mi->url);
-    } else {
-        if (!base || !*base) base = AT_MODELS_DEFAULT_URL;
-        size_t bl = strlen(base);
-        while (bl > 0 && base[bl - 1] == '/') bl--;
-        if (at_models_file_name(name, file, sizeof file) < 0 ||
-            snprintf(url, sizeof url, "%.*s/%s", (int)bl, base, file) >= (int)sizeof url)
-            return at_err_set(err, AT_E_INVALID, "models: URL too long");
-    }
-
     FILE *f = fopen(part, "ab");
     if (!f) return at_err_set(err, AT_E_IO, "%s: %s", part, strerror(errno));
     long have = ftell(f);
     dl d = {0};
     d.f = f;
     d.have = have > 0 ? have : 0;
-    d.max = (curl_off_t)mi->max_mib << 20;
-    d.progress = o->progress < 0 ? isatty(2) : o->progress;
+    d.max = (curl_off_t)max_bytes;
+    d.progress = progress;
     d.curl = curl_easy_init();
     if (!d.curl) {
         fclose(f);
         return at_err_set(err, AT_E_NOMEM, "curl: cannot start");
     }
     if (d.have > 0 && d.progress)
-        fprintf(stderr, "resuming %s at %.1f MiB\n", name, (double)d.have / 1048576.0);
+        fprintf(stderr, "resuming %s at %.1f MiB\n", label, (double)d.have / 1048576.0);
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(d.curl, CURLOPT_URL, url);
     curl_easy_setopt(d.curl, CURLOPT_FOLLOWLOCATION, 1L); /* HF redirects to its CDN */
@@ -233,13 +213,62 @@ int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, s
     int complete_part = (cr == CURLE_HTTP_RETURNED_ERROR && code == 416 && d.have > 0);
     if (d.too_big || cr == CURLE_FILESIZE_EXCEEDED) {
         unlink(part);
-        return at_err_set(err, AT_E_TOO_LARGE, "%s: larger than the %u MiB expected for '%s'", url,
-                          mi->max_mib, name);
+        return at_err_set(err, AT_E_TOO_LARGE, "%s: larger than the %.1f MiB expected for '%s'", url,
+                          (double)max_bytes / 1048576.0, label);
     }
     if (cr != CURLE_OK && !complete_part)
         return at_err_set(
             err, AT_E_IO, "download of %s failed after %.1f MiB: %s (run the pull again to resume)", url,
             (double)(d.have + d.written) / 1048576.0, errbuf[0] ? errbuf : curl_easy_strerror(cr));
+    return 0;
+}
+
+int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, size_t cap, at_err *err)
+{
+    at_models_pull_opts def = {0};
+    if (!o) o = &def;
+    const at_model_info *mi = at_models_find(name);
+    if (!mi)
+        return at_err_set(err, AT_E_INVALID, "unknown model '%s' (see 'audio-translator models list')",
+                          name ? name : "");
+    char want[65] = "";
+    if (o->sha256) {
+        if (!valid_hex(o->sha256)) return at_err_set(err, AT_E_INVALID, "--sha256 needs 64 hex digits");
+        for (int i = 0; i < 64; i++) want[i] = (char)tolower((unsigned char)o->sha256[i]);
+        want[64] = '\0';
+    } else {
+        snprintf(want, sizeof want, "%s", mi->sha256); /* every entry has one (tested) */
+    }
+    char dir[768], part[1024];
+    int rc;
+    if (o->dir)
+        snprintf(dir, sizeof dir, "%s", o->dir);
+    else if ((rc = at_models_dir(dir, sizeof dir, err)) < 0)
+        return rc;
+    if ((rc = at_models_mkdirs(dir, err)) < 0) return rc;
+    if ((rc = at_models_cache_file(dir, name, "", path, cap, err)) < 0 ||
+        (rc = at_models_cache_file(dir, name, ".part", part, sizeof part, err)) < 0)
+        return rc;
+
+    /* an explicit base (a mirror, the tests' loopback server) serves every
+     * model under its file name; otherwise the table's URL, if any */
+    const char *base = o->url_base;
+    if (!base || !*base) base = getenv("AT_MODELS_URL");
+    char url[1024], file[128];
+    if ((!base || !*base) && mi->url) {
+        snprintf(url, sizeof url, "%s", mi->url);
+    } else {
+        if (!base || !*base) base = AT_MODELS_DEFAULT_URL;
+        size_t bl = strlen(base);
+        while (bl > 0 && base[bl - 1] == '/') bl--;
+        if (at_models_file_name(name, file, sizeof file) < 0 ||
+            snprintf(url, sizeof url, "%.*s/%s", (int)bl, base, file) >= (int)sizeof url)
+            return at_err_set(err, AT_E_INVALID, "models: URL too long");
+    }
+
+    if ((rc = at_models_fetch(url, part, (int64_t)mi->max_mib << 20,
+                              o->progress < 0 ? isatty(2) : o->progress, name, err)) < 0)
+        return rc;
     char got[65];
     if ((rc = at_sha256_file(part, got, err)) < 0) return rc;
     if (strcmp(got, want) != 0) {
@@ -286,18 +315,50 @@ static int cmd_list(void)
             snprintf(size, sizeof size, "<%uM", (unsigned)t[i].max_mib);
         printf("%-22s %-10s %s\n", t[i].name, status, size);
     }
+    /* translation models: folders, complete only under their own name */
+    const at_mt_model_info *mt = at_mt_models_table(&n);
+    printf("\ntranslation models (Hugging Face folders; --mt-models NAME):\n%-24s %-7s %-9s %-7s %s\n",
+           "NAME", "KIND", "STATUS", "SIZE", "REPO");
+    for (size_t i = 0; i < n; i++) {
+        char p[1024];
+        struct stat st;
+        const char *status = "pullable";
+        if (snprintf(p, sizeof p, "%s/%s", dir, mt[i].name) < (int)sizeof p && stat(p, &st) == 0)
+            status = "cached";
+        else if (snprintf(p, sizeof p, "%s/%s.part", dir, mt[i].name) < (int)sizeof p && stat(p, &st) == 0)
+            status = "partial";
+        char size[32];
+        snprintf(size, sizeof size, "<%uM", (unsigned)mt[i].max_mib);
+        printf("%-24s %-7s %-9s %-7s %s\n", mt[i].name, at_mt_models_kind_name(mt[i].kind), status, size,
+               mt[i].repo);
+    }
     return 0;
+}
+
+/* An unknown name: every name, from both tables (longer than an at_err). */
+static void print_known(const char *name)
+{
+    size_t n;
+    const at_model_info *t = at_models_table(&n);
+    fprintf(stderr, "audio-translator models: unknown model '%s'\nspeech models:", name);
+    for (size_t i = 0; i < n; i++) fprintf(stderr, " %s", t[i].name);
+    const at_mt_model_info *mt = at_mt_models_table(&n);
+    fprintf(stderr, "\ntranslation models:");
+    for (size_t i = 0; i < n; i++) fprintf(stderr, " %s", mt[i].name);
+    fputc('\n', stderr);
 }
 
 int at_models_main(int argc, char **argv)
 {
     const char *use = "audio-translator models list | pull NAME [--url-base URL] "
-                      "[--sha256 HEX] [--progress] | path NAME";
-    char *url = NULL, *sha = NULL;
+                      "[--hf-endpoint URL] [--sha256 HEX] [--progress] | path NAME";
+    char *url = NULL, *sha = NULL, *hf = NULL;
     int progress = 0, quiet = 0;
     at_option o[] = {
         {"url-base", "AT_MODELS_URL", AT_OPT_STRING, NULL,
          "where ggml-NAME.bin files are (default: Hugging Face)", &url, 0, 0},
+        {"hf-endpoint", "AT_HF_ENDPOINT", AT_OPT_STRING, NULL,
+         "Hugging Face API and files of translation models (default: " AT_HF_DEFAULT_ENDPOINT ")", &hf, 0, 0},
         {"sha256", NULL, AT_OPT_STRING, NULL, "expected SHA-256 (overrides the table)", &sha, 0, 0},
         {"progress", NULL, AT_OPT_BOOL, "0", "progress bar even when stderr is not a TTY", &progress, 0, 0},
         {"quiet", NULL, AT_OPT_BOOL, "0", "no progress bar", &quiet, 0, 0},
@@ -321,7 +382,9 @@ int at_models_main(int argc, char **argv)
         ret = cmd_list();
     } else if (strcmp(pos[0], "path") == 0 && n_pos == 2) {
         char p[1024];
-        if (at_models_resolve(pos[1], p, sizeof p, &err) < 0) {
+        rc = at_mt_models_find(pos[1]) ? at_models_resolve_dir(pos[1], p, sizeof p, &err)
+                                       : at_models_resolve(pos[1], p, sizeof p, &err);
+        if (rc < 0) {
             fprintf(stderr, "audio-translator models: %s\n", err.msg);
             ret = 1;
         } else {
@@ -329,10 +392,23 @@ int at_models_main(int argc, char **argv)
             ret = 0;
         }
     } else if (strcmp(pos[0], "pull") == 0 && n_pos == 2) {
-        at_models_pull_opts po = {url, sha, quiet ? 0 : progress ? 1 : -1, NULL};
+        int bar = quiet ? 0 : progress ? 1 : -1;
+        at_models_pull_opts po = {url, sha, bar, NULL};
+        at_mt_models_pull_opts mo = {hf, bar, NULL};
+        int is_mt = at_mt_models_find(pos[1]) != NULL;
         char p[1024];
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        if (at_models_pull(pos[1], &po, p, sizeof p, &err) < 0) {
+        if (!is_mt && !at_models_find(pos[1])) {
+            print_known(pos[1]);
+            ret = 1;
+        } else if (is_mt && sha) {
+            fprintf(stderr,
+                    "audio-translator models: --sha256 is for single files; %s is checked against "
+                    "its repository's listing\n",
+                    pos[1]);
+            ret = 2;
+        } else if ((is_mt ? at_mt_models_pull(pos[1], &mo, p, sizeof p, &err)
+                          : at_models_pull(pos[1], &po, p, sizeof p, &err)) < 0) {
             fprintf(stderr, "audio-translator models: %s\n", err.msg);
             ret = 1;
         } else {

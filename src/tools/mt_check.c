@@ -186,10 +186,7 @@ int at_mt_check_main(int argc, char **argv)
     cJSON_AddItemToObject(j, "greedy_tokens", id_array(seq, n_seq));
     cJSON_AddItemToObject(j, "generate", id_array(job.tokens, job.n_tokens));
     cJSON_AddNumberToObject(j, "generate_score", job.score);
-    char *txt = cJSON_Print(j);
-    if (txt) printf("%s\n", txt);
-    free(txt);
-    cJSON_Delete(j);
+    at_tools_print_json(j);
     ret = 0;
     goto out;
 usage_fail:

@@ -32,6 +32,18 @@ int at_whisper_random_model(const char *preset, const char *type, const char *ou
 /* `audio-translator whisper-random-model --preset P --type T --out FILE`. */
 int at_whisper_random_model_main(int argc, char **argv);
 
+/* ---- translation model folders ---------------------------------------- */
+
+/* Writes a Hugging Face folder (config.json, generation_config.json,
+ * model.safetensors) of a published translation model's shape with random
+ * weights: preset opus-mt-base, nllb-600m or m2m100-418m (tests also use
+ * tiny and tiny-m2m100); type "f16" or "f32".  n_params (may be NULL)
+ * receives the parameters written. */
+int at_nmt_random_model(const char *preset, const char *type, const char *out_dir, uint64_t seed,
+                        int64_t *n_params, at_err *err);
+/* `audio-translator nmt-random-model --preset P --out DIR [--type T]`. */
+int at_nmt_random_model_main(int argc, char **argv);
+
 /* ---- the model cache (engines/asr/whisper/models.h) -------------------- */
 
 typedef struct at_models_pull_opts {
@@ -48,6 +60,19 @@ int at_models_pull(const char *name, const at_models_pull_opts *o, char *path, s
 
 /* SHA-256 of a file as 64 lowercase hex digits. */
 int at_sha256_file(const char *path, char hex[65], at_err *err);
+/* Git's blob id of a file (SHA-1 of "blob <size>", a NUL, the content) as
+ * 40 lowercase hex digits: what a Hugging Face listing gives for files
+ * outside LFS. */
+int at_git_blob_sha1_file(const char *path, char hex[41], at_err *err);
+
+/* Downloads url into part, appending to what part already holds (HTTP
+ * Range; a server that ignores it starts the file over).  max_bytes caps
+ * the whole file (AT_E_TOO_LARGE, part removed); label names it in the
+ * messages and the bar.  0 when part holds the whole file, unchecked. */
+int at_models_fetch(const char *url, const char *part, int64_t max_bytes, int progress, const char *label,
+                    at_err *err);
+/* mkdir -p. */
+int at_models_mkdirs(const char *path, at_err *err);
 
 /* `audio-translator models list|pull|path ...`: argv[0] is "models". */
 int at_models_main(int argc, char **argv);
@@ -63,5 +88,8 @@ int at_mt_check_main(int argc, char **argv);
  * (at most cap, each 0..1000000).  0, or -1 when malformed. */
 int at_tools_parse_int(const char *s, int lo, int hi, int *out);
 int at_tools_parse_ids(const char *s, int *toks, int cap, int *n);
+/* Prints a check's JSON result on stdout, then frees it. */
+struct cJSON;
+void at_tools_print_json(struct cJSON *j);
 
 #endif

@@ -64,7 +64,7 @@ static int put_spm(const char *spm, const char *const *to, int n_to)
 /* vocab.json: the specials, then spm's pieces from id 3 (past its own
  * <unk> <s> </s>) at id + offset while below limit. */
 static int put_vocab(const char *spm_path, const char *path, const char *const *sp, const int *ids, int n_sp,
-                     int offset, int limit)
+                     int offset, int limit, const char *const *extra)
 {
     at_err err = {0};
     at_spm *m = at_spm_load(spm_path, &err);
@@ -74,8 +74,11 @@ static int put_vocab(const char *spm_path, const char *path, const char *const *
     }
     cJSON *j = cJSON_CreateObject();
     for (int i = 0; i < n_sp; i++) cJSON_AddNumberToObject(j, sp[i], ids[i]);
-    for (int i = 3; i < at_spm_size(m) && i + offset < limit; i++)
+    int n_extra = 0;
+    while (extra && extra[n_extra]) n_extra++;
+    for (int i = 3; i < at_spm_size(m) && i + offset < limit - n_extra; i++)
         cJSON_AddNumberToObject(j, at_spm_piece(m, i, NULL), i + offset);
+    for (int i = 0; i < n_extra; i++) cJSON_AddNumberToObject(j, extra[i], limit - n_extra + i);
     char *s = cJSON_PrintUnformatted(j);
     int rc = s ? write_all(path, s, strlen(s)) : -1;
     free(s);
@@ -85,6 +88,11 @@ static int put_vocab(const char *spm_path, const char *path, const char *const *
 }
 
 char *at_test_nmt_folder(const char *kind, const char *name, const char *spm)
+{
+    return at_test_nmt_folder_tokens(kind, name, spm, NULL);
+}
+
+char *at_test_nmt_folder_tokens(const char *kind, const char *name, const char *spm, const char *const *extra)
 {
     int marian = !strcmp(kind, "marian");
     const char *oracle = marian ? "marian-mini" : "m2m100-mini";
@@ -114,7 +122,7 @@ char *at_test_nmt_folder(const char *kind, const char *name, const char *spm)
         snprintf(p1, sizeof p1, "%s/source.spm", dir);
         snprintf(p2, sizeof p2, "%s/target.spm", dir);
         const char *to[] = {p1, p2};
-        if (put_spm(spm, to, 2) || put_vocab(p1, vocab, sp, ids, 3, 0, 1999)) return NULL;
+        if (put_spm(spm, to, 2) || put_vocab(p1, vocab, sp, ids, 3, 0, 1999, extra)) return NULL;
     } else {
         /* M2M100's fairseq specials, then pieces at spm id + 1 below 1880:
          * the languages take 1880.., the made-up words after them */
@@ -122,7 +130,7 @@ char *at_test_nmt_folder(const char *kind, const char *name, const char *spm)
         static const int ids[] = {0, 1, 2, 3};
         snprintf(p1, sizeof p1, "%s/sentencepiece.bpe.model", dir);
         const char *to[] = {p1};
-        if (put_spm(spm, to, 1) || put_vocab(p1, vocab, sp, ids, 4, 1, 1880)) return NULL;
+        if (put_spm(spm, to, 1) || put_vocab(p1, vocab, sp, ids, 4, 1, 1880, extra)) return NULL;
     }
     return strdup(dir);
 }

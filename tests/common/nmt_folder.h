@@ -13,6 +13,10 @@
  * model's vocabulary.  Returns the folder (malloc'd), or NULL with a
  * message on stderr. */
 char *at_test_nmt_folder(const char *kind, const char *name, const char *spm);
+/* The same with extra vocabulary entries (NULL-terminated; Marian's
+ * ">>cmn_Hans<<" target tokens), given the ids just below <pad>. */
+char *at_test_nmt_folder_tokens(const char *kind, const char *name, const char *spm,
+                                const char *const *extra);
 /* Removes what at_test_nmt_folder wrote, and frees dir. */
 void at_test_nmt_folder_remove(char *dir);
 

@@ -153,6 +153,37 @@ static void test_concurrent_callers(void **state)
     for (int i = 0; i < N; i++) free(alone[i]);
 }
 
+/* A multi-target Marian model gets its >>xxx<< token first: under a
+ * pair's name the first token of the target language, under a group's
+ * name every language it has. */
+static void test_target_tokens(void **state)
+{
+    (void)state;
+    static const char *const toks[] = {">>yue_Hant<<", ">>cmn_Hans<<", ">>cmn_Hant<<", ">>spa<<", NULL};
+    char *zh = at_test_nmt_folder_tokens("marian", "opus-mt-en-zh", "uni_nfkc", toks);
+    char *grp = at_test_nmt_folder_tokens("marian", "opus-mt-en-mul", "uni_nfkc", toks);
+    assert_non_null(zh);
+    assert_non_null(grp);
+    at_err err = {0};
+    const char *d1[] = {zh}, *d2[] = {grp};
+    at_mt_engine *a = at_mt_neural_new(d1, 1, NULL, &err), *b = at_mt_neural_new(d2, 1, NULL, &err);
+    if (!a || !b) fail_msg("%s", err.msg);
+    char via[128];
+    assert_string_equal(at_mt_route(a, "en", "zh", via, sizeof via), "opus-mt-en-zh >>cmn_Hans<<");
+    size_t n;
+    at_mt_engine_pairs(a, &n);
+    assert_int_equal(n, 1);
+    at_mt_engine_pairs(b, &n);
+    assert_int_equal(n, 2); /* en-es, en-zh (yue has no ISO 639-1 code here) */
+    assert_string_equal(at_mt_route(b, "en", "es", via, sizeof via), "opus-mt-en-mul >>spa<<");
+    char *out = tr(a, "en", "zh", "Hello.");
+    free(out);
+    at_mt_engine_free(a);
+    at_mt_engine_free(b);
+    at_test_nmt_folder_remove(zh);
+    at_test_nmt_folder_remove(grp);
+}
+
 static void test_errors(void **state)
 {
     fixture *f = *state;
@@ -176,8 +207,9 @@ static void test_errors(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pairs), cmocka_unit_test(test_sentences_and_batches),
-        cmocka_unit_test(test_concurrent_callers), cmocka_unit_test(test_errors)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_pairs),
+                                       cmocka_unit_test(test_sentences_and_batches),
+                                       cmocka_unit_test(test_concurrent_callers),
+                                       cmocka_unit_test(test_target_tokens), cmocka_unit_test(test_errors)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -404,7 +404,11 @@ static const char *nm_route(void *impl, const char *source, const char *target, 
 {
     neural *N = impl;
     long r = at_mt_pairs_find(N->pairs, N->n_pairs, source, target);
-    snprintf(buf, cap, "%s", r < 0 ? "none" : N->mods[N->routes[r].model].name);
+    if (r < 0)
+        snprintf(buf, cap, "none");
+    else /* with the target token a multi-target model is given */
+        snprintf(buf, cap, "%s%s%.*s", N->mods[N->routes[r].model].name, N->routes[r].prefix[0] ? " " : "",
+                 (int)strcspn(N->routes[r].prefix, " "), N->routes[r].prefix);
     return buf;
 }
 
@@ -473,19 +477,26 @@ static int marian_pairs(neural *N, int idx, const char *dir, at_err *err)
                           "%s: which languages it translates is unknown (name the folder opus-mt-SRC-TGT, as "
                           "downloaded)",
                           dir);
+    /* A multi-target model needs its >>xxx<< token first, also under a
+     * pair's name (opus-mt-en-zh wants >>cmn_Hans<<): the first token of
+     * each language serves it. */
     route r = {idx, "", "", -1};
-    if (tgt) return add_pair(N, src, tgt, &r, err);
     int added = 0;
     for (int i = 0; at_nmt_tok_lang(M->tok, i); i++) {
         const char *tok = at_nmt_tok_lang(M->tok, i);
         char code[16], iso[16];
         size_t len = strlen(tok);
         if (len < 5 || len - 4 >= sizeof code || strncmp(tok, ">>", 2)) continue;
-        snprintf(code, sizeof code, "%.*s", (int)(len - 4), tok + 2);
-        if (!iso1_of(code, iso, sizeof iso)) continue;
+        snprintf(code, sizeof code, "%.*s", (int)strcspn(tok + 2, "_<"), tok + 2); /* cmn_Hans: cmn */
+        if (!iso1_of(code, iso, sizeof iso) || (tgt && strcmp(iso, tgt))) continue;
         snprintf(r.prefix, sizeof r.prefix, "%s ", tok);
         if (add_pair(N, src, iso, &r, err)) return -1;
         added++;
+        if (tgt) break;
+    }
+    if (tgt && !added) {
+        r.prefix[0] = 0;
+        return add_pair(N, src, tgt, &r, err);
     }
     return added ? 0 : at_err_set(err, AT_E_UNSUPPORTED, "%s: no target language found", dir);
 }

@@ -140,3 +140,24 @@ int at_models_resolve(const char *arg, char *out, size_t cap, at_err *err)
                       "'audio-translator models pull %s'",
                       arg, dir, arg);
 }
+
+int at_models_resolve_dir(const char *arg, char *out, size_t cap, at_err *err)
+{
+    struct stat st;
+    if (!arg || !*arg) return at_err_set(err, AT_E_INVALID, "no model given");
+    if (stat(arg, &st) == 0 || !plain_name(arg)) {
+        if (snprintf(out, cap, "%s", arg) >= (int)cap)
+            return at_err_set(err, AT_E_INVALID, "model path too long");
+        return 0;
+    }
+    char dir[768];
+    int rc = at_models_dir(dir, sizeof dir, err);
+    if (rc < 0) return rc;
+    int n = snprintf(out, cap, "%s/%s", dir, arg);
+    if (n < 0 || (size_t)n >= cap) return at_err_set(err, AT_E_INVALID, "models: path too long");
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    return at_err_set(err, AT_E_IO,
+                      "model '%s' is neither a folder nor in the cache %s; run "
+                      "'audio-translator models pull %s'",
+                      arg, dir, arg);
+}

@@ -7,7 +7,8 @@
  * there as ggml-NAME.bin (other models under the file name in the table);
  * a download in progress as that name + .part, which a later pull resumes
  * (HTTP Range).  The file is renamed into place only after its SHA-256
- * matched. */
+ * matched.  A translation model (src/tools/mt_models.h) is a folder
+ * <cache>/NAME, staged as NAME.part/ until every file is verified. */
 #ifndef AT_ENGINES_ASR_WHISPER_MODELS_H
 #define AT_ENGINES_ASR_WHISPER_MODELS_H
 
@@ -37,6 +38,11 @@ int at_models_dir(char *out, size_t cap, at_err *err);
  * name (or any plain name) found in the cache gives its cached file.
  * Fails with a message that says how to pull it. */
 int at_models_resolve(const char *name_or_path, char *out, size_t cap, at_err *err);
+/* The same for a model that is a folder (a translation model): an existing
+ * path, or anything that is not a plain name, is returned as is; a plain
+ * name gives <cache>/NAME when that folder is there (`models pull` puts a
+ * folder there only once all its files are verified). */
+int at_models_resolve_dir(const char *name_or_path, char *out, size_t cap, at_err *err);
 
 /* The file name of model NAME in the cache: the table's, else
  * ggml-NAME.bin (-1 if it does not fit). */
