@@ -557,6 +557,79 @@ void at_tanh(float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
 }
 
+#if AT_HAVE_X86
+/* The largest of n values (-INFINITY for none). */
+AT_SIMD static float max_avx2(const float *x, int n)
+{
+    int i = 0;
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+    float tmp[8], mx = -INFINITY;
+    _mm256_storeu_ps(tmp, m8);
+    for (int j = 0; j < 8; j++) mx = tmp[j] > mx ? tmp[j] : mx;
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+
+AT_SIMD static void log_softmax_avx2(float *x, int n)
+{
+    float mx = max_avx2(x, n);
+    if (mx == -INFINITY) return;
+    __m256 m = _mm256_set1_ps(mx), s8 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) s8 = _mm256_add_ps(s8, exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m)));
+    float s = hsum256(s8);
+    for (; i < n; i++) s += expf(x[i] - mx);
+    float lse = mx + logf(s);
+    __m256 l = _mm256_set1_ps(lse);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_loadu_ps(x + i), l));
+    for (; i < n; i++) x[i] -= lse;
+}
+
+/* The first index holding the maximum: 8 at a time by mask. */
+AT_SIMD static int argmax_avx2(const float *x, int n)
+{
+    float mx = max_avx2(x, n);
+    __m256 m = _mm256_set1_ps(mx);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), m, _CMP_EQ_OQ));
+        if (mask) return i + __builtin_ctz((unsigned)mask);
+    }
+    for (; i < n; i++)
+        if (x[i] == mx) return i;
+    return 0; /* every value NaN */
+}
+#endif
+
+void at_log_softmax(float *x, int n)
+{
+#if AT_HAVE_X86
+    if (at_simd_ok()) {
+        log_softmax_avx2(x, n);
+        return;
+    }
+#endif
+    float mx = -INFINITY;
+    double s = 0;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) return;
+    for (int i = 0; i < n; i++) s += expf(x[i] - mx);
+    float lse = mx + (float)log(s);
+    for (int i = 0; i < n; i++) x[i] -= lse;
+}
+
+int at_argmax(const float *x, int n)
+{
+#if AT_HAVE_X86
+    if (at_simd_ok()) return argmax_avx2(x, n);
+#endif
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
 void at_softmax(float *x, int n)
 {
 #if AT_HAVE_X86

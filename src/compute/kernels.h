@@ -1,7 +1,8 @@
 /* kernels.h - the CPU kernels on host float buffers (activations f32,
  * row-major), behind the CPU backend.  Above src/compute only tests,
- * benches and host-side feature extraction (Whisper's mel) use them;
- * engines go through backend.h.
+ * benches, host-side feature extraction (Whisper's mel) and searches over
+ * downloaded logits (log-softmax, argmax) use them; engines go through
+ * backend.h.
  *
  * Large products go through our blocked GEMM (compute/gemm.h; weights
  * that are not f32 are converted to f32 in tiles, never as a whole copy);
@@ -43,6 +44,12 @@ void at_sigmoid(float *x, size_t n);
 void at_tanh(float *x, size_t n);
 /* In-place softmax of one row. */
 void at_softmax(float *x, int n);
+/* In place: x - log(sum(exp(x))), one row of logits (a search's
+ * log-probabilities); a row of -inf is left as it is. */
+void at_log_softmax(float *x, int n);
+/* The index of the largest value, the first of equal ones (as
+ * torch.argmax answers). */
+int at_argmax(const float *x, int n);
 /* y[i] += x[i] */
 void at_add(float *y, const float *x, size_t n);
 float at_dot(const float *a, const float *b, int n);

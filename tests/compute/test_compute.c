@@ -274,6 +274,47 @@ static void test_pool_clients(void **st)
     at_compute_free(pool);
 }
 
+/* The search kernels: log-softmax against double arithmetic, -inf kept;
+ * argmax the first of equal maxima wherever they fall (SIMD body or
+ * tail). */
+static void test_search_kernels(void **st)
+{
+    (void)st;
+    enum { N = 1003 };
+    static float x[N], y[N];
+    unsigned r = 7;
+    for (int i = 0; i < N; i++) {
+        r = r * 1103515245u + 12345u;
+        x[i] = (float)((r >> 8) % 20000) / 1000.0f - 10.0f;
+    }
+    x[5] = x[999] = -INFINITY;
+    memcpy(y, x, sizeof y);
+    at_log_softmax(y, N);
+    double mx = -INFINITY, s = 0;
+    for (int i = 0; i < N; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < N; i++) s += exp((double)x[i] - mx);
+    for (int i = 0; i < N; i++) {
+        if (isinf(x[i])) {
+            assert_true(isinf(y[i]) && y[i] < 0);
+            continue;
+        }
+        double want = x[i] - mx - log(s);
+        if (fabs(y[i] - want) > 1e-5) fail_msg("log_softmax[%d] %g, want %g", i, y[i], want);
+    }
+    for (int i = 0; i < N; i++) y[i] = -INFINITY;
+    at_log_softmax(y, N);
+    assert_true(isinf(y[0]) && y[0] < 0);
+    /* argmax: a maximum placed at each position, a tie after it */
+    for (int at = 0; at < N; at += 37) {
+        for (int i = 0; i < N; i++) y[i] = x[i] > 9.9f ? 9.9f : x[i];
+        y[at] = 50;
+        if (at + 9 < N) y[at + 9] = 50;
+        assert_int_equal(at_argmax(y, N), at);
+        assert_int_equal(at_argmax(y + at, N - at), 0);
+    }
+    assert_int_equal(at_argmax(x, 1), 0);
+}
+
 static void test_isa_cap(void **st)
 {
     (void)st;
@@ -293,7 +334,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_every_level), cmocka_unit_test(test_matmul_types),
         cmocka_unit_test(test_attention),        cmocka_unit_test(test_pool_clients),
-        cmocka_unit_test(test_isa_cap),
+        cmocka_unit_test(test_isa_cap),          cmocka_unit_test(test_search_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

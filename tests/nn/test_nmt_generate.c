@@ -53,9 +53,10 @@ static int toy_decode(void *user, const at_nmt_seq *seqs, int n, at_err *err)
     return 0;
 }
 
-static at_nmt_kv *toy_kv_new(void *user, at_err *err)
+static at_nmt_kv *toy_kv_new(void *user, int n_ctx, at_err *err)
 {
     (void)user;
+    (void)n_ctx;
     (void)err;
     return (at_nmt_kv *)calloc(1, sizeof(toy_kv));
 }

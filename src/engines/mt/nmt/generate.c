@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compute/kernels.h"
 #include "nn/safetensors.h"
 
 #define NEG_BIG (-1.0e9f) /* transformers' "very large negative value" */
@@ -160,17 +161,6 @@ static void process(const at_nmt_gen *g, int forced_bos, int max_length, const i
     if (len == max_length - 1 && g->forced_eos_id >= 0) force(x, V, g->forced_eos_id);
 }
 
-static void log_softmax(float *x, int V)
-{
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
-    if (mx == -INFINITY) return;
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((double)x[i] - mx);
-    float lse = mx + (float)log(sum);
-    for (int i = 0; i < V; i++) x[i] -= lse;
-}
-
 /* ------------------------------------------------------------------ search */
 
 typedef struct cand {
@@ -230,7 +220,7 @@ static int search_init(search *q, const at_nmt_decoder *d, const at_nmt_gen *g, 
         !q->src)
         return at_err_set(err, AT_E_NOMEM, "out of memory");
     for (int b = 0; b < B; b++) {
-        if (!(q->kv[b] = d->kv_new(d->user, err))) return -1;
+        if (!(q->kv[b] = d->kv_new(d->user, L, err))) return -1;
         q->run[(size_t)b * L] = g->decoder_start_id;
         q->rscore[b] = b ? NEG_BIG : 0; /* the beams start as one */
         q->fscore[b] = NEG_BIG;
@@ -433,9 +423,9 @@ static int model_decode(void *user, const at_nmt_seq *seqs, int n, at_err *err)
     return at_nmt_decode(user, seqs, n, err);
 }
 
-static at_nmt_kv *model_kv_new(void *user, at_err *err)
+static at_nmt_kv *model_kv_new(void *user, int n_ctx, at_err *err)
 {
-    return at_nmt_kv_new(at_nmt_state_model(user), err);
+    return at_nmt_kv_new_ctx(at_nmt_state_model(user), n_ctx, err);
 }
 
 static void model_kv_free(void *user, at_nmt_kv *kv)
@@ -505,15 +495,12 @@ int at_nmt_generate_on(const at_nmt_decoder *d, const at_nmt_gen *g, at_nmt_job 
             for (int b = 0; b < beams; b++) {
                 float *lp = logits + (size_t)(k + b) * V;
                 const int *seq = &x->run[(size_t)b * L];
-                if (B > 1) log_softmax(lp, V);
+                if (B > 1) at_log_softmax(lp, V);
                 process(g, x->forced_bos, x->L, seq, len, lp, V);
-                if (g->renormalize) log_softmax(lp, V);
+                if (g->renormalize) at_log_softmax(lp, V);
             }
             if (B == 1) {
-                const float *lp = logits + (size_t)k * V;
-                int best = 0;
-                for (int t = 1; t < V; t++)
-                    if (lp[t] > lp[best]) best = t;
+                int best = at_argmax(logits + (size_t)k * V, V);
                 x->run[len] = best;
                 if (is_eos(g, best) || len + 1 >= x->L) {
                     x->active = 0;

@@ -72,7 +72,7 @@ typedef struct at_nmt_decoder {
     void *user;
     int vocab, max_pos;
     int (*decode)(void *user, const at_nmt_seq *seqs, int n, at_err *err);
-    at_nmt_kv *(*kv_new)(void *user, at_err *err);
+    at_nmt_kv *(*kv_new)(void *user, int n_ctx, at_err *err); /* room for n_ctx tokens */
     void (*kv_free)(void *user, at_nmt_kv *kv);
     int (*kv_copy)(void *user, at_nmt_kv *dst, const at_nmt_kv *src, at_err *err);
 } at_nmt_decoder;

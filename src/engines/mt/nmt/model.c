@@ -294,13 +294,22 @@ void at_nmt_memory_free(at_nmt_memory *mem)
 
 at_nmt_kv *at_nmt_kv_new(const at_nmt_model *m, at_err *err)
 {
+    return at_nmt_kv_new_ctx(m, m->hp.max_pos, err);
+}
+
+at_nmt_kv *at_nmt_kv_new_ctx(const at_nmt_model *m, int n_ctx, at_err *err)
+{
+    if (n_ctx < 1 || n_ctx > m->hp.max_pos) {
+        at_err_set(err, AT_E_INVALID, "a cache of %d positions (the model has %d)", n_ctx, m->hp.max_pos);
+        return NULL;
+    }
     at_nmt_kv *kv = calloc(1, sizeof *kv);
     if (!kv) {
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
     kv->m = m;
-    if (at_nn_kv_init(&kv->c, m->wbe, m->hp.dec_layers, m->hp.max_pos, m->hp.d_model, err)) {
+    if (at_nn_kv_init(&kv->c, m->wbe, m->hp.dec_layers, n_ctx, m->hp.d_model, err)) {
         free(kv);
         return NULL;
     }
@@ -471,9 +480,9 @@ int at_nmt_decode(at_nmt_state *s, const at_nmt_seq *seqs, int n, at_err *err)
         if (!q->kv || q->kv->m != m || !q->mem || q->mem->m != m || !q->mem->mem.len)
             return at_err_set(err, AT_E_INVALID, "sequence %d: no cache or encoding of this model", i);
         if (q->n < 1 || !q->tokens) return at_err_set(err, AT_E_INVALID, "sequence %d: no tokens", i);
-        if (q->n > m->hp.max_pos - q->kv->c.len)
-            return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the %d positions", q->kv->c.len,
-                              q->n, m->hp.max_pos);
+        if (q->n > q->kv->c.n_ctx - q->kv->c.len)
+            return at_err_set(err, AT_E_TOO_LARGE, "%d + %d tokens exceed the cache's %d positions",
+                              q->kv->c.len, q->n, q->kv->c.n_ctx);
         for (int t = 0; t < q->n; t++)
             if (q->tokens[t] < 0 || q->tokens[t] >= m->dec_vocab)
                 return at_err_set(err, AT_E_INVALID, "token %d outside the vocabulary of %d", q->tokens[t],

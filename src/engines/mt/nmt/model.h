@@ -63,6 +63,9 @@ int at_nmt_memory_output(at_nmt_state *s, const at_nmt_memory *mem, float *out, 
                          at_err *err);
 
 at_nmt_kv *at_nmt_kv_new(const at_nmt_model *m, at_err *err);
+/* A cache for n_ctx target tokens (1..max positions): a search that stops
+ * at max_length tokens needs no more, and the memory is the cache's size. */
+at_nmt_kv *at_nmt_kv_new_ctx(const at_nmt_model *m, int n_ctx, at_err *err);
 void at_nmt_kv_free(at_nmt_kv *kv);
 int at_nmt_kv_copy(at_nmt_kv *dst, const at_nmt_kv *src, at_err *err);
 int at_nmt_kv_len(const at_nmt_kv *kv);
