@@ -18,7 +18,7 @@
  * are memory-mapped: "peak after loading" is before they are paged in.
  *
  *   bench_nmt DIR [--threads 1,2] [--beams 1,4] [--batches 1,16]
- *             [--tokens 20] [--reps 3] [--label NAME] */
+ *             [--tokens 20] [--reps 3] [--label NAME] [--q8] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,17 +217,21 @@ int main(int argc, char **argv)
 {
     char threads_s[64] = "1,2", beams_s[64] = "1,4", batches_s[64] = "1,16";
     const char *dir = NULL, *label = NULL;
-    int T = 20, reps = 3;
+    int T = 20, reps = 3, q8 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (a[0] != '-') {
             dir = a;
             continue;
         }
+        if (!strcmp(a, "--q8")) { /* matrices quantized at load, as --mt-q8 */
+            q8 = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr,
                     "usage: %s DIR [--threads L] [--beams L] [--batches L] [--tokens N] [--reps N] "
-                    "[--label S]\n",
+                    "[--label S] [--q8]\n",
                     argv[0]);
             return 2;
         }
@@ -271,7 +275,7 @@ int main(int argc, char **argv)
     bench_t b;
     memset(&b, 0, sizeof b);
     double t0 = now();
-    at_nmt_model *m = at_nmt_model_load(dir, &err);
+    at_nmt_model *m = at_nmt_model_load_as(dir, q8 ? AT_DT_Q8_0 : -1, &err);
     if (!m || at_nmt_gen_load(dir, m, &b.base, &err)) {
         fprintf(stderr, "%s: %s\n", dir, err.msg);
         return 1;

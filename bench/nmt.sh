@@ -24,3 +24,6 @@ lscpu | grep -E '^(Model name|Model):' | sed 's/  */ /g'
 uptime
 nice "$BUILD/bench/bench_nmt" "$DIR/opus-mt-base-f16" --label opus-mt-base --reps 3
 nice "$BUILD/bench/bench_nmt" "$DIR/nllb-600m-f16" --label nllb-600m --reps 3
+# the same with the matrices quantized at load (--mt-q8): 2 threads
+nice "$BUILD/bench/bench_nmt" "$DIR/opus-mt-base-f16" --label opus-mt-base-q8 --reps 3 --threads 2 --q8
+nice "$BUILD/bench/bench_nmt" "$DIR/nllb-600m-f16" --label nllb-600m-q8 --reps 3 --threads 2 --q8
