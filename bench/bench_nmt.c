@@ -77,11 +77,11 @@ static int t_decode(void *u, const at_nmt_seq *q, int n, at_err *err)
     return rc;
 }
 
-static at_nmt_kv *t_kv_new(void *u, at_err *err)
+static at_nmt_kv *t_kv_new(void *u, int n_ctx, at_err *err)
 {
     timed *t = u;
     double t0 = now();
-    at_nmt_kv *kv = at_nmt_kv_new(at_nmt_state_model(t->s), err);
+    at_nmt_kv *kv = at_nmt_kv_new_ctx(at_nmt_state_model(t->s), n_ctx, err);
     t->kv_s += now() - t0;
     return kv;
 }
