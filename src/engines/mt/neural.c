@@ -436,8 +436,8 @@ static int add_pair(neural *N, const char *src, const char *tgt, const route *r,
         N->cap_pairs = nc;
     }
     at_mt_pair *p = &N->pairs[N->n_pairs];
-    snprintf(p->source, sizeof p->source, "%s", src);
-    snprintf(p->target, sizeof p->target, "%s", tgt);
+    snprintf(p->source, sizeof p->source, "%.15s", src); /* codes are short: at most 15 bytes kept */
+    snprintf(p->target, sizeof p->target, "%.15s", tgt);
     N->routes[N->n_pairs++] = *r;
     return 0;
 }
