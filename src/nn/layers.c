@@ -27,25 +27,33 @@ void at_nn_loader_release(at_nn_loader *L)
 {
     for (size_t i = 0; i < L->n_owned; i++) at_tensor_free(&L->owned[i]);
     free(L->owned);
+    free(L->owned_src);
     L->owned = NULL;
+    L->owned_src = NULL;
     L->n_owned = L->cap_owned = 0;
     L->bytes = 0;
 }
 
-/* Records t so that at_nn_loader_release frees it. */
-static int keep(at_nn_loader *L, const at_tensor *t, at_err *err)
+/* Records t (converted from the file's src, or NULL) so that
+ * at_nn_loader_release frees it. */
+static int keep_src(at_nn_loader *L, const at_tensor *t, const void *src, at_err *err)
 {
     if (L->n_owned == L->cap_owned) {
         size_t nc = L->cap_owned ? L->cap_owned * 2 : 256;
         at_tensor *o = realloc(L->owned, nc * sizeof *o);
-        if (!o) return at_err_set(err, AT_E_NOMEM, "out of memory");
-        L->owned = o;
+        if (o) L->owned = o;
+        const void **s = realloc(L->owned_src, nc * sizeof *s);
+        if (s) L->owned_src = s;
+        if (!o || !s) return at_err_set(err, AT_E_NOMEM, "out of memory");
         L->cap_owned = nc;
     }
+    L->owned_src[L->n_owned] = src;
     L->owned[L->n_owned++] = *t;
     L->bytes += at_tensor_nbytes(t);
     return 0;
 }
+
+static int keep(at_nn_loader *L, const at_tensor *t, at_err *err) { return keep_src(L, t, NULL, err); }
 
 static const at_nn_wtensor *need(const at_nn_weights *w, const char *name, at_err *err)
 {
@@ -70,6 +78,13 @@ static int load_converted(at_nn_loader *L, at_tensor *out, const at_nn_wtensor *
                           at_err *err)
 {
     at_dtype type = (at_dtype)L->matrices;
+    /* tied weights (one embedding as encoder, decoder and output table)
+     * are converted once and shared, as they share the file's bytes */
+    for (size_t i = 0; i < L->n_owned; i++)
+        if (L->owned_src[i] == t->data) {
+            *out = L->owned[i];
+            return 0;
+        }
     size_t rb = at_dtype_row_bytes(t->type, ne[0]), qb = at_dtype_row_bytes(type, ne[0]);
     float *row = malloc((size_t)ne[0] * sizeof *row);
     uint8_t *q = malloc(qb * (size_t)ne[1]);
@@ -83,7 +98,7 @@ static int load_converted(at_nn_loader *L, at_tensor *out, const at_nn_wtensor *
     if (!rc && (rc = at_tensor_upload(L->be, out, q, qb * (size_t)ne[1], err))) at_tensor_free(out);
     free(row);
     free(q);
-    return rc ? rc : keep(L, out, err);
+    return rc ? rc : keep_src(L, out, t->data, err);
 }
 
 int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int kernel, const char *name,
@@ -106,6 +121,7 @@ int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int k
         at_dtype_row_bytes((at_dtype)L->matrices, ne[0]))
         return load_converted(L, out, t, ne, err);
     CHECK(at_tensor_from_host(L->be, out, t->type, 2, ne, t->data, t->nbytes, err));
+    L->in_place++;
     return keep(L, out, err);
 }
 

@@ -67,9 +67,11 @@ typedef struct at_nn_loader {
     const at_nn_weights *w;
     at_backend *be;
     at_tensor *owned;
+    const void **owned_src; /* the file data a converted tensor was made from, else NULL */
     size_t n_owned, cap_owned;
-    size_t bytes; /* of the tensors made (weights used in place count too) */
-    int matrices; /* -1: matrices in the file's type; AT_DT_Q8_0: float ones quantized at load */
+    size_t bytes;    /* of the tensors made (weights used in place count too) */
+    int matrices;    /* -1: matrices in the file's type; AT_DT_Q8_0: float ones quantized at load */
+    size_t in_place; /* tensors made over the file's memory: while any, it must stay mapped */
 } at_nn_loader;
 
 void at_nn_loader_init(at_nn_loader *L, const at_nn_weights *w, at_backend *be);

@@ -235,6 +235,9 @@ at_nmt_model *at_nmt_model_load_as(const char *dir, int matrices, at_err *err)
     }
     if ((st ? at_nn_safetensors_open : at_nn_torch_open)(path, &m->w, NULL, NULL, err)) goto fail;
     if (!(m->wbe = at_backend_cpu_new(NULL, err)) || build(m, err)) goto fail;
+    /* every weight converted into memory of its own (q8_0): the file's
+     * pages need not stay resident */
+    if (!m->ld.in_place) at_nn_weights_free(&m->w);
     return m;
 fail:
     at_nmt_model_free(m);
