@@ -375,43 +375,20 @@ int at_nmt_random_model(const char *preset, const char *type, const char *out_di
     return rc;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: audio-translator nmt-random-model --preset P --out DIR [--type T] [--seed N]\n"
-               "  P: opus-mt-base (MarianMT as Helsinki-NLP/opus-mt-en-es), nllb-600m\n"
-               "     (facebook/nllb-200-distilled-600M), m2m100-418m (facebook/m2m100_418M)\n"
-               "  T: f16 (default) f32\n"
-               "Writes config.json, generation_config.json and model.safetensors (random\n"
-               "weights of the published shape, no tokenizer) into DIR.\n");
-}
-
 int at_nmt_random_model_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"preset", required_argument, 0, 'p'}, {"type", required_argument, 0, 't'},
-        {"out", required_argument, 0, 'o'},    {"seed", required_argument, 0, 's'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *preset = NULL, *type = "f16", *out = NULL;
-    unsigned long long seed = 1;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'p': preset = optarg; break;
-        case 't': type = optarg; break;
-        case 'o': out = optarg; break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
-        case 'h': usage(stdout); return 0;
-        default:
-            fprintf(stderr, "nmt-random-model: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            return 2;
-        }
-    }
-    if (!preset || !out || optind < argc) {
-        usage(stderr);
-        return 2;
-    }
+    const char *preset, *type, *out;
+    unsigned long long seed;
+    int rc = at_tools_random_model_opts(
+        argc, argv, "nmt-random-model",
+        "usage: audio-translator nmt-random-model --preset P --out DIR [--type T] [--seed N]\n"
+        "  P: opus-mt-base (MarianMT as Helsinki-NLP/opus-mt-en-es), nllb-600m\n"
+        "     (facebook/nllb-200-distilled-600M), m2m100-418m (facebook/m2m100_418M)\n"
+        "  T: f16 (default) f32\n"
+        "Writes config.json, generation_config.json and model.safetensors (random\n"
+        "weights of the published shape, no tokenizer) into DIR.\n",
+        &preset, &type, &out, &seed);
+    if (rc) return rc == 1 ? 0 : rc;
     at_err err = {0};
     int64_t n = 0;
     if (at_nmt_random_model(preset, type, out, seed, &n, &err)) {

@@ -227,39 +227,47 @@ out:
     return rc;
 }
 
-int at_whisper_random_model_main(int argc, char **argv)
+int at_tools_random_model_opts(int argc, char **argv, const char *cmd, const char *usage, const char **preset,
+                               const char **type, const char **out, unsigned long long *seed)
 {
     static const struct option opts[] = {
         {"preset", required_argument, 0, 'p'}, {"type", required_argument, 0, 't'},
         {"out", required_argument, 0, 'o'},    {"seed", required_argument, 0, 's'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *preset = NULL, *type = "f16", *out = NULL;
-    unsigned long long seed = 1;
+    *preset = *out = NULL;
+    *type = "f16";
+    *seed = 1;
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'p': preset = optarg; break;
-        case 't': type = optarg; break;
-        case 'o': out = optarg; break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
-        case 'h':
-            printf(
-                "usage: audio-translator whisper-random-model --preset P --out FILE [--type T] [--seed N]\n"
-                "  P: tiny tiny.en base base.en small small.en medium medium.en large-v3 large-v3-turbo\n"
-                "  T: f32 f16 (default) q8_0 q5_0 q5_1 q4_0 q4_1\n");
-            return 0;
-        default:
-            fprintf(stderr, "whisper-random-model: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            return 2;
+        case 'p': *preset = optarg; break;
+        case 't': *type = optarg; break;
+        case 'o': *out = optarg; break;
+        case 's': *seed = strtoull(optarg, NULL, 10); break;
+        case 'h': fputs(usage, stdout); return 1;
+        default: fprintf(stderr, "%s: unknown or incomplete option '%s'\n", cmd, argv[optind - 1]); return 2;
         }
     }
-    if (!preset || !out || optind < argc) {
-        fprintf(stderr,
-                "usage: audio-translator whisper-random-model --preset P --out FILE [--type T] [--seed N]\n");
+    if (!*preset || !*out || optind < argc) {
+        fputs(usage, stderr);
         return 2;
     }
+    return 0;
+}
+
+int at_whisper_random_model_main(int argc, char **argv)
+{
+    const char *preset, *type, *out;
+    unsigned long long seed;
+    int rc = at_tools_random_model_opts(
+        argc, argv, "whisper-random-model",
+        "usage: audio-translator whisper-random-model --preset P --out FILE [--type T] [--seed N]\n"
+        "  P: tiny tiny.en base base.en small small.en medium medium.en large-v3 large-v3-turbo\n"
+        "  T: f32 f16 (default) q8_0 q5_0 q5_1 q4_0 q4_1\n",
+        &preset, &type, &out, &seed);
+    if (rc) return rc == 1 ? 0 : rc;
     at_err err = {0};
     if (at_whisper_random_model(preset, type, out, seed, &err)) {
         fprintf(stderr, "whisper-random-model: %s\n", err.msg);

@@ -29,6 +29,11 @@ int at_whisper_convert_main(int argc, char **argv);
  * large-v3-turbo; type as for at_whisper_convert. */
 int at_whisper_random_model(const char *preset, const char *type, const char *out_path, uint64_t seed,
                             at_err *err);
+/* The options of both random-model commands (--preset, --type, --out,
+ * --seed, --help): 0 to go on, 1 after printing usage for --help, 2 on a
+ * bad or missing option (usage on stderr). */
+int at_tools_random_model_opts(int argc, char **argv, const char *cmd, const char *usage, const char **preset,
+                               const char **type, const char **out, unsigned long long *seed);
 /* `audio-translator whisper-random-model --preset P --type T --out FILE`. */
 int at_whisper_random_model_main(int argc, char **argv);
 

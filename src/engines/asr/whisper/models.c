@@ -121,7 +121,9 @@ int at_models_cache_file(const char *dir, const char *name, const char *suffix, 
     return 0;
 }
 
-int at_models_resolve(const char *arg, char *out, size_t cap, at_err *err)
+/* A path is returned as is; a plain name becomes its place in the cache
+ * (a Whisper file name, or a folder), which must exist. */
+static int resolve(const char *arg, int folder, char *out, size_t cap, at_err *err)
 {
     struct stat st;
     if (!arg || !*arg) return at_err_set(err, AT_E_INVALID, "no model given");
@@ -133,31 +135,25 @@ int at_models_resolve(const char *arg, char *out, size_t cap, at_err *err)
     char dir[768];
     int rc = at_models_dir(dir, sizeof dir, err);
     if (rc < 0) return rc;
-    if ((rc = at_models_cache_file(dir, arg, "", out, cap, err)) < 0) return rc;
-    if (stat(out, &st) == 0) return 0;
+    if (folder) {
+        int n = snprintf(out, cap, "%s/%s", dir, arg);
+        if (n < 0 || (size_t)n >= cap) return at_err_set(err, AT_E_INVALID, "models: path too long");
+    } else if ((rc = at_models_cache_file(dir, arg, "", out, cap, err)) < 0) {
+        return rc;
+    }
+    if (stat(out, &st) == 0 && (!folder || S_ISDIR(st.st_mode))) return 0;
     return at_err_set(err, AT_E_IO,
-                      "model '%s' is neither a file nor in the cache %s; run "
+                      "model '%s' is neither a %s nor in the cache %s; run "
                       "'audio-translator models pull %s'",
-                      arg, dir, arg);
+                      arg, folder ? "folder" : "file", dir, arg);
+}
+
+int at_models_resolve(const char *arg, char *out, size_t cap, at_err *err)
+{
+    return resolve(arg, 0, out, cap, err);
 }
 
 int at_models_resolve_dir(const char *arg, char *out, size_t cap, at_err *err)
 {
-    struct stat st;
-    if (!arg || !*arg) return at_err_set(err, AT_E_INVALID, "no model given");
-    if (stat(arg, &st) == 0 || !plain_name(arg)) {
-        if (snprintf(out, cap, "%s", arg) >= (int)cap)
-            return at_err_set(err, AT_E_INVALID, "model path too long");
-        return 0;
-    }
-    char dir[768];
-    int rc = at_models_dir(dir, sizeof dir, err);
-    if (rc < 0) return rc;
-    int n = snprintf(out, cap, "%s/%s", dir, arg);
-    if (n < 0 || (size_t)n >= cap) return at_err_set(err, AT_E_INVALID, "models: path too long");
-    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
-    return at_err_set(err, AT_E_IO,
-                      "model '%s' is neither a folder nor in the cache %s; run "
-                      "'audio-translator models pull %s'",
-                      arg, dir, arg);
+    return resolve(arg, 1, out, cap, err);
 }
