@@ -8,14 +8,17 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "engines/mt/nmt/model.h"
 #include "nn/npy.h"
+#include "nn/safetensors.h"
 
 typedef struct {
     int src[64], n_src;
@@ -301,17 +304,15 @@ static void check_batch(const char *name)
 
 static void test_batch(void **st) { check_batch(*st); }
 
-/* Matrices quantized to q8_0 at load: the logits stay within 3 % of their
- * range of transformers', and every clear argmax holds. */
-static void test_q8(void **st)
+/* The oracle's logits from a model loaded from dir (matrices: as
+ * at_nmt_model_load_as): within 3 % of their range of transformers', and
+ * every clear argmax kept. */
+static void check_close(const char *name, const char *dir, int matrices, const char *what)
 {
-    const char *name = *st;
     reference R;
     load_ref(name, &R);
-    char path[4096];
     at_err err = {0};
-    snprintf(path, sizeof path, "%s/%s", oracles(), name);
-    at_nmt_model *m = at_nmt_model_load_as(path, AT_DT_Q8_0, &err);
+    at_nmt_model *m = at_nmt_model_load_as(dir, matrices, &err);
     if (!m) fail_msg("%s", err.msg);
     at_compute *pool = at_compute_new(2, &err);
     at_nmt_state *s = at_nmt_state_new(m, pool, &err);
@@ -326,7 +327,7 @@ static void test_q8(void **st)
     at_nmt_seq q = {kv, R.greedy, R.n_greedy, mem, lg, 1};
     assert_int_equal(at_nmt_decode(s, &q, 1, &err), 0);
     double dl = max_abs(lg, R.logits.data, NL), ml = max_mag(R.logits.data, NL);
-    printf("%s q8_0: logits max |diff| %.2e (values up to %.2f)\n", name, dl, ml);
+    printf("%s %s: logits max |diff| %.2e (values up to %.2f)\n", name, what, dl, ml);
     assert_true(dl <= 0.03 * ml);
     for (int t = 1; t + 1 < R.n_greedy; t++) {
         const float *ref = R.logits.data + (size_t)t * V, *ours = lg + (size_t)t * V;
@@ -345,6 +346,102 @@ static void test_q8(void **st)
     at_nmt_model_free(m);
     at_npy_free(&R.enc);
     at_npy_free(&R.logits);
+}
+
+/* Matrices quantized to q8_0 at load. */
+static void test_q8(void **st)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", oracles(), (const char *)*st);
+    check_close(*st, path, AT_DT_Q8_0, "q8_0");
+}
+
+static void write_all(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+static uint16_t bf16_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7FFF + ((u >> 16) & 1); /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+/* A bf16 model.safetensors (as a bf16 checkpoint is published) with the
+ * oracle's config.json, in a new folder under /tmp. */
+static void write_bf16_copy(const char *name, char *dir)
+{
+    char path[4200];
+    at_err err = {0};
+    at_nn_weights w = {0};
+    snprintf(path, sizeof path, "%s/%s/model.safetensors", oracles(), name);
+    if (at_nn_safetensors_open(path, &w, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    assert_non_null(mkdtemp(dir));
+    cJSON *h = cJSON_CreateObject();
+    size_t total = 0;
+    for (size_t i = 0; i < w.n; i++) total += (size_t)at_nn_wtensor_numel(&w.t[i]) * 2;
+    uint16_t *data = malloc(total ? total : 1), *o = data;
+    for (size_t i = 0; i < w.n; i++) {
+        const at_nn_wtensor *t = &w.t[i];
+        int64_t n = at_nn_wtensor_numel(t), cols = t->shape[t->n_dims - 1];
+        float *row = malloc(sizeof(float) * (size_t)cols);
+        for (int64_t r = 0; r < n / cols; r++) {
+            at_dequant_row(t->type, (const uint8_t *)t->data + (size_t)r * at_dtype_row_bytes(t->type, cols),
+                           row, (int)cols);
+            for (int64_t c = 0; c < cols; c++) *o++ = bf16_of(row[c]);
+        }
+        free(row);
+        cJSON *e = cJSON_AddObjectToObject(h, t->name), *shape = cJSON_AddArrayToObject(e, "shape"),
+              *off = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddStringToObject(e, "dtype", "BF16");
+        for (int d = 0; d < t->n_dims; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)((size_t)(o - data) * 2 - (size_t)n * 2)));
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)((size_t)(o - data) * 2)));
+    }
+    char *hs = cJSON_PrintUnformatted(h);
+    uint64_t hl = strlen(hs);
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(hl >> (8 * i));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(len8, 1, 8, f), 8);
+    assert_int_equal(fwrite(hs, 1, hl, f), hl);
+    assert_int_equal(fwrite(data, 1, total, f), total);
+    assert_int_equal(fclose(f), 0);
+    snprintf(path, sizeof path, "%s/%s/config.json", oracles(), name);
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    static char cfg[1 << 16];
+    size_t cn = fread(cfg, 1, sizeof cfg, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_all(path, cfg, cn);
+    free(hs);
+    free(data);
+    cJSON_Delete(h);
+    at_nn_weights_free(&w);
+}
+
+/* Weights published in bf16, used as they are (matrices in the file's
+ * type, others converted). */
+static void test_bf16(void **st)
+{
+    const char *name = *st;
+    char dir[] = "/tmp/at-bf16-XXXXXX", path[4200];
+    write_bf16_copy(name, dir);
+    check_close(name, dir, -1, "bf16");
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
 }
 
 static void test_load_errors(void **st)
@@ -369,6 +466,8 @@ int main(void)
         cmocka_unit_test_prestate(test_batch, (void *)"m2m100-mini"),
         cmocka_unit_test_prestate(test_q8, (void *)"marian-mini"),
         cmocka_unit_test_prestate(test_q8, (void *)"m2m100-mini"),
+        cmocka_unit_test_prestate(test_bf16, (void *)"marian-mini"),
+        cmocka_unit_test_prestate(test_bf16, (void *)"m2m100-mini"),
         cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
