@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
+#include "client.h"
 #include "engines/asr/whisper/models.h"
 #include "nmt_folder.h"
 #include "services/app.h"
@@ -186,23 +187,6 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-static unsigned char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *d = malloc((size_t)n + 1);
-    if (d && fread(d, 1, (size_t)n, f) != (size_t)n) {
-        free(d);
-        d = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return d;
-}
-
 static int write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "wb");
@@ -223,7 +207,7 @@ static int setup(void **st)
     at_err err;
     for (int i = 0; i < NF; i++) {
         snprintf(p, sizeof p, "%s/%s", src_dir, k_files[i]);
-        if (!(S.data[i] = read_all(p, &S.len[i]))) {
+        if (!(S.data[i] = at_test_read_file(p, &S.len[i]))) {
             fprintf(stderr, "%s missing\n", p);
             return -1;
         }
