@@ -95,6 +95,10 @@ static int upload(at_backend *be, at_tensor *dst, const void *src, at_err *err)
     (void)be;
     if (rows_of(dst, err)) return AT_E_UNSUPPORTED;
     size_t rb = rbytes(dst);
+    if (at_tensor_contiguous(dst)) { /* one copy, not one per row */
+        memcpy(at_tensor_host(dst), src, rb * (size_t)at_tensor_rows(dst));
+        return 0;
+    }
     for (int64_t r = 0; r < at_tensor_rows(dst); r++)
         memcpy((char *)at_tensor_host(dst) + (size_t)r * dst->nb[1], (const char *)src + (size_t)r * rb, rb);
     return 0;
@@ -105,6 +109,10 @@ static int download(at_backend *be, const at_tensor *src, void *dst, at_err *err
     (void)be;
     if (rows_of(src, err)) return AT_E_UNSUPPORTED;
     size_t rb = rbytes(src);
+    if (at_tensor_contiguous(src)) {
+        memcpy(dst, at_tensor_host(src), rb * (size_t)at_tensor_rows(src));
+        return 0;
+    }
     for (int64_t r = 0; r < at_tensor_rows(src); r++)
         memcpy((char *)dst + (size_t)r * rb, (const char *)at_tensor_host(src) + (size_t)r * src->nb[1], rb);
     return 0;
@@ -292,6 +300,143 @@ static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, co
     return rc;
 }
 
+/* Y[m] = sum over k < n_taps of X[off + m + k] W_k for m < M (Y rows ldy
+ * floats apart; X rows of C floats, T of them, zero outside): W is
+ * [C_out][n_taps][C] as rows of n_taps * C.  The taps of one output are
+ * n_taps consecutive rows of X, which a product reads in place as one row
+ * (rows that overlap: ldx = C); only the outputs whose taps reach past
+ * either end of X go through a padded copy.  bias (C_out, or NULL) is
+ * added to each output. */
+static int taps_product(at_compute *c, const float *X, int T, int C, int off, int M, const at_matrix *W,
+                        const float *bias, float *Y, int ldy, at_err *err)
+{
+    int n_taps = W->cols / C;
+    int lo = -off < 0 ? 0 : -off < M ? -off : M;                  /* first output inside */
+    int hi = T - n_taps + 1 - off < M ? T - n_taps + 1 - off : M; /* past the last one */
+    if (hi < lo) hi = lo;
+    int rc = 0;
+    if (hi > lo)
+        rc = at_matmul_ld(c, X + (size_t)(off + lo) * C, C, hi - lo, W, bias, Y + (size_t)lo * ldy, ldy, err);
+    int edge[2][2] = {{0, lo}, {hi, M}};
+    for (int e = 0; e < 2 && !rc; e++) {
+        int n = edge[e][1] - edge[e][0];
+        if (n <= 0) continue;
+        int rows = n + n_taps - 1, r0 = off + edge[e][0];
+        float *buf = malloc((size_t)rows * (size_t)C * sizeof(float));
+        if (!buf) return at_err_set(err, AT_E_NOMEM, "out of memory (convolution edge)");
+        for (int j = 0; j < rows; j++) {
+            int ti = r0 + j;
+            if (ti >= 0 && ti < T)
+                memcpy(buf + (size_t)j * C, X + (size_t)ti * C, (size_t)C * sizeof(float));
+            else
+                memset(buf + (size_t)j * C, 0, (size_t)C * sizeof(float));
+        }
+        rc = at_matmul_ld(c, buf, C, n, W, bias, Y + (size_t)edge[e][0] * ldy, ldy, err);
+        free(buf);
+    }
+    return rc;
+}
+
+/* Stride-1 convolution without im2col: the kernel reordered to
+ * [C_out][K][C_in], so that at dilation 1 the taps of output t are the K
+ * input rows from t - pad on (taps_product).  A dilation d splits the
+ * outputs into d phases, each reading every d-th input row: a piece of
+ * time at a time, each phase's rows are copied once (with the padding)
+ * where im2col wrote each row K times. */
+static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
+                     const at_conv1d_params *p, at_tensor *y, at_err *err)
+{
+    int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
+    int T_out = (int)at_tensor_rows(y), K = p->kernel, d = p->dilation, pad = p->padding, KC = K * C_in;
+    int piece = conv_piece(C_in), ph_rows = (piece + d - 1) / d + K - 1;
+    float *wk = malloc((size_t)C_out * (size_t)KC * sizeof(float));
+    float *row = malloc((size_t)KC * sizeof(float));
+    float *xr = d > 1 ? malloc((size_t)ph_rows * (size_t)C_in * sizeof(float)) : NULL;
+    int rc = 0;
+    if (!wk || !row || (d > 1 && !xr)) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", C_out, KC);
+        goto out;
+    }
+    for (int co = 0; co < C_out; co++) {
+        at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)co * w->nb[1], row, KC);
+        float *o = wk + (size_t)co * KC;
+        for (int ci = 0; ci < C_in; ci++)
+            for (int k = 0; k < K; k++) o[(size_t)k * C_in + ci] = row[(size_t)ci * K + k];
+    }
+    at_matrix Wk = {AT_DT_F32, C_out, KC, wk, (size_t)KC * sizeof(float)};
+    if (d == 1) {
+        rc = taps_product(c, F(x), T_in, C_in, -pad, T_out, &Wk, bias, F(y), C_out, err);
+        goto out;
+    }
+    for (int t0 = 0; t0 < T_out && !rc; t0 += piece) {
+        int t1 = T_out - t0 < piece ? T_out : t0 + piece;
+        for (int r = 0; r < d && t0 + r < t1 && !rc; r++) {
+            /* output steps t0 + r + d m read input rows t0 + r + d (m + k) - pad */
+            int M = (t1 - t0 - r + d - 1) / d;
+            for (int j = 0; j < M + K - 1; j++) {
+                int ti = t0 + r + d * j - pad;
+                float *dst = xr + (size_t)j * C_in;
+                if (ti >= 0 && ti < T_in)
+                    memcpy(dst, F(x) + (size_t)ti * C_in, (size_t)C_in * sizeof(float));
+                else
+                    memset(dst, 0, (size_t)C_in * sizeof(float));
+            }
+            rc = taps_product(c, xr, M + K - 1, C_in, 0, M, &Wk, bias, F(y) + (size_t)(t0 + r) * C_out,
+                              d * C_out, err);
+        }
+    }
+out:
+    free(wk);
+    free(row);
+    free(xr);
+    return rc;
+}
+
+/* Transposed convolution of one group at dilation 1, by phases: output
+ * t = q + s m receives x[i] W_k for t = i s - pad + k, that is the taps
+ * k = k0, k0 + s, ... (k0 = (q + pad) mod s) of the inputs m + e, m + e - 1,
+ * ... (e = (q + pad - k0) / s): a stride-1 convolution of x with those
+ * taps, reversed (taps_product), written to every s-th output row.  No
+ * zero-stuffing, and no scatter of each input's taps into the outputs. */
+static int conv_transposed_phases(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
+                                  const at_conv1d_params *p, at_tensor *y, at_err *err)
+{
+    int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
+    int T_out = (int)at_tensor_rows(y), K = p->kernel, s = p->stride, kq_max = (K + s - 1) / s;
+    float *wq = malloc((size_t)C_out * (size_t)kq_max * (size_t)C_in * sizeof(float));
+    float *wf = malloc((size_t)C_in * (size_t)C_out * (size_t)K * sizeof(float));
+    int rc = 0;
+    if (!wq || !wf) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv_transpose1d of %d x %d)", C_in, C_out * K);
+        goto out;
+    }
+    for (int ci = 0; ci < C_in; ci++) /* [C_in][C_out][K] as f32 */
+        at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)ci * w->nb[1],
+                       wf + (size_t)ci * C_out * K, C_out * K);
+    for (int q = 0; q < s && q < T_out && !rc; q++) {
+        int k0 = (q + p->padding) % s, e = (q + p->padding - k0) / s;
+        int kq = k0 < K ? (K - k0 + s - 1) / s : 0, M = (T_out - q + s - 1) / s;
+        float *yq = F(y) + (size_t)q * C_out;
+        if (!kq) {
+            for (int m = 0; m < M; m++)
+                for (int co = 0; co < C_out; co++) yq[(size_t)m * s * C_out + co] = bias ? bias[co] : 0.0f;
+            continue;
+        }
+        /* tap j reads input row m + e - kq + 1 + j with kernel index k0 + s (kq - 1 - j) */
+        for (int co = 0; co < C_out; co++)
+            for (int j = 0; j < kq; j++)
+                for (int ci = 0; ci < C_in; ci++)
+                    wq[((size_t)co * kq + j) * C_in + ci] =
+                        wf[((size_t)ci * C_out + co) * K + k0 + s * (kq - 1 - j)];
+        at_matrix Wq = {AT_DT_F32, C_out, kq * C_in, wq, (size_t)kq * C_in * sizeof(float)};
+        rc = taps_product(c, F(x), T_in, C_in, e - kq + 1, M, &Wq, bias, yq, s * C_out, err);
+    }
+out:
+    free(wq);
+    free(wf);
+    return rc;
+}
+
 /* Transposed convolution: per group, Z = x_g W_g ([T_in x C_in/g] times
  * [C_in/g x C_out/g*K], W_g converted to f32 and transposed once per call),
  * then each input step's taps are added into the outputs they reach. */
@@ -348,6 +493,14 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
 {
     int rc = need_ctx(be, err);
     if (rc) return rc;
+    /* the products of the phase and tap paths add the bias themselves */
+    const float *b = bias ? F(bias) : NULL;
+    if (transposed && p->groups == 1 && p->dilation == 1)
+        return conv_transposed_phases(ctx(be), x, w, b, p, y, err);
+    /* reordering the kernel costs C_out rows of K * C_in, im2col T_out of
+     * them: short inputs (a sentence's tokens) keep im2col */
+    if (!transposed && p->groups == 1 && p->stride == 1 && at_tensor_rows(y) >= at_tensor_cols(y))
+        return conv_taps(ctx(be), x, w, b, p, y, err);
     rc = transposed ? conv_transposed(ctx(be), x, w, p, y, err) : conv_direct(ctx(be), x, w, p, y, err);
     if (!rc && bias)
         for (int64_t t = 0; t < at_tensor_rows(y); t++) at_add(ROW(y, t), F(bias), (size_t)at_tensor_cols(y));

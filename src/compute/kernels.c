@@ -166,7 +166,8 @@ typedef struct {
     const at_matrix *W;
     const float *bias;
     float *Y;
-    int tile_m; /* rows of X per chunk of a large product */
+    int tile_m;   /* rows of X per chunk of a large product */
+    int ldx, ldy; /* row strides of X and Y in floats */
 } mm_job;
 
 static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int K, float *buf)
@@ -465,10 +466,11 @@ static void mm_small(void *p, int chunk, int ith)
             for (int m0 = 0; m0 < j->M; m0 += 4) {
                 int mm = j->M - m0 < 4 ? j->M - m0 : 4;
                 const float *x[4];
-                for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->K;
+                for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->ldx;
                 rowsx4_avx512(mm, x, w4, t, j->K, o);
                 for (int m = 0; m < mm; m++)
-                    for (int r = 0; r < nw; r++) j->Y[(size_t)(m0 + m) * j->N + n + r] = o[4 * m + r] + b4[r];
+                    for (int r = 0; r < nw; r++)
+                        j->Y[(size_t)(m0 + m) * j->ldy + n + r] = o[4 * m + r] + b4[r];
             }
             n += nw - 1;
             continue;
@@ -490,7 +492,7 @@ static void mm_small(void *p, int chunk, int ith)
             for (int m0 = 0; m0 < j->M; m0 += 4) {
                 int mm = j->M - m0 < 4 ? j->M - m0 : 4;
                 const float *x[4];
-                for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->K;
+                for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->ldx;
                 if (q8)
                     rowsx2_q8_avx2(mm, x, wf0, wf1, j->K, o);
                 else if (j->c->isa >= AT_ISA_AVX512)
@@ -498,8 +500,8 @@ static void mm_small(void *p, int chunk, int ith)
                 else
                     rowsx2_avx2(mm, x, wf0, wf1, half, j->K, o);
                 for (int m = 0; m < mm; m++) {
-                    j->Y[(size_t)(m0 + m) * j->N + n] = o[2 * m] + b;
-                    if (pair) j->Y[(size_t)(m0 + m) * j->N + n + 1] = o[2 * m + 1] + b1;
+                    j->Y[(size_t)(m0 + m) * j->ldy + n] = o[2 * m] + b;
+                    if (pair) j->Y[(size_t)(m0 + m) * j->ldy + n + 1] = o[2 * m + 1] + b1;
                 }
             }
             n += pair;
@@ -507,8 +509,8 @@ static void mm_small(void *p, int chunk, int ith)
         }
 #endif
         for (int m = 0; m < j->M; m++)
-            j->Y[(size_t)m * j->N + n] =
-                row_dot(j->c->simd, j->W->type, j->X + (size_t)m * j->K, w, j->K, buf) + b;
+            j->Y[(size_t)m * j->ldy + n] =
+                row_dot(j->c->simd, j->W->type, j->X + (size_t)m * j->ldx, w, j->K, buf) + b;
     }
 }
 
@@ -528,17 +530,17 @@ static void mm_big(void *p, int t, int ith)
                            buf + (size_t)r * j->K, j->K);
         Wt = buf;
     }
-    float *Y = j->Y + (size_t)m0 * j->N + n0;
-    at_gemm(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->K, j->K, Wt, j->K, 1, 0, Y, j->N,
+    float *Y = j->Y + (size_t)m0 * j->ldy + n0;
+    at_gemm(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->ldx, j->ldx, Wt, j->K, 1, 0, Y, j->ldy,
             j->c->pack[ith]);
     if (j->bias)
-        for (int m = 0; m < tm; m++) at_add(Y + (size_t)m * j->N, j->bias + n0, (size_t)tn);
+        for (int m = 0; m < tm; m++) at_add(Y + (size_t)m * j->ldy, j->bias + n0, (size_t)tn);
 }
 
-static int matmul_locked(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias,
-                         float *Y, at_err *err)
+static int matmul_locked(at_compute *c, const float *X, int ldx, int M, const at_matrix *W, const float *bias,
+                         float *Y, int ldy, at_err *err)
 {
-    mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y, 0};
+    mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y, 0, ldx, ldy};
     if (M < SMALL_M) {
         if (at_compute_reserve(c, 2 * (size_t)W->cols, err))
             return err && err->code < 0 ? err->code : AT_E_NOMEM;
@@ -563,7 +565,17 @@ int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const fl
     if (M <= 0) return 0;
     /* the scratch sizes and the run belong together: one caller at a time */
     at_compute *r = at_compute_op_begin(c);
-    int rc = matmul_locked(r, X, M, W, bias, Y, err);
+    int rc = matmul_locked(r, X, W->cols, M, W, bias, Y, W->rows, err);
+    pthread_mutex_unlock(&r->op_mu);
+    return rc;
+}
+
+int at_matmul_ld(at_compute *c, const float *X, int ldx, int M, const at_matrix *W, const float *bias,
+                 float *Y, int ldy, at_err *err)
+{
+    if (M <= 0) return 0;
+    at_compute *r = at_compute_op_begin(c);
+    int rc = matmul_locked(r, X, ldx, M, W, bias, Y, ldy, err);
     pthread_mutex_unlock(&r->op_mu);
     return rc;
 }

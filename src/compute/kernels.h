@@ -31,6 +31,11 @@ typedef struct at_matrix {
  * Fails only on allocation failure (scratch memory). */
 int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const float *bias, float *Y,
               at_err *err);
+/* The same with row strides: X row m at X + m ldx, Y row m at Y + m ldy
+ * (ldx may be less than the row's length: rows that overlap, as the
+ * taps of a convolution's consecutive steps do). */
+int at_matmul_ld(at_compute *c, const float *X, int ldx, int M, const at_matrix *W, const float *bias,
+                 float *Y, int ldy, at_err *err);
 
 /* Row-wise layer norm over N columns: y = (x - mean)/sqrt(var + eps)*w + b
  * (b NULL: no bias).  y may equal x. */

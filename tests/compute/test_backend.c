@@ -182,6 +182,8 @@ static void test_conv1d(void **st)
     conv_case(be, 0, 20, 64, 32, (at_conv1d_params){1, 1, 0, 1, 1, 0}, AT_DT_Q8_0);
     /* long enough to be done in several pieces of time */
     conv_case(be, 0, 9000, 16, 4, (at_conv1d_params){11, 1, 5, 1, 1, 0}, AT_DT_F32);
+    /* HiFi-GAN's dilated residual blocks over several pieces, in f16 */
+    conv_case(be, 0, 5000, 8, 4, (at_conv1d_params){5, 1, 10, 5, 1, 0}, AT_DT_F16);
 }
 
 static void test_conv_transpose1d(void **st)
