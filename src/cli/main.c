@@ -7,6 +7,7 @@
  *   translate-speech IN ...    speech file -> translated speech + subtitles
  *   whisper-check ...          compare our Whisper against reference dumps
  *   mt-check ...               compare a translation model against reference dumps
+ *   tts-check ...              run a VITS voice on token ids, write the waveform
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,13 +39,17 @@ static void usage(FILE *f)
                "  whisper-check --model PATH ... decode with raw argmax and dump features\n"
                "  mt-check --model DIR --source-ids LIST ...  run a translation model\n"
                "                                 by argmax and generate(), dump tensors\n"
+               "  tts-check --model DIR --input-ids LIST --out FILE.npy  run a VITS voice\n"
+               "                                 on token ids, write the waveform\n"
                "  whisper-convert --model IN --out OUT.bin  Hugging Face folder -> ggml\n"
                "                                 (--type f32|f16|q8_0|q5_0|q5_1|q4_0)\n"
                "  models list|pull NAME|path NAME  the Whisper model cache (AT_MODELS_DIR)\n"
                "  whisper-random-model ...       write a random-weight ggml model of an\n"
                "                                 official shape (tests, benchmarks)\n"
                "  nmt-random-model --preset P --out DIR  a random-weight translation model\n"
-               "                                 folder (opus-mt-base, nllb-600m, m2m100-418m)\n\n"
+               "                                 folder (opus-mt-base, nllb-600m, m2m100-418m)\n"
+               "  vits-random-model --preset P --out DIR  a random-weight VITS voice\n"
+               "                                 folder (mms-tts, vits-ljs)\n\n"
                "Run 'audio-translator COMMAND --help' for a command's options.\n");
 }
 
@@ -88,6 +93,8 @@ static int load_app(at_app **app, int kinds, const char *model, const char *extr
     if (kinds == AT_APP_MT) {
         c.mt_models = model; /* translation models, comma-separated */
         c.apertium_modes = extra_dir;
+    } else if (kinds == AT_APP_TTS) {
+        c.tts_models = model; /* neural voices, comma-separated */
     } else {
         c.whisper_model = model;
     }
@@ -268,19 +275,30 @@ done:
 
 static int cmd_speak(int argc, char **argv)
 {
-    char *voice = NULL, *output = NULL;
-    double speed = 1.0;
+    char *voice = NULL, *output = NULL, *model = NULL;
+    double speed = 1.0, noise = -1, noise_w = -1;
+    long seed = -1, speaker = 0;
     int list = 0;
     at_option o[] = {
         {"voice", NULL, AT_OPT_STRING, "slt",
          "voice name (see --list), OpenAI name (alloy...) or language code", &voice, 0, 0},
+        {"model", "AT_TTS_MODELS", AT_OPT_STRING, NULL,
+         "neural voices: VITS folders or cache names, comma-separated (-m)", &model, 0, 0},
         {"speed", NULL, AT_OPT_DOUBLE, "1.0", "speaking rate, 0.25 to 4.0", &speed, 0.25, 4.0},
+        {"noise-scale", NULL, AT_OPT_DOUBLE, "-1", "neural voices: noise of the prior (-1: the voice's)",
+         &noise, -1, 10},
+        {"noise-scale-duration", NULL, AT_OPT_DOUBLE, "-1",
+         "neural voices: noise of the durations (-1: the voice's)", &noise_w, -1, 10},
+        {"seed", NULL, AT_OPT_INT, "-1", "neural voices: seed of the noise (-1: a fresh one)", &seed, -1,
+         2147483647},
+        {"speaker-id", NULL, AT_OPT_INT, "0", "multi-speaker neural voices: the speaker", &speaker, 0,
+         1000000},
         {"output", NULL, AT_OPT_STRING, NULL, "WAV file to write (-o)", &output, 0, 0},
         {"list", NULL, AT_OPT_BOOL, "0", "list the voices", &list, 0, 0},
     };
     size_t no = sizeof o / sizeof o[0], n_pos = 0;
     const char *pos[1];
-    const char *use = "audio-translator speak TEXT -o OUT.wav [--voice V] [--speed S]";
+    const char *use = "audio-translator speak TEXT -o OUT.wav [--voice V] [--speed S] [--model VITS_DIR]";
     int rc = parse(o, no, argc, argv, use, pos, 1, &n_pos, 0);
     if (rc >= 0) goto done;
     rc = 2;
@@ -290,14 +308,15 @@ static int cmd_speak(int argc, char **argv)
     }
     at_app *app;
     rc = 1;
-    if (load_app(&app, AT_APP_TTS, NULL, NULL, 0)) goto done;
+    if (load_app(&app, AT_APP_TTS, model, NULL, 0)) goto done;
     if (list) {
         for (size_t e = 0; e < at_app_tts_count(app); e++) {
             size_t n;
             const at_tts_voice *v = at_tts_engine_voices(at_app_tts(app, e), &n);
             for (size_t i = 0; i < n; i++)
-                printf("%-16s %-6s %-7s %s\n", v[i].name, v[i].language, v[i].gender,
-                       at_tts_engine_name(at_app_tts(app, e)));
+                printf("%-16s %-6s %-7s %s (%d speaker%s)\n", v[i].name, v[i].language, v[i].gender,
+                       at_tts_engine_name(at_app_tts(app, e)), v[i].speakers > 1 ? v[i].speakers : 1,
+                       v[i].speakers > 1 ? "s" : "");
         }
         rc = 0;
     } else {
@@ -307,11 +326,18 @@ static int cmd_speak(int argc, char **argv)
         at_err_clear(&err);
         at_pcm16_buf sink = {0};
         char *text = strcmp(pos[0], "-") == 0 ? read_stdin() : strdup(pos[0]);
+        at_tts_params tp;
+        at_tts_params_init(&tp);
+        tp.speed = (float)speed;
+        tp.noise_scale = (float)noise;
+        tp.noise_scale_duration = (float)noise_w;
+        tp.seed = seed;
+        tp.speaker_id = (int)speaker;
         if (!v)
             fprintf(stderr, "audio-translator speak: unknown voice '%s' (see --list)\n", voice);
         else if (!text)
             fprintf(stderr, "audio-translator speak: cannot read the text\n");
-        else if (at_tts_synthesize(eng, v, text, (float)speed, at_pcm16_buf_append, &sink, &err) != 0)
+        else if (at_tts_synthesize_params(eng, v, text, &tp, at_pcm16_buf_append, &sink, &err) != 0)
             fprintf(stderr, "audio-translator speak: %s\n", err.msg);
         else if (at_wav_write_file(output, sink.pcm, sink.n, v->sample_rate, &err) != 0)
             fprintf(stderr, "audio-translator speak: %s\n", err.msg);
@@ -343,9 +369,11 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "models") == 0) return at_models_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-check") == 0) return at_whisper_check_main(argc - 1, argv + 1);
     if (strcmp(cmd, "mt-check") == 0) return at_mt_check_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "tts-check") == 0) return at_tts_check_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-convert") == 0) return at_whisper_convert_main(argc - 1, argv + 1);
     if (strcmp(cmd, "whisper-random-model") == 0) return at_whisper_random_model_main(argc - 1, argv + 1);
     if (strcmp(cmd, "nmt-random-model") == 0) return at_nmt_random_model_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "vits-random-model") == 0) return at_vits_random_model_main(argc - 1, argv + 1);
     expand_short(argc, argv);
     if (strcmp(cmd, "serve") == 0)
         return at_services_main("audio-translator serve",

@@ -81,6 +81,16 @@ void at_strbuf_free(at_strbuf *b)
     *b = (at_strbuf){0};
 }
 
+int at_utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = at_utf8_len((const unsigned char *)s + i, n - i);
+        if (!k) return 0;
+        i += k;
+    }
+    return 1;
+}
+
 size_t at_utf8_len(const unsigned char *s, size_t left)
 {
     if (left == 0) return 0;

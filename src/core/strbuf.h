@@ -36,6 +36,8 @@ void at_strbuf_utf8(at_strbuf *b, const char *s, size_t n);
 /* Length of the valid UTF-8 sequence at s (1..4; 0 if invalid or cut
  * short by left): no overlong forms, surrogates or values past U+10FFFF. */
 size_t at_utf8_len(const unsigned char *s, size_t left);
+/* Nonzero when the n bytes at s are valid UTF-8 throughout. */
+int at_utf8_valid(const char *s, size_t n);
 /* Hands over the malloc'd string ("" if nothing was appended) and leaves b
  * empty; on OOM frees what was built and returns NULL. */
 char *at_strbuf_take(at_strbuf *b);

@@ -231,23 +231,24 @@ const at_tts_voice *at_app_find_voice(at_app *a, const char *name, at_tts_engine
             name = openai[i][1];
             break;
         }
-    for (size_t i = 0; i < a->n_tts; i++) {
-        const at_tts_voice *v = at_tts_engine_find_voice(a->tts[i], name);
-        if (v) {
-            *engine = a->tts[i];
-            return v;
-        }
-    }
-    /* A language code: the first voice speaking it. */
-    for (size_t i = 0; i < a->n_tts; i++) {
-        size_t n;
-        const at_tts_voice *v = at_tts_engine_voices(a->tts[i], &n);
-        for (size_t j = 0; j < n; j++)
-            if (strcasecmp(v[j].language, name) == 0) {
-                *engine = a->tts[i];
-                return &v[j];
+    /* A language code with a neural voice: that voice, even where an
+     * espeak-ng voice has the code for its name ("en", "es"), so the
+     * pipeline speaks a target language with the best voice loaded. */
+    for (int pass = 0; pass < 3; pass++)
+        for (size_t i = 0; i < a->n_tts; i++) {
+            size_t n;
+            const at_tts_voice *v = at_tts_engine_voices(a->tts[i], &n);
+            for (size_t j = 0; j < n; j++) {
+                int hit = pass == 0 ? v[j].neural && strcasecmp(v[j].language, name) == 0
+                          : pass == 1
+                              ? strcmp(v[j].name, name) == 0
+                              : strcasecmp(v[j].language, name) == 0; /* the first voice speaking it */
+                if (hit) {
+                    *engine = a->tts[i];
+                    return &v[j];
+                }
             }
-    }
+        }
     return NULL;
 }
 
@@ -283,6 +284,8 @@ cJSON *at_app_voices_json(at_app *a)
             cJSON_AddStringToObject(vo, "language", v[i].language);
             cJSON_AddStringToObject(vo, "gender", v[i].gender);
             cJSON_AddNumberToObject(vo, "sample_rate", v[i].sample_rate);
+            cJSON_AddNumberToObject(vo, "speakers", v[i].speakers > 1 ? v[i].speakers : 1);
+            cJSON_AddBoolToObject(vo, "neural", v[i].neural != 0);
             cJSON_AddStringToObject(vo, "engine", at_tts_engine_name(a->tts[e]));
             cJSON_AddItemToArray(arr, vo);
         }

@@ -39,7 +39,7 @@ typedef struct at_app_loaders {
 
 int at_app_load_local_asr(at_app *app, at_err *err); /* whisper (if a model), pocketsphinx */
 int at_app_load_local_mt(at_app *app, at_err *err);  /* the neural models, then apertium */
-int at_app_load_local_tts(at_app *app, at_err *err); /* flite, espeak-ng */
+int at_app_load_local_tts(at_app *app, at_err *err); /* neural voices, flite, espeak-ng */
 int at_app_load_remote(at_app *app, at_err *err);    /* asr/translate/tts over HTTP */
 /* All three local loaders (serve and the CLI). */
 extern const at_app_loaders at_app_local_loaders;
@@ -59,6 +59,7 @@ typedef struct at_app_config {
     const char *mt_models;         /* neural translation folders, comma-separated (NULL: none) */
     int mt_beams;                  /* their beams (0: each model's generation config) */
     int mt_q8;                     /* their matrices quantized to q8_0 at load */
+    const char *tts_models;        /* neural voices (VITS folders), comma-separated (NULL: none) */
     int threads;                   /* whisper threads (0 = all cores) */
     int whisper_step_ms;           /* live streams: 0 = engine default */
     double whisper_max_buffer_s;   /* live streams: 0 = engine default */
@@ -107,9 +108,11 @@ at_asr_engine *at_app_asr(at_app *app, const char *name);
 /* Names of the loaded ASR engines, comma-separated, for error messages. */
 const char *at_app_asr_names(at_app *app);
 at_mt_engine *at_app_mt(at_app *app);
-/* Voice lookup across TTS engines: an exact voice name, an OpenAI voice
- * name (alloy, echo, ... mapped to English voices), or a language code.
- * NULL/"" = the default English voice.  *engine receives its engine. */
+/* Voice lookup across TTS engines: a language code that a neural voice
+ * speaks (that voice), an exact voice name, an OpenAI voice name (alloy,
+ * echo, ... mapped to flite's English voices), or another language code
+ * (its first voice).  NULL/"" = the default English voice.  *engine
+ * receives its engine. */
 const at_tts_voice *at_app_find_voice(at_app *app, const char *name, at_tts_engine **engine);
 size_t at_app_tts_count(at_app *app);
 at_tts_engine *at_app_tts(at_app *app, size_t i);
@@ -145,7 +148,8 @@ char *at_asr_format_result(const at_asr_result *r, const char *fmt, const char *
                            const char **content_type);
 
 /* Every voice of every TTS engine as a JSON array of {name, language,
- * gender, sample_rate, engine} (GET /v1/voices and the pipeline page). */
+ * gender, sample_rate, speakers, neural, engine} (GET /v1/voices and the
+ * pipeline page). */
 cJSON *at_app_voices_json(at_app *app);
 
 /* Shared handlers: GET /health, GET /ready, GET /metrics. */

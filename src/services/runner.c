@@ -18,7 +18,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
     char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
-    char *api_keys = NULL, *cors = NULL, *upstream_key = NULL, *mt_models = NULL;
+    char *api_keys = NULL, *cors = NULL, *upstream_key = NULL, *mt_models = NULL, *tts_models = NULL;
     long mt_beams = 0;
     int mt_q8 = 0;
     double key_rate = 0, addr_rate = 0;
@@ -35,7 +35,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                            : kinds == AT_APP_TTS ? "8005"
                                                  : "8000";
 
-    at_option opts[48];
+    at_option opts[64];
     size_t n = 0;
     opts[n++] = (at_option){"host",
                             "AT_HOST",
@@ -255,6 +255,16 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 NULL,
                                 "folder of Apertium .mode files",
                                 &modes,
+                                0,
+                                0};
+    if (kinds & AT_APP_TTS)
+        opts[n++] = (at_option){"tts-models",
+                                "AT_TTS_MODELS",
+                                AT_OPT_STRING,
+                                NULL,
+                                "neural voices (Hugging Face VITS folders: MMS-TTS, vits-ljs, "
+                                "vits-vctk), comma-separated; they come before flite and espeak-ng",
+                                &tts_models,
                                 0,
                                 0};
     if (kinds & AT_APP_MT) {
@@ -496,6 +506,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     ac.mt_models = mt_models;
     ac.mt_beams = (int)mt_beams;
     ac.mt_q8 = mt_q8;
+    ac.tts_models = tts_models;
     ac.threads = (int)threads;
     ac.whisper_step_ms = (int)step_ms;
     ac.whisper_max_buffer_s = max_buffer;

@@ -2,8 +2,10 @@
  *
  *   POST /v1/audio/speech   JSON: input, voice, response_format (mp3, the
  *                           default, opus, aac, flac, wav, pcm), speed,
- *                           stream_format ("audio" or "sse"), and as an
- *                           extension sample_rate (24000 by default)
+ *                           stream_format ("audio" or "sse"), and as
+ *                           extensions sample_rate (24000 by default)
+ *                           and, for neural voices, noise_scale,
+ *                           noise_scale_duration, seed and speaker_id
  *   GET  /v1/voices         the voices of every engine
  *
  * Audio is encoded and leaves as the engine produces it (chunked transfer
@@ -128,6 +130,12 @@ static void h_speech(at_http_req *req, void *user)
     const cJSON *speed = cJSON_GetObjectItemCaseSensitive(o, "speed");
     const cJSON *sfmt = cJSON_GetObjectItemCaseSensitive(o, "stream_format");
     const cJSON *srate = cJSON_GetObjectItemCaseSensitive(o, "sample_rate");
+    /* neural voices (extensions): noise of the prior and of the durations,
+     * a seed for reproducible noisy output, a multi-speaker voice's speaker */
+    const cJSON *noise = cJSON_GetObjectItemCaseSensitive(o, "noise_scale");
+    const cJSON *noise_w = cJSON_GetObjectItemCaseSensitive(o, "noise_scale_duration");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed");
+    const cJSON *speaker = cJSON_GetObjectItemCaseSensitive(o, "speaker_id");
     const char *f = cJSON_IsString(fmt) ? fmt->valuestring : "mp3"; /* OpenAI's default */
     at_tts_engine *eng = NULL;
     const at_tts_voice *v = NULL;
@@ -161,6 +169,23 @@ static void h_speech(at_http_req *req, void *user)
     } else if (speed && (!cJSON_IsNumber(speed) || speed->valuedouble < 0.25 || speed->valuedouble > 4.0)) {
         at_http_error_coded(req, 400, "invalid_request_error", NULL, "speed",
                             "'speed' must be a number from 0.25 to 4.0");
+    } else if (noise && (!cJSON_IsNumber(noise) || !(noise->valuedouble >= 0 && noise->valuedouble <= 10))) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "noise_scale",
+                            "'noise_scale' must be a number from 0 to 10");
+    } else if (noise_w &&
+               (!cJSON_IsNumber(noise_w) || !(noise_w->valuedouble >= 0 && noise_w->valuedouble <= 10))) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "noise_scale_duration",
+                            "'noise_scale_duration' must be a number from 0 to 10");
+    } else if (seed && (!cJSON_IsNumber(seed) ||
+                        !(seed->valuedouble >= 0 && seed->valuedouble <= 9007199254740991.0) ||
+                        seed->valuedouble != (double)(int64_t)seed->valuedouble)) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "seed",
+                            "'seed' must be a whole number from 0 to 2^53-1");
+    } else if (speaker &&
+               (!cJSON_IsNumber(speaker) || !(speaker->valuedouble >= 0 && speaker->valuedouble < 1e6) ||
+                speaker->valuedouble != (int)speaker->valuedouble)) {
+        at_http_error_coded(req, 400, "invalid_request_error", NULL, "speaker_id",
+                            "'speaker_id' must be a whole number, 0 or more");
     } else if (!(v = at_app_find_voice(app, cJSON_IsString(voice) ? voice->valuestring : NULL, &eng))) {
         at_http_error_coded(req, 400, "invalid_request_error", NULL, "voice",
                             "unknown voice '%s'; GET /v1/voices lists them (a language code such as "
@@ -183,8 +208,14 @@ static void h_speech(at_http_req *req, void *user)
                         .in_rate = v->sample_rate};
         at_err_clear(&err);
         double t0 = at_now_s();
-        int rc = at_tts_synthesize(eng, v, input->valuestring, speed ? (float)speed->valuedouble : 1.0f,
-                                   on_chunk, &c, &err);
+        at_tts_params tp;
+        at_tts_params_init(&tp);
+        if (speed) tp.speed = (float)speed->valuedouble;
+        if (noise) tp.noise_scale = (float)noise->valuedouble;
+        if (noise_w) tp.noise_scale_duration = (float)noise_w->valuedouble;
+        if (seed) tp.seed = (int64_t)seed->valuedouble;
+        if (speaker) tp.speaker_id = (int)speaker->valuedouble;
+        int rc = at_tts_synthesize_params(eng, v, input->valuestring, &tp, on_chunk, &c, &err);
         at_app_observe(app, "tts_synthesize", at_now_s() - t0);
         if (rc != 0 && !c.started) {
             at_http_error_from(req, &err);

@@ -49,6 +49,18 @@ int at_nmt_random_model(const char *preset, const char *type, const char *out_di
 /* `audio-translator nmt-random-model --preset P --out DIR [--type T]`. */
 int at_nmt_random_model_main(int argc, char **argv);
 
+/* ---- VITS voices ------------------------------------------------------- */
+
+/* Writes a Hugging Face VitsModel folder (config.json, model.safetensors)
+ * of a published voice's shape with random weights: preset mms-tts
+ * (facebook/mms-tts-eng) or vits-ljs (kakao-enterprise/vits-ljs); tests
+ * use tiny (two speakers).  type "f16" or "f32".  n_params (may be NULL)
+ * receives the parameters written. */
+int at_vits_random_model(const char *preset, const char *type, const char *out_dir, uint64_t seed,
+                         int64_t *n_params, at_err *err);
+/* `audio-translator vits-random-model --preset P --out DIR [--type T]`. */
+int at_vits_random_model_main(int argc, char **argv);
+
 /* ---- the model cache (engines/asr/whisper/models.h) -------------------- */
 
 typedef struct at_models_pull_opts {
@@ -88,6 +100,8 @@ int at_models_main(int argc, char **argv);
 int at_whisper_check_main(int argc, char **argv);
 /* `audio-translator mt-check ...`: argv[0] is "mt-check". */
 int at_mt_check_main(int argc, char **argv);
+/* `audio-translator tts-check ...`: argv[0] is "tts-check". */
+int at_tts_check_main(int argc, char **argv);
 
 /* Option values: a decimal integer in lo..hi; comma-separated token ids
  * (at most cap, each 0..1000000).  0, or -1 when malformed. */

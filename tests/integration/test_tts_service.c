@@ -13,6 +13,7 @@
 
 #include "client.h"
 #include "core/audio.h"
+#include "vits_folder.h"
 
 static at_test_proc proc;
 static int port;
@@ -291,6 +292,11 @@ static void bad_inputs(void **state)
     expect_error("{\"input\":\"hi\",\"stream_format\":\"ws\"}", 400, "stream_format");
     expect_error("{\"input\":\"hi\",\"speed\":9}", 400, "speed");
     expect_error("{\"input\":\"hi\",\"speed\":\"fast\"}", 400, "speed");
+    expect_error("{\"input\":\"hi\",\"noise_scale\":-0.5}", 400, "noise_scale");
+    expect_error("{\"input\":\"hi\",\"noise_scale_duration\":\"x\"}", 400, "noise_scale_duration");
+    expect_error("{\"input\":\"hi\",\"seed\":1.5}", 400, "seed");
+    expect_error("{\"input\":\"hi\",\"speaker_id\":-1}", 400, "speaker_id");
+    expect_error("{\"input\":\"hi\",\"voice\":\"slt\",\"speaker_id\":1}", 400, "one speaker");
     expect_error("{input: hi}", 400, "JSON");
     expect_error("", 400, "empty");
     char big[2048] = "{\"input\":\"";
@@ -356,6 +362,107 @@ static void client_vanishing_mid_stream_is_survived(void **state)
     at_test_resp_free(&ok);
 }
 
+/* ---- with a neural voice: a random-weight VITS model and MMS-TTS's
+ * English character vocabulary, in a folder named as the download is ---- */
+
+static char *voice_dir;
+
+static int setup_neural(void **state)
+{
+    (void)state;
+    if (!(voice_dir = at_test_vits_folder("mms-tts-eng", "oracles/vits-mini", "vits/tokenizer/mms-eng")))
+        return -1;
+    const char *args[] = {"--host", "127.0.0.1", "--port", "0", "--tts-models", voice_dir, NULL};
+    if (at_test_spawn(&proc, "tts", args, 1, 60) != 0) return -1;
+    port = proc.ports[0];
+    return 0;
+}
+
+static int teardown_neural(void **state)
+{
+    int rc = teardown(state);
+    at_test_vits_folder_remove(voice_dir);
+    return rc;
+}
+
+/* The PCM16 body of a request for raw PCM at the voice's own 16 kHz. */
+static at_test_resp pcm16k(const char *json)
+{
+    char *body = malloc(strlen(json) + 64);
+    assert_non_null(body);
+    sprintf(body, "{\"response_format\":\"pcm\",\"sample_rate\":16000,%s", json + 1);
+    at_test_resp r = speech(body);
+    free(body);
+    if (r.status != 200) fail_msg("%s -> %d %s", json, r.status, r.body);
+    return r;
+}
+
+static int same_body(const at_test_resp *a, const at_test_resp *b)
+{
+    return a->len == b->len && memcmp(a->body, b->body, a->len) == 0;
+}
+
+static void neural_voice_listed_first_for_its_language(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    assert_int_equal(at_test_http(port, "GET", "/v1/voices", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_ParseWithLength((const char *)r.body, r.len);
+    const cJSON *v0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "voices"), 0);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(v0, "name")), "mms-tts-eng");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(v0, "language")), "en");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(v0, "engine")), "vits");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(v0, "neural")));
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(v0, "sample_rate")), 16000);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(v0, "speakers")), 1);
+    cJSON_Delete(j);
+    at_test_resp_free(&r);
+    /* the oracle's noise scales are 0: the voice is deterministic, and a
+     * language code picks the neural voice (the pipeline asks that way) */
+    at_test_resp a = pcm16k("{\"input\":\"Hello there.\",\"voice\":\"mms-tts-eng\"}");
+    at_test_resp b = pcm16k("{\"input\":\"Hello there.\",\"voice\":\"en\"}");
+    assert_true(a.len > 1000);
+    assert_true(same_body(&a, &b));
+    at_test_resp_free(&a);
+    at_test_resp_free(&b);
+    /* OpenAI's voice names keep their formant voices */
+    at_test_resp c = speech_wav("{\"input\":\"Hello there.\",\"voice\":\"alloy\"}");
+    int rate = 0;
+    check_wav(&c, &rate);
+    at_test_resp_free(&c);
+}
+
+static void neural_options(void **state)
+{
+    (void)state;
+    const char *with_seed = "{\"input\":\"Hello there, how are you?\",\"voice\":\"mms-tts-eng\","
+                            "\"noise_scale\":0.667,\"noise_scale_duration\":0.8,\"seed\":%d}";
+    char req[256];
+    snprintf(req, sizeof req, with_seed, 7);
+    at_test_resp a = pcm16k(req), b = pcm16k(req);
+    snprintf(req, sizeof req, with_seed, 8);
+    at_test_resp c = pcm16k(req);
+    assert_true(same_body(&a, &b));  /* a seed makes noisy output reproducible */
+    assert_false(same_body(&a, &c)); /* and another seed changes it */
+    at_test_resp_free(&a);
+    at_test_resp_free(&b);
+    at_test_resp_free(&c);
+    at_test_resp slow = pcm16k("{\"input\":\"Hello there.\",\"voice\":\"mms-tts-eng\",\"speed\":0.5}");
+    at_test_resp fast = pcm16k("{\"input\":\"Hello there.\",\"voice\":\"mms-tts-eng\",\"speed\":2}");
+    if (!(fast.len * 3 < slow.len)) fail_msg("speed 2: %zu bytes, speed 0.5: %zu", fast.len, slow.len);
+    at_test_resp_free(&slow);
+    at_test_resp_free(&fast);
+    /* a sentence of characters the voice does not know is skipped */
+    at_test_resp one = pcm16k("{\"input\":\"Hello there.\",\"voice\":\"mms-tts-eng\"}");
+    at_test_resp two = pcm16k("{\"input\":\"Hello there. \u65e5\u672c.\",\"voice\":\"mms-tts-eng\"}");
+    assert_true(same_body(&one, &two));
+    at_test_resp_free(&one);
+    at_test_resp_free(&two);
+    expect_error("{\"input\":\"\u65e5\u672c\u8a9e\",\"voice\":\"mms-tts-eng\"}", 400, "nothing");
+    expect_error("{\"input\":\"hi\",\"voice\":\"mms-tts-eng\",\"speaker_id\":3}", 400, "one speaker");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,5 +478,10 @@ int main(void)
         cmocka_unit_test(invalid_utf8_is_not_echoed_raw),
         cmocka_unit_test(client_vanishing_mid_stream_is_survived),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest neural[] = {
+        cmocka_unit_test(neural_voice_listed_first_for_its_language),
+        cmocka_unit_test(neural_options),
+    };
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    return failed + cmocka_run_group_tests(neural, setup_neural, teardown_neural);
 }

@@ -59,7 +59,7 @@ static int on_data(void *user, const unsigned char *p, size_t n)
     return 0;
 }
 
-static int rtts_synthesize(void *impl, const at_tts_voice *voice, const char *text, float speed,
+static int rtts_synthesize(void *impl, const at_tts_voice *voice, const char *text, const at_tts_params *p,
                            at_tts_chunk_cb cb, void *user, at_err *err)
 {
     remote_tts *t = impl;
@@ -69,7 +69,14 @@ static int rtts_synthesize(void *impl, const at_tts_voice *voice, const char *te
     cJSON_AddStringToObject(req, "response_format", "pcm");
     /* the voice's own rate, not OpenAI's 24 kHz: no resampling twice */
     cJSON_AddNumberToObject(req, "sample_rate", voice->sample_rate);
-    cJSON_AddNumberToObject(req, "speed", speed);
+    cJSON_AddNumberToObject(req, "speed", p->speed);
+    /* the neural voices' extensions, only when set: a service without
+     * neural voices then sees OpenAI's request */
+    if (p->noise_scale >= 0) cJSON_AddNumberToObject(req, "noise_scale", p->noise_scale);
+    if (p->noise_scale_duration >= 0)
+        cJSON_AddNumberToObject(req, "noise_scale_duration", p->noise_scale_duration);
+    if (p->seed >= 0) cJSON_AddNumberToObject(req, "seed", (double)p->seed);
+    if (p->speaker_id > 0) cJSON_AddNumberToObject(req, "speaker_id", p->speaker_id);
     char *body = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
     if (!body) return at_err_set(err, AT_E_NOMEM, "out of memory");
@@ -136,12 +143,19 @@ at_tts_engine *at_tts_remote_new(const char *base_url, const char *api_key, at_e
         const cJSON *lang = cJSON_GetObjectItemCaseSensitive(v, "language");
         const cJSON *gender = cJSON_GetObjectItemCaseSensitive(v, "gender");
         const cJSON *rate = cJSON_GetObjectItemCaseSensitive(v, "sample_rate");
+        const cJSON *speakers = cJSON_GetObjectItemCaseSensitive(v, "speakers");
+        const cJSON *neural = cJSON_GetObjectItemCaseSensitive(v, "neural");
         if (!cJSON_IsString(name) || !cJSON_IsNumber(rate) || t->n_voices >= cap) continue;
         at_tts_voice *d = &t->voices[t->n_voices++];
         snprintf(d->name, sizeof d->name, "%s", name->valuestring);
         snprintf(d->language, sizeof d->language, "%s", cJSON_IsString(lang) ? lang->valuestring : "");
         snprintf(d->gender, sizeof d->gender, "%s", cJSON_IsString(gender) ? gender->valuestring : "");
         d->sample_rate = rate->valueint;
+        d->speakers =
+            cJSON_IsNumber(speakers) && speakers->valuedouble >= 1 && speakers->valuedouble <= 1 << 20
+                ? (int)speakers->valuedouble
+                : 1;
+        d->neural = cJSON_IsTrue(neural);
     }
     cJSON_Delete(o);
     return at_tts_engine_new(&rtts_ops, t, err);

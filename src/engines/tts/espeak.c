@@ -14,12 +14,15 @@
 #include "engines/tts/espeak.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <espeak-ng/espeak_ng.h>
 #include <espeak-ng/speak_lib.h>
+
+#include "core/strbuf.h"
 
 #define ES_BUFFER_MS 100 /* callback chunk length */
 #define ES_BASE_WPM  175.0f
@@ -32,7 +35,26 @@ static struct {
     int refs; /* live engines (informational) */
     int initialised;
     int sample_rate;
-} g_espeak = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+    /* What is loaded: "synth:<voice>" or "phon:<language>" ("" unknown).
+     * Every voice load keeps ~1.3 KB in libespeak-ng 1.51 for good, so
+     * synthesis and phonemisation reload only when the voice changes. */
+    char loaded[96];
+} g_espeak = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, ""};
+
+/* Initialises libespeak-ng once for the process; call with g_espeak.mu held. */
+static int es_init_locked(const char *data_path, at_err *err)
+{
+    if (g_espeak.initialised) return 0;
+    espeak_ng_InitializePath(data_path && *data_path ? data_path : NULL);
+    espeak_ng_STATUS st = espeak_ng_Initialize(NULL);
+    if (st == ENS_OK) st = espeak_ng_InitializeOutput(ENOUTPUT_MODE_SYNCHRONOUS, ES_BUFFER_MS, NULL);
+    if (st != ENS_OK)
+        return at_err_set(err, AT_E_CORRUPT, "espeak-ng failed to initialise (data path %s, status %#x)",
+                          data_path ? data_path : "(default)", (unsigned)st);
+    g_espeak.sample_rate = espeak_ng_GetSampleRate();
+    g_espeak.initialised = 1;
+    return 0;
+}
 
 typedef struct es_voice_id {
     char file[128]; /* espeak identifier, e.g. "gmw/en-US" */
@@ -61,7 +83,7 @@ static int es_callback(short *wav, int n, espeak_EVENT *events)
     return 0;
 }
 
-static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text, float speed,
+static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text, const at_tts_params *p,
                          at_tts_chunk_cb cb, void *user, at_err *err)
 {
     es_engine *e = impl;
@@ -69,15 +91,22 @@ static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text
     for (size_t i = 0; i < e->n; i++)
         if (strcmp(e->voices[i].name, voice->name) == 0) idx = i;
     if (idx == e->n) return at_err_set(err, AT_E_UNSUPPORTED, "espeak-ng has no voice '%s'", voice->name);
-    int wpm = (int)(ES_BASE_WPM * speed + 0.5f);
+    int wpm = (int)(ES_BASE_WPM * p->speed + 0.5f);
     if (wpm < ES_MIN_WPM) wpm = ES_MIN_WPM;
     if (wpm > ES_MAX_WPM) wpm = ES_MAX_WPM;
 
     es_request req = {.cb = cb, .user = user};
     int rc = 0;
     pthread_mutex_lock(&g_espeak.mu);
-    if (espeak_ng_SetVoiceByFile(e->ids[idx].file) != ENS_OK &&
-        espeak_ng_SetVoiceByName(e->voices[idx].name) != ENS_OK) {
+    char key[sizeof g_espeak.loaded];
+    snprintf(key, sizeof key, "synth:%s", e->voices[idx].name);
+    if (strcmp(g_espeak.loaded, key) != 0) {
+        g_espeak.loaded[0] = '\0';
+        if (espeak_ng_SetVoiceByFile(e->ids[idx].file) == ENS_OK ||
+            espeak_ng_SetVoiceByName(e->voices[idx].name) == ENS_OK)
+            snprintf(g_espeak.loaded, sizeof g_espeak.loaded, "%s", key);
+    }
+    if (!g_espeak.loaded[0]) {
         rc = at_err_set(err, AT_E_ENGINE, "espeak-ng could not load voice '%s'", e->voices[idx].name);
     } else {
         espeak_ng_SetParameter(espeakRATE, wpm, 0);
@@ -180,18 +209,7 @@ at_tts_engine *at_tts_espeak_new(const char *data_path, at_err *err)
     }
     int rc = 0, took_ref = 0;
     pthread_mutex_lock(&g_espeak.mu);
-    if (!g_espeak.initialised) {
-        espeak_ng_InitializePath(data_path && *data_path ? data_path : NULL);
-        espeak_ng_STATUS st = espeak_ng_Initialize(NULL);
-        if (st == ENS_OK) st = espeak_ng_InitializeOutput(ENOUTPUT_MODE_SYNCHRONOUS, ES_BUFFER_MS, NULL);
-        if (st != ENS_OK) {
-            rc = at_err_set(err, AT_E_CORRUPT, "espeak-ng failed to initialise (data path %s, status %#x)",
-                            data_path ? data_path : "(default)", (unsigned)st);
-        } else {
-            g_espeak.sample_rate = espeak_ng_GetSampleRate();
-            g_espeak.initialised = 1;
-        }
-    }
+    rc = es_init_locked(data_path, err);
     if (rc == 0) {
         g_espeak.refs++;
         took_ref = 1;
@@ -207,4 +225,356 @@ at_tts_engine *at_tts_espeak_new(const char *data_path, at_err *err)
         return NULL;
     }
     return at_tts_engine_new(&es_ops, e, err);
+}
+
+/* ---- phonemes, as the phonemizer package's espeak backend ------------- */
+
+/* phonemizer's Punctuation.default_marks() (3.2 and later). */
+static const uint32_t es_marks[] = {';',  ':',  ',',    '.',    '!', '?', 0xA1, 0xBF, 0x2014, 0x2026, '"',
+                                    0xAB, 0xBB, 0x201C, 0x201D, '(', ')', '{',  '}',  '[',    ']'};
+
+/* Python's str.isspace() (also what re's \s matches in str patterns). */
+static int es_isspace(uint32_t c)
+{
+    return (c >= 0x9 && c <= 0xD) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+           c == 0x3000;
+}
+
+static int es_ismark(uint32_t c)
+{
+    for (size_t i = 0; i < sizeof es_marks / sizeof es_marks[0]; i++)
+        if (es_marks[i] == c) return 1;
+    return 0;
+}
+
+/* Decodes the (already validated) UTF-8 sequence at s. */
+static size_t es_utf8(const char *s, size_t left, uint32_t *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = at_utf8_len(u, left);
+    if (n == 0) {
+        *cp = 0xFFFD;
+        return 1;
+    }
+    uint32_t c = n == 1 ? u[0] : n == 2 ? (u[0] & 0x1Fu) : n == 3 ? (u[0] & 0x0Fu) : (u[0] & 0x07u);
+    for (size_t i = 1; i < n; i++) c = (c << 6) | (u[i] & 0x3Fu);
+    *cp = c;
+    return n;
+}
+
+/* Python's str.strip(): the span of s[0..n) without surrounding whitespace. */
+static void es_strip(const char **s, size_t *n)
+{
+    const char *p = *s, *end = *s + *n;
+    uint32_t c;
+    while (p < end) {
+        size_t k = es_utf8(p, (size_t)(end - p), &c);
+        if (!es_isspace(c)) break;
+        p += k;
+    }
+    const char *q = end;
+    while (q > p) {
+        const char *b = q - 1;
+        while (b > p && ((unsigned char)*b & 0xC0) == 0x80) b--;
+        es_utf8(b, (size_t)(q - b), &c);
+        if (!es_isspace(c)) break;
+        q = b;
+    }
+    *s = p;
+    *n = (size_t)(q - p);
+}
+
+typedef struct es_span {
+    const char *p;
+    size_t n;
+} es_span;
+
+/* A punctuation run kept aside: the line it belongs to and where it sits in
+ * it (phonemizer's _MarkIndex). */
+typedef struct es_mark {
+    size_t line;
+    es_span s;
+    char pos; /* 'B'egin, 'E'nd, 'I'nside, 'A'lone */
+} es_mark;
+
+typedef struct es_split {
+    es_span *chunks; /* text between the marks, empty ones dropped */
+    es_mark *marks;
+    size_t n_chunks, n_marks, cap;
+} es_split;
+
+static int es_push(es_split *sp, const es_span *chunk, const es_mark *mark)
+{
+    if (sp->n_chunks == sp->cap || sp->n_marks == sp->cap) {
+        size_t cap = sp->cap ? sp->cap * 2 : 16;
+        es_span *c = realloc(sp->chunks, cap * sizeof *c);
+        if (c) sp->chunks = c;
+        es_mark *m = realloc(sp->marks, cap * sizeof *m);
+        if (m) sp->marks = m;
+        if (!c || !m) return -1;
+        sp->cap = cap;
+    }
+    if (chunk && chunk->n) sp->chunks[sp->n_chunks++] = *chunk;
+    if (mark) sp->marks[sp->n_marks++] = *mark;
+    return 0;
+}
+
+/* Punctuation.preserve() on one line: the marks are the maximal runs of
+ * whitespace and marks that hold at least one mark (what the regex
+ * (\s*[marks]+\s*)+ finds), the chunks what lies between them. */
+static int es_preserve_line(es_split *sp, const char *line, size_t n, size_t num)
+{
+    const char *end = line + n, *p = line, *chunk = line;
+    size_t first_mark = sp->n_marks;
+    while (p < end) {
+        const char *run = p, *q = p;
+        int has_mark = 0;
+        uint32_t c;
+        size_t k;
+        while (q < end && (k = es_utf8(q, (size_t)(end - q), &c)) && (es_isspace(c) || es_ismark(c))) {
+            has_mark |= es_ismark(c);
+            q += k;
+        }
+        if (q == run) { /* not a run: next character */
+            p += es_utf8(p, (size_t)(end - p), &c);
+            continue;
+        }
+        if (has_mark) {
+            if (run == line && q == end && sp->n_marks == first_mark) { /* the line is punctuation only */
+                es_mark m = {num, {run, (size_t)(q - run)}, 'A'};
+                return es_push(sp, NULL, &m);
+            }
+            es_mark m = {num, {run, (size_t)(q - run)}, 'I'};
+            if (run == line) m.pos = 'B';
+            es_span c0 = {chunk, (size_t)(run - chunk)};
+            if (es_push(sp, &c0, &m) < 0) return -1;
+            chunk = q;
+        }
+        p = q;
+    }
+    /* Only the last mark may sit at the end (a first one at the start
+     * keeps 'B', as phonemizer tests 'B' first). */
+    if (sp->n_marks > first_mark) {
+        es_mark *last = &sp->marks[sp->n_marks - 1];
+        if (last->s.p + last->s.n == end && last->pos != 'B') last->pos = 'E';
+    }
+    es_span tail = {chunk, (size_t)(end - chunk)};
+    return es_push(sp, &tail, NULL);
+}
+
+/* phonemizer's EspeakWrapper.set_voice(): the first listed voice whose
+ * first language is the code, loaded with espeak_SetVoiceByName(its
+ * identifier) - unless it is still the loaded one.  Under the lock. */
+static int es_set_phoneme_voice(const char *code, at_err *err)
+{
+    char key[sizeof g_espeak.loaded];
+    snprintf(key, sizeof key, "phon:%s", code);
+    if (strcmp(g_espeak.loaded, key) == 0) return 0;
+    const espeak_VOICE **vl = espeak_ListVoices(NULL);
+    const char *id = NULL;
+    for (size_t i = 0; vl && vl[i] && !id; i++)
+        if (vl[i]->languages && vl[i]->languages[0] && strcmp(vl[i]->languages + 1, code) == 0 &&
+            vl[i]->identifier)
+            id = vl[i]->identifier;
+    if (!id) return at_err_set(err, AT_E_UNSUPPORTED, "espeak-ng has no voice for language '%s'", code);
+    g_espeak.loaded[0] = '\0';
+    if (espeak_SetVoiceByName(id) != EE_OK)
+        return at_err_set(err, AT_E_ENGINE, "espeak-ng could not load voice '%s'", id);
+    snprintf(g_espeak.loaded, sizeof g_espeak.loaded, "%s", key);
+    return 0;
+}
+
+/* EspeakWrapper.text_to_phonemes(): IPA with '_' between phonemes, one
+ * clause per call, the non-empty clauses joined by spaces.  Under the lock. */
+static int es_text_to_phonemes(const char *text, at_strbuf *out, at_err *err)
+{
+    const void *p = text;
+    int first = 1;
+    while (p) {
+        const void *before = p;
+        const char *ph = espeak_TextToPhonemes(&p, espeakCHARS_UTF8, ('_' << 8) | espeakPHONEMES_IPA);
+        if (ph && *ph) {
+            if (!first) at_strbuf_put(out, " ", 1);
+            at_strbuf_str(out, ph);
+            first = 0;
+        }
+        if (p == before) break; /* no progress: stop rather than spin */
+    }
+    if (out->oom) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    return 0;
+}
+
+/* EspeakBackend._postprocess_line() with strip=True, with_stress=True, no
+ * tie, phone separator "" and word separator " ": clause lines joined,
+ * each space-separated word stripped and its '_' removed.  (The backend's
+ * '_+' -> '_' and '_ ' -> ' ' substitutions change nothing once every '_'
+ * goes.)  Replaces *s. */
+static int es_postprocess(at_strbuf *s, at_err *err)
+{
+    const char *p = s->p ? s->p : "";
+    size_t n = s->n;
+    es_strip(&p, &n);
+    at_strbuf a = {0}; /* line.strip().replace('\n', ' ').replace('  ', ' ') */
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i] == '\n' ? ' ' : p[i];
+        char d = i + 1 < n ? (p[i + 1] == '\n' ? ' ' : p[i + 1]) : 0;
+        at_strbuf_put(&a, &c, 1);
+        if (c == ' ' && d == ' ') i++;
+    }
+    at_strbuf o = {0};
+    if (a.n) {
+        const char *w = a.p, *end = a.p + a.n;
+        for (;;) {
+            const char *sp = memchr(w, ' ', (size_t)(end - w));
+            const char *we = sp ? sp : end;
+            const char *ws = w;
+            size_t wn = (size_t)(we - w);
+            es_strip(&ws, &wn);
+            for (size_t i = 0; i < wn; i++)
+                if (ws[i] != '_') at_strbuf_put(&o, ws + i, 1);
+            if (!sp) break;
+            at_strbuf_put(&o, " ", 1);
+            w = sp + 1;
+        }
+    }
+    int oom = a.oom || o.oom;
+    at_strbuf_free(&a);
+    at_strbuf_free(s);
+    *s = o;
+    if (oom) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    return 0;
+}
+
+/* Punctuation.restore() with strip=True and word separator " ": puts the
+ * marks back between the phonemised chunks; one output line per input
+ * line.  Consumes text[]. */
+static int es_restore(at_strbuf *text, size_t nt, const es_mark *marks, size_t nm, at_strbuf *out,
+                      at_err *err)
+{
+    size_t ti = 0, mi = 0, pos = 0, lines = 0;
+#define ES_LINE(buf, len)                                                                                    \
+    do {                                                                                                     \
+        if (lines++) at_strbuf_put(out, "\n", 1);                                                            \
+        at_strbuf_put(out, (buf), (len));                                                                    \
+    } while (0)
+    while (ti < nt || mi < nm) {
+        if (mi == nm) {
+            for (; ti < nt; ti++) ES_LINE(text[ti].p, text[ti].n);
+        } else if (ti == nt) {
+            if (lines++) at_strbuf_put(out, "\n", 1);
+            for (; mi < nm; mi++) at_strbuf_put(out, marks[mi].s.p, marks[mi].s.n);
+        } else if (marks[mi].line == pos) {
+            const es_mark *m = &marks[mi++];
+            at_strbuf *t = &text[ti];
+            if (t->n && t->p[t->n - 1] == ' ') t->p[--t->n] = '\0';
+            if (m->pos == 'B') {
+                at_strbuf b = {0};
+                at_strbuf_put(&b, m->s.p, m->s.n);
+                at_strbuf_put(&b, t->p ? t->p : "", t->n);
+                at_strbuf_free(t);
+                *t = b;
+            } else if (m->pos == 'E') {
+                if (lines++) at_strbuf_put(out, "\n", 1);
+                at_strbuf_put(out, t->p ? t->p : "", t->n);
+                at_strbuf_put(out, m->s.p, m->s.n);
+                ti++;
+                pos++;
+            } else if (m->pos == 'A') {
+                ES_LINE(m->s.p, m->s.n);
+                pos++;
+            } else if (nt - ti == 1) { /* 'I' whose right side gave nothing */
+                at_strbuf_put(t, m->s.p, m->s.n);
+            } else { /* 'I': this chunk, the mark and the next one become one */
+                at_strbuf b = {0};
+                at_strbuf_put(&b, t->p ? t->p : "", t->n);
+                at_strbuf_put(&b, m->s.p, m->s.n);
+                at_strbuf_put(&b, text[ti + 1].p ? text[ti + 1].p : "", text[ti + 1].n);
+                at_strbuf_free(&text[ti + 1]);
+                text[ti + 1] = b;
+                ti++;
+            }
+            if (t->oom) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        } else {
+            ES_LINE(text[ti].p, text[ti].n);
+            ti++;
+            pos++;
+        }
+    }
+#undef ES_LINE
+    if (out->oom) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < nt; i++)
+        if (text[i].oom) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    return 0;
+}
+
+int at_espeak_phonemize(const char *voice, const char *text, char **out, at_err *err)
+{
+    if (out) *out = NULL;
+    if (!voice || !*voice || !text || !out)
+        return at_err_set(err, AT_E_INVALID, "phonemize: missing argument");
+    if (strlen(voice) >= 64) return at_err_set(err, AT_E_INVALID, "phonemize: voice name too long");
+    size_t len = strlen(text);
+    if (len > AT_ESPEAK_PHONEMIZE_MAX)
+        return at_err_set(err, AT_E_TOO_LARGE, "text to phonemize is longer than %d bytes",
+                          AT_ESPEAK_PHONEMIZE_MAX);
+    if (!at_utf8_valid(text, len))
+        return at_err_set(err, AT_E_INVALID, "text to phonemize is not valid UTF-8");
+
+    /* phonemize(): text.strip('\n').split('\n'), blank lines dropped, then
+     * the punctuation of each line kept aside. */
+    es_split sp = {0};
+    int rc = 0;
+    const char *p = text, *end = text + len;
+    while (p < end && *p == '\n') p++;
+    while (end > p && end[-1] == '\n') end--;
+    size_t num = 0;
+    while (p < end && rc == 0) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *s = p;
+        size_t n = (size_t)(le - p);
+        es_strip(&s, &n);
+        if (n && es_preserve_line(&sp, p, (size_t)(le - p), num++) < 0)
+            rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+        p = nl ? nl + 1 : end;
+    }
+
+    at_strbuf *ph = NULL;
+    if (rc == 0 && !(ph = calloc(sp.n_chunks ? sp.n_chunks : 1, sizeof *ph)))
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+    char *chunk = rc == 0 ? malloc(len + 1) : NULL;
+    if (rc == 0 && !chunk) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (rc == 0) {
+        pthread_mutex_lock(&g_espeak.mu);
+        rc = es_init_locked(NULL, err);
+        if (rc == 0) rc = es_set_phoneme_voice(voice, err);
+        for (size_t i = 0; rc == 0 && i < sp.n_chunks; i++) {
+            memcpy(chunk, sp.chunks[i].p, sp.chunks[i].n);
+            chunk[sp.chunks[i].n] = '\0';
+            rc = es_text_to_phonemes(chunk, &ph[i], err);
+        }
+        pthread_mutex_unlock(&g_espeak.mu);
+    }
+    free(chunk);
+    for (size_t i = 0; rc == 0 && i < sp.n_chunks; i++) {
+        if (ph[i].n && !at_utf8_valid(ph[i].p, ph[i].n))
+            rc = at_err_set(err, AT_E_ENGINE, "espeak-ng returned phonemes that are not UTF-8");
+        if (rc == 0) rc = es_postprocess(&ph[i], err);
+    }
+    at_strbuf o = {0};
+    if (rc == 0) rc = es_restore(ph, sp.n_chunks, sp.marks, sp.n_marks, &o, err);
+    for (size_t i = 0; ph && i < sp.n_chunks; i++) at_strbuf_free(&ph[i]);
+    free(ph);
+    free(sp.chunks);
+    free(sp.marks);
+    if (rc == 0 && !(*out = at_strbuf_take(&o))) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+    at_strbuf_free(&o);
+    return rc;
+}
+
+int at_espeak_phonemizer(void *user, const char *language, const char *text, char **out, at_err *err)
+{
+    (void)user;
+    return at_espeak_phonemize(language, text, out, err);
 }

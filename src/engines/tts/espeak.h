@@ -1,14 +1,45 @@
-/* espeak.h - espeak-ng speech synthesis (many languages, formant voices).
+/* espeak.h - espeak-ng speech synthesis (many languages, formant voices),
+ * and its text-to-phoneme conversion for neural voices trained on
+ * espeak-ng phonemes (VITS).
  *
  * Voices are named by espeak-ng's voice identifiers ("en", "en-us", "es",
- * "fr", ...).  libespeak-ng keeps global state, so synthesis is serialised
- * inside the engine. */
+ * "fr", ...).  libespeak-ng keeps global state, so synthesis and
+ * phonemisation are serialised behind one process-wide lock. */
 #ifndef AT_ENGINES_TTS_ESPEAK_H
 #define AT_ENGINES_TTS_ESPEAK_H
 
 #include "engines/tts/tts.h"
 
+/* Longest text at_espeak_phonemize accepts, in bytes (callers give it a
+ * sentence or a few). */
+#define AT_ESPEAK_PHONEMIZE_MAX 65536
+
 /* data_path NULL = the library default (espeak-ng-data of the system). */
 at_tts_engine *at_tts_espeak_new(const char *data_path, at_err *err);
+
+/* What the Python package phonemizer (3.3) returns for
+ *   phonemize(text, language=voice, backend="espeak", strip=True,
+ *             preserve_punctuation=True, with_stress=True)
+ * i.e. its defaults otherwise: IPA from espeak_TextToPhonemes, phonemes not
+ * separated, words by " ", stress marks kept, language switch flags such
+ * as "(fr)" kept, lines (split at '\n', blank ones dropped) joined by '\n',
+ * and the punctuation marks ;:,.!?¡¿—…"«»“”(){}[] with the whitespace
+ * around them put back where they were (espeak never sees them).
+ *
+ * voice is an espeak-ng language code as phonemizer takes it: the first
+ * listed voice whose first language it is ("en-us" -> gmw/en-US).  text is
+ * UTF-8 (AT_E_INVALID otherwise) of at most AT_ESPEAK_PHONEMIZE_MAX bytes
+ * (AT_E_TOO_LARGE).  *out is malloc'd ("" when nothing is left).
+ *
+ * Thread-safe: takes the lock synthesis takes; initialises the library
+ * (default data path) if no espeak engine did.  Differences from
+ * phonemizer: it loads a fresh copy of the library per call, we keep one
+ * (shared with synthesis); espeak's output is the same either way as far
+ * as our tests see. */
+int at_espeak_phonemize(const char *voice, const char *text, char **out, at_err *err);
+
+/* at_espeak_phonemize as a callback (user unused), the signature of
+ * at_vits_phonemize_fn. */
+int at_espeak_phonemizer(void *user, const char *language, const char *text, char **out, at_err *err);
 
 #endif

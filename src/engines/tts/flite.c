@@ -108,7 +108,7 @@ static char *fl_clean(const char *text)
     return t;
 }
 
-static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text, float speed,
+static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text, const at_tts_params *p,
                          at_tts_chunk_cb cb, void *user, at_err *err)
 {
     fl_engine *e = impl;
@@ -133,7 +133,7 @@ static int fl_synthesize(void *impl, const at_tts_voice *voice, const char *text
     int had_stretch = feat_present(v->features, "duration_stretch");
     float base = had_stretch ? feat_float(v->features, "duration_stretch") : 1.0f;
     if (!(base > 0.0f)) base = 1.0f;
-    feat_set_float(v->features, "duration_stretch", base / speed);
+    feat_set_float(v->features, "duration_stretch", base / p->speed);
     feat_set(v->features, "streaming_info", audio_streaming_info_val(asi)); /* owns asi */
     cst_wave *w = flite_text_to_wave(clean, v);
     feat_remove(v->features, "streaming_info");

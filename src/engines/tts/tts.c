@@ -47,7 +47,6 @@ const at_tts_voice *at_tts_engine_find_voice(const at_tts_engine *e, const char 
 
 /* ---- serialised engines: a sentence at a time ---- */
 
-#define SENTENCE_MAX  400  /* bytes; longer runs are cut at a space */
 #define DELIVER_CHUNK 4096 /* samples per callback */
 
 /* One sentence's audio, collected while the engine holds its lock. */
@@ -77,12 +76,9 @@ static int collect(void *user, const int16_t *pcm, size_t n)
     return 0;
 }
 
-/* Length of the sentence at the start of s: through its end mark and the
- * blanks after it, or a line, or at most SENTENCE_MAX bytes cut after a
- * blank (else at a UTF-8 boundary). */
-static size_t sentence_len(const char *s, size_t n)
+size_t at_tts_sentence_len(const char *s, size_t n)
 {
-    size_t lim = n < SENTENCE_MAX ? n : SENTENCE_MAX, i = 0;
+    size_t lim = n < AT_TTS_SENTENCE_MAX ? n : AT_TTS_SENTENCE_MAX, i = 0;
     for (; i < lim; i++) {
         char c = s[i];
         int end = c == '\n' || ((c == '.' || c == '!' || c == '?' || c == ';') && i + 1 < n &&
@@ -100,22 +96,22 @@ static size_t sentence_len(const char *s, size_t n)
     return lim;
 }
 
-static int by_sentence(at_tts_engine *e, const at_tts_voice *voice, const char *text, float speed,
+static int by_sentence(at_tts_engine *e, const at_tts_voice *voice, const char *text, const at_tts_params *p,
                        at_tts_chunk_cb cb, void *user, at_err *err)
 {
     size_t n = strlen(text);
-    char *piece = malloc((n < SENTENCE_MAX ? n : SENTENCE_MAX) + 1);
+    char *piece = malloc((n < AT_TTS_SENTENCE_MAX ? n : AT_TTS_SENTENCE_MAX) + 1);
     if (!piece) return at_err_set(err, AT_E_NOMEM, "out of memory");
     pcm_buf b = {0};
     int rc = 0, spoke = 0;
     for (size_t off = 0; off < n && rc == 0;) {
-        size_t len = sentence_len(text + off, n - off);
+        size_t len = at_tts_sentence_len(text + off, n - off);
         memcpy(piece, text + off, len);
         piece[len] = '\0';
         off += len;
         if (!piece[strspn(piece, " \t\r\n")]) continue; /* nothing to say */
         b.n = 0;
-        rc = e->ops->synthesize(e->impl, voice, piece, speed, collect, &b, err);
+        rc = e->ops->synthesize(e->impl, voice, piece, p, collect, &b, err);
         if (b.oom) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
         spoke |= rc == 0;
         for (size_t k = 0; rc == 0 && k < b.n; k += DELIVER_CHUNK)
@@ -128,13 +124,39 @@ static int by_sentence(at_tts_engine *e, const at_tts_voice *voice, const char *
     return rc;
 }
 
+void at_tts_params_init(at_tts_params *p)
+{
+    p->speed = 1.0f;
+    p->noise_scale = -1.0f;
+    p->noise_scale_duration = -1.0f;
+    p->seed = -1;
+    p->speaker_id = 0;
+}
+
+int at_tts_synthesize_params(at_tts_engine *e, const at_tts_voice *voice, const char *text,
+                             const at_tts_params *p, at_tts_chunk_cb cb, void *user, at_err *err)
+{
+    if (!text || !*text) return at_err_set(err, AT_E_INVALID, "input text is empty");
+    if (!(p->speed >= 0.25f && p->speed <= 4.0f))
+        return at_err_set(err, AT_E_INVALID, "speed must be between 0.25 and 4.0");
+    if (!voice) return at_err_set(err, AT_E_UNSUPPORTED, "no voice given");
+    int speakers = voice->speakers > 1 ? voice->speakers : 1;
+    if (p->speaker_id < 0 || p->speaker_id >= speakers) {
+        if (speakers == 1)
+            return at_err_set(err, AT_E_INVALID, "voice '%s' has one speaker (speaker_id 0), not %d",
+                              voice->name, p->speaker_id);
+        return at_err_set(err, AT_E_INVALID, "voice '%s' has speakers 0..%d, not %d", voice->name,
+                          speakers - 1, p->speaker_id);
+    }
+    if (e->ops->serialised) return by_sentence(e, voice, text, p, cb, user, err);
+    return e->ops->synthesize(e->impl, voice, text, p, cb, user, err);
+}
+
 int at_tts_synthesize(at_tts_engine *e, const at_tts_voice *voice, const char *text, float speed,
                       at_tts_chunk_cb cb, void *user, at_err *err)
 {
-    if (!text || !*text) return at_err_set(err, AT_E_INVALID, "input text is empty");
-    if (!(speed >= 0.25f && speed <= 4.0f))
-        return at_err_set(err, AT_E_INVALID, "speed must be between 0.25 and 4.0");
-    if (!voice) return at_err_set(err, AT_E_UNSUPPORTED, "no voice given");
-    if (e->ops->serialised) return by_sentence(e, voice, text, speed, cb, user, err);
-    return e->ops->synthesize(e->impl, voice, text, speed, cb, user, err);
+    at_tts_params p;
+    at_tts_params_init(&p);
+    p.speed = speed;
+    return at_tts_synthesize_params(e, voice, text, &p, cb, user, err);
 }

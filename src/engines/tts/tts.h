@@ -25,7 +25,23 @@ typedef struct at_tts_voice {
     char language[16]; /* ISO 639-1, e.g. "en" */
     char gender[16];   /* "female", "male" or "" */
     int sample_rate;   /* of the PCM this voice produces */
+    int speakers;      /* a multi-speaker voice's count (speaker_id 0..speakers-1); 0 or 1: one */
+    int neural;        /* a neural voice (noise_scale, seed apply) */
 } at_tts_voice;
+
+/* How to say it.  Formant voices use speed only; neural voices (VITS)
+ * also take the sampling noise of their prior and durations, a seed that
+ * makes noisy output reproducible, and a speaker. */
+typedef struct at_tts_params {
+    float speed;                /* 1.0 = normal, 0.25..4.0 */
+    float noise_scale;          /* < 0: the voice's own (its config) */
+    float noise_scale_duration; /* < 0: the voice's own */
+    int64_t seed;               /* < 0: a fresh one per request */
+    int speaker_id;             /* 0..speakers-1 */
+} at_tts_params;
+
+/* Speed 1, the voice's noise scales, a fresh seed, speaker 0. */
+void at_tts_params_init(at_tts_params *p);
 
 /* Receives PCM16 mono at the voice's sample rate.  Return nonzero to stop
  * synthesis (the client went away); synthesize then fails with
@@ -40,7 +56,8 @@ typedef struct at_tts_ops {
     const char *name; /* "espeak-ng", "flite" */
     int serialised;   /* synthesis holds a lock shared with other requests */
     void (*destroy)(void *impl);
-    int (*synthesize)(void *impl, const at_tts_voice *voice, const char *text, float speed,
+    /* p has been checked (speed range, speaker_id within the voice's) */
+    int (*synthesize)(void *impl, const at_tts_voice *voice, const char *text, const at_tts_params *p,
                       at_tts_chunk_cb cb, void *user, at_err *err);
     const at_tts_voice *(*voices)(void *impl, size_t *n);
 } at_tts_ops;
@@ -53,9 +70,20 @@ const at_tts_voice *at_tts_engine_voices(const at_tts_engine *e, size_t *n);
 /* Exact voice name match, else NULL. */
 const at_tts_voice *at_tts_engine_find_voice(const at_tts_engine *e, const char *name);
 
+/* Length in bytes of the sentence at the start of s (n bytes): through its
+ * end mark and the blanks after it, or a line, or at most
+ * AT_TTS_SENTENCE_MAX bytes cut after a blank (else at a UTF-8
+ * boundary).  Engines that split text themselves use it too. */
+#define AT_TTS_SENTENCE_MAX 400
+size_t at_tts_sentence_len(const char *s, size_t n);
+
 /* speed: 1.0 = normal, accepted range 0.25..4.0 (AT_E_INVALID outside).
  * Empty text is AT_E_INVALID. */
 int at_tts_synthesize(at_tts_engine *e, const at_tts_voice *voice, const char *text, float speed,
                       at_tts_chunk_cb cb, void *user, at_err *err);
+/* The same with every parameter; AT_E_INVALID for a speed out of range
+ * or a speaker the voice does not have. */
+int at_tts_synthesize_params(at_tts_engine *e, const at_tts_voice *voice, const char *text,
+                             const at_tts_params *p, at_tts_chunk_cb cb, void *user, at_err *err);
 
 #endif
