@@ -54,8 +54,9 @@ int at_nmt_random_model_main(int argc, char **argv);
 /* Writes a Hugging Face VitsModel folder (config.json, model.safetensors)
  * of a published voice's shape with random weights: preset mms-tts
  * (facebook/mms-tts-eng) or vits-ljs (kakao-enterprise/vits-ljs); tests
- * use tiny (two speakers).  type "f16" or "f32".  n_params (may be NULL)
- * receives the parameters written. */
+ * use tiny (two speakers) and tiny-phonemes (one, with vits-ljs's 178
+ * symbols).  type "f16" or "f32".  n_params (may be NULL) receives the
+ * parameters written. */
 int at_vits_random_model(const char *preset, const char *type, const char *out_dir, uint64_t seed,
                          int64_t *n_params, at_err *err);
 /* `audio-translator vits-random-model --preset P --out DIR [--type T]`. */

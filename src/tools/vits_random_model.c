@@ -34,6 +34,8 @@ static const preset_t PRESETS[] = {
      {16, 16, 4, 4}, 1,   0,   22050},
     /* the tests' voice: a few hundred kilobytes, two speakers */
     {"tiny", 12, 16, 1, 2, 24, 8, 2, 2, 4, 2, 2, 2, 3, 32, 2, {4, 4}, {8, 8}, 2, 8, 8000},
+    /* the same with one speaker and vits-ljs's phoneme vocabulary */
+    {"tiny-phonemes", 178, 16, 1, 2, 24, 8, 2, 2, 4, 2, 2, 2, 3, 32, 2, {4, 4}, {8, 8}, 1, 0, 8000},
 };
 
 static const int RB_K[3] = {3, 7, 11}; /* dilations 1, 3, 5 each (the config) */
