@@ -91,15 +91,19 @@ RUN --mount=type=cache,id=at-apt-cache-${AT_BASE_DIST},target=/var/cache/apt,sha
 # appuser (uid 1000); the service writes nothing outside /tmp.
 RUN set -eu; \
     groupadd --gid 1000 appuser; \
-    useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin appuser
+    useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin appuser; \
+    install -d -o appuser -g appuser -m 0755 /models
 # Source last: the binary.  Fail the build here, not at start-up, if a
 # library is missing.
 COPY --from=build /out/tts /usr/local/bin/tts
 RUN /usr/local/bin/tts --help >/dev/null
 USER appuser
 WORKDIR /home/appuser
+# AT_MODELS_DIR: neural voice names (AT_TTS_MODELS=mms-tts-spa) resolve
+# in the shared model volume.
 ENV AT_HOST=0.0.0.0 \
-    AT_PORT=8005
+    AT_PORT=8005 \
+    AT_MODELS_DIR=/models
 EXPOSE 8005
 # No curl in the image: bash's /dev/tcp asks /health.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
