@@ -1,6 +1,6 @@
 /* models_pull.c - downloading models into the cache (libcurl) and checking
  * them (SHA-256 and git blob ids, OpenSSL); the resumable download is
- * shared with the translation folders (mt_models.c).  Kept apart from
+ * shared with the Hugging Face folders (hf_models.c).  Kept apart from
  * models.c so a binary that only resolves model names (asr_streaming)
  * links neither library. */
 #include "engines/asr/whisper/models.h"
@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 
 #include "core/config.h"
-#include "tools/mt_models.h"
+#include "tools/hf_models.h"
 #include "tools/tools.h"
 
 /* The digest md of a file, after prefix (plen bytes), as lowercase hex. */
@@ -315,22 +315,28 @@ static int cmd_list(void)
             snprintf(size, sizeof size, "<%uM", (unsigned)t[i].max_mib);
         printf("%-22s %-10s %s\n", t[i].name, status, size);
     }
-    /* translation models: folders, complete only under their own name */
-    const at_mt_model_info *mt = at_mt_models_table(&n);
-    printf("\ntranslation models (Hugging Face folders; --mt-models NAME):\n%-24s %-7s %-9s %-7s %s\n",
-           "NAME", "KIND", "STATUS", "SIZE", "REPO");
-    for (size_t i = 0; i < n; i++) {
-        char p[1024];
-        struct stat st;
-        const char *status = "pullable";
-        if (snprintf(p, sizeof p, "%s/%s", dir, mt[i].name) < (int)sizeof p && stat(p, &st) == 0)
-            status = "cached";
-        else if (snprintf(p, sizeof p, "%s/%s.part", dir, mt[i].name) < (int)sizeof p && stat(p, &st) == 0)
-            status = "partial";
-        char size[32];
-        snprintf(size, sizeof size, "<%uM", (unsigned)mt[i].max_mib);
-        printf("%-24s %-7s %-9s %-7s %s\n", mt[i].name, at_mt_models_kind_name(mt[i].kind), status, size,
-               mt[i].repo);
+    /* translation models, then voices: folders, complete only under their
+     * own name */
+    const at_hf_model_info *hf = at_hf_models_table(&n);
+    for (int voices = 0; voices < 2; voices++) {
+        printf(voices ? "\nneural voices (Hugging Face folders; --tts-models NAME):\n"
+                      : "\ntranslation models (Hugging Face folders; --mt-models NAME):\n");
+        printf("%-24s %-7s %-9s %-7s %s\n", "NAME", "KIND", "STATUS", "SIZE", "REPO");
+        for (size_t i = 0; i < n; i++) {
+            if ((hf[i].kind == AT_HF_MODELS_VITS) != voices) continue;
+            char p[1024];
+            struct stat st;
+            const char *status = "pullable";
+            if (snprintf(p, sizeof p, "%s/%s", dir, hf[i].name) < (int)sizeof p && stat(p, &st) == 0)
+                status = "cached";
+            else if (snprintf(p, sizeof p, "%s/%s.part", dir, hf[i].name) < (int)sizeof p &&
+                     stat(p, &st) == 0)
+                status = "partial";
+            char size[32];
+            snprintf(size, sizeof size, "<%uM", (unsigned)hf[i].max_mib);
+            printf("%-24s %-7s %-9s %-7s %s\n", hf[i].name, at_hf_models_kind_name(hf[i].kind), status, size,
+                   hf[i].repo);
+        }
     }
     return 0;
 }
@@ -342,9 +348,12 @@ static void print_known(const char *name)
     const at_model_info *t = at_models_table(&n);
     fprintf(stderr, "audio-translator models: unknown model '%s'\nspeech models:", name);
     for (size_t i = 0; i < n; i++) fprintf(stderr, " %s", t[i].name);
-    const at_mt_model_info *mt = at_mt_models_table(&n);
-    fprintf(stderr, "\ntranslation models:");
-    for (size_t i = 0; i < n; i++) fprintf(stderr, " %s", mt[i].name);
+    const at_hf_model_info *hf = at_hf_models_table(&n);
+    for (int voices = 0; voices < 2; voices++) {
+        fprintf(stderr, voices ? "\nneural voices:" : "\ntranslation models:");
+        for (size_t i = 0; i < n; i++)
+            if ((hf[i].kind == AT_HF_MODELS_VITS) == voices) fprintf(stderr, " %s", hf[i].name);
+    }
     fputc('\n', stderr);
 }
 
@@ -358,7 +367,8 @@ int at_models_main(int argc, char **argv)
         {"url-base", "AT_MODELS_URL", AT_OPT_STRING, NULL,
          "where ggml-NAME.bin files are (default: Hugging Face)", &url, 0, 0},
         {"hf-endpoint", "AT_HF_ENDPOINT", AT_OPT_STRING, NULL,
-         "Hugging Face API and files of translation models (default: " AT_HF_DEFAULT_ENDPOINT ")", &hf, 0, 0},
+         "Hugging Face API and files of translation models and voices (default: " AT_HF_DEFAULT_ENDPOINT ")",
+         &hf, 0, 0},
         {"sha256", NULL, AT_OPT_STRING, NULL, "expected SHA-256 (overrides the table)", &sha, 0, 0},
         {"progress", NULL, AT_OPT_BOOL, "0", "progress bar even when stderr is not a TTY", &progress, 0, 0},
         {"quiet", NULL, AT_OPT_BOOL, "0", "no progress bar", &quiet, 0, 0},
@@ -382,7 +392,7 @@ int at_models_main(int argc, char **argv)
         ret = cmd_list();
     } else if (strcmp(pos[0], "path") == 0 && n_pos == 2) {
         char p[1024];
-        rc = at_mt_models_find(pos[1]) ? at_models_resolve_dir(pos[1], p, sizeof p, &err)
+        rc = at_hf_models_find(pos[1]) ? at_models_resolve_dir(pos[1], p, sizeof p, &err)
                                        : at_models_resolve(pos[1], p, sizeof p, &err);
         if (rc < 0) {
             fprintf(stderr, "audio-translator models: %s\n", err.msg);
@@ -394,20 +404,20 @@ int at_models_main(int argc, char **argv)
     } else if (strcmp(pos[0], "pull") == 0 && n_pos == 2) {
         int bar = quiet ? 0 : progress ? 1 : -1;
         at_models_pull_opts po = {url, sha, bar, NULL};
-        at_mt_models_pull_opts mo = {hf, bar, NULL};
-        int is_mt = at_mt_models_find(pos[1]) != NULL;
+        at_hf_models_pull_opts mo = {hf, bar, NULL};
+        int is_hf = at_hf_models_find(pos[1]) != NULL;
         char p[1024];
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        if (!is_mt && !at_models_find(pos[1])) {
+        if (!is_hf && !at_models_find(pos[1])) {
             print_known(pos[1]);
             ret = 1;
-        } else if (is_mt && sha) {
+        } else if (is_hf && sha) {
             fprintf(stderr,
                     "audio-translator models: --sha256 is for single files; %s is checked against "
                     "its repository's listing\n",
                     pos[1]);
             ret = 2;
-        } else if ((is_mt ? at_mt_models_pull(pos[1], &mo, p, sizeof p, &err)
+        } else if ((is_hf ? at_hf_models_pull(pos[1], &mo, p, sizeof p, &err)
                           : at_models_pull(pos[1], &po, p, sizeof p, &err)) < 0) {
             fprintf(stderr, "audio-translator models: %s\n", err.msg);
             ret = 1;

@@ -7,7 +7,7 @@
  * there as ggml-NAME.bin (other models under the file name in the table);
  * a download in progress as that name + .part, which a later pull resumes
  * (HTTP Range).  The file is renamed into place only after its SHA-256
- * matched.  A translation model (src/tools/mt_models.h) is a folder
+ * matched.  A Hugging Face model (src/tools/hf_models.h) is a folder
  * <cache>/NAME, staged as NAME.part/ until every file is verified. */
 #ifndef AT_ENGINES_ASR_WHISPER_MODELS_H
 #define AT_ENGINES_ASR_WHISPER_MODELS_H
@@ -38,7 +38,7 @@ int at_models_dir(char *out, size_t cap, at_err *err);
  * name (or any plain name) found in the cache gives its cached file.
  * Fails with a message that says how to pull it. */
 int at_models_resolve(const char *name_or_path, char *out, size_t cap, at_err *err);
-/* The same for a model that is a folder (a translation model): an existing
+/* The same for a model that is a folder (a translation model, a voice): an existing
  * path, or anything that is not a plain name, is returned as is; a plain
  * name gives <cache>/NAME when that folder is there (`models pull` puts a
  * folder there only once all its files are verified). */

@@ -1,7 +1,8 @@
-/* mt_models.c - translation model folders from Hugging Face (see
- * mt_models.h): the table, the repository listing (untrusted: bounded and
- * checked before use) and the verified, resumable pull. */
-#include "tools/mt_models.h"
+/* hf_models.c - model folders from Hugging Face, translation models and
+ * neural voices (see hf_models.h): the table, the repository listing
+ * (untrusted: bounded and checked before use) and the verified, resumable
+ * pull. */
+#include "tools/hf_models.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -25,59 +26,79 @@
  * tokenizer files, with room (a Marian model's weights are ~300 MB, a
  * tc-big one's ~900 MB; NLLB-600M's ~2.5 GB, M2M100-418M's ~1.9 GB, in
  * float32). */
-static const at_mt_model_info k_mt[] = {
-    {"opus-mt-en-es", "Helsinki-NLP/opus-mt-en-es", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-es-en", "Helsinki-NLP/opus-mt-es-en", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-en-fr", "Helsinki-NLP/opus-mt-en-fr", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-fr-en", "Helsinki-NLP/opus-mt-fr-en", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-en-de", "Helsinki-NLP/opus-mt-en-de", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-de-en", "Helsinki-NLP/opus-mt-de-en", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-en-it", "Helsinki-NLP/opus-mt-en-it", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-it-en", "Helsinki-NLP/opus-mt-it-en", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-en-ru", "Helsinki-NLP/opus-mt-en-ru", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-ru-en", "Helsinki-NLP/opus-mt-ru-en", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-en-zh", "Helsinki-NLP/opus-mt-en-zh", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-zh-en", "Helsinki-NLP/opus-mt-zh-en", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-en-jap", "Helsinki-NLP/opus-mt-en-jap", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-ja-en", "Helsinki-NLP/opus-mt-ja-en", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-en-ar", "Helsinki-NLP/opus-mt-en-ar", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-ar-en", "Helsinki-NLP/opus-mt-ar-en", "main", AT_MT_MODELS_MARIAN, 600},
-    {"opus-mt-tc-big-en-pt", "Helsinki-NLP/opus-mt-tc-big-en-pt", "main", AT_MT_MODELS_MARIAN, 1200},
-    {"nllb-200-distilled-600M", "facebook/nllb-200-distilled-600M", "main", AT_MT_MODELS_NLLB, 3000},
-    {"m2m100_418M", "facebook/m2m100_418M", "main", AT_MT_MODELS_M2M100, 2600},
+static const at_hf_model_info k_hf[] = {
+    {"opus-mt-en-es", "Helsinki-NLP/opus-mt-en-es", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-es-en", "Helsinki-NLP/opus-mt-es-en", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-en-fr", "Helsinki-NLP/opus-mt-en-fr", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-fr-en", "Helsinki-NLP/opus-mt-fr-en", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-en-de", "Helsinki-NLP/opus-mt-en-de", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-de-en", "Helsinki-NLP/opus-mt-de-en", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-en-it", "Helsinki-NLP/opus-mt-en-it", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-it-en", "Helsinki-NLP/opus-mt-it-en", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-en-ru", "Helsinki-NLP/opus-mt-en-ru", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-ru-en", "Helsinki-NLP/opus-mt-ru-en", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-en-zh", "Helsinki-NLP/opus-mt-en-zh", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-zh-en", "Helsinki-NLP/opus-mt-zh-en", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-en-jap", "Helsinki-NLP/opus-mt-en-jap", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-ja-en", "Helsinki-NLP/opus-mt-ja-en", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-en-ar", "Helsinki-NLP/opus-mt-en-ar", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-ar-en", "Helsinki-NLP/opus-mt-ar-en", "main", AT_HF_MODELS_MARIAN, 600},
+    {"opus-mt-tc-big-en-pt", "Helsinki-NLP/opus-mt-tc-big-en-pt", "main", AT_HF_MODELS_MARIAN, 1200},
+    {"nllb-200-distilled-600M", "facebook/nllb-200-distilled-600M", "main", AT_HF_MODELS_NLLB, 3000},
+    {"m2m100_418M", "facebook/m2m100_418M", "main", AT_HF_MODELS_M2M100, 2600},
+    /* Neural voices: the engine names a voice after its folder, and gives
+     * an MMS voice the language of "mms-tts-ISO639-3".  MMS-TTS (Meta,
+     * CC-BY-NC 4.0) speaks characters; vits-ljs (one English speaker) and
+     * vits-vctk (109 speakers) speak espeak-ng phonemes (MIT).  Weights:
+     * ~145 MB in float32. */
+    {"mms-tts-eng", "facebook/mms-tts-eng", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-spa", "facebook/mms-tts-spa", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-fra", "facebook/mms-tts-fra", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-deu", "facebook/mms-tts-deu", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-ita", "facebook/mms-tts-ita", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-por", "facebook/mms-tts-por", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-nld", "facebook/mms-tts-nld", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-pol", "facebook/mms-tts-pol", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-ron", "facebook/mms-tts-ron", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-swe", "facebook/mms-tts-swe", "main", AT_HF_MODELS_VITS, 300},
+    {"mms-tts-fin", "facebook/mms-tts-fin", "main", AT_HF_MODELS_VITS, 300},
+    {"vits-ljs", "kakao-enterprise/vits-ljs", "main", AT_HF_MODELS_VITS, 300},
+    {"vits-vctk", "kakao-enterprise/vits-vctk", "main", AT_HF_MODELS_VITS, 300},
 };
-#define N_MT (sizeof k_mt / sizeof k_mt[0])
+#define N_HF (sizeof k_hf / sizeof k_hf[0])
 
-const at_mt_model_info *at_mt_models_table(size_t *n)
+const at_hf_model_info *at_hf_models_table(size_t *n)
 {
-    *n = N_MT;
-    return k_mt;
+    *n = N_HF;
+    return k_hf;
 }
 
-const at_mt_model_info *at_mt_models_find(const char *name)
+const at_hf_model_info *at_hf_models_find(const char *name)
 {
     if (!name) return NULL;
-    for (size_t i = 0; i < N_MT; i++)
-        if (strcmp(k_mt[i].name, name) == 0) return &k_mt[i];
+    for (size_t i = 0; i < N_HF; i++)
+        if (strcmp(k_hf[i].name, name) == 0) return &k_hf[i];
     return NULL;
 }
 
-const char *at_mt_models_kind_name(at_mt_models_kind kind)
+const char *at_hf_models_kind_name(at_hf_models_kind kind)
 {
     switch (kind) {
-    case AT_MT_MODELS_MARIAN: return "marian";
-    case AT_MT_MODELS_NLLB: return "nllb";
-    case AT_MT_MODELS_M2M100: return "m2m100";
+    case AT_HF_MODELS_MARIAN: return "marian";
+    case AT_HF_MODELS_NLLB: return "nllb";
+    case AT_HF_MODELS_M2M100: return "m2m100";
+    case AT_HF_MODELS_VITS: return "vits";
     }
     return "?";
 }
 
 /* ---- which files ------------------------------------------------------- */
 
-/* What the loaders read (engines/mt/nmt: model.c, tokenizer.c, generate.c);
- * "optional" ones are fetched when the repository has them.  The weights
- * are added apart: model.safetensors, else pytorch_model.bin (never the
- * TensorFlow, Flax or Rust copies). */
+/* What the loaders read (translation, engines/mt/nmt: model.c, tokenizer.c,
+ * generate.c; voices, engines/tts/vits: model.c, tokenizer.c); "optional"
+ * ones are fetched when the repository has them.  The weights are added
+ * apart: model.safetensors, else pytorch_model.bin (never the TensorFlow,
+ * Flax or Rust copies). */
 typedef struct wanted {
     const char *path;
     int required;
@@ -93,6 +114,14 @@ static const wanted k_marian[] = {
     {"source.spm", 1}, {"target.spm", 1}, {"vocab.json", 1}, {"target_vocab.json", 0}};
 static const wanted k_nllb[] = {{"sentencepiece.bpe.model", 1}};
 static const wanted k_m2m[] = {{"sentencepiece.bpe.model", 1}, {"vocab.json", 1}};
+/* a voice: no generation config (special_tokens_map.json is not read, but
+ * belongs with the tokenizer's files) */
+static const wanted k_vits[] = {
+    {"config.json", 1},
+    {"vocab.json", 1},
+    {"tokenizer_config.json", 1}, /* without it the tokenizer would phonemize */
+    {"special_tokens_map.json", 0},
+};
 
 #define MAX_FILES 12 /* what one folder may need, weights included */
 
@@ -218,7 +247,7 @@ static int entry_file(const cJSON *e, const char *repo, const char *path, file *
 }
 
 /* The files to fetch, from the listing's JSON text. */
-static int select_files(const at_mt_model_info *mi, const char *text, size_t len, file *out, int *n_out,
+static int select_files(const at_hf_model_info *mi, const char *text, size_t len, file *out, int *n_out,
                         at_err *err)
 {
     cJSON *root = cJSON_ParseWithLength(text, len);
@@ -254,10 +283,13 @@ static int select_files(const at_mt_model_info *mi, const char *text, size_t len
     }
     const wanted *lists[2] = {k_common, NULL};
     size_t sizes[2] = {sizeof k_common / sizeof *k_common, 0};
-    if (mi->kind == AT_MT_MODELS_MARIAN) {
+    if (mi->kind == AT_HF_MODELS_VITS) {
+        lists[0] = k_vits;
+        sizes[0] = sizeof k_vits / sizeof *k_vits;
+    } else if (mi->kind == AT_HF_MODELS_MARIAN) {
         lists[1] = k_marian;
         sizes[1] = sizeof k_marian / sizeof *k_marian;
-    } else if (mi->kind == AT_MT_MODELS_NLLB) {
+    } else if (mi->kind == AT_HF_MODELS_NLLB) {
         lists[1] = k_nllb;
         sizes[1] = sizeof k_nllb / sizeof *k_nllb;
     } else {
@@ -341,7 +373,7 @@ static int join(char *out, size_t cap, const char *a, const char *b, const char 
 
 /* One file into the staging folder: kept when already verified there,
  * else downloaded (resuming FILE.part), checked and renamed. */
-static int pull_file(const at_mt_model_info *mi, const char *base, const char *stage, const file *f,
+static int pull_file(const at_hf_model_info *mi, const char *base, const char *stage, const file *f,
                      int progress, at_err *err)
 {
     char done[1280], part[1280], url[2048], label[160];
@@ -370,21 +402,58 @@ static int pull_file(const at_mt_model_info *mi, const char *base, const char *s
     return 0;
 }
 
-int at_mt_models_pull(const char *name, const at_mt_models_pull_opts *o, char *path, size_t cap, at_err *err)
+static void append(char *out, size_t cap, size_t *k, const char *s, size_t n)
 {
-    at_mt_models_pull_opts def = {NULL, 0, NULL};
-    if (!o) o = &def;
-    const at_mt_model_info *mi = at_mt_models_find(name);
-    if (!mi) {
-        char known[400];
-        size_t k = 0;
-        for (size_t i = 0; i < N_MT && k < sizeof known; i++) {
-            int w = snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", k_mt[i].name);
-            if (w < 0) break;
-            k += (size_t)w;
+    if (*k + n >= cap) n = cap - 1 - *k;
+    memcpy(out + *k, s, n);
+    *k += n;
+    out[*k] = '\0';
+}
+
+/* The names of the translation models (voices 0) or of the voices, those
+ * that differ only after their last '-' as one "mms-tts-{eng,spa}" (the
+ * whole table would not fit in an at_err). */
+static void known_names(int voices, char *out, size_t cap)
+{
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < N_HF;) {
+        const char *a = k_hf[i].name, *dash = strrchr(a, '-');
+        if ((k_hf[i].kind == AT_HF_MODELS_VITS) != voices) {
+            i++;
+            continue;
         }
-        return at_err_set(err, AT_E_INVALID, "unknown translation model '%.60s'; known: %s", name ? name : "",
-                          known);
+        size_t stem = dash ? (size_t)(dash - a) + 1 : 0, j = i + 1;
+        while (stem && j < N_HF && (k_hf[j].kind == AT_HF_MODELS_VITS) == voices &&
+               strncmp(k_hf[j].name, a, stem) == 0 && !strchr(k_hf[j].name + stem, '-'))
+            j++;
+        if (k) append(out, cap, &k, ", ", 2);
+        if (j - i == 1) {
+            append(out, cap, &k, a, strlen(a));
+        } else {
+            append(out, cap, &k, a, stem);
+            for (size_t m = i; m < j; m++) {
+                append(out, cap, &k, m == i ? "{" : ",", 1);
+                append(out, cap, &k, k_hf[m].name + stem, strlen(k_hf[m].name + stem));
+            }
+            append(out, cap, &k, "}", 1);
+        }
+        i = j;
+    }
+}
+
+int at_hf_models_pull(const char *name, const at_hf_models_pull_opts *o, char *path, size_t cap, at_err *err)
+{
+    at_hf_models_pull_opts def = {NULL, 0, NULL};
+    if (!o) o = &def;
+    const at_hf_model_info *mi = at_hf_models_find(name);
+    if (!mi) {
+        char mt[400], voices[200];
+        known_names(0, mt, sizeof mt);
+        known_names(1, voices, sizeof voices);
+        return at_err_set(err, AT_E_INVALID,
+                          "unknown model '%.60s'; translation models: %s; neural voices: %s",
+                          name ? name : "", mt, voices);
     }
     char dir[768], stage[1024];
     int rc;
