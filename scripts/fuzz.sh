@@ -8,7 +8,7 @@ secs=${1:-30}
 cd "$(dirname "$0")/.."
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DAT_FUZZ=ON -DAT_SANITIZE=ON -DAT_BUILD_TESTS=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=${AT_FUZZ_TARGETS:-"fuzz_audio fuzz_multipart fuzz_weights fuzz_tts_text fuzz_server fuzz_onnx fuzz_tokenizer fuzz_subtitle fuzz_mt_text fuzz_wyoming fuzz_spm"}
+targets=${AT_FUZZ_TARGETS:-"fuzz_audio fuzz_multipart fuzz_weights fuzz_tts_text fuzz_server fuzz_onnx fuzz_tokenizer fuzz_subtitle fuzz_mt_text fuzz_wyoming fuzz_spm fuzz_vits"}
 # shellcheck disable=SC2086
 cmake --build build-fuzz -j"$(nproc)" --target $targets >/dev/null
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"

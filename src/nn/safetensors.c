@@ -203,8 +203,9 @@ int at_hf_config_int_or(const at_hf_config *c, const char *key, int lo, int hi, 
         *out = def;
         return 0;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < lo ||
-        v->valuedouble > hi)
+    /* the range first: converting a double outside int64's range (1e25) is undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        v->valuedouble != (double)(int64_t)v->valuedouble)
         return at_err_set(err, AT_E_CORRUPT, "%s: \"%s\" must be an integer in %d..%d", c->path, key, lo, hi);
     *out = (int)v->valuedouble;
     return 0;

@@ -8,7 +8,9 @@ choosing the service ('0' asr_streaming, '1' translate, '2' tts,
 payloads stay readable and easy for the fuzzer to mutate.
 fuzz_onnx: small hand-encoded ONNX protobufs.
 fuzz_tokenizer: a byte-level BPE tokenizer.json with every byte, then text
-and token ids.  fuzz_subtitle: timed segments.  fuzz_mt_text: sentences."""
+and token ids.  fuzz_subtitle: timed segments.  fuzz_mt_text: sentences.
+fuzz_vits: an 8-byte header, then vocab.json, tokenizer_config.json, text
+and a VITS config.json, NUL-separated (see tests/fuzz/fuzz_vits.c)."""
 import json
 import math
 import os
@@ -179,7 +181,81 @@ def wyoming_seeds():
           b'"channels": 1}, "payload_length": 4}\n\x00\x01\x02\x03')
 
 
+# at_vits_random_model's "tiny" voice (src/tools/vits_random_model.c): the
+# weights fuzz_vits makes, so this config loads and the altered ones test
+# what the loader accepts beside them.
+VITS_TINY = {
+    "depth_separable_channels": 2, "depth_separable_num_layers": 2, "duration_predictor_filter_channels": 256,
+    "duration_predictor_flow_bins": 4, "duration_predictor_kernel_size": 3, "duration_predictor_num_flows": 2,
+    "duration_predictor_tail_bound": 5.0, "ffn_dim": 24, "ffn_kernel_size": 3, "flow_size": 8,
+    "hidden_act": "relu", "hidden_size": 16, "layer_norm_eps": 1e-05, "leaky_relu_slope": 0.1,
+    "model_type": "vits", "noise_scale": 0.667, "noise_scale_duration": 0.8, "num_attention_heads": 2,
+    "num_hidden_layers": 1, "num_speakers": 2, "prior_encoder_num_flows": 2, "prior_encoder_num_wavenet_layers": 2,
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "resblock_kernel_sizes": [3, 7, 11],
+    "sampling_rate": 8000, "speaker_embedding_size": 8, "speaking_rate": 1.0, "upsample_initial_channel": 32,
+    "upsample_kernel_sizes": [8, 8], "upsample_rates": [4, 4], "use_bias": True,
+    "use_stochastic_duration_prediction": True, "vocab_size": 12, "wavenet_dilation_rate": 1,
+    "wavenet_kernel_size": 3, "window_size": 2}
+
+
+def vits_seeds():
+    def js(v):
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def seed(name, h0, h1, ids, noise, vocab, tok_cfg, text, model_cfg=None):
+        # header: tokenizer flags, model flags, 4 ids, the two noise scales
+        out = bytes([h0, h1] + ids + noise) + vocab + b"\0" + tok_cfg + b"\0" + text
+        if model_cfg is not None:
+            out += b"\0" + model_cfg
+        write("fuzz_vits", name, out)
+
+    # facebook/mms-tts-eng's characters and config
+    mms = js({c: i for i, c in enumerate("k'zyudhesw–3cp-1jmi flo0bra42n_xvtq56g")})
+    mms_cfg = js({"add_blank": True, "is_uroman": False, "language": "eng", "normalize": True,
+                  "pad_token": "<pad>", "phonemize": False, "unk_token": "<unk>"})
+    tiny = dict(VITS_TINY)
+    # ids 0..3 of speaker 0 (bits 3-4: speaker + 1), the config's noise
+    seed("mms_eng", 0x00, 0x0B, [1, 5, 7, 11], [85, 102], mms, mms_cfg,
+         "Hello, World! It's 2024 – ţ.".encode(), js(tiny))
+    # kakao-enterprise/vits-ljs: phonemes, pad "_" (also id 0, the blank);
+    # the phonemiser spreads whitespace and stress marks; streamed, stopped
+    ljs = "_;:,.!?¡¿—…\"«»“” ABCDEFGHIJKLMNOPQRSTUVWXYZ" \
+          "abcdefghijklmnopqrstuvwxyzɑɐɒæɔəɛɜɪŋʃʊ" \
+          "ʌˈˌːɹθðʒɾ"
+    ljs_cfg = js({"add_blank": True, "is_uroman": False, "language": "en-us", "normalize": True,
+                  "pad_token": "_", "phonemize": True, "unk_token": "<unk>"})
+    alt = dict(tiny, speaking_rate=0.5, noise_scale=0.0, hidden_act="gelu", window_size=0)
+    ljs_vocab = js({c: i for i, c in enumerate(ljs)})
+    seed("vits_ljs", 1 << 3, 0x21, [3, 9, 0, 0], [0, 255], ljs_vocab, ljs_cfg,
+         b"A cat sat, then ran away.", js(alt))
+    # the config built in the harness (add_blank, normalize), a decoder
+    # with other rates, dilations and slope beside the same weights
+    alt = dict(tiny, upsample_rates=[2, 6], resblock_dilation_sizes=[[1, 2, 4], [2], [1, 3]],
+               leaky_relu_slope=0.2, wavenet_dilation_rate=3, layer_norm_eps=1e-3, use_bias=False,
+               num_speakers=1, speaker_embedding_size=0)
+    seed("built_blank", 0x03, 0x0B, [200, 17, 4, 9], [255, 40], mms, b"",
+         "ÀBC def İstanbul".encode(), js(alt))
+    # shapes that do not fit the weights: the loader refuses; uroman text
+    # outside ASCII is refused; unchecked ids
+    alt = dict(tiny, vocab_size=38, num_speakers=1)
+    uro = js({"add_blank": True, "is_uroman": True, "language": "kor", "normalize": True, "phonemize": False})
+    seed("mismatch_uroman", 0x00, 0x07, [0, 9, 30, 250], [10, 10], mms, uro, "한국어 ok".encode(),
+         js(alt))
+    # Romanian's t comma; a plain duration predictor the weights lack
+    ron = js({c: i for i, c in enumerate("_ aăâbcdefghiîjklmnoprsştţuvxz'-")})
+    alt = dict(tiny, use_stochastic_duration_prediction=False, resblock_kernel_sizes=[3, 7],
+               resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]])
+    seed("ron_plain_dp", 0x00, 0x18, [1, 2, 3, 4], [100, 100], ron,
+         js({"add_blank": False, "language": "ron", "normalize": True, "phonemize": False}),
+         "Țară frumoasă".encode(), js(alt))
+    # phonemisers that fail, return nothing or invalid UTF-8; invalid text
+    for mode, name in [(3, "phonemizer_fails"), (4, "phonemizer_nothing"), (2, "phonemizer_bad_utf8")]:
+        seed(name, 0x05 | mode << 3, 0, [0] * 4, [0, 0], ljs_vocab, b"", b"Some text.")
+    seed("text_bad_utf8", 0x00, 0, [0] * 4, [0, 0], mms, mms_cfg, b"abc\xc3(def\xff")
+
+
 def main():
+    vits_seeds()
     wyoming_seeds()
     onnx_seeds()
     tokenizer_seeds()
