@@ -6,7 +6,9 @@
  * each output read back from one scratch tensor the call grows as needed.
  * The decoder runs over pieces of frames with enough context on each side
  * that every sample equals the whole signal's (ctx_frames), which bounds
- * its memory and lets the first piece out early. */
+ * its memory and lets the first piece out early; a stream runs the prior
+ * flows first over the frames that piece reads, likewise with context
+ * (flow_ctx), and over the rest once it is out. */
 #include "engines/tts/vits/model.h"
 
 #include <math.h>
@@ -39,8 +41,11 @@
 #define MIN_DERIVATIVE 1e-3
 
 /* Decoder pieces, in frames: a short first one for an early start, then
- * longer ones (the context recomputed on each side of a piece costs
- * less), the last one taking in a remainder under half a piece. */
+ * each twice the one before up to PIECE (the context recomputed on each
+ * side of a piece costs less in a long one, and a piece twice as long as
+ * the one playing is ready before it ends while the decoder runs faster
+ * than twice real time), the last one taking in a remainder under half a
+ * piece. */
 #define FIRST_PIECE 16
 #define PIECE       320
 
@@ -131,6 +136,7 @@ struct at_vits_model {
     float *dec_cond_w, *dec_cond_b;
     float *spk; /* speakers rows of spk_dim */
     int ctx_frames;
+    int flow_ctx;         /* frames of context each side of a span of the prior flows */
     size_t dec_per_frame; /* floats of the widest decoder activation, per frame */
 };
 
@@ -628,6 +634,20 @@ static int decoder_context(const cfg *c)
     return (int)(ctx + 3 + 1); /* conv_pre, and one more */
 }
 
+/* Frames of context each side of a span of the prior flows that make its
+ * frames those of the whole signal: a coupling's WaveNet reaches (k - 1) / 2
+ * dilation frames per layer (its 1x1 convolutions none), and each coupling
+ * is conditioned on the previous one's output (the flips between them only
+ * permute channels), so the reaches add up over the flows. */
+static int flow_context(const cfg *c)
+{
+    int64_t reach = 0;
+    for (int i = 0, dil = 1; i < c->wn_layers; i++, dil *= c->wn_rate)
+        reach += (int64_t)(c->wn_k - 1) / 2 * dil;
+    reach *= c->prior_flows;
+    return reach < MAX_SAMPLES ? (int)reach : MAX_SAMPLES;
+}
+
 static int build(at_vits_model *m, at_err *err)
 {
     const cfg *c = &m->c;
@@ -642,6 +662,7 @@ static int build(at_vits_model *m, at_err *err)
         CHECK(keep_host(m, m->spk, err));
     }
     m->ctx_frames = decoder_context(c);
+    m->flow_ctx = flow_context(c);
     return 0;
 }
 
@@ -1233,6 +1254,23 @@ out:
     return rc;
 }
 
+/* Rows [lo, hi) of the prior into z (rows of flow): each token's means
+ * (stats: n rows of 2 flow) repeated over its frames, plus noise drawn row
+ * after row, so that filling the rows in two calls draws what one would. */
+static void prior_rows(const float *stats, const int *dur, int n, int F, float noise, rng *gen, float *z,
+                       int lo, int hi)
+{
+    int t = 0, start = 0;
+    for (int fr = lo; fr < hi; fr++) {
+        while (t < n && fr >= start + dur[t]) start += dur[t++];
+        if (t == n) break; /* no token has frames: the one frame stays silent */
+        const float *mean = stats + (size_t)t * 2 * F, *logvar = mean + F;
+        float *row = z + (size_t)fr * F;
+        for (int i = 0; i < F; i++)
+            row[i] = noise > 0 ? mean[i] + randn(gen) * expf(logvar[i]) * noise : mean[i];
+    }
+}
+
 /* ---- decoder ------------------------------------------------------------- */
 
 typedef struct dec_bufs {
@@ -1312,9 +1350,11 @@ static int check_params(const at_vits_model *m, const at_vits_params *p, int *ma
     return 0;
 }
 
-int at_vits_synthesize_timed(const at_vits_model *m, at_compute *pool, const int *ids, int n,
-                             const at_vits_params *p, at_vits_sink sink, void *user, size_t *n_wave,
-                             int *durations, at_vits_timing *tm, at_err *err)
+/* The synthesis; early: run the flows over the first piece's frames
+ * first, so that it goes out before they have run over the rest. */
+static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, int n,
+                      const at_vits_params *p, at_vits_sink sink, void *user, size_t *n_wave, int *durations,
+                      at_vits_timing *tm, int early, at_err *err)
 {
     at_err tmp_err;
     if (!err) err = &tmp_err;
@@ -1340,7 +1380,7 @@ int at_vits_synthesize_timed(const at_vits_model *m, at_compute *pool, const int
     run r = {m, c, NULL, NULL, {0}, 0, err};
     rng gen = {p->seed, 0, 0};
     int rc = 0, F = c->flow, d = c->d, frames = 0;
-    float *hid = NULL, *stats = NULL, *logdur = NULL, *z = NULL, *wave = NULL, *gv = NULL;
+    float *hid = NULL, *stats = NULL, *logdur = NULL, *z = NULL, *head = NULL, *wave = NULL, *gv = NULL;
     int *dur = NULL;
     dec_bufs B = {0};
     double t0 = at_now_s(), t1;
@@ -1388,20 +1428,28 @@ int at_vits_synthesize_timed(const at_vits_model *m, at_compute *pool, const int
     if (tm) tm->duration += t1 - t0;
     t0 = t1;
 
-    /* the prior, each token's statistics repeated over its frames */
-    if (!(z = calloc((size_t)frames * F, sizeof *z))) {
+    /* The prior through the flows.  Early, the flows first run over the
+     * frames the decoder's first piece reads (exact: its length and the
+     * decoder's context) and flow_ctx more, into head, of which the first
+     * exact frames are the whole signal's; the rest waits until that
+     * piece is out.  Otherwise (or when that covers every frame) in place
+     * over all frames at once. */
+    int first = frames <= 2 * FIRST_PIECE ? frames : FIRST_PIECE;
+    int exact = early && first < frames - m->ctx_frames ? first + m->ctx_frames : frames;
+    int span = exact < frames - m->flow_ctx ? exact + m->flow_ctx : frames;
+    if (!(z = calloc((size_t)frames * F, sizeof *z)) ||
+        (span < frames && !(head = malloc((size_t)span * F * sizeof *head)))) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (%d frames)", frames);
         goto out;
     }
-    for (int t = 0, fr = 0; t < n; t++)
-        for (int k = 0; k < dur[t]; k++, fr++) {
-            const float *mean = stats + (size_t)t * 2 * F, *logvar = mean + F;
-            float *row = z + (size_t)fr * F;
-            for (int i = 0; i < F; i++)
-                row[i] =
-                    p->noise_scale > 0 ? mean[i] + randn(&gen) * expf(logvar[i]) * p->noise_scale : mean[i];
-        }
-    if ((rc = flows_inverse(&r, z, frames, g))) goto out;
+    prior_rows(stats, dur, n, F, p->noise_scale, &gen, z, 0, span);
+    if (head) {
+        memcpy(head, z, (size_t)span * F * sizeof *head);
+        rc = flows_inverse(&r, head, span, g);
+    } else {
+        rc = flows_inverse(&r, z, frames, g);
+    }
+    if (rc) goto out;
     t1 = at_now_s();
     if (tm) tm->flow += t1 - t0;
     t0 = t1;
@@ -1420,15 +1468,31 @@ int at_vits_synthesize_timed(const at_vits_model *m, at_compute *pool, const int
         goto out;
     }
     if (g) cond_vec(m->dec_cond_w, m->dec_cond_b, g, c->up_init, c->spk_dim, gv);
-    for (int a = 0, len; a < frames && !rc; a += len) {
-        int left = frames - a;
-        len = a == 0                     ? (left <= 2 * FIRST_PIECE ? left : FIRST_PIECE)
-              : left < PIECE + PIECE / 2 ? left
-                                         : PIECE;
-        rc = decode_piece(&r, z, frames, a, a + len, gv, &B, wave);
+    double rest = 0;
+    for (int a = 0, len = 0; a < frames && !rc; a += len) {
+        int left = frames - a, next = len * 2 < PIECE ? len * 2 : PIECE;
+        len = a == 0 ? first : left < next + next / 2 ? left : next;
+        rc = decode_piece(&r, head && a == 0 ? head : z, frames, a, a + len, gv, &B, wave);
         if (!rc) rc = sink(user, wave, (size_t)len * m->hp.hop, err);
+        if (!rc && head) {
+            /* the rest of the flows, in place from flow_ctx frames before
+             * the first frame head lacks (z holds the prior up to span,
+             * its noise continuing where head's stopped), then head's
+             * exact frames over the inexact start of that */
+            double t2 = at_now_s();
+            int from = exact > m->flow_ctx ? exact - m->flow_ctx : 0;
+            prior_rows(stats, dur, n, F, p->noise_scale, &gen, z, span, frames);
+            rc = flows_inverse(&r, z + (size_t)from * F, frames - from, g);
+            memcpy(z, head, (size_t)exact * F * sizeof *z);
+            free(head);
+            head = NULL;
+            rest += at_now_s() - t2;
+        }
     }
-    if (tm) tm->decoder += at_now_s() - t0;
+    if (tm) {
+        tm->flow += rest;
+        tm->decoder += at_now_s() - t0 - rest;
+    }
 out:
     at_tensor_free(&r.out);
     at_backend_free(r.be);
@@ -1438,6 +1502,7 @@ out:
     free(logdur);
     free(dur);
     free(z);
+    free(head);
     free(wave);
     free(gv);
     free(B.x);
@@ -1445,6 +1510,13 @@ out:
     free(B.res);
     free(B.sum);
     return rc;
+}
+
+int at_vits_synthesize_timed(const at_vits_model *m, at_compute *pool, const int *ids, int n,
+                             const at_vits_params *p, at_vits_sink sink, void *user, size_t *n_wave,
+                             int *durations, at_vits_timing *tm, at_err *err)
+{
+    return synthesize(m, pool, ids, n, p, sink, user, n_wave, durations, tm, 1, err);
 }
 
 int at_vits_synthesize_stream(const at_vits_model *m, at_compute *pool, const int *ids, int n,
@@ -1481,7 +1553,8 @@ int at_vits_synthesize(const at_vits_model *m, at_compute *pool, const int *ids,
     collect c = {0};
     *wave = NULL;
     *n_wave = 0;
-    int rc = at_vits_synthesize_timed(m, pool, ids, n, p, collect_sink, &c, &c.total, durations, NULL, err);
+    /* nobody listens before the end: the flows over all frames at once */
+    int rc = synthesize(m, pool, ids, n, p, collect_sink, &c, &c.total, durations, NULL, 0, err);
     if (!rc && c.n != c.total) rc = at_err_set(err, AT_E_ENGINE, "vits: %zu of %zu samples", c.n, c.total);
     if (rc) {
         free(c.buf);

@@ -74,7 +74,10 @@ typedef int (*at_vits_sink)(void *user, const float *samples, size_t n, at_err *
 int at_vits_synthesize(const at_vits_model *m, at_compute *pool, const int *ids, int n,
                        const at_vits_params *p, float **wave, size_t *n_wave, int *durations, at_err *err);
 /* The same, handing the samples to sink as they are made; *n_wave (may be
- * NULL) receives the total, known before the first piece. */
+ * NULL) receives the total, known before the first piece.  The prior flows
+ * run over the first piece's frames (with their context) before it, over
+ * the rest after it: the samples are at_vits_synthesize's within float
+ * rounding (which computes the flows over all frames at once). */
 int at_vits_synthesize_stream(const at_vits_model *m, at_compute *pool, const int *ids, int n,
                               const at_vits_params *p, at_vits_sink sink, void *user, size_t *n_wave,
                               int *durations, at_err *err);
