@@ -11,11 +11,7 @@
  * left alone, only the files the loaders read fetched, `--mt-models NAME`
  * and `--tts-models NAME` resolved through the cache, and the CLI's list,
  * path and pull. */
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +29,7 @@
 #include "engines/asr/whisper/models.h"
 #include "engines/tts/vits/model.h"
 #include "engines/tts/vits/tokenizer.h"
+#include "fake_http.h"
 #include "nmt_folder.h"
 #include "services/app.h"
 #include "tools/hf_models.h"
@@ -60,7 +56,8 @@ enum { R_MARIAN, R_VITS, NR };
 #define NF_VITS   4
 
 typedef struct server {
-    int fd, port;
+    at_fake_http *http;
+    int port;
     repo r[NR];
     int listing;      /* LIST_* */
     const char *omit; /* this file is not in the listing */
@@ -69,8 +66,6 @@ typedef struct server {
     const char *corrupt; /* this file: one byte flipped */
     long last_range;     /* of the last file request; -1: none */
     int listings, files, unknown;
-    int stop;
-    pthread_t th;
 } server;
 
 static server S = {
@@ -88,20 +83,12 @@ static repo *const M = &S.r[R_MARIAN], *const V = &S.r[R_VITS];
 static char tmp[] = "/tmp/at-hf-models-XXXXXX";
 static char cache[512], url[128], *src_dir, *voice_dir;
 
-static void reply(int c, const char *status, const char *body, size_t len)
-{
-    char hdr[256];
-    snprintf(hdr, sizeof hdr, "HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status, len);
-    send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
-    if (len) send(c, body, len, MSG_NOSIGNAL);
-}
-
 static void send_listing(server *s, const repo *r, int c)
 {
     char body[8192];
     size_t n = 0;
     if (s->listing == LIST_NOT_JSON) {
-        reply(c, "200 OK", "<html>rate limited</html>", 25);
+        at_fake_http_reply(c, "200 OK", "<html>rate limited</html>", 25);
         return;
     }
     n += (size_t)snprintf(body + n, sizeof body - n, "[");
@@ -139,7 +126,7 @@ static void send_listing(server *s, const repo *r, int c)
             (size_t)snprintf(body + n, sizeof body - n,
                              ",{\"type\":\"file\",\"oid\":\"%040d\",\"size\":3,\"path\":\"/etc/passwd\"}", 1);
     n += (size_t)snprintf(body + n, sizeof body - n, "]");
-    reply(c, "200 OK", body, n);
+    at_fake_http_reply(c, "200 OK", body, n);
 }
 
 /* The repository a path names after its prefix ("/api/models/", "/"). */
@@ -150,21 +137,12 @@ static repo *repo_of(server *s, const char *p)
     return NULL;
 }
 
-static void serve_one(server *s, int c)
+static void serve_one(void *user, int c, const char *req)
 {
-    char req[4096];
-    size_t n = 0;
-    while (n + 1 < sizeof req) {
-        ssize_t k = recv(c, req + n, sizeof req - 1 - n, 0);
-        if (k <= 0) break;
-        n += (size_t)k;
-        req[n] = '\0';
-        if (strstr(req, "\r\n\r\n")) break;
-    }
-    req[n] = '\0';
+    server *s = user;
     char path[1024];
     if (sscanf(req, "GET %1023s ", path) != 1) {
-        reply(c, "400 Bad Request", "", 0);
+        at_fake_http_reply(c, "400 Bad Request", "", 0);
         return;
     }
     repo *r = strncmp(path, "/api/models/", 12) == 0 ? repo_of(s, path + 12) : NULL;
@@ -181,55 +159,15 @@ static void serve_one(server *s, int c)
             if (strcmp(rs + 14, r->files[i]) == 0) f = i;
     if (f < 0) {
         s->unknown++;
-        reply(c, "404 Not Found", "", 0);
+        at_fake_http_reply(c, "404 Not Found", "", 0);
         return;
     }
     s->files++;
     r->hits[f]++;
-    s->last_range = -1;
-    const char *rg = strcasestr(req, "\r\nRange: bytes=");
-    if (rg) s->last_range = atol(rg + 15);
-    size_t len = r->len[f], from = s->last_range > 0 ? (size_t)s->last_range : 0;
-    char hdr[512];
-    if (from >= len && len > 0) {
-        reply(c, "416 Range Not Satisfiable", "", 0);
-        return;
-    }
-    if (from > 0)
-        snprintf(hdr, sizeof hdr,
-                 "HTTP/1.1 206 Partial Content\r\nContent-Length: %zu\r\n"
-                 "Content-Range: bytes %zu-%zu/%zu\r\nConnection: close\r\n\r\n",
-                 len - from, from, len - 1, len);
-    else
-        snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", len);
-    send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
-    int cut = s->cut && strcmp(s->cut, r->files[f]) == 0,
-        bad = s->corrupt && !strcmp(s->corrupt, r->files[f]);
-    size_t end = cut ? from + s->cut_after : len;
-    if (end > len) end = len;
-    for (size_t off = from; off < end;) {
-        unsigned char chunk[65536];
-        size_t k = end - off < sizeof chunk ? end - off : sizeof chunk;
-        memcpy(chunk, r->data[f] + off, k);
-        if (bad && off <= len / 2 && len / 2 < off + k) chunk[len / 2 - off] ^= 0x55;
-        ssize_t w = send(c, chunk, k, MSG_NOSIGNAL);
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-}
-
-static void *server_main(void *arg)
-{
-    server *s = arg;
-    while (!s->stop) {
-        struct pollfd p = {s->fd, POLLIN, 0};
-        if (poll(&p, 1, 100) <= 0) continue;
-        int c = accept(s->fd, NULL, NULL);
-        if (c < 0) continue;
-        serve_one(s, c);
-        close(c);
-    }
-    return NULL;
+    s->last_range = at_fake_http_range(req);
+    at_fake_http_send_file(c, req, r->data[f], r->len[f],
+                           s->cut && strcmp(s->cut, r->files[f]) == 0 ? s->cut_after : 0,
+                           s->corrupt && strcmp(s->corrupt, r->files[f]) == 0);
 }
 
 static int write_file(const char *path, const char *text)
@@ -269,28 +207,18 @@ static int setup(void **st)
     snprintf(p, sizeof p, "%s/tokenizer_config.json", src_dir);
     if (write_file(p, "{\"source_lang\": \"en\", \"target_lang\": \"es\"}\n")) return -1;
     if (load_repo(M, src_dir) || load_repo(V, voice_dir)) return -1;
-    S.fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t al = sizeof a;
-    if (bind(S.fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(S.fd, 8) != 0 ||
-        getsockname(S.fd, (struct sockaddr *)&a, &al) != 0)
-        return -1;
-    S.port = ntohs(a.sin_port);
+    if (!(S.http = at_fake_http_start(serve_one, &S, &S.port))) return -1;
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", S.port); /* the trailing '/' is dropped */
     setenv("AT_MODELS_DIR", cache, 1);
     unsetenv("AT_HF_ENDPOINT");
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    return pthread_create(&S.th, NULL, server_main, &S);
+    return 0;
 }
 
 static int teardown(void **st)
 {
     (void)st;
-    S.stop = 1;
-    pthread_join(S.th, NULL);
-    close(S.fd);
+    at_fake_http_stop(S.http);
     for (int r = 0; r < NR; r++)
         for (int i = 0; i < S.r[r].nf; i++) free(S.r[r].data[i]);
     curl_global_cleanup();

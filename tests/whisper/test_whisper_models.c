@@ -4,10 +4,6 @@
  * Range request, corrupt bytes rejected (nothing installed), unknown
  * names, the Silero VAD file under its own name, `models list`, and an
  * engine loaded by name from the cache. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,10 +21,12 @@
 #include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/whisper.h"
 #include "engines/vad/silero.h"
+#include "fake_http.h"
 #include "tools/tools.h"
 
 typedef struct server {
-    int fd, port;
+    at_fake_http *http;
+    int port;
     unsigned char *data; /* /ggml-tiny.bin */
     size_t len;
     unsigned char *sdata; /* /silero_vad-v5.onnx: the real file */
@@ -39,81 +36,23 @@ typedef struct server {
     int corrupt;      /* flip one byte in the middle */
     long last_range;  /* -1: no Range header in the last request */
     int requests;
-    int stop;
-    pthread_t th;
 } server;
 
 static server S;
 static char dir[] = "/tmp/at-models-test-XXXXXX";
 static char cache[512], srcfile[512], sha[65], url[128];
 
-static void serve_one(server *s, int c)
+static void serve_one(void *user, int c, const char *req)
 {
-    char req[4096];
-    size_t n = 0;
-    while (n + 1 < sizeof req) {
-        ssize_t k = recv(c, req + n, sizeof req - 1 - n, 0);
-        if (k <= 0) break;
-        n += (size_t)k;
-        req[n] = '\0';
-        if (strstr(req, "\r\n\r\n")) break;
-    }
-    req[n] = '\0';
+    server *s = user;
     s->requests++;
-    s->last_range = -1;
-    const char *r = strcasestr(req, "\r\nRange: bytes=");
-    if (r) s->last_range = atol(r + 15);
-    char hdr[512];
-    const unsigned char *data = s->data;
-    size_t len = s->len;
-    if (strncmp(req, "GET /silero_vad-v5.onnx ", 24) == 0 && s->sdata) {
-        data = s->sdata;
-        len = s->slen;
-    } else if (strncmp(req, "GET /ggml-tiny.bin ", 19) != 0) {
-        snprintf(hdr, sizeof hdr, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
-        return;
-    }
-    size_t from = s->last_range > 0 ? (size_t)s->last_range : 0;
-    if (from >= len) {
-        snprintf(hdr, sizeof hdr,
-                 "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
-        return;
-    }
-    if (from > 0)
-        snprintf(hdr, sizeof hdr,
-                 "HTTP/1.1 206 Partial Content\r\nContent-Length: %zu\r\n"
-                 "Content-Range: bytes %zu-%zu/%zu\r\nConnection: close\r\n\r\n",
-                 len - from, from, len - 1, len);
+    s->last_range = at_fake_http_range(req);
+    if (strncmp(req, "GET /silero_vad-v5.onnx ", 24) == 0 && s->sdata)
+        at_fake_http_send_file(c, req, s->sdata, s->slen, s->cut_after, s->corrupt);
+    else if (strncmp(req, "GET /ggml-tiny.bin ", 19) == 0)
+        at_fake_http_send_file(c, req, s->data, s->len, s->cut_after, s->corrupt);
     else
-        snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", len);
-    send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
-    size_t end = s->cut_after ? from + s->cut_after : len;
-    if (end > len) end = len;
-    for (size_t off = from; off < end;) {
-        unsigned char chunk[65536];
-        size_t k = end - off < sizeof chunk ? end - off : sizeof chunk;
-        memcpy(chunk, data + off, k);
-        if (s->corrupt && off <= len / 2 && len / 2 < off + k) chunk[len / 2 - off] ^= 0x55;
-        ssize_t w = send(c, chunk, k, MSG_NOSIGNAL);
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-}
-
-static void *server_main(void *arg)
-{
-    server *s = arg;
-    while (!s->stop) {
-        struct pollfd p = {s->fd, POLLIN, 0};
-        if (poll(&p, 1, 100) <= 0) continue;
-        int c = accept(s->fd, NULL, NULL);
-        if (c < 0) continue;
-        serve_one(s, c);
-        close(c);
-    }
-    return NULL;
+        at_fake_http_reply(c, "404 Not Found", "", 0);
 }
 
 static unsigned char *read_all(const char *path, size_t *len)
@@ -153,27 +92,17 @@ static int setup(void **st)
     snprintf(sp, sizeof sp, "%s/tests/data/fetched/silero_vad-v5.onnx", src ? src : ".");
     S.sdata = read_all(sp, &S.slen);
     if (!S.sdata) fprintf(stderr, "%s missing: run scripts/fetch-test-data.sh\n", sp);
-    S.fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t al = sizeof a;
-    if (bind(S.fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(S.fd, 8) != 0 ||
-        getsockname(S.fd, (struct sockaddr *)&a, &al) != 0)
-        return -1;
-    S.port = ntohs(a.sin_port);
+    if (!(S.http = at_fake_http_start(serve_one, &S, &S.port))) return -1;
     snprintf(url, sizeof url, "http://127.0.0.1:%d", S.port);
     setenv("AT_MODELS_DIR", cache, 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    return pthread_create(&S.th, NULL, server_main, &S);
+    return 0;
 }
 
 static int teardown(void **st)
 {
     (void)st;
-    S.stop = 1;
-    pthread_join(S.th, NULL);
-    close(S.fd);
+    at_fake_http_stop(S.http);
     free(S.data);
     free(S.sdata);
     curl_global_cleanup();
