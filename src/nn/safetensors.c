@@ -1,10 +1,14 @@
-/* safetensors.c - Hugging Face safetensors files and config.json. */
+/* safetensors.c - Hugging Face safetensors files, the folders holding
+ * them and config.json. */
 #include "nn/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "nn/torch_pickle.h"
 
 #define MAX_HEADER (64u << 20) /* generous: a large-v3 header is ~100 KB */
 #define MAX_CONFIG (1u << 20)
@@ -117,6 +121,19 @@ fail:
     free(hdr);
     at_nn_weights_free(w);
     return rc;
+}
+
+int at_nn_weights_open_dir(const char *dir, at_nn_weights *w, at_nn_rename_fn rename, void *user, at_err *err)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+        return at_err_set(err, AT_E_INVALID, "model path too long");
+    /* model.safetensors, else pytorch_model.bin (same length: path fits) */
+    int st = access(path, F_OK) == 0;
+    if (!st) snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
+    if (!st && access(path, F_OK) != 0)
+        return at_err_set(err, AT_E_IO, "%s has no model.safetensors or pytorch_model.bin", dir);
+    return (st ? at_nn_safetensors_open : at_nn_torch_open)(path, w, rename, user, err);
 }
 
 /* ---------------------------------------------------------- config.json */

@@ -20,6 +20,12 @@ typedef int (*at_nn_rename_fn)(void *user, const char *file_name, char *out, siz
 int at_nn_safetensors_open(const char *path, at_nn_weights *w, at_nn_rename_fn rename, void *user,
                            at_err *err);
 
+/* A Hugging Face folder's weights: dir/model.safetensors, else
+ * dir/pytorch_model.bin, opened into w by at_nn_safetensors_open or
+ * at_nn_torch_open (nn/torch_pickle.h); AT_E_IO when dir has neither. */
+int at_nn_weights_open_dir(const char *dir, at_nn_weights *w, at_nn_rename_fn rename, void *user,
+                           at_err *err);
+
 /* config.json and generation_config.json: a JSON object, read with bounds
  * on every value (untrusted input). */
 typedef struct at_hf_config at_hf_config;

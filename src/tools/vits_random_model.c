@@ -9,14 +9,11 @@
  * frames, as speech does.  WaveNet layers are stored as weight_g /
  * weight_v, as the published checkpoints store them.  The posterior
  * encoder (training only) is left out. */
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "compute/dtype.h"
+#include "tools/random_weights.h"
 #include "tools/tools.h"
 
 typedef struct preset_t {
@@ -40,74 +37,20 @@ static const preset_t PRESETS[] = {
 
 static const int RB_K[3] = {3, 7, 11}; /* dilations 1, 3, 5 each (the config) */
 
-typedef enum { INIT_NORMAL, INIT_ONE, INIT_ZERO, INIT_CONST } init_kind;
-
-typedef struct tspec {
-    char name[112];
-    int nd;
-    int64_t shape[3];
-    init_kind init;
-    float v; /* std of INIT_NORMAL, the value of INIT_CONST */
-} tspec;
-
-typedef struct tlist {
-    tspec *t;
-    int n, cap;
-    int rc;
-    at_err *err;
-} tlist;
-
-static void add(tlist *l, int nd, int64_t a, int64_t b, int64_t c, init_kind init, float v, const char *fmt,
-                ...) __attribute__((format(printf, 8, 9)));
-
-/* Appends a tensor; the first failure is kept in l->rc. */
-static void add(tlist *l, int nd, int64_t a, int64_t b, int64_t c, init_kind init, float v, const char *fmt,
-                ...)
-{
-    if (l->rc) return;
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 512;
-        tspec *t = realloc(l->t, (size_t)cap * sizeof *t);
-        if (!t) {
-            l->rc = at_err_set(l->err, AT_E_NOMEM, "out of memory");
-            return;
-        }
-        l->t = t;
-        l->cap = cap;
-    }
-    tspec *t = &l->t[l->n];
-    *t = (tspec){.nd = nd, .shape = {a, b, c}, .init = init, .v = v};
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(t->name, sizeof t->name, fmt, ap);
-    va_end(ap);
-    if (len < 0 || len >= (int)sizeof t->name) {
-        l->rc = at_err_set(l->err, AT_E_INVALID, "tensor name too long");
-        return;
-    }
-    l->n++;
-}
-
 /* pfx.weight [out, in, k] (or weight_g / weight_v) and pfx.bias [out]. */
-static void conv(tlist *l, const char *pfx, int out, int in, int k, float gain, int bias, int wnorm)
+static void conv(at_rw_list *l, const char *pfx, int out, int in, int k, float gain, int bias, int wnorm)
 {
     float std = gain / sqrtf((float)in * (float)k);
     if (wnorm) {
-        add(l, 3, out, 1, 1, INIT_CONST, 1.0f, "%s.weight_g", pfx);
-        add(l, 3, out, in, k, INIT_NORMAL, 1.0f, "%s.weight_v", pfx);
+        at_rw_add(l, 3, out, 1, 1, AT_RW_CONST, 1.0f, "%s.weight_g", pfx);
+        at_rw_add(l, 3, out, in, k, AT_RW_NORMAL, 1.0f, "%s.weight_v", pfx);
     } else {
-        add(l, 3, out, in, k, INIT_NORMAL, std, "%s.weight", pfx);
+        at_rw_add(l, 3, out, in, k, AT_RW_NORMAL, std, "%s.weight", pfx);
     }
-    if (bias) add(l, 1, out, 1, 1, INIT_ZERO, 0, "%s.bias", pfx);
+    if (bias) at_rw_add(l, 1, out, 1, 1, AT_RW_ZERO, 0, "%s.bias", pfx);
 }
 
-static void norm(tlist *l, const char *pfx, int d)
-{
-    add(l, 1, d, 1, 1, INIT_ONE, 0, "%s.weight", pfx);
-    add(l, 1, d, 1, 1, INIT_ZERO, 0, "%s.bias", pfx);
-}
-
-static void dds(tlist *l, const char *pfx, int d, int layers)
+static void dds(at_rw_list *l, const char *pfx, int d, int layers)
 {
     char n[112];
     for (int i = 0; i < layers; i++) {
@@ -116,37 +59,38 @@ static void dds(tlist *l, const char *pfx, int d, int layers)
         snprintf(n, sizeof n, "%s.convs_pointwise.%d", pfx, i);
         conv(l, n, d, d, 1, 1.0f, 1, 0);
         snprintf(n, sizeof n, "%s.norms_1.%d", pfx, i);
-        norm(l, n, d);
+        at_rw_norm(l, n, d);
         snprintf(n, sizeof n, "%s.norms_2.%d", pfx, i);
-        norm(l, n, d);
+        at_rw_norm(l, n, d);
     }
 }
 
 /* The tensors model.c reads, in the order they are written. */
-static void list_tensors(const preset_t *p, tlist *l)
+static void list_tensors(const preset_t *p, at_rw_list *l)
 {
     char n[112];
     int d = p->d, hd = d / p->heads, F = p->flow, L = p->wn_layers;
-    add(l, 2, p->vocab, d, 1, INIT_NORMAL, 1.0f, "text_encoder.embed_tokens.weight");
+    at_rw_add(l, 2, p->vocab, d, 1, AT_RW_NORMAL, 1.0f, "text_encoder.embed_tokens.weight");
     for (int i = 0; i < p->layers; i++) {
         static const char *const proj[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
         for (int j = 0; j < 4; j++) {
-            add(l, 2, d, d, 1, INIT_NORMAL, 1.0f / sqrtf((float)d),
-                "text_encoder.encoder.layers.%d.attention.%s.weight", i, proj[j]);
-            add(l, 1, d, 1, 1, INIT_ZERO, 0, "text_encoder.encoder.layers.%d.attention.%s.bias", i, proj[j]);
+            at_rw_add(l, 2, d, d, 1, AT_RW_NORMAL, 1.0f / sqrtf((float)d),
+                      "text_encoder.encoder.layers.%d.attention.%s.weight", i, proj[j]);
+            at_rw_add(l, 1, d, 1, 1, AT_RW_ZERO, 0, "text_encoder.encoder.layers.%d.attention.%s.bias", i,
+                      proj[j]);
         }
-        add(l, 3, 1, 2 * p->window + 1, hd, INIT_NORMAL, 1.0f / sqrtf((float)hd),
-            "text_encoder.encoder.layers.%d.attention.emb_rel_k", i);
-        add(l, 3, 1, 2 * p->window + 1, hd, INIT_NORMAL, 1.0f / sqrtf((float)hd),
-            "text_encoder.encoder.layers.%d.attention.emb_rel_v", i);
+        at_rw_add(l, 3, 1, 2 * p->window + 1, hd, AT_RW_NORMAL, 1.0f / sqrtf((float)hd),
+                  "text_encoder.encoder.layers.%d.attention.emb_rel_k", i);
+        at_rw_add(l, 3, 1, 2 * p->window + 1, hd, AT_RW_NORMAL, 1.0f / sqrtf((float)hd),
+                  "text_encoder.encoder.layers.%d.attention.emb_rel_v", i);
         snprintf(n, sizeof n, "text_encoder.encoder.layers.%d.layer_norm", i);
-        norm(l, n, d);
+        at_rw_norm(l, n, d);
         snprintf(n, sizeof n, "text_encoder.encoder.layers.%d.feed_forward.conv_1", i);
         conv(l, n, p->ffn, d, 3, 1.0f, 1, 0);
         snprintf(n, sizeof n, "text_encoder.encoder.layers.%d.feed_forward.conv_2", i);
         conv(l, n, d, p->ffn, 3, 1.0f, 1, 0);
         snprintf(n, sizeof n, "text_encoder.encoder.layers.%d.final_layer_norm", i);
-        norm(l, n, d);
+        at_rw_norm(l, n, d);
     }
     conv(l, "text_encoder.project", 2 * F, d, 1, 0.5f, 1, 0);
 
@@ -155,8 +99,8 @@ static void list_tensors(const preset_t *p, tlist *l)
     dds(l, "duration_predictor.conv_dds", d, p->ds_layers);
     if (p->spk_dim) conv(l, "duration_predictor.cond", d, p->spk_dim, 1, 1.0f, 1, 0);
     /* log-durations about 1.5: tokens of ceil(e^1.5) = 5 frames */
-    add(l, 2, 2, 1, 1, INIT_CONST, -1.5f, "duration_predictor.flows.0.translate");
-    add(l, 2, 2, 1, 1, INIT_ZERO, 0, "duration_predictor.flows.0.log_scale");
+    at_rw_add(l, 2, 2, 1, 1, AT_RW_CONST, -1.5f, "duration_predictor.flows.0.translate");
+    at_rw_add(l, 2, 2, 1, 1, AT_RW_ZERO, 0, "duration_predictor.flows.0.log_scale");
     for (int f = 1; f <= p->dp_flows; f++) {
         snprintf(n, sizeof n, "duration_predictor.flows.%d.conv_pre", f);
         conv(l, n, d, 1, 1, 1.0f, 1, 0);
@@ -188,9 +132,9 @@ static void list_tensors(const preset_t *p, tlist *l)
     if (p->spk_dim) conv(l, "decoder.cond", ch, p->spk_dim, 1, 1.0f, 1, 0);
     for (int s = 0; s < p->n_up; s++) {
         /* ConvTranspose1d: [in, out, k] */
-        add(l, 3, ch, ch / 2, p->up_k[s], INIT_NORMAL, 1.0f / sqrtf((float)ch * p->up_k[s] / p->up_rate[s]),
-            "decoder.upsampler.%d.weight", s);
-        add(l, 1, ch / 2, 1, 1, INIT_ZERO, 0, "decoder.upsampler.%d.bias", s);
+        at_rw_add(l, 3, ch, ch / 2, p->up_k[s], AT_RW_NORMAL,
+                  1.0f / sqrtf((float)ch * p->up_k[s] / p->up_rate[s]), "decoder.upsampler.%d.weight", s);
+        at_rw_add(l, 1, ch / 2, 1, 1, AT_RW_ZERO, 0, "decoder.upsampler.%d.bias", s);
         ch /= 2;
         for (int j = 0; j < 3; j++)
             for (int i = 0; i < 3; i++) {
@@ -201,81 +145,13 @@ static void list_tensors(const preset_t *p, tlist *l)
             }
     }
     conv(l, "decoder.conv_post", 1, ch, 7, 1.0f, 0, 0);
-    if (p->speakers > 1) add(l, 2, p->speakers, p->spk_dim, 1, INIT_NORMAL, 1.0f, "embed_speaker.weight");
-}
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t hash_name(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-/* One row (the outermost index): a sum of four uniforms per value, close
- * enough to a normal. */
-static void fill_row(const tspec *t, uint64_t seed, int64_t row, float *x, int64_t n)
-{
-    if (t->init != INIT_NORMAL) {
-        float v = t->init == INIT_ONE ? 1.0f : t->init == INIT_CONST ? t->v : 0.0f;
-        for (int64_t i = 0; i < n; i++) x[i] = v;
-        return;
-    }
-    uint64_t s = seed ^ hash_name(t->name) ^ ((uint64_t)row * 0x2545f4914f6cdd1dull);
-    const float k = t->v / 37837.2f; /* std of a sum of four 16-bit uniforms */
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t r = splitmix(&s);
-        int32_t sum = (int32_t)(r & 0xffff) + (int32_t)((r >> 16) & 0xffff) + (int32_t)((r >> 32) & 0xffff) +
-                      (int32_t)(r >> 48);
-        x[i] = (float)(sum - 131070) * k;
-    }
-}
-
-static int64_t row_len(const tspec *t) { return t->shape[1] * t->shape[2]; }
-
-/* The safetensors header, padded so the data starts on a 64-byte boundary. */
-static char *header(const tlist *l, int f16, uint64_t *hlen, at_err *err)
-{
-    size_t cap = 256 + (size_t)l->n * 220, len = 0;
-    char *h = malloc(cap);
-    if (!h) {
-        at_err_set(err, AT_E_NOMEM, "out of memory");
-        return NULL;
-    }
-    uint64_t off = 0, esz = f16 ? 2 : 4;
-    len += (size_t)snprintf(h, cap, "{\"__metadata__\":{\"format\":\"pt\"}");
-    for (int i = 0; i < l->n; i++) {
-        const tspec *t = &l->t[i];
-        uint64_t bytes = (uint64_t)t->shape[0] * (uint64_t)row_len(t) * esz;
-        char shape[96];
-        if (t->nd == 3)
-            snprintf(shape, sizeof shape, "%lld,%lld,%lld", (long long)t->shape[0], (long long)t->shape[1],
-                     (long long)t->shape[2]);
-        else if (t->nd == 2)
-            snprintf(shape, sizeof shape, "%lld,%lld", (long long)t->shape[0], (long long)t->shape[1]);
-        else
-            snprintf(shape, sizeof shape, "%lld", (long long)t->shape[0]);
-        len += (size_t)snprintf(
-            h + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%llu,%llu]}",
-            t->name, f16 ? "F16" : "F32", shape, (unsigned long long)off, (unsigned long long)(off + bytes));
-        off += bytes;
-    }
-    h[len++] = '}';
-    while ((8 + len) % 64) h[len++] = ' ';
-    *hlen = len;
-    return h;
+    if (p->speakers > 1)
+        at_rw_add(l, 2, p->speakers, p->spk_dim, 1, AT_RW_NORMAL, 1.0f, "embed_speaker.weight");
 }
 
 static int write_config(const preset_t *p, const char *dir, int f16, at_err *err)
 {
-    char path[4200], cfg[4096], rates[64] = "", ks[64] = "";
+    char cfg[4096], rates[64] = "", ks[64] = "";
     for (int i = 0; i < p->n_up; i++) {
         snprintf(rates + strlen(rates), sizeof rates - strlen(rates), "%s%d", i ? ", " : "", p->up_rate[i]);
         snprintf(ks + strlen(ks), sizeof ks - strlen(ks), "%s%d", i ? ", " : "", p->up_k[i]);
@@ -325,67 +201,7 @@ static int write_config(const preset_t *p, const char *dir, int f16, at_err *err
              p->ds_layers, p->bins, p->dp_flows, p->ffn, p->flow, p->d, p->heads, p->layers, p->speakers,
              p->prior_flows, p->wn_layers, p->sr, p->spk_dim, f16 ? "float16" : "float32", p->up_init, ks,
              rates, p->vocab, p->wn_k, p->window);
-    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
-        return at_err_set(err, AT_E_INVALID, "output path too long");
-    FILE *f = fopen(path, "wb");
-    if (!f) return at_err_set(err, AT_E_IO, "cannot create %s: %s", path, strerror(errno));
-    int bad = fputs(cfg, f) < 0;
-    bad |= fclose(f) != 0;
-    return bad ? at_err_set(err, AT_E_IO, "cannot write %s", path) : 0;
-}
-
-static int write_weights(const tlist *l, const char *dir, int f16, uint64_t seed, at_err *err)
-{
-    char tmp[4200], path[4200];
-    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path ||
-        snprintf(tmp, sizeof tmp, "%s/model.safetensors.part", dir) >= (int)sizeof tmp)
-        return at_err_set(err, AT_E_INVALID, "output path too long");
-    uint64_t hlen = 0;
-    char *h = header(l, f16, &hlen, err);
-    if (!h) return AT_E_NOMEM;
-    int64_t wmax = 1;
-    for (int i = 0; i < l->n; i++) wmax = row_len(&l->t[i]) > wmax ? row_len(&l->t[i]) : wmax;
-    float *row = malloc((size_t)wmax * sizeof *row);
-    uint16_t *half = malloc((size_t)wmax * sizeof *half);
-    FILE *f = fopen(tmp, "wb");
-    int rc = 0;
-    if (!row || !half) {
-        rc = at_err_set(err, AT_E_NOMEM, "out of memory");
-        goto out;
-    }
-    if (!f) {
-        rc = at_err_set(err, AT_E_IO, "cannot create %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(hlen >> (8 * i));
-    int bad = fwrite(len8, 1, 8, f) != 8 || fwrite(h, 1, hlen, f) != hlen;
-    for (int i = 0; i < l->n && !bad; i++) {
-        const tspec *t = &l->t[i];
-        int64_t n = row_len(t);
-        for (int64_t r = 0; r < t->shape[0] && !bad; r++) {
-            fill_row(t, seed, r, row, n);
-            if (f16) {
-                for (int64_t k = 0; k < n; k++) half[k] = at_f32_to_f16(row[k]);
-                bad = fwrite(half, 2, (size_t)n, f) != (size_t)n;
-            } else {
-                bad = fwrite(row, 4, (size_t)n, f) != (size_t)n;
-            }
-        }
-    }
-    bad |= fclose(f) != 0;
-    f = NULL;
-    if (bad)
-        rc = at_err_set(err, AT_E_IO, "cannot write %s", tmp);
-    else if (rename(tmp, path) != 0) /* complete or absent, never half */
-        rc = at_err_set(err, AT_E_IO, "cannot rename %s: %s", tmp, strerror(errno));
-out:
-    if (f) fclose(f);
-    if (rc) remove(tmp);
-    free(h);
-    free(row);
-    free(half);
-    return rc;
+    return at_rw_write_text(dir, "config.json", cfg, err);
 }
 
 int at_vits_random_model(const char *preset, const char *type, const char *out_dir, uint64_t seed,
@@ -400,16 +216,13 @@ int at_vits_random_model(const char *preset, const char *type, const char *out_d
     if (!out_dir || !*out_dir) return at_err_set(err, AT_E_INVALID, "no output folder");
     if (at_models_mkdirs(out_dir, err)) return err ? err->code : AT_E_IO;
     int f16 = !strcmp(type, "f16");
-    tlist l = {NULL, 0, 0, 0, err};
+    at_rw_list l = {.err = err};
     list_tensors(p, &l);
     int rc = l.rc;
     if (!rc) rc = write_config(p, out_dir, f16, err);
-    if (!rc) rc = write_weights(&l, out_dir, f16, seed, err);
-    if (!rc && n_params) {
-        *n_params = 0;
-        for (int i = 0; i < l.n; i++) *n_params += l.t[i].shape[0] * row_len(&l.t[i]);
-    }
-    free(l.t);
+    if (!rc) rc = at_rw_write_safetensors(&l, out_dir, f16, seed, err);
+    if (!rc && n_params) *n_params = at_rw_params(&l);
+    at_rw_list_free(&l);
     return rc;
 }
 

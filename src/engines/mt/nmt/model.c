@@ -10,11 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "nn/layers.h"
 #include "nn/safetensors.h"
-#include "nn/torch_pickle.h"
 
 #define LN_EPS 1e-5f
 
@@ -218,22 +216,10 @@ at_nmt_model *at_nmt_model_load_as(const char *dir, int matrices, at_err *err)
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
-    char path[4096];
     m->matrices = matrices;
     if (read_config(dir, &m->hp, &m->dec_vocab, err)) goto fail;
     m->hp.dec_vocab = m->dec_vocab;
-    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path) {
-        at_err_set(err, AT_E_INVALID, "model path too long");
-        goto fail;
-    }
-    /* model.safetensors, else pytorch_model.bin (same length: path fits) */
-    int st = access(path, F_OK) == 0;
-    if (!st) snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
-    if (!st && access(path, F_OK) != 0) {
-        at_err_set(err, AT_E_IO, "%s has no model.safetensors or pytorch_model.bin", dir);
-        goto fail;
-    }
-    if ((st ? at_nn_safetensors_open : at_nn_torch_open)(path, &m->w, NULL, NULL, err)) goto fail;
+    if (at_nn_weights_open_dir(dir, &m->w, NULL, NULL, err)) goto fail;
     if (!(m->wbe = at_backend_cpu_new(NULL, err)) || build(m, err)) goto fail;
     /* every weight converted into memory of its own (q8_0): the file's
      * pages need not stay resident */

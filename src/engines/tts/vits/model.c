@@ -16,13 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "compute/backend.h"
 #include "core/clock.h"
 #include "nn/layers.h"
 #include "nn/safetensors.h"
-#include "nn/torch_pickle.h"
 
 #define CHECK(expr)                                                                                          \
     do {                                                                                                     \
@@ -679,20 +677,8 @@ at_vits_model *at_vits_model_load(const char *dir, at_err *err)
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
-    char path[4096];
     if (read_config(dir, &m->c, err)) goto fail;
-    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path) {
-        at_err_set(err, AT_E_INVALID, "model path too long");
-        goto fail;
-    }
-    /* model.safetensors, else pytorch_model.bin (same length: path fits) */
-    int st = access(path, F_OK) == 0;
-    if (!st) snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
-    if (!st && access(path, F_OK) != 0) {
-        at_err_set(err, AT_E_IO, "%s has no model.safetensors or pytorch_model.bin", dir);
-        goto fail;
-    }
-    if ((st ? at_nn_safetensors_open : at_nn_torch_open)(path, &m->w, NULL, NULL, err)) goto fail;
+    if (at_nn_weights_open_dir(dir, &m->w, NULL, NULL, err)) goto fail;
     if (!(m->wbe = at_backend_cpu_new(NULL, err)) || build(m, err)) goto fail;
     if (!m->ld.in_place) at_nn_weights_free(&m->w);
     const cfg *c = &m->c;
