@@ -109,10 +109,18 @@ int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int k
     int ok = kernel > 0
                  ? (t->n_dims == 3 && t->shape[0] == rows && t->shape[1] == cols && t->shape[2] == kernel)
                  : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
-    if (!ok)
-        return at_err_set(err, AT_E_CORRUPT, "tensor %s has shape [%lld %lld %lld], expected [%d %d %d]",
-                          name, (long long)t->shape[0], (long long)(t->n_dims > 1 ? t->shape[1] : 0),
-                          (long long)(t->n_dims > 2 ? t->shape[2] : 0), rows, cols, kernel > 0 ? kernel : 0);
+    if (!ok) {
+        /* as many dimensions as each has: [12 16], not [12 16 0] */
+        char has[96] = "", want[64];
+        for (int i = 0; i < t->n_dims && i < 4; i++)
+            snprintf(has + strlen(has), sizeof has - strlen(has), "%s%lld", i ? " " : "",
+                     (long long)t->shape[i]);
+        if (kernel > 0)
+            snprintf(want, sizeof want, "%d %d %d", rows, cols, kernel);
+        else
+            snprintf(want, sizeof want, "%d %d", rows, cols);
+        return at_err_set(err, AT_E_CORRUPT, "tensor %s has shape [%s], expected [%s]", name, has, want);
+    }
     int64_t ne[2] = {(int64_t)cols * (kernel > 0 ? kernel : 1), rows};
     size_t rb = at_dtype_row_bytes(t->type, ne[0]);
     if (!rb || rb * (size_t)rows != t->nbytes)

@@ -365,6 +365,7 @@ static void test_bad_configs(void **state)
         {"hidden_size", "1000000000", "hidden_size"},
         {"hidden_size", "64", "shape"}, /* a sane value the weights do not have */
         {"vocab_size", "0", "vocab_size"},
+        {"vocab_size", "12", "shape [40 32], expected [12 32]"}, /* a matrix's two dimensions */
         {"num_attention_heads", "3", "num_attention_heads"},
         {"num_hidden_layers", "3", "layers.2"},
         {"ffn_dim", "\"64\"", "ffn_dim"},
