@@ -8,6 +8,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "engines/asr/whisper/models.h"
+
 #define MAX_ASR 4
 #define MAX_TTS 4
 
@@ -216,6 +218,42 @@ const char *at_app_asr_names(at_app *a) { return a->asr_names; }
 at_mt_engine *at_app_mt(at_app *a) { return a->mt; }
 size_t at_app_tts_count(at_app *a) { return a->n_tts; }
 at_tts_engine *at_app_tts(at_app *a, size_t i) { return i < a->n_tts ? a->tts[i] : NULL; }
+
+int at_app_model_dirs(const char *list, int max, const char *what, char ***dirs, int *n, at_err *err)
+{
+    *dirs = NULL;
+    *n = 0;
+    if (!list || !*list) return 0;
+    char *copy = strdup(list), *save = NULL, path[1024];
+    char **out = calloc((size_t)max, sizeof *out);
+    int rc = !copy || !out ? at_err_set(err, AT_E_NOMEM, "out of memory") : 0;
+    for (char *d = rc ? NULL : strtok_r(copy, ",", &save); d && !rc; d = strtok_r(NULL, ",", &save)) {
+        if (!*d) continue;
+        if (*n == max)
+            rc = at_err_set(err, AT_E_INVALID, "more than %d %s", max, what);
+        else if ((rc = at_models_resolve_dir(d, path, sizeof path, err)) >= 0) {
+            rc = 0;
+            if (!(out[*n] = strdup(path)))
+                rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+            else
+                (*n)++;
+        }
+    }
+    free(copy);
+    if (rc) {
+        at_app_model_dirs_free(out, *n);
+        *n = 0;
+        return rc;
+    }
+    *dirs = out;
+    return 0;
+}
+
+void at_app_model_dirs_free(char **dirs, int n)
+{
+    for (int i = 0; dirs && i < n; i++) free(dirs[i]);
+    free(dirs);
+}
 
 const at_tts_voice *at_app_find_voice(at_app *a, const char *name, at_tts_engine **engine)
 {

@@ -48,6 +48,13 @@ extern const at_app_loaders at_app_local_loaders;
 int at_app_add_asr(at_app *app, at_asr_engine *e, at_err *err);
 int at_app_set_mt(at_app *app, at_mt_engine *e, at_err *err);
 int at_app_add_tts(at_app *app, at_tts_engine *e, at_err *err);
+/* The folders of a comma-separated list of models (--mt-models,
+ * --tts-models): each entry a folder, or a cache name standing for
+ * <cache>/NAME (at_models_resolve_dir); empty entries are skipped, more
+ * than max is an error naming `what`.  *dirs receives *n malloc'd paths
+ * (NULL and 0 for none), freed with at_app_model_dirs_free. */
+int at_app_model_dirs(const char *list, int max, const char *what, char ***dirs, int *n, at_err *err);
+void at_app_model_dirs_free(char **dirs, int n);
 void at_app_drop_engines(at_app *app);
 
 typedef struct at_app_config {
