@@ -115,9 +115,11 @@ typedef struct pl_session {
     pl_seg *s_head, *s_tail;
     size_t s_n, s_max;
     int s_eof;
-    int stop;       /* client gone or fatal error: everyone quits */
-    int n_segments; /* ids given to finals (ASR thread) */
-    int n_errors;   /* per-segment errors (worker) */
+    int stop;               /* client gone or fatal error: everyone quits */
+    int asr_lost;           /* the recogniser went away: finish the queued finals, then close */
+    char asr_lost_msg[512]; /* at_err.msg */
+    int n_segments;         /* ids given to finals (ASR thread) */
+    int n_errors;           /* per-segment errors (worker) */
 } pl_session;
 
 static void pl_stop(pl_session *s)
@@ -205,6 +207,35 @@ static void early_error(at_ws *ws, int close_code, const char *code, const char 
     at_ws_set_close(ws, close_code, code);
 }
 
+/* A recognition error.  A remote recogniser that went away (its replica
+ * drained or died) is not the session's fault: the finals it already gave
+ * are still translated and spoken, then the client is told to reconnect,
+ * which opens a stream on a healthy replica. */
+static void pl_asr_failed(pl_session *s, const at_err *err)
+{
+    if (err->code == AT_E_CANCELLED) {
+        pl_stop(s);
+        return;
+    }
+    if (err->code != AT_E_BUSY && err->code != AT_E_IO) {
+        pl_fatal(s, 1011, "asr_failed", "recognition failed: %s", err->msg);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (!s->asr_lost) snprintf(s->asr_lost_msg, sizeof s->asr_lost_msg, "%s", err->msg);
+    s->asr_lost = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int pl_asr_lost(pl_session *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int lost = s->asr_lost;
+    pthread_mutex_unlock(&s->mu);
+    return lost;
+}
+
 /* ---- ASR thread ---- */
 
 static int is_blank(const char *t)
@@ -285,10 +316,7 @@ static void *asr_main(void *arg)
         if (idle && !s->a_head && !s->a_eof && !s->stop) {
             pthread_mutex_unlock(&s->mu);
             if (at_asr_stream_feed(s->asr, NULL, 0, on_asr_event, s, &err) != 0) {
-                if (err.code != AT_E_CANCELLED)
-                    pl_fatal(s, 1011, "asr_failed", "recognition failed: %s", err.msg);
-                else
-                    pl_stop(s);
+                pl_asr_failed(s, &err);
                 break;
             }
             continue;
@@ -302,18 +330,14 @@ static void *asr_main(void *arg)
         }
         pthread_mutex_unlock(&s->mu);
         if (!c) {
-            if (eof && !pl_stopped(s) && at_asr_stream_finish(s->asr, on_asr_event, s, &err) != 0 &&
-                err.code != AT_E_CANCELLED)
-                pl_fatal(s, 1011, "asr_failed", "recognition failed: %s", err.msg);
+            if (eof && !pl_stopped(s) && at_asr_stream_finish(s->asr, on_asr_event, s, &err) != 0)
+                pl_asr_failed(s, &err);
             break;
         }
         int rc = at_asr_stream_feed(s->asr, c->pcm, c->n, on_asr_event, s, &err);
         free(c);
         if (rc != 0) {
-            if (err.code != AT_E_CANCELLED)
-                pl_fatal(s, 1011, "asr_failed", "recognition failed: %s", err.msg);
-            else
-                pl_stop(s);
+            pl_asr_failed(s, &err);
             break;
         }
     }
@@ -682,7 +706,11 @@ static void h_pipeline(at_ws *ws, void *user)
     opt.language = pc.source;
     at_asr_stream *as = at_asr_stream_open(asr, &opt, &err);
     if (!as) {
-        early_error(ws, 1011, "asr_failed", "cannot open a recognition stream: %s", err.msg);
+        if (err.code == AT_E_BUSY || err.code == AT_E_IO)
+            early_error(ws, 1013, "asr_unavailable", "speech recognition is unavailable: %s; retry shortly",
+                        err.msg);
+        else
+            early_error(ws, 1011, "asr_failed", "cannot open a recognition stream: %s", err.msg);
         return;
     }
     at_resampler *rs = NULL;
@@ -741,7 +769,7 @@ static void h_pipeline(at_ws *ws, void *user)
     size_t res_cap = 0;
     double seconds_in = 0, last_msg = at_now_s();
     int ended = 0;
-    while (!pl_stopped(&s)) {
+    while (!pl_stopped(&s) && !pl_asr_lost(&s)) {
         at_ws_msg m;
         /* Short waits so a stop decided by another thread ends us quickly. */
         int rc = at_ws_recv(ws, &m, 200);
@@ -815,7 +843,22 @@ static void h_pipeline(at_ws *ws, void *user)
     pthread_mutex_unlock(&s.mu);
     if (have_asr) pthread_join(t_asr, NULL);
     if (have_work) pthread_join(t_work, NULL);
-    if (ended && !pl_stopped(&s)) {
+    if (!pl_stopped(&s) && s.asr_lost) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "type", "error");
+        cJSON_AddStringToObject(e, "code", "asr_unavailable");
+        char msg[768];
+        snprintf(msg, sizeof msg,
+                 "speech recognition went away in the middle of the stream (%s); every final so far "
+                 "was translated; reconnect to start a new session",
+                 s.asr_lost_msg);
+        cJSON_AddStringToObject(e, "message", msg);
+        cJSON_AddNumberToObject(e, "segments", s.n_segments);
+        cJSON_AddNumberToObject(e, "duration", seconds_in);
+        pl_send(&s, e);
+        cJSON_Delete(e);
+        at_ws_set_close(ws, 1013, "asr_unavailable");
+    } else if (ended && !pl_stopped(&s)) {
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "type", "summary");
         cJSON_AddNumberToObject(o, "segments", s.n_segments);

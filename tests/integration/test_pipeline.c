@@ -720,6 +720,81 @@ static void remote_tts_failure_is_per_segment(void **state)
     assert_int_equal(at_test_spawn(&svc[2], "tts", args, 1, 120), 0);
 }
 
+/* The recognition service goes away in the middle of a session, as one
+ * replica does in a rolling update (SIGTERM: it drains, flushing its
+ * finals) or when it is killed (SIGKILL).  The session's finals so far are
+ * all translated, then the client gets "asr_unavailable" and close 1013
+ * (try again later); a client that reconnects once the service is back
+ * (a healthy replica) gets a whole new session. */
+static void asr_lost_mid_session(int sig)
+{
+    at_test_ws ws;
+    start(&ws, remote_port,
+          "{\"type\":\"config\",\"source\":\"en\",\"target\":\"es\",\"speak\":false,"
+          "\"sample_rate\":16000,\"encoding\":\"pcm16\"}");
+    send_audio(&ws, speech, speech_n / 2, 1600);
+    int finals = 0;
+    while (finals == 0) {
+        char *d = NULL;
+        size_t l = 0;
+        assert_int_equal(at_test_ws_recv(&ws, &d, &l, 30000), 1);
+        finals += strstr(d, "\"type\":\"final\"") != NULL;
+        free(d);
+    }
+    int asr_port = svc[0].ports[0];
+    assert_int_equal(kill(svc[0].pid, sig), 0);
+    session s;
+    read_all(&ws, &s, 30000);
+    at_test_ws_close(&ws);
+    int status = at_test_stop(&svc[0], 30);
+    int translations = 0;
+    finals = 1;
+    for (size_t i = 0; i < s.n; i++) {
+        finals += strcmp(type_of(&s.m[i]), "final") == 0;
+        translations += strcmp(type_of(&s.m[i]), "translation") == 0;
+    }
+    const msg *last = s.n ? &s.m[s.n - 1] : NULL;
+    printf("# asr_streaming %s mid-session: %d finals, %d translations, then %s (close %d)\n",
+           sig == SIGTERM ? "drained" : "killed", finals, translations,
+           last ? str(last, "message") : "nothing", s.close_code);
+    assert_int_equal(s.close_code, 1013);
+    assert_non_null(last);
+    assert_string_equal(type_of(last), "error");
+    assert_string_equal(str(last, "code"), "asr_unavailable");
+    assert_non_null(strstr(str(last, "message"), "reconnect"));
+    assert_int_equal(translations, finals);
+    if (sig == SIGTERM) assert_int_equal(status, 0); /* drained, then exited by itself */
+    session_free(&s);
+
+    char port[16];
+    snprintf(port, sizeof port, "%d", asr_port);
+    const char *args[] = {"--host", "127.0.0.1", "--port", port, "--api-keys", keys_file, NULL};
+    assert_int_equal(at_test_spawn(&svc[0], "asr_streaming", args, 1, 120), 0);
+    start(&ws, remote_port,
+          "{\"type\":\"config\",\"source\":\"en\",\"target\":\"es\",\"speak\":false,"
+          "\"sample_rate\":16000,\"encoding\":\"pcm16\"}");
+    send_audio(&ws, speech, speech_n / 4, 1600);
+    send_text(&ws, "{\"type\":\"end\"}");
+    read_all(&ws, &s, 60000);
+    at_test_ws_close(&ws);
+    assert_string_equal(type_of(&s.m[s.n - 1]), "summary");
+    assert_true(num(&s.m[s.n - 1], "segments") >= 1);
+    assert_int_equal(s.close_code, 1000);
+    session_free(&s);
+}
+
+static void remote_asr_drained_mid_session(void **state)
+{
+    (void)state;
+    asr_lost_mid_session(SIGTERM);
+}
+
+static void remote_asr_killed_mid_session(void **state)
+{
+    (void)state;
+    asr_lost_mid_session(SIGKILL);
+}
+
 int main(void)
 {
     const struct CMUnitTest in_process[] = {
@@ -738,6 +813,8 @@ int main(void)
         cmocka_unit_test(remote_finals_arrive_while_client_pauses),
         cmocka_unit_test(remote_stalled_tts_overflows_finals),
         cmocka_unit_test(remote_tts_failure_is_per_segment),
+        cmocka_unit_test(remote_asr_drained_mid_session),
+        cmocka_unit_test(remote_asr_killed_mid_session),
     };
     int failed = cmocka_run_group_tests_name("serve", in_process, setup_serve, teardown_serve);
     failed += cmocka_run_group_tests_name("pipeline", standalone, setup_remote, teardown_remote);

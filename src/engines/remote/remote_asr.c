@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
 #include <netdb.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ typedef struct remote_asr {
     char base[600];
     char key[300]; /* "" for none */
     const char *const *langs;
+    atomic_uint next; /* where the next stream starts in the address list */
 } remote_asr;
 
 typedef struct rasr_stream {
@@ -46,8 +48,9 @@ typedef struct rasr_stream {
     unsigned char *msg; /* a message being reassembled from fragments */
     size_t msg_n;
     int msg_op;
-    int closed, done;
-    char error[400]; /* an error event from the service */
+    int closed, done, ended; /* ended: we sent {"type":"end"} */
+    int close_code;          /* from the service's close frame, 0 if none */
+    char error[400];         /* an error event from the service */
     int16_t *s16;
     size_t s16_cap;
 } rasr_stream;
@@ -176,6 +179,7 @@ static int parse_frames(rasr_stream *s, at_asr_event_cb cb, void *user)
         off += hl + (size_t)len;
         if (op == 8) {
             s->closed = 1;
+            if (len >= 2) s->close_code = (payload[0] << 8) | payload[1];
             break;
         }
         if (op == 9) {
@@ -221,32 +225,20 @@ static void rasr_stream_close(void *st)
     free(s);
 }
 
-static int dial(const char *host, int port, at_err *err)
+/* A connected socket to one of the addresses, or -1. */
+static int dial(const struct addrinfo *a)
 {
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_socktype = SOCK_STREAM;
-    int rc = getaddrinfo(host, ps, &hints, &res);
-    if (rc != 0) {
-        at_err_set(err, AT_E_IO, "cannot resolve %s: %s", host, gai_strerror(rc));
-        return -1;
-    }
-    int fd = -1;
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) return -1;
     /* a service that does not answer (a dead host, a full backlog) must not
      * hold a session forever: on Linux SO_SNDTIMEO bounds connect() too,
      * and every send after it */
     struct timeval tv = {RASR_IO_TIMEOUT_S, 0};
-    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            close(fd);
-            fd = -1;
-        }
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+        close(fd);
+        return -1;
     }
-    freeaddrinfo(res);
-    if (fd < 0) at_err_set(err, AT_E_IO, "cannot connect to asr_streaming at %s:%d", host, port);
     return fd;
 }
 
@@ -280,24 +272,13 @@ static int header_has(const unsigned char *p, const char *end, const char *name,
     return 0;
 }
 
-static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err)
+/* The upgrade and the configuration on s->fd; 0, or -1 with err set
+ * (AT_E_BUSY when the service refused with 503). */
+static int handshake(remote_asr *r, rasr_stream *s, const at_asr_options *opt, at_err *err)
 {
-    remote_asr *r = impl;
-    rasr_stream *s = calloc(1, sizeof *s);
-    if (!s) {
-        at_err_set(err, AT_E_NOMEM, "out of memory");
-        return NULL;
-    }
-    s->fd = dial(r->host, r->port, err);
-    if (s->fd < 0) {
-        free(s);
-        return NULL;
-    }
     char req[1536], key[32], accept[40];
-    if (ws_key(key, sizeof key, accept, sizeof accept)) {
-        at_err_set(err, AT_E_IO, "asr_streaming: no entropy for the WebSocket key");
-        goto fail;
-    }
+    if (ws_key(key, sizeof key, accept, sizeof accept))
+        return at_err_set(err, AT_E_IO, "asr_streaming: no entropy for the WebSocket key");
     char auth[340] = "";
     if (r->key[0]) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", r->key);
     int n = snprintf(req, sizeof req,
@@ -305,29 +286,22 @@ static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n%s\r\n",
                      r->path, r->host, r->port, key, auth);
-    if (send_all(s->fd, req, (size_t)n)) {
-        at_err_set(err, AT_E_IO, "asr_streaming: cannot send the upgrade");
-        goto fail;
-    }
+    if (send_all(s->fd, req, (size_t)n))
+        return at_err_set(err, AT_E_IO, "asr_streaming: cannot send the upgrade");
     /* The upgrade answer; any bytes after it are the first frames. */
     char *eoh = NULL;
     while (!eoh) {
-        if (read_some(s, RASR_IO_TIMEOUT_S * 1000) <= 0 || s->in_n > 16384) {
-            at_err_set(err, AT_E_IO, "asr_streaming did not answer the WebSocket upgrade");
-            goto fail;
-        }
+        if (read_some(s, RASR_IO_TIMEOUT_S * 1000) <= 0 || s->in_n > 16384)
+            return at_err_set(err, AT_E_IO, "asr_streaming did not answer the WebSocket upgrade");
         s->in[s->in_n] = '\0';
         eoh = strstr((char *)s->in, "\r\n\r\n");
     }
-    if (strncmp((char *)s->in, "HTTP/1.1 101", 12) != 0) {
-        at_err_set(err, strstr((char *)s->in, " 503 ") ? AT_E_BUSY : AT_E_IO,
-                   "asr_streaming refused the stream: %.60s", (char *)s->in);
-        goto fail;
-    }
-    if (!header_has(s->in, eoh, "sec-websocket-accept", accept)) {
-        at_err_set(err, AT_E_IO, "asr_streaming answered the upgrade without the right Sec-WebSocket-Accept");
-        goto fail;
-    }
+    if (strncmp((char *)s->in, "HTTP/1.1 101", 12) != 0)
+        return at_err_set(err, strstr((char *)s->in, " 503 ") ? AT_E_BUSY : AT_E_IO,
+                          "asr_streaming refused the stream: %.60s", (char *)s->in);
+    if (!header_has(s->in, eoh, "sec-websocket-accept", accept))
+        return at_err_set(err, AT_E_IO,
+                          "asr_streaming answered the upgrade without the right Sec-WebSocket-Accept");
     size_t hl = (size_t)(eoh + 4 - (char *)s->in);
     memmove(s->in, s->in + hl, s->in_n - hl);
     s->in_n -= hl;
@@ -340,22 +314,65 @@ static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err
     cJSON_Delete(cfg);
     int sent = text && send_frame(s, 1, text, strlen(text)) == 0;
     free(text);
-    if (!sent) {
-        at_err_set(err, AT_E_IO, "asr_streaming: cannot send the configuration");
-        goto fail;
+    return sent ? 0 : at_err_set(err, AT_E_IO, "asr_streaming: cannot send the configuration");
+}
+
+/* The service's name may stand for several replicas (Docker Swarm's
+ * dnsrr, a Kubernetes headless Service): streams start at successive
+ * addresses, so sessions spread over the replicas, and one that cannot be
+ * reached or refuses (503 while it drains) hands the stream to the next. */
+static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err)
+{
+    remote_asr *r = impl;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", r->port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(r->host, ps, &hints, &res);
+    if (rc != 0) {
+        at_err_set(err, AT_E_IO, "cannot resolve %s: %s", r->host, gai_strerror(rc));
+        return NULL;
     }
+    unsigned n = 0;
+    for (const struct addrinfo *a = res; a; a = a->ai_next) n++;
+    unsigned first = atomic_fetch_add(&r->next, 1u) % n;
+    at_err_set(err, AT_E_IO, "cannot connect to asr_streaming at %s:%d", r->host, r->port);
+    rasr_stream *s = NULL;
+    for (unsigned i = 0; i < n && !s; i++) {
+        const struct addrinfo *a = res;
+        for (unsigned k = (first + i) % n; k; k--) a = a->ai_next;
+        int fd = dial(a);
+        if (fd < 0) continue;
+        s = calloc(1, sizeof *s);
+        if (!s) {
+            close(fd);
+            at_err_set(err, AT_E_NOMEM, "out of memory");
+            break;
+        }
+        s->fd = fd;
+        if (handshake(r, s, opt, err) != 0) {
+            s->closed = 1; /* no close frame on a stream that never opened */
+            rasr_stream_close(s);
+            s = NULL;
+        }
+    }
+    freeaddrinfo(res);
     return s;
-fail:
-    rasr_stream_close(s);
-    return NULL;
 }
 
 static int check(rasr_stream *s, int stopped, at_err *err)
 {
     if (stopped) return at_err_set(err, AT_E_CANCELLED, "cancelled");
     if (s->error[0]) return at_err_set(err, AT_E_ENGINE, "asr_streaming: %s", s->error);
-    if (s->closed && !s->done) return at_err_set(err, AT_E_IO, "asr_streaming closed the stream");
-    return 0;
+    if (!s->closed || (s->done && s->ended)) return 0;
+    /* Ended by the service before we did: it is shutting down (1001,
+     * after flushing its finals) or was lost with the connection. */
+    if (s->close_code == 1001 || s->close_code == 1012 || s->close_code == 1013)
+        return at_err_set(err, AT_E_BUSY, "asr_streaming ended the stream (close %d: shutting down)",
+                          s->close_code);
+    if (s->close_code)
+        return at_err_set(err, AT_E_IO, "asr_streaming closed the stream (close %d)", s->close_code);
+    return at_err_set(err, AT_E_IO, "asr_streaming: connection lost");
 }
 
 static int rasr_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, void *user, at_err *err)
@@ -396,6 +413,7 @@ static int rasr_finish(void *st, at_asr_event_cb cb, void *user, at_err *err)
     rasr_stream *s = st;
     int rc = check(s, 0, err);
     if (rc) return rc;
+    s->ended = 1;
     if (send_frame(s, 1, "{\"type\":\"end\"}", 14)) {
         s->closed = 1;
         return at_err_set(err, AT_E_IO, "asr_streaming: connection lost");
