@@ -9,7 +9,8 @@
 # the CPU stack, checks health, one real request per service (a
 # transcription, a translation, a synthesis, the pipeline's /v1/config
 # gathered from the other three), users, compilers, limits, the GPU
-# service's failure without a GPU, and the SIGTERM shutdown.
+# service's failure without a GPU, the SIGTERM shutdown, and the same
+# images as a Docker Swarm stack (scripts/swarm-check.sh).
 #
 #   scripts/docker-check.sh
 #
@@ -17,6 +18,7 @@
 # failed.  Needs root (apt-get, dockerd) unless Docker is already usable.
 # Environment:
 #   AT_CHECK_GPU_BUILD=0     skip building the GPU variant on the stand-in
+#   AT_CHECK_SWARM=0         skip the Docker Swarm check
 #   AT_KEEP_DOCKERD=1        leave a dockerd this script started running
 #   AT_DEBOOTSTRAP_CACHE     where base root file systems are cached
 #                            (default /var/cache/at-debootstrap)
@@ -377,6 +379,12 @@ if [ "$STACK" = 1 ]; then
     t=$(date +%s)
     docker-compose down --volumes 2>&1 | grep -v 'deploy sub-keys'
     echo "down took $(( $(date +%s) - t )) s"
+fi
+
+# --------------------------------------------------------------------------
+if [ "${AT_CHECK_SWARM:-1}" = 1 ]; then
+    step "Docker Swarm: docker-stack.yml, replicas, a rolling update and a killed task under live streams"
+    if ./scripts/swarm-check.sh; then ok "the Docker Swarm check passed"; else fail "the Docker Swarm check failed (above)"; fi
 fi
 
 # --------------------------------------------------------------------------

@@ -321,6 +321,8 @@ int at_http_req_cancelled(at_http_req *r)
     return c;
 }
 
+int at_http_req_draining(const at_http_req *r) { return atomic_load(&r->srv->draining); }
+
 int at_http_add_header(at_http_req *r, const char *name, const char *value)
 {
     int rc = 0;
@@ -1450,7 +1452,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             at_http_error(r, 501, "invalid_request_error",
                           "Transfer-Encoding \"%s\" is not supported; send chunked or a Content-Length",
                           te_len > 0 ? te : "(too long)");
-        } else if (atomic_load(&s->draining)) {
+        } else if (atomic_load(&s->draining) && strcmp(r->path, "/health") != 0 &&
+                   strcmp(r->path, "/ready") != 0) {
+            /* the probes still answer: /ready says "draining" (503), and
+             * /health stays 200, since the process is alive and working */
             r->close_after = 1;
             at_http_add_header(r, "retry-after", "5");
             at_http_error(r, 503, "overloaded_error", "server is shutting down");

@@ -106,6 +106,9 @@ const char *at_http_req_header(const at_http_req *r, const char *name);
 const unsigned char *at_http_req_body(const at_http_req *r, size_t *len);
 /* 1 once the client has gone away: stop working and return. */
 int at_http_req_cancelled(at_http_req *r);
+/* 1 once the server drains (it was stopped): /ready answers 503 so that
+ * load balancers stop sending new work here. */
+int at_http_req_draining(const at_http_req *r);
 
 /* ---- responses (callable from the worker thread) ---- */
 /* Adds a response header before the status line is sent. */

@@ -347,6 +347,14 @@ void at_service_ready(at_http_req *req, void *app)
     at_err_clear(&e);
     int st = at_app_ready(a, &e);
     cJSON *o = cJSON_CreateObject();
+    if (at_http_req_draining(req)) {
+        /* stopping: finishing its work, taking no more */
+        cJSON_AddBoolToObject(o, "ready", 0);
+        cJSON_AddStringToObject(o, "status", "draining");
+        at_http_respond_json(req, 503, o);
+        cJSON_Delete(o);
+        return;
+    }
     cJSON_AddBoolToObject(o, "ready", st == 1);
     cJSON_AddStringToObject(o, "status", st == 1 ? "ready" : st == 0 ? "loading" : "failed");
     if (st < 0) cJSON_AddStringToObject(o, "error", e.msg);

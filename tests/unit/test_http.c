@@ -84,6 +84,14 @@ static void h_silent(at_http_req *r, void *u)
     (void)u; /* answers nothing: the server must answer 500 for it */
 }
 
+/* as the services' /ready: 503 while the server drains */
+static void h_ready(at_http_req *r, void *u)
+{
+    (void)u;
+    int d = at_http_req_draining(r);
+    at_http_respond(r, d ? 503 : 200, "text/plain", d ? "draining" : "ready", d ? 8 : 5);
+}
+
 static void ws_echo(at_ws *ws, void *u)
 {
     (void)u;
@@ -107,7 +115,7 @@ static const at_http_route routes[] = {
     {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
     {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER}, {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
     {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},    {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE},
-    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
+    {"GET", "/ready", h_ready, NULL, AT_ROUTE_INLINE},   {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
 };
 
 static void *loop_main(void *arg)
@@ -709,6 +717,10 @@ static void stop_drains_and_returns(void **state)
 {
     (void)state;
     /* A request in flight when the server stops still gets its answer. */
+    at_test_resp r;
+    assert_int_equal(at_test_http(fx.port, "GET", "/ready", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
     fx.release = 0;
     slow_call call = {fx.port, 0};
     pthread_t th;
@@ -718,12 +730,19 @@ static void stop_drains_and_returns(void **state)
     pthread_mutex_unlock(&fx.mu);
     at_http_server_stop(fx.srv);
     usleep(200000);
-    /* new work is refused while draining */
-    at_test_resp r;
-    if (at_test_http(fx.port, "POST", "/echo", NULL, "x", 1, &r) == 0) {
-        assert_int_equal(r.status, 503);
-        at_test_resp_free(&r);
-    }
+    /* new work is refused while draining, and /ready says so (load
+     * balancers stop routing here) while /health stays 200 (the process
+     * is alive: a liveness probe must not kill it mid-drain) */
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, "x", 1, &r), 0);
+    assert_int_equal(r.status, 503);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(fx.port, "GET", "/ready", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_string_equal((char *)r.body, "draining");
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(fx.port, "GET", "/health", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
     pthread_mutex_lock(&fx.mu);
     fx.release = 1;
     pthread_cond_broadcast(&fx.cv);

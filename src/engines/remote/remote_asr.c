@@ -30,6 +30,7 @@
 /* A message from the service larger than this is a protocol error. */
 #define MAX_MESSAGE       (1u << 20)
 #define RASR_IO_TIMEOUT_S 10 /* connect, send, and the upgrade answer */
+#define RASR_MAX_ADDRS    64 /* replicas tried for one stream */
 
 typedef struct remote_asr {
     char host[256];
@@ -317,6 +318,13 @@ static int handshake(remote_asr *r, rasr_stream *s, const at_asr_options *opt, a
     return sent ? 0 : at_err_set(err, AT_E_IO, "asr_streaming: cannot send the configuration");
 }
 
+static int addr_cmp(const void *a, const void *b)
+{
+    const struct addrinfo *x = *(const struct addrinfo *const *)a, *y = *(const struct addrinfo *const *)b;
+    if (x->ai_addrlen != y->ai_addrlen) return x->ai_addrlen < y->ai_addrlen ? -1 : 1;
+    return memcmp(x->ai_addr, y->ai_addr, x->ai_addrlen);
+}
+
 /* The service's name may stand for several replicas (Docker Swarm's
  * dnsrr, a Kubernetes headless Service): streams start at successive
  * addresses, so sessions spread over the replicas, and one that cannot be
@@ -333,15 +341,16 @@ static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err
         at_err_set(err, AT_E_IO, "cannot resolve %s: %s", r->host, gai_strerror(rc));
         return NULL;
     }
+    /* in a fixed order: DNS may answer in any order each time */
+    const struct addrinfo *addrs[RASR_MAX_ADDRS];
     unsigned n = 0;
-    for (const struct addrinfo *a = res; a; a = a->ai_next) n++;
+    for (const struct addrinfo *a = res; a && n < RASR_MAX_ADDRS; a = a->ai_next) addrs[n++] = a;
+    qsort(addrs, n, sizeof addrs[0], addr_cmp);
     unsigned first = atomic_fetch_add(&r->next, 1u) % n;
     at_err_set(err, AT_E_IO, "cannot connect to asr_streaming at %s:%d", r->host, r->port);
     rasr_stream *s = NULL;
     for (unsigned i = 0; i < n && !s; i++) {
-        const struct addrinfo *a = res;
-        for (unsigned k = (first + i) % n; k; k--) a = a->ai_next;
-        int fd = dial(a);
+        int fd = dial(addrs[(first + i) % n]);
         if (fd < 0) continue;
         s = calloc(1, sizeof *s);
         if (!s) {
@@ -380,6 +389,7 @@ static int rasr_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, v
     rasr_stream *s = st;
     int rc = check(s, 0, err);
     if (rc) return rc;
+    int lost = 0;
     if (n == 0) goto events; /* nothing to send: only collect what arrived */
     if (n > s->s16_cap) {
         int16_t *b = realloc(s->s16, n * sizeof *b);
@@ -388,10 +398,9 @@ static int rasr_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, v
         s->s16_cap = n;
     }
     at_audio_f32_to_s16(pcm, n, s->s16);
-    if (send_frame(s, 2, s->s16, n * sizeof *s->s16)) {
-        s->closed = 1;
-        return at_err_set(err, AT_E_IO, "asr_streaming: connection lost");
-    }
+    /* A failed send still reads what arrived: a service that drains sends
+     * its last finals and a close frame before it closes the socket. */
+    lost = send_frame(s, 2, s->s16, n * sizeof *s->s16) != 0;
 events:;
     /* Events that have arrived so far; never wait here. */
     int stopped = 0;
@@ -405,6 +414,7 @@ events:;
         if (p < 0) return at_err_set(err, AT_E_IO, "asr_streaming: protocol error");
         stopped = p;
     }
+    if (lost) s->closed = 1;
     return check(s, stopped, err);
 }
 
@@ -459,6 +469,10 @@ at_asr_engine *at_asr_remote_new(const char *base_url, const char *api_key, at_e
     }
     snprintf(r->base, sizeof r->base, "http://%s:%d%s", r->host, r->port, r->path);
     snprintf(r->key, sizeof r->key, "%s", api_key ? api_key : "");
+    /* Pipelines start at different replicas, so that together they spread
+     * their streams too. */
+    unsigned first = 0;
+    if (getrandom(&first, sizeof first, 0) == (ssize_t)sizeof first) atomic_store(&r->next, first);
     /* Reachable?  And which languages: Whisper's when a model is loaded. */
     cJSON *o = at_remote_json(r->base, r->key, "/v1/models", NULL, 1u << 20, 10, err);
     if (!o) {
