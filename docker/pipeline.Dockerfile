@@ -2,6 +2,8 @@
 # /v1/pipeline, GET /v1/config) on port 8000.  Its engines are clients of
 # the asr_streaming, translate and tts services (AT_ASR_URL,
 # AT_TRANSLATE_URL, AT_TTS_URL); it loads no model and needs no engine data.
+# It also carries `audio-translator` with only the `models` command, which
+# fills the models volume (the Kubernetes models-pull Job runs it).
 #
 #   DOCKER_BUILDKIT=1 docker build -f docker/pipeline.Dockerfile -t audio-translator/pipeline:0.1.0 .
 #
@@ -43,14 +45,19 @@ COPY . .
 # A fresh build tree each time, compiled through ccache (its cache is a
 # BuildKit cache mount shared by every image): after a one-file change
 # only that file is compiled again; the rest are cache hits, then one link.
-# Only this service's binary is built; no tests.
+# Only this service's binary is built, and the model cache tool
+# (`audio-translator models`, for jobs that fill the models volume: it needs
+# libcurl, which the pipeline links anyway, and the CA certificates for
+# HTTPS); no tests.
 RUN --mount=type=cache,id=at-ccache-cpu,target=/ccache \
     set -eu; export CCACHE_DIR=/ccache; \
     cmake -S . -B /tmp/build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAT_BUILD_TESTS=OFF \
           -DCMAKE_C_COMPILER_LAUNCHER=ccache $AT_CMAKE_FLAGS >/dev/null; \
-    cmake --build /tmp/build --target pipeline -j"$BUILD_JOBS"; \
+    cmake --build /tmp/build --target pipeline audio-translator-models -j"$BUILD_JOBS"; \
     mkdir -p /out; install -s /tmp/build/pipeline /out/pipeline; \
-    runtime-packages /out/pipeline >/out/runtime-packages; \
+    install -s /tmp/build/audio-translator-models /out/audio-translator; \
+    { runtime-packages /out/pipeline; runtime-packages /out/audio-translator; echo ca-certificates; } | \
+        sort -u >/out/runtime-packages; \
     echo "runtime packages:" $(cat /out/runtime-packages)
 
 ############################ runtime stage ############################
@@ -96,8 +103,8 @@ RUN set -eu; \
     useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin appuser
 # Source last: the binary.  Fail the build here, not at start-up, if a
 # library is missing.
-COPY --from=build /out/pipeline /usr/local/bin/pipeline
-RUN /usr/local/bin/pipeline --help >/dev/null
+COPY --from=build /out/pipeline /out/audio-translator /usr/local/bin/
+RUN /usr/local/bin/pipeline --help >/dev/null && /usr/local/bin/audio-translator --help >/dev/null
 USER appuser
 WORKDIR /home/appuser
 ENV AT_HOST=0.0.0.0 \

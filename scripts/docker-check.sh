@@ -186,6 +186,28 @@ for s in $SERVICES; do
 done
 
 # --------------------------------------------------------------------------
+step "the model cache tool in the pipeline image (what the Kubernetes models-pull Job runs)"
+img="audio-translator/pipeline:$VERSION"
+out=$("$DOCKER" run --rm -e AT_MODELS_DIR=/tmp/models --entrypoint audio-translator "$img" models list 2>&1)
+case "$out" in
+*'tiny '*pullable*) ok "audio-translator models list: $(printf '%s\n' "$out" | grep -c pullable) pullable models" ;;
+*) fail "audio-translator models list in the pipeline image: $out" ;;
+esac
+# No registry nor model hub here: a download that cannot connect must say so.
+out=$("$DOCKER" run --rm -e AT_MODELS_DIR=/tmp/models -e AT_MODELS_URL=http://127.0.0.1:9 \
+    --entrypoint audio-translator "$img" models pull --quiet tiny 2>&1)
+rc=$?
+case "$rc $out" in
+"1 "*"Couldn't connect"*) ok "audio-translator models pull without a network: exit 1, $out" ;;
+*) fail "audio-translator models pull without a network: exit $rc, $out" ;;
+esac
+if "$DOCKER" run --rm --entrypoint test "$img" -s /etc/ssl/certs/ca-certificates.crt; then
+    ok "the pipeline image has the CA certificates HTTPS downloads need"
+else
+    fail "the pipeline image has no /etc/ssl/certs/ca-certificates.crt"
+fi
+
+# --------------------------------------------------------------------------
 step "rebuild after a one-file change (src/services/main_tts.c, in a copy of the tree)"
 probe="$TMP/probe"
 mkdir -p "$probe"

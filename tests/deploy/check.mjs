@@ -188,6 +188,7 @@ function checkOverlay(name, objs, compose, bad) {
     const jm = jc && (jc.volumeMounts || []).find((m) => m.mountPath === "/models");
     const jv = jm && jpod.volumes.find((v) => v.name === jm.name);
     if (!jc || !JSON.stringify(jc.command).includes("models pull")) bad.push(`${name}: Job running models pull`);
+    else if (!/\/pipeline:/.test(jc.image)) bad.push(`${name}: Job image ${jc.image}: only the pipeline image carries \`audio-translator models\``);
     else if (!jv || !jv.persistentVolumeClaim || jv.persistentVolumeClaim.claimName !== pvc.metadata.name || jm.readOnly || jv.persistentVolumeClaim.readOnly)
         bad.push(`${name}: Job mounts the model PVC writable on /models`);
     else if (!jpod.securityContext.runAsNonRoot || jc.securityContext.readOnlyRootFilesystem !== true) bad.push(`${name}: Job security context`);

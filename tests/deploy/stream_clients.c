@@ -7,8 +7,9 @@
  * speech, about 30 s) at --speed times real time to the pipeline on
  * 127.0.0.1, client i on port P[i mod n], asking for Spanish with speech,
  * and reads every event.  A session that ends with close 1013 (the
- * recogniser went away: a replica drained or died) is a clean close: the
- * client reconnects, on the next port, and streams again.  Prints one line
+ * recogniser went away: a replica drained or died) or 1001 (the pipeline
+ * replica itself drains) is a clean close: the client reconnects, on the
+ * next port, and streams again.  Prints one line
  * per client and exits 0 when every client finished a session (summary,
  * close 1000) with finals, translations and audio, and no session ended in
  * any other way. */
@@ -74,7 +75,7 @@ static void *send_main(void *arg)
 static int has(const char *d, const char *needle) { return strstr(d, needle) != NULL; }
 
 /* One session; 1 when it finished (summary, close 1000), 0 on a clean
- * close (1013), -1 otherwise. */
+ * close (1013, 1001) or a refused connection, -1 otherwise. */
 static int session(client *c, int port)
 {
     at_test_ws ws;
@@ -89,8 +90,9 @@ static int session(client *c, int port)
     }
     c->sessions++;
     c->port_used = port;
-    const char *cfg = "{\"type\":\"config\",\"source\":\"en\",\"target\":\"es\",\"voice\":\"es\",\"speak\":true,"
-                      "\"sample_rate\":16000,\"encoding\":\"pcm16\"}";
+    const char *cfg =
+        "{\"type\":\"config\",\"source\":\"en\",\"target\":\"es\",\"voice\":\"es\",\"speak\":true,"
+        "\"sample_rate\":16000,\"encoding\":\"pcm16\"}";
     at_test_ws_send(&ws, 1, cfg, strlen(cfg));
     sender s = {&ws, c, 0};
     pthread_t t;
@@ -111,8 +113,8 @@ static int session(client *c, int port)
         } else {
             if (op == 8 && ws.close_code == 1000 && summary)
                 result = 1;
-            else if (op == 8 && ws.close_code == 1013)
-                result = 0;
+            else if (op == 8 && (ws.close_code == 1013 || ws.close_code == 1001))
+                result = 0; /* try again later / the pipeline replica drains */
             else if (op == 8)
                 snprintf(c->last_error + strlen(c->last_error), sizeof c->last_error - strlen(c->last_error),
                          " (close %d)", ws.close_code);
@@ -167,8 +169,8 @@ int main(int argc, char **argv)
         }
     }
     if (!n_ports || n_clients < 1 || n_clients > MAX_CLIENTS || speed <= 0 || attempts < 1) {
-        fprintf(stderr, "usage: %s --ports P1[,P2...] [--clients 1..%d] [--speed X] [--attempts N]\n", argv[0],
-                MAX_CLIENTS);
+        fprintf(stderr, "usage: %s --ports P1[,P2...] [--clients 1..%d] [--speed X] [--attempts N]\n",
+                argv[0], MAX_CLIENTS);
         return 2;
     }
     size_t n = 0;
@@ -178,8 +180,13 @@ int main(int argc, char **argv)
     pthread_t ts[MAX_CLIENTS];
     double t0 = now_s();
     for (int i = 0; i < n_clients; i++) {
-        cs[i] = (client){.id = i, .ports = ports, .n_ports = n_ports, .attempts = attempts, .speed = speed,
-                         .pcm = pcm, .n = n};
+        cs[i] = (client){.id = i,
+                         .ports = ports,
+                         .n_ports = n_ports,
+                         .attempts = attempts,
+                         .speed = speed,
+                         .pcm = pcm,
+                         .n = n};
         if (pthread_create(&ts[i], NULL, client_main, &cs[i]) != 0) return 1;
     }
     int all_ok = 1;
@@ -188,14 +195,15 @@ int main(int argc, char **argv)
         client *c = &cs[i];
         int good = c->ok && c->bad_ends == 0 && c->finals > 0 && c->translations > 0 && c->audio_bytes > 0;
         all_ok &= good;
-        printf("client %d: %s; %d session(s), %d closed 1013 and reconnected, %d ended otherwise, %d refused; "
+        printf("client %d: %s; %d session(s), %d closed 1013/1001 and reconnected, %d ended otherwise, %d "
+               "refused; "
                "%d finals, %d translations, %zu bytes of speech; last on port %d%s%s\n",
                i, good ? "ok" : "FAILED", c->sessions, c->clean_closes, c->bad_ends, c->refused, c->finals,
                c->translations, c->audio_bytes, c->port_used, c->last_error[0] ? "; last error: " : "",
                c->last_error);
     }
-    printf("%d clients, %.1f s of speech each at %.1fx, all done in %.1f s: %s\n", n_clients, (double)n / 16000,
-           speed, now_s() - t0, all_ok ? "every client finished" : "FAILED");
+    printf("%d clients, %.1f s of speech each at %.1fx, all done in %.1f s: %s\n", n_clients,
+           (double)n / 16000, speed, now_s() - t0, all_ok ? "every client finished" : "FAILED");
     free(pcm);
     return all_ok ? 0 : 1;
 }
