@@ -163,11 +163,19 @@ step "one asr_streaming task killed in the middle of the streams"
 cpid=$!
 sleep 8
 victim=$("$DOCKER" ps -q --filter "label=com.docker.swarm.service.name=${STACK}_asr_streaming" | head -n1)
-"$DOCKER" kill "$victim" >/dev/null && echo "killed $victim (SIGKILL)"
+vport=$("$DOCKER" port "$victim" 8003/tcp | head -n1 | sed 's/.*://')
+on_victim=$(curl -s --max-time 5 "http://127.0.0.1:$vport/metrics" | sed -n 's/^asr_streams_active \([0-9]*\).*/\1/p')
+"$DOCKER" kill "$victim" >/dev/null && echo "killed $victim (SIGKILL), which had ${on_victim:-?} live streams"
 wait $cpid
 rc=$?
 cut -c1-300 "$TMP/kill.log"
+closed=$(grep -c ' [1-9][0-9]* closed 1013' "$TMP/kill.log")
 if [ "$rc" = 0 ]; then ok "every client finished, those on the killed replica after a clean close and a reconnect"; else fail "a client failed when an asr_streaming task was killed (above)"; fi
+if [ -n "$on_victim" ] && [ "$closed" -le "$on_victim" ]; then
+    ok "the kill ended only the killed replica's sessions: $closed closed 1013, it had $on_victim streams"
+else
+    fail "$closed sessions closed 1013 after the kill of a replica that had ${on_victim:-?} streams"
+fi
 t=$(date +%s)
 until [ "$(running asr_streaming)" = "2/2" ] && [ "$(healthy)" -ge 8 ]; do
     [ $(($(date +%s) - t)) -gt 120 ] && break

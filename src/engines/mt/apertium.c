@@ -46,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/lang.h"
 #include "core/strbuf.h"
 
 #ifndef AT_APERTIUM_MODES_DIR
@@ -82,25 +83,18 @@ typedef struct ap_engine {
 
 /* ---- language codes ------------------------------------------------------ */
 
-static const char *const iso3to1[][2] = {
-    {"afr", "af"}, {"ara", "ar"}, {"arg", "an"}, {"ast", "ast"}, {"bel", "be"}, {"ben", "bn"}, {"bre", "br"},
-    {"bul", "bg"}, {"cat", "ca"}, {"ces", "cs"}, {"cym", "cy"},  {"dan", "da"}, {"deu", "de"}, {"ell", "el"},
-    {"eng", "en"}, {"epo", "eo"}, {"est", "et"}, {"eus", "eu"},  {"fao", "fo"}, {"fin", "fi"}, {"fra", "fr"},
-    {"gle", "ga"}, {"glg", "gl"}, {"heb", "he"}, {"hin", "hi"},  {"hrv", "hr"}, {"hbs", "sh"}, {"hun", "hu"},
-    {"isl", "is"}, {"ita", "it"}, {"kaz", "kk"}, {"lav", "lv"},  {"lit", "lt"}, {"mkd", "mk"}, {"mlt", "mt"},
-    {"nld", "nl"}, {"nno", "nn"}, {"nob", "nb"}, {"nor", "no"},  {"oci", "oc"}, {"pol", "pl"}, {"por", "pt"},
-    {"ron", "ro"}, {"rus", "ru"}, {"slk", "sk"}, {"slv", "sl"},  {"sme", "se"}, {"spa", "es"}, {"sqi", "sq"},
-    {"srd", "sc"}, {"swe", "sv"}, {"tat", "tt"}, {"tur", "tr"},  {"ukr", "uk"}, {"urd", "ur"}, {"uzb", "uz"},
-};
-
 /* "spa" -> "es", "eng_US" -> "en_US"; codes without a 639-1 form stay. */
 static void map_code(const char *in, size_t len, char *out, size_t cap)
 {
     size_t base = 0;
     while (base < len && in[base] != '_') base++;
+    char code[4];
     const char *mapped = NULL;
-    for (size_t i = 0; i < sizeof iso3to1 / sizeof iso3to1[0]; i++)
-        if (strlen(iso3to1[i][0]) == base && strncmp(iso3to1[i][0], in, base) == 0) mapped = iso3to1[i][1];
+    if (base == 3) {
+        memcpy(code, in, 3);
+        code[3] = '\0';
+        mapped = at_lang_iso1(code);
+    }
     if (mapped)
         snprintf(out, cap, "%s%.*s", mapped, (int)(len - base), in + base);
     else

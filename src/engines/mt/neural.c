@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "compute/pool.h"
+#include "core/lang.h"
 #include "core/strbuf.h"
 #include "engines/mt/nmt/generate.h"
 #include "engines/mt/nmt/tokenizer.h"
@@ -97,36 +98,19 @@ static const char ISO1[] =
     "sk sl sn so sq sr ss su sv sw ta te tg th ti tk tl tn tr ts tt ug uk ur uz vi wo xh yi "
     "yo zh zu";
 
-/* ISO 639-3 (and OPUS-MT's) spellings of common languages. */
+/* A language code as ISO 639-1: two letters as they are, three letters
+ * (ISO 639-3 and OPUS-MT's spellings) mapped. */
 static const char *iso1_of(const char *code, char *buf, size_t cap)
 {
-    static const char *const map[][2] = {
-        {"eng", "en"}, {"spa", "es"}, {"fra", "fr"}, {"fre", "fr"}, {"deu", "de"}, {"ger", "de"},
-        {"ita", "it"}, {"por", "pt"}, {"rus", "ru"}, {"zho", "zh"}, {"chi", "zh"}, {"cmn", "zh"},
-        {"jpn", "ja"}, {"jap", "ja"}, {"ara", "ar"}, {"arb", "ar"}, {"nld", "nl"}, {"dut", "nl"},
-        {"pol", "pl"}, {"tur", "tr"}, {"ukr", "uk"}, {"ces", "cs"}, {"cze", "cs"}, {"swe", "sv"},
-        {"dan", "da"}, {"fin", "fi"}, {"nor", "no"}, {"nob", "nb"}, {"ell", "el"}, {"gre", "el"},
-        {"heb", "he"}, {"hin", "hi"}, {"kor", "ko"}, {"vie", "vi"}, {"ind", "id"}, {"ron", "ro"},
-        {"rum", "ro"}, {"hun", "hu"}, {"bul", "bg"}, {"cat", "ca"}, {"glg", "gl"}, {"eus", "eu"},
-        {"baq", "eu"}, {"fas", "fa"}, {"per", "fa"}, {"tha", "th"}, {"slk", "sk"}, {"slv", "sl"},
-        {"hrv", "hr"}, {"srp", "sr"}, {"lit", "lt"}, {"lav", "lv"}, {"est", "et"}, {"epo", "eo"},
-        {"afr", "af"}, {"isl", "is"}, {"gle", "ga"}, {"cym", "cy"}, {"bel", "be"}, {"mkd", "mk"},
-        {"sqi", "sq"}, {"urd", "ur"}, {"ben", "bn"}, {"tam", "ta"},
-    };
-    char low[16];
     size_t n = strlen(code);
-    if (n == 0 || n >= sizeof low) return NULL;
-    for (size_t i = 0; i <= n; i++) low[i] = (char)tolower((unsigned char)code[i]);
     if (n == 2) {
-        snprintf(buf, cap, "%s", low);
+        snprintf(buf, cap, "%c%c", tolower((unsigned char)code[0]), tolower((unsigned char)code[1]));
         return buf;
     }
-    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
-        if (!strcmp(map[i][0], low)) {
-            snprintf(buf, cap, "%s", map[i][1]);
-            return buf;
-        }
-    return NULL;
+    const char *iso = at_lang_iso1(code);
+    if (!iso) return NULL;
+    snprintf(buf, cap, "%s", iso);
+    return buf;
 }
 
 /* -------------------------------------------------------------- the engine */

@@ -7,6 +7,7 @@
 #include <sys/random.h>
 
 #include "compute/pool.h"
+#include "core/lang.h"
 #include "core/strbuf.h"
 #include "engines/tts/espeak.h"
 #include "engines/tts/vits/model.h"
@@ -148,24 +149,6 @@ static const at_tts_ops vits_ops = {
     .voices = vits_voices,
 };
 
-const char *at_tts_vits_iso1(const char *iso3)
-{
-    /* The languages of our translation models and a few more with MMS-TTS
-     * voices; others keep their three letters. */
-    static const char *const map[][2] = {
-        {"ara", "ar"}, {"ben", "bn"}, {"bul", "bg"}, {"cat", "ca"}, {"ces", "cs"}, {"dan", "da"},
-        {"deu", "de"}, {"ell", "el"}, {"eng", "en"}, {"est", "et"}, {"fas", "fa"}, {"fin", "fi"},
-        {"fra", "fr"}, {"heb", "he"}, {"hin", "hi"}, {"hun", "hu"}, {"ind", "id"}, {"ita", "it"},
-        {"jpn", "ja"}, {"kor", "ko"}, {"lav", "lv"}, {"lit", "lt"}, {"nld", "nl"}, {"nor", "no"},
-        {"pol", "pl"}, {"por", "pt"}, {"ron", "ro"}, {"rus", "ru"}, {"slk", "sk"}, {"slv", "sl"},
-        {"spa", "es"}, {"swe", "sv"}, {"tha", "th"}, {"tur", "tr"}, {"ukr", "uk"}, {"vie", "vi"},
-        {"zho", "zh"}, {"cmn", "zh"}, {"swh", "sw"}, {"tgl", "tl"}, {"urd", "ur"}, {"kaz", "kk"},
-    };
-    for (size_t i = 0; iso3 && i < sizeof map / sizeof map[0]; i++)
-        if (strcmp(map[i][0], iso3) == 0) return map[i][1];
-    return NULL;
-}
-
 /* The voice's language: "mms-tts-eng" -> "en"; else the tokenizer's
  * espeak-ng language up to its region ("en-us" -> "en"); else "". */
 static void voice_language(const char *name, const char *tok_lang, char *out, size_t cap)
@@ -176,12 +159,12 @@ static void voice_language(const char *name, const char *tok_lang, char *out, si
         char code[16];
         snprintf(code, sizeof code, "%s", m + 8);
         code[strcspn(code, "-_")] = '\0';
-        const char *iso1 = at_tts_vits_iso1(code);
+        const char *iso1 = at_lang_iso1(code);
         snprintf(out, cap, "%s", iso1 ? iso1 : code);
     } else if (tok_lang && *tok_lang) {
         char code[16];
         snprintf(code, sizeof code, "%.*s", (int)strcspn(tok_lang, "-_"), tok_lang);
-        const char *iso1 = strlen(code) == 3 ? at_tts_vits_iso1(code) : NULL;
+        const char *iso1 = strlen(code) == 3 ? at_lang_iso1(code) : NULL;
         snprintf(out, cap, "%s", iso1 ? iso1 : code);
     }
 }

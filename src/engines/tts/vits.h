@@ -29,8 +29,4 @@ typedef struct at_tts_vits_config {
  * or pytorch_model.bin, vocab.json, tokenizer_config.json). */
 at_tts_engine *at_tts_vits_new(const char *const *dirs, int n, const at_tts_vits_config *cfg, at_err *err);
 
-/* The ISO 639-1 code of an ISO 639-3 one we know ("eng" -> "en"), else
- * NULL. */
-const char *at_tts_vits_iso1(const char *iso3);
-
 #endif
