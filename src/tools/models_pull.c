@@ -216,10 +216,16 @@ int at_models_fetch(const char *url, const char *part, int64_t max_bytes, int pr
         return at_err_set(err, AT_E_TOO_LARGE, "%s: larger than the %.1f MiB expected for '%s'", url,
                           (double)max_bytes / 1048576.0, label);
     }
-    if (cr != CURLE_OK && !complete_part)
-        return at_err_set(
-            err, AT_E_IO, "download of %s failed after %.1f MiB: %s (run the pull again to resume)", url,
-            (double)(d.have + d.written) / 1048576.0, errbuf[0] ? errbuf : curl_easy_strerror(cr));
+    if (cr != CURLE_OK && !complete_part) {
+        const char *why = errbuf[0] ? errbuf : curl_easy_strerror(cr);
+        if (d.have + d.written > 0)
+            return at_err_set(err, AT_E_IO,
+                              "download of %s failed after %.1f MiB: %s (run the pull again to resume)", url,
+                              (double)(d.have + d.written) / 1048576.0, why);
+        /* nothing arrived: no empty .part for `models list` to call partial */
+        unlink(part);
+        return at_err_set(err, AT_E_IO, "download of %s failed: %s", url, why);
+    }
     return 0;
 }
 

@@ -185,6 +185,21 @@ static void test_bad_checksum(void **st)
     assert_false(exists("tiny", ".part"));
 }
 
+/* A server that cannot be reached: a clear error, and nothing left in the
+ * cache (an empty .part made `models list` say "partial"). */
+static void test_unreachable_leaves_nothing(void **st)
+{
+    (void)st;
+    at_err err;
+    char p[1024];
+    at_models_pull_opts o = {"http://127.0.0.1:9", sha, 0, NULL};
+    assert_int_equal(at_models_pull("tiny", &o, p, sizeof p, &err), AT_E_IO);
+    assert_non_null(strstr(err.msg, "http://127.0.0.1:9/ggml-tiny.bin failed: "));
+    assert_null(strstr(err.msg, "resume"));
+    assert_false(exists("tiny", ".part"));
+    assert_false(exists("tiny", ""));
+}
+
 static void test_interrupted_then_resumed(void **st)
 {
     (void)st;
@@ -254,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_unknown_names_and_hashes),
         cmocka_unit_test(test_silero_pull),
         cmocka_unit_test(test_bad_checksum),
+        cmocka_unit_test(test_unreachable_leaves_nothing),
         cmocka_unit_test(test_interrupted_then_resumed),
         cmocka_unit_test(test_list_cli),
     };
