@@ -1,7 +1,7 @@
 /* test_remote_asr.c - the remote ASR engine's WebSocket handshake against
  * a scripted server on loopback: it sends a fresh random key, checks the
- * server's Sec-WebSocket-Accept, and gives up on a server that never
- * answers instead of waiting forever. */
+ * server's Sec-WebSocket-Accept, gives up on a server that never answers
+ * instead of waiting forever, and tells a busy (503) refusal from another. */
 #include <arpa/inet.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
@@ -21,7 +21,7 @@
 
 #include "engines/remote/remote.h"
 
-typedef enum { ANSWER_RIGHT, ANSWER_WRONG, ANSWER_NOTHING } answer;
+typedef enum { ANSWER_RIGHT, ANSWER_WRONG, ANSWER_NOTHING, ANSWER_503, ANSWER_401 } answer;
 
 typedef struct {
     int lfd, port;
@@ -72,7 +72,12 @@ static void *serve(void *arg)
                     lws_SHA1((const unsigned char *)cat, (size_t)n, md);
                     lws_b64_encode_string((const char *)md, 20, acc, sizeof acc);
                 }
-                if (s->mode != ANSWER_NOTHING) {
+                if (s->mode == ANSWER_503 || s->mode == ANSWER_401) {
+                    const char *r = s->mode == ANSWER_503
+                                        ? "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+                                        : "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+                    send(fd, r, strlen(r), MSG_NOSIGNAL);
+                } else if (s->mode != ANSWER_NOTHING) {
                     char r[256];
                     int n = snprintf(r, sizeof r,
                                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -163,11 +168,35 @@ static void test_silent_server_times_out(void **st)
     close(s.lfd);
 }
 
+/* A replica that refuses with 503 (full, or draining) is busy: the
+ * pipeline asks its client to retry; another refusal (a wrong key) is not
+ * cured by retrying. */
+static void test_refusals(void **st)
+{
+    (void)st;
+    static const answer modes[] = {ANSWER_503, ANSWER_401};
+    static const int codes[] = {AT_E_BUSY, AT_E_ENGINE};
+    for (int i = 0; i < 2; i++) {
+        server s;
+        pthread_t th;
+        at_err err = {0};
+        at_asr_engine *e;
+        start(&s, modes[i], &th);
+        assert_null(open_stream(&s, &err, &e));
+        assert_int_equal(err.code, codes[i]);
+        assert_non_null(strstr(err.msg, "refused the stream"));
+        at_asr_engine_free(e);
+        pthread_join(th, NULL);
+        close(s.lfd);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_checked),
         cmocka_unit_test(test_silent_server_times_out),
+        cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -273,8 +273,10 @@ static int header_has(const unsigned char *p, const char *end, const char *name,
     return 0;
 }
 
-/* The upgrade and the configuration on s->fd; 0, or -1 with err set
- * (AT_E_BUSY when the service refused with 503). */
+/* The upgrade and the configuration on s->fd; 0, or -1 with err set:
+ * AT_E_BUSY when the service refused with 503 (full, or draining: another
+ * replica may take the stream), AT_E_ENGINE for another refusal (a wrong
+ * key is not cured by retrying), AT_E_IO when it did not answer. */
 static int handshake(remote_asr *r, rasr_stream *s, const at_asr_options *opt, at_err *err)
 {
     char req[1536], key[32], accept[40];
@@ -298,7 +300,7 @@ static int handshake(remote_asr *r, rasr_stream *s, const at_asr_options *opt, a
         eoh = strstr((char *)s->in, "\r\n\r\n");
     }
     if (strncmp((char *)s->in, "HTTP/1.1 101", 12) != 0)
-        return at_err_set(err, strstr((char *)s->in, " 503 ") ? AT_E_BUSY : AT_E_IO,
+        return at_err_set(err, strstr((char *)s->in, " 503 ") ? AT_E_BUSY : AT_E_ENGINE,
                           "asr_streaming refused the stream: %.60s", (char *)s->in);
     if (!header_has(s->in, eoh, "sec-websocket-accept", accept))
         return at_err_set(err, AT_E_IO,
