@@ -44,7 +44,7 @@ export AT_ASR_CPUS_RESERVED=0.1 AT_TRANSLATE_CPUS_RESERVED=0.1 AT_TTS_CPUS_RESER
 
 INITED=0
 cleanup() {
-    for s in $STACK ${STACK}gpu; do "$DOCKER" stack rm "$s" >/dev/null 2>&1; done
+    for s in $STACK ${STACK}gpu ${STACK}vip; do "$DOCKER" stack rm "$s" >/dev/null 2>&1; done
     i=0
     while [ -n "$("$DOCKER" ps -aq --filter label=com.docker.stack.namespace=$STACK)" ] && [ $i -lt 60 ]; do
         sleep 1; i=$((i + 1))
@@ -208,6 +208,23 @@ else
     esac
     "$DOCKER" stack rm "${STACK}gpu" >/dev/null 2>&1
 fi
+
+# --------------------------------------------------------------------------
+step "the default mode as written: virtual IPs and the routing mesh (no tasks: this VM has no IPVS)"
+if env -u AT_ENDPOINT_MODE -u AT_PUBLISH_MODE -u AT_PIPELINE_PORT -u AT_ASR_PORT -u AT_TRANSLATE_PORT \
+    -u AT_TTS_PORT -u AT_ASR_WYOMING_PORT -u AT_TTS_WYOMING_PORT AT_ASR_REPLICAS=0 AT_TRANSLATE_REPLICAS=0 \
+    AT_TTS_REPLICAS=0 AT_PIPELINE_REPLICAS=0 "$DOCKER" stack deploy -c docker-stack.yml "${STACK}vip" >"$TMP/vip.log" 2>&1; then
+    got=""
+    for s in asr_streaming translate tts pipeline; do
+        got="$got $s:$("$DOCKER" service inspect -f '{{.Spec.EndpointSpec.Mode}}{{range .Spec.EndpointSpec.Ports}},{{.PublishMode}}:{{.PublishedPort}}{{end}}' "${STACK}vip_$s")"
+    done
+    want=" asr_streaming:vip,ingress:8003,ingress:10300 translate:vip,ingress:8004 tts:vip,ingress:8005,ingress:10200 pipeline:vip,ingress:8000"
+    if [ "$got" = "$want" ]; then ok "accepted:$got"; else fail "the default mode deployed as '$got', expected '$want'"; fi
+else
+    cat "$TMP/vip.log" >&2
+    fail "docker stack deploy refused docker-stack.yml in its default mode"
+fi
+"$DOCKER" stack rm "${STACK}vip" >/dev/null 2>&1
 
 # --------------------------------------------------------------------------
 step "summary"
