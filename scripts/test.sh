@@ -4,8 +4,9 @@
 # build again with AddressSanitizer + UndefinedBehaviorSanitizer and run
 # every test there too, fuzz each parser for 30 s (scripts/fuzz.sh,
 # clang's libFuzzer), and finally build and run the container
-# deployment for real (scripts/docker-check.sh; needs root to start
-# dockerd; AT_SKIP_DOCKER=1 skips it on a workstation).
+# deployment for real, with Compose and as a Docker Swarm stack
+# (scripts/docker-check.sh; needs root to start dockerd; AT_SKIP_DOCKER=1
+# skips it on a workstation).
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
