@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <sndfile.h>
+#include <sphinxbase/err.h>
 
 #include "common/wer.h"
 #include "engines/asr/pocketsphinx.h"
@@ -335,6 +336,33 @@ static void test_pool_limit(void **state)
     at_asr_result_free(&r);
 }
 
+/* A decoder loaded while others decode must leave the log stream they
+ * write to alone.  Each decoder used to name a log file, and loading one
+ * fclosed the stream a busy decoder on another thread had just fetched:
+ * asr_streaming died of that use-after-free in bursts of requests.  The
+ * interleaving is replayed here on one thread: fetch the stream, load a
+ * second decoder (by opening a second stream), then write to it. */
+static void test_new_decoder_keeps_log_stream(void **state)
+{
+    (void)state;
+    at_err err;
+    at_asr_engine *eng = at_asr_pocketsphinx_new_ex(NULL, 2, &err); /* one decoder loaded */
+    assert_non_null(eng);
+    FILE *before = err_get_logfp();
+    at_asr_stream *a = at_asr_stream_open(eng, NULL, &err);
+    assert_non_null(a);
+    at_asr_stream *b = at_asr_stream_open(eng, NULL, &err); /* loads the second */
+    assert_non_null(b);
+    assert_ptr_equal(err_get_logfp(), before);
+    if (before) {
+        assert_true(fputs("a busy decoder's statistics\n", before) >= 0);
+        assert_int_equal(fflush(before), 0);
+    }
+    at_asr_stream_close(a);
+    at_asr_stream_close(b);
+    at_asr_engine_free(eng);
+}
+
 static void test_cancel(void **state)
 {
     fixture *fx = *state;
@@ -373,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_stream_offsets),
         cmocka_unit_test(test_concurrent_streams),
         cmocka_unit_test(test_pool_limit),
+        cmocka_unit_test(test_new_decoder_keeps_log_stream),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_silence_and_noise),
     };

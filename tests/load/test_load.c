@@ -100,17 +100,27 @@ static long proc_kb(pid_t pid, const char *field)
     return v;
 }
 
-static int alive(int s)
+/* 1 while the service runs; otherwise 0 and *how says why it stopped. */
+static int alive(int s, char *how, size_t cap)
 {
-    int st;
-    return procs[s].pid > 0 && waitpid(procs[s].pid, &st, WNOHANG) == 0;
+    int st = 0;
+    pid_t r = procs[s].pid > 0 ? waitpid(procs[s].pid, &st, WNOHANG) : -1;
+    if (r == 0) return 1;
+    if (r > 0 && WIFSIGNALED(st))
+        snprintf(how, cap, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    else if (r > 0 && WIFEXITED(st))
+        snprintf(how, cap, "exited with status %d", WEXITSTATUS(st));
+    else
+        snprintf(how, cap, "gone");
+    return 0;
 }
 
 static void check_alive(const char *phase)
 {
+    char how[96];
     for (int s = 0; s < N_SVC; s++)
-        if (!alive(s)) {
-            fail("%s: %s is not running any more", phase, svc_name[s]);
+        if (!alive(s, how, sizeof how)) {
+            fail("%s: %s is not running any more: %s", phase, svc_name[s], how);
             procs[s].pid = 0;
         }
 }

@@ -29,6 +29,7 @@
 
 #include <pocketsphinx.h>
 #include <sphinxbase/cmn.h>
+#include <sphinxbase/err.h>
 #include <sphinxbase/feat.h>
 
 #ifndef AT_POCKETSPHINX_MODEL_DIR
@@ -58,7 +59,7 @@ typedef struct ps_engine {
     char lm[PATH_MAX];
     char dict[PATH_MAX];
     pthread_mutex_t mu;      /* guards the pool below */
-    pthread_mutex_t init_mu; /* ps_init touches global logging state */
+    pthread_mutex_t init_mu; /* cmd_ln_init and ps_init are not thread-safe */
     ps_dec **idle;           /* capacity max_decoders */
     int n_idle;
     int n_total; /* idle + borrowed + being created */
@@ -90,6 +91,28 @@ static const char *const ps_languages[] = {"en", NULL};
 
 #define KEEP_WARM 2 /* idle decoders kept loaded */
 
+/* sphinxbase logs through one process-wide FILE.  A decoder configured with
+ * -logfn replaces that FILE when it loads and fcloses the old one, which
+ * decoders busy on other threads may be writing their statistics to at that
+ * moment: a use-after-free that killed asr_streaming in bursts of requests.
+ * So logging is switched off once for the whole process, no decoder names
+ * a log file, and the FILE is never replaced.  The /dev/null stream is for
+ * the few places that fprintf to err_get_logfp() directly (configuration
+ * dumps), which a NULL stream would crash. */
+static pthread_once_t ps_log_once = PTHREAD_ONCE_INIT;
+
+static void ps_log_discard(void *user, err_lvl_t lvl, const char *fmt, ...)
+{
+    (void)user, (void)lvl, (void)fmt;
+}
+
+static void ps_log_off(void)
+{
+    err_set_callback(ps_log_discard, NULL);
+    FILE *devnull = fopen("/dev/null", "w");
+    if (devnull) err_set_logfp(devnull);
+}
+
 static void dec_free(ps_dec *d)
 {
     if (!d) return;
@@ -101,8 +124,7 @@ static void dec_free(ps_dec *d)
 static ps_dec *decoder_create(ps_engine *e, at_err *err)
 {
     pthread_mutex_lock(&e->init_mu);
-    cmd_ln_t *cfg = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict,
-                                "-logfn", "/dev/null", NULL);
+    cmd_ln_t *cfg = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict, NULL);
     ps_decoder_t *ps = cfg ? ps_init(cfg) : NULL;
     if (cfg) cmd_ln_free_r(cfg); /* the decoder keeps its own reference */
     pthread_mutex_unlock(&e->init_mu);
@@ -493,6 +515,7 @@ at_asr_engine *at_asr_pocketsphinx_new_ex(const char *model_dir, int max_decoder
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
+    pthread_once(&ps_log_once, ps_log_off);
     e->max_decoders = max_decoders;
     e->idle = calloc((size_t)max_decoders, sizeof *e->idle);
     pthread_mutex_init(&e->mu, NULL);
