@@ -856,6 +856,99 @@ AT_SIMD512 static void att_group_avx512(const att_job *j, int h, int i0, int g, 
 }
 #endif
 
+#if AT_HAVE_X86
+/* The four sums of a0..a3, in that order. */
+AT_SIMD static inline __m128 hsum4_256(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/* AVX2 attention for R (1..4) queries of one head on the same keys: the
+ * steps of several sequences on one audio, beams, or one query.  Scores
+ * four keys at a time per query (the four key rows stay in L1 for all R
+ * queries, so a key row comes from L2 or L3 once, not once per query),
+ * then the weighted sum of the values sixteen columns at a time with the
+ * outputs in registers (no store per key).  Query r sees its first
+ * lens[r] keys; its scores go to S + r * tk.  hd: a multiple of 16, at
+ * most ATT_HD_MAX. */
+AT_SIMD static inline __attribute__((always_inline)) void
+att_group_avx2_impl(const int R, const att_job *j, int h, int i0, const int *lens, int tk, float *S)
+{
+    const int hd = j->hd, nc = hd / 8;
+    float qs[4][ATT_HD_MAX];
+    int lmax = 0;
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+    {
+        const float *q = j->Q + (size_t)(i0 + r) * j->ldq + h * hd;
+        for (int d = 0; d < hd; d++) qs[r][d] = q[d] * j->scale;
+        if (lens[r] > lmax) lmax = lens[r];
+    }
+    const float *K = j->K + h * hd, *V = j->V + h * hd;
+    int k = 0;
+    for (; k + 4 <= lmax; k += 4) {
+        const float *k0 = K + (size_t)k * j->ldk, *k1 = k0 + j->ldk, *k2 = k1 + j->ldk, *k3 = k2 + j->ldk;
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int c = 0; c < nc; c++) {
+                __m256 qv = _mm256_loadu_ps(qs[r] + 8 * c);
+                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 8 * c), a0);
+                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + 8 * c), a1);
+                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + 8 * c), a2);
+                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + 8 * c), a3);
+            }
+            _mm_storeu_ps(S + (size_t)r * tk + k, hsum4_256(a0, a1, a2, a3));
+        }
+    }
+    for (; k < lmax; k++) {
+        const float *kr = K + (size_t)k * j->ldk;
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        {
+            __m256 a = _mm256_setzero_ps();
+            for (int c = 0; c < nc; c++)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(qs[r] + 8 * c), _mm256_loadu_ps(kr + 8 * c), a);
+            S[(size_t)r * tk + k] = hsum256(a);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+    {
+        at_softmax(S + (size_t)r * tk, lens[r]);
+        for (int x = lens[r]; x < lmax; x++) S[(size_t)r * tk + x] = 0.0f;
+    }
+    for (int c = 0; c < hd; c += 16) {
+        __m256 o[4][2];
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) o[r][0] = o[r][1] = _mm256_setzero_ps();
+        for (k = 0; k < lmax; k++) {
+            const float *vr = V + (size_t)k * j->ldv + c;
+            __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+            {
+                __m256 p = _mm256_broadcast_ss(S + (size_t)r * tk + k);
+                o[r][0] = _mm256_fmadd_ps(p, v0, o[r][0]);
+                o[r][1] = _mm256_fmadd_ps(p, v1, o[r][1]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        {
+            float *out = j->O + (size_t)(i0 + r) * j->ldo + h * hd + c;
+            _mm256_storeu_ps(out, o[r][0]);
+            _mm256_storeu_ps(out + 8, o[r][1]);
+        }
+    }
+}
+
+AT_SIMD static void att_group_avx2(const att_job *j, int h, int i0, int g, const int *lens, int tk, float *S)
+{
+    switch (g) {
+    case 1: att_group_avx2_impl(1, j, h, i0, lens, tk, S); break;
+    case 2: att_group_avx2_impl(2, j, h, i0, lens, tk, S); break;
+    case 3: att_group_avx2_impl(3, j, h, i0, lens, tk, S); break;
+    default: att_group_avx2_impl(4, j, h, i0, lens, tk, S); break;
+    }
+}
+#endif
+
 static void att_one(const att_job *j, int h, int i, int tk, float *S)
 {
     float scale = j->scale;
@@ -899,14 +992,20 @@ static void att_task(void *p, int t, int ith)
             /* few queries (decoder steps): per query, scores, softmax and
              * a weighted sum; packing the keys for a GEMM costs more */
 #if AT_HAVE_X86
-            if (ch > 1 && j->c->isa >= AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= 64) {
+            int avx512 = ch > 1 && j->c->isa >= AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= 64;
+            int avx2 =
+                !avx512 && j->c->simd && j->c->isa < AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= ATT_HD_MAX;
+            if (avx512 || avx2) {
                 for (int r = 0; r < ch; r += 4) {
                     int g = ch - r < 4 ? ch - r : 4, lens[4];
                     for (int q = 0; q < g; q++) {
                         int i = i0 + r + q;
                         lens[q] = j->causal >= 0 && j->causal + i + 1 < tk ? j->causal + i + 1 : tk;
                     }
-                    att_group_avx512(j, h, i0 + r, g, lens, tk, S);
+                    if (avx512)
+                        att_group_avx512(j, h, i0 + r, g, lens, tk, S);
+                    else
+                        att_group_avx2(j, h, i0 + r, g, lens, tk, S);
                 }
                 return;
             }
