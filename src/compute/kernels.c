@@ -488,6 +488,11 @@ static void mm_small(void *p, int chunk, int ith)
                 wf0 = buf;
                 wf1 = pair ? buf + j->K : buf;
             }
+            /* the next pair's rows: a batch spends long enough on each
+             * pair that the hardware prefetcher falls behind */
+            if (n + 3 < n1)
+                for (size_t l = 0; l < 2 * j->W->row_bytes; l += 64)
+                    _mm_prefetch((const char *)(w + 2 * j->W->row_bytes + l), _MM_HINT_T0);
             float b1 = pair && j->bias ? j->bias[n + 1] : 0.0f, o[8];
             for (int m0 = 0; m0 < j->M; m0 += 4) {
                 int mm = j->M - m0 < 4 ? j->M - m0 : 4;
@@ -507,6 +512,9 @@ static void mm_small(void *p, int chunk, int ith)
             n += pair;
             continue;
         }
+        if (j->c->simd && n + 4 < n1)
+            for (size_t l = 0; l < j->W->row_bytes; l += 64)
+                _mm_prefetch((const char *)(w + 4 * j->W->row_bytes + l), _MM_HINT_T0);
 #endif
         for (int m = 0; m < j->M; m++)
             j->Y[(size_t)m * j->ldy + n] =
@@ -864,21 +872,28 @@ AT_SIMD static inline __m128 hsum4_256(__m256 a0, __m256 a1, __m256 a2, __m256 a
     return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
-/* AVX2 attention for R (1..4) queries of one head on the same keys: the
+#define ATT_GROUP_AVX2 8 /* queries per pass of the AVX2 kernel */
+/* Keys ahead to prefetch: a head's slice of a key or value row is a few
+ * cache lines a row apart (the row holds every head), a stride the
+ * hardware prefetchers follow poorly. */
+#define ATT_PREFETCH   16
+
+/* AVX2 attention for R (1..8) queries of one head on the same keys: the
  * steps of several sequences on one audio, beams, or one query.  Scores
  * four keys at a time per query (the four key rows stay in L1 for all R
- * queries, so a key row comes from L2 or L3 once, not once per query),
- * then the weighted sum of the values sixteen columns at a time with the
- * outputs in registers (no store per key).  Query r sees its first
- * lens[r] keys; its scores go to S + r * tk.  hd: a multiple of 16, at
- * most ATT_HD_MAX. */
+ * queries, so a key row comes from L2 or memory once, not once per query:
+ * Whisper's cross-attention keys and values are 6 MB a layer for base),
+ * then the weighted sum of the values sixteen columns at a time (eight
+ * for more than four queries) with the outputs in registers, no store
+ * per key.  Query r sees its first lens[r] keys; its scores go to
+ * S + r * tk.  hd: a multiple of 16, at most ATT_HD_MAX. */
 AT_SIMD static inline __attribute__((always_inline)) void
 att_group_avx2_impl(const int R, const att_job *j, int h, int i0, const int *lens, int tk, float *S)
 {
-    const int hd = j->hd, nc = hd / 8;
-    float qs[4][ATT_HD_MAX];
+    const int hd = j->hd, nc = hd / 8, W = R <= 4 ? 2 : 1; /* W: column chunks of 8 per pass */
+    float qs[ATT_GROUP_AVX2][ATT_HD_MAX];
     int lmax = 0;
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
     {
         const float *q = j->Q + (size_t)(i0 + r) * j->ldq + h * hd;
         for (int d = 0; d < hd; d++) qs[r][d] = q[d] * j->scale;
@@ -888,7 +903,12 @@ att_group_avx2_impl(const int R, const att_job *j, int h, int i0, const int *len
     int k = 0;
     for (; k + 4 <= lmax; k += 4) {
         const float *k0 = K + (size_t)k * j->ldk, *k1 = k0 + j->ldk, *k2 = k1 + j->ldk, *k3 = k2 + j->ldk;
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        if (k + ATT_PREFETCH + 4 <= lmax)
+            for (int x = 0; x < 4; x++)
+                for (int l = 0; l < hd; l += 16)
+                    _mm_prefetch((const char *)(K + (size_t)(k + ATT_PREFETCH + x) * j->ldk + l),
+                                 _MM_HINT_T0);
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
         {
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int c = 0; c < nc; c++) {
@@ -903,7 +923,7 @@ att_group_avx2_impl(const int R, const att_job *j, int h, int i0, const int *len
     }
     for (; k < lmax; k++) {
         const float *kr = K + (size_t)k * j->ldk;
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
         {
             __m256 a = _mm256_setzero_ps();
             for (int c = 0; c < nc; c++)
@@ -911,29 +931,31 @@ att_group_avx2_impl(const int R, const att_job *j, int h, int i0, const int *len
             S[(size_t)r * tk + k] = hsum256(a);
         }
     }
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
     {
         at_softmax(S + (size_t)r * tk, lens[r]);
         for (int x = lens[r]; x < lmax; x++) S[(size_t)r * tk + x] = 0.0f;
     }
-    for (int c = 0; c < hd; c += 16) {
-        __m256 o[4][2];
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) o[r][0] = o[r][1] = _mm256_setzero_ps();
+    for (int c = 0; c < hd; c += 8 * W) {
+        __m256 o[ATT_GROUP_AVX2][2];
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) o[r][0] = o[r][1] = _mm256_setzero_ps();
         for (k = 0; k < lmax; k++) {
             const float *vr = V + (size_t)k * j->ldv + c;
-            __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+            if (k + ATT_PREFETCH < lmax)
+                _mm_prefetch((const char *)(vr + ATT_PREFETCH * (size_t)j->ldv), _MM_HINT_T0);
+            __m256 v0 = _mm256_loadu_ps(vr), v1 = W > 1 ? _mm256_loadu_ps(vr + 8) : v0;
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
             {
                 __m256 p = _mm256_broadcast_ss(S + (size_t)r * tk + k);
                 o[r][0] = _mm256_fmadd_ps(p, v0, o[r][0]);
-                o[r][1] = _mm256_fmadd_ps(p, v1, o[r][1]);
+                if (W > 1) o[r][1] = _mm256_fmadd_ps(p, v1, o[r][1]);
             }
         }
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
         {
             float *out = j->O + (size_t)(i0 + r) * j->ldo + h * hd + c;
             _mm256_storeu_ps(out, o[r][0]);
-            _mm256_storeu_ps(out + 8, o[r][1]);
+            if (W > 1) _mm256_storeu_ps(out + 8, o[r][1]);
         }
     }
 }
@@ -944,7 +966,152 @@ AT_SIMD static void att_group_avx2(const att_job *j, int h, int i0, int g, const
     case 1: att_group_avx2_impl(1, j, h, i0, lens, tk, S); break;
     case 2: att_group_avx2_impl(2, j, h, i0, lens, tk, S); break;
     case 3: att_group_avx2_impl(3, j, h, i0, lens, tk, S); break;
-    default: att_group_avx2_impl(4, j, h, i0, lens, tk, S); break;
+    case 4: att_group_avx2_impl(4, j, h, i0, lens, tk, S); break;
+    case 5: att_group_avx2_impl(5, j, h, i0, lens, tk, S); break;
+    case 6: att_group_avx2_impl(6, j, h, i0, lens, tk, S); break;
+    case 7: att_group_avx2_impl(7, j, h, i0, lens, tk, S); break;
+    default: att_group_avx2_impl(8, j, h, i0, lens, tk, S); break;
+    }
+}
+#endif
+
+#if AT_HAVE_X86
+/* Few queries on many keys (a decoder step's cross-attention: 1500 keys
+ * of every head, 6 MB a layer for base): split over blocks of keys, all
+ * heads at once ("flash decoding").  The per-head kernel above reads a
+ * head's slice of each key row, a few cache lines every row of D floats,
+ * which the prefetchers follow poorly (a third of the bandwidth of a
+ * sequential read, measured here); a block of whole rows streams.  Each
+ * thread keeps, per query and head, a running maximum, sum and output
+ * over the blocks it ran (online softmax), and the caller merges the
+ * threads' states. */
+#define ATT_SPLIT_MIN_KEYS 256 /* fewer keys: one task per head */
+#define ATT_KBLK           64  /* keys per task */
+
+typedef struct {
+    const att_job *j;
+    int i0, g, kmax;
+    int lens[ATT_GROUP_AVX2];
+} att_split;
+
+/* per-thread state: O (g*H*hd), m (g*H), l (g*H), then the block's scores */
+static size_t att_split_floats(int g, int H, int hd) { return (size_t)g * H * (hd + 2 + ATT_KBLK); }
+
+AT_SIMD static void att_split_task(void *p, int t, int ith)
+{
+    const att_split *a = p;
+    const att_job *j = a->j;
+    const int H = j->n_head, hd = j->hd, g = a->g, nc = hd / 8, GH = g * H;
+    float *O = j->c->scr[ith], *m = O + (size_t)GH * hd, *l = m + GH, *S = l + GH;
+    int k0 = t * ATT_KBLK, k1 = k0 + ATT_KBLK < a->kmax ? k0 + ATT_KBLK : a->kmax, n = k1 - k0;
+    for (int k = k0; k < k1; k += 4) {
+        int nk = k1 - k < 4 ? k1 - k : 4;
+        const float *kr[4];
+        for (int x = 0; x < 4; x++) kr[x] = j->K + (size_t)(k + (x < nk ? x : 0)) * j->ldk;
+        for (int h = 0; h < H; h++)
+            for (int r = 0; r < g; r++) {
+                const float *q = j->Q + (size_t)(a->i0 + r) * j->ldq + h * hd;
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (int c = 0; c < nc; c++) {
+                    __m256 qv = _mm256_loadu_ps(q + 8 * c);
+                    int o = h * hd + 8 * c;
+                    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[0] + o), a0);
+                    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[1] + o), a1);
+                    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[2] + o), a2);
+                    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr[3] + o), a3);
+                }
+                float sc[4];
+                _mm_storeu_ps(sc, hsum4_256(a0, a1, a2, a3));
+                float *row = S + (size_t)(r * H + h) * ATT_KBLK + (k - k0);
+                for (int x = 0; x < nk; x++) row[x] = k + x < a->lens[r] ? sc[x] * j->scale : -INFINITY;
+            }
+    }
+    /* fold the block into the running state: rescale to the new maximum,
+     * scores to probabilities relative to it */
+    for (int rh = 0; rh < GH; rh++) {
+        float *row = S + (size_t)rh * ATT_KBLK, mb = -INFINITY;
+        for (int x = 0; x < n; x++) mb = row[x] > mb ? row[x] : mb;
+        if (mb == -INFINITY) { /* no visible key in this block */
+            for (int x = 0; x < n; x++) row[x] = 0.0f;
+            continue;
+        }
+        float M = m[rh] > mb ? m[rh] : mb;
+        if (m[rh] != M) {
+            float f = m[rh] == -INFINITY ? 0.0f : expf(m[rh] - M);
+            for (int d = 0; d < hd; d++) O[(size_t)rh * hd + d] *= f;
+            l[rh] *= f;
+            m[rh] = M;
+        }
+        __m256 mv = _mm256_set1_ps(M), ninf = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();
+        int x = 0;
+        for (; x + 8 <= n; x += 8) {
+            __m256 v = _mm256_loadu_ps(row + x);
+            __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(v, mv)), _mm256_cmp_ps(v, ninf, _CMP_NEQ_OQ));
+            _mm256_storeu_ps(row + x, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        float ls = hsum256(sum);
+        for (; x < n; x++) ls += row[x] = row[x] == -INFINITY ? 0.0f : expf(row[x] - M);
+        l[rh] += ls;
+    }
+    /* the weighted sum of whole value rows, four at a time */
+    for (int k = k0; k < k1; k += 4) {
+        int nk = k1 - k < 4 ? k1 - k : 4;
+        const float *vr[4];
+        for (int x = 0; x < 4; x++) vr[x] = j->V + (size_t)(k + (x < nk ? x : 0)) * j->ldv;
+        for (int h = 0; h < H; h++)
+            for (int r = 0; r < g; r++) {
+                const float *row = S + (size_t)(r * H + h) * ATT_KBLK + (k - k0);
+                __m256 p0 = _mm256_set1_ps(row[0]), p1 = _mm256_set1_ps(nk > 1 ? row[1] : 0.0f),
+                       p2 = _mm256_set1_ps(nk > 2 ? row[2] : 0.0f),
+                       p3 = _mm256_set1_ps(nk > 3 ? row[3] : 0.0f);
+                float *o = O + (size_t)(r * H + h) * hd;
+                for (int c = 0; c < nc; c++) {
+                    int off = h * hd + 8 * c;
+                    __m256 acc = _mm256_loadu_ps(o + 8 * c);
+                    acc = _mm256_fmadd_ps(p0, _mm256_loadu_ps(vr[0] + off), acc);
+                    acc = _mm256_fmadd_ps(p1, _mm256_loadu_ps(vr[1] + off), acc);
+                    acc = _mm256_fmadd_ps(p2, _mm256_loadu_ps(vr[2] + off), acc);
+                    acc = _mm256_fmadd_ps(p3, _mm256_loadu_ps(vr[3] + off), acc);
+                    _mm256_storeu_ps(o + 8 * c, acc);
+                }
+            }
+    }
+}
+
+/* Queries i0..i0+g-1 (g <= ATT_GROUP_AVX2) by key blocks; the caller has
+ * reserved att_split_floats() per thread. */
+static void att_split_run(const att_job *j, int i0, int g)
+{
+    att_split a = {j, i0, g, 0, {0}};
+    for (int r = 0; r < g; r++) {
+        int i = i0 + r;
+        a.lens[r] = j->causal >= 0 && j->causal + i + 1 < j->Tk ? j->causal + i + 1 : j->Tk;
+        if (a.lens[r] > a.kmax) a.kmax = a.lens[r];
+    }
+    const int H = j->n_head, hd = j->hd, GH = g * H;
+    for (int t = 0; t < j->c->n; t++) {
+        float *O = j->c->scr[t], *m = O + (size_t)GH * hd, *l = m + GH;
+        memset(O, 0, (size_t)GH * hd * sizeof *O);
+        for (int rh = 0; rh < GH; rh++) m[rh] = -INFINITY, l[rh] = 0.0f;
+    }
+    at_compute_run(j->c, att_split_task, &a, (a.kmax + ATT_KBLK - 1) / ATT_KBLK);
+    for (int rh = 0; rh < GH; rh++) {
+        float M = -INFINITY, L = 0.0f;
+        for (int t = 0; t < j->c->n; t++) {
+            float mt = j->c->scr[t][(size_t)GH * hd + rh];
+            M = mt > M ? mt : M;
+        }
+        float *out = j->O + (size_t)(i0 + rh / H) * j->ldo + (rh % H) * hd;
+        for (int d = 0; d < hd; d++) out[d] = 0.0f;
+        for (int t = 0; t < j->c->n; t++) {
+            const float *O = j->c->scr[t], *m = O + (size_t)GH * hd, *l = m + GH;
+            if (m[rh] == -INFINITY) continue;
+            float f = expf(m[rh] - M);
+            L += f * l[rh];
+            for (int d = 0; d < hd; d++) out[d] += f * O[(size_t)rh * hd + d];
+        }
+        for (int d = 0; d < hd; d++) out[d] /= L;
     }
 }
 #endif
@@ -996,8 +1163,9 @@ static void att_task(void *p, int t, int ith)
             int avx2 =
                 !avx512 && j->c->simd && j->c->isa < AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= ATT_HD_MAX;
             if (avx512 || avx2) {
-                for (int r = 0; r < ch; r += 4) {
-                    int g = ch - r < 4 ? ch - r : 4, lens[4];
+                int gmax = avx512 ? 4 : ATT_GROUP_AVX2;
+                for (int r = 0; r < ch; r += gmax) {
+                    int g = ch - r < gmax ? ch - r : gmax, lens[ATT_GROUP_AVX2];
                     for (int q = 0; q < g; q++) {
                         int i = i0 + r + q;
                         lens[q] = j->causal >= 0 && j->causal + i + 1 < tk ? j->causal + i + 1 : tk;
@@ -1035,13 +1203,21 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
     at_compute *r = at_compute_op_begin(c);
     /* a task holds the scores of its chunk of queries: a decoder step
      * needs one row, not a whole chunk's */
-    int rc = at_compute_reserve(r, (size_t)(Tq < ATT_CHUNK ? Tq : ATT_CHUNK) * (size_t)Tk, err);
-    if (rc == 0) {
-        att_job j = {r,   Q,  K,  V,      ldq, ldk,    ldv,
-                     ldo, Tq, Tk, n_head, hd,  causal, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
-                     O};
-        at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
+    att_job j = {r,   Q,  K,  V,      ldq, ldk,    ldv,
+                 ldo, Tq, Tk, n_head, hd,  causal, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
+                 O};
+    int rc;
+#if AT_HAVE_X86
+    if (r->simd && Tq < ATT_GEMM_MIN && Tk >= ATT_SPLIT_MIN_KEYS && hd % 8 == 0) {
+        rc = at_compute_reserve(r, att_split_floats(ATT_GROUP_AVX2, n_head, hd), err);
+        for (int i0 = 0; rc == 0 && i0 < Tq; i0 += ATT_GROUP_AVX2)
+            att_split_run(&j, i0, Tq - i0 < ATT_GROUP_AVX2 ? Tq - i0 : ATT_GROUP_AVX2);
+        pthread_mutex_unlock(&r->op_mu);
+        return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
     }
+#endif
+    rc = at_compute_reserve(r, (size_t)(Tq < ATT_CHUNK ? Tq : ATT_CHUNK) * (size_t)Tk, err);
+    if (rc == 0) at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
     pthread_mutex_unlock(&r->op_mu);
     return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
 }

@@ -171,10 +171,12 @@ static void test_attention(void **st)
     assert_non_null(c);
     /* head sizes: 40 (generic paths), 64 (Whisper's: the register kernels
      * of decoder queries, up to four at a time), 96 and 128 (the largest
-     * the AVX2 kernel takes); key counts not a multiple of four */
+     * the AVX2 kernel takes); key counts not a multiple of four; from 256
+     * keys, few queries go by blocks of keys (more than eight: in groups) */
     static const int cases[][4] = {{1, 37, -1, 40},    {1, 37, 36, 40},   {70, 70, 0, 40},   {5, 90, 85, 40},
                                    {130, 150, -1, 40}, {300, 300, 0, 40}, {1, 1501, -1, 64}, {3, 22, 19, 64},
-                                   {7, 9, -1, 64},     {6, 1503, -1, 64}, {2, 7, 3, 96},     {4, 13, 9, 128}};
+                                   {7, 9, -1, 64},     {6, 1503, -1, 64}, {2, 7, 3, 96},     {4, 13, 9, 128},
+                                   {3, 400, 397, 64},  {9, 700, -1, 64},  {2, 300, 298, 40}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int Tq = cases[ci][0], Tk = cases[ci][1], causal = cases[ci][2], hd = cases[ci][3];
         const int H = 3, D = H * hd;
