@@ -754,6 +754,13 @@ typedef struct {
 
 #define ATT_GEMM_MIN 16 /* fewer query rows: one at a time (no key packing) */
 
+/* Keys query row i sees among the first tk: all, or up to its own
+ * position under a causal mask. */
+static inline int att_len(const att_job *j, int i, int tk)
+{
+    return j->causal >= 0 && j->causal + i + 1 < tk ? j->causal + i + 1 : tk;
+}
+
 /* Query row i of head h: scores over its visible keys, softmax, weighted
  * sum of the values.  S: scratch of Tk floats. */
 #if AT_HAVE_X86
@@ -878,12 +885,12 @@ AT_SIMD static inline __m128 hsum4_256(__m256 a0, __m256 a1, __m256 a2, __m256 a
  * hardware prefetchers follow poorly. */
 #define ATT_PREFETCH   16
 
-/* AVX2 attention for R (1..8) queries of one head on the same keys: the
- * steps of several sequences on one audio, beams, or one query.  Scores
- * four keys at a time per query (the four key rows stay in L1 for all R
- * queries, so a key row comes from L2 or memory once, not once per query:
- * Whisper's cross-attention keys and values are 6 MB a layer for base),
- * then the weighted sum of the values sixteen columns at a time (eight
+/* AVX2 attention for R (1..8) queries of one head on the same keys (up
+ * to ATT_SPLIT_MIN_KEYS keys: more go by key blocks, below): the steps of
+ * several sequences, beams, or one query.  Scores four keys at a time
+ * per query (the four key rows stay in L1 for all R queries, so a key
+ * row comes from L2 or memory once, not once per query), then the
+ * weighted sum of the values sixteen columns at a time (eight
  * for more than four queries) with the outputs in registers, no store
  * per key.  Query r sees its first lens[r] keys; its scores go to
  * S + r * tk.  hd: a multiple of 16, at most ATT_HD_MAX. */
@@ -997,17 +1004,33 @@ typedef struct {
 /* per-thread state: O (g*H*hd), m (g*H), l (g*H), then the block's scores */
 static size_t att_split_floats(int g, int H, int hd) { return (size_t)g * H * (hd + 2 + ATT_KBLK); }
 
+/* Thread t's state for GH query-heads: returns O, sets m and l. */
+static float *att_split_state(const att_job *j, int t, int GH, float **m, float **l)
+{
+    float *O = j->c->scr[t];
+    *m = O + (size_t)GH * j->hd;
+    *l = *m + GH;
+    return O;
+}
+
+/* Four consecutive rows from row k of a matrix of stride ld; rows past
+ * the nk that exist repeat row k (their weights or scores are not used). */
+static inline void att_rows4(const float *base, int ld, int k, int nk, const float *out[4])
+{
+    for (int x = 0; x < 4; x++) out[x] = base + (size_t)(k + (x < nk ? x : 0)) * ld;
+}
+
 AT_SIMD static void att_split_task(void *p, int t, int ith)
 {
     const att_split *a = p;
     const att_job *j = a->j;
     const int H = j->n_head, hd = j->hd, g = a->g, nc = hd / 8, GH = g * H;
-    float *O = j->c->scr[ith], *m = O + (size_t)GH * hd, *l = m + GH, *S = l + GH;
+    float *m, *l, *O = att_split_state(j, ith, GH, &m, &l), *S = l + GH;
     int k0 = t * ATT_KBLK, k1 = k0 + ATT_KBLK < a->kmax ? k0 + ATT_KBLK : a->kmax, n = k1 - k0;
     for (int k = k0; k < k1; k += 4) {
         int nk = k1 - k < 4 ? k1 - k : 4;
         const float *kr[4];
-        for (int x = 0; x < 4; x++) kr[x] = j->K + (size_t)(k + (x < nk ? x : 0)) * j->ldk;
+        att_rows4(j->K, j->ldk, k, nk, kr);
         for (int h = 0; h < H; h++)
             for (int r = 0; r < g; r++) {
                 const float *q = j->Q + (size_t)(a->i0 + r) * j->ldq + h * hd;
@@ -1058,7 +1081,7 @@ AT_SIMD static void att_split_task(void *p, int t, int ith)
     for (int k = k0; k < k1; k += 4) {
         int nk = k1 - k < 4 ? k1 - k : 4;
         const float *vr[4];
-        for (int x = 0; x < 4; x++) vr[x] = j->V + (size_t)(k + (x < nk ? x : 0)) * j->ldv;
+        att_rows4(j->V, j->ldv, k, nk, vr);
         for (int h = 0; h < H; h++)
             for (int r = 0; r < g; r++) {
                 const float *row = S + (size_t)(r * H + h) * ATT_KBLK + (k - k0);
@@ -1086,12 +1109,12 @@ static void att_split_run(const att_job *j, int i0, int g)
     att_split a = {j, i0, g, 0, {0}};
     for (int r = 0; r < g; r++) {
         int i = i0 + r;
-        a.lens[r] = j->causal >= 0 && j->causal + i + 1 < j->Tk ? j->causal + i + 1 : j->Tk;
+        a.lens[r] = att_len(j, i, j->Tk);
         if (a.lens[r] > a.kmax) a.kmax = a.lens[r];
     }
     const int H = j->n_head, hd = j->hd, GH = g * H;
     for (int t = 0; t < j->c->n; t++) {
-        float *O = j->c->scr[t], *m = O + (size_t)GH * hd, *l = m + GH;
+        float *m, *l, *O = att_split_state(j, t, GH, &m, &l);
         memset(O, 0, (size_t)GH * hd * sizeof *O);
         for (int rh = 0; rh < GH; rh++) m[rh] = -INFINITY, l[rh] = 0.0f;
     }
@@ -1099,13 +1122,14 @@ static void att_split_run(const att_job *j, int i0, int g)
     for (int rh = 0; rh < GH; rh++) {
         float M = -INFINITY, L = 0.0f;
         for (int t = 0; t < j->c->n; t++) {
-            float mt = j->c->scr[t][(size_t)GH * hd + rh];
-            M = mt > M ? mt : M;
+            float *m, *l;
+            att_split_state(j, t, GH, &m, &l);
+            M = m[rh] > M ? m[rh] : M;
         }
         float *out = j->O + (size_t)(i0 + rh / H) * j->ldo + (rh % H) * hd;
         for (int d = 0; d < hd; d++) out[d] = 0.0f;
         for (int t = 0; t < j->c->n; t++) {
-            const float *O = j->c->scr[t], *m = O + (size_t)GH * hd, *l = m + GH;
+            float *m, *l, *O = att_split_state(j, t, GH, &m, &l);
             if (m[rh] == -INFINITY) continue;
             float f = expf(m[rh] - M);
             L += f * l[rh];
@@ -1119,8 +1143,7 @@ static void att_split_run(const att_job *j, int i0, int g)
 static void att_one(const att_job *j, int h, int i, int tk, float *S)
 {
     float scale = j->scale;
-    int len = tk;
-    if (j->causal >= 0 && j->causal + i + 1 < len) len = j->causal + i + 1;
+    int len = att_len(j, i, tk);
     const float *q = j->Q + (size_t)i * j->ldq + h * j->hd;
 #if AT_HAVE_X86
     if (j->c->isa >= AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= ATT_HD_MAX) {
@@ -1160,15 +1183,14 @@ static void att_task(void *p, int t, int ith)
              * a weighted sum; packing the keys for a GEMM costs more */
 #if AT_HAVE_X86
             int avx512 = ch > 1 && j->c->isa >= AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= 64;
-            int avx2 =
-                !avx512 && j->c->simd && j->c->isa < AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= ATT_HD_MAX;
+            int avx2 = j->c->simd && j->c->isa < AT_ISA_AVX512 && j->hd % 16 == 0 && j->hd <= ATT_HD_MAX;
             if (avx512 || avx2) {
                 int gmax = avx512 ? 4 : ATT_GROUP_AVX2;
                 for (int r = 0; r < ch; r += gmax) {
                     int g = ch - r < gmax ? ch - r : gmax, lens[ATT_GROUP_AVX2];
                     for (int q = 0; q < g; q++) {
                         int i = i0 + r + q;
-                        lens[q] = j->causal >= 0 && j->causal + i + 1 < tk ? j->causal + i + 1 : tk;
+                        lens[q] = att_len(j, i, tk);
                     }
                     if (avx512)
                         att_group_avx512(j, h, i0 + r, g, lens, tk, S);
@@ -1186,8 +1208,7 @@ static void att_task(void *p, int t, int ith)
                 j->K + h * j->hd, j->ldk, 1, 0, S, tk, pack);
         for (int r = 0; r < ch; r++) {
             float *row = S + (size_t)r * tk;
-            int len = tk;
-            if (j->causal >= 0 && j->causal + i0 + r + 1 < len) len = j->causal + i0 + r + 1;
+            int len = att_len(j, i0 + r, tk);
             at_softmax(row, len);
             for (int k = len; k < tk; k++) row[k] = 0.0f;
         }
@@ -1201,23 +1222,24 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
 {
     if (Tq <= 0 || Tk <= 0) return 0;
     at_compute *r = at_compute_op_begin(c);
-    /* a task holds the scores of its chunk of queries: a decoder step
-     * needs one row, not a whole chunk's */
     att_job j = {r,   Q,  K,  V,      ldq, ldk,    ldv,
                  ldo, Tq, Tk, n_head, hd,  causal, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
                  O};
-    int rc;
+    int split = 0, rc;
 #if AT_HAVE_X86
-    if (r->simd && Tq < ATT_GEMM_MIN && Tk >= ATT_SPLIT_MIN_KEYS && hd % 8 == 0) {
+    split = r->simd && Tq < ATT_GEMM_MIN && Tk >= ATT_SPLIT_MIN_KEYS && hd % 8 == 0;
+    if (split) {
         rc = at_compute_reserve(r, att_split_floats(ATT_GROUP_AVX2, n_head, hd), err);
         for (int i0 = 0; rc == 0 && i0 < Tq; i0 += ATT_GROUP_AVX2)
             att_split_run(&j, i0, Tq - i0 < ATT_GROUP_AVX2 ? Tq - i0 : ATT_GROUP_AVX2);
-        pthread_mutex_unlock(&r->op_mu);
-        return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
     }
 #endif
-    rc = at_compute_reserve(r, (size_t)(Tq < ATT_CHUNK ? Tq : ATT_CHUNK) * (size_t)Tk, err);
-    if (rc == 0) at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
+    if (!split) {
+        /* a task holds the scores of its chunk of queries: a decoder step
+         * needs one row, not a whole chunk's */
+        rc = at_compute_reserve(r, (size_t)(Tq < ATT_CHUNK ? Tq : ATT_CHUNK) * (size_t)Tk, err);
+        if (rc == 0) at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
+    }
     pthread_mutex_unlock(&r->op_mu);
     return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
 }

@@ -59,7 +59,7 @@ typedef struct ps_engine {
     char lm[PATH_MAX];
     char dict[PATH_MAX];
     pthread_mutex_t mu;      /* guards the pool below */
-    pthread_mutex_t init_mu; /* cmd_ln_init and ps_init are not thread-safe */
+    pthread_mutex_t init_mu; /* one decoder load at a time: ps_init is not documented thread-safe */
     ps_dec **idle;           /* capacity max_decoders */
     int n_idle;
     int n_total; /* idle + borrowed + being created */
