@@ -123,6 +123,7 @@ static void respond_result(at_http_req *req, const at_asr_result *r, const char 
 }
 
 static int client_gone(void *req) { return at_http_req_cancelled(req); }
+static int ws_gone(void *ws) { return at_ws_closed(ws); }
 
 /* stream=true: OpenAI's server-sent events, a transcript.text.delta for
  * each segment as the engine finishes it, then transcript.text.done. */
@@ -611,9 +612,12 @@ static void h_stream(at_ws *ws, void *user)
     }
     at_asr_options opt = {0};
     opt.language = language[0] ? language : NULL;
+    opt.cancelled = ws_gone; /* no waiting for a decoder nobody will use */
+    opt.cancel_user = ws;
     at_asr_stream *as = at_asr_stream_open(eng, &opt, &err);
     if (!as) {
-        ws_error(ws, 1011, "cannot open a stream: %s", err.msg);
+        if (err.code == AT_E_CANCELLED) return;
+        ws_error(ws, err.code == AT_E_BUSY ? 1013 : 1011, "cannot open a stream: %s", err.msg);
         return;
     }
     at_resampler *rs = rate != 16000 ? at_resampler_new(rate, 16000, &err) : NULL;

@@ -195,6 +195,8 @@ static void pl_seg_error(pl_session *s, int segment, const char *code, const cha
     s->n_errors++;
 }
 
+static int ws_gone(void *ws) { return at_ws_closed(ws); }
+
 /* Errors before the session starts (no threads yet). */
 static void early_error(at_ws *ws, int close_code, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -704,8 +706,11 @@ static void h_pipeline(at_ws *ws, void *user)
     }
     at_asr_options opt = {0};
     opt.language = pc.source;
+    opt.cancelled = ws_gone; /* no waiting for a decoder nobody will use */
+    opt.cancel_user = ws;
     at_asr_stream *as = at_asr_stream_open(asr, &opt, &err);
     if (!as) {
+        if (err.code == AT_E_CANCELLED) return;
         if (err.code == AT_E_BUSY || err.code == AT_E_IO)
             early_error(ws, 1013, "asr_unavailable", "speech recognition is unavailable: %s; retry shortly",
                         err.msg);

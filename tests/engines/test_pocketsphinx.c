@@ -363,6 +363,38 @@ static void test_new_decoder_keeps_log_stream(void **state)
     at_asr_engine_free(eng);
 }
 
+static int always(void *user)
+{
+    (void)user;
+    return 1;
+}
+
+/* A stream whose client has already gone gets no decoder: it used to load
+ * one (seconds under load) and queue behind other loads, and a burst of
+ * abandoned WebSocket streams kept a live request waiting behind a dozen
+ * loads nobody needed. */
+static void test_gone_client_loads_nothing(void **state)
+{
+    (void)state;
+    at_err err;
+    at_asr_engine *eng = at_asr_pocketsphinx_new_ex(NULL, 2, &err); /* one decoder loaded */
+    assert_non_null(eng);
+    at_asr_stream *a = at_asr_stream_open(eng, NULL, &err);
+    assert_non_null(a);
+    at_asr_options gone = {.cancelled = always};
+    at_err_clear(&err);
+    at_asr_stream *b = at_asr_stream_open(eng, &gone, &err);
+    assert_null(b);
+    assert_int_equal(err.code, AT_E_CANCELLED);
+    at_asr_result r;
+    assert_int_equal(at_asr_transcribe(eng, NULL, 0, &gone, &r, &err), AT_E_CANCELLED);
+    at_asr_stream *c = at_asr_stream_open(eng, NULL, &err); /* the slot is still free */
+    assert_non_null(c);
+    at_asr_stream_close(a);
+    at_asr_stream_close(c);
+    at_asr_engine_free(eng);
+}
+
 static void test_cancel(void **state)
 {
     fixture *fx = *state;
@@ -402,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_streams),
         cmocka_unit_test(test_pool_limit),
         cmocka_unit_test(test_new_decoder_keeps_log_stream),
+        cmocka_unit_test(test_gone_client_loads_nothing),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_silence_and_noise),
     };

@@ -52,8 +52,9 @@ typedef struct at_asr_options {
     float hallucination_silence_threshold;
     /* at_asr_transcribe() polls this between units of work (pocketsphinx:
      * every second of audio; whisper: every window and decoder step) and stops with
-     * AT_E_CANCELLED when it returns nonzero: the client is gone.  NULL:
-     * never cancelled. */
+     * AT_E_CANCELLED when it returns nonzero: the client is gone.  Opening a
+     * stream polls it while waiting for a shared resource (a pocketsphinx
+     * decoder being loaded).  NULL: never cancelled. */
     int (*cancelled)(void *user);
     void *cancel_user;
     /* at_asr_transcribe() calls this with each segment as the engine

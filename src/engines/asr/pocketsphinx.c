@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <pocketsphinx.h>
 #include <sphinxbase/cmn.h>
@@ -58,12 +59,14 @@ typedef struct ps_engine {
     char hmm[PATH_MAX];
     char lm[PATH_MAX];
     char dict[PATH_MAX];
-    pthread_mutex_t mu;      /* guards the pool below */
-    pthread_mutex_t init_mu; /* one decoder load at a time: ps_init is not documented thread-safe */
-    ps_dec **idle;           /* capacity max_decoders */
+    pthread_mutex_t mu;   /* guards the pool below */
+    pthread_cond_t moved; /* a load ended or a decoder came back */
+    ps_dec **idle;        /* capacity max_decoders */
     int n_idle;
     int n_total; /* idle + borrowed + being created */
     int max_decoders;
+    int loading; /* a decoder load is in progress */
+    int waiting; /* callers waiting for that load or a returned decoder */
 } ps_engine;
 
 typedef struct ps_stream {
@@ -121,13 +124,13 @@ static void dec_free(ps_dec *d)
     free(d);
 }
 
+/* Called with no lock held; decoder_acquire makes loads one at a time
+ * (ps_init is not documented thread-safe). */
 static ps_dec *decoder_create(ps_engine *e, at_err *err)
 {
-    pthread_mutex_lock(&e->init_mu);
     cmd_ln_t *cfg = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", e->hmm, "-lm", e->lm, "-dict", e->dict, NULL);
     ps_decoder_t *ps = cfg ? ps_init(cfg) : NULL;
     if (cfg) cmd_ln_free_r(cfg); /* the decoder keeps its own reference */
-    pthread_mutex_unlock(&e->init_mu);
     if (!ps) {
         at_err_set(err, AT_E_CORRUPT, "pocketsphinx could not load its model (hmm %s, lm %s, dict %s)",
                    e->hmm, e->lm, e->dict);
@@ -158,35 +161,77 @@ static void dec_reset_cmn(ps_dec *d)
         cmn_live_set(fc->cmn_struct, d->cmn0);
 }
 
-static ps_dec *decoder_acquire(ps_engine *e, at_err *err)
+#define WAIT_POLL_MS 50 /* how often a waiting caller checks its client */
+
+/* A decoder for a new stream: an idle one, else a fresh load, else
+ * AT_E_BUSY once max_decoders exist.  Loads go one at a time and take
+ * seconds under load, so callers may queue behind one: they wait on a
+ * condition variable, not on a lock, so that a caller whose client has
+ * gone (`cancelled`) leaves the queue at once instead of loading a decoder
+ * nobody will use, and a decoder that comes back is handed to a waiter
+ * rather than freed.  A burst of abandoned streams once queued a dozen
+ * loads and kept a live request waiting behind all of them. */
+static ps_dec *decoder_acquire(ps_engine *e, int (*cancelled)(void *), void *cancel_user, at_err *err)
 {
+    ps_dec *d = NULL;
     pthread_mutex_lock(&e->mu);
-    if (e->n_idle > 0) {
-        ps_dec *ps = e->idle[--e->n_idle];
-        pthread_mutex_unlock(&e->mu);
-        return ps;
+    e->waiting++;
+    for (;;) {
+        if (cancelled) { /* the caller's own locks, never under ours */
+            pthread_mutex_unlock(&e->mu);
+            int gone = cancelled(cancel_user);
+            pthread_mutex_lock(&e->mu);
+            if (gone) {
+                at_err_set(err, AT_E_CANCELLED, "cancelled: the client went away");
+                break;
+            }
+        }
+        if (e->n_idle > 0) {
+            d = e->idle[--e->n_idle];
+            break;
+        }
+        if (!e->loading && e->n_total >= e->max_decoders) {
+            at_err_set(err, AT_E_BUSY, "all %d pocketsphinx decoders are busy; try again later",
+                       e->max_decoders);
+            break;
+        }
+        if (!e->loading) {
+            e->loading = 1;
+            e->n_total++; /* reserve the slot, load outside the lock (slow) */
+            e->waiting--;
+            pthread_mutex_unlock(&e->mu);
+            d = decoder_create(e, err);
+            pthread_mutex_lock(&e->mu);
+            e->loading = 0;
+            if (!d) e->n_total--;
+            pthread_cond_broadcast(&e->moved);
+            pthread_mutex_unlock(&e->mu);
+            return d;
+        }
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_nsec += WAIT_POLL_MS * 1000000L;
+        if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&e->moved, &e->mu, &t);
     }
-    if (e->n_total >= e->max_decoders) {
-        int max = e->max_decoders;
-        pthread_mutex_unlock(&e->mu);
-        at_err_set(err, AT_E_BUSY, "all %d pocketsphinx decoders are busy; try again later", max);
-        return NULL;
-    }
-    e->n_total++; /* reserve the slot, load outside the lock (slow) */
-    pthread_mutex_unlock(&e->mu);
-    ps_dec *ps = decoder_create(e, err);
-    if (!ps) {
-        pthread_mutex_lock(&e->mu);
+    e->waiting--;
+    /* Decoders kept for waiters that then left go the usual way. */
+    ps_dec *extra[8];
+    int n_extra = 0;
+    while (e->waiting == 0 && e->n_idle > KEEP_WARM && n_extra < 8) {
+        extra[n_extra++] = e->idle[--e->n_idle];
         e->n_total--;
-        pthread_mutex_unlock(&e->mu);
     }
-    return ps;
+    pthread_mutex_unlock(&e->mu);
+    for (int i = 0; i < n_extra; i++) dec_free(extra[i]);
+    if (n_extra) malloc_trim(0);
+    return d;
 }
 
 static void decoder_release(ps_engine *e, ps_dec *ps)
 {
     pthread_mutex_lock(&e->mu);
-    if (e->n_idle >= KEEP_WARM) {
+    if (e->n_idle >= KEEP_WARM && e->waiting == 0) {
         e->n_total--;
         pthread_mutex_unlock(&e->mu);
         dec_free(ps);
@@ -196,6 +241,7 @@ static void decoder_release(ps_engine *e, ps_dec *ps)
         return;
     }
     e->idle[e->n_idle++] = ps; /* n_idle < n_total <= max_decoders */
+    pthread_cond_signal(&e->moved);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -385,7 +431,7 @@ static void *ps_stream_open(void *impl, const at_asr_options *opt, at_err *err)
         return NULL;
     }
     s->eng = e;
-    s->dec = decoder_acquire(e, err);
+    s->dec = decoder_acquire(e, opt ? opt->cancelled : NULL, opt ? opt->cancel_user : NULL, err);
     if (!s->dec) {
         free(s);
         return NULL;
@@ -484,7 +530,7 @@ static void ps_destroy(void *impl)
     for (int i = 0; i < e->n_idle; i++) dec_free(e->idle[i]);
     free(e->idle);
     pthread_mutex_destroy(&e->mu);
-    pthread_mutex_destroy(&e->init_mu);
+    pthread_cond_destroy(&e->moved);
     free(e);
 }
 
@@ -519,7 +565,11 @@ at_asr_engine *at_asr_pocketsphinx_new_ex(const char *model_dir, int max_decoder
     e->max_decoders = max_decoders;
     e->idle = calloc((size_t)max_decoders, sizeof *e->idle);
     pthread_mutex_init(&e->mu, NULL);
-    pthread_mutex_init(&e->init_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->moved, &ca);
+    pthread_condattr_destroy(&ca);
     if (!e->idle) {
         at_err_set(err, AT_E_NOMEM, "out of memory");
         ps_destroy(e);
