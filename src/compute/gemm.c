@@ -108,15 +108,59 @@ AT_AVX512 static void ukr_avx512(int kc, const float *a, int lda, const float *b
 }
 #endif
 
+#if AT_GEMM_X86
+/* Eight rows of B^T (weight rows, k contiguous) into eight panel columns,
+ * eight k at a time by an 8x8 register transpose: copying an element at a
+ * time was most of at_gemm's own time for the short products of streaming
+ * (a few hundred rows of A against each packed panel).  Unaligned loads:
+ * a ggml file's f32 weights need not be aligned. */
+AT_AVX2 static int pack_bt8_avx2(const char *src, size_t ld_bytes, int kc, int nr, float *o)
+{
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 r[8], t[8], u[8];
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps((const float *)(const void *)(src + i * ld_bytes) + k);
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 8; i += 4) {
+            u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+            u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+            u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        for (int i = 0; i < 4; i++) {
+            _mm256_storeu_ps(o + (size_t)(k + i) * nr, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+            _mm256_storeu_ps(o + (size_t)(k + i + 4) * nr, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+        }
+    }
+    return k;
+}
+#endif
+
 /* Packs op(B)[k0, k0+kc) x [n0, n0+nb) into panels of nr columns, each kc
  * rows of nr floats; columns past nb are zero. */
-static void pack_b(const float *B, int ldb, int b_trans, int n0, int nb, int k0, int kc, int nr, float *out)
+static void pack_b(at_isa isa, const float *B, int ldb, int b_trans, int n0, int nb, int k0, int kc, int nr,
+                   float *out)
 {
     for (int p = 0; p < nb; p += nr) {
         int w = nb - p < nr ? nb - p : nr;
         float *o = out + (size_t)p * kc;
         if (b_trans) {
-            for (int j = 0; j < w; j++) {
+            int j = 0;
+#if AT_GEMM_X86
+            for (; isa >= AT_ISA_AVX2 && j + 8 <= w; j += 8) {
+                const char *src = (const char *)(B + (size_t)(n0 + p + j) * ldb + k0);
+                size_t ld = (size_t)ldb * sizeof *o;
+                for (int k = pack_bt8_avx2(src, ld, kc, nr, o + j); k < kc; k++)
+                    for (int i = 0; i < 8; i++)
+                        memcpy(&o[k * nr + j + i], src + i * ld + (size_t)k * sizeof *o, sizeof *o);
+            }
+#else
+            (void)isa;
+#endif
+            for (; j < w; j++) {
                 /* byte copies: a ggml file's f32 weights need not be aligned */
                 const char *src = (const char *)(B + (size_t)(n0 + p + j) * ldb + k0);
                 for (int k = 0; k < kc; k++) memcpy(&o[k * nr + j], src + (size_t)k * sizeof *o, sizeof *o);
@@ -161,7 +205,7 @@ void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int l
         for (int k0 = 0; k0 < K; k0 += AT_GEMM_KC) {
             int kc = K - k0 < AT_GEMM_KC ? K - k0 : AT_GEMM_KC;
             int first = k0 == 0 && !accumulate;
-            pack_b(B, ldb, b_trans, n0, nb, k0, kc, nr, bpack);
+            pack_b(isa, B, ldb, b_trans, n0, nb, k0, kc, nr, bpack);
             for (int m0 = 0; m0 < M; m0 += mr) {
                 int mm = M - m0 < mr ? M - m0 : mr;
                 const float *ap = A + (size_t)m0 * lda + k0;

@@ -463,6 +463,9 @@ static void mm_small(void *p, int chunk, int ith)
                 w4[r] = w + (size_t)(r < nw ? r : 0) * j->W->row_bytes;
                 b4[r] = j->bias && r < nw ? j->bias[n + r] : 0.0f;
             }
+            if (n + 7 < n1) /* the next four rows, as for pairs below */
+                for (size_t l = 0; l < 4 * j->W->row_bytes; l += 64)
+                    _mm_prefetch((const char *)(w + 4 * j->W->row_bytes + l), _MM_HINT_T0);
             for (int m0 = 0; m0 < j->M; m0 += 4) {
                 int mm = j->M - m0 < 4 ? j->M - m0 : 4;
                 const float *x[4];
