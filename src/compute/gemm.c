@@ -119,7 +119,8 @@ AT_AVX2 static int pack_bt8_avx2(const char *src, size_t ld_bytes, int kc, int n
     int k = 0;
     for (; k + 8 <= kc; k += 8) {
         __m256 r[8], t[8], u[8];
-        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps((const float *)(const void *)(src + i * ld_bytes) + k);
+        for (int i = 0; i < 8; i++)
+            r[i] = _mm256_loadu_ps((const float *)(const void *)(src + i * ld_bytes) + k);
         for (int i = 0; i < 8; i += 2) {
             t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
             t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
