@@ -128,7 +128,7 @@ int main(int argc, char **argv)
                 argv[0]);
         return 2;
     }
-    int max_streams = 4, n_clips = 5, from = 1, batch = 0;
+    int max_streams = 4, n_clips = 5, from = 1, batch = 1;
     const char *vad_model = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--max-streams") == 0) max_streams = atoi(argv[i + 1]);

@@ -40,6 +40,7 @@ void at_app_config_defaults(at_app_config *c)
     c->max_streams = 8;
     c->max_jobs = 2;
     c->max_queued = 16;
+    c->batch_decode = 1;
     c->stream_idle_s = 30;
     c->pipeline_max_pending = 16;
     c->pipeline_max_backlog_s = 30;

@@ -28,7 +28,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
          max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
     double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
-    int json_logs = 0, batch_decode = 0, one_process = 0;
+    int json_logs = 0, batch_decode = 1, one_process = 0;
     int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS || kinds == AT_APP_PIPELINE;
     const char *def_port = kinds == AT_APP_ASR   ? "8003"
                            : kinds == AT_APP_MT  ? "8004"
@@ -225,7 +225,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         opts[n++] = (at_option){"batch-decode",
                                 "AT_BATCH_DECODE",
                                 AT_OPT_BOOL,
-                                "0",
+                                "1",
                                 "whisper: run the decoder steps of concurrent streams and "
                                 "transcriptions as shared batches (docs/compute.md)",
                                 &batch_decode,

@@ -32,7 +32,7 @@ typedef struct at_whisper_stream_config {
     /* 1: the decoder steps of concurrent streams and transcriptions run
      * as shared batches (continuous batching, sched.h); 0: each caller
      * runs its own steps on the shared pool */
-    int batch_decode; /* 0 */
+    int batch_decode; /* 1 */
 } at_whisper_stream_config;
 
 void at_whisper_stream_config_default(at_whisper_stream_config *c);

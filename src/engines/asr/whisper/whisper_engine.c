@@ -720,6 +720,7 @@ void at_whisper_stream_config_default(at_whisper_stream_config *c)
     c->max_streams = 0;
     c->max_jobs = 2;
     c->max_queued = 16;
+    c->batch_decode = 1;
 }
 
 static void w_stream_close(void *st)
