@@ -294,10 +294,40 @@ static void test_blocked_caller_holds_no_lock(void **state)
     }
 }
 
+/* A word mixing letters of two scripts that are not the voice's made
+ * libespeak-ng 1.51 spell it switching language per letter and read a
+ * dictionary it had just freed (heap-use-after-free under ASan, found by
+ * fuzz_tts_text): an NKo letter then an Armenian one, alone, after invalid
+ * UTF-8, and inside English.  Each is spoken, and the English around it
+ * too; the phonemiser of the neural voices likewise. */
+static void test_espeak_mixed_scripts(void **state)
+{
+    (void)state;
+    at_err err;
+    at_tts_engine *e = at_tts_espeak_new(NULL, &err);
+    assert_non_null(e);
+    static const char *const texts[] = {"\xDF\x96\xD5\x8C", "\x95\x8C\xDF\x96\xD5\x8C\x9E\x8C",
+                                        "He\x95\x8C\xDF\x96\xD5\x8C\x9E\x8C t et. Is it?",
+                                        "Hello \xDF\x96\xD5\x8C\xCE\xB1\xD0\xB6 world"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        sink s = {0};
+        say(e, "en", texts[i], 1.0f, &s, 0);
+        assert_true(s.n > 0);
+        free(s.pcm);
+    }
+    /* the phonemiser of the neural voices goes through the same code */
+    char *ph = NULL;
+    assert_int_equal(at_espeak_phonemize("en-us", "a \xDF\x96\xD5\x8C b", &ph, &err), 0);
+    assert_non_null(strstr(ph, "(hy)")); /* the Armenian letter is still spoken, in Armenian */
+    free(ph);
+    at_tts_engine_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_espeak),
+        cmocka_unit_test(test_espeak_mixed_scripts),
         cmocka_unit_test(test_flite),
         cmocka_unit_test(test_punctuation_runs),
         cmocka_unit_test(test_flite_to_pocketsphinx),

@@ -83,6 +83,8 @@ static int es_callback(short *wav, int n, espeak_EVENT *events)
     return 0;
 }
 
+static char *es_prepare(const char *text, at_err *err);
+
 static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text, const at_tts_params *p,
                          at_tts_chunk_cb cb, void *user, at_err *err)
 {
@@ -95,6 +97,8 @@ static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text
     if (wpm < ES_MIN_WPM) wpm = ES_MIN_WPM;
     if (wpm > ES_MAX_WPM) wpm = ES_MAX_WPM;
 
+    char *prepared = es_prepare(text, err);
+    if (!prepared) return AT_E_NOMEM;
     es_request req = {.cb = cb, .user = user};
     int rc = 0;
     pthread_mutex_lock(&g_espeak.mu);
@@ -111,14 +115,15 @@ static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text
     } else {
         espeak_ng_SetParameter(espeakRATE, wpm, 0);
         espeak_SetSynthCallback(es_callback);
-        espeak_ng_STATUS st =
-            espeak_ng_Synthesize(text, strlen(text) + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, NULL, &req);
+        espeak_ng_STATUS st = espeak_ng_Synthesize(prepared, strlen(prepared) + 1, 0, POS_CHARACTER, 0,
+                                                   espeakCHARS_UTF8, NULL, &req);
         if (req.cancelled)
             rc = at_err_set(err, AT_E_CANCELLED, "synthesis cancelled by the caller");
         else if (st != ENS_OK)
             rc = at_err_set(err, AT_E_ENGINE, "espeak-ng synthesis failed (status %#x)", (unsigned)st);
     }
     pthread_mutex_unlock(&g_espeak.mu);
+    free(prepared);
     return rc;
 }
 
@@ -263,6 +268,82 @@ static size_t es_utf8(const char *s, size_t left, uint32_t *cp)
     return n;
 }
 
+/* ---- text for the library ------------------------------------------------ */
+
+/* Unicode script blocks (the ranges of the Unicode standard's block
+ * names), coarse: what matters is only whether two neighbouring letters
+ * belong to the same writing system.  0: not a letter of any script
+ * (ASCII digits and punctuation, combining diacritics, general
+ * punctuation and symbols, specials), which never separates anything. */
+typedef struct es_script_range {
+    unsigned lo, hi;
+    int id;
+} es_script_range;
+
+static const es_script_range es_scripts[] = {
+    {0x00C0, 0x02AF, 1},                       /* Latin-1 letters, Latin Extended-A/B, IPA */
+    {0x0300, 0x036F, 0},                       /* combining diacritics: part of the letter before */
+    {0x0370, 0x03FF, 2},  {0x1F00, 0x1FFF, 2}, /* Greek */
+    {0x0400, 0x052F, 3},                       /* Cyrillic */
+    {0x0530, 0x058F, 4},                       /* Armenian */
+    {0x0590, 0x05FF, 5},                       /* Hebrew */
+    {0x0600, 0x06FF, 6},  {0x0750, 0x077F, 6},  {0x08A0, 0x08FF, 6}, /* Arabic */
+    {0x0700, 0x074F, 7},                                             /* Syriac */
+    {0x0780, 0x07BF, 8},                                             /* Thaana */
+    {0x07C0, 0x07FF, 9},                                             /* NKo */
+    {0x1E00, 0x1EFF, 1},                                             /* Latin Extended Additional */
+    {0x2000, 0x2BFF, 0}, /* punctuation, symbols, arrows, shapes */
+    {0x1100, 0x11FF, 10}, {0x3130, 0x318F, 10}, {0xAC00, 0xD7AF, 10}, /* Hangul */
+    {0x3000, 0x303F, 0},                                              /* CJK punctuation */
+    {0x3040, 0x9FFF, 11}, /* kana and CJK ideographs, written together */
+    {0xFE00, 0xFFFF, 0},  /* variation selectors, forms, specials (U+FFFD) */
+};
+
+static int es_script(uint32_t cp)
+{
+    if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z' ? 1 : 0;
+    if (cp < 0xC0 || cp == 0xD7 || cp == 0xF7) return 0;
+    for (size_t i = 0; i < sizeof es_scripts / sizeof es_scripts[0]; i++)
+        if (cp >= es_scripts[i].lo && cp <= es_scripts[i].hi) return es_scripts[i].id;
+    /* Indic and the other scripts whose blocks are 128 code points wide
+     * (Devanagari to Sinhala, Thai, Lao, ...), and anything unlisted: a
+     * block of its own */
+    return 100 + (int)(cp >> 7);
+}
+
+/* The text as espeak-ng gets it: invalid UTF-8 becomes U+FFFD, and a
+ * space separates letters of two different scripts within a word.
+ * libespeak-ng 1.51 spells such a word letter by letter, switching its
+ * secondary language per letter, and one switch frees the dictionary that
+ * the letter being spelt still reads from: "\u07D6\u054C" (an NKo letter,
+ * then an Armenian one) is a heap-use-after-free inside the library
+ * (found by fuzz_tts_text).  As separate words every script's letters are
+ * spoken as before, without the switch inside a word. */
+static char *es_prepare(const char *text, at_err *err)
+{
+    at_strbuf b = {0};
+    int word = 0; /* script of the current word's letters so far */
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = es_utf8(text + i, n - i, &cp);
+        int sc = es_script(cp);
+        if (es_isspace(cp)) word = 0;
+        if (sc) {
+            if (word && sc != word) at_strbuf_put(&b, " ", 1);
+            word = sc;
+        }
+        if (cp == 0xFFFD) /* also what an invalid byte becomes */
+            at_strbuf_put(&b, "\xEF\xBF\xBD", 3);
+        else
+            at_strbuf_put(&b, text + i, k);
+        i += k;
+    }
+    char *out = at_strbuf_take(&b);
+    if (!out) at_err_set(err, AT_E_NOMEM, "out of memory");
+    return out;
+}
+
 /* Python's str.strip(): the span of s[0..n) without surrounding whitespace. */
 static void es_strip(const char **s, size_t *n)
 {
@@ -389,7 +470,9 @@ static int es_set_phoneme_voice(const char *code, at_err *err)
  * clause per call, the non-empty clauses joined by spaces.  Under the lock. */
 static int es_text_to_phonemes(const char *text, at_strbuf *out, at_err *err)
 {
-    const void *p = text;
+    char *prepared = es_prepare(text, err); /* the same library bug as synthesis */
+    if (!prepared) return AT_E_NOMEM;
+    const void *p = prepared;
     int first = 1;
     while (p) {
         const void *before = p;
@@ -401,6 +484,7 @@ static int es_text_to_phonemes(const char *text, at_strbuf *out, at_err *err)
         }
         if (p == before) break; /* no progress: stop rather than spin */
     }
+    free(prepared);
     if (out->oom) return at_err_set(err, AT_E_NOMEM, "out of memory");
     return 0;
 }
