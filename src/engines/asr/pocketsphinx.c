@@ -163,6 +163,25 @@ static void dec_reset_cmn(ps_dec *d)
 
 #define WAIT_POLL_MS 50 /* how often a waiting caller checks its client */
 
+/* Called with e->mu held; releases it.  While nobody waits for a decoder,
+ * idle ones past KEEP_WARM are freed. */
+static void pool_trim_unlock(ps_engine *e)
+{
+    int freed = 0;
+    while (e->waiting == 0 && e->n_idle > KEEP_WARM) {
+        ps_dec *d = e->idle[--e->n_idle];
+        e->n_total--;
+        pthread_mutex_unlock(&e->mu);
+        dec_free(d);
+        freed = 1;
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    /* A decoder's many small blocks sit in the arena of the thread that
+     * loaded it; without a trim glibc keeps those pages. */
+    if (freed) malloc_trim(0);
+}
+
 /* A decoder for a new stream: an idle one, else a fresh load, else
  * AT_E_BUSY once max_decoders exist.  Loads go one at a time and take
  * seconds under load, so callers may queue behind one: they wait on a
@@ -215,34 +234,16 @@ static ps_dec *decoder_acquire(ps_engine *e, int (*cancelled)(void *), void *can
         pthread_cond_timedwait(&e->moved, &e->mu, &t);
     }
     e->waiting--;
-    /* Decoders kept for waiters that then left go the usual way. */
-    ps_dec *extra[8];
-    int n_extra = 0;
-    while (e->waiting == 0 && e->n_idle > KEEP_WARM && n_extra < 8) {
-        extra[n_extra++] = e->idle[--e->n_idle];
-        e->n_total--;
-    }
-    pthread_mutex_unlock(&e->mu);
-    for (int i = 0; i < n_extra; i++) dec_free(extra[i]);
-    if (n_extra) malloc_trim(0);
+    pool_trim_unlock(e); /* decoders kept for waiters that then left */
     return d;
 }
 
 static void decoder_release(ps_engine *e, ps_dec *ps)
 {
     pthread_mutex_lock(&e->mu);
-    if (e->n_idle >= KEEP_WARM && e->waiting == 0) {
-        e->n_total--;
-        pthread_mutex_unlock(&e->mu);
-        dec_free(ps);
-        /* Its many small blocks sit in the arena of the thread that loaded
-         * it; without a trim glibc keeps those pages. */
-        malloc_trim(0);
-        return;
-    }
     e->idle[e->n_idle++] = ps; /* n_idle < n_total <= max_decoders */
     pthread_cond_signal(&e->moved);
-    pthread_mutex_unlock(&e->mu);
+    pool_trim_unlock(e);
 }
 
 /* ---- utterance handling ------------------------------------------------ */
