@@ -992,9 +992,10 @@ AT_SIMD static void att_group_avx2(const att_job *j, int h, int i0, int g, const
  * head's slice of each key row, a few cache lines every row of D floats,
  * which the prefetchers follow poorly (a third of the bandwidth of a
  * sequential read, measured here); a block of whole rows streams.  Each
- * thread keeps, per query and head, a running maximum, sum and output
- * over the blocks it ran (online softmax), and the caller merges the
- * threads' states. */
+ * block keeps, per query and head, its maximum, sum and output (online
+ * softmax), and the caller merges the blocks in order: a block's result
+ * does not depend on which thread ran it or on how many threads the pool
+ * had free, so a sequence's logits are the same on every run. */
 #define ATT_SPLIT_MIN_KEYS 256 /* fewer keys: one task per head */
 #define ATT_KBLK           64  /* keys per task */
 
@@ -1004,13 +1005,14 @@ typedef struct {
     int lens[ATT_GROUP_AVX2];
 } att_split;
 
-/* per-thread state: O (g*H*hd), m (g*H), l (g*H), then the block's scores */
-static size_t att_split_floats(int g, int H, int hd) { return (size_t)g * H * (hd + 2 + ATT_KBLK); }
+/* a block's state: O (g*H*hd), m (g*H), l (g*H); per thread, the
+ * block's scores (g*H*ATT_KBLK) */
+static size_t att_block_floats(int GH, int hd) { return (size_t)GH * (hd + 2); }
 
-/* Thread t's state for GH query-heads: returns O, sets m and l. */
-static float *att_split_state(const att_job *j, int t, int GH, float **m, float **l)
+/* Block b's state for GH query-heads: returns O, sets m and l. */
+static float *att_split_state(const att_job *j, int b, int GH, float **m, float **l)
 {
-    float *O = j->c->scr[t];
+    float *O = j->c->shared + (size_t)b * att_block_floats(GH, j->hd);
     *m = O + (size_t)GH * j->hd;
     *l = *m + GH;
     return O;
@@ -1028,7 +1030,9 @@ AT_SIMD static void att_split_task(void *p, int t, int ith)
     const att_split *a = p;
     const att_job *j = a->j;
     const int H = j->n_head, hd = j->hd, g = a->g, nc = hd / 8, GH = g * H;
-    float *m, *l, *O = att_split_state(j, ith, GH, &m, &l), *S = l + GH;
+    float *m, *l, *O = att_split_state(j, t, GH, &m, &l), *S = j->c->scr[ith];
+    memset(O, 0, (size_t)GH * hd * sizeof *O);
+    for (int rh = 0; rh < GH; rh++) m[rh] = -INFINITY, l[rh] = 0.0f;
     int k0 = t * ATT_KBLK, k1 = k0 + ATT_KBLK < a->kmax ? k0 + ATT_KBLK : a->kmax, n = k1 - k0;
     for (int k = k0; k < k1; k += 4) {
         int nk = k1 - k < 4 ? k1 - k : 4;
@@ -1106,8 +1110,8 @@ AT_SIMD static void att_split_task(void *p, int t, int ith)
 }
 
 /* Queries i0..i0+g-1 (g <= ATT_GROUP_AVX2) by key blocks; the caller has
- * reserved att_split_floats() per thread. */
-static void att_split_run(const att_job *j, int i0, int g)
+ * reserved GH * ATT_KBLK floats per thread. */
+static int att_split_run(const att_job *j, int i0, int g, at_err *err)
 {
     att_split a = {j, i0, g, 0, {0}};
     for (int r = 0; r < g; r++) {
@@ -1115,24 +1119,20 @@ static void att_split_run(const att_job *j, int i0, int g)
         a.lens[r] = att_len(j, i, j->Tk);
         if (a.lens[r] > a.kmax) a.kmax = a.lens[r];
     }
-    const int H = j->n_head, hd = j->hd, GH = g * H;
-    for (int t = 0; t < j->c->n; t++) {
-        float *m, *l, *O = att_split_state(j, t, GH, &m, &l);
-        memset(O, 0, (size_t)GH * hd * sizeof *O);
-        for (int rh = 0; rh < GH; rh++) m[rh] = -INFINITY, l[rh] = 0.0f;
-    }
-    at_compute_run(j->c, att_split_task, &a, (a.kmax + ATT_KBLK - 1) / ATT_KBLK);
+    const int H = j->n_head, hd = j->hd, GH = g * H, nb = (a.kmax + ATT_KBLK - 1) / ATT_KBLK;
+    if (at_compute_reserve_shared(j->c, (size_t)nb * att_block_floats(GH, hd), err)) return AT_E_NOMEM;
+    at_compute_run(j->c, att_split_task, &a, nb);
     for (int rh = 0; rh < GH; rh++) {
         float M = -INFINITY, L = 0.0f;
-        for (int t = 0; t < j->c->n; t++) {
+        for (int b = 0; b < nb; b++) {
             float *m, *l;
-            att_split_state(j, t, GH, &m, &l);
+            att_split_state(j, b, GH, &m, &l);
             M = m[rh] > M ? m[rh] : M;
         }
         float *out = j->O + (size_t)(i0 + rh / H) * j->ldo + (rh % H) * hd;
         for (int d = 0; d < hd; d++) out[d] = 0.0f;
-        for (int t = 0; t < j->c->n; t++) {
-            float *m, *l, *O = att_split_state(j, t, GH, &m, &l);
+        for (int b = 0; b < nb; b++) {
+            float *m, *l, *O = att_split_state(j, b, GH, &m, &l);
             if (m[rh] == -INFINITY) continue;
             float f = expf(m[rh] - M);
             L += f * l[rh];
@@ -1140,6 +1140,7 @@ static void att_split_run(const att_job *j, int i0, int g)
         }
         for (int d = 0; d < hd; d++) out[d] /= L;
     }
+    return 0;
 }
 #endif
 
@@ -1232,9 +1233,9 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
 #if AT_HAVE_X86
     split = r->simd && Tq < ATT_GEMM_MIN && Tk >= ATT_SPLIT_MIN_KEYS && hd % 8 == 0;
     if (split) {
-        rc = at_compute_reserve(r, att_split_floats(ATT_GROUP_AVX2, n_head, hd), err);
+        rc = at_compute_reserve(r, (size_t)ATT_GROUP_AVX2 * n_head * ATT_KBLK, err);
         for (int i0 = 0; rc == 0 && i0 < Tq; i0 += ATT_GROUP_AVX2)
-            att_split_run(&j, i0, Tq - i0 < ATT_GROUP_AVX2 ? Tq - i0 : ATT_GROUP_AVX2);
+            rc = att_split_run(&j, i0, Tq - i0 < ATT_GROUP_AVX2 ? Tq - i0 : ATT_GROUP_AVX2, err);
     }
 #endif
     if (!split) {

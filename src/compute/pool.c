@@ -176,6 +176,7 @@ void at_compute_free(at_compute *c)
     }
     free(c->scr);
     free(c->pack);
+    free(c->shared);
     free(c->th);
     free(c);
 }
@@ -244,6 +245,22 @@ int at_compute_reserve(at_compute *c, size_t n_floats, at_err *err)
         c->scr[i] = p;
     }
     c->scr_n = n_floats;
+    return 0;
+}
+
+int at_compute_reserve_shared(at_compute *c, size_t n_floats, at_err *err)
+{
+    if (n_floats <= c->shared_n) return 0;
+    free(c->shared);
+    c->shared_n = 0;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n_floats * sizeof(float)) != 0) {
+        c->shared = NULL;
+        return at_err_set(err, AT_E_NOMEM, "out of memory (%zu bytes of compute scratch)",
+                          n_floats * sizeof(float));
+    }
+    c->shared = p;
+    c->shared_n = n_floats;
     return 0;
 }
 

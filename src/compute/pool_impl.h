@@ -35,6 +35,8 @@ struct at_compute {
     /* per-thread scratch, grown on the caller's thread before a run */
     float **scr;
     size_t scr_n;
+    float *shared; /* one buffer all threads of a run write parts of */
+    size_t shared_n;
     float **pack;          /* per-thread at_gemm scratch (AT_GEMM_SCRATCH floats) */
     pthread_mutex_t op_mu; /* one product at a time: callers may share the context */
     at_compute *pool;      /* a client's shared pool (NULL: none) */
@@ -43,5 +45,8 @@ struct at_compute {
 /* The context an operation runs on, with its op_mu held: the shared pool
  * when it is free, else the caller's own.  Unlock r->op_mu when done. */
 at_compute *at_compute_op_begin(at_compute *c);
+/* Grows c's shared buffer to n floats (on the caller's thread, before a
+ * run); its contents are undefined after growing. */
+int at_compute_reserve_shared(at_compute *c, size_t n_floats, at_err *err);
 
 #endif

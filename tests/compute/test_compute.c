@@ -219,6 +219,55 @@ static void test_attention(void **st)
     at_compute_free(c);
 }
 
+/* The same product gives the same bits however many threads run it and
+ * whichever thread takes which chunk: a stream's logits must not change
+ * between runs, or with how busy the shared pool is.  Attention of few
+ * queries on many keys (the split by key blocks), and matmul of decoder
+ * and encoder shapes. */
+static void test_deterministic(void **st)
+{
+    (void)st;
+    at_err err;
+    const int H = 6, hd = 64, D = H * hd, Tk = 1501, N = 200;
+    float *Q = rand_vec((size_t)9 * D), *K = rand_vec((size_t)Tk * D), *V = rand_vec((size_t)Tk * D);
+    float *X = rand_vec((size_t)40 * D), *w = rand_vec((size_t)N * D);
+    at_matrix W = {AT_DT_F32, N, D, w, (size_t)D * sizeof(float)};
+    float *first = malloc(sizeof(float) * 9 * D), *O = malloc(sizeof(float) * 9 * D);
+    float *Y0[2] = {malloc(sizeof(float) * 40 * N), malloc(sizeof(float) * 40 * N)};
+    float *Y = malloc(sizeof(float) * 40 * N);
+    static const int tq[] = {1, 3, 9}, ms[] = {1, 40};
+    for (int ti = 0; ti < 3; ti++)
+        for (int threads = 1; threads <= 3; threads++) {
+            at_compute *c = at_compute_new(threads, &err);
+            assert_non_null(c);
+            for (int rep = 0; rep < 3; rep++) {
+                int first_run = threads == 1 && rep == 0;
+                float *out = first_run ? first : O;
+                assert_int_equal(at_attention(c, Q, D, K, D, V, D, tq[ti], Tk, H, hd, -1, 0.0f, out, D, &err),
+                                 0);
+                if (!first_run && memcmp(first, O, sizeof(float) * (size_t)tq[ti] * D) != 0)
+                    fail_msg("attention of %d queries on %d threads differs from 1 thread", tq[ti], threads);
+            }
+            for (int mi = 0; mi < 2; mi++) {
+                int M = ms[mi];
+                assert_int_equal(at_matmul(c, X, M, &W, NULL, threads == 1 ? Y0[mi] : Y, &err), 0);
+                if (threads > 1 && memcmp(Y0[mi], Y, sizeof(float) * (size_t)M * N) != 0)
+                    fail_msg("matmul of %d rows on %d threads differs from 1 thread", M, threads);
+            }
+            at_compute_free(c);
+        }
+    free(Q);
+    free(K);
+    free(V);
+    free(X);
+    free(w);
+    free(first);
+    free(O);
+    free(Y0[0]);
+    free(Y0[1]);
+    free(Y);
+}
+
 /* Clients of one pool: products from several threads at once, each run
  * on the pool or on its caller's thread, all correct. */
 typedef struct client_job {
@@ -343,8 +392,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_every_level), cmocka_unit_test(test_matmul_types),
-        cmocka_unit_test(test_attention),        cmocka_unit_test(test_pool_clients),
-        cmocka_unit_test(test_isa_cap),          cmocka_unit_test(test_search_kernels),
+        cmocka_unit_test(test_attention),        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_pool_clients),     cmocka_unit_test(test_isa_cap),
+        cmocka_unit_test(test_search_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
