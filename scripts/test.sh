@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 ./scripts/fetch-test-data.sh
 
 # One style, written down in .clang-format.
-if ! git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror; then
-    echo "style: run  git ls-files '*.c' '*.h' | xargs clang-format -i" >&2
+if ! git ls-files '*.c' '*.h' '*.cu' | xargs clang-format --dry-run --Werror; then
+    echo "style: run  git ls-files '*.c' '*.h' '*.cu' | xargs clang-format -i" >&2
     exit 1
 fi
 

@@ -91,6 +91,14 @@ int at_tensor_download(at_backend *be, const at_tensor *src, void *dst, size_t b
  * allocates and uploads but runs no operation (a model's weights).  The
  * backend does not own c. */
 at_backend *at_backend_cpu_new(at_compute *c, at_err *err);
+/* The CUDA backend on GPU `device` (built with AT_CUDA; otherwise NULL
+ * and a message): a stream of its own per object; weights_only: one that
+ * allocates and uploads (a model's weights, shared by every request's
+ * backend on the device) but runs no product. */
+at_backend *at_backend_cuda_new(int device, int weights_only, at_err *err);
+/* GPUs the CUDA runtime sees; 0 with the reason in err when none (no
+ * driver, no device, or built without CUDA). */
+int at_cuda_devices(at_err *err);
 void at_backend_free(at_backend *be);
 const char *at_backend_name(const at_backend *be);
 /* The CPU context behind be, or NULL for another kind. */

@@ -140,22 +140,15 @@ static at_matrix matrix_of(const at_tensor *w)
     return m;
 }
 
-static int contiguous_f32(const at_tensor *t, const char *op, at_err *err)
-{
-    if (!at_tensor_contiguous(t))
-        return at_err_set(err, AT_E_UNSUPPORTED, "cpu %s: activations must be contiguous", op);
-    return 0;
-}
-
 static int matmul(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *bias, at_tensor *y,
                   at_err *err)
 {
-    int rc;
-    if ((rc = need_ctx(be, err)) || (rc = contiguous_f32(x, "matmul", err)) ||
-        (rc = contiguous_f32(y, "matmul", err)))
-        return rc;
+    int rc = need_ctx(be, err);
+    if (rc) return rc;
+    if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
     at_matrix W = matrix_of(w);
-    return at_matmul(ctx(be), F(x), (int)at_tensor_rows(x), &W, bias ? F(bias) : NULL, F(y), err);
+    return at_matmul_ld(ctx(be), F(x), (int)LD(x), (int)at_tensor_rows(x), &W, bias ? F(bias) : NULL, F(y),
+                        (int)LD(y), err);
 }
 
 static int layer_norm(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *b, float eps,

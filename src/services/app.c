@@ -29,6 +29,7 @@ struct at_app {
     at_tts_engine *tts[MAX_TTS];
     size_t n_tts;
     at_metric *m_audio, *m_latency, *m_streams, *m_pipelines;
+    char device[32]; /* the whisper engine's ("": none loaded) */
 };
 
 void at_app_config_defaults(at_app_config *c)
@@ -44,6 +45,24 @@ void at_app_config_defaults(at_app_config *c)
     c->stream_idle_s = 30;
     c->pipeline_max_pending = 16;
     c->pipeline_max_backlog_s = 30;
+}
+
+int at_app_check_device(const char *device, at_err *err)
+{
+    if (!device || !strcmp(device, "auto") || !strcmp(device, "cpu") || !strcmp(device, "cuda")) return 0;
+    char *end = NULL;
+    if (!strncmp(device, "cuda:", 5) && device[5] >= '0' && device[5] <= '9') {
+        long n = strtol(device + 5, &end, 10);
+        if (!*end && n < 64) return 0;
+    }
+    return at_err_set(err, AT_E_INVALID, "--device must be auto, cpu, cuda or cuda:N, not '%s'", device);
+}
+
+void at_app_set_device(at_app *a, const char *device)
+{
+    pthread_mutex_lock(&a->mu);
+    snprintf(a->device, sizeof a->device, "%s", device);
+    pthread_mutex_unlock(&a->mu);
 }
 
 int at_app_check_vad(const char *mode, at_err *err)
@@ -361,6 +380,9 @@ void at_service_ready(at_http_req *req, void *app)
     if (st < 0) cJSON_AddStringToObject(o, "error", e.msg);
     if (st == 1) {
         cJSON *eng = cJSON_AddObjectToObject(o, "engines");
+        pthread_mutex_lock(&a->mu);
+        if (a->device[0]) cJSON_AddStringToObject(o, "device", a->device);
+        pthread_mutex_unlock(&a->mu);
         if (a->n_asr) {
             cJSON *l = cJSON_AddArrayToObject(eng, "asr");
             for (size_t i = 0; i < a->n_asr; i++)

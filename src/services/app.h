@@ -79,6 +79,7 @@ typedef struct at_app_config {
     int max_inflight;              /* requests worked on at once (the HTTP server's limit) */
     int max_jobs, max_queued;      /* whisper transcriptions at once, and waiting */
     int batch_decode;              /* whisper: decoder steps batched across callers */
+    const char *device;            /* whisper: "auto", "cpu", "cuda" or "cuda:N"; NULL: auto */
     int stream_idle_s;             /* a stream silent this long is closed */
     /* pipeline: remote services (NULL = engines in this process) */
     const char *asr_url;           /* e.g. http://asr_streaming:8003 */
@@ -93,6 +94,10 @@ typedef struct at_app_config {
 void at_app_config_defaults(at_app_config *c);
 /* Checks a --vad value (NULL and "" mean auto); AT_E_INVALID names the
  * allowed ones. */
+/* Checks a --device value ("auto", "cpu", "cuda", "cuda:N"). */
+int at_app_check_device(const char *device, at_err *err);
+/* The device the whisper engine runs on ("cpu", "cuda:0"), shown by /ready. */
+void at_app_set_device(at_app *a, const char *device);
 int at_app_check_vad(const char *mode, at_err *err);
 
 /* Creates the app; engines are not loaded yet. */

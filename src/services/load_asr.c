@@ -1,12 +1,46 @@
 /* load_asr.c - local speech recognition: Whisper when a model is
  * configured (then the default), and pocketsphinx always. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "compute/backend.h"
 
 #include "engines/asr/pocketsphinx.h"
 #include "engines/asr/whisper/models.h"
 #include "engines/asr/whisper/whisper.h"
 #include "services/app.h"
+
+/* Which device Whisper runs on: --device, where "auto" takes the first GPU
+ * when the build has the CUDA backend and the machine a GPU, and says why
+ * not otherwise; an explicit "cuda" without one is an error. */
+static int choose_device(at_app *a, const char *device, int *out, at_err *err)
+{
+    if (at_app_check_device(device, err) != 0) return err->code;
+    const char *d = device && *device ? device : "auto";
+    at_err why;
+    at_err_clear(&why);
+    int want = !strcmp(d, "cpu") ? -1 : !strncmp(d, "cuda:", 5) ? atoi(d + 5) : 0;
+    int have = want >= 0 ? at_cuda_devices(&why) : 0;
+    if (want >= have && want >= 0) {
+        if (strcmp(d, "auto") != 0)
+            return at_err_set(err, AT_E_UNSUPPORTED, "--device %s: %s", d, have ? "no such GPU" : why.msg);
+        at_log_write(at_app_log(a), AT_LOG_INFO, "whisper runs on the CPU", "device", "cpu", "reason",
+                     why.msg, NULL);
+        want = -1;
+    }
+    char name[32];
+    if (want >= 0) {
+        snprintf(name, sizeof name, "cuda:%d", want);
+        at_log_write(at_app_log(a), AT_LOG_INFO, "whisper runs on the GPU", "device", name, NULL);
+    } else {
+        snprintf(name, sizeof name, "cpu");
+    }
+    at_app_set_device(a, name);
+    *out = want;
+    return 0;
+}
 
 /* Which VAD gates Whisper's live streams: --vad, where "auto" takes Silero
  * when its model can be found (the shared model cache in containers). */
@@ -48,6 +82,7 @@ int at_app_load_local_asr(at_app *a, at_err *err)
         if (c->max_jobs > 0) sc.max_jobs = c->max_jobs;
         if (c->max_queued >= 0) sc.max_queued = c->max_queued;
         sc.batch_decode = c->batch_decode;
+        if (choose_device(a, c->device, &sc.device, err) < 0) return err->code;
         if (choose_vad(c, &sc, err) < 0) return err->code;
         at_log_write(at_app_log(a), AT_LOG_INFO, "whisper live-stream VAD", "vad",
                      !sc.vad        ? "off"

@@ -17,7 +17,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                      int first)
 {
     char *host = NULL, *model = NULL, *ps_dir = NULL, *modes = NULL, *log_level = NULL;
-    char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL;
+    char *asr_url = NULL, *mt_url = NULL, *tts_url = NULL, *vad = NULL, *vad_model = NULL, *device = NULL;
     char *api_keys = NULL, *cors = NULL, *upstream_key = NULL, *mt_models = NULL, *tts_models = NULL;
     long mt_beams = 0;
     int mt_q8 = 0;
@@ -231,6 +231,15 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 &batch_decode,
                                 0,
                                 0};
+        opts[n++] = (at_option){"device",
+                                "AT_DEVICE",
+                                AT_OPT_STRING,
+                                "auto",
+                                "whisper: cpu, cuda, cuda:N, or auto (the first GPU when the build "
+                                "and the machine have one, else the CPU)",
+                                &device,
+                                0,
+                                0};
         opts[n++] = (at_option){"max-queued",
                                 "AT_MAX_QUEUED",
                                 AT_OPT_INT,
@@ -425,7 +434,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         at_config_free(opts, n);
         return 2;
     }
-    if (at_app_check_vad(vad, &err) != 0) {
+    if (at_app_check_vad(vad, &err) != 0 || at_app_check_device(device, &err) != 0) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         at_config_free(opts, n);
         return 2;
@@ -519,6 +528,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     ac.max_inflight = max_inflight > 0 ? (int)max_inflight : 16;
     ac.max_queued = (int)max_queued;
     ac.batch_decode = batch_decode;
+    ac.device = device;
     ac.stream_idle_s = (int)idle;
     ac.asr_url = asr_url;
     ac.translate_url = mt_url;

@@ -428,7 +428,8 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
-int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, int n_listen, int timeout_s)
+static int spawn(at_test_proc *p, const char *binary, const char *const *args, int n_listen, int timeout_s,
+                 int wait_ready)
 {
     memset(p, 0, sizeof *p);
     const char *bdir = getenv("AT_BUILD_DIR");
@@ -484,6 +485,7 @@ int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, 
         p->drain = th;
     else
         free(th);
+    if (!wait_ready) return 0;
     /* Then wait for the engines. */
     for (int i = 0; i < p->n_ports && now_s() < deadline;) {
         at_test_resp r;
@@ -497,6 +499,17 @@ int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, 
     }
     at_test_stop(p, 2);
     return -1;
+}
+
+int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, int n_listen, int timeout_s)
+{
+    return spawn(p, binary, args, n_listen, timeout_s, 1);
+}
+
+int at_test_spawn_listening(at_test_proc *p, const char *binary, const char *const *args, int n_listen,
+                            int timeout_s)
+{
+    return spawn(p, binary, args, n_listen, timeout_s, 0);
 }
 
 int at_test_stop(at_test_proc *p, int timeout_s)

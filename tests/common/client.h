@@ -22,6 +22,9 @@ typedef struct at_test_proc {
  * waits until it logs n_listen "listening" lines and /ready answers 200
  * on every one of those ports (up to timeout_s).  Returns 0 on success. */
 int at_test_spawn(at_test_proc *p, const char *binary, const char *const *args, int n_listen, int timeout_s);
+/* The same without waiting for /ready (a service whose engines fail). */
+int at_test_spawn_listening(at_test_proc *p, const char *binary, const char *const *args, int n_listen,
+                            int timeout_s);
 /* SIGTERM, then waits up to timeout_s; returns the exit status, or -1 if
  * it had to be killed, or 128+signal if a signal ended it.  Lines of the
  * child's log that come from a sanitizer or that are warnings/errors are

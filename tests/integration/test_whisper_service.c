@@ -126,10 +126,35 @@ static void ready_lists_both_engines(void **state)
     assert_int_equal(at_test_http(port, "GET", "/ready", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr((char *)r.body, "\"asr\":[\"whisper\",\"pocketsphinx\"]"));
+    /* --device auto: the CPU, or a GPU where the build and machine have one */
+    assert_true(strstr((char *)r.body, "\"device\":\"cpu\"") ||
+                strstr((char *)r.body, "\"device\":\"cuda:0\""));
     at_test_resp_free(&r);
     assert_int_equal(at_test_http(port, "GET", "/v1/models", NULL, NULL, 0, &r), 0);
     assert_non_null(strstr((char *)r.body, "\"id\":\"whisper\""));
     at_test_resp_free(&r);
+}
+
+/* A GPU asked for by name that is not there fails the engines' load with
+ * the reason, in /ready and the log, instead of running on the CPU. */
+static void missing_gpu_is_an_error(void **state)
+{
+    (void)state;
+    at_test_proc p;
+    const char *args[] = {"--host", "127.0.0.1", "--port",  "0", "--model",
+                          model,    "--device",  "cuda:63", NULL};
+    assert_int_equal(at_test_spawn_listening(&p, "asr_streaming", args, 1, 120), 0);
+    at_test_resp r = {0};
+    for (int i = 0; i < 100; i++) { /* the engines load in the background */
+        assert_int_equal(at_test_http(p.ports[0], "GET", "/ready", NULL, NULL, 0, &r), 0);
+        if (strstr((char *)r.body, "\"failed\"")) break;
+        at_test_resp_free(&r);
+        usleep(100 * 1000);
+    }
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr((char *)r.body, "--device cuda:63"));
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_stop(&p, 20), 0);
 }
 
 static void whisper_is_the_default_and_answers_verbose_json(void **state)
@@ -381,6 +406,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ready_lists_both_engines),
+        cmocka_unit_test(missing_gpu_is_an_error),
         cmocka_unit_test(whisper_is_the_default_and_answers_verbose_json),
         cmocka_unit_test(decoding_options_and_segment_fields),
         cmocka_unit_test(max_new_tokens_bounds_the_text),

@@ -62,6 +62,7 @@ struct at_whisper_model {
     at_whisper_special sp;
     at_wsource src;
     at_backend *wbe; /* the memory the weights and caches are made in */
+    int device;      /* its GPU, or -1: the CPU */
     at_nn_loader ld;
     at_nn_cfg enc_cfg, dec_cfg;
     /* encoder */
@@ -180,7 +181,7 @@ static int build(at_whisper_model *m, at_err *err)
     return copy_vocab(m, err);
 }
 
-at_whisper_model *at_whisper_model_from_source(at_wsource *src, at_err *err)
+at_whisper_model *at_whisper_model_from_source(at_wsource *src, int device, at_err *err)
 {
     at_whisper_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -192,7 +193,9 @@ at_whisper_model *at_whisper_model_from_source(at_wsource *src, at_err *err)
     memset(src, 0, sizeof *src);
     m->hp = m->src.hp;
     set_special(&m->sp, m->hp.n_vocab);
-    if (!(m->wbe = at_backend_cpu_new(NULL, err)) || build(m, err)) {
+    m->device = device < 0 ? -1 : device;
+    m->wbe = device < 0 ? at_backend_cpu_new(NULL, err) : at_backend_cuda_new(device, 1, err);
+    if (!m->wbe || build(m, err)) {
         at_whisper_model_free(m);
         return NULL;
     }
@@ -200,6 +203,13 @@ at_whisper_model *at_whisper_model_from_source(at_wsource *src, at_err *err)
 }
 
 at_whisper_model *at_whisper_model_load(const char *path, at_err *err)
+{
+    return at_whisper_model_load_on(path, -1, err);
+}
+
+int at_whisper_model_device(const at_whisper_model *m) { return m->device; }
+
+at_whisper_model *at_whisper_model_load_on(const char *path, int device, at_err *err)
 {
     if (!path || !*path) {
         at_err_set(err, AT_E_INVALID, "no model path");
@@ -214,7 +224,7 @@ at_whisper_model *at_whisper_model_load(const char *path, at_err *err)
     int rc =
         S_ISDIR(st.st_mode) ? at_whisper_hf_open(path, &src, err) : at_whisper_ggml_open(path, &src, err);
     if (rc) return NULL;
-    return at_whisper_model_from_source(&src, err);
+    return at_whisper_model_from_source(&src, device, err);
 }
 
 void at_whisper_model_free(at_whisper_model *m)
@@ -313,7 +323,13 @@ at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_comp
     int n = hp->n_audio_ctx, d = hp->n_audio_state;
     s->mem.n_layer = hp->n_text_layer;
     s->mem.stride = n;
-    if (!(s->c = at_compute_new_client(c, err)) || !(s->be = at_backend_cpu_new(s->c, err))) goto fail;
+    /* on a GPU the pool runs nothing of the state's: its backend is a
+     * stream of the model's device */
+    if (m->device >= 0) {
+        if (!(s->be = at_backend_cuda_new(m->device, 0, err))) goto fail;
+    } else if (!(s->c = at_compute_new_client(c, err)) || !(s->be = at_backend_cpu_new(s->c, err))) {
+        goto fail;
+    }
     s->mel_host = malloc((size_t)2 * n * hp->n_mels * sizeof(float));
     if (!s->mel_host) {
         at_err_set(err, AT_E_NOMEM, "out of memory (whisper state)");

@@ -41,7 +41,7 @@ int at_whisper_hf_open(const char *dir, at_wsource *out, at_err *err);
 
 /* Model from a source (takes ownership of src's contents on success and
  * failure). */
-at_whisper_model *at_whisper_model_from_source(at_wsource *src, at_err *err);
+at_whisper_model *at_whisper_model_from_source(at_wsource *src, int device, at_err *err);
 /* The model's tensor table (for the converter). */
 const at_wsource *at_whisper_model_source(const at_whisper_model *m);
 

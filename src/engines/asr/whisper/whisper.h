@@ -33,6 +33,9 @@ typedef struct at_whisper_stream_config {
      * as shared batches (continuous batching, sched.h); 0: each caller
      * runs its own steps on the shared pool */
     int batch_decode; /* 1 */
+    /* the GPU the model runs on (the CUDA backend), or -1: the CPU; the
+     * services choose it (--device) */
+    int device; /* -1 */
 } at_whisper_stream_config;
 
 void at_whisper_stream_config_default(at_whisper_stream_config *c);

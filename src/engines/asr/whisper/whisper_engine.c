@@ -721,6 +721,7 @@ void at_whisper_stream_config_default(at_whisper_stream_config *c)
     c->max_jobs = 2;
     c->max_queued = 16;
     c->batch_decode = 1;
+    c->device = -1;
 }
 
 static void w_stream_close(void *st)
@@ -1189,7 +1190,7 @@ at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_
         e->sc.vad_cfg.silero = e->silero;
     }
     e->sc.vad_model = NULL; /* the caller's string need not outlive this call */
-    e->model = at_whisper_model_load(model_path, err);
+    e->model = at_whisper_model_load_on(model_path, e->sc.device, err);
     if (!e->model) goto fail;
     const at_whisper_hparams *hp = at_whisper_model_hparams(e->model);
     at_whisper_special sp;
