@@ -11,6 +11,7 @@
  *   bench_whisper_model [--presets tiny,base,small] [--types f16,q8_0]
  *                       [--threads 1,2] [--tokens 32] [--dir DIR]
  *                       [--model FILE]   (benchmark one existing model)
+ *                       [--device N]     (GPU N, the CUDA backend; -1: CPU)
  * Models are generated once into DIR (default $TMPDIR/at-whisper-bench). */
 #include <errno.h>
 #include <math.h>
@@ -40,12 +41,14 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static int g_device = -1;
+
 static void run_child(const char *path, int threads, int n_tok, int fd)
 {
     result_t r = {0};
     at_err err = {0};
     double t0 = now();
-    at_whisper_model *m = at_whisper_model_load(path, &err);
+    at_whisper_model *m = at_whisper_model_load_on(path, g_device, &err);
     if (!m) {
         fprintf(stderr, "load %s: %s\n", path, err.msg);
         _exit(1);
@@ -191,7 +194,8 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr,
-                    "usage: %s [--presets L] [--types L] [--threads L] [--tokens N] [--dir D] [--model F]\n",
+                    "usage: %s [--presets L] [--types L] [--threads L] [--tokens N] [--dir D] [--model F] "
+                    "[--device N]\n",
                     argv[0]);
             return 2;
         }
@@ -207,6 +211,8 @@ int main(int argc, char **argv)
             snprintf(dir, sizeof dir, "%s", v);
         else if (!strcmp(a, "--model"))
             model = v;
+        else if (!strcmp(a, "--device"))
+            g_device = atoi(v);
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
@@ -225,6 +231,7 @@ int main(int argc, char **argv)
     char cpu[300];
     at_cpu_name(cpu, sizeof cpu);
     printf("CPU: %s; kernels: %s\n", cpu, at_isa_name(at_isa_detect()));
+    if (g_device >= 0) printf("device: cuda:%d (the thread counts below are the host's)\n", g_device);
     printf("%-16s %-5s %3s %7s %10s %10s %10s %9s %8s %10s %10s %9s\n", "model", "type", "thr", "load s",
            "enc1st s", "enc 30s s", "enc 10s s", "ms/token", "peak MB", "x8 ms/step", "beam5 ms", "align ms");
     for (int p = 0; p < np; p++)

@@ -28,7 +28,7 @@ static const char CUDA_KIND[] = "cuda";
 typedef struct {
     at_backend base;
     int device;
-    cudaStream_t stream; /* 0 (the legacy default stream) for weights */
+    cudaStream_t stream; /* cudaStreamLegacy for weights */
     cublasHandle_t blas; /* NULL for weights: no products */
     void *scratch;       /* f16 copies of activations and weight tiles */
     size_t scratch_n;
@@ -42,6 +42,7 @@ static cuda_backend *CB(at_backend *be) { return (cuda_backend *)be; }
 
 static int cu_fail(at_err *err, cudaError_t e, const char *what)
 {
+    (void)cudaGetLastError(); /* not left for the next launch to report */
     return at_err_set(err, e == cudaErrorMemoryAllocation ? AT_E_NOMEM : AT_E_ENGINE, "cuda %s: %s", what,
                       cudaGetErrorString(e));
 }
@@ -51,6 +52,10 @@ static int cu_fail(at_err *err, cudaError_t e, const char *what)
         cudaError_t e_ = (call);                                                                             \
         if (e_ != cudaSuccess) return cu_fail(err, e_, what);                                                \
     } while (0)
+
+/* Every call runs on the backend's GPU, whichever thread makes it (a
+ * batch is run by whichever caller leads it). */
+#define ON_DEVICE(be) CU(cudaSetDevice(CB(be)->device), "device")
 
 /* A launcher's result (a cudaError_t as int). */
 #define LAUNCH(call, what) CU((cudaError_t)(call), what)
@@ -83,6 +88,7 @@ static at_buffer *buf_alloc(at_backend *be, size_t bytes, at_err *err)
     if (e == cudaSuccess) e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) {
         free(b);
+        (void)cudaGetLastError();
         at_err_set(err, AT_E_NOMEM, "cuda: no memory for %zu bytes (%s)", bytes, cudaGetErrorString(e));
         return NULL;
     }
@@ -95,6 +101,7 @@ static at_buffer *buf_alloc(at_backend *be, size_t bytes, at_err *err)
 
 static void buf_free(at_buffer *b)
 {
+    /* cudaFree waits for the device's work, whichever stream it is on */
     cudaFree(b->base);
     free(b);
 }
@@ -143,6 +150,7 @@ static int rows_of(const at_tensor *t, at_err *err)
 
 static int upload(at_backend *be, at_tensor *dst, const void *src, at_err *err)
 {
+    ON_DEVICE(be);
     if (rows_of(dst, err)) return AT_E_UNSUPPORTED;
     size_t rb = rbytes(dst);
     CU(cudaMemcpy2DAsync(DEV(dst), dst->nb[1], src, rb, rb, (size_t)at_tensor_rows(dst),
@@ -153,6 +161,7 @@ static int upload(at_backend *be, at_tensor *dst, const void *src, at_err *err)
 
 static int download(at_backend *be, const at_tensor *src, void *dst, at_err *err)
 {
+    ON_DEVICE(be);
     if (rows_of(src, err)) return AT_E_UNSUPPORTED;
     size_t rb = rbytes(src);
     CU(cudaMemcpy2DAsync(dst, rb, DEV(src), src->nb[1], rb, (size_t)at_tensor_rows(src),
@@ -164,6 +173,7 @@ static int download(at_backend *be, const at_tensor *src, void *dst, at_err *err
 
 static int sync_(at_backend *be, at_err *err)
 {
+    ON_DEVICE(be);
     CU(cudaStreamSynchronize(CB(be)->stream), "sync");
     return 0;
 }
@@ -174,12 +184,10 @@ static void *scratch(cuda_backend *b, size_t bytes, at_err *err)
 {
     if (bytes <= b->scratch_n) return b->scratch;
     cudaError_t e = cudaStreamSynchronize(b->stream);
-    if (e == cudaSuccess) {
-        cudaFree(b->scratch);
-        b->scratch = NULL;
-        b->scratch_n = 0;
-        e = cudaMalloc(&b->scratch, bytes);
-    }
+    cudaFree(b->scratch);
+    b->scratch = NULL;
+    b->scratch_n = 0;
+    if (e == cudaSuccess) e = cudaMalloc(&b->scratch, bytes);
     if (e != cudaSuccess) {
         b->scratch = NULL;
         cu_fail(err, e, "scratch");
@@ -194,12 +202,10 @@ static void *table(cuda_backend *b, void **p, int *have, int n, size_t size, at_
 {
     if (n <= *have) return *p;
     cudaError_t e = cudaStreamSynchronize(b->stream);
-    if (e == cudaSuccess) {
-        cudaFree(*p);
-        *p = NULL;
-        *have = 0;
-        e = cudaMalloc(p, (size_t)n * size);
-    }
+    cudaFree(*p);
+    *p = NULL;
+    *have = 0;
+    if (e == cudaSuccess) e = cudaMalloc(p, (size_t)n * size);
     if (e != cudaSuccess) {
         *p = NULL;
         cu_fail(err, e, "table");
@@ -228,6 +234,7 @@ static int matmul(at_backend *be, const at_tensor *x, const at_tensor *w, const 
                   at_err *err)
 {
     cuda_backend *b = CB(be);
+    ON_DEVICE(be);
     if (!b->blas) return at_err_set(err, AT_E_INVALID, "cuda backend of weights only runs no product");
     if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
     int M = (int)at_tensor_rows(x), K = (int)at_tensor_cols(x), N = (int)at_tensor_rows(w);
@@ -265,6 +272,7 @@ static int matmul(at_backend *be, const at_tensor *x, const at_tensor *w, const 
 static int layer_norm(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *bb, float eps,
                       at_tensor *y, at_err *err)
 {
+    ON_DEVICE(be);
     if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
     LAUNCH(at_cu_layer_norm(CB(be)->stream, F(x), LD(x), (int)at_tensor_rows(x), (int)at_tensor_cols(x), F(w),
                             bb ? F(bb) : NULL, eps, F(y), LD(y)),
@@ -274,6 +282,7 @@ static int layer_norm(at_backend *be, const at_tensor *x, const at_tensor *w, co
 
 static int act(at_backend *be, at_act a, const at_tensor *x, at_tensor *y, at_err *err)
 {
+    ON_DEVICE(be);
     if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
     LAUNCH(at_cu_act(CB(be)->stream, (int)a, F(x), LD(x), (int)at_tensor_rows(x), (int)at_tensor_cols(x),
                      F(y), LD(y)),
@@ -283,6 +292,7 @@ static int act(at_backend *be, at_act a, const at_tensor *x, at_tensor *y, at_er
 
 static int softmax(at_backend *be, const at_tensor *x, at_tensor *y, at_err *err)
 {
+    ON_DEVICE(be);
     if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
     LAUNCH(at_cu_softmax(CB(be)->stream, F(x), LD(x), (int)at_tensor_rows(x), (int)at_tensor_cols(x), F(y),
                          LD(y)),
@@ -292,6 +302,7 @@ static int softmax(at_backend *be, const at_tensor *x, at_tensor *y, at_err *err
 
 static int add(at_backend *be, const at_tensor *a, const at_tensor *bt, at_tensor *y, at_err *err)
 {
+    ON_DEVICE(be);
     if (rows_of(a, err) || rows_of(bt, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
     size_t ldb = at_tensor_rows(bt) == 1 ? 0 : LD(bt);
     LAUNCH(at_cu_axpb(CB(be)->stream, 1.0f, F(a), LD(a), F(bt), ldb, (int)at_tensor_rows(a),
@@ -302,6 +313,7 @@ static int add(at_backend *be, const at_tensor *a, const at_tensor *bt, at_tenso
 
 static int scale(at_backend *be, const at_tensor *x, float s, at_tensor *y, at_err *err)
 {
+    ON_DEVICE(be);
     if (rows_of(x, err) || rows_of(y, err)) return AT_E_UNSUPPORTED;
     LAUNCH(at_cu_axpb(CB(be)->stream, s, F(x), LD(x), NULL, 0, (int)at_tensor_rows(x), (int)at_tensor_cols(x),
                       F(y), LD(y)),
@@ -312,6 +324,7 @@ static int scale(at_backend *be, const at_tensor *x, float s, at_tensor *y, at_e
 static int get_rows(at_backend *be, const at_tensor *tab, const int *ids, int n, at_tensor *y, at_err *err)
 {
     cuda_backend *b = CB(be);
+    ON_DEVICE(be);
     if (rows_of(y, err) || rows_of(tab, err)) return AT_E_UNSUPPORTED;
     int *d = table(b, (void **)&b->ids, &b->ids_n, n, sizeof *ids, err);
     if (!d) return AT_E_NOMEM;
@@ -326,6 +339,7 @@ static int get_rows(at_backend *be, const at_tensor *tab, const int *ids, int n,
 
 static int copy(at_backend *be, const at_tensor *src, at_tensor *dst, at_err *err)
 {
+    ON_DEVICE(be);
     if (rows_of(src, err) || rows_of(dst, err)) return AT_E_UNSUPPORTED;
     if (DEV(src) == DEV(dst) && src->nb[1] == dst->nb[1]) return 0;
     size_t rb = rbytes(src);
@@ -339,6 +353,7 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
                   const at_conv1d_params *p, int transposed, at_tensor *y, at_err *err)
 {
     cuda_backend *b = CB(be);
+    ON_DEVICE(be);
     if (!at_tensor_contiguous(x) || !at_tensor_contiguous(y))
         return at_err_set(err, AT_E_UNSUPPORTED, "cuda conv1d: activations must be contiguous");
     const float *wf = F(w);
@@ -362,6 +377,7 @@ static int attention(at_backend *be, const at_tensor *q, const at_attn_seq *seqs
                      float sc, at_tensor *o, at_err *err)
 {
     cuda_backend *b = CB(be);
+    ON_DEVICE(be);
     if (rows_of(q, err) || rows_of(o, err)) return AT_E_UNSUPPORTED;
     if (n_seqs == 0) return 0;
     at_cu_attn_seq *host = malloc((size_t)n_seqs * sizeof *host);
@@ -386,12 +402,13 @@ static int attention(at_backend *be, const at_tensor *q, const at_attn_seq *seqs
 static void cuda_free(at_backend *be)
 {
     cuda_backend *b = CB(be);
+    cudaSetDevice(b->device);
     cudaStreamSynchronize(b->stream);
     if (b->blas) cublasDestroy(b->blas);
     cudaFree(b->scratch);
     cudaFree(b->seqs);
     cudaFree(b->ids);
-    if (b->stream) cudaStreamDestroy(b->stream);
+    if (b->stream != cudaStreamLegacy) cudaStreamDestroy(b->stream);
     free(b);
 }
 
@@ -437,6 +454,7 @@ at_backend *at_backend_cuda_new(int device, int weights_only, at_err *err)
      * stream and makes them wait for its own; a request's backend has a
      * (blocking) stream of its own. */
     cudaError_t e = cudaSetDevice(device);
+    b->stream = cudaStreamLegacy;
     if (e == cudaSuccess && !weights_only) e = cudaStreamCreate(&b->stream);
     if (e != cudaSuccess) {
         cu_fail(err, e, "stream");

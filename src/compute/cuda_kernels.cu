@@ -16,7 +16,10 @@ extern "C" {
 
 #define THREADS 256
 
+/* The launch's error (cudaGetLastError also returns an earlier call's
+ * error nobody cleared: the launchers clear it first, with ready()). */
 static int launched(void) { return (int)cudaGetLastError(); }
+static void ready(void) { (void)cudaGetLastError(); }
 
 /* Blocks for a grid-stride loop over n items. */
 static unsigned blocks_for(size_t n)
@@ -121,6 +124,8 @@ __global__ static void to_half_kernel(const float *x, size_t ldx, int rows, int 
 extern "C" int at_cu_dequant_rows(void *stream, int t, const void *src, size_t ld_bytes, const int *rows,
                                   int n, int cols, float *y, size_t ldy)
 {
+    if (n <= 0 || cols <= 0) return 0;
+    ready();
     dequant_kernel<<<blocks_for((size_t)n * cols), THREADS, 0, (cudaStream_t)stream>>>(
         t, (const uint8_t *)src, ld_bytes, rows, n, cols, y, ldy);
     return launched();
@@ -129,6 +134,8 @@ extern "C" int at_cu_dequant_rows(void *stream, int t, const void *src, size_t l
 extern "C" int at_cu_dequant_rows_h(void *stream, int t, const void *src, size_t ld_bytes, int n, int cols,
                                     void *y, size_t ldy, int half)
 {
+    if (n <= 0 || cols <= 0) return 0;
+    ready();
     dequant_half_kernel<<<blocks_for((size_t)n * cols), THREADS, 0, (cudaStream_t)stream>>>(
         t, (const uint8_t *)src, ld_bytes, n, cols, y, ldy, half);
     return launched();
@@ -136,6 +143,8 @@ extern "C" int at_cu_dequant_rows_h(void *stream, int t, const void *src, size_t
 
 extern "C" int at_cu_to_half(void *stream, const float *x, size_t ldx, int rows, int cols, void *y, int half)
 {
+    if (rows <= 0 || cols <= 0) return 0;
+    ready();
     to_half_kernel<<<blocks_for((size_t)rows * cols), THREADS, 0, (cudaStream_t)stream>>>(x, ldx, rows, cols,
                                                                                           y, half);
     return launched();
@@ -189,6 +198,8 @@ __global__ static void layer_norm_kernel(const float *x, size_t ldx, int cols, c
 extern "C" int at_cu_layer_norm(void *stream, const float *x, size_t ldx, int rows, int cols, const float *w,
                                 const float *b, float eps, float *y, size_t ldy)
 {
+    if (rows <= 0 || cols <= 0) return 0;
+    ready();
     layer_norm_kernel<<<rows, THREADS, 0, (cudaStream_t)stream>>>(x, ldx, cols, w, b, eps, y, ldy);
     return launched();
 }
@@ -216,6 +227,8 @@ __global__ static void act_kernel(int act, const float *x, size_t ldx, int rows,
 extern "C" int at_cu_act(void *stream, int act, const float *x, size_t ldx, int rows, int cols, float *y,
                          size_t ldy)
 {
+    if (rows <= 0 || cols <= 0) return 0;
+    ready();
     act_kernel<<<blocks_for((size_t)rows * cols), THREADS, 0, (cudaStream_t)stream>>>(act, x, ldx, rows, cols,
                                                                                       y, ldy);
     return launched();
@@ -238,6 +251,8 @@ __global__ static void softmax_kernel(const float *x, size_t ldx, int cols, floa
 extern "C" int at_cu_softmax(void *stream, const float *x, size_t ldx, int rows, int cols, float *y,
                              size_t ldy)
 {
+    if (rows <= 0 || cols <= 0) return 0;
+    ready();
     softmax_kernel<<<rows, THREADS, 0, (cudaStream_t)stream>>>(x, ldx, cols, y, ldy);
     return launched();
 }
@@ -256,6 +271,8 @@ __global__ static void axpb_kernel(float s, const float *a, size_t lda, const fl
 extern "C" int at_cu_axpb(void *stream, float s, const float *a, size_t lda, const float *b, size_t ldb,
                           int rows, int cols, float *y, size_t ldy)
 {
+    if (rows <= 0 || cols <= 0) return 0;
+    ready();
     axpb_kernel<<<blocks_for((size_t)rows * cols), THREADS, 0, (cudaStream_t)stream>>>(s, a, lda, b, ldb,
                                                                                        rows, cols, y, ldy);
     return launched();
@@ -301,6 +318,8 @@ extern "C" int at_cu_conv1d(void *stream, const float *x, int T_in, int C_in, co
                             const float *bias, int K, int stride, int pad, int dil, int groups,
                             int transposed, float *y, int T_out, int C_out)
 {
+    if (T_out <= 0 || C_out <= 0) return 0;
+    ready();
     conv_kernel<<<blocks_for((size_t)T_out * C_out), THREADS, 0, (cudaStream_t)stream>>>(
         x, T_in, C_in, w, bias, K, stride, pad, dil, groups, transposed, y, T_out, C_out);
     return launched();
@@ -370,6 +389,8 @@ extern "C" int at_cu_attention(void *stream, const float *q, size_t ldq, int q_r
                                const at_cu_attn_seq *seqs, int n_seqs, int n_head, int hd, float scale,
                                float *o, size_t ldo)
 {
+    if (q_rows <= 0 || n_seqs <= 0 || n_head <= 0) return 0;
+    ready();
     dim3 grid((unsigned)q_rows, (unsigned)n_head);
     size_t shared = (2 * (size_t)hd + ATT_TILE + 33) * sizeof(float);
     attention_kernel<<<grid, ATT_THREADS, shared, (cudaStream_t)stream>>>(q, ldq, seqs, n_seqs, hd, scale, o,

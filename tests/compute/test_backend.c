@@ -399,6 +399,59 @@ static void test_batched_attention(void **st)
     free(v2);
 }
 
+/* Many keys: several of the GPU kernel's tiles of keys, with and without
+ * a causal mask, a query row no sequence owns left alone. */
+static void test_long_attention(void **st)
+{
+    at_backend *be = backend(st);
+    at_err err = {0};
+    enum { D = 64, H = 2, NK = 150, NQ = 6 };
+    int hd = D / H;
+    float *q = rand_vec((size_t)NQ * D), *k = rand_vec((size_t)NK * D), *v = rand_vec((size_t)NK * D);
+    for (int i = 0; i < NQ * D; i++) q[i] *= 3; /* peaked softmax: the running maximum moves */
+    float *o0 = malloc(sizeof(float) * NQ * D);
+    for (int i = 0; i < NQ * D; i++) o0[i] = 7.0f;
+    at_tensor tq = mat(be, NQ, D, q), to = mat(be, NQ, D, o0), tk = mat(be, NK, D, k), tv = mat(be, NK, D, v);
+    /* rows 0-2: causal at 147 (a cache of 147, 3 new); row 3: none; 4-5: all 150 */
+    at_attn_seq seqs[2] = {{0, 3, &tk, &tv, NK, 147}, {4, 2, &tk, &tv, NK, -1}};
+    assert_int_equal(at_op_attention(be, &tq, seqs, 2, H, 0.0f, &to, &err), 0);
+    float *o = get(be, &to);
+    double ref[NQ * D];
+    for (int row = 0; row < NQ; row++)
+        for (int h = 0; h < H; h++) {
+            int nk = row < 3 ? 147 + row + 1 : NK;
+            double sc[NK], mx = -INFINITY, sum = 0;
+            for (int j = 0; j < nk; j++) {
+                double dot = 0;
+                for (int c = 0; c < hd; c++) dot += (double)q[row * D + h * hd + c] * k[j * D + h * hd + c];
+                sc[j] = dot / sqrt((double)hd);
+                mx = fmax(mx, sc[j]);
+            }
+            for (int j = 0; j < nk; j++) sum += (sc[j] = exp(sc[j] - mx));
+            for (int c = 0; c < hd; c++) {
+                double acc = 0;
+                for (int j = 0; j < nk; j++) acc += sc[j] / sum * v[j * D + h * hd + c];
+                ref[row * D + h * hd + c] = row == 3 ? 7.0 : acc;
+            }
+        }
+    near(o, ref, (size_t)NQ * D, 1e-5, "attention over 150 keys");
+    free(o);
+    /* a copy into a column view, the rest untouched */
+    at_tensor dst = mat(be, NQ, D, o0), half = at_tensor_view_cols(&dst, 0, D / 2),
+              src = at_tensor_view_cols(&tq, D / 2, D / 2);
+    assert_int_equal(at_op_copy(be, &src, &half, &err), 0);
+    o = get(be, &dst);
+    for (int r = 0; r < NQ; r++)
+        for (int c = 0; c < D; c++) assert_true(o[r * D + c] == (c < D / 2 ? q[r * D + D / 2 + c] : 7.0f));
+    free(o);
+    at_tensor *ts[] = {&tq, &to, &tk, &tv, &dst};
+    for (size_t i = 0; i < 5; i++) at_tensor_free(ts[i]);
+    free(q);
+    free(k);
+    free(v);
+    free(o0);
+}
+
 /* --------------------------------------------------------------- products */
 
 /* y = x w^T + b for every weight type, the reference on the same rounded
@@ -412,11 +465,13 @@ static void test_matmul(void **st)
     static const at_dtype types[] = {AT_DT_F32,  AT_DT_F16,  AT_DT_BF16, AT_DT_Q8_0,
                                      AT_DT_Q4_0, AT_DT_Q4_1, AT_DT_Q5_0, AT_DT_Q5_1};
     static const int Ms[] = {1, 37};
-    const int K = 96, N = 70;
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+    const int K = 96;
+    for (size_t ti = 0; ti <= sizeof types / sizeof types[0]; ti++)
         for (size_t mi = 0; mi < 2; mi++) {
-            at_dtype t = types[ti];
-            int M = Ms[mi];
+            /* last: q4_0 of 4100 rows, past one tile of converted rows */
+            int tall = ti == sizeof types / sizeof types[0];
+            at_dtype t = tall ? AT_DT_Q4_0 : types[ti];
+            int M = Ms[mi], N = tall ? 4100 : 70;
             float *x = rand_vec((size_t)M * (K + 8)), *w = rand_vec((size_t)N * K), *b = rand_vec(N);
             size_t rb = at_dtype_row_bytes(t, K);
             unsigned char *wq = malloc((size_t)N * rb);
@@ -516,7 +571,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_elementwise, setup_fn, teardown),                               \
         cmocka_unit_test_setup_teardown(test_get_rows_and_copy, setup_fn, teardown),                         \
         cmocka_unit_test_setup_teardown(test_matmul, setup_fn, teardown),                                    \
-        cmocka_unit_test_setup_teardown(test_batched_attention, setup_fn, teardown)
+        cmocka_unit_test_setup_teardown(test_batched_attention, setup_fn, teardown),                         \
+        cmocka_unit_test_setup_teardown(test_long_attention, setup_fn, teardown)
     const struct CMUnitTest cpu[] = {
         BACKEND_TESTS(setup),
         cmocka_unit_test_setup_teardown(test_shape_checks, setup, teardown),

@@ -387,7 +387,9 @@ int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_e
     /* cross-attention keys/values depend only on the audio: once per encode */
     CHECK(at_nn_memory_compute(be, m->dec, &out, &s->mem, err));
     s->n_ctx = n;
-    return 0;
+    /* done when it returns, on a GPU too (and a failed kernel is reported
+     * here, not by the next decoder step) */
+    return at_backend_sync(be, err);
 }
 
 int at_whisper_encoder_output(at_whisper_state *s, float *out, size_t cap, int *n_ctx, at_err *err)
