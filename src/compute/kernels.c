@@ -991,25 +991,29 @@ AT_SIMD static void att_group_avx2(const att_job *j, int h, int i0, int g, const
  * heads at once ("flash decoding").  The per-head kernel above reads a
  * head's slice of each key row, a few cache lines every row of D floats,
  * which the prefetchers follow poorly (a third of the bandwidth of a
- * sequential read, measured here); a block of whole rows streams.  Each
- * block keeps, per query and head, its maximum, sum and output (online
- * softmax), and the caller merges the blocks in order: a block's result
- * does not depend on which thread ran it or on how many threads the pool
- * had free, so a sequence's logits are the same on every run. */
+ * sequential read, measured here); a block of whole rows streams.  A
+ * task takes a run of consecutive blocks (how many depends on the number
+ * of keys only) and keeps, per query and head, a running maximum, sum and
+ * output over them (online softmax); the caller merges the tasks' states
+ * in order.  A task's result does not depend on which thread ran it or on
+ * how many threads the pool had free, so a sequence's logits are the same
+ * on every run. */
 #define ATT_SPLIT_MIN_KEYS 256 /* fewer keys: one task per head */
-#define ATT_KBLK           64  /* keys per task */
+#define ATT_KBLK           64  /* keys per block */
+#define ATT_SPLIT_TASKS    8   /* tasks (of consecutive blocks) at most */
 
 typedef struct {
     const att_job *j;
     int i0, g, kmax;
+    int per; /* blocks per task */
     int lens[ATT_GROUP_AVX2];
 } att_split;
 
-/* a block's state: O (g*H*hd), m (g*H), l (g*H); per thread, the
- * block's scores (g*H*ATT_KBLK) */
+/* a task's state: O (g*H*hd), m (g*H), l (g*H); per thread, a block's
+ * scores (g*H*ATT_KBLK) */
 static size_t att_block_floats(int GH, int hd) { return (size_t)GH * (hd + 2); }
 
-/* Block b's state for GH query-heads: returns O, sets m and l. */
+/* Task b's state for GH query-heads: returns O, sets m and l. */
 static float *att_split_state(const att_job *j, int b, int GH, float **m, float **l)
 {
     float *O = j->c->shared + (size_t)b * att_block_floats(GH, j->hd);
@@ -1025,15 +1029,12 @@ static inline void att_rows4(const float *base, int ld, int k, int nk, const flo
     for (int x = 0; x < 4; x++) out[x] = base + (size_t)(k + (x < nk ? x : 0)) * ld;
 }
 
-AT_SIMD static void att_split_task(void *p, int t, int ith)
+/* One block of keys: scores, folded into the state (O, m, l). */
+AT_SIMD static void att_split_block(const att_split *a, int blk, float *O, float *m, float *l, float *S)
 {
-    const att_split *a = p;
     const att_job *j = a->j;
     const int H = j->n_head, hd = j->hd, g = a->g, nc = hd / 8, GH = g * H;
-    float *m, *l, *O = att_split_state(j, t, GH, &m, &l), *S = j->c->scr[ith];
-    memset(O, 0, (size_t)GH * hd * sizeof *O);
-    for (int rh = 0; rh < GH; rh++) m[rh] = -INFINITY, l[rh] = 0.0f;
-    int k0 = t * ATT_KBLK, k1 = k0 + ATT_KBLK < a->kmax ? k0 + ATT_KBLK : a->kmax, n = k1 - k0;
+    int k0 = blk * ATT_KBLK, k1 = k0 + ATT_KBLK < a->kmax ? k0 + ATT_KBLK : a->kmax, n = k1 - k0;
     for (int k = k0; k < k1; k += 4) {
         int nk = k1 - k < 4 ? k1 - k : 4;
         const float *kr[4];
@@ -1109,17 +1110,35 @@ AT_SIMD static void att_split_task(void *p, int t, int ith)
     }
 }
 
+/* Task t: blocks t*per .. of keys, folded one after another into the
+ * task's state. */
+AT_SIMD static void att_split_task(void *p, int t, int ith)
+{
+    const att_split *a = p;
+    const att_job *j = a->j;
+    const int hd = j->hd, GH = a->g * j->n_head;
+    float *m, *l, *O = att_split_state(j, t, GH, &m, &l), *S = j->c->scr[ith];
+    memset(O, 0, (size_t)GH * hd * sizeof *O);
+    for (int rh = 0; rh < GH; rh++) m[rh] = -INFINITY, l[rh] = 0.0f;
+    for (int blk = t * a->per; blk < (t + 1) * a->per && blk * ATT_KBLK < a->kmax; blk++)
+        att_split_block(a, blk, O, m, l, S);
+}
+
 /* Queries i0..i0+g-1 (g <= ATT_GROUP_AVX2) by key blocks; the caller has
  * reserved GH * ATT_KBLK floats per thread. */
-static int att_split_run(const att_job *j, int i0, int g, at_err *err)
+AT_SIMD static int att_split_run(const att_job *j, int i0, int g, at_err *err)
 {
-    att_split a = {j, i0, g, 0, {0}};
+    att_split a = {j, i0, g, 0, 1, {0}};
     for (int r = 0; r < g; r++) {
         int i = i0 + r;
         a.lens[r] = att_len(j, i, j->Tk);
         if (a.lens[r] > a.kmax) a.kmax = a.lens[r];
     }
-    const int H = j->n_head, hd = j->hd, GH = g * H, nb = (a.kmax + ATT_KBLK - 1) / ATT_KBLK;
+    const int H = j->n_head, hd = j->hd, GH = g * H, blocks = (a.kmax + ATT_KBLK - 1) / ATT_KBLK;
+    /* at most ATT_SPLIT_TASKS tasks of consecutive blocks, whatever the
+     * threads: fewer states to clear and merge */
+    a.per = (blocks + ATT_SPLIT_TASKS - 1) / ATT_SPLIT_TASKS;
+    int nb = (blocks + a.per - 1) / a.per;
     if (at_compute_reserve_shared(j->c, (size_t)nb * att_block_floats(GH, hd), err)) return AT_E_NOMEM;
     at_compute_run(j->c, att_split_task, &a, nb);
     for (int rh = 0; rh < GH; rh++) {
@@ -1130,15 +1149,20 @@ static int att_split_run(const att_job *j, int i0, int g, at_err *err)
             M = m[rh] > M ? m[rh] : M;
         }
         float *out = j->O + (size_t)(i0 + rh / H) * j->ldo + (rh % H) * hd;
-        for (int d = 0; d < hd; d++) out[d] = 0.0f;
+        for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(out + d, _mm256_setzero_ps());
         for (int b = 0; b < nb; b++) {
             float *m, *l, *O = att_split_state(j, b, GH, &m, &l);
             if (m[rh] == -INFINITY) continue;
             float f = expf(m[rh] - M);
             L += f * l[rh];
-            for (int d = 0; d < hd; d++) out[d] += f * O[(size_t)rh * hd + d];
+            __m256 fv = _mm256_set1_ps(f);
+            for (int d = 0; d < hd; d += 8)
+                _mm256_storeu_ps(out + d, _mm256_fmadd_ps(fv, _mm256_loadu_ps(O + (size_t)rh * hd + d),
+                                                          _mm256_loadu_ps(out + d)));
         }
-        for (int d = 0; d < hd; d++) out[d] /= L;
+        __m256 lv = _mm256_set1_ps(L);
+        for (int d = 0; d < hd; d += 8)
+            _mm256_storeu_ps(out + d, _mm256_div_ps(_mm256_loadu_ps(out + d), lv));
     }
     return 0;
 }
