@@ -1000,7 +1000,7 @@ AT_SIMD static void att_group_avx2(const att_job *j, int h, int i0, int g, const
  * on every run. */
 #define ATT_SPLIT_MIN_KEYS 256 /* fewer keys: one task per head */
 #define ATT_KBLK           64  /* keys per block */
-#define ATT_SPLIT_TASKS    8   /* tasks (of consecutive blocks) at most */
+#define ATT_SPLIT_TASKS    4   /* tasks at most (a decoder step has other work for more threads) */
 
 typedef struct {
     const att_job *j;
