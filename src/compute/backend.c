@@ -19,6 +19,15 @@ int at_tensor_contiguous(const at_tensor *t)
            t->nb[3] == t->nb[2] * (size_t)t->ne[2];
 }
 
+int at_tensor_rows_even(const at_tensor *t, const char *backend, at_err *err)
+{
+    if ((t->ne[2] > 1 && t->nb[2] != t->nb[1] * (size_t)t->ne[1]) ||
+        (t->ne[3] > 1 && t->nb[3] != t->nb[2] * (size_t)t->ne[2]))
+        return at_err_set(err, AT_E_UNSUPPORTED, "%s backend: tensor with gaps between its matrices",
+                          backend);
+    return 0;
+}
+
 size_t at_tensor_nbytes(const at_tensor *t)
 {
     if (at_tensor_rows(t) == 0) return 0;

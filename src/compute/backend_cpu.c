@@ -35,15 +35,7 @@ static inline float *ROW(const at_tensor *t, int64_t r)
 }
 static inline size_t LD(const at_tensor *t) { return t->nb[1] / sizeof(float); }
 
-/* Rows of a 2-D view: every operation treats dimensions above 1 as more
- * rows, which needs them evenly strided. */
-static int rows_of(const at_tensor *t, at_err *err)
-{
-    if ((t->ne[2] > 1 && t->nb[2] != t->nb[1] * (size_t)t->ne[1]) ||
-        (t->ne[3] > 1 && t->nb[3] != t->nb[2] * (size_t)t->ne[2]))
-        return at_err_set(err, AT_E_UNSUPPORTED, "cpu backend: tensor with gaps between its matrices");
-    return 0;
-}
+static int rows_of(const at_tensor *t, at_err *err) { return at_tensor_rows_even(t, "cpu", err); }
 
 /* --------------------------------------------------------------- memory */
 

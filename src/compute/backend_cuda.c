@@ -30,12 +30,13 @@ typedef struct {
     int device;
     cudaStream_t stream; /* cudaStreamLegacy for weights */
     cublasHandle_t blas; /* NULL for weights: no products */
-    void *scratch;       /* f16 copies of activations and weight tiles */
-    size_t scratch_n;
-    at_cu_attn_seq *seqs; /* the attention call's sequence table */
-    int seqs_n;
-    int *ids; /* get_rows' row ids */
-    int ids_n;
+    /* device buffers grown as needed (dev_grow), capacities in bytes */
+    void *scratch; /* f16 copies of activations and weight tiles */
+    size_t scratch_cap;
+    void *seqs; /* the attention call's sequence table */
+    size_t seqs_cap;
+    void *ids; /* get_rows' row ids */
+    size_t ids_cap;
 } cuda_backend;
 
 static cuda_backend *CB(at_backend *be) { return (cuda_backend *)be; }
@@ -139,14 +140,7 @@ static float *F(const at_tensor *t) { return (float *)DEV(t); }
 static size_t LD(const at_tensor *t) { return t->nb[1] / sizeof(float); }
 static size_t rbytes(const at_tensor *t) { return at_dtype_row_bytes(t->type, t->ne[0]); }
 
-/* Dimensions above 1 are more rows, evenly strided (as on the CPU). */
-static int rows_of(const at_tensor *t, at_err *err)
-{
-    if ((t->ne[2] > 1 && t->nb[2] != t->nb[1] * (size_t)t->ne[1]) ||
-        (t->ne[3] > 1 && t->nb[3] != t->nb[2] * (size_t)t->ne[2]))
-        return at_err_set(err, AT_E_UNSUPPORTED, "cuda backend: tensor with gaps between its matrices");
-    return 0;
-}
+static int rows_of(const at_tensor *t, at_err *err) { return at_tensor_rows_even(t, "cuda", err); }
 
 static int upload(at_backend *be, at_tensor *dst, const void *src, at_err *err)
 {
@@ -178,40 +172,23 @@ static int sync_(at_backend *be, at_err *err)
     return 0;
 }
 
-/* Device scratch of at least bytes; the stream is drained before an
- * older, smaller scratch is freed (queued kernels may still read it). */
-static void *scratch(cuda_backend *b, size_t bytes, at_err *err)
+/* Grows a device buffer of b's (*p, *cap bytes) to at least bytes; the
+ * stream is drained before the older, smaller one is freed (queued
+ * kernels may still read it). */
+static void *dev_grow(cuda_backend *b, void **p, size_t *cap, size_t bytes, const char *what, at_err *err)
 {
-    if (bytes <= b->scratch_n) return b->scratch;
-    cudaError_t e = cudaStreamSynchronize(b->stream);
-    cudaFree(b->scratch);
-    b->scratch = NULL;
-    b->scratch_n = 0;
-    if (e == cudaSuccess) e = cudaMalloc(&b->scratch, bytes);
-    if (e != cudaSuccess) {
-        b->scratch = NULL;
-        cu_fail(err, e, "scratch");
-        return NULL;
-    }
-    b->scratch_n = bytes;
-    return b->scratch;
-}
-
-/* The same for the small tables (attention sequences, row ids). */
-static void *table(cuda_backend *b, void **p, int *have, int n, size_t size, at_err *err)
-{
-    if (n <= *have) return *p;
+    if (bytes <= *cap) return *p;
     cudaError_t e = cudaStreamSynchronize(b->stream);
     cudaFree(*p);
     *p = NULL;
-    *have = 0;
-    if (e == cudaSuccess) e = cudaMalloc(p, (size_t)n * size);
+    *cap = 0;
+    if (e == cudaSuccess) e = cudaMalloc(p, bytes);
     if (e != cudaSuccess) {
         *p = NULL;
-        cu_fail(err, e, "table");
+        cu_fail(err, e, what);
         return NULL;
     }
-    *have = n;
+    *cap = bytes;
     return *p;
 }
 
@@ -249,7 +226,7 @@ static int matmul(at_backend *be, const at_tensor *x, const at_tensor *w, const 
         cudaDataType_t wt = half ? CUDA_R_16F : CUDA_R_16BF;
         int tile = w->type == AT_DT_F16 || w->type == AT_DT_BF16 ? 0 : N < DEQ_TILE_ROWS ? N : DEQ_TILE_ROWS;
         size_t xbytes = (size_t)M * K * 2, need = xbytes + (size_t)tile * K * 2;
-        char *sc = scratch(b, need, err);
+        char *sc = dev_grow(b, &b->scratch, &b->scratch_cap, need, "scratch", err);
         if (!sc) return AT_E_NOMEM;
         LAUNCH(at_cu_to_half(b->stream, F(x), LD(x), M, K, sc, half), "convert");
         if (!tile) {
@@ -326,7 +303,7 @@ static int get_rows(at_backend *be, const at_tensor *tab, const int *ids, int n,
     cuda_backend *b = CB(be);
     ON_DEVICE(be);
     if (rows_of(y, err) || rows_of(tab, err)) return AT_E_UNSUPPORTED;
-    int *d = table(b, (void **)&b->ids, &b->ids_n, n, sizeof *ids, err);
+    int *d = dev_grow(b, &b->ids, &b->ids_cap, (size_t)n * sizeof *ids, "get_rows ids", err);
     if (!d) return AT_E_NOMEM;
     /* from pageable memory: returns once the ids are staged, so the
      * caller may reuse its array */
@@ -359,7 +336,7 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
     const float *wf = F(w);
     if (w->type != AT_DT_F32) { /* the kernel reads f32 weights */
         size_t n = (size_t)at_tensor_rows(w) * (size_t)at_tensor_cols(w);
-        float *sc = scratch(b, n * sizeof(float), err);
+        float *sc = dev_grow(b, &b->scratch, &b->scratch_cap, n * sizeof(float), "scratch", err);
         if (!sc) return AT_E_NOMEM;
         LAUNCH(at_cu_dequant_rows(b->stream, w->type, DEV(w), w->nb[1], NULL, (int)at_tensor_rows(w),
                                   (int)at_tensor_cols(w), sc, (size_t)at_tensor_cols(w)),
@@ -385,7 +362,8 @@ static int attention(at_backend *be, const at_tensor *q, const at_attn_seq *seqs
     for (int i = 0; i < n_seqs; i++)
         host[i] = (at_cu_attn_seq){F(seqs[i].k),  F(seqs[i].v), (int)LD(seqs[i].k), (int)LD(seqs[i].v),
                                    seqs[i].q_row, seqs[i].n_q,  seqs[i].n_kv,       seqs[i].causal};
-    at_cu_attn_seq *d = table(b, (void **)&b->seqs, &b->seqs_n, n_seqs, sizeof *host, err);
+    at_cu_attn_seq *d =
+        dev_grow(b, &b->seqs, &b->seqs_cap, (size_t)n_seqs * sizeof *host, "attention table", err);
     cudaError_t e =
         d ? cudaMemcpyAsync(d, host, (size_t)n_seqs * sizeof *host, cudaMemcpyHostToDevice, b->stream)
           : cudaSuccess;

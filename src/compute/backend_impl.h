@@ -50,6 +50,10 @@ struct at_buffer {
     size_t size;
 };
 
+/* 0 if t's dimensions above 1 are evenly strided more rows, as every
+ * operation treats them; else AT_E_UNSUPPORTED naming the backend. */
+int at_tensor_rows_even(const at_tensor *t, const char *backend, at_err *err);
+
 /* The host address of a tensor's first element (CPU buffers only). */
 static inline void *at_tensor_host(const at_tensor *t) { return (char *)t->buf->base + t->offs; }
 

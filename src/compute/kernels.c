@@ -1011,12 +1011,12 @@ typedef struct {
 
 /* a task's state: O (g*H*hd), m (g*H), l (g*H); per thread, a block's
  * scores (g*H*ATT_KBLK) */
-static size_t att_block_floats(int GH, int hd) { return (size_t)GH * (hd + 2); }
+static size_t att_state_floats(int GH, int hd) { return (size_t)GH * (hd + 2); }
 
-/* Task b's state for GH query-heads: returns O, sets m and l. */
-static float *att_split_state(const att_job *j, int b, int GH, float **m, float **l)
+/* Task t's state for GH query-heads: returns O, sets m and l. */
+static float *att_split_state(const att_job *j, int t, int GH, float **m, float **l)
 {
-    float *O = j->c->shared + (size_t)b * att_block_floats(GH, j->hd);
+    float *O = j->c->shared + (size_t)t * att_state_floats(GH, j->hd);
     *m = O + (size_t)GH * j->hd;
     *l = *m + GH;
     return O;
@@ -1138,20 +1138,20 @@ AT_SIMD static int att_split_run(const att_job *j, int i0, int g, at_err *err)
     /* at most ATT_SPLIT_TASKS tasks of consecutive blocks, whatever the
      * threads: fewer states to clear and merge */
     a.per = (blocks + ATT_SPLIT_TASKS - 1) / ATT_SPLIT_TASKS;
-    int nb = (blocks + a.per - 1) / a.per;
-    if (at_compute_reserve_shared(j->c, (size_t)nb * att_block_floats(GH, hd), err)) return AT_E_NOMEM;
-    at_compute_run(j->c, att_split_task, &a, nb);
+    int n_tasks = (blocks + a.per - 1) / a.per;
+    if (at_compute_reserve_shared(j->c, (size_t)n_tasks * att_state_floats(GH, hd), err)) return AT_E_NOMEM;
+    at_compute_run(j->c, att_split_task, &a, n_tasks);
     for (int rh = 0; rh < GH; rh++) {
         float M = -INFINITY, L = 0.0f;
-        for (int b = 0; b < nb; b++) {
+        for (int t = 0; t < n_tasks; t++) {
             float *m, *l;
-            att_split_state(j, b, GH, &m, &l);
+            att_split_state(j, t, GH, &m, &l);
             M = m[rh] > M ? m[rh] : M;
         }
         float *out = j->O + (size_t)(i0 + rh / H) * j->ldo + (rh % H) * hd;
         for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(out + d, _mm256_setzero_ps());
-        for (int b = 0; b < nb; b++) {
-            float *m, *l, *O = att_split_state(j, b, GH, &m, &l);
+        for (int t = 0; t < n_tasks; t++) {
+            float *m, *l, *O = att_split_state(j, t, GH, &m, &l);
             if (m[rh] == -INFINITY) continue;
             float f = expf(m[rh] - M);
             L += f * l[rh];

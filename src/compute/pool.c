@@ -226,24 +226,32 @@ void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Frees *buf and puts a 64-byte aligned buffer of n floats in its place
+ * (NULL and an error when there is no memory). */
+static int renew_floats(float **buf, size_t n_floats, at_err *err)
+{
+    free(*buf);
+    *buf = NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n_floats * sizeof(float)) != 0)
+        return at_err_set(err, AT_E_NOMEM, "out of memory (%zu bytes of compute scratch)",
+                          n_floats * sizeof(float));
+    *buf = p;
+    return 0;
+}
+
 int at_compute_reserve(at_compute *c, size_t n_floats, at_err *err)
 {
     if (n_floats <= c->scr_n) return 0;
-    for (int i = 0; i < c->n; i++) {
-        free(c->scr[i]);
-        c->scr[i] = NULL;
-        void *p = NULL;
-        if (posix_memalign(&p, 64, n_floats * sizeof(float)) != 0) {
-            c->scr_n = 0;
+    c->scr_n = 0;
+    for (int i = 0; i < c->n; i++)
+        if (renew_floats(&c->scr[i], n_floats, err)) {
             for (int j = 0; j < i; j++) {
                 free(c->scr[j]);
                 c->scr[j] = NULL;
             }
-            return at_err_set(err, AT_E_NOMEM, "out of memory (%zu bytes of compute scratch)",
-                              n_floats * sizeof(float));
+            return AT_E_NOMEM;
         }
-        c->scr[i] = p;
-    }
     c->scr_n = n_floats;
     return 0;
 }
@@ -251,15 +259,8 @@ int at_compute_reserve(at_compute *c, size_t n_floats, at_err *err)
 int at_compute_reserve_shared(at_compute *c, size_t n_floats, at_err *err)
 {
     if (n_floats <= c->shared_n) return 0;
-    free(c->shared);
     c->shared_n = 0;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, n_floats * sizeof(float)) != 0) {
-        c->shared = NULL;
-        return at_err_set(err, AT_E_NOMEM, "out of memory (%zu bytes of compute scratch)",
-                          n_floats * sizeof(float));
-    }
-    c->shared = p;
+    if (renew_floats(&c->shared, n_floats, err)) return AT_E_NOMEM;
     c->shared_n = n_floats;
     return 0;
 }
