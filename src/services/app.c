@@ -47,15 +47,27 @@ void at_app_config_defaults(at_app_config *c)
     c->pipeline_max_backlog_s = 30;
 }
 
-int at_app_check_device(const char *device, at_err *err)
+int at_app_parse_device(const char *device, int *gpu, at_err *err)
 {
-    if (!device || !strcmp(device, "auto") || !strcmp(device, "cpu") || !strcmp(device, "cuda")) return 0;
-    char *end = NULL;
-    if (!strncmp(device, "cuda:", 5) && device[5] >= '0' && device[5] <= '9') {
-        long n = strtol(device + 5, &end, 10);
-        if (!*end && n < 64) return 0;
+    int g = AT_DEVICE_AUTO;
+    if (!device || !strcmp(device, "auto"))
+        g = AT_DEVICE_AUTO;
+    else if (!strcmp(device, "cpu"))
+        g = -1;
+    else if (!strcmp(device, "cuda"))
+        g = 0;
+    else {
+        char *end = NULL;
+        long n = !strncmp(device, "cuda:", 5) && device[5] >= '0' && device[5] <= '9'
+                     ? strtol(device + 5, &end, 10)
+                     : -1;
+        if (n < 0 || *end || n >= 64)
+            return at_err_set(err, AT_E_INVALID, "--device must be auto, cpu, cuda or cuda:N, not '%s'",
+                              device);
+        g = (int)n;
     }
-    return at_err_set(err, AT_E_INVALID, "--device must be auto, cpu, cuda or cuda:N, not '%s'", device);
+    if (gpu) *gpu = g;
+    return 0;
 }
 
 void at_app_set_device(at_app *a, const char *device)

@@ -94,8 +94,10 @@ typedef struct at_app_config {
 void at_app_config_defaults(at_app_config *c);
 /* Checks a --vad value (NULL and "" mean auto); AT_E_INVALID names the
  * allowed ones. */
-/* Checks a --device value ("auto", "cpu", "cuda", "cuda:N"). */
-int at_app_check_device(const char *device, at_err *err);
+/* Parses a --device value: "auto" (or NULL) sets *gpu to AT_DEVICE_AUTO,
+ * "cpu" to -1, "cuda" to 0 and "cuda:N" to N (gpu may be NULL: a check). */
+#define AT_DEVICE_AUTO (-2)
+int at_app_parse_device(const char *device, int *gpu, at_err *err);
 /* The device the whisper engine runs on ("cpu", "cuda:0"), shown by /ready. */
 void at_app_set_device(at_app *a, const char *device);
 int at_app_check_vad(const char *mode, at_err *err);

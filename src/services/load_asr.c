@@ -1,7 +1,6 @@
 /* load_asr.c - local speech recognition: Whisper when a model is
  * configured (then the default), and pocketsphinx always. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -17,18 +16,18 @@
  * not otherwise; an explicit "cuda" without one is an error. */
 static int choose_device(at_app *a, const char *device, int *out, at_err *err)
 {
-    if (at_app_check_device(device, err) != 0) return err->code;
-    const char *d = device && *device ? device : "auto";
+    int want;
+    if (at_app_parse_device(device, &want, err) != 0) return err->code;
     at_err why;
     at_err_clear(&why);
-    int want = !strcmp(d, "cpu") ? -1 : !strncmp(d, "cuda:", 5) ? atoi(d + 5) : 0;
-    int have = want >= 0 ? at_cuda_devices(&why) : 0;
-    if (want >= have && want >= 0) {
-        if (strcmp(d, "auto") != 0)
-            return at_err_set(err, AT_E_UNSUPPORTED, "--device %s: %s", d, have ? "no such GPU" : why.msg);
-        at_log_write(at_app_log(a), AT_LOG_INFO, "whisper runs on the CPU", "device", "cpu", "reason",
-                     why.msg, NULL);
-        want = -1;
+    int have = want != -1 ? at_cuda_devices(&why) : 0;
+    if (want == AT_DEVICE_AUTO) {
+        want = have > 0 ? 0 : -1;
+        if (want < 0)
+            at_log_write(at_app_log(a), AT_LOG_INFO, "whisper runs on the CPU", "device", "cpu", "reason",
+                         why.msg, NULL);
+    } else if (want >= have) {
+        return at_err_set(err, AT_E_UNSUPPORTED, "--device %s: %s", device, have ? "no such GPU" : why.msg);
     }
     char name[32];
     if (want >= 0) {

@@ -434,7 +434,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
         at_config_free(opts, n);
         return 2;
     }
-    if (at_app_check_vad(vad, &err) != 0 || at_app_check_device(device, &err) != 0) {
+    if (at_app_check_vad(vad, &err) != 0 || at_app_parse_device(device, NULL, &err) != 0) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         at_config_free(opts, n);
         return 2;

@@ -207,8 +207,6 @@ at_whisper_model *at_whisper_model_load(const char *path, at_err *err)
     return at_whisper_model_load_on(path, -1, err);
 }
 
-int at_whisper_model_device(const at_whisper_model *m) { return m->device; }
-
 at_whisper_model *at_whisper_model_load_on(const char *path, int device, at_err *err)
 {
     if (!path || !*path) {

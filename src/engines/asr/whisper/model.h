@@ -54,8 +54,6 @@ at_whisper_model *at_whisper_model_load(const char *path, at_err *err);
  * state's activations and caches on the device); device < 0: the CPU.
  * Fails when the build or the machine has no such GPU. */
 at_whisper_model *at_whisper_model_load_on(const char *path, int device, at_err *err);
-/* The model's GPU, or -1 for the CPU. */
-int at_whisper_model_device(const at_whisper_model *m);
 void at_whisper_model_free(at_whisper_model *m);
 const at_whisper_hparams *at_whisper_model_hparams(const at_whisper_model *m);
 const at_whisper_special *at_whisper_model_special(const at_whisper_model *m);
