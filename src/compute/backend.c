@@ -360,6 +360,8 @@ static int conv_args(at_backend *be, const at_tensor *x, const at_tensor *w, con
         p->output_padding < 0 || (!transposed && p->output_padding) ||
         (transposed && p->output_padding >= p->stride && p->output_padding >= p->dilation))
         return at_err_set(err, AT_E_INVALID, "%s: bad parameters", op);
+    if (p->prepared && w->type != AT_DT_F32)
+        return at_err_set(err, AT_E_INVALID, "%s: a prepared weight is f32 (at_conv1d_prepare)", op);
     int64_t T_in = at_tensor_rows(x), C_in = at_tensor_cols(x), C_out = at_tensor_cols(y), g = p->groups;
     if (C_in % g || C_out % g)
         return at_err_set(err, AT_E_INVALID, "%s: channels not divisible by groups", op);
@@ -377,6 +379,31 @@ static int conv_args(at_backend *be, const at_tensor *x, const at_tensor *w, con
         return at_err_set(err, AT_E_INVALID, "%s: input and output must be contiguous", op);
     if (!absent(bias)) CHECK(vec(be, bias, C_out, "conv bias", err));
     return 0;
+}
+
+int at_conv1d_prepare(at_backend *be, const at_tensor *w, const at_conv1d_params *p, int transposed,
+                      at_tensor *out, at_err *err)
+{
+    CHECK(usable(be, w, "conv1d prepare", err));
+    if (!p || p->kernel < 1 || p->stride < 1 || p->dilation < 1 || p->padding < 0 || p->groups < 1 ||
+        p->prepared || at_tensor_cols(w) % p->kernel || !at_tensor_contiguous(w))
+        return at_err_set(err, AT_E_INVALID, "conv1d prepare: bad parameters or weight");
+    if (be->ops->conv_prepare) return be->ops->conv_prepare(be, w, p, transposed, out, err);
+    /* PyTorch's layout in f32, by way of the host */
+    int64_t rows = at_tensor_rows(w), cols = at_tensor_cols(w);
+    size_t rb = at_dtype_row_bytes(w->type, cols);
+    char *raw = malloc(rb * (size_t)rows);
+    float *f = malloc((size_t)rows * (size_t)cols * sizeof(float));
+    int rc = raw && f ? at_tensor_download(be, w, raw, rb * (size_t)rows, err)
+                      : at_err_set(err, AT_E_NOMEM, "out of memory (preparing a convolution)");
+    for (int64_t r = 0; !rc && r < rows; r++)
+        at_dequant_row(w->type, raw + (size_t)r * rb, f + r * cols, (int)cols);
+    if (!rc) rc = at_tensor_new_2d(be, out, AT_DT_F32, cols, rows, err);
+    if (!rc && (rc = at_tensor_upload(be, out, f, (size_t)rows * (size_t)cols * sizeof(float), err)))
+        at_tensor_free(out);
+    free(raw);
+    free(f);
+    return rc;
 }
 
 int at_op_conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *bias,

@@ -101,6 +101,10 @@ at_backend *at_backend_cuda_new(int device, int weights_only, at_err *err);
 int at_cuda_devices(at_err *err);
 void at_backend_free(at_backend *be);
 const char *at_backend_name(const at_backend *be);
+/* 1 when be's tensors are host memory: a tensor made by
+ * at_tensor_from_host is that memory, so an operation writing into it
+ * needs no download. */
+int at_backend_host_memory(const at_backend *be);
 /* The CPU context behind be, or NULL for another kind. */
 at_compute *at_backend_compute(const at_backend *be);
 /* Waits until every operation issued on be has finished. */
@@ -145,8 +149,16 @@ int at_op_copy(at_backend *be, const at_tensor *src, at_tensor *dst, at_err *err
 typedef struct at_conv1d_params {
     int kernel, stride, padding, dilation, groups;
     int output_padding; /* transposed only */
+    int prepared;       /* w was made by at_conv1d_prepare for these params */
 } at_conv1d_params;
 int at_conv1d_out_len(const at_conv1d_params *p, int T_in, int transposed);
+/* w (PyTorch's layout above, any type) converted once, at load, into a
+ * new f32 tensor of w's shape whose elements are in the order this
+ * backend's convolution reads them (the CPU's reorders its kernel on
+ * every call otherwise).  Use it with p->prepared = 1 and the same
+ * kernel, stride, padding, dilation, groups and direction as here. */
+int at_conv1d_prepare(at_backend *be, const at_tensor *w, const at_conv1d_params *p, int transposed,
+                      at_tensor *out, at_err *err);
 int at_op_conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *bias,
                  const at_conv1d_params *p, at_tensor *y, at_err *err);
 int at_op_conv_transpose1d(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *bias,

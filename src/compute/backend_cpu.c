@@ -23,6 +23,8 @@ typedef struct {
 
 static at_compute *ctx(at_backend *be) { return ((cpu_backend *)be)->c; }
 
+int at_backend_host_memory(const at_backend *be) { return be && be->kind == CPU_KIND; }
+
 at_compute *at_backend_compute(const at_backend *be)
 {
     return be && be->kind == CPU_KIND ? ((const cpu_backend *)be)->c : NULL;
@@ -242,10 +244,12 @@ static int conv_piece(int64_t cols)
 
 /* Direct convolution: per group and piece of time, im2col (each row the
  * taps of every input channel of the group, in PyTorch's [C_in/g][K]
- * order) times the group's weight rows. */
+ * order, or [K][C_in] for a prepared kernel) times the group's weight
+ * rows. */
 static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, const at_conv1d_params *p,
                        at_tensor *y, at_err *err)
 {
+    int taps_order = p->prepared && p->groups == 1;
     int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
     int T_out = (int)at_tensor_rows(y), g = p->groups, cig = C_in / g, cog = C_out / g, K = p->kernel;
     int KC = cig * K, piece = conv_piece(KC);
@@ -269,7 +273,10 @@ static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, co
                 for (int k = 0; k < K; k++) {
                     int ti = (t0 + t) * p->stride + k * p->dilation - p->padding;
                     const float *xr = ti >= 0 && ti < T_in ? F(x) + (size_t)ti * C_in + gi * cig : NULL;
-                    for (int ci = 0; ci < cig; ci++) r[ci * K + k] = xr ? xr[ci] : 0.0f;
+                    if (taps_order)
+                        for (int ci = 0; ci < cig; ci++) r[k * cig + ci] = xr ? xr[ci] : 0.0f;
+                    else
+                        for (int ci = 0; ci < cig; ci++) r[ci * K + k] = xr ? xr[ci] : 0.0f;
                 }
             }
             float *out = g > 1 ? tmp : F(y) + (size_t)t0 * C_out;
@@ -322,33 +329,42 @@ static int taps_product(at_compute *c, const float *X, int T, int C, int off, in
     return rc;
 }
 
-/* Stride-1 convolution without im2col: the kernel reordered to
- * [C_out][K][C_in], so that at dilation 1 the taps of output t are the K
- * input rows from t - pad on (taps_product).  A dilation d splits the
- * outputs into d phases, each reading every d-th input row: a piece of
- * time at a time, each phase's rows are copied once (with the padding)
- * where im2col wrote each row K times. */
-static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
-                     const at_conv1d_params *p, at_tensor *y, at_err *err)
+/* The kernel of a convolution of one group (PyTorch's [C_out][C_in][K])
+ * as rows of taps, [C_out][K][C_in], in f32. */
+static void taps_weights(const at_tensor *w, int C_out, int C_in, int K, float *wk, float *row)
 {
-    int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
-    int T_out = (int)at_tensor_rows(y), K = p->kernel, d = p->dilation, pad = p->padding, KC = K * C_in;
-    int piece = conv_piece(C_in), ph_rows = (piece + d - 1) / d + K - 1;
-    float *wk = malloc((size_t)C_out * (size_t)KC * sizeof(float));
-    float *row = malloc((size_t)KC * sizeof(float));
-    float *xr = d > 1 ? malloc((size_t)ph_rows * (size_t)C_in * sizeof(float)) : NULL;
-    int rc = 0;
-    if (!wk || !row || (d > 1 && !xr)) {
-        rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", C_out, KC);
-        goto out;
-    }
+    int KC = K * C_in;
     for (int co = 0; co < C_out; co++) {
         at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)co * w->nb[1], row, KC);
         float *o = wk + (size_t)co * KC;
         for (int ci = 0; ci < C_in; ci++)
             for (int k = 0; k < K; k++) o[(size_t)k * C_in + ci] = row[(size_t)ci * K + k];
     }
-    at_matrix Wk = {AT_DT_F32, C_out, KC, wk, (size_t)KC * sizeof(float)};
+}
+
+/* Stride-1 convolution without im2col: the kernel reordered to
+ * [C_out][K][C_in] (once, by at_conv1d_prepare, or here), so that at
+ * dilation 1 the taps of output t are the K input rows from t - pad on
+ * (taps_product).  A dilation d splits the outputs into d phases, each
+ * reading every d-th input row: a piece of time at a time, each phase's
+ * rows are copied once (with the padding) where im2col wrote each row K
+ * times. */
+static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
+                     const at_conv1d_params *p, at_tensor *y, at_err *err)
+{
+    int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
+    int T_out = (int)at_tensor_rows(y), K = p->kernel, d = p->dilation, pad = p->padding, KC = K * C_in;
+    int piece = conv_piece(C_in), ph_rows = (piece + d - 1) / d + K - 1;
+    float *wk = p->prepared ? NULL : malloc((size_t)C_out * (size_t)KC * sizeof(float));
+    float *row = p->prepared ? NULL : malloc((size_t)KC * sizeof(float));
+    float *xr = d > 1 ? malloc((size_t)ph_rows * (size_t)C_in * sizeof(float)) : NULL;
+    int rc = 0;
+    if ((!p->prepared && (!wk || !row)) || (d > 1 && !xr)) {
+        rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", C_out, KC);
+        goto out;
+    }
+    if (!p->prepared) taps_weights(w, C_out, C_in, K, wk, row);
+    at_matrix Wk = {AT_DT_F32, C_out, KC, p->prepared ? F(w) : wk, (size_t)KC * sizeof(float)};
     if (d == 1) {
         rc = taps_product(c, F(x), T_in, C_in, -pad, T_out, &Wk, bias, F(y), C_out, err);
         goto out;
@@ -377,47 +393,74 @@ out:
     return rc;
 }
 
-/* Transposed convolution of one group at dilation 1, by phases: output
+/* Output phase q of a transposed convolution of stride s: output
  * t = q + s m receives x[i] W_k for t = i s - pad + k, that is the taps
- * k = k0, k0 + s, ... (k0 = (q + pad) mod s) of the inputs m + e, m + e - 1,
- * ... (e = (q + pad - k0) / s): a stride-1 convolution of x with those
- * taps, reversed (taps_product), written to every s-th output row.  No
+ * k = k0, k0 + s, ... (k0 = (q + pad) mod s, *kq of them) of the inputs
+ * m + e, m + e - 1, ... (e = (q + pad - k0) / s).  Returns e. */
+static int phase_taps(int K, int s, int pad, int q, int *k0, int *kq)
+{
+    *k0 = (q + pad) % s;
+    *kq = *k0 < K ? (K - *k0 + s - 1) / s : 0;
+    return (q + pad - *k0) / s;
+}
+
+/* The kernel of a transposed convolution of one group (PyTorch's
+ * [C_in][C_out][K]) as the stride-1 kernels of its s phases one after the
+ * other, phase q [C_out][kq][C_in] with tap j = kernel index
+ * k0 + s (kq - 1 - j): K C_out C_in floats in all. */
+static void phase_weights(const at_tensor *w, int C_in, int C_out, int K, int s, int pad, float *wq,
+                          float *wf)
+{
+    for (int ci = 0; ci < C_in; ci++) /* [C_in][C_out][K] as f32 */
+        at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)ci * w->nb[1],
+                       wf + (size_t)ci * C_out * K, C_out * K);
+    for (int q = 0; q < s; q++) {
+        int k0, kq;
+        phase_taps(K, s, pad, q, &k0, &kq);
+        for (int co = 0; co < C_out; co++)
+            for (int j = 0; j < kq; j++)
+                for (int ci = 0; ci < C_in; ci++)
+                    wq[((size_t)co * kq + j) * C_in + ci] =
+                        wf[((size_t)ci * C_out + co) * K + k0 + s * (kq - 1 - j)];
+        wq += (size_t)C_out * kq * C_in;
+    }
+}
+
+/* Transposed convolution of one group at dilation 1, by phases: each
+ * phase (phase_taps) is a stride-1 convolution of x with its taps,
+ * reversed (taps_product), written to every s-th output row.  No
  * zero-stuffing, and no scatter of each input's taps into the outputs. */
 static int conv_transposed_phases(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
                                   const at_conv1d_params *p, at_tensor *y, at_err *err)
 {
     int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
-    int T_out = (int)at_tensor_rows(y), K = p->kernel, s = p->stride, kq_max = (K + s - 1) / s;
-    float *wq = malloc((size_t)C_out * (size_t)kq_max * (size_t)C_in * sizeof(float));
-    float *wf = malloc((size_t)C_in * (size_t)C_out * (size_t)K * sizeof(float));
+    int T_out = (int)at_tensor_rows(y), K = p->kernel, s = p->stride;
+    float *wq = p->prepared ? F(w) : malloc((size_t)C_out * (size_t)K * (size_t)C_in * sizeof(float));
+    float *wf = p->prepared ? NULL : malloc((size_t)C_in * (size_t)C_out * (size_t)K * sizeof(float));
     int rc = 0;
-    if (!wq || !wf) {
+    if (!wq || (!p->prepared && !wf)) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv_transpose1d of %d x %d)", C_in, C_out * K);
         goto out;
     }
-    for (int ci = 0; ci < C_in; ci++) /* [C_in][C_out][K] as f32 */
-        at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)ci * w->nb[1],
-                       wf + (size_t)ci * C_out * K, C_out * K);
-    for (int q = 0; q < s && q < T_out && !rc; q++) {
-        int k0 = (q + p->padding) % s, e = (q + p->padding - k0) / s;
-        int kq = k0 < K ? (K - k0 + s - 1) / s : 0, M = (T_out - q + s - 1) / s;
+    if (!p->prepared) phase_weights(w, C_in, C_out, K, s, p->padding, wq, wf);
+    const float *wp = wq;
+    for (int q = 0; q < s && !rc; q++) {
+        int k0, kq, e = phase_taps(K, s, p->padding, q, &k0, &kq), M = (T_out - q + s - 1) / s;
+        const float *wph = wp;
+        wp += (size_t)C_out * kq * C_in;
+        if (q >= T_out) continue;
         float *yq = F(y) + (size_t)q * C_out;
         if (!kq) {
             for (int m = 0; m < M; m++)
                 for (int co = 0; co < C_out; co++) yq[(size_t)m * s * C_out + co] = bias ? bias[co] : 0.0f;
             continue;
         }
-        /* tap j reads input row m + e - kq + 1 + j with kernel index k0 + s (kq - 1 - j) */
-        for (int co = 0; co < C_out; co++)
-            for (int j = 0; j < kq; j++)
-                for (int ci = 0; ci < C_in; ci++)
-                    wq[((size_t)co * kq + j) * C_in + ci] =
-                        wf[((size_t)ci * C_out + co) * K + k0 + s * (kq - 1 - j)];
-        at_matrix Wq = {AT_DT_F32, C_out, kq * C_in, wq, (size_t)kq * C_in * sizeof(float)};
+        /* tap j reads input row m + e - kq + 1 + j */
+        at_matrix Wq = {AT_DT_F32, C_out, kq * C_in, wph, (size_t)kq * C_in * sizeof(float)};
         rc = taps_product(c, F(x), T_in, C_in, e - kq + 1, M, &Wq, bias, yq, s * C_out, err);
     }
 out:
-    free(wq);
+    if (!p->prepared) free(wq);
     free(wf);
     return rc;
 }
@@ -482,14 +525,46 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
     const float *b = bias ? F(bias) : NULL;
     if (transposed && p->groups == 1 && p->dilation == 1)
         return conv_transposed_phases(ctx(be), x, w, b, p, y, err);
-    /* reordering the kernel costs C_out rows of K * C_in, im2col T_out of
-     * them: short inputs (a sentence's tokens) keep im2col */
-    if (!transposed && p->groups == 1 && p->stride == 1 && at_tensor_rows(y) >= at_tensor_cols(y))
+    /* reordering the kernel on every call costs C_out rows of K * C_in,
+     * im2col T_out of them: short inputs (a sentence's tokens) keep im2col
+     * unless the kernel was prepared */
+    if (!transposed && p->groups == 1 && p->stride == 1 &&
+        (p->prepared || at_tensor_rows(y) >= at_tensor_cols(y)))
         return conv_taps(ctx(be), x, w, b, p, y, err);
     rc = transposed ? conv_transposed(ctx(be), x, w, p, y, err) : conv_direct(ctx(be), x, w, p, y, err);
     if (!rc && bias)
         for (int64_t t = 0; t < at_tensor_rows(y); t++) at_add(ROW(y, t), F(bias), (size_t)at_tensor_cols(y));
     return rc;
+}
+
+/* The layouts conv1d reads: taps rows for a convolution of one group,
+ * phases for a transposed one of one group at dilation 1, otherwise
+ * PyTorch's, all in f32. */
+static int conv_prepare(at_backend *be, const at_tensor *w, const at_conv1d_params *p, int transposed,
+                        at_tensor *out, at_err *err)
+{
+    int64_t rows = at_tensor_rows(w), cols = at_tensor_cols(w);
+    int rc = at_tensor_new_2d(be, out, AT_DT_F32, cols, rows, err);
+    if (rc) return rc;
+    int K = p->kernel;
+    size_t scratch = !transposed && p->groups == 1                      ? (size_t)cols
+                     : transposed && p->groups == 1 && p->dilation == 1 ? (size_t)rows * (size_t)cols
+                                                                        : 0;
+    float *tmp = scratch ? malloc(scratch * sizeof(float)) : NULL;
+    if (scratch && !tmp) {
+        at_tensor_free(out);
+        return at_err_set(err, AT_E_NOMEM, "out of memory (preparing a convolution)");
+    }
+    if (!transposed && p->groups == 1)
+        taps_weights(w, (int)rows, (int)(cols / K), K, F(out), tmp);
+    else if (transposed && p->groups == 1 && p->dilation == 1)
+        phase_weights(w, (int)rows, (int)(cols / K), K, p->stride, p->padding, F(out), tmp);
+    else
+        for (int64_t r = 0; r < rows; r++)
+            at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)r * w->nb[1], ROW(out, r),
+                           (int)cols);
+    free(tmp);
+    return 0;
 }
 
 static int same_view(const at_tensor *a, const at_tensor *b)
@@ -541,6 +616,7 @@ static const at_backend_ops CPU_OPS = {
     .get_rows = get_rows,
     .copy = copy,
     .conv1d = conv1d,
+    .conv_prepare = conv_prepare,
     .attention = attention,
     .free = cpu_free,
 };

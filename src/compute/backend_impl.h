@@ -32,6 +32,10 @@ typedef struct at_backend_ops {
     int (*copy)(at_backend *be, const at_tensor *src, at_tensor *dst, at_err *err);
     int (*conv1d)(at_backend *be, const at_tensor *x, const at_tensor *w, const at_tensor *bias,
                   const at_conv1d_params *p, int transposed, at_tensor *y, at_err *err);
+    /* optional: w in the layout conv1d reads (at_conv1d_prepare); absent,
+     * a prepared weight is w in f32 */
+    int (*conv_prepare)(at_backend *be, const at_tensor *w, const at_conv1d_params *p, int transposed,
+                        at_tensor *out, at_err *err);
     int (*attention)(at_backend *be, const at_tensor *q, const at_attn_seq *seqs, int n_seqs, int n_head,
                      float scale, at_tensor *o, at_err *err);
     void (*free)(at_backend *be);

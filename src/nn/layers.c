@@ -144,6 +144,19 @@ int at_nn_load_host_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, con
     return keep(L, out, err);
 }
 
+int at_nn_load_conv_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const float *data,
+                        const at_conv1d_params *p, int transposed, at_err *err)
+{
+    at_tensor t;
+    int64_t ne[2] = {cols, rows};
+    CHECK(at_tensor_from_host(L->be, &t, AT_DT_F32, 2, ne, data, (size_t)rows * cols * sizeof(float), err));
+    int rc = at_conv1d_prepare(L->be, &t, p, transposed, out, err);
+    at_tensor_free(&t);
+    if (rc) return rc;
+    if ((rc = keep(L, out, err))) at_tensor_free(out);
+    return rc;
+}
+
 int at_nn_load_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const char *name, at_err *err)
 {
     const at_nn_wtensor *t = need(L->w, name, err);

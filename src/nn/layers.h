@@ -92,6 +92,11 @@ int at_nn_load_matrix(at_nn_loader *L, at_tensor *out, int rows, int cols, int k
 int at_nn_load_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const char *name, at_err *err);
 /* A tensor made from host floats (computed positions); copied. */
 int at_nn_load_host_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const float *data, at_err *err);
+/* A convolution kernel (PyTorch's layout, rows x cols host floats) in the
+ * backend's own layout for convolutions with p (at_conv1d_prepare): use
+ * it with p->prepared = 1. */
+int at_nn_load_conv_f32(at_nn_loader *L, at_tensor *out, int rows, int cols, const float *data,
+                        const at_conv1d_params *p, int transposed, at_err *err);
 
 enum { AT_NN_NO_BIAS = 0, AT_NN_BIAS = 1 };
 /* prefix.weight [out x in] and, with AT_NN_BIAS, prefix.bias [out]. */

@@ -185,6 +185,26 @@ static void conv_case(at_backend *be, int transposed, int T, int Cin, int Cout, 
     float *y = get(be, &ty);
     near(y, ref, (size_t)To * Cout, 1e-4, transposed ? "conv_transpose1d" : "conv1d");
     free(y);
+    /* the same with the kernel prepared once (at_conv1d_prepare) */
+    at_tensor tp;
+    if (at_conv1d_prepare(be, &tw, &p, transposed, &tp, &err)) fail_msg("prepare: %s", err.msg);
+    assert_int_equal(tp.type, AT_DT_F32);
+    assert_int_equal(at_tensor_rows(&tp), wrows);
+    assert_int_equal(at_tensor_cols(&tp), wcols);
+    /* the unprepared kernel is refused as prepared: it is not f32 */
+    at_conv1d_params pp = p;
+    pp.prepared = 1;
+    if (wt != AT_DT_F32)
+        assert_int_equal(transposed ? at_op_conv_transpose1d(be, &tx, &tw, &tb, &pp, &ty, &err)
+                                    : at_op_conv1d(be, &tx, &tw, &tb, &pp, &ty, &err),
+                         AT_E_INVALID);
+    rc = transposed ? at_op_conv_transpose1d(be, &tx, &tp, &tb, &pp, &ty, &err)
+                    : at_op_conv1d(be, &tx, &tp, &tb, &pp, &ty, &err);
+    if (rc) fail_msg("prepared conv: %s", err.msg);
+    y = get(be, &ty);
+    near(y, ref, (size_t)To * Cout, 1e-4, transposed ? "prepared conv_transpose1d" : "prepared conv1d");
+    free(y);
+    at_tensor_free(&tp);
     free(ref);
     at_tensor_free(&tx);
     at_tensor_free(&tw);
@@ -201,28 +221,28 @@ static void test_conv1d(void **st)
     at_backend *be = backend(st);
     /* Whisper's (k3 pad1, strides 1 and 2), VITS's (k7 pad3; dilated
      * residual blocks; depthwise with groups; pointwise k1), odd lengths */
-    conv_case(be, 0, 50, 8, 12, (at_conv1d_params){3, 1, 1, 1, 1, 0}, AT_DT_F32);
-    conv_case(be, 0, 51, 8, 12, (at_conv1d_params){3, 2, 1, 1, 1, 0}, AT_DT_F16);
-    conv_case(be, 0, 40, 6, 5, (at_conv1d_params){7, 1, 3, 1, 1, 0}, AT_DT_F32);
-    conv_case(be, 0, 37, 4, 4, (at_conv1d_params){3, 1, 5, 5, 1, 0}, AT_DT_F32);
-    conv_case(be, 0, 30, 8, 8, (at_conv1d_params){3, 1, 9, 9, 8, 0}, AT_DT_F32);
-    conv_case(be, 0, 30, 6, 9, (at_conv1d_params){5, 3, 0, 2, 3, 0}, AT_DT_F32);
-    conv_case(be, 0, 20, 64, 32, (at_conv1d_params){1, 1, 0, 1, 1, 0}, AT_DT_Q8_0);
+    conv_case(be, 0, 50, 8, 12, (at_conv1d_params){3, 1, 1, 1, 1, 0, 0}, AT_DT_F32);
+    conv_case(be, 0, 51, 8, 12, (at_conv1d_params){3, 2, 1, 1, 1, 0, 0}, AT_DT_F16);
+    conv_case(be, 0, 40, 6, 5, (at_conv1d_params){7, 1, 3, 1, 1, 0, 0}, AT_DT_F32);
+    conv_case(be, 0, 37, 4, 4, (at_conv1d_params){3, 1, 5, 5, 1, 0, 0}, AT_DT_F32);
+    conv_case(be, 0, 30, 8, 8, (at_conv1d_params){3, 1, 9, 9, 8, 0, 0}, AT_DT_F32);
+    conv_case(be, 0, 30, 6, 9, (at_conv1d_params){5, 3, 0, 2, 3, 0, 0}, AT_DT_F32);
+    conv_case(be, 0, 20, 64, 32, (at_conv1d_params){1, 1, 0, 1, 1, 0, 0}, AT_DT_Q8_0);
     /* long enough to be done in several pieces of time */
-    conv_case(be, 0, 9000, 16, 4, (at_conv1d_params){11, 1, 5, 1, 1, 0}, AT_DT_F32);
+    conv_case(be, 0, 9000, 16, 4, (at_conv1d_params){11, 1, 5, 1, 1, 0, 0}, AT_DT_F32);
     /* HiFi-GAN's dilated residual blocks over several pieces, in f16 */
-    conv_case(be, 0, 5000, 8, 4, (at_conv1d_params){5, 1, 10, 5, 1, 0}, AT_DT_F16);
+    conv_case(be, 0, 5000, 8, 4, (at_conv1d_params){5, 1, 10, 5, 1, 0, 0}, AT_DT_F16);
 }
 
 static void test_conv_transpose1d(void **st)
 {
     at_backend *be = backend(st);
     /* HiFi-GAN's upsampling (kernel 2 x stride, padding (k - s) / 2) */
-    conv_case(be, 1, 10, 8, 4, (at_conv1d_params){16, 8, 4, 1, 1, 0}, AT_DT_F32);
-    conv_case(be, 1, 13, 4, 6, (at_conv1d_params){4, 2, 1, 1, 1, 0}, AT_DT_F16);
-    conv_case(be, 1, 9, 6, 6, (at_conv1d_params){3, 2, 1, 2, 3, 1}, AT_DT_F32);
-    conv_case(be, 1, 7, 5, 3, (at_conv1d_params){5, 3, 0, 1, 1, 2}, AT_DT_F32);
-    conv_case(be, 1, 3000, 8, 4, (at_conv1d_params){4, 4, 0, 1, 1, 0}, AT_DT_F32);
+    conv_case(be, 1, 10, 8, 4, (at_conv1d_params){16, 8, 4, 1, 1, 0, 0}, AT_DT_F32);
+    conv_case(be, 1, 13, 4, 6, (at_conv1d_params){4, 2, 1, 1, 1, 0, 0}, AT_DT_F16);
+    conv_case(be, 1, 9, 6, 6, (at_conv1d_params){3, 2, 1, 2, 3, 1, 0}, AT_DT_F32);
+    conv_case(be, 1, 7, 5, 3, (at_conv1d_params){5, 3, 0, 1, 1, 2, 0}, AT_DT_F32);
+    conv_case(be, 1, 3000, 8, 4, (at_conv1d_params){4, 4, 0, 1, 1, 0, 0}, AT_DT_F32);
 }
 
 /* ------------------------------------------------- element-wise and rows */
@@ -533,7 +553,7 @@ static void test_shape_checks(void **st)
     assert_non_null(strstr(err.msg, "compute context"));
     at_backend_free(alloc_only);
     /* a conv whose output length does not match */
-    at_conv1d_params p = {3, 1, 1, 1, 1, 0};
+    at_conv1d_params p = {3, 1, 1, 1, 1, 0, 0};
     at_tensor cw = mat(be, 6, 24, NULL), cy = mat(be, 5, 6, NULL);
     assert_int_equal(at_op_conv1d(be, &x, &cw, NULL, &p, &cy, &err), AT_E_INVALID);
     /* a huge tensor is refused before allocating */

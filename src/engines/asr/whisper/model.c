@@ -353,7 +353,7 @@ fail:
         if (rc_) return rc_;                                                                                 \
     } while (0)
 
-static const at_conv1d_params CONV1 = {3, 1, 1, 1, 1, 0}, CONV2 = {3, 2, 1, 1, 1, 0};
+static const at_conv1d_params CONV1 = {3, 1, 1, 1, 1, 0, 0}, CONV2 = {3, 2, 1, 1, 1, 0, 0};
 
 int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err)
 {

@@ -74,7 +74,8 @@ typedef struct vconv {
     at_tensor w, b;
     float *hw, *hb;
     int cin, cout, k, dil, pad, groups, stride, transposed;
-    int trim; /* output rows dropped at the start (an even kernel's padding) */
+    int trim;     /* output rows dropped at the start (an even kernel's padding) */
+    int prepared; /* w in the backend's layout (at_conv1d_prepare) */
 } vconv;
 
 typedef struct enc_layer {
@@ -432,7 +433,17 @@ static int load_conv(at_vits_model *m, vconv *cv, const char *pfx, int cin, int 
             free(b);
         return rc;
     }
-    int rc = at_nn_load_host_f32(&m->ld, &cv->w, (int)shape[0], (int)(shape[1] * k), w, err);
+    /* a pointwise convolution is a product (conv()); the others read a
+     * kernel reordered once here rather than on every call */
+    int rc;
+    if (k == 1 && groups == 1 && !pad && stride == 1 && !cv->transposed) {
+        rc = at_nn_load_host_f32(&m->ld, &cv->w, (int)shape[0], (int)(shape[1] * k), w, err);
+    } else {
+        at_conv1d_params p = {k, stride, pad, dil, groups, 0, 0};
+        rc = at_nn_load_conv_f32(&m->ld, &cv->w, (int)shape[0], (int)(shape[1] * k), w, &p, cv->transposed,
+                                 err);
+        cv->prepared = 1;
+    }
     if (!rc && b) rc = at_nn_load_host_f32(&m->ld, &cv->b, 1, cout, b, err);
     free(w);
     free(b);
@@ -789,15 +800,21 @@ static int wrap(run *r, at_tensor *t, const float *x, int cols, int64_t rows)
                                r->err);
 }
 
-/* y = the convolution of x (T rows of cin); *T_out its rows. */
+/* y = the convolution of x (T rows of cin); *T_out its rows.  Where the
+ * backend's tensors are host memory and y does not overlap x, the
+ * operation writes y itself; otherwise its output is downloaded into y. */
 static int conv(run *r, const vconv *cv, const float *x, int T, float *y, int *T_out)
 {
-    at_conv1d_params p = {cv->k, cv->stride, cv->pad, cv->dil, cv->groups, 0};
+    at_conv1d_params p = {cv->k, cv->stride, cv->pad, cv->dil, cv->groups, 0, cv->prepared};
     int To = at_conv1d_out_len(&p, T, cv->transposed) - cv->trim;
     if (To < 1) return at_err_set(r->err, AT_E_INVALID, "vits: %d steps too short for a convolution", T);
-    at_tensor xt, yt;
+    at_tensor xt, yt, own = {0};
     CHECK(wrap(r, &xt, x, cv->cin, T));
-    int rc = out_view(r, cv->cout, To + cv->trim, &yt);
+    uintptr_t xa = (uintptr_t)x, xb = (uintptr_t)(x + (size_t)T * cv->cin), ya = (uintptr_t)y,
+              yb = (uintptr_t)(y + (size_t)To * cv->cout);
+    int direct = !cv->trim && at_backend_host_memory(r->be) && (yb <= xa || xb <= ya);
+    int rc = direct ? wrap(r, &own, y, cv->cout, To) : out_view(r, cv->cout, To + cv->trim, &yt);
+    if (direct) yt = own;
     const at_tensor *b = at_tensor_present(&cv->b) ? &cv->b : NULL;
     if (!rc) {
         if (cv->k == 1 && cv->groups == 1 && !cv->pad && cv->stride == 1 && !cv->transposed)
@@ -807,11 +824,12 @@ static int conv(run *r, const vconv *cv, const float *x, int T, float *y, int *T
         else
             rc = at_op_conv1d(r->be, &xt, &cv->w, b, &p, &yt, r->err);
     }
-    if (!rc) {
+    if (!rc && !direct) {
         at_tensor part = at_tensor_view_rows(&yt, cv->trim, To);
         rc = at_tensor_download(r->be, &part, y, (size_t)To * cv->cout * sizeof(float), r->err);
     }
     at_tensor_free(&xt);
+    at_tensor_free(&own);
     if (T_out) *T_out = To;
     return rc;
 }
@@ -873,6 +891,46 @@ static void leaky(float *y, const float *x, size_t n, float div, float slope)
         memcpy(&u, &x[i], sizeof u);
         y[i] = x[i] * k[u >> 31];
     }
+}
+
+/* The decoder's element-wise steps over its largest activations, in
+ * chunks on the pool: y = leaky_relu(a / div) (b NULL), or y = a + b. */
+typedef struct ew_job {
+    float *y;
+    const float *a, *b;
+    size_t n;
+    float div, slope;
+} ew_job;
+
+enum { EW_CHUNK = 16384 };
+
+static void ew_chunk(void *arg, int chunk, int ith)
+{
+    (void)ith;
+    const ew_job *j = arg;
+    size_t i0 = (size_t)chunk * EW_CHUNK, n = j->n - i0 < EW_CHUNK ? j->n - i0 : EW_CHUNK;
+    if (!j->b) {
+        leaky(j->y + i0, j->a + i0, n, j->div, j->slope);
+        return;
+    }
+    for (size_t i = i0; i < i0 + n; i++) j->y[i] = j->a[i] + j->b[i];
+}
+
+static void ew_run(run *r, ew_job *j)
+{
+    at_compute_run(r->cc, ew_chunk, j, (int)((j->n + EW_CHUNK - 1) / EW_CHUNK));
+}
+
+static void par_leaky(run *r, float *y, const float *x, size_t n, float div, float slope)
+{
+    ew_job j = {y, x, NULL, n, div, slope};
+    ew_run(r, &j);
+}
+
+static void par_add(run *r, float *y, const float *a, const float *b, size_t n)
+{
+    ew_job j = {y, a, b, n, 1.0f, 0.0f};
+    ew_run(r, &j);
 }
 
 /* out = b + w g: a speaker conditioning vector. */
@@ -1260,7 +1318,7 @@ static void prior_rows(const float *stats, const int *dur, int n, int F, float n
 /* ---- decoder ------------------------------------------------------------- */
 
 typedef struct dec_bufs {
-    float *x, *h, *res, *sum;
+    float *x, *h, *t, *res, *sum;
 } dec_bufs;
 
 /* Samples of frames [a, b) of z (T rows of flow) into wave (b - a) hop,
@@ -1275,7 +1333,7 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
     int n = wb - wa, ch = c->up_init, To;
     CHECK(conv(r, &m->dec_pre, z + (size_t)wa * c->flow, n, B->x, &To));
     if (gv) add_row(B->x, gv, n, ch);
-    leaky(B->h, B->x, (size_t)n * ch, 1.0f, c->slope);
+    par_leaky(r, B->h, B->x, (size_t)n * ch, 1.0f, c->slope);
     for (int s = 0; s < c->n_up; s++) {
         CHECK(conv(r, &m->up[s], B->h, n, B->x, &To));
         n = To;
@@ -1290,20 +1348,20 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
             float *res = last ? B->x : j ? B->res : B->sum;
             for (int i = 0; i < c->n_dil[j]; i++) {
                 const float *in = i ? res : B->x;
-                leaky(B->h, in, cnt, 1.0f, c->slope);
-                CHECK(conv(r, &cv[2 * i], B->h, n, B->h, &To));
-                leaky(B->h, B->h, cnt, 1.0f, c->slope);
-                CHECK(conv(r, &cv[2 * i + 1], B->h, n, B->h, &To));
-                for (size_t e = 0; e < cnt; e++) res[e] = in[e] + B->h[e];
+                par_leaky(r, B->h, in, cnt, 1.0f, c->slope);
+                CHECK(conv(r, &cv[2 * i], B->h, n, B->t, &To));
+                par_leaky(r, B->t, B->t, cnt, 1.0f, c->slope);
+                CHECK(conv(r, &cv[2 * i + 1], B->t, n, B->h, &To));
+                par_add(r, res, in, B->h, cnt);
             }
             if (!j)
                 sum = res;
             else
-                add_to(sum, res, cnt);
+                par_add(r, sum, sum, res, cnt);
         }
         /* the blocks' mean, then the next convolution's leaky ReLU
          * (transformers' default slope 0.01 before conv_post) */
-        leaky(B->h, sum, cnt, (float)c->n_kern, s + 1 < c->n_up ? c->slope : 0.01f);
+        par_leaky(r, B->h, sum, cnt, (float)c->n_kern, s + 1 < c->n_up ? c->slope : 0.01f);
     }
     CHECK(conv(r, &m->dec_post, B->h, n, B->x, &To));
     int hop = m->hp.hop, off = (a - wa) * hop, len = (b - a) * hop;
@@ -1445,11 +1503,12 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
     size_t per = (size_t)(most + 2 * m->ctx_frames) * m->dec_per_frame;
     B.x = malloc(per * sizeof(float));
     B.h = malloc(per * sizeof(float));
+    B.t = malloc(per * sizeof(float));
     B.res = malloc(per * sizeof(float));
     B.sum = malloc(per * sizeof(float));
     wave = malloc((size_t)(most > frames ? frames : most) * m->hp.hop * sizeof *wave);
     if (g && !(gv = malloc((size_t)c->up_init * sizeof *gv))) rc = AT_E_NOMEM;
-    if (rc || !B.x || !B.h || !B.res || !B.sum || !wave) {
+    if (rc || !B.x || !B.h || !B.t || !B.res || !B.sum || !wave) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (decoder of %d frames)", most);
         goto out;
     }
@@ -1493,6 +1552,7 @@ out:
     free(gv);
     free(B.x);
     free(B.h);
+    free(B.t);
     free(B.res);
     free(B.sum);
     return rc;
