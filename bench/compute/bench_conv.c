@@ -5,7 +5,10 @@
  * an output step), beside a plain product of the same flops.  Where a
  * decoder's time goes, layer by layer.
  *
- *   bench_conv [--threads N] [--reps N] */
+ * Kernels are prepared once (at_conv1d_prepare) as a model's loader
+ * does; --unprepared: reordered on every call.
+ *
+ *   bench_conv [--threads N] [--reps N] [--unprepared] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +48,7 @@ static int tensor(at_backend *be, at_tensor *t, int64_t cols, int64_t rows, uint
 
 /* Milliseconds per call of a convolution of T input steps. */
 static double time_conv(at_backend *be, int T, int cin, int cout, const at_conv1d_params *p, int transposed,
-                        int reps, int *T_out, at_err *err)
+                        int prepared, int reps, int *T_out, at_err *err)
 {
     int To = at_conv1d_out_len(p, T, transposed);
     at_tensor x, w, b, y;
@@ -56,6 +59,16 @@ static double time_conv(at_backend *be, int T, int cin, int cout, const at_conv1
     if (!rc) rc = tensor(be, &b, cout, 1, 3, err);
     if (!rc) rc = at_tensor_new_2d(be, &y, AT_DT_F32, cout, To, err);
     if (rc) return -1;
+    /* the kernel reordered once, as a model's loader does */
+    at_conv1d_params pp = *p;
+    if (prepared) {
+        at_tensor wp;
+        if (at_conv1d_prepare(be, &w, p, transposed, &wp, err)) return -1;
+        at_tensor_free(&w);
+        w = wp;
+        pp.prepared = 1;
+    }
+    p = &pp;
     b = at_tensor_reshape_2d(&b, cout, 1);
     double best = 1e30;
     for (int r = 0; r <= reps && !rc; r++) {
@@ -96,16 +109,22 @@ static double time_matmul(at_backend *be, int M, int N, int K, int reps, at_err 
 
 int main(int argc, char **argv)
 {
-    int threads = 2, reps = 3;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    int threads = 2, reps = 3, prepared = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--unprepared")) {
+            prepared = 0;
+            continue;
+        }
+        if (i + 1 == argc) break;
         if (!strcmp(argv[i], "--threads"))
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps"))
             reps = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--reps N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--reps N] [--unprepared]\n", argv[0]);
             return 2;
         }
+        i++;
     }
     if (reps < 1) reps = 1;
     char cpu[300];
@@ -127,7 +146,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < 4; s++) {
         int k = 2 * up[s], cout = ch / 2, To;
         at_conv1d_params pu = {k, up[s], (k - up[s]) / 2, 1, 1, 0, 0};
-        double ms = time_conv(be, T, ch, cout, &pu, 1, reps, &To, &err);
+        double ms = time_conv(be, T, ch, cout, &pu, 1, prepared, reps, &To, &err);
         if (ms < 0) goto fail;
         double flop = 2.0 * T * ch * cout * k;
         char name[64];
@@ -142,7 +161,7 @@ int main(int argc, char **argv)
                 /* each dilation pairs a dilated convolution with one at 1 */
                 int dil = rb_d[d], calls = dil == 1 ? 4 : 1, Ty;
                 at_conv1d_params p = {rb_k[a], 1, (rb_k[a] - 1) * dil / 2, dil, 1, 0, 0};
-                ms = time_conv(be, T, ch, ch, &p, 0, reps, &Ty, &err);
+                ms = time_conv(be, T, ch, ch, &p, 0, prepared, reps, &Ty, &err);
                 double mm = time_matmul(be, T, ch, ch * rb_k[a], reps, &err);
                 if (ms < 0 || mm < 0) goto fail;
                 flop = 2.0 * T * ch * ch * rb_k[a];

@@ -342,22 +342,58 @@ static void taps_weights(const at_tensor *w, int C_out, int C_in, int K, float *
     }
 }
 
+/* The inputs of a dilated convolution, phase by phase: phase r (outputs
+ * r, r + d, ...; M_r of them) reads input rows r - pad + d j for
+ * j < M_r + K - 1, copied one after the other with zeros outside the
+ * input.  Phase r starts at row r (q + K - 1) + min(r, rem) of the copy,
+ * T_out = q d + rem. */
+typedef struct phase_job {
+    const float *x;
+    float *xr;
+    int T_in, C, d, pad, K, q, rem, per_phase;
+} phase_job;
+
+enum { PHASE_ROWS = 256 }; /* rows of a phase copied by one chunk */
+
+static int phase_start(const phase_job *j, int r)
+{
+    return r * (j->q + j->K - 1) + (r < j->rem ? r : j->rem);
+}
+
+static void phase_copy(void *arg, int chunk, int ith)
+{
+    (void)ith;
+    const phase_job *j = arg;
+    int r = chunk / j->per_phase, j0 = chunk % j->per_phase * PHASE_ROWS;
+    int rows = j->q + (r < j->rem) + j->K - 1, j1 = rows < j0 + PHASE_ROWS ? rows : j0 + PHASE_ROWS;
+    float *dst = j->xr + (size_t)phase_start(j, r) * j->C;
+    for (int i = j0; i < j1; i++) {
+        int ti = r - j->pad + j->d * i;
+        if (ti >= 0 && ti < j->T_in)
+            memcpy(dst + (size_t)i * j->C, j->x + (size_t)ti * j->C, (size_t)j->C * sizeof(float));
+        else
+            memset(dst + (size_t)i * j->C, 0, (size_t)j->C * sizeof(float));
+    }
+}
+
 /* Stride-1 convolution without im2col: the kernel reordered to
  * [C_out][K][C_in] (once, by at_conv1d_prepare, or here), so that at
  * dilation 1 the taps of output t are the K input rows from t - pad on
  * (taps_product).  A dilation d splits the outputs into d phases, each
- * reading every d-th input row: a piece of time at a time, each phase's
- * rows are copied once (with the padding) where im2col wrote each row K
- * times. */
+ * reading every d-th input row: each phase's rows are copied once, on
+ * the pool, with the padding (where im2col wrote each row K times), and
+ * each phase is one product. */
 static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
                      const at_conv1d_params *p, at_tensor *y, at_err *err)
 {
     int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
     int T_out = (int)at_tensor_rows(y), K = p->kernel, d = p->dilation, pad = p->padding, KC = K * C_in;
-    int piece = conv_piece(C_in), ph_rows = (piece + d - 1) / d + K - 1;
+    int phases = d < T_out ? d : T_out;
+    phase_job pj = {F(x), NULL, T_in, C_in, d, pad, K, T_out / d, T_out % d, 0};
+    pj.per_phase = (pj.q + 1 + K - 1 + PHASE_ROWS - 1) / PHASE_ROWS;
     float *wk = p->prepared ? NULL : malloc((size_t)C_out * (size_t)KC * sizeof(float));
     float *row = p->prepared ? NULL : malloc((size_t)KC * sizeof(float));
-    float *xr = d > 1 ? malloc((size_t)ph_rows * (size_t)C_in * sizeof(float)) : NULL;
+    float *xr = d > 1 ? malloc((size_t)phase_start(&pj, phases) * (size_t)C_in * sizeof(float)) : NULL;
     int rc = 0;
     if ((!p->prepared && (!wk || !row)) || (d > 1 && !xr)) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", C_out, KC);
@@ -369,22 +405,12 @@ static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, cons
         rc = taps_product(c, F(x), T_in, C_in, -pad, T_out, &Wk, bias, F(y), C_out, err);
         goto out;
     }
-    for (int t0 = 0; t0 < T_out && !rc; t0 += piece) {
-        int t1 = T_out - t0 < piece ? T_out : t0 + piece;
-        for (int r = 0; r < d && t0 + r < t1 && !rc; r++) {
-            /* output steps t0 + r + d m read input rows t0 + r + d (m + k) - pad */
-            int M = (t1 - t0 - r + d - 1) / d;
-            for (int j = 0; j < M + K - 1; j++) {
-                int ti = t0 + r + d * j - pad;
-                float *dst = xr + (size_t)j * C_in;
-                if (ti >= 0 && ti < T_in)
-                    memcpy(dst, F(x) + (size_t)ti * C_in, (size_t)C_in * sizeof(float));
-                else
-                    memset(dst, 0, (size_t)C_in * sizeof(float));
-            }
-            rc = taps_product(c, xr, M + K - 1, C_in, 0, M, &Wk, bias, F(y) + (size_t)(t0 + r) * C_out,
-                              d * C_out, err);
-        }
+    pj.xr = xr;
+    at_compute_run(c, phase_copy, &pj, phases * pj.per_phase);
+    for (int r = 0; r < phases && !rc; r++) {
+        int M = pj.q + (r < pj.rem);
+        rc = taps_product(c, xr + (size_t)phase_start(&pj, r) * C_in, M + K - 1, C_in, 0, M, &Wk, bias,
+                          F(y) + (size_t)r * C_out, d * C_out, err);
     }
 out:
     free(wk);
