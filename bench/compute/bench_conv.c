@@ -145,7 +145,8 @@ int main(int argc, char **argv)
     int T = 63, ch = 512; /* 62.5 frames a second */
     for (int s = 0; s < 4; s++) {
         int k = 2 * up[s], cout = ch / 2, To;
-        at_conv1d_params pu = {k, up[s], (k - up[s]) / 2, 1, 1, 0, 0};
+        at_conv1d_params pu = {
+            .kernel = k, .stride = up[s], .padding = (k - up[s]) / 2, .dilation = 1, .groups = 1};
         double ms = time_conv(be, T, ch, cout, &pu, 1, prepared, reps, &To, &err);
         if (ms < 0) goto fail;
         double flop = 2.0 * T * ch * cout * k;
@@ -160,7 +161,11 @@ int main(int argc, char **argv)
             for (int d = 0; d < 3; d++) {
                 /* each dilation pairs a dilated convolution with one at 1 */
                 int dil = rb_d[d], calls = dil == 1 ? 4 : 1, Ty;
-                at_conv1d_params p = {rb_k[a], 1, (rb_k[a] - 1) * dil / 2, dil, 1, 0, 0};
+                at_conv1d_params p = {.kernel = rb_k[a],
+                                      .stride = 1,
+                                      .padding = (rb_k[a] - 1) * dil / 2,
+                                      .dilation = dil,
+                                      .groups = 1};
                 ms = time_conv(be, T, ch, ch, &p, 0, prepared, reps, &Ty, &err);
                 double mm = time_matmul(be, T, ch, ch * rb_k[a], reps, &err);
                 if (ms < 0 || mm < 0) goto fail;

@@ -378,6 +378,16 @@ static int conv_args(at_backend *be, const at_tensor *x, const at_tensor *w, con
     if (!at_tensor_contiguous(x) || !at_tensor_contiguous(y))
         return at_err_set(err, AT_E_INVALID, "%s: input and output must be contiguous", op);
     if (!absent(bias)) CHECK(vec(be, bias, C_out, "conv bias", err));
+    if (p->residual) {
+        const at_tensor *r = p->residual;
+        CHECK(usable(be, r, op, err));
+        CHECK(f32(r, op, err));
+        if (at_tensor_rows(r) != T_out || at_tensor_cols(r) != C_out || !at_tensor_contiguous(r))
+            return at_err_set(err, AT_E_INVALID, "%s: residual is not of the output's shape", op);
+        size_t r0 = r->offs, r1 = r0 + at_tensor_nbytes(r), y0 = y->offs, y1 = y0 + at_tensor_nbytes(y);
+        if (r->buf == y->buf && r0 < y1 && y0 < r1)
+            return at_err_set(err, AT_E_INVALID, "%s: residual overlaps the output", op);
+    }
     return 0;
 }
 

@@ -150,6 +150,13 @@ typedef struct at_conv1d_params {
     int kernel, stride, padding, dilation, groups;
     int output_padding; /* transposed only */
     int prepared;       /* w was made by at_conv1d_prepare for these params */
+    /* Epilogue, fused where the backend can (the CPU's; others refuse it
+     * with AT_E_UNSUPPORTED): after the bias, y += residual (f32, y's
+     * shape, not overlapping y; NULL: none), then leaky ReLU with
+     * leaky_slope when leaky. */
+    const at_tensor *residual;
+    int leaky;
+    float leaky_slope;
 } at_conv1d_params;
 int at_conv1d_out_len(const at_conv1d_params *p, int T_in, int transposed);
 /* w (PyTorch's layout above, any type) converted once, at load, into a

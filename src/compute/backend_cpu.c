@@ -292,6 +292,16 @@ static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, co
     return rc;
 }
 
+/* ep for output rows row0, row0 + step, ... (NULL: none), in *tmp. */
+static const at_epilogue *ep_rows(const at_epilogue *ep, int64_t row0, int step, at_epilogue *tmp)
+{
+    if (!ep) return NULL;
+    *tmp = *ep;
+    if (ep->res) tmp->res = ep->res + (size_t)row0 * (size_t)ep->ldr;
+    tmp->ldr = ep->ldr * step;
+    return tmp;
+}
+
 /* Y[m] = sum over k < n_taps of X[off + m + k] W_k for m < M (Y rows ldy
  * floats apart; X rows of C floats, T of them, zero outside): W is
  * [C_out][n_taps][C] as rows of n_taps * C.  The taps of one output are
@@ -300,15 +310,17 @@ static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, co
  * either end of X go through a padded copy.  bias (C_out, or NULL) is
  * added to each output. */
 static int taps_product(at_compute *c, const float *X, int T, int C, int off, int M, const at_matrix *W,
-                        const float *bias, float *Y, int ldy, at_err *err)
+                        const float *bias, const at_epilogue *ep, float *Y, int ldy, at_err *err)
 {
     int n_taps = W->cols / C;
     int lo = -off < 0 ? 0 : -off < M ? -off : M;                  /* first output inside */
     int hi = T - n_taps + 1 - off < M ? T - n_taps + 1 - off : M; /* past the last one */
     if (hi < lo) hi = lo;
     int rc = 0;
+    at_epilogue e_at;
     if (hi > lo)
-        rc = at_matmul_ld(c, X + (size_t)(off + lo) * C, C, hi - lo, W, bias, Y + (size_t)lo * ldy, ldy, err);
+        rc = at_matmul_ep(c, X + (size_t)(off + lo) * C, C, hi - lo, W, bias, ep_rows(ep, lo, 1, &e_at),
+                          Y + (size_t)lo * ldy, ldy, err);
     int edge[2][2] = {{0, lo}, {hi, M}};
     for (int e = 0; e < 2 && !rc; e++) {
         int n = edge[e][1] - edge[e][0];
@@ -323,7 +335,8 @@ static int taps_product(at_compute *c, const float *X, int T, int C, int off, in
             else
                 memset(buf + (size_t)j * C, 0, (size_t)C * sizeof(float));
         }
-        rc = at_matmul_ld(c, buf, C, n, W, bias, Y + (size_t)edge[e][0] * ldy, ldy, err);
+        rc = at_matmul_ep(c, buf, C, n, W, bias, ep_rows(ep, edge[e][0], 1, &e_at),
+                          Y + (size_t)edge[e][0] * ldy, ldy, err);
         free(buf);
     }
     return rc;
@@ -384,7 +397,7 @@ static void phase_copy(void *arg, int chunk, int ith)
  * the pool, with the padding (where im2col wrote each row K times), and
  * each phase is one product. */
 static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
-                     const at_conv1d_params *p, at_tensor *y, at_err *err)
+                     const at_conv1d_params *p, const at_epilogue *ep, at_tensor *y, at_err *err)
 {
     int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
     int T_out = (int)at_tensor_rows(y), K = p->kernel, d = p->dilation, pad = p->padding, KC = K * C_in;
@@ -402,15 +415,16 @@ static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, cons
     if (!p->prepared) taps_weights(w, C_out, C_in, K, wk, row);
     at_matrix Wk = {AT_DT_F32, C_out, KC, p->prepared ? F(w) : wk, (size_t)KC * sizeof(float)};
     if (d == 1) {
-        rc = taps_product(c, F(x), T_in, C_in, -pad, T_out, &Wk, bias, F(y), C_out, err);
+        rc = taps_product(c, F(x), T_in, C_in, -pad, T_out, &Wk, bias, ep, F(y), C_out, err);
         goto out;
     }
     pj.xr = xr;
     at_compute_run(c, phase_copy, &pj, phases * pj.per_phase);
     for (int r = 0; r < phases && !rc; r++) {
         int M = pj.q + (r < pj.rem);
+        at_epilogue e_at;
         rc = taps_product(c, xr + (size_t)phase_start(&pj, r) * C_in, M + K - 1, C_in, 0, M, &Wk, bias,
-                          F(y) + (size_t)r * C_out, d * C_out, err);
+                          ep_rows(ep, r, d, &e_at), F(y) + (size_t)r * C_out, d * C_out, err);
     }
 out:
     free(wk);
@@ -457,7 +471,7 @@ static void phase_weights(const at_tensor *w, int C_in, int C_out, int K, int s,
  * reversed (taps_product), written to every s-th output row.  No
  * zero-stuffing, and no scatter of each input's taps into the outputs. */
 static int conv_transposed_phases(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
-                                  const at_conv1d_params *p, at_tensor *y, at_err *err)
+                                  const at_conv1d_params *p, const at_epilogue *ep, at_tensor *y, at_err *err)
 {
     int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
     int T_out = (int)at_tensor_rows(y), K = p->kernel, s = p->stride;
@@ -476,14 +490,17 @@ static int conv_transposed_phases(at_compute *c, const at_tensor *x, const at_te
         wp += (size_t)C_out * kq * C_in;
         if (q >= T_out) continue;
         float *yq = F(y) + (size_t)q * C_out;
+        at_epilogue e_at;
+        const at_epilogue *eq = ep_rows(ep, q, s, &e_at);
         if (!kq) {
             for (int m = 0; m < M; m++)
                 for (int co = 0; co < C_out; co++) yq[(size_t)m * s * C_out + co] = bias ? bias[co] : 0.0f;
+            at_epilogue_rows(eq, yq, s * C_out, M, C_out);
             continue;
         }
         /* tap j reads input row m + e - kq + 1 + j */
         at_matrix Wq = {AT_DT_F32, C_out, kq * C_in, wph, (size_t)kq * C_in * sizeof(float)};
-        rc = taps_product(c, F(x), T_in, C_in, e - kq + 1, M, &Wq, bias, yq, s * C_out, err);
+        rc = taps_product(c, F(x), T_in, C_in, e - kq + 1, M, &Wq, bias, eq, yq, s * C_out, err);
     }
 out:
     if (!p->prepared) free(wq);
@@ -547,19 +564,24 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
 {
     int rc = need_ctx(be, err);
     if (rc) return rc;
-    /* the products of the phase and tap paths add the bias themselves */
+    /* the products of the phase and tap paths add the bias and run the
+     * epilogue themselves */
     const float *b = bias ? F(bias) : NULL;
+    at_epilogue e = {p->residual ? F(p->residual) : NULL, p->residual ? (int)LD(p->residual) : 0, p->leaky,
+                     p->leaky_slope};
+    const at_epilogue *ep = p->residual || p->leaky ? &e : NULL;
     if (transposed && p->groups == 1 && p->dilation == 1)
-        return conv_transposed_phases(ctx(be), x, w, b, p, y, err);
+        return conv_transposed_phases(ctx(be), x, w, b, p, ep, y, err);
     /* reordering the kernel on every call costs C_out rows of K * C_in,
      * im2col T_out of them: short inputs (a sentence's tokens) keep im2col
      * unless the kernel was prepared */
     if (!transposed && p->groups == 1 && p->stride == 1 &&
         (p->prepared || at_tensor_rows(y) >= at_tensor_cols(y)))
-        return conv_taps(ctx(be), x, w, b, p, y, err);
+        return conv_taps(ctx(be), x, w, b, p, ep, y, err);
     rc = transposed ? conv_transposed(ctx(be), x, w, p, y, err) : conv_direct(ctx(be), x, w, p, y, err);
     if (!rc && bias)
         for (int64_t t = 0; t < at_tensor_rows(y); t++) at_add(ROW(y, t), F(bias), (size_t)at_tensor_cols(y));
+    if (!rc) at_epilogue_rows(ep, F(y), (int)LD(y), (int)at_tensor_rows(y), (int)at_tensor_cols(y));
     return rc;
 }
 

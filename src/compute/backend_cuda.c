@@ -333,6 +333,7 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
     ON_DEVICE(be);
     if (!at_tensor_contiguous(x) || !at_tensor_contiguous(y))
         return at_err_set(err, AT_E_UNSUPPORTED, "cuda conv1d: activations must be contiguous");
+    if (p->residual || p->leaky) return at_err_set(err, AT_E_UNSUPPORTED, "cuda conv1d: no fused epilogue");
     const float *wf = F(w);
     if (w->type != AT_DT_F32) { /* the kernel reads f32 weights */
         size_t n = (size_t)at_tensor_rows(w) * (size_t)at_tensor_cols(w);

@@ -168,7 +168,30 @@ typedef struct {
     float *Y;
     int tile_m;   /* rows of X per chunk of a large product */
     int ldx, ldy; /* row strides of X and Y in floats */
+    const at_epilogue *ep;
 } mm_job;
+
+/* y += r, then leaky ReLU (x times 1 or the slope chosen by the sign
+ * bit: no branch on random signs, and it vectorizes). */
+static void epilogue_row(const at_epilogue *ep, float *y, const float *r, int n)
+{
+    if (r)
+        for (int i = 0; i < n; i++) y[i] += r[i];
+    if (!ep->leaky) return;
+    const float k[2] = {1.0f, ep->slope};
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &y[i], sizeof u);
+        y[i] *= k[u >> 31];
+    }
+}
+
+void at_epilogue_rows(const at_epilogue *ep, float *Y, int ldy, int M, int n)
+{
+    if (!ep) return;
+    for (int m = 0; m < M; m++)
+        epilogue_row(ep, Y + (size_t)m * ldy, ep->res ? ep->res + (size_t)m * ep->ldr : NULL, n);
+}
 
 static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int K, float *buf)
 {
@@ -546,16 +569,21 @@ static void mm_big(void *p, int t, int ith)
             j->c->pack[ith]);
     if (j->bias)
         for (int m = 0; m < tm; m++) at_add(Y + (size_t)m * j->ldy, j->bias + n0, (size_t)tn);
+    if (j->ep)
+        for (int m = 0; m < tm; m++)
+            epilogue_row(j->ep, Y + (size_t)m * j->ldy,
+                         j->ep->res ? j->ep->res + (size_t)(m0 + m) * j->ep->ldr + n0 : NULL, tn);
 }
 
 static int matmul_locked(at_compute *c, const float *X, int ldx, int M, const at_matrix *W, const float *bias,
-                         float *Y, int ldy, at_err *err)
+                         const at_epilogue *ep, float *Y, int ldy, at_err *err)
 {
-    mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y, 0, ldx, ldy};
+    mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y, 0, ldx, ldy, ep};
     if (M < SMALL_M) {
         if (at_compute_reserve(c, 2 * (size_t)W->cols, err))
             return err && err->code < 0 ? err->code : AT_E_NOMEM;
         at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);
+        at_epilogue_rows(ep, Y, ldy, M, W->rows); /* few rows */
     } else {
         if (W->type != AT_DT_F32 && at_compute_reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
             return err && err->code < 0 ? err->code : AT_E_NOMEM;
@@ -576,7 +604,7 @@ int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const fl
     if (M <= 0) return 0;
     /* the scratch sizes and the run belong together: one caller at a time */
     at_compute *r = at_compute_op_begin(c);
-    int rc = matmul_locked(r, X, W->cols, M, W, bias, Y, W->rows, err);
+    int rc = matmul_locked(r, X, W->cols, M, W, bias, NULL, Y, W->rows, err);
     pthread_mutex_unlock(&r->op_mu);
     return rc;
 }
@@ -585,8 +613,15 @@ int at_matmul_ld(at_compute *c, const float *X, int ldx, int M, const at_matrix 
                  float *Y, int ldy, at_err *err)
 {
     if (M <= 0) return 0;
+    return at_matmul_ep(c, X, ldx, M, W, bias, NULL, Y, ldy, err);
+}
+
+int at_matmul_ep(at_compute *c, const float *X, int ldx, int M, const at_matrix *W, const float *bias,
+                 const at_epilogue *ep, float *Y, int ldy, at_err *err)
+{
+    if (M <= 0) return 0;
     at_compute *r = at_compute_op_begin(c);
-    int rc = matmul_locked(r, X, ldx, M, W, bias, Y, ldy, err);
+    int rc = matmul_locked(r, X, ldx, M, W, bias, ep, Y, ldy, err);
     pthread_mutex_unlock(&r->op_mu);
     return rc;
 }

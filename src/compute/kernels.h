@@ -36,6 +36,21 @@ int at_matmul(at_compute *c, const float *X, int M, const at_matrix *W, const fl
  * taps of a convolution's consecutive steps do). */
 int at_matmul_ld(at_compute *c, const float *X, int ldx, int M, const at_matrix *W, const float *bias,
                  float *Y, int ldy, at_err *err);
+/* What a product does with each output after its bias, while the output
+ * is still in cache: y += res (the row of R at the same index; R must not
+ * overlap Y), then y = leaky_relu(y) with slope when leaky. */
+typedef struct at_epilogue {
+    const float *res;
+    int ldr;
+    int leaky;
+    float slope;
+} at_epilogue;
+/* at_matmul_ld followed by the epilogue ep (NULL: none). */
+int at_matmul_ep(at_compute *c, const float *X, int ldx, int M, const at_matrix *W, const float *bias,
+                 const at_epilogue *ep, float *Y, int ldy, at_err *err);
+/* The epilogue on rows of n outputs already computed (paths that do not
+ * end in at_matmul_ep). */
+void at_epilogue_rows(const at_epilogue *ep, float *Y, int ldy, int M, int n);
 
 /* Row-wise layer norm over N columns: y = (x - mean)/sqrt(var + eps)*w + b
  * (b NULL: no bias).  y may equal x. */

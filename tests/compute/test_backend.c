@@ -204,6 +204,34 @@ static void conv_case(at_backend *be, int transposed, int T, int Cin, int Cout, 
     y = get(be, &ty);
     near(y, ref, (size_t)To * Cout, 1e-4, transposed ? "prepared conv_transpose1d" : "prepared conv1d");
     free(y);
+    /* the fused epilogue: a residual added, then leaky ReLU */
+    float *res = rand_vec((size_t)To * Cout);
+    at_tensor tr = mat(be, To, Cout, res);
+    pp.residual = &tr;
+    pp.leaky = 1;
+    pp.leaky_slope = 0.1f;
+    for (size_t i = 0; i < (size_t)To * Cout; i++) {
+        ref[i] += res[i];
+        if (ref[i] < 0) ref[i] *= 0.1f;
+    }
+    for (int prep = 0; prep < 2; prep++) {
+        pp.prepared = prep;
+        rc = transposed ? at_op_conv_transpose1d(be, &tx, prep ? &tp : &tw, &tb, &pp, &ty, &err)
+                        : at_op_conv1d(be, &tx, prep ? &tp : &tw, &tb, &pp, &ty, &err);
+        if (rc == AT_E_UNSUPPORTED && strcmp(at_backend_name(be), "cpu")) break; /* fused on the CPU only */
+        if (rc) fail_msg("conv with epilogue: %s", err.msg);
+        y = get(be, &ty);
+        near(y, ref, (size_t)To * Cout, 1e-4,
+             transposed ? "conv_transpose1d + epilogue" : "conv1d + epilogue");
+        free(y);
+    }
+    /* a residual that is the output itself is refused */
+    pp.residual = &ty;
+    assert_int_equal(transposed ? at_op_conv_transpose1d(be, &tx, &tp, &tb, &pp, &ty, &err)
+                                : at_op_conv1d(be, &tx, &tp, &tb, &pp, &ty, &err),
+                     AT_E_INVALID);
+    at_tensor_free(&tr);
+    free(res);
     at_tensor_free(&tp);
     free(ref);
     at_tensor_free(&tx);
@@ -221,28 +249,58 @@ static void test_conv1d(void **st)
     at_backend *be = backend(st);
     /* Whisper's (k3 pad1, strides 1 and 2), VITS's (k7 pad3; dilated
      * residual blocks; depthwise with groups; pointwise k1), odd lengths */
-    conv_case(be, 0, 50, 8, 12, (at_conv1d_params){3, 1, 1, 1, 1, 0, 0}, AT_DT_F32);
-    conv_case(be, 0, 51, 8, 12, (at_conv1d_params){3, 2, 1, 1, 1, 0, 0}, AT_DT_F16);
-    conv_case(be, 0, 40, 6, 5, (at_conv1d_params){7, 1, 3, 1, 1, 0, 0}, AT_DT_F32);
-    conv_case(be, 0, 37, 4, 4, (at_conv1d_params){3, 1, 5, 5, 1, 0, 0}, AT_DT_F32);
-    conv_case(be, 0, 30, 8, 8, (at_conv1d_params){3, 1, 9, 9, 8, 0, 0}, AT_DT_F32);
-    conv_case(be, 0, 30, 6, 9, (at_conv1d_params){5, 3, 0, 2, 3, 0, 0}, AT_DT_F32);
-    conv_case(be, 0, 20, 64, 32, (at_conv1d_params){1, 1, 0, 1, 1, 0, 0}, AT_DT_Q8_0);
+    conv_case(be, 0, 50, 8, 12,
+              (at_conv1d_params){.kernel = 3, .stride = 1, .padding = 1, .dilation = 1, .groups = 1},
+              AT_DT_F32);
+    conv_case(be, 0, 51, 8, 12,
+              (at_conv1d_params){.kernel = 3, .stride = 2, .padding = 1, .dilation = 1, .groups = 1},
+              AT_DT_F16);
+    conv_case(be, 0, 40, 6, 5,
+              (at_conv1d_params){.kernel = 7, .stride = 1, .padding = 3, .dilation = 1, .groups = 1},
+              AT_DT_F32);
+    conv_case(be, 0, 37, 4, 4,
+              (at_conv1d_params){.kernel = 3, .stride = 1, .padding = 5, .dilation = 5, .groups = 1},
+              AT_DT_F32);
+    conv_case(be, 0, 30, 8, 8,
+              (at_conv1d_params){.kernel = 3, .stride = 1, .padding = 9, .dilation = 9, .groups = 8},
+              AT_DT_F32);
+    conv_case(be, 0, 30, 6, 9,
+              (at_conv1d_params){.kernel = 5, .stride = 3, .padding = 0, .dilation = 2, .groups = 3},
+              AT_DT_F32);
+    conv_case(be, 0, 20, 64, 32,
+              (at_conv1d_params){.kernel = 1, .stride = 1, .padding = 0, .dilation = 1, .groups = 1},
+              AT_DT_Q8_0);
     /* long enough to be done in several pieces of time */
-    conv_case(be, 0, 9000, 16, 4, (at_conv1d_params){11, 1, 5, 1, 1, 0, 0}, AT_DT_F32);
+    conv_case(be, 0, 9000, 16, 4,
+              (at_conv1d_params){.kernel = 11, .stride = 1, .padding = 5, .dilation = 1, .groups = 1},
+              AT_DT_F32);
     /* HiFi-GAN's dilated residual blocks over several pieces, in f16 */
-    conv_case(be, 0, 5000, 8, 4, (at_conv1d_params){5, 1, 10, 5, 1, 0, 0}, AT_DT_F16);
+    conv_case(be, 0, 5000, 8, 4,
+              (at_conv1d_params){.kernel = 5, .stride = 1, .padding = 10, .dilation = 5, .groups = 1},
+              AT_DT_F16);
 }
 
 static void test_conv_transpose1d(void **st)
 {
     at_backend *be = backend(st);
     /* HiFi-GAN's upsampling (kernel 2 x stride, padding (k - s) / 2) */
-    conv_case(be, 1, 10, 8, 4, (at_conv1d_params){16, 8, 4, 1, 1, 0, 0}, AT_DT_F32);
-    conv_case(be, 1, 13, 4, 6, (at_conv1d_params){4, 2, 1, 1, 1, 0, 0}, AT_DT_F16);
-    conv_case(be, 1, 9, 6, 6, (at_conv1d_params){3, 2, 1, 2, 3, 1, 0}, AT_DT_F32);
-    conv_case(be, 1, 7, 5, 3, (at_conv1d_params){5, 3, 0, 1, 1, 2, 0}, AT_DT_F32);
-    conv_case(be, 1, 3000, 8, 4, (at_conv1d_params){4, 4, 0, 1, 1, 0, 0}, AT_DT_F32);
+    conv_case(be, 1, 10, 8, 4,
+              (at_conv1d_params){.kernel = 16, .stride = 8, .padding = 4, .dilation = 1, .groups = 1},
+              AT_DT_F32);
+    conv_case(be, 1, 13, 4, 6,
+              (at_conv1d_params){.kernel = 4, .stride = 2, .padding = 1, .dilation = 1, .groups = 1},
+              AT_DT_F16);
+    conv_case(be, 1, 9, 6, 6,
+              (at_conv1d_params){
+                  .kernel = 3, .stride = 2, .padding = 1, .dilation = 2, .groups = 3, .output_padding = 1},
+              AT_DT_F32);
+    conv_case(be, 1, 7, 5, 3,
+              (at_conv1d_params){
+                  .kernel = 5, .stride = 3, .padding = 0, .dilation = 1, .groups = 1, .output_padding = 2},
+              AT_DT_F32);
+    conv_case(be, 1, 3000, 8, 4,
+              (at_conv1d_params){.kernel = 4, .stride = 4, .padding = 0, .dilation = 1, .groups = 1},
+              AT_DT_F32);
 }
 
 /* ------------------------------------------------- element-wise and rows */
@@ -553,7 +611,7 @@ static void test_shape_checks(void **st)
     assert_non_null(strstr(err.msg, "compute context"));
     at_backend_free(alloc_only);
     /* a conv whose output length does not match */
-    at_conv1d_params p = {3, 1, 1, 1, 1, 0, 0};
+    at_conv1d_params p = {.kernel = 3, .stride = 1, .padding = 1, .dilation = 1, .groups = 1};
     at_tensor cw = mat(be, 6, 24, NULL), cy = mat(be, 5, 6, NULL);
     assert_int_equal(at_op_conv1d(be, &x, &cw, NULL, &p, &cy, &err), AT_E_INVALID);
     /* a huge tensor is refused before allocating */

@@ -353,7 +353,8 @@ fail:
         if (rc_) return rc_;                                                                                 \
     } while (0)
 
-static const at_conv1d_params CONV1 = {3, 1, 1, 1, 1, 0, 0}, CONV2 = {3, 2, 1, 1, 1, 0, 0};
+static const at_conv1d_params CONV1 = {.kernel = 3, .stride = 1, .padding = 1, .dilation = 1, .groups = 1},
+                              CONV2 = {.kernel = 3, .stride = 2, .padding = 1, .dilation = 1, .groups = 1};
 
 int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err)
 {

@@ -439,7 +439,8 @@ static int load_conv(at_vits_model *m, vconv *cv, const char *pfx, int cin, int 
     if (k == 1 && groups == 1 && !pad && stride == 1 && !cv->transposed) {
         rc = at_nn_load_host_f32(&m->ld, &cv->w, (int)shape[0], (int)(shape[1] * k), w, err);
     } else {
-        at_conv1d_params p = {k, stride, pad, dil, groups, 0, 0};
+        at_conv1d_params p = {
+            .kernel = k, .stride = stride, .padding = pad, .dilation = dil, .groups = groups};
         rc = at_nn_load_conv_f32(&m->ld, &cv->w, (int)shape[0], (int)(shape[1] * k), w, &p, cv->transposed,
                                  err);
         cv->prepared = 1;
@@ -792,46 +793,19 @@ static int out_view(run *r, int cols, int64_t rows, at_tensor *y)
     return 0;
 }
 
+/* 1 if the n floats at a and the m floats at b share memory. */
+static int overlap(const float *a, size_t n, const float *b, size_t m)
+{
+    uintptr_t a0 = (uintptr_t)a, a1 = (uintptr_t)(a + n), b0 = (uintptr_t)b, b1 = (uintptr_t)(b + m);
+    return a0 < b1 && b0 < a1;
+}
+
 /* x (rows of cols host floats) as an input tensor; freed by the caller. */
 static int wrap(run *r, at_tensor *t, const float *x, int cols, int64_t rows)
 {
     int64_t ne[2] = {cols, rows};
     return at_tensor_from_host(r->be, t, AT_DT_F32, 2, ne, x, (size_t)cols * (size_t)rows * sizeof(float),
                                r->err);
-}
-
-/* y = the convolution of x (T rows of cin); *T_out its rows.  Where the
- * backend's tensors are host memory and y does not overlap x, the
- * operation writes y itself; otherwise its output is downloaded into y. */
-static int conv(run *r, const vconv *cv, const float *x, int T, float *y, int *T_out)
-{
-    at_conv1d_params p = {cv->k, cv->stride, cv->pad, cv->dil, cv->groups, 0, cv->prepared};
-    int To = at_conv1d_out_len(&p, T, cv->transposed) - cv->trim;
-    if (To < 1) return at_err_set(r->err, AT_E_INVALID, "vits: %d steps too short for a convolution", T);
-    at_tensor xt, yt, own = {0};
-    CHECK(wrap(r, &xt, x, cv->cin, T));
-    uintptr_t xa = (uintptr_t)x, xb = (uintptr_t)(x + (size_t)T * cv->cin), ya = (uintptr_t)y,
-              yb = (uintptr_t)(y + (size_t)To * cv->cout);
-    int direct = !cv->trim && at_backend_host_memory(r->be) && (yb <= xa || xb <= ya);
-    int rc = direct ? wrap(r, &own, y, cv->cout, To) : out_view(r, cv->cout, To + cv->trim, &yt);
-    if (direct) yt = own;
-    const at_tensor *b = at_tensor_present(&cv->b) ? &cv->b : NULL;
-    if (!rc) {
-        if (cv->k == 1 && cv->groups == 1 && !cv->pad && cv->stride == 1 && !cv->transposed)
-            rc = at_op_matmul(r->be, &xt, &cv->w, b, &yt, r->err);
-        else if (cv->transposed)
-            rc = at_op_conv_transpose1d(r->be, &xt, &cv->w, b, &p, &yt, r->err);
-        else
-            rc = at_op_conv1d(r->be, &xt, &cv->w, b, &p, &yt, r->err);
-    }
-    if (!rc && !direct) {
-        at_tensor part = at_tensor_view_rows(&yt, cv->trim, To);
-        rc = at_tensor_download(r->be, &part, y, (size_t)To * cv->cout * sizeof(float), r->err);
-    }
-    at_tensor_free(&xt);
-    at_tensor_free(&own);
-    if (T_out) *T_out = To;
-    return rc;
 }
 
 /* y = x w^T + b for rows of x. */
@@ -931,6 +905,64 @@ static void par_add(run *r, float *y, const float *a, const float *b, size_t n)
 {
     ew_job j = {y, a, b, n, 1.0f, 0.0f};
     ew_run(r, &j);
+}
+
+/* y = the convolution of x (T rows of cin), then y += res (T_out rows
+ * of cout, or NULL) and leaky ReLU with slope when leaky; *T_out its
+ * rows.  Where the backend's tensors are host memory and y overlaps
+ * neither x nor res, the operation writes y itself, the epilogue fused;
+ * otherwise its output is downloaded into y and the epilogue follows. */
+static int conv_ep(run *r, const vconv *cv, const float *x, int T, float *y, int *T_out, const float *res,
+                   int leaky, float slope)
+{
+    at_conv1d_params p = {.kernel = cv->k,
+                          .stride = cv->stride,
+                          .padding = cv->pad,
+                          .dilation = cv->dil,
+                          .groups = cv->groups,
+                          .prepared = cv->prepared};
+    int To = at_conv1d_out_len(&p, T, cv->transposed) - cv->trim;
+    if (To < 1) return at_err_set(r->err, AT_E_INVALID, "vits: %d steps too short for a convolution", T);
+    size_t n_out = (size_t)To * cv->cout;
+    int pointwise = cv->k == 1 && cv->groups == 1 && !cv->pad && cv->stride == 1 && !cv->transposed;
+    int direct = !cv->trim && at_backend_host_memory(r->be) && !overlap(y, n_out, x, (size_t)T * cv->cin);
+    int fused = direct && !pointwise && !(res && overlap(y, n_out, res, n_out));
+    at_tensor xt, yt, rt = {0}, own = {0};
+    CHECK(wrap(r, &xt, x, cv->cin, T));
+    int rc = direct ? wrap(r, &own, y, cv->cout, To) : out_view(r, cv->cout, To + cv->trim, &yt);
+    if (direct) yt = own;
+    if (!rc && fused && res && !(rc = wrap(r, &rt, res, cv->cout, To))) p.residual = &rt;
+    if (fused) {
+        p.leaky = leaky;
+        p.leaky_slope = slope;
+    }
+    const at_tensor *b = at_tensor_present(&cv->b) ? &cv->b : NULL;
+    if (!rc) {
+        if (pointwise)
+            rc = at_op_matmul(r->be, &xt, &cv->w, b, &yt, r->err);
+        else if (cv->transposed)
+            rc = at_op_conv_transpose1d(r->be, &xt, &cv->w, b, &p, &yt, r->err);
+        else
+            rc = at_op_conv1d(r->be, &xt, &cv->w, b, &p, &yt, r->err);
+    }
+    if (!rc && !direct) {
+        at_tensor part = at_tensor_view_rows(&yt, cv->trim, To);
+        rc = at_tensor_download(r->be, &part, y, n_out * sizeof(float), r->err);
+    }
+    if (!rc && !fused) {
+        if (res) par_add(r, y, y, res, n_out);
+        if (leaky) par_leaky(r, y, y, n_out, 1.0f, slope);
+    }
+    at_tensor_free(&xt);
+    at_tensor_free(&rt);
+    at_tensor_free(&own);
+    if (T_out) *T_out = To;
+    return rc;
+}
+
+static int conv(run *r, const vconv *cv, const float *x, int T, float *y, int *T_out)
+{
+    return conv_ep(r, cv, x, T, y, T_out, NULL, 0, 0.0f);
 }
 
 /* out = b + w g: a speaker conditioning vector. */
@@ -1321,8 +1353,23 @@ typedef struct dec_bufs {
     float *x, *h, *t, *res, *sum;
 } dec_bufs;
 
+/* A buffer of B's five that is none of busy (NULL entries ignored). */
+static float *free_buf(const dec_bufs *B, float *const *busy, int n_busy)
+{
+    float *all[5] = {B->x, B->h, B->t, B->res, B->sum};
+    for (int i = 0; i < 5; i++) {
+        int used = 0;
+        for (int k = 0; k < n_busy; k++) used |= busy[k] == all[i];
+        if (!used) return all[i];
+    }
+    return NULL; /* not reached: at most four are busy at once */
+}
+
 /* Samples of frames [a, b) of z (T rows of flow) into wave (b - a) hop,
- * from frames [a - ctx, b + ctx) within 0..T. */
+ * from frames [a - ctx, b + ctx) within 0..T.  In each residual block the
+ * first convolution's leaky ReLU and the second's residual connection run
+ * in the convolutions' epilogues, on outputs still in cache; the buffers
+ * change roles as they come free. */
 static int decode_piece(run *r, const float *z, int T, int a, int b, const float *gv, dec_bufs *B,
                         float *wave)
 {
@@ -1333,37 +1380,42 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
     int n = wb - wa, ch = c->up_init, To;
     CHECK(conv(r, &m->dec_pre, z + (size_t)wa * c->flow, n, B->x, &To));
     if (gv) add_row(B->x, gv, n, ch);
-    par_leaky(r, B->h, B->x, (size_t)n * ch, 1.0f, c->slope);
+    float *in = B->h; /* the next convolution's input */
+    par_leaky(r, in, B->x, (size_t)n * ch, 1.0f, c->slope);
     for (int s = 0; s < c->n_up; s++) {
-        CHECK(conv(r, &m->up[s], B->h, n, B->x, &To));
+        CHECK(conv(r, &m->up[s], in, n, B->x, &To));
         n = To;
         ch = m->up[s].cout;
         size_t cnt = (size_t)n * ch;
-        float *sum = B->sum;
+        float *sum = NULL;
         for (int j = 0; j < c->n_kern; j++) {
-            /* each block starts from the stage's input x, which the last
-             * one may overwrite */
+            /* every block starts from the stage's input x */
             const vconv *cv = m->rb[s][j];
-            int last = j == c->n_kern - 1;
-            float *res = last ? B->x : j ? B->res : B->sum;
+            float *x_kept = j + 1 < c->n_kern ? B->x : NULL, *cur = B->x;
             for (int i = 0; i < c->n_dil[j]; i++) {
-                const float *in = i ? res : B->x;
-                par_leaky(r, B->h, in, cnt, 1.0f, c->slope);
-                CHECK(conv(r, &cv[2 * i], B->h, n, B->t, &To));
-                par_leaky(r, B->t, B->t, cnt, 1.0f, c->slope);
-                CHECK(conv(r, &cv[2 * i + 1], B->t, n, B->h, &To));
-                par_add(r, res, in, B->h, cnt);
+                float *busy_h[3] = {cur, sum, x_kept};
+                float *h = free_buf(B, busy_h, 3);
+                par_leaky(r, h, cur, cnt, 1.0f, c->slope);
+                float *busy_t[4] = {cur, sum, x_kept, h};
+                float *t = free_buf(B, busy_t, 4);
+                CHECK(conv_ep(r, &cv[2 * i], h, n, t, &To, NULL, 1, c->slope));
+                float *busy_o[4] = {cur, sum, x_kept, t};
+                float *out = free_buf(B, busy_o, 4);
+                CHECK(conv_ep(r, &cv[2 * i + 1], t, n, out, &To, cur, 0, 0.0f));
+                cur = out;
             }
-            if (!j)
-                sum = res;
+            if (!sum)
+                sum = cur;
             else
-                par_add(r, sum, sum, res, cnt);
+                par_add(r, sum, sum, cur, cnt);
         }
         /* the blocks' mean, then the next convolution's leaky ReLU
          * (transformers' default slope 0.01 before conv_post) */
-        par_leaky(r, B->h, sum, cnt, (float)c->n_kern, s + 1 < c->n_up ? c->slope : 0.01f);
+        float *busy_in[2] = {sum, B->x};
+        in = free_buf(B, busy_in, 2);
+        par_leaky(r, in, sum, cnt, (float)c->n_kern, s + 1 < c->n_up ? c->slope : 0.01f);
     }
-    CHECK(conv(r, &m->dec_post, B->h, n, B->x, &To));
+    CHECK(conv(r, &m->dec_post, in, n, B->x, &To));
     int hop = m->hp.hop, off = (a - wa) * hop, len = (b - a) * hop;
     for (int i = 0; i < len; i++) wave[i] = tanhf(B->x[off + i]);
     return 0;
