@@ -135,8 +135,9 @@ struct at_vits_model {
     float *dec_cond_w, *dec_cond_b;
     float *spk; /* speakers rows of spk_dim */
     int ctx_frames;
-    int flow_ctx;         /* frames of context each side of a span of the prior flows */
-    size_t dec_per_frame; /* floats of the widest decoder activation, per frame */
+    int need_after[MAX_UP]; /* samples of context the layers after stage s read, at its rate */
+    int flow_ctx;           /* frames of context each side of a span of the prior flows */
+    size_t dec_per_frame;   /* floats of the widest decoder activation, per frame */
 };
 
 static int code_of(const at_err *err) { return err && err->code < 0 ? err->code : AT_E_CORRUPT; }
@@ -627,11 +628,14 @@ static int load_decoder(at_vits_model *m, at_err *err)
 
 /* Frames of context each side of a decoder piece that make its samples
  * those of the whole signal: the receptive field, walked back from the
- * output through each stage (generously rounded up). */
-static int decoder_context(const cfg *c)
+ * output through each stage (generously rounded up).  need_after[s]: the
+ * part of it, in samples at stage s's rate, that the layers after stage
+ * s's residual blocks read. */
+static int decoder_context(const cfg *c, int *need_after)
 {
     int64_t ctx = 3; /* conv_post */
     for (int s = c->n_up - 1; s >= 0; s--) {
+        need_after[s] = (int)ctx;
         int64_t widest = 0;
         for (int j = 0; j < c->n_kern; j++) {
             int64_t r = 0;
@@ -671,7 +675,7 @@ static int build(at_vits_model *m, at_err *err)
         if (!(m->spk = host_tensor(m, "embed_speaker.weight", 2, s, err))) return code_of(err);
         CHECK(keep_host(m, m->spk, err));
     }
-    m->ctx_frames = decoder_context(c);
+    m->ctx_frames = decoder_context(c, m->need_after);
     m->flow_ctx = flow_context(c);
     return 0;
 }
@@ -1366,9 +1370,12 @@ static float *free_buf(const dec_bufs *B, float *const *busy, int n_busy)
 }
 
 /* Samples of frames [a, b) of z (T rows of flow) into wave (b - a) hop,
- * from frames [a - ctx, b + ctx) within 0..T.  In each residual block the
- * first convolution's leaky ReLU and the second's residual connection run
- * in the convolutions' epilogues, on outputs still in cache; the buffers
+ * from frames [a - ctx, b + ctx) within 0..T.  After each stage only the
+ * samples that the later layers read for [a, b) go on (need_after): the
+ * context a piece recomputes shrinks from ctx frames at the first stage
+ * to a few samples at the last, where most of the work is.  In each
+ * residual block the first convolution's leaky ReLU and the second's
+ * residual connection run in the convolutions' epilogues; the buffers
  * change roles as they come free. */
 static int decode_piece(run *r, const float *z, int T, int a, int b, const float *gv, dec_bufs *B,
                         float *wave)
@@ -1382,10 +1389,15 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
     if (gv) add_row(B->x, gv, n, ch);
     float *in = B->h; /* the next convolution's input */
     par_leaky(r, in, B->x, (size_t)n * ch, 1.0f, c->slope);
+    /* rows of the current stage per frame, and the row of the stage's
+     * samples where the buffer starts (from frame wa's first) */
+    int64_t per = 1, origin = 0;
     for (int s = 0; s < c->n_up; s++) {
         CHECK(conv(r, &m->up[s], in, n, B->x, &To));
         n = To;
         ch = m->up[s].cout;
+        per *= c->up_rate[s];
+        origin *= c->up_rate[s];
         size_t cnt = (size_t)n * ch;
         float *sum = NULL;
         for (int j = 0; j < c->n_kern; j++) {
@@ -1409,14 +1421,23 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
             else
                 par_add(r, sum, sum, cur, cnt);
         }
-        /* the blocks' mean, then the next convolution's leaky ReLU
-         * (transformers' default slope 0.01 before conv_post) */
+        /* the rows the later layers read (at a real end of the signal
+         * the buffer's end is that end), the blocks' mean over them, then
+         * the next convolution's leaky ReLU (transformers' default slope
+         * 0.01 before conv_post) */
+        int64_t lo = (int64_t)(a - wa) * per - origin - m->need_after[s],
+                hi = (int64_t)(b - wa) * per - origin + m->need_after[s];
+        lo = lo < 0 ? 0 : lo;
+        hi = hi > n ? n : hi;
         float *busy_in[2] = {sum, B->x};
         in = free_buf(B, busy_in, 2);
-        par_leaky(r, in, sum, cnt, (float)c->n_kern, s + 1 < c->n_up ? c->slope : 0.01f);
+        par_leaky(r, in, sum + (size_t)lo * ch, (size_t)(hi - lo) * ch, (float)c->n_kern,
+                  s + 1 < c->n_up ? c->slope : 0.01f);
+        n = (int)(hi - lo);
+        origin += lo;
     }
     CHECK(conv(r, &m->dec_post, in, n, B->x, &To));
-    int hop = m->hp.hop, off = (a - wa) * hop, len = (b - a) * hop;
+    int hop = m->hp.hop, off = (int)((int64_t)(a - wa) * hop - origin), len = (b - a) * hop;
     for (int i = 0; i < len; i++) wave[i] = tanhf(B->x[off + i]);
     return 0;
 }
