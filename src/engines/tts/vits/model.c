@@ -135,9 +135,10 @@ struct at_vits_model {
     float *dec_cond_w, *dec_cond_b;
     float *spk; /* speakers rows of spk_dim */
     int ctx_frames;
-    int need_after[MAX_UP]; /* samples of context the layers after stage s read, at its rate */
-    int flow_ctx;           /* frames of context each side of a span of the prior flows */
-    size_t dec_per_frame;   /* floats of the widest decoder activation, per frame */
+    int need_after[MAX_UP];  /* samples of context the layers after stage s read, at its rate */
+    int need_before[MAX_UP]; /* the same with stage s's residual blocks */
+    int flow_ctx;            /* frames of context each side of a span of the prior flows */
+    size_t dec_per_frame;    /* floats of the widest decoder activation, per frame */
 };
 
 static int code_of(const at_err *err) { return err && err->code < 0 ? err->code : AT_E_CORRUPT; }
@@ -630,8 +631,8 @@ static int load_decoder(at_vits_model *m, at_err *err)
  * those of the whole signal: the receptive field, walked back from the
  * output through each stage (generously rounded up).  need_after[s]: the
  * part of it, in samples at stage s's rate, that the layers after stage
- * s's residual blocks read. */
-static int decoder_context(const cfg *c, int *need_after)
+ * s's residual blocks read; need_before[s], with those blocks. */
+static int decoder_context(const cfg *c, int *need_after, int *need_before)
 {
     int64_t ctx = 3; /* conv_post */
     for (int s = c->n_up - 1; s >= 0; s--) {
@@ -643,6 +644,7 @@ static int decoder_context(const cfg *c, int *need_after)
             if (r > widest) widest = r;
         }
         ctx += widest;
+        need_before[s] = (int)ctx;
         ctx = (ctx + c->up_k[s] + c->up_rate[s] - 1) / c->up_rate[s] + 1;
     }
     return (int)(ctx + 3 + 1); /* conv_pre, and one more */
@@ -675,7 +677,7 @@ static int build(at_vits_model *m, at_err *err)
         if (!(m->spk = host_tensor(m, "embed_speaker.weight", 2, s, err))) return code_of(err);
         CHECK(keep_host(m, m->spk, err));
     }
-    m->ctx_frames = decoder_context(c, m->need_after);
+    m->ctx_frames = decoder_context(c, m->need_after, m->need_before);
     m->flow_ctx = flow_context(c);
     return 0;
 }
@@ -1398,6 +1400,19 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
         ch = m->up[s].cout;
         per *= c->up_rate[s];
         origin *= c->up_rate[s];
+        /* the rows this stage's blocks and the later layers read: the
+         * frames of context the window carries for the upsampling are
+         * mostly not needed from here on; moving the rows costs a pass,
+         * worth it when an eighth of the stage's work goes */
+        int64_t lo = (int64_t)(a - wa) * per - origin - m->need_before[s],
+                hi = (int64_t)(b - wa) * per - origin + m->need_before[s];
+        lo = lo < 0 ? 0 : lo;
+        hi = hi > n ? n : hi;
+        if ((lo + n - hi) * 8 >= n) {
+            memmove(B->x, B->x + (size_t)lo * ch, (size_t)(hi - lo) * ch * sizeof *B->x);
+            n = (int)(hi - lo);
+            origin += lo;
+        }
         size_t cnt = (size_t)n * ch;
         float *sum = NULL;
         for (int j = 0; j < c->n_kern; j++) {
@@ -1425,8 +1440,8 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
          * the buffer's end is that end), the blocks' mean over them, then
          * the next convolution's leaky ReLU (transformers' default slope
          * 0.01 before conv_post) */
-        int64_t lo = (int64_t)(a - wa) * per - origin - m->need_after[s],
-                hi = (int64_t)(b - wa) * per - origin + m->need_after[s];
+        lo = (int64_t)(a - wa) * per - origin - m->need_after[s];
+        hi = (int64_t)(b - wa) * per - origin + m->need_after[s];
         lo = lo < 0 ? 0 : lo;
         hi = hi > n ? n : hi;
         float *busy_in[2] = {sum, B->x};
