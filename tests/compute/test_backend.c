@@ -157,6 +157,14 @@ static double *convt_ref(const float *x, int T, int Cin, const float *w, const f
     return y;
 }
 
+/* Convolution parameters: kernel, stride, padding, dilation, groups,
+ * output padding. */
+static at_conv1d_params params(int k, int s, int pad, int dil, int g, int out_pad)
+{
+    return (at_conv1d_params){
+        .kernel = k, .stride = s, .padding = pad, .dilation = dil, .groups = g, .output_padding = out_pad};
+}
+
 static void conv_case(at_backend *be, int transposed, int T, int Cin, int Cout, at_conv1d_params p,
                       at_dtype wt)
 {
@@ -249,58 +257,30 @@ static void test_conv1d(void **st)
     at_backend *be = backend(st);
     /* Whisper's (k3 pad1, strides 1 and 2), VITS's (k7 pad3; dilated
      * residual blocks; depthwise with groups; pointwise k1), odd lengths */
-    conv_case(be, 0, 50, 8, 12,
-              (at_conv1d_params){.kernel = 3, .stride = 1, .padding = 1, .dilation = 1, .groups = 1},
-              AT_DT_F32);
-    conv_case(be, 0, 51, 8, 12,
-              (at_conv1d_params){.kernel = 3, .stride = 2, .padding = 1, .dilation = 1, .groups = 1},
-              AT_DT_F16);
-    conv_case(be, 0, 40, 6, 5,
-              (at_conv1d_params){.kernel = 7, .stride = 1, .padding = 3, .dilation = 1, .groups = 1},
-              AT_DT_F32);
-    conv_case(be, 0, 37, 4, 4,
-              (at_conv1d_params){.kernel = 3, .stride = 1, .padding = 5, .dilation = 5, .groups = 1},
-              AT_DT_F32);
-    conv_case(be, 0, 30, 8, 8,
-              (at_conv1d_params){.kernel = 3, .stride = 1, .padding = 9, .dilation = 9, .groups = 8},
-              AT_DT_F32);
-    conv_case(be, 0, 30, 6, 9,
-              (at_conv1d_params){.kernel = 5, .stride = 3, .padding = 0, .dilation = 2, .groups = 3},
-              AT_DT_F32);
-    conv_case(be, 0, 20, 64, 32,
-              (at_conv1d_params){.kernel = 1, .stride = 1, .padding = 0, .dilation = 1, .groups = 1},
-              AT_DT_Q8_0);
+    conv_case(be, 0, 50, 8, 12, params(3, 1, 1, 1, 1, 0), AT_DT_F32);
+    conv_case(be, 0, 51, 8, 12, params(3, 2, 1, 1, 1, 0), AT_DT_F16);
+    conv_case(be, 0, 40, 6, 5, params(7, 1, 3, 1, 1, 0), AT_DT_F32);
+    conv_case(be, 0, 37, 4, 4, params(3, 1, 5, 5, 1, 0), AT_DT_F32);
+    /* a dilation wider than the signal: fewer phases than d */
+    conv_case(be, 0, 5, 4, 4, params(3, 1, 9, 9, 1, 0), AT_DT_F32);
+    conv_case(be, 0, 30, 8, 8, params(3, 1, 9, 9, 8, 0), AT_DT_F32);
+    conv_case(be, 0, 30, 6, 9, params(5, 3, 0, 2, 3, 0), AT_DT_F32);
+    conv_case(be, 0, 20, 64, 32, params(1, 1, 0, 1, 1, 0), AT_DT_Q8_0);
     /* long enough to be done in several pieces of time */
-    conv_case(be, 0, 9000, 16, 4,
-              (at_conv1d_params){.kernel = 11, .stride = 1, .padding = 5, .dilation = 1, .groups = 1},
-              AT_DT_F32);
+    conv_case(be, 0, 9000, 16, 4, params(11, 1, 5, 1, 1, 0), AT_DT_F32);
     /* HiFi-GAN's dilated residual blocks over several pieces, in f16 */
-    conv_case(be, 0, 5000, 8, 4,
-              (at_conv1d_params){.kernel = 5, .stride = 1, .padding = 10, .dilation = 5, .groups = 1},
-              AT_DT_F16);
+    conv_case(be, 0, 5000, 8, 4, params(5, 1, 10, 5, 1, 0), AT_DT_F16);
 }
 
 static void test_conv_transpose1d(void **st)
 {
     at_backend *be = backend(st);
     /* HiFi-GAN's upsampling (kernel 2 x stride, padding (k - s) / 2) */
-    conv_case(be, 1, 10, 8, 4,
-              (at_conv1d_params){.kernel = 16, .stride = 8, .padding = 4, .dilation = 1, .groups = 1},
-              AT_DT_F32);
-    conv_case(be, 1, 13, 4, 6,
-              (at_conv1d_params){.kernel = 4, .stride = 2, .padding = 1, .dilation = 1, .groups = 1},
-              AT_DT_F16);
-    conv_case(be, 1, 9, 6, 6,
-              (at_conv1d_params){
-                  .kernel = 3, .stride = 2, .padding = 1, .dilation = 2, .groups = 3, .output_padding = 1},
-              AT_DT_F32);
-    conv_case(be, 1, 7, 5, 3,
-              (at_conv1d_params){
-                  .kernel = 5, .stride = 3, .padding = 0, .dilation = 1, .groups = 1, .output_padding = 2},
-              AT_DT_F32);
-    conv_case(be, 1, 3000, 8, 4,
-              (at_conv1d_params){.kernel = 4, .stride = 4, .padding = 0, .dilation = 1, .groups = 1},
-              AT_DT_F32);
+    conv_case(be, 1, 10, 8, 4, params(16, 8, 4, 1, 1, 0), AT_DT_F32);
+    conv_case(be, 1, 13, 4, 6, params(4, 2, 1, 1, 1, 0), AT_DT_F16);
+    conv_case(be, 1, 9, 6, 6, params(3, 2, 1, 2, 3, 1), AT_DT_F32);
+    conv_case(be, 1, 7, 5, 3, params(5, 3, 0, 1, 1, 2), AT_DT_F32);
+    conv_case(be, 1, 3000, 8, 4, params(4, 4, 0, 1, 1, 0), AT_DT_F32);
 }
 
 /* ------------------------------------------------- element-wise and rows */
