@@ -242,6 +242,19 @@ static int conv_piece(int64_t cols)
     return t < 16 ? 16 : t > 4096 ? 4096 : (int)t;
 }
 
+/* The order conv_prepare puts a kernel in for p and the convolution
+ * reads it: the taps of each output channel as one row for a convolution
+ * of one group, the s stride-1 kernels of the output phases for a
+ * transposed one of one group at dilation 1, otherwise PyTorch's. */
+typedef enum { LAYOUT_TORCH, LAYOUT_TAPS, LAYOUT_PHASES } kernel_layout;
+
+static kernel_layout layout_of(const at_conv1d_params *p, int transposed)
+{
+    if (p->groups != 1) return LAYOUT_TORCH;
+    if (!transposed) return LAYOUT_TAPS;
+    return p->dilation == 1 ? LAYOUT_PHASES : LAYOUT_TORCH;
+}
+
 /* Direct convolution: per group and piece of time, im2col (each row the
  * taps of every input channel of the group, in PyTorch's [C_in/g][K]
  * order, or [K][C_in] for a prepared kernel) times the group's weight
@@ -249,7 +262,7 @@ static int conv_piece(int64_t cols)
 static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, const at_conv1d_params *p,
                        at_tensor *y, at_err *err)
 {
-    int taps_order = p->prepared && p->groups == 1;
+    int taps_order = p->prepared && layout_of(p, 0) == LAYOUT_TAPS;
     int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
     int T_out = (int)at_tensor_rows(y), g = p->groups, cig = C_in / g, cog = C_out / g, K = p->kernel;
     int KC = cig * K, piece = conv_piece(KC);
@@ -570,13 +583,12 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
     at_epilogue e = {p->residual ? F(p->residual) : NULL, p->residual ? (int)LD(p->residual) : 0, p->leaky,
                      p->leaky_slope};
     const at_epilogue *ep = p->residual || p->leaky ? &e : NULL;
-    if (transposed && p->groups == 1 && p->dilation == 1)
-        return conv_transposed_phases(ctx(be), x, w, b, p, ep, y, err);
+    kernel_layout layout = layout_of(p, transposed);
+    if (layout == LAYOUT_PHASES) return conv_transposed_phases(ctx(be), x, w, b, p, ep, y, err);
     /* reordering the kernel on every call costs C_out rows of K * C_in,
      * im2col T_out of them: short inputs (a sentence's tokens) keep im2col
      * unless the kernel was prepared */
-    if (!transposed && p->groups == 1 && p->stride == 1 &&
-        (p->prepared || at_tensor_rows(y) >= at_tensor_cols(y)))
+    if (layout == LAYOUT_TAPS && p->stride == 1 && (p->prepared || at_tensor_rows(y) >= at_tensor_cols(y)))
         return conv_taps(ctx(be), x, w, b, p, ep, y, err);
     rc = transposed ? conv_transposed(ctx(be), x, w, p, y, err) : conv_direct(ctx(be), x, w, p, y, err);
     if (!rc && bias)
@@ -585,9 +597,7 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
     return rc;
 }
 
-/* The layouts conv1d reads: taps rows for a convolution of one group,
- * phases for a transposed one of one group at dilation 1, otherwise
- * PyTorch's, all in f32. */
+/* w in f32, in layout_of(p, transposed). */
 static int conv_prepare(at_backend *be, const at_tensor *w, const at_conv1d_params *p, int transposed,
                         at_tensor *out, at_err *err)
 {
@@ -595,17 +605,18 @@ static int conv_prepare(at_backend *be, const at_tensor *w, const at_conv1d_para
     int rc = at_tensor_new_2d(be, out, AT_DT_F32, cols, rows, err);
     if (rc) return rc;
     int K = p->kernel;
-    size_t scratch = !transposed && p->groups == 1                      ? (size_t)cols
-                     : transposed && p->groups == 1 && p->dilation == 1 ? (size_t)rows * (size_t)cols
-                                                                        : 0;
+    kernel_layout layout = layout_of(p, transposed);
+    size_t scratch = layout == LAYOUT_TAPS     ? (size_t)cols
+                     : layout == LAYOUT_PHASES ? (size_t)rows * (size_t)cols
+                                               : 0;
     float *tmp = scratch ? malloc(scratch * sizeof(float)) : NULL;
     if (scratch && !tmp) {
         at_tensor_free(out);
         return at_err_set(err, AT_E_NOMEM, "out of memory (preparing a convolution)");
     }
-    if (!transposed && p->groups == 1)
+    if (layout == LAYOUT_TAPS)
         taps_weights(w, (int)rows, (int)(cols / K), K, F(out), tmp);
-    else if (transposed && p->groups == 1 && p->dilation == 1)
+    else if (layout == LAYOUT_PHASES)
         phase_weights(w, (int)rows, (int)(cols / K), K, p->stride, p->padding, F(out), tmp);
     else
         for (int64_t r = 0; r < rows; r++)

@@ -1371,6 +1371,18 @@ static float *free_buf(const dec_bufs *B, float *const *busy, int n_busy)
     return NULL; /* not reached: at most four are busy at once */
 }
 
+/* The rows [*lo, *hi) of a stage's n rows (per a frame, the first being
+ * row origin of frame wa's samples) that frames [a, b) need with `need`
+ * rows of context each side, within the n. */
+static void rows_needed(int a, int b, int wa, int64_t per, int64_t origin, int need, int n, int64_t *lo,
+                        int64_t *hi)
+{
+    *lo = (int64_t)(a - wa) * per - origin - need;
+    *hi = (int64_t)(b - wa) * per - origin + need;
+    if (*lo < 0) *lo = 0;
+    if (*hi > n) *hi = n;
+}
+
 /* Samples of frames [a, b) of z (T rows of flow) into wave (b - a) hop,
  * from frames [a - ctx, b + ctx) within 0..T.  After each stage only the
  * samples that the later layers read for [a, b) go on (need_after): the
@@ -1404,10 +1416,8 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
          * frames of context the window carries for the upsampling are
          * mostly not needed from here on; moving the rows costs a pass,
          * worth it when an eighth of the stage's work goes */
-        int64_t lo = (int64_t)(a - wa) * per - origin - m->need_before[s],
-                hi = (int64_t)(b - wa) * per - origin + m->need_before[s];
-        lo = lo < 0 ? 0 : lo;
-        hi = hi > n ? n : hi;
+        int64_t lo, hi;
+        rows_needed(a, b, wa, per, origin, m->need_before[s], n, &lo, &hi);
         if ((lo + n - hi) * 8 >= n) {
             memmove(B->x, B->x + (size_t)lo * ch, (size_t)(hi - lo) * ch * sizeof *B->x);
             n = (int)(hi - lo);
@@ -1440,10 +1450,7 @@ static int decode_piece(run *r, const float *z, int T, int a, int b, const float
          * the buffer's end is that end), the blocks' mean over them, then
          * the next convolution's leaky ReLU (transformers' default slope
          * 0.01 before conv_post) */
-        lo = (int64_t)(a - wa) * per - origin - m->need_after[s];
-        hi = (int64_t)(b - wa) * per - origin + m->need_after[s];
-        lo = lo < 0 ? 0 : lo;
-        hi = hi > n ? n : hi;
+        rows_needed(a, b, wa, per, origin, m->need_after[s], n, &lo, &hi);
         float *busy_in[2] = {sum, B->x};
         in = free_buf(B, busy_in, 2);
         par_leaky(r, in, sum + (size_t)lo * ch, (size_t)(hi - lo) * ch, (float)c->n_kern,
