@@ -89,6 +89,42 @@ AT_SIMD static inline __m256 exp256(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* exp256 on sixteen lanes. */
+AT_SIMD512 static inline __m512 exp512(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+/* The sums of a[0..15]: lane i of the result is the sum of a[i]'s lanes,
+ * added in the same order for every i (pairs within 128-bit lanes, then
+ * across them). */
+AT_SIMD512 static inline __attribute__((always_inline)) __m512 hsum16_512(const __m512 a[16])
+{
+    __m512 b[8], c[4];
+    for (int i = 0; i < 8; i++)
+        b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                             _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 4; i++)
+        c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xEE));
+    __m512 d0 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xDD));
+    __m512 d1 = _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], 0x88), _mm512_shuffle_f32x4(c[2], c[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(d0, d1, 0x88), _mm512_shuffle_f32x4(d0, d1, 0xDD));
+}
+
 /* GELU with erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7). */
 AT_SIMD static void gelu_avx2(float *x, size_t n)
 {
@@ -1040,7 +1076,8 @@ AT_SIMD static void att_group_avx2(const att_job *j, int h, int i0, int g, const
 typedef struct {
     const att_job *j;
     int i0, g, kmax;
-    int per; /* blocks per task */
+    int per;     /* blocks per task */
+    int block64; /* att_block64 (AVX-512, heads of 64), else att_split_block */
     int lens[ATT_GROUP_AVX2];
 } att_split;
 
@@ -1062,6 +1099,37 @@ static float *att_split_state(const att_job *j, int t, int GH, float **m, float 
 static inline void att_rows4(const float *base, int ld, int k, int nk, const float *out[4])
 {
     for (int x = 0; x < 4; x++) out[x] = base + (size_t)(k + (x < nk ? x : 0)) * ld;
+}
+
+/* Folds one block's scores (n of them, -INFINITY where masked) into a
+ * query-head's running state: rescales O and l to the new maximum *m and
+ * turns the scores into probabilities relative to it. */
+AT_SIMD static void att_fold(float *row, int n, float *m, float *l, float *O, int hd)
+{
+    float mb = -INFINITY;
+    for (int x = 0; x < n; x++) mb = row[x] > mb ? row[x] : mb;
+    if (mb == -INFINITY) { /* no visible key in this block */
+        for (int x = 0; x < n; x++) row[x] = 0.0f;
+        return;
+    }
+    float M = *m > mb ? *m : mb;
+    if (*m != M) {
+        float f = *m == -INFINITY ? 0.0f : expf(*m - M);
+        for (int d = 0; d < hd; d++) O[d] *= f;
+        *l *= f;
+        *m = M;
+    }
+    __m256 mv = _mm256_set1_ps(M), ninf = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();
+    int x = 0;
+    for (; x + 8 <= n; x += 8) {
+        __m256 v = _mm256_loadu_ps(row + x);
+        __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(v, mv)), _mm256_cmp_ps(v, ninf, _CMP_NEQ_OQ));
+        _mm256_storeu_ps(row + x, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float ls = hsum256(sum);
+    for (; x < n; x++) ls += row[x] = row[x] == -INFINITY ? 0.0f : expf(row[x] - M);
+    *l += ls;
 }
 
 /* One block of keys: scores, folded into the state (O, m, l). */
@@ -1092,34 +1160,8 @@ AT_SIMD static void att_split_block(const att_split *a, int blk, float *O, float
                 for (int x = 0; x < nk; x++) row[x] = k + x < a->lens[r] ? sc[x] * j->scale : -INFINITY;
             }
     }
-    /* fold the block into the running state: rescale to the new maximum,
-     * scores to probabilities relative to it */
-    for (int rh = 0; rh < GH; rh++) {
-        float *row = S + (size_t)rh * ATT_KBLK, mb = -INFINITY;
-        for (int x = 0; x < n; x++) mb = row[x] > mb ? row[x] : mb;
-        if (mb == -INFINITY) { /* no visible key in this block */
-            for (int x = 0; x < n; x++) row[x] = 0.0f;
-            continue;
-        }
-        float M = m[rh] > mb ? m[rh] : mb;
-        if (m[rh] != M) {
-            float f = m[rh] == -INFINITY ? 0.0f : expf(m[rh] - M);
-            for (int d = 0; d < hd; d++) O[(size_t)rh * hd + d] *= f;
-            l[rh] *= f;
-            m[rh] = M;
-        }
-        __m256 mv = _mm256_set1_ps(M), ninf = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();
-        int x = 0;
-        for (; x + 8 <= n; x += 8) {
-            __m256 v = _mm256_loadu_ps(row + x);
-            __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(v, mv)), _mm256_cmp_ps(v, ninf, _CMP_NEQ_OQ));
-            _mm256_storeu_ps(row + x, e);
-            sum = _mm256_add_ps(sum, e);
-        }
-        float ls = hsum256(sum);
-        for (; x < n; x++) ls += row[x] = row[x] == -INFINITY ? 0.0f : expf(row[x] - M);
-        l[rh] += ls;
-    }
+    for (int rh = 0; rh < GH; rh++)
+        att_fold(S + (size_t)rh * ATT_KBLK, n, m + rh, l + rh, O + (size_t)rh * hd, hd);
     /* the weighted sum of whole value rows, four at a time */
     for (int k = k0; k < k1; k += 4) {
         int nk = k1 - k < 4 ? k1 - k : 4;
@@ -1145,6 +1187,175 @@ AT_SIMD static void att_split_block(const att_split *a, int blk, float *O, float
     }
 }
 
+/* att_fold for a head of 64 with AVX-512 (row: the block's n scores). */
+AT_SIMD512 static inline __attribute__((always_inline)) void att_fold64(float *row, int n, float *m, float *l,
+                                                                        float *O)
+{
+    const int nv = (n + 15) / 16;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 v[ATT_KBLK / 16], mx = ninf;
+    for (int c = 0; c < nv; c++) {
+        int left = n - 16 * c;
+        v[c] = _mm512_mask_loadu_ps(ninf, left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1),
+                                    row + 16 * c);
+        mx = _mm512_max_ps(mx, v[c]);
+    }
+    float mb = _mm512_reduce_max_ps(mx);
+    if (mb == -INFINITY) { /* no visible key in this block */
+        for (int c = 0; c < nv; c++) _mm512_storeu_ps(row + 16 * c, _mm512_setzero_ps());
+        return;
+    }
+    float M = *m > mb ? *m : mb;
+    if (*m != M) {
+        float f = *m == -INFINITY ? 0.0f : expf(*m - M);
+        __m512 fv = _mm512_set1_ps(f);
+        for (int c = 0; c < 4; c++)
+            _mm512_storeu_ps(O + 16 * c, _mm512_mul_ps(fv, _mm512_loadu_ps(O + 16 * c)));
+        *l *= f;
+        *m = M;
+    }
+    __m512 mv = _mm512_set1_ps(M), sum = _mm512_setzero_ps();
+    for (int c = 0; c < nv; c++) {
+        __m512 e =
+            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v[c], ninf, _CMP_NEQ_OQ), exp512(_mm512_sub_ps(v[c], mv)));
+        _mm512_storeu_ps(row + 16 * c, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    *l += _mm512_reduce_add_ps(sum);
+}
+
+/* The weighted sum of a block's values (n rows of a head's 64 columns,
+ * ldv apart) for G (1 or 2) queries with probabilities p[r], added to
+ * their outputs o[r]: even and odd keys in separate registers, so that a
+ * query's multiply-adds do not wait on each other.  A query's sum does
+ * not depend on the other query of the pair. */
+AT_SIMD512 static inline __attribute__((always_inline)) void
+att_vsum64(const int G, const float *V, int ldv, int n, const float *const p[2], float *const o[2])
+{
+    __m512 a[2][2][4];
+    for (int r = 0; r < G; r++)
+        for (int u = 0; u < 2; u++)
+            for (int c = 0; c < 4; c++) a[r][u][c] = _mm512_setzero_ps();
+    int x = 0;
+    for (; x + 2 <= n; x += 2, V += 2 * (size_t)ldv)
+        for (int u = 0; u < 2; u++) {
+            const float *vr = V + (size_t)u * ldv;
+            __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16);
+            __m512 v2 = _mm512_loadu_ps(vr + 32), v3 = _mm512_loadu_ps(vr + 48);
+            for (int r = 0; r < G; r++) {
+                __m512 pb = _mm512_set1_ps(p[r][x + u]);
+                a[r][u][0] = _mm512_fmadd_ps(pb, v0, a[r][u][0]);
+                a[r][u][1] = _mm512_fmadd_ps(pb, v1, a[r][u][1]);
+                a[r][u][2] = _mm512_fmadd_ps(pb, v2, a[r][u][2]);
+                a[r][u][3] = _mm512_fmadd_ps(pb, v3, a[r][u][3]);
+            }
+        }
+    if (x < n)
+        for (int r = 0; r < G; r++) {
+            __m512 pb = _mm512_set1_ps(p[r][x]);
+            for (int c = 0; c < 4; c++)
+                a[r][0][c] = _mm512_fmadd_ps(pb, _mm512_loadu_ps(V + 16 * c), a[r][0][c]);
+        }
+    for (int r = 0; r < G; r++)
+        for (int c = 0; c < 4; c++)
+            _mm512_storeu_ps(o[r] + 16 * c, _mm512_add_ps(_mm512_loadu_ps(o[r] + 16 * c),
+                                                          _mm512_add_ps(a[r][0][c], a[r][1][c])));
+}
+
+/* att_split_block for heads of 64 with AVX-512 and R queries (1..8), a
+ * head at a time: its scores, their fold into the state, and the
+ * weighted sum of its values, while the head's slices of the block are in
+ * L1.  Scores go two queries on eight keys a pass (16 accumulators, one
+ * transposing sum for the sixteen dot products instead of a horizontal
+ * sum each).  Every query's result is the same bits whatever R is and
+ * whichever query it is paired with, so a batched step matches the same
+ * sequence stepped alone. */
+AT_SIMD512 static inline __attribute__((always_inline)) void
+att_block64_impl(const int R, const att_split *a, int blk, float *O, float *m, float *l, float *S)
+{
+    const att_job *j = a->j;
+    const int H = j->n_head;
+    /* S: the head's scores, R rows of ATT_KBLK; then room for its slices */
+    float *Ks = S + (size_t)ATT_GROUP_AVX2 * ATT_KBLK, *Vs = Ks + 64 * ATT_KBLK;
+    int k0 = blk * ATT_KBLK, k1 = k0 + ATT_KBLK < a->kmax ? k0 + ATT_KBLK : a->kmax, n = k1 - k0;
+    const __m512 sc = _mm512_set1_ps(j->scale), ninf = _mm512_set1_ps(-INFINITY);
+    for (int h = 0; h < H; h++) {
+        /* the head's slices of the block's keys and values: in place for
+         * one or two queries; else copied together first, since rows a
+         * power of two apart fall into few L1 sets and would evict each
+         * other between the queries */
+        const float *kh = j->K + (size_t)k0 * j->ldk + h * 64, *vh = j->V + (size_t)k0 * j->ldv + h * 64;
+        int ldk = j->ldk, ldv = j->ldv;
+        if (R > 2) {
+            for (int x = 0; x < n; x++)
+                for (int c = 0; c < 64; c += 16) {
+                    _mm512_storeu_ps(Ks + x * 64 + c, _mm512_loadu_ps(kh + (size_t)x * ldk + c));
+                    _mm512_storeu_ps(Vs + x * 64 + c, _mm512_loadu_ps(vh + (size_t)x * ldv + c));
+                }
+            kh = Ks, vh = Vs, ldk = ldv = 64;
+        }
+        for (int x0 = 0; x0 < n; x0 += 8) {
+            const float *kr[8];
+            for (int i = 0; i < 8; i++) kr[i] = kh + (size_t)(x0 + i < n ? x0 + i : n - 1) * ldk;
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r += 2)
+            {
+                int r1 = r + 1 < R ? r + 1 : r;
+                const float *qa = j->Q + (size_t)(a->i0 + r) * j->ldq + h * 64;
+                const float *qb = j->Q + (size_t)(a->i0 + r1) * j->ldq + h * 64;
+                __m512 acc[16];
+                for (int i = 0; i < 8; i++) {
+                    __m512 k = _mm512_loadu_ps(kr[i]);
+                    __m512 ta = _mm512_mul_ps(_mm512_loadu_ps(qa), k),
+                           tb = _mm512_mul_ps(_mm512_loadu_ps(qb), k);
+                    for (int c = 16; c < 64; c += 16) {
+                        k = _mm512_loadu_ps(kr[i] + c);
+                        ta = _mm512_fmadd_ps(_mm512_loadu_ps(qa + c), k, ta);
+                        tb = _mm512_fmadd_ps(_mm512_loadu_ps(qb + c), k, tb);
+                    }
+                    acc[i] = ta, acc[8 + i] = tb;
+                }
+                /* lanes 0-7: query r on keys x0.., lanes 8-15: query r1 */
+                int va = (a->lens[r] < k1 ? a->lens[r] : k1) - (k0 + x0);
+                int vb = (a->lens[r1] < k1 ? a->lens[r1] : k1) - (k0 + x0);
+                unsigned ma = va >= 8 ? 0xFFu : va <= 0 ? 0u : (1u << va) - 1;
+                unsigned mb = vb >= 8 ? 0xFFu : vb <= 0 ? 0u : (1u << vb) - 1;
+                __m512 sv = _mm512_mask_mul_ps(ninf, (__mmask16)(ma | mb << 8), hsum16_512(acc), sc);
+                _mm512_mask_storeu_ps(S + (size_t)r * ATT_KBLK + x0, 0x00FF, sv);
+                if (r1 != r) _mm512_mask_storeu_ps(S + (size_t)r1 * ATT_KBLK + x0 - 8, 0xFF00, sv);
+            }
+        }
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+        {
+            int rh = r * H + h;
+            att_fold64(S + (size_t)r * ATT_KBLK, n, m + rh, l + rh, O + (size_t)rh * 64);
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r += 2)
+        {
+            int r1 = r + 1 < R ? r + 1 : r;
+            const float *p[2] = {S + (size_t)r * ATT_KBLK, S + (size_t)r1 * ATT_KBLK};
+            float *o[2] = {O + (size_t)(r * H + h) * 64, O + (size_t)(r1 * H + h) * 64};
+            if (r1 != r)
+                att_vsum64(2, vh, ldv, n, p, o);
+            else
+                att_vsum64(1, vh, ldv, n, p, o);
+        }
+    }
+}
+
+AT_SIMD512 static void att_block64(const att_split *a, int blk, float *O, float *m, float *l, float *S)
+{
+    switch (a->g) {
+    case 1: att_block64_impl(1, a, blk, O, m, l, S); break;
+    case 2: att_block64_impl(2, a, blk, O, m, l, S); break;
+    case 3: att_block64_impl(3, a, blk, O, m, l, S); break;
+    case 4: att_block64_impl(4, a, blk, O, m, l, S); break;
+    case 5: att_block64_impl(5, a, blk, O, m, l, S); break;
+    case 6: att_block64_impl(6, a, blk, O, m, l, S); break;
+    case 7: att_block64_impl(7, a, blk, O, m, l, S); break;
+    default: att_block64_impl(8, a, blk, O, m, l, S); break;
+    }
+}
+
 /* Task t: blocks t*per .. of keys, folded one after another into the
  * task's state. */
 AT_SIMD static void att_split_task(void *p, int t, int ith)
@@ -1156,14 +1367,17 @@ AT_SIMD static void att_split_task(void *p, int t, int ith)
     memset(O, 0, (size_t)GH * hd * sizeof *O);
     for (int rh = 0; rh < GH; rh++) m[rh] = -INFINITY, l[rh] = 0.0f;
     for (int blk = t * a->per; blk < (t + 1) * a->per && blk * ATT_KBLK < a->kmax; blk++)
-        att_split_block(a, blk, O, m, l, S);
+        if (a->block64)
+            att_block64(a, blk, O, m, l, S);
+        else
+            att_split_block(a, blk, O, m, l, S);
 }
 
 /* Queries i0..i0+g-1 (g <= ATT_GROUP_AVX2) by key blocks; the caller has
  * reserved GH * ATT_KBLK floats per thread. */
 AT_SIMD static int att_split_run(const att_job *j, int i0, int g, at_err *err)
 {
-    att_split a = {j, i0, g, 0, 1, {0}};
+    att_split a = {j, i0, g, 0, 1, j->c->isa >= AT_ISA_AVX512 && j->hd == 64, {0}};
     for (int r = 0; r < g; r++) {
         int i = i0 + r;
         a.lens[r] = att_len(j, i, j->Tk);
@@ -1292,7 +1506,11 @@ int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk
 #if AT_HAVE_X86
     split = r->simd && Tq < ATT_GEMM_MIN && Tk >= ATT_SPLIT_MIN_KEYS && hd % 8 == 0;
     if (split) {
-        rc = at_compute_reserve(r, (size_t)ATT_GROUP_AVX2 * n_head * ATT_KBLK, err);
+        /* per thread: a block's scores (att_block64: a head's, and the
+         * head's slices of the block) */
+        size_t scr = (size_t)ATT_GROUP_AVX2 * n_head * ATT_KBLK,
+               scr64 = (size_t)(ATT_GROUP_AVX2 + 128) * ATT_KBLK;
+        rc = at_compute_reserve(r, scr > scr64 ? scr : scr64, err);
         for (int i0 = 0; rc == 0 && i0 < Tq; i0 += ATT_GROUP_AVX2)
             rc = att_split_run(&j, i0, Tq - i0 < ATT_GROUP_AVX2 ? Tq - i0 : ATT_GROUP_AVX2, err);
     }

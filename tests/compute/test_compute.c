@@ -173,10 +173,11 @@ static void test_attention(void **st)
      * of decoder queries, up to four at a time), 96 and 128 (the largest
      * the AVX2 kernel takes); key counts not a multiple of four; from 256
      * keys, few queries go by blocks of keys (more than eight: in groups) */
-    static const int cases[][4] = {{1, 37, -1, 40},    {1, 37, 36, 40},   {70, 70, 0, 40},   {5, 90, 85, 40},
-                                   {130, 150, -1, 40}, {300, 300, 0, 40}, {1, 1501, -1, 64}, {3, 22, 19, 64},
-                                   {7, 9, -1, 64},     {6, 1503, -1, 64}, {2, 7, 3, 96},     {4, 13, 9, 128},
-                                   {3, 400, 397, 64},  {9, 700, -1, 64},  {2, 300, 298, 40}};
+    static const int cases[][4] = {
+        {1, 37, -1, 40},   {1, 37, 36, 40},   {70, 70, 0, 40},    {5, 90, 85, 40},  {130, 150, -1, 40},
+        {300, 300, 0, 40}, {1, 1501, -1, 64}, {3, 22, 19, 64},    {7, 9, -1, 64},   {6, 1503, -1, 64},
+        {2, 7, 3, 96},     {4, 13, 9, 128},   {3, 400, 397, 64},  {9, 700, -1, 64}, {2, 300, 298, 40},
+        {8, 300, 290, 64}, {5, 257, -1, 64},  {2, 1000, 995, 64}, {7, 330, 260, 64}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int Tq = cases[ci][0], Tk = cases[ci][1], causal = cases[ci][2], hd = cases[ci][3];
         const int H = 3, D = H * hd;
@@ -266,6 +267,47 @@ static void test_deterministic(void **st)
     free(Y0[0]);
     free(Y0[1]);
     free(Y);
+}
+
+/* A decoder step's attention for several sequences on one audio (beams,
+ * or the streams a scheduler batches) is one call: each query's output
+ * must be the same bits as that query's call alone, or a sequence's
+ * logits would change with who else is in the batch.  For every kernel
+ * level and for few keys (per head) and many (by key blocks). */
+static void test_query_independent(void **st)
+{
+    (void)st;
+    at_err err;
+    at_compute *c = at_compute_new(2, &err);
+    assert_non_null(c);
+    static const int tks[] = {37, 300, 1501}, hds[] = {64, 40};
+    for (int hi = 0; hi < 2; hi++)
+        for (int ki = 0; ki < 3; ki++) {
+            const int H = 4, hd = hds[hi], D = H * hd, Tk = tks[ki], Tq = 8;
+            float *Q = rand_vec((size_t)Tq * D), *K = rand_vec((size_t)Tk * D), *V = rand_vec((size_t)Tk * D);
+            float *all = malloc(sizeof(float) * Tq * D), *one = malloc(sizeof(float) * D);
+            for (int isa = AT_ISA_SCALAR; isa <= (int)at_isa_detect(); isa++) {
+                at_compute_set_isa(c, (at_isa)isa);
+                for (int tq = 2; tq <= Tq; tq += 3) {
+                    assert_int_equal(at_attention(c, Q, D, K, D, V, D, tq, Tk, H, hd, -1, 0.0f, all, D, &err),
+                                     0);
+                    for (int i = 0; i < tq; i++) {
+                        assert_int_equal(at_attention(c, Q + (size_t)i * D, D, K, D, V, D, 1, Tk, H, hd, -1,
+                                                      0.0f, one, D, &err),
+                                         0);
+                        if (memcmp(one, all + (size_t)i * D, sizeof(float) * D) != 0)
+                            fail_msg("%s attention, head size %d, %d keys: query %d of %d differs from alone",
+                                     at_isa_name((at_isa)isa), hd, Tk, i, tq);
+                    }
+                }
+            }
+            free(Q);
+            free(K);
+            free(V);
+            free(all);
+            free(one);
+        }
+    at_compute_free(c);
 }
 
 /* Clients of one pool: products from several threads at once, each run
@@ -391,10 +433,10 @@ static void test_isa_cap(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm_every_level), cmocka_unit_test(test_matmul_types),
-        cmocka_unit_test(test_attention),        cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_pool_clients),     cmocka_unit_test(test_isa_cap),
-        cmocka_unit_test(test_search_kernels),
+        cmocka_unit_test(test_gemm_every_level),  cmocka_unit_test(test_matmul_types),
+        cmocka_unit_test(test_attention),         cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_query_independent), cmocka_unit_test(test_pool_clients),
+        cmocka_unit_test(test_isa_cap),           cmocka_unit_test(test_search_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
