@@ -67,6 +67,9 @@ void at_softmax(float *x, int n);
 /* In place: x - log(sum(exp(x))), one row of logits (a search's
  * log-probabilities); a row of -inf is left as it is. */
 void at_log_softmax(float *x, int n);
+/* log(sum(exp(x))) of one row, summed in double precision; -INFINITY for
+ * a row of -inf. */
+double at_log_sum_exp(const float *x, int n);
 /* The index of the largest value, the first of equal ones (as
  * torch.argmax answers). */
 int at_argmax(const float *x, int n);

@@ -375,7 +375,8 @@ static void test_pool_clients(void **st)
     at_compute_free(pool);
 }
 
-/* The search kernels: log-softmax against double arithmetic, -inf kept;
+/* The search kernels: log-softmax and log-sum-exp against double
+ * arithmetic, -inf kept;
  * argmax the first of equal maxima wherever they fall (SIMD body or
  * tail). */
 static void test_search_kernels(void **st)
@@ -402,7 +403,16 @@ static void test_search_kernels(void **st)
         double want = x[i] - mx - log(s);
         if (fabs(y[i] - want) > 1e-5) fail_msg("log_softmax[%d] %g, want %g", i, y[i], want);
     }
+    /* log-sum-exp of every length from 1 (SIMD body and tail) */
+    for (int n = 1; n <= N; n += n < 20 ? 1 : 97) {
+        double m = -INFINITY, t = 0;
+        for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+        for (int i = 0; i < n; i++) t += exp((double)x[i] - m);
+        double got = at_log_sum_exp(x, n), want = m + log(t);
+        if (fabs(got - want) > 1e-6) fail_msg("log_sum_exp of %d: %.9g, want %.9g", n, got, want);
+    }
     for (int i = 0; i < N; i++) y[i] = -INFINITY;
+    assert_true(isinf(at_log_sum_exp(y, N)) && at_log_sum_exp(y, N) < 0);
     at_log_softmax(y, N);
     assert_true(isinf(y[0]) && y[0] < 0);
     /* argmax: a maximum placed at each position, a tie after it */

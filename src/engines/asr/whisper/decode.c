@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "compute/kernels.h"
 #include "engines/asr/whisper/timing.h"
 
 #define WDEC_MAX_GROUP 64 /* beams or samples: bounds the per-step work */
@@ -79,13 +80,7 @@ static uint64_t rng_next(uint64_t *s)
 
 static double log_sum_exp(const float *x, int a, int b)
 {
-    float mx = -INFINITY;
-    for (int i = a; i < b; i++)
-        if (x[i] > mx) mx = x[i];
-    if (mx == -INFINITY) return -INFINITY;
-    double s = 0;
-    for (int i = a; i < b; i++) s += exp((double)x[i] - mx);
-    return mx + log(s);
+    return b > a ? at_log_sum_exp(x + a, b - a) : -INFINITY;
 }
 
 static void mask(float *x, int a, int b)
