@@ -512,9 +512,12 @@ static void mm_small(void *p, int chunk, int ith)
         float b = j->bias ? j->bias[n] : 0.0f;
 #if AT_HAVE_X86
         at_dtype t = j->W->type;
-        if (j->c->simd && j->M > 1 && j->c->isa >= AT_ISA_AVX512 &&
+        if (j->c->simd && j->c->isa >= AT_ISA_AVX512 &&
             (t == AT_DT_F32 || t == AT_DT_F16 || t == AT_DT_Q8_0)) {
-            /* the last rows of a chunk repeat its first row, not stored */
+            /* one row of X too: sixteen lanes and four weight rows a pass
+             * beat the eight-lane dot products below, and a sequence's
+             * step gives the same bits alone as in a batch.  The last
+             * rows of a chunk repeat its first row, not stored. */
             int nw = n1 - n < 4 ? n1 - n : 4;
             const uint8_t *w4[4];
             float b4[4], o[16];
