@@ -149,6 +149,25 @@ static void test_whisper_model_mel(void **state)
     print_message("mel max abs err: 80 bins %.3g, 128 bins %.3g\n", e80, e128);
     assert_true(e80 <= 1e-3f);
     assert_true(e128 <= 1e-3f);
+    /* frames past the audio are skipped as zeros: the same bits as the
+     * audio zero-padded to 30 s by the caller (every frame computed), for
+     * lengths around a frame's hop and at the reflected end */
+    float *padded = calloc(AT_WHISPER_N_SAMPLES, sizeof(float)),
+          *full = malloc(sizeof(float) * 80 * AT_WHISPER_N_FRAMES);
+    assert_true(padded && full);
+    size_t na = at_npy_count(&R.audio);
+    static const size_t lens[] = {
+        1, 159, 160, 161, 8000, AT_WHISPER_N_SAMPLES - 201, AT_WHISPER_N_SAMPLES - 200};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        for (size_t i = 0; i < AT_WHISPER_N_SAMPLES; i++) padded[i] = i < n ? R.audio.data[i % na] : 0.0f;
+        assert_int_equal(at_whisper_log_mel(80, padded, n, mel, &err), 0);
+        assert_int_equal(at_whisper_log_mel(80, padded, AT_WHISPER_N_SAMPLES, full, &err), 0);
+        if (memcmp(mel, full, sizeof(float) * 80 * AT_WHISPER_N_FRAMES) != 0)
+            fail_msg("log-mel of %zu samples differs from the same audio padded to 30 s", n);
+    }
+    free(padded);
+    free(full);
     /* silence and bad arguments */
     assert_int_equal(at_whisper_log_mel(80, NULL, 0, mel, &err), 0);
     assert_true(at_whisper_log_mel(0, R.audio.data, 10, mel, &err) == AT_E_INVALID);

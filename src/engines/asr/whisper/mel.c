@@ -108,8 +108,17 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
             basis[(size_t)t * 2 * N_BINS + N_BINS + k] = (float)(-w * sn[idx]);
         }
     }
-    for (int t0 = 0; t0 < T; t0 += CHUNK) {
-        int nt = T - t0 < CHUNK ? T - t0 : CHUNK;
+    /* frames that start past the audio see only the zero padding (unless
+     * the audio reaches the reflected end): their power, and so their mel
+     * values, are exactly 0, and a stream's few seconds cost a few seconds'
+     * frames, not 30 s worth */
+    int live = T;
+    if (n + PAD + 1 < AT_WHISPER_N_SAMPLES) {
+        size_t first_zero = (PAD + n + AT_WHISPER_HOP - 1) / AT_WHISPER_HOP;
+        if (first_zero < (size_t)T) live = first_zero > 0 ? (int)first_zero : 1;
+    }
+    for (int t0 = 0; t0 < live; t0 += CHUNK) {
+        int nt = live - t0 < CHUNK ? live - t0 : CHUNK;
         for (int t = 0; t < nt; t++)
             memcpy(frames + (size_t)t * N_FFT, x + (size_t)(t0 + t) * AT_WHISPER_HOP, sizeof(float) * N_FFT);
         at_gemm(isa, nt, 2 * N_BINS, N_FFT, 1.0f, frames, N_FFT, basis, 2 * N_BINS, 0, 0, spec, 2 * N_BINS,
@@ -122,14 +131,16 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
         }
     }
     /* mel[m][t] = sum_k filt[m][k] power[t][k] */
-    at_gemm(isa, n_mels, T, N_BINS, 1.0f, filt, N_BINS, power, N_BINS, 1, 0, melf, T, scratch);
-    for (size_t i = 0; i < (size_t)n_mels * T; i++) mel[i] = melf[i];
+    at_gemm(isa, n_mels, live, N_BINS, 1.0f, filt, N_BINS, power, N_BINS, 1, 0, melf, T, scratch);
+    const double floor_log = log10(1e-10);
     double mx = -1e300;
-    for (size_t i = 0; i < (size_t)n_mels * T; i++) {
-        double v = log10(mel[i] > 1e-10 ? mel[i] : 1e-10);
-        mel[i] = v;
-        if (v > mx) mx = v;
-    }
+    for (int m = 0; m < n_mels; m++)
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)m * T + (size_t)t;
+            double v = t < live ? log10(melf[i] > 1e-10 ? (double)melf[i] : 1e-10) : floor_log;
+            mel[i] = v;
+            if (v > mx) mx = v;
+        }
     for (size_t i = 0; i < (size_t)n_mels * T; i++) {
         double v = mel[i] < mx - 8.0 ? mx - 8.0 : mel[i];
         out[i] = (float)((v + 4.0) / 4.0);
