@@ -66,16 +66,25 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
     if (!pcm && n) return at_err_set(err, AT_E_INVALID, "no audio");
     if (n > AT_WHISPER_N_SAMPLES) n = AT_WHISPER_N_SAMPLES; /* one 30 s window */
     const int T = AT_WHISPER_N_FRAMES;
-    size_t padn = AT_WHISPER_N_SAMPLES + 2 * PAD;
+    /* frames that start past the audio see only the zero padding (unless
+     * the audio reaches the reflected end): their power, and so their mel
+     * values, are exactly 0.  Only the live frames are computed and held,
+     * so a stream's few seconds cost a few seconds' frames, not 30 s. */
+    int live = T;
+    if (n + PAD + 1 < AT_WHISPER_N_SAMPLES) {
+        size_t first_zero = (PAD + n + AT_WHISPER_HOP - 1) / AT_WHISPER_HOP;
+        if (first_zero < (size_t)T) live = first_zero > 0 ? (int)first_zero : 1;
+    }
+    size_t padn = live == T ? AT_WHISPER_N_SAMPLES + 2 * PAD : (size_t)(live - 1) * AT_WHISPER_HOP + N_FFT;
     float *x = malloc(sizeof(float) * padn);
     /* the two products run on the compute layer's GEMM (see the top) */
     float *basis = malloc(sizeof(float) * N_FFT * 2 * N_BINS);
     float *frames = malloc(sizeof(float) * CHUNK * N_FFT);
     float *spec = malloc(sizeof(float) * CHUNK * 2 * N_BINS);
-    float *power = malloc(sizeof(float) * (size_t)T * N_BINS);
+    float *power = malloc(sizeof(float) * (size_t)live * N_BINS);
     float *filt = malloc(sizeof(float) * (size_t)n_mels * N_BINS);
-    float *melf = malloc(sizeof(float) * (size_t)n_mels * T);
-    double *mel = malloc(sizeof(double) * (size_t)n_mels * T);
+    float *melf = malloc(sizeof(float) * (size_t)n_mels * live);
+    double *mel = malloc(sizeof(double) * (size_t)n_mels * live);
     float *scratch = aligned_alloc(64, AT_GEMM_SCRATCH * sizeof(float));
     int rc = 0;
     if (!x || !basis || !frames || !spec || !power || !filt || !melf || !mel || !scratch) {
@@ -85,12 +94,14 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
     if ((rc = at_whisper_mel_filters(n_mels, filt, err))) goto out;
     at_isa isa = at_isa_detect();
 
-    /* zero-padded to 30 s, then reflect-padded (edge sample not repeated) */
+    /* zero-padded to 30 s, then reflect-padded (edge sample not repeated);
+     * with live < T the frames read neither the end nor its reflection */
     float *body = x + PAD;
-    for (size_t i = 0; i < AT_WHISPER_N_SAMPLES; i++) body[i] = i < n ? pcm[i] : 0.0f;
+    size_t nbody = padn - PAD < AT_WHISPER_N_SAMPLES ? padn - PAD : AT_WHISPER_N_SAMPLES;
+    for (size_t i = 0; i < nbody; i++) body[i] = i < n ? pcm[i] : 0.0f;
     for (int i = 1; i <= PAD; i++) {
-        x[PAD - i] = body[i];
-        body[AT_WHISPER_N_SAMPLES - 1 + i] = body[AT_WHISPER_N_SAMPLES - 1 - i];
+        x[PAD - i] = (size_t)i < nbody ? body[i] : 0.0f;
+        if (live == T) body[AT_WHISPER_N_SAMPLES - 1 + i] = body[AT_WHISPER_N_SAMPLES - 1 - i];
     }
 
     /* basis[t][k] = w(t) cos(2 pi t k / N), basis[t][N_BINS + k] = -w(t) sin(...):
@@ -108,15 +119,6 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
             basis[(size_t)t * 2 * N_BINS + N_BINS + k] = (float)(-w * sn[idx]);
         }
     }
-    /* frames that start past the audio see only the zero padding (unless
-     * the audio reaches the reflected end): their power, and so their mel
-     * values, are exactly 0, and a stream's few seconds cost a few seconds'
-     * frames, not 30 s worth */
-    int live = T;
-    if (n + PAD + 1 < AT_WHISPER_N_SAMPLES) {
-        size_t first_zero = (PAD + n + AT_WHISPER_HOP - 1) / AT_WHISPER_HOP;
-        if (first_zero < (size_t)T) live = first_zero > 0 ? (int)first_zero : 1;
-    }
     for (int t0 = 0; t0 < live; t0 += CHUNK) {
         int nt = live - t0 < CHUNK ? live - t0 : CHUNK;
         for (int t = 0; t < nt; t++)
@@ -131,20 +133,20 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
         }
     }
     /* mel[m][t] = sum_k filt[m][k] power[t][k] */
-    at_gemm(isa, n_mels, live, N_BINS, 1.0f, filt, N_BINS, power, N_BINS, 1, 0, melf, T, scratch);
-    const double floor_log = log10(1e-10);
-    double mx = -1e300;
+    at_gemm(isa, n_mels, live, N_BINS, 1.0f, filt, N_BINS, power, N_BINS, 1, 0, melf, live, scratch);
+    const double floor_log = log10(1e-10); /* the frames past the audio */
+    double mx = live < T ? floor_log : -1e300;
+    for (size_t i = 0; i < (size_t)n_mels * live; i++) {
+        double v = log10(melf[i] > 1e-10 ? (double)melf[i] : 1e-10);
+        mel[i] = v;
+        if (v > mx) mx = v;
+    }
     for (int m = 0; m < n_mels; m++)
         for (int t = 0; t < T; t++) {
-            size_t i = (size_t)m * T + (size_t)t;
-            double v = t < live ? log10(melf[i] > 1e-10 ? (double)melf[i] : 1e-10) : floor_log;
-            mel[i] = v;
-            if (v > mx) mx = v;
+            double v = t < live ? mel[(size_t)m * live + t] : floor_log;
+            v = v < mx - 8.0 ? mx - 8.0 : v;
+            out[(size_t)m * T + t] = (float)((v + 4.0) / 4.0);
         }
-    for (size_t i = 0; i < (size_t)n_mels * T; i++) {
-        double v = mel[i] < mx - 8.0 ? mx - 8.0 : mel[i];
-        out[i] = (float)((v + 4.0) / 4.0);
-    }
 out:
     free(x);
     free(basis);
