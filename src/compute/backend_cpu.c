@@ -637,8 +637,10 @@ static int attention(at_backend *be, const at_tensor *q, const at_attn_seq *seqs
     int rc = need_ctx(be, err);
     if (rc) return rc;
     if (rows_of(q, err) || rows_of(o, err)) return AT_E_UNSUPPORTED;
-    int D = (int)at_tensor_cols(q), hd = D / n_head;
-    for (int i = 0; i < n_seqs && !rc;) {
+    int D = (int)at_tensor_cols(q), hd = D / n_head, n_calls = 0;
+    at_attn_call *calls = malloc(sizeof *calls * (size_t)(n_seqs > 0 ? n_seqs : 1));
+    if (!calls) return at_err_set(err, AT_E_NOMEM, "out of memory (attention)");
+    for (int i = 0; i < n_seqs;) {
         const at_attn_seq *s = &seqs[i];
         /* consecutive sequences on the same keys without a causal mask
          * (beams and samples on one audio) are one call: their queries
@@ -648,11 +650,14 @@ static int attention(at_backend *be, const at_tensor *q, const at_attn_seq *seqs
                seqs[e].q_row == s->q_row + rows && same_view(seqs[e].k, s->k) && same_view(seqs[e].v, s->v))
             rows += seqs[e++].n_q;
         if (rows > 0)
-            rc = at_attention(ctx(be), ROW(q, s->q_row), (int)LD(q), F(s->k), (int)LD(s->k), F(s->v),
-                              (int)LD(s->v), rows, s->n_kv, n_head, hd, s->causal, scale, ROW(o, s->q_row),
-                              (int)LD(o), err);
+            calls[n_calls++] = (at_attn_call){
+                ROW(q, s->q_row), F(s->k),    F(s->v), ROW(o, s->q_row), (int)LD(q), (int)LD(s->k),
+                (int)LD(s->v),    (int)LD(o), rows,    s->n_kv,          s->causal};
         i = e;
     }
+    /* every sequence's attention in one round on the pool */
+    rc = at_attention_multi(ctx(be), calls, n_calls, n_head, hd, scale, err);
+    free(calls);
     return rc;
 }
 

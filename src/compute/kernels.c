@@ -1116,6 +1116,8 @@ typedef struct {
     int i0, g, kmax;
     int per;     /* blocks per task */
     int block64; /* att_block64 (AVX-512, heads of 64), else att_split_block */
+    int n_tasks;
+    size_t state0; /* where its tasks' states start in the shared buffer */
     int lens[ATT_GROUP_AVX2];
 } att_split;
 
@@ -1124,9 +1126,10 @@ typedef struct {
 static size_t att_state_floats(int GH, int hd) { return (size_t)GH * (hd + 2); }
 
 /* Task t's state for GH query-heads: returns O, sets m and l. */
-static float *att_split_state(const att_job *j, int t, int GH, float **m, float **l)
+static float *att_split_state(const att_split *a, int t, int GH, float **m, float **l)
 {
-    float *O = j->c->shared + (size_t)t * att_state_floats(GH, j->hd);
+    const att_job *j = a->j;
+    float *O = j->c->shared + a->state0 + (size_t)t * att_state_floats(GH, j->hd);
     *m = O + (size_t)GH * j->hd;
     *l = *m + GH;
     return O;
@@ -1396,12 +1399,11 @@ AT_SIMD512 static void att_block64(const att_split *a, int blk, float *O, float 
 
 /* Task t: blocks t*per .. of keys, folded one after another into the
  * task's state. */
-AT_SIMD static void att_split_task(void *p, int t, int ith)
+AT_SIMD static void att_split_task(const att_split *a, int t, int ith)
 {
-    const att_split *a = p;
     const att_job *j = a->j;
     const int hd = j->hd, GH = a->g * j->n_head;
-    float *m, *l, *O = att_split_state(j, t, GH, &m, &l), *S = j->c->scr[ith];
+    float *m, *l, *O = att_split_state(a, t, GH, &m, &l), *S = j->c->scr[ith];
     memset(O, 0, (size_t)GH * hd * sizeof *O);
     for (int rh = 0; rh < GH; rh++) m[rh] = -INFINITY, l[rh] = 0.0f;
     for (int blk = t * a->per; blk < (t + 1) * a->per && blk * ATT_KBLK < a->kmax; blk++)
@@ -1411,34 +1413,39 @@ AT_SIMD static void att_split_task(void *p, int t, int ith)
             att_split_block(a, blk, O, m, l, S);
 }
 
-/* Queries i0..i0+g-1 (g <= ATT_GROUP_AVX2) by key blocks; the caller has
- * reserved GH * ATT_KBLK floats per thread. */
-AT_SIMD static int att_split_run(const att_job *j, int i0, int g, at_err *err)
+/* Plans queries i0..i0+g-1 (g <= ATT_GROUP_AVX2) by key blocks: at most
+ * ATT_SPLIT_TASKS tasks of consecutive blocks, whatever the threads
+ * (fewer states to clear and merge).  Returns the floats of state its
+ * tasks need. */
+static size_t att_split_plan(const att_job *j, int i0, int g, att_split *a)
 {
-    att_split a = {j, i0, g, 0, 1, j->c->isa >= AT_ISA_AVX512 && j->hd == 64, {0}};
+    *a = (att_split){j, i0, g, 0, 1, j->c->isa >= AT_ISA_AVX512 && j->hd == 64, 0, 0, {0}};
     for (int r = 0; r < g; r++) {
-        int i = i0 + r;
-        a.lens[r] = att_len(j, i, j->Tk);
-        if (a.lens[r] > a.kmax) a.kmax = a.lens[r];
+        a->lens[r] = att_len(j, i0 + r, j->Tk);
+        if (a->lens[r] > a->kmax) a->kmax = a->lens[r];
     }
-    const int H = j->n_head, hd = j->hd, GH = g * H, blocks = (a.kmax + ATT_KBLK - 1) / ATT_KBLK;
-    /* at most ATT_SPLIT_TASKS tasks of consecutive blocks, whatever the
-     * threads: fewer states to clear and merge */
-    a.per = (blocks + ATT_SPLIT_TASKS - 1) / ATT_SPLIT_TASKS;
-    int n_tasks = (blocks + a.per - 1) / a.per;
-    if (at_compute_reserve_shared(j->c, (size_t)n_tasks * att_state_floats(GH, hd), err)) return AT_E_NOMEM;
-    at_compute_run(j->c, att_split_task, &a, n_tasks);
+    int blocks = (a->kmax + ATT_KBLK - 1) / ATT_KBLK;
+    a->per = (blocks + ATT_SPLIT_TASKS - 1) / ATT_SPLIT_TASKS;
+    a->n_tasks = (blocks + a->per - 1) / a->per;
+    return (size_t)a->n_tasks * att_state_floats(g * j->n_head, j->hd);
+}
+
+/* Merges the tasks' states of a in order into the outputs. */
+AT_SIMD static void att_split_merge(const att_split *a)
+{
+    const att_job *j = a->j;
+    const int H = j->n_head, hd = j->hd, GH = a->g * H;
     for (int rh = 0; rh < GH; rh++) {
         float M = -INFINITY, L = 0.0f;
-        for (int t = 0; t < n_tasks; t++) {
+        for (int t = 0; t < a->n_tasks; t++) {
             float *m, *l;
-            att_split_state(j, t, GH, &m, &l);
+            att_split_state(a, t, GH, &m, &l);
             M = m[rh] > M ? m[rh] : M;
         }
-        float *out = j->O + (size_t)(i0 + rh / H) * j->ldo + (rh % H) * hd;
+        float *out = j->O + (size_t)(a->i0 + rh / H) * j->ldo + (rh % H) * hd;
         for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(out + d, _mm256_setzero_ps());
-        for (int t = 0; t < n_tasks; t++) {
-            float *m, *l, *O = att_split_state(j, t, GH, &m, &l);
+        for (int t = 0; t < a->n_tasks; t++) {
+            float *m, *l, *O = att_split_state(a, t, GH, &m, &l);
             if (m[rh] == -INFINITY) continue;
             float f = expf(m[rh] - M);
             L += f * l[rh];
@@ -1451,7 +1458,6 @@ AT_SIMD static int att_split_run(const att_job *j, int i0, int g, at_err *err)
         for (int d = 0; d < hd; d += 8)
             _mm256_storeu_ps(out + d, _mm256_div_ps(_mm256_loadu_ps(out + d), lv));
     }
-    return 0;
 }
 #endif
 
@@ -1532,33 +1538,123 @@ static void att_task(void *p, int t, int ith)
     }
 }
 
+/* The calls of one at_attention_multi, as tasks of one round on the pool:
+ * first every split group's block runs, then every other call's (query
+ * chunk, head) tasks.  A task does what it would do in its own call, so
+ * each call's output is the same bits as when it runs alone. */
+#define ATT_MULTI_MAX 32 /* calls a round takes; more go in further rounds */
+
+typedef struct {
+    att_job jobs[ATT_MULTI_MAX];
+#if AT_HAVE_X86
+    att_split splits[ATT_MULTI_MAX * ((ATT_GEMM_MIN + ATT_GROUP_AVX2 - 1) / ATT_GROUP_AVX2)];
+#endif
+    int first[ATT_MULTI_MAX * 3]; /* first task of each split group, then of each call's tasks */
+    int owner[ATT_MULTI_MAX * 3]; /* the group or call a range belongs to; -1: a split group */
+    int n_ranges, n_tasks;
+} att_multi;
+
+static void att_multi_task(void *p, int t, int ith)
+{
+    att_multi *mu = p;
+    int lo = 0, hi = mu->n_ranges - 1;
+    while (lo < hi) { /* the last range starting at or before t */
+        int mid = (lo + hi + 1) / 2;
+        if (mu->first[mid] <= t)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    int k = mu->owner[lo];
+#if AT_HAVE_X86
+    if (k < 0) {
+        att_split_task(&mu->splits[-k - 1], t - mu->first[lo], ith);
+        return;
+    }
+#endif
+    att_task(&mu->jobs[k], t - mu->first[lo], ith);
+}
+
+/* Up to ATT_MULTI_MAX calls on r (locked) in one round. */
+static int att_multi_round(at_compute *r, const at_attn_call *calls, int n, int n_head, int hd, float scale,
+                           att_multi *mu, at_err *err)
+{
+    size_t scr = 0, shared = 0;
+    int n_splits = 0;
+    char by_blocks[ATT_MULTI_MAX] = {0};
+    mu->n_ranges = mu->n_tasks = 0;
+    for (int i = 0; i < n; i++) {
+        const at_attn_call *q = &calls[i];
+        mu->jobs[i] = (att_job){
+            r,      q->Q,  q->K,  q->V,   q->ldq, q->ldk,    q->ldv,
+            q->ldo, q->Tq, q->Tk, n_head, hd,     q->causal, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
+            q->O};
+    }
+#if AT_HAVE_X86
+    /* few queries on many keys: by key blocks */
+    for (int i = 0; i < n; i++) {
+        const at_attn_call *q = &calls[i];
+        if (!(r->simd && q->Tq > 0 && q->Tq < ATT_GEMM_MIN && q->Tk >= ATT_SPLIT_MIN_KEYS && hd % 8 == 0))
+            continue;
+        for (int i0 = 0; i0 < q->Tq; i0 += ATT_GROUP_AVX2) {
+            att_split *a = &mu->splits[n_splits];
+            size_t need = att_split_plan(&mu->jobs[i], i0,
+                                         q->Tq - i0 < ATT_GROUP_AVX2 ? q->Tq - i0 : ATT_GROUP_AVX2, a);
+            a->state0 = shared;
+            shared += need;
+            mu->first[mu->n_ranges] = mu->n_tasks;
+            mu->owner[mu->n_ranges++] = -(n_splits + 1);
+            mu->n_tasks += a->n_tasks;
+            n_splits++;
+        }
+        /* per thread: a block's scores (att_block64: a head's, and the
+         * head's slices of the block) */
+        size_t s1 = (size_t)ATT_GROUP_AVX2 * n_head * ATT_KBLK,
+               s64 = (size_t)(ATT_GROUP_AVX2 + 128) * ATT_KBLK;
+        if (s1 > scr) scr = s1;
+        if (s64 > scr) scr = s64;
+        by_blocks[i] = 1;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        const at_attn_call *q = &calls[i];
+        if (by_blocks[i] || q->Tq <= 0 || q->Tk <= 0) continue;
+        /* a task holds the scores of its chunk of queries: a decoder step
+         * needs one row, not a whole chunk's */
+        size_t s1 = (size_t)(q->Tq < ATT_CHUNK ? q->Tq : ATT_CHUNK) * (size_t)q->Tk;
+        if (s1 > scr) scr = s1;
+        mu->first[mu->n_ranges] = mu->n_tasks;
+        mu->owner[mu->n_ranges++] = i;
+        mu->n_tasks += ((q->Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head;
+    }
+    if (at_compute_reserve(r, scr, err) || at_compute_reserve_shared(r, shared, err))
+        return err && err->code < 0 ? err->code : AT_E_NOMEM;
+    at_compute_run(r, att_multi_task, mu, mu->n_tasks);
+#if AT_HAVE_X86
+    for (int s = 0; s < n_splits; s++) att_split_merge(&mu->splits[s]);
+#endif
+    return 0;
+}
+
+int at_attention_multi(at_compute *c, const at_attn_call *calls, int n_calls, int n_head, int hd, float scale,
+                       at_err *err)
+{
+    if (n_calls <= 0) return 0;
+    att_multi *mu = malloc(sizeof *mu);
+    if (!mu) return at_err_set(err, AT_E_NOMEM, "out of memory (attention)");
+    at_compute *r = at_compute_op_begin(c);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n_calls; i += ATT_MULTI_MAX)
+        rc = att_multi_round(r, calls + i, n_calls - i < ATT_MULTI_MAX ? n_calls - i : ATT_MULTI_MAX, n_head,
+                             hd, scale, mu, err);
+    pthread_mutex_unlock(&r->op_mu);
+    free(mu);
+    return rc;
+}
+
 int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
                  int Tq, int Tk, int n_head, int hd, int causal, float scale, float *O, int ldo, at_err *err)
 {
-    if (Tq <= 0 || Tk <= 0) return 0;
-    at_compute *r = at_compute_op_begin(c);
-    att_job j = {r,   Q,  K,  V,      ldq, ldk,    ldv,
-                 ldo, Tq, Tk, n_head, hd,  causal, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
-                 O};
-    int split = 0, rc;
-#if AT_HAVE_X86
-    split = r->simd && Tq < ATT_GEMM_MIN && Tk >= ATT_SPLIT_MIN_KEYS && hd % 8 == 0;
-    if (split) {
-        /* per thread: a block's scores (att_block64: a head's, and the
-         * head's slices of the block) */
-        size_t scr = (size_t)ATT_GROUP_AVX2 * n_head * ATT_KBLK,
-               scr64 = (size_t)(ATT_GROUP_AVX2 + 128) * ATT_KBLK;
-        rc = at_compute_reserve(r, scr > scr64 ? scr : scr64, err);
-        for (int i0 = 0; rc == 0 && i0 < Tq; i0 += ATT_GROUP_AVX2)
-            rc = att_split_run(&j, i0, Tq - i0 < ATT_GROUP_AVX2 ? Tq - i0 : ATT_GROUP_AVX2, err);
-    }
-#endif
-    if (!split) {
-        /* a task holds the scores of its chunk of queries: a decoder step
-         * needs one row, not a whole chunk's */
-        rc = at_compute_reserve(r, (size_t)(Tq < ATT_CHUNK ? Tq : ATT_CHUNK) * (size_t)Tk, err);
-        if (rc == 0) at_compute_run(r, att_task, &j, ((Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head);
-    }
-    pthread_mutex_unlock(&r->op_mu);
-    return rc ? (err && err->code < 0 ? err->code : AT_E_NOMEM) : 0;
+    at_attn_call q = {Q, K, V, O, ldq, ldk, ldv, ldo, Tq, Tk, causal};
+    return at_attention_multi(c, &q, 1, n_head, hd, scale, err);
 }

@@ -85,4 +85,16 @@ float at_dot(const float *a, const float *b, int n);
 int at_attention(at_compute *c, const float *Q, int ldq, const float *K, int ldk, const float *V, int ldv,
                  int Tq, int Tk, int n_head, int hd, int causal, float scale, float *O, int ldo, at_err *err);
 
+/* One at_attention call's arguments. */
+typedef struct at_attn_call {
+    const float *Q, *K, *V;
+    float *O;
+    int ldq, ldk, ldv, ldo, Tq, Tk, causal;
+} at_attn_call;
+/* Several attentions with the same heads (the sequences of a batched
+ * decoder step, each on its own keys) in one round on the pool instead of
+ * one each: each call's output is the same bits as at_attention's. */
+int at_attention_multi(at_compute *c, const at_attn_call *calls, int n_calls, int n_head, int hd, float scale,
+                       at_err *err);
+
 #endif

@@ -310,6 +310,47 @@ static void test_query_independent(void **st)
     at_compute_free(c);
 }
 
+/* at_attention_multi: the sequences of a batched step, each on its own
+ * keys (few and many keys, causal or not, one query or several), in one
+ * round: every call's output the same bits as its own at_attention, and
+ * more calls than one round takes. */
+static void test_attention_multi(void **st)
+{
+    (void)st;
+    at_err err;
+    at_compute *c = at_compute_new(2, &err);
+    assert_non_null(c);
+    enum { N = 41, H = 6, HD = 64, D = H * HD };
+    at_attn_call calls[N];
+    float *mem[N][4], *alone = malloc(sizeof(float) * 20 * D);
+    for (int i = 0; i < N; i++) {
+        int tq = 1 + (i * 7) % 20, tk = (i % 3 == 0) ? 300 + 37 * i : 5 + 13 * i % 200;
+        int causal = i % 4 == 1 ? tk - tq : -1;
+        mem[i][0] = rand_vec((size_t)tq * D);
+        mem[i][1] = rand_vec((size_t)tk * D);
+        mem[i][2] = rand_vec((size_t)tk * D);
+        mem[i][3] = malloc(sizeof(float) * (size_t)tq * D);
+        calls[i] = (at_attn_call){mem[i][0], mem[i][1], mem[i][2], mem[i][3], D, D, D, D, tq, tk, causal};
+    }
+    for (int isa = AT_ISA_SCALAR; isa <= (int)at_isa_detect(); isa++) {
+        at_compute_set_isa(c, (at_isa)isa);
+        assert_int_equal(at_attention_multi(c, calls, N, H, HD, 0.0f, &err), 0);
+        for (int i = 0; i < N; i++) {
+            const at_attn_call *q = &calls[i];
+            assert_int_equal(at_attention(c, q->Q, D, q->K, D, q->V, D, q->Tq, q->Tk, H, HD, q->causal, 0.0f,
+                                          alone, D, &err),
+                             0);
+            if (memcmp(alone, q->O, sizeof(float) * (size_t)q->Tq * D) != 0)
+                fail_msg("%s: call %d of %d (%d queries, %d keys) differs from alone",
+                         at_isa_name((at_isa)isa), i, N, q->Tq, q->Tk);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 4; k++) free(mem[i][k]);
+    free(alone);
+    at_compute_free(c);
+}
+
 /* Clients of one pool: products from several threads at once, each run
  * on the pool or on its caller's thread, all correct. */
 typedef struct client_job {
@@ -445,8 +486,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_every_level),  cmocka_unit_test(test_matmul_types),
         cmocka_unit_test(test_attention),         cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_query_independent), cmocka_unit_test(test_pool_clients),
-        cmocka_unit_test(test_isa_cap),           cmocka_unit_test(test_search_kernels),
+        cmocka_unit_test(test_query_independent), cmocka_unit_test(test_attention_multi),
+        cmocka_unit_test(test_pool_clients),      cmocka_unit_test(test_isa_cap),
+        cmocka_unit_test(test_search_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
