@@ -1640,15 +1640,13 @@ int at_attention_multi(at_compute *c, const at_attn_call *calls, int n_calls, in
                        at_err *err)
 {
     if (n_calls <= 0) return 0;
-    att_multi *mu = malloc(sizeof *mu);
-    if (!mu) return at_err_set(err, AT_E_NOMEM, "out of memory (attention)");
+    att_multi mu; /* about 9 KB: every decoder layer calls this, so not from the heap */
     at_compute *r = at_compute_op_begin(c);
     int rc = 0;
     for (int i = 0; rc == 0 && i < n_calls; i += ATT_MULTI_MAX)
         rc = att_multi_round(r, calls + i, n_calls - i < ATT_MULTI_MAX ? n_calls - i : ATT_MULTI_MAX, n_head,
-                             hd, scale, mu, err);
+                             hd, scale, &mu, err);
     pthread_mutex_unlock(&r->op_mu);
-    free(mu);
     return rc;
 }
 

@@ -68,7 +68,7 @@ void at_softmax(float *x, int n);
  * log-probabilities); a row of -inf is left as it is. */
 void at_log_softmax(float *x, int n);
 /* log(sum(exp(x))) of one row, summed in double precision; -INFINITY for
- * a row of -inf. */
+ * a row of -inf or an empty one (n <= 0). */
 double at_log_sum_exp(const float *x, int n);
 /* The index of the largest value, the first of equal ones (as
  * torch.argmax answers). */

@@ -454,6 +454,7 @@ static void test_search_kernels(void **st)
     }
     for (int i = 0; i < N; i++) y[i] = -INFINITY;
     assert_true(isinf(at_log_sum_exp(y, N)) && at_log_sum_exp(y, N) < 0);
+    assert_true(isinf(at_log_sum_exp(x, 0)) && at_log_sum_exp(x, 0) < 0);
     at_log_softmax(y, N);
     assert_true(isinf(y[0]) && y[0] < 0);
     /* argmax: a maximum placed at each position, a tie after it */

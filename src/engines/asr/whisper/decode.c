@@ -78,10 +78,7 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static double log_sum_exp(const float *x, int a, int b)
-{
-    return b > a ? at_log_sum_exp(x + a, b - a) : -INFINITY;
-}
+static double log_sum_exp(const float *x, int a, int b) { return at_log_sum_exp(x + a, b - a); }
 
 static void mask(float *x, int a, int b)
 {

@@ -21,6 +21,7 @@
 #define N_BINS (N_FFT / 2 + 1)
 #define PAD    (N_FFT / 2)
 #define CHUNK  256 /* frames per product: bounds the temporaries to ~1 MB */
+_Static_assert(PAD > AT_WHISPER_HOP, "the live frames cover the reflection's source");
 
 static double hz_to_mel(double f)
 {
@@ -72,8 +73,9 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
      * so a stream's few seconds cost a few seconds' frames, not 30 s. */
     int live = T;
     if (n + PAD + 1 < AT_WHISPER_N_SAMPLES) {
+        /* at least 2 (PAD > HOP): x holds the reflection's source body[1..PAD] */
         size_t first_zero = (PAD + n + AT_WHISPER_HOP - 1) / AT_WHISPER_HOP;
-        if (first_zero < (size_t)T) live = first_zero > 0 ? (int)first_zero : 1;
+        if (first_zero < (size_t)T) live = (int)first_zero;
     }
     size_t padn = live == T ? AT_WHISPER_N_SAMPLES + 2 * PAD : (size_t)(live - 1) * AT_WHISPER_HOP + N_FFT;
     float *x = malloc(sizeof(float) * padn);
@@ -100,7 +102,7 @@ int at_whisper_log_mel(int n_mels, const float *pcm, size_t n, float *out, at_er
     size_t nbody = padn - PAD < AT_WHISPER_N_SAMPLES ? padn - PAD : AT_WHISPER_N_SAMPLES;
     for (size_t i = 0; i < nbody; i++) body[i] = i < n ? pcm[i] : 0.0f;
     for (int i = 1; i <= PAD; i++) {
-        x[PAD - i] = (size_t)i < nbody ? body[i] : 0.0f;
+        x[PAD - i] = body[i];
         if (live == T) body[AT_WHISPER_N_SAMPLES - 1 + i] = body[AT_WHISPER_N_SAMPLES - 1 - i];
     }
 
