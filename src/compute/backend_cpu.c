@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "compute/backend_impl.h"
+#include "compute/conv_fft.h"
 #include "compute/kernels.h"
 
 static const char CPU_KIND[] = "cpu";
@@ -419,14 +420,20 @@ static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, cons
     pj.per_phase = (pj.q + 1 + K - 1 + PHASE_ROWS - 1) / PHASE_ROWS;
     float *wk = p->prepared ? NULL : malloc((size_t)C_out * (size_t)KC * sizeof(float));
     float *row = p->prepared ? NULL : malloc((size_t)KC * sizeof(float));
-    float *xr = d > 1 ? malloc((size_t)phase_start(&pj, phases) * (size_t)C_in * sizeof(float)) : NULL;
+    int fft = at_conv_fft_wanted(at_compute_conv(c), K, C_in, C_out, d, T_out);
+    float *xr =
+        d > 1 && !fft ? malloc((size_t)phase_start(&pj, phases) * (size_t)C_in * sizeof(float)) : NULL;
     int rc = 0;
-    if ((!p->prepared && (!wk || !row)) || (d > 1 && !xr)) {
+    if ((!p->prepared && (!wk || !row)) || (d > 1 && !fft && !xr)) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", C_out, KC);
         goto out;
     }
     if (!p->prepared) taps_weights(w, C_out, C_in, K, wk, row);
     at_matrix Wk = {AT_DT_F32, C_out, KC, p->prepared ? F(w) : wk, (size_t)KC * sizeof(float)};
+    if (fft) {
+        rc = at_conv_fft(c, F(x), T_in, C_in, -pad, d, T_out, Wk.data, C_out, K, bias, ep, F(y), C_out, err);
+        goto out;
+    }
     if (d == 1) {
         rc = taps_product(c, F(x), T_in, C_in, -pad, T_out, &Wk, bias, ep, F(y), C_out, err);
         goto out;

@@ -88,6 +88,7 @@ at_compute *at_compute_new_client(at_compute *pool, at_err *err)
         c->pool = pool;
         c->isa = pool->isa;
         c->simd = pool->simd;
+        c->conv = pool->conv;
     }
     return c;
 }
@@ -193,6 +194,15 @@ at_isa at_compute_set_isa(at_compute *c, at_isa max)
 }
 
 at_isa at_compute_isa(const at_compute *c) { return c->isa; }
+
+at_conv_method at_compute_set_conv(at_compute *c, at_conv_method m)
+{
+    at_conv_method old = c->conv;
+    c->conv = m;
+    return old;
+}
+
+at_conv_method at_compute_conv(const at_compute *c) { return c->conv; }
 
 void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks)
 {

@@ -30,6 +30,15 @@ int at_compute_threads(const at_compute *c);
 at_isa at_compute_set_isa(at_compute *c, at_isa max);
 at_isa at_compute_isa(const at_compute *c);
 
+/* How the CPU backend computes convolutions of long kernels:
+ * AT_CONV_AUTO, the default, by FFT where that is expected to be faster
+ * (compute/conv_fft.h); AT_CONV_FFT by FFT wherever the shapes allow
+ * (tests use it to check that path on small models); AT_CONV_DIRECT
+ * never.  A client starts with its pool's.  Returns the previous. */
+typedef enum { AT_CONV_AUTO = 0, AT_CONV_DIRECT, AT_CONV_FFT } at_conv_method;
+at_conv_method at_compute_set_conv(at_compute *c, at_conv_method m);
+at_conv_method at_compute_conv(const at_compute *c);
+
 /* Runs fn(arg, chunk, ith) for chunk = 0..n_chunks-1 on the pool and
  * returns when all chunks are done.  Chunks are handed out dynamically
  * (ith: the running thread, 0 = the caller, for per-thread scratch), so a

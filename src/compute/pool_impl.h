@@ -21,6 +21,7 @@ struct at_compute {
     int n;
     int simd;   /* isa >= AT_ISA_AVX2: the dot-product kernels */
     at_isa isa; /* GEMM kernels */
+    at_conv_method conv;
     pthread_t *th;
     int n_started;
     pthread_mutex_t mu;

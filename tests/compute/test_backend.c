@@ -270,6 +270,12 @@ static void test_conv1d(void **st)
     conv_case(be, 0, 9000, 16, 4, params(11, 1, 5, 1, 1, 0), AT_DT_F32);
     /* HiFi-GAN's dilated residual blocks over several pieces, in f16 */
     conv_case(be, 0, 5000, 8, 4, params(5, 1, 10, 5, 1, 0), AT_DT_F16);
+    /* long kernels over many steps and channels go through the FFT
+     * (compute/conv_fft.h): an odd number of blocks with a short last one,
+     * and dilations whose phases differ in length */
+    conv_case(be, 0, 1501, 64, 80, params(11, 1, 5, 1, 1, 0), AT_DT_F32);
+    conv_case(be, 0, 1201, 64, 64, params(7, 1, 9, 3, 1, 0), AT_DT_F16);
+    conv_case(be, 0, 2003, 96, 64, params(11, 1, 25, 5, 1, 0), AT_DT_F32);
 }
 
 static void test_conv_transpose1d(void **st)

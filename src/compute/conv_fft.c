@@ -1,0 +1,408 @@
+/* conv_fft.c - stride-1 convolutions by FFT, overlap-save.
+ *
+ * The outputs are cut into blocks of B = FFT_N - K + 1 steps.  Block j
+ * reads the FFT_N input rows from off + j B on; the circular
+ * cross-correlation of those rows with the kernel (zero-padded to FFT_N)
+ * equals the convolution at its first B points.  Per block:
+ *   1. the FFT of its rows, across channels (every butterfly a vector
+ *      operation on C_in floats); two blocks share one complex FFT, as its
+ *      real and imaginary parts;
+ *   2. per frequency f, Y_f = X_f conj(W_f) summed over input channels: a
+ *      complex product that is one real GEMM, [Re X | Im X] times the
+ *      stacked [[Re, Im], [-Im, Re]] of the kernel's spectrum, for all the
+ *      blocks at once.  The kernel's spectrum is computed by the task of
+ *      that frequency, into its own scratch, so it is never held for the
+ *      whole model (it would be 5-20x the size of the kernel);
+ *   3. the inverse FFT, two blocks at once again, and bias and epilogue
+ *      on the B outputs kept.
+ * The three steps are rounds on the pool; a long signal goes through in
+ * groups of blocks so that the spectra stay a few MB. */
+#include "compute/conv_fft.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute/gemm.h"
+#include "compute/pool_impl.h"
+
+enum {
+    FFT_N = 64,
+    FFT_BINS = FFT_N / 2 + 1,
+    VL = 16,                        /* floats per vector operation (channels come in multiples) */
+    ROUND_FLOATS = 4 * 1024 * 1024, /* spectra of one round of blocks */
+    MAX_DILATION = 64,              /* phases are found by a walk over them */
+};
+
+#if defined(__x86_64__) || defined(__i386__)
+#define AT_FFT_X86 1
+#define AT_AVX2    __attribute__((target("avx2,fma")))
+#define AT_AVX512  __attribute__((target("avx512f,avx2,fma")))
+#else
+#define AT_FFT_X86 0
+#endif
+#define AT_INLINE static inline __attribute__((always_inline))
+
+/* Sixteen floats: GCC lowers its operations to the widest vectors of the
+ * function they are inlined into (zmm, ymm pairs, or SSE). */
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+typedef struct fft_job {
+    at_compute *c;
+    const float *X, *W, *bias;
+    float *Wt; /* W as [K][C_in][C_out] */
+    const at_epilogue *ep;
+    float *Y;
+    int T, C_in, off, d, M, C_out, K, ldy;
+    int B;                      /* outputs of a phase per block */
+    int j0, nb;                 /* this round: first block, blocks */
+    float *A, *S;               /* the round's spectra: [bin][block][2 C_in], [bin][block][2 C_out] */
+    float *zero;                /* FFT_N * max(C) zeros */
+    float cs[FFT_N], sn[FFT_N]; /* cos, sin of 2 pi m / FFT_N */
+} fft_job;
+
+/* Global block b: its phase *r (outputs r, r + d, ...) and its first
+ * output within the phase (*m0); returns the phase's outputs. */
+static int block_of(const fft_job *j, int b, int *r, int *m0)
+{
+    for (int p = 0;; p++) {
+        int Mp = (j->M - p + j->d - 1) / j->d, n = (Mp + j->B - 1) / j->B;
+        if (b < n || p == j->d - 1) {
+            *r = p;
+            *m0 = b * j->B;
+            return Mp;
+        }
+        b -= n;
+    }
+}
+
+static int bitrev(int n)
+{
+    int r = 0;
+    for (int b = 1; b < FFT_N; b <<= 1) r = (r << 1) | ((n & b) != 0);
+    return r;
+}
+
+/* In place: radix-2 FFT (sign -1 forward, +1 inverse, unscaled) of FFT_N
+ * vectors of C floats (re, im), input in bit-reversed order. */
+AT_INLINE void fft(float *re, float *im, int C, const float *cs, const float *sn, float sign)
+{
+    for (int len = 2; len <= FFT_N; len <<= 1) {
+        int half = len / 2, step = FFT_N / len;
+        for (int s = 0; s < FFT_N; s += len)
+            for (int k = 0; k < half; k++) {
+                float wr = cs[k * step], wi = sign * sn[k * step];
+                float *ar = re + (size_t)(s + k) * C, *ai = im + (size_t)(s + k) * C;
+                float *br = ar + (size_t)half * C, *bi = ai + (size_t)half * C;
+                if (k == 0) { /* a third of the butterflies: w = 1 */
+                    for (int i = 0; i < C; i += VL) {
+                        vf xr, xi, yr, yi;
+                        memcpy(&xr, ar + i, sizeof xr);
+                        memcpy(&xi, ai + i, sizeof xi);
+                        memcpy(&yr, br + i, sizeof yr);
+                        memcpy(&yi, bi + i, sizeof yi);
+                        vf sr = xr + yr, si = xi + yi, dr = xr - yr, di = xi - yi;
+                        memcpy(ar + i, &sr, sizeof sr);
+                        memcpy(ai + i, &si, sizeof si);
+                        memcpy(br + i, &dr, sizeof dr);
+                        memcpy(bi + i, &di, sizeof di);
+                    }
+                    continue;
+                }
+                for (int i = 0; i < C; i += VL) {
+                    vf xr, xi, yr, yi;
+                    memcpy(&xr, ar + i, sizeof xr);
+                    memcpy(&xi, ai + i, sizeof xi);
+                    memcpy(&yr, br + i, sizeof yr);
+                    memcpy(&yi, bi + i, sizeof yi);
+                    vf tr = yr * wr - yi * wi, ti = yr * wi + yi * wr;
+                    yr = xr - tr;
+                    yi = xi - ti;
+                    xr = xr + tr;
+                    xi = xi + ti;
+                    memcpy(ar + i, &xr, sizeof xr);
+                    memcpy(ai + i, &xi, sizeof xi);
+                    memcpy(br + i, &yr, sizeof yr);
+                    memcpy(bi + i, &yi, sizeof yi);
+                }
+            }
+    }
+}
+
+/* Two blocks' input rows (b0 as the real part, b0 + 1 as the imaginary
+ * one), transformed, then their spectra separated into A. */
+AT_INLINE void forward_body(void *arg, int chunk, int ith)
+{
+    const fft_job *j = arg;
+    int C = j->C_in, b0 = 2 * chunk, b1 = b0 + 1;
+    float *re = j->c->scr[ith], *im = re + (size_t)FFT_N * C;
+    int ph[2], m0[2];
+    for (int h = 0; h < 2; h++)
+        if (b0 + h < j->nb) block_of(j, j->j0 + b0 + h, &ph[h], &m0[h]);
+    for (int n = 0; n < FFT_N; n++) {
+        int r = bitrev(n);
+        for (int h = 0; h < 2; h++) {
+            int t = j->off + ph[h] + j->d * (m0[h] + n);
+            const float *src = b0 + h < j->nb && t >= 0 && t < j->T ? j->X + (size_t)t * C : j->zero;
+            memcpy((h ? im : re) + (size_t)r * C, src, (size_t)C * sizeof(float));
+        }
+    }
+    fft(re, im, C, j->cs, j->sn, -1.0f);
+    for (int f = 0; f < FFT_BINS; f++) {
+        int g = (FFT_N - f) & (FFT_N - 1);
+        const float *zr = re + (size_t)f * C, *zi = im + (size_t)f * C;
+        const float *gr = re + (size_t)g * C, *gi = im + (size_t)g * C;
+        float *a0 = j->A + ((size_t)f * j->nb + b0) * 2 * C, *a1 = a0 + 2 * C;
+        int two = b1 < j->nb;
+        for (int i = 0; i < C; i += VL) {
+            vf ar, ai, br, bi;
+            memcpy(&ar, zr + i, sizeof ar);
+            memcpy(&ai, zi + i, sizeof ai);
+            memcpy(&br, gr + i, sizeof br);
+            memcpy(&bi, gi + i, sizeof bi);
+            /* X0 = (Z_f + conj Z_g) / 2, X1 = (Z_f - conj Z_g) / 2i */
+            vf x0r = (ar + br) * 0.5f, x0i = (ai - bi) * 0.5f;
+            memcpy(a0 + i, &x0r, sizeof x0r);
+            memcpy(a0 + C + i, &x0i, sizeof x0i);
+            if (two) {
+                vf x1r = (ai + bi) * 0.5f, x1i = (br - ar) * 0.5f;
+                memcpy(a1 + i, &x1r, sizeof x1r);
+                memcpy(a1 + C + i, &x1i, sizeof x1i);
+            }
+        }
+    }
+}
+
+/* The kernel as [K][C_in][C_out] (chunk: tap k), so that its spectrum is
+ * computed with vectors across output channels and written in the order
+ * the products read, rows of inputs: a transposing copy once per call
+ * instead of one per frequency. */
+static void transpose_taps(void *arg, int k, int ith)
+{
+    (void)ith;
+    const fft_job *j = arg;
+    int Ci = j->C_in, Co = j->C_out, K = j->K;
+    float *dst = j->Wt + (size_t)k * Ci * Co;
+    for (int o0 = 0; o0 < Co; o0 += VL)
+        for (int i0 = 0; i0 < Ci; i0 += VL)
+            for (int o = o0; o < o0 + VL; o++) {
+                const float *src = j->W + ((size_t)o * K + k) * Ci;
+                for (int i = i0; i < i0 + VL; i++) dst[(size_t)i * Co + o] = src[i];
+            }
+}
+
+/* The product of frequency f for every block of the round, Sm the
+ * stacked spectrum of that frequency, [2 C_in][2 C_out]. */
+AT_INLINE void bin_product(const fft_job *j, int f, const float *Sm, int ith)
+{
+    int Ci = j->C_in, Co = j->C_out;
+    at_gemm(j->c->isa, j->nb, 2 * Co, 2 * Ci, 1.0f, j->A + (size_t)f * j->nb * 2 * Ci, 2 * Ci, Sm, 2 * Co, 0,
+            0, j->S + (size_t)f * j->nb * 2 * Co, 2 * Co, j->c->pack[ith]);
+}
+
+/* Frequencies f and FFT_N / 2 - f (chunk f <= FFT_N / 4): the kernel's
+ * conjugate spectrum W, scaled by 1 / FFT_N for the inverse transform, as
+ * [[Re W, Im W], [-Im W, Re W]] (input channel rows of the real, then
+ * imaginary part; output columns likewise) in this thread's scratch, then
+ * the products for every block of the round.  The two frequencies share
+ * their sums: their twiddles are equal at even taps, opposite at odd. */
+AT_INLINE void bin_body(void *arg, int f, int ith)
+{
+    const fft_job *j = arg;
+    int Ci = j->C_in, Co = j->C_out, K = j->K, g = FFT_N / 2 - f, two = g != f;
+    size_t ld = (size_t)2 * Co;
+    float *S0 = j->c->scr[ith], *S1 = S0 + (size_t)4 * Ci * Co;
+    const float inv = 1.0f / FFT_N;
+    for (int ci = 0; ci < Ci; ci++)
+        for (int o = 0; o < Co; o += VL) {
+            vf er = {0}, ei = {0}, or = {0}, oi = {0};
+            for (int k = 0; k < K; k++) {
+                vf w;
+                memcpy(&w, j->Wt + ((size_t)k * Ci + ci) * Co + o, sizeof w);
+                int m = (f * k) & (FFT_N - 1);
+                if (k & 1) {
+                    or += w * (j->cs[m] * inv);
+                    oi += w * (j->sn[m] * inv);
+                } else {
+                    er += w * (j->cs[m] * inv);
+                    ei += w * (j->sn[m] * inv);
+                }
+            }
+            for (int h = 0; h <= two; h++) {
+                /* at FFT_N / 2 - f: cos' = (-1)^k cos, sin' = -(-1)^k sin */
+                vf wr = h ? er - or : er + or, wi = h ? oi - ei : ei + oi, nwi = -wi;
+                float *rr = (h ? S1 : S0) + (size_t)ci * ld, *ri = rr + (size_t)Ci * ld;
+                memcpy(rr + o, &wr, sizeof wr);
+                memcpy(rr + Co + o, &wi, sizeof wi);
+                memcpy(ri + o, &nwi, sizeof nwi);
+                memcpy(ri + Co + o, &wr, sizeof wr);
+            }
+        }
+    bin_product(j, f, S0, ith);
+    if (two) bin_product(j, g, S1, ith);
+}
+
+/* Two blocks' products back to time (b0 real, b0 + 1 imaginary), their
+ * first B steps out with bias and epilogue. */
+AT_INLINE void inverse_body(void *arg, int chunk, int ith)
+{
+    const fft_job *j = arg;
+    int C = j->C_out, b0 = 2 * chunk, b1 = b0 + 1;
+    float *re = j->c->scr[ith], *im = re + (size_t)FFT_N * C;
+    for (int f = 0; f < FFT_BINS; f++) {
+        const float *y0 = j->S + ((size_t)f * j->nb + b0) * 2 * C;
+        const float *y1 = b1 < j->nb ? y0 + 2 * C : j->zero;
+        int rf = bitrev(f), rg = bitrev((FFT_N - f) & (FFT_N - 1)), mirror = f > 0 && f < FFT_N / 2;
+        for (int i = 0; i < C; i += VL) {
+            vf ar, ai, br, bi;
+            memcpy(&ar, y0 + i, sizeof ar);
+            memcpy(&ai, y0 + C + i, sizeof ai);
+            memcpy(&br, y1 + i, sizeof br);
+            memcpy(&bi, y1 + C + i, sizeof bi);
+            /* Z = Y0 + i Y1, and at -f the conjugates' sum */
+            vf zr = ar - bi, zi = ai + br;
+            memcpy(re + (size_t)rf * C + i, &zr, sizeof zr);
+            memcpy(im + (size_t)rf * C + i, &zi, sizeof zi);
+            if (mirror) {
+                vf mr = ar + bi, mi = br - ai;
+                memcpy(re + (size_t)rg * C + i, &mr, sizeof mr);
+                memcpy(im + (size_t)rg * C + i, &mi, sizeof mi);
+            }
+        }
+    }
+    fft(re, im, C, j->cs, j->sn, 1.0f);
+    for (int h = 0; h < 2; h++) {
+        int b = h ? b1 : b0, r, m0;
+        if (b >= j->nb) break;
+        int Mp = block_of(j, j->j0 + b, &r, &m0), rows = Mp - m0 < j->B ? Mp - m0 : j->B;
+        size_t first = (size_t)r + (size_t)j->d * m0; /* output row of the block's first step */
+        const float *src = h ? im : re;
+        const at_epilogue *ep = j->ep;
+        int leaky = ep && ep->leaky;
+        float slope = leaky ? ep->slope : 1.0f;
+        const vf zero = {0};
+        for (int n = 0; n < rows; n++) {
+            size_t row = first + (size_t)j->d * n;
+            float *y = j->Y + row * j->ldy;
+            const float *x = src + (size_t)n * C, *res = ep && ep->res ? ep->res + row * ep->ldr : NULL;
+            for (int i = 0; i < C; i += VL) {
+                vf v, t;
+                memcpy(&v, x + i, sizeof v);
+                if (j->bias) {
+                    memcpy(&t, j->bias + i, sizeof t);
+                    v += t;
+                }
+                if (res) {
+                    memcpy(&t, res + i, sizeof t);
+                    v += t;
+                }
+                if (leaky) /* (v < 0) is -1 or 0 in each lane */
+                    v *= 1.0f - __builtin_convertvector(v < zero, vf) * (slope - 1.0f);
+                memcpy(y + i, &v, sizeof v);
+            }
+        }
+    }
+}
+
+static void forward_plain(void *a, int k, int t) { forward_body(a, k, t); }
+static void bin_plain(void *a, int k, int t) { bin_body(a, k, t); }
+static void inverse_plain(void *a, int k, int t) { inverse_body(a, k, t); }
+#if AT_FFT_X86
+AT_AVX2 static void forward_avx2(void *a, int k, int t) { forward_body(a, k, t); }
+AT_AVX2 static void bin_avx2(void *a, int k, int t) { bin_body(a, k, t); }
+AT_AVX2 static void inverse_avx2(void *a, int k, int t) { inverse_body(a, k, t); }
+AT_AVX512 static void forward_avx512(void *a, int k, int t) { forward_body(a, k, t); }
+AT_AVX512 static void bin_avx512(void *a, int k, int t) { bin_body(a, k, t); }
+AT_AVX512 static void inverse_avx512(void *a, int k, int t) { inverse_body(a, k, t); }
+#endif
+
+static int possible(int K, int C_in, int C_out, int dilation)
+{
+    return K >= 1 && K <= FFT_N / 2 + 1 && C_in > 0 && C_out > 0 && C_in % VL == 0 && C_out % VL == 0 &&
+           dilation >= 1 && dilation <= MAX_DILATION;
+}
+
+int at_conv_fft_wanted(at_conv_method how, int K, int C_in, int C_out, int dilation, int M)
+{
+    if (how == AT_CONV_DIRECT || !possible(K, C_in, C_out, dilation) || M <= 0) return 0;
+    if (how == AT_CONV_FFT) return 1;
+    /* Short kernels gain little over the direct product (K = 3: 2.1
+     * multiply-adds a step against 3), few channels or few blocks make
+     * products too small to run at the GEMM's speed, and a phase shorter
+     * than two blocks wastes much of its last one. */
+    int B = FFT_N - K + 1;
+    return K >= 7 && C_in >= 64 && C_out >= 64 && M / dilation >= 2 * B && M / B >= 8;
+}
+
+int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dilation, int M, const float *W,
+                int C_out, int K, const float *bias, const at_epilogue *ep, float *Y, int ldy, at_err *err)
+{
+    if (!possible(K, C_in, C_out, dilation))
+        return at_err_set(err, AT_E_INVALID, "conv_fft: %d taps of dilation %d, %d -> %d channels", K,
+                          dilation, C_in, C_out);
+    if (M <= 0) return 0;
+    int B = FFT_N - K + 1, blocks = 0;
+    for (int r = 0; r < dilation && r < M; r++) blocks += ((M - r + dilation - 1) / dilation + B - 1) / B;
+    int per_round = ROUND_FLOATS / (FFT_BINS * 2 * (C_in + C_out));
+    per_round = per_round < 2 ? 2 : per_round & ~1;
+    int nb_max = blocks < per_round ? blocks : per_round;
+    int Cm = C_in > C_out ? C_in : C_out;
+    size_t scr = (size_t)2 * FFT_N * Cm, bin = (size_t)8 * C_in * C_out;
+    at_compute *r = at_compute_op_begin(c);
+    fft_job j = {.c = r,
+                 .X = X,
+                 .W = W,
+                 .bias = bias,
+                 .ep = ep,
+                 .Y = Y,
+                 .T = T,
+                 .C_in = C_in,
+                 .off = off,
+                 .d = dilation < M ? dilation : M,
+                 .M = M,
+                 .C_out = C_out,
+                 .K = K,
+                 .ldy = ldy,
+                 .B = B};
+    size_t spectra = (size_t)FFT_BINS * nb_max * 2 * (C_in + C_out);
+    int rc = at_compute_reserve(r, scr > bin ? scr : bin, err);
+    if (!rc) rc = at_compute_reserve_shared(r, spectra + (size_t)2 * Cm + (size_t)K * C_in * C_out, err);
+    if (rc) {
+        pthread_mutex_unlock(&r->op_mu);
+        return err && err->code < 0 ? err->code : AT_E_NOMEM;
+    }
+    for (int m = 0; m < FFT_N; m++) {
+        j.cs[m] = (float)cos(2 * M_PI * m / FFT_N);
+        j.sn[m] = (float)sin(2 * M_PI * m / FFT_N);
+    }
+    /* exact zeros where they belong, so that the spectra of real signals
+     * stay real at 0 and FFT_N / 2 */
+    j.sn[0] = j.sn[FFT_N / 2] = 0.0f;
+    j.cs[FFT_N / 4] = j.cs[3 * FFT_N / 4] = 0.0f;
+    j.A = r->shared;
+    j.S = r->shared + (size_t)FFT_BINS * nb_max * 2 * C_in;
+    j.zero = r->shared + spectra;
+    memset(j.zero, 0, (size_t)2 * Cm * sizeof(float));
+    j.Wt = j.zero + (size_t)2 * Cm;
+    at_chunk_fn fwd = forward_plain, per_bin = bin_plain, back = inverse_plain;
+#if AT_FFT_X86
+    if (r->isa >= AT_ISA_AVX512) {
+        fwd = forward_avx512;
+        per_bin = bin_avx512;
+        back = inverse_avx512;
+    } else if (r->isa >= AT_ISA_AVX2) {
+        fwd = forward_avx2;
+        per_bin = bin_avx2;
+        back = inverse_avx2;
+    }
+#endif
+    at_compute_run(r, transpose_taps, &j, K);
+    for (j.j0 = 0; j.j0 < blocks; j.j0 += nb_max) {
+        j.nb = blocks - j.j0 < nb_max ? blocks - j.j0 : nb_max;
+        at_compute_run(r, fwd, &j, (j.nb + 1) / 2);
+        at_compute_run(r, per_bin, &j, FFT_N / 4 + 1);
+        at_compute_run(r, back, &j, (j.nb + 1) / 2);
+    }
+    pthread_mutex_unlock(&r->op_mu);
+    return 0;
+}
