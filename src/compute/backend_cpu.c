@@ -9,6 +9,7 @@
 #include "compute/backend_impl.h"
 #include "compute/conv_fft.h"
 #include "compute/kernels.h"
+#include "core/mem.h"
 
 static const char CPU_KIND[] = "cpu";
 
@@ -422,7 +423,7 @@ static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, cons
     float *row = p->prepared ? NULL : malloc((size_t)KC * sizeof(float));
     int fft = at_conv_fft_wanted(at_compute_conv(c), K, C_in, C_out, d, T_out);
     float *xr =
-        d > 1 && !fft ? malloc((size_t)phase_start(&pj, phases) * (size_t)C_in * sizeof(float)) : NULL;
+        d > 1 && !fft ? at_mem_large((size_t)phase_start(&pj, phases) * (size_t)C_in * sizeof(float)) : NULL;
     int rc = 0;
     if ((!p->prepared && (!wk || !row)) || (d > 1 && !fft && !xr)) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", C_out, KC);

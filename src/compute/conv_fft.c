@@ -7,12 +7,15 @@
  *   1. the FFT of its rows, across channels (every butterfly a vector
  *      operation on C_in floats); two blocks share one complex FFT, as its
  *      real and imaginary parts;
- *   2. per frequency f, Y_f = X_f conj(W_f) summed over input channels: a
- *      complex product that is one real GEMM, [Re X | Im X] times the
- *      stacked [[Re, Im], [-Im, Re]] of the kernel's spectrum, for all the
- *      blocks at once.  The kernel's spectrum is computed by the task of
- *      that frequency, into its own scratch, so it is never held for the
- *      whole model (it would be 5-20x the size of the kernel);
+ *   2. per frequency f, Y_f = X_f conj(W_f) summed over input channels,
+ *      for all the blocks at once: a complex matrix product, done as
+ *      three real GEMMs (Gauss: with a = Re X, b = Im X, c + i d the
+ *      kernel's spectrum, k1 = (a + b) c, k2 = a (d - c), k3 = b (c + d),
+ *      Re Y = k1 - k3, Im Y = k1 + k2) instead of the four of the plain
+ *      product.  The kernel's spectrum is computed by the task of that
+ *      frequency, into its own scratch and straight in the GEMM's packed
+ *      layout, so it is never held for the whole model (it would be 5-20x
+ *      the size of the kernel) nor copied;
  *   3. the inverse FFT, two blocks at once again, and bias and epilogue
  *      on the B outputs kept.
  * The three steps are rounds on the pool; a long signal goes through in
@@ -56,8 +59,9 @@ typedef struct fft_job {
     int T, C_in, off, d, M, C_out, K, ldy;
     int B;                      /* outputs of a phase per block */
     int j0, nb;                 /* this round: first block, blocks */
-    float *A, *S;               /* the round's spectra: [bin][block][2 C_in], [bin][block][2 C_out] */
-    float *zero;                /* FFT_N * max(C) zeros */
+    float *A, *S;               /* the round's spectra: [bin][block][3 C_in], [bin][block][3 C_out] */
+    float *zero;                /* 3 max(C) zeros */
+    int nr;                     /* columns per panel of the GEMM's packed B */
     float cs[FFT_N], sn[FFT_N]; /* cos, sin of 2 pi m / FFT_N */
 } fft_job;
 
@@ -152,7 +156,7 @@ AT_INLINE void forward_body(void *arg, int chunk, int ith)
         int g = (FFT_N - f) & (FFT_N - 1);
         const float *zr = re + (size_t)f * C, *zi = im + (size_t)f * C;
         const float *gr = re + (size_t)g * C, *gi = im + (size_t)g * C;
-        float *a0 = j->A + ((size_t)f * j->nb + b0) * 2 * C, *a1 = a0 + 2 * C;
+        float *a0 = j->A + ((size_t)f * j->nb + b0) * 3 * C, *a1 = a0 + 3 * C;
         int two = b1 < j->nb;
         for (int i = 0; i < C; i += VL) {
             vf ar, ai, br, bi;
@@ -160,14 +164,17 @@ AT_INLINE void forward_body(void *arg, int chunk, int ith)
             memcpy(&ai, zi + i, sizeof ai);
             memcpy(&br, gr + i, sizeof br);
             memcpy(&bi, gi + i, sizeof bi);
-            /* X0 = (Z_f + conj Z_g) / 2, X1 = (Z_f - conj Z_g) / 2i */
-            vf x0r = (ar + br) * 0.5f, x0i = (ai - bi) * 0.5f;
+            /* X0 = (Z_f + conj Z_g) / 2, X1 = (Z_f - conj Z_g) / 2i;
+             * each as Re, Im, and their sum for Gauss's product */
+            vf x0r = (ar + br) * 0.5f, x0i = (ai - bi) * 0.5f, x0s = x0r + x0i;
             memcpy(a0 + i, &x0r, sizeof x0r);
             memcpy(a0 + C + i, &x0i, sizeof x0i);
+            memcpy(a0 + 2 * C + i, &x0s, sizeof x0s);
             if (two) {
-                vf x1r = (ai + bi) * 0.5f, x1i = (br - ar) * 0.5f;
+                vf x1r = (ai + bi) * 0.5f, x1i = (br - ar) * 0.5f, x1s = x1r + x1i;
                 memcpy(a1 + i, &x1r, sizeof x1r);
                 memcpy(a1 + C + i, &x1i, sizeof x1i);
+                memcpy(a1 + 2 * C + i, &x1s, sizeof x1s);
             }
         }
     }
@@ -191,27 +198,47 @@ static void transpose_taps(void *arg, int k, int ith)
             }
 }
 
-/* The product of frequency f for every block of the round, Sm the
- * stacked spectrum of that frequency, [2 C_in][2 C_out]. */
-AT_INLINE void bin_product(const fft_job *j, int f, const float *Sm, int ith)
+/* Floats of one packed [C_in][C_out] matrix: whole panels of nr. */
+static size_t packed_size(int Ci, int Co, int nr) { return (size_t)Ci * ((Co + nr - 1) / nr * nr); }
+
+/* The products of frequency f for every block of the round: P holds
+ * the packed [C_in][C_out] matrices c, d - c and c + d of its spectrum,
+ * which multiply a + b, a and b into k1, k2 and k3. */
+AT_INLINE void bin_product(const fft_job *j, int f, const float *P, int ith)
 {
     int Ci = j->C_in, Co = j->C_out;
-    at_gemm(j->c->isa, j->nb, 2 * Co, 2 * Ci, 1.0f, j->A + (size_t)f * j->nb * 2 * Ci, 2 * Ci, Sm, 2 * Co, 0,
-            0, j->S + (size_t)f * j->nb * 2 * Co, 2 * Co, j->c->pack[ith]);
+    size_t mat = packed_size(Ci, Co, j->nr);
+    const float *A = j->A + (size_t)f * j->nb * 3 * Ci;
+    float *S = j->S + (size_t)f * j->nb * 3 * Co;
+    static const int a_of[3] = {2, 0, 1};
+    for (int q = 0; q < 3; q++)
+        at_gemm_packed(j->c->isa, j->nb, Co, Ci, 1.0f, A + (size_t)a_of[q] * Ci, 3 * Ci, P + q * mat, 0,
+                       S + (size_t)q * Co, 3 * Co, j->c->pack[ith]);
+}
+
+/* Where row i, columns [o, o + VL) of a packed [rows][cols] matrix go
+ * (o a multiple of VL, nr of VL: a vector stays within a panel). */
+AT_INLINE float *packed_at(float *P, int rows, int nr, int i, int o)
+{
+    return P + (size_t)(o / nr) * rows * nr + (size_t)i * nr + o % nr;
 }
 
 /* Frequencies f and FFT_N / 2 - f (chunk f <= FFT_N / 4): the kernel's
- * conjugate spectrum W, scaled by 1 / FFT_N for the inverse transform, as
- * [[Re W, Im W], [-Im W, Re W]] (input channel rows of the real, then
- * imaginary part; output columns likewise) in this thread's scratch, then
- * the products for every block of the round.  The two frequencies share
- * their sums: their twiddles are equal at even taps, opposite at odd. */
+ * conjugate spectrum c + i d, scaled by 1 / FFT_N for the inverse
+ * transform, as the matrices c, d - c, c + d (input channel rows, output
+ * columns) in this thread's scratch, then the products for every block
+ * of the round.  The two frequencies share their sums: their twiddles
+ * are equal at even taps, opposite at odd. */
 AT_INLINE void bin_body(void *arg, int f, int ith)
 {
     const fft_job *j = arg;
-    int Ci = j->C_in, Co = j->C_out, K = j->K, g = FFT_N / 2 - f, two = g != f;
-    size_t ld = (size_t)2 * Co;
-    float *S0 = j->c->scr[ith], *S1 = S0 + (size_t)4 * Ci * Co;
+    int Ci = j->C_in, Co = j->C_out, K = j->K, g = FFT_N / 2 - f, two = g != f, nr = j->nr;
+    size_t mat = packed_size(Ci, Co, nr);
+    float *S0 = j->c->scr[ith], *S1 = S0 + 3 * mat;
+    if (Co % nr) /* the last panel's columns past C_out: read by the GEMM, never kept */
+        for (int q = 0; q < 6; q++)
+            for (int ci = 0; ci < Ci; ci++)
+                memset(packed_at(S0 + q * mat, Ci, nr, ci, Co), 0, (size_t)(nr - Co % nr) * sizeof(float));
     const float inv = 1.0f / FFT_N;
     for (int ci = 0; ci < Ci; ci++)
         for (int o = 0; o < Co; o += VL) {
@@ -230,12 +257,11 @@ AT_INLINE void bin_body(void *arg, int f, int ith)
             }
             for (int h = 0; h <= two; h++) {
                 /* at FFT_N / 2 - f: cos' = (-1)^k cos, sin' = -(-1)^k sin */
-                vf wr = h ? er - or : er + or, wi = h ? oi - ei : ei + oi, nwi = -wi;
-                float *rr = (h ? S1 : S0) + (size_t)ci * ld, *ri = rr + (size_t)Ci * ld;
-                memcpy(rr + o, &wr, sizeof wr);
-                memcpy(rr + Co + o, &wi, sizeof wi);
-                memcpy(ri + o, &nwi, sizeof nwi);
-                memcpy(ri + Co + o, &wr, sizeof wr);
+                vf wr = h ? er - or : er + or, wi = h ? oi - ei : ei + oi, dc = wi - wr, cd = wr + wi;
+                float *p = packed_at(h ? S1 : S0, Ci, nr, ci, o);
+                memcpy(p, &wr, sizeof wr);
+                memcpy(p + mat, &dc, sizeof dc);
+                memcpy(p + 2 * mat, &cd, sizeof cd);
             }
         }
     bin_product(j, f, S0, ith);
@@ -250,15 +276,18 @@ AT_INLINE void inverse_body(void *arg, int chunk, int ith)
     int C = j->C_out, b0 = 2 * chunk, b1 = b0 + 1;
     float *re = j->c->scr[ith], *im = re + (size_t)FFT_N * C;
     for (int f = 0; f < FFT_BINS; f++) {
-        const float *y0 = j->S + ((size_t)f * j->nb + b0) * 2 * C;
-        const float *y1 = b1 < j->nb ? y0 + 2 * C : j->zero;
+        const float *y0 = j->S + ((size_t)f * j->nb + b0) * 3 * C;
+        const float *y1 = b1 < j->nb ? y0 + 3 * C : j->zero;
         int rf = bitrev(f), rg = bitrev((FFT_N - f) & (FFT_N - 1)), mirror = f > 0 && f < FFT_N / 2;
         for (int i = 0; i < C; i += VL) {
-            vf ar, ai, br, bi;
-            memcpy(&ar, y0 + i, sizeof ar);
-            memcpy(&ai, y0 + C + i, sizeof ai);
-            memcpy(&br, y1 + i, sizeof br);
-            memcpy(&bi, y1 + C + i, sizeof bi);
+            vf k1, k2, k3, l1, l2, l3;
+            memcpy(&k1, y0 + i, sizeof k1);
+            memcpy(&k2, y0 + C + i, sizeof k2);
+            memcpy(&k3, y0 + 2 * C + i, sizeof k3);
+            memcpy(&l1, y1 + i, sizeof l1);
+            memcpy(&l2, y1 + C + i, sizeof l2);
+            memcpy(&l3, y1 + 2 * C + i, sizeof l3);
+            vf ar = k1 - k3, ai = k1 + k2, br = l1 - l3, bi = l1 + l2;
             /* Z = Y0 + i Y1, and at -f the conjugates' sum */
             vf zr = ar - bi, zi = ai + br;
             memcpy(re + (size_t)rf * C + i, &zr, sizeof zr);
@@ -343,11 +372,11 @@ int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dil
     if (M <= 0) return 0;
     int B = FFT_N - K + 1, blocks = 0;
     for (int r = 0; r < dilation && r < M; r++) blocks += ((M - r + dilation - 1) / dilation + B - 1) / B;
-    int per_round = ROUND_FLOATS / (FFT_BINS * 2 * (C_in + C_out));
+    int per_round = ROUND_FLOATS / (FFT_BINS * 3 * (C_in + C_out));
     per_round = per_round < 2 ? 2 : per_round & ~1;
     int nb_max = blocks < per_round ? blocks : per_round;
     int Cm = C_in > C_out ? C_in : C_out;
-    size_t scr = (size_t)2 * FFT_N * Cm, bin = (size_t)8 * C_in * C_out;
+    size_t scr = (size_t)2 * FFT_N * Cm, bin = 6 * packed_size(C_in, C_out, 32); /* nr <= 32 */
     at_compute *r = at_compute_op_begin(c);
     fft_job j = {.c = r,
                  .X = X,
@@ -364,9 +393,9 @@ int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dil
                  .K = K,
                  .ldy = ldy,
                  .B = B};
-    size_t spectra = (size_t)FFT_BINS * nb_max * 2 * (C_in + C_out);
+    size_t spectra = (size_t)FFT_BINS * nb_max * 3 * (C_in + C_out);
     int rc = at_compute_reserve(r, scr > bin ? scr : bin, err);
-    if (!rc) rc = at_compute_reserve_shared(r, spectra + (size_t)2 * Cm + (size_t)K * C_in * C_out, err);
+    if (!rc) rc = at_compute_reserve_shared(r, spectra + (size_t)3 * Cm + (size_t)K * C_in * C_out, err);
     if (rc) {
         pthread_mutex_unlock(&r->op_mu);
         return err && err->code < 0 ? err->code : AT_E_NOMEM;
@@ -380,10 +409,11 @@ int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dil
     j.sn[0] = j.sn[FFT_N / 2] = 0.0f;
     j.cs[FFT_N / 4] = j.cs[3 * FFT_N / 4] = 0.0f;
     j.A = r->shared;
-    j.S = r->shared + (size_t)FFT_BINS * nb_max * 2 * C_in;
+    j.S = r->shared + (size_t)FFT_BINS * nb_max * 3 * C_in;
     j.zero = r->shared + spectra;
-    memset(j.zero, 0, (size_t)2 * Cm * sizeof(float));
-    j.Wt = j.zero + (size_t)2 * Cm;
+    memset(j.zero, 0, (size_t)3 * Cm * sizeof(float));
+    j.Wt = j.zero + (size_t)3 * Cm;
+    j.nr = at_gemm_nr(r->isa);
     at_chunk_fn fwd = forward_plain, per_bin = bin_plain, back = inverse_plain;
 #if AT_FFT_X86
     if (r->isa >= AT_ISA_AVX512) {

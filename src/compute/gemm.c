@@ -34,7 +34,7 @@ typedef void (*ukernel)(int kc, const float *a, int lda, const float *bp, float 
 static void ukr_scalar(int kc, const float *a, int lda, const float *bp, float *C, int ldc, float alpha,
                        int first)
 {
-    enum { MR = 4, NR = 8 };
+    enum { MR = 4, NR = 16 };
     float c[MR][NR] = {{0}};
     for (int k = 0; k < kc; k++)
         for (int i = 0; i < MR; i++) {
@@ -175,70 +175,119 @@ static void pack_b(at_isa isa, const float *B, int ldb, int b_trans, int n0, int
     }
 }
 
-void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-             int b_trans, int accumulate, float *C, int ldc, float *scratch)
+/* The kernel of isa and its register tile. */
+static ukernel kernel_of(at_isa isa, int *mr, int *nr)
 {
-    ukernel kern = ukr_scalar;
-    int mr = 4, nr = 8;
+    *mr = 4;
+    *nr = 16;
 #if AT_GEMM_X86
     if (isa >= AT_ISA_AVX512) {
-        kern = ukr_avx512;
-        mr = 12;
-        nr = 32;
-    } else if (isa >= AT_ISA_AVX2) {
-        kern = ukr_avx2;
-        mr = 6;
-        nr = 16;
+        *mr = 12;
+        *nr = 32;
+        return ukr_avx512;
+    }
+    if (isa >= AT_ISA_AVX2) {
+        *mr = 6;
+        *nr = 16;
+        return ukr_avx2;
     }
 #else
     (void)isa;
 #endif
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        if (!accumulate)
-            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
-        return;
-    }
-    float *bpack = scratch, *apad = scratch + AT_GEMM_NB * AT_GEMM_KC;
+    return ukr_scalar;
+}
+
+int at_gemm_nr(at_isa isa)
+{
+    int mr, nr;
+    kernel_of(isa, &mr, &nr);
+    return nr;
+}
+
+/* C[M x nb] (+)= alpha * A[M x kc] * the nb columns of B whose panel p
+ * (columns p nr ..) starts at bp + p * panel_ld, kc rows of nr floats. */
+static void sweep(ukernel kern, int mr, int nr, int M, int nb, int kc, float alpha, int first, const float *A,
+                  int lda, const float *bp, size_t panel_ld, float *C, int ldc, float *apad)
+{
     _Alignas(64) float ct[MR_MAX * NR_MAX];
+    for (int m0 = 0; m0 < M; m0 += mr) {
+        int mm = M - m0 < mr ? M - m0 : mr;
+        const float *ap = A + (size_t)m0 * lda;
+        int al = lda;
+        if (mm < mr) {
+            for (int i = 0; i < mr; i++) {
+                if (i < mm)
+                    memcpy(apad + (size_t)i * kc, ap + (size_t)i * lda, (size_t)kc * sizeof *apad);
+                else
+                    memset(apad + (size_t)i * kc, 0, (size_t)kc * sizeof *apad);
+            }
+            ap = apad;
+            al = kc;
+        }
+        for (int p = 0; p < nb; p += nr) {
+            int w = nb - p < nr ? nb - p : nr;
+            const float *panel = bp + (size_t)(p / nr) * panel_ld;
+            float *c = C + (size_t)m0 * ldc + p;
+            if (mm == mr && w == nr) { /* a whole tile: straight into C */
+                kern(kc, ap, al, panel, c, ldc, alpha, first);
+                continue;
+            }
+            kern(kc, ap, al, panel, ct, nr, 1.0f, 1);
+            for (int i = 0; i < mm; i++) {
+                float *crow = c + (size_t)i * ldc;
+                const float *t = ct + i * nr;
+                if (first)
+                    for (int j = 0; j < w; j++) crow[j] = alpha * t[j];
+                else
+                    for (int j = 0; j < w; j++) crow[j] += alpha * t[j];
+            }
+        }
+    }
+}
+
+/* C = 0 (or kept) for an empty depth. */
+static int empty_product(int M, int N, int K, int accumulate, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return 1;
+    if (K > 0) return 0;
+    if (!accumulate)
+        for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
+    return 1;
+}
+
+void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+             int b_trans, int accumulate, float *C, int ldc, float *scratch)
+{
+    int mr, nr;
+    ukernel kern = kernel_of(isa, &mr, &nr);
+    if (empty_product(M, N, K, accumulate, C, ldc)) return;
+    float *bpack = scratch, *apad = scratch + AT_GEMM_NB * AT_GEMM_KC;
     for (int n0 = 0; n0 < N; n0 += AT_GEMM_NB) {
         int nb = N - n0 < AT_GEMM_NB ? N - n0 : AT_GEMM_NB;
         for (int k0 = 0; k0 < K; k0 += AT_GEMM_KC) {
             int kc = K - k0 < AT_GEMM_KC ? K - k0 : AT_GEMM_KC;
-            int first = k0 == 0 && !accumulate;
             pack_b(isa, B, ldb, b_trans, n0, nb, k0, kc, nr, bpack);
-            for (int m0 = 0; m0 < M; m0 += mr) {
-                int mm = M - m0 < mr ? M - m0 : mr;
-                const float *ap = A + (size_t)m0 * lda + k0;
-                int al = lda;
-                if (mm < mr) {
-                    for (int i = 0; i < mr; i++) {
-                        if (i < mm)
-                            memcpy(apad + (size_t)i * kc, ap + (size_t)i * lda, (size_t)kc * sizeof *apad);
-                        else
-                            memset(apad + (size_t)i * kc, 0, (size_t)kc * sizeof *apad);
-                    }
-                    ap = apad;
-                    al = kc;
-                }
-                for (int p = 0; p < nb; p += nr) {
-                    int w = nb - p < nr ? nb - p : nr;
-                    if (mm == mr && w == nr) { /* a whole tile: straight into C */
-                        kern(kc, ap, al, bpack + (size_t)p * kc, C + (size_t)m0 * ldc + n0 + p, ldc, alpha,
-                             first);
-                        continue;
-                    }
-                    kern(kc, ap, al, bpack + (size_t)p * kc, ct, nr, 1.0f, 1);
-                    for (int i = 0; i < mm; i++) {
-                        float *crow = C + (size_t)(m0 + i) * ldc + n0 + p;
-                        const float *t = ct + i * nr;
-                        if (first)
-                            for (int j = 0; j < w; j++) crow[j] = alpha * t[j];
-                        else
-                            for (int j = 0; j < w; j++) crow[j] += alpha * t[j];
-                    }
-                }
-            }
+            sweep(kern, mr, nr, M, nb, kc, alpha, k0 == 0 && !accumulate, A + k0, lda, bpack, (size_t)kc * nr,
+                  C + n0, ldc, apad);
+        }
+    }
+}
+
+void at_gemm_packed(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *Bp,
+                    int accumulate, float *C, int ldc, float *scratch)
+{
+    int mr, nr;
+    ukernel kern = kernel_of(isa, &mr, &nr);
+    if (empty_product(M, N, K, accumulate, C, ldc)) return;
+    float *apad = scratch + AT_GEMM_NB * AT_GEMM_KC;
+    /* the same blocking as at_gemm: an NB x KC block of B stays in cache
+     * while the rows of A go by */
+    for (int n0 = 0; n0 < N; n0 += AT_GEMM_NB) {
+        int nb = N - n0 < AT_GEMM_NB ? N - n0 : AT_GEMM_NB;
+        for (int k0 = 0; k0 < K; k0 += AT_GEMM_KC) {
+            int kc = K - k0 < AT_GEMM_KC ? K - k0 : AT_GEMM_KC;
+            sweep(kern, mr, nr, M, nb, kc, alpha, k0 == 0 && !accumulate, A + k0, lda,
+                  Bp + (size_t)(n0 / nr) * K * nr + (size_t)k0 * nr, (size_t)K * nr, C + n0, ldc, apad);
         }
     }
 }

@@ -47,8 +47,12 @@ static double max_rel(const float *a, const double *b, size_t n)
     return m;
 }
 
+/* b_trans 2: B is K x N, handed to at_gemm_packed in its packed layout
+ * (the last panel's extra columns NaN: they must not reach C). */
 static void gemm_case(at_isa isa, int M, int N, int K, int b_trans, int accumulate, float *scratch)
 {
+    int packed = b_trans == 2, mode = b_trans;
+    if (packed) b_trans = 0;
     int lda = K + 3, ldb = (b_trans ? K : N) + 5, ldc = N + 7;
     float *A = rand_vec((size_t)M * lda), *B = rand_vec((size_t)(b_trans ? N : K) * ldb);
     float *C = rand_vec((size_t)M * ldc);
@@ -64,13 +68,28 @@ static void gemm_case(at_isa isa, int M, int N, int K, int b_trans, int accumula
             ref[(size_t)i * N + j] = alpha * s + (accumulate ? C[(size_t)i * ldc + j] : 0.0);
         }
     float guard = C[(size_t)(M - 1) * ldc + N]; /* past the last column: untouched */
-    at_gemm(isa, M, N, K, alpha, A, lda, B, ldb, b_trans, accumulate, C, ldc, scratch);
+    if (packed) {
+        int nr = at_gemm_nr(isa), Np = (N + nr - 1) / nr * nr;
+        float *Bp = aligned_alloc(64, (size_t)Np * K * sizeof(float));
+        assert_non_null(Bp);
+        for (int n = 0; n < Np; n++)
+            for (int k = 0; k < K; k++)
+                Bp[(size_t)(n / nr) * K * nr + (size_t)k * nr + n % nr] =
+                    n < N ? B[(size_t)k * ldb + n] : NAN;
+        at_gemm_packed(isa, M, N, K, alpha, A, lda, Bp, accumulate, C, ldc, scratch);
+        free(Bp);
+    } else {
+        at_gemm(isa, M, N, K, alpha, A, lda, B, ldb, b_trans, accumulate, C, ldc, scratch);
+    }
     float *got = malloc((size_t)M * N * sizeof *got);
     assert_non_null(got);
     for (int i = 0; i < M; i++) memcpy(got + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof *got);
     double e = max_rel(got, ref, (size_t)M * N);
     if (!(e < 1e-5 * (1 + K / 64.0)))
-        fail_msg("%s gemm M=%d N=%d K=%d trans=%d acc=%d: error %g", at_isa_name(isa), M, N, K, b_trans,
+        fail_msg("%s gemm M=%d N=%d K=%d %s acc=%d: error %g", at_isa_name(isa), M, N, K,
+                 mode == 2 ? "packed"
+                 : b_trans ? "b_trans"
+                           : "plain",
                  accumulate, e);
     assert_true(C[(size_t)(M - 1) * ldc + N] == guard);
     free(A);
@@ -85,7 +104,7 @@ static void test_gemm_every_level(void **st)
     (void)st;
     float *scratch = aligned_alloc(64, AT_GEMM_SCRATCH * sizeof(float));
     assert_non_null(scratch);
-    /* shapes around each kernel's MR (4, 6, 12) and NR (8, 16, 32), the
+    /* shapes around each kernel's MR (4, 6, 12) and NR (16, 32), the
      * packing width 128 and the depth block 256 */
     static const int shapes[][3] = {{1, 1, 1},      {3, 5, 7},     {12, 32, 64},   {13, 33, 65},
                                     {25, 130, 257}, {64, 64, 512}, {37, 200, 300}, {6, 16, 256}};
@@ -93,7 +112,7 @@ static void test_gemm_every_level(void **st)
     print_message("  CPU kernels up to %s\n", at_isa_name(best));
     for (int isa = AT_ISA_SCALAR; isa <= (int)best; isa++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-            for (int t = 0; t < 2; t++)
+            for (int t = 0; t < 3; t++)
                 for (int acc = 0; acc < 2; acc++)
                     gemm_case((at_isa)isa, shapes[s][0], shapes[s][1], shapes[s][2], t, acc, scratch);
     free(scratch);

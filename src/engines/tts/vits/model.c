@@ -19,6 +19,7 @@
 
 #include "compute/backend.h"
 #include "core/clock.h"
+#include "core/mem.h"
 #include "nn/layers.h"
 #include "nn/safetensors.h"
 
@@ -1596,11 +1597,11 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
     /* the decoder, a piece at a time */
     int most = PIECE + PIECE / 2 < frames ? PIECE + PIECE / 2 : frames;
     size_t per = (size_t)(most + 2 * m->ctx_frames) * m->dec_per_frame;
-    B.x = malloc(per * sizeof(float));
-    B.h = malloc(per * sizeof(float));
-    B.t = malloc(per * sizeof(float));
-    B.res = malloc(per * sizeof(float));
-    B.sum = malloc(per * sizeof(float));
+    B.x = at_mem_large(per * sizeof(float));
+    B.h = at_mem_large(per * sizeof(float));
+    B.t = at_mem_large(per * sizeof(float));
+    B.res = at_mem_large(per * sizeof(float));
+    B.sum = at_mem_large(per * sizeof(float));
     wave = malloc((size_t)(most > frames ? frames : most) * m->hp.hop * sizeof *wave);
     if (g && !(gv = malloc((size_t)c->up_init * sizeof *gv))) rc = AT_E_NOMEM;
     if (rc || !B.x || !B.h || !B.t || !B.res || !B.sum || !wave) {
