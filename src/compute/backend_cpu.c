@@ -3,6 +3,7 @@
  *
  * Weights made with at_tensor_from_host are used where they lie (a mapped
  * file), so loading a model copies nothing. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,7 +133,7 @@ static int need_ctx(at_backend *be, at_err *err)
 
 static at_matrix matrix_of(const at_tensor *w)
 {
-    at_matrix m = {w->type, (int)at_tensor_rows(w), (int)at_tensor_cols(w), at_tensor_host(w), w->nb[1]};
+    at_matrix m = {w->type, (int)at_tensor_rows(w), (int)at_tensor_cols(w), at_tensor_host(w), w->nb[1], 0};
     return m;
 }
 
@@ -257,6 +258,14 @@ static kernel_layout layout_of(const at_conv1d_params *p, int transposed)
     return p->dilation == 1 ? LAYOUT_PHASES : LAYOUT_TORCH;
 }
 
+/* Whether a prepared kernel of one group is stored input-major: for the
+ * kernels the FFT path may take, which computes their spectra from that
+ * order (the direct product reads either; row-major packs faster). */
+static int taps_input_major(int K, int C_in, int C_out)
+{
+    return at_conv_fft_wanted(AT_CONV_AUTO, K, C_in, C_out, 1, INT_MAX);
+}
+
 /* Direct convolution: per group and piece of time, im2col (each row the
  * taps of every input channel of the group, in PyTorch's [C_in/g][K]
  * order, or [K][C_in] for a prepared kernel) times the group's weight
@@ -276,6 +285,10 @@ static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, co
         return at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", piece, KC);
     }
     at_matrix W = matrix_of(w);
+    if (taps_order && taps_input_major(K, C_in, C_out)) { /* one group */
+        W.input_major = 1;
+        W.row_bytes = (size_t)C_out * sizeof(float);
+    }
     int rc = 0;
     for (int gi = 0; gi < g && !rc; gi++) {
         at_matrix Wg = W;
@@ -319,7 +332,8 @@ static const at_epilogue *ep_rows(const at_epilogue *ep, int64_t row0, int step,
 
 /* Y[m] = sum over k < n_taps of X[off + m + k] W_k for m < M (Y rows ldy
  * floats apart; X rows of C floats, T of them, zero outside): W is
- * [C_out][n_taps][C] as rows of n_taps * C.  The taps of one output are
+ * [C_out][n_taps][C], stored as rows of n_taps * C or input-major.  The
+ * taps of one output are
  * n_taps consecutive rows of X, which a product reads in place as one row
  * (rows that overlap: ldx = C); only the outputs whose taps reach past
  * either end of X go through a padded copy.  bias (C_out, or NULL) is
@@ -358,15 +372,19 @@ static int taps_product(at_compute *c, const float *X, int T, int C, int off, in
 }
 
 /* The kernel of a convolution of one group (PyTorch's [C_out][C_in][K])
- * as rows of taps, [C_out][K][C_in], in f32. */
-static void taps_weights(const at_tensor *w, int C_out, int C_in, int K, float *wk, float *row)
+ * in f32 as rows of taps, [C_out][K][C_in], or input-major, that is
+ * [K][C_in][C_out] (at_matrix input_major). */
+static void taps_weights(const at_tensor *w, int C_out, int C_in, int K, int input_major, float *wk,
+                         float *row)
 {
-    int KC = K * C_in;
+    size_t KC = (size_t)K * C_in;
     for (int co = 0; co < C_out; co++) {
-        at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)co * w->nb[1], row, KC);
-        float *o = wk + (size_t)co * KC;
+        at_dequant_row(w->type, (const char *)at_tensor_host(w) + (size_t)co * w->nb[1], row, (int)KC);
         for (int ci = 0; ci < C_in; ci++)
-            for (int k = 0; k < K; k++) o[(size_t)k * C_in + ci] = row[(size_t)ci * K + k];
+            for (int k = 0; k < K; k++) {
+                size_t kc = (size_t)k * C_in + ci;
+                wk[input_major ? kc * C_out + co : co * KC + kc] = row[(size_t)ci * K + k];
+            }
     }
 }
 
@@ -405,7 +423,8 @@ static void phase_copy(void *arg, int chunk, int ith)
 }
 
 /* Stride-1 convolution without im2col: the kernel reordered to
- * [C_out][K][C_in] (once, by at_conv1d_prepare, or here), so that at
+ * [C_out][K][C_in] or input-major (once, by at_conv1d_prepare, or here;
+ * the FFT path reads input-major only), so that at
  * dilation 1 the taps of output t are the K input rows from t - pad on
  * (taps_product).  A dilation d splits the outputs into d phases, each
  * reading every d-th input row: each phase's rows are copied once, on
@@ -419,18 +438,28 @@ static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, cons
     int phases = d < T_out ? d : T_out;
     phase_job pj = {F(x), NULL, T_in, C_in, d, pad, K, T_out / d, T_out % d, 0};
     pj.per_phase = (pj.q + 1 + K - 1 + PHASE_ROWS - 1) / PHASE_ROWS;
-    float *wk = p->prepared ? NULL : malloc((size_t)C_out * (size_t)KC * sizeof(float));
-    float *row = p->prepared ? NULL : malloc((size_t)KC * sizeof(float));
     int fft = at_conv_fft_wanted(at_compute_conv(c), K, C_in, C_out, d, T_out);
+    /* a prepared kernel keeps its order unless the FFT path needs the
+     * other (forced there: a test, a benchmark) */
+    int im = p->prepared ? taps_input_major(K, C_in, C_out) : fft, own = !p->prepared || (fft && !im);
+    float *wk = own ? malloc((size_t)C_out * (size_t)KC * sizeof(float)) : NULL;
+    float *row = own ? malloc((size_t)KC * sizeof(float)) : NULL;
     float *xr =
         d > 1 && !fft ? at_mem_large((size_t)phase_start(&pj, phases) * (size_t)C_in * sizeof(float)) : NULL;
     int rc = 0;
-    if ((!p->prepared && (!wk || !row)) || (d > 1 && !fft && !xr)) {
+    if ((own && (!wk || !row)) || (d > 1 && !fft && !xr)) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", C_out, KC);
         goto out;
     }
-    if (!p->prepared) taps_weights(w, C_out, C_in, K, wk, row);
-    at_matrix Wk = {AT_DT_F32, C_out, KC, p->prepared ? F(w) : wk, (size_t)KC * sizeof(float)};
+    if (!p->prepared) {
+        taps_weights(w, C_out, C_in, K, im, wk, row);
+    } else if (own) { /* prepared rows of taps, to input-major */
+        for (int co = 0; co < C_out; co++)
+            for (int kc = 0; kc < KC; kc++) wk[(size_t)kc * C_out + co] = F(w)[(size_t)co * KC + kc];
+        im = 1;
+    }
+    at_matrix Wk = {AT_DT_F32, C_out, KC, own ? wk : F(w), (im ? (size_t)C_out : (size_t)KC) * sizeof(float),
+                    im};
     if (fft) {
         rc = at_conv_fft(c, F(x), T_in, C_in, -pad, d, T_out, Wk.data, C_out, K, bias, ep, F(y), C_out, err);
         goto out;
@@ -520,7 +549,7 @@ static int conv_transposed_phases(at_compute *c, const at_tensor *x, const at_te
             continue;
         }
         /* tap j reads input row m + e - kq + 1 + j */
-        at_matrix Wq = {AT_DT_F32, C_out, kq * C_in, wph, (size_t)kq * C_in * sizeof(float)};
+        at_matrix Wq = {AT_DT_F32, C_out, kq * C_in, wph, (size_t)kq * C_in * sizeof(float), 0};
         rc = taps_product(c, F(x), T_in, C_in, e - kq + 1, M, &Wq, bias, eq, yq, s * C_out, err);
     }
 out:
@@ -554,7 +583,7 @@ static int conv_transposed(at_compute *c, const at_tensor *x, const at_tensor *w
                            NK);
             for (int j = 0; j < NK; j++) wt[(size_t)j * cig + ci] = row[j];
         }
-        at_matrix Wt = {AT_DT_F32, NK, cig, wt, (size_t)cig * sizeof(float)};
+        at_matrix Wt = {AT_DT_F32, NK, cig, wt, (size_t)cig * sizeof(float), 0};
         for (int t0 = 0; t0 < T_in && !rc; t0 += piece) {
             int nt = T_in - t0 < piece ? T_in - t0 : piece;
             for (int t = 0; t < nt; t++)
@@ -623,7 +652,8 @@ static int conv_prepare(at_backend *be, const at_tensor *w, const at_conv1d_para
         return at_err_set(err, AT_E_NOMEM, "out of memory (preparing a convolution)");
     }
     if (layout == LAYOUT_TAPS)
-        taps_weights(w, (int)rows, (int)(cols / K), K, F(out), tmp);
+        taps_weights(w, (int)rows, (int)(cols / K), K, taps_input_major(K, (int)(cols / K), (int)rows),
+                     F(out), tmp);
     else if (layout == LAYOUT_PHASES)
         phase_weights(w, (int)rows, (int)(cols / K), K, p->stride, p->padding, F(out), tmp);
     else

@@ -52,8 +52,7 @@ typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 
 typedef struct fft_job {
     at_compute *c;
-    const float *X, *W, *bias;
-    float *Wt; /* W as [K][C_in][C_out] */
+    const float *X, *W, *bias; /* W: [K][C_in][C_out] */
     const at_epilogue *ep;
     float *Y;
     int T, C_in, off, d, M, C_out, K, ldy;
@@ -180,24 +179,6 @@ AT_INLINE void forward_body(void *arg, int chunk, int ith)
     }
 }
 
-/* The kernel as [K][C_in][C_out] (chunk: tap k), so that its spectrum is
- * computed with vectors across output channels and written in the order
- * the products read, rows of inputs: a transposing copy once per call
- * instead of one per frequency. */
-static void transpose_taps(void *arg, int k, int ith)
-{
-    (void)ith;
-    const fft_job *j = arg;
-    int Ci = j->C_in, Co = j->C_out, K = j->K;
-    float *dst = j->Wt + (size_t)k * Ci * Co;
-    for (int o0 = 0; o0 < Co; o0 += VL)
-        for (int i0 = 0; i0 < Ci; i0 += VL)
-            for (int o = o0; o < o0 + VL; o++) {
-                const float *src = j->W + ((size_t)o * K + k) * Ci;
-                for (int i = i0; i < i0 + VL; i++) dst[(size_t)i * Co + o] = src[i];
-            }
-}
-
 /* Floats of one packed [C_in][C_out] matrix: whole panels of nr. */
 static size_t packed_size(int Ci, int Co, int nr) { return (size_t)Ci * ((Co + nr - 1) / nr * nr); }
 
@@ -245,7 +226,7 @@ AT_INLINE void bin_body(void *arg, int f, int ith)
             vf er = {0}, ei = {0}, or = {0}, oi = {0};
             for (int k = 0; k < K; k++) {
                 vf w;
-                memcpy(&w, j->Wt + ((size_t)k * Ci + ci) * Co + o, sizeof w);
+                memcpy(&w, j->W + ((size_t)k * Ci + ci) * Co + o, sizeof w);
                 int m = (f * k) & (FFT_N - 1);
                 if (k & 1) {
                     or += w * (j->cs[m] * inv);
@@ -395,7 +376,7 @@ int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dil
                  .B = B};
     size_t spectra = (size_t)FFT_BINS * nb_max * 3 * (C_in + C_out);
     int rc = at_compute_reserve(r, scr > bin ? scr : bin, err);
-    if (!rc) rc = at_compute_reserve_shared(r, spectra + (size_t)3 * Cm + (size_t)K * C_in * C_out, err);
+    if (!rc) rc = at_compute_reserve_shared(r, spectra + (size_t)3 * Cm, err);
     if (rc) {
         pthread_mutex_unlock(&r->op_mu);
         return err && err->code < 0 ? err->code : AT_E_NOMEM;
@@ -412,7 +393,6 @@ int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dil
     j.S = r->shared + (size_t)FFT_BINS * nb_max * 3 * C_in;
     j.zero = r->shared + spectra;
     memset(j.zero, 0, (size_t)3 * Cm * sizeof(float));
-    j.Wt = j.zero + (size_t)3 * Cm;
     j.nr = at_gemm_nr(r->isa);
     at_chunk_fn fwd = forward_plain, per_bin = bin_plain, back = inverse_plain;
 #if AT_FFT_X86
@@ -426,7 +406,6 @@ int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dil
         back = inverse_avx2;
     }
 #endif
-    at_compute_run(r, transpose_taps, &j, K);
     for (j.j0 = 0; j.j0 < blocks; j.j0 += nb_max) {
         j.nb = blocks - j.j0 < nb_max ? blocks - j.j0 : nb_max;
         at_compute_run(r, fwd, &j, (j.nb + 1) / 2);

@@ -23,7 +23,7 @@ int at_conv_fft_wanted(at_conv_method how, int K, int C_in, int C_out, int dilat
 
 /* Y[m] = bias + sum over k < K of X[off + m + dilation k] W_k for m < M,
  * then the epilogue ep (NULL: none) on each output row.  X: T rows of C_in
- * floats (zero outside); W: f32 [C_out][K][C_in]; Y rows ldy floats
+ * floats (zero outside); W: f32 [K][C_in][C_out]; Y rows ldy floats
  * apart.  C_in and C_out multiples of 16, K at most 33, dilation at most
  * 64.  A dilation splits the outputs into phases (r, r + d, ...), each a
  * convolution over every d-th input row, read in place; the phases share

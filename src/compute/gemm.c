@@ -167,8 +167,14 @@ static void pack_b(at_isa isa, const float *B, int ldb, int b_trans, int n0, int
                 for (int k = 0; k < kc; k++) memcpy(&o[k * nr + j], src + (size_t)k * sizeof *o, sizeof *o);
             }
         } else {
-            for (int k = 0; k < kc; k++)
-                memcpy(o + k * nr, B + (size_t)(k0 + k) * ldb + n0 + p, (size_t)w * sizeof *o);
+            const float *src = B + (size_t)k0 * ldb + n0 + p;
+            /* copies of a size the compiler knows become vector moves */
+            if (w == 32)
+                for (int k = 0; k < kc; k++) memcpy(o + k * nr, src + (size_t)k * ldb, 32 * sizeof *o);
+            else if (w == 16)
+                for (int k = 0; k < kc; k++) memcpy(o + k * nr, src + (size_t)k * ldb, 16 * sizeof *o);
+            else
+                for (int k = 0; k < kc; k++) memcpy(o + k * nr, src + (size_t)k * ldb, (size_t)w * sizeof *o);
         }
         if (w < nr)
             for (int k = 0; k < kc; k++) memset(o + k * nr + w, 0, (size_t)(nr - w) * sizeof *o);

@@ -595,7 +595,12 @@ static void mm_big(void *p, int t, int ith)
     int n0 = (t % n_tiles) * TILE_N, tn = j->N - n0 < TILE_N ? j->N - n0 : TILE_N;
     int m0 = (t / n_tiles) * j->tile_m, tm = j->M - m0 < j->tile_m ? j->M - m0 : j->tile_m;
     const float *Wt;
-    if (j->W->type == AT_DT_F32) {
+    int ldb = j->K, b_trans = 1;
+    if (j->W->input_major) {
+        Wt = (const float *)j->W->data + n0;
+        ldb = (int)(j->W->row_bytes / sizeof(float));
+        b_trans = 0;
+    } else if (j->W->type == AT_DT_F32) {
         Wt = (const float *)((const uint8_t *)j->W->data + (size_t)n0 * j->W->row_bytes);
     } else {
         for (int r = 0; r < tn; r++)
@@ -604,7 +609,7 @@ static void mm_big(void *p, int t, int ith)
         Wt = buf;
     }
     float *Y = j->Y + (size_t)m0 * j->ldy + n0;
-    at_gemm(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->ldx, j->ldx, Wt, j->K, 1, 0, Y, j->ldy,
+    at_gemm(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->ldx, j->ldx, Wt, ldb, b_trans, 0, Y, j->ldy,
             j->c->pack[ith]);
     if (j->bias)
         for (int m = 0; m < tm; m++) at_add(Y + (size_t)m * j->ldy, j->bias + n0, (size_t)tn);
@@ -618,7 +623,7 @@ static int matmul_locked(at_compute *c, const float *X, int ldx, int M, const at
                          const at_epilogue *ep, float *Y, int ldy, at_err *err)
 {
     mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y, 0, ldx, ldy, ep};
-    if (M < SMALL_M) {
+    if (M < SMALL_M && !W->input_major) {
         if (at_compute_reserve(c, 2 * (size_t)W->cols, err))
             return err && err->code < 0 ? err->code : AT_E_NOMEM;
         at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);

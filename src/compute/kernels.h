@@ -25,6 +25,10 @@ typedef struct at_matrix {
     int rows, cols;
     const void *data; /* rows * row_bytes bytes, any alignment */
     size_t row_bytes; /* at_dtype_row_bytes(type, cols) */
+    /* Stored transposed (f32 only): data holds cols rows of rows floats,
+     * one per input, row_bytes apart.  The order a product packs fastest,
+     * and the one a convolution by FFT reads its kernel in. */
+    int input_major;
 } at_matrix;
 
 /* Y[M x N] = X[M x K] * W^T (+ bias[N]), W [N x K]. Y must not alias X.

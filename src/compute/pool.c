@@ -10,12 +10,7 @@
 
 /* ---------------------------------------------------------- thread pool */
 
-/* Work is published as one atomic word: (generation << 40) | (n_chunks << 20)
- * | next_chunk.  Threads claim chunks with compare-and-swap, so a worker
- * that wakes up late for a finished round sees a new generation and never
- * touches the old job.  Workers spin briefly before sleeping on a
- * condition variable: a decoder step issues ~40 small parallel ops, and a
- * futex wake-up per op would cost more than the ops themselves. */
+/* How work is published and claimed: pool_impl.h. */
 typedef struct {
     at_compute *c;
     int ith;
@@ -32,24 +27,31 @@ static inline void cpu_relax(void)
 #define W_N(w)   ((int)(((w) >> 20) & MAX_CHUNKS))
 #define W_IDX(w) ((int)((w)&MAX_CHUNKS))
 
-/* Claims and runs chunks of generation gen until none is left. */
+/* Claims and runs chunks of generation gen until none is left: the
+ * thread's own share first, then the others'. */
 static void drain(at_compute *c, unsigned long long gen, int ith)
 {
-    unsigned long long w = atomic_load_explicit(&c->work, memory_order_acquire);
-    for (;;) {
-        if (W_GEN(w) != gen || W_IDX(w) >= W_N(w)) return;
-        if (!atomic_compare_exchange_weak_explicit(&c->work, &w, w + 1, memory_order_acq_rel,
-                                                   memory_order_acquire))
-            continue;
-        /* a claimed chunk keeps the round (and fn/arg) alive until done */
-        int n = W_N(w);
-        c->fn(c->arg, W_IDX(w), ith);
-        if (atomic_fetch_add_explicit(&c->done, 1, memory_order_acq_rel) + 1 == n) {
-            pthread_mutex_lock(&c->mu);
-            if (c->main_waits) pthread_cond_signal(&c->cv_done);
-            pthread_mutex_unlock(&c->mu);
+    unsigned long long w0 = atomic_load_explicit(&c->work, memory_order_acquire);
+    if (W_GEN(w0) != gen) return;
+    int n = W_N(w0);
+    for (int k = 0; k < c->n; k++) {
+        atomic_ullong *s = &c->share[(ith + k) % c->n];
+        unsigned long long w = atomic_load_explicit(s, memory_order_acquire);
+        for (;;) {
+            if (W_GEN(w) != gen) return; /* a later round: this one is done */
+            if (W_IDX(w) >= W_N(w)) break;
+            if (!atomic_compare_exchange_weak_explicit(s, &w, w + 1, memory_order_acq_rel,
+                                                       memory_order_acquire))
+                continue;
+            /* a claimed chunk keeps the round (and fn/arg) alive until done */
+            c->fn(c->arg, W_IDX(w), ith);
+            if (atomic_fetch_add_explicit(&c->done, 1, memory_order_acq_rel) + 1 == n) {
+                pthread_mutex_lock(&c->mu);
+                if (c->main_waits) pthread_cond_signal(&c->cv_done);
+                pthread_mutex_unlock(&c->mu);
+            }
+            w = atomic_load_explicit(s, memory_order_acquire);
         }
-        w = atomic_load_explicit(&c->work, memory_order_acquire);
     }
 }
 
@@ -120,7 +122,8 @@ at_compute *at_compute_new(int n_threads, at_err *err)
     c->scr = calloc((size_t)n_threads, sizeof *c->scr);
     c->pack = calloc((size_t)n_threads, sizeof *c->pack);
     c->th = calloc((size_t)n_threads, sizeof *c->th);
-    int ok = c->scr && c->pack && c->th;
+    c->share = calloc((size_t)n_threads, sizeof *c->share);
+    int ok = c->scr && c->pack && c->th && c->share;
     for (int i = 0; ok && i < n_threads; i++)
         ok = (c->pack[i] = aligned_alloc(64, AT_GEMM_SCRATCH * sizeof(float))) != NULL;
     if (!ok) {
@@ -128,6 +131,7 @@ at_compute *at_compute_new(int n_threads, at_err *err)
         free(c->scr);
         free(c->pack);
         free(c->th);
+        free(c->share);
         free(c);
         at_err_set(err, AT_E_NOMEM, "out of memory (compute context)");
         return NULL;
@@ -137,6 +141,7 @@ at_compute *at_compute_new(int n_threads, at_err *err)
     pthread_cond_init(&c->cv_go, NULL);
     pthread_cond_init(&c->cv_done, NULL);
     atomic_init(&c->work, 0);
+    for (int i = 0; i < n_threads; i++) atomic_init(&c->share[i], 0);
     atomic_init(&c->done, 0);
     atomic_init(&c->stop, 0);
     for (int i = 1; i < n_threads; i++) {
@@ -179,6 +184,7 @@ void at_compute_free(at_compute *c)
     free(c->pack);
     free(c->shared);
     free(c->th);
+    free(c->share);
     free(c);
 }
 
@@ -218,7 +224,13 @@ void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks)
     unsigned long long gen = W_GEN(atomic_load_explicit(&c->work, memory_order_relaxed)) + 1;
     gen &= (1ull << 24) - 1;
     if (!gen) gen = 1; /* workers start with seen = 0 */
-    /* under the mutex so that a worker going to sleep cannot miss it */
+    for (int t = 0; t < c->n; t++) {
+        unsigned long long lo = (unsigned long long)t * n_chunks / c->n;
+        unsigned long long end = (unsigned long long)(t + 1) * n_chunks / c->n;
+        atomic_store_explicit(&c->share[t], (gen << 40) | (end << 20) | lo, memory_order_relaxed);
+    }
+    /* under the mutex so that a worker going to sleep cannot miss it; the
+     * release orders the shares before it */
     pthread_mutex_lock(&c->mu);
     atomic_store_explicit(&c->work, (gen << 40) | ((unsigned long long)n_chunks << 20), memory_order_release);
     if (c->sleepers) pthread_cond_broadcast(&c->cv_go);

@@ -40,10 +40,12 @@ at_conv_method at_compute_set_conv(at_compute *c, at_conv_method m);
 at_conv_method at_compute_conv(const at_compute *c);
 
 /* Runs fn(arg, chunk, ith) for chunk = 0..n_chunks-1 on the pool and
- * returns when all chunks are done.  Chunks are handed out dynamically
- * (ith: the running thread, 0 = the caller, for per-thread scratch), so a
- * thread that the OS deschedules (the cores are shared) does not stall the
- * others: whoever is running takes the remaining chunks. */
+ * returns when all chunks are done (ith: the running thread, 0 = the
+ * caller, for per-thread scratch).  Each thread starts on its own
+ * contiguous share of the chunks, in order, so that operations that split
+ * their rows alike find each thread's rows in its cache; a thread that
+ * the OS deschedules (the cores are shared) does not stall the others:
+ * whoever is running takes the remaining chunks. */
 typedef void (*at_chunk_fn)(void *arg, int chunk, int ith);
 void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks);
 /* Per-thread scratch of at least n floats for thread ith (valid until the

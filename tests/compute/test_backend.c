@@ -276,6 +276,10 @@ static void test_conv1d(void **st)
     conv_case(be, 0, 1501, 64, 80, params(11, 1, 5, 1, 1, 0), AT_DT_F32);
     conv_case(be, 0, 1201, 64, 64, params(7, 1, 9, 3, 1, 0), AT_DT_F16);
     conv_case(be, 0, 2003, 96, 64, params(11, 1, 25, 5, 1, 0), AT_DT_F32);
+    /* such kernels, prepared input-major for the FFT, in the direct
+     * products: too few steps for the FFT, and a stride */
+    conv_case(be, 0, 45, 64, 80, params(11, 1, 5, 1, 1, 0), AT_DT_F32);
+    conv_case(be, 0, 61, 64, 64, params(7, 2, 3, 1, 1, 0), AT_DT_F16);
 }
 
 static void test_conv_transpose1d(void **st)

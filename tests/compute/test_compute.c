@@ -6,11 +6,13 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -145,7 +147,7 @@ static void test_matmul_types(void **st)
                 at_quant_row(t, w + (size_t)n * K, q + (size_t)n * rb, K);
                 at_dequant_row(t, q + (size_t)n * rb, deq + (size_t)n * K, K);
             }
-            at_matrix W = {t, N, K, q, rb};
+            at_matrix W = {t, N, K, q, rb, 0};
             /* one row; batches of 2..15 rows in every remainder of four; the
              * blocked GEMM */
             static const int Ms[] = {1, 2, 3, 5, 6, 7, 8, 9, 15, 31, 300};
@@ -252,7 +254,7 @@ static void test_deterministic(void **st)
     const int H = 6, hd = 64, D = H * hd, Tk = 1501, N = 200;
     float *Q = rand_vec((size_t)9 * D), *K = rand_vec((size_t)Tk * D), *V = rand_vec((size_t)Tk * D);
     float *X = rand_vec((size_t)40 * D), *w = rand_vec((size_t)N * D);
-    at_matrix W = {AT_DT_F32, N, D, w, (size_t)D * sizeof(float)};
+    at_matrix W = {AT_DT_F32, N, D, w, (size_t)D * sizeof(float), 0};
     float *first = malloc(sizeof(float) * 9 * D), *O = malloc(sizeof(float) * 9 * D);
     float *Y0[2] = {malloc(sizeof(float) * 40 * N), malloc(sizeof(float) * 40 * N)};
     float *Y = malloc(sizeof(float) * 40 * N);
@@ -404,7 +406,7 @@ static void test_conv_fft(void **state)
                     int t = off + m + d * k;
                     if (t < 0 || t >= T) continue;
                     for (int i = 0; i < Ci; i++)
-                        s += (double)X[(size_t)t * Ci + i] * W[((size_t)o * K + k) * Ci + i];
+                        s += (double)X[(size_t)t * Ci + i] * W[((size_t)k * Ci + i) * Co + o];
                 }
                 s += res[(size_t)m * Co + o];
                 ref[(size_t)m * Co + o] = s < 0 ? s * 0.2 : s;
@@ -481,7 +483,7 @@ static void test_pool_clients(void **st)
     at_compute *pool = at_compute_new(2, &err);
     assert_non_null(pool);
     float *w = rand_vec((size_t)N * K);
-    at_matrix W = {AT_DT_F32, N, K, w, (size_t)K * sizeof(float)};
+    at_matrix W = {AT_DT_F32, N, K, w, (size_t)K * sizeof(float), 0};
     client_job jobs[T];
     pthread_t th[T];
     for (int i = 0; i < T; i++) {
@@ -499,6 +501,54 @@ static void test_pool_clients(void **st)
     }
     free(w);
     at_compute_free(pool);
+}
+
+/* The pool's rounds: every chunk runs exactly once, each thread starting
+ * on its own contiguous share; a thread that stalls (here: sleeps in its
+ * first chunk) has the rest of its share taken by the others. */
+typedef struct {
+    atomic_int runs[1000];
+    atomic_int by[1000];
+    int stall; /* chunk that sleeps */
+} round_job;
+
+static void round_chunk(void *arg, int chunk, int ith)
+{
+    round_job *j = arg;
+    if (chunk == j->stall && ith == 0) usleep(50 * 1000);
+    atomic_fetch_add(&j->runs[chunk], 1);
+    atomic_store(&j->by[chunk], ith);
+}
+
+static void test_pool_rounds(void **st)
+{
+    (void)st;
+    at_err err;
+    at_compute *c = at_compute_new(3, &err);
+    assert_non_null(c);
+    int threads = at_compute_threads(c);
+    static round_job j;
+    const int counts[] = {1, 2, 3, 7, 1000};
+    for (int r = 0; r < 2; r++)
+        for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+            int n = counts[k];
+            for (int i = 0; i < n; i++) {
+                atomic_store(&j.runs[i], 0);
+                atomic_store(&j.by[i], -1);
+            }
+            j.stall = r ? 0 : -1;
+            at_compute_run(c, round_chunk, &j, n);
+            for (int i = 0; i < n; i++)
+                if (atomic_load(&j.runs[i]) != 1)
+                    fail_msg("%d chunks: chunk %d ran %d times", n, i, j.runs[i]);
+            if (r && n == 1000 && threads > 1 && atomic_load(&j.by[0]) == 0) {
+                /* the caller (thread 0) slept in chunk 0: its share went on elsewhere */
+                int taken = 0;
+                for (int i = 1; i < n / threads; i++) taken += atomic_load(&j.by[i]) != 0;
+                assert_true(taken > 0);
+            }
+        }
+    at_compute_free(c);
 }
 
 /* The search kernels: log-softmax and log-sum-exp against double
@@ -573,8 +623,9 @@ int main(void)
         cmocka_unit_test(test_gemm_every_level),  cmocka_unit_test(test_matmul_types),
         cmocka_unit_test(test_attention),         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_query_independent), cmocka_unit_test(test_attention_multi),
-        cmocka_unit_test(test_pool_clients),      cmocka_unit_test(test_isa_cap),
-        cmocka_unit_test(test_search_kernels),    cmocka_unit_test(test_conv_fft),
+        cmocka_unit_test(test_pool_clients),      cmocka_unit_test(test_pool_rounds),
+        cmocka_unit_test(test_isa_cap),           cmocka_unit_test(test_search_kernels),
+        cmocka_unit_test(test_conv_fft),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
