@@ -35,6 +35,8 @@ enum {
     VL = 16,                        /* floats per vector operation (channels come in multiples) */
     ROUND_FLOATS = 4 * 1024 * 1024, /* spectra of one round of blocks */
     MAX_DILATION = 64,              /* phases are found by a walk over them */
+    BO = 4 * VL,                    /* outputs of a block of the spectra (their sums in registers) */
+    BI = 256,                       /* inputs of a block of the spectra */
 };
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -179,74 +181,83 @@ AT_INLINE void forward_body(void *arg, int chunk, int ith)
     }
 }
 
-/* Floats of one packed [C_in][C_out] matrix: whole panels of nr. */
-static size_t packed_size(int Ci, int Co, int nr) { return (size_t)Ci * ((Co + nr - 1) / nr * nr); }
-
-/* The products of frequency f for every block of the round: P holds
- * the packed [C_in][C_out] matrices c, d - c and c + d of its spectrum,
- * which multiply a + b, a and b into k1, k2 and k3. */
-AT_INLINE void bin_product(const fft_job *j, int f, const float *P, int ith)
-{
-    int Ci = j->C_in, Co = j->C_out;
-    size_t mat = packed_size(Ci, Co, j->nr);
-    const float *A = j->A + (size_t)f * j->nb * 3 * Ci;
-    float *S = j->S + (size_t)f * j->nb * 3 * Co;
-    static const int a_of[3] = {2, 0, 1};
-    for (int q = 0; q < 3; q++)
-        at_gemm_packed(j->c->isa, j->nb, Co, Ci, 1.0f, A + (size_t)a_of[q] * Ci, 3 * Ci, P + q * mat, 0,
-                       S + (size_t)q * Co, 3 * Co, j->c->pack[ith]);
-}
-
-/* Where row i, columns [o, o + VL) of a packed [rows][cols] matrix go
- * (o a multiple of VL, nr of VL: a vector stays within a panel). */
+/* Where row i, columns [o, o + VL) of a packed matrix of the given rows
+ * go (o a multiple of VL, nr of VL: a vector stays within a panel). */
 AT_INLINE float *packed_at(float *P, int rows, int nr, int i, int o)
 {
     return P + (size_t)(o / nr) * rows * nr + (size_t)i * nr + o % nr;
 }
 
-/* Frequencies f and FFT_N / 2 - f (chunk f <= FFT_N / 4): the kernel's
- * conjugate spectrum c + i d, scaled by 1 / FFT_N for the inverse
- * transform, as the matrices c, d - c, c + d (input channel rows, output
- * columns) in this thread's scratch, then the products for every block
- * of the round.  The two frequencies share their sums: their twiddles
- * are equal at even taps, opposite at odd. */
+/* Frequencies f and FFT_N / 2 - f (chunk f <= FFT_N / 4), a block of
+ * BO outputs by BI inputs at a time: the kernel's conjugate spectrum
+ * c + i d there, scaled by 1 / FFT_N for the inverse transform, as the
+ * packed matrices c, d - c, c + d in this thread's scratch, then their
+ * products with a + b, a and b of every block of the round, added into
+ * k1, k2 and k3.  A block of the spectra is used while it is in cache:
+ * whole spectra, written out and read back, made the products wait on
+ * memory.  The two frequencies share their sums: their twiddles are
+ * equal at even taps, opposite at odd. */
 AT_INLINE void bin_body(void *arg, int f, int ith)
 {
     const fft_job *j = arg;
     int Ci = j->C_in, Co = j->C_out, K = j->K, g = FFT_N / 2 - f, two = g != f, nr = j->nr;
-    size_t mat = packed_size(Ci, Co, nr);
-    float *S0 = j->c->scr[ith], *S1 = S0 + 3 * mat;
-    if (Co % nr) /* the last panel's columns past C_out: read by the GEMM, never kept */
-        for (int q = 0; q < 6; q++)
-            for (int ci = 0; ci < Ci; ci++)
-                memset(packed_at(S0 + q * mat, Ci, nr, ci, Co), 0, (size_t)(nr - Co % nr) * sizeof(float));
-    const float inv = 1.0f / FFT_N;
-    for (int ci = 0; ci < Ci; ci++)
-        for (int o = 0; o < Co; o += VL) {
-            vf er = {0}, ei = {0}, or = {0}, oi = {0};
-            for (int k = 0; k < K; k++) {
-                vf w;
-                memcpy(&w, j->W + ((size_t)k * Ci + ci) * Co + o, sizeof w);
-                int m = (f * k) & (FFT_N - 1);
-                if (k & 1) {
-                    or += w * (j->cs[m] * inv);
-                    oi += w * (j->sn[m] * inv);
-                } else {
-                    er += w * (j->cs[m] * inv);
-                    ei += w * (j->sn[m] * inv);
+    int bo_max = (BO + nr - 1) / nr * nr; /* whole panels */
+    size_t mat = (size_t)BI * bo_max;
+    float *P = j->c->scr[ith]; /* frequency f's three, then g's */
+    float tc[FFT_N / 2 + 1], ts[FFT_N / 2 + 1];
+    for (int k = 0; k < K; k++) {
+        int m = (f * k) & (FFT_N - 1);
+        tc[k] = j->cs[m] * (1.0f / FFT_N);
+        ts[k] = j->sn[m] * (1.0f / FFT_N);
+    }
+    static const int a_of[3] = {2, 0, 1};
+    for (int o0 = 0; o0 < Co; o0 += BO) {
+        int bo = Co - o0 < BO ? Co - o0 : BO, nv = bo / VL;
+        for (int i0 = 0; i0 < Ci; i0 += BI) {
+            int bi = Ci - i0 < BI ? Ci - i0 : BI;
+            if (bo % nr) /* the last panel's columns past bo: read by the GEMM, never kept */
+                for (int q = 0; q < 6; q++)
+                    for (int i = 0; i < bi; i++)
+                        memset(packed_at(P + q * mat, bi, nr, i, bo), 0,
+                               (size_t)(nr - bo % nr) * sizeof(float));
+            for (int i = 0; i < bi; i++) {
+                vf er[BO / VL] = {{0}}, ei[BO / VL] = {{0}}, or [BO / VL] = {{0}}, oi[BO / VL] = {{0}};
+                for (int k = 0; k < K; k++) {
+                    const float *w = j->W + ((size_t)k * Ci + i0 + i) * Co + o0;
+                    for (int v = 0; v < BO / VL && v < nv; v++) {
+                        vf x;
+                        memcpy(&x, w + v * VL, sizeof x);
+                        if (k & 1) {
+                            or [v] += x * tc[k];
+                            oi[v] += x * ts[k];
+                        } else {
+                            er[v] += x * tc[k];
+                            ei[v] += x * ts[k];
+                        }
+                    }
                 }
+                for (int v = 0; v < nv; v++)
+                    for (int h = 0; h <= two; h++) {
+                        /* at FFT_N / 2 - f: cos' = (-1)^k cos, sin' = -(-1)^k sin */
+                        vf wr = h ? er[v] - or [v] : er[v] + or [v], wi = h ? oi[v] - ei[v] : ei[v] + oi[v];
+                        vf dc = wi - wr, cd = wr + wi;
+                        float *q = packed_at(P + 3 * h * mat, bi, nr, i, v * VL);
+                        memcpy(q, &wr, sizeof wr);
+                        memcpy(q + mat, &dc, sizeof dc);
+                        memcpy(q + 2 * mat, &cd, sizeof cd);
+                    }
             }
             for (int h = 0; h <= two; h++) {
-                /* at FFT_N / 2 - f: cos' = (-1)^k cos, sin' = -(-1)^k sin */
-                vf wr = h ? er - or : er + or, wi = h ? oi - ei : ei + oi, dc = wi - wr, cd = wr + wi;
-                float *p = packed_at(h ? S1 : S0, Ci, nr, ci, o);
-                memcpy(p, &wr, sizeof wr);
-                memcpy(p + mat, &dc, sizeof dc);
-                memcpy(p + 2 * mat, &cd, sizeof cd);
+                int fh = h ? g : f;
+                const float *A = j->A + (size_t)fh * j->nb * 3 * Ci + i0;
+                float *S = j->S + (size_t)fh * j->nb * 3 * Co + o0;
+                for (int q = 0; q < 3; q++)
+                    at_gemm_packed(j->c->isa, j->nb, bo, bi, 1.0f, A + (size_t)a_of[q] * Ci, 3 * Ci,
+                                   P + (size_t)(3 * h + q) * mat, i0 > 0, S + (size_t)q * Co, 3 * Co,
+                                   j->c->pack[ith]);
             }
         }
-    bin_product(j, f, S0, ith);
-    if (two) bin_product(j, g, S1, ith);
+    }
 }
 
 /* Two blocks' products back to time (b0 real, b0 + 1 imaginary), their
@@ -357,7 +368,7 @@ int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dil
     per_round = per_round < 2 ? 2 : per_round & ~1;
     int nb_max = blocks < per_round ? blocks : per_round;
     int Cm = C_in > C_out ? C_in : C_out;
-    size_t scr = (size_t)2 * FFT_N * Cm, bin = 6 * packed_size(C_in, C_out, 32); /* nr <= 32 */
+    size_t scr = (size_t)2 * FFT_N * Cm, bin = (size_t)6 * BI * 64; /* nr <= 32: BO in 64 */
     at_compute *r = at_compute_op_begin(c);
     fft_job j = {.c = r,
                  .X = X,

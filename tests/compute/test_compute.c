@@ -392,6 +392,7 @@ static void test_conv_fft(void **state)
         {300, 48, 32, 33, 2, 0, 236},    /* the longest kernel, no padding */
         {90, 16, 32, 5, 1, -40, 200},    /* most taps outside the input */
         {1, 16, 16, 3, 64, -1, 64},      /* the widest dilation, one step each */
+        {150, 272, 80, 7, 1, -3, 150},   /* inputs past one block of the spectra, outputs past a panel */
     };
     for (size_t n = 0; n < sizeof cases / sizeof cases[0]; n++) {
         int T = cases[n].T, Ci = cases[n].Ci, Co = cases[n].Co, K = cases[n].K, d = cases[n].d;
