@@ -40,11 +40,14 @@
 #define MIN_DERIVATIVE 1e-3
 
 /* Decoder pieces, in frames: a short first one for an early start, then
- * each twice the one before up to PIECE (the context recomputed on each
- * side of a piece costs less in a long one, and a piece twice as long as
- * the one playing is ready before it ends while the decoder runs faster
- * than twice real time), the last one taking in a remainder under half a
- * piece. */
+ * each twice as long as all the audio already out, up to PIECE, the last
+ * one taking in a remainder under half a piece.  Few pieces spare work
+ * (each recomputes the context on its sides, and an FFT convolution's
+ * spectra are made per call); the next piece is ready before the audio
+ * out has played while the decoder runs faster than three times real time
+ * (one thread here: five times, bench_vits' "ahead of playback").  Four
+ * times the last piece was 8 % faster on two threads but left a gap on
+ * one. */
 #define FIRST_PIECE 16
 #define PIECE       320
 
@@ -1611,7 +1614,7 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
     if (g) cond_vec(m->dec_cond_w, m->dec_cond_b, g, c->up_init, c->spk_dim, gv);
     double rest = 0;
     for (int a = 0, len = 0; a < frames && !rc; a += len) {
-        int left = frames - a, next = len * 2 < PIECE ? len * 2 : PIECE;
+        int left = frames - a, next = 2 * a < PIECE ? 2 * a : PIECE;
         len = a == 0 ? first : left < next + next / 2 ? left : next;
         rc = decode_piece(&r, head && a == 0 ? head : z, frames, a, a + len, gv, &B, wave);
         if (!rc) rc = sink(user, wave, (size_t)len * m->hp.hop, err);
