@@ -88,12 +88,23 @@ static int bitrev(int n)
     return r;
 }
 
-/* z = x * (wr + i wi), vectors of real and imaginary parts. */
-#define CMUL(zr, zi, xr, xi, wr, wi)                                                                         \
-    do {                                                                                                     \
-        zr = (xr) * (wr) - (xi) * (wi);                                                                      \
-        zi = (xr) * (wi) + (xi) * (wr);                                                                      \
-    } while (0)
+/* x *= wr + i wi, x a vector of real and one of imaginary parts. */
+AT_INLINE void cmul(vf *xr, vf *xi, float wr, float wi)
+{
+    vf r = *xr * wr - *xi * wi;
+    *xi = *xr * wi + *xi * wr;
+    *xr = r;
+}
+
+/* (x, y) <- (x + y, x - y) on complex vectors. */
+AT_INLINE void butterfly(vf *xr, vf *xi, vf *yr, vf *yi)
+{
+    vf sr = *xr + *yr, si = *xi + *yi;
+    *yr = *xr - *yr;
+    *yi = *xi - *yi;
+    *xr = sr;
+    *xi = si;
+}
 
 /* In place: FFT (sign -1 forward, +1 inverse, unscaled) of FFT_N vectors
  * of C floats (re, im), input in bit-reversed order.  The radix-2 stages
@@ -115,7 +126,7 @@ AT_INLINE void fft(float *re, float *im, int C, const float *cs, const float *sn
                 float *r2 = r0 + (size_t)len * C, *i2 = i0 + (size_t)len * C;
                 float *r3 = r2 + (size_t)h * C, *i3 = i2 + (size_t)h * C;
                 for (int i = 0; i < C; i += VL) {
-                    vf x0r, x0i, x1r, x1i, x2r, x2i, x3r, x3i, tr, ti, ur, ui;
+                    vf x0r, x0i, x1r, x1i, x2r, x2i, x3r, x3i;
                     memcpy(&x0r, r0 + i, sizeof x0r);
                     memcpy(&x0i, i0 + i, sizeof x0i);
                     memcpy(&x1r, r1 + i, sizeof x1r);
@@ -124,34 +135,24 @@ AT_INLINE void fft(float *re, float *im, int C, const float *cs, const float *sn
                     memcpy(&x2i, i2 + i, sizeof x2i);
                     memcpy(&x3r, r3 + i, sizeof x3r);
                     memcpy(&x3i, i3 + i, sizeof x3i);
-                    if (k == 0) { /* w1 = w2 = 1 */
-                        tr = x1r;
-                        ti = x1i;
-                        ur = x3r;
-                        ui = x3i;
-                    } else {
-                        CMUL(tr, ti, x1r, x1i, w1r, w1i);
-                        CMUL(ur, ui, x3r, x3i, w1r, w1i);
+                    if (k) { /* else w1 = w2 = 1 */
+                        cmul(&x1r, &x1i, w1r, w1i);
+                        cmul(&x3r, &x3i, w1r, w1i);
                     }
-                    vf a0r = x0r + tr, a0i = x0i + ti, a1r = x0r - tr, a1i = x0i - ti;
-                    vf a2r = x2r + ur, a2i = x2i + ui, a3r = x2r - ur, a3i = x2i - ui;
-                    if (k == 0) {
-                        tr = a2r;
-                        ti = a2i;
-                    } else {
-                        CMUL(tr, ti, a2r, a2i, w2r, w2i);
-                    }
-                    CMUL(ur, ui, a3r, a3i, w3r, w3i);
-                    vf y0r = a0r + tr, y0i = a0i + ti, y2r = a0r - tr, y2i = a0i - ti;
-                    vf y1r = a1r + ur, y1i = a1i + ui, y3r = a1r - ur, y3i = a1i - ui;
-                    memcpy(r0 + i, &y0r, sizeof y0r);
-                    memcpy(i0 + i, &y0i, sizeof y0i);
-                    memcpy(r1 + i, &y1r, sizeof y1r);
-                    memcpy(i1 + i, &y1i, sizeof y1i);
-                    memcpy(r2 + i, &y2r, sizeof y2r);
-                    memcpy(i2 + i, &y2i, sizeof y2i);
-                    memcpy(r3 + i, &y3r, sizeof y3r);
-                    memcpy(i3 + i, &y3i, sizeof y3i);
+                    butterfly(&x0r, &x0i, &x1r, &x1i);
+                    butterfly(&x2r, &x2i, &x3r, &x3i);
+                    if (k) cmul(&x2r, &x2i, w2r, w2i);
+                    cmul(&x3r, &x3i, w3r, w3i);
+                    butterfly(&x0r, &x0i, &x2r, &x2i);
+                    butterfly(&x1r, &x1i, &x3r, &x3i);
+                    memcpy(r0 + i, &x0r, sizeof x0r);
+                    memcpy(i0 + i, &x0i, sizeof x0i);
+                    memcpy(r1 + i, &x1r, sizeof x1r);
+                    memcpy(i1 + i, &x1i, sizeof x1i);
+                    memcpy(r2 + i, &x2r, sizeof x2r);
+                    memcpy(i2 + i, &x2i, sizeof x2i);
+                    memcpy(r3 + i, &x3r, sizeof x3r);
+                    memcpy(i3 + i, &x3i, sizeof x3i);
                 }
             }
     }
