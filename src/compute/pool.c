@@ -248,6 +248,18 @@ void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks)
     pthread_mutex_unlock(&c->mu);
 }
 
+int at_compute_pooled_threads(const at_compute *c)
+{
+    return c->pool && c->pool->n > c->n ? c->pool->n : c->n;
+}
+
+void at_compute_run_pooled(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks)
+{
+    at_compute *r = at_compute_op_begin(c);
+    at_compute_run(r, fn, arg, n_chunks);
+    pthread_mutex_unlock(&r->op_mu);
+}
+
 /* Frees *buf and puts a 64-byte aligned buffer of n floats in its place
  * (NULL and an error when there is no memory). */
 static int renew_floats(float **buf, size_t n_floats, at_err *err)

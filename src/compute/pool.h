@@ -48,6 +48,13 @@ at_conv_method at_compute_conv(const at_compute *c);
  * whoever is running takes the remaining chunks. */
 typedef void (*at_chunk_fn)(void *arg, int chunk, int ith);
 void at_compute_run(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks);
+/* at_compute_run for a client's own work outside the backend (an
+ * engine's element-wise steps): on the shared pool when it is free, else
+ * on the client's thread, as the backend's operations run.  A client
+ * context has one thread, so at_compute_run on it is serial. */
+void at_compute_run_pooled(at_compute *c, at_chunk_fn fn, void *arg, int n_chunks);
+/* The threads at_compute_run_pooled may run on (ith stays below it). */
+int at_compute_pooled_threads(const at_compute *c);
 /* Per-thread scratch of at least n floats for thread ith (valid until the
  * next at_compute_reserve). */
 int at_compute_reserve(at_compute *c, size_t n, at_err *err);
