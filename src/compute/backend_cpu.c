@@ -333,10 +333,9 @@ static const at_epilogue *ep_rows(const at_epilogue *ep, int64_t row0, int step,
 /* Y[m] = sum over k < n_taps of X[off + m + k] W_k for m < M (Y rows ldy
  * floats apart; X rows of C floats, T of them, zero outside): W is
  * [C_out][n_taps][C], stored as rows of n_taps * C or input-major.  The
- * taps of one output are
- * n_taps consecutive rows of X, which a product reads in place as one row
- * (rows that overlap: ldx = C); only the outputs whose taps reach past
- * either end of X go through a padded copy.  bias (C_out, or NULL) is
+ * taps of one output are n_taps consecutive rows of X, which a product
+ * reads in place as one row (rows that overlap: ldx = C); only the
+ * outputs whose taps reach past either end of X go through a padded copy.  bias (C_out, or NULL) is
  * added to each output. */
 static int taps_product(at_compute *c, const float *X, int T, int C, int off, int M, const at_matrix *W,
                         const float *bias, const at_epilogue *ep, float *Y, int ldy, at_err *err)

@@ -51,6 +51,14 @@
 #define FIRST_PIECE 16
 #define PIECE       320
 
+/* The length of the decoder's piece from frame a of frames, the first
+ * being first long (the rule above). */
+static int piece_len(int frames, int a, int first)
+{
+    int left = frames - a, next = 2 * a < PIECE ? 2 * a : PIECE;
+    return a == 0 ? first : left < next + next / 2 ? left : next;
+}
+
 /* Largest output a call may make (the decoder indexes samples with int). */
 #define MAX_SAMPLES (1 << 30)
 
@@ -1599,9 +1607,8 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
      * piece needs it, the third: run after the first, it made the second
      * late on one thread.  Otherwise (or when that covers every frame) in
      * place over all frames at once. */
-    int first = frames <= 2 * FIRST_PIECE ? frames : FIRST_PIECE, second = frames - first;
-    int grown = 2 * first < PIECE ? 2 * first : PIECE;
-    if (second >= grown + grown / 2) second = grown; /* the loop's rule below */
+    int first = frames <= 2 * FIRST_PIECE ? frames : FIRST_PIECE;
+    int second = first < frames ? piece_len(frames, first, first) : 0;
     int exact = early && first + second < frames - m->ctx_frames ? first + second + m->ctx_frames : frames;
     int span = exact < frames - m->flow_ctx ? exact + m->flow_ctx : frames;
     if (!(z = calloc((size_t)frames * F, sizeof *z)) ||
@@ -1638,8 +1645,7 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
     if (g) cond_vec(m->dec_cond_w, m->dec_cond_b, g, c->up_init, c->spk_dim, gv);
     double rest = 0;
     for (int a = 0, len = 0; a < frames && !rc; a += len) {
-        int left = frames - a, next = 2 * a < PIECE ? 2 * a : PIECE;
-        len = a == 0 ? first : left < next + next / 2 ? left : next;
+        len = piece_len(frames, a, first);
         if (head && a + len + m->ctx_frames > exact) {
             /* the rest of the flows, in place from flow_ctx frames before
              * the first frame head lacks (z holds the prior up to span,
