@@ -4,6 +4,7 @@
  * Weights made with at_tensor_from_host are used where they lie (a mapped
  * file), so loading a model copies nothing. */
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,14 @@ static const char CPU_KIND[] = "cpu";
 typedef struct {
     at_backend base;
     at_compute *c; /* NULL: allocation only */
+    /* The phase copies of dilated convolutions, kept from call to call:
+     * a fresh buffer of several MB per call cost a page fault per page
+     * (or huge page, cleared by the kernel) every time, a tenth of a VITS
+     * voice's synthesis.  Whoever holds the lock uses it; a caller that
+     * finds it taken allocates its own. */
+    pthread_mutex_t keep_mu;
+    float *keep;
+    size_t keep_n;
 } cpu_backend;
 
 typedef struct {
@@ -25,6 +34,35 @@ typedef struct {
 } cpu_buffer;
 
 static at_compute *ctx(at_backend *be) { return ((cpu_backend *)be)->c; }
+
+/* n floats of scratch: the backend's kept buffer (grown if needed) when no
+ * one else holds it, else a buffer of the caller's own; *kept says which,
+ * for keep_release. */
+static float *keep_take(at_backend *be, size_t n, int *kept)
+{
+    cpu_backend *b = (cpu_backend *)be;
+    *kept = 0;
+    if (pthread_mutex_trylock(&b->keep_mu) != 0) return at_mem_large(n * sizeof(float));
+    if (b->keep_n < n) {
+        free(b->keep);
+        b->keep_n = 0;
+        if (!(b->keep = at_mem_large(n * sizeof(float)))) {
+            pthread_mutex_unlock(&b->keep_mu);
+            return NULL;
+        }
+        b->keep_n = n;
+    }
+    *kept = 1;
+    return b->keep;
+}
+
+static void keep_release(at_backend *be, float *p, int kept)
+{
+    if (kept)
+        pthread_mutex_unlock(&((cpu_backend *)be)->keep_mu);
+    else
+        free(p);
+}
 
 int at_backend_host_memory(const at_backend *be) { return be && be->kind == CPU_KIND; }
 
@@ -429,9 +467,10 @@ static void phase_copy(void *arg, int chunk, int ith)
  * reading every d-th input row: each phase's rows are copied once, on
  * the pool, with the padding (where im2col wrote each row K times), and
  * each phase is one product. */
-static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, const float *bias,
+static int conv_taps(at_backend *be, const at_tensor *x, const at_tensor *w, const float *bias,
                      const at_conv1d_params *p, const at_epilogue *ep, at_tensor *y, at_err *err)
 {
+    at_compute *c = ctx(be);
     int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
     int T_out = (int)at_tensor_rows(y), K = p->kernel, d = p->dilation, pad = p->padding, KC = K * C_in;
     int phases = d < T_out ? d : T_out;
@@ -443,8 +482,8 @@ static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, cons
     int im = p->prepared ? taps_input_major(K, C_in, C_out) : fft, own = !p->prepared || (fft && !im);
     float *wk = own ? malloc((size_t)C_out * (size_t)KC * sizeof(float)) : NULL;
     float *row = own ? malloc((size_t)KC * sizeof(float)) : NULL;
-    float *xr =
-        d > 1 && !fft ? at_mem_large((size_t)phase_start(&pj, phases) * (size_t)C_in * sizeof(float)) : NULL;
+    int kept = 0;
+    float *xr = d > 1 && !fft ? keep_take(be, (size_t)phase_start(&pj, phases) * (size_t)C_in, &kept) : NULL;
     int rc = 0;
     if ((own && (!wk || !row)) || (d > 1 && !fft && !xr)) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (conv1d of %d x %d)", C_out, KC);
@@ -468,7 +507,7 @@ static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, cons
         goto out;
     }
     pj.xr = xr;
-    at_compute_run(c, phase_copy, &pj, phases * pj.per_phase);
+    at_compute_run_pooled(c, phase_copy, &pj, phases * pj.per_phase);
     for (int r = 0; r < phases && !rc; r++) {
         int M = pj.q + (r < pj.rem);
         at_epilogue e_at;
@@ -478,7 +517,7 @@ static int conv_taps(at_compute *c, const at_tensor *x, const at_tensor *w, cons
 out:
     free(wk);
     free(row);
-    free(xr);
+    if (xr) keep_release(be, xr, kept);
     return rc;
 }
 
@@ -625,7 +664,7 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
      * im2col T_out of them: short inputs (a sentence's tokens) keep im2col
      * unless the kernel was prepared */
     if (layout == LAYOUT_TAPS && p->stride == 1 && (p->prepared || at_tensor_rows(y) >= at_tensor_cols(y)))
-        return conv_taps(ctx(be), x, w, b, p, ep, y, err);
+        return conv_taps(be, x, w, b, p, ep, y, err);
     rc = transposed ? conv_transposed(ctx(be), x, w, p, y, err) : conv_direct(ctx(be), x, w, p, y, err);
     if (!rc && bias)
         for (int64_t t = 0; t < at_tensor_rows(y); t++) at_add(ROW(y, t), F(bias), (size_t)at_tensor_cols(y));
@@ -698,7 +737,14 @@ static int attention(at_backend *be, const at_tensor *q, const at_attn_seq *seqs
     return rc;
 }
 
-static void cpu_free(at_backend *be) { free(be); }
+static void cpu_free(at_backend *be)
+{
+    cpu_backend *b = (cpu_backend *)be;
+    if (!b) return;
+    pthread_mutex_destroy(&b->keep_mu);
+    free(b->keep);
+    free(b);
+}
 
 static const at_backend_ops CPU_OPS = {
     .name = "cpu",
@@ -732,5 +778,6 @@ at_backend *at_backend_cpu_new(at_compute *c, at_err *err)
     b->base.ops = &CPU_OPS;
     b->base.kind = CPU_KIND;
     b->c = c;
+    pthread_mutex_init(&b->keep_mu, NULL);
     return &b->base;
 }

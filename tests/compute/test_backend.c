@@ -7,6 +7,7 @@
  * the build has it and a GPU is present; otherwise they are skipped with
  * the reason. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -291,6 +292,74 @@ static void test_conv_transpose1d(void **st)
     conv_case(be, 1, 9, 6, 6, params(3, 2, 1, 2, 3, 1), AT_DT_F32);
     conv_case(be, 1, 7, 5, 3, params(5, 3, 0, 1, 1, 2), AT_DT_F32);
     conv_case(be, 1, 3000, 8, 4, params(4, 4, 0, 1, 1, 0), AT_DT_F32);
+}
+
+/* Dilated convolutions copy their input phase by phase into a buffer the
+ * backend keeps between calls; callers that share the backend at the same
+ * time must not share that buffer. */
+typedef struct {
+    at_backend *be;
+    const at_tensor *x, *w, *b;
+    at_conv1d_params p;
+    const double *ref;
+    int T, C, rc;
+    double err;
+    at_err why;
+} conv_thread;
+
+static void *conv_thread_run(void *arg)
+{
+    conv_thread *a = arg;
+    at_err *err = &a->why;
+    at_tensor y;
+    if ((a->rc = at_tensor_new_2d(a->be, &y, AT_DT_F32, a->C, a->T, err))) return NULL;
+    float *o = malloc((size_t)a->T * a->C * sizeof *o);
+    for (int it = 0; it < 40 && !a->rc && o; it++) {
+        a->rc = at_op_conv1d(a->be, a->x, a->w, a->b, &a->p, &y, err);
+        if (!a->rc) a->rc = at_tensor_download(a->be, &y, o, (size_t)a->T * a->C * sizeof *o, err);
+        for (size_t i = 0; !a->rc && i < (size_t)a->T * a->C; i++) {
+            double e = fabs(o[i] - a->ref[i]) / (1 + fabs(a->ref[i]));
+            if (!(e <= a->err)) a->err = e;
+        }
+    }
+    if (!o) a->rc = -1;
+    free(o);
+    at_tensor_free(&y);
+    return NULL;
+}
+
+static void test_conv_shared_backend(void **st)
+{
+    at_backend *be = backend(st);
+    enum { T = 600, C = 16, THREADS = 3 };
+    at_conv1d_params p = params(3, 1, 5, 5, 1, 0);
+    float *w = rand_vec((size_t)C * C * 3), *b = rand_vec(C), *x[THREADS];
+    double *ref[THREADS];
+    at_tensor tx[THREADS], tw = mat(be, C, C * 3, w), tb = mat(be, 1, C, b);
+    conv_thread a[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) { /* each its own signal */
+        x[i] = rand_vec((size_t)T * C);
+        ref[i] = conv_ref(x[i], T, C, w, b, C, &p, T);
+        tx[i] = mat(be, T, C, x[i]);
+        a[i] = (conv_thread){be, &tx[i], &tw, &tb, p, ref[i], T, C, 0, 0.0, {0}};
+    }
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, conv_thread_run, &a[i]), 0);
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        if (a[i].rc) fail_msg("thread %d: %s", i, a[i].why.msg);
+        if (!(a[i].err <= 1e-4)) fail_msg("thread %d: relative error %g", i, a[i].err);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        at_tensor_free(&tx[i]);
+        free(ref[i]);
+        free(x[i]);
+    }
+    at_tensor_free(&tw);
+    at_tensor_free(&tb);
+    free(w);
+    free(b);
 }
 
 /* ------------------------------------------------- element-wise and rows */
@@ -644,6 +713,7 @@ int main(void)
     const struct CMUnitTest cpu[] = {
         BACKEND_TESTS(setup),
         cmocka_unit_test_setup_teardown(test_shape_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conv_shared_backend, setup, teardown),
         cmocka_unit_test(test_sinusoids),
     };
     const struct CMUnitTest cuda[] = {BACKEND_TESTS(setup_cuda)};
