@@ -583,7 +583,7 @@ static int conv_transposed_phases(at_compute *c, const at_tensor *x, const at_te
         if (!kq) {
             for (int m = 0; m < M; m++)
                 for (int co = 0; co < C_out; co++) yq[(size_t)m * s * C_out + co] = bias ? bias[co] : 0.0f;
-            at_epilogue_rows(eq, yq, s * C_out, M, C_out);
+            at_epilogue_rows(at_compute_isa(c), eq, yq, s * C_out, M, C_out);
             continue;
         }
         /* tap j reads input row m + e - kq + 1 + j */
@@ -668,7 +668,9 @@ static int conv1d(at_backend *be, const at_tensor *x, const at_tensor *w, const 
     rc = transposed ? conv_transposed(ctx(be), x, w, p, y, err) : conv_direct(ctx(be), x, w, p, y, err);
     if (!rc && bias)
         for (int64_t t = 0; t < at_tensor_rows(y); t++) at_add(ROW(y, t), F(bias), (size_t)at_tensor_cols(y));
-    if (!rc) at_epilogue_rows(ep, F(y), (int)LD(y), (int)at_tensor_rows(y), (int)at_tensor_cols(y));
+    if (!rc)
+        at_epilogue_rows(at_compute_isa(ctx(be)), ep, F(y), (int)LD(y), (int)at_tensor_rows(y),
+                         (int)at_tensor_cols(y));
     return rc;
 }
 

@@ -207,26 +207,162 @@ typedef struct {
     const at_epilogue *ep;
 } mm_job;
 
-/* y += r, then leaky ReLU (x times 1 or the slope chosen by the sign
- * bit: no branch on random signs, and it vectorizes). */
-static void epilogue_row(const at_epilogue *ep, float *y, const float *r, int n)
+/* The epilogue of a row of outputs: y = y + bias + r, then leaky ReLU
+ * with slope (each term optional), one pass while the row is in cache.
+ * Sixteen lanes a step in GCC's vector type, which each instantiation
+ * below lowers to its widest registers; lane by lane the same IEEE
+ * operations as the scalar tail, so every level gives the same bits. */
+typedef float ep_vf __attribute__((vector_size(64)));
+typedef int32_t ep_vi __attribute__((vector_size(64)));
+
+#define EP_INLINE static inline __attribute__((always_inline))
+
+EP_INLINE void ep_row_body(float *y, const float *bias, const float *r, int leaky, float slope, int n)
 {
-    if (r)
-        for (int i = 0; i < n; i++) y[i] += r[i];
-    if (!ep->leaky) return;
-    const float k[2] = {1.0f, ep->slope};
-    for (int i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &y[i], sizeof u);
-        y[i] *= k[u >> 31];
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        ep_vf v, t;
+        memcpy(&v, y + i, sizeof v);
+        if (bias) {
+            memcpy(&t, bias + i, sizeof t);
+            v += t;
+        }
+        if (r) {
+            memcpy(&t, r + i, sizeof t);
+            v += t;
+        }
+        if (leaky) { /* (v < 0) is -1 or 0 in each lane */
+            ep_vi neg = v < 0, a = (ep_vi)v, b = (ep_vi)(v * slope);
+            v = (ep_vf)((b & neg) | (a & ~neg));
+        }
+        memcpy(y + i, &v, sizeof v);
+    }
+    for (; i < n; i++) {
+        float v = y[i];
+        if (bias) v += bias[i];
+        if (r) v += r[i];
+        y[i] = leaky && v < 0 ? v * slope : v;
     }
 }
 
-void at_epilogue_rows(const at_epilogue *ep, float *Y, int ldy, int M, int n)
+EP_INLINE void leaky_body(float *y, const float *x, size_t n, float div, float slope)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        ep_vf v;
+        memcpy(&v, x + i, sizeof v);
+        if (div != 1.0f) v /= div;
+        ep_vi neg = v < 0, a = (ep_vi)v, b = (ep_vi)(v * slope);
+        v = (ep_vf)((b & neg) | (a & ~neg));
+        memcpy(y + i, &v, sizeof v);
+    }
+    for (; i < n; i++) {
+        float v = div != 1.0f ? x[i] / div : x[i];
+        y[i] = v < 0 ? v * slope : v;
+    }
+}
+
+EP_INLINE void sum_body(float *y, const float *a, const float *b, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        ep_vf u, v;
+        memcpy(&u, a + i, sizeof u);
+        memcpy(&v, b + i, sizeof v);
+        u += v;
+        memcpy(y + i, &u, sizeof u);
+    }
+    for (; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static void ep_row_c(float *y, const float *bias, const float *r, int leaky, float slope, int n)
+{
+    ep_row_body(y, bias, r, leaky, slope, n);
+}
+static void leaky_c(float *y, const float *x, size_t n, float div, float slope)
+{
+    leaky_body(y, x, n, div, slope);
+}
+static void sum_c(float *y, const float *a, const float *b, size_t n) { sum_body(y, a, b, n); }
+#if AT_HAVE_X86
+AT_SIMD static void ep_row_avx2(float *y, const float *bias, const float *r, int leaky, float slope, int n)
+{
+    ep_row_body(y, bias, r, leaky, slope, n);
+}
+AT_SIMD512 static void ep_row_avx512(float *y, const float *bias, const float *r, int leaky, float slope,
+                                     int n)
+{
+    ep_row_body(y, bias, r, leaky, slope, n);
+}
+AT_SIMD static void leaky_avx2(float *y, const float *x, size_t n, float div, float slope)
+{
+    leaky_body(y, x, n, div, slope);
+}
+AT_SIMD512 static void leaky_avx512(float *y, const float *x, size_t n, float div, float slope)
+{
+    leaky_body(y, x, n, div, slope);
+}
+AT_SIMD static void sum_avx2(float *y, const float *a, const float *b, size_t n) { sum_body(y, a, b, n); }
+AT_SIMD512 static void sum_avx512(float *y, const float *a, const float *b, size_t n)
+{
+    sum_body(y, a, b, n);
+}
+#endif
+
+static void ep_row(at_isa isa, float *y, const float *bias, const float *r, int leaky, float slope, int n)
+{
+#if AT_HAVE_X86
+    if (isa >= AT_ISA_AVX512) {
+        ep_row_avx512(y, bias, r, leaky, slope, n);
+        return;
+    }
+    if (isa >= AT_ISA_AVX2) {
+        ep_row_avx2(y, bias, r, leaky, slope, n);
+        return;
+    }
+#endif
+    (void)isa;
+    ep_row_c(y, bias, r, leaky, slope, n);
+}
+
+void at_leaky_relu(at_isa isa, float *y, const float *x, size_t n, float div, float slope)
+{
+#if AT_HAVE_X86
+    if (isa >= AT_ISA_AVX512) {
+        leaky_avx512(y, x, n, div, slope);
+        return;
+    }
+    if (isa >= AT_ISA_AVX2) {
+        leaky_avx2(y, x, n, div, slope);
+        return;
+    }
+#endif
+    (void)isa;
+    leaky_c(y, x, n, div, slope);
+}
+
+void at_sum(at_isa isa, float *y, const float *a, const float *b, size_t n)
+{
+#if AT_HAVE_X86
+    if (isa >= AT_ISA_AVX512) {
+        sum_avx512(y, a, b, n);
+        return;
+    }
+    if (isa >= AT_ISA_AVX2) {
+        sum_avx2(y, a, b, n);
+        return;
+    }
+#endif
+    (void)isa;
+    sum_c(y, a, b, n);
+}
+
+void at_epilogue_rows(at_isa isa, const at_epilogue *ep, float *Y, int ldy, int M, int n)
 {
     if (!ep) return;
     for (int m = 0; m < M; m++)
-        epilogue_row(ep, Y + (size_t)m * ldy, ep->res ? ep->res + (size_t)m * ep->ldr : NULL, n);
+        ep_row(isa, Y + (size_t)m * ldy, NULL, ep->res ? ep->res + (size_t)m * ep->ldr : NULL, ep->leaky,
+               ep->slope, n);
 }
 
 static float row_dot(int simd, at_dtype t, const float *x, const uint8_t *w, int K, float *buf)
@@ -611,12 +747,11 @@ static void mm_big(void *p, int t, int ith)
     float *Y = j->Y + (size_t)m0 * j->ldy + n0;
     at_gemm(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->ldx, j->ldx, Wt, ldb, b_trans, 0, Y, j->ldy,
             j->c->pack[ith]);
-    if (j->bias)
-        for (int m = 0; m < tm; m++) at_add(Y + (size_t)m * j->ldy, j->bias + n0, (size_t)tn);
-    if (j->ep)
+    if (j->bias || j->ep)
         for (int m = 0; m < tm; m++)
-            epilogue_row(j->ep, Y + (size_t)m * j->ldy,
-                         j->ep->res ? j->ep->res + (size_t)(m0 + m) * j->ep->ldr + n0 : NULL, tn);
+            ep_row(j->c->isa, Y + (size_t)m * j->ldy, j->bias ? j->bias + n0 : NULL,
+                   j->ep && j->ep->res ? j->ep->res + (size_t)(m0 + m) * j->ep->ldr + n0 : NULL,
+                   j->ep && j->ep->leaky, j->ep ? j->ep->slope : 1.0f, tn);
 }
 
 static int matmul_locked(at_compute *c, const float *X, int ldx, int M, const at_matrix *W, const float *bias,
@@ -627,7 +762,7 @@ static int matmul_locked(at_compute *c, const float *X, int ldx, int M, const at
         if (at_compute_reserve(c, 2 * (size_t)W->cols, err))
             return err && err->code < 0 ? err->code : AT_E_NOMEM;
         at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);
-        at_epilogue_rows(ep, Y, ldy, M, W->rows); /* few rows */
+        at_epilogue_rows(c->isa, ep, Y, ldy, M, W->rows); /* few rows */
     } else {
         if (W->type != AT_DT_F32 && at_compute_reserve(c, (size_t)TILE_N * (size_t)W->cols, err))
             return err && err->code < 0 ? err->code : AT_E_NOMEM;

@@ -54,7 +54,11 @@ int at_matmul_ep(at_compute *c, const float *X, int ldx, int M, const at_matrix 
                  const at_epilogue *ep, float *Y, int ldy, at_err *err);
 /* The epilogue on rows of n outputs already computed (paths that do not
  * end in at_matmul_ep). */
-void at_epilogue_rows(const at_epilogue *ep, float *Y, int ldy, int M, int n);
+void at_epilogue_rows(at_isa isa, const at_epilogue *ep, float *Y, int ldy, int M, int n);
+/* y = leaky_relu(x / div) with slope (y may be x), and y = a + b, with
+ * isa's vectors; the same bits at every level. */
+void at_leaky_relu(at_isa isa, float *y, const float *x, size_t n, float div, float slope);
+void at_sum(at_isa isa, float *y, const float *a, const float *b, size_t n);
 
 /* Row-wise layer norm over N columns: y = (x - mean)/sqrt(var + eps)*w + b
  * (b NULL: no bias).  y may equal x. */

@@ -124,6 +124,55 @@ static void test_gemm_every_level(void **st)
  * encoder-sized), at each level, against the dequantized weights; rows of
  * 320 values, and of 328 (not a multiple of the vector width) for the
  * types that allow it. */
+/* The element-wise kernels against their definitions (PyTorch's
+ * leaky_relu: x > 0 ? x : x * slope), bit for bit at every level, over
+ * lengths around the vector width and values with a sign to get wrong:
+ * -0, infinities, NaN, subnormals. */
+static int same_float(float a, float b) { return (isnan(a) && isnan(b)) || !memcmp(&a, &b, sizeof a); }
+
+static void test_elementwise_levels(void **st)
+{
+    (void)st;
+    static const size_t lens[] = {0, 1, 15, 16, 17, 33, 16389};
+    static const float special[] = {-0.0f, 0.0f, INFINITY, -INFINITY, NAN, -1e-40f, 1e-40f, -3.5f};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        float *x = rand_vec(n + 1), *b = rand_vec(n + 1), *y = malloc((n + 1) * sizeof *y),
+              *r = rand_vec(n + 1);
+        assert_non_null(y);
+        for (size_t i = 0; i < n; i += 3) x[i] = special[(i / 3) % 8];
+        for (int isa = AT_ISA_SCALAR; isa <= (int)at_isa_detect(); isa++)
+            for (int d = 0; d < 2; d++) {
+                float div = d ? 3.0f : 1.0f, slope = 0.1f;
+                at_leaky_relu((at_isa)isa, y, x, n, div, slope);
+                for (size_t i = 0; i < n; i++) {
+                    float v = d ? x[i] / div : x[i], want = v > 0 ? v : v * slope;
+                    if (!same_float(y[i], want))
+                        fail_msg("%s leaky_relu n=%zu div=%g: [%zu] = %a, expected %a",
+                                 at_isa_name((at_isa)isa), n, div, i, y[i], want);
+                }
+                at_sum((at_isa)isa, y, x, b, n);
+                for (size_t i = 0; i < n; i++)
+                    if (!same_float(y[i], x[i] + b[i]))
+                        fail_msg("%s sum n=%zu: [%zu] = %a", at_isa_name((at_isa)isa), n, i, y[i]);
+                /* the epilogue of products: y += r, then leaky ReLU */
+                at_epilogue ep = {r, 0, 1, slope};
+                memcpy(y, x, n * sizeof *y);
+                at_epilogue_rows((at_isa)isa, &ep, y, (int)n, n ? 1 : 0, (int)n);
+                for (size_t i = 0; i < n; i++) {
+                    float v = x[i] + r[i], want = v > 0 ? v : v * slope;
+                    if (!same_float(y[i], want))
+                        fail_msg("%s epilogue n=%zu: [%zu] = %a, expected %a", at_isa_name((at_isa)isa), n, i,
+                                 y[i], want);
+                }
+            }
+        free(x);
+        free(b);
+        free(y);
+        free(r);
+    }
+}
+
 static void test_matmul_types(void **st)
 {
     (void)st;
@@ -626,7 +675,7 @@ int main(void)
         cmocka_unit_test(test_query_independent), cmocka_unit_test(test_attention_multi),
         cmocka_unit_test(test_pool_clients),      cmocka_unit_test(test_pool_rounds),
         cmocka_unit_test(test_isa_cap),           cmocka_unit_test(test_search_kernels),
-        cmocka_unit_test(test_conv_fft),
+        cmocka_unit_test(test_conv_fft),          cmocka_unit_test(test_elementwise_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "compute/backend.h"
+#include "compute/kernels.h"
 #include "core/clock.h"
 #include "core/mem.h"
 #include "nn/layers.h"
@@ -863,28 +864,6 @@ static void add_row(float *x, const float *v, int rows, int cols)
     for (int t = 0; t < rows; t++) add_to(x + (size_t)t * cols, v, (size_t)cols);
 }
 
-/* y = leaky_relu(x / div) as torch computes it: x times 1 or the slope
- * chosen by the sign bit, no branch (one per sample mispredicts on
- * audio's random signs), so that it vectorizes. */
-static void leaky(float *y, const float *x, size_t n, float div, float slope)
-{
-    const float k[2] = {1.0f, slope};
-    if (div != 1.0f) {
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i] / div;
-            uint32_t u;
-            memcpy(&u, &v, sizeof u);
-            y[i] = v * k[u >> 31];
-        }
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], sizeof u);
-        y[i] = x[i] * k[u >> 31];
-    }
-}
-
 /* The decoder's element-wise steps over its largest activations, in
  * chunks on the pool: y = leaky_relu(a / div) (b NULL), or y = a + b. */
 typedef struct ew_job {
@@ -892,6 +871,7 @@ typedef struct ew_job {
     const float *a, *b;
     size_t n;
     float div, slope;
+    at_isa isa;
 } ew_job;
 
 enum { EW_CHUNK = 16384 };
@@ -901,11 +881,10 @@ static void ew_chunk(void *arg, int chunk, int ith)
     (void)ith;
     const ew_job *j = arg;
     size_t i0 = (size_t)chunk * EW_CHUNK, n = j->n - i0 < EW_CHUNK ? j->n - i0 : EW_CHUNK;
-    if (!j->b) {
-        leaky(j->y + i0, j->a + i0, n, j->div, j->slope);
-        return;
-    }
-    for (size_t i = i0; i < i0 + n; i++) j->y[i] = j->a[i] + j->b[i];
+    if (!j->b)
+        at_leaky_relu(j->isa, j->y + i0, j->a + i0, n, j->div, j->slope);
+    else
+        at_sum(j->isa, j->y + i0, j->a + i0, j->b + i0, n);
 }
 
 static void ew_run(run *r, ew_job *j)
@@ -915,13 +894,13 @@ static void ew_run(run *r, ew_job *j)
 
 static void par_leaky(run *r, float *y, const float *x, size_t n, float div, float slope)
 {
-    ew_job j = {y, x, NULL, n, div, slope};
+    ew_job j = {y, x, NULL, n, div, slope, at_compute_isa(r->cc)};
     ew_run(r, &j);
 }
 
 static void par_add(run *r, float *y, const float *a, const float *b, size_t n)
 {
-    ew_job j = {y, a, b, n, 1.0f, 0.0f};
+    ew_job j = {y, a, b, n, 1.0f, 0.0f, at_compute_isa(r->cc)};
     ew_run(r, &j);
 }
 
