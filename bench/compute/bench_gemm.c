@@ -74,7 +74,7 @@ int main(int argc, char **argv)
             }
             if (!blas) {
                 at_compute_set_isa(c, (at_isa)isa);
-                at_matrix Wm = {AT_DT_F32, N, K, W, (size_t)K * sizeof(float), 0};
+                at_matrix Wm = {AT_DT_F32, N, K, W, (size_t)K * sizeof(float), 0, 0};
                 for (int r = 0; r < reps; r++) {
                     double t0 = now();
                     at_matmul(c, X, M, &Wm, NULL, Y, &err);

@@ -5,11 +5,13 @@
  * file), so loading a model copies nothing. */
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compute/backend_impl.h"
 #include "compute/conv_fft.h"
+#include "compute/gemm.h"
 #include "compute/kernels.h"
 #include "core/mem.h"
 
@@ -31,6 +33,7 @@ typedef struct {
 typedef struct {
     at_buffer base;
     int owned;
+    void *raw; /* what calloc returned (base is aligned within it) */
 } cpu_buffer;
 
 static at_compute *ctx(at_backend *be) { return ((cpu_backend *)be)->c; }
@@ -88,7 +91,7 @@ static at_buffer *buf_new(at_backend *be, size_t bytes, at_err *err)
      * are touched only as far as used (a state sized for 30 s of audio
      * that encodes 5 s) */
     cpu_buffer *b = calloc(1, sizeof *b);
-    void *p = b ? calloc(1, bytes) : NULL;
+    void *p = b && bytes <= SIZE_MAX - 64 ? calloc(1, bytes + 64) : NULL;
     if (!p) {
         free(b);
         at_err_set(err, AT_E_NOMEM, "out of memory (%zu bytes for a tensor)", bytes);
@@ -96,7 +99,10 @@ static at_buffer *buf_new(at_backend *be, size_t bytes, at_err *err)
     }
     b->base.ops = be->ops;
     b->base.kind = CPU_KIND;
-    b->base.base = p;
+    b->raw = p;
+    /* 64-byte aligned: the products read packed weights with aligned
+     * vector loads */
+    b->base.base = (char *)p + (64 - (uintptr_t)p % 64) % 64;
     b->base.size = bytes;
     b->owned = 1;
     return &b->base;
@@ -119,7 +125,7 @@ static at_buffer *buf_from_host(at_backend *be, const void *data, size_t bytes, 
 static void buf_free(at_buffer *ab)
 {
     cpu_buffer *b = (cpu_buffer *)ab;
-    if (b->owned) free(b->base.base);
+    if (b->owned) free(b->raw);
     free(b);
 }
 
@@ -171,7 +177,8 @@ static int need_ctx(at_backend *be, at_err *err)
 
 static at_matrix matrix_of(const at_tensor *w)
 {
-    at_matrix m = {w->type, (int)at_tensor_rows(w), (int)at_tensor_cols(w), at_tensor_host(w), w->nb[1], 0};
+    at_matrix m = {w->type, (int)at_tensor_rows(w), (int)at_tensor_cols(w), at_tensor_host(w), w->nb[1], 0,
+                   0};
     return m;
 }
 
@@ -304,6 +311,30 @@ static int taps_input_major(int K, int C_in, int C_out)
     return at_conv_fft_wanted(AT_CONV_AUTO, K, C_in, C_out, 1, INT_MAX);
 }
 
+/* How a prepared kernel of one group holds its rows of taps: input-major
+ * (above), packed for the products (at_matrix packed: the stride-1 path,
+ * whose products would otherwise pack it again on every call, a twentieth
+ * of a VITS voice's time), or as rows. */
+typedef enum { TAPS_ROWS, TAPS_INPUT_MAJOR, TAPS_PACKED } taps_order;
+
+static taps_order taps_order_of(const at_conv1d_params *p, int C_in, int C_out)
+{
+    if (taps_input_major(p->kernel, C_in, C_out)) return TAPS_INPUT_MAJOR;
+    return p->stride == 1 && C_out % AT_GEMM_PANEL == 0 ? TAPS_PACKED : TAPS_ROWS;
+}
+
+/* Element (co, kc) of a prepared kernel of C_out rows of KC taps. */
+static float taps_at(const float *w, taps_order o, int C_out, int KC, int co, int kc)
+{
+    switch (o) {
+    case TAPS_INPUT_MAJOR: return w[(size_t)kc * C_out + co];
+    case TAPS_PACKED:
+        return w[(size_t)(co / AT_GEMM_PANEL) * KC * AT_GEMM_PANEL + (size_t)kc * AT_GEMM_PANEL +
+                 co % AT_GEMM_PANEL];
+    default: return w[(size_t)co * KC + kc];
+    }
+}
+
 /* Direct convolution: per group and piece of time, im2col (each row the
  * taps of every input channel of the group, in PyTorch's [C_in/g][K]
  * order, or [K][C_in] for a prepared kernel) times the group's weight
@@ -311,7 +342,7 @@ static int taps_input_major(int K, int C_in, int C_out)
 static int conv_direct(at_compute *c, const at_tensor *x, const at_tensor *w, const at_conv1d_params *p,
                        at_tensor *y, at_err *err)
 {
-    int taps_order = p->prepared && layout_of(p, 0) == LAYOUT_TAPS;
+    int taps_order = p->prepared && layout_of(p, 0) == LAYOUT_TAPS; /* never packed: a stride */
     int T_in = (int)at_tensor_rows(x), C_in = (int)at_tensor_cols(x), C_out = (int)at_tensor_cols(y);
     int T_out = (int)at_tensor_rows(y), g = p->groups, cig = C_in / g, cog = C_out / g, K = p->kernel;
     int KC = cig * K, piece = conv_piece(KC);
@@ -477,9 +508,10 @@ static int conv_taps(at_backend *be, const at_tensor *x, const at_tensor *w, con
     phase_job pj = {F(x), NULL, T_in, C_in, d, pad, K, T_out / d, T_out % d, 0};
     pj.per_phase = (pj.q + 1 + K - 1 + PHASE_ROWS - 1) / PHASE_ROWS;
     int fft = at_conv_fft_wanted(at_compute_conv(c), K, C_in, C_out, d, T_out);
-    /* a prepared kernel keeps its order unless the FFT path needs the
-     * other (forced there: a test, a benchmark) */
-    int im = p->prepared ? taps_input_major(K, C_in, C_out) : fft, own = !p->prepared || (fft && !im);
+    /* a prepared kernel keeps its order unless the FFT path needs
+     * input-major (forced there: a test, a benchmark) */
+    taps_order order = p->prepared ? taps_order_of(p, C_in, C_out) : fft ? TAPS_INPUT_MAJOR : TAPS_ROWS;
+    int im = order == TAPS_INPUT_MAJOR, own = !p->prepared || (fft && !im);
     float *wk = own ? malloc((size_t)C_out * (size_t)KC * sizeof(float)) : NULL;
     float *row = own ? malloc((size_t)KC * sizeof(float)) : NULL;
     int kept = 0;
@@ -491,13 +523,19 @@ static int conv_taps(at_backend *be, const at_tensor *x, const at_tensor *w, con
     }
     if (!p->prepared) {
         taps_weights(w, C_out, C_in, K, im, wk, row);
-    } else if (own) { /* prepared rows of taps, to input-major */
+    } else if (own) { /* a prepared kernel, to input-major */
         for (int co = 0; co < C_out; co++)
-            for (int kc = 0; kc < KC; kc++) wk[(size_t)kc * C_out + co] = F(w)[(size_t)co * KC + kc];
+            for (int kc = 0; kc < KC; kc++)
+                wk[(size_t)kc * C_out + co] = taps_at(F(w), order, C_out, KC, co, kc);
         im = 1;
     }
-    at_matrix Wk = {AT_DT_F32, C_out, KC, own ? wk : F(w), (im ? (size_t)C_out : (size_t)KC) * sizeof(float),
-                    im};
+    at_matrix Wk = {AT_DT_F32,
+                    C_out,
+                    KC,
+                    own ? wk : F(w),
+                    (im ? (size_t)C_out : (size_t)KC) * sizeof(float),
+                    im,
+                    !own && order == TAPS_PACKED};
     if (fft) {
         rc = at_conv_fft(c, F(x), T_in, C_in, -pad, d, T_out, Wk.data, C_out, K, bias, ep, F(y), C_out, err);
         goto out;
@@ -587,7 +625,7 @@ static int conv_transposed_phases(at_compute *c, const at_tensor *x, const at_te
             continue;
         }
         /* tap j reads input row m + e - kq + 1 + j */
-        at_matrix Wq = {AT_DT_F32, C_out, kq * C_in, wph, (size_t)kq * C_in * sizeof(float), 0};
+        at_matrix Wq = {AT_DT_F32, C_out, kq * C_in, wph, (size_t)kq * C_in * sizeof(float), 0, 0};
         rc = taps_product(c, F(x), T_in, C_in, e - kq + 1, M, &Wq, bias, eq, yq, s * C_out, err);
     }
 out:
@@ -621,7 +659,7 @@ static int conv_transposed(at_compute *c, const at_tensor *x, const at_tensor *w
                            NK);
             for (int j = 0; j < NK; j++) wt[(size_t)j * cig + ci] = row[j];
         }
-        at_matrix Wt = {AT_DT_F32, NK, cig, wt, (size_t)cig * sizeof(float), 0};
+        at_matrix Wt = {AT_DT_F32, NK, cig, wt, (size_t)cig * sizeof(float), 0, 0};
         for (int t0 = 0; t0 < T_in && !rc; t0 += piece) {
             int nt = T_in - t0 < piece ? T_in - t0 : piece;
             for (int t = 0; t < nt; t++)
@@ -683,7 +721,8 @@ static int conv_prepare(at_backend *be, const at_tensor *w, const at_conv1d_para
     if (rc) return rc;
     int K = p->kernel;
     kernel_layout layout = layout_of(p, transposed);
-    size_t scratch = layout == LAYOUT_TAPS     ? (size_t)cols
+    taps_order order = layout == LAYOUT_TAPS ? taps_order_of(p, (int)(cols / K), (int)rows) : TAPS_ROWS;
+    size_t scratch = layout == LAYOUT_TAPS     ? (size_t)cols * (order == TAPS_PACKED ? (size_t)rows + 1 : 1)
                      : layout == LAYOUT_PHASES ? (size_t)rows * (size_t)cols
                                                : 0;
     float *tmp = scratch ? malloc(scratch * sizeof(float)) : NULL;
@@ -691,10 +730,13 @@ static int conv_prepare(at_backend *be, const at_tensor *w, const at_conv1d_para
         at_tensor_free(out);
         return at_err_set(err, AT_E_NOMEM, "out of memory (preparing a convolution)");
     }
-    if (layout == LAYOUT_TAPS)
-        taps_weights(w, (int)rows, (int)(cols / K), K, taps_input_major(K, (int)(cols / K), (int)rows),
-                     F(out), tmp);
-    else if (layout == LAYOUT_PHASES)
+    if (layout == LAYOUT_TAPS && order == TAPS_PACKED) {
+        taps_weights(w, (int)rows, (int)(cols / K), K, 0, tmp + cols, tmp);
+        at_gemm_pack(ctx(be) ? at_compute_isa(ctx(be)) : AT_ISA_SCALAR, (int)rows, (int)cols, tmp + cols,
+                     (int)cols, 1, F(out));
+    } else if (layout == LAYOUT_TAPS) {
+        taps_weights(w, (int)rows, (int)(cols / K), K, order == TAPS_INPUT_MAJOR, F(out), tmp);
+    } else if (layout == LAYOUT_PHASES)
         phase_weights(w, (int)rows, (int)(cols / K), K, p->stride, p->padding, F(out), tmp);
     else
         for (int64_t r = 0; r < rows; r++)

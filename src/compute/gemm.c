@@ -28,18 +28,18 @@
  * old values unless first.  Writing C here, vectorised, matters: with the
  * short depths of attention (64) a scalar update cost a quarter of the
  * time. */
-typedef void (*ukernel)(int kc, const float *a, int lda, const float *bp, float *C, int ldc, float alpha,
-                        int first);
+typedef void (*ukernel)(int kc, const float *a, int lda, const float *bp, int ldp, float *C, int ldc,
+                        float alpha, int first);
 
-static void ukr_scalar(int kc, const float *a, int lda, const float *bp, float *C, int ldc, float alpha,
-                       int first)
+static void ukr_scalar(int kc, const float *a, int lda, const float *bp, int ldp, float *C, int ldc,
+                       float alpha, int first)
 {
     enum { MR = 4, NR = 16 };
     float c[MR][NR] = {{0}};
     for (int k = 0; k < kc; k++)
         for (int i = 0; i < MR; i++) {
             float ai = a[(size_t)i * lda + k];
-            for (int j = 0; j < NR; j++) c[i][j] += ai * bp[k * NR + j];
+            for (int j = 0; j < NR; j++) c[i][j] += ai * bp[(size_t)k * ldp + j];
         }
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++)
@@ -47,15 +47,15 @@ static void ukr_scalar(int kc, const float *a, int lda, const float *bp, float *
 }
 
 #if AT_GEMM_X86
-AT_AVX2 static void ukr_avx2(int kc, const float *a, int lda, const float *bp, float *C, int ldc, float alpha,
-                             int first)
+AT_AVX2 static void ukr_avx2(int kc, const float *a, int lda, const float *bp, int ldp, float *C, int ldc,
+                             float alpha, int first)
 {
     enum { MR = 6 };
     __m256 c[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
     for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(bp + k * 16), b1 = _mm256_load_ps(bp + k * 16 + 8);
+        __m256 b0 = _mm256_load_ps(bp + (size_t)k * ldp), b1 = _mm256_load_ps(bp + (size_t)k * ldp + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
             __m256 ai = _mm256_broadcast_ss(a + (size_t)i * lda + k);
@@ -77,7 +77,7 @@ AT_AVX2 static void ukr_avx2(int kc, const float *a, int lda, const float *bp, f
     }
 }
 
-AT_AVX512 static void ukr_avx512(int kc, const float *a, int lda, const float *bp, float *C, int ldc,
+AT_AVX512 static void ukr_avx512(int kc, const float *a, int lda, const float *bp, int ldp, float *C, int ldc,
                                  float alpha, int first)
 {
     enum { MR = 12 };
@@ -85,7 +85,7 @@ AT_AVX512 static void ukr_avx512(int kc, const float *a, int lda, const float *b
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(bp + k * 32), b1 = _mm512_load_ps(bp + k * 32 + 16);
+        __m512 b0 = _mm512_load_ps(bp + (size_t)k * ldp), b1 = _mm512_load_ps(bp + (size_t)k * ldp + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
             __m512 ai = _mm512_set1_ps(a[(size_t)i * lda + k]);
@@ -181,6 +181,11 @@ static void pack_b(at_isa isa, const float *B, int ldb, int b_trans, int n0, int
     }
 }
 
+void at_gemm_pack(at_isa isa, int N, int K, const float *B, int ldb, int b_trans, float *Bp)
+{
+    pack_b(isa, B, ldb, b_trans, 0, N, 0, K, AT_GEMM_PANEL, Bp);
+}
+
 /* The kernel of isa and its register tile. */
 static ukernel kernel_of(at_isa isa, int *mr, int *nr)
 {
@@ -205,15 +210,15 @@ static ukernel kernel_of(at_isa isa, int *mr, int *nr)
 
 int at_gemm_nr(at_isa isa)
 {
-    int mr, nr;
-    kernel_of(isa, &mr, &nr);
-    return nr;
+    (void)isa; /* narrower kernels take a panel's halves */
+    return AT_GEMM_PANEL;
 }
 
-/* C[M x nb] (+)= alpha * A[M x kc] * the nb columns of B whose panel p
- * (columns p nr ..) starts at bp + p * panel_ld, kc rows of nr floats. */
-static void sweep(ukernel kern, int mr, int nr, int M, int nb, int kc, float alpha, int first, const float *A,
-                  int lda, const float *bp, size_t panel_ld, float *C, int ldc, float *apad)
+/* C[M x nb] (+)= alpha * A[M x kc] * the nb columns of B packed in panels
+ * of pw columns (pw a multiple of the kernel's nr): panel q (columns
+ * q pw ..) starts at bp + q * panel_ld, kc rows of pw floats. */
+static void sweep(ukernel kern, int mr, int nr, int pw, int M, int nb, int kc, float alpha, int first,
+                  const float *A, int lda, const float *bp, size_t panel_ld, float *C, int ldc, float *apad)
 {
     _Alignas(64) float ct[MR_MAX * NR_MAX];
     for (int m0 = 0; m0 < M; m0 += mr) {
@@ -232,13 +237,13 @@ static void sweep(ukernel kern, int mr, int nr, int M, int nb, int kc, float alp
         }
         for (int p = 0; p < nb; p += nr) {
             int w = nb - p < nr ? nb - p : nr;
-            const float *panel = bp + (size_t)(p / nr) * panel_ld;
+            const float *panel = bp + (size_t)(p / pw) * panel_ld + p % pw;
             float *c = C + (size_t)m0 * ldc + p;
             if (mm == mr && w == nr) { /* a whole tile: straight into C */
-                kern(kc, ap, al, panel, c, ldc, alpha, first);
+                kern(kc, ap, al, panel, pw, c, ldc, alpha, first);
                 continue;
             }
-            kern(kc, ap, al, panel, ct, nr, 1.0f, 1);
+            kern(kc, ap, al, panel, pw, ct, nr, 1.0f, 1);
             for (int i = 0; i < mm; i++) {
                 float *crow = c + (size_t)i * ldc;
                 const float *t = ct + i * nr;
@@ -273,8 +278,8 @@ void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int l
         for (int k0 = 0; k0 < K; k0 += AT_GEMM_KC) {
             int kc = K - k0 < AT_GEMM_KC ? K - k0 : AT_GEMM_KC;
             pack_b(isa, B, ldb, b_trans, n0, nb, k0, kc, nr, bpack);
-            sweep(kern, mr, nr, M, nb, kc, alpha, k0 == 0 && !accumulate, A + k0, lda, bpack, (size_t)kc * nr,
-                  C + n0, ldc, apad);
+            sweep(kern, mr, nr, nr, M, nb, kc, alpha, k0 == 0 && !accumulate, A + k0, lda, bpack,
+                  (size_t)kc * nr, C + n0, ldc, apad);
         }
     }
 }
@@ -292,8 +297,9 @@ void at_gemm_packed(at_isa isa, int M, int N, int K, float alpha, const float *A
         int nb = N - n0 < AT_GEMM_NB ? N - n0 : AT_GEMM_NB;
         for (int k0 = 0; k0 < K; k0 += AT_GEMM_KC) {
             int kc = K - k0 < AT_GEMM_KC ? K - k0 : AT_GEMM_KC;
-            sweep(kern, mr, nr, M, nb, kc, alpha, k0 == 0 && !accumulate, A + k0, lda,
-                  Bp + (size_t)(n0 / nr) * K * nr + (size_t)k0 * nr, (size_t)K * nr, C + n0, ldc, apad);
+            sweep(kern, mr, nr, AT_GEMM_PANEL, M, nb, kc, alpha, k0 == 0 && !accumulate, A + k0, lda,
+                  Bp + (size_t)n0 * K + (size_t)k0 * AT_GEMM_PANEL, (size_t)K * AT_GEMM_PANEL, C + n0, ldc,
+                  apad);
         }
     }
 }

@@ -25,7 +25,10 @@
 void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
              int b_trans, int accumulate, float *C, int ldc, float *scratch);
 
-/* Columns per panel of a packed B for isa's kernel (16 or 32). */
+/* Columns per panel of a packed B: one width for every level (kernels
+ * narrower than a panel take it in parts), so that B can be packed once,
+ * when a model loads, whatever level a context later runs. */
+#define AT_GEMM_PANEL 32
 int at_gemm_nr(at_isa isa);
 
 /* As at_gemm with B already packed, for a B that is computed rather than
@@ -36,5 +39,10 @@ int at_gemm_nr(at_isa isa);
  * aligned.  scratch as for at_gemm. */
 void at_gemm_packed(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *Bp,
                     int accumulate, float *C, int ldc, float *scratch);
+
+/* Writes op(B) (N columns, depth K; b_trans and ldb as for at_gemm) in
+ * at_gemm_packed's layout: ceil(N / AT_GEMM_PANEL) panels, columns past N
+ * zero. */
+void at_gemm_pack(at_isa isa, int N, int K, const float *B, int ldb, int b_trans, float *Bp);
 
 #endif

@@ -188,7 +188,8 @@ float at_dot(const float *a, const float *b, int n)
 
 /* ---------------------------------------------------------------- matmul */
 
-#define TILE_N  64 /* weight rows converted to f32 per chunk */
+#define TILE_N 64 /* weight rows converted to f32 per chunk (whole panels) */
+_Static_assert(TILE_N % AT_GEMM_PANEL == 0, "a tile is whole panels");
 #define MR_LCM  12 /* a multiple of every kernel's MR */
 /* Below SMALL_M rows a matrix-vector style loop is faster: it converts
  * each weight row once for all the rows; the packed GEMM wins from about
@@ -732,6 +733,12 @@ static void mm_big(void *p, int t, int ith)
     int m0 = (t / n_tiles) * j->tile_m, tm = j->M - m0 < j->tile_m ? j->M - m0 : j->tile_m;
     const float *Wt;
     int ldb = j->K, b_trans = 1;
+    float *Y = j->Y + (size_t)m0 * j->ldy + n0;
+    if (j->W->packed) { /* TILE_N is a multiple of the panel width */
+        at_gemm_packed(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->ldx, j->ldx,
+                       (const float *)j->W->data + (size_t)n0 * j->K, 0, Y, j->ldy, j->c->pack[ith]);
+        goto epilogue;
+    }
     if (j->W->input_major) {
         Wt = (const float *)j->W->data + n0;
         ldb = (int)(j->W->row_bytes / sizeof(float));
@@ -744,9 +751,9 @@ static void mm_big(void *p, int t, int ith)
                            buf + (size_t)r * j->K, j->K);
         Wt = buf;
     }
-    float *Y = j->Y + (size_t)m0 * j->ldy + n0;
     at_gemm(j->c->isa, tm, tn, j->K, 1.0f, j->X + (size_t)m0 * j->ldx, j->ldx, Wt, ldb, b_trans, 0, Y, j->ldy,
             j->c->pack[ith]);
+epilogue:
     if (j->bias || j->ep)
         for (int m = 0; m < tm; m++)
             ep_row(j->c->isa, Y + (size_t)m * j->ldy, j->bias ? j->bias + n0 : NULL,
@@ -758,7 +765,7 @@ static int matmul_locked(at_compute *c, const float *X, int ldx, int M, const at
                          const at_epilogue *ep, float *Y, int ldy, at_err *err)
 {
     mm_job j = {c, X, M, W->cols, W->rows, W, bias, Y, 0, ldx, ldy, ep};
-    if (M < SMALL_M && !W->input_major) {
+    if (M < SMALL_M && !W->input_major && !W->packed) {
         if (at_compute_reserve(c, 2 * (size_t)W->cols, err))
             return err && err->code < 0 ? err->code : AT_E_NOMEM;
         at_compute_run(c, mm_small, &j, (j.N + SMALL_ROWS - 1) / SMALL_ROWS);

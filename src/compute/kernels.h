@@ -29,6 +29,11 @@ typedef struct at_matrix {
      * one per input, row_bytes apart.  The order a product packs fastest,
      * and the one a convolution by FFT reads its kernel in. */
     int input_major;
+    /* Packed for the products (f32 only, gemm.h's at_gemm_pack): data
+     * holds ceil(rows / AT_GEMM_PANEL) panels of cols x AT_GEMM_PANEL
+     * floats, 64-byte aligned; row_bytes is unused.  Done once when a
+     * model loads, it spares every product its own packing. */
+    int packed;
 } at_matrix;
 
 /* Y[M x N] = X[M x K] * W^T (+ bias[N]), W [N x K]. Y must not alias X.

@@ -196,7 +196,7 @@ static void test_matmul_types(void **st)
                 at_quant_row(t, w + (size_t)n * K, q + (size_t)n * rb, K);
                 at_dequant_row(t, q + (size_t)n * rb, deq + (size_t)n * K, K);
             }
-            at_matrix W = {t, N, K, q, rb, 0};
+            at_matrix W = {t, N, K, q, rb, 0, 0};
             /* one row; batches of 2..15 rows in every remainder of four; the
              * blocked GEMM */
             static const int Ms[] = {1, 2, 3, 5, 6, 7, 8, 9, 15, 31, 300};
@@ -303,7 +303,7 @@ static void test_deterministic(void **st)
     const int H = 6, hd = 64, D = H * hd, Tk = 1501, N = 200;
     float *Q = rand_vec((size_t)9 * D), *K = rand_vec((size_t)Tk * D), *V = rand_vec((size_t)Tk * D);
     float *X = rand_vec((size_t)40 * D), *w = rand_vec((size_t)N * D);
-    at_matrix W = {AT_DT_F32, N, D, w, (size_t)D * sizeof(float), 0};
+    at_matrix W = {AT_DT_F32, N, D, w, (size_t)D * sizeof(float), 0, 0};
     float *first = malloc(sizeof(float) * 9 * D), *O = malloc(sizeof(float) * 9 * D);
     float *Y0[2] = {malloc(sizeof(float) * 40 * N), malloc(sizeof(float) * 40 * N)};
     float *Y = malloc(sizeof(float) * 40 * N);
@@ -533,7 +533,7 @@ static void test_pool_clients(void **st)
     at_compute *pool = at_compute_new(2, &err);
     assert_non_null(pool);
     float *w = rand_vec((size_t)N * K);
-    at_matrix W = {AT_DT_F32, N, K, w, (size_t)K * sizeof(float), 0};
+    at_matrix W = {AT_DT_F32, N, K, w, (size_t)K * sizeof(float), 0, 0};
     client_job jobs[T];
     pthread_t th[T];
     for (int i = 0; i < T; i++) {

@@ -1341,7 +1341,7 @@ static void test_whisper_model_kernels(void **state)
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         size_t rb = at_dtype_row_bytes(types[t], K);
         for (int n = 0; n < N; n++) at_quant_row(types[t], W + n * K, qw + n * rb, K);
-        at_matrix mat = {types[t], N, K, qw, rb, 0};
+        at_matrix mat = {types[t], N, K, qw, rb, 0, 0};
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
                 double acc = bias[n];
