@@ -283,6 +283,23 @@ static void test_conv1d(void **st)
     conv_case(be, 0, 61, 64, 64, params(7, 2, 3, 1, 1, 0), AT_DT_F16);
 }
 
+/* Kernels packed when prepared (32 outputs a panel) at every kernel
+ * level: the narrower levels take each panel in halves.  Dilated, and so
+ * short that the product has fewer rows than a register tile. */
+static void test_conv1d_packed_levels(void **st)
+{
+    fixture *f = *st;
+    at_backend *be = backend(st);
+    at_isa best = at_isa_detect();
+    for (int isa = AT_ISA_SCALAR; isa <= (int)best; isa++) {
+        assert_int_equal(at_compute_set_isa(f->pool, (at_isa)isa), isa);
+        conv_case(be, 0, 300, 16, 64, params(3, 1, 5, 5, 1, 0), AT_DT_F32);
+        conv_case(be, 0, 7, 8, 32, params(3, 1, 1, 1, 1, 0), AT_DT_F16);
+        conv_case(be, 0, 100, 24, 96, params(5, 1, 2, 1, 1, 0), AT_DT_F32);
+    }
+    at_compute_set_isa(f->pool, best);
+}
+
 static void test_conv_transpose1d(void **st)
 {
     at_backend *be = backend(st);
@@ -714,6 +731,7 @@ int main(void)
         BACKEND_TESTS(setup),
         cmocka_unit_test_setup_teardown(test_shape_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conv_shared_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conv1d_packed_levels, setup, teardown),
         cmocka_unit_test(test_sinusoids),
     };
     const struct CMUnitTest cuda[] = {BACKEND_TESTS(setup_cuda)};
