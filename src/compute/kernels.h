@@ -64,6 +64,9 @@ void at_epilogue_rows(at_isa isa, const at_epilogue *ep, float *Y, int ldy, int 
  * isa's vectors; the same bits at every level. */
 void at_leaky_relu(at_isa isa, float *y, const float *x, size_t n, float div, float slope);
 void at_sum(at_isa isa, float *y, const float *a, const float *b, size_t n);
+/* y = tanh(a) sigmoid(b) (WaveNet's gate) with isa's vectors: within
+ * 1e-6 of libm's, absolute. */
+void at_tanh_sigmoid(at_isa isa, float *y, const float *a, const float *b, int n);
 
 /* Row-wise layer norm over N columns: y = (x - mean)/sqrt(var + eps)*w + b
  * (b NULL: no bias).  y may equal x. */

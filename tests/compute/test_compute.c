@@ -166,6 +166,24 @@ static void test_elementwise_levels(void **st)
                                  y[i], want);
                 }
             }
+        /* WaveNet's gate: within 1e-6 of tanh(a) sigmoid(b) in double,
+         * saturating without overflow */
+        static const float big[] = {-0.0f, 1e-30f, -1e-5f, 9.0f, -9.0f, 100.0f, -100.0f, 3e38f, -3e38f};
+        for (size_t i = 0; i < n; i++) {
+            x[i] = isfinite(x[i]) ? x[i] * 4.0f : 0.5f;
+            b[i] *= 6.0f;
+        }
+        for (size_t i = 0; i < n; i += 5) x[i] = big[(i / 5) % 9];
+        for (size_t i = 2; i < n; i += 7) b[i] = big[(i / 7) % 9];
+        for (int isa = AT_ISA_SCALAR; isa <= (int)at_isa_detect(); isa++) {
+            at_tanh_sigmoid((at_isa)isa, y, x, b, (int)n);
+            for (size_t i = 0; i < n; i++) {
+                double want = tanh((double)x[i]) / (1.0 + exp(-(double)b[i]));
+                if (!(fabs(y[i] - want) <= 1e-6))
+                    fail_msg("%s tanh_sigmoid(%g, %g) = %.9g, expected %.9g", at_isa_name((at_isa)isa), x[i],
+                             b[i], y[i], want);
+            }
+        }
         free(x);
         free(b);
         free(y);

@@ -1257,6 +1257,7 @@ typedef struct gate_job {
     float *hs, *acts;
     const float *g;
     int T, d;
+    at_isa isa;
 } gate_job;
 
 enum { GATE_ROWS = 16 };
@@ -1269,7 +1270,7 @@ static void gate_chunk(void *arg, int chunk, int ith)
     for (int t = chunk * GATE_ROWS; t < t1; t++) {
         float *row = j->hs + (size_t)t * 2 * d, *ar = j->acts + (size_t)t * d;
         if (j->g) add_to(row, j->g, 2 * (size_t)d);
-        for (int ch = 0; ch < d; ch++) ar[ch] = tanhf(row[ch]) * (1.0f / (1.0f + expf(-row[d + ch])));
+        at_tanh_sigmoid(j->isa, ar, row, row + d, d);
     }
 }
 
@@ -1284,7 +1285,7 @@ static int wavenet_run(run *r, const wavenet *wn, float *h, int T, const float *
     memset(out, 0, td * sizeof *out);
     for (int i = 0; i < L; i++) {
         CHECK(conv(r, &wn->in[i], h, T, hs, &To));
-        gate_job gj = {hs, acts, gv ? gv + (size_t)i * 2 * d : NULL, T, d};
+        gate_job gj = {hs, acts, gv ? gv + (size_t)i * 2 * d : NULL, T, d, at_compute_isa(r->cc)};
         at_compute_run_pooled(r->cc, gate_chunk, &gj, (T + GATE_ROWS - 1) / GATE_ROWS);
         CHECK(conv(r, &wn->rs[i], acts, T, hs, &To));
         for (int t = 0; t < T; t++) {
