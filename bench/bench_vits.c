@@ -53,6 +53,18 @@ static int sink(void *user, const float *x, size_t n, at_err *err)
     return 0;
 }
 
+/* Resident memory in MB (Linux), or -1. */
+static double rss_mb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = -1, res = -1;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = -1;
+        fclose(f);
+    }
+    return res < 0 ? -1 : (double)res * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *preset = "mms-tts";
@@ -104,6 +116,7 @@ int main(int argc, char **argv)
     at_cpu_name(cpu, sizeof cpu);
     printf("loaded in %.2f s: hidden %d, %d layers, flow %d, hop %d, %d Hz; cpu %s\n", at_now_s() - t,
            hp->hidden, hp->n_layers, hp->flow_size, hp->hop, hp->sampling_rate, cpu);
+    double rss_loaded = rss_mb();
     int *ids = malloc((size_t)n_tok * sizeof *ids);
     for (int i = 0; i < n_tok; i++) ids[i] = i % 2 == 0 ? 0 : 1 + (i * 7) % (hp->vocab - 1);
     at_vits_params p;
@@ -150,6 +163,8 @@ int main(int argc, char **argv)
                100 * tm.decoder / all);
         at_compute_free(pool);
     }
+    /* a voice keeps one synthesis's working memory for the next */
+    printf("resident memory: %.0f MB loaded, %.0f MB after synthesis\n", rss_loaded, rss_mb());
     free(ids);
     at_vits_model_free(m);
     if (dir == tmp) {

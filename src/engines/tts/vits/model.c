@@ -12,6 +12,7 @@
 #include "engines/tts/vits/model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,9 +153,121 @@ struct at_vits_model {
     int need_before[MAX_UP]; /* the same with stage s's residual blocks */
     int flow_ctx;            /* frames of context each side of a span of the prior flows */
     size_t dec_per_frame;    /* floats of the widest decoder activation, per frame */
+    struct ws_cache *cache;  /* the working memory of the last synthesis, for the next */
 };
 
 static int code_of(const at_err *err) { return err && err->code < 0 ? err->code : AT_E_CORRUPT; }
+
+/* ---- working memory ------------------------------------------------------ */
+
+/* The decoder's five activation buffers (decode_piece). */
+typedef struct dec_bufs {
+    float *x, *h, *t, *res, *sum;
+} dec_bufs;
+
+/* A synthesis's working memory: its compute client and backend (whose
+ * buffers grow to the largest operation) and the decoder's buffers.  A
+ * voice keeps the last one for its next synthesis, and a synthesis that
+ * finds it taken makes its own: fresh memory costs a page fault per page,
+ * which in a virtual machine was an eighth of a synthesis (bench_vits,
+ * docs/figures.md).  What a voice holds is one synthesis's peak, the
+ * decoder's buffers for its longest piece (PIECE frames). */
+typedef struct workspace {
+    at_compute *pool, *cc;
+    at_backend *be;
+    at_tensor out; /* run.out */
+    size_t out_cap;
+    dec_bufs B;
+    size_t B_cap; /* floats in each of B's buffers */
+} workspace;
+
+typedef struct ws_cache {
+    pthread_mutex_t mu;
+    workspace *idle;
+} ws_cache;
+
+static void ws_free(workspace *w)
+{
+    if (!w) return;
+    at_tensor_free(&w->out);
+    at_backend_free(w->be);
+    at_compute_free(w->cc);
+    float *all[5] = {w->B.x, w->B.h, w->B.t, w->B.res, w->B.sum};
+    for (int i = 0; i < 5; i++) free(all[i]);
+    free(w);
+}
+
+static ws_cache *ws_cache_new(void)
+{
+    ws_cache *c = calloc(1, sizeof *c);
+    if (c) pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+static void ws_cache_free(ws_cache *c)
+{
+    if (!c) return;
+    ws_free(c->idle);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* The voice's idle workspace if it was made on pool, else a new one. */
+static workspace *ws_take(ws_cache *c, at_compute *pool, at_err *err)
+{
+    pthread_mutex_lock(&c->mu);
+    workspace *w = c->idle;
+    c->idle = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (w && w->pool != pool) {
+        ws_free(w);
+        w = NULL;
+    }
+    if (w) { /* a pool made later at the same address may differ */
+        at_compute_set_isa(w->cc, at_compute_isa(pool));
+        at_compute_set_conv(w->cc, at_compute_conv(pool));
+        return w;
+    }
+    if (!(w = calloc(1, sizeof *w))) {
+        at_err_set(err, AT_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    w->pool = pool;
+    if (!(w->cc = at_compute_new_client(pool, err)) || !(w->be = at_backend_cpu_new(w->cc, err))) {
+        ws_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* w back to the voice, unless it keeps another already. */
+static void ws_give(ws_cache *c, workspace *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&c->mu);
+    if (!c->idle) {
+        c->idle = w;
+        w = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    ws_free(w);
+}
+
+/* B's buffers with room for per floats each (their contents undefined). */
+static int ws_bufs(workspace *w, size_t per)
+{
+    if (w->B_cap >= per) return 0;
+    float **all[5] = {&w->B.x, &w->B.h, &w->B.t, &w->B.res, &w->B.sum};
+    w->B_cap = 0;
+    for (int i = 0; i < 5; i++) {
+        free(*all[i]);
+        *all[i] = NULL;
+    }
+    for (int i = 0; i < 5; i++)
+        if (!(*all[i] = at_mem_large(per * sizeof(float)))) return AT_E_NOMEM;
+    w->B_cap = per;
+    return 0;
+}
 
 static int read_config(const char *dir, cfg *c, at_err *err)
 {
@@ -708,6 +821,10 @@ at_vits_model *at_vits_model_load(const char *dir, at_err *err)
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
+    if (!(m->cache = ws_cache_new())) {
+        at_err_set(err, AT_E_NOMEM, "out of memory");
+        goto fail;
+    }
     if (read_config(dir, &m->c, err)) goto fail;
     if (at_nn_weights_open_dir(dir, &m->w, NULL, NULL, err)) goto fail;
     if (!(m->wbe = at_backend_cpu_new(NULL, err)) || build(m, err)) goto fail;
@@ -741,6 +858,7 @@ void at_vits_model_free(at_vits_model *m)
     free(m->flows);
     for (int s = 0; s < MAX_UP; s++)
         for (int j = 0; j < MAX_KERN; j++) free(m->rb[s][j]);
+    ws_cache_free(m->cache);
     free(m);
 }
 
@@ -1368,10 +1486,6 @@ static void prior_rows(const float *stats, const int *dur, int n, int F, float n
 
 /* ---- decoder ------------------------------------------------------------- */
 
-typedef struct dec_bufs {
-    float *x, *h, *t, *res, *sum;
-} dec_bufs;
-
 /* A buffer of B's five that is none of busy (NULL entries ignored). */
 static float *free_buf(const dec_bufs *B, float *const *busy, int n_busy)
 {
@@ -1536,10 +1650,12 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
     int *dur = NULL;
     dec_bufs B = {0};
     double t0 = at_now_s(), t1;
-    if (!(r.cc = at_compute_new_client(pool, err)) || !(r.be = at_backend_cpu_new(r.cc, err))) {
-        rc = code_of(err);
-        goto out;
-    }
+    workspace *ws = ws_take(m->cache, pool, err);
+    if (!ws) return code_of(err);
+    r.cc = ws->cc;
+    r.be = ws->be;
+    r.out = ws->out;
+    r.out_cap = ws->out_cap;
     hid = malloc((size_t)n * d * sizeof *hid);
     stats = malloc((size_t)n * 2 * F * sizeof *stats);
     logdur = malloc((size_t)n * sizeof *logdur);
@@ -1611,14 +1727,11 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
     /* the decoder, a piece at a time */
     int most = PIECE + PIECE / 2 < frames ? PIECE + PIECE / 2 : frames;
     size_t per = (size_t)(most + 2 * m->ctx_frames) * m->dec_per_frame;
-    B.x = at_mem_large(per * sizeof(float));
-    B.h = at_mem_large(per * sizeof(float));
-    B.t = at_mem_large(per * sizeof(float));
-    B.res = at_mem_large(per * sizeof(float));
-    B.sum = at_mem_large(per * sizeof(float));
+    rc = ws_bufs(ws, per);
+    B = ws->B;
     wave = malloc((size_t)(most > frames ? frames : most) * m->hp.hop * sizeof *wave);
     if (g && !(gv = malloc((size_t)c->up_init * sizeof *gv))) rc = AT_E_NOMEM;
-    if (rc || !B.x || !B.h || !B.t || !B.res || !B.sum || !wave) {
+    if (rc || !wave) {
         rc = at_err_set(err, AT_E_NOMEM, "out of memory (decoder of %d frames)", most);
         goto out;
     }
@@ -1649,9 +1762,9 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
         tm->decoder += at_now_s() - t0 - rest;
     }
 out:
-    at_tensor_free(&r.out);
-    at_backend_free(r.be);
-    at_compute_free(r.cc);
+    ws->out = r.out;
+    ws->out_cap = r.out_cap;
+    ws_give(m->cache, ws);
     free(hid);
     free(stats);
     free(logdur);
@@ -1660,11 +1773,6 @@ out:
     free(head);
     free(wave);
     free(gv);
-    free(B.x);
-    free(B.h);
-    free(B.t);
-    free(B.res);
-    free(B.sum);
     return rc;
 }
 
