@@ -62,7 +62,6 @@ typedef struct fft_job {
     int j0, nb;                 /* this round: first block, blocks */
     float *A, *S;               /* the round's spectra: [bin][block][3 C_in], [bin][block][3 C_out] */
     float *zero;                /* 3 max(C) zeros */
-    int nr;                     /* columns per panel of the GEMM's packed B */
     float cs[FFT_N], sn[FFT_N]; /* cos, sin of 2 pi m / FFT_N */
 } fft_job;
 
@@ -224,7 +223,7 @@ AT_INLINE float *packed_at(float *P, int rows, int nr, int i, int o)
 AT_INLINE void bin_body(void *arg, int f, int ith)
 {
     const fft_job *j = arg;
-    int Ci = j->C_in, Co = j->C_out, K = j->K, g = FFT_N / 2 - f, two = g != f, nr = j->nr;
+    int Ci = j->C_in, Co = j->C_out, K = j->K, g = FFT_N / 2 - f, two = g != f, nr = AT_GEMM_PANEL;
     int bo_max = (BO + nr - 1) / nr * nr; /* whole panels */
     size_t mat = (size_t)BI * bo_max;
     float *P = j->c->scr[ith]; /* frequency f's three, then g's */
@@ -428,7 +427,6 @@ int at_conv_fft(at_compute *c, const float *X, int T, int C_in, int off, int dil
     j.S = r->shared + (size_t)FFT_BINS * nb_max * 3 * C_in;
     j.zero = r->shared + spectra;
     memset(j.zero, 0, (size_t)3 * Cm * sizeof(float));
-    j.nr = at_gemm_nr(r->isa);
     at_chunk_fn fwd = forward_plain, per_bin = bin_plain, back = inverse_plain;
 #if AT_FFT_X86
     if (r->isa >= AT_ISA_AVX512) {

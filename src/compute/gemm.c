@@ -208,12 +208,6 @@ static ukernel kernel_of(at_isa isa, int *mr, int *nr)
     return ukr_scalar;
 }
 
-int at_gemm_nr(at_isa isa)
-{
-    (void)isa; /* narrower kernels take a panel's halves */
-    return AT_GEMM_PANEL;
-}
-
 /* C[M x nb] (+)= alpha * A[M x kc] * the nb columns of B packed in panels
  * of pw columns (pw a multiple of the kernel's nr): panel q (columns
  * q pw ..) starts at bp + q * panel_ld, kc rows of pw floats. */

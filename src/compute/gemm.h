@@ -29,12 +29,11 @@ void at_gemm(at_isa isa, int M, int N, int K, float alpha, const float *A, int l
  * narrower than a panel take it in parts), so that B can be packed once,
  * when a model loads, whatever level a context later runs. */
 #define AT_GEMM_PANEL 32
-int at_gemm_nr(at_isa isa);
 
 /* As at_gemm with B already packed, for a B that is computed rather than
  * stored (a caller writes it in this layout and spares the copy): panel
  * p holds columns [p nr, p nr + nr) as K rows of nr floats, panels one
- * after the other, nr = at_gemm_nr(isa), the last panel whole too (its
+ * after the other, nr = AT_GEMM_PANEL, the last panel whole too (its
  * columns past N are read, best as zeros, and dropped); Bp 64-byte
  * aligned.  scratch as for at_gemm. */
 void at_gemm_packed(at_isa isa, int M, int N, int K, float alpha, const float *A, int lda, const float *Bp,

@@ -71,7 +71,7 @@ static void gemm_case(at_isa isa, int M, int N, int K, int b_trans, int accumula
         }
     float guard = C[(size_t)(M - 1) * ldc + N]; /* past the last column: untouched */
     if (packed) {
-        int nr = at_gemm_nr(isa), Np = (N + nr - 1) / nr * nr;
+        int nr = AT_GEMM_PANEL, Np = (N + nr - 1) / nr * nr;
         float *Bp = aligned_alloc(64, (size_t)Np * K * sizeof(float));
         assert_non_null(Bp);
         for (int n = 0; n < Np; n++)

@@ -1648,7 +1648,6 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
     int rc = 0, F = c->flow, d = c->d, frames = 0;
     float *hid = NULL, *stats = NULL, *logdur = NULL, *z = NULL, *head = NULL, *wave = NULL, *gv = NULL;
     int *dur = NULL;
-    dec_bufs B = {0};
     double t0 = at_now_s(), t1;
     workspace *ws = ws_take(m->cache, pool, err);
     if (!ws) return code_of(err);
@@ -1728,7 +1727,6 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
     int most = PIECE + PIECE / 2 < frames ? PIECE + PIECE / 2 : frames;
     size_t per = (size_t)(most + 2 * m->ctx_frames) * m->dec_per_frame;
     rc = ws_bufs(ws, per);
-    B = ws->B;
     wave = malloc((size_t)(most > frames ? frames : most) * m->hp.hop * sizeof *wave);
     if (g && !(gv = malloc((size_t)c->up_init * sizeof *gv))) rc = AT_E_NOMEM;
     if (rc || !wave) {
@@ -1754,7 +1752,7 @@ static int synthesize(const at_vits_model *m, at_compute *pool, const int *ids, 
             rest += at_now_s() - t2;
             if (rc) break;
         }
-        rc = decode_piece(&r, head ? head : z, frames, a, a + len, gv, &B, wave);
+        rc = decode_piece(&r, head ? head : z, frames, a, a + len, gv, &ws->B, wave);
         if (!rc) rc = sink(user, wave, (size_t)len * m->hp.hop, err);
     }
     if (tm) {
