@@ -540,10 +540,9 @@ AT_SIMD static void rowsx2_q8_avx2(int R, const float *const x[4], const uint8_t
  * the batch reads X once for four weight rows instead of two, which
  * halves the cache traffic that bounds a batch of 16 (the vocabulary
  * projection of a translation batch). */
-AT_SIMD512 static inline __attribute__((always_inline)) void rowsx4_avx512_impl(const int R,
-                                                                                const float *const x[4],
-                                                                                const uint8_t *const w[4],
-                                                                                int half, int K, float *out)
+AT_SIMD512 static inline __attribute__((always_inline)) void
+rowsx4_avx512_impl(const int R, const float *const x[4], const uint8_t *const w[4], int half, int K,
+                   float *out, const char *pf, int pf_step)
 {
     __m512 a[4][4];
     _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
@@ -553,6 +552,10 @@ AT_SIMD512 static inline __attribute__((always_inline)) void rowsx4_avx512_impl(
     int k = 0;
     for (; k + 16 <= K; k += 16) {
         __m512 v[4];
+        if (pf) {
+            for (int l = 0; l < pf_step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+            pf += pf_step;
+        }
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) v[r] =
             half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w[r] + 2 * k)))
                  : _mm512_loadu_ps((const float *)(const void *)w[r] + k);
@@ -573,7 +576,8 @@ AT_SIMD512 static inline __attribute__((always_inline)) void rowsx4_avx512_impl(
 }
 
 AT_SIMD512 static inline __attribute__((always_inline)) void
-rowsx4_q8_avx512_impl(const int R, const float *const x[4], const uint8_t *const w[4], int K, float *out)
+rowsx4_q8_avx512_impl(const int R, const float *const x[4], const uint8_t *const w[4], int K, float *out,
+                      const char *pf, int pf_step)
 {
     __m512 a[4][4];
     _Pragma("GCC unroll 4") for (int m = 0; m < R; m++)
@@ -582,6 +586,10 @@ rowsx4_q8_avx512_impl(const int R, const float *const x[4], const uint8_t *const
     }
     for (int b = 0; b < K / AT_QK; b++) {
         __m512 d[4];
+        if (pf) {
+            for (int l = 0; l < pf_step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+            pf += pf_step;
+        }
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) d[r] =
             _mm512_set1_ps(rdhalf_f16c(w[r] + (size_t)b * Q8_BYTES));
         for (int h = 0; h < 2; h++) {
@@ -605,25 +613,28 @@ rowsx4_q8_avx512_impl(const int R, const float *const x[4], const uint8_t *const
     }
 }
 
-/* R (1..4) rows of X against four weight rows (f32, f16 or q8_0). */
+/* R (1..4) rows of X against four weight rows (f32, f16 or q8_0).  pf
+ * (may be NULL): bytes to prefetch, pf_step of them with each step along
+ * K, so the next rows arrive spread over this call's work instead of in
+ * one burst. */
 AT_SIMD512 static void rowsx4_avx512(int R, const float *const x[4], const uint8_t *const w[4], at_dtype t,
-                                     int K, float *out)
+                                     int K, float *out, const char *pf, int pf_step)
 {
     int half = t == AT_DT_F16;
     if (t == AT_DT_Q8_0) {
         switch (R) {
-        case 1: rowsx4_q8_avx512_impl(1, x, w, K, out); break;
-        case 2: rowsx4_q8_avx512_impl(2, x, w, K, out); break;
-        case 3: rowsx4_q8_avx512_impl(3, x, w, K, out); break;
-        default: rowsx4_q8_avx512_impl(4, x, w, K, out); break;
+        case 1: rowsx4_q8_avx512_impl(1, x, w, K, out, pf, pf_step); break;
+        case 2: rowsx4_q8_avx512_impl(2, x, w, K, out, pf, pf_step); break;
+        case 3: rowsx4_q8_avx512_impl(3, x, w, K, out, pf, pf_step); break;
+        default: rowsx4_q8_avx512_impl(4, x, w, K, out, pf, pf_step); break;
         }
         return;
     }
     switch (R) {
-    case 1: rowsx4_avx512_impl(1, x, w, half, K, out); break;
-    case 2: rowsx4_avx512_impl(2, x, w, half, K, out); break;
-    case 3: rowsx4_avx512_impl(3, x, w, half, K, out); break;
-    default: rowsx4_avx512_impl(4, x, w, half, K, out); break;
+    case 1: rowsx4_avx512_impl(1, x, w, half, K, out, pf, pf_step); break;
+    case 2: rowsx4_avx512_impl(2, x, w, half, K, out, pf, pf_step); break;
+    case 3: rowsx4_avx512_impl(3, x, w, half, K, out, pf, pf_step); break;
+    default: rowsx4_avx512_impl(4, x, w, half, K, out, pf, pf_step); break;
     }
 }
 
@@ -662,14 +673,22 @@ static void mm_small(void *p, int chunk, int ith)
                 w4[r] = w + (size_t)(r < nw ? r : 0) * j->W->row_bytes;
                 b4[r] = j->bias && r < nw ? j->bias[n + r] : 0.0f;
             }
-            if (n + 7 < n1) /* the next four rows, as for pairs below */
-                for (size_t l = 0; l < 4 * j->W->row_bytes; l += 64)
-                    _mm_prefetch((const char *)(w + 4 * j->W->row_bytes + l), _MM_HINT_T0);
+            /* The next four rows, spread over the first pass along K (a
+             * burst of 64 lines at once stalled an eight-row batch on
+             * memory), and past the chunk's end: the pool deals a thread
+             * consecutive chunks.  (A prefetch never faults, so rounding
+             * the step up may touch a line past the matrix.) */
+            const char *pf = NULL;
+            int steps = t == AT_DT_Q8_0 ? j->K / AT_QK : j->K / 16, pf_step = 0;
+            if (n + 7 < j->N && steps > 0) {
+                pf = (const char *)(w + 4 * j->W->row_bytes);
+                pf_step = (int)((4 * j->W->row_bytes + (size_t)steps - 1) / (size_t)steps);
+            }
             for (int m0 = 0; m0 < j->M; m0 += 4) {
                 int mm = j->M - m0 < 4 ? j->M - m0 : 4;
                 const float *x[4];
                 for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->ldx;
-                rowsx4_avx512(mm, x, w4, t, j->K, o);
+                rowsx4_avx512(mm, x, w4, t, j->K, o, m0 ? NULL : pf, pf_step);
                 for (int m = 0; m < mm; m++)
                     for (int r = 0; r < nw; r++)
                         j->Y[(size_t)(m0 + m) * j->ldy + n + r] = o[4 * m + r] + b4[r];
