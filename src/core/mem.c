@@ -18,3 +18,19 @@ void *at_mem_large(size_t n)
 #endif
     return p;
 }
+
+void *at_mem_map(size_t n)
+{
+    if (n == 0) return NULL;
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+void at_mem_unmap(void *p, size_t n)
+{
+    if (p) munmap(p, n);
+}

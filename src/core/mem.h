@@ -25,4 +25,13 @@
  * memory or n == 0.  Release with free(). */
 void *at_mem_large(size_t n);
 
+/* n bytes of zeros, mapped from the kernel with huge pages asked for:
+ * pages are backed (and cleared) only when first touched, a 2 MiB page a
+ * fault, and at_mem_unmap(p, n) gives them all back to the system.  For
+ * buffers that are made and dropped with each request (a transcription's
+ * encoder state): malloc's fresh pages cost a fault per 4 KiB every time.
+ * Page-aligned; NULL when out of memory or n == 0. */
+void *at_mem_map(size_t n);
+void at_mem_unmap(void *p, size_t n);
+
 #endif

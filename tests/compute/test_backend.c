@@ -496,6 +496,28 @@ static void test_get_rows_and_copy(void **st)
     free(h);
 }
 
+/* Tensors start as zeros, large ones (mapped by pages) included, and a
+ * tensor made after another was freed does not show its values. */
+static void test_tensor_zeroed(void **st)
+{
+    at_backend *be = backend(st);
+    at_err err = {0};
+    const int rows[] = {3, 2048, 8192}; /* 3 KiB, 8 MiB, 32 MiB of floats */
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        for (int round = 0; round < 2; round++) {
+            at_tensor t;
+            assert_int_equal(at_tensor_new_2d(be, &t, AT_DT_F32, 1024, rows[i], &err), 0);
+            size_t n = (size_t)rows[i] * 1024;
+            float *h = get(be, &t);
+            for (size_t k = 0; k < n; k++)
+                if (h[k] != 0.0f) fail_msg("element %zu of %d rows is %g", k, rows[i], (double)h[k]);
+            for (size_t k = 0; k < n; k++) h[k] = 1.5f;
+            assert_int_equal(at_tensor_upload(be, &t, h, n * sizeof *h, &err), 0);
+            free(h);
+            at_tensor_free(&t);
+        }
+}
+
 /* ------------------------------------------------------------- attention */
 
 static void test_batched_attention(void **st)
@@ -724,6 +746,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conv_transpose1d, setup_fn, teardown),                          \
         cmocka_unit_test_setup_teardown(test_elementwise, setup_fn, teardown),                               \
         cmocka_unit_test_setup_teardown(test_get_rows_and_copy, setup_fn, teardown),                         \
+        cmocka_unit_test_setup_teardown(test_tensor_zeroed, setup_fn, teardown),                             \
         cmocka_unit_test_setup_teardown(test_matmul, setup_fn, teardown),                                    \
         cmocka_unit_test_setup_teardown(test_batched_attention, setup_fn, teardown),                         \
         cmocka_unit_test_setup_teardown(test_long_attention, setup_fn, teardown)
