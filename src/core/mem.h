@@ -30,7 +30,8 @@ void *at_mem_large(size_t n);
  * fault, and at_mem_unmap(p, n) gives them all back to the system.  For
  * buffers that are made and dropped with each request (a transcription's
  * encoder state): malloc's fresh pages cost a fault per 4 KiB every time.
- * Page-aligned; NULL when out of memory or n == 0. */
+ * Page-aligned, 2 MiB-aligned from 2 MiB up; NULL when out of memory or
+ * n == 0. */
 void *at_mem_map(size_t n);
 void at_mem_unmap(void *p, size_t n);
 

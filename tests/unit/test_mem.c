@@ -58,6 +58,7 @@ static void test_map(void **st)
             unsigned char *p = at_mem_map(n);
             assert_non_null(p);
             assert_int_equal((uintptr_t)p % (uintptr_t)page, 0);
+            if (n >= ((size_t)2 << 20)) assert_int_equal((uintptr_t)p % ((uintptr_t)2 << 20), 0);
             for (size_t k = 0; k < n; k += 4093) assert_int_equal(p[k], 0);
             assert_int_equal(p[n - 1], 0);
             memset(p, 0x5a, n);
