@@ -172,15 +172,16 @@ void at_nn_kv_truncate(at_nn_kv *kv, int n);
 int at_nn_kv_copy(at_backend *be, at_nn_kv *dst, const at_nn_kv *src, at_err *err);
 
 /* What a sequence's cross-attention reads in every layer: the keys and
- * values of one memory (an encoder output), stride rows per layer, len of
- * them valid. */
+ * values of one memory (an encoder output), layer l's at rows l * stride,
+ * len of them valid. */
 typedef struct at_nn_memory {
     int n_layer, stride, len;
-    at_tensor k, v; /* [n_layer * stride] rows of d */
+    at_tensor k, v; /* n_layer times the longest memory's rows, of d */
 } at_nn_memory;
 
 /* Fills mem's keys and values for every layer from an encoder output of
- * memory->len rows (at most mem->stride). */
+ * n rows (at most the rows of k and v over n_layer); afterwards stride
+ * and len are n. */
 int at_nn_memory_compute(at_backend *be, const at_nn_layer *layers, const at_tensor *enc_out,
                          at_nn_memory *mem, at_err *err);
 

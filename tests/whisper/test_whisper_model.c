@@ -348,6 +348,18 @@ static void test_whisper_model_incremental(void **state)
     at_whisper_kv_truncate(kv, 0);
     assert_int_equal(at_whisper_decode(s, kv, R.tokens, R.n_prefix, 0, lg, &err), 0);
     for (int i = 0; i < V; i++) assert_true(isfinite(lg[i]));
+    /* and the same bits as a state that only ever encoded that context:
+     * the shorter memory is laid out anew, not read at the longer one's
+     * places */
+    at_whisper_state *s3 = at_whisper_state_new(m, 1, &err);
+    at_whisper_kv *kv3 = at_whisper_kv_new(m, &err);
+    assert_non_null(s3);
+    assert_non_null(kv3);
+    assert_int_equal(at_whisper_encode(s3, mel, 100, &err), 0);
+    assert_int_equal(at_whisper_decode(s3, kv3, R.tokens, R.n_prefix, 0, lg2, &err), 0);
+    assert_memory_equal(lg, lg2, sizeof(float) * (size_t)V);
+    at_whisper_kv_free(kv3);
+    at_whisper_state_free(s3);
     assert_int_equal(at_whisper_encode(s, mel, hp->n_audio_ctx + 1, &err), AT_E_INVALID);
     at_whisper_kv_free(kv);
     at_whisper_kv_free(kv2);
