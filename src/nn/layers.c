@@ -442,17 +442,27 @@ int at_nn_kv_init(at_nn_kv *kv, at_backend *be, int n_layer, int n_ctx, int d, a
     kv->n_layer = n_layer;
     kv->n_ctx = n_ctx;
     kv->d = d;
-    int64_t rows = (int64_t)n_layer * n_ctx;
-    int rc = at_tensor_new_2d(be, &kv->k, AT_DT_F32, d, rows, err);
-    if (!rc) rc = at_tensor_new_2d(be, &kv->v, AT_DT_F32, d, rows, err);
+    if (n_layer < 1) return at_err_set(err, AT_E_INVALID, "a cache of %d layers", n_layer);
+    kv->k = calloc((size_t)n_layer, sizeof *kv->k);
+    kv->v = calloc((size_t)n_layer, sizeof *kv->v);
+    int rc = kv->k && kv->v ? 0 : at_err_set(err, AT_E_NOMEM, "out of memory (kv cache)");
+    for (int l = 0; l < n_layer && !rc; l++) {
+        rc = at_tensor_new_2d(be, &kv->k[l], AT_DT_F32, d, n_ctx, err);
+        if (!rc) rc = at_tensor_new_2d(be, &kv->v[l], AT_DT_F32, d, n_ctx, err);
+    }
     if (rc) at_nn_kv_release(kv);
     return rc;
 }
 
 void at_nn_kv_release(at_nn_kv *kv)
 {
-    at_tensor_free(&kv->k);
-    at_tensor_free(&kv->v);
+    for (int l = 0; l < kv->n_layer; l++) {
+        if (kv->k) at_tensor_free(&kv->k[l]);
+        if (kv->v) at_tensor_free(&kv->v[l]);
+    }
+    free(kv->k);
+    free(kv->v);
+    kv->k = kv->v = NULL;
     kv->len = 0;
 }
 
@@ -468,11 +478,10 @@ int at_nn_kv_copy(at_backend *be, at_nn_kv *dst, const at_nn_kv *src, at_err *er
     if (dst->n_layer != src->n_layer || dst->n_ctx != src->n_ctx || dst->d != src->d)
         return at_err_set(err, AT_E_INVALID, "kv caches of different sizes");
     for (int l = 0; l < src->n_layer && src->len > 0; l++) {
-        int64_t r0 = (int64_t)l * src->n_ctx;
-        at_tensor sk = at_tensor_view_rows(&src->k, r0, src->len),
-                  sv = at_tensor_view_rows(&src->v, r0, src->len);
-        at_tensor dk = at_tensor_view_rows(&dst->k, r0, src->len),
-                  dv = at_tensor_view_rows(&dst->v, r0, src->len);
+        at_tensor sk = at_tensor_view_rows(&src->k[l], 0, src->len),
+                  sv = at_tensor_view_rows(&src->v[l], 0, src->len);
+        at_tensor dk = at_tensor_view_rows(&dst->k[l], 0, src->len),
+                  dv = at_tensor_view_rows(&dst->v[l], 0, src->len);
         CHECK(at_op_copy(be, &sk, &dk, err));
         CHECK(at_op_copy(be, &sv, &dv, err));
     }
@@ -532,11 +541,11 @@ int at_nn_decoder_stack(at_backend *be, const at_nn_layer *layers, int n_layers,
         for (int i = 0, o = 0; i < n_seqs; o += seqs[i].n, i++) {
             const at_nn_kv *kv = seqs[i].kv;
             const at_nn_memory *mem = seqs[i].mem;
-            int64_t kr = (int64_t)l * kv->n_ctx, mr = (int64_t)l * mem->stride;
+            int64_t mr = (int64_t)l * mem->stride;
             ds[i] = (at_nn_dec_seq){o,
                                     seqs[i].n,
-                                    at_tensor_view_rows(&kv->k, kr, kv->n_ctx),
-                                    at_tensor_view_rows(&kv->v, kr, kv->n_ctx),
+                                    kv->k[l],
+                                    kv->v[l],
                                     kv->len,
                                     at_tensor_view_rows(&mem->k, mr, mem->len),
                                     at_tensor_view_rows(&mem->v, mr, mem->len),

@@ -161,7 +161,11 @@ int at_nn_cross_kv(at_backend *be, const at_nn_layer *layer, const at_tensor *me
  * n_ctx positions each, len of them filled. */
 typedef struct at_nn_kv {
     int n_layer, n_ctx, d, len;
-    at_tensor k, v; /* [n_layer * n_ctx] rows of d */
+    /* n_layer tensors each of n_ctx rows of d.  One a layer, not one for
+     * all: a cache fills from its first rows, and in separate tensors
+     * those are the only pages touched (huge pages, which large tensors
+     * get, would each back a few rows of a layer). */
+    at_tensor *k, *v;
 } at_nn_kv;
 
 int at_nn_kv_init(at_nn_kv *kv, at_backend *be, int n_layer, int n_ctx, int d, at_err *err);
