@@ -90,8 +90,8 @@ static at_buffer *buf_new(at_backend *be, size_t bytes, at_err *err)
 {
     /* Zeroed, and pages touched only as far as used (a state sized for
      * 30 s of audio that encodes 5 s).  Large buffers are mapped with huge
-     * pages: a transcription's state made afresh took 4 KiB page faults
-     * for a fifth of its encoder's time in this VM. */
+     * pages: a transcription's state made afresh spent about as long in
+     * 4 KiB page faults as in encoding 10 s of audio. */
     cpu_buffer *b = calloc(1, sizeof *b);
     void *p = NULL;
     if (b && bytes >= AT_MEM_LARGE_MIN && (p = at_mem_map(bytes)))
