@@ -535,6 +535,15 @@ AT_SIMD static void rowsx2_q8_avx2(int R, const float *const x[4], const uint8_t
     }
 }
 
+/* The next pf_step bytes at *pf (when not NULL), then *pf moves past
+ * them: the four-row kernels' prefetch, a piece with each step along K. */
+static inline __attribute__((always_inline)) void prefetch_step(const char **pf, int pf_step)
+{
+    if (!*pf) return;
+    for (int l = 0; l < pf_step; l += 64) _mm_prefetch(*pf + l, _MM_HINT_T0);
+    *pf += pf_step;
+}
+
 /* AVX-512 has 32 registers: four weight rows against four rows of X, 16
  * accumulators, eight loads per sixteen multiply-adds.  Each pass over
  * the batch reads X once for four weight rows instead of two, which
@@ -552,10 +561,7 @@ rowsx4_avx512_impl(const int R, const float *const x[4], const uint8_t *const w[
     int k = 0;
     for (; k + 16 <= K; k += 16) {
         __m512 v[4];
-        if (pf) {
-            for (int l = 0; l < pf_step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
-            pf += pf_step;
-        }
+        prefetch_step(&pf, pf_step);
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) v[r] =
             half ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w[r] + 2 * k)))
                  : _mm512_loadu_ps((const float *)(const void *)w[r] + k);
@@ -586,10 +592,7 @@ rowsx4_q8_avx512_impl(const int R, const float *const x[4], const uint8_t *const
     }
     for (int b = 0; b < K / AT_QK; b++) {
         __m512 d[4];
-        if (pf) {
-            for (int l = 0; l < pf_step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
-            pf += pf_step;
-        }
+        prefetch_step(&pf, pf_step);
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) d[r] =
             _mm512_set1_ps(rdhalf_f16c(w[r] + (size_t)b * Q8_BYTES));
         for (int h = 0; h < 2; h++) {

@@ -493,8 +493,9 @@ int at_nn_memory_compute(at_backend *be, const at_nn_layer *layers, const at_ten
                          at_nn_memory *mem, at_err *err)
 {
     int n = (int)at_tensor_rows(enc_out);
-    int64_t room = mem->n_layer > 0 ? at_tensor_rows(&mem->k) / mem->n_layer : 0;
-    if (n > room || n > at_tensor_rows(&mem->v) / (mem->n_layer > 0 ? mem->n_layer : 1))
+    int64_t kr = at_tensor_rows(&mem->k), vr = at_tensor_rows(&mem->v);
+    int64_t room = mem->n_layer > 0 ? (kr < vr ? kr : vr) / mem->n_layer : 0;
+    if (n > room)
         return at_err_set(err, AT_E_TOO_LARGE, "memory of %d rows, room for %lld", n, (long long)room);
     /* the layers lie n rows apart: a short memory is one contiguous run
      * of each tensor's first rows, not a piece at the start of each
