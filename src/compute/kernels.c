@@ -537,8 +537,8 @@ AT_SIMD static void rowsx2_q8_avx2(int R, const float *const x[4], const uint8_t
 
 /* lines cache lines at *pf, then *pf moves pf_step bytes on: the
  * four-row kernels' prefetch, a piece with each step along K.  The
- * number of lines is a constant of each kernel (a loop and a test here
- * cost an eight-row batch a tenth of its time). */
+ * number of lines is a constant of each kernel: a loop and a test here
+ * cost a one-row product over the vocabulary a tenth of its time. */
 static inline __attribute__((always_inline)) void prefetch_step(const char **pf, const int lines, int pf_step)
 {
     for (int l = 0; l < lines; l++) _mm_prefetch(*pf + 64 * l, _MM_HINT_T0);
@@ -547,11 +547,10 @@ static inline __attribute__((always_inline)) void prefetch_step(const char **pf,
 
 /* The sixteen sums of a[m][r] into out[4m + r] as one vector: pairs of
  * accumulators are interleaved and added at each level (within 128-bit
- * lanes, then across them), three times fewer operations than sixteen
- * horizontal sums, which cost an eight-row batch as much as a fifth of
- * its multiply-adds on a 512-element row.  Each sum is added in the same
- * order whatever the other fifteen hold, so a row's result does not
- * depend on the rows beside it in a batch. */
+ * lanes, then across them): 43 operations instead of sixteen horizontal
+ * sums' 128, a quarter of a pass's multiply-adds on a 512-element row.
+ * Each sum is added in the same order whatever the other fifteen hold,
+ * so a row's result does not depend on the rows beside it in a batch. */
 AT_SIMD512 static inline __attribute__((always_inline)) void sum16_avx512(__m512 a[4][4], float *out)
 {
     __m512 s[8], t[4];
