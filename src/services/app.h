@@ -79,6 +79,7 @@ typedef struct at_app_config {
     int max_inflight;              /* requests worked on at once (the HTTP server's limit) */
     int max_jobs, max_queued;      /* whisper transcriptions at once, and waiting */
     int batch_decode;              /* whisper: decoder steps batched across callers */
+    int batch_encode;              /* whisper: encoder windows batched across callers */
     const char *device;            /* whisper: "auto", "cpu", "cuda" or "cuda:N"; NULL: auto */
     int stream_idle_s;             /* a stream silent this long is closed */
     /* pipeline: remote services (NULL = engines in this process) */

@@ -81,6 +81,7 @@ int at_app_load_local_asr(at_app *a, at_err *err)
         if (c->max_jobs > 0) sc.max_jobs = c->max_jobs;
         if (c->max_queued >= 0) sc.max_queued = c->max_queued;
         sc.batch_decode = c->batch_decode;
+        sc.batch_encode = c->batch_encode;
         if (choose_device(a, c->device, &sc.device, err) < 0) return err->code;
         if (choose_vad(c, &sc, err) < 0) return err->code;
         at_log_write(at_app_log(a), AT_LOG_INFO, "whisper live-stream VAD", "vad",

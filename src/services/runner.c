@@ -28,7 +28,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     long port = 0, asr_port = 0, mt_port = 0, tts_port = 0, pl_port = 0, threads = 0, max_streams = 0,
          max_inflight = 0, idle = 0, drain = 0, max_chars = 0, max_pending = 0;
     double max_body_mb = 0, max_audio = 0, max_backlog = 0, step_ms = 0, max_buffer = 0;
-    int json_logs = 0, batch_decode = 1, one_process = 0;
+    int json_logs = 0, batch_decode = 1, batch_encode = 0, one_process = 0;
     int single = kinds == AT_APP_ASR || kinds == AT_APP_MT || kinds == AT_APP_TTS || kinds == AT_APP_PIPELINE;
     const char *def_port = kinds == AT_APP_ASR   ? "8003"
                            : kinds == AT_APP_MT  ? "8004"
@@ -229,6 +229,16 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 "whisper: run the decoder steps of concurrent streams and "
                                 "transcriptions as shared batches (docs/compute.md)",
                                 &batch_decode,
+                                0,
+                                0};
+        opts[n++] = (at_option){"batch-encode",
+                                "AT_BATCH_ENCODE",
+                                AT_OPT_BOOL,
+                                "0",
+                                "whisper: encode the windows of concurrent streams and "
+                                "transcriptions as shared batches too (with --batch-decode; "
+                                "docs/compute.md)",
+                                &batch_encode,
                                 0,
                                 0};
         opts[n++] = (at_option){"device",
@@ -528,6 +538,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
     ac.max_inflight = max_inflight > 0 ? (int)max_inflight : 16;
     ac.max_queued = (int)max_queued;
     ac.batch_decode = batch_decode;
+    ac.batch_encode = batch_encode;
     ac.device = device;
     ac.stream_idle_s = (int)idle;
     ac.asr_url = asr_url;

@@ -641,14 +641,15 @@ static void test_stream_long_steps(void **st)
 }
 
 /* Decoder steps batched across concurrent transcriptions (the scheduler)
- * give each exactly what it gets alone. */
-static void test_concurrent_batched(void **st)
+ * give each exactly what it gets alone; so do their encoder windows when
+ * they are batched too. */
+static void concurrent_batched(int batch_encode)
 {
-    (void)st;
     at_err err = {0};
     at_whisper_stream_config c;
     at_whisper_stream_config_default(&c);
     c.batch_decode = 1;
+    c.batch_encode = batch_encode;
     c.max_jobs = 4;
     at_asr_engine *eb = at_asr_whisper_new_ex(dir, 2, &c, &err);
     assert_non_null(eb);
@@ -670,6 +671,18 @@ static void test_concurrent_batched(void **st)
         free(alone[i].text);
     }
     at_asr_engine_free(eb);
+}
+
+static void test_concurrent_batched(void **st)
+{
+    (void)st;
+    concurrent_batched(0);
+}
+
+static void test_concurrent_batched_encode(void **st)
+{
+    (void)st;
+    concurrent_batched(1);
 }
 
 /* Admission: with one job at a time and one place in the queue, a second
@@ -773,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_stream_long_steps),
         cmocka_unit_test(test_cancel_within_window),
         cmocka_unit_test(test_concurrent_batched),
+        cmocka_unit_test(test_concurrent_batched_encode),
         cmocka_unit_test(test_admission),
         cmocka_unit_test(test_bad_model),
     };

@@ -500,7 +500,7 @@ static void test_whisper_model_sched(void **state)
     int V = hp->n_vocab;
     float *mel = malloc(sizeof(float) * (size_t)hp->n_mels * AT_WHISPER_N_FRAMES);
     at_compute *pool = at_compute_new(2, &err);
-    at_wsched *sched = at_wsched_new(64, &err);
+    at_wsched *sched = at_wsched_new(64, NULL, &err);
     assert_non_null(sched);
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, SCH_CALLERS);
@@ -578,6 +578,153 @@ static void test_whisper_model_sched(void **state)
     at_whisper_model_free(m);
     free(mel);
     free(lr);
+}
+
+/* Encoder windows as one batch (at_whisper_encode_batch, and the
+ * scheduler's at_wsched_encode): windows of different lengths give the
+ * encodings and logits each gets encoded alone; a batch too large for its
+ * workspace fails and leaves no state with an encoding. */
+enum { EB_N = 3 };
+typedef struct {
+    at_wsched *sched;
+    at_whisper_state *st;
+    const float *mel;
+    int ctx, rc;
+    pthread_barrier_t *bar;
+    at_err err;
+} eb_caller;
+
+static void *eb_run(void *p)
+{
+    eb_caller *c = p;
+    pthread_barrier_wait(c->bar);
+    c->rc = at_wsched_encode(c->sched, c->st, c->mel, c->ctx, &c->err);
+    return NULL;
+}
+
+/* Max relative difference between the encodings and between the logits
+ * of three tokens decoded on a and b. */
+static float eb_diff(const at_whisper_model *m, at_whisper_state *a, at_whisper_state *b, int n)
+{
+    const at_whisper_hparams *hp = at_whisper_model_hparams(m);
+    const at_whisper_special *sp = at_whisper_model_special(m);
+    size_t cap = (size_t)hp->n_audio_ctx * hp->n_audio_state;
+    float *ea = malloc(cap * sizeof *ea), *eb = malloc(cap * sizeof *eb),
+          *la = malloc(sizeof(float) * (size_t)hp->n_vocab),
+          *lb = malloc(sizeof(float) * (size_t)hp->n_vocab);
+    at_err err = {0};
+    int na = 0, nb = 0;
+    assert_int_equal(at_whisper_encoder_output(a, ea, cap, &na, &err), 0);
+    assert_int_equal(at_whisper_encoder_output(b, eb, cap, &nb, &err), 0);
+    assert_int_equal(na, n);
+    assert_int_equal(nb, n);
+    float worst = 0;
+    for (size_t i = 0; i < (size_t)n * hp->n_audio_state; i++) {
+        float d = fabsf(ea[i] - eb[i]) / (1.0f + fabsf(ea[i]));
+        worst = d > worst ? d : worst;
+    }
+    int toks[3] = {sp->sot, sp->transcribe, sp->not_};
+    at_whisper_kv *ka = at_whisper_kv_new(m, &err), *kb = at_whisper_kv_new(m, &err);
+    assert_int_equal(at_whisper_decode(a, ka, toks, 3, 0, la, &err), 0);
+    assert_int_equal(at_whisper_decode(b, kb, toks, 3, 0, lb, &err), 0);
+    for (int v = 0; v < hp->n_vocab; v++) {
+        float d = fabsf(la[v] - lb[v]) / (1.0f + fabsf(la[v]));
+        worst = d > worst ? d : worst;
+    }
+    at_whisper_kv_free(ka);
+    at_whisper_kv_free(kb);
+    free(ea);
+    free(eb);
+    free(la);
+    free(lb);
+    return worst;
+}
+
+static void test_whisper_model_encode_batch(void **state)
+{
+    (void)state;
+    at_err err = {0};
+    at_whisper_model *m = at_whisper_model_load(g_oracle, &err);
+    assert_non_null(m);
+    const at_whisper_hparams *hp = at_whisper_model_hparams(m);
+    at_compute *pool = at_compute_new(2, &err);
+    assert_non_null(pool);
+    int ctx[EB_N] = {100, 37, 150}, total = 287;
+    float *mel[EB_N];
+    at_whisper_state *alone[EB_N], *bat[EB_N], *sch[EB_N];
+    for (int i = 0; i < EB_N; i++) {
+        mel[i] = malloc(sizeof(float) * (size_t)hp->n_mels * AT_WHISPER_N_FRAMES);
+        assert_non_null(mel[i]);
+        size_t off = (size_t)i * 8000;
+        assert_int_equal(at_whisper_mel(m, R.audio.data + off, at_npy_count(&R.audio) - off, mel[i], &err),
+                         0);
+        alone[i] = at_whisper_state_new_shared(m, pool, &err);
+        bat[i] = at_whisper_state_new_shared(m, pool, &err);
+        sch[i] = at_whisper_state_new_shared(m, pool, &err);
+        assert_true(alone[i] && bat[i] && sch[i]);
+        assert_int_equal(at_whisper_encode(alone[i], mel[i], ctx[i], &err), 0);
+    }
+    at_whisper_encbatch *b = at_whisper_encbatch_new(m, pool, total, &err);
+    assert_non_null(b);
+    const float *const *mels = (const float *const *)mel;
+    if (at_whisper_encode_batch(b, bat, mels, ctx, EB_N, &err)) fail_msg("encode batch: %s", err.msg);
+    float worst = 0;
+    for (int i = 0; i < EB_N; i++) {
+        float d = eb_diff(m, alone[i], bat[i], ctx[i]);
+        worst = d > worst ? d : worst;
+    }
+    print_message("encoder batch of %d windows vs alone: max relative diff %.3g\n", EB_N, worst);
+    assert_true(worst <= 1e-5f);
+
+    /* one position more than the workspace holds */
+    at_whisper_encbatch *small = at_whisper_encbatch_new(m, pool, total - 1, &err);
+    assert_non_null(small);
+    assert_int_equal(at_whisper_encode_batch(small, bat, mels, ctx, EB_N, &err), AT_E_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "positions"));
+    for (int i = 0; i < EB_N; i++) {
+        int n = -1;
+        float one;
+        assert_int_equal(at_whisper_encoder_output(bat[i], &one, 1, &n, &err), AT_E_INVALID);
+        assert_int_equal(n, 0);
+    }
+
+    /* callers of the scheduler released together */
+    at_wsched *sched = at_wsched_new(64, pool, &err);
+    assert_non_null(sched);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, EB_N);
+    eb_caller c[EB_N];
+    pthread_t th[EB_N];
+    for (int i = 0; i < EB_N; i++) {
+        c[i] = (eb_caller){sched, sch[i], mel[i], ctx[i], 0, &bar, {0}};
+        assert_int_equal(pthread_create(&th[i], NULL, eb_run, &c[i]), 0);
+    }
+    for (int i = 0; i < EB_N; i++) pthread_join(th[i], NULL);
+    worst = 0;
+    for (int i = 0; i < EB_N; i++) {
+        if (c[i].rc) fail_msg("caller %d: %s", i, c[i].err.msg);
+        float d = eb_diff(m, alone[i], sch[i], ctx[i]);
+        worst = d > worst ? d : worst;
+    }
+    at_wsched_stats stats;
+    at_wsched_get_stats(sched, &stats);
+    print_message("scheduler: %lld windows in %lld encoder batches (at most %d in one); vs alone %.3g\n",
+                  stats.windows, stats.enc_batches, stats.max_windows, worst);
+    assert_int_equal(stats.windows, EB_N);
+    assert_true(worst <= 1e-5f);
+
+    pthread_barrier_destroy(&bar);
+    at_wsched_free(sched);
+    at_whisper_encbatch_free(small);
+    at_whisper_encbatch_free(b);
+    for (int i = 0; i < EB_N; i++) {
+        at_whisper_state_free(alone[i]);
+        at_whisper_state_free(bat[i]);
+        at_whisper_state_free(sch[i]);
+        free(mel[i]);
+    }
+    at_compute_free(pool);
+    at_whisper_model_free(m);
 }
 
 /* A quantized tensor may hold more values than its file has bytes (4-bit
@@ -1443,13 +1590,21 @@ int main(void)
     load_npy("logits.npy", &R.logits);
     load_greedy();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_whisper_model_kernels), cmocka_unit_test(test_whisper_model_mel),
-        cmocka_unit_test(test_whisper_model_hf),      cmocka_unit_test(test_whisper_model_incremental),
-        cmocka_unit_test(test_whisper_model_batch),   cmocka_unit_test(test_whisper_model_sched),
-        cmocka_unit_test(test_whisper_model_ggml),    cmocka_unit_test(test_whisper_model_ggml_quant_sizes),
-        cmocka_unit_test(test_whisper_model_quant),   cmocka_unit_test(test_whisper_model_corrupt),
-        cmocka_unit_test(test_whisper_model_check),   cmocka_unit_test(test_whisper_model_random),
-        cmocka_unit_test(test_whisper_model_dtypes),  cmocka_unit_test(test_whisper_model_alignment),
+        cmocka_unit_test(test_whisper_model_kernels),
+        cmocka_unit_test(test_whisper_model_mel),
+        cmocka_unit_test(test_whisper_model_hf),
+        cmocka_unit_test(test_whisper_model_incremental),
+        cmocka_unit_test(test_whisper_model_batch),
+        cmocka_unit_test(test_whisper_model_sched),
+        cmocka_unit_test(test_whisper_model_encode_batch),
+        cmocka_unit_test(test_whisper_model_ggml),
+        cmocka_unit_test(test_whisper_model_ggml_quant_sizes),
+        cmocka_unit_test(test_whisper_model_quant),
+        cmocka_unit_test(test_whisper_model_corrupt),
+        cmocka_unit_test(test_whisper_model_check),
+        cmocka_unit_test(test_whisper_model_random),
+        cmocka_unit_test(test_whisper_model_dtypes),
+        cmocka_unit_test(test_whisper_model_alignment),
         cmocka_unit_test(test_whisper_model_gpu),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -356,39 +356,166 @@ fail:
 static const at_conv1d_params CONV1 = {.kernel = 3, .stride = 1, .padding = 1, .dilation = 1, .groups = 1},
                               CONV2 = {.kernel = 3, .stride = 2, .padding = 1, .dilation = 1, .groups = 1};
 
-int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err)
+/* Positions audio_ctx asks for (0: all), checked. */
+static int enc_positions(const at_whisper_hparams *hp, const float *mel, int audio_ctx, int *n, at_err *err)
+{
+    if (!mel) return at_err_set(err, AT_E_INVALID, "no mel input");
+    *n = audio_ctx > 0 ? audio_ctx : hp->n_audio_ctx;
+    if (*n > hp->n_audio_ctx)
+        return at_err_set(err, AT_E_INVALID, "audio_ctx %d > n_audio_ctx %d", *n, hp->n_audio_ctx);
+    return 0;
+}
+
+/* The convolutions of one window on be: mel (n_mels x 3000 layout) to n
+ * positions in x, with s's buffers for the frames in between. */
+static int enc_front(at_backend *be, at_whisper_state *s, const float *mel, int n, at_tensor *x, at_err *err)
 {
     const at_whisper_model *m = s->m;
-    const at_whisper_hparams *hp = &m->hp;
-    at_backend *be = s->be;
-    int n = audio_ctx > 0 ? audio_ctx : hp->n_audio_ctx, nm = hp->n_mels;
-    if (!mel) return at_err_set(err, AT_E_INVALID, "no mel input");
-    if (n > hp->n_audio_ctx)
-        return at_err_set(err, AT_E_INVALID, "audio_ctx %d > n_audio_ctx %d", n, hp->n_audio_ctx);
-    s->n_ctx = 0;
-    int T1 = 2 * n;
+    int nm = m->hp.n_mels, T1 = 2 * n;
     for (int t = 0; t < T1; t++)
         for (int c = 0; c < nm; c++)
             s->mel_host[(size_t)t * nm + c] = mel[(size_t)c * AT_WHISPER_N_FRAMES + t];
     at_tensor mt = at_tensor_view_rows(&s->mel_t, 0, T1), c1 = at_tensor_view_rows(&s->c1, 0, T1);
-    at_tensor x = at_tensor_view_rows(&s->x, 0, n), pos = at_tensor_view_rows(&m->enc_pos, 0, n);
-    at_tensor out = at_tensor_view_rows(&s->enc_out, 0, n);
+    at_tensor pos = at_tensor_view_rows(&m->enc_pos, 0, n);
     CHECK(at_tensor_upload(be, &mt, s->mel_host, (size_t)T1 * nm * sizeof(float), err));
     CHECK(at_op_conv1d(be, &mt, &m->conv1_w, &m->conv1_b, &CONV1, &c1, err));
     CHECK(at_op_act(be, AT_ACT_GELU, &c1, &c1, err));
-    CHECK(at_op_conv1d(be, &c1, &m->conv2_w, &m->conv2_b, &CONV2, &x, err));
-    CHECK(at_op_act(be, AT_ACT_GELU, &x, &x, err));
-    CHECK(at_op_add(be, &x, &pos, &x, err));
-    at_nn_span all = {0, n};
-    for (int i = 0; i < hp->n_audio_layer; i++)
-        CHECK(at_nn_encoder_layer(be, &m->enc[i], &m->enc_cfg, &x, &all, 1, &s->es, err));
-    CHECK(at_nn_norm_run(be, &m->enc_ln, LN_EPS, &x, &out, err));
-    /* cross-attention keys/values depend only on the audio: once per encode */
-    CHECK(at_nn_memory_compute(be, m->dec, &out, &s->mem, err));
+    CHECK(at_op_conv1d(be, &c1, &m->conv2_w, &m->conv2_b, &CONV2, x, err));
+    CHECK(at_op_act(be, AT_ACT_GELU, x, x, err));
+    return at_op_add(be, x, &pos, x, err);
+}
+
+/* The final norm of one window's n positions x into s's encoder output,
+ * and the decoder's cross-attention keys and values from it (they depend
+ * only on the audio: once per encode). */
+static int enc_tail(at_backend *be, at_whisper_state *s, const at_tensor *x, int n, at_err *err)
+{
+    at_tensor out = at_tensor_view_rows(&s->enc_out, 0, n);
+    CHECK(at_nn_norm_run(be, &s->m->enc_ln, LN_EPS, x, &out, err));
+    CHECK(at_nn_memory_compute(be, s->m->dec, &out, &s->mem, err));
     s->n_ctx = n;
+    return 0;
+}
+
+int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err)
+{
+    const at_whisper_model *m = s->m;
+    int n = 0;
+    CHECK(enc_positions(&m->hp, mel, audio_ctx, &n, err));
+    s->n_ctx = 0;
+    at_tensor x = at_tensor_view_rows(&s->x, 0, n);
+    CHECK(enc_front(s->be, s, mel, n, &x, err));
+    at_nn_span all = {0, n};
+    for (int i = 0; i < m->hp.n_audio_layer; i++)
+        CHECK(at_nn_encoder_layer(s->be, &m->enc[i], &m->enc_cfg, &x, &all, 1, &s->es, err));
+    CHECK(enc_tail(s->be, s, &x, n, err));
     /* done when it returns, on a GPU too (and a failed kernel is reported
      * here, not by the next decoder step) */
-    return at_backend_sync(be, err);
+    return at_backend_sync(s->be, err);
+}
+
+struct at_whisper_encbatch {
+    const at_whisper_model *m;
+    at_compute *c;
+    at_backend *be;
+    int cap;     /* positions of all windows together */
+    at_tensor x; /* their activations, one window after another */
+    at_nn_scratch es;
+};
+
+void at_whisper_encbatch_free(at_whisper_encbatch *b)
+{
+    if (!b) return;
+    at_tensor_free(&b->x);
+    at_nn_scratch_free(&b->es);
+    at_backend_free(b->be);
+    at_compute_free(b->c);
+    free(b);
+}
+
+at_whisper_encbatch *at_whisper_encbatch_new(const at_whisper_model *m, at_compute *pool, int max_rows,
+                                             at_err *err)
+{
+    if (max_rows < 1 || max_rows > 64 * m->hp.n_audio_ctx) {
+        at_err_set(err, AT_E_INVALID, "encoder batch of %d positions", max_rows);
+        return NULL;
+    }
+    at_whisper_encbatch *b = calloc(1, sizeof *b);
+    if (!b) {
+        at_err_set(err, AT_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    b->m = m;
+    b->cap = max_rows;
+    int d = m->hp.n_audio_state;
+    if (m->device >= 0) {
+        if (!(b->be = at_backend_cuda_new(m->device, 0, err))) goto fail;
+    } else if (!pool || !(b->c = at_compute_new_client(pool, err)) ||
+               !(b->be = at_backend_cpu_new(b->c, err))) {
+        if (!pool) at_err_set(err, AT_E_INVALID, "encoder batch without a thread pool");
+        goto fail;
+    }
+    if (at_tensor_new_2d(b->be, &b->x, AT_DT_F32, d, max_rows, err) ||
+        at_nn_scratch_reserve(&b->es, b->be, max_rows, d, m->enc_cfg.d_ffn, err))
+        goto fail;
+    return b;
+fail:
+    at_whisper_encbatch_free(b);
+    return NULL;
+}
+
+int at_whisper_encode_batch(at_whisper_encbatch *b, at_whisper_state *const *st, const float *const *mel,
+                            const int *audio_ctx, int n, at_err *err)
+{
+    if (n < 1) return at_err_set(err, AT_E_INVALID, "no window to encode");
+    if (n == 1) return at_whisper_encode(st[0], mel[0], audio_ctx[0], err);
+    const at_whisper_model *m = b->m;
+    at_nn_span *sp = malloc((size_t)n * sizeof *sp);
+    if (!sp) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    int rows = 0, rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (st[i]->m != m) {
+            rc = at_err_set(err, AT_E_INVALID, "encoder batch: a state of another model");
+            break;
+        }
+        int k = 0;
+        if ((rc = enc_positions(&m->hp, mel[i], audio_ctx[i], &k, err))) break;
+        if (k > b->cap - rows) {
+            rc = at_err_set(err, AT_E_TOO_LARGE, "encoder batch: more than %d positions", b->cap);
+            break;
+        }
+        sp[i] = (at_nn_span){rows, k};
+        rows += k;
+    }
+    for (int i = 0; i < n; i++) st[i]->n_ctx = 0;
+    /* each window's convolutions apart (their padding is the window's),
+     * every layer over all windows' rows, then each window's keys and
+     * values into its own state */
+    for (int i = 0; i < n && rc == 0; i++) {
+        at_tensor xi = at_tensor_view_rows(&b->x, sp[i].row0, sp[i].n);
+        rc = enc_front(b->be, st[i], mel[i], sp[i].n, &xi, err);
+    }
+    at_tensor all = at_tensor_view_rows(&b->x, 0, rows);
+    for (int l = 0; l < m->hp.n_audio_layer && rc == 0; l++)
+        rc = at_nn_encoder_layer(b->be, &m->enc[l], &m->enc_cfg, &all, sp, n, &b->es, err);
+    for (int i = 0; i < n && rc == 0; i++) {
+        at_tensor xi = at_tensor_view_rows(&b->x, sp[i].row0, sp[i].n);
+        rc = enc_tail(b->be, st[i], &xi, sp[i].n, err);
+    }
+    free(sp);
+    if (rc) {
+        for (int i = 0; i < n; i++) st[i]->n_ctx = 0;
+        return rc;
+    }
+    return at_backend_sync(b->be, err);
+}
+
+const at_whisper_model *at_whisper_state_model(const at_whisper_state *s) { return s->m; }
+
+int at_whisper_encode_positions(const at_whisper_state *s, int audio_ctx)
+{
+    int n = audio_ctx > 0 ? audio_ctx : s->m->hp.n_audio_ctx;
+    return n < s->m->hp.n_audio_ctx ? n : s->m->hp.n_audio_ctx;
 }
 
 int at_whisper_encoder_output(at_whisper_state *s, float *out, size_t cap, int *n_ctx, at_err *err)

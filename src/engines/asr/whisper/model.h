@@ -79,6 +79,30 @@ void at_whisper_state_free(at_whisper_state *s);
  * encoder positions to compute (<= n_audio_ctx; 0 = full 1500); a smaller
  * value encodes only the first 2*audio_ctx mel frames (for short audio). */
 int at_whisper_encode(at_whisper_state *s, const float *mel, int audio_ctx, at_err *err);
+/* The model a state was made for. */
+const at_whisper_model *at_whisper_state_model(const at_whisper_state *s);
+/* Positions at_whisper_encode(s, mel, audio_ctx) computes. */
+int at_whisper_encode_positions(const at_whisper_state *s, int audio_ctx);
+
+/* Several windows encoded as one batch (concurrent streams and requests):
+ * each window's convolutions apart, then every encoder layer over all
+ * their positions at once (one weight pass, one round of the pool per
+ * product), and each window's keys and values into its own state.  The
+ * batch's activations live in a workspace with room for max_rows
+ * positions in all, on its own backend (a client of pool, or a stream of
+ * the model's GPU). */
+typedef struct at_whisper_encbatch at_whisper_encbatch;
+at_whisper_encbatch *at_whisper_encbatch_new(const at_whisper_model *m, at_compute *pool, int max_rows,
+                                             at_err *err);
+void at_whisper_encbatch_free(at_whisper_encbatch *b);
+/* Window i: mel[i] and audio_ctx[i] as at_whisper_encode takes them, into
+ * st[i] (states of b's model, distinct, none in use elsewhere meanwhile).
+ * The same encodings as n calls of at_whisper_encode.  More positions
+ * than the workspace holds: AT_E_TOO_LARGE, and no state has an
+ * encoding. */
+int at_whisper_encode_batch(at_whisper_encbatch *b, at_whisper_state *const *st, const float *const *mel,
+                            const int *audio_ctx, int n, at_err *err);
+
 /* Copies the last encoder output (n_ctx x n_audio_state, row-major) into
  * out, which has room for cap floats. */
 int at_whisper_encoder_output(at_whisper_state *s, float *out, size_t cap, int *n_ctx, at_err *err);

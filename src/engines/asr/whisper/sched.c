@@ -21,6 +21,18 @@ typedef struct req {
     at_err err;
 } req;
 
+/* A window to encode. */
+typedef struct ereq {
+    struct ereq *next;
+    at_whisper_state *st;
+    const float *mel;
+    int audio_ctx, rows;
+    int done, rc;
+    at_err err;
+} ereq;
+
+enum { ENC_MAX_WINDOWS = 16 };
+
 struct at_wsched {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -29,10 +41,16 @@ struct at_wsched {
     int max_rows;
     at_whisper_seq *batch; /* the leader's working arrays, max_rows long */
     req **taken;
+    /* encoder windows: their own queue and leader, so a long encode never
+     * holds up the streams' decoder steps */
+    at_compute *pool;
+    ereq *ehead, *etail;
+    int eleading;
+    at_whisper_encbatch *eb; /* made by the first batch of two windows */
     at_wsched_stats stats;
 };
 
-at_wsched *at_wsched_new(int max_rows, at_err *err)
+at_wsched *at_wsched_new(int max_rows, at_compute *pool, at_err *err)
 {
     if (max_rows < 1 || max_rows > 4096) {
         at_err_set(err, AT_E_INVALID, "scheduler batch of %d rows", max_rows);
@@ -55,6 +73,7 @@ at_wsched *at_wsched_new(int max_rows, at_err *err)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->max_rows = max_rows;
+    s->pool = pool;
     return s;
 }
 
@@ -65,6 +84,7 @@ void at_wsched_free(at_wsched *s)
     pthread_cond_destroy(&s->cv);
     free(s->batch);
     free(s->taken);
+    at_whisper_encbatch_free(s->eb);
     free(s);
 }
 
@@ -148,6 +168,83 @@ int at_wsched_decode(at_wsched *s, at_whisper_state *st, const at_whisper_seq *s
             continue;
         }
         pthread_cond_wait(&s->cv, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (me.rc && err) *err = me.err;
+    return me.rc;
+}
+
+/* Takes queued windows, oldest first, while their positions fit two full
+ * windows; always at least one. */
+static int take_windows(at_wsched *s, int cap, ereq **t)
+{
+    int rows = 0, k = 0;
+    while (s->ehead && k < ENC_MAX_WINDOWS) {
+        ereq *r = s->ehead;
+        if (k > 0 && rows + r->rows > cap) break;
+        s->ehead = r->next;
+        if (!s->ehead) s->etail = NULL;
+        t[k++] = r;
+        rows += r->rows;
+    }
+    return k;
+}
+
+/* Runs the taken windows, outside the lock. */
+static void run_windows(at_wsched *s, ereq **t, int k, int cap)
+{
+    if (k > 1 && !s->eb) {
+        at_err err = {0};
+        s->eb = at_whisper_encbatch_new(at_whisper_state_model(t[0]->st), s->pool, cap, &err);
+    }
+    if (k > 1 && s->eb) {
+        at_whisper_state *st[ENC_MAX_WINDOWS];
+        const float *mel[ENC_MAX_WINDOWS];
+        int ctx[ENC_MAX_WINDOWS];
+        for (int i = 0; i < k; i++) st[i] = t[i]->st, mel[i] = t[i]->mel, ctx[i] = t[i]->audio_ctx;
+        at_err err = {0};
+        if (at_whisper_encode_batch(s->eb, st, mel, ctx, k, &err) == 0) {
+            for (int i = 0; i < k; i++) t[i]->rc = 0;
+            return;
+        }
+    }
+    /* one window, or a batch that failed (or found no memory for its
+     * workspace): each alone, for its own result and message */
+    for (int i = 0; i < k; i++)
+        t[i]->rc = at_whisper_encode(t[i]->st, t[i]->mel, t[i]->audio_ctx, &t[i]->err);
+}
+
+int at_wsched_encode(at_wsched *s, at_whisper_state *st, const float *mel, int audio_ctx, at_err *err)
+{
+    if (!st) return at_err_set(err, AT_E_INVALID, "no state to encode on");
+    if (!s->pool) return at_whisper_encode(st, mel, audio_ctx, err);
+    const at_whisper_hparams *hp = at_whisper_model_hparams(at_whisper_state_model(st));
+    int cap = 2 * hp->n_audio_ctx;
+    ereq me = {
+        .st = st, .mel = mel, .audio_ctx = audio_ctx, .rows = at_whisper_encode_positions(st, audio_ctx)};
+    pthread_mutex_lock(&s->mu);
+    if (s->etail)
+        s->etail->next = &me;
+    else
+        s->ehead = &me;
+    s->etail = &me;
+    while (!me.done) {
+        if (s->eleading) {
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        s->eleading = 1;
+        ereq *t[ENC_MAX_WINDOWS];
+        int k = take_windows(s, cap, t);
+        pthread_mutex_unlock(&s->mu);
+        run_windows(s, t, k, cap);
+        pthread_mutex_lock(&s->mu);
+        for (int i = 0; i < k; i++) t[i]->done = 1;
+        s->stats.enc_batches++;
+        s->stats.windows += k;
+        if (k > s->stats.max_windows) s->stats.max_windows = k;
+        s->eleading = 0;
+        pthread_cond_broadcast(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
     if (me.rc && err) *err = me.err;

@@ -33,6 +33,12 @@ typedef struct at_whisper_stream_config {
      * as shared batches (continuous batching, sched.h); 0: each caller
      * runs its own steps on the shared pool */
     int batch_decode; /* 1 */
+    /* 1: the encoder windows of concurrent streams and transcriptions
+     * are encoded as shared batches too (with batch_decode); 0: each
+     * alone.  Off by default: on the CPU a batch gains 4-17 % throughput
+     * on short windows but delays the windows that wait for it, so live
+     * streams lag more (docs/figures.md) */
+    int batch_encode; /* 0 */
     /* the GPU the model runs on (the CUDA backend), or -1: the CPU; the
      * services choose it (--device) */
     int device; /* -1 */

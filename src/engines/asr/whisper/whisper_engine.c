@@ -182,7 +182,8 @@ static int run_encode(void *ctx, int seek, int n_frames, at_err *err)
             at_whisper_kv_truncate(r->seqs[i].kv, 0);
             r->seqs[i].n = 0;
         }
-    return at_whisper_encode(r->st, r->mel, 0, err);
+    return r->e->sched ? at_wsched_encode(r->e->sched, r->st, r->mel, 0, err)
+                       : at_whisper_encode(r->st, r->mel, 0, err);
 }
 
 /* Word alignment: the decoder run again over the window's text on seq 0's
@@ -721,6 +722,7 @@ void at_whisper_stream_config_default(at_whisper_stream_config *c)
     c->max_jobs = 2;
     c->max_queued = 16;
     c->batch_decode = 1;
+    c->batch_encode = 0;
     c->device = -1;
 }
 
@@ -914,7 +916,9 @@ static int decode_buffer(wstream *s, at_err *err)
     int ctx = ((frames + 1) / 2 + 32 + 31) / 32 * 32;
     if (ctx > hp->n_audio_ctx) ctx = hp->n_audio_ctx;
     reset_caches(&s->run);
-    if ((rc = at_whisper_encode(s->run.st, s->run.mel, ctx, err)) < 0) return rc;
+    rc = e->sched ? at_wsched_encode(e->sched, s->run.st, s->run.mel, ctx, err)
+                  : at_whisper_encode(s->run.st, s->run.mel, ctx, err);
+    if (rc < 0) return rc;
     at_wdec_options d = s->job.txo.decode;
     d.lang_token = s->lang_token;
     double secs = (double)s->n_buf / AT_WHISPER_SAMPLE_RATE;
@@ -1180,7 +1184,9 @@ at_asr_engine *at_asr_whisper_new_ex(const char *model, int n_threads, const at_
     pthread_mutex_init(&e->adm_mu, NULL);
     pthread_cond_init(&e->adm_cv, NULL);
     if (!(e->compute = at_compute_new(n_threads, err))) goto fail;
-    if (e->sc.batch_decode && !(e->sched = at_wsched_new(W_MAX_SEQS, err))) goto fail;
+    if (e->sc.batch_decode &&
+        !(e->sched = at_wsched_new(W_MAX_SEQS, e->sc.batch_encode ? e->compute : NULL, err)))
+        goto fail;
     e->sc.vad_cfg.silero = NULL;
     if (e->sc.vad && e->sc.vad_model && *e->sc.vad_model) {
         char vad_path[1024];
