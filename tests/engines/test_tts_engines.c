@@ -308,7 +308,12 @@ static void test_espeak_mixed_scripts(void **state)
     assert_non_null(e);
     static const char *const texts[] = {"\xDF\x96\xD5\x8C", "\x95\x8C\xDF\x96\xD5\x8C\x9E\x8C",
                                         "He\x95\x8C\xDF\x96\xD5\x8C\x9E\x8C t et. Is it?",
-                                        "Hello \xDF\x96\xD5\x8C\xCE\xB1\xD0\xB6 world"};
+                                        "Hello \xDF\x96\xD5\x8C\xCE\xB1\xD0\xB6 world",
+                                        /* U+FFFD (or an invalid byte) either side of a
+                                         * full stop, after an NKo letter and before an
+                                         * Armenian one: the same library fault */
+                                        "Hel\xFFl\xDF\x8C\xFF\xFF\xFF\xFF.\xFF\xFF\x96\xD5\x8E\xD5",
+                                        "Hel l\xDF\x8C \xEF\xBF\xBD.\xEF\xBF\xBD \xD5\x8E"};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         sink s = {0};
         say(e, "en", texts[i], 1.0f, &s, 0);

@@ -311,14 +311,17 @@ static int es_script(uint32_t cp)
     return 100 + (int)(cp >> 7);
 }
 
-/* The text as espeak-ng gets it: invalid UTF-8 becomes U+FFFD, and a
- * space separates letters of two different scripts within a word.
+/* The text as espeak-ng gets it: invalid UTF-8 and U+FFFD become a space,
+ * and a space separates letters of two different scripts within a word.
  * libespeak-ng 1.51 spells such a word letter by letter, switching its
  * secondary language per letter, and one switch frees the dictionary that
  * the letter being spelt still reads from: "\u07D6\u054C" (an NKo letter,
  * then an Armenian one) is a heap-use-after-free inside the library
  * (found by fuzz_tts_text).  As separate words every script's letters are
- * spoken as before, without the switch inside a word. */
+ * spoken as before, without the switch inside a word.  U+FFFD on both
+ * sides of a full stop between such letters ("l\u07CC \uFFFD.\uFFFD
+ * \u054E") reads a freed dictionary in the same way, and the library has
+ * nothing to say for U+FFFD anyway. */
 static char *es_prepare(const char *text, at_err *err)
 {
     at_strbuf b = {0};
@@ -327,17 +330,19 @@ static char *es_prepare(const char *text, at_err *err)
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t k = es_utf8(text + i, n - i, &cp);
+        i += k;
+        if (cp == 0xFFFD) { /* also what an invalid byte becomes */
+            at_strbuf_put(&b, " ", 1);
+            word = 0;
+            continue;
+        }
         int sc = es_script(cp);
         if (es_isspace(cp)) word = 0;
         if (sc) {
             if (word && sc != word) at_strbuf_put(&b, " ", 1);
             word = sc;
         }
-        if (cp == 0xFFFD) /* also what an invalid byte becomes */
-            at_strbuf_put(&b, "\xEF\xBF\xBD", 3);
-        else
-            at_strbuf_put(&b, text + i, k);
-        i += k;
+        at_strbuf_put(&b, text + i - k, k);
     }
     char *out = at_strbuf_take(&b);
     if (!out) at_err_set(err, AT_E_NOMEM, "out of memory");
