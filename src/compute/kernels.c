@@ -702,9 +702,9 @@ static void mm_small(void *p, int chunk, int ith)
              * burst of 64 lines at once stalled an eight-row batch on
              * memory), and past the chunk's end: the pool deals a thread
              * consecutive chunks.  (A prefetch never faults, so rounding
-             * the step up may touch a line past the matrix.) */
-            /* Otherwise the prefetches go over these rows, already
-             * in cache: cheaper than a test in the kernel's loop. */
+             * the step up may touch a line past the matrix.)  Otherwise,
+             * and in later passes, the prefetches go over these rows,
+             * already in cache: cheaper than a test in the kernel's loop. */
             const char *pf = (const char *)w;
             int steps = t == AT_DT_Q8_0 ? j->K / AT_QK : j->K / 16, pf_step = 0;
             if (steps > 0) pf_step = (int)((4 * j->W->row_bytes + (size_t)steps - 1) / (size_t)steps);

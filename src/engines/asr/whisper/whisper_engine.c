@@ -162,6 +162,14 @@ static int run_copy(void *ctx, int dst, int src, at_err *err)
     return 0;
 }
 
+/* A window's encoding: in the scheduler's encoder batches when it takes
+ * them (--batch-encode), else on the caller's state at once. */
+static int w_encode(const wengine *e, at_whisper_state *st, const float *mel, int audio_ctx, at_err *err)
+{
+    return e->sched ? at_wsched_encode(e->sched, st, mel, audio_ctx, err)
+                    : at_whisper_encode(st, mel, audio_ctx, err);
+}
+
 static int run_encode(void *ctx, int seek, int n_frames, at_err *err)
 {
     wrun *r = ctx;
@@ -182,8 +190,7 @@ static int run_encode(void *ctx, int seek, int n_frames, at_err *err)
             at_whisper_kv_truncate(r->seqs[i].kv, 0);
             r->seqs[i].n = 0;
         }
-    return r->e->sched ? at_wsched_encode(r->e->sched, r->st, r->mel, 0, err)
-                       : at_whisper_encode(r->st, r->mel, 0, err);
+    return w_encode(r->e, r->st, r->mel, 0, err);
 }
 
 /* Word alignment: the decoder run again over the window's text on seq 0's
@@ -916,8 +923,7 @@ static int decode_buffer(wstream *s, at_err *err)
     int ctx = ((frames + 1) / 2 + 32 + 31) / 32 * 32;
     if (ctx > hp->n_audio_ctx) ctx = hp->n_audio_ctx;
     reset_caches(&s->run);
-    rc = e->sched ? at_wsched_encode(e->sched, s->run.st, s->run.mel, ctx, err)
-                  : at_whisper_encode(s->run.st, s->run.mel, ctx, err);
+    rc = w_encode(e, s->run.st, s->run.mel, ctx, err);
     if (rc < 0) return rc;
     at_wdec_options d = s->job.txo.decode;
     d.lang_token = s->lang_token;
