@@ -164,14 +164,16 @@ AT_INLINE void forward_body(void *arg, int chunk, int ith)
     const fft_job *j = arg;
     int C = j->C_in, b0 = 2 * chunk, b1 = b0 + 1;
     float *re = j->c->scr[ith], *im = re + (size_t)FFT_N * C;
-    int ph[2], m0[2];
+    /* a missing second block (odd count) reads zeros: its index range is
+     * left empty rather than computed from an index past the end */
+    int ph[2] = {0, 0}, m0[2] = {0, 0}, have[2] = {1, b1 < j->nb};
     for (int h = 0; h < 2; h++)
-        if (b0 + h < j->nb) block_of(j, j->j0 + b0 + h, &ph[h], &m0[h]);
+        if (have[h]) block_of(j, j->j0 + b0 + h, &ph[h], &m0[h]);
     for (int n = 0; n < FFT_N; n++) {
         int r = bitrev(n);
         for (int h = 0; h < 2; h++) {
-            int t = j->off + ph[h] + j->d * (m0[h] + n);
-            const float *src = b0 + h < j->nb && t >= 0 && t < j->T ? j->X + (size_t)t * C : j->zero;
+            int t = have[h] ? j->off + ph[h] + j->d * (m0[h] + n) : -1;
+            const float *src = t >= 0 && t < j->T ? j->X + (size_t)t * C : j->zero;
             memcpy((h ? im : re) + (size_t)r * C, src, (size_t)C * sizeof(float));
         }
     }
