@@ -328,6 +328,47 @@ static void test_espeak_mixed_scripts(void **state)
     at_tts_engine_free(e);
 }
 
+/* A sentence's end followed by a long run of blanks: every piece the
+ * splitter hands an engine fits its AT_TTS_SENTENCE_MAX-byte buffer (the
+ * blanks once went with the sentence, whatever their length, and
+ * overflowed it), and both sentences are still spoken. */
+static void test_sentence_then_blanks(void **state)
+{
+    (void)state;
+    static const char *const blanks[] = {" ", "\n", "\t", " \r\n"};
+    for (size_t b = 0; b < sizeof blanks / sizeof blanks[0]; b++) {
+        for (int reps = 1; reps <= 2000; reps = reps * 3 + 1) {
+            char *t = punct_text("Hi.", blanks[b], reps, "there.");
+            size_t n = strlen(t), off = 0, pieces = 0;
+            while (off < n) {
+                size_t len = at_tts_sentence_len(t + off, n - off);
+                if (len == 0 || len > AT_TTS_SENTENCE_MAX)
+                    fail_msg("blank \"%s\" x %d: piece %zu at %zu has %zu bytes", blanks[b], reps, pieces,
+                             off, len);
+                off += len;
+                pieces++;
+            }
+            free(t);
+        }
+    }
+    at_err err;
+    at_tts_engine *engines[2] = {at_tts_flite_new(&err), at_tts_espeak_new(NULL, &err)};
+    const char *voices[2] = {"slt", "en"};
+    char *t = punct_text("Hello there.", " ", 1500, "How are you?");
+    for (int ei = 0; ei < 2; ei++) {
+        assert_non_null(engines[ei]);
+        sink alone = {0}, s = {0};
+        say(engines[ei], voices[ei], "Hello there. How are you?", 1.0f, &alone, 0);
+        say(engines[ei], voices[ei], t, 1.0f, &s, 0);
+        assert_true(rms(&s) > 300.0);
+        assert_true(s.n > alone.n * 0.8 && s.n < alone.n * 1.25); /* both sentences, no blank audio */
+        free(alone.pcm);
+        free(s.pcm);
+        at_tts_engine_free(engines[ei]);
+    }
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_espeak_mixed_scripts),
         cmocka_unit_test(test_flite),
         cmocka_unit_test(test_punctuation_runs),
+        cmocka_unit_test(test_sentence_then_blanks),
         cmocka_unit_test(test_flite_to_pocketsphinx),
         cmocka_unit_test(test_blocked_caller_holds_no_lock),
     };

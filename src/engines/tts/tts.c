@@ -85,7 +85,9 @@ size_t at_tts_sentence_len(const char *s, size_t n)
                                 (s[i + 1] == ' ' || s[i + 1] == '\n' || s[i + 1] == '\t'));
         if (end) {
             i++;
-            while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) i++;
+            /* the blanks after it go with it, up to the limit: the rest
+             * make a piece of their own, which callers skip */
+            while (i < lim && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) i++;
             return i;
         }
     }
