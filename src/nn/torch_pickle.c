@@ -563,10 +563,12 @@ static int persistent_load(unpickler *u)
         return FAIL(AT_E_CORRUPT,
                     "%s: storage %s claims %lld elements of %d bytes, the archive holds %llu bytes", u->path,
                     k, (long long)numel, es, (unsigned long long)e->size);
+    /* ty points into u->v, which a new value may move */
+    const global_def *g = ty->u.g;
     uint32_t s;
     if (push_new(u, V_STORAGE, &s)) return -1;
     val *sv = &u->v[s];
-    sv->u.st.g = ty->u.g;
+    sv->u.st.g = g;
     sv->u.st.data = e->data;
     sv->u.st.numel = numel;
     return 0;

@@ -164,6 +164,27 @@ static void test_shared(void **state)
     at_nn_weights_free(&w);
 }
 
+/* Six hundred storages before the one tensor: the unpickler's value table
+ * grows while a persistent id is read, and the storage still gets its type
+ * (it was read from the table's old, freed memory; ASan builds check). */
+static void test_many_storages(void **state)
+{
+    (void)state;
+    char path[4096];
+    at_err err = {0};
+    at_nn_weights w;
+    data_path(path, sizeof path, "many_storages.bin");
+    if (at_nn_torch_open(path, &w, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(w.n, 1);
+    const at_nn_wtensor *t = at_nn_weights_find(&w, "w");
+    assert_non_null(t);
+    assert_int_equal(t->n_dims, 2);
+    assert_int_equal(t->shape[0], 2);
+    assert_int_equal(t->shape[1], 3);
+    for (int64_t i = 0; i < 6; i++) assert_true(value(t, i) == (double)i);
+    at_nn_weights_free(&w);
+}
+
 /* rename keeps, renames or skips, as for safetensors; a skipped tensor of
  * a type we do not load does not stop the others. */
 static int rename_fn(void *user, const char *file_name, char *out, size_t cap)
@@ -409,9 +430,10 @@ static void test_no_weights(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_values),     cmocka_unit_test(test_shared),  cmocka_unit_test(test_rename),
-        cmocka_unit_test(test_refused),    cmocka_unit_test(test_damaged), cmocka_unit_test(test_marian),
-        cmocka_unit_test(test_no_weights),
+        cmocka_unit_test(test_values),     cmocka_unit_test(test_shared),
+        cmocka_unit_test(test_rename),     cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_damaged),    cmocka_unit_test(test_marian),
+        cmocka_unit_test(test_no_weights), cmocka_unit_test(test_many_storages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,8 @@ Run once, from the repository root, with Debian's python3-torch and numpy
   with its config.json.
 - bad/*.bin: hostile and broken files, each refused with a message.
 - legacy.bin: torch's pre-1.6 format (not a zip), refused.
+- many_storages.bin: one tensor after 600 storages read through the memo
+  (the value table grows while a persistent id is read).
 """
 import collections
 import io
@@ -242,6 +244,19 @@ def bad_files():
         f.write(b[:len(b) // 2])
 
 
+def many_storages():
+    """A state dict whose pickle reads 600 persistent ids from one memoised
+    tuple before its tensor: a storage value is created at every value
+    count from about 12 to 612, so the value table grows (at 256 and 512)
+    while a persistent id is being read."""
+    pid = tup(u("storage"), STORAGE["F"], u("0"), u("cpu"), long1(6))
+    spare = b"](" + pid + b"q\x01Q" + b"h\x01Q" * 600 + b"e"
+    pkl = (b"\x80\x02ccollections\nOrderedDict\n)R" + spare + b"b(" + u("w") +
+           tensor("0", 6, 0, [2, 3], [3, 1]) + b"u.")
+    with open(os.path.join(HERE, "many_storages.bin"), "wb") as f:
+        f.write(archive(pkl, {"0": struct.pack("<6f", *range(6))}))
+
+
 def main():
     expected = {}
     for name, dt in (("f32", torch.float32), ("f16", torch.float16), ("bf16", torch.bfloat16)):
@@ -266,6 +281,7 @@ def main():
     torch.save(small_state(torch.float32), os.path.join(HERE, "legacy.bin"), _use_new_zipfile_serialization=False)
     tied = marian_bin()
     bad_files()
+    many_storages()
     # every fixture loads back in torch as written (the hostile ones aside)
     for name in ("f32", "f16", "bf16", "archive", "archive-byteorder", "shared"):
         back = torch.load(os.path.join(HERE, name + ".bin"))
