@@ -753,6 +753,24 @@ static void add_cors(at_http_req *r)
     at_http_add_header(r, "access-control-expose-headers", "Retry-After, X-Sample-Rate");
 }
 
+/* A dispatched request's slot, buffered bytes and worker reference, given
+ * back by its worker, or by dispatch when no worker could start. */
+static void release_dispatched(at_http_req *r)
+{
+    at_http_server *s = r->srv;
+    pthread_mutex_lock(&s->mu);
+    /* the body is done with; its bytes leave the buffered total before the
+     * slot does (the server may be freed once nothing is in flight) */
+    s->buffered -= r->reserved;
+    r->reserved = 0;
+    s->inflight--;
+    if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, -1);
+    pthread_cond_broadcast(&s->idle_cv);
+    if (s->ctx) lws_cancel_service(s->ctx);
+    pthread_mutex_unlock(&s->mu);
+    req_unref(r);
+}
+
 static void *req_thread(void *arg)
 {
     at_http_req *r = arg;
@@ -768,18 +786,7 @@ static void *req_thread(void *arg)
     } else
         pthread_mutex_unlock(&r->mu);
 
-    at_http_server *s = r->srv;
-    pthread_mutex_lock(&s->mu);
-    /* the body is done with; its bytes leave the buffered total before the
-     * slot does (the server may be freed once nothing is in flight) */
-    s->buffered -= r->reserved;
-    r->reserved = 0;
-    s->inflight--;
-    if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, -1);
-    pthread_cond_broadcast(&s->idle_cv);
-    if (s->ctx) lws_cancel_service(s->ctx);
-    pthread_mutex_unlock(&s->mu);
-    req_unref(r);
+    release_dispatched(r);
     return NULL;
 }
 
@@ -878,11 +885,9 @@ static void dispatch(at_http_req *r)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&th, &attr, req_thread, r) != 0) {
-        pthread_mutex_lock(&s->mu);
-        s->inflight--;
-        pthread_mutex_unlock(&s->mu);
-        req_unref(r);
-        at_http_error(r, 503, "overloaded_error", "cannot start a worker thread");
+        at_http_add_header(r, "retry-after", "5");
+        at_http_error(r, 503, "overloaded_error", "cannot start a worker thread; retry later");
+        release_dispatched(r);
     }
     pthread_attr_destroy(&attr);
 }

@@ -1,6 +1,8 @@
 /* The HTTP + WebSocket server on its own: routing, limits, streaming,
  * backpressure, capacity and draining, over real loopback sockets. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <time.h>
@@ -35,6 +37,18 @@ typedef struct fixture {
 } fixture;
 
 static fixture fx;
+
+/* The test links with --wrap=pthread_create, so a test can make the
+ * server's next worker thread fail to start, as it does when the process
+ * reaches its thread limit. */
+static atomic_int fail_next_thread;
+int __real_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    if (atomic_exchange(&fail_next_thread, 0)) return EAGAIN;
+    return __real_pthread_create(th, attr, fn, arg);
+}
 
 static void h_echo(at_http_req *r, void *u)
 {
@@ -290,6 +304,33 @@ static void inflight_limit_gives_503_with_retry_after(void **state)
         pthread_join(th[i], NULL);
         assert_int_equal(calls[i].status, 200);
     }
+}
+
+/* No worker thread can start: the request gets 503 with Retry-After, and
+ * its slot and body go back (the in-flight gauge and the buffered total
+ * once stayed up, until uploads were refused for good). */
+static void worker_thread_failure_gives_503(void **state)
+{
+    (void)state;
+    at_test_resp r;
+    char body[4096], v[16];
+    memset(body, 'b', sizeof body);
+    atomic_store(&fail_next_thread, 1);
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, body, sizeof body, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr((char *)r.body, "cannot start a worker thread"));
+    assert_true(at_test_header(&r, "retry-after", v, sizeof v));
+    at_test_resp_free(&r);
+    assert_int_equal(atomic_load(&fail_next_thread), 0);
+    char *m = at_metrics_render(fx.metrics);
+    assert_non_null(m);
+    if (!strstr(m, "http_requests_in_flight{service=\"test\"} 0\n"))
+        fail_msg("in flight after the 503:\n%s", m);
+    free(m);
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, body, sizeof body, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, sizeof body);
+    at_test_resp_free(&r);
 }
 
 /* Opens a connection that sends its headers and part of a body, then
@@ -758,6 +799,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routing_and_bodies),
+        cmocka_unit_test(worker_thread_failure_gives_503),
         cmocka_unit_test(keep_alive_serves_several_requests),
         cmocka_unit_test(streamed_response_is_chunked_and_complete),
         cmocka_unit_test(client_gone_cancels_stream),
