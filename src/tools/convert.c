@@ -79,7 +79,7 @@ typedef struct {
 
 static void vocab_free(vocab_t *v)
 {
-    for (size_t i = 0; i < v->n; i++) free(v->tok[i]);
+    for (size_t i = 0; v->tok && i < v->n; i++) free(v->tok[i]);
     free(v->tok);
     free(v->len);
 }
@@ -92,7 +92,10 @@ static int vocab_build(const char *in_path, const at_whisper_model *m, vocab_t *
     v->n = (size_t)sp->eot;
     v->tok = calloc(v->n, sizeof *v->tok);
     v->len = calloc(v->n, sizeof *v->len);
-    if (!v->tok || !v->len) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (!v->tok || !v->len) {
+        vocab_free(v);
+        return at_err_set(err, AT_E_NOMEM, "out of memory");
+    }
     const char *const *ft;
     const size_t *fl;
     size_t nf = at_whisper_model_vocab(m, &ft, &fl);
@@ -110,9 +113,10 @@ static int vocab_build(const char *in_path, const at_whisper_model *m, vocab_t *
         }
         if (f) fclose(f);
         free(txt);
-        if (!j) {
+        if (!cJSON_IsObject(j)) {
+            cJSON_Delete(j);
             vocab_free(v);
-            return at_err_set(err, AT_E_CORRUPT, "%s: cannot parse", path);
+            return at_err_set(err, AT_E_CORRUPT, "%s: not a JSON object of tokens and their ids", path);
         }
     }
     int dec[512];

@@ -1275,6 +1275,11 @@ static void test_whisper_model_dtypes(void **state)
     assert_int_equal(at_whisper_model_hparams(m)->ftype, 7);
     at_whisper_model_free(m);
     assert_int_equal(at_whisper_convert(dir, bin, "q3_k", &err), AT_E_INVALID);
+    /* a vocab.json that is JSON but not an object of ids is refused (an
+     * array's items have no names: it once crashed) */
+    spit(fp, "[1, 2]", 6);
+    assert_int_equal(at_whisper_convert(dir, bin, "q8_0", &err), AT_E_CORRUPT);
+    assert_non_null(strstr(err.msg, "not a JSON object"));
     snprintf(dir, sizeof dir, "%s/hf-bf16", g_tmp);
     write_st_variant(dir, "BF16");
     run_model(dir, NULL, &enc, &lg);
