@@ -3,7 +3,7 @@
 # test.  Idempotent: does nothing when everything is already installed.
 set -eu
 
-PACKAGES="build-essential cmake pkg-config clang clang-format git
+PACKAGES="build-essential cmake pkg-config clang clang-format clang-tidy git
 libwebsockets-dev libcjson-dev libsndfile1-dev libsoxr-dev libopenblas-dev
 libcurl4-openssl-dev zlib1g-dev libminizip-dev libcmocka-dev curl ca-certificates
 libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us pocketsphinx-testdata

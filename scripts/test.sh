@@ -1,6 +1,7 @@
 #!/bin/sh
 # One command for a newcomer and for CI: install what is missing, check
-# the style, build, run every test, compile the other build types, then
+# the style, build, run clang's static analyzer, run every test, compile
+# the other build types, then
 # build again with AddressSanitizer + UndefinedBehaviorSanitizer and run
 # every test there too, fuzz each parser for 30 s (scripts/fuzz.sh,
 # clang's libFuzzer), and finally build and run the container
@@ -19,6 +20,8 @@ if ! git ls-files '*.c' '*.h' '*.cu' | xargs clang-format --dry-run --Werror; th
 fi
 
 ./scripts/build.sh build
+# clang's static analyzer on the same compile commands (scripts/analyze.sh)
+./scripts/analyze.sh build
 (cd build && ctest --output-on-failure)
 
 # Every standard build type compiles with warnings as errors (each

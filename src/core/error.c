@@ -3,7 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-int at_err_set(at_err *err, int code, const char *fmt, ...)
+int(at_err_set)(at_err *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;

@@ -35,6 +35,13 @@ typedef struct at_err {
  * `return at_err_set(err, AT_E_INVALID, "...")`.  err may be NULL. */
 int at_err_set(at_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* clang's static analyzer (scripts/analyze.sh) sees one file at a time:
+ * without this it would assume an error return could be 0 and follow
+ * every `rc = at_err_set(...)` into the success path. */
+#ifdef __clang_analyzer__
+#define at_err_set(err, code, ...) (at_err_set((err), (code), __VA_ARGS__), (code))
+#endif
+
 /* Resets to AT_OK with an empty message. err may be NULL. */
 void at_err_clear(at_err *err);
 

@@ -295,6 +295,8 @@ static int pipeline_start(ap_pair *p, at_err *err)
         posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
         posix_spawnattr_setpgroup(&attr, p->n_pids ? p->pids[0] : 0);
         pid_t pid;
+        /* analyzer: c.buf is freed after the loop on every path
+         * NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
         int e = posix_spawnp(&pid, c.argv[i][0], &fa, &attr, c.argv[i], environ);
         posix_spawn_file_actions_destroy(&fa);
         close(prev_read);

@@ -347,6 +347,11 @@ static void *rasr_stream_open(void *impl, const at_asr_options *opt, at_err *err
     const struct addrinfo *addrs[RASR_MAX_ADDRS];
     unsigned n = 0;
     for (const struct addrinfo *a = res; a && n < RASR_MAX_ADDRS; a = a->ai_next) addrs[n++] = a;
+    if (n == 0) { /* a resolver that answers success with no address */
+        freeaddrinfo(res);
+        at_err_set(err, AT_E_IO, "cannot resolve %s: no address", r->host);
+        return NULL;
+    }
     qsort(addrs, n, sizeof addrs[0], addr_cmp);
     unsigned first = atomic_fetch_add(&r->next, 1u) % n;
     at_err_set(err, AT_E_IO, "cannot connect to asr_streaming at %s:%d", r->host, r->port);

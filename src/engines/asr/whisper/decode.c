@@ -298,6 +298,8 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
             for (int v = 0; v < V; v++) {
                 if (nt == k && !(x[v] > x[top[k - 1]])) continue;
                 int p = nt < k ? nt++ : k - 1;
+                /* analyzer: top[0..nt-1] are written before they are read: nt grows only while below k >= 1
+                 * NOLINTNEXTLINE(clang-analyzer-core.uninitialized.ArraySubscript) */
                 while (p > 0 && x[v] > x[top[p - 1]]) {
                     top[p] = top[p - 1];
                     p--;
@@ -344,6 +346,8 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
         for (int j = 0; j < B; j++) taken[j] = 0;
         for (int j = 0; j < saved; j++) nslot[j] = -1;
         for (int j = 0; j < saved; j++)
+            /* analyzer: used[j] < live <= B, and taken[0..B-1] were cleared above
+             * NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Branch) */
             if (!taken[used[j]]) {
                 taken[used[j]] = 1;
                 nslot[j] = slot[used[j]];
@@ -351,6 +355,8 @@ static int beam_search(dtask *c, int B, hyp *beams, hyp *nb, hyp *fin, int *n_fi
         int f = 0;
         for (int j = 0; j < saved && rc == 0; j++) {
             if (nslot[j] >= 0) continue;
+            /* analyzer: fewer sources than slots: f stays below B
+             * NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Branch) */
             while (taken[f]) f++;
             taken[f] = 1;
             nslot[j] = slot[f];

@@ -252,6 +252,8 @@ static int top_k(const float *lp, const float *bscore, int beams, int V, int k, 
         const float *x = lp + (size_t)b * V;
         for (int t = 0; t < V; t++) {
             float s = x[t] + bscore[b];
+            /* analyzer: n == k >= 1 here: out[n - 1] was written
+             * NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
             if (n == k && !(s > out[n - 1].score)) continue;
             int j = n < k ? n++ : n - 1;
             while (j > 0 && out[j - 1].score < s) {
@@ -377,6 +379,8 @@ static int beam_step(search *q, const at_nmt_decoder *d, const at_nmt_gen *g, co
     for (int j = 0; j < B; j++) {
         const cand *x = &c[j < nc ? j : nc - 1];
         int *dst = nrun + (size_t)j * L;
+        /* analyzer: nc >= 1: the caller checked V >= k >= 1
+         * NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
         memcpy(dst, q->run + (size_t)x->beam * L, (size_t)len * sizeof *dst);
         dst[len] = x->token;
         q->rscore[j] = x->adj;
