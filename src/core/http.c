@@ -1520,7 +1520,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_HTTP_BODY: {
         at_http_req *r = p ? p->req : NULL;
-        if (!r || r->resp_started || len == 0) return 0;
+        /* once its handler runs, a request's body is never touched again:
+         * bytes after a POST that declared no body (libwebsockets passes
+         * them on as one of up to 100 MiB) were appended to the buffer the
+         * handler was reading, moving it */
+        if (!r || r->resp_started || r->dispatched || len == 0) return 0;
         /* libwebsockets re-arms its own timeout on every piece of a body,
          * so a byte now and then would hold the slot for ever: the
          * deadline for the whole body is ours */
@@ -1568,7 +1572,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             nanosleep(&ms, NULL);
             return 0;
         }
-        if (!r->resp_started) {
+        if (!r->resp_started && !r->dispatched) {
             /* The worker may run for long: lws must not time the wsi out. */
             lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
             dispatch(r);

@@ -33,6 +33,7 @@ typedef struct fixture {
     int release; /* lets the "slow" handler finish */
     int slow_running;
     int stream_cancelled;
+    int hold_running, hold_release; /* the "hold" handler waits for the test */
     at_metrics *metrics;
 } fixture;
 
@@ -70,6 +71,26 @@ static void h_slow(at_http_req *r, void *u)
     f->slow_running--;
     pthread_mutex_unlock(&f->mu);
     at_http_respond(r, 200, "text/plain", "done", 4);
+}
+
+/* Reads its body's length, waits for the test, reads it again and says
+ * both: a body must not change under a running handler. */
+static void h_hold(at_http_req *r, void *u)
+{
+    fixture *f = u;
+    size_t n0 = 0, n1 = 0;
+    at_http_req_body(r, &n0);
+    pthread_mutex_lock(&f->mu);
+    f->hold_running = 1;
+    pthread_cond_broadcast(&f->cv);
+    while (!f->hold_release) pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+    const unsigned char *b = at_http_req_body(r, &n1);
+    size_t sum = 0;
+    for (size_t i = 0; i < n1; i++) sum += b[i]; /* reads it all: ASan sees a moved buffer */
+    char out[64];
+    int len = snprintf(out, sizeof out, "%zu %zu %zu", n0, n1, sum);
+    at_http_respond(r, 200, "text/plain", out, (size_t)len);
 }
 
 static void h_stream(at_http_req *r, void *u)
@@ -128,8 +149,9 @@ static void ws_echo(at_ws *ws, void *u)
 static const at_http_route routes[] = {
     {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
     {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER}, {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
-    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},    {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE},
-    {"GET", "/ready", h_ready, NULL, AT_ROUTE_INLINE},   {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
+    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},    {"POST", "/hold", h_hold, NULL, AT_ROUTE_WORKER},
+    {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE},   {"GET", "/ready", h_ready, NULL, AT_ROUTE_INLINE},
+    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
 };
 
 static void *loop_main(void *arg)
@@ -330,6 +352,58 @@ static void worker_thread_failure_gives_503(void **state)
     assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, body, sizeof body, &r), 0);
     assert_int_equal(r.status, 200);
     assert_int_equal(r.len, sizeof body);
+    at_test_resp_free(&r);
+}
+
+/* A POST without Content-Length or chunked framing has no body (RFC 9112
+ * 6.3) and its handler starts at once; bytes the client sends after it
+ * are not read into the body while the handler runs (they were, moving
+ * the buffer under it: a use after free), and the connection closes after
+ * the answer. */
+static void post_without_length_keeps_its_body_still(void **state)
+{
+    (void)state;
+    fx.hold_running = fx.hold_release = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)fx.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char head[] = "POST /hold HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\r\n";
+    assert_int_equal(send(fd, head, sizeof head - 1, 0), (ssize_t)(sizeof head - 1));
+    pthread_mutex_lock(&fx.mu);
+    while (!fx.hold_running) pthread_cond_wait(&fx.cv, &fx.mu);
+    pthread_mutex_unlock(&fx.mu);
+    /* 48 KB (under body_limit, so a buffer that took them would not be
+     * refused), a piece at a time, each read by the server before the next */
+    char chunk[4096];
+    memset(chunk, 'q', sizeof chunk);
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(send(fd, chunk, sizeof chunk, MSG_NOSIGNAL), (ssize_t)sizeof chunk);
+        usleep(20000);
+    }
+    usleep(200000);
+    pthread_mutex_lock(&fx.mu);
+    fx.hold_release = 1;
+    pthread_cond_broadcast(&fx.cv);
+    pthread_mutex_unlock(&fx.mu);
+    char resp[4096];
+    size_t got = 0;
+    struct pollfd pf = {fd, POLLIN, 0};
+    while (got < sizeof resp - 1 && poll(&pf, 1, 5000) > 0) {
+        ssize_t k = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    resp[got] = 0;
+    close(fd);
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    const char *body = strstr(resp, "\r\n\r\n");
+    assert_non_null(body);
+    if (strcmp(body + 4, "0 0 0") != 0) fail_msg("the handler's body changed under it: %s", body + 4);
+    at_test_resp r; /* the server goes on serving */
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, "ok", 2, &r), 0);
+    assert_int_equal(r.status, 200);
     at_test_resp_free(&r);
 }
 
@@ -800,6 +874,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routing_and_bodies),
         cmocka_unit_test(worker_thread_failure_gives_503),
+        cmocka_unit_test(post_without_length_keeps_its_body_still),
         cmocka_unit_test(keep_alive_serves_several_requests),
         cmocka_unit_test(streamed_response_is_chunked_and_complete),
         cmocka_unit_test(client_gone_cancels_stream),
