@@ -205,6 +205,63 @@ static void test_long_text(void **state)
     free(text);
 }
 
+typedef struct {
+    fixture *fx;
+    const char *text;
+    char *out;
+    int rc, done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} bounded_call;
+
+static void *bounded_run(void *arg)
+{
+    bounded_call *c = arg;
+    at_err err;
+    int rc = at_mt_translate(c->fx->eng, "en", "es", c->text, &c->out, &err);
+    pthread_mutex_lock(&c->mu);
+    c->rc = rc;
+    c->done = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* More bytes than a piece holds with no place to cut, all of them UTF-8
+ * continuation bytes (as `q=%80%80...` sends): the cut stepped back over
+ * the whole run to 0 and the request never ended. */
+static void test_run_of_continuation_bytes(void **state)
+{
+    fixture *fx = *state;
+    static const char head[] = "The dog eats. ", tail[] = " The dog eats.";
+    size_t run = 4200, n = sizeof head - 1 + run + sizeof tail - 1;
+    char *text = malloc(n + 1);
+    assert_non_null(text);
+    memcpy(text, head, sizeof head - 1);
+    memset(text + sizeof head - 1, 0x80, run);
+    memcpy(text + sizeof head - 1 + run, tail, sizeof tail);
+    bounded_call c = {.fx = fx, .text = text};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bounded_run, &c), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 120;
+    pthread_mutex_lock(&c.mu);
+    while (!c.done && pthread_cond_timedwait(&c.cv, &c.mu, &until) == 0) {}
+    int done = c.done;
+    pthread_mutex_unlock(&c.mu);
+    if (!done) fail_msg("translation of %zu bytes still running after 120 s", n);
+    pthread_join(th, NULL);
+    assert_int_equal(c.rc, 0);
+    size_t k = 0;
+    for (const char *p = c.out; (p = strcasestr(p, "perro")); p++) k++;
+    assert_int_equal(k, 2);
+    free(c.out);
+    free(text);
+}
+
 /* ---- concurrency ---- */
 
 typedef struct {
@@ -343,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_layout_and_odd_input),
         cmocka_unit_test(test_trailing_caret),
         cmocka_unit_test(test_long_text),
+        cmocka_unit_test(test_run_of_continuation_bytes),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_survives_killed_pipeline),
         cmocka_unit_test(test_stuck_and_dead_pipelines),

@@ -591,8 +591,12 @@ static size_t piece_end(const char *s, size_t len)
         for (size_t i = AP_PIECE / 2; i < AP_PIECE; i++)
             if (s[i] == ' ') best = i + 1;
     if (!best) {
+        /* back to a character's start; a longer run of continuation bytes
+         * than UTF-8 has is not text (the deformatter makes each U+FFFD),
+         * and is cut anywhere: stepping back over all of it gave 0 */
         best = AP_PIECE;
-        while (best > 0 && ((unsigned char)s[best] & 0xC0) == 0x80) best--;
+        while (best > AP_PIECE - 3 && ((unsigned char)s[best] & 0xC0) == 0x80) best--;
+        if (((unsigned char)s[best] & 0xC0) == 0x80) best = AP_PIECE;
     }
     return best;
 }
