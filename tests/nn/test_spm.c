@@ -281,6 +281,37 @@ static void test_corrupt(void **state)
     assert_null(at_spm_load_mem(junk, sizeof junk, &err));
     assert_null(at_spm_load("/nonexistent/x.model", &err));
     assert_int_equal(err.code, AT_E_IO);
+
+    /* The character map's trie said to reach past the map's end (into its
+     * last 1-3 bytes, where the header's 4 bytes were counted): once
+     * loaded, and read up to 2 bytes past the copy for text starting with
+     * a low byte. */
+    size_t at = 0, len = 0;
+    for (size_t p = 0; p + 4 < n && !at; p++) { /* NormalizerSpec field 2: a long length-delimited blob */
+        if ((unsigned char)data[p] != 0x12) continue;
+        size_t v = 0, k = p + 1;
+        for (int sh = 0; k < n && sh < 28; sh += 7, k++) {
+            v |= (size_t)((unsigned char)data[k] & 0x7F) << sh;
+            if (!((unsigned char)data[k] & 0x80)) break;
+        }
+        k++;
+        if (v > 100000 && k + v <= n) {
+            size_t trie = (size_t)(unsigned char)data[k] | (size_t)(unsigned char)data[k + 1] << 8 |
+                          (size_t)(unsigned char)data[k + 2] << 16 | (size_t)(unsigned char)data[k + 3] << 24;
+            if (trie > 0 && trie < v - 4) at = k, len = v;
+        }
+    }
+    assert_true(at > 0);
+    at_spm *m = at_spm_load_mem(data, n, &err);
+    assert_non_null(m); /* the map found is the model's own */
+    at_spm_free(m);
+    for (size_t over = 1; over <= 3; over++) {
+        size_t trie = len - 4 + over;
+        for (int b = 0; b < 4; b++) data[at + (size_t)b] = (char)(trie >> (8 * b));
+        assert_null(at_spm_load_mem(data, n, &err));
+        assert_int_equal(err.code, AT_E_CORRUPT);
+        assert_non_null(strstr(err.msg, "precompiled_charsmap"));
+    }
     free(data);
 }
 

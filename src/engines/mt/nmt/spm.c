@@ -516,7 +516,9 @@ static int init_normalizer(normalizer *nz, const norm_spec *ns, int ws_suffix, a
     /* <uint32 trie size><darts-clone units><NUL-separated strings> */
     const unsigned char *b = ns->charsmap.p;
     size_t n = ns->charsmap.n;
-    if (n <= 4 || rd32(b) >= n)
+    /* the trie's units are read as whole 32-bit words: it must lie inside
+     * the blob (upstream only checks it against the blob with its header) */
+    if (n <= 4 || rd32(b) > n - 4)
         return at_err_set(err, AT_E_CORRUPT, "sentencepiece: broken precompiled_charsmap");
     size_t trie_size = rd32(b);
     nz->blob = malloc(n - 4 + 1);
@@ -524,7 +526,6 @@ static int init_normalizer(normalizer *nz, const norm_spec *ns, int ws_suffix, a
     memcpy(nz->blob, b + 4, n - 4);
     nz->blob[n - 4] = 0;
     nz->n_units = trie_size / 4;
-    if (trie_size > n - 4) trie_size = n - 4;
     nz->pool = (const char *)nz->blob + trie_size;
     nz->pool_len = n - 4 - trie_size;
     return 0;
