@@ -315,6 +315,15 @@ static void test_refusals(void **state)
     g.max_length = TOY_MAX + 1;
     assert_int_not_equal(at_nmt_generate_on(&d, &g, &job, 1, &err), 0);
     assert_non_null(strstr(err.msg, "max_length"));
+    /* a forced token past the vocabulary (a tokenizer's language id for
+     * another model) was written past the logits */
+    g = hand_gen(1);
+    job.forced_bos_id = 4;
+    assert_int_equal(at_nmt_generate_on(&d, &g, &job, 1, &err), AT_E_INVALID);
+    assert_non_null(strstr(err.msg, "outside the decoder's vocabulary of 4"));
+    job.forced_bos_id = -1;
+    g.forced_eos_id = 7;
+    assert_int_equal(at_nmt_generate_on(&d, &g, &job, 1, &err), AT_E_INVALID);
     assert_null(job.tokens);
 }
 

@@ -288,6 +288,7 @@ static int nm_translate_many(void *impl, const char *source, const char *target,
     nmodel *M = &N->mods[R->model];
     const at_nmt_hparams *hp = at_nmt_model_hparams(M->m);
     size_t max_bytes = N->cfg.max_sentence > 0 ? (size_t)N->cfg.max_sentence : 400;
+    if (max_bytes < 8) max_bytes = 8; /* as the splitter takes it: buf holds its longest span */
     size_t total = 0, *first = calloc((size_t)n + 1, sizeof *first);
     at_mt_span *spans = NULL;
     call c = {0};

@@ -462,6 +462,17 @@ int at_nmt_generate_on(const at_nmt_decoder *d, const at_nmt_gen *g, at_nmt_job 
         return at_err_set(err, AT_E_INVALID, "max_length %d outside 2..%d", L, d->max_pos);
     if (B > 1 && (size_t)V < (size_t)(g->n_eos + 1 > 2 ? g->n_eos + 1 : 2) * B)
         return at_err_set(err, AT_E_INVALID, "a vocabulary of %d is too small for %d beams", V, B);
+    /* forced tokens are written into the logits: a tokenizer's language id
+     * beyond the decoder's vocabulary (a mismatched model folder) is refused */
+    if (g->forced_bos_id >= V || g->forced_eos_id >= V)
+        return at_err_set(err, AT_E_INVALID, "forced token %d outside the decoder's vocabulary of %d",
+                          g->forced_bos_id >= V ? g->forced_bos_id : g->forced_eos_id, V);
+    for (int i = 0; i < n; i++)
+        if (jobs[i].forced_bos_id >= V)
+            return at_err_set(err, AT_E_INVALID,
+                              "forced first token %d (the target language's) outside the decoder's "
+                              "vocabulary of %d",
+                              jobs[i].forced_bos_id, V);
     search *q = calloc((size_t)n, sizeof *q);
     at_nmt_seq *seqs = calloc((size_t)n * B, sizeof *seqs);
     int *owner = calloc((size_t)n * B, sizeof *owner);
