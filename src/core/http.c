@@ -28,6 +28,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
+/* What a queued message costs beyond its payload (its slot or header,
+ * the allocation's own): counted toward ws_queue_limit both ways, so a
+ * flood of empty WebSocket frames is throttled like a flood of full ones. */
+#define MSG_COST          (64 + LWS_PRE)
 #define MAX_LISTENERS     8
 #define MAX_QUERY_ARGS    16
 #define OUT_CHUNK         (32 * 1024)
@@ -191,7 +195,7 @@ static void outq_push(out_queue *q, out_buf *b)
     else
         q->head = b;
     q->tail = b;
-    q->bytes += b->len;
+    q->bytes += b->len + MSG_COST;
 }
 
 static out_buf *outq_pop(out_queue *q)
@@ -200,7 +204,7 @@ static out_buf *outq_pop(out_queue *q)
     if (!b) return NULL;
     q->head = b->next;
     if (!q->head) q->tail = NULL;
-    q->bytes -= b->len;
+    q->bytes -= b->len + MSG_COST;
     return b;
 }
 
@@ -1119,7 +1123,7 @@ static int inbox_push(at_ws *w, at_ws_msg m)
     }
     w->inbox[(w->inbox_head + w->inbox_n) % w->inbox_cap] = m;
     w->inbox_n++;
-    w->inbox_bytes += m.len;
+    w->inbox_bytes += m.len + MSG_COST;
     return 0;
 }
 
@@ -1139,7 +1143,7 @@ int at_ws_recv(at_ws *w, at_ws_msg *msg, int timeout_ms)
         *msg = w->inbox[w->inbox_head];
         w->inbox_head = (w->inbox_head + 1) % w->inbox_cap;
         w->inbox_n--;
-        w->inbox_bytes -= msg->len;
+        w->inbox_bytes -= msg->len + MSG_COST;
         rc = 1;
     } else if (w->closed || atomic_load(&w->srv->draining))
         rc = AT_E_CANCELLED;

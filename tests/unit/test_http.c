@@ -828,6 +828,58 @@ static void websocket_backpressure_bounds_memory(void **state)
     at_test_resp_free(&r);
 }
 
+static size_t rss_bytes(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The same with empty frames: each costs the server a queue slot and an
+ * allocation both ways though it carries nothing, so the queues count a
+ * message's overhead too (they counted payload bytes only, and millions
+ * of empty frames were taken in without pushing back). */
+static void websocket_empty_frames_are_throttled(void **state)
+{
+    (void)state;
+    at_test_ws a;
+    assert_int_equal(at_test_ws_connect(&a, fx.port, "/ws", NULL), 0);
+    int fl = fcntl(a.fd, F_GETFL), sndbuf = 64 * 1024; /* what is accepted is the server's, mostly */
+    fcntl(a.fd, F_SETFL, fl | O_NONBLOCK);
+    setsockopt(a.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    unsigned char frames[6 * 1024]; /* binary, masked, no payload: 6 bytes each */
+    for (size_t i = 0; i < sizeof frames; i += 6) {
+        frames[i] = 0x82;
+        frames[i + 1] = 0x80;
+        memset(frames + i + 2, 0, 4);
+    }
+    size_t rss0 = rss_bytes(), accepted = 0, want = 24u << 20, off = 0;
+    int stalls = 0;
+    while (accepted < want && stalls < 20) {
+        ssize_t n = send(a.fd, frames + off, sizeof frames - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            accepted += (size_t)n;
+            off = (off + (size_t)n) % sizeof frames;
+            stalls = 0;
+        } else {
+            stalls++;
+            usleep(50000);
+        }
+    }
+    size_t rss1 = rss_bytes();
+    printf("# server accepted %zu empty frames (%.1f MB) of %zu; RSS %+.1f MB\n", accepted / 6,
+           accepted / 1048576.0, want / 6, ((double)rss1 - (double)rss0) / 1048576.0);
+    assert_true(accepted < (16u << 20));
+    at_test_ws_close(&a);
+    at_test_resp r;
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, "ok", 2, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_test_resp_free(&r);
+}
+
 static void stop_drains_and_returns(void **state)
 {
     (void)state;
@@ -887,6 +939,7 @@ int main(void)
         cmocka_unit_test(pipelined_requests_do_not_hang_the_server),
         cmocka_unit_test(websocket_echo_limits_and_close_codes),
         cmocka_unit_test(websocket_backpressure_bounds_memory),
+        cmocka_unit_test(websocket_empty_frames_are_throttled),
         cmocka_unit_test(stop_drains_and_returns),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
