@@ -775,6 +775,13 @@ static void release_dispatched(at_http_req *r)
     req_unref(r);
 }
 
+/* The largest body a request's route takes. */
+static size_t body_limit_of(const at_http_req *r)
+{
+    size_t lim = r->srv->cfg.body_limit, own = r->route ? r->route->max_body : 0;
+    return own && own < lim ? own : lim;
+}
+
 static void *req_thread(void *arg)
 {
     at_http_req *r = arg;
@@ -1374,17 +1381,16 @@ static void on_cancel(at_http_server *s)
 static int body_append(void *user, const unsigned char *in, size_t len, at_err *err)
 {
     at_http_req *r = user;
-    at_http_server *s = r->srv;
-    if (r->body_len + len > s->cfg.body_limit) {
+    size_t limit = body_limit_of(r);
+    if (r->body_len + len > limit) {
         r->close_after = 1;
-        at_http_error(r, 413, "invalid_request_error", "request body exceeds the limit of %zu bytes",
-                      s->cfg.body_limit);
+        at_http_error(r, 413, "invalid_request_error", "request body exceeds the limit of %zu bytes", limit);
         return at_err_set(err, AT_E_TOO_LARGE, "request body too large");
     }
     if (r->body_len + len + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 65536;
         while (cap < r->body_len + len + 1) cap *= 2;
-        if (cap > s->cfg.body_limit + 1) cap = s->cfg.body_limit + 1;
+        if (cap > limit + 1) cap = limit + 1;
         if (r->slot && cap > r->reserved && !reserve_more(r, cap - r->reserved)) {
             refuse_busy(r, "too many request bodies in memory");
             return at_err_set(err, AT_E_BUSY, "too many request bodies in memory");
@@ -1487,17 +1493,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             }
         } else if (gate(r)) {
             if (has_body) r->close_after = 1; /* its body is not read */
-        } else if (has_body && r->content_length > (long long)s->cfg.body_limit) {
+        } else if (has_body && r->content_length > (long long)body_limit_of(r)) {
             r->close_after = 1;
             at_http_error(r, 413, "invalid_request_error",
                           "request body of %lld bytes exceeds the limit of %zu bytes", r->content_length,
-                          s->cfg.body_limit);
+                          body_limit_of(r));
         } else if (!has_body || (r->content_length < 0 && te_len == 0)) {
             /* without Content-Length or chunked framing a request has no
              * body (RFC 9112 6.3); what follows is not read as one */
             if (has_body) r->close_after = 1;
             dispatch(r);
-        } else if (te_len != 0 && !(r->dechunk = at_chunked_new(s->cfg.body_limit))) {
+        } else if (te_len != 0 && !(r->dechunk = at_chunked_new(body_limit_of(r)))) {
             at_http_error(r, 503, "overloaded_error", "out of memory");
         } else if (!(r->route->mode & AT_ROUTE_INLINE) &&
                    !admit_upload(r, r->content_length > 0 ? (size_t)r->content_length + 1 : 0)) {
@@ -1512,7 +1518,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             /* the whole body within a deadline: a sender trickling bytes
              * (slowloris) does not hold its slot for ever */
             long cl =
-                r->content_length > 0 ? (long)(r->content_length >> 16) : (long)(s->cfg.body_limit >> 16);
+                r->content_length > 0 ? (long)(r->content_length >> 16) : (long)(body_limit_of(r) >> 16);
             clock_gettime(CLOCK_MONOTONIC, &r->body_deadline);
             r->body_deadline.tv_sec += s->cfg.body_timeout_s + cl;
             lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)(s->cfg.body_timeout_s + cl));

@@ -40,6 +40,7 @@ typedef struct at_http_route {
     at_http_handler handler;  /* HTTP routes */
     at_ws_handler ws_handler; /* WebSocket routes */
     int mode;                 /* at_route_mode flags */
+    size_t max_body;          /* bytes, below the server's body_limit; 0: body_limit */
 } at_http_route;
 
 typedef struct at_http_config {

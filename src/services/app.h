@@ -172,11 +172,19 @@ void at_service_health(at_http_req *req, void *app);
 void at_service_ready(at_http_req *req, void *app);
 void at_service_metrics(at_http_req *req, void *app);
 /* The routes every service answers, first in each route table. */
+/* The text routes' request bodies (translate, detect, speech): JSON or a
+ * form around at most --max-text-chars (100 000: 6 bytes a character when
+ * every one is a \u escape) and a few fields.  Bounded below the server's
+ * --max-body-mb, which is sized for audio: a JSON tree takes about 40
+ * times its text's bytes, and an API key is looked for in it before the
+ * key is checked. */
+#define AT_TEXT_BODY_MAX (1u << 20)
+
 #define AT_SERVICE_COMMON_ROUTES                                                                             \
-    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE},                                            \
-        {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE},                                          \
+    {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE, 0},                                         \
+        {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE, 0},                                       \
     {                                                                                                        \
-        "GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE                                         \
+        "GET", "/metrics", at_service_metrics, NULL, AT_ROUTE_INLINE, 0                                      \
     }
 
 /* Answers 503 (loading) or 500 (failed) and returns 0 when engines are not

@@ -771,10 +771,10 @@ static void h_stream(at_ws *ws, void *user)
 
 static const at_http_route routes[] = {
     AT_SERVICE_COMMON_ROUTES,
-    {"GET", "/v1/models", h_models, NULL, AT_ROUTE_INLINE},
-    {"POST", "/v1/audio/transcriptions", h_transcriptions, NULL, AT_ROUTE_WORKER},
-    {"POST", "/v1/audio/translations", h_translations, NULL, AT_ROUTE_WORKER},
-    {NULL, "/v1/stream", NULL, h_stream, AT_ROUTE_WORKER},
+    {"GET", "/v1/models", h_models, NULL, AT_ROUTE_INLINE, 0},
+    {"POST", "/v1/audio/transcriptions", h_transcriptions, NULL, AT_ROUTE_WORKER, 0},
+    {"POST", "/v1/audio/translations", h_translations, NULL, AT_ROUTE_WORKER, 0},
+    {NULL, "/v1/stream", NULL, h_stream, AT_ROUTE_WORKER, 0},
 };
 
 int at_asr_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,

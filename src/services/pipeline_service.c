@@ -894,12 +894,12 @@ static void h_pipeline(at_ws *ws, void *user)
 
 static const at_http_route routes[] = {
     AT_SERVICE_COMMON_ROUTES,
-    {"GET", "/", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
-    {"GET", "/index.html", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
-    {"GET", "/app.js", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
-    {"GET", "/pcm-worklet.js", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
-    {"GET", "/v1/config", h_config, NULL, AT_ROUTE_INLINE},
-    {NULL, "/v1/pipeline", NULL, h_pipeline, AT_ROUTE_WORKER},
+    {"GET", "/", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN, 0},
+    {"GET", "/index.html", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN, 0},
+    {"GET", "/app.js", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN, 0},
+    {"GET", "/pcm-worklet.js", h_asset, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN, 0},
+    {"GET", "/v1/config", h_config, NULL, AT_ROUTE_INLINE, 0},
+    {NULL, "/v1/pipeline", NULL, h_pipeline, AT_ROUTE_WORKER, 0},
 };
 
 int at_pipeline_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,

@@ -323,7 +323,7 @@ int at_services_main(const char *prog, int kinds, const at_app_loaders *loaders,
                                 "longest text to translate or speak",
                                 &max_chars,
                                 1,
-                                10000000};
+                                100000};
     opts[n++] = (at_option){"max-body-mb",
                             "AT_MAX_BODY_MB",
                             AT_OPT_DOUBLE,

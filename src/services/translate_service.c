@@ -75,7 +75,22 @@ static void h_languages(at_http_req *req, void *user)
     cJSON_Delete(arr);
 }
 
-/* application/x-www-form-urlencoded -> a JSON object (q may repeat). */
+/* Texts in one request's 'q' (their characters are bounded apart, by
+ * --max-text-chars: empty items cost nothing there). */
+#define MAX_Q_ITEMS 1000
+
+/* The fields a request may carry; a form's others are skipped, so a body
+ * of thousands of distinct names costs no search through them. */
+static int known_field(const char *k)
+{
+    static const char *const names[] = {"q", "source", "target", "format", "alternatives", "api_key"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(k, names[i]) == 0) return 1;
+    return 0;
+}
+
+/* application/x-www-form-urlencoded -> a JSON object (a repeated field:
+ * its first value). */
 static cJSON *parse_form(const char *body, size_t len, int *nul)
 {
     cJSON *o = cJSON_CreateObject();
@@ -93,6 +108,7 @@ static cJSON *parse_form(const char *body, size_t len, int *nul)
         if (!eq) continue;
         *eq = '\0';
         char *k = tok, *v = eq + 1;
+        if (!known_field(k)) continue;
         for (char *s = v, *d = v;; s++) { /* url-decode */
             if (*s == '+')
                 *d++ = ' ';
@@ -431,6 +447,12 @@ static void h_translate(at_http_req *req, void *user)
         int n = cJSON_IsArray(q) ? cJSON_GetArraySize(q) : 1;
         size_t total = 0;
         int bad = 0;
+        if (n > MAX_Q_ITEMS) {
+            at_http_error(req, 413, "invalid_request_error", "'q' has %d items; at most %d in one request", n,
+                          MAX_Q_ITEMS);
+            cJSON_Delete(o);
+            return;
+        }
         for (int i = 0; i < n && !bad; i++) {
             const cJSON *it = cJSON_IsArray(q) ? cJSON_GetArrayItem(q, i) : q;
             if (!cJSON_IsString(it))
@@ -599,10 +621,11 @@ static void h_settings(at_http_req *req, void *user)
 
 static const at_http_route routes[] = {
     AT_SERVICE_COMMON_ROUTES,
-    {"GET", "/languages", h_languages, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN}, /* open, as LibreTranslate's */
-    {"POST", "/translate", h_translate, NULL, AT_ROUTE_WORKER},
-    {"POST", "/detect", h_detect, NULL, AT_ROUTE_WORKER},
-    {"GET", "/frontend/settings", h_settings, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
+    {"GET", "/languages", h_languages, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN,
+     0}, /* open, as LibreTranslate's */
+    {"POST", "/translate", h_translate, NULL, AT_ROUTE_WORKER, AT_TEXT_BODY_MAX},
+    {"POST", "/detect", h_detect, NULL, AT_ROUTE_WORKER, AT_TEXT_BODY_MAX},
+    {"GET", "/frontend/settings", h_settings, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN, 0},
 };
 
 int at_translate_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,

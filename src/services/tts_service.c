@@ -234,8 +234,8 @@ static void h_speech(at_http_req *req, void *user)
 
 static const at_http_route routes[] = {
     AT_SERVICE_COMMON_ROUTES,
-    {"GET", "/v1/voices", h_voices, NULL, AT_ROUTE_INLINE},
-    {"POST", "/v1/audio/speech", h_speech, NULL, AT_ROUTE_WORKER},
+    {"GET", "/v1/voices", h_voices, NULL, AT_ROUTE_INLINE, 0},
+    {"POST", "/v1/audio/speech", h_speech, NULL, AT_ROUTE_WORKER, AT_TEXT_BODY_MAX},
 };
 
 int at_tts_service_listen(at_app *app, at_http_server *srv, const char *iface, int port, int *bound,

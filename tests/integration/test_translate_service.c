@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "client.h"
+#include "core/strbuf.h"
 #include "nmt_folder.h"
 
 static at_test_proc proc;
@@ -243,6 +244,34 @@ static void multipart_body_and_settings(void **state)
     at_test_resp_free(&r);
 }
 
+/* More than 1000 texts in one 'q' (empty ones cost nothing against
+ * --max-text-chars, so a body could hold millions) are refused at once. */
+static void too_many_items_is_413(void **state)
+{
+    (void)state;
+    size_t cap = 16 + 3 * 1001 + 64, n = 0;
+    char *json = malloc(cap);
+    n += (size_t)snprintf(json + n, cap - n, "{\"q\":[\"a\"");
+    for (int i = 0; i < 1000; i++) n += (size_t)snprintf(json + n, cap - n, ",\"\"");
+    snprintf(json + n, cap - n, "],\"source\":\"en\",\"target\":\"es\"}");
+    at_test_resp r = post_json(json);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr((char *)r.body, "1001 items; at most 1000"));
+    at_test_resp_free(&r);
+    free(json);
+    /* a form's unknown fields are skipped: thousands of them cost nothing */
+    at_strbuf b = {0};
+    for (int i = 0; i < 4000; i++) at_strbuf_printf(&b, "f%d=&", i);
+    at_strbuf_printf(&b, "q=The+house&source=en&target=es");
+    assert_int_equal(at_test_http(port, "POST", "/translate",
+                                  "Content-Type: application/x-www-form-urlencoded\r\n", b.p, b.n, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr((char *)r.body, "casa"));
+    at_test_resp_free(&r);
+    at_strbuf_free(&b);
+}
+
 static void oversized_body_is_413_and_service_survives(void **state)
 {
     (void)state;
@@ -375,6 +404,7 @@ int main(void)
         cmocka_unit_test(auto_source_and_detect),
         cmocka_unit_test(html_format_keeps_markup),
         cmocka_unit_test(multipart_body_and_settings),
+        cmocka_unit_test(too_many_items_is_413),
         cmocka_unit_test(oversized_body_is_413_and_service_survives),
         cmocka_unit_test(unknown_route_and_method),
         cmocka_unit_test(health_ready_metrics),

@@ -147,11 +147,16 @@ static void ws_echo(at_ws *ws, void *u)
 }
 
 static const at_http_route routes[] = {
-    {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER},
-    {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER}, {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER},
-    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER},    {"POST", "/hold", h_hold, NULL, AT_ROUTE_WORKER},
-    {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE},   {"GET", "/ready", h_ready, NULL, AT_ROUTE_INLINE},
-    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
+    {"POST", "/small", h_echo, NULL, AT_ROUTE_WORKER, 1000},
+    {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER, 0},
+    {"GET", "/slow", h_slow, NULL, AT_ROUTE_WORKER, 0},
+    {"GET", "/stream", h_stream, NULL, AT_ROUTE_WORKER, 0},
+    {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER, 0},
+    {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER, 0},
+    {"POST", "/hold", h_hold, NULL, AT_ROUTE_WORKER, 0},
+    {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE, 0},
+    {"GET", "/ready", h_ready, NULL, AT_ROUTE_INLINE, 0},
+    {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER, 0},
 };
 
 static void *loop_main(void *arg)
@@ -486,6 +491,31 @@ static void slow_body_is_cut_off(void **state)
 
 /* Clients that stream an upload (the OpenAI SDK given a file stream)
  * send Transfer-Encoding: chunked and no Content-Length. */
+/* A route's own body limit, below the server's (the text routes': JSON
+ * trees take many times their text), with Content-Length and chunked. */
+static void route_body_limit(void **state)
+{
+    (void)state;
+    char body[2000];
+    memset(body, 'x', sizeof body);
+    at_test_resp r;
+    assert_int_equal(at_test_http(fx.port, "POST", "/small", NULL, body, 1000, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 1000);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(fx.port, "POST", "/small", NULL, body, 1001, &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr((char *)r.body, "limit of 1000 bytes"));
+    at_test_resp_free(&r);
+    const char big[] = "POST /small HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n7d1\r\nabc";
+    assert_int_equal(at_test_raw(fx.port, big, sizeof big - 1, &r, 5), 0);
+    assert_int_equal(r.status, 413);
+    at_test_resp_free(&r);
+    assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, body, sizeof body, &r), 0);
+    assert_int_equal(r.status, 200); /* the others keep the server's */
+    at_test_resp_free(&r);
+}
+
 static void chunked_request_bodies(void **state)
 {
     (void)state;
@@ -589,10 +619,10 @@ static void access_control(void **state)
     assert_non_null(acc);
     unlink(keys);
     static const at_http_route open_routes[] = {
-        {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER},
-        {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE},
-        {"GET", "/list", h_echo, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN},
-        {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER},
+        {"POST", "/echo", h_echo, NULL, AT_ROUTE_WORKER, 0},
+        {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE, 0},
+        {"GET", "/list", h_echo, NULL, AT_ROUTE_INLINE | AT_ROUTE_OPEN, 0},
+        {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER, 0},
     };
     at_http_config c;
     at_http_config_defaults(&c);
@@ -926,6 +956,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routing_and_bodies),
         cmocka_unit_test(worker_thread_failure_gives_503),
+        cmocka_unit_test(route_body_limit),
         cmocka_unit_test(post_without_length_keeps_its_body_still),
         cmocka_unit_test(keep_alive_serves_several_requests),
         cmocka_unit_test(streamed_response_is_chunked_and_complete),
