@@ -125,11 +125,13 @@ int at_encoder_check(const char *format, int rate, at_err *err)
         return at_err_set(err, AT_E_UNSUPPORTED, "sample rate %d Hz is out of range", rate);
     const int *rates = formats[fi].rates;
     if (rates) {
-        char list[128];
+        char list[128] = "";
         size_t len = 0;
         for (const int *r = rates; *r; r++) {
             if (*r == rate) return 0;
-            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", len ? ", " : "", *r);
+            int k =
+                len < sizeof list ? snprintf(list + len, sizeof list - len, "%s%d", len ? ", " : "", *r) : 0;
+            if (k > 0) len += (size_t)k; /* past the end (a longer table): the list stays cut */
         }
         return at_err_set(err, AT_E_UNSUPPORTED, "%s cannot be encoded at %d Hz (%s takes %s Hz)", format,
                           rate, formats[fi].codec, list);

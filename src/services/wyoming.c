@@ -232,9 +232,12 @@ static int asr_event(at_wyoming *w, int fd, asr_state *st, const at_wy_event *ev
         int rate, width, channels;
         if (audio_format(ev->data, &rate, &width, &channels) != 0)
             return send_error(fd, "bad_audio_format", "audio-start needs rate, width and channels"), 0;
-        if (width != 2 || channels < 1 || channels > 8 || rate < 8000 || rate > 192000)
+        /* the utterance is kept whole until audio-stop: its format bounds
+         * what --max-audio-seconds costs (192 kHz in 8 channels made an
+         * hour 11 GB) */
+        if (width != 2 || channels < 1 || channels > 2 || rate < 8000 || rate > 48000)
             return send_error(fd, "bad_audio_format",
-                              "unsupported audio: %d Hz, %d bytes, %d channels (16-bit PCM, 8-192 kHz, 1-8 "
+                              "unsupported audio: %d Hz, %d bytes, %d channels (16-bit PCM, 8-48 kHz, 1-2 "
                               "channels)",
                               rate, width, channels),
                    0;

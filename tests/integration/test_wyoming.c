@@ -296,6 +296,11 @@ static void bad_input_gets_error_events(void **state)
     expect_error_event(fd, "bad_order");
     send_event(fd, "audio-start", "{\"rate\": 16000, \"width\": 3, \"channels\": 1}", NULL, 0);
     expect_error_event(fd, "bad_audio_format");
+    /* formats whose hour of audio would take gigabytes to hold */
+    send_event(fd, "audio-start", "{\"rate\": 192000, \"width\": 2, \"channels\": 1}", NULL, 0);
+    expect_error_event(fd, "bad_audio_format");
+    send_event(fd, "audio-start", "{\"rate\": 16000, \"width\": 2, \"channels\": 8}", NULL, 0);
+    expect_error_event(fd, "bad_audio_format");
     send_event(fd, "transcribe", "{\"name\": \"no-such-model\"}", NULL, 0);
     expect_error_event(fd, "unknown_model");
     send_event(fd, "transcribe", "{\"language\": \"xx\"}", NULL, 0);
