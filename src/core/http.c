@@ -1331,8 +1331,7 @@ static int ws_writable(struct lws *wsi, at_ws *w)
 {
     pthread_mutex_lock(&w->mu);
     out_buf *b = outq_pop(&w->out);
-    int more = w->out.head != NULL;
-    int done = !b && w->handler_done;
+    int handler_done = w->handler_done, done = !b && handler_done;
     int code = w->close_code ? w->close_code : 1000;
     char reason[120];
     snprintf(reason, sizeof reason, "%s", w->close_reason);
@@ -1342,9 +1341,17 @@ static int ws_writable(struct lws *wsi, at_ws *w)
         int n = lws_write(wsi, b->data + LWS_PRE, b->len, (enum lws_write_protocol)b->kind);
         free(b);
         if (n < 0) return -1;
-        if (more || w->handler_done) lws_callback_on_writable(wsi);
+        /* as for HTTP: the next writable callback comes once the socket
+         * has taken this; a client that stops reading never lets it come
+         * (libwebsockets holds what the socket did not take, and asks for
+         * no callback meanwhile), and is dropped when this runs out, its
+         * session slot with it */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)w->srv->cfg.idle_timeout_s);
+        lws_callback_on_writable(wsi);
         return 0;
     }
+    /* nothing to send: the session is working or waiting for its client */
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     if (done) {
         lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
         return -1;

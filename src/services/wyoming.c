@@ -279,6 +279,10 @@ static int asr_event(at_wyoming *w, int fd, asr_state *st, const at_wy_event *ev
         if (!st->started) return send_error(fd, "bad_order", "audio-stop before audio-start"), 0;
         st->started = 0;
         transcribe(w, fd, st);
+        /* a connection waiting for its next utterance holds no audio */
+        free(st->pcm);
+        st->pcm = NULL;
+        st->len = st->cap = 0;
         st->model[0] = st->language[0] = '\0';
         return 0;
     }
@@ -410,7 +414,15 @@ static void *accept_main(void *arg)
         struct pollfd pf = {w->lfd, POLLIN, 0};
         if (poll(&pf, 1, 200) <= 0) continue;
         int fd = accept(w->lfd, NULL, NULL);
-        if (fd < 0) continue;
+        if (fd < 0) {
+            /* out of descriptors: the connection stays queued, and polling
+             * again at once would spin */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                struct timespec pause = {0, 100 * 1000 * 1000};
+                nanosleep(&pause, NULL);
+            }
+            continue;
+        }
         pthread_mutex_lock(&w->mu);
         int slot = -1;
         if (w->active < limit)

@@ -910,6 +910,53 @@ static void websocket_empty_frames_are_throttled(void **state)
     at_test_resp_free(&r);
 }
 
+/* Sessions whose clients stop reading (max_ws_sessions is 2 here) give
+ * their slots back: a connection whose socket takes nothing for
+ * idle_timeout_s (3 s) is closed, as for HTTP (read from libwebsockets
+ * 4.1's source: while its own copy of a partial write waits for the
+ * socket it asks for no writable callback, so a session that gave up on
+ * sending would keep its slot for as long as the keepalive allows). */
+static void websocket_clients_that_stop_reading_give_their_slots_back(void **state)
+{
+    (void)state;
+    at_test_ws stuck[2];
+    unsigned char frame[16006];
+    frame[0] = 0x82; /* binary, masked, 16000 bytes */
+    frame[1] = 0x80 | 126;
+    frame[2] = 16000 >> 8;
+    frame[3] = 16000 & 0xff;
+    memset(frame + 4, 0, sizeof frame - 4);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(at_test_ws_connect(&stuck[k], fx.port, "/ws", NULL), 0);
+        int fl = fcntl(stuck[k].fd, F_GETFL);
+        fcntl(stuck[k].fd, F_SETFL, fl | O_NONBLOCK);
+        /* until the server stops taking them: its echoes fill our socket */
+        size_t off = 0;
+        for (int stalls = 0; stalls < 10;) {
+            ssize_t n = send(stuck[k].fd, frame + off, sizeof frame - off, MSG_NOSIGNAL);
+            if (n > 0) {
+                off = (off + (size_t)n) % sizeof frame;
+                stalls = 0;
+            } else {
+                stalls++;
+                usleep(50000);
+            }
+        }
+    }
+    at_test_ws a;
+    int rc = -1;
+    for (int i = 0; i < 100 && rc != 0; i++) { /* 20 s at most */
+        at_test_resp refused;
+        rc = at_test_ws_connect(&a, fx.port, "/ws", &refused);
+        if (rc == 503) at_test_resp_free(&refused);
+        if (rc != 0) usleep(200000);
+    }
+    if (rc != 0) fail_msg("no WebSocket slot came back in 20 s (%d)", rc);
+    assert_int_equal(at_test_ws_send(&a, 1, "bye", 3), 0);
+    at_test_ws_close(&a);
+    for (int k = 0; k < 2; k++) at_test_ws_close(&stuck[k]);
+}
+
 static void stop_drains_and_returns(void **state)
 {
     (void)state;
@@ -971,6 +1018,7 @@ int main(void)
         cmocka_unit_test(websocket_echo_limits_and_close_codes),
         cmocka_unit_test(websocket_backpressure_bounds_memory),
         cmocka_unit_test(websocket_empty_frames_are_throttled),
+        cmocka_unit_test(websocket_clients_that_stop_reading_give_their_slots_back),
         cmocka_unit_test(stop_drains_and_returns),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
