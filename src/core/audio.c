@@ -293,7 +293,11 @@ static int decode_vio(at_vio *v, double max_seconds, int rate, at_audio *out, at
             const float *f = buf + (size_t)i * ch;
             double s = 0;
             for (size_t c = 0; c < ch; c++) s += f[c];
-            mono[i] = (float)(s / (double)ch);
+            s /= (double)ch;
+            /* a float file's NaN or infinity is no sound: passed on, one
+             * made the energy VAD's noise floor NaN for the rest of the
+             * file, and soxr spreads it over ~30 ms */
+            mono[i] = isfinite(s) ? (float)s : 0.0f;
         }
         if ((rc = sink_push(&sink, mono, (size_t)got, err))) goto done;
         n += (size_t)got;

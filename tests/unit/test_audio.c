@@ -212,6 +212,41 @@ static blob make_wav(int rate, size_t n, uint32_t declared)
     return b;
 }
 
+/* A float WAV holding NaN and infinities: every decoded sample is finite
+ * (those become silence), at 16 kHz and through the resampler. */
+static void test_non_finite_samples(void **st)
+{
+    (void)st;
+    for (int rate = 16000; rate <= 44100; rate += 28100) {
+        char path[128];
+        tmp_path(path, sizeof path, "wav");
+        SF_INFO info = {0};
+        info.samplerate = rate;
+        info.channels = 2;
+        info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+        SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
+        assert_non_null(sf);
+        float buf[2 * 4000];
+        for (int i = 0; i < 4000; i++) buf[2 * i] = buf[2 * i + 1] = 0.25f * (float)sin(i * 0.1);
+        buf[2 * 1000] = NAN;
+        buf[2 * 2000 + 1] = INFINITY;
+        buf[2 * 3000] = -INFINITY;
+        assert_int_equal(sf_writef_float(sf, buf, 4000), 4000);
+        sf_close(sf);
+        blob b = {0};
+        assert_int_equal(read_all(path, &b), 0);
+        at_audio a;
+        at_err err;
+        assert_int_equal(at_audio_load_16k(b.p, b.n, 0, &a, &err), 0);
+        assert_true(a.n > 0);
+        for (size_t i = 0; i < a.n; i++)
+            if (!isfinite(a.samples[i])) fail_msg("%d Hz: sample %zu is %g", rate, i, (double)a.samples[i]);
+        at_audio_free(&a);
+        free(b.p);
+        unlink(path);
+    }
+}
+
 static void test_wav_header_and_values(void **st)
 {
     (void)st;
@@ -662,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_opus),
         cmocka_unit_test(test_mp3),
         cmocka_unit_test(test_wav_header_and_values),
+        cmocka_unit_test(test_non_finite_samples),
         cmocka_unit_test(test_streaming_wav_size),
         cmocka_unit_test(test_not_audio),
         cmocka_unit_test(test_empty),

@@ -144,6 +144,11 @@ static int energy_frame(at_vad *v, const float *x, float *flatness)
         asum += avg;
     }
     float flat = (float)(exp(lsum / nb) / (asum / nb));
+    if (!isfinite(db) || !isfinite(flat)) { /* not sound: leave the floor alone */
+        memset(v->prev_pow, 0, sizeof v->prev_pow);
+        if (flatness) *flatness = 1.0f;
+        return 0;
+    }
     /* noise floor: follows drops at once, rises with a ~2 s time constant */
     if (db < v->floor_db)
         v->floor_db = db < -100.0f ? -100.0f : db;
