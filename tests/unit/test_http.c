@@ -360,6 +360,28 @@ static void worker_thread_failure_gives_503(void **state)
     at_test_resp_free(&r);
 }
 
+/* Sets a fixture flag the handlers wait on, and wakes them. */
+static void release_flag(int *flag)
+{
+    pthread_mutex_lock(&fx.mu);
+    *flag = 1;
+    pthread_cond_broadcast(&fx.cv);
+    pthread_mutex_unlock(&fx.mu);
+}
+
+/* Reads what the server sends on fd until it closes or is quiet for 5 s;
+ * NUL-terminated. */
+static size_t read_reply(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    ssize_t got;
+    struct pollfd pf = {fd, POLLIN, 0};
+    while (n < cap - 1 && poll(&pf, 1, 5000) > 0 && (got = recv(fd, buf + n, cap - 1 - n, 0)) > 0)
+        n += (size_t)got;
+    buf[n] = '\0';
+    return n;
+}
+
 /* A POST without Content-Length or chunked framing has no body (RFC 9112
  * 6.3) and its handler starts at once; bytes the client sends after it
  * are not read into the body while the handler runs (they were, moving
@@ -388,19 +410,9 @@ static void post_without_length_keeps_its_body_still(void **state)
         usleep(20000);
     }
     usleep(200000);
-    pthread_mutex_lock(&fx.mu);
-    fx.hold_release = 1;
-    pthread_cond_broadcast(&fx.cv);
-    pthread_mutex_unlock(&fx.mu);
+    release_flag(&fx.hold_release);
     char resp[4096];
-    size_t got = 0;
-    struct pollfd pf = {fd, POLLIN, 0};
-    while (got < sizeof resp - 1 && poll(&pf, 1, 5000) > 0) {
-        ssize_t k = recv(fd, resp + got, sizeof resp - 1 - got, 0);
-        if (k <= 0) break;
-        got += (size_t)k;
-    }
-    resp[got] = 0;
+    read_reply(fd, resp, sizeof resp);
     close(fd);
     assert_non_null(strstr(resp, "HTTP/1.1 200"));
     const char *body = strstr(resp, "\r\n\r\n");
@@ -585,18 +597,9 @@ static void chunked_upload_with_long_handler(void **state)
     while (fx.slow_running == 0) pthread_cond_wait(&fx.cv, &fx.mu);
     pthread_mutex_unlock(&fx.mu);
     sleep(5);
-    pthread_mutex_lock(&fx.mu);
-    fx.release = 1;
-    pthread_cond_broadcast(&fx.cv);
-    pthread_mutex_unlock(&fx.mu);
+    release_flag(&fx.release);
     char buf[1024];
-    size_t n = 0;
-    ssize_t got;
-    struct pollfd pf = {fd, POLLIN, 0};
-    while (n < sizeof buf - 1 && poll(&pf, 1, 5000) > 0 &&
-           (got = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0)
-        n += (size_t)got;
-    buf[n] = '\0';
+    read_reply(fd, buf, sizeof buf);
     close(fd);
     assert_non_null(strstr(buf, "200"));
     assert_non_null(strstr(buf, "done"));
@@ -818,6 +821,38 @@ static void websocket_echo_limits_and_close_codes(void **state)
     at_test_ws_close(&c);
 }
 
+/* Sends `pattern` (whole WebSocket frames) again and again, without
+ * reading, until `want` bytes are sent or the socket has taken nothing
+ * for a second; returns the bytes sent. */
+static size_t flood(int fd, const unsigned char *pattern, size_t len, size_t want)
+{
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    size_t accepted = 0, off = 0;
+    for (int stalls = 0; accepted < want && stalls < 20;) {
+        ssize_t n = send(fd, pattern + off, len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            accepted += (size_t)n;
+            off = (off + (size_t)n) % len;
+            stalls = 0;
+        } else {
+            stalls++;
+            usleep(50000);
+        }
+    }
+    return accepted;
+}
+
+/* A masked binary frame of 16000 zero bytes (zero mask). */
+static void frame16000(unsigned char frame[16006])
+{
+    frame[0] = 0x82;
+    frame[1] = 0x80 | 126;
+    frame[2] = 16000 >> 8;
+    frame[3] = 16000 & 0xff;
+    memset(frame + 4, 0, 16006 - 4);
+}
+
 static void websocket_backpressure_bounds_memory(void **state)
 {
     (void)state;
@@ -827,28 +862,9 @@ static void websocket_backpressure_bounds_memory(void **state)
      * server accepted is bounded by its queues plus kernel buffers. */
     at_test_ws a;
     assert_int_equal(at_test_ws_connect(&a, fx.port, "/ws", NULL), 0);
-    int fl = fcntl(a.fd, F_GETFL);
-    fcntl(a.fd, F_SETFL, fl | O_NONBLOCK);
     unsigned char frame[16006];
-    frame[0] = 0x82; /* binary, masked, 16000 bytes */
-    frame[1] = 0x80 | 126;
-    frame[2] = 16000 >> 8;
-    frame[3] = 16000 & 0xff;
-    memset(frame + 4, 0, sizeof frame - 4); /* zero mask, zero payload */
-    size_t accepted = 0, want = 64u << 20;
-    int stalls = 0;
-    size_t off = 0;
-    while (accepted < want && stalls < 20) {
-        ssize_t n = send(a.fd, frame + off, sizeof frame - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            accepted += (size_t)n;
-            off = (off + (size_t)n) % sizeof frame;
-            stalls = 0;
-        } else {
-            stalls++;
-            usleep(50000);
-        }
-    }
+    frame16000(frame);
+    size_t accepted = flood(a.fd, frame, sizeof frame, 64u << 20);
     printf("# server accepted %.1f MB of 64 MB before pushing back\n", accepted / 1048576.0);
     assert_true(accepted < (32u << 20));
     at_test_ws_close(&a);
@@ -877,8 +893,7 @@ static void websocket_empty_frames_are_throttled(void **state)
     (void)state;
     at_test_ws a;
     assert_int_equal(at_test_ws_connect(&a, fx.port, "/ws", NULL), 0);
-    int fl = fcntl(a.fd, F_GETFL), sndbuf = 64 * 1024; /* what is accepted is the server's, mostly */
-    fcntl(a.fd, F_SETFL, fl | O_NONBLOCK);
+    int sndbuf = 64 * 1024; /* what is accepted is the server's, mostly */
     setsockopt(a.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     unsigned char frames[6 * 1024]; /* binary, masked, no payload: 6 bytes each */
     for (size_t i = 0; i < sizeof frames; i += 6) {
@@ -886,19 +901,7 @@ static void websocket_empty_frames_are_throttled(void **state)
         frames[i + 1] = 0x80;
         memset(frames + i + 2, 0, 4);
     }
-    size_t rss0 = rss_bytes(), accepted = 0, want = 24u << 20, off = 0;
-    int stalls = 0;
-    while (accepted < want && stalls < 20) {
-        ssize_t n = send(a.fd, frames + off, sizeof frames - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            accepted += (size_t)n;
-            off = (off + (size_t)n) % sizeof frames;
-            stalls = 0;
-        } else {
-            stalls++;
-            usleep(50000);
-        }
-    }
+    size_t rss0 = rss_bytes(), want = 24u << 20, accepted = flood(a.fd, frames, sizeof frames, want);
     size_t rss1 = rss_bytes();
     printf("# server accepted %zu empty frames (%.1f MB) of %zu; RSS %+.1f MB\n", accepted / 6,
            accepted / 1048576.0, want / 6, ((double)rss1 - (double)rss0) / 1048576.0);
@@ -921,27 +924,10 @@ static void websocket_clients_that_stop_reading_give_their_slots_back(void **sta
     (void)state;
     at_test_ws stuck[2];
     unsigned char frame[16006];
-    frame[0] = 0x82; /* binary, masked, 16000 bytes */
-    frame[1] = 0x80 | 126;
-    frame[2] = 16000 >> 8;
-    frame[3] = 16000 & 0xff;
-    memset(frame + 4, 0, sizeof frame - 4);
-    for (int k = 0; k < 2; k++) {
+    frame16000(frame);
+    for (int k = 0; k < 2; k++) { /* until the server stops taking them: its echoes fill our socket */
         assert_int_equal(at_test_ws_connect(&stuck[k], fx.port, "/ws", NULL), 0);
-        int fl = fcntl(stuck[k].fd, F_GETFL);
-        fcntl(stuck[k].fd, F_SETFL, fl | O_NONBLOCK);
-        /* until the server stops taking them: its echoes fill our socket */
-        size_t off = 0;
-        for (int stalls = 0; stalls < 10;) {
-            ssize_t n = send(stuck[k].fd, frame + off, sizeof frame - off, MSG_NOSIGNAL);
-            if (n > 0) {
-                off = (off + (size_t)n) % sizeof frame;
-                stalls = 0;
-            } else {
-                stalls++;
-                usleep(50000);
-            }
-        }
+        flood(stuck[k].fd, frame, sizeof frame, SIZE_MAX);
     }
     at_test_ws a;
     int rc = -1;
