@@ -171,7 +171,6 @@ cJSON *at_app_voices_json(at_app *app);
 void at_service_health(at_http_req *req, void *app);
 void at_service_ready(at_http_req *req, void *app);
 void at_service_metrics(at_http_req *req, void *app);
-/* The routes every service answers, first in each route table. */
 /* The text routes' request bodies (translate, detect, speech): JSON or a
  * form around at most --max-text-chars (100 000: 6 bytes a character when
  * every one is a \u escape) and a few fields.  Bounded below the server's
@@ -180,6 +179,7 @@ void at_service_metrics(at_http_req *req, void *app);
  * key is checked. */
 #define AT_TEXT_BODY_MAX (1u << 20)
 
+/* The routes every service answers, first in each route table. */
 #define AT_SERVICE_COMMON_ROUTES                                                                             \
     {"GET", "/health", at_service_health, NULL, AT_ROUTE_INLINE, 0},                                         \
         {"GET", "/ready", at_service_ready, NULL, AT_ROUTE_INLINE, 0},                                       \

@@ -254,6 +254,8 @@ static void test_run_of_continuation_bytes(void **state)
     pthread_mutex_unlock(&c.mu);
     if (!done) fail_msg("translation of %zu bytes still running after 120 s", n);
     pthread_join(th, NULL);
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
     assert_int_equal(c.rc, 0);
     size_t k = 0;
     for (const char *p = c.out; (p = strcasestr(p, "perro")); p++) k++;
