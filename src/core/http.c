@@ -93,9 +93,9 @@ struct at_http_req {
     int body_complete;        /* the whole body has arrived */
     int completions;          /* BODY_COMPLETION callbacks seen */
     int body_overflow;
-    int slot;                      /* holds a max_inflight slot, taken at the headers */
+    int slot;                      /* holds a max_inflight slot (an upload's from its headers) */
     struct timespec body_deadline; /* CLOCK_MONOTONIC: the whole body by then */
-    int dispatched;                /* its handler was started (the worker frees the slot) */
+    int dispatched;                /* its handler was started (its answer frees the slot) */
     size_t reserved;               /* bytes counted in the server's buffered total */
     struct timespec t0;
     /* response */
@@ -106,7 +106,6 @@ struct at_http_req {
     char extra[MAX_EXTRA_HEADERS][2][128];
     int n_extra;
     out_queue out;
-    int counted; /* holds an in-flight slot */
 };
 
 struct at_ws {
@@ -154,6 +153,7 @@ struct at_http_server {
     int inflight, ws_sessions;
     size_t buffered; /* request body bytes reserved, under mu */
     int ws_threads;  /* session threads still running */
+    int req_threads; /* request workers still running */
     volatile sig_atomic_t stop_flag;
     atomic_int draining; /* read by worker and session threads */
     at_http_req *reqs;   /* loop thread only */
@@ -343,6 +343,26 @@ int at_http_add_header(at_http_req *r, const char *name, const char *value)
     return rc;
 }
 
+/* A dispatched request gives back its max_inflight slot and its body's
+ * bytes as its answer is completed, before the loop can send the answer's
+ * end: a client that sends its next request as soon as it has read an
+ * answer finds the slot free again.  Called with r->mu held (the lock
+ * order is r->mu, then s->mu). */
+static void release_answered(at_http_req *r)
+{
+    at_http_server *s = r->srv;
+    pthread_mutex_lock(&s->mu);
+    if (r->dispatched && r->slot) {
+        s->buffered -= r->reserved;
+        r->reserved = 0;
+        r->slot = 0;
+        s->inflight--;
+        if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, -1);
+        pthread_cond_broadcast(&s->idle_cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 static int respond_locked_start(at_http_req *r, int status, const char *ctype)
 {
     if (r->resp_started) return AT_E_INVALID;
@@ -372,6 +392,7 @@ int at_http_respond(at_http_req *r, int status, const char *content_type, const 
             }
             outq_push(&r->out, b);
         }
+        release_answered(r);
         r->finished = 1;
     }
     pthread_mutex_unlock(&r->mu);
@@ -603,6 +624,7 @@ int at_http_stream_end(at_http_req *r)
         outq_push(&r->out, b);
     else
         r->close_after = 1;
+    release_answered(r);
     r->finished = 1;
     pthread_mutex_unlock(&r->mu);
     wake_loop(r->srv);
@@ -757,22 +779,17 @@ static void add_cors(at_http_req *r)
     at_http_add_header(r, "access-control-expose-headers", "Retry-After, X-Sample-Rate");
 }
 
-/* A dispatched request's slot, buffered bytes and worker reference, given
- * back by its worker, or by dispatch when no worker could start. */
-static void release_dispatched(at_http_req *r)
+/* The end of a request's worker, or of one that could not start: the
+ * server is freed only once no worker runs. */
+static void worker_done(at_http_req *r)
 {
     at_http_server *s = r->srv;
+    req_unref(r);
     pthread_mutex_lock(&s->mu);
-    /* the body is done with; its bytes leave the buffered total before the
-     * slot does (the server may be freed once nothing is in flight) */
-    s->buffered -= r->reserved;
-    r->reserved = 0;
-    s->inflight--;
-    if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, -1);
+    s->req_threads--;
     pthread_cond_broadcast(&s->idle_cv);
     if (s->ctx) lws_cancel_service(s->ctx);
     pthread_mutex_unlock(&s->mu);
-    req_unref(r);
 }
 
 /* The largest body a request's route takes. */
@@ -797,7 +814,7 @@ static void *req_thread(void *arg)
     } else
         pthread_mutex_unlock(&r->mu);
 
-    release_dispatched(r);
+    worker_done(r);
     return NULL;
 }
 
@@ -839,7 +856,7 @@ static void release_slot(at_http_req *r)
 {
     at_http_server *s = r->srv;
     pthread_mutex_lock(&s->mu);
-    if (!r->dispatched) { /* a worker releases its own */
+    if (!r->dispatched) { /* a dispatched one's answer releases them */
         s->buffered -= r->reserved;
         r->reserved = 0;
     }
@@ -876,8 +893,9 @@ static void dispatch(at_http_req *r)
         s->inflight++;
         if (s->m_inflight) at_metric_add(s->m_inflight, r->ls->name, 1);
     }
-    r->slot = 0;
+    r->slot = ok;
     r->dispatched = ok;
+    if (ok) s->req_threads++;
     pthread_mutex_unlock(&s->mu);
     if (!ok) {
         if (s->m_rejected) at_metric_inc(s->m_rejected, r->ls->name, 1);
@@ -898,7 +916,7 @@ static void dispatch(at_http_req *r)
     if (pthread_create(&th, &attr, req_thread, r) != 0) {
         at_http_add_header(r, "retry-after", "5");
         at_http_error(r, 503, "overloaded_error", "cannot start a worker thread; retry later");
-        release_dispatched(r);
+        worker_done(r);
     }
     pthread_attr_destroy(&attr);
 }
@@ -1840,7 +1858,7 @@ int at_http_server_run(at_http_server *s)
     memset(&tick, 0, sizeof tick);
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        int busy = s->inflight + s->ws_sessions + s->ws_threads;
+        int busy = s->inflight + s->ws_sessions + s->ws_threads + s->req_threads;
         pthread_mutex_unlock(&s->mu);
         int pending = s->reqs != NULL;
         if ((!busy && !pending) || elapsed_s(&t0) > s->cfg.drain_timeout_s) break;
@@ -1886,13 +1904,13 @@ int at_http_server_close(at_http_server *s, int grace_ms)
     /* Threads still running hold pointers to s: wait for them. */
     struct timespec until;
     at_deadline_ms(&until, grace_ms < 0 ? 0 : grace_ms);
-    while (s->inflight > 0 || s->ws_threads > 0) {
+    while (s->inflight > 0 || s->ws_threads > 0 || s->req_threads > 0) {
         if (grace_ms < 0)
             pthread_cond_wait(&s->idle_cv, &s->mu);
         else if (pthread_cond_timedwait(&s->idle_cv, &s->mu, &until) == ETIMEDOUT)
             break;
     }
-    int left = s->inflight + s->ws_threads;
+    int left = s->inflight + s->ws_threads + s->req_threads;
     pthread_mutex_unlock(&s->mu);
     return left;
 }

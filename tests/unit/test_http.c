@@ -34,6 +34,7 @@ typedef struct fixture {
     int slow_running;
     int stream_cancelled;
     int hold_running, hold_release; /* the "hold" handler waits for the test */
+    int linger_release;             /* lets the "linger" handlers return */
     at_metrics *metrics;
 } fixture;
 
@@ -91,6 +92,17 @@ static void h_hold(at_http_req *r, void *u)
     char out[64];
     int len = snprintf(out, sizeof out, "%zu %zu %zu", n0, n1, sum);
     at_http_respond(r, 200, "text/plain", out, (size_t)len);
+}
+
+/* Answers at once, then goes on working (a handler may log or clean up
+ * after its answer) until the test lets it return. */
+static void h_linger(at_http_req *r, void *u)
+{
+    fixture *f = u;
+    at_http_respond(r, 200, "text/plain", "ok", 2);
+    pthread_mutex_lock(&f->mu);
+    while (!f->linger_release) pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
 }
 
 static void h_stream(at_http_req *r, void *u)
@@ -154,6 +166,7 @@ static const at_http_route routes[] = {
     {"GET", "/silent", h_silent, NULL, AT_ROUTE_WORKER, 0},
     {"POST", "/slow", h_slow, NULL, AT_ROUTE_WORKER, 0},
     {"POST", "/hold", h_hold, NULL, AT_ROUTE_WORKER, 0},
+    {"POST", "/linger", h_linger, NULL, AT_ROUTE_WORKER, 0},
     {"GET", "/health", h_echo, NULL, AT_ROUTE_INLINE, 0},
     {"GET", "/ready", h_ready, NULL, AT_ROUTE_INLINE, 0},
     {NULL, "/ws", NULL, ws_echo, AT_ROUTE_WORKER, 0},
@@ -424,6 +437,31 @@ static void post_without_length_keeps_its_body_still(void **state)
     at_test_resp_free(&r);
 }
 
+/* A request's max_inflight slot is free once its answer is complete, not
+ * when its worker thread ends: a client that sends one request after the
+ * other never gets 503 from a limit of 2.  Before, the third of three
+ * requests to handlers that go on after answering was refused (and, on a
+ * loaded machine, a client's next request could beat its last worker's
+ * exit and be refused the same way). */
+static void answered_requests_give_their_slots_back(void **state)
+{
+    (void)state;
+    fx.linger_release = 0;
+    int status[3];
+    for (int i = 0; i < 3; i++) {
+        at_test_resp r;
+        status[i] = at_test_http(fx.port, "POST", "/linger", NULL, "x", 1, &r) == 0 ? r.status : -1;
+        if (status[i] >= 0) at_test_resp_free(&r);
+    }
+    char *m = at_metrics_render(fx.metrics);
+    int idle = m && strstr(m, "http_requests_in_flight{service=\"test\"} 0\n");
+    free(m);
+    release_flag(&fx.linger_release); /* before any failure: the server waits for its workers */
+    for (int i = 0; i < 3; i++)
+        if (status[i] != 200) fail_msg("request %d of 3 got %d", i + 1, status[i]);
+    assert_true(idle);
+}
+
 /* Opens a connection that sends its headers and part of a body, then
  * stops: an upload in progress. */
 static int start_upload(int port, size_t declared, size_t sent)
@@ -440,10 +478,6 @@ static int start_upload(int port, size_t declared, size_t sent)
     return fd;
 }
 
-/* Uploads take their slot when their headers arrive, not when their body
- * is complete: two slow uploads fill max_inflight (2) and a third request
- * is refused at once with 503 and Retry-After, before anything of its body
- * is buffered.  When the uploads go, the slots are free again. */
 /* POSTs a small body until the answer has `status` (the server reads the
  * other connections' headers when it gets to them: on a loaded machine
  * that can take a while), for at most 5 s; returns the last answer. */
@@ -459,12 +493,39 @@ static at_test_resp post_until(int status)
     return r;
 }
 
+/* Waits up to 5 s for the in-flight gauge to read n: the loop admits an
+ * upload when it gets to its headers, and frees a closed one's slot when
+ * it sees the connection go. */
+static void wait_in_flight(int n)
+{
+    char want[64];
+    snprintf(want, sizeof want, "http_requests_in_flight{service=\"test\"} %d\n", n);
+    for (int i = 0; i < 500; i++) {
+        char *m = at_metrics_render(fx.metrics);
+        assert_non_null(m);
+        int ok = strstr(m, want) != NULL;
+        if (ok || i == 499) {
+            if (!ok) fail_msg("in flight is not %d:\n%s", n, m);
+            free(m);
+            return;
+        }
+        free(m);
+        usleep(10 * 1000);
+    }
+}
+
+/* Uploads take their slot when their headers arrive, not when their body
+ * is complete: two slow uploads fill max_inflight (2) and a third request
+ * is refused at once with 503 and Retry-After, before anything of its body
+ * is buffered.  When the uploads go, the slots are free again. */
 static void uploads_are_admitted_before_buffering(void **state)
 {
     (void)state;
+    wait_in_flight(0);
     int a = start_upload(fx.port, 1000, 10), b = start_upload(fx.port, 1000, 10);
     /* with the two uploads admitted, a third request is refused: before,
      * they took no slot until their bodies were complete and it got 200 */
+    wait_in_flight(2);
     at_test_resp r = post_until(503);
     assert_int_equal(r.status, 503);
     char v[16];
@@ -996,6 +1057,7 @@ int main(void)
         cmocka_unit_test(client_gone_cancels_stream),
         cmocka_unit_test(inflight_limit_gives_503_with_retry_after),
         cmocka_unit_test(uploads_are_admitted_before_buffering),
+        cmocka_unit_test(answered_requests_give_their_slots_back),
         cmocka_unit_test(slow_body_is_cut_off),
         cmocka_unit_test(chunked_request_bodies),
         cmocka_unit_test(chunked_upload_with_long_handler),
