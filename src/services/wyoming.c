@@ -132,13 +132,52 @@ static cJSON *info_json(at_wyoming *w)
 
 /* ---- speech to text ---- */
 
+/* An utterance is kept as 16 kHz mono, converted chunk by chunk as it
+ * comes: an hour of 48 kHz stereo held as sent took 691 MB, and as much
+ * again in floats at its end, before it was resampled. */
 typedef struct asr_state {
     int started; /* between audio-start and audio-stop */
     char model[64], language[16];
     int rate, width, channels;
-    unsigned char *pcm;     /* the utterance so far, as sent */
-    size_t len, cap, limit; /* limit: --max-audio-seconds of it */
+    at_resampler *rs;          /* the client's rate to 16 kHz */
+    float *pcm;                /* the utterance so far, 16 kHz mono */
+    size_t len, cap;           /* samples */
+    float *out;                /* the resampler's output for one chunk */
+    size_t out_cap;            /* samples */
+    size_t frames, max_frames; /* frames received; --max-audio-seconds of them */
 } asr_state;
+
+/* Drops the utterance: a connection between utterances holds no audio. */
+static void asr_state_clear(asr_state *st)
+{
+    at_resampler_free(st->rs);
+    free(st->pcm);
+    free(st->out);
+    st->rs = NULL;
+    st->pcm = st->out = NULL;
+    st->len = st->cap = st->out_cap = st->frames = 0;
+    st->started = 0;
+}
+
+/* Resamples n mono samples (NULL and last=1 to flush) onto the
+ * utterance. */
+static int asr_state_add(asr_state *st, const float *x, size_t n, int last, at_err *err)
+{
+    size_t got = 0;
+    int rc = at_resampler_process(st->rs, x, n, last, &st->out, &st->out_cap, &got, err);
+    if (rc != 0) return rc;
+    if (st->len + got > st->cap) {
+        size_t cap = st->cap ? st->cap : 16000;
+        while (cap < st->len + got) cap *= 2;
+        float *nb = realloc(st->pcm, cap * sizeof *nb);
+        if (!nb) return at_err_set(err, AT_E_NOMEM, "out of memory");
+        st->pcm = nb;
+        st->cap = cap;
+    }
+    if (got) memcpy(st->pcm + st->len, st->out, got * sizeof *st->pcm);
+    st->len += got;
+    return 0;
+}
 
 static int audio_format(const cJSON *d, int *rate, int *width, int *channels)
 {
@@ -166,15 +205,16 @@ static int cancelled_fd(void *user)
 static void transcribe(at_wyoming *w, int fd, asr_state *st)
 {
     at_err err;
-    at_audio a;
-    if (at_audio_from_pcm16(st->pcm, st->len, st->rate, st->channels, &a, &err) != 0 ||
-        at_audio_resample(&a, 16000, &err) != 0) {
+    if (asr_state_add(st, NULL, 0, 1, &err) != 0) {
         send_error(fd, "bad_audio", "%s", err.msg);
+        return;
+    }
+    if (st->len == 0) {
+        send_error(fd, "bad_audio", "no audio between audio-start and audio-stop");
         return;
     }
     at_asr_engine *eng = at_app_asr(w->app, st->model[0] ? st->model : NULL);
     if (!eng) {
-        at_audio_free(&a);
         send_error(fd, "unknown_model", "unknown model '%s'; available: %s", st->model,
                    at_app_asr_names(w->app));
         return;
@@ -185,9 +225,8 @@ static void transcribe(at_wyoming *w, int fd, asr_state *st)
     opt.cancel_user = &fd;
     at_asr_result res;
     double t0 = at_now_s();
-    int rc = at_asr_transcribe(eng, a.samples, a.n, &opt, &res, &err);
+    int rc = at_asr_transcribe(eng, st->pcm, st->len, &opt, &res, &err);
     at_app_observe(w->app, "asr_transcribe", at_now_s() - t0);
-    at_audio_free(&a);
     if (rc != 0) {
         if (rc != AT_E_CANCELLED) send_error(fd, "transcription_failed", "%s", err.msg);
         return;
@@ -232,21 +271,21 @@ static int asr_event(at_wyoming *w, int fd, asr_state *st, const at_wy_event *ev
         int rate, width, channels;
         if (audio_format(ev->data, &rate, &width, &channels) != 0)
             return send_error(fd, "bad_audio_format", "audio-start needs rate, width and channels"), 0;
-        /* the utterance is kept whole until audio-stop: its format bounds
-         * what --max-audio-seconds costs (192 kHz in 8 channels made an
-         * hour 11 GB) */
-        if (width != 2 || channels < 1 || channels > 2 || rate < 8000 || rate > 48000)
+        if (width != 2 || channels < 1 || channels > 8 || rate < 8000 || rate > 192000)
             return send_error(fd, "bad_audio_format",
-                              "unsupported audio: %d Hz, %d bytes, %d channels (16-bit PCM, 8-48 kHz, 1-2 "
+                              "unsupported audio: %d Hz, %d bytes, %d channels (16-bit PCM, 8-192 kHz, 1-8 "
                               "channels)",
                               rate, width, channels),
                    0;
+        asr_state_clear(st);
+        at_err err;
+        if (!(st->rs = at_resampler_new(rate, 16000, &err)))
+            return send_error(fd, "bad_audio_format", "%s", err.msg), 0;
         st->started = 1;
         st->rate = rate;
         st->width = width;
         st->channels = channels;
-        st->len = 0;
-        st->limit = (size_t)(at_app_cfg(w->app)->max_audio_seconds * rate) * (size_t)(width * channels);
+        st->max_frames = (size_t)(at_app_cfg(w->app)->max_audio_seconds * rate);
         return 0;
     }
     if (strcmp(t, "audio-chunk") == 0) {
@@ -257,32 +296,32 @@ static int asr_event(at_wyoming *w, int fd, asr_state *st, const at_wy_event *ev
             return send_error(fd, "bad_audio_format", "audio-chunk's format differs from audio-start's"), 0;
         if (ev->payload_len % (size_t)(st->width * st->channels))
             return send_error(fd, "bad_audio", "an audio chunk must hold whole samples"), 0;
-        if (st->len + ev->payload_len > st->limit) {
-            st->started = 0;
+        size_t frames = ev->payload_len / (size_t)(st->width * st->channels);
+        if (st->frames + frames > st->max_frames) {
+            asr_state_clear(st);
             return send_error(fd, "audio_too_long", "the audio exceeds %.0f s; it was dropped",
                               at_app_cfg(w->app)->max_audio_seconds),
                    0;
         }
-        if (st->len + ev->payload_len > st->cap) {
-            size_t cap = st->cap ? st->cap : 65536;
-            while (cap < st->len + ev->payload_len) cap *= 2;
-            unsigned char *nb = realloc(st->pcm, cap);
-            if (!nb) return send_error(fd, "out_of_memory", "out of memory"), -1;
-            st->pcm = nb;
-            st->cap = cap;
+        if (!frames) return 0;
+        at_err err;
+        at_audio a;
+        int rc = at_audio_from_pcm16(ev->payload, ev->payload_len, st->rate, st->channels, &a, &err);
+        if (rc == 0) rc = asr_state_add(st, a.samples, a.n, 0, &err);
+        at_audio_free(&a);
+        if (rc != 0) {
+            asr_state_clear(st);
+            return send_error(fd, rc == AT_E_NOMEM ? "out_of_memory" : "bad_audio", "%s", err.msg),
+                   rc == AT_E_NOMEM ? -1 : 0;
         }
-        if (ev->payload_len) memcpy(st->pcm + st->len, ev->payload, ev->payload_len);
-        st->len += ev->payload_len;
+        st->frames += frames;
         return 0;
     }
     if (strcmp(t, "audio-stop") == 0) {
         if (!st->started) return send_error(fd, "bad_order", "audio-stop before audio-start"), 0;
         st->started = 0;
         transcribe(w, fd, st);
-        /* a connection waiting for its next utterance holds no audio */
-        free(st->pcm);
-        st->pcm = NULL;
-        st->len = st->cap = 0;
+        asr_state_clear(st);
         st->model[0] = st->language[0] = '\0';
         return 0;
     }
@@ -393,7 +432,7 @@ static void *conn_main(void *arg)
         at_wy_event_free(&ev);
         if (rc < 0) break;
     }
-    free(st.pcm);
+    asr_state_clear(&st);
     at_wy_reader_free(rd);
     pthread_mutex_lock(&w->mu);
     w->fds[c->slot] = -1;
