@@ -191,15 +191,15 @@ static int audio_format(const cJSON *d, int *rate, int *width, int *channels)
     return 0;
 }
 
+/* The peer reset the connection or hung up both ways.  One that only
+ * shut its sending side after audio-stop (`nc -N`, a script's
+ * half-close) still waits for its transcript, which Wyoming's Python
+ * servers give it; a peer that closed outright is found when the answer
+ * cannot be written. */
 static int cancelled_fd(void *user)
 {
-    int fd = *(int *)user;
-    /* a peer that closed: readable with nothing to read */
-    struct pollfd pf = {fd, POLLIN, 0};
-    if (poll(&pf, 1, 0) <= 0) return 0;
-    if (pf.revents & (POLLHUP | POLLERR)) return 1;
-    char b;
-    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    struct pollfd pf = {*(int *)user, 0, 0};
+    return poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
 static void transcribe(at_wyoming *w, int fd, asr_state *st)

@@ -276,6 +276,35 @@ static void transcribes_any_rate_and_channels(void **state)
     free(pcm);
 }
 
+/* A client that shuts its sending side after audio-stop (`nc -N`) gets
+ * its transcript; before, the end of its input was taken for a client
+ * gone and the transcription was cancelled: it got nothing. */
+static void half_closed_client_gets_its_transcript(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
+    size_t n;
+    int rate;
+    int16_t *pcm = at_test_read_wav16(path, &n, &rate);
+    assert_non_null(pcm);
+    int fd = dial(asr_wy);
+    char fmt[96];
+    snprintf(fmt, sizeof fmt, "{\"rate\": %d, \"width\": 2, \"channels\": 1}", rate);
+    send_event(fd, "transcribe", "{\"language\": \"en\"}", NULL, 0);
+    send_event(fd, "audio-start", fmt, NULL, 0);
+    send_event(fd, "audio-chunk", fmt, pcm, n * 2);
+    send_event(fd, "audio-stop", NULL, NULL, 0);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    event ev;
+    assert_int_equal(read_event(fd, &ev, 60000), 1);
+    assert_string_equal(ev.type, "transcript");
+    assert_non_null(strstr(str(&ev, "text"), "young man"));
+    event_free(&ev);
+    close(fd);
+    free(pcm);
+}
+
 static void synthesizes_audio_events(void **state)
 {
     (void)state;
@@ -402,6 +431,7 @@ int main(void)
         cmocka_unit_test(describe_gives_info),
         cmocka_unit_test(transcribes_a_stream_of_chunks),
         cmocka_unit_test(transcribes_any_rate_and_channels),
+        cmocka_unit_test(half_closed_client_gets_its_transcript),
         cmocka_unit_test(synthesizes_audio_events),
         cmocka_unit_test(bad_input_gets_error_events),
     };
