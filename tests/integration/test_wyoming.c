@@ -197,37 +197,57 @@ static void describe_gives_info(void **state)
     close(fd);
 }
 
+/* The LibriVox clip the tests speak: "he was not an ill disposed young
+ * man", 16 kHz mono. */
+static int16_t *austen_clip(size_t *n)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
+    int rate;
+    int16_t *pcm = at_test_read_wav16(path, n, &rate);
+    assert_non_null(pcm);
+    assert_int_equal(rate, 16000);
+    return pcm;
+}
+
+static void begin_utterance(int fd, const char *fmt)
+{
+    send_event(fd, "transcribe", "{\"language\": \"en\"}", NULL, 0);
+    send_event(fd, "audio-start", fmt, NULL, 0);
+}
+
+/* Reads the next event: a transcript that holds the clip's words. */
+static void expect_clip_transcript(int fd)
+{
+    event ev;
+    assert_int_equal(read_event(fd, &ev, 60000), 1);
+    if (strcmp(ev.type, "transcript") != 0) fail_msg("got %s: %s", ev.type, str(&ev, "text"));
+    print_message("transcript: %s\n", str(&ev, "text"));
+    assert_non_null(strstr(str(&ev, "text"), "young man"));
+    event_free(&ev);
+}
+
+static const char mono16k[] = "{\"rate\": 16000, \"width\": 2, \"channels\": 1}";
+
 /* transcribe, audio-start, 100 ms chunks of a LibriVox clip, audio-stop:
  * the transcript holds its words. */
 static void transcribes_a_stream_of_chunks(void **state)
 {
     (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
     size_t n;
-    int rate;
-    int16_t *pcm = at_test_read_wav16(path, &n, &rate);
-    assert_non_null(pcm);
+    int16_t *pcm = austen_clip(&n);
     int fd = dial(asr_wy);
-    send_event(fd, "transcribe", "{\"language\": \"en\"}", NULL, 0);
-    char fmt[96];
-    snprintf(fmt, sizeof fmt, "{\"rate\": %d, \"width\": 2, \"channels\": 1}", rate);
-    send_event(fd, "audio-start", fmt, NULL, 0);
-    size_t step = (size_t)rate / 10;
+    begin_utterance(fd, mono16k);
+    size_t step = 1600;
     for (size_t off = 0; off < n; off += step)
-        send_event(fd, "audio-chunk", fmt, pcm + off, (n - off < step ? n - off : step) * 2);
+        send_event(fd, "audio-chunk", mono16k, pcm + off, (n - off < step ? n - off : step) * 2);
     send_event(fd, "audio-stop", "{\"timestamp\": 0}", NULL, 0);
-    event ev;
-    assert_int_equal(read_event(fd, &ev, 60000), 1);
-    assert_string_equal(ev.type, "transcript");
-    print_message("transcript: %s\n", str(&ev, "text"));
-    /* "he was not an ill disposed young man" */
-    assert_non_null(strstr(str(&ev, "text"), "young man"));
-    event_free(&ev);
+    expect_clip_transcript(fd);
     /* the connection serves another utterance (Home Assistant reuses it) */
-    send_event(fd, "audio-start", fmt, NULL, 0);
-    send_event(fd, "audio-chunk", fmt, pcm, (size_t)rate * 2);
+    send_event(fd, "audio-start", mono16k, NULL, 0);
+    send_event(fd, "audio-chunk", mono16k, pcm, 16000 * 2);
     send_event(fd, "audio-stop", NULL, NULL, 0);
+    event ev;
     assert_int_equal(read_event(fd, &ev, 60000), 1);
     assert_string_equal(ev.type, "transcript");
     event_free(&ev);
@@ -243,18 +263,12 @@ static void transcribes_a_stream_of_chunks(void **state)
 static void transcribes_any_rate_and_channels(void **state)
 {
     (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
     size_t n;
-    int rate;
-    int16_t *pcm = at_test_read_wav16(path, &n, &rate);
-    assert_non_null(pcm);
-    assert_int_equal(rate, 16000);
+    int16_t *pcm = austen_clip(&n);
     enum { UP = 6, CH = 6 };
     int fd = dial(asr_wy);
-    send_event(fd, "transcribe", "{\"language\": \"en\"}", NULL, 0);
     const char *fmt = "{\"rate\": 96000, \"width\": 2, \"channels\": 6}";
-    send_event(fd, "audio-start", fmt, NULL, 0);
+    begin_utterance(fd, fmt);
     size_t step = 1600; /* 100 ms of the clip */
     int16_t *chunk = malloc(step * UP * CH * sizeof *chunk);
     assert_non_null(chunk);
@@ -265,12 +279,7 @@ static void transcribes_any_rate_and_channels(void **state)
         send_event(fd, "audio-chunk", fmt, chunk, k * UP * CH * sizeof *chunk);
     }
     send_event(fd, "audio-stop", NULL, NULL, 0);
-    event ev;
-    assert_int_equal(read_event(fd, &ev, 60000), 1);
-    if (strcmp(ev.type, "transcript") != 0) fail_msg("got %s: %s", ev.type, str(&ev, "text"));
-    print_message("transcript: %s\n", str(&ev, "text"));
-    assert_non_null(strstr(str(&ev, "text"), "young man"));
-    event_free(&ev);
+    expect_clip_transcript(fd);
     close(fd);
     free(chunk);
     free(pcm);
@@ -282,25 +291,14 @@ static void transcribes_any_rate_and_channels(void **state)
 static void half_closed_client_gets_its_transcript(void **state)
 {
     (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/sense_and_sensibility_01_austen_64kb-0880.wav", at_test_librivox_dir());
     size_t n;
-    int rate;
-    int16_t *pcm = at_test_read_wav16(path, &n, &rate);
-    assert_non_null(pcm);
+    int16_t *pcm = austen_clip(&n);
     int fd = dial(asr_wy);
-    char fmt[96];
-    snprintf(fmt, sizeof fmt, "{\"rate\": %d, \"width\": 2, \"channels\": 1}", rate);
-    send_event(fd, "transcribe", "{\"language\": \"en\"}", NULL, 0);
-    send_event(fd, "audio-start", fmt, NULL, 0);
-    send_event(fd, "audio-chunk", fmt, pcm, n * 2);
+    begin_utterance(fd, mono16k);
+    send_event(fd, "audio-chunk", mono16k, pcm, n * 2);
     send_event(fd, "audio-stop", NULL, NULL, 0);
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
-    event ev;
-    assert_int_equal(read_event(fd, &ev, 60000), 1);
-    assert_string_equal(ev.type, "transcript");
-    assert_non_null(strstr(str(&ev, "text"), "young man"));
-    event_free(&ev);
+    expect_clip_transcript(fd);
     close(fd);
     free(pcm);
 }
