@@ -1,7 +1,8 @@
 /* test_remote_asr.c - the remote ASR engine's WebSocket handshake against
  * a scripted server on loopback: it sends a fresh random key, checks the
  * server's Sec-WebSocket-Accept, gives up on a server that never answers
- * instead of waiting forever, and tells a busy (503) refusal from another. */
+ * instead of waiting forever, tells a busy (503) refusal from another, and
+ * sends a long backlog as frames within the service's message limit. */
 #include <arpa/inet.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
@@ -21,14 +22,49 @@
 
 #include "engines/remote/remote.h"
 
-typedef enum { ANSWER_RIGHT, ANSWER_WRONG, ANSWER_NOTHING, ANSWER_503, ANSWER_401 } answer;
+typedef enum { ANSWER_RIGHT, ANSWER_WRONG, ANSWER_NOTHING, ANSWER_503, ANSWER_401, ANSWER_FRAMES } answer;
 
 typedef struct {
     int lfd, port;
     answer mode;
     char key[64]; /* the key the client sent */
     int done;
+    /* ANSWER_FRAMES: the binary frames the client sent */
+    size_t n_binary, largest, audio_bytes;
 } server;
+
+static int recv_all(int fd, unsigned char *b, size_t n)
+{
+    for (size_t got = 0; got < n;) {
+        ssize_t r = recv(fd, b + got, n - got, 0);
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Reads the client's frames until it closes, counting its binary ones. */
+static void count_frames(server *s, int fd)
+{
+    unsigned char h[10], *p = NULL;
+    while (recv_all(fd, h, 2) == 0) {
+        uint64_t len = h[1] & 0x7f;
+        size_t ext = len == 126 ? 2 : len == 127 ? 8 : 0;
+        if (ext && recv_all(fd, h + 2, ext) != 0) break;
+        if (ext) len = 0;
+        for (size_t i = 0; i < ext; i++) len = len << 8 | h[2 + i];
+        unsigned char mask[4];
+        if ((h[1] & 0x80) && recv_all(fd, mask, 4) != 0) break;
+        if (len > (64u << 20) || !(p = realloc(p, len ? len : 1)) || recv_all(fd, p, len) != 0) break;
+        if ((h[0] & 0x0f) == 2) {
+            s->n_binary++;
+            s->audio_bytes += len;
+            if (len > s->largest) s->largest = len;
+        }
+        if ((h[0] & 0x0f) == 8) break; /* close */
+    }
+    free(p);
+}
 
 static int read_head(int fd, char *buf, size_t cap)
 {
@@ -65,7 +101,7 @@ static void *serve(void *arg)
                 const char *k = strcasestr(buf, "Sec-WebSocket-Key:");
                 if (k) sscanf(k + 18, " %63s", s->key);
                 char acc[64] = "d3Jvbmcgd3Jvbmcgd3Jvbmc=";
-                if (s->mode == ANSWER_RIGHT) {
+                if (s->mode == ANSWER_RIGHT || s->mode == ANSWER_FRAMES) {
                     char cat[128];
                     unsigned char md[20];
                     int n = snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", s->key);
@@ -86,7 +122,10 @@ static void *serve(void *arg)
                     send(fd, r, (size_t)n, MSG_NOSIGNAL);
                 }
                 /* hold the connection until the client gives up or closes */
-                while (recv(fd, buf, sizeof buf, 0) > 0) {}
+                if (s->mode == ANSWER_FRAMES)
+                    count_frames(s, fd);
+                else
+                    while (recv(fd, buf, sizeof buf, 0) > 0) {}
             }
         }
         close(fd);
@@ -147,6 +186,42 @@ static void test_accept_checked(void **st)
     close(s.lfd);
 }
 
+/* 40 s fed at once (a pipeline's backlog after a slow spell) go as
+ * several frames within asr_streaming's 1 MiB message limit, all of it
+ * sent; before, one 1.28 MB frame made the service close the stream. */
+static int no_events(void *u, const at_asr_event *ev)
+{
+    (void)u;
+    (void)ev;
+    return 0;
+}
+
+static void test_backlog_is_split_into_frames(void **st)
+{
+    (void)st;
+    server s;
+    pthread_t th;
+    at_err err = {0};
+    at_asr_engine *e;
+    start(&s, ANSWER_FRAMES, &th);
+    at_asr_stream *as = open_stream(&s, &err, &e);
+    if (!as) fail_msg("%s", err.msg);
+    size_t n = 40 * 16000;
+    float *pcm = calloc(n, sizeof *pcm);
+    assert_non_null(pcm);
+    for (size_t i = 0; i < n; i++) pcm[i] = (i / 20) % 2 ? 0.25f : -0.25f;
+    if (at_asr_stream_feed(as, pcm, n, no_events, NULL, &err) != 0) fail_msg("%s", err.msg);
+    at_asr_stream_close(as);
+    at_asr_engine_free(e);
+    pthread_join(th, NULL);
+    close(s.lfd);
+    free(pcm);
+    print_message("%zu binary frames, largest %zu bytes\n", s.n_binary, s.largest);
+    assert_int_equal(s.audio_bytes, n * 2);
+    assert_true(s.largest <= (1u << 20));
+    assert_true(s.n_binary >= 2);
+}
+
 static void test_silent_server_times_out(void **st)
 {
     (void)st;
@@ -195,6 +270,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_checked),
+        cmocka_unit_test(test_backlog_is_split_into_frames),
         cmocka_unit_test(test_silent_server_times_out),
         cmocka_unit_test(test_refusals),
     };

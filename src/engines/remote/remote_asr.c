@@ -28,9 +28,10 @@
 #include "engines/remote/remote.h"
 
 /* A message from the service larger than this is a protocol error. */
-#define MAX_MESSAGE       (1u << 20)
-#define RASR_IO_TIMEOUT_S 10 /* connect, send, and the upgrade answer */
-#define RASR_MAX_ADDRS    64 /* replicas tried for one stream */
+#define MAX_MESSAGE        (1u << 20)
+#define RASR_IO_TIMEOUT_S  10          /* connect, send, and the upgrade answer */
+#define RASR_MAX_ADDRS     64          /* replicas tried for one stream */
+#define RASR_FRAME_SAMPLES (4 * 16000) /* audio a frame: 128 KB */
 
 typedef struct remote_asr {
     char host[256];
@@ -406,8 +407,13 @@ static int rasr_feed(void *st, const float *pcm, size_t n, at_asr_event_cb cb, v
     }
     at_audio_f32_to_s16(pcm, n, s->s16);
     /* A failed send still reads what arrived: a service that drains sends
-     * its last finals and a close frame before it closes the socket. */
-    lost = send_frame(s, 2, s->s16, n * sizeof *s->s16) != 0;
+     * its last finals and a close frame before it closes the socket.  A
+     * backlog goes as several frames: asr_streaming takes messages of at
+     * most 1 MiB (32 s), and a pipeline's backlog may be longer. */
+    for (size_t off = 0; off < n && !lost; off += RASR_FRAME_SAMPLES) {
+        size_t k = n - off < RASR_FRAME_SAMPLES ? n - off : RASR_FRAME_SAMPLES;
+        lost = send_frame(s, 2, s->s16 + off, k * sizeof *s->s16) != 0;
+    }
 events:;
     /* Events that have arrived so far; never wait here. */
     int stopped = 0;
