@@ -1894,13 +1894,15 @@ int at_http_server_close(at_http_server *s, int grace_ms)
 {
     if (!s) return 0;
     if (g_signal_target == s) g_signal_target = NULL;
+    /* workers stop waking the loop before its context goes (they call
+     * lws_cancel_service on s->ctx under mu) */
     pthread_mutex_lock(&s->mu);
     struct lws_context *ctx = s->ctx;
+    s->ctx = NULL;
     pthread_mutex_unlock(&s->mu);
     /* Closing every connection marks its work cancelled. */
     if (ctx) lws_context_destroy(ctx);
     pthread_mutex_lock(&s->mu);
-    s->ctx = NULL;
     /* Threads still running hold pointers to s: wait for them. */
     struct timespec until;
     at_deadline_ms(&until, grace_ms < 0 ? 0 : grace_ms);

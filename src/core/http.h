@@ -45,7 +45,7 @@ typedef struct at_http_route {
 
 typedef struct at_http_config {
     size_t body_limit;       /* bytes; larger bodies get 413 */
-    int max_inflight;        /* concurrent worker requests; beyond: 503 */
+    int max_inflight;        /* worker requests not yet answered; beyond: 503 */
     int max_ws_sessions;     /* concurrent WebSocket sessions; beyond: 503 */
     size_t ws_message_limit; /* largest WebSocket message (bytes) */
     size_t ws_queue_limit;   /* bytes queued per direction before flow control */
