@@ -319,7 +319,6 @@ static int asr_event(at_wyoming *w, int fd, asr_state *st, const at_wy_event *ev
     }
     if (strcmp(t, "audio-stop") == 0) {
         if (!st->started) return send_error(fd, "bad_order", "audio-stop before audio-start"), 0;
-        st->started = 0;
         transcribe(w, fd, st);
         asr_state_clear(st);
         st->model[0] = st->language[0] = '\0';

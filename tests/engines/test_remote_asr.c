@@ -186,9 +186,6 @@ static void test_accept_checked(void **st)
     close(s.lfd);
 }
 
-/* 40 s fed at once (a pipeline's backlog after a slow spell) go as
- * several frames within asr_streaming's 1 MiB message limit, all of it
- * sent; before, one 1.28 MB frame made the service close the stream. */
 static int no_events(void *u, const at_asr_event *ev)
 {
     (void)u;
@@ -196,6 +193,9 @@ static int no_events(void *u, const at_asr_event *ev)
     return 0;
 }
 
+/* 40 s fed at once (a pipeline's backlog after a slow spell) go as
+ * several frames within asr_streaming's 1 MiB message limit, all of it
+ * sent; before, one 1.28 MB frame made the service close the stream. */
 static void test_backlog_is_split_into_frames(void **st)
 {
     (void)st;

@@ -229,6 +229,22 @@ static void expect_clip_transcript(int fd)
 
 static const char mono16k[] = "{\"rate\": 16000, \"width\": 2, \"channels\": 1}";
 
+/* Sends the clip as audio-chunks of 100 ms, each sample `up` times in
+ * `ch` channels (1, 1: as it is). */
+static void send_clip_chunks(int fd, const char *fmt, const int16_t *pcm, size_t n, size_t up, size_t ch)
+{
+    size_t step = 1600;
+    int16_t *chunk = malloc(step * up * ch * sizeof *chunk);
+    assert_non_null(chunk);
+    for (size_t off = 0; off < n; off += step) {
+        size_t k = n - off < step ? n - off : step;
+        for (size_t i = 0; i < k * up; i++)
+            for (size_t c = 0; c < ch; c++) chunk[i * ch + c] = pcm[off + i / up];
+        send_event(fd, "audio-chunk", fmt, chunk, k * up * ch * sizeof *chunk);
+    }
+    free(chunk);
+}
+
 /* transcribe, audio-start, 100 ms chunks of a LibriVox clip, audio-stop:
  * the transcript holds its words. */
 static void transcribes_a_stream_of_chunks(void **state)
@@ -238,9 +254,7 @@ static void transcribes_a_stream_of_chunks(void **state)
     int16_t *pcm = austen_clip(&n);
     int fd = dial(asr_wy);
     begin_utterance(fd, mono16k);
-    size_t step = 1600;
-    for (size_t off = 0; off < n; off += step)
-        send_event(fd, "audio-chunk", mono16k, pcm + off, (n - off < step ? n - off : step) * 2);
+    send_clip_chunks(fd, mono16k, pcm, n, 1, 1);
     send_event(fd, "audio-stop", "{\"timestamp\": 0}", NULL, 0);
     expect_clip_transcript(fd);
     /* the connection serves another utterance (Home Assistant reuses it) */
@@ -265,23 +279,13 @@ static void transcribes_any_rate_and_channels(void **state)
     (void)state;
     size_t n;
     int16_t *pcm = austen_clip(&n);
-    enum { UP = 6, CH = 6 };
     int fd = dial(asr_wy);
     const char *fmt = "{\"rate\": 96000, \"width\": 2, \"channels\": 6}";
     begin_utterance(fd, fmt);
-    size_t step = 1600; /* 100 ms of the clip */
-    int16_t *chunk = malloc(step * UP * CH * sizeof *chunk);
-    assert_non_null(chunk);
-    for (size_t off = 0; off < n; off += step) {
-        size_t k = n - off < step ? n - off : step;
-        for (size_t i = 0; i < k * UP; i++)
-            for (int c = 0; c < CH; c++) chunk[i * CH + (size_t)c] = pcm[off + i / UP];
-        send_event(fd, "audio-chunk", fmt, chunk, k * UP * CH * sizeof *chunk);
-    }
+    send_clip_chunks(fd, fmt, pcm, n, 6, 6);
     send_event(fd, "audio-stop", NULL, NULL, 0);
     expect_clip_transcript(fd);
     close(fd);
-    free(chunk);
     free(pcm);
 }
 
