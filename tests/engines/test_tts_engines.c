@@ -328,6 +328,52 @@ static void test_espeak_mixed_scripts(void **state)
     at_tts_engine_free(e);
 }
 
+/* Text in an alphabet that libespeak-ng 1.51 reads with a language of its
+ * own, given to a voice whose script it is not: a digit or a sign the
+ * second translator cannot say, or a letter when the voice has no name for
+ * the alphabet, made the library free the translator in use and read its
+ * dictionary (heap-use-after-free under ASan, found by fuzz_tts_text):
+ * a circled letter glued to an Armenian one, a Bengali letter and digit, a
+ * Devanagari abbreviation sign, a Kannada sign alone, Armenian for a German
+ * voice, Bengali digits for a French one.  Each is spoken, by the voice of
+ * its alphabet's language, and the voice's own words around it by the
+ * voice; the phonemiser marks the switch as espeak-ng marks its own. */
+static void test_espeak_foreign_alphabets(void **state)
+{
+    (void)state;
+    at_err err;
+    at_tts_engine *e = at_tts_espeak_new(NULL, &err);
+    assert_non_null(e);
+    static const struct {
+        const char *voice, *text;
+    } cases[] = {
+        {"en", "\xE2\x92\xB9\xD5\x8E"},                 /* circled D, Armenian vew */
+        {"en", "Hel l\xDF\x8C . \xE2\x92\xB9\xD5\x8E"}, /* the same after NKo and a full stop */
+        {"en", "\xE0\xA6\x95\xE0\xA7\xA6"},             /* Bengali ka, digit zero */
+        {"en", "\xE0\xA4\x95\xE0\xA5\xB0"},             /* Devanagari ka, abbreviation sign */
+        {"en", "\xE0\xB2\x80"},                         /* Kannada spacing candrabindu */
+        {"de", "\xD5\x8E"},                             /* an Armenian letter, German voice */
+        {"fr", "12 \xE0\xA7\xA7\xE0\xA7\xA8 ok"},       /* Bengali digits, French voice */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sink s = {0};
+        say(e, cases[i].voice, cases[i].text, 1.0f, &s, 0);
+        assert_true(s.n > 0);
+        free(s.pcm);
+    }
+    /* An Armenian voice reads Armenian as its own, no switch. */
+    char *ph = NULL;
+    assert_int_equal(at_espeak_phonemize("hy", "\xD4\xB2\xD5\xA1\xD6\x80\xD5\xA5\xD6\x82", &ph, &err), 0);
+    assert_null(strchr(ph, '('));
+    free(ph);
+    /* English digits stay English, Bengali ones are read in Bengali. */
+    assert_int_equal(at_espeak_phonemize("en-us", "1 \xE0\xA7\xA7\xE0\xA7\xA8 3", &ph, &err), 0);
+    assert_non_null(strstr(ph, "w\xCB\x88\xCA\x8Cn (bn)"));
+    assert_non_null(strstr(ph, "(en-us) \xCE\xB8\xC9\xB9\xCB\x88i\xCB\x90"));
+    free(ph);
+    at_tts_engine_free(e);
+}
+
 /* A sentence's end followed by a long run of blanks: every piece the
  * splitter hands an engine fits its AT_TTS_SENTENCE_MAX-byte buffer (the
  * blanks once went with the sentence, whatever their length, and
@@ -374,6 +420,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_espeak),
         cmocka_unit_test(test_espeak_mixed_scripts),
+        cmocka_unit_test(test_espeak_foreign_alphabets),
         cmocka_unit_test(test_flite),
         cmocka_unit_test(test_punctuation_runs),
         cmocka_unit_test(test_sentence_then_blanks),

@@ -84,6 +84,22 @@ static int es_callback(short *wav, int n, espeak_EVENT *events)
 }
 
 static char *es_prepare(const char *text, at_err *err);
+static size_t es_next_run(const char *s, size_t n, const char *lang, const char **voice);
+
+/* Loads a voice for synthesis unless it is the loaded one: by espeak
+ * identifier (file) if given, else by name.  Under the lock. */
+static int es_load_synth_voice(const char *name, const char *file, at_err *err)
+{
+    char key[sizeof g_espeak.loaded];
+    snprintf(key, sizeof key, "synth:%s", name);
+    if (strcmp(g_espeak.loaded, key) == 0) return 0;
+    g_espeak.loaded[0] = '\0';
+    if ((file && espeak_ng_SetVoiceByFile(file) == ENS_OK) || espeak_ng_SetVoiceByName(name) == ENS_OK) {
+        snprintf(g_espeak.loaded, sizeof g_espeak.loaded, "%s", key);
+        return 0;
+    }
+    return at_err_set(err, AT_E_ENGINE, "espeak-ng could not load voice '%s'", name);
+}
 
 static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text, const at_tts_params *p,
                          at_tts_chunk_cb cb, void *user, at_err *err)
@@ -101,26 +117,30 @@ static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text
     if (!prepared) return AT_E_NOMEM;
     es_request req = {.cb = cb, .user = user};
     int rc = 0;
+    size_t n = strlen(prepared);
     pthread_mutex_lock(&g_espeak.mu);
-    char key[sizeof g_espeak.loaded];
-    snprintf(key, sizeof key, "synth:%s", e->voices[idx].name);
-    if (strcmp(g_espeak.loaded, key) != 0) {
-        g_espeak.loaded[0] = '\0';
-        if (espeak_ng_SetVoiceByFile(e->ids[idx].file) == ENS_OK ||
-            espeak_ng_SetVoiceByName(e->voices[idx].name) == ENS_OK)
-            snprintf(g_espeak.loaded, sizeof g_espeak.loaded, "%s", key);
-    }
-    if (!g_espeak.loaded[0]) {
-        rc = at_err_set(err, AT_E_ENGINE, "espeak-ng could not load voice '%s'", e->voices[idx].name);
-    } else {
+    /* A run in an alphabet that is not the voice's own goes to the voice of
+     * its language (see es_alphabets). */
+    for (size_t off = 0; rc == 0 && off < n;) {
+        const char *run_voice;
+        size_t len = es_next_run(prepared + off, n - off, e->voices[idx].language, &run_voice);
+        if (run_voice)
+            rc = es_load_synth_voice(run_voice, NULL, err);
+        else
+            rc = es_load_synth_voice(e->voices[idx].name, e->ids[idx].file, err);
+        if (rc) break;
+        char saved = prepared[off + len];
+        prepared[off + len] = '\0';
         espeak_ng_SetParameter(espeakRATE, wpm, 0);
         espeak_SetSynthCallback(es_callback);
-        espeak_ng_STATUS st = espeak_ng_Synthesize(prepared, strlen(prepared) + 1, 0, POS_CHARACTER, 0,
-                                                   espeakCHARS_UTF8, NULL, &req);
+        espeak_ng_STATUS st =
+            espeak_ng_Synthesize(prepared + off, len + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, NULL, &req);
+        prepared[off + len] = saved;
         if (req.cancelled)
             rc = at_err_set(err, AT_E_CANCELLED, "synthesis cancelled by the caller");
         else if (st != ENS_OK)
             rc = at_err_set(err, AT_E_ENGINE, "espeak-ng synthesis failed (status %#x)", (unsigned)st);
+        off += len;
     }
     pthread_mutex_unlock(&g_espeak.mu);
     free(prepared);
@@ -311,21 +331,64 @@ static int es_script(uint32_t cp)
     return 100 + (int)(cp >> 7);
 }
 
+/* The alphabets that libespeak-ng 1.51 reads with a language of their own
+ * (the alphabets[] of its tr_languages.c that name one), and the voice
+ * languages whose dictionaries read each as their own script.  A word in
+ * such an alphabet that is not the voice's own is translated by a second
+ * translator for that language, and whatever that translator cannot say
+ * itself (a digit, a sign, an unassigned code point, a letter of another
+ * script in the same word, an alphabet name the voice lacks) makes the
+ * library load yet another translator over the one in use, then read the
+ * dictionary it has just freed: "\u0995\u09E6" (Bengali) or "\u054E" with a
+ * German voice is a heap-use-after-free inside the library (found by
+ * fuzz_tts_text; libespeak-ng 1.52 has a third translator for this).  So
+ * such text never reaches a voice that is not its own: es_next_run() hands
+ * it to the voice of its alphabet's language, whose first translator reads
+ * it (every code point of each of these blocks was synthesised alone and
+ * beside a letter, under ASan, with its own voice: none reads freed memory). */
+typedef struct es_alphabet {
+    unsigned lo, hi;
+    const char *voice;   /* the espeak voice that reads it */
+    const char *natives; /* voice languages that read it as their own, space-separated */
+} es_alphabet;
+
+static const es_alphabet es_alphabets[] = {
+    {0x0370, 0x03FF, "el", " el grc "},       {0x0530, 0x058F, "hy", " hy hyw "},
+    {0x0900, 0x097F, "hi", " hi mr ne kok "}, {0x0980, 0x09FF, "bn", " bn as bpy "},
+    {0x0A00, 0x0A7F, "pa", " pa "},           {0x0A80, 0x0AFF, "gu", " gu "},
+    {0x0B80, 0x0BFF, "ta", " ta "},           {0x0C00, 0x0C7F, "te", " te "},
+    {0x0C80, 0x0CFF, "kn", " kn "},           {0x0D00, 0x0D7F, "ml", " ml "},
+    {0x0D80, 0x0DFF, "si", " si "},           {0x10A0, 0x10FF, "ka", " ka "},
+    {0x1100, 0x11FF, "ko", " ko "},           {0xA700, 0xD7FF, "ko", " ko "},
+};
+
+/* The voice (a language code) of the alphabet cp belongs to, NULL if none. */
+static const char *es_alphabet_voice(uint32_t cp)
+{
+    for (size_t i = 0; i < sizeof es_alphabets / sizeof es_alphabets[0]; i++)
+        if (cp >= es_alphabets[i].lo && cp <= es_alphabets[i].hi) return es_alphabets[i].voice;
+    return NULL;
+}
+
+static int es_same_voice(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
 /* The text as espeak-ng gets it: invalid UTF-8 and U+FFFD become a space,
- * and a space separates letters of two different scripts within a word.
- * libespeak-ng 1.51 spells such a word letter by letter, switching its
- * secondary language per letter, and one switch frees the dictionary that
- * the letter being spelt still reads from: "\u07D6\u054C" (an NKo letter,
- * then an Armenian one) is a heap-use-after-free inside the library
- * (found by fuzz_tts_text).  As separate words every script's letters are
- * spoken as before, without the switch inside a word.  U+FFFD on both
- * sides of a full stop between such letters ("l\u07CC \uFFFD.\uFFFD
- * \u054E") reads a freed dictionary in the same way, and the library has
- * nothing to say for U+FFFD anyway. */
+ * a space separates letters of two different scripts within a word, and a
+ * character of one of es_alphabets[] from anything next to it that is not
+ * of the same language.  libespeak-ng 1.51 spells a word of mixed scripts
+ * letter by letter, switching its second translator per letter, and one
+ * switch frees the dictionary that the letter being spelt still reads
+ * from: "\u07D6\u054C" (an NKo letter, then an Armenian one) or
+ * "\u24B9\u054E" (a circled D, then Armenian) read freed memory inside the
+ * library.  As separate words every script's letters are spoken as
+ * before, without the switch inside a word.  The library has nothing to
+ * say for U+FFFD anyway. */
 static char *es_prepare(const char *text, at_err *err)
 {
     at_strbuf b = {0};
-    int word = 0; /* script of the current word's letters so far */
+    int word = 0;        /* script of the current word's letters so far */
+    uint32_t prev = ' '; /* the code point before, as written */
+    const char *prev_al = NULL;
     size_t n = strlen(text);
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -334,19 +397,68 @@ static char *es_prepare(const char *text, at_err *err)
         if (cp == 0xFFFD) { /* also what an invalid byte becomes */
             at_strbuf_put(&b, " ", 1);
             word = 0;
+            prev = ' ';
+            prev_al = NULL;
             continue;
         }
         int sc = es_script(cp);
+        const char *al = es_alphabet_voice(cp);
+        int space = 0;
         if (es_isspace(cp)) word = 0;
         if (sc) {
-            if (word && sc != word) at_strbuf_put(&b, " ", 1);
+            if (word && sc != word) space = 1;
             word = sc;
         }
+        if (!es_isspace(cp) && !es_isspace(prev) && !es_same_voice(al, prev_al)) space = 1;
+        if (space) at_strbuf_put(&b, " ", 1);
         at_strbuf_put(&b, text + i - k, k);
+        prev = cp;
+        prev_al = al;
     }
     char *out = at_strbuf_take(&b);
     if (!out) at_err_set(err, AT_E_NOMEM, "out of memory");
     return out;
+}
+
+/* Whether the voice whose language is lang ("en", "hyw") reads the
+ * alphabet whose voice is al as its own script. */
+static int es_native(const char *al, const char *lang)
+{
+    char key[24];
+    size_t n = strcspn(lang, "-_");
+    if (n + 3 > sizeof key) return 0;
+    snprintf(key, sizeof key, " %.*s ", (int)n, lang);
+    for (size_t i = 0; i < sizeof es_alphabets / sizeof es_alphabets[0]; i++)
+        if (strcmp(es_alphabets[i].voice, al) == 0 && strstr(es_alphabets[i].natives, key)) return 1;
+    return 0;
+}
+
+/* The length of the run of prepared text at s that one voice reads, and in
+ * *voice that voice: an alphabet's (see es_alphabets) or NULL for the
+ * voice of language lang.  Blanks and ASCII punctuation go with the run
+ * they are in; ASCII digits are the voice's. */
+static size_t es_next_run(const char *s, size_t n, const char *lang, const char **voice)
+{
+    size_t i = 0;
+    int known = 0;
+    *voice = NULL;
+    while (i < n) {
+        uint32_t cp;
+        size_t k = es_utf8(s + i, n - i, &cp);
+        int neutral = es_isspace(cp) || (cp < 0x80 && !es_script(cp) && !(cp >= '0' && cp <= '9'));
+        if (!neutral) {
+            const char *al = es_alphabet_voice(cp);
+            if (al && es_native(al, lang)) al = NULL;
+            if (!known) {
+                *voice = al;
+                known = 1;
+            } else if (!es_same_voice(al, *voice)) {
+                break;
+            }
+        }
+        i += k;
+    }
+    return i;
 }
 
 /* Python's str.strip(): the span of s[0..n) without surrounding whitespace. */
@@ -472,26 +584,44 @@ static int es_set_phoneme_voice(const char *code, at_err *err)
 }
 
 /* EspeakWrapper.text_to_phonemes(): IPA with '_' between phonemes, one
- * clause per call, the non-empty clauses joined by spaces.  Under the lock. */
-static int es_text_to_phonemes(const char *text, at_strbuf *out, at_err *err)
+ * clause per call, the non-empty clauses joined by spaces, for the voice of
+ * language code (loaded).  A run in an alphabet that is not the voice's own
+ * is read by the voice of its language (see es_alphabets) and marked as
+ * espeak-ng marks its own language switches: "(hy)baɹˈev(en-us)".  Under
+ * the lock. */
+static int es_text_to_phonemes(const char *text, const char *code, at_strbuf *out, at_err *err)
 {
-    char *prepared = es_prepare(text, err); /* the same library bug as synthesis */
+    char *prepared = es_prepare(text, err);
     if (!prepared) return AT_E_NOMEM;
-    const void *p = prepared;
-    int first = 1;
-    while (p) {
-        const void *before = p;
-        const char *ph = espeak_TextToPhonemes(&p, espeakCHARS_UTF8, ('_' << 8) | espeakPHONEMES_IPA);
-        if (ph && *ph) {
-            if (!first) at_strbuf_put(out, " ", 1);
-            at_strbuf_str(out, ph);
-            first = 0;
+    size_t n = strlen(prepared);
+    int first = 1, rc = 0;
+    for (size_t off = 0; rc == 0 && off < n;) {
+        const char *run_voice;
+        size_t len = es_next_run(prepared + off, n - off, code, &run_voice);
+        char saved = prepared[off + len];
+        prepared[off + len] = '\0';
+        rc = es_set_phoneme_voice(run_voice ? run_voice : code, err);
+        const void *p = prepared + off;
+        int started = 0;
+        while (rc == 0 && p) {
+            const void *before = p;
+            const char *ph = espeak_TextToPhonemes(&p, espeakCHARS_UTF8, ('_' << 8) | espeakPHONEMES_IPA);
+            if (ph && *ph) {
+                if (!first) at_strbuf_put(out, " ", 1);
+                if (run_voice && !started) at_strbuf_printf(out, "(%s)", run_voice);
+                at_strbuf_str(out, ph);
+                first = 0;
+                started = 1;
+            }
+            if (p == before) break; /* no progress: stop rather than spin */
         }
-        if (p == before) break; /* no progress: stop rather than spin */
+        if (run_voice && started) at_strbuf_printf(out, "(%s)", code);
+        prepared[off + len] = saved;
+        off += len;
     }
     free(prepared);
-    if (out->oom) return at_err_set(err, AT_E_NOMEM, "out of memory");
-    return 0;
+    if (rc == 0 && out->oom) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
+    return rc;
 }
 
 /* EspeakBackend._postprocess_line() with strip=True, with_stress=True, no
@@ -641,7 +771,7 @@ int at_espeak_phonemize(const char *voice, const char *text, char **out, at_err 
         for (size_t i = 0; rc == 0 && i < sp.n_chunks; i++) {
             memcpy(chunk, sp.chunks[i].p, sp.chunks[i].n);
             chunk[sp.chunks[i].n] = '\0';
-            rc = es_text_to_phonemes(chunk, &ph[i], err);
+            rc = es_text_to_phonemes(chunk, voice, &ph[i], err);
         }
         pthread_mutex_unlock(&g_espeak.mu);
     }
