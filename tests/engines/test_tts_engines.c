@@ -335,9 +335,11 @@ static void test_espeak_mixed_scripts(void **state)
  * dictionary (heap-use-after-free under ASan, found by fuzz_tts_text):
  * a circled letter glued to an Armenian one, a Bengali letter and digit, a
  * Devanagari abbreviation sign, a Kannada sign alone, Armenian for a German
- * voice, Bengali digits for a French one.  Each is spoken, by the voice of
- * its alphabet's language, and the voice's own words around it by the
- * voice; the phonemiser marks the switch as espeak-ng marks its own. */
+ * voice, Bengali digits for a French one, Cyrillic after a circled letter
+ * for a Georgian one (which reads Cyrillic as Russian).  Each is spoken,
+ * by the voice of its alphabet's language, and the voice's own words
+ * around it by the voice; the phonemiser marks the switch as espeak-ng
+ * marks its own. */
 static void test_espeak_foreign_alphabets(void **state)
 {
     (void)state;
@@ -354,6 +356,7 @@ static void test_espeak_foreign_alphabets(void **state)
         {"en", "\xE0\xB2\x80"},                         /* Kannada spacing candrabindu */
         {"de", "\xD5\x8E"},                             /* an Armenian letter, German voice */
         {"fr", "12 \xE0\xA7\xA7\xE0\xA7\xA8 ok"},       /* Bengali digits, French voice */
+        {"ka", "\xE2\x92\xB9\xD0\xB6"},                 /* circled D, Cyrillic zhe, Georgian voice */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sink s = {0};

@@ -341,7 +341,7 @@ static int es_script(uint32_t cp)
  * library load yet another translator over the one in use, then read the
  * dictionary it has just freed: "\u0995\u09E6" (Bengali) or "\u054E" with a
  * German voice is a heap-use-after-free inside the library (found by
- * fuzz_tts_text; libespeak-ng 1.52 has a third translator for this).  So
+ * fuzz_tts_text; espeak-ng 1.52 gives such lookups a third translator).  So
  * such text never reaches a voice that is not its own: es_next_run() hands
  * it to the voice of its alphabet's language, whose first translator reads
  * it (every code point of each of these blocks was synthesised alone and
@@ -350,39 +350,56 @@ typedef struct es_alphabet {
     unsigned lo, hi;
     const char *voice;   /* the espeak voice that reads it */
     const char *natives; /* voice languages that read it as their own, space-separated */
+    const char *only;    /* if set, the only voice languages that switch for it */
 } es_alphabet;
 
+/* Cyrillic is an alphabet of this kind only for Georgian, whose translator
+ * reads it with a Russian one ("\u24B9\u0436" read freed memory there). */
 static const es_alphabet es_alphabets[] = {
-    {0x0370, 0x03FF, "el", " el grc "},       {0x0530, 0x058F, "hy", " hy hyw "},
-    {0x0900, 0x097F, "hi", " hi mr ne kok "}, {0x0980, 0x09FF, "bn", " bn as bpy "},
-    {0x0A00, 0x0A7F, "pa", " pa "},           {0x0A80, 0x0AFF, "gu", " gu "},
-    {0x0B80, 0x0BFF, "ta", " ta "},           {0x0C00, 0x0C7F, "te", " te "},
-    {0x0C80, 0x0CFF, "kn", " kn "},           {0x0D00, 0x0D7F, "ml", " ml "},
-    {0x0D80, 0x0DFF, "si", " si "},           {0x10A0, 0x10FF, "ka", " ka "},
-    {0x1100, 0x11FF, "ko", " ko "},           {0xA700, 0xD7FF, "ko", " ko "},
+    {0x0370, 0x03FF, "el", " el grc ", NULL},
+    {0x0530, 0x058F, "hy", " hy hyw ", NULL},
+    {0x0900, 0x097F, "hi", " hi mr ne kok ", NULL},
+    {0x0980, 0x09FF, "bn", " bn as bpy ", NULL},
+    {0x0A00, 0x0A7F, "pa", " pa ", NULL},
+    {0x0A80, 0x0AFF, "gu", " gu ", NULL},
+    {0x0B80, 0x0BFF, "ta", " ta ", NULL},
+    {0x0C00, 0x0C7F, "te", " te ", NULL},
+    {0x0C80, 0x0CFF, "kn", " kn ", NULL},
+    {0x0D00, 0x0D7F, "ml", " ml ", NULL},
+    {0x0D80, 0x0DFF, "si", " si ", NULL},
+    {0x10A0, 0x10FF, "ka", " ka ", NULL},
+    {0x1100, 0x11FF, "ko", " ko ", NULL},
+    {0xA700, 0xD7FF, "ko", " ko ", NULL},
+    {0x0400, 0x052F, "ru", "", " ka "},
 };
 
-/* The voice (a language code) of the alphabet cp belongs to, NULL if none. */
-static const char *es_alphabet_voice(uint32_t cp)
+/* The alphabet cp belongs to, NULL if none. */
+static const es_alphabet *es_alphabet_of(uint32_t cp)
 {
     for (size_t i = 0; i < sizeof es_alphabets / sizeof es_alphabets[0]; i++)
-        if (cp >= es_alphabets[i].lo && cp <= es_alphabets[i].hi) return es_alphabets[i].voice;
+        if (cp >= es_alphabets[i].lo && cp <= es_alphabets[i].hi) return &es_alphabets[i];
     return NULL;
+}
+
+/* Blanks and ASCII punctuation: they belong to whatever is around them. */
+static int es_neutral(uint32_t cp)
+{
+    return es_isspace(cp) || (cp < 0x80 && !es_script(cp) && !(cp >= '0' && cp <= '9'));
 }
 
 static int es_same_voice(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
 
 /* The text as espeak-ng gets it: invalid UTF-8 and U+FFFD become a space,
  * a space separates letters of two different scripts within a word, and a
- * character of one of es_alphabets[] from anything next to it that is not
- * of the same language.  libespeak-ng 1.51 spells a word of mixed scripts
- * letter by letter, switching its second translator per letter, and one
- * switch frees the dictionary that the letter being spelt still reads
- * from: "\u07D6\u054C" (an NKo letter, then an Armenian one) or
- * "\u24B9\u054E" (a circled D, then Armenian) read freed memory inside the
- * library.  As separate words every script's letters are spoken as
- * before, without the switch inside a word.  The library has nothing to
- * say for U+FFFD anyway. */
+ * character of one of es_alphabets[] from anything next to it but blanks,
+ * ASCII punctuation and characters of its own alphabet.  libespeak-ng 1.51
+ * spells a word of mixed scripts letter by letter, switching its second
+ * translator per letter, and one switch frees the dictionary that the
+ * letter being spelt still reads from: "\u07D6\u054C" (an NKo letter, then
+ * an Armenian one) or "\u24B9\u054E" (a circled D, then Armenian) read
+ * freed memory inside the library.  As separate words every script's
+ * letters are spoken as before, without the switch inside a word.  The
+ * library has nothing to say for U+FFFD anyway. */
 static char *es_prepare(const char *text, at_err *err)
 {
     at_strbuf b = {0};
@@ -402,14 +419,15 @@ static char *es_prepare(const char *text, at_err *err)
             continue;
         }
         int sc = es_script(cp);
-        const char *al = es_alphabet_voice(cp);
+        const es_alphabet *a = es_alphabet_of(cp);
+        const char *al = a ? a->voice : NULL;
         int space = 0;
         if (es_isspace(cp)) word = 0;
         if (sc) {
             if (word && sc != word) space = 1;
             word = sc;
         }
-        if (!es_isspace(cp) && !es_isspace(prev) && !es_same_voice(al, prev_al)) space = 1;
+        if (!es_neutral(cp) && !es_neutral(prev) && !es_same_voice(al, prev_al)) space = 1;
         if (space) at_strbuf_put(&b, " ", 1);
         at_strbuf_put(&b, text + i - k, k);
         prev = cp;
@@ -420,17 +438,15 @@ static char *es_prepare(const char *text, at_err *err)
     return out;
 }
 
-/* Whether the voice whose language is lang ("en", "hyw") reads the
- * alphabet whose voice is al as its own script. */
-static int es_native(const char *al, const char *lang)
+/* Whether the voice whose language is lang ("en", "hyw") reads alphabet a
+ * itself. */
+static int es_own_script(const es_alphabet *a, const char *lang)
 {
     char key[24];
     size_t n = strcspn(lang, "-_");
     if (n + 3 > sizeof key) return 0;
     snprintf(key, sizeof key, " %.*s ", (int)n, lang);
-    for (size_t i = 0; i < sizeof es_alphabets / sizeof es_alphabets[0]; i++)
-        if (strcmp(es_alphabets[i].voice, al) == 0 && strstr(es_alphabets[i].natives, key)) return 1;
-    return 0;
+    return strstr(a->natives, key) || (a->only && !strstr(a->only, key));
 }
 
 /* The length of the run of prepared text at s that one voice reads, and in
@@ -445,10 +461,9 @@ static size_t es_next_run(const char *s, size_t n, const char *lang, const char 
     while (i < n) {
         uint32_t cp;
         size_t k = es_utf8(s + i, n - i, &cp);
-        int neutral = es_isspace(cp) || (cp < 0x80 && !es_script(cp) && !(cp >= '0' && cp <= '9'));
-        if (!neutral) {
-            const char *al = es_alphabet_voice(cp);
-            if (al && es_native(al, lang)) al = NULL;
+        if (!es_neutral(cp)) {
+            const es_alphabet *a = es_alphabet_of(cp);
+            const char *al = a && !es_own_script(a, lang) ? a->voice : NULL;
             if (!known) {
                 *voice = al;
                 known = 1;
