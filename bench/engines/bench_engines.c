@@ -173,12 +173,28 @@ static void bench_tts(void)
         bench_tts_engine(f, "kal");
         at_tts_engine_free(f);
     }
+    double t0 = now_s();
     at_tts_engine *e = at_tts_espeak_new(NULL, &err);
     if (e) {
+        printf("tts  espeak-ng start (its worker, the voice list): %.1f ms\n", 1000 * (now_s() - t0));
         bench_tts_engine(e, "en");
         bench_tts_engine(e, "es");
         at_tts_engine_free(e);
     }
+    /* The VITS voices' front end: text to espeak-ng phonemes. */
+    const char *text = "Good morning. The weather is nice today, and we will take the train "
+                       "to the city to visit the museum and have lunch with our friends.";
+    char *ph = NULL;
+    if (at_espeak_phonemize("en-us", text, &ph, &err) != 0) {
+        printf("tts: %s\n", err.msg);
+        return;
+    }
+    free(ph);
+    int rounds = 50;
+    t0 = now_s();
+    for (int r = 0; r < rounds && at_espeak_phonemize("en-us", text, &ph, &err) == 0; r++) free(ph);
+    printf("tts  espeak-ng phonemes en-us: %.2f ms per %zu-byte text\n", 1000 * (now_s() - t0) / rounds,
+           strlen(text));
 }
 
 int main(int argc, char **argv)

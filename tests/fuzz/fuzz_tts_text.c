@@ -3,7 +3,9 @@
  * that aborted libflite should have been found.  Inputs are capped at the
  * services' default text limit's order (600 bytes) and the audio is
  * discarded.  The first byte picks the espeak-ng voice: what the library
- * does with a script depends on the voice reading it. */
+ * does with a script depends on the voice reading it.  libespeak-ng runs
+ * in its worker process, so what this finds on that side is our text
+ * preparation and protocol; the library's own crashes cost one request. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

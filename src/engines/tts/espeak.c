@@ -1,16 +1,12 @@
-/* espeak.c - espeak-ng behind the at_tts interface.
+/* espeak.c - espeak-ng behind the at_tts interface, and its phonemes as
+ * the phonemizer package gives them.
  *
- * libespeak-ng keeps all of its state in process globals (the loaded voice,
- * parameters, the synthesis callback).  That state is wrapped here by
- * g_espeak: one process-wide mutex around every library call, and a
- * flag so the library is initialised once, by the first engine, and kept
- * for the life of the process (see es_destroy).  The data path is fixed by the first engine
- * (the library cannot hold two).  Synthesis therefore runs one request at
- * a time across all espeak engines; it is much faster than real time.
- *
- * Output is synchronous: espeak_ng_Synthesize() returns when the text is
- * spoken, calling our callback with chunks of PCM on the way; the
- * per-request context travels in espeak's user_data, never in a global. */
+ * Every call into libespeak-ng goes through a worker process
+ * (espeak_worker.h), so the library's crashes cost one request, not the
+ * service.  This file prepares the text (what the library must not see,
+ * which runs go to which voice) and keeps the voice list.  Each engine has
+ * its own worker; at_espeak_phonemize, which has no engine, uses one
+ * worker per process, started on first use. */
 #include "engines/tts/espeak.h"
 
 #include <pthread.h>
@@ -19,87 +15,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <espeak-ng/espeak_ng.h>
-#include <espeak-ng/speak_lib.h>
-
 #include "core/strbuf.h"
+#include "engines/tts/espeak_worker.h"
 
-#define ES_BUFFER_MS 100 /* callback chunk length */
-#define ES_BASE_WPM  175.0f
-#define ES_MIN_WPM   80
-#define ES_MAX_WPM   450
-
-/* The library's global state, see the header comment. */
-static struct {
-    pthread_mutex_t mu;
-    int refs; /* live engines (informational) */
-    int initialised;
-    int sample_rate;
-    /* What is loaded: "synth:<voice>" or "phon:<language>" ("" unknown).
-     * Every voice load keeps ~1.3 KB in libespeak-ng 1.51 for good, so
-     * synthesis and phonemisation reload only when the voice changes. */
-    char loaded[96];
-} g_espeak = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, ""};
-
-/* Initialises libespeak-ng once for the process; call with g_espeak.mu held. */
-static int es_init_locked(const char *data_path, at_err *err)
-{
-    if (g_espeak.initialised) return 0;
-    espeak_ng_InitializePath(data_path && *data_path ? data_path : NULL);
-    espeak_ng_STATUS st = espeak_ng_Initialize(NULL);
-    if (st == ENS_OK) st = espeak_ng_InitializeOutput(ENOUTPUT_MODE_SYNCHRONOUS, ES_BUFFER_MS, NULL);
-    if (st != ENS_OK)
-        return at_err_set(err, AT_E_CORRUPT, "espeak-ng failed to initialise (data path %s, status %#x)",
-                          data_path ? data_path : "(default)", (unsigned)st);
-    g_espeak.sample_rate = espeak_ng_GetSampleRate();
-    g_espeak.initialised = 1;
-    return 0;
-}
+#define ES_BASE_WPM 175.0f
+#define ES_MIN_WPM  80
+#define ES_MAX_WPM  450
 
 typedef struct es_voice_id {
     char file[128]; /* espeak identifier, e.g. "gmw/en-US" */
 } es_voice_id;
 
 typedef struct es_engine {
+    at_espeak_worker *w;
     at_tts_voice *voices;
     es_voice_id *ids; /* parallel to voices */
     size_t n;
 } es_engine;
 
-typedef struct es_request {
-    at_tts_chunk_cb cb;
-    void *user;
-    int cancelled;
-} es_request;
-
-static int es_callback(short *wav, int n, espeak_EVENT *events)
-{
-    es_request *r = events ? events->user_data : NULL;
-    if (!r || r->cancelled) return 1;
-    if (wav && n > 0 && r->cb && r->cb(r->user, (const int16_t *)wav, (size_t)n) != 0) {
-        r->cancelled = 1;
-        return 1; /* tells espeak to stop */
-    }
-    return 0;
-}
-
 static char *es_prepare(const char *text, at_err *err);
 static size_t es_next_run(const char *s, size_t n, const char *lang, const char **voice);
-
-/* Loads a voice for synthesis unless it is the loaded one: by espeak
- * identifier (file) if given, else by name.  Under the lock. */
-static int es_load_synth_voice(const char *name, const char *file, at_err *err)
-{
-    char key[sizeof g_espeak.loaded];
-    snprintf(key, sizeof key, "synth:%s", name);
-    if (strcmp(g_espeak.loaded, key) == 0) return 0;
-    g_espeak.loaded[0] = '\0';
-    if ((file && espeak_ng_SetVoiceByFile(file) == ENS_OK) || espeak_ng_SetVoiceByName(name) == ENS_OK) {
-        snprintf(g_espeak.loaded, sizeof g_espeak.loaded, "%s", key);
-        return 0;
-    }
-    return at_err_set(err, AT_E_ENGINE, "espeak-ng could not load voice '%s'", name);
-}
 
 static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text, const at_tts_params *p,
                          at_tts_chunk_cb cb, void *user, at_err *err)
@@ -115,34 +50,20 @@ static int es_synthesize(void *impl, const at_tts_voice *voice, const char *text
 
     char *prepared = es_prepare(text, err);
     if (!prepared) return AT_E_NOMEM;
-    es_request req = {.cb = cb, .user = user};
     int rc = 0;
     size_t n = strlen(prepared);
-    pthread_mutex_lock(&g_espeak.mu);
     /* A run in an alphabet that is not the voice's own goes to the voice of
      * its language (see es_alphabets). */
     for (size_t off = 0; rc == 0 && off < n;) {
         const char *run_voice;
         size_t len = es_next_run(prepared + off, n - off, e->voices[idx].language, &run_voice);
         if (run_voice)
-            rc = es_load_synth_voice(run_voice, NULL, err);
+            rc = at_espeak_worker_synth(e->w, run_voice, NULL, wpm, prepared + off, len, cb, user, err);
         else
-            rc = es_load_synth_voice(e->voices[idx].name, e->ids[idx].file, err);
-        if (rc) break;
-        char saved = prepared[off + len];
-        prepared[off + len] = '\0';
-        espeak_ng_SetParameter(espeakRATE, wpm, 0);
-        espeak_SetSynthCallback(es_callback);
-        espeak_ng_STATUS st =
-            espeak_ng_Synthesize(prepared + off, len + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, NULL, &req);
-        prepared[off + len] = saved;
-        if (req.cancelled)
-            rc = at_err_set(err, AT_E_CANCELLED, "synthesis cancelled by the caller");
-        else if (st != ENS_OK)
-            rc = at_err_set(err, AT_E_ENGINE, "espeak-ng synthesis failed (status %#x)", (unsigned)st);
+            rc = at_espeak_worker_synth(e->w, e->voices[idx].name, e->ids[idx].file, wpm, prepared + off, len,
+                                        cb, user, err);
         off += len;
     }
-    pthread_mutex_unlock(&g_espeak.mu);
     free(prepared);
     return rc;
 }
@@ -158,12 +79,7 @@ static void es_destroy(void *impl)
 {
     es_engine *e = impl;
     if (!e) return;
-    /* The library stays initialised for the life of the process:
-     * espeak_ng_Terminate() of 1.51 hangs joining its internal thread in
-     * synchronous mode, and re-initialising is not needed anyway. */
-    pthread_mutex_lock(&g_espeak.mu);
-    g_espeak.refs--;
-    pthread_mutex_unlock(&g_espeak.mu);
+    at_espeak_worker_free(e->w);
     free(e->voices);
     free(e->ids);
     free(e);
@@ -177,9 +93,7 @@ static const at_tts_ops es_ops = {
     .voices = es_voices,
 };
 
-/* Copies espeak's voice list (called under g_espeak.mu: the list lives in
- * library memory that the next ListVoices call replaces). */
-static int add_voice(es_engine *e, const espeak_VOICE *v, const char *lang)
+static int add_voice(es_engine *e, const at_espeak_listed *v, const char *lang, int rate)
 {
     if (strlen(lang) >= sizeof e->voices[0].name || strlen(v->identifier) >= sizeof e->ids[0].file) return 0;
     for (size_t k = 0; k < e->n; k++)
@@ -188,39 +102,44 @@ static int add_voice(es_engine *e, const espeak_VOICE *v, const char *lang)
     snprintf(o->name, sizeof o->name, "%s", lang);
     snprintf(o->language, sizeof o->language, "%.*s", (int)strcspn(lang, "-_"), lang);
     snprintf(o->gender, sizeof o->gender, "%s", v->gender == 1 ? "male" : v->gender == 2 ? "female" : "");
-    o->sample_rate = g_espeak.sample_rate;
+    o->sample_rate = rate;
     snprintf(e->ids[e->n].file, sizeof e->ids[0].file, "%s", v->identifier);
     e->n++;
     return 1;
 }
 
-/* Copies espeak's voice list (called under g_espeak.mu: the list lives in
- * library memory that the next ListVoices call replaces).  A voice is named
- * by its first language ("en-gb", "fr-fr"); then every other language a
- * voice declares becomes an alias if still free, so the plain codes users
- * ask for ("en", "fr") exist too. */
+/* A voice is named by its first language ("en-gb", "fr-fr"); then every
+ * other language a voice declares becomes an alias if still free, so the
+ * plain codes users ask for ("en", "fr") exist too. */
 static int list_voices(es_engine *e, at_err *err)
 {
-    const espeak_VOICE **vl = espeak_ListVoices(NULL);
+    at_espeak_listed *vl;
+    size_t nl;
+    int rate;
+    int rc = at_espeak_worker_list(e->w, &vl, &nl, &rate, err);
+    if (rc) return rc;
     size_t cap = 0;
-    for (size_t i = 0; vl && vl[i]; i++)
-        for (const char *l = vl[i]->languages; l && l[0] && l[1]; l += strlen(l + 1) + 2) cap++;
+    for (size_t i = 0; i < nl; i++)
+        for (const char *l = vl[i].languages; *l; l += strlen(l) + 1) cap++;
     e->voices = calloc(cap ? cap : 1, sizeof *e->voices);
     e->ids = calloc(cap ? cap : 1, sizeof *e->ids);
-    if (!e->voices || !e->ids) return at_err_set(err, AT_E_NOMEM, "out of memory");
+    if (!e->voices || !e->ids) {
+        free(vl);
+        return at_err_set(err, AT_E_NOMEM, "out of memory");
+    }
     for (int pass = 0; pass < 2; pass++)
-        for (size_t i = 0; vl && vl[i]; i++) {
-            const espeak_VOICE *v = vl[i];
-            if (!v->identifier || !v->languages || !v->languages[0] || !v->languages[1]) continue;
+        for (size_t i = 0; i < nl; i++) {
+            const at_espeak_listed *v = &vl[i];
             /* MBROLA voices need separately installed diphone databases. */
             if (strncmp(v->identifier, "mb/", 3) == 0) continue;
-            const char *l = v->languages; /* priority byte, name, NUL, ... */
+            const char *l = v->languages;
             if (pass == 0) {
-                add_voice(e, v, l + 1);
+                add_voice(e, v, l, rate);
                 continue;
             }
-            for (l += strlen(l + 1) + 2; l[0] && l[1]; l += strlen(l + 1) + 2) add_voice(e, v, l + 1);
+            for (l += strlen(l) + 1; *l; l += strlen(l) + 1) add_voice(e, v, l, rate);
         }
+    free(vl);
     if (e->n == 0) return at_err_set(err, AT_E_CORRUPT, "espeak-ng lists no usable voices");
     return 0;
 }
@@ -232,21 +151,9 @@ at_tts_engine *at_tts_espeak_new(const char *data_path, at_err *err)
         at_err_set(err, AT_E_NOMEM, "out of memory");
         return NULL;
     }
-    int rc = 0, took_ref = 0;
-    pthread_mutex_lock(&g_espeak.mu);
-    rc = es_init_locked(data_path, err);
-    if (rc == 0) {
-        g_espeak.refs++;
-        took_ref = 1;
-        rc = list_voices(e, err);
-    }
-    pthread_mutex_unlock(&g_espeak.mu);
-    if (rc) {
-        if (took_ref) {
-            es_destroy(e); /* drops the reference, frees e */
-        } else {
-            free(e);
-        }
+    e->w = at_espeak_worker_new(data_path, err);
+    if (!e->w || list_voices(e, err) != 0) {
+        es_destroy(e);
         return NULL;
     }
     return at_tts_engine_new(&es_ops, e, err);
@@ -576,35 +483,13 @@ static int es_preserve_line(es_split *sp, const char *line, size_t n, size_t num
     return es_push(sp, &tail, NULL);
 }
 
-/* phonemizer's EspeakWrapper.set_voice(): the first listed voice whose
- * first language is the code, loaded with espeak_SetVoiceByName(its
- * identifier) - unless it is still the loaded one.  Under the lock. */
-static int es_set_phoneme_voice(const char *code, at_err *err)
-{
-    char key[sizeof g_espeak.loaded];
-    snprintf(key, sizeof key, "phon:%s", code);
-    if (strcmp(g_espeak.loaded, key) == 0) return 0;
-    const espeak_VOICE **vl = espeak_ListVoices(NULL);
-    const char *id = NULL;
-    for (size_t i = 0; vl && vl[i] && !id; i++)
-        if (vl[i]->languages && vl[i]->languages[0] && strcmp(vl[i]->languages + 1, code) == 0 &&
-            vl[i]->identifier)
-            id = vl[i]->identifier;
-    if (!id) return at_err_set(err, AT_E_UNSUPPORTED, "espeak-ng has no voice for language '%s'", code);
-    g_espeak.loaded[0] = '\0';
-    if (espeak_SetVoiceByName(id) != EE_OK)
-        return at_err_set(err, AT_E_ENGINE, "espeak-ng could not load voice '%s'", id);
-    snprintf(g_espeak.loaded, sizeof g_espeak.loaded, "%s", key);
-    return 0;
-}
-
 /* EspeakWrapper.text_to_phonemes(): IPA with '_' between phonemes, one
  * clause per call, the non-empty clauses joined by spaces, for the voice of
  * language code (loaded).  A run in an alphabet that is not the voice's own
  * is read by the voice of its language (see es_alphabets) and marked as
- * espeak-ng marks its own language switches: "(hy)baɹˈev(en-us)".  Under
- * the lock. */
-static int es_text_to_phonemes(const char *text, const char *code, at_strbuf *out, at_err *err)
+ * espeak-ng marks its own language switches: "(hy)baɹˈev(en-us)". */
+static int es_text_to_phonemes(at_espeak_worker *w, const char *text, const char *code, at_strbuf *out,
+                               at_err *err)
 {
     char *prepared = es_prepare(text, err);
     if (!prepared) return AT_E_NOMEM;
@@ -613,25 +498,16 @@ static int es_text_to_phonemes(const char *text, const char *code, at_strbuf *ou
     for (size_t off = 0; rc == 0 && off < n;) {
         const char *run_voice;
         size_t len = es_next_run(prepared + off, n - off, code, &run_voice);
-        char saved = prepared[off + len];
-        prepared[off + len] = '\0';
-        rc = es_set_phoneme_voice(run_voice ? run_voice : code, err);
-        const void *p = prepared + off;
-        int started = 0;
-        while (rc == 0 && p) {
-            const void *before = p;
-            const char *ph = espeak_TextToPhonemes(&p, espeakCHARS_UTF8, ('_' << 8) | espeakPHONEMES_IPA);
-            if (ph && *ph) {
-                if (!first) at_strbuf_put(out, " ", 1);
-                if (run_voice && !started) at_strbuf_printf(out, "(%s)", run_voice);
-                at_strbuf_str(out, ph);
-                first = 0;
-                started = 1;
-            }
-            if (p == before) break; /* no progress: stop rather than spin */
+        char *ph = NULL;
+        rc = at_espeak_worker_phonemes(w, run_voice ? run_voice : code, prepared + off, len, &ph, err);
+        if (rc == 0 && *ph) {
+            if (!first) at_strbuf_put(out, " ", 1);
+            if (run_voice) at_strbuf_printf(out, "(%s)", run_voice);
+            at_strbuf_str(out, ph);
+            if (run_voice) at_strbuf_printf(out, "(%s)", code);
+            first = 0;
         }
-        if (run_voice && started) at_strbuf_printf(out, "(%s)", code);
-        prepared[off + len] = saved;
+        free(ph);
         off += len;
     }
     free(prepared);
@@ -742,7 +618,22 @@ static int es_restore(at_strbuf *text, size_t nt, const es_mark *marks, size_t n
     return 0;
 }
 
-int at_espeak_phonemize(const char *voice, const char *text, char **out, at_err *err)
+/* The worker of at_espeak_phonemize, which has no engine to hold one:
+ * started on first use and kept for the life of the process (it exits when
+ * the process does and its socket closes). */
+static pthread_mutex_t es_default_mu = PTHREAD_MUTEX_INITIALIZER;
+static at_espeak_worker *es_default;
+
+static at_espeak_worker *es_default_worker(at_err *err)
+{
+    pthread_mutex_lock(&es_default_mu);
+    if (!es_default) es_default = at_espeak_worker_new(NULL, err);
+    at_espeak_worker *w = es_default;
+    pthread_mutex_unlock(&es_default_mu);
+    return w;
+}
+
+static int es_phonemize(at_espeak_worker *w, const char *voice, const char *text, char **out, at_err *err)
 {
     if (out) *out = NULL;
     if (!voice || !*voice || !text || !out)
@@ -779,16 +670,16 @@ int at_espeak_phonemize(const char *voice, const char *text, char **out, at_err 
         rc = at_err_set(err, AT_E_NOMEM, "out of memory");
     char *chunk = rc == 0 ? malloc(len + 1) : NULL;
     if (rc == 0 && !chunk) rc = at_err_set(err, AT_E_NOMEM, "out of memory");
-    if (rc == 0) {
-        pthread_mutex_lock(&g_espeak.mu);
-        rc = es_init_locked(NULL, err);
-        if (rc == 0) rc = es_set_phoneme_voice(voice, err);
-        for (size_t i = 0; rc == 0 && i < sp.n_chunks; i++) {
-            memcpy(chunk, sp.chunks[i].p, sp.chunks[i].n);
-            chunk[sp.chunks[i].n] = '\0';
-            rc = es_text_to_phonemes(chunk, voice, &ph[i], err);
-        }
-        pthread_mutex_unlock(&g_espeak.mu);
+    if (rc == 0 && !w && !(w = es_default_worker(err))) rc = AT_E_ENGINE;
+    if (rc == 0 && sp.n_chunks == 0) { /* an unknown voice is an error even without text */
+        char *none = NULL;
+        rc = at_espeak_worker_phonemes(w, voice, "", 0, &none, err);
+        free(none);
+    }
+    for (size_t i = 0; rc == 0 && i < sp.n_chunks; i++) {
+        memcpy(chunk, sp.chunks[i].p, sp.chunks[i].n);
+        chunk[sp.chunks[i].n] = '\0';
+        rc = es_text_to_phonemes(w, chunk, voice, &ph[i], err);
     }
     free(chunk);
     for (size_t i = 0; rc == 0 && i < sp.n_chunks; i++) {
@@ -807,8 +698,12 @@ int at_espeak_phonemize(const char *voice, const char *text, char **out, at_err 
     return rc;
 }
 
+int at_espeak_phonemize(const char *voice, const char *text, char **out, at_err *err)
+{
+    return es_phonemize(NULL, voice, text, out, err);
+}
+
 int at_espeak_phonemizer(void *user, const char *language, const char *text, char **out, at_err *err)
 {
-    (void)user;
-    return at_espeak_phonemize(language, text, out, err);
+    return es_phonemize(user, language, text, out, err);
 }
