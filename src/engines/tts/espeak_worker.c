@@ -403,6 +403,18 @@ static int es_done(at_espeak_worker *w, const es_header *h, at_err *err)
     return 0;
 }
 
+/* The next message of a reply: 1 and *h for one of the given type (its
+ * payload in w->buf), 0 once a DONE says the request succeeded, else the
+ * error (the worker's, or es_lost's for anything unexpected). */
+static int es_next(at_espeak_worker *w, uint32_t type, es_header *h, at_err *err)
+{
+    int rc = es_reply(w, h, err);
+    if (rc) return rc;
+    if (h->type == ES_DONE) return es_done(w, h, err);
+    if (h->type != type) return es_lost(w, -3, err);
+    return 1;
+}
+
 static int es_start(at_espeak_worker *w, at_err *err)
 {
     if (w->pid > 0) return 0;
@@ -489,14 +501,10 @@ int at_espeak_worker_list(at_espeak_worker *w, at_espeak_listed **out, size_t *n
     size_t nv = 0, cap = 0;
     pthread_mutex_lock(&w->mu);
     int rc = es_request(w, ES_LIST, NULL, 0, NULL, 0, err);
-    while (rc == 0) {
-        es_header h = {0, 0};
-        if ((rc = es_reply(w, &h, err)) != 0) break;
-        if (h.type == ES_DONE) {
-            rc = es_done(w, &h, err);
-            break;
-        }
-        if (h.type != ES_VOICE || h.len < 2) {
+    es_header h = {0, 0};
+    while (rc == 0 && (rc = es_next(w, ES_VOICE, &h, err)) == 1) {
+        rc = 0;
+        if (h.len < 2) {
             rc = es_lost(w, -3, err);
             break;
         }
@@ -550,14 +558,10 @@ int at_espeak_worker_synth(at_espeak_worker *w, const char *name, const char *fi
     memcpy(head + 4 + nn + 1, file, nf + 1);
     pthread_mutex_lock(&w->mu);
     int rc = es_request(w, ES_SYNTH, head, 4 + nn + 1 + nf + 1, text, len, err);
-    while (rc == 0) {
-        es_header h = {0, 0};
-        if ((rc = es_reply(w, &h, err)) != 0) break;
-        if (h.type == ES_DONE) {
-            rc = es_done(w, &h, err);
-            break;
-        }
-        if (h.type != ES_PCM || h.len % 2) {
+    es_header h = {0, 0};
+    while (rc == 0 && (rc = es_next(w, ES_PCM, &h, err)) == 1) {
+        rc = 0;
+        if (h.len % 2) {
             rc = es_lost(w, -3, err);
             break;
         }
@@ -582,9 +586,7 @@ int at_espeak_worker_phonemes(at_espeak_worker *w, const char *code, const char 
     pthread_mutex_lock(&w->mu);
     int rc = es_request(w, ES_PHON, code, nc + 1, text, len, err);
     es_header h = {0, 0};
-    if (rc == 0) rc = es_reply(w, &h, err);
-    if (rc == 0 && h.type != ES_DONE) rc = es_lost(w, -3, err);
-    if (rc == 0) rc = es_done(w, &h, err);
+    if (rc == 0) rc = es_next(w, ES_DONE, &h, err); /* only DONE: 0 or an error */
     if (rc == 0 && !(*out = strdup((const char *)w->buf + sizeof(int32_t))))
         rc = at_err_set(err, AT_E_NOMEM, "out of memory");
     pthread_mutex_unlock(&w->mu);
