@@ -1,4 +1,4 @@
-/* espeak_worker.c - libespeak-ng in a forked worker process.
+/* espeak_worker.c - libespeak-ng in a worker process.
  *
  * Protocol, over a Unix stream socket pair: every message is a header
  * (type, payload length; host byte order, both ends are this binary) and
@@ -16,13 +16,15 @@
  *
  * The parent waits at most ES_TIMEOUT_MS for each message; a worker that
  * closes its socket, breaks the protocol or is too slow is killed, reaped
- * and forgotten, and the next request forks a new one.  Both ends bound
+ * and forgotten, and the next request starts a new one.  Both ends bound
  * what they accept (ES_REQUEST_MAX, ES_REPLY_MAX).
  *
- * Forking a multi-threaded process is safe here because the child only
- * calls what glibc keeps working after fork (malloc and stdio locks are
- * reset in the child) and libespeak-ng, which the parent never touches;
- * it never returns into our code. */
+ * The worker is this program executed again (/proc/self/exe) with
+ * ES_ENTRY_ARG as its first argument; es_entry(), a constructor, catches
+ * that before main() runs.  A plain fork() is not enough: a child forked
+ * from a multi-threaded process inherits every lock another thread held at
+ * that moment, and under AddressSanitizer the allocator's locks are not
+ * reset, so one fork in a dozen hung in its first malloc. */
 #include "engines/tts/espeak_worker.h"
 
 #include <errno.h>
@@ -30,11 +32,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -50,6 +54,8 @@
 #define ES_TIMEOUT_MS  30000
 #define ES_REQUEST_MAX (AT_ESPEAK_WORKER_TEXT_MAX + 1024)
 #define ES_REPLY_MAX   (8 * AT_ESPEAK_WORKER_TEXT_MAX)
+#define ES_ENTRY_ARG   "--at-espeak-worker"
+#define ES_FD          3 /* the worker's end of the socket */
 
 enum { ES_HELLO = 1, ES_LIST, ES_SYNTH, ES_PHON, ES_VOICE, ES_PCM, ES_DONE };
 
@@ -141,33 +147,6 @@ static void es_child_error(es_child *c, int32_t code, const char *fmt, const cha
     char msg[256];
     snprintf(msg, sizeof msg, fmt, arg);
     es_child_done(c, code, msg, strlen(msg));
-}
-
-/* The parent's state is not ours: default signal actions, nothing
- * blocked, only the socket (as descriptor 3) and stderr kept. */
-static int es_child_isolate(int fd)
-{
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    for (int s = 1; s < NSIG; s++)
-        if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    pthread_sigmask(SIG_SETMASK, &none, NULL);
-    if (fd != 3 && dup2(fd, 3) < 0) es_child_exit(1);
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) {
-        dup2(null, 0);
-        dup2(null, 1);
-    }
-    prctl(PR_SET_NAME, "espeak-worker"); /* what ps and top show */
-    if (close_range(4, ~0u, 0) != 0) {
-        long max = sysconf(_SC_OPEN_MAX);
-        for (long i = 4; i < (max > 0 && max < 65536 ? max : 65536); i++) close((int)i);
-    }
-    return 3;
 }
 
 static int es_child_pcm(short *wav, int n, espeak_EVENT *events)
@@ -294,9 +273,18 @@ static void es_child_phonemes(es_child *c, char *p, size_t len)
     at_strbuf_free(&out);
 }
 
-static _Noreturn void es_child_main(int fd, const char *data_path)
+static _Noreturn void es_child_main(const char *data_path)
 {
-    es_child c = {.fd = es_child_isolate(fd)};
+    es_child c = {.fd = ES_FD};
+    prctl(PR_SET_NAME, "espeak-worker"); /* what ps and top show */
+    /* Text that crashes the library may come again and again: no core
+     * files.  And die of the signal itself, also where a sanitizer's
+     * handler would turn it into an exit status, so the parent can say
+     * the library crashed. */
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    static const int fatal[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) signal(fatal[i], SIG_DFL);
     espeak_ng_InitializePath(data_path);
     espeak_ng_STATUS st = espeak_ng_Initialize(NULL);
     if (st == ENS_OK) st = espeak_ng_InitializeOutput(ENOUTPUT_MODE_SYNCHRONOUS, ES_BUFFER_MS, NULL);
@@ -327,6 +315,15 @@ static _Noreturn void es_child_main(int fd, const char *data_path)
             es_child_exit(2);
         free(p);
     }
+}
+
+/* Runs before main() in every program that links this module: glibc hands
+ * constructors the program's arguments.  Only es_start() passes
+ * ES_ENTRY_ARG, with the data path ("" for the default) after it. */
+__attribute__((constructor)) static void es_entry(int argc, char **argv, char **envp)
+{
+    (void)envp;
+    if (argc == 3 && strcmp(argv[1], ES_ENTRY_ARG) == 0) es_child_main(argv[2][0] ? argv[2] : NULL);
 }
 
 /* ---- the parent ----------------------------------------------------- */
@@ -415,28 +412,62 @@ static int es_next(at_espeak_worker *w, uint32_t type, es_header *h, at_err *err
     return 1;
 }
 
+/* Executes the worker with its socket as descriptor ES_FD, /dev/null as
+ * standard input and output, stderr shared, no other descriptor, default
+ * signal actions and nothing blocked.  posix_spawn() runs nothing of ours
+ * between its fork and the exec. */
+static int es_spawn(int fd, const char *data_path, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    char *argv[] = {"espeak-worker", ES_ENTRY_ARG, (char *)(data_path ? data_path : ""), NULL};
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc) return rc;
+    rc = posix_spawnattr_init(&at);
+    if (rc) {
+        posix_spawn_file_actions_destroy(&fa);
+        return rc;
+    }
+    rc = posix_spawn_file_actions_adddup2(&fa, fd, ES_FD);
+    if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (!rc) rc = posix_spawn_file_actions_addclosefrom_np(&fa, ES_FD + 1);
+    if (!rc) rc = posix_spawnattr_setsigdefault(&at, &all);
+    if (!rc) rc = posix_spawnattr_setsigmask(&at, &none);
+    if (!rc) rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    if (!rc) rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv, environ);
+    posix_spawnattr_destroy(&at);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+}
+
 static int es_start(at_espeak_worker *w, at_err *err)
 {
     if (w->pid > 0) return 0;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return at_err_set(err, AT_E_IO, "espeak-ng: socketpair: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(sv[0]);
+    /* dup2 onto itself would leave close-on-exec set */
+    if (sv[1] == ES_FD) {
+        int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, ES_FD + 1);
         close(sv[1]);
-        return at_err_set(err, AT_E_IO, "espeak-ng: cannot start its worker: %s", strerror(e));
+        sv[1] = moved;
     }
-    if (pid == 0) {
+    pid_t pid = 0;
+    int rc = sv[1] < 0 ? errno : es_spawn(sv[1], w->data_path, &pid);
+    if (rc) {
         close(sv[0]);
-        es_child_main(sv[1], w->data_path);
+        if (sv[1] >= 0) close(sv[1]);
+        return at_err_set(err, AT_E_IO, "espeak-ng: cannot start its worker: %s", strerror(rc));
     }
     close(sv[1]);
     w->pid = pid;
     w->fd = sv[0];
     es_header h = {0, 0};
-    int rc = es_reply(w, &h, err);
+    rc = es_reply(w, &h, err);
     if (rc) return rc;
     if (h.type == ES_DONE) {
         rc = es_done(w, &h, err);

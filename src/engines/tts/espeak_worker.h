@@ -6,15 +6,16 @@
  * stack holds; fixed upstream in 1.52), overflows a 40-byte phoneme buffer
  * with long emoji names, and frees a translator it still uses.  Inside a
  * service any of these would take every request down with it.  So every
- * call into the library happens in a worker process forked from ours: a
- * crash or a hang costs the request that caused it an AT_E_ENGINE error,
- * and the next request starts a fresh worker.
+ * call into the library happens in a worker process: a crash or a hang
+ * costs the request that caused it an AT_E_ENGINE error, and the next
+ * request starts a fresh worker.
  *
- * The worker is forked, not executed, so it needs no executable of its
- * own; it keeps only its socket (every other descriptor is closed), puts
- * every signal back to its default action and exits when the socket
- * closes, so it never outlives its parent.  Only this module includes the
- * library's headers.
+ * The worker is the running program executed again, with a marker argument
+ * that a constructor in this module recognises before main() (so every
+ * program that links it can start workers, with no executable of its own).
+ * It keeps only its socket, starts with default signal actions and exits
+ * when the socket closes, so it never outlives its parent.  Only this
+ * module includes the library's headers.
  *
  * Thread-safety: calls on one worker are serialised (one request at a time
  * per process; the library is not reentrant).  Different workers run in
