@@ -252,6 +252,54 @@ static void test_matmul_types(void **st)
     at_compute_free(c);
 }
 
+/* A decoder step batched with others (beams, samples, the scheduler's
+ * streams) gives each sequence the bits it gets alone: with AVX-512 each
+ * row of a small batch is the same bits as that row's product alone, for
+ * the types decoders use, whatever the batch's size. */
+static void test_matmul_rows_independent(void **st)
+{
+    (void)st;
+    if (at_isa_detect() < AT_ISA_AVX512) {
+        print_message("skipped: this CPU has no AVX-512 (only its kernels promise this)\n");
+        return;
+    }
+    static const at_dtype types[] = {AT_DT_F32, AT_DT_F16, AT_DT_Q8_0};
+    const int N = 150, MMAX = 12;
+    at_err err;
+    at_compute *c = at_compute_new(2, &err);
+    assert_non_null(c);
+    for (int K = 320; K <= 328; K += 8)
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            at_dtype t = types[ti];
+            if (K % 32 && t == AT_DT_Q8_0) continue;
+            float *w = rand_vec((size_t)N * K), *bias = rand_vec(N), *X = rand_vec((size_t)MMAX * K);
+            float *alone = malloc((size_t)MMAX * N * sizeof *alone),
+                  *Y = malloc((size_t)MMAX * N * sizeof *Y);
+            size_t rb = at_dtype_row_bytes(t, K);
+            uint8_t *q = malloc(rb * N);
+            assert_true(alone && Y && q);
+            for (int n = 0; n < N; n++) at_quant_row(t, w + (size_t)n * K, q + (size_t)n * rb, K);
+            at_matrix W = {t, N, K, q, rb, 0, 0};
+            for (int m = 0; m < MMAX; m++)
+                assert_int_equal(at_matmul(c, X + (size_t)m * K, 1, &W, bias, alone + (size_t)m * N, &err),
+                                 0);
+            for (int M = 2; M <= MMAX; M++) {
+                assert_int_equal(at_matmul(c, X, M, &W, bias, Y, &err), 0);
+                for (int m = 0; m < M; m++)
+                    if (memcmp(Y + (size_t)m * N, alone + (size_t)m * N, sizeof(float) * N) != 0)
+                        fail_msg("%s K=%d: row %d of a batch of %d differs from alone", at_dtype_name(t), K,
+                                 m, M);
+            }
+            free(q);
+            free(w);
+            free(bias);
+            free(X);
+            free(alone);
+            free(Y);
+        }
+    at_compute_free(c);
+}
+
 static void test_attention(void **st)
 {
     (void)st;
@@ -688,12 +736,19 @@ static void test_isa_cap(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm_every_level),  cmocka_unit_test(test_matmul_types),
-        cmocka_unit_test(test_attention),         cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_query_independent), cmocka_unit_test(test_attention_multi),
-        cmocka_unit_test(test_pool_clients),      cmocka_unit_test(test_pool_rounds),
-        cmocka_unit_test(test_isa_cap),           cmocka_unit_test(test_search_kernels),
-        cmocka_unit_test(test_conv_fft),          cmocka_unit_test(test_elementwise_levels),
+        cmocka_unit_test(test_gemm_every_level),
+        cmocka_unit_test(test_matmul_types),
+        cmocka_unit_test(test_matmul_rows_independent),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_query_independent),
+        cmocka_unit_test(test_attention_multi),
+        cmocka_unit_test(test_pool_clients),
+        cmocka_unit_test(test_pool_rounds),
+        cmocka_unit_test(test_isa_cap),
+        cmocka_unit_test(test_search_kernels),
+        cmocka_unit_test(test_conv_fft),
+        cmocka_unit_test(test_elementwise_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
