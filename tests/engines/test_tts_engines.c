@@ -410,11 +410,9 @@ static char proc_state(const char *pid, int *ppid, long *threads)
     return st;
 }
 
-/* Kills this process's children (espeak-ng workers) and waits until they
- * are dead, every thread gone (the socket closes with the last one);
- * returns how many. */
-/* Sends sig to this process's children (the espeak workers) and waits
- * until each is a zombie with no thread left running. */
+/* Sends sig to this process's children (espeak-ng workers) and waits
+ * until they are dead, every thread gone (the socket closes with the last
+ * one); returns how many. */
 static int signal_workers(int sig)
 {
     int killed = 0, ppid;
