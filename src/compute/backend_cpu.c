@@ -123,7 +123,7 @@ static at_buffer *buf_from_host(at_backend *be, const void *data, size_t bytes, 
     }
     b->base.ops = be->ops;
     b->base.kind = CPU_KIND;
-    b->base.base = (void *)data; /* read-only by contract: weights are never an output */
+    b->base.base = (void *)data; /* in place: weights, or a caller's output written without a download */
     b->base.size = bytes;
     return &b->base;
 }

@@ -586,6 +586,27 @@ int at_nn_logits(at_backend *be, const at_nn_norm *norm, float eps, const at_ten
                                                   : at_op_copy(be, &src, &dst, err));
     }
     at_tensor yl = at_tensor_view_rows(y, 0, L), lg = at_tensor_view_rows(logits, 0, L);
+    /* On host memory, requests whose outputs follow one another (a beam
+     * group's, a batch of one) get their rows written in place: copying
+     * eight rows of a 51 865-token vocabulary took a batched step longer
+     * than its norms, on one thread while the others waited. */
+    float *run = NULL;
+    for (int i = 0, r = 0; i < n_req; r += req[i].n, i++) {
+        if (!req[i].n) continue;
+        if (!run) run = req[i].out;
+        if (req[i].out != run + (size_t)r * at_tensor_cols(&lg)) {
+            run = NULL;
+            break;
+        }
+    }
+    if (run && at_backend_host_memory(be)) {
+        int64_t ne[2] = {at_tensor_cols(&lg), L};
+        at_tensor out;
+        CHECK(at_tensor_from_host(be, &out, AT_DT_F32, 2, ne, run, (size_t)L * ne[0] * sizeof(float), err));
+        int rc = at_op_matmul(be, &yl, w, bias, &out, err);
+        at_tensor_free(&out);
+        return rc;
+    }
     CHECK(at_op_matmul(be, &yl, w, bias, &lg, err));
     for (int i = 0, r = 0; i < n_req; r += req[i].n, i++) {
         if (!req[i].n) continue;
