@@ -698,22 +698,26 @@ static void mm_small(void *p, int chunk, int ith)
                 w4[r] = w + (size_t)(r < nw ? r : 0) * j->W->row_bytes;
                 b4[r] = j->bias && r < nw ? j->bias[n + r] : 0.0f;
             }
-            /* The next four rows, spread over the first pass along K (a
+            /* The next four rows, spread along K over all the passes (a
              * burst of 64 lines at once stalled an eight-row batch on
-             * memory), and past the chunk's end: the pool deals a thread
-             * consecutive chunks.  (A prefetch never faults, so rounding
-             * the step up may touch a line past the matrix.)  Otherwise,
-             * and in later passes, the prefetches go over these rows,
-             * already in cache: cheaper than a test in the kernel's loop. */
-            const char *pf = (const char *)w;
-            int steps = t == AT_DT_Q8_0 ? j->K / AT_QK : j->K / 16, pf_step = 0;
-            if (steps > 0) pf_step = (int)((4 * j->W->row_bytes + (size_t)steps - 1) / (size_t)steps);
-            if (n + 7 < j->N) pf += 4 * j->W->row_bytes;
+             * memory; asked for in the first pass only, they left memory
+             * idle during the second), and past the chunk's end: the pool
+             * deals a thread consecutive chunks.  (A prefetch never
+             * faults, so rounding the step up may touch a line past the
+             * matrix.)  At the matrix's end the prefetches go over these
+             * rows, already in cache: cheaper than a test in the kernel's
+             * loop. */
+            int steps = t == AT_DT_Q8_0 ? j->K / AT_QK : j->K / 16, pf_step = 0, passes = (j->M + 3) / 4;
+            size_t span = (size_t)steps * (size_t)passes;
+            if (span > 0) pf_step = (int)((4 * j->W->row_bytes + span - 1) / span);
+            const char *next = n + 7 < j->N ? (const char *)w + 4 * j->W->row_bytes : NULL;
             for (int m0 = 0; m0 < j->M; m0 += 4) {
                 int mm = j->M - m0 < 4 ? j->M - m0 : 4;
                 const float *x[4];
                 for (int m = 0; m < 4; m++) x[m] = j->X + (size_t)(m0 + (m < mm ? m : 0)) * j->ldx;
-                rowsx4_avx512(mm, x, w4, t, j->K, o, m0 ? (const char *)w : pf, pf_step);
+                const char *pf =
+                    next ? next + (size_t)(m0 / 4) * (size_t)steps * (size_t)pf_step : (const char *)w;
+                rowsx4_avx512(mm, x, w4, t, j->K, o, pf, pf_step);
                 for (int m = 0; m < mm; m++) {
                     float *y = j->Y + (size_t)(m0 + m) * j->ldy + n;
                     if (nw == 4) {
@@ -1150,6 +1154,7 @@ typedef struct {
     int Tq, Tk, n_head, hd, causal;
     float scale;
     float *O;
+    int hg; /* heads a task takes */
 } att_job;
 
 #define ATT_GEMM_MIN 16 /* fewer query rows: one at a time (no key packing) */
@@ -1608,6 +1613,7 @@ att_block64_impl(const int R, const att_split *a, int blk, float *O, float *m, f
     float *Ks = S + (size_t)ATT_GROUP_AVX2 * ATT_KBLK, *Vs = Ks + 64 * ATT_KBLK;
     int k0 = blk * ATT_KBLK, k1 = k0 + ATT_KBLK < a->kmax ? k0 + ATT_KBLK : a->kmax, n = k1 - k0;
     const __m512 sc = _mm512_set1_ps(j->scale), ninf = _mm512_set1_ps(-INFINITY);
+    const int per = (8 + (R + 1) / 2 - 1) / ((R + 1) / 2); /* rows of 8 each pair prefetches */
     for (int h = 0; h < H; h++) {
         /* the head's slices of the block's keys and values: in place for
          * one or two queries; else copied together first, since rows a
@@ -1615,17 +1621,16 @@ att_block64_impl(const int R, const att_split *a, int blk, float *O, float *m, f
          * other between the queries */
         const float *kh = j->K + (size_t)k0 * j->ldk + h * 64, *vh = j->V + (size_t)k0 * j->ldv + h * 64;
         int ldk = j->ldk, ldv = j->ldv;
+        const float *pk = NULL, *pv = NULL;
         if (R > 2) {
             /* the next head's slices (the next block's first, after the
-             * last head) are fetched while this one's are copied: read
-             * from memory a row at a time, the slices stalled the copy */
-            const float *kn = h + 1 < H ? kh + 64 : j->K + (size_t)k1 * j->ldk,
-                        *vn = h + 1 < H ? vh + 64 : j->V + (size_t)k1 * j->ldv;
+             * last head) are fetched while this head's scores run: asked
+             * for during the copy, they arrived too late to overlap with
+             * anything but the copy, and the cache's keys and values come
+             * from memory in a batched step (a beam's or a stream's) */
+            pk = h + 1 < H ? kh + 64 : j->K + (size_t)k1 * j->ldk;
+            pv = h + 1 < H ? vh + 64 : j->V + (size_t)k1 * j->ldv;
             for (int x = 0; x < n; x++) {
-                for (int c = 0; c < 64; c += 16) {
-                    _mm_prefetch((const char *)(kn + (size_t)x * ldk + c), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(vn + (size_t)x * ldv + c), _MM_HINT_T0);
-                }
                 for (int c = 0; c < 64; c += 16) {
                     _mm512_storeu_ps(Ks + x * 64 + c, _mm512_loadu_ps(kh + (size_t)x * ldk + c));
                     _mm512_storeu_ps(Vs + x * 64 + c, _mm512_loadu_ps(vh + (size_t)x * ldv + c));
@@ -1646,6 +1651,12 @@ att_block64_impl(const int R, const att_split *a, int blk, float *O, float *m, f
                 qva[c] = _mm512_loadu_ps(qa + 16 * c), qvb[c] = _mm512_loadu_ps(qb + 16 * c);
             for (int x0 = 0; x0 < n; x0 += 8) {
                 __m512 acc[16];
+                if (pk) /* each pair asks for its share of these 8 rows */
+                    for (int x = x0 + (r / 2) * per; x < x0 + (r / 2 + 1) * per && x < x0 + 8 && x < n; x++)
+                        for (int c = 0; c < 64; c += 16) {
+                            _mm_prefetch((const char *)(pk + (size_t)x * j->ldk + c), _MM_HINT_T0);
+                            _mm_prefetch((const char *)(pv + (size_t)x * j->ldv + c), _MM_HINT_T0);
+                        }
                 for (int i = 0; i < 8; i++) {
                     const float *kr = kh + (size_t)(x0 + i < n ? x0 + i : n - 1) * ldk;
                     __m512 k = _mm512_loadu_ps(kr);
@@ -1797,8 +1808,9 @@ static void att_task(void *p, int t, int ith)
     att_job *j = p;
     float *S = j->c->scr[ith];
     float scale = j->scale;
-    {
-        int h = t % j->n_head, i0 = (t / j->n_head) * ATT_CHUNK;
+    int hg = j->hg, ng = (j->n_head + hg - 1) / hg;
+    for (int h = (t % ng) * hg; h < (t % ng + 1) * hg && h < j->n_head; h++) {
+        int i0 = (t / ng) * ATT_CHUNK;
         int ch = j->Tq - i0 < ATT_CHUNK ? j->Tq - i0 : ATT_CHUNK;
         /* keys visible to the last row of the chunk bound the work */
         int tk = j->Tk;
@@ -1822,11 +1834,11 @@ static void att_task(void *p, int t, int ith)
                     else
                         att_group_avx2(j, h, i0 + r, g, lens, tk, S);
                 }
-                return;
+                continue;
             }
 #endif
             for (int r = 0; r < ch; r++) att_one(j, h, i0 + r, tk, S);
-            return;
+            continue;
         }
         float *pack = j->c->pack[ith];
         at_gemm(j->c->isa, ch, tk, j->hd, scale, j->Q + (size_t)i0 * j->ldq + h * j->hd, j->ldq,
@@ -1892,7 +1904,7 @@ static int att_multi_round(at_compute *r, const at_attn_call *calls, int n, int 
         mu->jobs[i] = (att_job){
             r,      q->Q,  q->K,  q->V,   q->ldq, q->ldk,    q->ldv,
             q->ldo, q->Tq, q->Tk, n_head, hd,     q->causal, scale > 0 ? scale : 1.0f / sqrtf((float)hd),
-            q->O};
+            q->O,   1};
     }
 #if AT_HAVE_X86
     /* few queries on many keys: by key blocks */
@@ -1920,6 +1932,14 @@ static int att_multi_round(at_compute *r, const at_attn_call *calls, int n, int 
         by_blocks[i] = 1;
     }
 #endif
+    /* A decoder step's (sequence, head) tasks are small: a batch's 64
+     * cost more to claim and count than to run, so a task then takes
+     * several heads, about eight tasks a thread in all. */
+    int small = 0, hg = 1;
+    for (int i = 0; i < n; i++)
+        if (!by_blocks[i] && calls[i].Tq > 0 && calls[i].Tq < ATT_GEMM_MIN && calls[i].Tk > 0)
+            small += n_head;
+    if (small > 8 * r->n) hg = (small + 8 * r->n - 1) / (8 * r->n);
     for (int i = 0; i < n; i++) {
         const at_attn_call *q = &calls[i];
         if (by_blocks[i] || q->Tq <= 0 || q->Tk <= 0) continue;
@@ -1927,9 +1947,11 @@ static int att_multi_round(at_compute *r, const at_attn_call *calls, int n, int 
          * needs one row, not a whole chunk's */
         size_t s1 = (size_t)(q->Tq < ATT_CHUNK ? q->Tq : ATT_CHUNK) * (size_t)q->Tk;
         if (s1 > scr) scr = s1;
+        if (q->Tq < ATT_GEMM_MIN) mu->jobs[i].hg = hg;
         mu->first[mu->n_ranges] = mu->n_tasks;
         mu->owner[mu->n_ranges++] = i;
-        mu->n_tasks += ((q->Tq + ATT_CHUNK - 1) / ATT_CHUNK) * n_head;
+        mu->n_tasks +=
+            ((q->Tq + ATT_CHUNK - 1) / ATT_CHUNK) * ((n_head + mu->jobs[i].hg - 1) / mu->jobs[i].hg);
     }
     if (at_compute_reserve(r, scr, err) || at_compute_reserve_shared(r, shared, err))
         return err && err->code < 0 ? err->code : AT_E_NOMEM;

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "compute/backend.h"
+#include "compute/kernels.h"
 #include "nn/layers.h"
 
 typedef struct {
@@ -467,6 +468,45 @@ static void test_elementwise(void **st)
     free(ref);
 }
 
+/* Activations large enough to go to the pool in pieces (a batch's
+ * feed-forward rows): every element the same bits as one pass over its
+ * row, including a row's last, partial piece and a view's rows. */
+static void test_elementwise_pieces(void **st)
+{
+    at_backend *be = backend(st);
+    at_err err = {0};
+    int R = 3, C = 5000, V = 4100; /* 2048-element pieces: two full and a partial one a row */
+    float *x = rand_vec((size_t)R * C), *want = malloc(sizeof(float) * (size_t)R * C);
+    assert_non_null(want);
+    for (int i = 0; i < R * C; i++) x[i] *= 6;
+    at_tensor tx = mat(be, R, C, x), ty = mat(be, R, C, NULL);
+    static const at_act acts[] = {AT_ACT_GELU, AT_ACT_RELU, AT_ACT_SILU, AT_ACT_TANH, AT_ACT_SIGMOID};
+    static void (*const alone[])(float *, size_t) = {at_gelu, at_relu, at_silu, at_tanh, at_sigmoid};
+    for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+        memcpy(want, x, sizeof(float) * (size_t)R * C);
+        for (int r = 0; r < R; r++) alone[a](want + (size_t)r * C, (size_t)C);
+        assert_int_equal(at_op_act(be, acts[a], &tx, &ty, &err), 0);
+        float *y = get(be, &ty);
+        if (memcmp(y, want, sizeof(float) * (size_t)R * C) != 0)
+            fail_msg("%s: pieces differ from one pass over each row", at_act_name(acts[a]));
+        free(y);
+        /* the first V columns of each row, in place (rows C apart) */
+        memcpy(want, x, sizeof(float) * (size_t)R * C);
+        for (int r = 0; r < R; r++) alone[a](want + (size_t)r * C, (size_t)V);
+        at_tensor tz = mat(be, R, C, x), v = at_tensor_view_cols(&tz, 0, V);
+        assert_int_equal(at_op_act(be, acts[a], &v, &v, &err), 0);
+        y = get(be, &tz);
+        if (memcmp(y, want, sizeof(float) * (size_t)R * C) != 0)
+            fail_msg("%s: pieces of a view differ from one pass over each row", at_act_name(acts[a]));
+        free(y);
+        at_tensor_free(&tz);
+    }
+    at_tensor_free(&tx);
+    at_tensor_free(&ty);
+    free(x);
+    free(want);
+}
+
 static void test_get_rows_and_copy(void **st)
 {
     at_backend *be = backend(st);
@@ -755,6 +795,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shape_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conv_shared_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conv1d_packed_levels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_elementwise_pieces, setup, teardown),
         cmocka_unit_test(test_sinusoids),
     };
     const struct CMUnitTest cuda[] = {BACKEND_TESTS(setup_cuda)};
