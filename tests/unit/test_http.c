@@ -119,6 +119,9 @@ static void h_stream(at_http_req *r, void *u)
             f->stream_cancelled++;
             pthread_cond_broadcast(&f->cv);
             pthread_mutex_unlock(&f->mu);
+            /* a handler may clean up after it sees the client go: its slot
+             * stays taken meanwhile, and the next test must wait for it */
+            usleep(100 * 1000);
             return;
         }
     }
@@ -320,16 +323,33 @@ static void *call_slow(void *arg)
     return NULL;
 }
 
+static void wait_in_flight(int n);
+static void release_flag(int *flag);
+
+/* Two slow handlers fill max_inflight (2): a third request gets 503 with
+ * Retry-After.  It starts once the last test's stream has given its slot
+ * back (it could still hold it, and one slow call got the 503 instead,
+ * which left the test waiting for ever), and waits at most 10 s. */
 static void inflight_limit_gives_503_with_retry_after(void **state)
 {
     (void)state;
+    wait_in_flight(0);
     fx.release = 0;
     slow_call calls[2] = {{fx.port, 0}, {fx.port, 0}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, call_slow, &calls[i]);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
     pthread_mutex_lock(&fx.mu);
-    while (fx.slow_running < 2) pthread_cond_wait(&fx.cv, &fx.mu);
+    while (fx.slow_running < 2 && pthread_cond_timedwait(&fx.cv, &fx.mu, &dl) == 0) {}
+    int running = fx.slow_running;
     pthread_mutex_unlock(&fx.mu);
+    if (running < 2) {
+        release_flag(&fx.release);
+        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        fail_msg("%d of 2 slow handlers ran (answers %d and %d)", running, calls[0].status, calls[1].status);
+    }
     at_test_resp r;
     assert_int_equal(at_test_http(fx.port, "POST", "/echo", NULL, "x", 1, &r), 0);
     assert_int_equal(r.status, 503);
