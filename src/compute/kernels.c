@@ -1616,9 +1616,11 @@ att_block64_impl(const int R, const att_split *a, int blk, float *O, float *m, f
     const int per = (8 + (R + 1) / 2 - 1) / ((R + 1) / 2); /* rows of 8 each pair prefetches */
     for (int h = 0; h < H; h++) {
         /* the head's slices of the block's keys and values: in place for
-         * one or two queries; else copied together first, since rows a
-         * power of two apart fall into few L1 sets and would evict each
-         * other between the queries */
+         * one or two queries, or for rows an odd number of cache lines
+         * apart (a padded memory), which go round all the L1 sets; else
+         * copied together first, since rows 2 KB apart (Whisper base's)
+         * fall into two sets and would evict each other between the
+         * queries */
         const float *kh = j->K + (size_t)k0 * j->ldk + h * 64, *vh = j->V + (size_t)k0 * j->ldv + h * 64;
         int ldk = j->ldk, ldv = j->ldv;
         const float *pk = NULL, *pv = NULL;
@@ -1630,6 +1632,8 @@ att_block64_impl(const int R, const att_split *a, int blk, float *O, float *m, f
              * from memory in a batched step (a beam's or a stream's) */
             pk = h + 1 < H ? kh + 64 : j->K + (size_t)k1 * j->ldk;
             pv = h + 1 < H ? vh + 64 : j->V + (size_t)k1 * j->ldv;
+        }
+        if (R > 2 && (ldk % 32 == 0 || ldv % 32 == 0)) {
             for (int x = 0; x < n; x++) {
                 for (int c = 0; c < 64; c += 16) {
                     _mm512_storeu_ps(Ks + x * 64 + c, _mm512_loadu_ps(kh + (size_t)x * ldk + c));

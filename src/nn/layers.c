@@ -489,6 +489,25 @@ int at_nn_kv_copy(at_backend *be, at_nn_kv *dst, const at_nn_kv *src, at_err *er
     return 0;
 }
 
+int at_nn_memory_new(at_backend *be, at_nn_memory *mem, int n_layer, int n, int d, at_err *err)
+{
+    mem->n_layer = n_layer;
+    mem->stride = n;
+    mem->len = 0;
+    int pad = at_backend_host_memory(be) ? 16 : 0; /* floats: one cache line */
+    int64_t rows = (int64_t)n_layer * n;
+    at_tensor k, v;
+    CHECK(at_tensor_new_2d(be, &k, AT_DT_F32, d + pad, rows, err));
+    int rc = at_tensor_new_2d(be, &v, AT_DT_F32, d + pad, rows, err);
+    if (rc) {
+        at_tensor_free(&k);
+        return rc;
+    }
+    mem->k = at_tensor_view_cols(&k, 0, d);
+    mem->v = at_tensor_view_cols(&v, 0, d);
+    return 0;
+}
+
 int at_nn_memory_compute(at_backend *be, const at_nn_layer *layers, const at_tensor *enc_out,
                          at_nn_memory *mem, at_err *err)
 {

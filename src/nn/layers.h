@@ -183,6 +183,13 @@ typedef struct at_nn_memory {
     at_tensor k, v; /* n_layer times the longest memory's rows, of d */
 } at_nn_memory;
 
+/* Room in mem for n_layer memories of up to n rows of d (stride n, len
+ * 0).  On host memory each row is padded by a cache line, so that a block
+ * of keys read a head at a time spreads over the L1 sets instead of a few
+ * of them (rows 2 KB apart, Whisper base's, fell into two).
+ * at_tensor_free of k and v frees it. */
+int at_nn_memory_new(at_backend *be, at_nn_memory *mem, int n_layer, int n, int d, at_err *err);
+
 /* Fills mem's keys and values for every layer from an encoder output of
  * n rows (at most the rows of k and v over n_layer); afterwards stride
  * and len are n. */

@@ -319,8 +319,6 @@ at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_comp
     s->m = m;
     const at_whisper_hparams *hp = &m->hp;
     int n = hp->n_audio_ctx, d = hp->n_audio_state;
-    s->mem.n_layer = hp->n_text_layer;
-    s->mem.stride = n;
     /* on a GPU the pool runs nothing of the state's: its backend is a
      * stream of the model's device */
     if (m->device >= 0) {
@@ -337,8 +335,7 @@ at_whisper_state *at_whisper_state_new_shared(const at_whisper_model *m, at_comp
         at_tensor_new_2d(s->be, &s->c1, AT_DT_F32, d, 2 * n, err) ||
         at_tensor_new_2d(s->be, &s->x, AT_DT_F32, d, n, err) ||
         at_tensor_new_2d(s->be, &s->enc_out, AT_DT_F32, d, n, err) ||
-        at_tensor_new_2d(s->be, &s->mem.k, AT_DT_F32, d, (int64_t)hp->n_text_layer * n, err) ||
-        at_tensor_new_2d(s->be, &s->mem.v, AT_DT_F32, d, (int64_t)hp->n_text_layer * n, err) ||
+        at_nn_memory_new(s->be, &s->mem, hp->n_text_layer, n, d, err) ||
         at_nn_scratch_reserve(&s->es, s->be, n, d, m->enc_cfg.d_ffn, err))
         goto fail;
     return s;

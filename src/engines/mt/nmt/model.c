@@ -258,14 +258,10 @@ at_nmt_memory *at_nmt_memory_new(const at_nmt_model *m, int max_len, at_err *err
         return NULL;
     }
     int d = m->hp.d_model;
-    int64_t rows = (int64_t)m->hp.dec_layers * max_len;
     mem->m = m;
     mem->max_len = max_len;
-    mem->mem.n_layer = m->hp.dec_layers;
-    mem->mem.stride = max_len;
     if (at_tensor_new_2d(m->wbe, &mem->out, AT_DT_F32, d, max_len, err) ||
-        at_tensor_new_2d(m->wbe, &mem->mem.k, AT_DT_F32, d, rows, err) ||
-        at_tensor_new_2d(m->wbe, &mem->mem.v, AT_DT_F32, d, rows, err)) {
+        at_nn_memory_new(m->wbe, &mem->mem, m->hp.dec_layers, max_len, d, err)) {
         at_nmt_memory_free(mem);
         return NULL;
     }
