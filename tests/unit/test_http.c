@@ -356,10 +356,7 @@ static void inflight_limit_gives_503_with_retry_after(void **state)
     char v[16];
     assert_true(at_test_header(&r, "retry-after", v, sizeof v));
     at_test_resp_free(&r);
-    pthread_mutex_lock(&fx.mu);
-    fx.release = 1;
-    pthread_cond_broadcast(&fx.cv);
-    pthread_mutex_unlock(&fx.mu);
+    release_flag(&fx.release);
     for (int i = 0; i < 2; i++) {
         pthread_join(th[i], NULL);
         assert_int_equal(calls[i].status, 200);
@@ -1052,10 +1049,7 @@ static void stop_drains_and_returns(void **state)
     assert_int_equal(at_test_http(fx.port, "GET", "/health", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     at_test_resp_free(&r);
-    pthread_mutex_lock(&fx.mu);
-    fx.release = 1;
-    pthread_cond_broadcast(&fx.cv);
-    pthread_mutex_unlock(&fx.mu);
+    release_flag(&fx.release);
     pthread_join(th, NULL);
     assert_int_equal(call.status, 200);
     pthread_join(fx.loop, NULL);
